@@ -1,0 +1,162 @@
+// The whole product on one machine: Redis, the local IdP, the sample upstream, idgate replica(s) and HAProxy.
+// `make demo` runs it with the contract's ports; the end-to-end tests run it with free ports. Every
+// process is a child of this one and is stopped by `stop()` (or by Ctrl-C in the demo).
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startHaproxy } from './haproxy.js';
+import { freePort, startProcess, waitForPort, type ManagedProcess } from './processes.js';
+
+/** The repository root, whether this file runs from demo/ (tests) or dist/demo/ (compiled). */
+export const REPO_ROOT = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
+
+function findRepoRoot(from: string): string {
+  for (let dir = from; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'haproxy-conf')) && fs.existsSync(path.join(dir, 'package.json'))) return dir;
+  }
+  throw new Error(`cannot find the idgate repository above ${from}`);
+}
+/** Compiled entry points (make build). */
+const DIST = path.join(REPO_ROOT, 'dist');
+
+export interface StackPorts {
+  front: number;
+  idgate: number[];
+  idp: number;
+  redis: number;
+  upstream: number;
+}
+
+export interface StackOptions {
+  /** Fixed ports (the demo); absent: free ports are picked (tests). */
+  ports?: Partial<StackPorts>;
+  /** How many idgate replicas (default 1); HAProxy uses the first, tests reach the others directly. */
+  idgateReplicas?: number;
+  /** Extra IDGATE_* settings for every replica. */
+  idgateEnv?: Record<string, string>;
+  /** Start HAProxy (default true). */
+  haproxy?: boolean;
+  echo?: boolean;
+}
+
+export interface Stack {
+  readonly ports: StackPorts;
+  readonly frontUrl: string;
+  readonly issuer: string;
+  readonly idgateUrls: string[];
+  readonly env: Record<string, string>;
+  readonly processes: Record<string, ManagedProcess>;
+  /** Starts idgate replica `index` again after stopIdgate (same port and settings). */
+  startIdgate(index: number): Promise<ManagedProcess>;
+  stopIdgate(index: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const replicas = options.idgateReplicas ?? 1;
+  const given = options.ports ?? {};
+  const ports: StackPorts = {
+    front: given.front ?? (await freePort()),
+    idgate: given.idgate ?? (await Promise.all(Array.from({ length: replicas }, () => freePort()))),
+    idp: given.idp ?? (await freePort()),
+    redis: given.redis ?? (await freePort()),
+    upstream: given.upstream ?? (await freePort()),
+  };
+  const frontUrl = `http://127.0.0.1:${ports.front}`;
+  const issuer = `http://127.0.0.1:${ports.idp}`;
+  const echo = options.echo ?? false;
+  const processes: Record<string, ManagedProcess> = {};
+  const started: ManagedProcess[] = [];
+  const track = (p: ManagedProcess) => {
+    processes[p.name] = p;
+    started.push(p);
+    return p;
+  };
+
+  const env: Record<string, string> = {
+    IDGATE_ISSUER: issuer,
+    IDGATE_CLIENT_ID: 'idgate',
+    IDGATE_CLIENT_SECRET: 'idgate-secret',
+    IDGATE_PUBLIC_URL: frontUrl,
+    IDGATE_REDIS_URL: `redis://127.0.0.1:${ports.redis}`,
+    IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
+    IDGATE_SCOPES: 'openid profile email groups offline_access',
+    IDGATE_JWT_AUDIENCES: 'api://idgate',
+    IDGATE_INSECURE_HTTP: '1',
+    ...options.idgateEnv,
+  };
+
+  const stopAllStarted = async () => {
+    await Promise.all(started.reverse().map((p) => p.stop()));
+  };
+
+  const startIdgate = async (index: number): Promise<ManagedProcess> => {
+    const port = ports.idgate[index]!;
+    const p = track(
+      startProcess(index === 0 ? 'idgate' : `idgate${index + 1}`, process.execPath, [path.join(DIST, 'service/src/cli.js'), 'serve'], {
+        env: { ...process.env, ...env, IDGATE_LISTEN: `127.0.0.1:${port}` },
+        echo,
+      }),
+    );
+    await waitForPort(port).catch((err: Error) => {
+      throw new Error(`${err.message}\n${p.output()}`);
+    });
+    return p;
+  };
+
+  try {
+    track(startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(ports.redis)], { echo }));
+    track(
+      startProcess('idp', process.execPath, [path.join(DIST, 'demo/idp-main.js')], {
+        env: {
+          ...process.env,
+          IDP_PORT: String(ports.idp),
+          IDP_ISSUER: issuer,
+          IDP_REDIRECT_URIS: `${frontUrl}/_auth/callback`,
+          IDP_POST_LOGOUT_REDIRECT_URIS: `${frontUrl}/_auth/logged-out`,
+        },
+        echo,
+      }),
+    );
+    track(startProcess('upstream', process.execPath, [path.join(DIST, 'demo/upstream-main.js')], { env: { ...process.env, UPSTREAM_PORT: String(ports.upstream) }, echo }));
+    await Promise.all([waitForPort(ports.redis), waitForPort(ports.idp), waitForPort(ports.upstream)]);
+    for (let i = 0; i < ports.idgate.length; i++) await startIdgate(i);
+    if (options.haproxy ?? true) {
+      track(await startHaproxy({ frontPort: ports.front, idgatePort: ports.idgate[0]!, upstreamPort: ports.upstream, echo }));
+    }
+    await Promise.all(ports.idgate.map((port) => waitForReady(`http://127.0.0.1:${port}/readyz`)));
+  } catch (err) {
+    const logs = started.map((p) => `--- ${p.name}\n${p.output().slice(-3000)}`).join('\n');
+    await stopAllStarted();
+    throw new Error(`${(err as Error).message}\n${logs}`);
+  }
+
+  return {
+    ports,
+    frontUrl,
+    issuer,
+    idgateUrls: ports.idgate.map((port) => `http://127.0.0.1:${port}`),
+    env,
+    processes,
+    startIdgate,
+    async stopIdgate(index) {
+      await processes[index === 0 ? 'idgate' : `idgate${index + 1}`]?.stop();
+    },
+    stop: stopAllStarted,
+  };
+}
+
+async function waitForReady(url: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      if (res.ok) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} not ready after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,0 +1,269 @@
+// The check endpoint (GET/HEAD /auth), the hot path HAProxy calls for every protected request.
+// It reads top to bottom: request facts → matching rule → credentials → identity → decision → answer →
+// audit. Only the credentials step does I/O (one Redis GETEX for a session; none for a bearer token once
+// keys are cached); the decision itself is the pure `decide` of policy.ts. Plain node:http, no middleware.
+import crypto from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Redis } from 'ioredis';
+import type { Logger } from './audit.js';
+import type { Config } from './config.js';
+import { isIdgateError, describeError } from './errors.js';
+import type { Metrics } from './metrics.js';
+import { decide, matchRule, normalizePath, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from './policy.js';
+import { readSessionForCheck } from './sessions.js';
+import type { BearerVerifier } from './tokens.js';
+import { forbiddenPage } from './pages.js';
+
+export interface CheckDependencies {
+  readonly config: Config;
+  readonly redis: Redis;
+  readonly bearer: BearerVerifier;
+  readonly policy: () => Policy;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+export function createCheckHandler(deps: CheckDependencies): (req: IncomingMessage, res: ServerResponse) => void {
+  const loginUrl = new URL('/_auth/login', deps.config.publicUrl).href;
+  return (req, res) => {
+    runCheck(deps, loginUrl, req, res).catch((err: unknown) => {
+      // Nothing in runCheck should throw; if it does, fail closed.
+      deps.logger.log('error', 'check failed unexpectedly', { error: describeError(err) });
+      if (!res.headersSent) sendUnavailable(res, req.method === 'HEAD');
+    });
+  };
+}
+
+async function runCheck(deps: CheckDependencies, loginUrl: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const started = performance.now();
+  const { config } = deps;
+  const head = req.method === 'HEAD';
+
+  const facts = readRequestFacts(req, config);
+  if (typeof facts === 'string') {
+    sendJson(res, 400, { error: 'invalid_request', reason: facts }, head);
+    deps.logger.log('warn', 'check request with unusable forwarded headers', { reason: facts });
+    return;
+  }
+
+  const rule = matchRule(deps.policy(), facts);
+
+  let identity: Identity | undefined;
+  let problem: CredentialProblem | undefined;
+  if (rule && rule.access !== 'public') {
+    try {
+      ({ identity, problem } = await establishIdentity(deps, req));
+    } catch (err) {
+      sendUnavailable(res, head);
+      const reason = isIdgateError(err) ? err.code : 'internal_error';
+      deps.metrics.recordEvent(reason === 'store_unavailable' ? 'store_error' : 'idp_error');
+      deps.logger.log('error', 'cannot decide', { request_id: facts.requestId, error: describeError(err) });
+      audit(deps, facts, { outcome: 'unavailable', status: 503, rule: rule.id, reason }, undefined, started);
+      return;
+    }
+  }
+
+  const decision = decide(facts, rule, identity, problem);
+  sendAnswer(res, decision, facts, identity, loginUrl, config, head);
+  audit(deps, facts, decision, identity, started);
+}
+
+async function establishIdentity(deps: CheckDependencies, req: IncomingMessage): Promise<{ identity?: Identity; problem?: CredentialProblem }> {
+  const token = bearerToken(req.headers.authorization);
+  if (token !== undefined) {
+    // An explicit bearer token wins over a cookie: a machine client means what it sends.
+    try {
+      return { identity: await deps.bearer.verify(token) };
+    } catch (err) {
+      if (isIdgateError(err) && err.code === 'invalid_token') return { problem: { code: 'invalid_token', description: err.expose } };
+      throw err;
+    }
+  }
+  const lookup = await readSessionForCheck(deps.redis, deps.config, req.headers.cookie, Date.now());
+  if (lookup.found) return { identity: lookup.identity };
+  if (lookup.problem === 'session_expired') return { problem: { code: 'session_expired', description: 'the session expired' } };
+  if (lookup.problem === 'session_invalid') return { problem: { code: 'session_invalid', description: 'the session cookie is invalid' } };
+  return {};
+}
+
+function bearerToken(header: string | undefined): string | undefined {
+  if (!header || header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') return undefined;
+  const token = header.slice(7).trim();
+  return token === '' ? undefined : token;
+}
+
+// ---- request facts: X-Forwarded-* believed only from trusted proxies --------------------------------
+
+const METHOD = /^[A-Z]{1,16}$/;
+const HOST = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?(?::\d{1,5})?$|^\[[0-9a-f:.]+\](?::\d{1,5})?$/;
+const URI = /^\/[\x21-\x7e]*$/;
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+
+/** The facts of the original request, or a description of what is unusable in them. */
+export function readRequestFacts(req: IncomingMessage, config: Config): RequestFacts | string {
+  const h = req.headers;
+  const trusted = config.trustedProxies(req.socket.remoteAddress);
+  const publicHost = config.publicUrl.host;
+  const method = trusted && h['x-forwarded-method'] !== undefined ? String(h['x-forwarded-method']).toUpperCase() : 'GET';
+  if (!METHOD.test(method)) return 'X-Forwarded-Method is not a method';
+  const host = trusted && h['x-forwarded-host'] !== undefined ? String(h['x-forwarded-host']).toLowerCase() : publicHost;
+  if (host.length > 255 || !HOST.test(host)) return 'X-Forwarded-Host is not a host name';
+  const uri = trusted && h['x-forwarded-uri'] !== undefined ? String(h['x-forwarded-uri']) : '/';
+  if (uri.length > 8192 || !URI.test(uri)) return 'X-Forwarded-Uri is not an origin-form path';
+  const protoHeader = trusted ? h['x-forwarded-proto'] : undefined;
+  const proto = protoHeader === 'https' ? 'https' : protoHeader === 'http' ? 'http' : config.publicUrl.protocol === 'https:' ? 'https' : 'http';
+  const requestIdHeader = trusted ? h['x-request-id'] : undefined;
+  const requestId = typeof requestIdHeader === 'string' && REQUEST_ID.test(requestIdHeader) ? requestIdHeader : crypto.randomUUID();
+  const accept = h.accept;
+  const xrw = h['x-requested-with'];
+  return {
+    method,
+    proto,
+    host,
+    uri,
+    path: normalizePath(uri),
+    clientIp: (trusted && lastForwardedFor(h['x-forwarded-for'])) || req.socket.remoteAddress || '',
+    requestId,
+    wantsHtml: prefersHtml(accept),
+    isXhr: typeof xrw === 'string' && xrw.toLowerCase() === 'xmlhttprequest',
+  };
+}
+
+/** The address the nearest trusted proxy saw (the last X-Forwarded-For entry). */
+function lastForwardedFor(header: string | string[] | undefined): string | undefined {
+  if (typeof header !== 'string') return undefined;
+  const last = header.slice(header.lastIndexOf(',') + 1).trim();
+  return /^[0-9a-fA-F:.]{2,45}$/.test(last) ? last : undefined;
+}
+
+/** Accept puts text/html (or XHTML) at least as high as any other specific type: a browser navigating. */
+export function prefersHtml(accept: string | undefined): boolean {
+  if (!accept) return false;
+  let html = 0;
+  let other = 0;
+  for (const part of accept.split(',')) {
+    const [type = '', ...params] = part.split(';');
+    const mediaType = type.trim().toLowerCase();
+    let q = 1;
+    for (const param of params) {
+      const [k, v] = param.split('=');
+      if (k?.trim() === 'q' && v !== undefined) q = Number.parseFloat(v) || 0;
+    }
+    if (mediaType === 'text/html' || mediaType === 'application/xhtml+xml') html = Math.max(html, q);
+    else if (mediaType !== '*/*' && !mediaType.endsWith('/*') && !mediaType.startsWith('image/')) other = Math.max(other, q);
+  }
+  return html > 0 && html >= other;
+}
+
+// ---- answers ------------------------------------------------------------------------------------
+
+function sendAnswer(res: ServerResponse, decision: Decision, facts: RequestFacts, identity: Identity | undefined, loginUrl: string, config: Config, head: boolean): void {
+  switch (decision.outcome) {
+    case 'public':
+      res.writeHead(200, { 'X-Auth-Request-Id': facts.requestId, 'Content-Length': '0' });
+      res.end();
+      return;
+    case 'allow':
+      res.writeHead(200, { ...identityHeaders(identity!, decision.backend, facts.requestId), 'Content-Length': '0' });
+      res.end();
+      return;
+    case 'login': {
+      const here = `${facts.proto}://${facts.host}`;
+      const returnTo = here === config.publicUrl.origin ? facts.uri : here + facts.uri;
+      res.writeHead(decision.status, { Location: `${loginUrl}?rd=${encodeURIComponent(returnTo)}`, 'Cache-Control': 'no-store', 'Content-Length': '0' });
+      res.end();
+      return;
+    }
+    case 'unauthenticated': {
+      const challenge = decision.error
+        ? `Bearer realm="idgate", error="${decision.error}", error_description="${quotable(decision.reason)}"`
+        : 'Bearer realm="idgate"';
+      sendJson(res, 401, { error: 'unauthorized', reason: decision.reason }, head, { 'WWW-Authenticate': challenge });
+      return;
+    }
+    case 'deny': {
+      const extra: Record<string, string> = {};
+      if (decision.missingScope) extra['WWW-Authenticate'] = `Bearer realm="idgate", error="insufficient_scope", scope="${quotable(decision.missingScope)}"`;
+      if (facts.wantsHtml && !facts.isXhr && identity?.via === 'session') {
+        const body = forbiddenPage(identity.user, decision.reason, facts.requestId);
+        res.writeHead(403, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Length': String(Buffer.byteLength(body)) });
+        res.end(head ? undefined : body);
+        return;
+      }
+      sendJson(res, 403, { error: 'access_denied', reason: decision.reason }, head, extra);
+      return;
+    }
+  }
+}
+
+function sendUnavailable(res: ServerResponse, head: boolean): void {
+  sendJson(res, 503, { error: 'unavailable', reason: 'idgate cannot decide right now' }, head, { 'Retry-After': '1' });
+}
+
+function sendJson(res: ServerResponse, status: number, body: object, head: boolean, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Length': String(Buffer.byteLength(text)) });
+  res.end(head ? undefined : text);
+}
+
+const MAX_GROUPS_HEADER = 4096;
+
+export function identityHeaders(identity: Identity, backend: string | undefined, requestId: string): Record<string, string> {
+  const headers: Record<string, string> = {
+    'X-Auth-User': headerSafe(identity.user),
+    'X-Auth-Subject': headerSafe(identity.subject),
+    'X-Auth-Request-Id': requestId,
+  };
+  if (identity.email) headers['X-Auth-Email'] = headerSafe(identity.email);
+  if (identity.groups.length) headers['X-Auth-Groups'] = joinBounded(identity.groups.map((g) => headerSafe(g).replaceAll(',', '%2C')), ',', MAX_GROUPS_HEADER);
+  if (identity.scopes.length) headers['X-Auth-Scopes'] = joinBounded(identity.scopes.map(headerSafe), ' ', MAX_GROUPS_HEADER);
+  if (identity.clientId) headers['X-Auth-Client'] = headerSafe(identity.clientId);
+  if (backend) headers['X-Auth-Backend'] = headerSafe(backend);
+  return headers;
+}
+
+/** Printable ASCII stays; anything else (controls, CR/LF, non-ASCII) is percent-encoded. */
+export function headerSafe(value: string): string {
+  return /^[\x20-\x7e]*$/.test(value) ? value : value.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c).replace(/^$/, '%3F'));
+}
+
+/** Joins whole items only, up to `max` characters: a header must stay within HAProxy's rewrite room. */
+function joinBounded(items: readonly string[], separator: string, max: number): string {
+  let out = '';
+  for (const item of items) {
+    const next = out === '' ? item : out + separator + item;
+    if (next.length > max) break;
+    out = next;
+  }
+  return out;
+}
+
+function quotable(text: string): string {
+  return text.replace(/["\\]/g, "'");
+}
+
+function audit(
+  deps: CheckDependencies,
+  facts: RequestFacts,
+  decision: { readonly outcome: string; readonly status: number; readonly rule: string; readonly reason: string },
+  identity: Identity | undefined,
+  started: number,
+): void {
+  const seconds = (performance.now() - started) / 1000;
+  deps.metrics.recordDecision(decision.outcome, seconds);
+  deps.logger.decision({
+    request_id: facts.requestId,
+    decision: decision.outcome,
+    status: decision.status,
+    reason: decision.reason,
+    rule: decision.rule,
+    sub: identity?.subject,
+    user: identity?.user,
+    client: identity?.clientId,
+    method: facts.method,
+    host: facts.host,
+    path: facts.path,
+    client_ip: facts.clientIp,
+    latency_ms: Math.round(seconds * 1e6) / 1000,
+  });
+}

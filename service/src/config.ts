@@ -1,0 +1,268 @@
+// Every setting idgate reads, declared once: environment name, config-file key, default, unit and meaning
+// side by side. `loadConfig` parses them all, reports every problem together (never a secret's value), and
+// returns a frozen object. The README's settings table mirrors SETTINGS below.
+import fs from 'node:fs';
+import { parseTrustedProxies, type AddressMatcher } from './net.js';
+
+export interface Config {
+  readonly issuer: URL;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly publicUrl: URL;
+  readonly redirectUrl: URL;
+  readonly redisUrl: string;
+  readonly redisTimeoutMs: number;
+  readonly cookieSecrets: readonly string[];
+  readonly cookieName: string;
+  readonly cookieDomain: string | undefined;
+  readonly cookieSecure: boolean;
+  readonly sessionIdleTtlSeconds: number;
+  readonly sessionMaxAgeSeconds: number;
+  readonly loginTtlSeconds: number;
+  readonly scopes: string;
+  readonly groupsClaim: string;
+  readonly allowedRedirectHosts: readonly string[];
+  readonly jwtAudiences: readonly string[];
+  readonly jwtAlgorithms: readonly string[];
+  readonly clockSkewSeconds: number;
+  readonly policyFile: string | undefined;
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly trustedProxies: AddressMatcher;
+  readonly trustedProxiesText: string;
+  readonly insecureHttp: boolean;
+  readonly redisKeyPrefix: string;
+}
+
+type Kind = 'url' | 'string' | 'secret' | 'secret-list' | 'list' | 'int' | 'bool' | 'listen' | 'proxies';
+
+interface Setting {
+  /** Environment variable. */
+  env: string;
+  /** Key in the optional JSON config file (IDGATE_CONFIG_FILE). */
+  key: string;
+  kind: Kind;
+  /** undefined means required (unless `optional`). */
+  default?: string;
+  optional?: boolean;
+  doc: string;
+  example: string;
+}
+
+export const SETTINGS: readonly Setting[] = [
+  { env: 'IDGATE_ISSUER', key: 'issuer', kind: 'url', doc: 'OIDC issuer URL (discovery at <issuer>/.well-known/openid-configuration)', example: 'https://dev-123456.okta.com/oauth2/default' },
+  { env: 'IDGATE_CLIENT_ID', key: 'client_id', kind: 'string', doc: 'OIDC client id of the idgate app', example: '0oa1b2c3d4e5f6g7h8i9' },
+  { env: 'IDGATE_CLIENT_SECRET', key: 'client_secret', kind: 'secret', doc: 'OIDC client secret (sent with client_secret_basic)', example: '<the client secret from the IdP>' },
+  { env: 'IDGATE_PUBLIC_URL', key: 'public_url', kind: 'url', doc: 'origin users see; the callback is <public_url>/_auth/callback', example: 'https://app.example.com' },
+  { env: 'IDGATE_REDIRECT_URL', key: 'redirect_url', kind: 'url', optional: true, doc: 'callback URL registered at the IdP, when not <public_url>/_auth/callback', example: 'https://app.example.com/_auth/callback' },
+  { env: 'IDGATE_REDIS_URL', key: 'redis_url', kind: 'string', default: 'redis://127.0.0.1:6380', doc: 'Redis holding sessions and pending logins, shared by every replica', example: 'redis://:password@10.0.0.5:6379/0' },
+  { env: 'IDGATE_REDIS_TIMEOUT_MS', key: 'redis_timeout_ms', kind: 'int', default: '500', doc: 'milliseconds a Redis command may take before the check answers 503', example: '500' },
+  { env: 'IDGATE_COOKIE_SECRETS', key: 'cookie_secrets', kind: 'secret-list', doc: 'comma-separated secrets (32+ characters each), newest first: the first signs, all verify', example: '<openssl rand -base64 48>' },
+  { env: 'IDGATE_COOKIE_NAME', key: 'cookie_name', kind: 'string', default: '_idgate', doc: 'session cookie name', example: '_idgate' },
+  { env: 'IDGATE_COOKIE_DOMAIN', key: 'cookie_domain', kind: 'string', optional: true, doc: 'session cookie Domain attribute, to share one login across subdomains', example: 'example.com' },
+  { env: 'IDGATE_SESSION_IDLE_TTL', key: 'session_idle_ttl', kind: 'int', default: '14400', doc: 'seconds of inactivity after which a session ends', example: '14400' },
+  { env: 'IDGATE_SESSION_MAX_AGE', key: 'session_max_age', kind: 'int', default: '86400', doc: 'seconds after login after which a session ends whatever its activity', example: '86400' },
+  { env: 'IDGATE_LOGIN_TTL', key: 'login_ttl', kind: 'int', default: '600', doc: 'seconds a started login may take before its state expires', example: '600' },
+  { env: 'IDGATE_SCOPES', key: 'scopes', kind: 'string', default: 'openid profile email', doc: 'scopes requested at login (add groups and offline_access where the IdP offers them)', example: 'openid profile email groups offline_access' },
+  { env: 'IDGATE_GROUPS_CLAIM', key: 'groups_claim', kind: 'string', default: 'groups', doc: 'claim holding the user\'s groups (read from userinfo when the ID token lacks it)', example: 'groups' },
+  { env: 'IDGATE_ALLOWED_REDIRECT_HOSTS', key: 'allowed_redirect_hosts', kind: 'list', default: '', doc: 'hosts (or *.domain) that login may return to besides the public URL\'s host', example: 'app.example.com,*.apps.example.com' },
+  { env: 'IDGATE_JWT_AUDIENCES', key: 'jwt_audiences', kind: 'list', default: 'api://default', doc: 'accepted `aud` values of bearer access tokens', example: 'api://default' },
+  { env: 'IDGATE_JWT_ALGORITHMS', key: 'jwt_algorithms', kind: 'list', default: 'RS256', doc: 'accepted signature algorithms of bearer tokens (asymmetric only)', example: 'RS256,ES256' },
+  { env: 'IDGATE_CLOCK_SKEW', key: 'clock_skew', kind: 'int', default: '30', doc: 'seconds of clock difference tolerated on exp/nbf/iat', example: '30' },
+  { env: 'IDGATE_POLICY_FILE', key: 'policy_file', kind: 'string', optional: true, doc: 'policy file; unset: the built-in demo policy', example: '/etc/idgate/policy.yaml' },
+  { env: 'IDGATE_LISTEN', key: 'listen', kind: 'listen', default: '127.0.0.1:4180', doc: 'address:port of the check and browser endpoints', example: '127.0.0.1:4180' },
+  { env: 'IDGATE_TRUSTED_PROXIES', key: 'trusted_proxies', kind: 'proxies', default: '127.0.0.0/8,::1', doc: 'addresses or CIDRs whose X-Forwarded-* headers are believed', example: '127.0.0.1,10.0.0.0/8' },
+  { env: 'IDGATE_INSECURE_HTTP', key: 'insecure_http', kind: 'bool', default: '0', doc: 'allow a plain-http issuer and non-Secure cookies (local demo and tests only)', example: '1' },
+  { env: 'IDGATE_REDIS_PREFIX', key: 'redis_prefix', kind: 'string', default: 'idgate:', doc: 'prefix of every Redis key idgate writes', example: 'idgate:' },
+];
+
+export interface ConfigResult {
+  config: Config | undefined;
+  problems: string[];
+}
+
+/**
+ * Reads settings from `env` and, when IDGATE_CONFIG_FILE names one, a JSON file of `key: value` pairs
+ * (environment wins). Never throws: problems come back as lines `SETTING: what is wrong (e.g. example)`.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
+  const problems: string[] = [];
+  const fileValues = readConfigFile(env.IDGATE_CONFIG_FILE, problems);
+  const raw = new Map<string, string | undefined>();
+  for (const s of SETTINGS) {
+    const fromEnv = env[s.env];
+    const fromFile = fileValues[s.key];
+    const value = fromEnv !== undefined && fromEnv !== '' ? fromEnv : fromFile !== undefined ? String(fromFile) : s.default;
+    raw.set(s.env, value);
+  }
+  const known = new Set(SETTINGS.map((s) => s.key));
+  for (const key of Object.keys(fileValues)) {
+    if (!known.has(key)) problems.push(`${env.IDGATE_CONFIG_FILE}: unknown setting "${key}" (known: ${[...known].join(', ')})`);
+  }
+
+  const parsed: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    const value = raw.get(s.env);
+    if (value === undefined || value === '') {
+      if (s.default === undefined && !s.optional) problems.push(`${s.env}: required, ${s.doc} (e.g. ${s.example})`);
+      parsed[s.env] = s.kind === 'list' || s.kind === 'secret-list' ? [] : undefined;
+      continue;
+    }
+    const result = parseValue(s, value);
+    if (typeof result === 'object' && result !== null && 'problem' in result) problems.push(`${s.env}: ${result.problem} (e.g. ${s.example})`);
+    else parsed[s.env] = result;
+  }
+
+  const insecureHttp = parsed.IDGATE_INSECURE_HTTP === true;
+  const issuer = parsed.IDGATE_ISSUER as URL | undefined;
+  const publicUrl = parsed.IDGATE_PUBLIC_URL as URL | undefined;
+  if (issuer && issuer.protocol !== 'https:' && !insecureHttp) {
+    problems.push('IDGATE_ISSUER: must use https (plain http only with IDGATE_INSECURE_HTTP=1, for local tests) (e.g. https://dev-123456.okta.com/oauth2/default)');
+  }
+  if (issuer && (issuer.search || issuer.hash)) problems.push('IDGATE_ISSUER: must not carry a query or fragment (e.g. https://dev-123456.okta.com/oauth2/default)');
+  if (publicUrl) {
+    if (publicUrl.protocol !== 'https:' && !insecureHttp) problems.push('IDGATE_PUBLIC_URL: must use https (plain http only with IDGATE_INSECURE_HTTP=1) (e.g. https://app.example.com)');
+    if (publicUrl.pathname !== '/' || publicUrl.search || publicUrl.hash) problems.push('IDGATE_PUBLIC_URL: must be an origin only, without path, query or fragment (e.g. https://app.example.com)');
+  }
+  const secrets = parsed.IDGATE_COOKIE_SECRETS as string[];
+  secrets.forEach((secret, i) => {
+    if (secret.length < 32) problems.push(`IDGATE_COOKIE_SECRETS: secret #${i + 1} is ${secret.length} characters; each needs 32 or more (e.g. output of \`openssl rand -base64 48\`)`);
+  });
+  const algorithms = parsed.IDGATE_JWT_ALGORITHMS as string[];
+  for (const alg of algorithms) {
+    if (!ASYMMETRIC_ALGORITHMS.has(alg)) problems.push(`IDGATE_JWT_ALGORITHMS: "${alg}" is not an accepted asymmetric algorithm (one of ${[...ASYMMETRIC_ALGORITHMS].join(', ')})`);
+  }
+  const idle = parsed.IDGATE_SESSION_IDLE_TTL as number | undefined;
+  const maxAge = parsed.IDGATE_SESSION_MAX_AGE as number | undefined;
+  if (idle !== undefined && maxAge !== undefined && idle > maxAge) problems.push(`IDGATE_SESSION_IDLE_TTL: ${idle} is longer than IDGATE_SESSION_MAX_AGE (${maxAge}) (e.g. 14400)`);
+  const cookieName = parsed.IDGATE_COOKIE_NAME as string | undefined;
+  if (cookieName !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(cookieName)) problems.push('IDGATE_COOKIE_NAME: letters, digits, "_", "-", "." only (e.g. _idgate)');
+
+  if (problems.length > 0) return { config: undefined, problems };
+
+  const redirectUrl = (parsed.IDGATE_REDIRECT_URL as URL | undefined) ?? new URL('/_auth/callback', publicUrl);
+  const proxies = parsed.IDGATE_TRUSTED_PROXIES as { matcher: AddressMatcher; text: string };
+  const config: Config = {
+    issuer: issuer!,
+    clientId: parsed.IDGATE_CLIENT_ID as string,
+    clientSecret: parsed.IDGATE_CLIENT_SECRET as string,
+    publicUrl: publicUrl!,
+    redirectUrl,
+    redisUrl: parsed.IDGATE_REDIS_URL as string,
+    redisTimeoutMs: parsed.IDGATE_REDIS_TIMEOUT_MS as number,
+    cookieSecrets: Object.freeze(secrets),
+    cookieName: cookieName!,
+    cookieDomain: parsed.IDGATE_COOKIE_DOMAIN as string | undefined,
+    cookieSecure: !insecureHttp,
+    sessionIdleTtlSeconds: idle!,
+    sessionMaxAgeSeconds: maxAge!,
+    loginTtlSeconds: parsed.IDGATE_LOGIN_TTL as number,
+    scopes: parsed.IDGATE_SCOPES as string,
+    groupsClaim: parsed.IDGATE_GROUPS_CLAIM as string,
+    allowedRedirectHosts: Object.freeze([publicUrl!.host.toLowerCase(), ...(parsed.IDGATE_ALLOWED_REDIRECT_HOSTS as string[]).map((h) => h.toLowerCase())]),
+    jwtAudiences: Object.freeze(parsed.IDGATE_JWT_AUDIENCES as string[]),
+    jwtAlgorithms: Object.freeze(algorithms),
+    clockSkewSeconds: parsed.IDGATE_CLOCK_SKEW as number,
+    policyFile: parsed.IDGATE_POLICY_FILE as string | undefined,
+    listen: parsed.IDGATE_LISTEN as { host: string; port: number },
+    trustedProxies: proxies.matcher,
+    trustedProxiesText: proxies.text,
+    insecureHttp,
+    redisKeyPrefix: parsed.IDGATE_REDIS_PREFIX as string,
+  };
+  return { config: Object.freeze(config), problems };
+}
+
+const ASYMMETRIC_ALGORITHMS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
+
+function readConfigFile(file: string | undefined, problems: string[]): Record<string, unknown> {
+  if (!file) return {};
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    problems.push(`IDGATE_CONFIG_FILE: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    return {};
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      problems.push(`${file}: must hold one JSON object of settings (e.g. {"issuer": "https://dev-123456.okta.com/oauth2/default"})`);
+      return {};
+    }
+    return value as Record<string, unknown>;
+  } catch (err) {
+    problems.push(`${file}: not valid JSON: ${(err as Error).message}`);
+    return {};
+  }
+}
+
+function parseValue(setting: Setting, value: string): unknown {
+  switch (setting.kind) {
+    case 'url': {
+      let url: URL;
+      try {
+        url = new URL(value);
+      } catch {
+        return { problem: 'not a URL' };
+      }
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') return { problem: 'must be an http(s) URL' };
+      if (url.username || url.password) return { problem: 'must not carry credentials' };
+      return url;
+    }
+    case 'string':
+    case 'secret':
+      if (/[\r\n\0]/.test(value)) return { problem: 'must be a single line' };
+      return value.trim();
+    case 'secret-list':
+    case 'list':
+      return value.split(',').map((v) => v.trim()).filter((v) => v !== '');
+    case 'int': {
+      if (!/^\d+$/.test(value.trim())) return { problem: `"${value}" is not a whole number` };
+      const n = Number(value);
+      if (n <= 0 || !Number.isSafeInteger(n)) return { problem: 'must be a positive whole number' };
+      return n;
+    }
+    case 'bool':
+      if (['1', 'true', 'yes', 'on'].includes(value.toLowerCase())) return true;
+      if (['0', 'false', 'no', 'off'].includes(value.toLowerCase())) return false;
+      return { problem: `"${value}" is not 1/0 or true/false` };
+    case 'listen': {
+      const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(value.trim());
+      if (!m || Number(m[2]) > 65535) return { problem: `"${value}" is not host:port` };
+      return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+    }
+    case 'proxies': {
+      const result = parseTrustedProxies(value);
+      if (typeof result === 'string') return { problem: result };
+      return { matcher: result, text: value };
+    }
+  }
+}
+
+/** The settings as they may be shown (secrets replaced), for `check-config` and start-up logs. */
+export function describeConfig(config: Config): Record<string, string> {
+  return {
+    issuer: config.issuer.href,
+    client_id: config.clientId,
+    client_secret: '(set)',
+    public_url: config.publicUrl.origin,
+    redirect_url: config.redirectUrl.href,
+    redis_url: redactUrl(config.redisUrl),
+    cookie_secrets: `(${config.cookieSecrets.length} set)`,
+    cookie_name: config.cookieName,
+    cookie_secure: String(config.cookieSecure),
+    policy_file: config.policyFile ?? '(built-in demo policy)',
+    listen: `${config.listen.host}:${config.listen.port}`,
+    trusted_proxies: config.trustedProxiesText,
+  };
+}
+
+function redactUrl(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.password) url.password = '***';
+    return url.href;
+  } catch {
+    return '(unparsable)';
+  }
+}

@@ -1,0 +1,190 @@
+// The browser endpoints under /_auth/: login, callback, logout, logged-out, userinfo. HAProxy routes them
+// straight to idgate on the app's own host. express-session runs here (not on the check path): login
+// regenerates the session id, logout destroys the session.
+import crypto from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Redis } from 'ioredis';
+import type { Logger } from './audit.js';
+import type { Config } from './config.js';
+import { IdgateError, describeError, isIdgateError } from './errors.js';
+import type { Metrics } from './metrics.js';
+import type { OidcRelyingParty } from './oidc.js';
+import { loggedOutPage, logoutPage, messagePage } from './pages.js';
+import { stripPort } from './policy.js';
+import { findCookie, hashValue, savePendingLogin, takePendingLogin } from './sessions.js';
+
+export interface BrowserDependencies {
+  readonly config: Config;
+  readonly redis: Redis;
+  readonly oidc: OidcRelyingParty;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
+  const { config, redis, oidc, logger, metrics } = deps;
+  const router = express.Router();
+  const bindingCookie = `${config.cookieName}_login`;
+  const postLogoutUrl = new URL('/_auth/logged-out', config.publicUrl).href;
+
+  router.get('/login', async (req, res) => {
+    const returnTo = safeReturnTo(req.query.rd, config);
+    // The login must start on the public host: the binding cookie and the callback live there.
+    if (req.host.toLowerCase() !== config.publicUrl.host) {
+      res.redirect(302, `${new URL('/_auth/login', config.publicUrl).href}?rd=${encodeURIComponent(absoluteReturnTo(returnTo, req))}`);
+      return;
+    }
+    let binding = findCookie(req.headers.cookie, bindingCookie);
+    if (!binding || !/^[A-Za-z0-9_-]{43}$/.test(binding)) binding = crypto.randomBytes(32).toString('base64url');
+    const login = await oidc.beginLogin();
+    await savePendingLogin(redis, config, login.state, {
+      codeVerifier: login.codeVerifier,
+      nonce: login.nonce,
+      returnTo,
+      bindingHash: hashValue(binding),
+      startedAt: Date.now(),
+    });
+    res.cookie(bindingCookie, binding, {
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: config.cookieSecure,
+      path: '/_auth/',
+      maxAge: config.loginTtlSeconds * 1000,
+    });
+    res.set('Cache-Control', 'no-store');
+    res.redirect(302, login.authorizationUrl.href);
+  });
+
+  router.get('/callback', async (req, res) => {
+    const params = new URL(req.originalUrl, 'http://callback.invalid').searchParams;
+    const idpError = params.get('error');
+    if (idpError) {
+      metrics.recordEvent('login_failed');
+      logger.event('login_failed', { reason: 'idp_error', idp_error: idpError.slice(0, 100) });
+      sendPage(res, 401, 'Sign-in failed', `The identity provider answered: ${idpError.slice(0, 100)}.`, { href: '/_auth/login', text: 'Try again' });
+      return;
+    }
+    const state = params.get('state');
+    if (!state || !params.get('code')) throw new IdgateError('invalid_request', 'the sign-in answer lacks its code or state');
+    const pending = await takePendingLogin(redis, config, state);
+    if (!pending) throw new IdgateError('login_expired', 'this sign-in has expired or was already used; please start again');
+    const binding = findCookie(req.headers.cookie, bindingCookie);
+    if (!binding || hashValue(binding) !== pending.bindingHash) {
+      throw new IdgateError('login_mismatch', 'this sign-in was started in another browser; please start again');
+    }
+    const callbackUrl = new URL(config.redirectUrl.href);
+    callbackUrl.search = params.toString();
+    const stored = await oidc.completeLogin(callbackUrl, { state, codeVerifier: pending.codeVerifier, nonce: pending.nonce }, Date.now());
+    // A fresh session id at login: whatever id the browser had before is not the one it gets now.
+    await new Promise<void>((resolve, reject) => req.session.regenerate((err) => (err ? reject(err) : resolve())));
+    req.session.idgate = stored;
+    await new Promise<void>((resolve, reject) => req.session.save((err) => (err ? reject(err) : resolve())));
+    metrics.recordEvent('login_ok');
+    logger.event('login', { sub: stored.subject, user: stored.user, request_id: requestIdOf(req), client_ip: req.ip });
+    res.set('Cache-Control', 'no-store');
+    res.redirect(302, pending.returnTo);
+  });
+
+  router.get('/logout', (_req, res) => {
+    res.set('Cache-Control', 'no-store').type('html').send(logoutPage());
+  });
+
+  router.post('/logout', async (req, res) => {
+    if (!isSameSiteRequest(req, config)) {
+      sendPage(res, 403, 'Sign-out refused', 'The sign-out request came from another site.');
+      return;
+    }
+    const stored = req.session?.idgate;
+    if (stored) {
+      await new Promise<void>((resolve, reject) => req.session.destroy((err) => (err ? reject(err) : resolve())));
+      metrics.recordEvent('logout');
+      logger.event('logout', { sub: stored.subject, user: stored.user, request_id: requestIdOf(req), client_ip: req.ip });
+    }
+    res.clearCookie(config.cookieName, { path: '/', domain: config.cookieDomain, httpOnly: true, sameSite: 'lax', secure: config.cookieSecure });
+    res.set('Cache-Control', 'no-store');
+    res.redirect(303, oidc.endSessionUrl(stored?.idToken, postLogoutUrl)?.href ?? postLogoutUrl);
+  });
+
+  router.get('/logged-out', (_req, res) => {
+    res.set('Cache-Control', 'no-store').type('html').send(loggedOutPage());
+  });
+
+  router.get('/userinfo', (req, res) => {
+    const stored = req.session?.idgate;
+    res.set('Cache-Control', 'no-store');
+    if (!stored || Date.now() - stored.createdAt > config.sessionMaxAgeSeconds * 1000) {
+      res.status(401).json({ error: 'unauthorized', reason: 'no session' });
+      return;
+    }
+    res.json({ user: stored.user, email: stored.email ?? null, subject: stored.subject, groups: stored.groups, issuer: stored.issuer });
+  });
+
+  router.use((_req: Request, res: Response) => {
+    sendPage(res, 404, 'Not found', 'There is no such idgate page.');
+  });
+
+  router.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const error = isIdgateError(err) ? err : new IdgateError('login_failed', 'something went wrong while signing you in', describeError(err));
+    if (error.code === 'login_failed' || error.code === 'login_mismatch') metrics.recordEvent('login_failed');
+    logger.log(error.status >= 500 ? 'error' : 'warn', 'browser endpoint failed', { path: req.path, code: error.code, detail: error.detail, request_id: requestIdOf(req) });
+    const retry = error.code === 'login_expired' || error.code === 'login_mismatch' || error.code === 'login_failed' ? { href: '/_auth/login', text: 'Sign in again' } : undefined;
+    sendPage(res, error.status, error.code === 'store_unavailable' || error.code === 'idp_unavailable' ? 'Temporarily unavailable' : 'Sign-in problem', error.expose, retry);
+  });
+
+  return router;
+}
+
+function sendPage(res: Response, status: number, title: string, message: string, link?: { href: string; text: string }): void {
+  res.status(status).set('Cache-Control', 'no-store').type('html').send(messagePage(title, message, link));
+}
+
+function requestIdOf(req: Request): string | undefined {
+  const id = req.headers['x-request-id'];
+  return typeof id === 'string' && /^[A-Za-z0-9._:@/+=-]{1,128}$/.test(id) ? id : undefined;
+}
+
+/**
+ * Where login may send the browser back to: a relative path, or an absolute http(s) URL on an allowed
+ * host. Anything else (other hosts, protocol-relative "//evil", backslashes, javascript:) becomes "/".
+ */
+export function safeReturnTo(rd: unknown, config: Config): string {
+  if (typeof rd !== 'string' || rd === '' || rd.length > 4096) return '/';
+  if (/[\x00-\x20\\\x7f]/.test(rd)) return '/';
+  if (rd.startsWith('/')) return rd.startsWith('//') ? '/' : rd;
+  let url: URL;
+  try {
+    url = new URL(rd);
+  } catch {
+    return '/';
+  }
+  if (url.protocol !== 'https:' && !(config.insecureHttp && url.protocol === 'http:')) return '/';
+  if (url.username || url.password) return '/';
+  return isAllowedHost(url.host, config) ? url.href : '/';
+}
+
+export function isAllowedHost(host: string, config: Config): boolean {
+  const hostname = stripPort(host.toLowerCase());
+  return config.allowedRedirectHosts.some((allowed) => {
+    if (allowed.startsWith('*.')) return hostname.endsWith(allowed.slice(1)) && hostname.length > allowed.length - 1;
+    return allowed === host.toLowerCase() || allowed === hostname;
+  });
+}
+
+function absoluteReturnTo(returnTo: string, req: Request): string {
+  return returnTo.startsWith('/') ? `${req.protocol}://${req.host}${returnTo}` : returnTo;
+}
+
+/** Logout is a state change: refuse it when the browser says it comes from another site. */
+function isSameSiteRequest(req: Request, config: Config): boolean {
+  const origin = req.headers.origin;
+  if (origin !== undefined && origin !== 'null') {
+    try {
+      return isAllowedHost(new URL(origin).host, config);
+    } catch {
+      return false;
+    }
+  }
+  if (origin === 'null') return false;
+  const site = req.headers['sec-fetch-site'];
+  return site === undefined || site === 'same-origin' || site === 'none';
+}

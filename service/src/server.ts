@@ -1,0 +1,69 @@
+// Wiring of one idgate process: the check path and the operational endpoints on plain node:http, every
+// browser endpoint (/_auth/*) through express with the session middleware. The order is visible here.
+import http from 'node:http';
+import express from 'express';
+import type { Redis } from 'ioredis';
+import type { Logger } from './audit.js';
+import { createCheckHandler } from './check.js';
+import type { Config } from './config.js';
+import { createBrowserRoutes } from './login.js';
+import type { Metrics } from './metrics.js';
+import type { OidcRelyingParty } from './oidc.js';
+import type { Policy } from './policy.js';
+import { createSessionMiddleware } from './sessions.js';
+import { BearerVerifier } from './tokens.js';
+
+export interface ServerDependencies {
+  readonly config: Config;
+  readonly redis: Redis;
+  readonly oidc: OidcRelyingParty;
+  readonly policy: () => Policy;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+export function createIdgateServer(deps: ServerDependencies): http.Server {
+  const { config, redis, oidc, logger, metrics } = deps;
+  const bearer = new BearerVerifier(config, () => oidc.serverMetadata);
+  const check = createCheckHandler({ config, redis, bearer, policy: deps.policy, logger, metrics });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', (address: string) => config.trustedProxies(address));
+  app.use('/_auth', createSessionMiddleware(config, redis), createBrowserRoutes({ config, redis, oidc, logger, metrics }));
+  app.use((_req, res) => {
+    res.status(404).json({ error: 'not_found' });
+  });
+
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (path === '/auth' && (req.method === 'GET' || req.method === 'HEAD')) return check(req, res);
+    if (path === '/healthz') return sendText(res, 200, 'ok\n');
+    if (path === '/readyz') return void readiness(redis, oidc).then(({ ok, detail }) => sendText(res, ok ? 200 : 503, `${detail}\n`));
+    if (path === '/metrics') return sendText(res, 200, metrics.render(), 'text/plain; version=0.0.4');
+    return app(req, res);
+  });
+  // HAProxy keeps connections to idgate open; let it close them first.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 30_000;
+  return server;
+}
+
+async function readiness(redis: Redis, oidc: OidcRelyingParty): Promise<{ ok: boolean; detail: string }> {
+  let redisOk = false;
+  try {
+    redisOk = (await redis.ping()) === 'PONG';
+  } catch {
+    redisOk = false;
+  }
+  const idpOk = oidc.ready;
+  return { ok: redisOk && idpOk, detail: `redis=${redisOk ? 'ok' : 'down'} idp=${idpOk ? 'ok' : 'not loaded'}` };
+}
+
+function sendText(res: http.ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-store', 'Content-Length': String(Buffer.byteLength(body)) });
+  res.end(body);
+}

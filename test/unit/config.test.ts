@@ -1,0 +1,73 @@
+import { loadConfig } from '../../service/src/config.js';
+
+const good = {
+  IDGATE_ISSUER: 'https://dev-123456.okta.com/oauth2/default',
+  IDGATE_CLIENT_ID: 'client',
+  IDGATE_CLIENT_SECRET: 'super-secret-value',
+  IDGATE_PUBLIC_URL: 'https://app.example.com',
+  IDGATE_COOKIE_SECRETS: 'a'.repeat(32) + ',' + 'b'.repeat(40),
+};
+
+describe('loadConfig', () => {
+  test('a complete Okta configuration loads with defaults filled in', () => {
+    const { config, problems } = loadConfig(good);
+    expect(problems).toEqual([]);
+    expect(config).toMatchObject({
+      clientId: 'client',
+      redisUrl: 'redis://127.0.0.1:6380',
+      cookieName: '_idgate',
+      cookieSecure: true,
+      listen: { host: '127.0.0.1', port: 4180 },
+      jwtAudiences: ['api://default'],
+    });
+    expect(config!.redirectUrl.href).toBe('https://app.example.com/_auth/callback');
+    expect(config!.trustedProxies('127.0.0.1')).toBe(true);
+    expect(config!.trustedProxies('::ffff:127.0.0.1')).toBe(true);
+    expect(config!.trustedProxies('10.0.0.1')).toBe(false);
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  test('every problem is reported at once, each naming the setting and an example', () => {
+    const { config, problems } = loadConfig({});
+    expect(config).toBeUndefined();
+    expect(problems.map((p) => p.split(':')[0])).toEqual(['IDGATE_ISSUER', 'IDGATE_CLIENT_ID', 'IDGATE_CLIENT_SECRET', 'IDGATE_PUBLIC_URL', 'IDGATE_COOKIE_SECRETS']);
+    for (const p of problems) expect(p).toMatch(/e\.g\. /);
+  });
+
+  test('plain http issuer is refused unless IDGATE_INSECURE_HTTP=1', () => {
+    const env = { ...good, IDGATE_ISSUER: 'http://127.0.0.1:9000', IDGATE_PUBLIC_URL: 'http://127.0.0.1:8080' };
+    expect(loadConfig(env).problems.join('\n')).toMatch(/IDGATE_ISSUER: must use https/);
+    const { config, problems } = loadConfig({ ...env, IDGATE_INSECURE_HTTP: '1' });
+    expect(problems).toEqual([]);
+    expect(config!.cookieSecure).toBe(false);
+  });
+
+  test('short cookie secrets are refused without printing them', () => {
+    const { problems } = loadConfig({ ...good, IDGATE_COOKIE_SECRETS: 'tooshort-secret-xyz' });
+    expect(problems.join('\n')).toMatch(/secret #1 is 19 characters/);
+    expect(problems.join('\n')).not.toContain('tooshort-secret-xyz');
+  });
+
+  test('bad values are described', () => {
+    const { problems } = loadConfig({
+      ...good,
+      IDGATE_LISTEN: 'nope',
+      IDGATE_TRUSTED_PROXIES: '300.1.1.1',
+      IDGATE_JWT_ALGORITHMS: 'HS256,none',
+      IDGATE_SESSION_IDLE_TTL: 'ten',
+      IDGATE_PUBLIC_URL: 'https://app.example.com/path',
+    });
+    const text = problems.join('\n');
+    expect(text).toMatch(/IDGATE_LISTEN: "nope" is not host:port/);
+    expect(text).toMatch(/IDGATE_TRUSTED_PROXIES: "300.1.1.1" is not an IP address/);
+    expect(text).toMatch(/IDGATE_JWT_ALGORITHMS: "HS256" is not an accepted asymmetric algorithm/);
+    expect(text).toMatch(/IDGATE_JWT_ALGORITHMS: "none"/);
+    expect(text).toMatch(/IDGATE_SESSION_IDLE_TTL: "ten" is not a whole number/);
+    expect(text).toMatch(/IDGATE_PUBLIC_URL: must be an origin only/);
+  });
+
+  test('the client secret never appears in problems', () => {
+    const { problems } = loadConfig({ ...good, IDGATE_ISSUER: 'not a url' });
+    expect(problems.join('\n')).not.toContain('super-secret-value');
+  });
+});
