@@ -1,0 +1,45 @@
+# idgate: `make demo` runs the whole stack locally; `make test` runs every test, real components included.
+# Both install what is missing first: npm dependencies, and HAProxy and Redis from Debian's packages.
+SHELL := /bin/bash
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export NODE_OPTIONS_JEST := --experimental-vm-modules
+
+.PHONY: all deps system-deps build demo test test-unit test-e2e typecheck clean
+
+all: build
+
+system-deps:
+	@missing=""; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing from Debian:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: system-deps node_modules/.installed
+
+build: deps
+	npx tsc -p tsconfig.build.json
+
+typecheck: deps
+	npx tsc -p tsconfig.json --noEmit
+
+demo: build
+	node dist/demo/demo-main.js
+
+test: build typecheck
+	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest
+
+test-unit: build
+	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest test/unit
+
+test-e2e: build
+	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest test/e2e
+
+clean:
+	rm -rf dist node_modules/.installed

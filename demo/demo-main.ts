@@ -1,0 +1,39 @@
+// `make demo`: the whole stack on the contract's ports, until Ctrl-C.
+import { startStack } from './stack.js';
+
+const ports = { front: 8080, idgate: [4180], idp: 9000, redis: 6380, upstream: 8081 };
+
+async function main(): Promise<void> {
+  process.stdout.write('starting Redis, the local IdP, the sample upstream, idgate and HAProxy...\n');
+  let stack: Awaited<ReturnType<typeof startStack>>;
+  try {
+    stack = await startStack({ ports, echo: true });
+  } catch (err) {
+    process.stderr.write(`demo: could not start: ${(err as Error).message}\n`);
+    process.stderr.write('demo: are the ports 8080, 4180, 9000, 6380 and 8081 free? Another `make demo` may be running.\n');
+    process.exit(1);
+  }
+  process.stdout.write(`
+  idgate demo is running.
+
+  Open ${stack.frontUrl}/ in a browser and sign in as
+      alice / alice   (groups engineering, admins: can open /admin/)
+      bob / bob       (group sales: gets 403 on /admin/)
+
+  ${stack.frontUrl}/public/      public, no login
+  ${stack.frontUrl}/api/         API route: 401 without credentials, never a redirect
+  A machine token:  curl -s -u demo-bot:demo-bot-secret -d grant_type=client_credentials -d scope=api:read ${stack.issuer}/token
+  then:             curl -H "Authorization: Bearer <access_token>" ${stack.frontUrl}/api/hello
+
+  Ctrl-C stops everything.
+`);
+  const stop = async () => {
+    process.stdout.write('\nstopping...\n');
+    await stack.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop());
+  process.once('SIGTERM', () => void stop());
+}
+
+void main();

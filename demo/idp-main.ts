@@ -1,0 +1,78 @@
+// Runs the demo IdP as its own process: `node dist/demo/idp-main.js`.
+//
+// Environment (all optional):
+//   IDP_PORT                       port to listen on (default 9000)
+//   IDP_HOST                       address to listen on (default 127.0.0.1)
+//   IDP_ISSUER                     issuer identifier (default http://127.0.0.1:<IDP_PORT>)
+//   IDP_REDIRECT_URIS              comma-separated redirect_uris of the idgate client
+//   IDP_POST_LOGOUT_REDIRECT_URIS  comma-separated post_logout_redirect_uris of the idgate client
+//   IDP_BACKCHANNEL_LOGOUT_URI     idgate's back-channel logout endpoint
+//   IDP_ACCESS_TOKEN_TTL           access token lifetime in seconds (default 3600)
+//   IDP_ID_TOKEN_TTL               ID token lifetime in seconds (default 3600)
+//   IDP_REFRESH_TOKEN_TTL          refresh token lifetime in seconds (default 86400)
+//
+// Prints `idp listening on <issuer>` once it accepts requests. Signals:
+//   SIGTERM, SIGINT  stop and exit 0
+//   SIGUSR1          rotate: sign with a new key, keep publishing the old ones
+//   SIGUSR2          retire: publish only the newest key
+import { startIdp } from './idp.js';
+
+function list(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((item) => item.trim()).filter(Boolean);
+}
+
+function seconds(name: string): number | undefined {
+  const value = process.env[name];
+  if (value === undefined || value === '') return undefined;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed <= 0) throw new Error(`${name} must be a positive whole number of seconds, got "${value}"`);
+  return parsed;
+}
+
+async function main(): Promise<void> {
+  const port = Number(process.env.IDP_PORT ?? 9000);
+  if (!Number.isInteger(port) || port <= 0 || port > 65_535) throw new Error(`IDP_PORT is not a valid port: "${process.env.IDP_PORT}"`);
+
+  const idp = await startIdp({
+    port,
+    host: process.env.IDP_HOST || undefined,
+    issuer: process.env.IDP_ISSUER || undefined,
+    redirectUris: list(process.env.IDP_REDIRECT_URIS),
+    postLogoutRedirectUris: list(process.env.IDP_POST_LOGOUT_REDIRECT_URIS),
+    backchannelLogoutUri: process.env.IDP_BACKCHANNEL_LOGOUT_URI || undefined,
+    accessTokenTtlSeconds: seconds('IDP_ACCESS_TOKEN_TTL'),
+    idTokenTtlSeconds: seconds('IDP_ID_TOKEN_TTL'),
+    refreshTokenTtlSeconds: seconds('IDP_REFRESH_TOKEN_TTL'),
+  });
+  console.log(`idp listening on ${idp.issuer}`);
+
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    idp.close().then(() => process.exit(0), (error: Error) => {
+      console.error(`idp: error while stopping: ${error.message}`);
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+
+  process.on('SIGUSR1', () => {
+    idp.rotateSigningKey().then(
+      () => console.log('idp signing key rotated'),
+      (error: Error) => console.error(`idp: key rotation failed: ${error.message}`),
+    );
+  });
+  process.on('SIGUSR2', () => {
+    idp.retireOldSigningKeys().then(
+      () => console.log('idp old signing keys retired'),
+      (error: Error) => console.error(`idp: retiring old keys failed: ${error.message}`),
+    );
+  });
+}
+
+main().catch((error: Error) => {
+  console.error(`idp: ${error.message}`);
+  process.exit(1);
+});

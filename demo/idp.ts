@@ -1,0 +1,649 @@
+// The local OpenID Provider that stands in for Okta in the demo and the tests.
+// It runs `oidc-provider` inside this process, with two fixed users, the interactive client `idgate`
+// and the machine client `demo-bot` (see CONTRACT.md, "Demo IdP").
+//
+// Like Okta's org authorization server, the authorization code flow returns a "thin" ID token:
+// profile, email and groups claims come only from the userinfo endpoint (oidc-provider's default
+// `conformIdTokenClaims: true`). idgate has to call userinfo to learn the groups.
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
+import type {
+  Account,
+  Adapter,
+  AdapterPayload,
+  Configuration,
+  Interaction,
+  KoaContextWithOIDC,
+  ResourceServer,
+  Provider as OidcProvider,
+} from 'oidc-provider';
+
+export interface IdpOptions {
+  /** TCP port to listen on. Required. */
+  port: number;
+  /** Address to listen on. Default `127.0.0.1`. */
+  host?: string;
+  /**
+   * Issuer identifier, as it appears in tokens and discovery. Default `http://127.0.0.1:<port>`.
+   * Plain http is accepted (loopback demo and tests). A path (e.g. `http://idp.local/oidc`) is
+   * honoured: the provider then answers under that path prefix.
+   */
+  issuer?: string;
+  /** client_id of the interactive client. Default `idgate`. */
+  clientId?: string;
+  /** client_secret of the interactive client (client_secret_basic). Default `idgate-secret`. */
+  clientSecret?: string;
+  /** redirect_uris registered for the interactive client. Default: none (then no login can complete). */
+  redirectUris?: string[];
+  /** post_logout_redirect_uris registered for the interactive client. Default: none. */
+  postLogoutRedirectUris?: string[];
+  /** OIDC Back-Channel Logout endpoint of the interactive client. Default: none (no back-channel logout). */
+  backchannelLogoutUri?: string;
+  /** Lifetime of access tokens (both clients). Default 3600. */
+  accessTokenTtlSeconds?: number;
+  /** Lifetime of ID tokens. Default 3600. */
+  idTokenTtlSeconds?: number;
+  /** Lifetime of refresh tokens (and of the grant behind them). Default 86400. */
+  refreshTokenTtlSeconds?: number;
+  /** Where error lines go (failed token requests, back-channel logout failures...). Default `console.error`. */
+  log?: (line: string) => void;
+}
+
+export interface RunningIdp {
+  /** The issuer identifier, e.g. `http://127.0.0.1:9000`. */
+  readonly issuer: string;
+  /** Stops listening, drops open connections and forgets all sessions and tokens. */
+  close(): Promise<void>;
+  /** Adds a new RSA signing key and signs with it from now on; older keys stay in the JWKS. */
+  rotateSigningKey(): Promise<void>;
+  /** Removes every signing key but the newest from the JWKS (tokens signed with them stop verifying). */
+  retireOldSigningKeys(): Promise<void>;
+}
+
+/** The demo's fixed users. The username is also the account id (`sub`). */
+interface DemoUser {
+  password: string;
+  claims: { name: string; preferred_username: string; email: string; email_verified: boolean; groups: string[] };
+}
+
+const USERS: ReadonlyMap<string, DemoUser> = new Map([
+  ['alice', {
+    password: 'alice',
+    claims: {
+      name: 'Alice Example',
+      preferred_username: 'alice',
+      email: 'alice@example.com',
+      email_verified: true,
+      groups: ['engineering', 'admins'],
+    },
+  }],
+  ['bob', {
+    password: 'bob',
+    claims: {
+      name: 'Bob Example',
+      preferred_username: 'bob',
+      email: 'bob@example.com',
+      email_verified: true,
+      groups: ['sales'],
+    },
+  }],
+]);
+
+const MACHINE_CLIENT_ID = 'demo-bot';
+const MACHINE_CLIENT_SECRET = 'demo-bot-secret';
+const API_RESOURCE = 'api://idgate';
+const API_SCOPE = 'api:read';
+
+/** The API that `demo-bot` gets tokens for: RS256 JWT access tokens with aud `api://idgate`. */
+function apiResourceServer(accessTokenTtlSeconds: number): ResourceServer {
+  return {
+    scope: API_SCOPE,
+    audience: API_RESOURCE,
+    accessTokenTTL: accessTokenTtlSeconds,
+    accessTokenFormat: 'jwt',
+    jwt: { sign: { alg: 'RS256' } },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage
+
+/** oidc-provider models whose records belong to a grant and go away when the grant is revoked. */
+const GRANT_MEMBER_MODELS = new Set([
+  'AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest',
+]);
+
+/**
+ * Everything the provider stores (sessions, interactions, grants, codes, opaque tokens), in memory.
+ * One store per running IdP, shared by every Provider instance built for it, so that a key rotation
+ * (which builds a new Provider, see startIdp) keeps users signed in and issued tokens valid.
+ * Unlike oidc-provider's built-in memory adapter it has no size cap (which could evict sessions
+ * under a benchmark) and is not shared with other IdPs in the same process.
+ */
+class InMemoryStore {
+  private readonly records = new Map<string, { payload: AdapterPayload; expiresAt: number }>();
+  private readonly sessionKeyByUid = new Map<string, string>();
+  private readonly keyByUserCode = new Map<string, string>();
+  private readonly memberKeysByGrantId = new Map<string, Set<string>>();
+
+  adapterFor(model: string): Adapter {
+    const keyOf = (id: string) => `${model}:${id}`;
+    return {
+      upsert: async (id, payload, expiresIn) => {
+        const key = keyOf(id);
+        this.delete(key);
+        const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : Infinity;
+        this.records.set(key, { payload, expiresAt });
+        if (model === 'Session' && payload.uid) this.sessionKeyByUid.set(payload.uid, key);
+        if (payload.userCode) this.keyByUserCode.set(payload.userCode, key);
+        if (GRANT_MEMBER_MODELS.has(model) && payload.grantId) {
+          const members = this.memberKeysByGrantId.get(payload.grantId) ?? new Set<string>();
+          members.add(key);
+          this.memberKeysByGrantId.set(payload.grantId, members);
+        }
+      },
+      find: async (id) => this.get(keyOf(id)),
+      findByUid: async (uid) => this.get(this.sessionKeyByUid.get(uid)),
+      findByUserCode: async (userCode) => this.get(this.keyByUserCode.get(userCode)),
+      consume: async (id) => {
+        const payload = this.get(keyOf(id));
+        if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+      },
+      destroy: async (id) => this.delete(keyOf(id)),
+      revokeByGrantId: async (grantId) => {
+        for (const key of this.memberKeysByGrantId.get(grantId) ?? []) this.delete(key);
+        this.memberKeysByGrantId.delete(grantId);
+      },
+    };
+  }
+
+  /** Drops expired records; called periodically so a long demo run does not grow without bound. */
+  sweep(): void {
+    const now = Date.now();
+    for (const [key, record] of this.records) if (record.expiresAt <= now) this.delete(key);
+  }
+
+  clear(): void {
+    this.records.clear();
+    this.sessionKeyByUid.clear();
+    this.keyByUserCode.clear();
+    this.memberKeysByGrantId.clear();
+  }
+
+  private get(key: string | undefined): AdapterPayload | undefined {
+    if (key === undefined) return undefined;
+    const record = this.records.get(key);
+    if (!record) return undefined;
+    if (record.expiresAt <= Date.now()) {
+      this.delete(key);
+      return undefined;
+    }
+    return record.payload;
+  }
+
+  private delete(key: string): void {
+    const record = this.records.get(key);
+    if (!record) return;
+    this.records.delete(key);
+    const { uid, userCode, grantId } = record.payload;
+    if (uid && this.sessionKeyByUid.get(uid) === key) this.sessionKeyByUid.delete(uid);
+    if (userCode && this.keyByUserCode.get(userCode) === key) this.keyByUserCode.delete(userCode);
+    if (grantId) this.memberKeysByGrantId.get(grantId)?.delete(key);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+/** A fresh RSA private JWK for RS256, with kid (its RFC 7638 thumbprint), alg and use set. */
+async function generateSigningKey(): Promise<JWK> {
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const jwk = await exportJWK(privateKey);
+  return { ...jwk, kid: await calculateJwkThumbprint(jwk), alg: 'RS256', use: 'sig' };
+}
+
+type OidcProviderModule = typeof import('oidc-provider');
+
+/**
+ * Loads oidc-provider. It warns "Unsupported runtime" on import under Node 20 (it wants 22+);
+ * everything this demo uses works on 20, so that one line is swallowed to keep the demo output clean.
+ */
+async function loadOidcProvider(): Promise<OidcProviderModule> {
+  const originalWarn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === 'string' && args[0].includes('Unsupported runtime')) return;
+    originalWarn(...args);
+  };
+  try {
+    return await import('oidc-provider');
+  } finally {
+    console.warn = originalWarn;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML
+
+function escapeHtml(value: unknown): string {
+  return String(value)
+    .replaceAll('&', '&amp;')
+    .replaceAll('<', '&lt;')
+    .replaceAll('>', '&gt;')
+    .replaceAll('"', '&quot;')
+    .replaceAll("'", '&#39;');
+}
+
+/** A complete HTML page; `title` is escaped here, `bodyHtml` must already be safe. */
+function page(title: string, bodyHtml: string): string {
+  return `<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head>
+<body>
+<h1>${escapeHtml(title)}</h1>
+${bodyHtml}
+</body>
+</html>
+`;
+}
+
+function loginPage(action: string, login: string, clientId: string, error?: string): string {
+  return page('Sign in to the demo IdP', `
+<p>Signing in to <strong>${escapeHtml(clientId)}</strong>. Demo users: alice / alice, bob / bob.</p>
+${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
+<form method="post" action="${escapeHtml(action)}">
+  <label>Username <input name="login" value="${escapeHtml(login)}" autocomplete="username" autofocus required></label>
+  <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+  <button type="submit">Sign in</button>
+</form>`);
+}
+
+function sendHtml(res: http.ServerResponse, status: number, html: string): void {
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+  });
+  res.end(html);
+}
+
+/** Reads an application/x-www-form-urlencoded body (at most 64 KiB). */
+async function readForm(req: http.IncomingMessage): Promise<URLSearchParams> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > 65_536) throw new Error('form body too large');
+    chunks.push(chunk as Buffer);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The provider
+
+interface ProviderSettings {
+  clientId: string;
+  clientSecret: string;
+  redirectUris: string[];
+  postLogoutRedirectUris: string[];
+  backchannelLogoutUri?: string;
+  accessTokenTtlSeconds: number;
+  idTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  /** Issuer path without trailing slash ('' for a bare origin); our interaction pages live under it. */
+  mountPath: string;
+  signingKeys: JWK[];
+  cookieKeys: string[];
+  store: InMemoryStore;
+}
+
+function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModule['errors']): Configuration {
+  const {
+    clientId, clientSecret, redirectUris, postLogoutRedirectUris, backchannelLogoutUri,
+    accessTokenTtlSeconds, idTokenTtlSeconds, refreshTokenTtlSeconds, mountPath, store,
+  } = settings;
+
+  return {
+    adapter: (model: string) => store.adapterFor(model),
+    // oidc-provider signs with the first matching key, so the newest key goes first.
+    jwks: { keys: settings.signingKeys.map((key) => structuredClone(key)) } as Configuration['jwks'],
+    cookies: {
+      keys: settings.cookieKeys,
+      // Browsers share cookies across ports, so on 127.0.0.1 the app (idgate behind HAProxy) and this
+      // IdP see each other's cookies. Distinct names keep them from ever colliding.
+      names: { session: 'idp_session', interaction: 'idp_interaction', resume: 'idp_interaction_resume' },
+    },
+
+    clients: [
+      {
+        client_id: clientId,
+        client_secret: clientSecret,
+        client_name: 'idgate',
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        redirect_uris: redirectUris,
+        post_logout_redirect_uris: postLogoutRedirectUris,
+        ...(backchannelLogoutUri
+          // session_required: the logout token then carries `sid`, so idgate can end just that session.
+          ? { backchannel_logout_uri: backchannelLogoutUri, backchannel_logout_session_required: true }
+          : {}),
+      },
+      {
+        client_id: MACHINE_CLIENT_ID,
+        client_secret: MACHINE_CLIENT_SECRET,
+        client_name: 'demo-bot',
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: API_SCOPE,
+      },
+    ],
+
+    scopes: ['openid', 'profile', 'email', 'groups', 'offline_access', API_SCOPE],
+    claims: {
+      openid: ['sub'],
+      profile: ['name', 'preferred_username'],
+      email: ['email', 'email_verified'],
+      groups: ['groups'],
+    },
+    // Left at its default (true) on purpose: the code flow's ID token carries no profile/email/groups
+    // claims, like Okta's org authorization server; they come from userinfo.
+    conformIdTokenClaims: true,
+
+    async findAccount(_ctx: KoaContextWithOIDC, sub: string): Promise<Account | undefined> {
+      const user = USERS.get(sub);
+      if (!user) return undefined;
+      // oidc-provider filters these by granted scope and by where they are going (ID token or userinfo).
+      return { accountId: sub, claims: async () => ({ sub, ...user.claims }) };
+    },
+
+    responseTypes: ['code'],
+    // oidc-provider only requires PKCE from public clients by default; idgate must use it anyway.
+    pkce: { required: () => true },
+    // Refresh tokens go to clients allowed the refresh_token grant that were granted offline_access
+    // (oidc-provider's default rule, spelled out). For offline_access to survive the authorization
+    // request without prompt=consent, see addConsentPromptForOfflineAccess.
+    issueRefreshToken: async (_ctx, client, source) =>
+      client.grantTypeAllowed('refresh_token') && source.scopes.has('offline_access'),
+
+    ttl: {
+      AccessToken: accessTokenTtlSeconds,
+      ClientCredentials: accessTokenTtlSeconds,
+      IdToken: idTokenTtlSeconds,
+      RefreshToken: refreshTokenTtlSeconds,
+      // A grant outliving its refresh tokens keeps them usable for their whole lifetime.
+      Grant: Math.max(refreshTokenTtlSeconds, 86_400),
+      Session: 86_400,
+      Interaction: 3600,
+    },
+
+    interactions: { url: async (_ctx: KoaContextWithOIDC, interaction: Interaction) => `${mountPath}/interaction/${interaction.uid}` },
+
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      revocation: {
+        enabled: true,
+        allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
+      },
+      backchannelLogout: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        async logoutSource(ctx: KoaContextWithOIDC, form: string) {
+          // `form` is oidc-provider's confirmation form (it carries the xsrf token). Adding
+          // logout=yes means "end the IdP session too", and the script submits it right away,
+          // so RP-initiated logout needs no click. Without scripts, the button does the same.
+          const autoSubmitForm = form.replace(
+            '</form>',
+            '<input type="hidden" name="logout" value="yes"/><noscript><button type="submit">Sign out</button></noscript></form>',
+          );
+          ctx.type = 'html';
+          ctx.body = page('Signing out', `${autoSubmitForm}
+<script>document.getElementById('op.logoutForm').submit();</script>`);
+        },
+        async postLogoutSuccessSource(ctx: KoaContextWithOIDC) {
+          ctx.type = 'html';
+          ctx.body = page('Signed out', '<p>You are signed out of the demo IdP.</p>');
+        },
+      },
+      resourceIndicators: {
+        enabled: true,
+        // demo-bot asks for no resource and still gets an API token. idgate's code flow resolves no
+        // resource, so its access token stays opaque and good for userinfo.
+        defaultResource: async (_ctx, client, oneOf) => {
+          if (oneOf) return oneOf;
+          return client.clientId === MACHINE_CLIENT_ID ? API_RESOURCE : undefined;
+        },
+        getResourceServerInfo: async (_ctx, resourceIndicator) => {
+          if (resourceIndicator === API_RESOURCE) return apiResourceServer(accessTokenTtlSeconds);
+          throw new errors.InvalidTarget();
+        },
+        useGrantedResource: async () => false,
+      },
+    },
+
+    // Back-channel logout posts to idgate on loopback. oidc-provider's outgoing fetch refuses
+    // loopback and private addresses (SSRF protection); here that is exactly where idgate lives,
+    // so loopback targets go out without that guard. Everything else keeps it.
+    fetch: (input, init) => {
+      const url = new URL(input instanceof Request ? input.url : input.toString());
+      if (isLoopbackHost(url.hostname) && init) delete (init as { dispatcher?: unknown }).dispatcher;
+      return globalThis.fetch(input, init);
+    },
+
+    clientBasedCORS: () => false,
+    async renderError(ctx, out) {
+      ctx.type = 'html';
+      ctx.body = page('Error', Object.entries(out)
+        .map(([name, value]) => `<p><strong>${escapeHtml(name)}</strong>: ${escapeHtml(value)}</p>`)
+        .join('\n'));
+    },
+  };
+}
+
+function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+/**
+ * oidc-provider follows OIDC Core 11 to the letter: `offline_access` is silently dropped from an
+ * authorization request unless it carries `prompt=consent`, so no refresh token is issued. Okta (and
+ * idgate, written against it) asks for offline_access without prompt=consent. To behave like Okta,
+ * an authorization request with offline_access gets `consent` added to its prompt; the consent step
+ * is then granted in code (see handleInteraction), so the user sees no extra page.
+ * `prompt=none` (silent re-authentication) is left alone: there, offline_access is dropped as before.
+ * Returns whether `query` was changed.
+ */
+function addConsentPromptForOfflineAccess(query: URLSearchParams): boolean {
+  const scopes = (query.get('scope') ?? '').split(' ');
+  const prompts = (query.get('prompt') ?? '').split(' ').filter(Boolean);
+  if (!scopes.includes('offline_access') || prompts.includes('consent') || prompts.includes('none')) return false;
+  query.set('prompt', [...prompts, 'consent'].join(' '));
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interactions (login form; consent granted in code)
+
+/**
+ * GET  <mount>/interaction/:uid        login form, or automatic consent
+ * POST <mount>/interaction/:uid/login  checks the password
+ */
+async function handleInteraction(
+  provider: OidcProvider,
+  mountPath: string,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  path: string,
+): Promise<void> {
+  const match = /^\/interaction\/([\w-]+)(\/login)?$/.exec(path);
+  if (!match) return sendHtml(res, 404, page('Not found', '<p>No such page.</p>'));
+  const [, uid, loginSuffix] = match;
+  const isLoginPost = loginSuffix !== undefined;
+  if ((isLoginPost && req.method !== 'POST') || (!isLoginPost && req.method !== 'GET')) {
+    return sendHtml(res, 405, page('Method not allowed', '<p>Method not allowed.</p>'));
+  }
+
+  let details: Interaction;
+  try {
+    details = await provider.interactionDetails(req, res);
+  } catch {
+    // No or expired interaction cookie: the login attempt cannot be resumed.
+    return sendHtml(res, 400, page('Sign-in expired', '<p>This sign-in attempt has expired or was not started here. Go back to the application and try again.</p>'));
+  }
+  if (details.uid !== uid) {
+    return sendHtml(res, 400, page('Sign-in mismatch', '<p>This page does not belong to the current sign-in attempt. Go back to the application and try again.</p>'));
+  }
+
+  const clientId = String(details.params.client_id ?? '');
+  const loginAction = `${mountPath}/interaction/${uid}/login`;
+
+  if (isLoginPost) {
+    if (details.prompt.name !== 'login') {
+      return sendHtml(res, 400, page('Already signed in', '<p>This sign-in step is already done. Go back to the application and try again.</p>'));
+    }
+    const form = await readForm(req);
+    const login = form.get('login') ?? '';
+    const user = USERS.get(login);
+    if (!user || form.get('password') !== user.password) {
+      return sendHtml(res, 401, loginPage(loginAction, login, clientId, 'Wrong username or password.'));
+    }
+    return provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
+  }
+
+  switch (details.prompt.name) {
+    case 'login':
+      return sendHtml(res, 200, loginPage(loginAction, String(details.params.login_hint ?? ''), clientId));
+    case 'consent':
+      // Every client of this IdP is first-party: grant what it asked for, without a page.
+      return provider.interactionFinished(req, res, { consent: { grantId: await grantRequestedAccess(provider, details) } }, { mergeWithLastSubmission: true });
+    default:
+      return sendHtml(res, 400, page('Unsupported step', `<p>Unsupported sign-in step: ${escapeHtml(details.prompt.name)}.</p>`));
+  }
+}
+
+/** Creates (or extends) the grant so it covers everything the consent prompt says is missing. */
+async function grantRequestedAccess(provider: OidcProvider, details: Interaction): Promise<string> {
+  const accountId = details.session?.accountId;
+  const clientId = String(details.params.client_id);
+  const grant = (details.grantId ? await provider.Grant.find(details.grantId) : undefined)
+    ?? new provider.Grant({ accountId, clientId });
+  const missing = details.prompt.details as {
+    missingOIDCScope?: string[];
+    missingOIDCClaims?: string[];
+    missingResourceScopes?: Record<string, string[]>;
+  };
+  if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+  if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+  for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+    grant.addResourceScope(resource, scopes.join(' '));
+  }
+  return grant.save();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
+  const { default: Provider, errors } = await loadOidcProvider();
+
+  const host = options.host ?? '127.0.0.1';
+  const issuer = options.issuer ?? `http://127.0.0.1:${options.port}`;
+  const log = options.log ?? ((line: string) => console.error(line));
+  const mountPath = new URL(issuer).pathname.replace(/\/+$/, '');
+  const store = new InMemoryStore();
+  const settings: ProviderSettings = {
+    clientId: options.clientId ?? 'idgate',
+    clientSecret: options.clientSecret ?? 'idgate-secret',
+    redirectUris: options.redirectUris ?? [],
+    postLogoutRedirectUris: options.postLogoutRedirectUris ?? [],
+    backchannelLogoutUri: options.backchannelLogoutUri,
+    accessTokenTtlSeconds: options.accessTokenTtlSeconds ?? 3600,
+    idTokenTtlSeconds: options.idTokenTtlSeconds ?? 3600,
+    refreshTokenTtlSeconds: options.refreshTokenTtlSeconds ?? 86_400,
+    mountPath,
+    signingKeys: [await generateSigningKey()],
+    cookieKeys: [randomBytes(32).toString('base64url')],
+    store,
+  };
+
+  // oidc-provider reads its signing keys only when a Provider is constructed. Rotating keys therefore
+  // builds a new Provider with the same clients, cookie keys and store, and swaps it in behind the
+  // same http server: sessions, grants and tokens survive, only the JWKS changes.
+  const createProvider = () => {
+    const provider = new Provider(issuer, buildConfiguration(settings, errors));
+    // One line per failed request, so a failing login or token call in a test explains itself.
+    const logError = (event: string) => (_ctx: unknown, error: Error & { error_description?: string }) =>
+      log(`idp ${event}: ${error.message}${error.error_description ? ` (${error.error_description})` : ''}`);
+    provider.on('server_error', logError('server_error'));
+    provider.on('authorization.error', logError('authorization.error'));
+    provider.on('grant.error', logError('grant.error'));
+    provider.on('userinfo.error', logError('userinfo.error'));
+    provider.on('end_session.error', logError('end_session.error'));
+    provider.on('revocation.error', logError('revocation.error'));
+    provider.on('backchannel.error', (_ctx: unknown, error: Error, client: { clientId: string }) =>
+      log(`idp back-channel logout to ${client.clientId} failed: ${error.message}`));
+    return { provider, handleRequest: provider.callback() };
+  };
+  let current = createProvider();
+
+  const server = http.createServer((req, res) => {
+    const { provider, handleRequest } = current;
+    const url = new URL(req.url ?? '/', 'http://idp.invalid');
+    if (mountPath && !(url.pathname === mountPath || url.pathname.startsWith(`${mountPath}/`))) {
+      return sendHtml(res, 404, page('Not found', '<p>No such page.</p>'));
+    }
+    const localPath = url.pathname.slice(mountPath.length) || '/';
+    if (localPath.startsWith('/interaction/')) {
+      handleInteraction(provider, mountPath, req, res, localPath).catch((error: Error) => {
+        log(`idp interaction error: ${error.message}`);
+        if (!res.headersSent) sendHtml(res, 500, page('Error', '<p>Something went wrong.</p>'));
+        else res.end();
+      });
+      return;
+    }
+    if (req.method === 'GET' && localPath === '/auth' && addConsentPromptForOfflineAccess(url.searchParams)) {
+      req.url = `${url.pathname}${url.search}`;
+    }
+    // oidc-provider routes are relative to the issuer's path; like under Express's app.use(path),
+    // it finds that path again from req.originalUrl when it builds endpoint URLs.
+    if (mountPath) {
+      (req as http.IncomingMessage & { originalUrl?: string }).originalUrl = req.url;
+      req.url = (req.url ?? '/').slice(mountPath.length) || '/';
+    }
+    void handleRequest(req, res);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+
+  const sweeper = setInterval(() => store.sweep(), 60_000);
+  sweeper.unref();
+
+  return {
+    issuer,
+    async close() {
+      clearInterval(sweeper);
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      store.clear();
+    },
+    async rotateSigningKey() {
+      settings.signingKeys = [await generateSigningKey(), ...settings.signingKeys];
+      current = createProvider();
+    },
+    async retireOldSigningKeys() {
+      settings.signingKeys = settings.signingKeys.slice(0, 1);
+      current = createProvider();
+    },
+  };
+}
+

@@ -1,0 +1,78 @@
+// The sample upstream app behind HAProxy: it echoes every request it receives as JSON, so the demo
+// and the tests can see exactly which headers (X-Auth-* and others) made it through.
+import http from 'node:http';
+
+export interface UpstreamOptions {
+  /** TCP port to listen on. Required (0 picks a free one; see `port` on the result). */
+  port: number;
+  /** Address to listen on. Default `127.0.0.1`. */
+  host?: string;
+}
+
+export interface RunningUpstream {
+  /** The port actually listened on. */
+  readonly port: number;
+  /** Stops listening and drops open connections. */
+  close(): Promise<void>;
+}
+
+/** What the upstream answers to every request (status 200, application/json). */
+export interface EchoedRequest {
+  method: string;
+  /** Path and query, exactly as received. */
+  path: string;
+  /** All request headers, lowercase names; a header sent several times appears as an array in received order. */
+  headers: Record<string, string | string[]>;
+}
+
+/** Request headers keyed by lowercase name, from the raw list so repeated headers keep every value. */
+function receivedHeaders(req: http.IncomingMessage): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i].toLowerCase();
+    const value = req.rawHeaders[i + 1];
+    const previous = headers[name];
+    if (previous === undefined) headers[name] = value;
+    else if (Array.isArray(previous)) previous.push(value);
+    else headers[name] = [previous, value];
+  }
+  return headers;
+}
+
+export async function startUpstream(options: UpstreamOptions): Promise<RunningUpstream> {
+  const server = http.createServer((req, res) => {
+    const echoed: EchoedRequest = {
+      method: req.method ?? '',
+      path: req.url ?? '',
+      headers: receivedHeaders(req),
+    };
+    // The body is not echoed, but it is read to the end so keep-alive connections stay usable.
+    req.resume();
+    req.on('end', () => {
+      const body = JSON.stringify(echoed);
+      res.writeHead(200, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+      });
+      res.end(body);
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+
+  return {
+    port: (server.address() as { port: number }).port,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}
