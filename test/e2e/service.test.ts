@@ -1,0 +1,240 @@
+// idgate in-process (supertest) against a real Redis and the real local IdP: the parts of the service
+// that HAProxy hides (trusted proxies, cookie attributes, health, metrics, bad forwarded headers).
+import crypto from 'node:crypto';
+import path from 'node:path';
+import type http from 'node:http';
+import request from 'supertest';
+import { Redis } from 'ioredis';
+import express from 'express';
+import { createLogger } from '../../service/src/audit.js';
+import { loadConfig, type Config } from '../../service/src/config.js';
+import { Metrics } from '../../service/src/metrics.js';
+import { OidcRelyingParty } from '../../service/src/oidc.js';
+import { DEMO_POLICY } from '../../service/src/policy.js';
+import { createIdgateServer } from '../../service/src/server.js';
+import { createRedisClient, createSessionMiddleware, sessionKeyPrefix } from '../../service/src/sessions.js';
+import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
+import { REPO_ROOT } from '../../demo/stack.js';
+import signature from 'cookie-signature';
+
+let redisProcess: ManagedProcess;
+let idpProcess: ManagedProcess;
+let redisPort: number;
+let issuer: string;
+const servers: { server: http.Server; redis: Redis; oidc: OidcRelyingParty }[] = [];
+const logLines: string[] = [];
+const secret = crypto.randomBytes(32).toString('base64url');
+
+function configFor(extra: Record<string, string> = {}): Config {
+  const { config, problems } = loadConfig({
+    IDGATE_ISSUER: issuer,
+    IDGATE_CLIENT_ID: 'idgate',
+    IDGATE_CLIENT_SECRET: 'idgate-secret',
+    IDGATE_PUBLIC_URL: 'http://app.test:8080',
+    IDGATE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    IDGATE_COOKIE_SECRETS: secret,
+    IDGATE_INSECURE_HTTP: '1',
+    IDGATE_JWT_AUDIENCES: 'api://idgate',
+    ...extra,
+  });
+  if (!config) throw new Error(problems.join('\n'));
+  return config;
+}
+
+async function startServer(config: Config): Promise<http.Server> {
+  const redis = createRedisClient(config);
+  const oidc = new OidcRelyingParty(config, () => undefined);
+  await oidc.start();
+  const server = createIdgateServer({ config, redis, oidc, policy: () => DEMO_POLICY, logger: createLogger((line) => logLines.push(line)), metrics: new Metrics() });
+  servers.push({ server, redis, oidc });
+  await redisReady(redis);
+  return server;
+}
+
+async function redisReady(redis: Redis): Promise<void> {
+  if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
+}
+
+/** A session written the way express-session + connect-redis write it, and its signed cookie. */
+async function plantSession(config: Config, stored: Record<string, unknown>): Promise<string> {
+  const sid = crypto.randomBytes(24).toString('base64url');
+  const redis = new Redis(redisPort);
+  await redis.set(sessionKeyPrefix(config) + sid, JSON.stringify({ cookie: { path: '/' }, idgate: stored }), 'EX', 60);
+  redis.disconnect();
+  return `${config.cookieName}=${encodeURIComponent(`s:${signature.sign(sid, config.cookieSecrets[0]!)}`)}`;
+}
+
+const alice = { v: 1, subject: 'sub-alice', user: 'alice', email: 'alice@example.com', groups: ['admins'], issuer: 'x', createdAt: Date.now(), idToken: 'x' };
+
+beforeAll(async () => {
+  redisPort = await freePort();
+  const idpPort = await freePort();
+  issuer = `http://127.0.0.1:${idpPort}`;
+  redisProcess = startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(redisPort)]);
+  idpProcess = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], {
+    env: { ...process.env, IDP_PORT: String(idpPort), IDP_REDIRECT_URIS: 'http://app.test:8080/_auth/callback' },
+  });
+  await Promise.all([waitForPort(redisPort), waitForPort(idpPort)]);
+}, 30_000);
+
+afterAll(async () => {
+  for (const { server, redis, oidc } of servers) {
+    oidc.stop();
+    server.closeAllConnections();
+    server.close();
+    redis.disconnect();
+  }
+  await Promise.all([redisProcess?.stop(), idpProcess?.stop()]);
+});
+
+describe('idgate service', () => {
+  test('X-Forwarded-* from an untrusted peer are ignored', async () => {
+    const config = configFor({ IDGATE_TRUSTED_PROXIES: '10.0.0.0/8' });
+    const server = await startServer(config);
+    // Pretends to be a request for /public/ (public); from an untrusted peer it is judged as "/" instead.
+    const res = await request(server).get('/auth').set('X-Forwarded-Uri', '/public/x').set('Accept', 'application/json');
+    expect(res.status).toBe(401);
+    const line = JSON.parse(logLines.filter((l) => l.includes('"event":"decision"')).at(-1)!);
+    expect(line).toMatchObject({ path: '/', host: 'app.test:8080', rule: 'signed-in' });
+  });
+
+  test('X-Forwarded-* from a trusted proxy decide the route', async () => {
+    const server = await startServer(configFor());
+    const res = await request(server).get('/auth').set('X-Forwarded-Uri', '/public/x');
+    expect(res.status).toBe(200);
+    expect(res.headers['x-auth-user']).toBeUndefined();
+  });
+
+  test('unusable forwarded headers get 400, not a guess', async () => {
+    const server = await startServer(configFor());
+    for (const [name, value] of [['X-Forwarded-Host', 'a b'], ['X-Forwarded-Uri', 'http://evil/'], ['X-Forwarded-Method', 'G E T']] as const) {
+      const res = await request(server).get('/auth').set(name, value);
+      expect(res.status).toBe(400);
+    }
+  });
+
+  test('a planted session answers 200 with identity headers, and HEAD works the same', async () => {
+    const config = configFor();
+    const server = await startServer(config);
+    const cookie = await plantSession(config, alice);
+    const get = await request(server).get('/auth').set('Cookie', cookie).set('X-Forwarded-Uri', '/admin/').set('X-Request-Id', 'req-42');
+    expect(get.status).toBe(200);
+    expect(get.headers).toMatchObject({ 'x-auth-user': 'alice', 'x-auth-subject': 'sub-alice', 'x-auth-groups': 'admins', 'x-auth-request-id': 'req-42' });
+    const head = await request(server).head('/auth').set('Cookie', cookie);
+    expect(head.status).toBe(200);
+  });
+
+  test('a session past its absolute lifetime is a redirect for a browser and 401 for an API client', async () => {
+    const config = configFor({ IDGATE_SESSION_MAX_AGE: '60', IDGATE_SESSION_IDLE_TTL: '60' });
+    const server = await startServer(config);
+    const cookie = await plantSession(config, { ...alice, createdAt: Date.now() - 61_000 });
+    const browser = await request(server).get('/auth').set('Cookie', cookie).set('Accept', 'text/html');
+    expect(browser.status).toBe(302);
+    const api = await request(server).get('/auth').set('Cookie', cookie).set('Accept', 'application/json');
+    expect(api.status).toBe(401);
+  });
+
+  test('a malformed session in Redis is treated as no session, not a crash', async () => {
+    const config = configFor();
+    const server = await startServer(config);
+    const cookie = await plantSession(config, { v: 1, subject: 42 });
+    const res = await request(server).get('/auth').set('Cookie', cookie).set('Accept', 'text/html');
+    expect(res.status).toBe(302);
+  });
+
+  test('a cookie signed with an unknown secret is no session', async () => {
+    const config = configFor();
+    const server = await startServer(config);
+    const cookie = await plantSession(configFor({ IDGATE_COOKIE_SECRETS: 'z'.repeat(40) }), alice);
+    const res = await request(server).get('/auth').set('Cookie', cookie).set('Accept', 'application/json');
+    expect(res.status).toBe(401);
+  });
+
+  test('the check renews the session idle TTL in Redis', async () => {
+    const config = configFor({ IDGATE_SESSION_IDLE_TTL: '3000' });
+    const server = await startServer(config);
+    const cookie = await plantSession(config, alice);
+    await request(server).get('/auth').set('Cookie', cookie);
+    const sid = signature.unsign(decodeURIComponent(cookie.split('=')[1]!).slice(2), secret) as string;
+    const redis = new Redis(redisPort);
+    const ttl = await redis.ttl(sessionKeyPrefix(config) + sid);
+    redis.disconnect();
+    expect(ttl).toBeGreaterThan(2990);
+  });
+
+  test('health, readiness and metrics answer', async () => {
+    const server = await startServer(configFor());
+    expect((await request(server).get('/healthz')).status).toBe(200);
+    const ready = await request(server).get('/readyz');
+    expect(ready.status).toBe(200);
+    expect(ready.text).toContain('redis=ok idp=ok');
+    await request(server).get('/auth');
+    const metrics = await request(server).get('/metrics');
+    expect(metrics.text).toMatch(/idgate_decisions_total\{outcome="unauthenticated"\} 1/);
+  });
+
+  test('readiness is false while the IdP cannot be discovered', async () => {
+    const server = await startServer(configFor({ IDGATE_ISSUER: `http://127.0.0.1:${await freePort()}` }));
+    const ready = await request(server).get('/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.text).toContain('idp=not loaded');
+    const login = await request(server).get('/_auth/login').set('X-Forwarded-Host', 'app.test:8080');
+    expect(login.status).toBe(503);
+  });
+
+  test('login redirects to the IdP with PKCE S256, state and nonce, and sets one HttpOnly SameSite=Lax binding cookie', async () => {
+    const server = await startServer(configFor());
+    const res = await request(server).get('/_auth/login?rd=%2Fx').set('X-Forwarded-Host', 'app.test:8080');
+    expect(res.status).toBe(302);
+    const location = new URL(res.headers.location!);
+    expect(location.origin).toBe(issuer);
+    for (const p of ['state', 'nonce', 'code_challenge']) expect(location.searchParams.get(p)).toBeTruthy();
+    expect(location.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(location.searchParams.get('redirect_uri')).toBe('http://app.test:8080/_auth/callback');
+    const cookies = res.headers['set-cookie'] as unknown as string[];
+    expect(cookies).toHaveLength(1);
+    expect(cookies[0]).toMatch(/^_idgate_login=.*; Path=\/_auth\/; .*HttpOnly; SameSite=Lax/);
+  });
+
+  test('login on another host first moves to the public host', async () => {
+    const server = await startServer(configFor({ IDGATE_ALLOWED_REDIRECT_HOSTS: 'other.test:8080' }));
+    const res = await request(server).get('/_auth/login?rd=%2Fx').set('X-Forwarded-Host', 'other.test:8080');
+    expect(res.status).toBe(302);
+    expect(res.headers.location).toBe(`http://app.test:8080/_auth/login?rd=${encodeURIComponent('http://other.test:8080/x')}`);
+  });
+});
+
+describe('the session cookie', () => {
+  test('is HttpOnly, SameSite=Lax and Secure by default', async () => {
+    const { config } = loadConfig({
+      IDGATE_ISSUER: 'https://idp.example.com',
+      IDGATE_CLIENT_ID: 'c',
+      IDGATE_CLIENT_SECRET: 's',
+      IDGATE_PUBLIC_URL: 'https://app.example.com',
+      IDGATE_COOKIE_SECRETS: secret,
+      IDGATE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+      IDGATE_COOKIE_DOMAIN: 'example.com',
+      IDGATE_COOKIE_NAME: 'corp_sso',
+    });
+    const redis = createRedisClient(config!);
+    try {
+      await redisReady(redis);
+      const app = express();
+      app.set('trust proxy', 'loopback');
+      app.use(createSessionMiddleware(config!, redis));
+      app.get('/set', (req, res) => {
+        req.session.idgate = alice as never;
+        res.end('ok');
+      });
+      const res = await request(app).get('/set').set('X-Forwarded-Proto', 'https');
+      const cookie = (res.headers['set-cookie'] as unknown as string[])[0]!;
+      expect(cookie).toMatch(/^corp_sso=s%3A/);
+      expect(cookie).toMatch(/Domain=example.com/);
+      expect(cookie).toMatch(/HttpOnly/);
+      expect(cookie).toMatch(/Secure/);
+      expect(cookie).toMatch(/SameSite=Lax/);
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
