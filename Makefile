@@ -12,6 +12,7 @@ system-deps:
 	@missing=""; \
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ "$(WITH_BROWSER)" = 1 ] && [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing from Debian:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
@@ -32,6 +33,8 @@ typecheck: deps
 demo: build
 	node dist/demo/demo-main.js
 
+# The real-browser test drives Debian's Chromium (never a downloaded browser).
+test: WITH_BROWSER = 1
 test: build typecheck
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest
 

@@ -1,0 +1,113 @@
+// Starting the real HAProxy (haproxy-conf/haproxy.cfg + idgate.lua) for the demo and the tests.
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startProcess, waitForPort, type ManagedProcess } from './processes.js';
+
+export interface HaproxyOptions {
+  /** The public frontend, 127.0.0.1:<frontPort>. */
+  frontPort: number;
+  /** idgate (be_idgate), 127.0.0.1:<idgatePort>. */
+  idgatePort: number;
+  /** The protected app (be_app), 127.0.0.1:<upstreamPort>. */
+  upstreamPort: number;
+  /**
+   * Where the Lua check's httpclient connects (the fe_idgate_check listener). Defaults to an
+   * abstract unix socket unique to this instance, so tests and a running demo never collide.
+   */
+  checkDst?: string;
+  /** Copy HAProxy's output (log lines, warnings) to our stdout. */
+  echo?: boolean;
+  /** Another configuration file (tests of a modified copy); default: the shipped haproxy-conf/haproxy.cfg. */
+  configPath?: string;
+}
+
+/** The repository root: the nearest ancestor of this file holding haproxy-conf/haproxy.cfg (works from demo/ and dist/demo/). */
+function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(path.join(dir, 'haproxy-conf', 'haproxy.cfg'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error('haproxy-conf/haproxy.cfg not found above ' + fileURLToPath(import.meta.url));
+    dir = parent;
+  }
+}
+
+/** Absolute path of the shipped HAProxy configuration. */
+export function haproxyConfigPath(): string {
+  return path.join(repoRoot(), 'haproxy-conf', 'haproxy.cfg');
+}
+
+let instances = 0;
+
+/** Spawns `haproxy -f haproxy-conf/haproxy.cfg` with the addresses in its environment; resolves once the front port accepts connections. */
+export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProcess> {
+  const checkDst = options.checkDst ?? `abns@idgate-check-${options.frontPort}-${process.pid}-${++instances}`;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    IDGATE_FRONT_BIND: `127.0.0.1:${options.frontPort}`,
+    IDGATE_UPSTREAM_ADDR: `127.0.0.1:${options.upstreamPort}`,
+    IDGATE_ADDR: `127.0.0.1:${options.idgatePort}`,
+    IDGATE_CHECK_DST: checkDst,
+  };
+  // Something already answering on the front port would pass the readiness wait below without
+  // this HAProxy ever binding it.
+  if (await accepts(options.frontPort)) {
+    throw new Error(`cannot start haproxy: 127.0.0.1:${options.frontPort} is already in use`);
+  }
+  const proc = startProcess('haproxy', 'haproxy', ['-f', options.configPath ?? haproxyConfigPath()], { env, echo: options.echo });
+
+  // Fail fast (with HAProxy's own words) if it exits instead of listening, e.g. a port in use.
+  let onExit: (() => void) | undefined;
+  const exited = new Promise<never>((_, reject) => {
+    onExit = () => reject(new Error(`haproxy exited before listening on ${options.frontPort}:\n${proc.output()}`));
+    proc.child.once('close', onExit);
+  });
+  exited.catch(() => undefined);
+  try {
+    await Promise.race([waitWhileRunning(proc, options.frontPort), exited]);
+    // HAProxy binds fe_public before the check listener and exits if a later bind fails (e.g.
+    // an IDGATE_CHECK_DST already taken), so make sure it is still there a moment later.
+    await Promise.race([new Promise((r) => setTimeout(r, 150)), exited]);
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  } finally {
+    proc.child.off('close', onExit!);
+  }
+  return proc;
+}
+
+/** waitForPort in short slices, so that no polling outlives a HAProxy that already exited. */
+async function waitWhileRunning(proc: ManagedProcess, port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await waitForPort(port, '127.0.0.1', 200);
+      return;
+    } catch (err) {
+      if (proc.child.exitCode !== null || proc.child.signalCode !== null) return; // `exited` reports it
+      if (Date.now() > deadline) throw new Error(`haproxy does not listen on ${port} after ${timeoutMs} ms:\n${proc.output()}`);
+    }
+  }
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    socket.once('connect', () => { socket.destroy(); resolve(true); });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** `haproxy -c -f haproxy-conf/haproxy.cfg`: ok when HAProxy accepts the configuration. */
+export async function checkHaproxyConfig(): Promise<{ ok: boolean; output: string }> {
+  const proc = startProcess('haproxy -c', 'haproxy', ['-c', '-f', haproxyConfigPath()]);
+  const code = await new Promise<number | null>((resolve) => {
+    proc.child.once('close', (c) => resolve(c));
+    proc.child.once('error', () => resolve(null));
+  });
+  await proc.stop();
+  return { ok: code === 0, output: proc.output() };
+}

@@ -1,0 +1,212 @@
+-- idgate HTTP check integration for HAProxy 2.6 (Lua 5.3, no third-party libraries).
+--
+-- Loaded by haproxy.cfg with `lua-load idgate.lua`. Registers two actions:
+--
+--   http-request  lua.idgate-check        ask idgate (GET /auth) whether the request may pass
+--   http-response lua.idgate-set-cookies  add the Set-Cookie headers idgate returned on a 200
+--
+-- The check goes through core.httpclient() to `dst` = the local HAProxy listener named by
+-- IDGATE_CHECK_DST (see haproxy.cfg), never straight to idgate: the 2.6 httpclient has a fixed
+-- 5 s connect timeout with 3 retries, so a dead idgate would hold the client for 12-20 s. The
+-- listener's backend (be_idgate) has a short connect timeout, an 800 ms answer timeout and
+-- health checks, so a dead or slow idgate is a 503/504 from HAProxy itself within about a
+-- second, and idgate replicas are balanced.
+--
+-- The httpclient `timeout` is only a backstop and must stay above be_idgate's budget: when it
+-- expires, 2.6 re-sends the check up to 3 more times (4 requests, 4x the timeout).
+--
+-- Decision table (CONTRACT.md, "The check endpoint"):
+--   200            inject every x-auth-* response header into the upstream request (set, not add),
+--                  remember every Set-Cookie for the client's response; the request continues.
+--   302 / 303      reply with that status, Location, every Set-Cookie, Cache-Control: no-store.
+--   other 4xx      reply with idgate's status, Content-Type, body, WWW-Authenticate, every
+--                  Set-Cookie, Cache-Control: no-store.
+--   anything else  (no answer, timeout, refused, 5xx, 1xx/2xx/3xx other than the above):
+--                  503 "authentication service unavailable". Fail closed.
+--
+-- Failing closed also covers our own bugs: HAProxy 2.6 lets a request CONTINUE when a Lua
+-- action raises an error. So the decision runs under pcall, and the request is let through
+-- only if this action set txn.idgate_allowed (the rule after it in haproxy.cfg answers 503
+-- otherwise).
+--
+-- Per request: one req_get_headers(), one small GET over a reused connection (the httpclient's
+-- connection to the local listener and be_idgate's connections to idgate are kept alive), a
+-- scan of the answer's header names, one read-back per injected identity header. No body is read or sent; the response action only runs
+-- when an allowing check returned Set-Cookie.
+
+local CHECK_URL = "http://idgate/auth"   -- the host only names the Host header; `dst` decides where it goes
+local CHECK_DST = os.getenv("IDGATE_CHECK_DST") or "abns@idgate-check-8080"
+local CHECK_TIMEOUT_MS = tonumber(os.getenv("IDGATE_CHECK_TIMEOUT_MS") or "") or 2500
+
+-- Client request headers forwarded to the check: lower-case name (as HAProxy's HTX stores it)
+-- and the name we send. Everything else (Accept-Encoding, Connection, Upgrade, Content-*,
+-- X-Auth-*, the client's X-Forwarded-*...) is deliberately left out.
+local FORWARDED = {
+  { "authorization", "Authorization" },
+  { "accept", "Accept" },
+  { "x-requested-with", "X-Requested-With" },
+  { "user-agent", "User-Agent" },
+}
+
+local UNAVAILABLE_BODY = "<!doctype html>\n<html><head><title>503 Service Unavailable</title></head>\n"
+  .. "<body><h1>503 Service Unavailable</h1>\n<p>authentication service unavailable</p></body></html>\n"
+
+local UNAVAILABLE = {
+  status = 503,
+  headers = {
+    ["content-type"] = { "text/html; charset=utf-8" },
+    ["cache-control"] = { "no-store" },
+    ["retry-after"] = { "5" },
+  },
+  body = UNAVAILABLE_BODY,
+}
+
+-- All values of one header from an HAProxy header table, as a Lua list. Both
+-- req_get_headers() and the httpclient response index the values of a header from 0 (so `#`
+-- and ipairs() would miss the first one).
+local function values_of(tbl, name)
+  local v = tbl[name]
+  if v == nil then return nil end
+  local out = {}
+  local i = 0
+  while v[i] ~= nil do
+    out[#out + 1] = v[i]
+    i = i + 1
+  end
+  return out
+end
+
+local function first_of(tbl, name)
+  local v = tbl[name]
+  if v == nil then return nil end
+  return v[0]
+end
+
+-- Returns nil to let the request through (identity headers injected), or the reply to send.
+local function decide(txn)
+  local req = txn.http:req_get_headers()
+
+  -- Header values must be tables for the 2.6 httpclient: a plain string is silently dropped.
+  local headers = {}
+  local cookies = values_of(req, "cookie")
+  if cookies ~= nil then
+    headers["Cookie"] = { table.concat(cookies, "; ") }
+  end
+  for _, h in ipairs(FORWARDED) do
+    local v = first_of(req, h[1])
+    if v ~= nil then headers[h[2]] = { v } end
+  end
+  headers["X-Forwarded-Method"] = { txn.f:method() }
+  -- boolean fetches reach Lua as integers (0/1), and 0 is true in Lua
+  headers["X-Forwarded-Proto"] = { txn.f:ssl_fc() == 1 and "https" or "http" }
+  headers["X-Forwarded-Host"] = { first_of(req, "host") or "" }
+  headers["X-Forwarded-Uri"] = { txn.f:pathq() or "/" }
+  headers["X-Forwarded-For"] = { txn.f:src() }
+  headers["X-Request-Id"] = { txn.f:unique_id() }
+
+  local hc = core.httpclient()
+  local r = hc:get({
+    url = CHECK_URL,
+    dst = CHECK_DST,
+    timeout = CHECK_TIMEOUT_MS,
+    headers = headers,
+  })
+  if r == nil or r.status == nil or r.status == 0 then
+    txn:set_var("txn.idgate_status", 0)
+    return UNAVAILABLE
+  end
+
+  local status = r.status
+  local rh = r.headers or {}
+  txn:set_var("txn.idgate_status", status)
+  local set_cookies = values_of(rh, "set-cookie")
+
+  if status == 200 then
+    local injected = {}
+    for name, values in pairs(rh) do
+      -- names arrive lower-cased from HTX
+      if name:sub(1, 7) == "x-auth-" then
+        -- one value per identity header: idgate sends each once; a repeat is ignored, not merged
+        local v = values[0]
+        txn.http:req_set_header(name, v)
+        injected[name] = v
+        if name == "x-auth-user" then
+          txn:set_var("txn.idgate_user", v)
+        elseif name == "x-auth-backend" then
+          txn:set_var("txn.idgate_backend", v)
+        end
+      end
+    end
+    -- req_set_header() fails silently (returns nothing) when the request buffer has no room
+    -- left (tune.bufsize/maxrewrite): the app would see a partial identity, e.g. a user without
+    -- its groups. Read every injected header back; anything missing fails closed.
+    for name, v in pairs(injected) do
+      if (txn.f:req_fhdr(name) or "") ~= v then
+        core.Warning("idgate-check: identity header " .. name .. " does not fit in the request buffer"
+          .. " (raise tune.bufsize/tune.maxrewrite); answering 503")
+        return UNAVAILABLE
+      end
+    end
+    if set_cookies ~= nil then
+      txn:set_priv(set_cookies)
+      -- lets the config run lua.idgate-set-cookies only when there is something to add
+      txn:set_var("txn.idgate_set_cookie", 1)
+    end
+    txn:set_var("txn.idgate_allowed", 1)
+    return nil
+  end
+
+  if status == 302 or status == 303 then
+    local location = first_of(rh, "location")
+    if location == nil or location == "" then return UNAVAILABLE end
+    return {
+      status = status,
+      headers = {
+        ["location"] = { location },
+        ["cache-control"] = { "no-store" },
+        ["set-cookie"] = set_cookies,
+      },
+    }
+  end
+
+  if status >= 400 and status <= 499 then
+    local out = { ["cache-control"] = { "no-store" }, ["set-cookie"] = set_cookies }
+    local body = r.body or ""
+    local ctype = first_of(rh, "content-type")
+    if ctype ~= nil then
+      out["content-type"] = { ctype }
+    elseif body ~= "" then
+      out["content-type"] = { "application/octet-stream" }
+    end
+    local www = values_of(rh, "www-authenticate")
+    if www ~= nil then out["www-authenticate"] = www end
+    return { status = status, headers = out, body = body }
+  end
+
+  return UNAVAILABLE
+end
+
+local function check(txn)
+  -- A yield (the httpclient waiting) across pcall is fine in Lua 5.3. txn:done() stays outside
+  -- the pcall: it ends the Lua execution, which a pcall must not get in the way of.
+  local ok, reply = pcall(decide, txn)
+  if not ok then
+    core.Warning("idgate-check: " .. tostring(reply))
+    txn:unset_var("txn.idgate_allowed")
+    reply = UNAVAILABLE
+  end
+  if reply ~= nil then
+    txn:done(txn:reply(reply))
+  end
+end
+
+local function add_set_cookies(txn)
+  local cookies = txn:get_priv()
+  if type(cookies) ~= "table" then return end
+  for _, c in ipairs(cookies) do
+    txn.http:res_add_header("Set-Cookie", c)
+  end
+end
+
+core.register_action("idgate-check", { "http-req" }, check, 0)
+core.register_action("idgate-set-cookies", { "http-res" }, add_set_cookies, 0)
