@@ -1,0 +1,94 @@
+// The callback must refuse ID tokens that a real IdP would never issue: signed by a key outside the
+// issuer's JWKS, for another audience, with another nonce or issuer, or expired. A small scripted IdP
+// (real HTTP, real JOSE) serves discovery, JWKS and a token endpoint whose ID token each test shapes.
+import http from 'node:http';
+import * as jose from 'jose';
+import { loadConfig } from '../../service/src/config.js';
+import { OidcRelyingParty } from '../../service/src/oidc.js';
+import { freePort } from '../../demo/processes.js';
+
+let server: http.Server;
+let issuer: string;
+let publishedKey: CryptoKey;
+let otherKey: CryptoKey;
+let publicJwk: jose.JWK;
+let shapeIdToken: (claims: jose.JWTPayload) => Promise<string>;
+
+beforeAll(async () => {
+  const port = await freePort();
+  issuer = `http://127.0.0.1:${port}`;
+  const pair = await jose.generateKeyPair('RS256', { extractable: true });
+  publishedKey = pair.privateKey;
+  publicJwk = { ...(await jose.exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+  otherKey = (await jose.generateKeyPair('RS256')).privateKey;
+  server = http.createServer((req, res) => {
+    const json = (body: unknown) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.url === '/.well-known/openid-configuration') {
+      return json({
+        issuer,
+        authorization_endpoint: `${issuer}/auth`,
+        token_endpoint: `${issuer}/token`,
+        jwks_uri: `${issuer}/jwks`,
+        response_types_supported: ['code'],
+        subject_types_supported: ['public'],
+        id_token_signing_alg_values_supported: ['RS256'],
+      });
+    }
+    if (req.url === '/jwks') return json({ keys: [publicJwk] });
+    if (req.url === '/token') {
+      req.resume();
+      req.on('end', () => {
+        void shapeIdToken({}).then((idToken) => json({ access_token: 'opaque', token_type: 'Bearer', expires_in: 300, id_token: idToken }));
+      });
+      return undefined;
+    }
+    res.writeHead(404).end();
+    return undefined;
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+});
+
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+async function login(claims: jose.JWTPayload, key: 'published' | 'other' = 'published'): Promise<unknown> {
+  const now = Math.floor(Date.now() / 1000);
+  shapeIdToken = (extra) =>
+    new jose.SignJWT({ iss: issuer, aud: 'idgate', sub: 'alice', nonce: 'n-1', iat: now, exp: now + 300, groups: ['admins'], ...claims, ...extra })
+      .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+      .sign(key === 'published' ? publishedKey : otherKey);
+  const { config } = loadConfig({
+    IDGATE_ISSUER: issuer,
+    IDGATE_CLIENT_ID: 'idgate',
+    IDGATE_CLIENT_SECRET: 'secret',
+    IDGATE_PUBLIC_URL: 'http://app.test',
+    IDGATE_COOKIE_SECRETS: 'x'.repeat(32),
+    IDGATE_INSECURE_HTTP: '1',
+  });
+  const rp = new OidcRelyingParty(config!, () => undefined);
+  await rp.start();
+  const callback = new URL('http://app.test/_auth/callback?code=c-1&state=s-1');
+  try {
+    return await rp.completeLogin(callback, { state: 's-1', codeVerifier: 'v'.repeat(43), nonce: 'n-1' }, Date.now());
+  } finally {
+    rp.stop();
+  }
+}
+
+describe('ID token validation at the callback', () => {
+  test('a well-formed ID token signed by the issuer is accepted', async () => {
+    await expect(login({})).resolves.toMatchObject({ subject: 'alice', groups: ['admins'] });
+  });
+
+  test.each([
+    ['signed by a key outside the issuer JWKS', {}, 'other'],
+    ['for another audience', { aud: 'someone-else' }, 'published'],
+    ['with another nonce', { nonce: 'n-2' }, 'published'],
+    ['from another issuer', { iss: 'https://evil.example' }, 'published'],
+    ['expired', { exp: Math.floor(Date.now() / 1000) - 600, iat: Math.floor(Date.now() / 1000) - 900 }, 'published'],
+  ] as const)('an ID token %s is refused', async (_name, claims, key) => {
+    await expect(login(claims, key)).rejects.toMatchObject({ code: 'login_failed' });
+  });
+});
