@@ -4,8 +4,27 @@
 import fs from 'node:fs';
 import { parseTrustedProxies, type AddressMatcher } from './net.js';
 
+/** One issuer whose bearer tokens idgate accepts. */
+export interface BearerIssuer {
+  /** Exactly as it appears in tokens' `iss`. */
+  readonly issuer: string;
+  readonly audiences: readonly string[];
+  readonly algorithms: readonly string[];
+  /** Verify JWT-shaped tokens locally against the issuer's JWKS (Okta custom authorization servers). */
+  readonly jwt: boolean;
+  /** Ask the issuer's introspection endpoint (RFC 7662) instead: opaque tokens, Okta's org server. */
+  readonly introspection: boolean;
+  /** Client credentials for introspection (default: IDGATE_CLIENT_ID / IDGATE_CLIENT_SECRET). */
+  readonly clientId: string;
+  readonly clientSecret: string;
+  /** Overrides the jwks_uri from discovery. */
+  readonly jwksUri: string | undefined;
+}
+
 export interface Config {
   readonly issuer: URL;
+  /** IDGATE_ISSUER exactly as configured (tokens' `iss` is compared with this, not with URL's href). */
+  readonly issuerId: string;
   readonly clientId: string;
   readonly clientSecret: string;
   readonly publicUrl: URL;
@@ -22,9 +41,12 @@ export interface Config {
   readonly scopes: string;
   readonly groupsClaim: string;
   readonly allowedRedirectHosts: readonly string[];
-  readonly jwtAudiences: readonly string[];
-  readonly jwtAlgorithms: readonly string[];
+  readonly bearerIssuers: readonly BearerIssuer[];
   readonly clockSkewSeconds: number;
+  readonly jwksCacheSeconds: number;
+  readonly jwksCooldownSeconds: number;
+  readonly introspectionCacheSeconds: number;
+  readonly introspectionCacheSize: number;
   readonly policyFile: string | undefined;
   readonly listen: { readonly host: string; readonly port: number };
   readonly trustedProxies: AddressMatcher;
@@ -33,7 +55,7 @@ export interface Config {
   readonly redisKeyPrefix: string;
 }
 
-type Kind = 'url' | 'string' | 'secret' | 'secret-list' | 'list' | 'int' | 'bool' | 'listen' | 'proxies';
+type Kind = 'url' | 'string' | 'secret' | 'secret-list' | 'list' | 'int' | 'bool' | 'listen' | 'proxies' | 'json';
 
 interface Setting {
   /** Environment variable. */
@@ -67,7 +89,12 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_ALLOWED_REDIRECT_HOSTS', key: 'allowed_redirect_hosts', kind: 'list', default: '', doc: 'hosts (or *.domain) that login may return to besides the public URL\'s host', example: 'app.example.com,*.apps.example.com' },
   { env: 'IDGATE_JWT_AUDIENCES', key: 'jwt_audiences', kind: 'list', default: 'api://default', doc: 'accepted `aud` values of bearer access tokens', example: 'api://default' },
   { env: 'IDGATE_JWT_ALGORITHMS', key: 'jwt_algorithms', kind: 'list', default: 'RS256', doc: 'accepted signature algorithms of bearer tokens (asymmetric only)', example: 'RS256,ES256' },
+  { env: 'IDGATE_BEARER_ISSUERS', key: 'bearer_issuers', kind: 'json', optional: true, doc: 'JSON list of issuers whose bearer tokens are accepted, each {issuer, audiences, algorithms, jwt, introspection, client_id, client_secret, jwks_uri}; unset: IDGATE_ISSUER with IDGATE_JWT_AUDIENCES', example: '[{"issuer":"https://example.okta.com/oauth2/default","audiences":["api://default"]},{"issuer":"https://example.okta.com","jwt":false,"introspection":true}]' },
   { env: 'IDGATE_CLOCK_SKEW', key: 'clock_skew', kind: 'int', default: '30', doc: 'seconds of clock difference tolerated on exp/nbf/iat', example: '30' },
+  { env: 'IDGATE_JWKS_CACHE', key: 'jwks_cache', kind: 'int', default: '600', doc: 'seconds after which signing keys are fetched again (in the background; cached keys keep working meanwhile)', example: '600' },
+  { env: 'IDGATE_JWKS_COOLDOWN', key: 'jwks_cooldown', kind: 'int', default: '30', doc: 'seconds between two key fetches caused by unknown key ids (a flood of bogus kids cannot hammer the IdP)', example: '30' },
+  { env: 'IDGATE_INTROSPECTION_CACHE', key: 'introspection_cache', kind: 'int', default: '300', doc: 'seconds an introspection answer is reused at most (never past the token\'s exp; inactive tokens: 30 s at most)', example: '300' },
+  { env: 'IDGATE_INTROSPECTION_CACHE_SIZE', key: 'introspection_cache_size', kind: 'int', default: '10000', doc: 'introspection answers kept at most', example: '10000' },
   { env: 'IDGATE_POLICY_FILE', key: 'policy_file', kind: 'string', optional: true, doc: 'policy file; unset: the built-in demo policy', example: '/etc/idgate/policy.yaml' },
   { env: 'IDGATE_LISTEN', key: 'listen', kind: 'listen', default: '127.0.0.1:4180', doc: 'address:port of the check and browser endpoints', example: '127.0.0.1:4180' },
   { env: 'IDGATE_TRUSTED_PROXIES', key: 'trusted_proxies', kind: 'proxies', default: '127.0.0.0/8,::1', doc: 'addresses or CIDRs whose X-Forwarded-* headers are believed', example: '127.0.0.1,10.0.0.0/8' },
@@ -91,7 +118,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   for (const s of SETTINGS) {
     const fromEnv = env[s.env];
     const fromFile = fileValues[s.key];
-    const value = fromEnv !== undefined && fromEnv !== '' ? fromEnv : fromFile !== undefined ? String(fromFile) : s.default;
+    const fileText = fromFile === undefined ? undefined : typeof fromFile === 'string' ? fromFile : s.kind === 'json' ? JSON.stringify(fromFile) : Array.isArray(fromFile) ? fromFile.join(',') : String(fromFile);
+    const value = fromEnv !== undefined && fromEnv !== '' ? fromEnv : fileText ?? s.default;
     raw.set(s.env, value);
   }
   const known = new Set(SETTINGS.map((s) => s.key));
@@ -131,6 +159,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   for (const alg of algorithms) {
     if (!ASYMMETRIC_ALGORITHMS.has(alg)) problems.push(`IDGATE_JWT_ALGORITHMS: "${alg}" is not an accepted asymmetric algorithm (one of ${[...ASYMMETRIC_ALGORITHMS].join(', ')})`);
   }
+  const issuerId = (raw.get('IDGATE_ISSUER') ?? '').trim();
+  const bearerIssuers = parsed.IDGATE_BEARER_ISSUERS === undefined
+    ? [{ issuer: issuerId, audiences: parsed.IDGATE_JWT_AUDIENCES as string[], algorithms, jwt: true, introspection: false, clientId: parsed.IDGATE_CLIENT_ID as string, clientSecret: parsed.IDGATE_CLIENT_SECRET as string, jwksUri: undefined }]
+    : parseBearerIssuers(parsed.IDGATE_BEARER_ISSUERS, { algorithms, insecureHttp, clientId: parsed.IDGATE_CLIENT_ID as string, clientSecret: parsed.IDGATE_CLIENT_SECRET as string }, problems);
   const idle = parsed.IDGATE_SESSION_IDLE_TTL as number | undefined;
   const maxAge = parsed.IDGATE_SESSION_MAX_AGE as number | undefined;
   if (idle !== undefined && maxAge !== undefined && idle > maxAge) problems.push(`IDGATE_SESSION_IDLE_TTL: ${idle} is longer than IDGATE_SESSION_MAX_AGE (${maxAge}) (e.g. 14400)`);
@@ -143,6 +175,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   const proxies = parsed.IDGATE_TRUSTED_PROXIES as { matcher: AddressMatcher; text: string };
   const config: Config = {
     issuer: issuer!,
+    issuerId,
     clientId: parsed.IDGATE_CLIENT_ID as string,
     clientSecret: parsed.IDGATE_CLIENT_SECRET as string,
     publicUrl: publicUrl!,
@@ -159,9 +192,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     scopes: parsed.IDGATE_SCOPES as string,
     groupsClaim: parsed.IDGATE_GROUPS_CLAIM as string,
     allowedRedirectHosts: Object.freeze([publicUrl!.host.toLowerCase(), ...(parsed.IDGATE_ALLOWED_REDIRECT_HOSTS as string[]).map((h) => h.toLowerCase())]),
-    jwtAudiences: Object.freeze(parsed.IDGATE_JWT_AUDIENCES as string[]),
-    jwtAlgorithms: Object.freeze(algorithms),
+    bearerIssuers: Object.freeze(bearerIssuers.map((b) => Object.freeze(b))),
     clockSkewSeconds: parsed.IDGATE_CLOCK_SKEW as number,
+    jwksCacheSeconds: parsed.IDGATE_JWKS_CACHE as number,
+    jwksCooldownSeconds: parsed.IDGATE_JWKS_COOLDOWN as number,
+    introspectionCacheSeconds: parsed.IDGATE_INTROSPECTION_CACHE as number,
+    introspectionCacheSize: parsed.IDGATE_INTROSPECTION_CACHE_SIZE as number,
     policyFile: parsed.IDGATE_POLICY_FILE as string | undefined,
     listen: parsed.IDGATE_LISTEN as { host: string; port: number },
     trustedProxies: proxies.matcher,
@@ -173,6 +209,81 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
 }
 
 const ASYMMETRIC_ALGORITHMS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
+
+const BEARER_ISSUER_KEYS = new Set(['issuer', 'audiences', 'algorithms', 'jwt', 'introspection', 'client_id', 'client_secret', 'jwks_uri']);
+
+function parseBearerIssuers(
+  value: unknown,
+  defaults: { algorithms: string[]; insecureHttp: boolean; clientId: string; clientSecret: string },
+  problems: string[],
+): BearerIssuer[] {
+  const where = 'IDGATE_BEARER_ISSUERS';
+  if (!Array.isArray(value) || value.length === 0) {
+    problems.push(`${where}: must be a non-empty JSON list of issuers (e.g. [{"issuer":"https://example.okta.com/oauth2/default","audiences":["api://default"]}])`);
+    return [];
+  }
+  const out: BearerIssuer[] = [];
+  value.forEach((entry: unknown, i) => {
+    const at = `${where}[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+      problems.push(`${at}: must be an object like {"issuer": "https://example.okta.com/oauth2/default", "audiences": ["api://default"]}`);
+      return;
+    }
+    const e = entry as Record<string, unknown>;
+    for (const key of Object.keys(e)) if (!BEARER_ISSUER_KEYS.has(key)) problems.push(`${at}: unknown key "${key}" (known: ${[...BEARER_ISSUER_KEYS].join(', ')})`);
+    const strings = (key: string): string[] | undefined => {
+      const v = e[key];
+      if (v === undefined) return undefined;
+      if (Array.isArray(v) && v.every((x) => typeof x === 'string' && x !== '')) return v as string[];
+      problems.push(`${at}.${key}: must be a list of strings`);
+      return undefined;
+    };
+    const bool = (key: string, fallback: boolean): boolean => {
+      const v = e[key];
+      if (v === undefined) return fallback;
+      if (typeof v === 'boolean') return v;
+      problems.push(`${at}.${key}: must be true or false`);
+      return fallback;
+    };
+    const text = (key: string): string | undefined => {
+      const v = e[key];
+      if (v === undefined) return undefined;
+      if (typeof v === 'string' && v !== '') return v;
+      problems.push(`${at}.${key}: must be a non-empty string`);
+      return undefined;
+    };
+    const issuer = text('issuer');
+    if (!issuer) {
+      if (e.issuer === undefined) problems.push(`${at}.issuer: required (e.g. "https://example.okta.com/oauth2/default")`);
+    } else if (!isHttpUrl(issuer, defaults.insecureHttp)) {
+      problems.push(`${at}.issuer: must be an https URL${defaults.insecureHttp ? ' (or http)' : ''} (e.g. "https://example.okta.com/oauth2/default")`);
+    } else if (out.some((o) => o.issuer === issuer)) {
+      problems.push(`${at}.issuer: "${issuer}" is listed twice`);
+    }
+    const algorithms = strings('algorithms') ?? defaults.algorithms;
+    for (const alg of algorithms) if (!ASYMMETRIC_ALGORITHMS.has(alg)) problems.push(`${at}.algorithms: "${alg}" is not an accepted asymmetric algorithm`);
+    const jwt = bool('jwt', true);
+    const introspection = bool('introspection', false);
+    const audiences = strings('audiences') ?? [];
+    if (jwt && audiences.length === 0) problems.push(`${at}.audiences: required when jwt is on (Okta's default: ["api://default"])`);
+    if (!jwt && !introspection) problems.push(`${at}: accepts no token (jwt and introspection both off)`);
+    const jwksUri = text('jwks_uri');
+    if (jwksUri && !isHttpUrl(jwksUri, defaults.insecureHttp)) problems.push(`${at}.jwks_uri: must be an https URL`);
+    if (issuer) {
+      out.push({ issuer, audiences, algorithms, jwt, introspection, clientId: text('client_id') ?? defaults.clientId, clientSecret: text('client_secret') ?? defaults.clientSecret, jwksUri });
+    }
+  });
+  return out;
+}
+
+function isHttpUrl(value: string, allowHttp: boolean): boolean {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'https:' || (allowHttp && url.protocol === 'http:');
+  } catch {
+    return false;
+  }
+}
 
 function readConfigFile(file: string | undefined, problems: string[]): Record<string, unknown> {
   if (!file) return {};
@@ -231,6 +342,12 @@ function parseValue(setting: Setting, value: string): unknown {
       if (!m || Number(m[2]) > 65535) return { problem: `"${value}" is not host:port` };
       return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
     }
+    case 'json':
+      try {
+        return JSON.parse(value) as unknown;
+      } catch (err) {
+        return { problem: `not valid JSON: ${(err as Error).message}` };
+      }
     case 'proxies': {
       const result = parseTrustedProxies(value);
       if (typeof result === 'string') return { problem: result };

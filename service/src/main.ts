@@ -7,6 +7,7 @@ import { OidcRelyingParty } from './oidc.js';
 import { DEMO_POLICY } from './policy.js';
 import { createIdgateServer } from './server.js';
 import { createRedisClient } from './sessions.js';
+import { BearerVerifier } from './tokens.js';
 
 export async function serve(): Promise<number> {
   const logger = createLogger();
@@ -38,8 +39,10 @@ export async function serve(): Promise<number> {
   });
   const oidc = new OidcRelyingParty(config, (level, message, fields) => logger.log(level, message, fields));
   void oidc.start();
+  const bearer = new BearerVerifier(config, logger, metrics);
+  void bearer.start();
 
-  const server = createIdgateServer({ config, redis, oidc, policy: () => DEMO_POLICY, logger, metrics });
+  const server = createIdgateServer({ config, redis, oidc, bearer, policy: () => DEMO_POLICY, logger, metrics });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => resolve());
@@ -53,6 +56,7 @@ export async function serve(): Promise<number> {
     const stop = (signal: string) => {
       logger.log('info', `stopping on ${signal}`);
       oidc.stop();
+      bearer.stop();
       server.close();
       server.closeAllConnections();
       redis.disconnect();

@@ -50,10 +50,6 @@ export class OidcRelyingParty {
     return this.#configuration;
   }
 
-  get serverMetadata(): client.ServerMetadata | undefined {
-    return this.#configuration?.serverMetadata();
-  }
-
   async #discover(): Promise<void> {
     try {
       const options: client.DiscoveryRequestOptions = { timeout: 5 };

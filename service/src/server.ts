@@ -11,20 +11,20 @@ import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
 import type { Policy } from './policy.js';
 import { createSessionMiddleware } from './sessions.js';
-import { BearerVerifier } from './tokens.js';
+import type { BearerVerifier } from './tokens.js';
 
 export interface ServerDependencies {
   readonly config: Config;
   readonly redis: Redis;
   readonly oidc: OidcRelyingParty;
+  readonly bearer: BearerVerifier;
   readonly policy: () => Policy;
   readonly logger: Logger;
   readonly metrics: Metrics;
 }
 
 export function createIdgateServer(deps: ServerDependencies): http.Server {
-  const { config, redis, oidc, logger, metrics } = deps;
-  const bearer = new BearerVerifier(config, () => oidc.serverMetadata);
+  const { config, redis, oidc, bearer, logger, metrics } = deps;
   const check = createCheckHandler({ config, redis, bearer, policy: deps.policy, logger, metrics });
 
   const app = express();
@@ -41,7 +41,7 @@ export function createIdgateServer(deps: ServerDependencies): http.Server {
     const path = q === -1 ? url : url.slice(0, q);
     if (path === '/auth' && (req.method === 'GET' || req.method === 'HEAD')) return check(req, res);
     if (path === '/healthz') return sendText(res, 200, 'ok\n');
-    if (path === '/readyz') return void readiness(redis, oidc).then(({ ok, detail }) => sendText(res, ok ? 200 : 503, `${detail}\n`));
+    if (path === '/readyz') return void readiness(redis, oidc, bearer).then(({ ok, detail }) => sendText(res, ok ? 200 : 503, `${detail}\n`));
     if (path === '/metrics') return sendText(res, 200, metrics.render(), 'text/plain; version=0.0.4');
     return app(req, res);
   });
@@ -52,7 +52,7 @@ export function createIdgateServer(deps: ServerDependencies): http.Server {
   return server;
 }
 
-async function readiness(redis: Redis, oidc: OidcRelyingParty): Promise<{ ok: boolean; detail: string }> {
+async function readiness(redis: Redis, oidc: OidcRelyingParty, bearer: BearerVerifier): Promise<{ ok: boolean; detail: string }> {
   let redisOk = false;
   try {
     redisOk = (await redis.ping()) === 'PONG';
@@ -60,7 +60,8 @@ async function readiness(redis: Redis, oidc: OidcRelyingParty): Promise<{ ok: bo
     redisOk = false;
   }
   const idpOk = oidc.ready;
-  return { ok: redisOk && idpOk, detail: `redis=${redisOk ? 'ok' : 'down'} idp=${idpOk ? 'ok' : 'not loaded'}` };
+  const keysOk = bearer.ready;
+  return { ok: redisOk && idpOk && keysOk, detail: `redis=${redisOk ? 'ok' : 'down'} idp=${idpOk ? 'ok' : 'not loaded'} keys=${keysOk ? 'ok' : 'not loaded'}` };
 }
 
 function sendText(res: http.ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {

@@ -1,64 +1,214 @@
-// Bearer access tokens from machines and bots, verified locally with jose against the issuer's JWKS.
-// Only asymmetric algorithms from the configured allow-list; only the header's `kid` picks a key from the
-// issuer's own JWKS (jose ignores jku/x5u/embedded jwk); iss exact, aud among the configured audiences.
+// Bearer access tokens from machines and bots. The token's `iss` picks one of the configured trusted
+// issuers before anything is fetched (an unknown issuer costs no network call); that issuer's token is
+// then verified locally against its JWKS (Okta custom authorization servers) or introspected (opaque
+// tokens, Okta's org authorization server). Only asymmetric algorithms from the issuer's allow-list,
+// only the header's `kid` picks a key (jku, x5u, jwk and x5c headers are never looked at), `iss` exact,
+// `aud` among the issuer's audiences, exp/nbf/iat with the configured clock skew.
 import * as jose from 'jose';
-import type { Config } from './config.js';
-import { IdgateError } from './errors.js';
+import type { Logger } from './audit.js';
+import type { BearerIssuer, Config } from './config.js';
+import { IdgateError, describeError } from './errors.js';
+import { Introspector } from './introspection.js';
+import { RemoteKeySet } from './keys.js';
+import type { Metrics } from './metrics.js';
 import type { Identity } from './policy.js';
 import { stringList } from './oidc.js';
 
+/** Tokens longer than this are refused unread (HAProxy's buffers could not carry them anyway). */
+const MAX_TOKEN_LENGTH = 16 * 1024;
+
+interface IssuerMetadata {
+  readonly jwks_uri?: string;
+  readonly introspection_endpoint?: string;
+}
+
+/** One trusted issuer: its metadata (discovered, retried until it answers), keys and introspection. */
+class TrustedIssuer {
+  keys: RemoteKeySet | undefined;
+  introspector: Introspector | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(
+    readonly settings: BearerIssuer,
+    private readonly config: Config,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+  ) {}
+
+  get ready(): boolean {
+    return (!this.settings.jwt || this.keys?.loaded === true) && (!this.settings.introspection || this.introspector !== undefined);
+  }
+
+  async start(): Promise<void> {
+    try {
+      const metadata = await this.#discover();
+      const jwksUri = this.settings.jwksUri ?? metadata.jwks_uri;
+      if (this.settings.jwt) {
+        if (!jwksUri) throw new Error('the issuer publishes no jwks_uri');
+        this.keys = new RemoteKeySet(new URL(jwksUri), {
+          maxAgeMs: this.config.jwksCacheSeconds * 1000,
+          cooldownMs: this.config.jwksCooldownSeconds * 1000,
+          onFetch: (result) => {
+            this.metrics.recordEvent(result.ok ? 'jwks_refresh_ok' : 'jwks_refresh_failed');
+            if (result.ok) this.logger.log('info', 'signing keys fetched', { issuer: this.settings.issuer, keys: result.keys });
+            else this.logger.log('error', 'signing keys could not be fetched; the keys already held keep working', { issuer: this.settings.issuer, error: result.error });
+          },
+        });
+        // Fetch once now so the first token does not wait; a failure is retried on demand.
+        await this.keys.load();
+      }
+      if (this.settings.introspection) {
+        if (!metadata.introspection_endpoint) throw new Error('the issuer publishes no introspection_endpoint');
+        this.introspector = new Introspector({
+          endpoint: new URL(metadata.introspection_endpoint),
+          clientId: this.settings.clientId,
+          clientSecret: this.settings.clientSecret,
+          maxAgeMs: this.config.introspectionCacheSeconds * 1000,
+          negativeAgeMs: Math.min(30, this.config.introspectionCacheSeconds) * 1000,
+          maxEntries: this.config.introspectionCacheSize,
+        });
+      }
+    } catch (err) {
+      this.metrics.recordEvent('idp_error');
+      this.logger.log('error', 'bearer-token issuer discovery failed; retrying in 5 s', { issuer: this.settings.issuer, error: describeError(err) });
+      if (!this.#stopped) {
+        this.#retry = setTimeout(() => void this.start(), 5000);
+        this.#retry.unref();
+      }
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#retry) clearTimeout(this.#retry);
+  }
+
+  async #discover(): Promise<IssuerMetadata> {
+    if (this.settings.jwksUri && !this.settings.introspection) return {};
+    const url = `${this.settings.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+    const res = await fetch(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(5000), redirect: 'error' });
+    if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status}`);
+    const metadata = (await res.json()) as IssuerMetadata & { issuer?: unknown };
+    // The metadata must speak for exactly this issuer (RFC 8414 section 3.3).
+    if (metadata.issuer !== this.settings.issuer) throw new Error(`${url} names issuer ${JSON.stringify(metadata.issuer)}, not ${this.settings.issuer}`);
+    return metadata;
+  }
+}
+
 export class BearerVerifier {
-  #jwks: ReturnType<typeof jose.createRemoteJWKSet> | undefined;
-  #jwksUri: string | undefined;
+  readonly #byIssuer = new Map<string, TrustedIssuer>();
+  /** Where tokens that are not JWTs go: the first issuer with introspection on. */
+  readonly #opaqueIssuer: TrustedIssuer | undefined;
 
   constructor(
     private readonly config: Config,
-    /** The issuer's metadata once discovery has succeeded. */
-    private readonly metadata: () => { readonly issuer: string; readonly jwks_uri?: string } | undefined,
-  ) {}
+    logger: Logger,
+    metrics: Metrics,
+  ) {
+    for (const settings of config.bearerIssuers) this.#byIssuer.set(settings.issuer, new TrustedIssuer(settings, config, logger, metrics));
+    this.#opaqueIssuer = [...this.#byIssuer.values()].find((i) => i.settings.introspection);
+  }
+
+  /** Discovers every trusted issuer (in the background; failures retry). Resolves after the first attempt. */
+  async start(): Promise<void> {
+    await Promise.all([...this.#byIssuer.values()].map((i) => i.start()));
+  }
+
+  stop(): void {
+    for (const issuer of this.#byIssuer.values()) issuer.stop();
+  }
+
+  /** Every trusted issuer's metadata and keys are loaded. */
+  get ready(): boolean {
+    return [...this.#byIssuer.values()].every((i) => i.ready);
+  }
 
   /**
    * The identity of a bearer token. Throws IdgateError 'invalid_token' (answer 401) with a description
-   * safe for clients, or 'idp_unavailable' (answer 503) when keys cannot be had.
+   * safe for clients, or 'idp_unavailable' (answer 503) when the issuer's keys or introspection cannot
+   * be reached.
    */
   async verify(token: string): Promise<Identity> {
-    const { issuer, jwks } = this.#keys();
+    if (token.length > MAX_TOKEN_LENGTH) throw new IdgateError('invalid_token', 'the token is malformed', 'too long');
+    const parts = token.split('.');
+    if (parts.length !== 3) {
+      if (parts.length === 5) throw new IdgateError('invalid_token', 'the token is malformed', 'encrypted tokens are not supported');
+      if (!this.#opaqueIssuer) throw new IdgateError('invalid_token', 'the token is malformed', 'not a JWT, and no issuer has introspection on');
+      return this.#introspect(this.#opaqueIssuer, token);
+    }
+    let header: jose.ProtectedHeaderParameters;
+    let unverified: jose.JWTPayload;
+    try {
+      header = jose.decodeProtectedHeader(token);
+      unverified = jose.decodeJwt(token);
+    } catch {
+      throw new IdgateError('invalid_token', 'the token is malformed');
+    }
+    const issuer = typeof unverified.iss === 'string' ? this.#byIssuer.get(unverified.iss) : undefined;
+    if (!issuer) throw new IdgateError('invalid_token', 'the token is from an untrusted issuer');
+    if (issuer.settings.jwt) return this.#verifyJwt(issuer, token, header);
+    return this.#introspect(issuer, token);
+  }
+
+  async #verifyJwt(issuer: TrustedIssuer, token: string, header: jose.ProtectedHeaderParameters): Promise<Identity> {
+    const { settings } = issuer;
+    if (typeof header.alg !== 'string' || !settings.algorithms.includes(header.alg)) {
+      throw new IdgateError('invalid_token', 'the token signature algorithm is not accepted', String(header.alg));
+    }
+    if (typeof header.kid !== 'string' || header.kid === '') throw new IdgateError('invalid_token', 'the token names no signing key');
+    if (!issuer.keys) throw new IdgateError('idp_unavailable', 'the identity provider keys are not reachable', `${settings.issuer}: discovery has not succeeded`);
+    const key = await issuer.keys.getKey(header.kid, header.alg);
+    if (!key) throw new IdgateError('invalid_token', 'the token is signed with an unknown key');
     let payload: jose.JWTPayload;
     try {
-      ({ payload } = await jose.jwtVerify(token, jwks, {
-        issuer,
-        audience: [...this.config.jwtAudiences],
-        algorithms: [...this.config.jwtAlgorithms],
+      ({ payload } = await jose.jwtVerify(token, key, {
+        issuer: settings.issuer,
+        audience: [...settings.audiences],
+        algorithms: [header.alg],
         clockTolerance: this.config.clockSkewSeconds,
-        requiredClaims: ['exp', 'sub'],
+        requiredClaims: ['exp'],
       }));
     } catch (err) {
       throw toTokenError(err);
     }
-    const scopes = Array.isArray(payload.scp) ? stringList(payload.scp) : typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [];
-    const clientId = (typeof payload.cid === 'string' && payload.cid) || (typeof payload.client_id === 'string' && payload.client_id) || undefined;
-    const subject = (typeof payload.uid === 'string' && payload.uid) || payload.sub!;
+    if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + this.config.clockSkewSeconds) {
+      throw new IdgateError('invalid_token', 'the token is not valid yet', 'iat in the future');
+    }
+    return this.#identityOf(payload, settings.issuer);
+  }
+
+  async #introspect(issuer: TrustedIssuer, token: string): Promise<Identity> {
+    if (!issuer.introspector) throw new IdgateError('idp_unavailable', 'the identity provider cannot check this token now', `${issuer.settings.issuer}: discovery has not succeeded`);
+    const { active, claims } = await issuer.introspector.introspect(token);
+    if (!active) throw new IdgateError('invalid_token', 'the token is not active (expired, revoked or unknown)');
+    const now = Date.now() / 1000;
+    if (typeof claims.exp === 'number' && claims.exp + this.config.clockSkewSeconds < now) throw new IdgateError('invalid_token', 'the token expired');
+    if (claims.iss !== undefined && claims.iss !== issuer.settings.issuer) throw new IdgateError('invalid_token', 'the token is from an untrusted issuer');
+    const audiences = stringList(claims.aud);
+    if (issuer.settings.audiences.length > 0 && audiences.length > 0 && !audiences.some((a) => issuer.settings.audiences.includes(a))) {
+      throw new IdgateError('invalid_token', 'the token is for another audience');
+    }
+    return this.#identityOf(claims, issuer.settings.issuer);
+  }
+
+  /** Okta's claims, and their RFC 9068 / RFC 7662 names, mapped to an identity. */
+  #identityOf(claims: Record<string, unknown>, issuer: string): Identity {
+    const text = (value: unknown) => (typeof value === 'string' && value !== '' ? value : undefined);
+    const clientId = text(claims.cid) ?? text(claims.client_id) ?? text(claims.azp);
+    const subject = text(claims.uid) ?? text(claims.sub) ?? clientId;
+    if (!subject) throw new IdgateError('invalid_token', 'the token names no subject');
+    const scopes = Array.isArray(claims.scp) ? stringList(claims.scp) : typeof claims.scope === 'string' ? claims.scope.split(' ').filter(Boolean) : [];
     return {
       via: 'token',
       subject,
-      user: payload.sub!,
-      email: typeof payload.email === 'string' ? payload.email : undefined,
-      groups: stringList(payload[this.config.groupsClaim]),
+      user: text(claims.username) ?? text(claims.sub) ?? subject,
+      email: text(claims.email),
+      groups: stringList(claims[this.config.groupsClaim]),
       scopes,
       clientId,
-      issuer: payload.iss!,
+      issuer,
     };
-  }
-
-  #keys(): { issuer: string; jwks: ReturnType<typeof jose.createRemoteJWKSet> } {
-    const metadata = this.metadata();
-    const uri = metadata?.jwks_uri;
-    if (!metadata || !uri) throw new IdgateError('idp_unavailable', 'the identity provider is not reachable yet', 'no jwks_uri: discovery has not succeeded');
-    if (!this.#jwks || this.#jwksUri !== uri) {
-      this.#jwks = jose.createRemoteJWKSet(new URL(uri), { timeoutDuration: 3000, cooldownDuration: 30_000 });
-      this.#jwksUri = uri;
-    }
-    return { issuer: metadata.issuer, jwks: this.#jwks };
   }
 }
 
@@ -78,17 +228,7 @@ function toTokenError(err: unknown): IdgateError {
       return new IdgateError('invalid_token', 'the token signature is invalid');
     case 'ERR_JOSE_ALG_NOT_ALLOWED':
       return new IdgateError('invalid_token', 'the token signature algorithm is not accepted');
-    case 'ERR_JWKS_NO_MATCHING_KEY':
-    case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
-      return new IdgateError('invalid_token', 'the token is signed with an unknown key');
-    case 'ERR_JWKS_TIMEOUT':
-      return new IdgateError('idp_unavailable', 'the identity provider keys are not reachable', 'JWKS timeout');
-    case 'ERR_JWS_INVALID':
-    case 'ERR_JWT_INVALID':
-    case 'ERR_JOSE_NOT_SUPPORTED':
-      return new IdgateError('invalid_token', 'the token is malformed');
     default:
-      if (err instanceof jose.errors.JOSEError) return new IdgateError('invalid_token', 'the token is invalid', code);
-      return new IdgateError('idp_unavailable', 'the identity provider keys are not reachable', (err as Error).message);
+      return new IdgateError('invalid_token', 'the token is malformed', code);
   }
 }

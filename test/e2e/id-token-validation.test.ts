@@ -9,8 +9,8 @@ import { freePort } from '../../demo/processes.js';
 
 let server: http.Server;
 let issuer: string;
-let publishedKey: CryptoKey;
-let otherKey: CryptoKey;
+let publishedKey: jose.CryptoKey;
+let otherKey: jose.CryptoKey;
 let publicJwk: jose.JWK;
 let shapeIdToken: (claims: jose.JWTPayload) => Promise<string>;
 

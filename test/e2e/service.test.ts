@@ -10,6 +10,7 @@ import { createLogger } from '../../service/src/audit.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { Metrics } from '../../service/src/metrics.js';
 import { OidcRelyingParty } from '../../service/src/oidc.js';
+import { BearerVerifier } from '../../service/src/tokens.js';
 import { DEMO_POLICY } from '../../service/src/policy.js';
 import { createIdgateServer } from '../../service/src/server.js';
 import { createRedisClient, createSessionMiddleware, sessionKeyPrefix } from '../../service/src/sessions.js';
@@ -21,7 +22,7 @@ let redisProcess: ManagedProcess;
 let idpProcess: ManagedProcess;
 let redisPort: number;
 let issuer: string;
-const servers: { server: http.Server; redis: Redis; oidc: OidcRelyingParty }[] = [];
+const servers: { server: http.Server; redis: Redis; oidc: OidcRelyingParty; bearer: BearerVerifier }[] = [];
 const logLines: string[] = [];
 const secret = crypto.randomBytes(32).toString('base64url');
 
@@ -44,9 +45,12 @@ function configFor(extra: Record<string, string> = {}): Config {
 async function startServer(config: Config): Promise<http.Server> {
   const redis = createRedisClient(config);
   const oidc = new OidcRelyingParty(config, () => undefined);
-  await oidc.start();
-  const server = createIdgateServer({ config, redis, oidc, policy: () => DEMO_POLICY, logger: createLogger((line) => logLines.push(line)), metrics: new Metrics() });
-  servers.push({ server, redis, oidc });
+  const logger = createLogger((line) => logLines.push(line));
+  const metrics = new Metrics();
+  const bearer = new BearerVerifier(config, logger, metrics);
+  await Promise.all([oidc.start(), bearer.start()]);
+  const server = createIdgateServer({ config, redis, oidc, bearer, policy: () => DEMO_POLICY, logger, metrics });
+  servers.push({ server, redis, oidc, bearer });
   await redisReady(redis);
   return server;
 }
@@ -78,8 +82,9 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  for (const { server, redis, oidc } of servers) {
+  for (const { server, redis, oidc, bearer } of servers) {
     oidc.stop();
+    bearer.stop();
     server.closeAllConnections();
     server.close();
     redis.disconnect();
@@ -167,7 +172,7 @@ describe('idgate service', () => {
     expect((await request(server).get('/healthz')).status).toBe(200);
     const ready = await request(server).get('/readyz');
     expect(ready.status).toBe(200);
-    expect(ready.text).toContain('redis=ok idp=ok');
+    expect(ready.text).toContain('redis=ok idp=ok keys=ok');
     await request(server).get('/auth');
     const metrics = await request(server).get('/metrics');
     expect(metrics.text).toMatch(/idgate_decisions_total\{outcome="unauthenticated"\} 1/);

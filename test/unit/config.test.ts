@@ -18,7 +18,7 @@ describe('loadConfig', () => {
       cookieName: '_idgate',
       cookieSecure: true,
       listen: { host: '127.0.0.1', port: 4180 },
-      jwtAudiences: ['api://default'],
+      bearerIssuers: [expect.objectContaining({ issuer: 'https://dev-123456.okta.com/oauth2/default', audiences: ['api://default'], algorithms: ['RS256'], jwt: true, introspection: false })],
     });
     expect(config!.redirectUrl.href).toBe('https://app.example.com/_auth/callback');
     expect(config!.trustedProxies('127.0.0.1')).toBe(true);

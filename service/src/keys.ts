@@ -1,0 +1,127 @@
+// An issuer's signing keys (JWKS), cached so that verifying a bearer token needs no network call.
+// Keys are chosen by `kid` only. An unknown kid triggers one refetch, at most once per cool-down, so a
+// flood of made-up kids cannot hammer the IdP; cached keys are refreshed in the background after
+// `maxAgeMs`; when the IdP is unreachable, the keys already held keep working and the failure is
+// reported. A key the IdP has retired stops verifying once a refetch no longer lists it.
+import * as jose from 'jose';
+import { IdgateError, describeError } from './errors.js';
+
+export interface KeySetOptions {
+  /** Milliseconds a fetch may take. Default 3000. */
+  fetchTimeoutMs?: number;
+  /** Milliseconds after which keys are fetched again in the background. Default 600000 (10 minutes). */
+  maxAgeMs?: number;
+  /** Minimum milliseconds between two fetches caused by unknown kids. Default 30000. */
+  cooldownMs?: number;
+  /** Called after every fetch: ok with the number of keys, or the error. */
+  onFetch?: (result: { ok: true; keys: number } | { ok: false; error: string }) => void;
+  /** For tests: the clock. Default Date.now. */
+  now?: () => number;
+}
+
+const MAX_JWKS_BYTES = 512 * 1024;
+
+export class RemoteKeySet {
+  readonly #uri: URL;
+  readonly #fetchTimeoutMs: number;
+  readonly #maxAgeMs: number;
+  readonly #cooldownMs: number;
+  readonly #onFetch: NonNullable<KeySetOptions['onFetch']>;
+  readonly #now: () => number;
+  /** kid → JWK as published. */
+  #jwks = new Map<string, jose.JWK>();
+  /** `${kid} ${alg}` → imported key: importing costs more than verifying. */
+  #imported = new Map<string, jose.CryptoKey | Uint8Array>();
+  #loadedAt = -Infinity;
+  #lastAttemptAt = -Infinity;
+  #inflight: Promise<void> | undefined;
+
+  constructor(uri: URL, options: KeySetOptions = {}) {
+    this.#uri = uri;
+    this.#fetchTimeoutMs = options.fetchTimeoutMs ?? 3000;
+    this.#maxAgeMs = options.maxAgeMs ?? 600_000;
+    this.#cooldownMs = options.cooldownMs ?? 30_000;
+    this.#onFetch = options.onFetch ?? (() => undefined);
+    this.#now = options.now ?? Date.now;
+  }
+
+  get loaded(): boolean {
+    return this.#loadedAt !== -Infinity;
+  }
+
+  /** Fetches the keys now (start-up), unless a fetch is already under way. Never throws. */
+  load(): Promise<void> {
+    return this.#refresh();
+  }
+
+  /**
+   * The key for `kid`, usable with `alg`, or undefined when the issuer does not publish one.
+   * Throws IdgateError('idp_unavailable') only when no keys were ever loaded and they cannot be.
+   */
+  async getKey(kid: string, alg: string): Promise<jose.CryptoKey | Uint8Array | undefined> {
+    const now = this.#now();
+    if (!this.loaded) {
+      // Never loaded: try at most once a second, so an unreachable IdP is not called per request.
+      if (now - this.#lastAttemptAt > 1000 || this.#inflight) await this.#refresh();
+      if (!this.loaded) throw new IdgateError('idp_unavailable', 'the identity provider keys are not reachable', `no keys from ${this.#uri.href}`);
+    } else if (now - this.#loadedAt > this.#maxAgeMs && now - this.#lastAttemptAt > this.#cooldownMs) {
+      void this.#refresh();
+    }
+    let jwk = this.#jwks.get(kid);
+    if (!jwk && now - this.#lastAttemptAt > this.#cooldownMs) {
+      await this.#refresh();
+      jwk = this.#jwks.get(kid);
+    }
+    if (!jwk) return undefined;
+    if (jwk.alg !== undefined && jwk.alg !== alg) return undefined;
+    const cacheKey = `${kid} ${alg}`;
+    let key = this.#imported.get(cacheKey);
+    if (!key) {
+      try {
+        key = await jose.importJWK(jwk, alg);
+      } catch {
+        return undefined;
+      }
+      this.#imported.set(cacheKey, key);
+    }
+    return key;
+  }
+
+  /** One fetch at a time; concurrent callers share it. */
+  #refresh(): Promise<void> {
+    this.#inflight ??= this.#fetch().finally(() => {
+      this.#inflight = undefined;
+    });
+    return this.#inflight;
+  }
+
+  async #fetch(): Promise<void> {
+    this.#lastAttemptAt = this.#now();
+    try {
+      const res = await fetch(this.#uri, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(this.#fetchTimeoutMs), redirect: 'error' });
+      if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+      const text = await res.text();
+      if (text.length > MAX_JWKS_BYTES) throw new Error('JWKS too large');
+      const body = JSON.parse(text) as { keys?: unknown };
+      if (!Array.isArray(body.keys)) throw new Error('no "keys" list');
+      const next = new Map<string, jose.JWK>();
+      for (const candidate of body.keys as jose.JWK[]) {
+        // Only asymmetric signing keys with an id can ever be chosen.
+        if (typeof candidate !== 'object' || candidate === null || typeof candidate.kid !== 'string') continue;
+        if (candidate.kty !== 'RSA' && candidate.kty !== 'EC' && candidate.kty !== 'OKP') continue;
+        if (candidate.use !== undefined && candidate.use !== 'sig') continue;
+        if ('d' in candidate) continue;
+        next.set(candidate.kid, candidate);
+      }
+      for (const cacheKey of this.#imported.keys()) {
+        const kid = cacheKey.slice(0, cacheKey.lastIndexOf(' '));
+        if (!next.has(kid) || JSON.stringify(next.get(kid)) !== JSON.stringify(this.#jwks.get(kid))) this.#imported.delete(cacheKey);
+      }
+      this.#jwks = next;
+      this.#loadedAt = this.#now();
+      this.#onFetch({ ok: true, keys: next.size });
+    } catch (err) {
+      this.#onFetch({ ok: false, error: describeError(err) });
+    }
+  }
+}
