@@ -92,6 +92,9 @@ const USERS: ReadonlyMap<string, DemoUser> = new Map([
 
 const MACHINE_CLIENT_ID = 'demo-bot';
 const MACHINE_CLIENT_SECRET = 'demo-bot-secret';
+/** A machine client whose tokens are opaque (like Okta's org authorization server): check them by introspection. */
+const OPAQUE_CLIENT_ID = 'opaque-bot';
+const OPAQUE_CLIENT_SECRET = 'opaque-bot-secret';
 const API_RESOURCE = 'api://idgate';
 const API_SCOPE = 'api:read';
 
@@ -339,6 +342,16 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
         redirect_uris: [],
         scope: API_SCOPE,
       },
+      {
+        client_id: OPAQUE_CLIENT_ID,
+        client_secret: OPAQUE_CLIENT_SECRET,
+        client_name: 'opaque-bot',
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: API_SCOPE,
+      },
     ],
 
     scopes: ['openid', 'profile', 'email', 'groups', 'offline_access', API_SCOPE],
@@ -384,6 +397,8 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      // RFC 7662, for opaque-bot's tokens; only idgate (the resource server's client) may ask.
+      introspection: { enabled: true, allowedPolicy: async (_ctx, client) => client.clientId === clientId },
       revocation: {
         enabled: true,
         allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,

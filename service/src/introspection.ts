@@ -21,6 +21,10 @@ export interface IntrospectorOptions {
   maxEntries?: number;
   /** Milliseconds a call may take. Default 3000. */
   timeoutMs?: number;
+  /** Calls under way at most; beyond, checks answer 503 (a flood of made-up tokens cannot pile onto the IdP). Default 64. */
+  maxInflight?: number;
+  /** Called for every call made to the issuer (not for cached answers). */
+  onCall?: () => void;
   now?: () => number;
 }
 
@@ -35,10 +39,9 @@ export class Introspector {
   readonly #cache = new Map<string, CacheEntry>();
   /** Concurrent checks of one token share one call. */
   readonly #inflight = new Map<string, Promise<IntrospectionAnswer>>();
-  calls = 0;
 
   constructor(options: IntrospectorOptions) {
-    this.#options = { maxAgeMs: 300_000, negativeAgeMs: 30_000, maxEntries: 10_000, timeoutMs: 3000, now: Date.now, ...options };
+    this.#options = { maxAgeMs: 300_000, negativeAgeMs: 30_000, maxEntries: 10_000, timeoutMs: 3000, maxInflight: 64, onCall: () => undefined, now: Date.now, ...options };
     // client_secret_basic: form-encode, then base64 (RFC 6749 2.3.1).
     const id = encodeURIComponent(options.clientId);
     const secret = encodeURIComponent(options.clientSecret);
@@ -54,6 +57,9 @@ export class Introspector {
     if (cached) this.#cache.delete(key);
     let pending = this.#inflight.get(key);
     if (!pending) {
+      if (this.#inflight.size >= this.#options.maxInflight) {
+        throw new IdgateError('idp_unavailable', 'the identity provider cannot check this token now', 'too many introspection calls under way');
+      }
       pending = this.#call(token).finally(() => this.#inflight.delete(key));
       this.#inflight.set(key, pending);
     }
@@ -76,7 +82,7 @@ export class Introspector {
   }
 
   async #call(token: string): Promise<IntrospectionAnswer> {
-    this.calls += 1;
+    this.#options.onCall();
     let res: Response;
     try {
       res = await fetch(this.#options.endpoint, {

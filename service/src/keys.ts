@@ -34,6 +34,9 @@ export class RemoteKeySet {
   #imported = new Map<string, jose.CryptoKey | Uint8Array>();
   #loadedAt = -Infinity;
   #lastAttemptAt = -Infinity;
+  /** Last fetch caused by an unknown kid: only these are limited by the cool-down, so a routine refresh
+   * never makes a token signed with a freshly rotated key wait or fail. */
+  #lastMissFetchAt = -Infinity;
   #inflight: Promise<void> | undefined;
 
   constructor(uri: URL, options: KeySetOptions = {}) {
@@ -68,7 +71,8 @@ export class RemoteKeySet {
       void this.#refresh();
     }
     let jwk = this.#jwks.get(kid);
-    if (!jwk && now - this.#lastAttemptAt > this.#cooldownMs) {
+    if (!jwk && now - this.#lastMissFetchAt > this.#cooldownMs) {
+      this.#lastMissFetchAt = now;
       await this.#refresh();
       jwk = this.#jwks.get(kid);
     }

@@ -67,6 +67,7 @@ class TrustedIssuer {
           maxAgeMs: this.config.introspectionCacheSeconds * 1000,
           negativeAgeMs: Math.min(30, this.config.introspectionCacheSeconds) * 1000,
           maxEntries: this.config.introspectionCacheSize,
+          onCall: () => this.metrics.recordEvent('introspection_call'),
         });
       }
     } catch (err) {

@@ -6,14 +6,9 @@ import type http from 'node:http';
 import request from 'supertest';
 import { Redis } from 'ioredis';
 import express from 'express';
-import { createLogger } from '../../service/src/audit.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
-import { Metrics } from '../../service/src/metrics.js';
-import { OidcRelyingParty } from '../../service/src/oidc.js';
-import { BearerVerifier } from '../../service/src/tokens.js';
-import { DEMO_POLICY } from '../../service/src/policy.js';
-import { createIdgateServer } from '../../service/src/server.js';
 import { createRedisClient, createSessionMiddleware, sessionKeyPrefix } from '../../service/src/sessions.js';
+import { configFrom, redisReady, startInProcess, stopInProcess } from '../support/idgate.js';
 import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
 import { REPO_ROOT } from '../../demo/stack.js';
 import signature from 'cookie-signature';
@@ -22,12 +17,11 @@ let redisProcess: ManagedProcess;
 let idpProcess: ManagedProcess;
 let redisPort: number;
 let issuer: string;
-const servers: { server: http.Server; redis: Redis; oidc: OidcRelyingParty; bearer: BearerVerifier }[] = [];
-const logLines: string[] = [];
 const secret = crypto.randomBytes(32).toString('base64url');
+let logLines: string[] = [];
 
 function configFor(extra: Record<string, string> = {}): Config {
-  const { config, problems } = loadConfig({
+  return configFrom({
     IDGATE_ISSUER: issuer,
     IDGATE_CLIENT_ID: 'idgate',
     IDGATE_CLIENT_SECRET: 'idgate-secret',
@@ -38,25 +32,12 @@ function configFor(extra: Record<string, string> = {}): Config {
     IDGATE_JWT_AUDIENCES: 'api://idgate',
     ...extra,
   });
-  if (!config) throw new Error(problems.join('\n'));
-  return config;
 }
 
 async function startServer(config: Config): Promise<http.Server> {
-  const redis = createRedisClient(config);
-  const oidc = new OidcRelyingParty(config, () => undefined);
-  const logger = createLogger((line) => logLines.push(line));
-  const metrics = new Metrics();
-  const bearer = new BearerVerifier(config, logger, metrics);
-  await Promise.all([oidc.start(), bearer.start()]);
-  const server = createIdgateServer({ config, redis, oidc, bearer, policy: () => DEMO_POLICY, logger, metrics });
-  servers.push({ server, redis, oidc, bearer });
-  await redisReady(redis);
-  return server;
-}
-
-async function redisReady(redis: Redis): Promise<void> {
-  if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
+  const idgate = await startInProcess(config);
+  logLines = idgate.logLines;
+  return idgate.server;
 }
 
 /** A session written the way express-session + connect-redis write it, and its signed cookie. */
@@ -82,13 +63,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  for (const { server, redis, oidc, bearer } of servers) {
-    oidc.stop();
-    bearer.stop();
-    server.closeAllConnections();
-    server.close();
-    redis.disconnect();
-  }
+  stopInProcess();
   await Promise.all([redisProcess?.stop(), idpProcess?.stop()]);
 });
 

@@ -216,6 +216,19 @@ describe('API clients', () => {
     expect(echo.headers.authorization).toBe(`Bearer ${token}`);
   });
 
+  test('a bot token without the api:read scope gets 403 insufficient_scope through HAProxy', async () => {
+    const res = await fetch(`${stack.issuer}/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from('demo-bot:demo-bot-secret').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials',
+    });
+    const { access_token: token } = (await res.json()) as { access_token: string };
+    const denied = await fetch(`${stack.frontUrl}/api/hello`, { headers: { ...apiHeaders, authorization: `Bearer ${token}` } });
+    expect(denied.status).toBe(403);
+    expect(denied.headers.get('www-authenticate')).toBe('Bearer realm="idgate", error="insufficient_scope", scope="api:read"');
+    expect(await denied.json()).toEqual({ error: 'access_denied', reason: 'needs scope api:read' });
+  });
+
   test('a forged bearer token gets 401 invalid_token, never a redirect', async () => {
     const token = await getToken();
     const [h, p] = token.split('.');

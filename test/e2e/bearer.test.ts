@@ -1,0 +1,296 @@
+// Machine identities against real issuers: two local IdPs (oidc-provider processes, JWT and opaque
+// tokens, key rotation on signal), a scripted issuer for the claim-by-claim checks, real Redis, and
+// idgate in-process.
+import http from 'node:http';
+import path from 'node:path';
+import * as jose from 'jose';
+import request from 'supertest';
+import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
+import { REPO_ROOT } from '../../demo/stack.js';
+import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
+
+let redis: ManagedProcess;
+let redisPort: number;
+const idps: Record<'a' | 'b', { process: ManagedProcess; issuer: string }> = {} as never;
+let scripted: { server: http.Server; issuer: string; key: jose.CryptoKey; hits: () => number };
+let stranger: { server: http.Server; url: string; hits: number };
+let idgate: InProcessIdgate;
+
+async function startIdp(): Promise<{ process: ManagedProcess; issuer: string }> {
+  const port = await freePort();
+  const p = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], {
+    env: { ...process.env, IDP_PORT: String(port), IDP_REDIRECT_URIS: 'http://app.test/_auth/callback' },
+  });
+  await waitForPort(port);
+  return { process: p, issuer: `http://127.0.0.1:${port}` };
+}
+
+/** An issuer whose every answer this test writes: discovery and a JWKS with one key, and a hit counter. */
+async function startScriptedIssuer() {
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  const { publicKey, privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
+  const jwk = { ...(await jose.exportJWK(publicKey)), kid: 'scripted-1', alg: 'RS256', use: 'sig' };
+  let hits = 0;
+  const server = http.createServer((req, res) => {
+    hits += 1;
+    res.setHeader('content-type', 'application/json');
+    if (req.url === '/.well-known/openid-configuration') res.end(JSON.stringify({ issuer, jwks_uri: `${issuer}/jwks` }));
+    else if (req.url === '/jwks') res.end(JSON.stringify({ keys: [jwk] }));
+    else res.writeHead(404).end('{}');
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return { server, issuer, key: privateKey, hits: () => hits };
+}
+
+async function clientCredentials(issuer: string, clientId: string, scope?: string): Promise<string> {
+  const res = await fetch(`${issuer}/token`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`${clientId}:${clientId}-secret`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', ...(scope ? { scope } : {}) }).toString(),
+  });
+  const body = (await res.json()) as { access_token?: string };
+  if (!body.access_token) throw new Error(`no token from ${issuer}: ${JSON.stringify(body)}`);
+  return body.access_token;
+}
+
+function scriptedToken(claims: jose.JWTPayload, header: Partial<jose.JWTHeaderParameters> = {}): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new jose.SignJWT({ iss: scripted.issuer, aud: 'api://scripted', sub: 'svc', iat: now, exp: now + 300, scp: ['api:read'], cid: 'svc-client', ...claims })
+    .setProtectedHeader({ alg: 'RS256', kid: 'scripted-1', ...header })
+    .sign(scripted.key);
+}
+
+function check(token: string, uri = '/api/x') {
+  return request(idgate.server).get('/auth').set('Authorization', `Bearer ${token}`).set('X-Forwarded-Uri', uri).set('Accept', 'application/json');
+}
+
+function metric(name: string): number {
+  const m = new RegExp(`idgate_events_total\\{event="${name}"\\} (\\d+)`).exec(idgate.metrics.render());
+  return m ? Number(m[1]) : 0;
+}
+
+function b64(value: object): string {
+  return Buffer.from(JSON.stringify(value)).toString('base64url');
+}
+
+beforeAll(async () => {
+  redisPort = await freePort();
+  redis = startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(redisPort)]);
+  [idps.a, idps.b, scripted] = await Promise.all([startIdp(), startIdp(), startScriptedIssuer(), waitForPort(redisPort)]);
+  const strangerPort = await freePort();
+  stranger = {
+    url: `http://127.0.0.1:${strangerPort}`,
+    hits: 0,
+    server: http.createServer((_req, res) => {
+      stranger.hits += 1;
+      res.end('{}');
+    }),
+  };
+  await new Promise<void>((r) => stranger.server.listen(strangerPort, '127.0.0.1', r));
+  idgate = await startInProcess(
+    configFrom({
+      IDGATE_ISSUER: idps.a.issuer,
+      IDGATE_CLIENT_ID: 'idgate',
+      IDGATE_CLIENT_SECRET: 'idgate-secret',
+      IDGATE_PUBLIC_URL: 'http://app.test',
+      IDGATE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+      IDGATE_COOKIE_SECRETS: 'x'.repeat(40),
+      IDGATE_INSECURE_HTTP: '1',
+      IDGATE_JWKS_CACHE: '1',
+      IDGATE_JWKS_COOLDOWN: '1',
+      IDGATE_CLOCK_SKEW: '5',
+      IDGATE_BEARER_ISSUERS: JSON.stringify([
+        { issuer: idps.a.issuer, audiences: ['api://idgate'], introspection: true },
+        { issuer: idps.b.issuer, audiences: ['api://idgate'] },
+        { issuer: scripted.issuer, audiences: ['api://scripted'] },
+      ]),
+    }),
+  );
+}, 30_000);
+
+afterAll(async () => {
+  stopInProcess();
+  await new Promise((r) => scripted?.server.close(r));
+  await new Promise((r) => stranger?.server.close(r));
+  await Promise.all([redis?.stop(), idps.a?.process.stop(), idps.b?.process.stop()]);
+});
+
+describe('JWT bearer tokens', () => {
+  test('demo-bot\'s JWT is accepted, with client, subject and scopes as identity headers', async () => {
+    const res = await check(await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read'));
+    expect(res.status).toBe(200);
+    expect(res.headers).toMatchObject({ 'x-auth-client': 'demo-bot', 'x-auth-subject': 'demo-bot', 'x-auth-scopes': 'api:read' });
+  });
+
+  test('a token from a second trusted issuer is accepted', async () => {
+    const res = await check(await clientCredentials(idps.b.issuer, 'demo-bot', 'api:read'));
+    expect(res.status).toBe(200);
+  });
+
+  test('Okta claims map to identity headers: scp list, cid, uid', async () => {
+    const res = await check(await scriptedToken({ scp: ['api:read', 'api:write'], cid: '0oa-client', uid: '00u-user', sub: 'alice@example.com', groups: ['Everyone', 'admins'] }));
+    expect(res.status).toBe(200);
+    expect(res.headers).toMatchObject({
+      'x-auth-scopes': 'api:read api:write',
+      'x-auth-client': '0oa-client',
+      'x-auth-subject': '00u-user',
+      'x-auth-user': 'alice@example.com',
+      'x-auth-groups': 'Everyone,admins',
+    });
+  });
+
+  test('a token from an unknown issuer is refused without any network call', async () => {
+    const { privateKey } = await jose.generateKeyPair('RS256');
+    const token = await new jose.SignJWT({ iss: stranger.url, aud: 'api://idgate', sub: 'x', exp: Math.floor(Date.now() / 1000) + 60 })
+      .setProtectedHeader({ alg: 'RS256', kid: 'k' })
+      .sign(privateKey);
+    const res = await check(token);
+    expect(res.status).toBe(401);
+    expect(res.headers['www-authenticate']).toBe('Bearer realm="idgate", error="invalid_token", error_description="the token is from an untrusted issuer"');
+    expect(stranger.hits).toBe(0);
+  });
+
+  test.each([
+    ['expired', { exp: Math.floor(Date.now() / 1000) - 60 }, 'the token expired'],
+    ['not yet valid (nbf)', { nbf: Math.floor(Date.now() / 1000) + 600 }, 'the token is not valid yet'],
+    ['issued in the future (iat)', { iat: Math.floor(Date.now() / 1000) + 600 }, 'the token is not valid yet'],
+    ['for another audience', { aud: 'api://someone-else' }, 'the token is for another audience'],
+    ['without exp', { exp: undefined }, 'the token lacks a required claim'],
+  ])('a token %s is refused with a description that says so', async (_name, claims, description) => {
+    const res = await check(await scriptedToken(claims));
+    expect(res.status).toBe(401);
+    expect(res.headers['www-authenticate']).toContain(`error="invalid_token", error_description="${description}"`);
+  });
+
+  test('a token within the clock skew is accepted', async () => {
+    const res = await check(await scriptedToken({ exp: Math.floor(Date.now() / 1000) - 2, nbf: Math.floor(Date.now() / 1000) + 2 }));
+    expect(res.status).toBe(200);
+  });
+
+  test('alg none and HS256 are refused whatever the header says', async () => {
+    const payload = b64({ iss: scripted.issuer, aud: 'api://scripted', sub: 'svc', exp: Math.floor(Date.now() / 1000) + 60, scp: ['api:read'] });
+    const none = `${b64({ alg: 'none', kid: 'scripted-1' })}.${payload}.`;
+    expect((await check(none)).headers['www-authenticate']).toContain('the token signature algorithm is not accepted');
+    // The classic confusion: HMAC keyed with the issuer's public key.
+    const jwks = (await (await fetch(`${scripted.issuer}/jwks`)).json()) as { keys: jose.JWK[] };
+    const hs = await new jose.SignJWT(JSON.parse(Buffer.from(payload, 'base64url').toString()) as jose.JWTPayload)
+      .setProtectedHeader({ alg: 'HS256', kid: 'scripted-1' })
+      .sign(new TextEncoder().encode(JSON.stringify(jwks.keys[0])));
+    const res = await check(hs);
+    expect(res.status).toBe(401);
+    expect(res.headers['www-authenticate']).toContain('the token signature algorithm is not accepted');
+  });
+
+  test('keys offered by the token (jwk, jku, x5u) are never used', async () => {
+    const { publicKey, privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
+    const attackerJwk = { ...(await jose.exportJWK(publicKey)), kid: 'attacker' };
+    const before = stranger.hits;
+    const token = await new jose.SignJWT({ iss: scripted.issuer, aud: 'api://scripted', sub: 'svc', exp: Math.floor(Date.now() / 1000) + 60 })
+      .setProtectedHeader({ alg: 'RS256', kid: 'attacker', jwk: attackerJwk, jku: `${stranger.url}/jwks`, x5u: `${stranger.url}/x5u` })
+      .sign(privateKey);
+    const res = await check(token);
+    expect(res.status).toBe(401);
+    expect(res.headers['www-authenticate']).toContain('the token is signed with an unknown key');
+    // Same kid as the issuer's key, but signed by the attacker: the signature fails.
+    const forged = await new jose.SignJWT({ iss: scripted.issuer, aud: 'api://scripted', sub: 'svc', exp: Math.floor(Date.now() / 1000) + 60 })
+      .setProtectedHeader({ alg: 'RS256', kid: 'scripted-1', jwk: attackerJwk })
+      .sign(privateKey);
+    expect((await check(forged)).headers['www-authenticate']).toContain('the token signature is invalid');
+    expect(stranger.hits).toBe(before);
+  });
+
+  test('a token without a kid is refused', async () => {
+    const res = await check(await scriptedToken({}, { kid: undefined }));
+    expect(res.headers['www-authenticate']).toContain('the token names no signing key');
+  });
+
+  test('garbage is a malformed token, not a crash', async () => {
+    for (const token of ['a.b.c', 'x'.repeat(15_000), '....', 'e30.e30.e30', 'a.b.c.d.e']) {
+      const res = await check(token);
+      expect(res.status).toBe(401);
+    }
+  });
+
+  test('a valid token lacking the route\'s scope gets 403 insufficient_scope naming the scope', async () => {
+    const res = await check(await scriptedToken({ scp: ['other'] }));
+    expect(res.status).toBe(403);
+    expect(res.headers['www-authenticate']).toBe('Bearer realm="idgate", error="insufficient_scope", scope="api:read"');
+    expect(res.body).toEqual({ error: 'access_denied', reason: 'needs scope api:read' });
+  });
+
+  test('a failed bearer token on a browser route is a 401, never a login redirect', async () => {
+    const res = await request(idgate.server).get('/auth').set('Authorization', 'Bearer nope.nope.nope').set('Accept', 'text/html').set('X-Forwarded-Uri', '/');
+    expect(res.status).toBe(401);
+  });
+});
+
+describe('opaque tokens (introspection)', () => {
+  test('an opaque token is checked by introspection once, then answered from the cache', async () => {
+    const token = await clientCredentials(idps.a.issuer, 'opaque-bot', 'api:read');
+    expect(token.split('.')).toHaveLength(1);
+    const calls = metric('introspection_call');
+    for (let i = 0; i < 3; i++) {
+      const res = await check(token);
+      expect(res.status).toBe(200);
+      expect(res.headers).toMatchObject({ 'x-auth-client': 'opaque-bot', 'x-auth-scopes': 'api:read' });
+    }
+    expect(metric('introspection_call')).toBe(calls + 1);
+  });
+
+  test('an unknown opaque token is 401 "not active", and asking again is answered from the negative cache', async () => {
+    const calls = metric('introspection_call');
+    for (let i = 0; i < 2; i++) {
+      const res = await check('made-up-opaque-token');
+      expect(res.status).toBe(401);
+      expect(res.headers['www-authenticate']).toContain('the token is not active');
+    }
+    expect(metric('introspection_call')).toBe(calls + 1);
+  });
+});
+
+describe('key rotation at the IdP', () => {
+  test('a token signed with a new key is accepted at once; the retired key stops verifying after the refetch', async () => {
+    const before = await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read');
+    expect((await check(before)).status).toBe(200);
+
+    idps.a.process.child.kill('SIGUSR1');
+    await waitFor(() => idps.a.process.output().includes('idp signing key rotated'));
+    const after = await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read');
+    expect(jose.decodeProtectedHeader(after).kid).not.toBe(jose.decodeProtectedHeader(before).kid);
+    expect((await check(after)).status).toBe(200);
+    expect((await check(before)).status).toBe(200);
+
+    idps.a.process.child.kill('SIGUSR2');
+    await waitFor(() => idps.a.process.output().includes('idp old signing keys retired'));
+    // The cached keys are refreshed in the background once older than IDGATE_JWKS_CACHE (1 s here).
+    let status = 200;
+    for (let i = 0; i < 40 && status === 200; i++) {
+      await new Promise((r) => setTimeout(r, 150));
+      status = (await check(before)).status;
+    }
+    expect(status).toBe(401);
+    expect((await check(after)).status).toBe(200);
+  });
+
+  test('while the IdP is unreachable, cached keys keep verifying and the failure is logged and counted', async () => {
+    const token = await clientCredentials(idps.b.issuer, 'demo-bot', 'api:read');
+    expect((await check(token)).status).toBe(200);
+    const failures = metric('jwks_refresh_failed');
+    await idps.b.process.stop();
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      expect((await check(token)).status).toBe(200);
+    }
+    expect(metric('jwks_refresh_failed')).toBeGreaterThan(failures);
+    expect(idgate.logLines.some((l) => l.includes('signing keys could not be fetched'))).toBe(true);
+  });
+});
+
+async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,54 @@
+// idgate in this process, for supertest: the same parts main.ts wires, with log lines captured.
+import type http from 'node:http';
+import type { Redis } from 'ioredis';
+import { createLogger } from '../../service/src/audit.js';
+import { loadConfig, type Config } from '../../service/src/config.js';
+import { Metrics } from '../../service/src/metrics.js';
+import { OidcRelyingParty } from '../../service/src/oidc.js';
+import { DEMO_POLICY } from '../../service/src/policy.js';
+import { createIdgateServer } from '../../service/src/server.js';
+import { createRedisClient } from '../../service/src/sessions.js';
+import { BearerVerifier } from '../../service/src/tokens.js';
+
+export interface InProcessIdgate {
+  readonly server: http.Server;
+  readonly config: Config;
+  readonly metrics: Metrics;
+  readonly logLines: string[];
+}
+
+const running: { server: http.Server; redis: Redis; oidc: OidcRelyingParty; bearer: BearerVerifier }[] = [];
+
+export function configFrom(env: Record<string, string>): Config {
+  const { config, problems } = loadConfig(env);
+  if (!config) throw new Error(problems.join('\n'));
+  return config;
+}
+
+export async function redisReady(redis: Redis): Promise<void> {
+  if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
+}
+
+export async function startInProcess(config: Config): Promise<InProcessIdgate> {
+  const logLines: string[] = [];
+  const redis = createRedisClient(config);
+  const logger = createLogger((line) => logLines.push(line));
+  const metrics = new Metrics();
+  const oidc = new OidcRelyingParty(config, (level, message, fields) => logger.log(level, message, fields));
+  const bearer = new BearerVerifier(config, logger, metrics);
+  await Promise.all([oidc.start(), bearer.start()]);
+  const server = createIdgateServer({ config, redis, oidc, bearer, policy: () => DEMO_POLICY, logger, metrics });
+  running.push({ server, redis, oidc, bearer });
+  await redisReady(redis);
+  return { server, config, metrics, logLines };
+}
+
+export function stopInProcess(): void {
+  for (const { server, redis, oidc, bearer } of running.splice(0)) {
+    oidc.stop();
+    bearer.stop();
+    server.closeAllConnections();
+    server.close();
+    redis.disconnect();
+  }
+}
