@@ -1,9 +1,7 @@
 // Starting the real HAProxy (haproxy-conf/haproxy.cfg + idgate.lua) for the demo and the tests.
-import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { startProcess, waitForPort, type ManagedProcess } from './processes.js';
+import { REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from './processes.js';
 
 export interface HaproxyOptions {
   /** The public frontend, 127.0.0.1:<frontPort>. */
@@ -23,20 +21,9 @@ export interface HaproxyOptions {
   configPath?: string;
 }
 
-/** The repository root: the nearest ancestor of this file holding haproxy-conf/haproxy.cfg (works from demo/ and dist/demo/). */
-function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(path.join(dir, 'haproxy-conf', 'haproxy.cfg'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error('haproxy-conf/haproxy.cfg not found above ' + fileURLToPath(import.meta.url));
-    dir = parent;
-  }
-}
-
 /** Absolute path of the shipped HAProxy configuration. */
 export function haproxyConfigPath(): string {
-  return path.join(repoRoot(), 'haproxy-conf', 'haproxy.cfg');
+  return path.join(REPO_ROOT, 'haproxy-conf', 'haproxy.cfg');
 }
 
 let instances = 0;

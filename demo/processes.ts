@@ -1,7 +1,20 @@
 // Starting and stopping the real components (Redis, HAProxy, the IdP, idgate) for the demo and the tests.
 // Every child is tracked so that a test run or Ctrl-C leaves nothing behind.
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root, whether this file runs from demo/ (tests) or dist/demo/ (compiled). */
+export const REPO_ROOT = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
+
+function findRepoRoot(from: string): string {
+  for (let dir = from; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'haproxy-conf', 'haproxy.cfg')) && fs.existsSync(path.join(dir, 'package.json'))) return dir;
+  }
+  throw new Error(`cannot find the idgate repository above ${from}`);
+}
 
 /** A free TCP port on 127.0.0.1, chosen by the kernel. */
 export async function freePort(): Promise<number> {

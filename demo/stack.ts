@@ -2,21 +2,11 @@
 // `make demo` runs it with the contract's ports; the end-to-end tests run it with free ports. Every
 // process is a child of this one and is stopped by `stop()` (or by Ctrl-C in the demo).
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startHaproxy } from './haproxy.js';
-import { freePort, startProcess, waitForPort, type ManagedProcess } from './processes.js';
+import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from './processes.js';
 
-/** The repository root, whether this file runs from demo/ (tests) or dist/demo/ (compiled). */
-export const REPO_ROOT = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
-
-function findRepoRoot(from: string): string {
-  for (let dir = from; dir !== path.dirname(dir); dir = path.dirname(dir)) {
-    if (fs.existsSync(path.join(dir, 'haproxy-conf')) && fs.existsSync(path.join(dir, 'package.json'))) return dir;
-  }
-  throw new Error(`cannot find the idgate repository above ${from}`);
-}
+export { REPO_ROOT };
 /** Compiled entry points (make build). */
 const DIST = path.join(REPO_ROOT, 'dist');
 

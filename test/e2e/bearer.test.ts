@@ -7,6 +7,8 @@ import * as jose from 'jose';
 import request from 'supertest';
 import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
 import { REPO_ROOT } from '../../demo/stack.js';
+import { startHaproxy } from '../../demo/haproxy.js';
+import { startUpstream, type RunningUpstream } from '../../demo/upstream.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
 
 let redis: ManagedProcess;
@@ -15,6 +17,9 @@ const idps: Record<'a' | 'b', { process: ManagedProcess; issuer: string }> = {} 
 let scripted: { server: http.Server; issuer: string; key: jose.CryptoKey; hits: () => number };
 let stranger: { server: http.Server; url: string; hits: number };
 let idgate: InProcessIdgate;
+let haproxy: ManagedProcess;
+let upstream: RunningUpstream;
+let frontUrl: string;
 
 async function startIdp(): Promise<{ process: ManagedProcess; issuer: string }> {
   const port = await freePort();
@@ -61,8 +66,34 @@ function scriptedToken(claims: jose.JWTPayload, header: Partial<jose.JWTHeaderPa
     .sign(scripted.key);
 }
 
-function check(token: string, uri = '/api/x') {
-  return request(idgate.server).get('/auth').set('Authorization', `Bearer ${token}`).set('X-Forwarded-Uri', uri).set('Accept', 'application/json');
+type Transport = 'direct' | 'through HAProxy';
+
+interface Answer {
+  status: number;
+  /** WWW-Authenticate, or '' */
+  www: string;
+  /** The X-Auth-* identity: idgate's answer headers (direct), what the upstream received (HAProxy). */
+  identity: Record<string, string>;
+  body: unknown;
+}
+
+/** Asks idgate about a bearer token, directly or as a client of HAProxy would. */
+async function check(token: string, uri = '/api/x', transport: Transport = 'direct'): Promise<Answer> {
+  const pickIdentity = (headers: Record<string, unknown>) =>
+    Object.fromEntries(Object.entries(headers).filter(([k]) => k.startsWith('x-auth-') && k !== 'x-auth-request-id').map(([k, v]) => [k, String(v)]));
+  if (transport === 'direct') {
+    const res = await request(idgate.server).get('/auth').set('Authorization', `Bearer ${token}`).set('X-Forwarded-Uri', uri).set('Accept', 'application/json');
+    return { status: res.status, www: res.headers['www-authenticate'] ?? '', identity: pickIdentity(res.headers), body: res.body };
+  }
+  const res = await fetch(`${frontUrl}${uri}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, redirect: 'manual' });
+  const body = (await res.json().catch(() => undefined)) as { headers?: Record<string, unknown> } | undefined;
+  return { status: res.status, www: res.headers.get('www-authenticate') ?? '', identity: res.status === 200 ? pickIdentity(body?.headers ?? {}) : {}, body };
+}
+
+/** After any rejection, idgate still answers valid tokens and its health endpoint. */
+async function expectHealthy(transport: Transport): Promise<void> {
+  expect((await check(await scriptedToken({}), '/api/x', transport)).status).toBe(200);
+  expect((await request(idgate.server).get('/healthz')).status).toBe(200);
 }
 
 function metric(name: string): number {
@@ -107,31 +138,40 @@ beforeAll(async () => {
       ]),
     }),
   );
+  const idgatePort = await freePort();
+  await new Promise<void>((r) => idgate.server.listen(idgatePort, '127.0.0.1', r));
+  upstream = await startUpstream({ port: await freePort() });
+  const frontPort = await freePort();
+  frontUrl = `http://127.0.0.1:${frontPort}`;
+  haproxy = await startHaproxy({ frontPort, idgatePort, upstreamPort: upstream.port });
 }, 30_000);
 
 afterAll(async () => {
+  await haproxy?.stop();
+  await upstream?.close();
   stopInProcess();
   await new Promise((r) => scripted?.server.close(r));
   await new Promise((r) => stranger?.server.close(r));
   await Promise.all([redis?.stop(), idps.a?.process.stop(), idps.b?.process.stop()]);
 });
 
-describe('JWT bearer tokens', () => {
+describe.each(['direct', 'through HAProxy'] as const)('JWT bearer tokens, %s', (transport) => {
   test('demo-bot\'s JWT is accepted, with client, subject and scopes as identity headers', async () => {
-    const res = await check(await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read'));
+    const res = await check(await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read'), '/api/x', transport);
     expect(res.status).toBe(200);
-    expect(res.headers).toMatchObject({ 'x-auth-client': 'demo-bot', 'x-auth-subject': 'demo-bot', 'x-auth-scopes': 'api:read' });
+    expect(res.identity).toMatchObject({ 'x-auth-client': 'demo-bot', 'x-auth-subject': 'demo-bot', 'x-auth-scopes': 'api:read' });
   });
 
   test('a token from a second trusted issuer is accepted', async () => {
-    const res = await check(await clientCredentials(idps.b.issuer, 'demo-bot', 'api:read'));
+    const res = await check(await clientCredentials(idps.b.issuer, 'demo-bot', 'api:read'), '/api/x', transport);
     expect(res.status).toBe(200);
   });
 
   test('Okta claims map to identity headers: scp list, cid, uid', async () => {
-    const res = await check(await scriptedToken({ scp: ['api:read', 'api:write'], cid: '0oa-client', uid: '00u-user', sub: 'alice@example.com', groups: ['Everyone', 'admins'] }));
+    const token = await scriptedToken({ scp: ['api:read', 'api:write'], cid: '0oa-client', uid: '00u-user', sub: 'alice@example.com', groups: ['Everyone', 'admins'] });
+    const res = await check(token, '/api/x', transport);
     expect(res.status).toBe(200);
-    expect(res.headers).toMatchObject({
+    expect(res.identity).toMatchObject({
       'x-auth-scopes': 'api:read api:write',
       'x-auth-client': '0oa-client',
       'x-auth-subject': '00u-user',
@@ -140,15 +180,23 @@ describe('JWT bearer tokens', () => {
     });
   });
 
+  test('once keys are cached, verifying costs no network call', async () => {
+    await check(await scriptedToken({}), '/api/x', transport);
+    const hits = scripted.hits();
+    for (let i = 0; i < 20; i++) expect((await check(await scriptedToken({ sub: `svc-${i}` }), '/api/x', transport)).status).toBe(200);
+    expect(scripted.hits()).toBe(hits);
+  });
+
   test('a token from an unknown issuer is refused without any network call', async () => {
     const { privateKey } = await jose.generateKeyPair('RS256');
     const token = await new jose.SignJWT({ iss: stranger.url, aud: 'api://idgate', sub: 'x', exp: Math.floor(Date.now() / 1000) + 60 })
       .setProtectedHeader({ alg: 'RS256', kid: 'k' })
       .sign(privateKey);
-    const res = await check(token);
+    const res = await check(token, '/api/x', transport);
     expect(res.status).toBe(401);
-    expect(res.headers['www-authenticate']).toBe('Bearer realm="idgate", error="invalid_token", error_description="the token is from an untrusted issuer"');
+    expect(res.www).toBe('Bearer realm="idgate", error="invalid_token", error_description="the token is from an untrusted issuer"');
     expect(stranger.hits).toBe(0);
+    await expectHealthy(transport);
   });
 
   test.each([
@@ -158,69 +206,75 @@ describe('JWT bearer tokens', () => {
     ['for another audience', { aud: 'api://someone-else' }, 'the token is for another audience'],
     ['without exp', { exp: undefined }, 'the token lacks a required claim'],
   ])('a token %s is refused with a description that says so', async (_name, claims, description) => {
-    const res = await check(await scriptedToken(claims));
+    const res = await check(await scriptedToken(claims), '/api/x', transport);
     expect(res.status).toBe(401);
-    expect(res.headers['www-authenticate']).toContain(`error="invalid_token", error_description="${description}"`);
+    expect(res.www).toContain(`error="invalid_token", error_description="${description}"`);
+    await expectHealthy(transport);
   });
 
   test('a token within the clock skew is accepted', async () => {
-    const res = await check(await scriptedToken({ exp: Math.floor(Date.now() / 1000) - 2, nbf: Math.floor(Date.now() / 1000) + 2 }));
+    const res = await check(await scriptedToken({ exp: Math.floor(Date.now() / 1000) - 2, nbf: Math.floor(Date.now() / 1000) + 2 }), '/api/x', transport);
     expect(res.status).toBe(200);
   });
 
-  test('alg none and HS256 are refused whatever the header says', async () => {
+  test('alg none and HS256 signed with the public key are refused whatever the header says', async () => {
     const payload = b64({ iss: scripted.issuer, aud: 'api://scripted', sub: 'svc', exp: Math.floor(Date.now() / 1000) + 60, scp: ['api:read'] });
     const none = `${b64({ alg: 'none', kid: 'scripted-1' })}.${payload}.`;
-    expect((await check(none)).headers['www-authenticate']).toContain('the token signature algorithm is not accepted');
+    expect((await check(none, '/api/x', transport)).www).toContain('the token signature algorithm is not accepted');
     // The classic confusion: HMAC keyed with the issuer's public key.
     const jwks = (await (await fetch(`${scripted.issuer}/jwks`)).json()) as { keys: jose.JWK[] };
     const hs = await new jose.SignJWT(JSON.parse(Buffer.from(payload, 'base64url').toString()) as jose.JWTPayload)
       .setProtectedHeader({ alg: 'HS256', kid: 'scripted-1' })
       .sign(new TextEncoder().encode(JSON.stringify(jwks.keys[0])));
-    const res = await check(hs);
+    const res = await check(hs, '/api/x', transport);
     expect(res.status).toBe(401);
-    expect(res.headers['www-authenticate']).toContain('the token signature algorithm is not accepted');
+    expect(res.www).toContain('the token signature algorithm is not accepted');
+    await expectHealthy(transport);
   });
 
-  test('keys offered by the token (jwk, jku, x5u) are never used', async () => {
+  test('keys offered by the token (jwk, jku, x5u) are never used, and a forged signature is refused', async () => {
     const { publicKey, privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
     const attackerJwk = { ...(await jose.exportJWK(publicKey)), kid: 'attacker' };
     const before = stranger.hits;
     const token = await new jose.SignJWT({ iss: scripted.issuer, aud: 'api://scripted', sub: 'svc', exp: Math.floor(Date.now() / 1000) + 60 })
       .setProtectedHeader({ alg: 'RS256', kid: 'attacker', jwk: attackerJwk, jku: `${stranger.url}/jwks`, x5u: `${stranger.url}/x5u` })
       .sign(privateKey);
-    const res = await check(token);
+    const res = await check(token, '/api/x', transport);
     expect(res.status).toBe(401);
-    expect(res.headers['www-authenticate']).toContain('the token is signed with an unknown key');
+    expect(res.www).toContain('the token is signed with an unknown key');
     // Same kid as the issuer's key, but signed by the attacker: the signature fails.
     const forged = await new jose.SignJWT({ iss: scripted.issuer, aud: 'api://scripted', sub: 'svc', exp: Math.floor(Date.now() / 1000) + 60 })
       .setProtectedHeader({ alg: 'RS256', kid: 'scripted-1', jwk: attackerJwk })
       .sign(privateKey);
-    expect((await check(forged)).headers['www-authenticate']).toContain('the token signature is invalid');
+    expect((await check(forged, '/api/x', transport)).www).toContain('the token signature is invalid');
     expect(stranger.hits).toBe(before);
+    await expectHealthy(transport);
   });
 
   test('a token without a kid is refused', async () => {
-    const res = await check(await scriptedToken({}, { kid: undefined }));
-    expect(res.headers['www-authenticate']).toContain('the token names no signing key');
+    const res = await check(await scriptedToken({}, { kid: undefined }), '/api/x', transport);
+    expect(res.www).toContain('the token names no signing key');
   });
 
   test('garbage is a malformed token, not a crash', async () => {
-    for (const token of ['a.b.c', 'x'.repeat(15_000), '....', 'e30.e30.e30', 'a.b.c.d.e']) {
-      const res = await check(token);
+    for (const token of ['a.b.c', 'x'.repeat(12_000), '....', 'e30.e30.e30', 'a.b.c.d.e']) {
+      const res = await check(token, '/api/x', transport);
       expect(res.status).toBe(401);
     }
+    await expectHealthy(transport);
   });
 
   test('a valid token lacking the route\'s scope gets 403 insufficient_scope naming the scope', async () => {
-    const res = await check(await scriptedToken({ scp: ['other'] }));
+    const res = await check(await scriptedToken({ scp: ['other'] }), '/api/x', transport);
     expect(res.status).toBe(403);
-    expect(res.headers['www-authenticate']).toBe('Bearer realm="idgate", error="insufficient_scope", scope="api:read"');
+    expect(res.www).toBe('Bearer realm="idgate", error="insufficient_scope", scope="api:read"');
     expect(res.body).toEqual({ error: 'access_denied', reason: 'needs scope api:read' });
   });
 
   test('a failed bearer token on a browser route is a 401, never a login redirect', async () => {
-    const res = await request(idgate.server).get('/auth').set('Authorization', 'Bearer nope.nope.nope').set('Accept', 'text/html').set('X-Forwarded-Uri', '/');
+    const res = transport === 'direct'
+      ? await request(idgate.server).get('/auth').set('Authorization', 'Bearer nope.nope.nope').set('Accept', 'text/html').set('X-Forwarded-Uri', '/')
+      : await fetch(`${frontUrl}/`, { headers: { authorization: 'Bearer nope.nope.nope', accept: 'text/html' }, redirect: 'manual' });
     expect(res.status).toBe(401);
   });
 });
@@ -233,7 +287,7 @@ describe('opaque tokens (introspection)', () => {
     for (let i = 0; i < 3; i++) {
       const res = await check(token);
       expect(res.status).toBe(200);
-      expect(res.headers).toMatchObject({ 'x-auth-client': 'opaque-bot', 'x-auth-scopes': 'api:read' });
+      expect(res.identity).toMatchObject({ 'x-auth-client': 'opaque-bot', 'x-auth-scopes': 'api:read' });
     }
     expect(metric('introspection_call')).toBe(calls + 1);
   });
@@ -243,7 +297,7 @@ describe('opaque tokens (introspection)', () => {
     for (let i = 0; i < 2; i++) {
       const res = await check('made-up-opaque-token');
       expect(res.status).toBe(401);
-      expect(res.headers['www-authenticate']).toContain('the token is not active');
+      expect(res.www).toContain('the token is not active');
     }
     expect(metric('introspection_call')).toBe(calls + 1);
   });
