@@ -1,7 +1,7 @@
 // `make demo`: the whole stack on the contract's ports, until Ctrl-C.
 import { startStack } from './stack.js';
 
-const ports = { front: 8080, idgate: [4180], idp: 9000, redis: 6380, upstream: 8081 };
+const ports = { front: 8080, idgate: [4180], idp: 9000, redis: 6380, upstream: 8081, canary: 8082 };
 
 async function main(): Promise<void> {
   process.stdout.write('starting Redis, the local IdP, the sample upstream, idgate and HAProxy...\n');
@@ -10,14 +10,14 @@ async function main(): Promise<void> {
     stack = await startStack({ ports, echo: true });
   } catch (err) {
     process.stderr.write(`demo: could not start: ${(err as Error).message}\n`);
-    process.stderr.write('demo: are the ports 8080, 4180, 9000, 6380 and 8081 free? Another `make demo` may be running.\n');
+    process.stderr.write('demo: are the ports 8080, 4180, 9000, 6380, 8081 and 8082 free? Another `make demo` may be running.\n');
     process.exit(1);
   }
   process.stdout.write(`
   idgate demo is running.
 
   Open ${stack.frontUrl}/ in a browser and sign in as
-      alice / alice   (groups engineering, admins: can open /admin/)
+      alice / alice   (groups engineering, admins: can open /admin/; served by the canary pool)
       bob / bob       (group sales: gets 403 on /admin/)
 
   ${stack.frontUrl}/public/      public, no login

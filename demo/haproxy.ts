@@ -10,6 +10,8 @@ export interface HaproxyOptions {
   idgatePort: number;
   /** The protected app (be_app), 127.0.0.1:<upstreamPort>. */
   upstreamPort: number;
+  /** The canary pool (be_app_canary), 127.0.0.1:<canaryPort>. Default: upstreamPort. */
+  canaryPort?: number;
   /**
    * Where the Lua check's httpclient connects (the fe_idgate_check listener). Defaults to an
    * abstract unix socket unique to this instance, so tests and a running demo never collide.
@@ -35,6 +37,7 @@ export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProc
     ...process.env,
     IDGATE_FRONT_BIND: `127.0.0.1:${options.frontPort}`,
     IDGATE_UPSTREAM_ADDR: `127.0.0.1:${options.upstreamPort}`,
+    IDGATE_CANARY_ADDR: `127.0.0.1:${options.canaryPort ?? options.upstreamPort}`,
     IDGATE_ADDR: `127.0.0.1:${options.idgatePort}`,
     IDGATE_CHECK_DST: checkDst,
   };

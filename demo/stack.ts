@@ -16,6 +16,8 @@ export interface StackPorts {
   idp: number;
   redis: number;
   upstream: number;
+  /** The canary pool's upstream (policy/demo.yaml sends admins there). */
+  canary: number;
 }
 
 export interface StackOptions {
@@ -52,6 +54,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     idp: given.idp ?? (await freePort()),
     redis: given.redis ?? (await freePort()),
     upstream: given.upstream ?? (await freePort()),
+    canary: given.canary ?? (await freePort()),
   };
   const frontUrl = `http://127.0.0.1:${ports.front}`;
   const issuer = `http://127.0.0.1:${ports.idp}`;
@@ -74,6 +77,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     IDGATE_SCOPES: 'openid profile email groups offline_access',
     IDGATE_JWT_AUDIENCES: 'api://idgate',
     IDGATE_INSECURE_HTTP: '1',
+    IDGATE_POLICY_FILE: path.join(REPO_ROOT, 'policy/demo.yaml'),
     ...options.idgateEnv,
   };
 
@@ -109,11 +113,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         echo,
       }),
     );
-    track(startProcess('upstream', process.execPath, [path.join(DIST, 'demo/upstream-main.js')], { env: { ...process.env, UPSTREAM_PORT: String(ports.upstream) }, echo }));
-    await Promise.all([waitForPort(ports.redis), waitForPort(ports.idp), waitForPort(ports.upstream)]);
+    for (const [name, port] of [['main', ports.upstream], ['canary', ports.canary]] as const) {
+      const env = { ...process.env, UPSTREAM_PORT: String(port), UPSTREAM_NAME: name };
+      track(startProcess(name === 'main' ? 'upstream' : 'canary', process.execPath, [path.join(DIST, 'demo/upstream-main.js')], { env, echo }));
+    }
+    await Promise.all([waitForPort(ports.redis), waitForPort(ports.idp), waitForPort(ports.upstream), waitForPort(ports.canary)]);
     for (let i = 0; i < ports.idgate.length; i++) await startIdgate(i);
     if (options.haproxy ?? true) {
-      track(await startHaproxy({ frontPort: ports.front, idgatePort: ports.idgate[0]!, upstreamPort: ports.upstream, echo }));
+      track(await startHaproxy({ frontPort: ports.front, idgatePort: ports.idgate[0]!, upstreamPort: ports.upstream, canaryPort: ports.canary, echo }));
     }
     await Promise.all(ports.idgate.map((port) => waitForReady(`http://127.0.0.1:${port}/readyz`)));
   } catch (err) {

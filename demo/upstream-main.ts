@@ -3,6 +3,7 @@
 // Environment (all optional):
 //   UPSTREAM_PORT  port to listen on (default 8081)
 //   UPSTREAM_HOST  address to listen on (default 127.0.0.1)
+//   UPSTREAM_NAME  the pool it stands for, echoed as "server" (default main)
 //
 // Prints `upstream listening on http://<host>:<port>` once it accepts requests; SIGTERM/SIGINT stop it.
 import { startUpstream } from './upstream.js';
@@ -12,7 +13,7 @@ async function main(): Promise<void> {
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`UPSTREAM_PORT is not a valid port: "${process.env.UPSTREAM_PORT}"`);
   const host = process.env.UPSTREAM_HOST || '127.0.0.1';
 
-  const upstream = await startUpstream({ port, host });
+  const upstream = await startUpstream({ port, host, name: process.env.UPSTREAM_NAME || 'main' });
   console.log(`upstream listening on http://${host}:${upstream.port}`);
 
   let stopping = false;

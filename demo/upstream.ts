@@ -7,6 +7,8 @@ export interface UpstreamOptions {
   port: number;
   /** Address to listen on. Default `127.0.0.1`. */
   host?: string;
+  /** Which pool this instance stands for, echoed as `server` (e.g. "main", "canary"). Default "main". */
+  name?: string;
 }
 
 export interface RunningUpstream {
@@ -18,6 +20,8 @@ export interface RunningUpstream {
 
 /** What the upstream answers to every request (status 200, application/json). */
 export interface EchoedRequest {
+  /** The instance's name (UpstreamOptions.name): which pool served the request. */
+  server: string;
   method: string;
   /** Path and query, exactly as received. */
   path: string;
@@ -42,6 +46,7 @@ function receivedHeaders(req: http.IncomingMessage): Record<string, string | str
 export async function startUpstream(options: UpstreamOptions): Promise<RunningUpstream> {
   const server = http.createServer((req, res) => {
     const echoed: EchoedRequest = {
+      server: options.name ?? 'main',
       method: req.method ?? '',
       path: req.url ?? '',
       headers: receivedHeaders(req),

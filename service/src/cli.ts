@@ -1,18 +1,52 @@
 // `npx idgate <command>`. Exit 0 on success, 1 on a finding or error, with a one-line reason on stderr.
 import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import * as jose from 'jose';
+import { identityFromClaims } from './claims.js';
 import { describeConfig, loadConfig, SETTINGS } from './config.js';
 import { serve } from './main.js';
+import { loadPolicyFile } from './policy-file.js';
+import { decide, formatDecision, matchRule, normalizePath, type Identity } from './policy.js';
+
+const COMMANDS = `commands:
+  serve           run the check, login and health endpoints (settings from IDGATE_* environment)
+  check-config    validate the settings and the policy; one line per problem; exit 1 if any
+  explain         the decision idgate would take for a request and an identity, in one line
+  version         print the version
+  --help          this text; \`idgate <command> --help\` for a command's options`;
 
 const HELP = `usage: idgate <command> [options]
 
-commands:
-  serve           run the check, login and health endpoints (settings from IDGATE_* environment)
-  check-config    validate the settings; one line per problem; exit 1 if any
-  version         print the version
-  --help          this text
+${COMMANDS}
 
 settings (environment; IDGATE_CONFIG_FILE may name a JSON file with the same keys in lower case):
-${SETTINGS.map((s) => `  ${s.env.padEnd(30)} ${s.doc}${s.default !== undefined && s.default !== '' ? ` (default ${s.default})` : s.optional || s.default === '' ? ' (optional)' : ' (required)'}`).join('\n')}
+${SETTINGS.map((s) => `  ${s.env.padEnd(32)} ${s.doc}${s.default !== undefined && s.default !== '' ? ` (default ${s.default})` : s.optional || s.default === '' ? ' (optional)' : ' (required)'}`).join('\n')}
+`;
+
+const CHECK_CONFIG_HELP = `usage: idgate check-config [--policy FILE]
+
+Validates the IDGATE_* settings and the policy file; prints one line per problem (policy problems as
+FILE:LINE: ...), exit 0 when all is right, 1 otherwise. Secrets are never printed.
+
+options:
+  --policy FILE   the policy file to check (default: IDGATE_POLICY_FILE)
+`;
+
+const EXPLAIN_HELP = `usage: idgate explain --policy FILE --url URL [--method GET] [--claims JSON | --token JWT] [--api]
+
+Prints the decision idgate would take, as one line: status, outcome, the rule that matched, why.
+  e.g. 403 deny rule=admin-area: needs group admins
+
+options:
+  --policy FILE   policy file (default: IDGATE_POLICY_FILE)
+  --url URL       the request: https://host/path?query, or a path (/admin/)
+  --method M      HTTP method (default GET)
+  --claims JSON   the identity's claims, e.g. '{"sub":"bob","groups":["sales"]}'; a token's claims
+                  (scp, scope, cid, client_id) make it a machine identity, else a browser session
+  --token JWT     read the claims from a token instead (its signature is NOT checked here)
+  --api           the client is an API client (no HTML); default: a browser navigating
+Without --claims or --token the request is anonymous. Group and role claims are read as
+IDGATE_GROUPS_CLAIM (default groups) and IDGATE_ROLES_CLAIM (default roles) say.
 `;
 
 function version(): string {
@@ -20,36 +54,102 @@ function version(): string {
   return pkg.version;
 }
 
+class UsageError extends Error {}
+
+function options<T extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], spec: T) {
+  try {
+    return parseArgs({ args, options: { ...spec, help: { type: 'boolean' } }, strict: true, allowPositionals: false }).values as { [K in keyof T]?: T[K]['type'] extends 'string' ? string : boolean } & { help?: boolean };
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function checkConfig(args: string[]): number {
+  const opts = options(args, { policy: { type: 'string' } });
+  if (opts.help) return print(CHECK_CONFIG_HELP);
+  const { config, problems } = loadConfig();
+  const lines = [...problems];
+  const policyFile = opts.policy ?? config?.policyFile ?? (process.env.IDGATE_POLICY_FILE || undefined);
+  if (policyFile) lines.push(...loadPolicyFile(policyFile).problems);
+  if (lines.length) {
+    for (const line of lines) process.stderr.write(`${line}\n`);
+    return 1;
+  }
+  process.stdout.write(`configuration ok: ${JSON.stringify({ ...describeConfig(config!), policy_file: policyFile ?? '(none: any signed-in user)' })}\n`);
+  return 0;
+}
+
+function explain(args: string[]): number {
+  const opts = options(args, { policy: { type: 'string' }, url: { type: 'string' }, method: { type: 'string' }, claims: { type: 'string' }, token: { type: 'string' }, api: { type: 'boolean' } });
+  if (opts.help) return print(EXPLAIN_HELP);
+  const policyFile = opts.policy ?? (process.env.IDGATE_POLICY_FILE || undefined);
+  if (!policyFile) throw new UsageError('explain needs --policy FILE (or IDGATE_POLICY_FILE)');
+  if (!opts.url) throw new UsageError('explain needs --url URL');
+  if (opts.claims && opts.token) throw new UsageError('give --claims or --token, not both');
+  const { policy, problems } = loadPolicyFile(policyFile);
+  if (!policy) throw new UsageError(`the policy has problems, first: ${problems[0]}`);
+
+  let url: URL;
+  try {
+    url = new URL(opts.url, 'https://app.example.com');
+  } catch {
+    throw new UsageError(`--url "${opts.url}" is not a URL or a path`);
+  }
+  const method = (opts.method ?? 'GET').toUpperCase();
+  let identity: Identity | undefined;
+  if (opts.claims || opts.token) {
+    let claims: unknown;
+    try {
+      claims = opts.claims ? JSON.parse(opts.claims) : jose.decodeJwt(opts.token!);
+    } catch (err) {
+      throw new UsageError(`${opts.claims ? '--claims is not JSON' : '--token is not a JWT'}: ${(err as Error).message}`);
+    }
+    if (typeof claims !== 'object' || claims === null || Array.isArray(claims)) throw new UsageError('--claims must be a JSON object of claims');
+    const c = claims as Record<string, unknown>;
+    const via = opts.token || 'scp' in c || 'scope' in c || 'cid' in c || 'client_id' in c ? 'token' : 'session';
+    identity = identityFromClaims(c, via, { groupsClaim: process.env.IDGATE_GROUPS_CLAIM || 'groups', rolesClaim: process.env.IDGATE_ROLES_CLAIM || 'roles' }, String(c.iss ?? ''));
+    if (!identity) throw new UsageError('the claims name no subject (sub, uid or a client id)');
+  }
+  const facts = {
+    method,
+    proto: url.protocol === 'http:' ? ('http' as const) : ('https' as const),
+    host: url.host.toLowerCase(),
+    uri: url.pathname + url.search,
+    path: normalizePath(url.pathname),
+    clientIp: '',
+    requestId: 'explain',
+    wantsHtml: !opts.api,
+    isXhr: false,
+  };
+  const decision = decide(facts, matchRule(policy, facts), identity, undefined);
+  process.stdout.write(`${formatDecision(decision)}\n`);
+  return 0;
+}
+
+function print(text: string): number {
+  process.stdout.write(text);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command = 'serve', ...rest] = argv;
   switch (command) {
     case 'serve':
+      if (rest.includes('--help')) return print('usage: idgate serve\n  runs idgate with the IDGATE_* settings (see idgate --help); SIGHUP reloads the policy\n');
       return serve();
-    case 'check-config': {
-      if (rest.includes('--help')) {
-        process.stdout.write('usage: idgate check-config\n  validates the IDGATE_* settings; exit 0 when all are right, 1 with one line per problem\n');
-        return 0;
-      }
-      const { config, problems } = loadConfig();
-      if (!config) {
-        for (const problem of problems) process.stderr.write(`${problem}\n`);
-        return 1;
-      }
-      process.stdout.write(`configuration ok: ${JSON.stringify(describeConfig(config))}\n`);
-      return 0;
-    }
+    case 'check-config':
+      return checkConfig(rest);
+    case 'explain':
+      return explain(rest);
     case 'version':
     case '--version':
-      process.stdout.write(`idgate ${version()}\n`);
-      return 0;
+      return print(`idgate ${version()}\n`);
     case '--help':
     case 'help':
     case '-h':
-      process.stdout.write(HELP);
-      return 0;
+      return print(HELP);
     default:
-      process.stderr.write(`idgate: unknown command "${command}"; see idgate --help\n`);
-      return 1;
+      throw new UsageError(`unknown command "${command}"; see idgate --help`);
   }
 }
 

@@ -40,6 +40,7 @@ export interface Config {
   readonly loginTtlSeconds: number;
   readonly scopes: string;
   readonly groupsClaim: string;
+  readonly rolesClaim: string;
   readonly allowedRedirectHosts: readonly string[];
   readonly bearerIssuers: readonly BearerIssuer[];
   readonly clockSkewSeconds: number;
@@ -85,7 +86,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_SESSION_MAX_AGE', key: 'session_max_age', kind: 'int', default: '86400', doc: 'seconds after login after which a session ends whatever its activity', example: '86400' },
   { env: 'IDGATE_LOGIN_TTL', key: 'login_ttl', kind: 'int', default: '600', doc: 'seconds a started login may take before its state expires', example: '600' },
   { env: 'IDGATE_SCOPES', key: 'scopes', kind: 'string', default: 'openid profile email', doc: 'scopes requested at login (add groups and offline_access where the IdP offers them)', example: 'openid profile email groups offline_access' },
-  { env: 'IDGATE_GROUPS_CLAIM', key: 'groups_claim', kind: 'string', default: 'groups', doc: 'claim holding the user\'s groups (read from userinfo when the ID token lacks it)', example: 'groups' },
+  { env: 'IDGATE_GROUPS_CLAIM', key: 'groups_claim', kind: 'string', default: 'groups', doc: 'claim holding groups, or a dotted path into nested claims (read from userinfo when the ID token lacks it)', example: 'groups' },
+  { env: 'IDGATE_ROLES_CLAIM', key: 'roles_claim', kind: 'string', default: 'roles', doc: 'claim holding roles, or a dotted path into nested claims', example: 'realm_access.roles' },
   { env: 'IDGATE_ALLOWED_REDIRECT_HOSTS', key: 'allowed_redirect_hosts', kind: 'list', default: '', doc: 'hosts (or *.domain) that login may return to besides the public URL\'s host', example: 'app.example.com,*.apps.example.com' },
   { env: 'IDGATE_JWT_AUDIENCES', key: 'jwt_audiences', kind: 'list', default: 'api://default', doc: 'accepted `aud` values of bearer access tokens', example: 'api://default' },
   { env: 'IDGATE_JWT_ALGORITHMS', key: 'jwt_algorithms', kind: 'list', default: 'RS256', doc: 'accepted signature algorithms of bearer tokens (asymmetric only)', example: 'RS256,ES256' },
@@ -95,7 +97,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_JWKS_COOLDOWN', key: 'jwks_cooldown', kind: 'int', default: '30', doc: 'seconds between two key fetches caused by unknown key ids (a flood of bogus kids cannot hammer the IdP)', example: '30' },
   { env: 'IDGATE_INTROSPECTION_CACHE', key: 'introspection_cache', kind: 'int', default: '300', doc: 'seconds an introspection answer is reused at most (never past the token\'s exp; inactive tokens: 30 s at most)', example: '300' },
   { env: 'IDGATE_INTROSPECTION_CACHE_SIZE', key: 'introspection_cache_size', kind: 'int', default: '10000', doc: 'introspection answers kept at most', example: '10000' },
-  { env: 'IDGATE_POLICY_FILE', key: 'policy_file', kind: 'string', optional: true, doc: 'policy file; unset: the built-in demo policy', example: '/etc/idgate/policy.yaml' },
+  { env: 'IDGATE_POLICY_FILE', key: 'policy_file', kind: 'string', optional: true, doc: 'YAML policy file (reloaded on SIGHUP and on change); unset: any signed-in user may pass', example: '/etc/idgate/policy.yaml' },
   { env: 'IDGATE_LISTEN', key: 'listen', kind: 'listen', default: '127.0.0.1:4180', doc: 'address:port of the check and browser endpoints', example: '127.0.0.1:4180' },
   { env: 'IDGATE_TRUSTED_PROXIES', key: 'trusted_proxies', kind: 'proxies', default: '127.0.0.0/8,::1', doc: 'addresses or CIDRs whose X-Forwarded-* headers are believed', example: '127.0.0.1,10.0.0.0/8' },
   { env: 'IDGATE_INSECURE_HTTP', key: 'insecure_http', kind: 'bool', default: '0', doc: 'allow a plain-http issuer and non-Secure cookies (local demo and tests only)', example: '1' },
@@ -191,6 +193,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     loginTtlSeconds: parsed.IDGATE_LOGIN_TTL as number,
     scopes: parsed.IDGATE_SCOPES as string,
     groupsClaim: parsed.IDGATE_GROUPS_CLAIM as string,
+    rolesClaim: parsed.IDGATE_ROLES_CLAIM as string,
     allowedRedirectHosts: Object.freeze([publicUrl!.host.toLowerCase(), ...(parsed.IDGATE_ALLOWED_REDIRECT_HOSTS as string[]).map((h) => h.toLowerCase())]),
     bearerIssuers: Object.freeze(bearerIssuers.map((b) => Object.freeze(b))),
     clockSkewSeconds: parsed.IDGATE_CLOCK_SKEW as number,
@@ -368,7 +371,7 @@ export function describeConfig(config: Config): Record<string, string> {
     cookie_secrets: `(${config.cookieSecrets.length} set)`,
     cookie_name: config.cookieName,
     cookie_secure: String(config.cookieSecure),
-    policy_file: config.policyFile ?? '(built-in demo policy)',
+    policy_file: config.policyFile ?? '(none: any signed-in user)',
     listen: `${config.listen.host}:${config.listen.port}`,
     trusted_proxies: config.trustedProxiesText,
   };

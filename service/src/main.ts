@@ -4,7 +4,7 @@ import { describeConfig, loadConfig } from './config.js';
 import { describeError } from './errors.js';
 import { Metrics } from './metrics.js';
 import { OidcRelyingParty } from './oidc.js';
-import { DEMO_POLICY } from './policy.js';
+import { PolicyHolder } from './policy-file.js';
 import { createIdgateServer } from './server.js';
 import { createRedisClient } from './sessions.js';
 import { BearerVerifier } from './tokens.js';
@@ -17,16 +17,21 @@ export async function serve(): Promise<number> {
     process.stderr.write(`idgate: ${problems.length} setting problem(s); not starting\n`);
     return 1;
   }
-  if (config.policyFile) {
-    process.stderr.write('idgate: IDGATE_POLICY_FILE: policy files are not supported yet by this version; unset it to use the built-in demo policy\n');
-    return 1;
-  }
   if (config.insecureHttp) {
     logger.log('warn', 'IDGATE_INSECURE_HTTP=1: plain-http issuer allowed and cookies not Secure. For local demos and tests only, never in production.');
   }
   logger.log('info', 'starting idgate', describeConfig(config));
 
   const metrics = new Metrics();
+  const policy = PolicyHolder.open(config.policyFile, logger, metrics);
+  if (!(policy instanceof PolicyHolder)) {
+    for (const problem of policy) process.stderr.write(`idgate: ${problem}\n`);
+    process.stderr.write(`idgate: the policy has ${policy.length} problem(s); not starting\n`);
+    return 1;
+  }
+  policy.watch();
+  process.on('SIGHUP', () => policy.reload('SIGHUP'));
+  logger.log('info', 'policy loaded', { source: policy.current.source, rules: policy.current.rules.length });
   const redis = createRedisClient(config);
   let redisDown = false;
   redis.on('error', (err) => {
@@ -42,7 +47,7 @@ export async function serve(): Promise<number> {
   const bearer = new BearerVerifier(config, logger, metrics);
   void bearer.start();
 
-  const server = createIdgateServer({ config, redis, oidc, bearer, policy: () => DEMO_POLICY, logger, metrics });
+  const server = createIdgateServer({ config, redis, oidc, bearer, policy: () => policy.current, logger, metrics });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => resolve());
@@ -57,6 +62,7 @@ export async function serve(): Promise<number> {
       logger.log('info', `stopping on ${signal}`);
       oidc.stop();
       bearer.stop();
+      policy.close();
       server.close();
       server.closeAllConnections();
       redis.disconnect();

@@ -5,6 +5,7 @@
 import * as client from 'openid-client';
 import type { Config } from './config.js';
 import { IdgateError, describeError } from './errors.js';
+import { readClaim, stringList } from './claims.js';
 import type { StoredSession } from './sessions.js';
 
 export interface OidcLogger {
@@ -113,11 +114,11 @@ export class OidcRelyingParty {
       throw new IdgateError('login_failed', 'the identity provider did not complete the login', 'ID token without sub');
     }
     let merged: Record<string, unknown> = { ...claims };
-    if (!(this.config.groupsClaim in claims) && configuration.serverMetadata().userinfo_endpoint) {
+    if (readClaim(claims, this.config.groupsClaim) === undefined && configuration.serverMetadata().userinfo_endpoint) {
       // Thin ID token: the groups (and often profile claims) are only in userinfo.
       try {
         const userinfo = await client.fetchUserInfo(configuration, tokens.access_token, claims.sub);
-        merged = { ...userinfo, ...claims, [this.config.groupsClaim]: userinfo[this.config.groupsClaim] };
+        merged = { ...userinfo, ...claims };
       } catch (err) {
         throw new IdgateError('login_failed', 'could not read your groups from the identity provider', describeError(err));
       }
@@ -128,7 +129,8 @@ export class OidcRelyingParty {
       subject: claims.sub,
       user: pickString(merged.preferred_username) ?? pickString(merged.email) ?? claims.sub,
       email: pickString(merged.email),
-      groups: stringList(merged[this.config.groupsClaim]),
+      groups: stringList(readClaim(merged, this.config.groupsClaim)),
+      roles: stringList(readClaim(merged, this.config.rolesClaim)),
       issuer: claims.iss,
       createdAt: now,
       idToken: tokens.id_token!,
@@ -150,11 +152,4 @@ export class OidcRelyingParty {
 
 function pickString(value: unknown): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined;
-}
-
-/** A claim that should be a list of strings: arrays keep their strings, a single string becomes a list. */
-export function stringList(value: unknown): string[] {
-  if (typeof value === 'string') return value === '' ? [] : [value];
-  if (Array.isArray(value)) return value.filter((v): v is string => typeof v === 'string' && v !== '');
-  return [];
 }

@@ -1,7 +1,6 @@
 // The policy and the decision. `matchRule` and `decide` are pure functions of (request facts, identity,
 // policy): no I/O, no clock, so every answer idgate gives can be reproduced by `idgate explain` and by a
-// table-driven test. The full policy file format arrives with the policy engine; today the built-in demo
-// policy below is the policy.
+// table-driven test. Policies come from a YAML file (policy-file.ts), compiled into the shapes below.
 
 export interface RequestFacts {
   readonly method: string;
@@ -27,6 +26,7 @@ export interface Identity {
   readonly user: string;
   readonly email: string | undefined;
   readonly groups: readonly string[];
+  readonly roles: readonly string[];
   readonly scopes: readonly string[];
   /** Client id of a machine token. */
   readonly clientId: string | undefined;
@@ -40,32 +40,55 @@ export interface CredentialProblem {
   readonly description: string;
 }
 
-/** All of the given conditions must hold; a list inside a condition means any of its values. */
-export interface Requirement {
+/**
+ * Conditions over an identity; all the given ones must hold. A list means "any of" unless its name says
+ * "_all". Emails and email domains compare case-insensitively (they are stored lower-case).
+ */
+export interface Condition {
   readonly via?: 'session' | 'token';
   readonly groups?: readonly string[];
+  readonly groupsAll?: readonly string[];
+  readonly roles?: readonly string[];
+  readonly rolesAll?: readonly string[];
   readonly scopes?: readonly string[];
+  readonly scopesAll?: readonly string[];
+  readonly emails?: readonly string[];
+  readonly emailDomains?: readonly string[];
+  readonly subjects?: readonly string[];
+  readonly clients?: readonly string[];
 }
 
 export interface PolicyRule {
   readonly id: string;
-  /** Exact host, or "*.example.com" for any subdomain. Absent: any host. */
-  readonly host?: string;
-  /** Path prefix; "/admin/" also matches "/admin". Absent: any path. */
+  /** Line of the rule in its policy file (0 for built-in rules). */
+  readonly line: number;
+  /** "app.example.com" (any port), "app.example.com:8443" (that port), "*.example.com" (any subdomain, not the apex). Absent: any host. */
+  readonly hosts?: readonly string[];
+  /** Path prefix; "/admin/" also matches "/admin". */
   readonly pathPrefix?: string;
+  /** Anchored at the start of the normalised path. */
+  readonly pathRegex?: RegExp;
   /** Upper-case methods. Absent: any method. */
   readonly methods?: readonly string[];
-  /** public: no identity needed; authenticated: any identity; restricted: one of `allow` must hold. */
-  readonly access: 'public' | 'authenticated' | 'restricted';
-  readonly allow?: readonly Requirement[];
+  /** public: no identity needed; authenticated: any identity; restricted: one of `allow` must hold; deny: nobody. */
+  readonly access: 'public' | 'authenticated' | 'restricted' | 'deny';
+  /** Alternatives: the first that holds allows. */
+  readonly allow?: readonly Condition[];
   /** API route: unauthenticated callers get 401, never a login redirect. */
-  readonly api?: boolean;
-  /** Backend pool HAProxy should use (X-Auth-Backend). */
+  readonly api: boolean;
+  /** Pools by identity: the first whose condition holds; else `backend`. */
+  readonly backends?: readonly { readonly when: Condition; readonly backend: string }[];
   readonly backend?: string;
+  /** Shown as the reason of a `deny` rule. */
+  readonly description?: string;
 }
 
 export interface Policy {
   readonly rules: readonly PolicyRule[];
+  /** What happens when no rule matches. */
+  readonly defaultAccess: 'deny' | 'authenticated';
+  /** Where it came from, for logs and explain. */
+  readonly source: string;
 }
 
 export type Decision =
@@ -91,24 +114,25 @@ export type Decision =
 
 export const NO_RULE = 'no-rule';
 
-/** The demo policy of the contract: /public/ public, /admin/ admins, /api/ API, the rest any signed-in user. */
-export const DEMO_POLICY: Policy = Object.freeze({
-  rules: Object.freeze([
-    { id: 'public', pathPrefix: '/public/', access: 'public' },
-    { id: 'admin-area', pathPrefix: '/admin/', access: 'restricted', allow: [{ groups: ['admins'] }] },
-    { id: 'api', pathPrefix: '/api/', api: true, access: 'restricted', allow: [{ via: 'session' }, { scopes: ['api:read'] }] },
-    { id: 'signed-in', access: 'authenticated' },
-  ] satisfies PolicyRule[]),
+/** The policy without a policy file: every signed-in user, everywhere (what oauth2-proxy does by default). */
+export const SIGNED_IN_POLICY: Policy = Object.freeze({
+  rules: Object.freeze([{ id: 'signed-in', line: 0, access: 'authenticated', api: false } satisfies PolicyRule]),
+  defaultAccess: 'deny',
+  source: '(built-in: any signed-in user)',
 });
 
+const DEFAULT_RULE: PolicyRule = Object.freeze({ id: 'default', line: 0, access: 'authenticated', api: false });
+
+/** The first rule that matches the request; the default rule when none does and the default is authenticated. */
 export function matchRule(policy: Policy, facts: Pick<RequestFacts, 'host' | 'path' | 'method'>): PolicyRule | undefined {
   for (const rule of policy.rules) {
     if (rule.methods && !rule.methods.includes(facts.method)) continue;
-    if (rule.host && !hostMatches(rule.host, facts.host)) continue;
-    if (rule.pathPrefix && !pathMatches(rule.pathPrefix, facts.path)) continue;
+    if (rule.hosts && !rule.hosts.some((h) => hostMatches(h, facts.host))) continue;
+    if (rule.pathPrefix !== undefined && !pathMatches(rule.pathPrefix, facts.path)) continue;
+    if (rule.pathRegex && !rule.pathRegex.test(facts.path)) continue;
     return rule;
   }
-  return undefined;
+  return policy.defaultAccess === 'authenticated' ? DEFAULT_RULE : undefined;
 }
 
 /**
@@ -136,17 +160,18 @@ export function decide(
     return { outcome: 'unauthenticated', status: 401, rule: rule.id, reason, error: problem?.code === 'invalid_token' ? 'invalid_token' : undefined };
   }
 
-  if (rule.access === 'authenticated') return { outcome: 'allow', status: 200, rule: rule.id, reason: 'authenticated', backend: rule.backend };
+  if (rule.access === 'deny') return { outcome: 'deny', status: 403, rule: rule.id, reason: rule.description ?? 'this route is closed', missingScope: undefined };
+  if (rule.access === 'authenticated') return { outcome: 'allow', status: 200, rule: rule.id, reason: 'authenticated', backend: chooseBackend(rule, identity) };
 
   const alternatives = rule.allow ?? [];
-  let firstUnmet: Unmet | undefined;
-  for (const requirement of alternatives) {
-    const unmet = unmetCondition(requirement, identity);
-    if (!unmet) return { outcome: 'allow', status: 200, rule: rule.id, reason: describeRequirement(requirement), backend: rule.backend };
-    firstUnmet ??= unmet;
+  const unmets: Unmet[] = [];
+  for (const condition of alternatives) {
+    const unmet = unmetCondition(condition, identity);
+    if (!unmet) return { outcome: 'allow', status: 200, rule: rule.id, reason: describeCondition(condition), backend: chooseBackend(rule, identity) };
+    unmets.push(unmet);
   }
   // Report the alternative that fits this kind of caller: a token is told about scopes, a session about groups.
-  const relevant = alternatives.map((r) => unmetCondition(r, identity)).find((u) => u && u.kind !== 'via') ?? firstUnmet;
+  const relevant = unmets.find((u) => u.kind !== 'via') ?? unmets[0];
   return {
     outcome: 'deny',
     status: 403,
@@ -156,37 +181,64 @@ export function decide(
   };
 }
 
+function chooseBackend(rule: PolicyRule, identity: Identity): string | undefined {
+  if (rule.backends) {
+    for (const choice of rule.backends) if (!unmetCondition(choice.when, identity)) return choice.backend;
+  }
+  return rule.backend;
+}
+
 interface Unmet {
-  kind: 'via' | 'groups' | 'scopes';
+  kind: 'via' | 'groups' | 'roles' | 'scopes' | 'emails' | 'subjects' | 'clients';
   values: readonly string[];
   text: string;
 }
 
-function unmetCondition(requirement: Requirement, identity: Identity): Unmet | undefined {
-  if (requirement.via && identity.via !== requirement.via) {
-    return { kind: 'via', values: [requirement.via], text: requirement.via === 'session' ? 'needs a signed-in session' : 'needs a bearer token' };
+const anyOf = (wanted: readonly string[], held: readonly string[]) => wanted.some((w) => held.includes(w));
+const allOf = (wanted: readonly string[], held: readonly string[]) => wanted.every((w) => held.includes(w));
+
+function unmetCondition(c: Condition, identity: Identity): Unmet | undefined {
+  if (c.via && identity.via !== c.via) {
+    return { kind: 'via', values: [c.via], text: c.via === 'session' ? 'needs a signed-in session' : 'needs a bearer token' };
   }
-  if (requirement.groups && !requirement.groups.some((g) => identity.groups.includes(g))) {
-    return { kind: 'groups', values: requirement.groups, text: `needs group ${requirement.groups.join(' or ')}` };
-  }
-  if (requirement.scopes && !requirement.scopes.some((s) => identity.scopes.includes(s))) {
-    return { kind: 'scopes', values: requirement.scopes, text: `needs scope ${requirement.scopes.join(' or ')}` };
+  if (c.clients && !(identity.clientId && c.clients.includes(identity.clientId))) return { kind: 'clients', values: c.clients, text: `needs client ${c.clients.join(' or ')}` };
+  if (c.subjects && !c.subjects.includes(identity.subject)) return { kind: 'subjects', values: c.subjects, text: 'needs one of the listed subjects' };
+  if (c.groups && !anyOf(c.groups, identity.groups)) return { kind: 'groups', values: c.groups, text: `needs group ${c.groups.join(' or ')}` };
+  if (c.groupsAll && !allOf(c.groupsAll, identity.groups)) return { kind: 'groups', values: c.groupsAll, text: `needs groups ${c.groupsAll.join(' and ')}` };
+  if (c.roles && !anyOf(c.roles, identity.roles)) return { kind: 'roles', values: c.roles, text: `needs role ${c.roles.join(' or ')}` };
+  if (c.rolesAll && !allOf(c.rolesAll, identity.roles)) return { kind: 'roles', values: c.rolesAll, text: `needs roles ${c.rolesAll.join(' and ')}` };
+  if (c.scopes && !anyOf(c.scopes, identity.scopes)) return { kind: 'scopes', values: c.scopes, text: `needs scope ${c.scopes.join(' or ')}` };
+  if (c.scopesAll && !allOf(c.scopesAll, identity.scopes)) return { kind: 'scopes', values: c.scopesAll, text: `needs scopes ${c.scopesAll.join(' and ')}` };
+  const email = identity.email?.toLowerCase();
+  if (c.emails && !(email && c.emails.includes(email))) return { kind: 'emails', values: c.emails, text: 'needs one of the listed emails' };
+  if (c.emailDomains && !(email && c.emailDomains.some((d) => email.endsWith(`@${d}`)))) {
+    return { kind: 'emails', values: c.emailDomains, text: `needs an email at ${c.emailDomains.join(' or ')}` };
   }
   return undefined;
 }
 
-function describeRequirement(requirement: Requirement): string {
+function describeCondition(c: Condition): string {
   const parts: string[] = [];
-  if (requirement.via) parts.push(requirement.via === 'session' ? 'signed-in session' : 'bearer token');
-  if (requirement.groups) parts.push(`group ${requirement.groups.join(' or ')}`);
-  if (requirement.scopes) parts.push(`scope ${requirement.scopes.join(' or ')}`);
+  if (c.via) parts.push(c.via === 'session' ? 'signed-in session' : 'bearer token');
+  if (c.groups) parts.push(`group ${c.groups.join(' or ')}`);
+  if (c.groupsAll) parts.push(`groups ${c.groupsAll.join(' and ')}`);
+  if (c.roles) parts.push(`role ${c.roles.join(' or ')}`);
+  if (c.rolesAll) parts.push(`roles ${c.rolesAll.join(' and ')}`);
+  if (c.scopes) parts.push(`scope ${c.scopes.join(' or ')}`);
+  if (c.scopesAll) parts.push(`scopes ${c.scopesAll.join(' and ')}`);
+  if (c.emails) parts.push('a listed email');
+  if (c.emailDomains) parts.push(`an email at ${c.emailDomains.join(' or ')}`);
+  if (c.subjects) parts.push('a listed subject');
+  if (c.clients) parts.push(`client ${c.clients.join(' or ')}`);
   return parts.length ? `has ${parts.join(', ')}` : 'authenticated';
 }
 
 function hostMatches(pattern: string, host: string): boolean {
-  const bare = stripPort(host);
-  if (pattern.startsWith('*.')) return bare.endsWith(pattern.slice(1)) && bare.length > pattern.length - 1;
-  return bare === pattern || host === pattern;
+  if (pattern.startsWith('*.')) {
+    const bare = stripPort(host);
+    return bare.endsWith(pattern.slice(1)) && bare.length > pattern.length - 1;
+  }
+  return pattern === host || pattern === stripPort(host);
 }
 
 export function stripPort(host: string): string {
@@ -230,5 +282,6 @@ export function normalizePath(uri: string): string {
 
 /** One line for operators and the audit log: "403 deny rule=admin-area: needs group admins". */
 export function formatDecision(decision: Decision): string {
-  return `${decision.status} ${decision.outcome} rule=${decision.rule}: ${decision.reason}`;
+  const backend = decision.outcome === 'allow' && decision.backend ? ` backend=${decision.backend}` : '';
+  return `${decision.status} ${decision.outcome} rule=${decision.rule}${backend}: ${decision.reason}`;
 }

@@ -18,6 +18,7 @@ export interface StoredSession {
   readonly user: string;
   readonly email: string | undefined;
   readonly groups: readonly string[];
+  readonly roles: readonly string[];
   readonly issuer: string;
   /** Login time, ms since epoch: the absolute lifetime counts from here. */
   readonly createdAt: number;
@@ -114,6 +115,7 @@ export function identityOf(stored: StoredSession): Identity {
     user: stored.user,
     email: stored.email,
     groups: stored.groups,
+    roles: stored.roles,
     scopes: [],
     clientId: undefined,
     issuer: stored.issuer,
@@ -133,6 +135,8 @@ function parseStoredSession(text: string): StoredSession | undefined {
   if (typeof s.subject !== 'string' || typeof s.user !== 'string' || typeof s.issuer !== 'string' || typeof s.createdAt !== 'number') return undefined;
   if (!Array.isArray(s.groups) || !s.groups.every((g) => typeof g === 'string')) return undefined;
   if (s.email !== undefined && typeof s.email !== 'string') return undefined;
+  if (s.roles === undefined) s.roles = [];
+  if (!Array.isArray(s.roles) || !s.roles.every((r) => typeof r === 'string')) return undefined;
   return s as unknown as StoredSession;
 }
 

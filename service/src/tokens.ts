@@ -12,7 +12,7 @@ import { Introspector } from './introspection.js';
 import { RemoteKeySet } from './keys.js';
 import type { Metrics } from './metrics.js';
 import type { Identity } from './policy.js';
-import { stringList } from './oidc.js';
+import { identityFromClaims, stringList } from './claims.js';
 
 /** Tokens longer than this are refused unread (HAProxy's buffers could not carry them anyway). */
 const MAX_TOKEN_LENGTH = 16 * 1024;
@@ -195,21 +195,9 @@ export class BearerVerifier {
 
   /** Okta's claims, and their RFC 9068 / RFC 7662 names, mapped to an identity. */
   #identityOf(claims: Record<string, unknown>, issuer: string): Identity {
-    const text = (value: unknown) => (typeof value === 'string' && value !== '' ? value : undefined);
-    const clientId = text(claims.cid) ?? text(claims.client_id) ?? text(claims.azp);
-    const subject = text(claims.uid) ?? text(claims.sub) ?? clientId;
-    if (!subject) throw new IdgateError('invalid_token', 'the token names no subject');
-    const scopes = Array.isArray(claims.scp) ? stringList(claims.scp) : typeof claims.scope === 'string' ? claims.scope.split(' ').filter(Boolean) : [];
-    return {
-      via: 'token',
-      subject,
-      user: text(claims.username) ?? text(claims.sub) ?? subject,
-      email: text(claims.email),
-      groups: stringList(claims[this.config.groupsClaim]),
-      scopes,
-      clientId,
-      issuer,
-    };
+    const identity = identityFromClaims(claims, 'token', this.config, issuer);
+    if (!identity) throw new IdgateError('invalid_token', 'the token names no subject');
+    return identity;
   }
 }
 

@@ -57,6 +57,46 @@ describe('idgate CLI', () => {
     expect(help.stdout).toContain('IDGATE_TRUSTED_PROXIES');
   });
 
+  test('check-config checks the policy too, problems as FILE:LINE', async () => {
+    const bad = path.join(REPO_ROOT, 'test/e2e/fixtures/policy-bad.yaml');
+    const { code, stderr } = await idgate(['check-config', '--policy', bad], good);
+    expect(code).toBe(1);
+    expect(stderr.trim().split('\n')).toEqual([
+      `${bad}:6: rule "admin-area": unknown key "group" (expected one of: id, description, host, path, path_regex, methods, public, authenticated, deny, allow, allow_any, api, backend, backends)`,
+      `${bad}:5: rule "admin-area": needs one of public, authenticated, deny, allow, allow_any`,
+    ]);
+    const ok = await idgate(['check-config'], { ...good, IDGATE_POLICY_FILE: path.join(REPO_ROOT, 'policy/demo.yaml') });
+    expect(ok.code).toBe(0);
+  });
+
+  test.each([
+    [['--url', '/admin/', '--claims', '{"sub":"bob","groups":["sales"]}'], '403 deny rule=admin-area: needs group admins'],
+    [['--url', '/admin/', '--claims', '{"sub":"alice","preferred_username":"alice","groups":["admins"]}'], '200 allow rule=admin-area backend=canary: has group admins'],
+    [['--url', 'https://app.example.com/somewhere?x=1'], '302 login rule=signed-in: no credentials'],
+    [['--url', '/api/x'], '401 unauthenticated rule=api: no credentials'],
+    [['--url', '/api/x', '--method', 'post', '--claims', '{"sub":"bot","cid":"bot","scp":["other"]}'], '403 deny rule=api: needs scope api:read'],
+    [['--url', '/public/a'], '200 public rule=public: public route'],
+  ])('explain %j', async (args, expected) => {
+    const { code, stdout } = await idgate(['explain', '--policy', path.join(REPO_ROOT, 'policy/demo.yaml'), ...args]);
+    expect(code).toBe(0);
+    expect(stdout).toBe(`${expected}\n`);
+  });
+
+  test('explain reads a token\'s claims', async () => {
+    const b64 = (v: object) => Buffer.from(JSON.stringify(v)).toString('base64url');
+    const token = `${b64({ alg: 'RS256' })}.${b64({ sub: 'bot', cid: 'bot', scp: ['api:read'] })}.sig`;
+    const { stdout } = await idgate(['explain', '--policy', path.join(REPO_ROOT, 'policy/demo.yaml'), '--url', '/api/x', '--token', token]);
+    expect(stdout).toBe('200 allow rule=api: has scope api:read\n');
+  });
+
+  test('explain with bad input exits 1 with a one-line reason', async () => {
+    for (const args of [['--url', '/'], ['--policy', 'policy/demo.yaml', '--url', '/', '--claims', '{nope'], ['--policy', 'policy/demo.yaml', '--url', '/', '--frob']]) {
+      const { code, stderr } = await idgate(['explain', ...args]);
+      expect(code).toBe(1);
+      expect(stderr.trim().split('\n')).toHaveLength(1);
+    }
+  });
+
   test('an unknown command exits 1 with a one-line reason', async () => {
     const { code, stderr } = await idgate(['frobnicate']);
     expect(code).toBe(1);

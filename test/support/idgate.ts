@@ -5,7 +5,9 @@ import { createLogger } from '../../service/src/audit.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { Metrics } from '../../service/src/metrics.js';
 import { OidcRelyingParty } from '../../service/src/oidc.js';
-import { DEMO_POLICY } from '../../service/src/policy.js';
+import { loadPolicyFile } from '../../service/src/policy-file.js';
+import type { Policy } from '../../service/src/policy.js';
+import { REPO_ROOT } from '../../demo/processes.js';
 import { createIdgateServer } from '../../service/src/server.js';
 import { createRedisClient } from '../../service/src/sessions.js';
 import { BearerVerifier } from '../../service/src/tokens.js';
@@ -29,7 +31,14 @@ export async function redisReady(redis: Redis): Promise<void> {
   if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
 }
 
-export async function startInProcess(config: Config): Promise<InProcessIdgate> {
+/** The demo's policy file, policy/demo.yaml. */
+export function demoPolicy(): Policy {
+  const { policy, problems } = loadPolicyFile(`${REPO_ROOT}/policy/demo.yaml`);
+  if (!policy) throw new Error(problems.join('\n'));
+  return policy;
+}
+
+export async function startInProcess(config: Config, policy: Policy = demoPolicy()): Promise<InProcessIdgate> {
   const logLines: string[] = [];
   const redis = createRedisClient(config);
   const logger = createLogger((line) => logLines.push(line));
@@ -37,7 +46,7 @@ export async function startInProcess(config: Config): Promise<InProcessIdgate> {
   const oidc = new OidcRelyingParty(config, (level, message, fields) => logger.log(level, message, fields));
   const bearer = new BearerVerifier(config, logger, metrics);
   await Promise.all([oidc.start(), bearer.start()]);
-  const server = createIdgateServer({ config, redis, oidc, bearer, policy: () => DEMO_POLICY, logger, metrics });
+  const server = createIdgateServer({ config, redis, oidc, bearer, policy: () => policy, logger, metrics });
   running.push({ server, redis, oidc, bearer });
   await redisReady(redis);
   return { server, config, metrics, logLines };

@@ -1,9 +1,11 @@
-import { DEMO_POLICY, decide, formatDecision, matchRule, normalizePath, type Identity, type RequestFacts } from '../../service/src/policy.js';
+import { parsePolicy } from '../../service/src/policy-file.js';
+import { decide, formatDecision, matchRule, normalizePath, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy.js';
+import { demoPolicy } from '../support/idgate.js';
 
-const browser = (method: string, uri: string): RequestFacts => ({
+const browser = (method: string, uri: string, host = 'app.example.com'): RequestFacts => ({
   method,
   proto: 'https',
-  host: 'app.example.com',
+  host,
   uri,
   path: normalizePath(uri),
   clientIp: '192.0.2.1',
@@ -11,83 +13,185 @@ const browser = (method: string, uri: string): RequestFacts => ({
   wantsHtml: true,
   isXhr: false,
 });
-const api = (method: string, uri: string): RequestFacts => ({ ...browser(method, uri), wantsHtml: false });
+const api = (method: string, uri: string, host?: string): RequestFacts => ({ ...browser(method, uri, host), wantsHtml: false });
 
-const alice: Identity = { via: 'session', subject: 'alice', user: 'alice', email: 'alice@example.com', groups: ['engineering', 'admins'], scopes: [], clientId: undefined, issuer: 'https://idp' };
-const bob: Identity = { ...alice, subject: 'bob', user: 'bob', email: 'bob@example.com', groups: ['sales'] };
-const bot: Identity = { via: 'token', subject: 'demo-bot', user: 'demo-bot', email: undefined, groups: [], scopes: ['api:read'], clientId: 'demo-bot', issuer: 'https://idp' };
+const person = (user: string, groups: string[], extra: Partial<Identity> = {}): Identity => ({
+  via: 'session',
+  subject: `sub-${user}`,
+  user,
+  email: `${user}@example.com`,
+  groups,
+  roles: [],
+  scopes: [],
+  clientId: undefined,
+  issuer: 'https://idp',
+  ...extra,
+});
+const alice = person('alice', ['engineering', 'admins']);
+const bob = person('bob', ['sales']);
+const bot: Identity = { ...person('demo-bot', []), via: 'token', email: undefined, scopes: ['api:read'], clientId: 'demo-bot' };
 const weakBot: Identity = { ...bot, scopes: ['other'] };
 
-function run(facts: RequestFacts, identity?: Identity, problem?: Parameters<typeof decide>[3]) {
-  return formatDecision(decide(facts, matchRule(DEMO_POLICY, facts), identity, problem));
+function run(policy: Policy, facts: RequestFacts, identity?: Identity, problem?: CredentialProblem): string {
+  return formatDecision(decide(facts, matchRule(policy, facts), identity, problem));
 }
 
-describe('the demo policy', () => {
+function compile(yaml: string): Policy {
+  const { policy, problems } = parsePolicy(yaml, 'test.yaml');
+  if (!policy) throw new Error(problems.join('\n'));
+  return policy;
+}
+
+describe('the demo policy (policy/demo.yaml)', () => {
+  const demo = demoPolicy();
+  const expired: CredentialProblem = { code: 'session_expired', description: 'the session expired' };
   test.each([
-    ['anonymous browser GET / is sent to login', browser('GET', '/'), undefined, '302 login rule=signed-in: no credentials'],
-    ['anonymous browser HEAD / is sent to login', browser('HEAD', '/x'), undefined, '302 login rule=signed-in: no credentials'],
-    ['anonymous browser POST is sent to login with 303', browser('POST', '/form'), undefined, '303 login rule=signed-in: no credentials'],
-    ['anonymous API client gets 401', api('GET', '/'), undefined, '401 unauthenticated rule=signed-in: no credentials'],
-    ['anonymous browser on /api/ gets 401, never a redirect', browser('GET', '/api/things'), undefined, '401 unauthenticated rule=api: no credentials'],
-    ['/public/ is open to anyone', browser('GET', '/public/index.html'), undefined, '200 public rule=public: public route'],
-    ['alice reaches /admin/', browser('GET', '/admin/'), alice, '200 allow rule=admin-area: has group admins'],
-    ['bob on /admin/ gets 403', browser('GET', '/admin/users'), bob, '403 deny rule=admin-area: needs group admins'],
-    ['bob on /admin without slash gets 403', browser('GET', '/admin'), bob, '403 deny rule=admin-area: needs group admins'],
-    ['bob cannot sneak into /admin/ with dot segments', browser('GET', '/public/../admin/x'), bob, '403 deny rule=admin-area: needs group admins'],
-    ['bob cannot sneak into /admin/ with double slashes', browser('GET', '//admin//x'), bob, '403 deny rule=admin-area: needs group admins'],
-    ['bob cannot sneak into /admin/ with percent-encoding', browser('GET', '/%61dmin/x'), bob, '403 deny rule=admin-area: needs group admins'],
-    ['bob reaches the rest', browser('GET', '/'), bob, '200 allow rule=signed-in: authenticated'],
-    ['a session reaches /api/', api('GET', '/api/x'), bob, '200 allow rule=api: has signed-in session'],
-    ['a token with api:read reaches /api/', api('GET', '/api/x'), bot, '200 allow rule=api: has scope api:read'],
-    ['a token without api:read gets 403 on /api/', api('GET', '/api/x'), weakBot, '403 deny rule=api: needs scope api:read'],
-    ['an expired session in a browser is a redirect, not a 403', browser('GET', '/'), undefined, '302 login rule=signed-in: the session expired'],
-  ])('%s', (_name, facts, identity, expected) => {
-    const problem = expected.includes('expired') ? ({ code: 'session_expired', description: 'the session expired' } as const) : undefined;
-    expect(run(facts, identity, problem)).toBe(expected);
+    ['anonymous browser GET / is sent to login', browser('GET', '/'), undefined, undefined, '302 login rule=signed-in: no credentials'],
+    ['anonymous browser HEAD is sent to login', browser('HEAD', '/x'), undefined, undefined, '302 login rule=signed-in: no credentials'],
+    ['anonymous browser POST is sent to login with 303', browser('POST', '/form'), undefined, undefined, '303 login rule=signed-in: no credentials'],
+    ['anonymous API client gets 401', api('GET', '/'), undefined, undefined, '401 unauthenticated rule=signed-in: no credentials'],
+    ['anonymous browser on /api/ gets 401, never a redirect', browser('GET', '/api/things'), undefined, undefined, '401 unauthenticated rule=api: no credentials'],
+    ['/public/ is open to anyone', browser('GET', '/public/index.html'), undefined, undefined, '200 public rule=public: public route'],
+    ['alice reaches /admin/ on the canary pool', browser('GET', '/admin/'), alice, undefined, '200 allow rule=admin-area backend=canary: has group admins'],
+    ['bob on /admin/ gets 403', browser('GET', '/admin/users'), bob, undefined, '403 deny rule=admin-area: needs group admins'],
+    ['bob on /admin without slash gets 403', browser('GET', '/admin'), bob, undefined, '403 deny rule=admin-area: needs group admins'],
+    ['bob cannot sneak into /admin/ with dot segments', browser('GET', '/public/../admin/x'), bob, undefined, '403 deny rule=admin-area: needs group admins'],
+    ['bob cannot sneak into /admin/ with double slashes', browser('GET', '//admin//x'), bob, undefined, '403 deny rule=admin-area: needs group admins'],
+    ['bob cannot sneak into /admin/ with percent-encoding', browser('GET', '/%61dmin/x'), bob, undefined, '403 deny rule=admin-area: needs group admins'],
+    ['bob reaches the rest on the default pool', browser('GET', '/'), bob, undefined, '200 allow rule=signed-in: authenticated'],
+    ['alice reaches the rest on the canary pool', browser('GET', '/'), alice, undefined, '200 allow rule=signed-in backend=canary: authenticated'],
+    ['a session reaches /api/', api('GET', '/api/x'), bob, undefined, '200 allow rule=api: has signed-in session'],
+    ['a token with api:read reaches /api/', api('GET', '/api/x'), bot, undefined, '200 allow rule=api: has scope api:read'],
+    ['a token without api:read gets 403 on /api/', api('GET', '/api/x'), weakBot, undefined, '403 deny rule=api: needs scope api:read'],
+    ['an expired session in a browser is a redirect, not a 403', browser('GET', '/'), undefined, expired, '302 login rule=signed-in: the session expired'],
+    ['an expired session of an API client is a 401, not a 403', api('GET', '/'), undefined, expired, '401 unauthenticated rule=signed-in: the session expired'],
+  ])('%s', (_name, facts, identity, problem, expected) => {
+    expect(run(demo, facts, identity, problem)).toBe(expected);
   });
 
   test('a failed bearer token in a browser gets 401 invalid_token, never a login page', () => {
-    const d = decide(browser('GET', '/'), matchRule(DEMO_POLICY, browser('GET', '/')), undefined, { code: 'invalid_token', description: 'the token expired' });
-    expect(d).toMatchObject({ status: 401, error: 'invalid_token', reason: 'the token expired' });
+    const facts = browser('GET', '/');
+    expect(decide(facts, matchRule(demo, facts), undefined, { code: 'invalid_token', description: 'the token expired' })).toMatchObject({ status: 401, error: 'invalid_token' });
   });
 
   test('an XHR from a browser gets 401 instead of a redirect', () => {
     const facts = { ...browser('GET', '/'), isXhr: true };
-    expect(decide(facts, matchRule(DEMO_POLICY, facts), undefined, undefined).status).toBe(401);
+    expect(decide(facts, matchRule(demo, facts), undefined, undefined).status).toBe(401);
   });
 
   test('a token lacking a scope is told which scope (insufficient_scope)', () => {
     const facts = api('GET', '/api/x');
-    expect(decide(facts, matchRule(DEMO_POLICY, facts), weakBot, undefined)).toMatchObject({ status: 403, missingScope: 'api:read' });
-  });
-
-  test('no matching rule denies', () => {
-    const facts = browser('GET', '/');
-    expect(decide(facts, undefined, alice, undefined)).toMatchObject({ status: 403, rule: 'no-rule' });
+    expect(decide(facts, matchRule(demo, facts), weakBot, undefined)).toMatchObject({ status: 403, missingScope: 'api:read' });
   });
 });
 
-describe('matchRule', () => {
-  const policy = {
-    rules: [
-      { id: 'wild', host: '*.example.com', pathPrefix: '/w/', access: 'public' as const },
-      { id: 'exact', host: 'app.example.com', methods: ['POST'], access: 'authenticated' as const },
-      { id: 'any', access: 'authenticated' as const },
-    ],
-  };
-  test('wildcard hosts match subdomains but not the apex', () => {
-    expect(matchRule(policy, { host: 'a.example.com', path: '/w/x', method: 'GET' })?.id).toBe('wild');
-    expect(matchRule(policy, { host: 'example.com', path: '/w/x', method: 'GET' })?.id).toBe('any');
-    expect(matchRule(policy, { host: 'evil-example.com', path: '/w/x', method: 'GET' })?.id).toBe('any');
+describe('matching', () => {
+  const policy = compile(`
+rules:
+  - id: wild
+    host: "*.example.com"
+    path: /w/
+    public: true
+  - id: exact-post
+    host: app.example.com
+    methods: [post]
+    authenticated: true
+  - id: port
+    host: app.example.com:8443
+    path: /p/
+    deny: true
+    description: closed on this port
+  - id: reports
+    path_regex: /reports/[0-9]+$
+    allow: {roles: [auditor]}
+  - id: last
+    path: /
+    authenticated: true
+`);
+  const at = (host: string, path: string, method = 'GET') => matchRule(policy, { host, path, method })?.id;
+
+  test('wildcard hosts match subdomains but neither the apex nor look-alikes', () => {
+    expect(at('a.example.com', '/w/x')).toBe('wild');
+    expect(at('a.b.example.com:8080', '/w/x')).toBe('wild');
+    expect(at('example.com', '/w/x')).toBe('last');
+    expect(at('evil-example.com', '/w/x')).toBe('last');
   });
-  test('hosts match with or without a port', () => {
-    expect(matchRule(policy, { host: 'app.example.com:8443', path: '/', method: 'POST' })?.id).toBe('exact');
+  test('a host without a port matches any port; a host with a port only that one', () => {
+    expect(at('app.example.com:8443', '/', 'POST')).toBe('exact-post');
+    expect(at('app.example.com:8443', '/p/x')).toBe('port');
+    expect(at('app.example.com', '/p/x')).toBe('last');
   });
-  test('method filters apply', () => {
-    expect(matchRule(policy, { host: 'app.example.com', path: '/', method: 'GET' })?.id).toBe('any');
+  test('method filters apply, written in any case', () => {
+    expect(at('app.example.com', '/', 'GET')).toBe('last');
+    expect(at('app.example.com', '/', 'POST')).toBe('exact-post');
   });
   test('first match wins', () => {
-    expect(matchRule(policy, { host: 'app.example.com', path: '/w/', method: 'POST' })?.id).toBe('wild');
+    expect(at('app.example.com', '/w/', 'POST')).toBe('wild');
+  });
+  test('regular expressions are anchored at the start of the path', () => {
+    expect(at('x.test', '/reports/42')).toBe('reports');
+    expect(at('x.test', '/reports/42/edit')).toBe('last');
+    expect(at('x.test', '/x/reports/42')).toBe('last');
+  });
+  test('a deny rule answers its description', () => {
+    expect(run(policy, browser('GET', '/p/x', 'app.example.com:8443'), alice)).toBe('403 deny rule=port: closed on this port');
+  });
+  test('no match is a deny by default, or any signed-in user when default is authenticated', () => {
+    const strict = compile('rules: [{id: only, path: /only/, authenticated: true}]');
+    expect(run(strict, browser('GET', '/else'), alice)).toBe('403 deny rule=no-rule: no policy rule matches this request');
+    const lenient = compile('default: authenticated\nrules: [{id: only, path: /only/, public: true}]');
+    expect(run(lenient, browser('GET', '/else'), alice)).toBe('200 allow rule=default: authenticated');
+  });
+});
+
+describe('conditions', () => {
+  const policy = compile(`
+rules:
+  - id: all-groups
+    path: /both/
+    allow: {groups_all: [engineering, admins]}
+  - id: roles
+    path: /roles/
+    allow: {roles: [editor, owner]}
+  - id: domain
+    path: /domain/
+    allow: {email_domains: [Example.com]}
+  - id: emails
+    path: /emails/
+    allow: {emails: [ALICE@example.com]}
+  - id: clients
+    path: /clients/
+    allow: {clients: [ci-bot], scopes_all: [deploy, read]}
+  - id: subjects
+    path: /subjects/
+    allow: {subjects: [sub-bob]}
+  - id: tokens-only
+    path: /tokens/
+    allow: {via: token}
+`);
+  test.each([
+    ['all of two groups: alice has both', '/both/', alice, 'allow'],
+    ['all of two groups: one is not enough', '/both/', person('carol', ['engineering']), 'needs groups engineering and admins'],
+    ['roles: any of', '/roles/', person('dan', [], { roles: ['owner'] }), 'allow'],
+    ['roles: missing', '/roles/', alice, 'needs role editor or owner'],
+    ['email domain, case-insensitive', '/domain/', person('Eve', [], { email: 'Eve@EXAMPLE.com' }), 'allow'],
+    ['email domain is a domain, not a suffix', '/domain/', person('mallory', [], { email: 'm@evilexample.com' }), 'needs an email at example.com'],
+    ['no email at all', '/domain/', person('x', [], { email: undefined }), 'needs an email at example.com'],
+    ['emails, case-insensitive', '/emails/', alice, 'allow'],
+    ['clients with all scopes', '/clients/', { ...bot, clientId: 'ci-bot', scopes: ['deploy', 'read', 'x'] }, 'allow'],
+    ['clients missing a scope', '/clients/', { ...bot, clientId: 'ci-bot', scopes: ['deploy'] }, 'needs scopes deploy and read'],
+    ['a session is not a client', '/clients/', alice, 'needs client ci-bot'],
+    ['subjects', '/subjects/', bob, 'allow'],
+    ['via token', '/tokens/', alice, 'needs a bearer token'],
+    ['empty claims deny, never crash', '/both/', person('nobody', []), 'needs groups engineering and admins'],
+  ])('%s', (_name, uri, identity, expected) => {
+    const decision = decide(api('GET', uri), matchRule(policy, { host: 'h', path: uri, method: 'GET' }), identity as Identity, undefined);
+    expect(decision.outcome === 'allow' ? 'allow' : decision.reason).toBe(expected);
+  });
+
+  test('a huge group list is matched correctly', () => {
+    const many = person('big', [...Array.from({ length: 5000 }, (_, i) => `g${i}`), 'admins', 'engineering']);
+    expect(decide(api('GET', '/both/'), matchRule(policy, { host: 'h', path: '/both/', method: 'GET' }), many, undefined).outcome).toBe('allow');
   });
 });
 

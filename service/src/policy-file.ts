@@ -1,0 +1,341 @@
+// The policy file: YAML read, validated (every problem with its file and line, unknown keys included),
+// compiled into the Policy that `decide` reads; and the holder that swaps in a new valid policy on SIGHUP
+// or when the file changes, keeping the old one when the new one is invalid.
+import fs from 'node:fs';
+import path from 'node:path';
+import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
+import type { Logger } from './audit.js';
+import type { Metrics } from './metrics.js';
+import { SIGNED_IN_POLICY, type Condition, type Policy, type PolicyRule } from './policy.js';
+
+export interface PolicyLoadResult {
+  readonly policy: Policy | undefined;
+  /** "FILE:LINE: what is wrong (what was expected)", one per problem. */
+  readonly problems: readonly string[];
+}
+
+const TOP_KEYS = ['version', 'default', 'rules'];
+const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'methods', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'api', 'backend', 'backends'];
+const ACCESS_KEYS = ['public', 'authenticated', 'deny', 'allow', 'allow_any'];
+const CONDITION_KEYS: Record<string, keyof Condition> = {
+  via: 'via',
+  groups: 'groups',
+  groups_all: 'groupsAll',
+  roles: 'roles',
+  roles_all: 'rolesAll',
+  scopes: 'scopes',
+  scopes_all: 'scopesAll',
+  emails: 'emails',
+  email_domains: 'emailDomains',
+  subjects: 'subjects',
+  clients: 'clients',
+};
+const RULE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const BACKEND = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const HOST_PATTERN = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/;
+const METHOD = /^[A-Z]{1,16}$/;
+
+export function loadPolicyFile(file: string): PolicyLoadResult {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    return { policy: undefined, problems: [`${file}:0: cannot read the policy file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`] };
+  }
+  return parsePolicy(text, file);
+}
+
+/** Parses and validates a policy; `source` names it in problems (a file path). */
+export function parsePolicy(text: string, source: string): PolicyLoadResult {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  const problems: string[] = [];
+  const at = (node: Node | null | undefined) => (node?.range ? lineCounter.linePos(node.range[0]).line : 0);
+  const problem = (node: Node | null | undefined, message: string) => problems.push(`${source}:${at(node)}: ${message}`);
+
+  for (const error of doc.errors) problems.push(`${source}:${error.linePos?.[0]?.line ?? 0}: YAML: ${error.message.split('\n')[0]}`);
+  if (problems.length) return { policy: undefined, problems };
+
+  const top = doc.contents;
+  if (!isMap(top)) {
+    problem(top, 'the policy must be a mapping with "rules" (a list of rules)');
+    return { policy: undefined, problems };
+  }
+  for (const pair of top.items) {
+    const key = isScalar(pair.key) ? String(pair.key.value) : '';
+    if (!TOP_KEYS.includes(key)) problem(pair.key as Node, `unknown key "${key}" (expected one of: ${TOP_KEYS.join(', ')})`);
+  }
+  const version = top.get('version', true) as Node | undefined;
+  if (version !== undefined && !(isScalar(version) && version.value === 1)) problem(version, 'version must be 1');
+  const defaultNode = top.get('default', true) as Node | undefined;
+  let defaultAccess: Policy['defaultAccess'] = 'deny';
+  if (defaultNode !== undefined) {
+    const value = isScalar(defaultNode) ? defaultNode.value : undefined;
+    if (value === 'deny' || value === 'authenticated') defaultAccess = value;
+    else problem(defaultNode, 'default must be "deny" or "authenticated" (what happens when no rule matches)');
+  }
+  const rulesNode = top.get('rules', true) as Node | undefined;
+  if (!isSeq(rulesNode)) {
+    problem(rulesNode ?? top, "rules: required, a list of rules (e.g. rules: [{id: everyone, authenticated: true}])");
+    return { policy: undefined, problems };
+  }
+
+  const rules: PolicyRule[] = [];
+  const ids = new Map<string, number>();
+  rulesNode.items.forEach((ruleNode, index) => {
+    const rule = compileRule(ruleNode as Node, index, { doc, at, problem, ids });
+    if (rule) rules.push(rule);
+  });
+  if (problems.length) return { policy: undefined, problems };
+  return { policy: Object.freeze({ rules: Object.freeze(rules), defaultAccess, source }), problems };
+}
+
+interface Context {
+  doc: Document;
+  at: (node: Node | null | undefined) => number;
+  problem: (node: Node | null | undefined, message: string) => void;
+  ids: Map<string, number>;
+}
+
+function compileRule(node: Node, index: number, ctx: Context): PolicyRule | undefined {
+  const { problem, at } = ctx;
+  if (!isMap(node)) {
+    problem(node, `rule #${index + 1}: must be a mapping with at least "id" and one of ${ACCESS_KEYS.join(', ')}`);
+    return undefined;
+  }
+  const values = new Map<string, Node>();
+  for (const pair of node.items) {
+    const key = isScalar(pair.key) ? String(pair.key.value) : '';
+    values.set(key, pair.value as Node);
+  }
+  const idNode = values.get('id');
+  const id = isScalar(idNode) && typeof idNode.value === 'string' ? idNode.value : undefined;
+  const name = id ? `rule "${id}"` : `rule #${index + 1}`;
+  const fail = (n: Node | null | undefined, message: string) => problem(n ?? node, `${name}: ${message}`);
+
+  for (const pair of node.items) {
+    const key = isScalar(pair.key) ? String(pair.key.value) : '';
+    if (!RULE_KEYS.includes(key)) fail(pair.key as Node, `unknown key "${key}" (expected one of: ${RULE_KEYS.join(', ')})`);
+  }
+  if (!id) fail(idNode, 'id: required, letters, digits, ".", "_", "-" (e.g. id: admin-area)');
+  else if (!RULE_ID.test(id)) fail(idNode, `id "${id}": letters, digits, ".", "_", "-" only, 64 at most`);
+  else if (ctx.ids.has(id)) fail(idNode, `id "${id}" is already used by the rule at line ${ctx.ids.get(id)}`);
+  else ctx.ids.set(id, at(node));
+
+  const strings = (key: string, n: Node | undefined): string[] | undefined => {
+    if (n === undefined) return undefined;
+    if (isSeq(n) && n.items.length > 0 && n.items.every((i) => isScalar(i) && typeof i.value === 'string' && i.value !== '')) {
+      return n.items.map((i) => (i as { value: string }).value);
+    }
+    fail(n, `${key}: expected a non-empty list of strings (e.g. ${key}: [admins])`);
+    return undefined;
+  };
+  const flag = (key: string): boolean => {
+    const n = values.get(key);
+    if (n === undefined) return false;
+    if (isScalar(n) && typeof n.value === 'boolean') return n.value;
+    fail(n, `${key}: expected true or false`);
+    return false;
+  };
+  const text = (key: string): string | undefined => {
+    const n = values.get(key);
+    if (n === undefined) return undefined;
+    if (isScalar(n) && typeof n.value === 'string' && n.value !== '') return n.value;
+    fail(n, `${key}: expected a string`);
+    return undefined;
+  };
+
+  const hostNode = values.get('host');
+  let hosts: string[] | undefined;
+  if (hostNode !== undefined) {
+    hosts = isScalar(hostNode) ? (typeof hostNode.value === 'string' ? [hostNode.value] : []) : strings('host', hostNode);
+    for (const h of hosts ?? []) if (!HOST_PATTERN.test(h)) fail(hostNode, `host "${h}": expected a lower-case host name, optionally with :port, or *.domain`);
+    if (hosts?.length === 0) fail(hostNode, 'host: expected a host name or a list of them');
+  }
+
+  const pathPrefix = text('path');
+  if (pathPrefix !== undefined && !pathPrefix.startsWith('/')) fail(values.get('path'), `path "${pathPrefix}": must start with "/"`);
+  const regexText = text('path_regex');
+  let pathRegex: RegExp | undefined;
+  if (regexText !== undefined) {
+    if (pathPrefix !== undefined) fail(values.get('path_regex'), 'path and path_regex exclude each other');
+    try {
+      // Anchored at the start: "/admin" must not match "/x/admin".
+      pathRegex = new RegExp(`^(?:${regexText})`);
+    } catch (err) {
+      fail(values.get('path_regex'), `path_regex: not a valid regular expression: ${(err as Error).message}`);
+    }
+  }
+
+  const methodsNode = values.get('methods');
+  const methods = strings('methods', methodsNode)?.map((m) => m.toUpperCase());
+  for (const m of methods ?? []) if (!METHOD.test(m)) fail(methodsNode, `methods: "${m}" is not an HTTP method`);
+
+  const present = ACCESS_KEYS.filter((k) => values.has(k));
+  if (present.length !== 1) {
+    fail(node, present.length === 0 ? `needs one of ${ACCESS_KEYS.join(', ')}` : `${present.join(' and ')} exclude each other`);
+  }
+  let access: PolicyRule['access'] = 'deny';
+  let allow: Condition[] | undefined;
+  for (const key of ['public', 'authenticated', 'deny'] as const) {
+    if (values.has(key)) {
+      if (!flag(key)) fail(values.get(key), `${key}: only "${key}: true" means something`);
+      access = key;
+    }
+  }
+  if (values.has('allow')) {
+    access = 'restricted';
+    const condition = compileCondition(values.get('allow')!, 'allow', fail);
+    allow = condition ? [condition] : [];
+  }
+  if (values.has('allow_any')) {
+    access = 'restricted';
+    const n = values.get('allow_any')!;
+    if (!isSeq(n) || n.items.length === 0) fail(n, 'allow_any: expected a non-empty list of conditions (e.g. allow_any: [{groups: [admins]}, {scopes: [api:read]}])');
+    else allow = n.items.map((item, i) => compileCondition(item as Node, `allow_any[${i}]`, fail)).filter((c): c is Condition => c !== undefined);
+  }
+
+  const api = flag('api');
+  const backend = text('backend');
+  if (backend !== undefined && !BACKEND.test(backend)) fail(values.get('backend'), `backend "${backend}": letters, digits, ".", "_", "-" only`);
+  let backends: { when: Condition; backend: string }[] | undefined;
+  const backendsNode = values.get('backends');
+  if (backendsNode !== undefined) {
+    if (!isSeq(backendsNode) || backendsNode.items.length === 0) {
+      fail(backendsNode, 'backends: expected a list of {when: {conditions}, backend: name}');
+    } else {
+      backends = [];
+      backendsNode.items.forEach((item, i) => {
+        const where = `backends[${i}]`;
+        if (!isMap(item)) return fail(item as Node, `${where}: expected {when: {conditions}, backend: name}`);
+        for (const pair of item.items) {
+          const key = isScalar(pair.key) ? String(pair.key.value) : '';
+          if (key !== 'when' && key !== 'backend') fail(pair.key as Node, `${where}: unknown key "${key}" (expected when, backend)`);
+        }
+        const when = item.get('when', true) as Node | undefined;
+        const name = item.get('backend', true) as Node | undefined;
+        const condition = when ? compileCondition(when, `${where}.when`, fail) : (fail(item as Node, `${where}.when: required`), undefined);
+        const pool = isScalar(name) && typeof name.value === 'string' && BACKEND.test(name.value) ? name.value : undefined;
+        if (!pool) fail(name ?? (item as Node), `${where}.backend: required, letters, digits, ".", "_", "-"`);
+        if (condition && pool) backends!.push({ when: condition, backend: pool });
+      });
+    }
+  }
+  if ((access === 'public' || access === 'deny') && (backend !== undefined || backends !== undefined)) {
+    fail(values.get('backend') ?? backendsNode, `backend: a ${access} rule sends no identity, so it chooses no pool`);
+  }
+
+  const rule: PolicyRule = {
+    id: id ?? `#${index + 1}`,
+    line: at(node),
+    access,
+    api,
+    ...(hosts ? { hosts: hosts.map((h) => h.toLowerCase()) } : {}),
+    ...(pathPrefix !== undefined ? { pathPrefix } : {}),
+    ...(pathRegex ? { pathRegex } : {}),
+    ...(methods ? { methods } : {}),
+    ...(allow ? { allow } : {}),
+    ...(backend !== undefined ? { backend } : {}),
+    ...(backends ? { backends } : {}),
+    ...(text('description') !== undefined ? { description: text('description') } : {}),
+  };
+  return Object.freeze(rule);
+}
+
+function compileCondition(node: Node, where: string, fail: (n: Node | null | undefined, message: string) => void): Condition | undefined {
+  if (!isMap(node) || node.items.length === 0) {
+    fail(node, `${where}: expected a mapping of conditions (e.g. {groups: [admins]}; known: ${Object.keys(CONDITION_KEYS).join(', ')})`);
+    return undefined;
+  }
+  const condition: Record<string, unknown> = {};
+  for (const pair of node.items) {
+    const key = isScalar(pair.key) ? String(pair.key.value) : '';
+    const value = pair.value as Node;
+    const field = CONDITION_KEYS[key];
+    if (!field) {
+      fail(pair.key as Node, `${where}: unknown condition "${key}" (expected one of: ${Object.keys(CONDITION_KEYS).join(', ')})`);
+      continue;
+    }
+    if (field === 'via') {
+      if (isScalar(value) && (value.value === 'session' || value.value === 'token')) condition.via = value.value;
+      else fail(value, `${where}.via: expected "session" or "token"`);
+      continue;
+    }
+    if (!isSeq(value) || value.items.length === 0 || !value.items.every((i) => isScalar(i) && typeof i.value === 'string' && i.value !== '')) {
+      fail(value, `${where}.${key}: expected a non-empty list of strings (e.g. ${key}: [${key.startsWith('email_domain') ? 'example.com' : 'admins'}])`);
+      continue;
+    }
+    const list = value.items.map((i) => (i as { value: string }).value);
+    condition[field] = field === 'emails' || field === 'emailDomains' ? list.map((v) => v.toLowerCase()) : list;
+  }
+  return Object.freeze(condition) as Condition;
+}
+
+/**
+ * The policy in force. Without a file it is the built-in "any signed-in user" policy. With one, a new
+ * valid version replaces it on reload (SIGHUP or a change to the file); an invalid version is logged
+ * with its problems and the policy in force stays.
+ */
+export class PolicyHolder {
+  #policy: Policy;
+  #watcher: fs.FSWatcher | undefined;
+  #debounce: NodeJS.Timeout | undefined;
+
+  private constructor(
+    readonly file: string | undefined,
+    policy: Policy,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+  ) {
+    this.#policy = policy;
+  }
+
+  /** Loads the file; returns the holder, or the problems when the first version is invalid. */
+  static open(file: string | undefined, logger: Logger, metrics: Metrics): PolicyHolder | readonly string[] {
+    if (!file) return new PolicyHolder(undefined, SIGNED_IN_POLICY, logger, metrics);
+    const { policy, problems } = loadPolicyFile(file);
+    if (!policy) return problems;
+    return new PolicyHolder(file, policy, logger, metrics);
+  }
+
+  get current(): Policy {
+    return this.#policy;
+  }
+
+  /** Reads the file again; true when a new valid policy is in force. */
+  reload(trigger: string): boolean {
+    if (!this.file) return false;
+    const { policy, problems } = loadPolicyFile(this.file);
+    if (!policy) {
+      this.metrics.recordEvent('policy_reload_failed');
+      this.logger.log('error', 'policy reload rejected; the previous policy stays in force', { file: this.file, trigger, problems });
+      return false;
+    }
+    this.#policy = policy;
+    this.metrics.recordEvent('policy_reload_ok');
+    this.logger.log('info', 'policy reloaded', { file: this.file, trigger, rules: policy.rules.length });
+    return true;
+  }
+
+  /** Reloads when the file changes. Watches the directory: editors and config managers replace files by rename. */
+  watch(): void {
+    if (!this.file || this.#watcher) return;
+    const base = path.basename(this.file);
+    try {
+      this.#watcher = fs.watch(path.dirname(this.file), (_event, name) => {
+        if (name !== null && name !== base) return;
+        if (this.#debounce) clearTimeout(this.#debounce);
+        this.#debounce = setTimeout(() => this.reload('file change'), 100);
+      });
+      this.#watcher.on('error', (err) => this.logger.log('warn', 'policy file watch failed; reload with SIGHUP', { error: err.message }));
+    } catch (err) {
+      this.logger.log('warn', 'cannot watch the policy file; reload with SIGHUP', { file: this.file, error: (err as Error).message });
+    }
+  }
+
+  close(): void {
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    if (this.#debounce) clearTimeout(this.#debounce);
+  }
+}

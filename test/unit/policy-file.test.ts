@@ -1,0 +1,42 @@
+import { parsePolicy } from '../../service/src/policy-file.js';
+
+function problemsOf(yaml: string): string[] {
+  return [...parsePolicy(yaml, 'p.yaml').problems];
+}
+
+describe('policy file validation', () => {
+  test('a valid file compiles', () => {
+    const { policy, problems } = parsePolicy('version: 1\nrules:\n  - id: all\n    authenticated: true\n', 'p.yaml');
+    expect(problems).toEqual([]);
+    expect(policy!.rules.map((r) => r.id)).toEqual(['all']);
+  });
+
+  test.each([
+    ['unknown rule key, with its line and the keys expected', 'rules:\n  - id: a\n    group: [x]\n    authenticated: true\n', /^p\.yaml:3: rule "a": unknown key "group" \(expected one of: id, description, host/],
+    ['unknown top-level key', 'rule:\n  - id: a\n', /^p\.yaml:1: unknown key "rule"/],
+    ['unknown condition', 'rules:\n  - id: a\n    allow: {group: [x]}\n', /^p\.yaml:3: rule "a": allow: unknown condition "group" \(expected one of: via, groups, groups_all/],
+    ['a string where a list is expected', 'rules:\n  - id: a\n    allow: {groups: admins}\n', /^p\.yaml:3: rule "a": allow\.groups: expected a non-empty list of strings \(e\.g\. groups: \[admins\]\)/],
+    ['a rule without access', 'rules:\n  - id: a\n    path: /x/\n', /^p\.yaml:2: rule "a": needs one of public, authenticated, deny, allow, allow_any/],
+    ['two accesses', 'rules:\n  - id: a\n    public: true\n    authenticated: true\n', /public and authenticated exclude each other/],
+    ['duplicate ids', 'rules:\n  - id: a\n    public: true\n  - id: a\n    public: true\n', /^p\.yaml:4: rule "a": id "a" is already used by the rule at line 2/],
+    ['missing id', 'rules:\n  - public: true\n', /^p\.yaml:2: rule #1: id: required/],
+    ['a bad regular expression', 'rules:\n  - id: a\n    path_regex: "/x/("\n    public: true\n', /^p\.yaml:3: rule "a": path_regex: not a valid regular expression/],
+    ['a relative path', 'rules:\n  - id: a\n    path: admin/\n    public: true\n', /path "admin\/": must start with "\/"/],
+    ['a bad host', 'rules:\n  - id: a\n    host: "http://x"\n    public: true\n', /host "http:\/\/x": expected a lower-case host name/],
+    ['a bad method', 'rules:\n  - id: a\n    methods: [GET, "P OST"]\n    public: true\n', /methods: "P OST" is not an HTTP method/],
+    ['a bad default', 'default: allow\nrules: []\n', /^p\.yaml:1: default must be "deny" or "authenticated"/],
+    ['a backend on a public rule', 'rules:\n  - id: a\n    public: true\n    backend: x\n', /a public rule sends no identity, so it chooses no pool/],
+    ['bad YAML', 'rules:\n  - id: a\n   public: true\n', /^p\.yaml:\d+: YAML: /],
+    ['duplicate keys', 'rules:\n  - id: a\n    public: true\n    public: true\n', /^p\.yaml:\d+: YAML: .*[Uu]nique/],
+    ['a via that is neither session nor token', 'rules:\n  - id: a\n    allow: {via: cookie}\n', /allow\.via: expected "session" or "token"/],
+    ['no rules', 'default: deny\n', /rules: required/],
+  ])('%s', (_name, yaml, expected) => {
+    const problems = problemsOf(yaml);
+    expect(problems.some((p) => expected.test(p))).toBe(true);
+  });
+
+  test('every problem is reported, not just the first', () => {
+    const problems = problemsOf('rules:\n  - id: a\n    group: [x]\n    public: true\n  - id: b\n    allow: {groups: admins}\n  - id: "bad id!"\n    public: true\n');
+    expect(problems).toHaveLength(3);
+  });
+});
