@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export NODE_OPTIONS_JEST := --experimental-vm-modules
 
-.PHONY: all deps system-deps build demo test test-unit test-e2e typecheck clean
+.PHONY: all deps system-deps build demo test test-unit test-e2e typecheck bench clean
 
 all: build
 
@@ -43,6 +43,10 @@ test-unit: build
 
 test-e2e: build
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest test/e2e
+
+# Figures go to bench/results.json and bench/RESULTS.md (see CONTRACT.md, Benchmarks).
+bench: build
+	BENCH_COMMAND="make bench" node dist/bench/run.js
 
 clean:
 	rm -rf dist node_modules/.installed

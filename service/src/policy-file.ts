@@ -6,7 +6,7 @@ import path from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import type { Logger } from './audit.js';
 import type { Metrics } from './metrics.js';
-import { SIGNED_IN_POLICY, type Condition, type Policy, type PolicyRule } from './policy.js';
+import { SIGNED_IN_POLICY, indexRules, type Condition, type Policy, type PolicyRule } from './policy.js';
 
 export interface PolicyLoadResult {
   readonly policy: Policy | undefined;
@@ -82,12 +82,13 @@ export function parsePolicy(text: string, source: string): PolicyLoadResult {
 
   const rules: PolicyRule[] = [];
   const ids = new Map<string, number>();
+  const regexSources = new Map<string, string>();
   rulesNode.items.forEach((ruleNode, index) => {
-    const rule = compileRule(ruleNode as Node, index, { doc, at, problem, ids });
+    const rule = compileRule(ruleNode as Node, index, { doc, at, problem, ids, regexSources });
     if (rule) rules.push(rule);
   });
   if (problems.length) return { policy: undefined, problems };
-  return { policy: Object.freeze({ rules: Object.freeze(rules), defaultAccess, source }), problems };
+  return { policy: Object.freeze({ rules: Object.freeze(rules), index: indexRules(rules, regexSources), defaultAccess, source }), problems };
 }
 
 interface Context {
@@ -95,6 +96,8 @@ interface Context {
   at: (node: Node | null | undefined) => number;
   problem: (node: Node | null | undefined, message: string) => void;
   ids: Map<string, number>;
+  /** path_regex as written, by rule id (for the index). */
+  regexSources: Map<string, string>;
 }
 
 function compileRule(node: Node, index: number, ctx: Context): PolicyRule | undefined {
@@ -162,6 +165,7 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     try {
       // Anchored at the start: "/admin" must not match "/x/admin".
       pathRegex = new RegExp(`^(?:${regexText})`);
+      if (id) ctx.regexSources.set(id, regexText);
     } catch (err) {
       fail(values.get('path_regex'), `path_regex: not a valid regular expression: ${(err as Error).message}`);
     }

@@ -83,8 +83,19 @@ export interface PolicyRule {
   readonly description?: string;
 }
 
+/**
+ * Rules by the first path segment they can match, each list in policy order and including the rules that
+ * can match any path, so a request tries only the rules that could match it. Built by indexRules.
+ */
+export interface RuleIndex {
+  readonly bySegment: ReadonlyMap<string, readonly PolicyRule[]>;
+  /** Rules for a segment no rule names: those that can match any path. */
+  readonly anyPath: readonly PolicyRule[];
+}
+
 export interface Policy {
   readonly rules: readonly PolicyRule[];
+  readonly index?: RuleIndex;
   /** What happens when no rule matches. */
   readonly defaultAccess: 'deny' | 'authenticated';
   /** Where it came from, for logs and explain. */
@@ -125,9 +136,14 @@ const DEFAULT_RULE: PolicyRule = Object.freeze({ id: 'default', line: 0, access:
 
 /** The first rule that matches the request; the default rule when none does and the default is authenticated. */
 export function matchRule(policy: Policy, facts: Pick<RequestFacts, 'host' | 'path' | 'method'>): PolicyRule | undefined {
-  for (const rule of policy.rules) {
+  const candidates = policy.index ? (policy.index.bySegment.get(firstSegment(facts.path)) ?? policy.index.anyPath) : policy.rules;
+  let bareHost: string | undefined;
+  for (const rule of candidates) {
     if (rule.methods && !rule.methods.includes(facts.method)) continue;
-    if (rule.hosts && !rule.hosts.some((h) => hostMatches(h, facts.host))) continue;
+    if (rule.hosts) {
+      bareHost ??= stripPort(facts.host);
+      if (!rule.hosts.some((h) => hostMatches(h, facts.host, bareHost!))) continue;
+    }
     if (rule.pathPrefix !== undefined && !pathMatches(rule.pathPrefix, facts.path)) continue;
     if (rule.pathRegex && !rule.pathRegex.test(facts.path)) continue;
     return rule;
@@ -233,12 +249,40 @@ function describeCondition(c: Condition): string {
   return parts.length ? `has ${parts.join(', ')}` : 'authenticated';
 }
 
-function hostMatches(pattern: string, host: string): boolean {
-  if (pattern.startsWith('*.')) {
-    const bare = stripPort(host);
-    return bare.endsWith(pattern.slice(1)) && bare.length > pattern.length - 1;
+function hostMatches(pattern: string, host: string, bareHost: string): boolean {
+  if (pattern.startsWith('*.')) return bareHost.endsWith(pattern.slice(1)) && bareHost.length > pattern.length - 1;
+  return pattern === host || pattern === bareHost;
+}
+
+function firstSegment(path: string): string {
+  const end = path.indexOf('/', 1);
+  return end === -1 ? path.slice(1) : path.slice(1, end);
+}
+
+/**
+ * The first path segment every path a rule matches must have, or undefined when the rule can match
+ * paths with different first segments ("/", "/svc" matching "/svc1", a regex with alternatives).
+ */
+function segmentOf(rule: PolicyRule, regexSource: string | undefined): string | undefined {
+  let literal: string | undefined = rule.pathPrefix;
+  if (regexSource !== undefined) {
+    if (regexSource.includes('|')) return undefined;
+    literal = /^[^\\^$.|?*+()[\]{}]*/.exec(regexSource)![0];
   }
-  return pattern === host || pattern === stripPort(host);
+  if (literal === undefined) return undefined;
+  const end = literal.indexOf('/', 1);
+  if (end !== -1) return literal.slice(1, end);
+  // "/admin" (a prefix without a closing slash) also matches "/administrators": no single segment.
+  return undefined;
+}
+
+/** The index matchRule uses; `regexSources` gives each rule's path_regex as written (by rule id). */
+export function indexRules(rules: readonly PolicyRule[], regexSources: ReadonlyMap<string, string>): RuleIndex {
+  const segments = new Map<PolicyRule, string | undefined>(rules.map((r) => [r, segmentOf(r, regexSources.get(r.id))]));
+  const names = new Set([...segments.values()].filter((s): s is string => s !== undefined));
+  const bySegment = new Map<string, readonly PolicyRule[]>();
+  for (const name of names) bySegment.set(name, Object.freeze(rules.filter((r) => segments.get(r) === undefined || segments.get(r) === name)));
+  return Object.freeze({ bySegment, anyPath: Object.freeze(rules.filter((r) => segments.get(r) === undefined)) });
 }
 
 export function stripPort(host: string): string {

@@ -40,3 +40,11 @@ describe('policy file validation', () => {
     expect(problems).toHaveLength(3);
   });
 });
+
+test('the policy example in the README is valid', async () => {
+  const fs = await import('node:fs');
+  const { REPO_ROOT } = await import('../../demo/processes.js');
+  const readme = fs.readFileSync(`${REPO_ROOT}/README.md`, 'utf8');
+  const example = /## Policy[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
+  expect(parsePolicy(example, 'README.md').problems).toEqual([]);
+});

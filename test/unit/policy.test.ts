@@ -208,3 +208,40 @@ describe('normalizePath', () => {
     expect(normalizePath(input)).toBe(output);
   });
 });
+
+describe('the rule index', () => {
+  test('picks exactly the rule a plain first-to-last scan picks', () => {
+    const yaml = `rules:
+  - {id: a, path: /admin/, allow: {groups: [admins]}}
+  - {id: b, path: /adm, public: true}
+  - {id: c, path_regex: "/reports/[0-9]+$", authenticated: true}
+  - {id: d, path_regex: "/(x|y)/", authenticated: true}
+  - {id: e, path: /api/v1/, host: "*.example.com", api: true, authenticated: true}
+  - {id: f, path: /, methods: [POST], authenticated: true}
+  - {id: g, path: /static/, public: true}
+  - {id: h, path_regex: "/static/secret", deny: true}
+`;
+    const indexed = compile(yaml);
+    const plain: Policy = { rules: indexed.rules, defaultAccess: indexed.defaultAccess, source: 'plain' };
+    const paths = ['/', '/admin', '/admin/', '/admin/x', '/administrators', '/adm', '/reports/1', '/reports/x', '/x/', '/y/z', '/api/v1/a', '/api/v2/', '/static/a', '/static/secret', '/other'];
+    for (const path of paths) {
+      for (const method of ['GET', 'POST']) {
+        for (const host of ['a.example.com', 'b.test']) {
+          expect(matchRule(indexed, { host, path, method })?.id).toBe(matchRule(plain, { host, path, method })?.id);
+        }
+      }
+    }
+  });
+});
+
+test('the index agrees with a plain scan on a generated 500-rule policy', async () => {
+  const { policyWithRules } = await import('../../bench/policy-matching.js');
+  const indexed = compile(policyWithRules(500));
+  const plain: Policy = { rules: indexed.rules, defaultAccess: indexed.defaultAccess, source: 'plain' };
+  for (let i = 0; i < 2000; i++) {
+    const n = (i * 7919) % 500;
+    const host = [`x.team${n}.example.com`, `app${n}.example.com`, 'other.test'][i % 3]!;
+    const path = [`/svc${n}/a`, `/reports/${n}/7`, `/api/v${n}/x`, `/static${n}/f`, '/', `/reports/${n}/x`][i % 6]!;
+    expect(matchRule(indexed, { host, path, method: i % 2 ? 'GET' : 'POST' })?.id).toBe(matchRule(plain, { host, path, method: i % 2 ? 'GET' : 'POST' })?.id);
+  }
+});
