@@ -1,0 +1,40 @@
+import { identityFromClaims, readClaim, stringList } from '../../service/src/claims.js';
+
+const names = { groupsClaim: 'groups', rolesClaim: 'realm_access.roles' };
+
+describe('claims', () => {
+  test.each([
+    ['a list', ['a', 'b'], ['a', 'b']],
+    ['a single string', 'admins', ['admins']],
+    ['an empty string', '', []],
+    ['a number', 42, []],
+    ['an object', { admins: true }, []],
+    ['null', null, []],
+    ['a list with other types mixed in', ['a', 1, null, { x: 1 }, '', 'b'], ['a', 'b']],
+  ])('groups given as %s are read safely', (_name, value, expected) => {
+    expect(stringList(value)).toEqual(expected);
+    expect(identityFromClaims({ sub: 's', groups: value }, 'session', names, 'i')!.groups).toEqual(expected);
+  });
+
+  test('nested claims are read by dotted path; an exact claim name with dots wins', () => {
+    expect(readClaim({ realm_access: { roles: ['r1'] } }, 'realm_access.roles')).toEqual(['r1']);
+    expect(readClaim({ 'https://example.com/roles': ['x'] }, 'https://example.com/roles')).toEqual(['x']);
+    expect(readClaim({ realm_access: 'nope' }, 'realm_access.roles')).toBeUndefined();
+    expect(readClaim({ realm_access: ['roles'] }, 'realm_access.0')).toBeUndefined();
+    expect(readClaim({}, 'constructor.name')).toBeUndefined();
+  });
+
+  test('a token identity maps Okta claims; a session identity prefers preferred_username', () => {
+    expect(identityFromClaims({ sub: 'alice@example.com', uid: '00u1', cid: '0oa1', scp: ['a', 'b'], realm_access: { roles: ['r'] } }, 'token', names, 'i')).toMatchObject({
+      subject: '00u1',
+      user: 'alice@example.com',
+      clientId: '0oa1',
+      scopes: ['a', 'b'],
+      roles: ['r'],
+    });
+    expect(identityFromClaims({ sub: 'x', scope: 'read write' }, 'token', names, 'i')!.scopes).toEqual(['read', 'write']);
+    expect(identityFromClaims({ sub: '00u1', preferred_username: 'alice', email: 'a@x' }, 'session', names, 'i')!.user).toBe('alice');
+    expect(identityFromClaims({ client_id: 'svc' }, 'token', names, 'i')).toMatchObject({ subject: 'svc', clientId: 'svc' });
+    expect(identityFromClaims({ groups: ['x'] }, 'session', names, 'i')).toBeUndefined();
+  });
+});
