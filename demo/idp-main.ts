@@ -8,6 +8,7 @@
 //   IDP_POST_LOGOUT_REDIRECT_URIS  comma-separated post_logout_redirect_uris of the idgate client
 //   IDP_BACKCHANNEL_LOGOUT_URI     idgate's back-channel logout endpoint
 //   IDP_ACCESS_TOKEN_TTL           access token lifetime in seconds (default 3600)
+//   IDP_KEYS_FILE                  keep the signing keys in this file, so a restart signs with the same keys
 //   IDP_ID_TOKEN_TTL               ID token lifetime in seconds (default 3600)
 //   IDP_REFRESH_TOKEN_TTL          refresh token lifetime in seconds (default 86400)
 //
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
     accessTokenTtlSeconds: seconds('IDP_ACCESS_TOKEN_TTL'),
     idTokenTtlSeconds: seconds('IDP_ID_TOKEN_TTL'),
     refreshTokenTtlSeconds: seconds('IDP_REFRESH_TOKEN_TTL'),
+    keysFile: process.env.IDP_KEYS_FILE || undefined,
   });
   console.log(`idp listening on ${idp.issuer}`);
 

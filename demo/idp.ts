@@ -6,6 +6,7 @@
 // profile, email and groups claims come only from the userinfo endpoint (oidc-provider's default
 // `conformIdTokenClaims: true`). idgate has to call userinfo to learn the groups.
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import type {
@@ -46,6 +47,11 @@ export interface IdpOptions {
   idTokenTtlSeconds?: number;
   /** Lifetime of refresh tokens (and of the grant behind them). Default 86400. */
   refreshTokenTtlSeconds?: number;
+  /**
+   * A file keeping the signing keys (private JWKs), so that a restarted IdP signs with the same keys:
+   * read when it exists, written otherwise. Default: none (fresh keys at every start).
+   */
+  keysFile?: string;
   /** Where error lines go (failed token requests, back-channel logout failures...). Default `console.error`. */
   log?: (line: string) => void;
 }
@@ -200,6 +206,13 @@ class InMemoryStore {
 // Keys
 
 /** A fresh RSA private JWK for RS256, with kid (its RFC 7638 thumbprint), alg and use set. */
+async function loadOrCreateSigningKeys(file: string | undefined): Promise<JWK[]> {
+  if (file && existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as JWK[];
+  const keys = [await generateSigningKey()];
+  if (file) writeFileSync(file, JSON.stringify(keys), { mode: 0o600 });
+  return keys;
+}
+
 async function generateSigningKey(): Promise<JWK> {
   const { privateKey } = await generateKeyPair('RS256', { extractable: true });
   const jwk = await exportJWK(privateKey);
@@ -578,7 +591,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     idTokenTtlSeconds: options.idTokenTtlSeconds ?? 3600,
     refreshTokenTtlSeconds: options.refreshTokenTtlSeconds ?? 86_400,
     mountPath,
-    signingKeys: [await generateSigningKey()],
+    signingKeys: await loadOrCreateSigningKeys(options.keysFile),
     cookieKeys: [randomBytes(32).toString('base64url')],
     store,
   };

@@ -2,6 +2,8 @@
 // `make demo` runs it with the contract's ports; the end-to-end tests run it with free ports. Every
 // process is a child of this one and is stopped by `stop()` (or by Ctrl-C in the demo).
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { startHaproxy } from './haproxy.js';
 import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from './processes.js';
@@ -27,6 +29,8 @@ export interface StackOptions {
   idgateReplicas?: number;
   /** Extra IDGATE_* settings for every replica. */
   idgateEnv?: Record<string, string>;
+  /** Extra IDP_* settings for the local IdP (e.g. IDP_ACCESS_TOKEN_TTL). */
+  idpEnv?: Record<string, string>;
   /** Start HAProxy (default true). */
   haproxy?: boolean;
   echo?: boolean;
@@ -42,6 +46,9 @@ export interface Stack {
   /** Starts idgate replica `index` again after stopIdgate (same port and settings). */
   startIdgate(index: number): Promise<ManagedProcess>;
   stopIdgate(index: number): Promise<void>;
+  /** Stops the IdP; `startIdp` brings up a fresh one (same port and issuer, new keys, no sessions or grants). */
+  stopIdp(): Promise<void>;
+  startIdp(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -83,6 +90,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
   const stopAllStarted = async () => {
     await Promise.all(started.reverse().map((p) => p.stop()));
+    fs.rmSync(path.dirname(keysFile), { recursive: true, force: true });
   };
 
   const startIdgate = async (index: number): Promise<ManagedProcess> => {
@@ -99,8 +107,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     return p;
   };
 
-  try {
-    track(startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(ports.redis)], { echo }));
+  // The IdP keeps its keys across restarts (stopIdp/startIdp), as a real IdP does.
+  const keysFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-idp-')), 'keys.json');
+  const startIdp = () =>
     track(
       startProcess('idp', process.execPath, [path.join(DIST, 'demo/idp-main.js')], {
         env: {
@@ -109,10 +118,17 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           IDP_ISSUER: issuer,
           IDP_REDIRECT_URIS: `${frontUrl}/_auth/callback`,
           IDP_POST_LOGOUT_REDIRECT_URIS: `${frontUrl}/_auth/logged-out`,
+          IDP_BACKCHANNEL_LOGOUT_URI: `${frontUrl}/_auth/backchannel-logout`,
+          IDP_KEYS_FILE: keysFile,
+          ...options.idpEnv,
         },
         echo,
       }),
     );
+
+  try {
+    track(startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(ports.redis)], { echo }));
+    startIdp();
     for (const [name, port] of [['main', ports.upstream], ['canary', ports.canary]] as const) {
       const env = { ...process.env, UPSTREAM_PORT: String(port), UPSTREAM_NAME: name };
       track(startProcess(name === 'main' ? 'upstream' : 'canary', process.execPath, [path.join(DIST, 'demo/upstream-main.js')], { env, echo }));
@@ -137,6 +153,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     env,
     processes,
     startIdgate,
+    async stopIdp() {
+      await processes.idp?.stop();
+    },
+    async startIdp() {
+      startIdp();
+      await waitForPort(ports.idp);
+    },
     async stopIdgate(index) {
       await processes[index === 0 ? 'idgate' : `idgate${index + 1}`]?.stop();
     },

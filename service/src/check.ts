@@ -1,14 +1,17 @@
 // The check endpoint (GET/HEAD /auth), the hot path HAProxy calls for every protected request.
 // It reads top to bottom: request facts → matching rule → credentials → identity → decision → answer →
-// audit. Only the credentials step does I/O (one Redis GETEX for a session; none for a bearer token once
-// keys are cached); the decision itself is the pure `decide` of policy.ts. Plain node:http, no middleware.
+// audit. Only the credentials step does I/O (one Redis GETEX for a session, plus a token renewal when one
+// is due; none for a bearer token once keys are cached); the decision itself is the pure `decide` of
+// policy.ts. Plain node:http, no middleware.
 import crypto from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Redis } from 'ioredis';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
-import { isIdgateError, describeError } from './errors.js';
+import { IdgateError, isIdgateError, describeError } from './errors.js';
 import type { Metrics } from './metrics.js';
+import type { OidcRelyingParty } from './oidc.js';
+import { keepSessionFresh } from './refresh.js';
 import { decide, matchRule, normalizePath, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from './policy.js';
 import { readSessionForCheck } from './sessions.js';
 import type { BearerVerifier } from './tokens.js';
@@ -17,6 +20,7 @@ import { forbiddenPage } from './pages.js';
 export interface CheckDependencies {
   readonly config: Config;
   readonly redis: Redis;
+  readonly oidc: OidcRelyingParty;
   readonly bearer: BearerVerifier;
   readonly policy: () => Policy;
   readonly logger: Logger;
@@ -50,9 +54,10 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, req: Incoming
 
   let identity: Identity | undefined;
   let problem: CredentialProblem | undefined;
+  let setCookie: string | undefined;
   if (rule && rule.access !== 'public') {
     try {
-      ({ identity, problem } = await establishIdentity(deps, req));
+      ({ identity, problem, setCookie } = await establishIdentity(deps, req));
     } catch (err) {
       sendUnavailable(res, head);
       const reason = isIdgateError(err) ? err.code : 'internal_error';
@@ -64,11 +69,20 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, req: Incoming
   }
 
   const decision = decide(facts, rule, identity, problem);
+  // A renewed session's cookie goes back with whatever the answer is (HAProxy passes every Set-Cookie on).
+  if (setCookie) res.setHeader('Set-Cookie', setCookie);
   sendAnswer(res, decision, facts, identity, loginUrl, config, head);
   audit(deps, facts, decision, identity, started);
 }
 
-async function establishIdentity(deps: CheckDependencies, req: IncomingMessage): Promise<{ identity?: Identity; problem?: CredentialProblem }> {
+interface Credentials {
+  identity?: Identity;
+  problem?: CredentialProblem;
+  /** The session cookie again, after a renewal (signed with the newest secret). */
+  setCookie?: string;
+}
+
+async function establishIdentity(deps: CheckDependencies, req: IncomingMessage): Promise<Credentials> {
   const token = bearerToken(req.headers.authorization);
   if (token !== undefined) {
     // An explicit bearer token wins over a cookie: a machine client means what it sends.
@@ -79,8 +93,21 @@ async function establishIdentity(deps: CheckDependencies, req: IncomingMessage):
       throw err;
     }
   }
-  const lookup = await readSessionForCheck(deps.redis, deps.config, req.headers.cookie, Date.now());
-  if (lookup.found) return { identity: lookup.identity };
+  const now = Date.now();
+  const lookup = await readSessionForCheck(deps.redis, deps.config, req.headers.cookie, now);
+  if (lookup.found) {
+    const fresh = await keepSessionFresh(deps, lookup, now);
+    switch (fresh.kind) {
+      case 'current':
+        return { identity: fresh.lookup.identity };
+      case 'refreshed':
+        return { identity: fresh.lookup.identity, setCookie: fresh.setCookie };
+      case 'ended':
+        return { problem: { code: 'session_expired', description: 'the session ended at the identity provider' } };
+      case 'unavailable':
+        throw new IdgateError('idp_unavailable', 'the session cannot be renewed now', 'tokens expired and the IdP is not reachable');
+    }
+  }
   if (lookup.problem === 'session_expired') return { problem: { code: 'session_expired', description: 'the session expired' } };
   if (lookup.problem === 'session_invalid') return { problem: { code: 'session_invalid', description: 'the session cookie is invalid' } };
   return {};

@@ -2,16 +2,19 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as jose from 'jose';
+import { Redis } from 'ioredis';
 import { identityFromClaims } from './claims.js';
 import { describeConfig, loadConfig, SETTINGS } from './config.js';
 import { serve } from './main.js';
 import { loadPolicyFile } from './policy-file.js';
+import { listSessions, revokeSessions } from './session-store.js';
 import { decide, formatDecision, matchRule, normalizePath, type Identity } from './policy.js';
 
 const COMMANDS = `commands:
   serve           run the check, login and health endpoints (settings from IDGATE_* environment)
   check-config    validate the settings and the policy; one line per problem; exit 1 if any
   explain         the decision idgate would take for a request and an identity, in one line
+  sessions        list or revoke a user's sessions in Redis (sessions list|revoke --user NAME | --sub SUB)
   version         print the version
   --help          this text; \`idgate <command> --help\` for a command's options`;
 
@@ -126,6 +129,40 @@ function explain(args: string[]): number {
   return 0;
 }
 
+const SESSIONS_HELP = `usage: idgate sessions list --user NAME | --sub SUBJECT
+       idgate sessions revoke --user NAME | --sub SUBJECT
+
+Lists or ends a user's sessions, on every replica at once (they share Redis). --user is the name idgate
+shows as X-Auth-User (preferred_username, email or sub); --sub the subject. Uses IDGATE_REDIS_URL
+(default redis://127.0.0.1:6380) and IDGATE_REDIS_PREFIX (default idgate:).
+`;
+
+async function sessions(args: string[]): Promise<number> {
+  const [action, ...rest] = args;
+  const opts = options(rest, { user: { type: 'string' }, sub: { type: 'string' } });
+  if (opts.help || action === '--help' || action === undefined) return print(SESSIONS_HELP);
+  if (action !== 'list' && action !== 'revoke') throw new UsageError(`sessions: unknown action "${action}" (list or revoke)`);
+  if (!opts.user === !opts.sub) throw new UsageError('sessions: give exactly one of --user NAME or --sub SUBJECT');
+  const prefix = { redisKeyPrefix: process.env.IDGATE_REDIS_PREFIX || 'idgate:' };
+  const redis = new Redis(process.env.IDGATE_REDIS_URL || 'redis://127.0.0.1:6380', { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 3000, retryStrategy: () => null });
+  try {
+    await redis.connect().catch((err: Error) => {
+      throw new UsageError(`cannot reach Redis: ${err.message}`);
+    });
+    const found = await listSessions(redis, prefix, opts.user ? { user: opts.user } : { subject: opts.sub! });
+    if (action === 'list') {
+      for (const s of found) process.stdout.write(`${s.hash.slice(0, 16)}  sub=${s.subject}  user=${s.user}  since=${new Date(s.createdAt).toISOString()}\n`);
+      process.stdout.write(`${found.length} session(s)\n`);
+    } else {
+      const revoked = await revokeSessions(redis, prefix, found);
+      process.stdout.write(`revoked ${revoked} session(s)\n`);
+    }
+    return 0;
+  } finally {
+    redis.disconnect();
+  }
+}
+
 function print(text: string): number {
   process.stdout.write(text);
   return 0;
@@ -141,6 +178,8 @@ async function main(argv: string[]): Promise<number> {
       return checkConfig(rest);
     case 'explain':
       return explain(rest);
+    case 'sessions':
+      return sessions(rest);
     case 'version':
     case '--version':
       return print(`idgate ${version()}\n`);

@@ -10,6 +10,7 @@ export type IdgateErrorCode =
   | 'login_failed'
   | 'invalid_request'
   | 'invalid_token'
+  | 'session_ended'
   | 'not_found';
 
 const statusByCode: Record<IdgateErrorCode, number> = {
@@ -21,6 +22,7 @@ const statusByCode: Record<IdgateErrorCode, number> = {
   login_failed: 502,
   invalid_request: 400,
   invalid_token: 401,
+  session_ended: 401,
   not_found: 404,
 };
 

@@ -11,6 +11,9 @@ import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { loggedOutPage, logoutPage, messagePage } from './pages.js';
 import { stripPort } from './policy.js';
+import { verifyLogoutToken, type LogoutSubject } from './backchannel.js';
+import { RemoteKeySet } from './keys.js';
+import { listSessions, revokeSessions, sessionsOfIdpSession } from './session-store.js';
 import { findCookie, hashValue, savePendingLogin, takePendingLogin } from './sessions.js';
 
 export interface BrowserDependencies {
@@ -103,6 +106,44 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     res.clearCookie(config.cookieName, { path: '/', domain: config.cookieDomain, httpOnly: true, sameSite: 'lax', secure: config.cookieSecure });
     res.set('Cache-Control', 'no-store');
     res.redirect(303, oidc.endSessionUrl(stored?.idToken, postLogoutUrl)?.href ?? postLogoutUrl);
+  });
+
+  // The IdP's keys for logout tokens: created once discovery has told us where they are.
+  let logoutKeys: RemoteKeySet | undefined;
+  router.post('/backchannel-logout', express.urlencoded({ extended: false, limit: '16kb' }), async (req, res) => {
+    res.set('Cache-Control', 'no-store');
+    const token = (req.body as Record<string, unknown> | undefined)?.logout_token;
+    const metadata = oidc.metadata;
+    if (!metadata?.jwks_uri) throw new IdgateError('idp_unavailable', 'the identity provider is not reachable yet');
+    if (typeof token !== 'string' || token === '') {
+      res.status(400).json({ error: 'invalid_request', error_description: 'logout_token is required' });
+      return;
+    }
+    logoutKeys ??= new RemoteKeySet(new URL(metadata.jwks_uri), { cooldownMs: config.jwksCooldownSeconds * 1000, maxAgeMs: config.jwksCacheSeconds * 1000 });
+    let who: LogoutSubject;
+    try {
+      who = await verifyLogoutToken(
+        token,
+        { issuer: metadata.issuer, clientId: config.clientId, keys: logoutKeys, algorithms: metadata.id_token_signing_alg_values_supported?.filter((a) => a !== 'none' && !a.startsWith('HS')) ?? ['RS256'], clockSkewSeconds: config.clockSkewSeconds },
+        redis,
+        config,
+      );
+    } catch (err) {
+      if (isIdgateError(err) && err.code === 'invalid_request') {
+        metrics.recordEvent('backchannel_logout_rejected');
+        logger.event('backchannel_logout_rejected', { reason: err.expose, detail: err.detail });
+        res.status(400).json({ error: 'invalid_request', error_description: err.expose });
+        return;
+      }
+      throw err;
+    }
+    const sessions = who.sid
+      ? (await sessionsOfIdpSession(redis, config, who.sid)).filter((s) => !who.sub || s.subject === who.sub)
+      : await listSessions(redis, config, { subject: who.sub! });
+    const revoked = await revokeSessions(redis, config, sessions);
+    metrics.recordEvent('backchannel_logout');
+    logger.event('backchannel_logout', { sub: who.sub, sessions_revoked: revoked });
+    res.status(200).end();
   });
 
   router.get('/logged-out', (_req, res) => {

@@ -45,6 +45,11 @@ export class OidcRelyingParty {
     return this.#configuration !== undefined;
   }
 
+  /** The issuer's metadata (issuer, jwks_uri), once discovery has succeeded. */
+  get metadata(): { readonly issuer: string; readonly jwks_uri?: string; readonly id_token_signing_alg_values_supported?: string[] } | undefined {
+    return this.#configuration?.serverMetadata();
+  }
+
   /** The IdP's metadata, or an idp_unavailable error while discovery has not succeeded. */
   requireConfiguration(): client.Configuration {
     if (!this.#configuration) throw new IdgateError('idp_unavailable', 'the identity provider is not reachable yet', 'discovery has not succeeded');
@@ -113,30 +118,72 @@ export class OidcRelyingParty {
     if (!claims || typeof claims.sub !== 'string' || claims.sub === '') {
       throw new IdgateError('login_failed', 'the identity provider did not complete the login', 'ID token without sub');
     }
+    return {
+      v: 1,
+      ...(await this.#identityFields(configuration, claims, tokens.access_token, 'login_failed')),
+      issuer: claims.iss,
+      createdAt: now,
+      idToken: tokens.id_token!,
+      refreshToken: tokens.refresh_token,
+      accessTokenExpiresAt: expiresAt(tokens.expiresIn(), now),
+      tokensIssuedAt: now,
+      idpSessionId: pickString(claims.sid),
+    };
+  }
+
+  /**
+   * Renews a session's tokens with its refresh token. Throws IdgateError 'session_ended' when the IdP
+   * refuses (invalid_grant: revoked, expired, reused) or the new ID token speaks for another issuer or
+   * subject, and 'idp_unavailable' when the IdP cannot be reached (the session then lives on).
+   */
+  async refresh(stored: StoredSession, now: number): Promise<StoredSession> {
+    const configuration = this.requireConfiguration();
+    if (!stored.refreshToken) throw new IdgateError('session_ended', 'the session cannot be renewed', 'no refresh token');
+    let tokens: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
+    try {
+      tokens = await client.refreshTokenGrant(configuration, stored.refreshToken);
+    } catch (err) {
+      // invalid_grant is the IdP's "no" for this session (revoked, expired, reused): it ends the session.
+      // Anything else (server_error, temporarily_unavailable, network) is the IdP being away: it does not.
+      if (err instanceof client.ResponseBodyError && err.error === 'invalid_grant') {
+        throw new IdgateError('session_ended', 'the identity provider ended the session', 'refresh: invalid_grant');
+      }
+      throw new IdgateError('idp_unavailable', 'the identity provider is not reachable', `refresh: ${describeError(err)}`);
+    }
+    const claims = tokens.claims();
+    // openid-client does not compare a refreshed ID token with the first one: we do (OIDC Core 12.2).
+    if (claims && (claims.iss !== stored.issuer || claims.sub !== stored.subject)) {
+      throw new IdgateError('session_ended', 'the identity provider answered for someone else', 'refreshed ID token with another iss or sub');
+    }
+    const fields = claims ? await this.#identityFields(configuration, claims, tokens.access_token, 'idp_unavailable') : {};
+    return {
+      ...stored,
+      ...fields,
+      idToken: tokens.id_token ?? stored.idToken,
+      refreshToken: tokens.refresh_token ?? stored.refreshToken,
+      accessTokenExpiresAt: expiresAt(tokens.expiresIn(), now),
+      tokensIssuedAt: now,
+    };
+  }
+
+  /** The identity an ID token (plus userinfo, when the ID token is thin) describes. */
+  async #identityFields(configuration: client.Configuration, claims: client.IDToken, accessToken: string, failure: 'login_failed' | 'idp_unavailable') {
     let merged: Record<string, unknown> = { ...claims };
     if (readClaim(claims, this.config.groupsClaim) === undefined && configuration.serverMetadata().userinfo_endpoint) {
       // Thin ID token: the groups (and often profile claims) are only in userinfo.
       try {
-        const userinfo = await client.fetchUserInfo(configuration, tokens.access_token, claims.sub);
+        const userinfo = await client.fetchUserInfo(configuration, accessToken, claims.sub);
         merged = { ...userinfo, ...claims };
       } catch (err) {
-        throw new IdgateError('login_failed', 'could not read your groups from the identity provider', describeError(err));
+        throw new IdgateError(failure, 'could not read your groups from the identity provider', describeError(err));
       }
     }
-    const expiresIn = tokens.expiresIn();
     return {
-      v: 1,
       subject: claims.sub,
       user: pickString(merged.preferred_username) ?? pickString(merged.email) ?? claims.sub,
       email: pickString(merged.email),
       groups: stringList(readClaim(merged, this.config.groupsClaim)),
       roles: stringList(readClaim(merged, this.config.rolesClaim)),
-      issuer: claims.iss,
-      createdAt: now,
-      idToken: tokens.id_token!,
-      refreshToken: tokens.refresh_token,
-      accessTokenExpiresAt: expiresIn !== undefined ? now + expiresIn * 1000 : undefined,
-      idpSessionId: pickString(claims.sid),
     };
   }
 
@@ -148,6 +195,10 @@ export class OidcRelyingParty {
     if (idToken) parameters.id_token_hint = idToken;
     return client.buildEndSessionUrl(configuration, parameters);
   }
+}
+
+function expiresAt(expiresIn: number | undefined, now: number): number | undefined {
+  return expiresIn !== undefined ? now + expiresIn * 1000 : undefined;
 }
 
 function pickString(value: unknown): string | undefined {

@@ -25,7 +25,7 @@ export interface ServerDependencies {
 
 export function createIdgateServer(deps: ServerDependencies): http.Server {
   const { config, redis, oidc, bearer, logger, metrics } = deps;
-  const check = createCheckHandler({ config, redis, bearer, policy: deps.policy, logger, metrics });
+  const check = createCheckHandler({ config, redis, oidc, bearer, policy: deps.policy, logger, metrics });
 
   const app = express();
   app.disable('x-powered-by');

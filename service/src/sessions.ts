@@ -1,15 +1,15 @@
 // Sessions live in Redis so that every idgate replica behind every HAProxy sees the same ones.
-// express-session + connect-redis own the session lifecycle on the browser endpoints (login regenerates the
-// id, logout destroys it); the check path reads the very same Redis key directly (one GETEX, which also
-// renews the idle TTL) instead of running the session middleware on every request.
+// express-session owns the session lifecycle on the browser endpoints (login regenerates the id, logout
+// destroys it) through the encrypted store of session-store.ts; the check path reads the very same Redis
+// key directly (one GETEX, which also renews the idle TTL) instead of running the session middleware.
 import crypto from 'node:crypto';
 import session from 'express-session';
-import RedisStore from 'connect-redis';
 import { Redis } from 'ioredis';
 import signature from 'cookie-signature';
 import type { Config } from './config.js';
 import { IdgateError } from './errors.js';
 import type { Identity } from './policy.js';
+import { EncryptedRedisStore, openSession, sessionKey } from './session-store.js';
 
 /** What idgate keeps in a session (under `req.session.idgate`). */
 export interface StoredSession {
@@ -25,8 +25,10 @@ export interface StoredSession {
   /** For RP-initiated logout (id_token_hint). */
   readonly idToken: string;
   readonly refreshToken: string | undefined;
-  /** ms since epoch, when the access token from login expires (refresh arrives with session lifecycle work). */
+  /** ms since epoch, when the access token expires; with a refresh token, idgate renews before then. */
   readonly accessTokenExpiresAt: number | undefined;
+  /** ms since epoch of the login or the last refresh (refresh is due after half the token's life at most). */
+  readonly tokensIssuedAt: number;
   /** The IdP's session id (`sid` claim), for back-channel logout. */
   readonly idpSessionId: string | undefined;
 }
@@ -49,39 +51,43 @@ export function createRedisClient(config: Config): Redis {
   });
 }
 
-export function sessionKeyPrefix(config: Config): string {
-  return `${config.redisKeyPrefix}sess:`;
-}
-
 export function createSessionMiddleware(config: Config, redis: Redis) {
-  const store = new RedisStore({
-    client: redis,
-    prefix: sessionKeyPrefix(config),
-    // The key's TTL is the idle timeout; the check path renews it with GETEX.
-    ttl: () => config.sessionIdleTtlSeconds,
-  });
   return session({
-    store,
+    store: new EncryptedRedisStore(redis, config),
     name: config.cookieName,
     secret: [...config.cookieSecrets],
+    // 256 random bits: the id is also the key that encrypts the session at rest.
+    genid: () => crypto.randomBytes(32).toString('base64url'),
     resave: false,
     saveUninitialized: false,
     rolling: false,
     unset: 'destroy',
     proxy: undefined, // follow express's `trust proxy`
-    cookie: {
-      httpOnly: true,
-      sameSite: 'lax',
-      secure: config.cookieSecure,
-      domain: config.cookieDomain,
-      path: '/',
-      maxAge: config.sessionMaxAgeSeconds * 1000,
-    },
+    cookie: sessionCookieOptions(config),
   });
 }
 
+export function sessionCookieOptions(config: Config) {
+  return {
+    httpOnly: true,
+    sameSite: 'lax' as const,
+    secure: config.cookieSecure,
+    domain: config.cookieDomain,
+    path: '/',
+    maxAge: config.sessionMaxAgeSeconds * 1000,
+  };
+}
+
 export type SessionLookup =
-  | { readonly found: true; readonly identity: Identity; readonly session: StoredSession }
+  | {
+      readonly found: true;
+      readonly identity: Identity;
+      readonly session: StoredSession;
+      /** The session id (from the cookie): needed to write the session back, encrypted. */
+      readonly sid: string;
+      /** The whole express-session record, to write back with only `idgate` changed. */
+      readonly record: Record<string, unknown>;
+    }
   | { readonly found: false; readonly problem: 'session_invalid' | 'session_expired' | undefined };
 
 const NO_SESSION: SessionLookup = Object.freeze({ found: false, problem: undefined });
@@ -95,17 +101,32 @@ export async function readSessionForCheck(redis: Redis, config: Config, cookieHe
   if (raw === undefined) return NO_SESSION;
   const sid = unsignSessionId(raw, config.cookieSecrets);
   if (sid === undefined) return { found: false, problem: 'session_invalid' };
-  let text: string | null;
+  let sealed: string | null;
   try {
-    text = await redis.getex(sessionKeyPrefix(config) + sid, 'EX', config.sessionIdleTtlSeconds);
+    sealed = await redis.getex(sessionKey(config, sid), 'EX', config.sessionIdleTtlSeconds);
   } catch (err) {
     throw new IdgateError('store_unavailable', 'session store unavailable', (err as Error).message);
   }
-  if (text === null) return { found: false, problem: 'session_expired' };
-  const stored = parseStoredSession(text);
-  if (!stored) return { found: false, problem: 'session_invalid' };
-  if (now - stored.createdAt > config.sessionMaxAgeSeconds * 1000) return { found: false, problem: 'session_expired' };
-  return { found: true, session: stored, identity: identityOf(stored) };
+  if (sealed === null) return { found: false, problem: 'session_expired' };
+  const parsed = parseRecord(sid, sealed);
+  if (!parsed) return { found: false, problem: 'session_invalid' };
+  if (now - parsed.stored.createdAt > config.sessionMaxAgeSeconds * 1000) return { found: false, problem: 'session_expired' };
+  return { found: true, session: parsed.stored, identity: identityOf(parsed.stored), sid, record: parsed.record };
+}
+
+/** A sealed Redis value opened and checked, or undefined when it is not a valid session of ours. */
+export function parseRecord(sid: string, sealed: string): { stored: StoredSession; record: Record<string, unknown> } | undefined {
+  const text = openSession(sid, sealed);
+  if (text === undefined) return undefined;
+  let record: unknown;
+  try {
+    record = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof record !== 'object' || record === null) return undefined;
+  const stored = parseStoredSession(record as Record<string, unknown>);
+  return stored ? { stored, record: record as Record<string, unknown> } : undefined;
 }
 
 export function identityOf(stored: StoredSession): Identity {
@@ -122,21 +143,16 @@ export function identityOf(stored: StoredSession): Identity {
   };
 }
 
-/** express-session's JSON, checked field by field: a malformed entry is "no session", never a crash. */
-function parseStoredSession(text: string): StoredSession | undefined {
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  const s = (data as { idgate?: unknown } | null)?.idgate as Record<string, unknown> | undefined;
+/** express-session's record, checked field by field: a malformed entry is "no session", never a crash. */
+function parseStoredSession(data: Record<string, unknown>): StoredSession | undefined {
+  const s = data.idgate as Record<string, unknown> | undefined;
   if (!s || typeof s !== 'object' || s.v !== 1) return undefined;
   if (typeof s.subject !== 'string' || typeof s.user !== 'string' || typeof s.issuer !== 'string' || typeof s.createdAt !== 'number') return undefined;
   if (!Array.isArray(s.groups) || !s.groups.every((g) => typeof g === 'string')) return undefined;
   if (s.email !== undefined && typeof s.email !== 'string') return undefined;
   if (s.roles === undefined) s.roles = [];
   if (!Array.isArray(s.roles) || !s.roles.every((r) => typeof r === 'string')) return undefined;
+  if (typeof s.tokensIssuedAt !== 'number') s.tokensIssuedAt = s.createdAt;
   return s as unknown as StoredSession;
 }
 

@@ -13,6 +13,8 @@ let publishedKey: jose.CryptoKey;
 let otherKey: jose.CryptoKey;
 let publicJwk: jose.JWK;
 let shapeIdToken: (claims: jose.JWTPayload) => Promise<string>;
+/** How the token endpoint answers a refresh_token grant. */
+let refreshAnswer: { status: number; body: Record<string, unknown> } | 'id_token' = 'id_token';
 
 beforeAll(async () => {
   const port = await freePort();
@@ -39,9 +41,16 @@ beforeAll(async () => {
     }
     if (req.url === '/jwks') return json({ keys: [publicJwk] });
     if (req.url === '/token') {
-      req.resume();
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
-        void shapeIdToken({}).then((idToken) => json({ access_token: 'opaque', token_type: 'Bearer', expires_in: 300, id_token: idToken }));
+        const refresh = new URLSearchParams(body).get('grant_type') === 'refresh_token';
+        if (refresh && refreshAnswer !== 'id_token') {
+          res.writeHead(refreshAnswer.status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(refreshAnswer.body));
+          return;
+        }
+        void shapeIdToken({}).then((idToken) => json({ access_token: 'opaque', token_type: 'Bearer', expires_in: 300, id_token: idToken, refresh_token: 'rt-2' }));
       });
       return undefined;
     }
@@ -52,6 +61,20 @@ beforeAll(async () => {
 });
 
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+async function relyingParty(): Promise<OidcRelyingParty> {
+  const { config } = loadConfig({
+    IDGATE_ISSUER: issuer,
+    IDGATE_CLIENT_ID: 'idgate',
+    IDGATE_CLIENT_SECRET: 'secret',
+    IDGATE_PUBLIC_URL: 'http://app.test',
+    IDGATE_COOKIE_SECRETS: 'x'.repeat(32),
+    IDGATE_INSECURE_HTTP: '1',
+  });
+  const rp = new OidcRelyingParty(config!, () => undefined);
+  await rp.start();
+  return rp;
+}
 
 async function login(claims: jose.JWTPayload, key: 'published' | 'other' = 'published'): Promise<unknown> {
   const now = Math.floor(Date.now() / 1000);
@@ -90,5 +113,42 @@ describe('ID token validation at the callback', () => {
     ['expired', { exp: Math.floor(Date.now() / 1000) - 600, iat: Math.floor(Date.now() / 1000) - 900 }, 'published'],
   ] as const)('an ID token %s is refused', async (_name, claims, key) => {
     await expect(login(claims, key)).rejects.toMatchObject({ code: 'login_failed' });
+  });
+});
+
+describe('refresh', () => {
+  const stored = { v: 1 as const, subject: 'alice', user: 'alice', email: undefined, groups: ['admins'], roles: [], issuer: '', createdAt: 0, idToken: 'old', refreshToken: 'rt-1', accessTokenExpiresAt: 0, tokensIssuedAt: 0, idpSessionId: undefined };
+  const now = () => Math.floor(Date.now() / 1000);
+  const sign = (claims: jose.JWTPayload) => () =>
+    new jose.SignJWT({ iss: issuer, aud: 'idgate', sub: 'alice', iat: now(), exp: now() + 300, groups: ['admins', 'new-group'], ...claims }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).sign(publishedKey);
+
+  test('a refreshed ID token for the same issuer and subject renews the session, groups included', async () => {
+    refreshAnswer = 'id_token';
+    shapeIdToken = sign({});
+    const rp = await relyingParty();
+    const renewed = await rp.refresh({ ...stored, issuer }, Date.now());
+    rp.stop();
+    expect(renewed).toMatchObject({ subject: 'alice', groups: ['admins', 'new-group'], refreshToken: 'rt-2' });
+    expect(renewed.accessTokenExpiresAt).toBeGreaterThan(Date.now());
+  });
+
+  test('a refreshed ID token for another subject ends the session', async () => {
+    refreshAnswer = 'id_token';
+    shapeIdToken = sign({ sub: 'mallory' });
+    const rp = await relyingParty();
+    await expect(rp.refresh({ ...stored, issuer }, Date.now())).rejects.toMatchObject({ code: 'session_ended' });
+    rp.stop();
+  });
+
+  test('invalid_grant ends the session; other IdP errors do not', async () => {
+    const rp = await relyingParty();
+    refreshAnswer = { status: 400, body: { error: 'invalid_grant' } };
+    await expect(rp.refresh({ ...stored, issuer }, Date.now())).rejects.toMatchObject({ code: 'session_ended' });
+    refreshAnswer = { status: 503, body: { error: 'temporarily_unavailable' } };
+    await expect(rp.refresh({ ...stored, issuer }, Date.now())).rejects.toMatchObject({ code: 'idp_unavailable' });
+    refreshAnswer = { status: 500, body: { error: 'server_error' } };
+    await expect(rp.refresh({ ...stored, issuer }, Date.now())).rejects.toMatchObject({ code: 'idp_unavailable' });
+    rp.stop();
+    refreshAnswer = 'id_token';
   });
 });

@@ -7,7 +7,8 @@ import request from 'supertest';
 import { Redis } from 'ioredis';
 import express from 'express';
 import { loadConfig, type Config } from '../../service/src/config.js';
-import { createRedisClient, createSessionMiddleware, sessionKeyPrefix } from '../../service/src/sessions.js';
+import { createRedisClient, createSessionMiddleware } from '../../service/src/sessions.js';
+import { sealSession, sessionKey } from '../../service/src/session-store.js';
 import { configFrom, redisReady, startInProcess, stopInProcess } from '../support/idgate.js';
 import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
 import { REPO_ROOT } from '../../demo/stack.js';
@@ -44,7 +45,7 @@ async function startServer(config: Config): Promise<http.Server> {
 async function plantSession(config: Config, stored: Record<string, unknown>): Promise<string> {
   const sid = crypto.randomBytes(24).toString('base64url');
   const redis = new Redis(redisPort);
-  await redis.set(sessionKeyPrefix(config) + sid, JSON.stringify({ cookie: { path: '/' }, idgate: stored }), 'EX', 60);
+  await redis.set(sessionKey(config, sid), sealSession(sid, JSON.stringify({ cookie: { path: '/' }, idgate: stored })), 'EX', config.sessionIdleTtlSeconds);
   redis.disconnect();
   return `${config.cookieName}=${encodeURIComponent(`s:${signature.sign(sid, config.cookieSecrets[0]!)}`)}`;
 }
@@ -114,6 +115,20 @@ describe('idgate service', () => {
     expect(api.status).toBe(401);
   });
 
+  test('a session idle longer than the idle timeout has ended; activity keeps it alive', async () => {
+    const config = configFor({ IDGATE_SESSION_IDLE_TTL: '1', IDGATE_SESSION_MAX_AGE: '60' });
+    const server = await startServer(config);
+    const active = await plantSession(config, alice);
+    const idle = await plantSession(config, alice);
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 400));
+      expect((await request(server).get('/auth').set('Cookie', active)).status).toBe(200);
+    }
+    const browser = await request(server).get('/auth').set('Cookie', idle).set('Accept', 'text/html');
+    expect(browser.status).toBe(302);
+    expect((await request(server).get('/auth').set('Cookie', idle).set('Accept', 'application/json')).status).toBe(401);
+  });
+
   test('a malformed session in Redis is treated as no session, not a crash', async () => {
     const config = configFor();
     const server = await startServer(config);
@@ -137,7 +152,7 @@ describe('idgate service', () => {
     await request(server).get('/auth').set('Cookie', cookie);
     const sid = signature.unsign(decodeURIComponent(cookie.split('=')[1]!).slice(2), secret) as string;
     const redis = new Redis(redisPort);
-    const ttl = await redis.ttl(sessionKeyPrefix(config) + sid);
+    const ttl = await redis.ttl(sessionKey(config, sid));
     redis.disconnect();
     expect(ttl).toBeGreaterThan(2990);
   });

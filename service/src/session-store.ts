@@ -1,0 +1,189 @@
+// Sessions at rest in Redis, so that a Redis dump alone yields neither tokens nor a usable cookie:
+// the key is a hash of the session id and the value is AES-256-GCM encrypted under a key derived from
+// the session id, which only the browser's cookie carries. Plaintext in Redis is limited to what
+// revocation needs: per-subject indexes naming the session hashes, with user name and login time.
+//
+// This replaces connect-redis (our note on the stack): connect-redis keys Redis by the raw session id and
+// its serializer never sees the id, so neither the hashed key nor a per-session key is possible with it.
+// express-session still owns the cookie and the session lifecycle; this is its Store.
+import crypto from 'node:crypto';
+import session from 'express-session';
+import type { Redis } from 'ioredis';
+import type { Config } from './config.js';
+import { IdgateError } from './errors.js';
+
+/** The Redis key of a session: prefix + base64url(SHA-256(session id)). */
+export function sessionKey(config: Config, sid: string): string {
+  return `${config.redisKeyPrefix}sess:${sessionHash(sid)}`;
+}
+
+export function sessionHash(sid: string): string {
+  return crypto.createHash('sha256').update(`idgate-session-key\0${sid}`).digest('base64url');
+}
+
+function sessionCipherKey(sid: string): Buffer {
+  return Buffer.from(crypto.hkdfSync('sha256', sid, 'idgate-session', 'idgate session encryption v1', 32));
+}
+
+/** "v1." + base64url(iv ‖ ciphertext ‖ tag); the key's hash is bound as additional data. */
+export function sealSession(sid: string, plaintext: string): string {
+  const iv = crypto.randomBytes(12);
+  const cipher = crypto.createCipheriv('aes-256-gcm', sessionCipherKey(sid), iv);
+  cipher.setAAD(Buffer.from(sessionHash(sid)));
+  const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+  return `v1.${Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64url')}`;
+}
+
+/** The plaintext, or undefined when the value is not ours or was tampered with. */
+export function openSession(sid: string, sealed: string): string | undefined {
+  if (!sealed.startsWith('v1.')) return undefined;
+  const raw = Buffer.from(sealed.slice(3), 'base64url');
+  if (raw.length < 12 + 16) return undefined;
+  try {
+    const decipher = crypto.createDecipheriv('aes-256-gcm', sessionCipherKey(sid), raw.subarray(0, 12));
+    decipher.setAAD(Buffer.from(sessionHash(sid)));
+    decipher.setAuthTag(raw.subarray(raw.length - 16));
+    return Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString('utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+// Revocation indexes. idx:sub:<sub> is a hash: session hash → {user, createdAt, idpSessionId};
+// idx:user:<user> a set of subjects; idx:idpsid:<sid> a set of session hashes (back-channel logout).
+
+export interface IndexedSession {
+  readonly hash: string;
+  readonly subject: string;
+  readonly user: string;
+  readonly createdAt: number;
+}
+
+interface IndexFields {
+  subject: string;
+  user: string;
+  createdAt: number;
+  idpSessionId: string | undefined;
+}
+
+type Prefix = Pick<Config, 'redisKeyPrefix'>;
+
+const idx = (config: Prefix, kind: 'sub' | 'user' | 'idpsid', value: string) => `${config.redisKeyPrefix}idx:${kind}:${value}`;
+
+export async function indexSession(redis: Redis, config: Config, sid: string, fields: IndexFields): Promise<void> {
+  const hash = sessionHash(sid);
+  const ttl = config.sessionMaxAgeSeconds;
+  const multi = redis.multi();
+  multi.hset(idx(config, 'sub', fields.subject), hash, JSON.stringify({ user: fields.user, createdAt: fields.createdAt }));
+  multi.expire(idx(config, 'sub', fields.subject), ttl);
+  multi.sadd(idx(config, 'user', fields.user), fields.subject);
+  multi.expire(idx(config, 'user', fields.user), ttl);
+  if (fields.idpSessionId) {
+    multi.sadd(idx(config, 'idpsid', fields.idpSessionId), `${fields.subject}\0${hash}`);
+    multi.expire(idx(config, 'idpsid', fields.idpSessionId), ttl);
+  }
+  await multi.exec();
+}
+
+/** Sessions of a subject, or of every subject a user name maps to. Entries whose session is gone are dropped. */
+export async function listSessions(redis: Redis, config: Prefix, who: { subject?: string; user?: string }): Promise<IndexedSession[]> {
+  const subjects = who.subject ? [who.subject] : who.user ? await redis.smembers(idx(config, 'user', who.user)) : [];
+  const out: IndexedSession[] = [];
+  for (const subject of subjects) {
+    const entries = await redis.hgetall(idx(config, 'sub', subject));
+    for (const [hash, json] of Object.entries(entries)) {
+      if (!(await redis.exists(`${config.redisKeyPrefix}sess:${hash}`))) {
+        await redis.hdel(idx(config, 'sub', subject), hash);
+        continue;
+      }
+      const meta = JSON.parse(json) as { user: string; createdAt: number };
+      out.push({ hash, subject, user: meta.user, createdAt: meta.createdAt });
+    }
+  }
+  return out.sort((a, b) => a.createdAt - b.createdAt);
+}
+
+/** Deletes sessions by their hashes and tells every replica (pub/sub) to forget them. Returns how many existed. */
+export async function revokeSessions(redis: Redis, config: Prefix, sessions: readonly { hash: string; subject: string }[]): Promise<number> {
+  if (sessions.length === 0) return 0;
+  const multi = redis.multi();
+  for (const s of sessions) {
+    multi.del(`${config.redisKeyPrefix}sess:${s.hash}`);
+    multi.hdel(idx(config, 'sub', s.subject), s.hash);
+  }
+  const results = (await multi.exec()) ?? [];
+  await redis.publish(revocationChannel(config), JSON.stringify(sessions.map((s) => s.hash)));
+  let deleted = 0;
+  for (let i = 0; i < results.length; i += 2) deleted += Number(results[i]?.[1] ?? 0);
+  return deleted;
+}
+
+/** Sessions that came from one IdP session (the `sid` of a back-channel logout token). */
+export async function sessionsOfIdpSession(redis: Redis, config: Prefix, idpSessionId: string): Promise<{ hash: string; subject: string }[]> {
+  const members = await redis.smembers(idx(config, 'idpsid', idpSessionId));
+  return members.map((m) => {
+    const [subject = '', hash = ''] = m.split('\0');
+    return { subject, hash };
+  });
+}
+
+/** Pub/sub channel on which revoked session hashes are announced to every replica. */
+export function revocationChannel(config: Prefix): string {
+  return `${config.redisKeyPrefix}revoked`;
+}
+
+/** express-session's Store over Redis, encrypted and hashed as above. The TTL is the idle timeout. */
+export class EncryptedRedisStore extends session.Store {
+  constructor(
+    private readonly redis: Redis,
+    private readonly config: Config,
+  ) {
+    super();
+  }
+
+  override get(sid: string, callback: (err: unknown, session?: session.SessionData | null) => void): void {
+    this.redis.get(sessionKey(this.config, sid)).then(
+      (sealed) => {
+        const text = sealed === null ? undefined : openSession(sid, sealed);
+        if (text === undefined) return callback(null, null);
+        try {
+          callback(null, JSON.parse(text) as session.SessionData);
+        } catch {
+          callback(null, null);
+        }
+      },
+      (err: Error) => callback(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
+    );
+  }
+
+  override set(sid: string, data: session.SessionData, callback?: (err?: unknown) => void): void {
+    const sealed = sealSession(sid, JSON.stringify(data));
+    const stored = data.idgate;
+    const write = this.redis.set(sessionKey(this.config, sid), sealed, 'EX', this.config.sessionIdleTtlSeconds);
+    const index = stored
+      ? indexSession(this.redis, this.config, sid, { subject: stored.subject, user: stored.user, createdAt: stored.createdAt, idpSessionId: stored.idpSessionId })
+      : Promise.resolve();
+    Promise.all([write, index]).then(
+      () => callback?.(),
+      (err: Error) => callback?.(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
+    );
+  }
+
+  override destroy(sid: string, callback?: (err?: unknown) => void): void {
+    const hash = sessionHash(sid);
+    this.redis
+      .del(sessionKey(this.config, sid))
+      .then(() => this.redis.publish(revocationChannel(this.config), JSON.stringify([hash])))
+      .then(
+        () => callback?.(),
+        (err: Error) => callback?.(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
+      );
+  }
+
+  override touch(sid: string, _data: session.SessionData, callback?: (err?: unknown) => void): void {
+    this.redis.expire(sessionKey(this.config, sid), this.config.sessionIdleTtlSeconds).then(
+      () => callback?.(),
+      (err: Error) => callback?.(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
+    );
+  }
+}

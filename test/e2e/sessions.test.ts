@@ -1,0 +1,208 @@
+// Session lifecycle against the real stack (HAProxy, two idgate replicas, Redis, the local IdP issuing
+// 4-second access tokens): silent renewal, one refresh grant under concurrency, renewal failures,
+// back-channel and local logout on every replica, nothing readable in a Redis dump, secret rotation,
+// and the operators' sessions command.
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import signature from 'cookie-signature';
+import { Redis } from 'ioredis';
+import * as jose from 'jose';
+import { REPO_ROOT } from '../../demo/processes.js';
+import { startStack, type Stack } from '../../demo/stack.js';
+import { Browser, signIn } from '../support/browser.js';
+
+const TOKEN_TTL_S = 4;
+const OLD_SECRET = 'old-secret-'.padEnd(40, 'o');
+const NEW_SECRET = 'new-secret-'.padEnd(40, 'n');
+let stack: Stack;
+
+beforeAll(async () => {
+  stack = await startStack({ idgateReplicas: 2, idpEnv: { IDP_ACCESS_TOKEN_TTL: String(TOKEN_TTL_S) }, idgateEnv: { IDGATE_COOKIE_SECRETS: OLD_SECRET } });
+}, 60_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function refreshEvents(): number {
+  return ['idgate', 'idgate2'].map((n) => stack.processes[n]!.output().split('\n').filter((l) => l.includes('"event":"refresh"')).length).reduce((a, b) => a + b, 0);
+}
+
+/** The /auth answer of one replica for this browser's cookie, as HAProxy would ask. */
+async function checkAt(replica: number, browser: Browser, uri = '/'): Promise<Response> {
+  return fetch(`${stack.idgateUrls[replica]}/auth`, {
+    headers: { cookie: browser.cookieHeader(new URL(stack.frontUrl)) ?? '', accept: 'application/json', 'x-forwarded-uri': uri, 'x-forwarded-host': `127.0.0.1:${stack.ports.front}` },
+  });
+}
+
+function sidOf(browser: Browser): string {
+  const value = decodeURIComponent(browser.cookie('127.0.0.1', '_idgate')!);
+  for (const secret of [NEW_SECRET, OLD_SECRET]) {
+    const sid = signature.unsign(value.slice(2), secret);
+    if (sid !== false) return sid;
+  }
+  throw new Error('cookie signed with neither secret');
+}
+
+describe('silent renewal', () => {
+  test('a request after the tokens are due renews them through HAProxy, and the cookie comes back', async () => {
+    const browser = new Browser();
+    await signIn(browser, `${stack.frontUrl}/`, 'alice');
+    const before = refreshEvents();
+    await sleep((TOKEN_TTL_S / 2) * 1000 + 300);
+    const res = await browser.fetch(`${stack.frontUrl}/after-renewal`);
+    expect(res.status).toBe(200);
+    expect(res.headers.getSetCookie().some((c) => c.startsWith('_idgate=') && /HttpOnly/.test(c))).toBe(true);
+    expect(refreshEvents()).toBe(before + 1);
+    // Well past the first token's expiry, the renewed session still works.
+    await sleep(TOKEN_TTL_S * 1000);
+    expect((await browser.fetch(`${stack.frontUrl}/later`)).status).toBe(200);
+  });
+
+  test('20 concurrent requests at renewal time across two replicas cause one refresh grant and no logout', async () => {
+    const browser = new Browser();
+    await signIn(browser, `${stack.frontUrl}/`, 'bob');
+    await sleep(TOKEN_TTL_S * 1000 + 300); // expired: every request needs the renewal
+    const before = refreshEvents();
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => checkAt(i % 2, browser)));
+    expect(answers.map((a) => a.status)).toEqual(Array(20).fill(200));
+    expect(answers.every((a) => a.headers.get('x-auth-user') === 'bob')).toBe(true);
+    expect(refreshEvents()).toBe(before + 1);
+    expect((await checkAt(0, browser)).status).toBe(200);
+    expect((await checkAt(1, browser)).status).toBe(200);
+  });
+
+  test('with the IdP unreachable the session lives while its tokens are valid, then answers 503; an IdP that forgot the grant ends it', async () => {
+    const browser = new Browser();
+    await signIn(browser, `${stack.frontUrl}/`, 'alice');
+    await stack.stopIdp();
+    try {
+      await sleep((TOKEN_TTL_S / 2) * 1000 + 300);
+      expect((await checkAt(0, browser)).status).toBe(200); // due, not expired: goes on with current tokens
+      await sleep((TOKEN_TTL_S / 2) * 1000 + 300);
+      expect((await checkAt(0, browser)).status).toBe(503); // expired, cannot renew: cannot decide
+    } finally {
+      await stack.startIdp();
+    }
+    // The fresh IdP knows nothing of the grant: invalid_grant ends the session (a redirect, never a 403).
+    const res = await browser.fetch(`${stack.frontUrl}/`);
+    expect(res.status).toBe(302);
+    expect((await checkAt(1, browser)).status).toBe(401);
+  });
+});
+
+describe('logout everywhere', () => {
+  test('logout through one replica ends the session on the other', async () => {
+    const browser = new Browser();
+    await signIn(browser, `${stack.frontUrl}/`, 'alice');
+    const cookie = browser.cookieHeader(new URL(stack.frontUrl))!;
+    await browser.navigate(`${stack.frontUrl}/_auth/logout`, { method: 'POST', headers: { origin: stack.frontUrl } });
+    const other = await fetch(`${stack.idgateUrls[1]}/auth`, { headers: { cookie, accept: 'application/json' } });
+    expect(other.status).toBe(401);
+  });
+
+  test('ending the session at the IdP logs the user out of idgate on every replica within a second (back-channel)', async () => {
+    const browser = new Browser();
+    await signIn(browser, `${stack.frontUrl}/`, 'alice');
+    expect((await checkAt(1, browser)).status).toBe(200);
+    // At the IdP directly, as if the user signed out of another app sharing the IdP session.
+    const confirm = await browser.navigate(`${stack.issuer}/session/end`);
+    await browser.submitForm(confirm.url, await confirm.res.text(), { logout: 'yes' });
+    const deadline = Date.now() + 1000;
+    let statuses: number[] = [];
+    while (Date.now() < deadline) {
+      statuses = [(await checkAt(0, browser)).status, (await checkAt(1, browser)).status];
+      if (statuses.every((s) => s === 401)) break;
+      await sleep(50);
+    }
+    expect(statuses).toEqual([401, 401]);
+    expect(stack.processes.idgate!.output() + stack.processes.idgate2!.output()).toMatch(/"event":"backchannel_logout".*"sessions_revoked":1/);
+  });
+
+  test('a forged logout token is refused and ends nothing', async () => {
+    const browser = new Browser();
+    await signIn(browser, `${stack.frontUrl}/`, 'bob');
+    const { privateKey } = await jose.generateKeyPair('RS256');
+    const forged = await new jose.SignJWT({ sub: 'bob', events: { 'http://schemas.openid.net/event/backchannel-logout': {} }, jti: 'x1' })
+      .setProtectedHeader({ alg: 'RS256', kid: 'forged', typ: 'logout+jwt' })
+      .setIssuer(stack.issuer)
+      .setAudience('idgate')
+      .setIssuedAt()
+      .sign(privateKey);
+    for (const body of [`logout_token=${forged}`, 'logout_token=garbage', '']) {
+      const res = await fetch(`${stack.frontUrl}/_auth/backchannel-logout`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+      expect(res.status).toBe(400);
+    }
+    expect((await checkAt(0, browser)).status).toBe(200);
+  });
+});
+
+describe('at rest and for operators', () => {
+  test('a Redis dump holds no token and no session id, only sealed sessions and revocation indexes', async () => {
+    const browser = new Browser();
+    await signIn(browser, `${stack.frontUrl}/`, 'alice');
+    const sid = sidOf(browser);
+    const redis = new Redis(stack.ports.redis);
+    try {
+      const keys = await redis.keys('*');
+      const dump: string[] = [];
+      for (const key of keys) {
+        const type = await redis.type(key);
+        const value = type === 'string' ? await redis.get(key) : type === 'hash' ? JSON.stringify(await redis.hgetall(key)) : type === 'set' ? JSON.stringify(await redis.smembers(key)) : '';
+        dump.push(`${key} ${value}`);
+        if (key.startsWith('idgate:sess:')) expect(value).toMatch(/^v1\.[A-Za-z0-9_-]+$/);
+      }
+      const text = dump.join('\n');
+      expect(keys.some((k) => k.startsWith('idgate:sess:'))).toBe(true);
+      expect(text).not.toContain(sid);
+      expect(text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/); // no JWT (ID token, access token)
+      expect(text).not.toContain('refresh');
+      expect(text).not.toContain('alice@example.com');
+      expect(text).not.toContain('engineering');
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  test('rotating cookie secrets keeps sessions; a renewal re-signs the cookie with the newest secret', async () => {
+    const browser = new Browser();
+    await signIn(browser, `${stack.frontUrl}/`, 'bob');
+    expect(signature.unsign(decodeURIComponent(browser.cookie('127.0.0.1', '_idgate')!).slice(2), OLD_SECRET)).not.toBe(false);
+    stack.env.IDGATE_COOKIE_SECRETS = `${NEW_SECRET},${OLD_SECRET}`;
+    await stack.stopIdgate(0);
+    await stack.startIdgate(0);
+    expect((await browser.fetch(`${stack.frontUrl}/`)).status).toBe(200);
+    await sleep((TOKEN_TTL_S / 2) * 1000 + 300);
+    expect((await browser.fetch(`${stack.frontUrl}/`)).status).toBe(200); // renewal: Set-Cookie with the new secret
+    expect(signature.unsign(decodeURIComponent(browser.cookie('127.0.0.1', '_idgate')!).slice(2), NEW_SECRET)).not.toBe(false);
+    stack.env.IDGATE_COOKIE_SECRETS = NEW_SECRET;
+    await stack.stopIdgate(0);
+    await stack.startIdgate(0);
+    expect((await browser.fetch(`${stack.frontUrl}/`)).status).toBe(200);
+  });
+
+  test('idgate sessions list and revoke work against Redis, for every replica', async () => {
+    const a = new Browser();
+    const b = new Browser();
+    await signIn(a, `${stack.frontUrl}/`, 'bob');
+    await signIn(b, `${stack.frontUrl}/`, 'bob');
+    const run = (args: string[]) =>
+      new Promise<{ code: number; stdout: string }>((resolve) =>
+        execFile(process.execPath, [path.join(REPO_ROOT, 'bin/idgate.js'), 'sessions', ...args], { env: { PATH: process.env.PATH!, IDGATE_REDIS_URL: `redis://127.0.0.1:${stack.ports.redis}` } }, (err, stdout) =>
+          resolve({ code: err ? 1 : 0, stdout }),
+        ),
+      );
+    const listed = await run(['list', '--user', 'bob']);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(/sub=bob {2}user=bob/);
+    const count = Number(/(\d+) session\(s\)/.exec(listed.stdout)![1]);
+    expect(count).toBeGreaterThanOrEqual(2);
+    const revoked = await run(['revoke', '--sub', 'bob']);
+    expect(revoked.stdout).toBe(`revoked ${count} session(s)\n`);
+    expect((await checkAt(0, a)).status).toBe(401);
+    expect((await checkAt(1, b)).status).toBe(401);
+    expect((await run(['list', '--user', 'bob'])).stdout).toBe('0 session(s)\n');
+  });
+});
