@@ -104,6 +104,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await waitForPort(port).catch((err: Error) => {
       throw new Error(`${err.message}\n${p.output()}`);
     });
+    // Ready (Redis reached, IdP metadata and keys loaded) before HAProxy's health checks look at it.
+    await waitForReady(`http://127.0.0.1:${port}/readyz`);
     return p;
   };
 
@@ -138,7 +140,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     if (options.haproxy ?? true) {
       track(await startHaproxy({ frontPort: ports.front, idgatePort: ports.idgate[0]!, upstreamPort: ports.upstream, canaryPort: ports.canary, echo }));
     }
-    await Promise.all(ports.idgate.map((port) => waitForReady(`http://127.0.0.1:${port}/readyz`)));
   } catch (err) {
     const logs = started.map((p) => `--- ${p.name}\n${p.output().slice(-3000)}`).join('\n');
     await stopAllStarted();

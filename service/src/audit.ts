@@ -1,6 +1,8 @@
-// Structured output: one JSON line per check decision (the audit trail) and one per operational event.
-// Nothing that reaches here may carry a token, a cookie, a code or a secret: callers pass only the fields
-// below, and paths are logged without their query string (queries sometimes carry tokens).
+// Structured output with pino: one JSON line per check decision (the audit trail), per login, logout,
+// renewal and revocation, and per operational event. Nothing that reaches here may carry a token, a
+// cookie, a code or a secret: callers pass only the fields below, paths are logged without their query
+// string (queries sometimes carry tokens), and pino's redaction blanks the usual suspects as a second net.
+import pino from 'pino';
 
 export interface DecisionRecord {
   readonly request_id: string;
@@ -22,21 +24,58 @@ export type LogLevel = 'info' | 'warn' | 'error';
 
 export interface Logger {
   decision(record: DecisionRecord): void;
-  /** Logins, logouts and other session events. */
+  /** Logins, logouts, renewals, revocations. */
   event(event: string, fields: Record<string, unknown>): void;
   log(level: LogLevel, message: string, fields?: Record<string, unknown>): void;
+  /** Writes out what is buffered (before exit). */
+  flush(): void;
 }
 
-export function createLogger(write: (line: string) => void = (line) => process.stdout.write(line)): Logger {
+export interface LoggerOptions {
+  /** Lowest level written: info (default), warn, error; decisions and events are info. */
+  level?: string;
+  /** A file to append to; default: standard output. */
+  file?: string;
+  /** For tests: where lines go instead (each call gets one line with its newline). */
+  write?: (line: string) => void;
+}
+
+const REDACT = ['authorization', 'cookie', 'token', 'access_token', 'id_token', 'refresh_token', 'code', 'client_secret', 'password', '*.authorization', '*.cookie', '*.token', '*.access_token', '*.id_token', '*.refresh_token', '*.client_secret'];
+
+export function createLogger(options: LoggerOptions | ((line: string) => void) = {}): Logger {
+  const opts = typeof options === 'function' ? { write: options } : options;
+  const destination = opts.write
+    ? { write: opts.write }
+    : pino.destination({ dest: opts.file ?? 1, sync: false, mkdir: opts.file !== undefined, append: true });
+  const logger = pino(
+    {
+      level: opts.level ?? 'info',
+      base: undefined,
+      messageKey: 'msg',
+      timestamp: () => `,"time":"${new Date().toISOString()}"`,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: REDACT, censor: '[redacted]' },
+    },
+    destination,
+  );
   return {
     decision(record) {
-      write(`${JSON.stringify({ time: new Date().toISOString(), event: 'decision', ...record })}\n`);
+      logger.info({ event: 'decision', ...record });
     },
     event(event, fields) {
-      write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`);
+      logger.info({ ...fields, event });
     },
     log(level, message, fields) {
-      write(`${JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...fields })}\n`);
+      logger[level](fields ?? {}, message);
+    },
+    flush() {
+      if ('flushSync' in destination && typeof destination.flushSync === 'function') {
+        try {
+          destination.flushSync();
+        } catch {
+          // not ready yet: nothing written
+        }
+      }
     },
   };
 }

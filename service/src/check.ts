@@ -12,7 +12,7 @@ import { IdgateError, isIdgateError, describeError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { keepSessionFresh } from './refresh.js';
-import { decide, matchRule, normalizePath, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from './policy.js';
+import { decide, matchRule, NO_RULE, normalizePath, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from './policy.js';
 import { readSessionForCheck } from './sessions.js';
 import type { BearerVerifier } from './tokens.js';
 import { forbiddenPage } from './pages.js';
@@ -63,7 +63,7 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, req: Incoming
       const reason = isIdgateError(err) ? err.code : 'internal_error';
       deps.metrics.recordEvent(reason === 'store_unavailable' ? 'store_error' : 'idp_error');
       deps.logger.log('error', 'cannot decide', { request_id: facts.requestId, error: describeError(err) });
-      audit(deps, facts, { outcome: 'unavailable', status: 503, rule: rule.id, reason }, undefined, started);
+      audit(deps, facts, { outcome: 'unavailable', status: 503, rule: rule.id, reason }, reason, undefined, started);
       return;
     }
   }
@@ -72,7 +72,7 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, req: Incoming
   // A renewed session's cookie goes back with whatever the answer is (HAProxy passes every Set-Cookie on).
   if (setCookie) res.setHeader('Set-Cookie', setCookie);
   sendAnswer(res, decision, facts, identity, loginUrl, config, head);
-  audit(deps, facts, decision, identity, started);
+  audit(deps, facts, decision, reasonCode(decision, problem), identity, started);
 }
 
 interface Credentials {
@@ -269,15 +269,31 @@ function quotable(text: string): string {
   return text.replace(/["\\]/g, "'");
 }
 
+/** A closed set of reasons, for metrics labels (the audit line carries the full reason). */
+function reasonCode(decision: Decision, problem: CredentialProblem | undefined): string {
+  switch (decision.outcome) {
+    case 'public':
+      return 'public';
+    case 'allow':
+      return 'ok';
+    case 'deny':
+      return decision.missingScope ? 'insufficient_scope' : decision.rule === NO_RULE ? 'no_rule' : 'policy';
+    case 'login':
+    case 'unauthenticated':
+      return problem?.code ?? 'no_credentials';
+  }
+}
+
 function audit(
   deps: CheckDependencies,
   facts: RequestFacts,
   decision: { readonly outcome: string; readonly status: number; readonly rule: string; readonly reason: string },
+  code: string,
   identity: Identity | undefined,
   started: number,
 ): void {
   const seconds = (performance.now() - started) / 1000;
-  deps.metrics.recordDecision(decision.outcome, seconds);
+  deps.metrics.recordDecision(decision.outcome, code, seconds);
   deps.logger.decision({
     request_id: facts.requestId,
     decision: decision.outcome,

@@ -54,6 +54,8 @@ export interface Config {
   readonly trustedProxiesText: string;
   readonly insecureHttp: boolean;
   readonly redisKeyPrefix: string;
+  readonly logLevel: string;
+  readonly logFile: string | undefined;
 }
 
 type Kind = 'url' | 'string' | 'secret' | 'secret-list' | 'list' | 'int' | 'bool' | 'listen' | 'proxies' | 'json';
@@ -101,6 +103,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_LISTEN', key: 'listen', kind: 'listen', default: '127.0.0.1:4180', doc: 'address:port of the check and browser endpoints', example: '127.0.0.1:4180' },
   { env: 'IDGATE_TRUSTED_PROXIES', key: 'trusted_proxies', kind: 'proxies', default: '127.0.0.0/8,::1', doc: 'addresses or CIDRs whose X-Forwarded-* headers are believed', example: '127.0.0.1,10.0.0.0/8' },
   { env: 'IDGATE_INSECURE_HTTP', key: 'insecure_http', kind: 'bool', default: '0', doc: 'allow a plain-http issuer and non-Secure cookies (local demo and tests only)', example: '1' },
+  { env: 'IDGATE_LOG_LEVEL', key: 'log_level', kind: 'string', default: 'info', doc: 'lowest level logged: info (every decision), warn or error', example: 'info' },
+  { env: 'IDGATE_LOG_FILE', key: 'log_file', kind: 'string', optional: true, doc: 'file the JSON log and audit lines are appended to; unset: standard output', example: '/var/log/idgate/audit.log' },
   { env: 'IDGATE_REDIS_PREFIX', key: 'redis_prefix', kind: 'string', default: 'idgate:', doc: 'prefix of every Redis key idgate writes', example: 'idgate:' },
 ];
 
@@ -168,6 +172,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   const idle = parsed.IDGATE_SESSION_IDLE_TTL as number | undefined;
   const maxAge = parsed.IDGATE_SESSION_MAX_AGE as number | undefined;
   if (idle !== undefined && maxAge !== undefined && idle > maxAge) problems.push(`IDGATE_SESSION_IDLE_TTL: ${idle} is longer than IDGATE_SESSION_MAX_AGE (${maxAge}) (e.g. 14400)`);
+  const logLevel = parsed.IDGATE_LOG_LEVEL as string | undefined;
+  if (logLevel !== undefined && !['info', 'warn', 'error'].includes(logLevel)) problems.push(`IDGATE_LOG_LEVEL: "${logLevel}" is not info, warn or error (e.g. info)`);
   const cookieName = parsed.IDGATE_COOKIE_NAME as string | undefined;
   if (cookieName !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(cookieName)) problems.push('IDGATE_COOKIE_NAME: letters, digits, "_", "-", "." only (e.g. _idgate)');
 
@@ -207,6 +213,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     trustedProxiesText: proxies.text,
     insecureHttp,
     redisKeyPrefix: parsed.IDGATE_REDIS_PREFIX as string,
+    logLevel: parsed.IDGATE_LOG_LEVEL as string,
+    logFile: parsed.IDGATE_LOG_FILE as string | undefined,
   };
   return { config: Object.freeze(config), problems };
 }

@@ -101,6 +101,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     if (stored) {
       await new Promise<void>((resolve, reject) => req.session.destroy((err) => (err ? reject(err) : resolve())));
       metrics.recordEvent('logout');
+      metrics.recordRevoked(1);
       logger.event('logout', { sub: stored.subject, user: stored.user, request_id: requestIdOf(req), client_ip: req.ip });
     }
     res.clearCookie(config.cookieName, { path: '/', domain: config.cookieDomain, httpOnly: true, sameSite: 'lax', secure: config.cookieSecure });
@@ -141,6 +142,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
       ? (await sessionsOfIdpSession(redis, config, who.sid)).filter((s) => !who.sub || s.subject === who.sub)
       : await listSessions(redis, config, { subject: who.sub! });
     const revoked = await revokeSessions(redis, config, sessions);
+    metrics.recordRevoked(revoked);
     metrics.recordEvent('backchannel_logout');
     logger.event('backchannel_logout', { sub: who.sub, sessions_revoked: revoked });
     res.status(200).end();
@@ -167,7 +169,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
   router.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const error = isIdgateError(err) ? err : new IdgateError('login_failed', 'something went wrong while signing you in', describeError(err));
     if (error.code === 'login_failed' || error.code === 'login_mismatch') metrics.recordEvent('login_failed');
-    logger.log(error.status >= 500 ? 'error' : 'warn', 'browser endpoint failed', { path: req.path, code: error.code, detail: error.detail, request_id: requestIdOf(req) });
+    logger.log(error.status >= 500 ? 'error' : 'warn', 'browser endpoint failed', { path: req.path, error_code: error.code, detail: error.detail, request_id: requestIdOf(req) });
     const retry = error.code === 'login_expired' || error.code === 'login_mismatch' || error.code === 'login_failed' ? { href: '/_auth/login', text: 'Sign in again' } : undefined;
     sendPage(res, error.status, error.code === 'store_unavailable' || error.code === 'idp_unavailable' ? 'Temporarily unavailable' : 'Sign-in problem', error.expose, retry);
   });

@@ -10,13 +10,13 @@ import { createRedisClient } from './sessions.js';
 import { BearerVerifier } from './tokens.js';
 
 export async function serve(): Promise<number> {
-  const logger = createLogger();
   const { config, problems } = loadConfig();
   if (!config) {
     for (const problem of problems) process.stderr.write(`idgate: ${problem}\n`);
     process.stderr.write(`idgate: ${problems.length} setting problem(s); not starting\n`);
     return 1;
   }
+  const logger = createLogger({ level: config.logLevel, file: config.logFile });
   if (config.insecureHttp) {
     logger.log('warn', 'IDGATE_INSECURE_HTTP=1: plain-http issuer allowed and cookies not Secure. For local demos and tests only, never in production.');
   }
@@ -66,6 +66,7 @@ export async function serve(): Promise<number> {
       server.close();
       server.closeAllConnections();
       redis.disconnect();
+      logger.flush();
       resolve(0);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));

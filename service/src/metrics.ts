@@ -1,36 +1,86 @@
-// Prometheus text exposition of a few counters, kept in plain objects so the check path pays an
-// increment, not a library call. Labels are low-cardinality only (outcome, event): never users or paths.
+// Prometheus metrics (prom-client) at /metrics. Labels are low-cardinality only: outcomes, reason codes,
+// results — never users, subjects, paths or rule text. Every event name idgate records is declared once in
+// EVENTS below, with the counter and labels it moves.
+import client from 'prom-client';
+
+type EventName =
+  | 'login_ok'
+  | 'login_failed'
+  | 'logout'
+  | 'backchannel_logout'
+  | 'backchannel_logout_rejected'
+  | 'refresh_ok'
+  | 'refresh_failed'
+  | 'refresh_unavailable'
+  | 'store_error'
+  | 'idp_error'
+  | 'jwks_refresh_ok'
+  | 'jwks_refresh_failed'
+  | 'introspection_call'
+  | 'policy_reload_ok'
+  | 'policy_reload_failed';
 
 export class Metrics {
-  readonly #decisions = new Map<string, number>();
-  readonly #events = new Map<string, number>();
-  #checkSeconds = 0;
-  #checks = 0;
+  readonly registry = new client.Registry();
+  readonly #decisions = new client.Counter({ name: 'idgate_decisions_total', help: 'Check decisions by outcome and reason code.', labelNames: ['outcome', 'reason'] as const, registers: [this.registry] });
+  readonly #latency = new client.Histogram({
+    name: 'idgate_check_duration_seconds',
+    help: 'Time from a check request to its answer.',
+    buckets: [0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly #revoked = new client.Counter({ name: 'idgate_sessions_revoked_total', help: 'Sessions ended by logout, back-channel logout, failed renewal or an operator.', registers: [this.registry] });
+  readonly #events: Record<EventName, () => void>;
 
-  recordDecision(outcome: string, seconds: number): void {
-    this.#decisions.set(outcome, (this.#decisions.get(outcome) ?? 0) + 1);
-    this.#checkSeconds += seconds;
-    this.#checks += 1;
+  constructor() {
+    const counter = (name: string, help: string, labelNames: string[] = []) => new client.Counter({ name, help, labelNames, registers: [this.registry] });
+    const logins = counter('idgate_logins_total', 'Completed and failed logins.', ['result']);
+    const logouts = counter('idgate_logouts_total', 'Logouts by kind (local: POST /_auth/logout; backchannel: the IdP).', ['kind']);
+    const refreshes = counter('idgate_refreshes_total', 'Token renewals: ok, failed (session ended), unavailable (IdP away).', ['result']);
+    const jwks = counter('idgate_jwks_refreshes_total', 'Fetches of signing keys.', ['result']);
+    const reloads = counter('idgate_policy_reloads_total', 'Policy reloads.', ['result']);
+    const redisErrors = counter('idgate_redis_errors_total', 'Checks that could not reach Redis.');
+    const idpErrors = counter('idgate_idp_errors_total', 'Failures to reach the IdP (discovery, keys, introspection, renewal).');
+    const introspections = counter('idgate_introspection_calls_total', 'Introspection calls made (cache misses).');
+    const rejectedLogouts = counter('idgate_backchannel_logout_rejected_total', 'Logout tokens refused.');
+    this.#events = {
+      login_ok: () => logins.inc({ result: 'ok' }),
+      login_failed: () => logins.inc({ result: 'failed' }),
+      logout: () => logouts.inc({ kind: 'local' }),
+      backchannel_logout: () => logouts.inc({ kind: 'backchannel' }),
+      backchannel_logout_rejected: () => rejectedLogouts.inc(),
+      refresh_ok: () => refreshes.inc({ result: 'ok' }),
+      refresh_failed: () => refreshes.inc({ result: 'failed' }),
+      refresh_unavailable: () => refreshes.inc({ result: 'unavailable' }),
+      store_error: () => redisErrors.inc(),
+      idp_error: () => idpErrors.inc(),
+      jwks_refresh_ok: () => jwks.inc({ result: 'ok' }),
+      jwks_refresh_failed: () => jwks.inc({ result: 'failed' }),
+      introspection_call: () => introspections.inc(),
+      policy_reload_ok: () => reloads.inc({ result: 'ok' }),
+      policy_reload_failed: () => reloads.inc({ result: 'failed' }),
+    };
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'idgate_' });
   }
 
-  /** login_ok, login_failed, logout, store_error, idp_error ... */
-  recordEvent(event: string): void {
-    this.#events.set(event, (this.#events.get(event) ?? 0) + 1);
+  recordDecision(outcome: string, reason: string, seconds: number): void {
+    this.#decisions.inc({ outcome, reason });
+    this.#latency.observe(seconds);
   }
 
-  render(): string {
-    const lines = [
-      '# HELP idgate_decisions_total Check decisions by outcome.',
-      '# TYPE idgate_decisions_total counter',
-      ...[...this.#decisions].map(([outcome, n]) => `idgate_decisions_total{outcome="${outcome}"} ${n}`),
-      '# HELP idgate_check_duration_seconds Time spent deciding checks.',
-      '# TYPE idgate_check_duration_seconds summary',
-      `idgate_check_duration_seconds_sum ${this.#checkSeconds}`,
-      `idgate_check_duration_seconds_count ${this.#checks}`,
-      '# HELP idgate_events_total Logins, logouts and errors by kind.',
-      '# TYPE idgate_events_total counter',
-      ...[...this.#events].map(([event, n]) => `idgate_events_total{event="${event}"} ${n}`),
-    ];
-    return `${lines.join('\n')}\n`;
+  recordEvent(event: EventName): void {
+    this.#events[event]();
+  }
+
+  recordRevoked(count: number): void {
+    if (count > 0) this.#revoked.inc(count);
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
   }
 }

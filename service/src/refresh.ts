@@ -78,7 +78,7 @@ export async function keepSessionFresh(deps: RefreshDependencies, lookup: FoundS
       if (isIdgateError(err) && err.code === 'session_ended') {
         deps.metrics.recordEvent('refresh_failed');
         deps.logger.event('session_ended', { reason: err.detail ?? err.code, sub: latest.session.subject, user: latest.session.user });
-        await revokeSessions(redis, config, [{ hash: sessionHash(latest.sid), subject: latest.session.subject }]);
+        deps.metrics.recordRevoked(await revokeSessions(redis, config, [{ hash: sessionHash(latest.sid), subject: latest.session.subject }]));
         return { kind: 'ended' };
       }
       deps.metrics.recordEvent('refresh_unavailable');

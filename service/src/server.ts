@@ -42,7 +42,7 @@ export function createIdgateServer(deps: ServerDependencies): http.Server {
     if (path === '/auth' && (req.method === 'GET' || req.method === 'HEAD')) return check(req, res);
     if (path === '/healthz') return sendText(res, 200, 'ok\n');
     if (path === '/readyz') return void readiness(redis, oidc, bearer).then(({ ok, detail }) => sendText(res, ok ? 200 : 503, `${detail}\n`));
-    if (path === '/metrics') return sendText(res, 200, metrics.render(), 'text/plain; version=0.0.4');
+    if (path === '/metrics') return void metrics.render().then((text) => sendText(res, 200, text, metrics.contentType));
     return app(req, res);
   });
   // HAProxy keeps connections to idgate open; let it close them first.

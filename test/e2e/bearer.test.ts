@@ -9,7 +9,7 @@ import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../
 import { REPO_ROOT } from '../../demo/stack.js';
 import { startHaproxy } from '../../demo/haproxy.js';
 import { startUpstream, type RunningUpstream } from '../../demo/upstream.js';
-import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
+import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
 
 let redis: ManagedProcess;
 let redisPort: number;
@@ -96,9 +96,8 @@ async function expectHealthy(transport: Transport): Promise<void> {
   expect((await request(idgate.server).get('/healthz')).status).toBe(200);
 }
 
-function metric(name: string): number {
-  const m = new RegExp(`idgate_events_total\\{event="${name}"\\} (\\d+)`).exec(idgate.metrics.render());
-  return m ? Number(m[1]) : 0;
+async function metric(sample: string): Promise<number> {
+  return metricValue(await idgate.metrics.render(), sample);
 }
 
 function b64(value: object): string {
@@ -283,23 +282,23 @@ describe('opaque tokens (introspection)', () => {
   test('an opaque token is checked by introspection once, then answered from the cache', async () => {
     const token = await clientCredentials(idps.a.issuer, 'opaque-bot', 'api:read');
     expect(token.split('.')).toHaveLength(1);
-    const calls = metric('introspection_call');
+    const calls = await metric('idgate_introspection_calls_total');
     for (let i = 0; i < 3; i++) {
       const res = await check(token);
       expect(res.status).toBe(200);
       expect(res.identity).toMatchObject({ 'x-auth-client': 'opaque-bot', 'x-auth-scopes': 'api:read' });
     }
-    expect(metric('introspection_call')).toBe(calls + 1);
+    expect(await metric('idgate_introspection_calls_total')).toBe(calls + 1);
   });
 
   test('an unknown opaque token is 401 "not active", and asking again is answered from the negative cache', async () => {
-    const calls = metric('introspection_call');
+    const calls = await metric('idgate_introspection_calls_total');
     for (let i = 0; i < 2; i++) {
       const res = await check('made-up-opaque-token');
       expect(res.status).toBe(401);
       expect(res.www).toContain('the token is not active');
     }
-    expect(metric('introspection_call')).toBe(calls + 1);
+    expect(await metric('idgate_introspection_calls_total')).toBe(calls + 1);
   });
 });
 
@@ -330,13 +329,13 @@ describe('key rotation at the IdP', () => {
   test('while the IdP is unreachable, cached keys keep verifying and the failure is logged and counted', async () => {
     const token = await clientCredentials(idps.b.issuer, 'demo-bot', 'api:read');
     expect((await check(token)).status).toBe(200);
-    const failures = metric('jwks_refresh_failed');
+    const failures = await metric('idgate_jwks_refreshes_total{result="failed"}');
     await idps.b.process.stop();
     for (let i = 0; i < 10; i++) {
       await new Promise((r) => setTimeout(r, 200));
       expect((await check(token)).status).toBe(200);
     }
-    expect(metric('jwks_refresh_failed')).toBeGreaterThan(failures);
+    expect(await metric('idgate_jwks_refreshes_total{result="failed"}')).toBeGreaterThan(failures);
     expect(idgate.logLines.some((l) => l.includes('signing keys could not be fetched'))).toBe(true);
   });
 });

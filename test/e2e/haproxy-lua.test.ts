@@ -174,7 +174,7 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
 
   function idgateHandler(req: http.IncomingMessage, res: http.ServerResponse, body: string): void {
     const url = req.url ?? '';
-    if (url === '/healthz') { res.writeHead(200, { 'content-type': 'text/plain' }).end('ok'); return; }
+    if (url === '/healthz' || url === '/readyz') { res.writeHead(200, { 'content-type': 'text/plain' }).end('ok'); return; }
     if (url.startsWith('/_auth/')) {
       authPages.push(record(req, body));
       const json = JSON.stringify({ url, headers: pairs(req.rawHeaders) });
@@ -698,7 +698,7 @@ describe('HAProxy with the default 16 KB buffers', () => {
   const upstream = countingUpstream();
   const idgate = http.createServer({ maxHeaderSize: 65536 }, (req, res) => {
     req.resume();
-    if (req.url === '/healthz') { res.writeHead(200, { 'content-length': '2' }).end('ok'); return; }
+    if (req.url === '/healthz' || req.url === '/readyz') { res.writeHead(200, { 'content-length': '2' }).end('ok'); return; }
     res.writeHead(200, [['X-Auth-User', 'alice'], ['X-Auth-Groups', BIG_GROUPS], ['Content-Length', '0']]).end();
   });
   let frontPort: number;

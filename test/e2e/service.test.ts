@@ -165,7 +165,7 @@ describe('idgate service', () => {
     expect(ready.text).toContain('redis=ok idp=ok keys=ok');
     await request(server).get('/auth');
     const metrics = await request(server).get('/metrics');
-    expect(metrics.text).toMatch(/idgate_decisions_total\{outcome="unauthenticated"\} 1/);
+    expect(metrics.text).toMatch(/idgate_decisions_total\{outcome="unauthenticated",reason="no_credentials"\} 1/);
   });
 
   test('readiness is false while the IdP cannot be discovered', async () => {

@@ -118,7 +118,8 @@ describe('logout everywhere', () => {
       await sleep(50);
     }
     expect(statuses).toEqual([401, 401]);
-    expect(stack.processes.idgate!.output() + stack.processes.idgate2!.output()).toMatch(/"event":"backchannel_logout".*"sessions_revoked":1/);
+    const lines = (stack.processes.idgate!.output() + stack.processes.idgate2!.output()).split('\n').filter((l) => l.includes('"event":"backchannel_logout"'));
+    expect(lines.some((l) => l.includes('"sessions_revoked":1'))).toBe(true);
   });
 
   test('a forged logout token is refused and ends nothing', async () => {

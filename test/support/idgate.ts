@@ -61,3 +61,9 @@ export function stopInProcess(): void {
     redis.disconnect();
   }
 }
+
+/** The value of one sample in Prometheus text, e.g. metricValue(text, 'idgate_logins_total{result="ok"}'); 0 when absent. */
+export function metricValue(text: string, sample: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+  return line ? Number(line.slice(sample.length + 1)) : 0;
+}
