@@ -36,7 +36,10 @@ demo: build
 # The real-browser test drives Debian's Chromium (never a downloaded browser).
 test: WITH_BROWSER = 1
 test: build typecheck
-	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest
+	rm -rf .run/test-logs && mkdir -p .run/test-logs
+	# A hung run fails within 20 minutes instead of holding CI for its whole budget.
+	IDGATE_LOG_CAPTURE_DIR=$(CURDIR)/.run/test-logs NODE_OPTIONS=$(NODE_OPTIONS_JEST) timeout 1200 npx jest
+	node test/scan-logs.mjs .run/test-logs
 
 test-unit: build
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest test/unit

@@ -80,6 +80,19 @@ export function startProcess(name: string, command: string, args: string[], opti
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // Tests set IDGATE_LOG_CAPTURE_DIR: every process's output is kept there, for the scan for leaked
+  // secrets that `make test` runs over the whole suite's logs.
+  const captureDir = process.env.IDGATE_LOG_CAPTURE_DIR;
+  if (captureDir) {
+    child.once('close', () => {
+      try {
+        fs.mkdirSync(captureDir, { recursive: true });
+        fs.appendFileSync(path.join(captureDir, `${name}.log`), captured);
+      } catch {
+        // capturing is best effort; the scan reports a missing directory
+      }
+    });
+  }
   child.once('error', (err) => { captured += `\nspawn error: ${err.message}\n`; });
   const managed: ManagedProcess = {
     name,

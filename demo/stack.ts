@@ -48,6 +48,9 @@ export interface Stack {
   stopIdgate(index: number): Promise<void>;
   /** Stops the IdP; `startIdp` brings up a fresh one (same port and issuer, new keys, no sessions or grants). */
   stopIdp(): Promise<void>;
+  /** Stops Redis; `startRedis` starts it again on the same port (empty: nothing is persisted). */
+  stopRedis(): Promise<void>;
+  startRedis(): Promise<void>;
   startIdp(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -128,8 +131,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }),
     );
 
+  const startRedis = () => track(startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(ports.redis)], { echo }));
+
   try {
-    track(startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(ports.redis)], { echo }));
+    startRedis();
     startIdp();
     for (const [name, port] of [['main', ports.upstream], ['canary', ports.canary]] as const) {
       const env = { ...process.env, UPSTREAM_PORT: String(port), UPSTREAM_NAME: name };
@@ -154,6 +159,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     env,
     processes,
     startIdgate,
+    async stopRedis() {
+      await processes.redis?.stop();
+    },
+    async startRedis() {
+      startRedis();
+      await waitForPort(ports.redis);
+    },
     async stopIdp() {
       await processes.idp?.stop();
     },

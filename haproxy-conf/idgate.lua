@@ -170,6 +170,9 @@ local function decide(txn)
   end
 
   if status >= 400 and status <= 499 then
+    -- A denied user is named in HAProxy's log line too (never in the reply to the client).
+    local user = first_of(rh, "x-auth-user")
+    if user ~= nil then txn:set_var("txn.idgate_user", user) end
     local out = { ["cache-control"] = { "no-store" }, ["set-cookie"] = set_cookies }
     local body = r.body or ""
     local ctype = first_of(rh, "content-type")

@@ -10,9 +10,10 @@ export interface DecisionRecord {
   readonly status: number;
   readonly reason: string;
   readonly rule: string;
-  readonly sub: string | undefined;
-  readonly user: string | undefined;
-  readonly client: string | undefined;
+  /** null for anonymous callers: every line has every field. */
+  readonly sub: string | null;
+  readonly user: string | null;
+  readonly client: string | null;
   readonly method: string;
   readonly host: string;
   readonly path: string;

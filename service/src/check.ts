@@ -209,11 +209,12 @@ function sendAnswer(res: ServerResponse, decision: Decision, facts: RequestFacts
       return;
     }
     case 'deny': {
-      const extra: Record<string, string> = {};
+      // For HAProxy's log line (the Lua action never passes it to the client).
+      const extra: Record<string, string> = identity ? { 'X-Auth-User': headerSafe(identity.user) } : {};
       if (decision.missingScope) extra['WWW-Authenticate'] = `Bearer realm="idgate", error="insufficient_scope", scope="${quotable(decision.missingScope)}"`;
       if (facts.wantsHtml && !facts.isXhr && identity?.via === 'session') {
         const body = forbiddenPage(identity.user, decision.reason, facts.requestId);
-        res.writeHead(403, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Length': String(Buffer.byteLength(body)) });
+        res.writeHead(403, { ...extra, 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Length': String(Buffer.byteLength(body)) });
         res.end(head ? undefined : body);
         return;
       }
@@ -300,9 +301,9 @@ function audit(
     status: decision.status,
     reason: decision.reason,
     rule: decision.rule,
-    sub: identity?.subject,
-    user: identity?.user,
-    client: identity?.clientId,
+    sub: identity?.subject ?? null,
+    user: identity?.user ?? null,
+    client: identity?.clientId ?? null,
     method: facts.method,
     host: facts.host,
     path: facts.path,

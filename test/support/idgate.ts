@@ -1,5 +1,7 @@
 // idgate in this process, for supertest: the same parts main.ts wires, with log lines captured.
+import fs from 'node:fs';
 import type http from 'node:http';
+import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { createLogger } from '../../service/src/audit.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
@@ -41,7 +43,12 @@ export function demoPolicy(): Policy {
 export async function startInProcess(config: Config, policy: Policy = demoPolicy()): Promise<InProcessIdgate> {
   const logLines: string[] = [];
   const redis = createRedisClient(config);
-  const logger = createLogger((line) => logLines.push(line));
+  const captureDir = process.env.IDGATE_LOG_CAPTURE_DIR;
+  if (captureDir) fs.mkdirSync(captureDir, { recursive: true });
+  const logger = createLogger((line) => {
+    logLines.push(line);
+    if (captureDir) fs.appendFileSync(path.join(captureDir, 'idgate-in-process.log'), line);
+  });
   const metrics = new Metrics();
   const oidc = new OidcRelyingParty(config, (level, message, fields) => logger.log(level, message, fields));
   const bearer = new BearerVerifier(config, logger, metrics);
