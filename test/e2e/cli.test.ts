@@ -97,6 +97,19 @@ describe('idgate CLI', () => {
     }
   });
 
+  test.each([['serve'], ['check-config'], ['explain'], ['sessions']])('idgate %s --help lists its options', async (command) => {
+    const { code, stdout } = await idgate([command, '--help']);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(new RegExp(`^usage: idgate ${command}`));
+  });
+
+  test('--help lists every setting with its default', async () => {
+    const { stdout } = await idgate(['--help']);
+    expect(stdout).toContain('IDGATE_SESSION_IDLE_TTL');
+    expect(stdout).toMatch(/IDGATE_LISTEN .*\(default 127\.0\.0\.1:4180\)/);
+    expect(stdout).toMatch(/IDGATE_ISSUER .*\(required\)/);
+  });
+
   test('an unknown command exits 1 with a one-line reason', async () => {
     const { code, stderr } = await idgate(['frobnicate']);
     expect(code).toBe(1);
