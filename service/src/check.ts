@@ -13,6 +13,8 @@ import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { keepSessionFresh } from './refresh.js';
 import { decide, matchRule, NO_RULE, normalizePath, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from './policy.js';
+import type { SessionCache } from './session-cache.js';
+import { sessionHash } from './session-store.js';
 import { readSessionForCheck } from './sessions.js';
 import type { BearerVerifier } from './tokens.js';
 import { forbiddenPage } from './pages.js';
@@ -22,6 +24,7 @@ export interface CheckDependencies {
   readonly redis: Redis;
   readonly oidc: OidcRelyingParty;
   readonly bearer: BearerVerifier;
+  readonly sessionCache: SessionCache;
   readonly policy: () => Policy;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -94,15 +97,19 @@ async function establishIdentity(deps: CheckDependencies, req: IncomingMessage):
     }
   }
   const now = Date.now();
-  const lookup = await readSessionForCheck(deps.redis, deps.config, req.headers.cookie, now);
+  const lookup = await readSessionForCheck(deps.redis, deps.config, req.headers.cookie, now, deps.sessionCache);
   if (lookup.found) {
     const fresh = await keepSessionFresh(deps, lookup, now);
     switch (fresh.kind) {
       case 'current':
+        // Renewed meanwhile by another request or replica: keep the newer copy.
+        if (fresh.lookup !== lookup) deps.sessionCache.set(sessionHash(lookup.sid), fresh.lookup, now);
         return { identity: fresh.lookup.identity };
       case 'refreshed':
+        deps.sessionCache.set(sessionHash(lookup.sid), fresh.lookup, now);
         return { identity: fresh.lookup.identity, setCookie: fresh.setCookie };
       case 'ended':
+        deps.sessionCache.invalidate([sessionHash(lookup.sid)]);
         return { problem: { code: 'session_expired', description: 'the session ended at the identity provider' } };
       case 'unavailable':
         throw new IdgateError('idp_unavailable', 'the session cannot be renewed now', 'tokens expired and the IdP is not reachable');

@@ -56,6 +56,8 @@ export interface Config {
   readonly redisKeyPrefix: string;
   readonly logLevel: string;
   readonly logFile: string | undefined;
+  readonly sessionCacheMs: number;
+  readonly sessionCacheSize: number;
 }
 
 type Kind = 'url' | 'string' | 'secret' | 'secret-list' | 'list' | 'int' | 'bool' | 'listen' | 'proxies' | 'json';
@@ -68,6 +70,8 @@ interface Setting {
   kind: Kind;
   /** undefined means required (unless `optional`). */
   default?: string;
+  /** Smallest value of an int setting (default 1). */
+  min?: number;
   optional?: boolean;
   doc: string;
   example: string;
@@ -103,6 +107,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_LISTEN', key: 'listen', kind: 'listen', default: '127.0.0.1:4180', doc: 'address:port of the check and browser endpoints', example: '127.0.0.1:4180' },
   { env: 'IDGATE_TRUSTED_PROXIES', key: 'trusted_proxies', kind: 'proxies', default: '127.0.0.0/8,::1', doc: 'addresses or CIDRs whose X-Forwarded-* headers are believed', example: '127.0.0.1,10.0.0.0/8' },
   { env: 'IDGATE_INSECURE_HTTP', key: 'insecure_http', kind: 'bool', default: '0', doc: 'allow a plain-http issuer and non-Secure cookies (local demo and tests only)', example: '1' },
+  { env: 'IDGATE_SESSION_CACHE_MS', key: 'session_cache_ms', kind: 'int', min: 0, default: '5000', doc: 'milliseconds a replica reuses a session read from Redis (revocations reach every replica at once); 0: off', example: '5000' },
+  { env: 'IDGATE_SESSION_CACHE_SIZE', key: 'session_cache_size', kind: 'int', default: '50000', doc: 'sessions a replica keeps in that cache at most', example: '50000' },
   { env: 'IDGATE_LOG_LEVEL', key: 'log_level', kind: 'string', default: 'info', doc: 'lowest level logged: info (every decision), warn or error', example: 'info' },
   { env: 'IDGATE_LOG_FILE', key: 'log_file', kind: 'string', optional: true, doc: 'file the JSON log and audit lines are appended to; unset: standard output', example: '/var/log/idgate/audit.log' },
   { env: 'IDGATE_REDIS_PREFIX', key: 'redis_prefix', kind: 'string', default: 'idgate:', doc: 'prefix of every Redis key idgate writes', example: 'idgate:' },
@@ -214,6 +220,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     insecureHttp,
     redisKeyPrefix: parsed.IDGATE_REDIS_PREFIX as string,
     logLevel: parsed.IDGATE_LOG_LEVEL as string,
+    // A cached session skips the GETEX that renews its idle timeout: keep the cache well inside it.
+    sessionCacheMs: Math.min(parsed.IDGATE_SESSION_CACHE_MS as number, idle! * 500),
+    sessionCacheSize: parsed.IDGATE_SESSION_CACHE_SIZE as number,
     logFile: parsed.IDGATE_LOG_FILE as string | undefined,
   };
   return { config: Object.freeze(config), problems };
@@ -341,7 +350,8 @@ function parseValue(setting: Setting, value: string): unknown {
     case 'int': {
       if (!/^\d+$/.test(value.trim())) return { problem: `"${value}" is not a whole number` };
       const n = Number(value);
-      if (n <= 0 || !Number.isSafeInteger(n)) return { problem: 'must be a positive whole number' };
+      const min = setting.min ?? 1;
+      if (n < min || !Number.isSafeInteger(n)) return { problem: min === 0 ? 'must be a whole number, 0 or more' : 'must be a positive whole number' };
       return n;
     }
     case 'bool':

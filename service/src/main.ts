@@ -6,6 +6,7 @@ import { Metrics } from './metrics.js';
 import { OidcRelyingParty } from './oidc.js';
 import { PolicyHolder } from './policy-file.js';
 import { createIdgateServer } from './server.js';
+import { SessionCache, subscribeToRevocations } from './session-cache.js';
 import { createRedisClient } from './sessions.js';
 import { BearerVerifier } from './tokens.js';
 
@@ -47,7 +48,10 @@ export async function serve(): Promise<number> {
   const bearer = new BearerVerifier(config, logger, metrics);
   void bearer.start();
 
-  const server = createIdgateServer({ config, redis, oidc, bearer, policy: () => policy.current, logger, metrics });
+  const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
+  const unsubscribe = sessionCache.enabled ? subscribeToRevocations(redis, config, sessionCache, logger) : () => undefined;
+
+  const server = createIdgateServer({ config, redis, oidc, bearer, sessionCache, policy: () => policy.current, logger, metrics });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => resolve());
@@ -63,6 +67,7 @@ export async function serve(): Promise<number> {
       oidc.stop();
       bearer.stop();
       policy.close();
+      unsubscribe();
       server.close();
       server.closeAllConnections();
       redis.disconnect();

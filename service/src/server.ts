@@ -10,6 +10,7 @@ import { createBrowserRoutes } from './login.js';
 import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
 import type { Policy } from './policy.js';
+import type { SessionCache } from './session-cache.js';
 import { createSessionMiddleware } from './sessions.js';
 import type { BearerVerifier } from './tokens.js';
 
@@ -18,14 +19,15 @@ export interface ServerDependencies {
   readonly redis: Redis;
   readonly oidc: OidcRelyingParty;
   readonly bearer: BearerVerifier;
+  readonly sessionCache: SessionCache;
   readonly policy: () => Policy;
   readonly logger: Logger;
   readonly metrics: Metrics;
 }
 
 export function createIdgateServer(deps: ServerDependencies): http.Server {
-  const { config, redis, oidc, bearer, logger, metrics } = deps;
-  const check = createCheckHandler({ config, redis, oidc, bearer, policy: deps.policy, logger, metrics });
+  const { config, redis, oidc, bearer, sessionCache, logger, metrics } = deps;
+  const check = createCheckHandler({ config, redis, oidc, bearer, sessionCache, policy: deps.policy, logger, metrics });
 
   const app = express();
   app.disable('x-powered-by');

@@ -9,7 +9,8 @@ import signature from 'cookie-signature';
 import type { Config } from './config.js';
 import { IdgateError } from './errors.js';
 import type { Identity } from './policy.js';
-import { EncryptedRedisStore, openSession, sessionKey } from './session-store.js';
+import type { SessionCache } from './session-cache.js';
+import { EncryptedRedisStore, openSession, sessionHash, sessionKey } from './session-store.js';
 
 /** What idgate keeps in a session (under `req.session.idgate`). */
 export interface StoredSession {
@@ -96,11 +97,17 @@ const NO_SESSION: SessionLookup = Object.freeze({ found: false, problem: undefin
  * The session behind a Cookie header, as the check path needs it. Throws IdgateError('store_unavailable')
  * when Redis cannot answer: the caller must then answer 503, never allow.
  */
-export async function readSessionForCheck(redis: Redis, config: Config, cookieHeader: string | undefined, now: number): Promise<SessionLookup> {
+export async function readSessionForCheck(redis: Redis, config: Config, cookieHeader: string | undefined, now: number, cache?: SessionCache): Promise<SessionLookup> {
   const raw = findCookie(cookieHeader, config.cookieName);
   if (raw === undefined) return NO_SESSION;
   const sid = unsignSessionId(raw, config.cookieSecrets);
   if (sid === undefined) return { found: false, problem: 'session_invalid' };
+  const hash = cache?.enabled ? sessionHash(sid) : undefined;
+  const cached = hash !== undefined ? cache!.get(hash) : undefined;
+  if (cached) {
+    if (now - cached.session.createdAt > config.sessionMaxAgeSeconds * 1000) return { found: false, problem: 'session_expired' };
+    return cached;
+  }
   let sealed: string | null;
   try {
     sealed = await redis.getex(sessionKey(config, sid), 'EX', config.sessionIdleTtlSeconds);
@@ -111,7 +118,9 @@ export async function readSessionForCheck(redis: Redis, config: Config, cookieHe
   const parsed = parseRecord(sid, sealed);
   if (!parsed) return { found: false, problem: 'session_invalid' };
   if (now - parsed.stored.createdAt > config.sessionMaxAgeSeconds * 1000) return { found: false, problem: 'session_expired' };
-  return { found: true, session: parsed.stored, identity: identityOf(parsed.stored), sid, record: parsed.record };
+  const found = { found: true as const, session: parsed.stored, identity: identityOf(parsed.stored), sid, record: parsed.record };
+  if (hash !== undefined) cache!.set(hash, found, now);
+  return found;
 }
 
 /** A sealed Redis value opened and checked, or undefined when it is not a valid session of ours. */

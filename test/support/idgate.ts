@@ -11,6 +11,7 @@ import { loadPolicyFile } from '../../service/src/policy-file.js';
 import type { Policy } from '../../service/src/policy.js';
 import { REPO_ROOT } from '../../demo/processes.js';
 import { createIdgateServer } from '../../service/src/server.js';
+import { SessionCache, subscribeToRevocations } from '../../service/src/session-cache.js';
 import { createRedisClient } from '../../service/src/sessions.js';
 import { BearerVerifier } from '../../service/src/tokens.js';
 
@@ -21,7 +22,7 @@ export interface InProcessIdgate {
   readonly logLines: string[];
 }
 
-const running: { server: http.Server; redis: Redis; oidc: OidcRelyingParty; bearer: BearerVerifier }[] = [];
+const running: { server: http.Server; redis: Redis; oidc: OidcRelyingParty; bearer: BearerVerifier; unsubscribe: () => void }[] = [];
 
 export function configFrom(env: Record<string, string>): Config {
   const { config, problems } = loadConfig(env);
@@ -53,14 +54,17 @@ export async function startInProcess(config: Config, policy: Policy = demoPolicy
   const oidc = new OidcRelyingParty(config, (level, message, fields) => logger.log(level, message, fields));
   const bearer = new BearerVerifier(config, logger, metrics);
   await Promise.all([oidc.start(), bearer.start()]);
-  const server = createIdgateServer({ config, redis, oidc, bearer, policy: () => policy, logger, metrics });
-  running.push({ server, redis, oidc, bearer });
+  const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
+  const unsubscribe = sessionCache.enabled ? subscribeToRevocations(redis, config, sessionCache, logger) : () => undefined;
+  const server = createIdgateServer({ config, redis, oidc, bearer, sessionCache, policy: () => policy, logger, metrics });
+  running.push({ server, redis, oidc, bearer, unsubscribe });
   await redisReady(redis);
   return { server, config, metrics, logLines };
 }
 
 export function stopInProcess(): void {
-  for (const { server, redis, oidc, bearer } of running.splice(0)) {
+  for (const { server, redis, oidc, bearer, unsubscribe } of running.splice(0)) {
+    unsubscribe();
     oidc.stop();
     bearer.stop();
     server.closeAllConnections();

@@ -1,0 +1,124 @@
+// A short-lived, bounded, in-process cache of sessions read by the check path, keyed by the session's
+// hash: most checks then skip Redis. Revocation stays immediate: every replica drops an entry as soon
+// as a logout, back-channel logout, failed renewal or operator revocation is announced on Redis pub/sub
+// (session-store.ts publishes them); a read that raced with such an announcement is not cached; and the
+// whole cache is dropped when the subscription reconnects, since announcements may have been missed.
+import type { Redis } from 'ioredis';
+import type { Logger } from './audit.js';
+import type { Config } from './config.js';
+import { revocationChannel } from './session-store.js';
+import type { SessionLookup } from './sessions.js';
+
+type FoundSession = Extract<SessionLookup, { found: true }>;
+
+interface Entry {
+  readonly lookup: FoundSession;
+  readonly expiresAt: number;
+}
+
+export class SessionCache {
+  readonly #entries = new Map<string, Entry>();
+  /** hash → when its revocation was announced; kept a little longer than a Redis read can take. */
+  readonly #revokedAt = new Map<string, number>();
+  #clearedAt = 0;
+  /** Off while the revocation subscription is down: a missed announcement must not leave a session alive. */
+  #suspended = false;
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly maxEntries: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get enabled(): boolean {
+    return this.ttlMs > 0 && this.maxEntries > 0 && !this.#suspended;
+  }
+
+  /** Forgets everything and stops caching (the subscription is down). */
+  suspend(): void {
+    this.#suspended = true;
+    this.clear();
+  }
+
+  /** Caches again, from empty (the subscription is back; what was announced meanwhile is unknown). */
+  resume(): void {
+    this.clear();
+    this.#suspended = false;
+  }
+
+  get(hash: string): FoundSession | undefined {
+    if (this.#suspended) return undefined;
+    const entry = this.#entries.get(hash);
+    if (!entry) return undefined;
+    if (entry.expiresAt <= this.now()) {
+      this.#entries.delete(hash);
+      return undefined;
+    }
+    return entry.lookup;
+  }
+
+  /** Keeps a session read from Redis at `readStartedAt`, unless it was revoked since. */
+  set(hash: string, lookup: FoundSession, readStartedAt: number): void {
+    if (!this.enabled) return;
+    const revokedAt = this.#revokedAt.get(hash);
+    if ((revokedAt !== undefined && revokedAt >= readStartedAt) || this.#clearedAt >= readStartedAt) return;
+    if (this.#entries.size >= this.maxEntries && !this.#entries.has(hash)) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest !== undefined) this.#entries.delete(oldest);
+    }
+    this.#entries.delete(hash);
+    this.#entries.set(hash, { lookup, expiresAt: this.now() + this.ttlMs });
+  }
+
+  invalidate(hashes: readonly string[]): void {
+    const now = this.now();
+    for (const hash of hashes) {
+      this.#entries.delete(hash);
+      this.#revokedAt.set(hash, now);
+    }
+    if (this.#revokedAt.size > 10_000) {
+      for (const [hash, at] of this.#revokedAt) if (now - at > 60_000) this.#revokedAt.delete(hash);
+    }
+  }
+
+  clear(): void {
+    this.#entries.clear();
+    this.#clearedAt = this.now();
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+}
+
+/**
+ * Subscribes `cache` to revocation announcements on a connection of its own (a subscribed Redis
+ * connection can do nothing else). Returns a function that unsubscribes.
+ */
+export function subscribeToRevocations(redis: Redis, config: Config, cache: SessionCache, logger: Logger): () => void {
+  const subscriber = redis.duplicate({ enableOfflineQueue: true, commandTimeout: undefined });
+  const channel = revocationChannel(config);
+  subscriber.on('message', (from: string, message: string) => {
+    if (from !== channel) return;
+    try {
+      const hashes = JSON.parse(message) as unknown;
+      if (Array.isArray(hashes)) cache.invalidate(hashes.filter((h): h is string => typeof h === 'string'));
+    } catch {
+      cache.clear();
+    }
+  });
+  // Caching only while subscribed: announcements made while the subscription is down are lost.
+  cache.suspend();
+  subscriber.on('close', () => cache.suspend());
+  subscriber.on('error', () => cache.suspend());
+  subscriber.on('ready', () => {
+    // ioredis re-subscribes on reconnect; the cache starts again empty.
+    subscriber.subscribe(channel).then(
+      () => cache.resume(),
+      (err: Error) => logger.log('error', 'cannot subscribe to session revocations; the session cache stays off', { error: err.message }),
+    );
+  });
+  return () => {
+    subscriber.disconnect();
+  };
+}
