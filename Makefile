@@ -13,6 +13,7 @@ system-deps:
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ "$(WITH_BROWSER)" = 1 ] && [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
+	if [ "$(WITH_BENCH)" = 1 ] && ! command -v wrk >/dev/null; then missing="$$missing wrk"; fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing from Debian:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
@@ -48,6 +49,7 @@ test-e2e: build
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest test/e2e
 
 # Figures go to bench/results.json and bench/RESULTS.md (see CONTRACT.md, Benchmarks).
+bench: WITH_BENCH = 1
 bench: build
 	BENCH_COMMAND="make bench" node dist/bench/run.js
 

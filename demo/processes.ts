@@ -68,11 +68,22 @@ export function startProcess(name: string, command: string, args: string[], opti
     cwd: options.cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let captured = '';
+  // The last ~200 kB of output, kept as chunks (no copying per chunk: a benchmark's idgate writes a
+  // line per request), so a chatty process cannot grow our memory or CPU use without limit.
+  const chunks: string[] = [];
+  let kept = 0;
+  const captured = () => chunks.join('');
+  // Tests set IDGATE_LOG_CAPTURE_DIR: every process's whole output is kept there, for the scan for
+  // leaked secrets that `make test` runs over the whole suite's logs.
+  const captureDir = process.env.IDGATE_LOG_CAPTURE_DIR;
+  const captureFile = captureDir ? path.join(captureDir, `${name}.log`) : undefined;
+  if (captureDir) fs.mkdirSync(captureDir, { recursive: true });
   const onData = (chunk: Buffer) => {
     const text = chunk.toString();
-    // Bounded, so a chatty process cannot grow the test runner's memory without limit.
-    captured = (captured + text).slice(-200_000);
+    if (captureFile) fs.appendFileSync(captureFile, text);
+    chunks.push(text);
+    kept += text.length;
+    while (kept > 200_000 && chunks.length > 1) kept -= chunks.shift()!.length;
     if (options.echo) {
       for (const line of text.split('\n')) if (line) process.stdout.write(`[${name}] ${line}\n`);
     }
@@ -80,24 +91,11 @@ export function startProcess(name: string, command: string, args: string[], opti
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  // Tests set IDGATE_LOG_CAPTURE_DIR: every process's output is kept there, for the scan for leaked
-  // secrets that `make test` runs over the whole suite's logs.
-  const captureDir = process.env.IDGATE_LOG_CAPTURE_DIR;
-  if (captureDir) {
-    child.once('close', () => {
-      try {
-        fs.mkdirSync(captureDir, { recursive: true });
-        fs.appendFileSync(path.join(captureDir, `${name}.log`), captured);
-      } catch {
-        // capturing is best effort; the scan reports a missing directory
-      }
-    });
-  }
-  child.once('error', (err) => { captured += `\nspawn error: ${err.message}\n`; });
+  child.once('error', (err) => { chunks.push(`\nspawn error: ${err.message}\n`); });
   const managed: ManagedProcess = {
     name,
     child,
-    output: () => captured,
+    output: captured,
     async stop(graceMs = 3000) {
       running.delete(managed);
       if (child.exitCode !== null || child.signalCode !== null) return;

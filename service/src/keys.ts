@@ -13,8 +13,8 @@ export interface KeySetOptions {
   maxAgeMs?: number;
   /** Minimum milliseconds between two fetches caused by unknown kids. Default 30000. */
   cooldownMs?: number;
-  /** Called after every fetch: ok with the number of keys, or the error. */
-  onFetch?: (result: { ok: true; keys: number } | { ok: false; error: string }) => void;
+  /** Called after every fetch: ok with the number of keys and whether the set changed, or the error. */
+  onFetch?: (result: { ok: true; keys: number; changed: boolean } | { ok: false; error: string }) => void;
   /** For tests: the clock. Default Date.now. */
   now?: () => number;
 }
@@ -57,6 +57,12 @@ export class RemoteKeySet {
     return this.#refresh();
   }
 
+  /** Starts a background refresh when the keys are older than maxAgeMs (callers that skip getKey). */
+  refreshIfStale(): void {
+    const now = this.#now();
+    if (this.loaded && now - this.#loadedAt > this.#maxAgeMs && now - this.#lastAttemptAt > this.#cooldownMs) void this.#refresh();
+  }
+
   /**
    * The key for `kid`, usable with `alg`, or undefined when the issuer does not publish one.
    * Throws IdgateError('idp_unavailable') only when no keys were ever loaded and they cannot be.
@@ -67,8 +73,8 @@ export class RemoteKeySet {
       // Never loaded: try at most once a second, so an unreachable IdP is not called per request.
       if (now - this.#lastAttemptAt > 1000 || this.#inflight) await this.#refresh();
       if (!this.loaded) throw new IdgateError('idp_unavailable', 'the identity provider keys are not reachable', `no keys from ${this.#uri.href}`);
-    } else if (now - this.#loadedAt > this.#maxAgeMs && now - this.#lastAttemptAt > this.#cooldownMs) {
-      void this.#refresh();
+    } else {
+      this.refreshIfStale();
     }
     let jwk = this.#jwks.get(kid);
     if (!jwk && now - this.#lastMissFetchAt > this.#cooldownMs) {
@@ -121,9 +127,10 @@ export class RemoteKeySet {
         const kid = cacheKey.slice(0, cacheKey.lastIndexOf(' '));
         if (!next.has(kid) || JSON.stringify(next.get(kid)) !== JSON.stringify(this.#jwks.get(kid))) this.#imported.delete(cacheKey);
       }
+      const changed = JSON.stringify([...next]) !== JSON.stringify([...this.#jwks]);
       this.#jwks = next;
       this.#loadedAt = this.#now();
-      this.#onFetch({ ok: true, keys: next.size });
+      this.#onFetch({ ok: true, keys: next.size, changed });
     } catch (err) {
       this.#onFetch({ ok: false, error: describeError(err) });
     }

@@ -67,7 +67,9 @@ export class SessionCache {
       if (oldest !== undefined) this.#entries.delete(oldest);
     }
     this.#entries.delete(hash);
-    this.#entries.set(hash, { lookup, expiresAt: this.now() + this.ttlMs });
+    // Only what a check reads: renewal re-reads the whole record from Redis under its lock.
+    const slim: FoundSession = { ...lookup, record: {}, session: { ...lookup.session, idToken: '', refreshToken: lookup.session.refreshToken ? '(in Redis)' : undefined } };
+    this.#entries.set(hash, { lookup: slim, expiresAt: this.now() + this.ttlMs });
   }
 
   invalidate(hashes: readonly string[]): void {

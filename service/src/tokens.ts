@@ -4,6 +4,7 @@
 // tokens, Okta's org authorization server). Only asymmetric algorithms from the issuer's allow-list,
 // only the header's `kid` picks a key (jku, x5u, jwk and x5c headers are never looked at), `iss` exact,
 // `aud` among the issuer's audiences, exp/nbf/iat with the configured clock skew.
+import crypto from 'node:crypto';
 import * as jose from 'jose';
 import type { Logger } from './audit.js';
 import type { BearerIssuer, Config } from './config.js';
@@ -34,6 +35,8 @@ class TrustedIssuer {
     private readonly config: Config,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    /** Called when the issuer's published keys change (a retired key must stop verifying at once). */
+    private readonly onKeysChanged: () => void,
   ) {}
 
   get ready(): boolean {
@@ -51,6 +54,7 @@ class TrustedIssuer {
           cooldownMs: this.config.jwksCooldownSeconds * 1000,
           onFetch: (result) => {
             this.metrics.recordEvent(result.ok ? 'jwks_refresh_ok' : 'jwks_refresh_failed');
+            if (result.ok && result.changed) this.onKeysChanged();
             if (result.ok) this.logger.log('info', 'signing keys fetched', { issuer: this.settings.issuer, keys: result.keys });
             else this.logger.log('error', 'signing keys could not be fetched; the keys already held keep working', { issuer: this.settings.issuer, error: result.error });
           },
@@ -97,8 +101,13 @@ class TrustedIssuer {
   }
 }
 
+/** Verified JWTs, by hash: a JWT stays valid until its exp, so re-verifying its signature on every request is waste. */
+const VERIFIED_CACHE_SIZE = 10_000;
+const VERIFIED_CACHE_MS = 60_000;
+
 export class BearerVerifier {
   readonly #byIssuer = new Map<string, TrustedIssuer>();
+  readonly #verified = new Map<string, { identity: Identity; until: number }>();
   /** Where tokens that are not JWTs go: the first issuer with introspection on. */
   readonly #opaqueIssuer: TrustedIssuer | undefined;
 
@@ -107,7 +116,7 @@ export class BearerVerifier {
     logger: Logger,
     metrics: Metrics,
   ) {
-    for (const settings of config.bearerIssuers) this.#byIssuer.set(settings.issuer, new TrustedIssuer(settings, config, logger, metrics));
+    for (const settings of config.bearerIssuers) this.#byIssuer.set(settings.issuer, new TrustedIssuer(settings, config, logger, metrics, () => this.#verified.clear()));
     this.#opaqueIssuer = [...this.#byIssuer.values()].find((i) => i.settings.introspection);
   }
 
@@ -148,8 +157,21 @@ export class BearerVerifier {
     }
     const issuer = typeof unverified.iss === 'string' ? this.#byIssuer.get(unverified.iss) : undefined;
     if (!issuer) throw new IdgateError('invalid_token', 'the token is from an untrusted issuer');
-    if (issuer.settings.jwt) return this.#verifyJwt(issuer, token, header);
-    return this.#introspect(issuer, token);
+    if (!issuer.settings.jwt) return this.#introspect(issuer, token);
+
+    const key = crypto.createHash('sha256').update(token).digest('base64url');
+    const now = Date.now();
+    const hit = this.#verified.get(key);
+    if (hit && hit.until > now) {
+      // The keys still age: a refresh that drops this token's key clears the cache.
+      issuer.keys?.refreshIfStale();
+      return hit.identity;
+    }
+    const identity = await this.#verifyJwt(issuer, token, header);
+    const exp = typeof unverified.exp === 'number' ? unverified.exp * 1000 : now;
+    if (this.#verified.size >= VERIFIED_CACHE_SIZE) this.#verified.delete(this.#verified.keys().next().value!);
+    this.#verified.set(key, { identity, until: Math.min(exp, now + VERIFIED_CACHE_MS) });
+    return identity;
   }
 
   async #verifyJwt(issuer: TrustedIssuer, token: string, header: jose.ProtectedHeaderParameters): Promise<Identity> {
