@@ -47,21 +47,20 @@ export function createLogger(options: LoggerOptions | ((line: string) => void) =
   const opts = typeof options === 'function' ? { write: options } : options;
   const destination = opts.write
     ? { write: opts.write }
-    : pino.destination({ dest: opts.file ?? 1, sync: false, mkdir: opts.file !== undefined, append: true });
-  const logger = pino(
-    {
-      level: opts.level ?? 'info',
-      base: undefined,
-      messageKey: 'msg',
-      timestamp: () => `,"time":"${new Date().toISOString()}"`,
-      formatters: { level: (label) => ({ level: label }) },
-      redact: { paths: REDACT, censor: '[redacted]' },
-    },
-    destination,
-  );
+    : pino.destination({ dest: opts.file ?? 1, sync: false, minLength: 8192, mkdir: opts.file !== undefined, append: true });
+  const settings = {
+    level: opts.level ?? 'info',
+    base: undefined,
+    messageKey: 'msg',
+    timestamp: () => `,"time":"${new Date().toISOString()}"`,
+    formatters: { level: (label: string) => ({ level: label }) },
+  };
+  const logger = pino({ ...settings, redact: { paths: REDACT, censor: '[redacted]' } }, destination);
+  // Decision lines are built field by field from DecisionRecord alone, so the hot path skips redaction.
+  const audit = pino(settings, destination);
   return {
     decision(record) {
-      logger.info({ event: 'decision', ...record });
+      audit.info({ event: 'decision', ...record });
     },
     event(event, fields) {
       logger.info({ ...fields, event });

@@ -20,10 +20,16 @@ export function parseTrustedProxies(text: string): AddressMatcher | string {
     if (!/^\d+$/.test(prefixText) || prefix > max) return `"${entry}" has a bad prefix length (0-${max})`;
     list.addSubnet(address, prefix, family);
   }
+  // Peers are few (the HAProxy nodes): remember each answer instead of asking the BlockList per request.
+  const answers = new Map<string, boolean>();
   return (address) => {
     if (!address) return false;
+    const known = answers.get(address);
+    if (known !== undefined) return known;
     const plain = address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
     const family = net.isIPv4(plain) ? 'ipv4' : net.isIPv6(plain) ? 'ipv6' : undefined;
-    return family !== undefined && list.check(plain, family);
+    const trusted = family !== undefined && list.check(plain, family);
+    if (answers.size < 1024) answers.set(address, trusted);
+    return trusted;
   };
 }

@@ -189,12 +189,24 @@ export function findCookie(header: string | undefined, name: string): string | u
 /** Session id from an express-session cookie value ("s:<id>.<signature>"), checked against every secret. */
 export function unsignSessionId(value: string, secrets: readonly string[]): string | undefined {
   if (!value.startsWith('s:')) return undefined;
+  const known = verifiedCookies.get(value);
+  if (known !== undefined && known.secrets === secrets) return known.sid;
   for (const secret of secrets) {
     const sid = signature.unsign(value.slice(2), secret);
-    if (sid !== false) return sid;
+    if (sid !== false) {
+      if (verifiedCookies.size >= 10_000) verifiedCookies.delete(verifiedCookies.keys().next().value!);
+      verifiedCookies.set(value, { sid, secrets });
+      return sid;
+    }
   }
   return undefined;
 }
+
+/**
+ * Cookie values whose signature was already checked (an HMAC per request is the check path's biggest
+ * cost): the same string with the same secrets verifies the same way. Failures are never kept.
+ */
+const verifiedCookies = new Map<string, { sid: string; secrets: readonly string[] }>();
 
 // Pending logins: kept server-side under the OAuth `state`, so several tabs can log in at once without a
 // cookie per attempt. One small cookie per browser (the binding) ties the callback to the browser that
