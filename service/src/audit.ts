@@ -47,7 +47,7 @@ export function createLogger(options: LoggerOptions | ((line: string) => void) =
   const opts = typeof options === 'function' ? { write: options } : options;
   const destination = opts.write
     ? { write: opts.write }
-    : pino.destination({ dest: opts.file ?? 1, sync: false, minLength: 8192, mkdir: opts.file !== undefined, append: true });
+    : pino.destination({ dest: opts.file ?? 1, sync: false, mkdir: opts.file !== undefined, append: true });
   const settings = {
     level: opts.level ?? 'info',
     base: undefined,
