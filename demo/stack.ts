@@ -88,6 +88,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     IDGATE_JWT_AUDIENCES: 'api://idgate',
     IDGATE_INSECURE_HTTP: '1',
     IDGATE_POLICY_FILE: path.join(REPO_ROOT, 'policy/demo.yaml'),
+    // V8's young generation grows to tens of MB under a high request rate and keeps it; 4 MB semi-spaces
+    // keep idgate's RSS bounded at the same throughput (bench/RESULTS.md). Recommended in production too.
+    NODE_OPTIONS: '--max-semi-space-size=4',
     ...options.idgateEnv,
   };
 
