@@ -30,27 +30,53 @@ export interface CheckDependencies {
   readonly metrics: Metrics;
 }
 
+/** What a check needs of the request HAProxy forwarded, whichever transport carried it. */
+export interface CheckRequest {
+  /** Lower-case header names: cookie, authorization, accept, x-requested-with, x-forwarded-*, x-request-id. */
+  readonly headers: Readonly<Record<string, string | undefined>>;
+  /** Address of the peer that asked (HAProxy): X-Forwarded-* are believed only from trusted peers. */
+  readonly peer: string | undefined;
+}
+
+/** The answer, as data: the HTTP check writes it as a response, the SPOE agent as variables. */
+export interface CheckAnswer {
+  readonly status: number;
+  /** Response headers; identity headers are the X-Auth-* ones. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
 export function createCheckHandler(deps: CheckDependencies): (req: IncomingMessage, res: ServerResponse) => void {
-  const loginUrl = new URL('/_auth/login', deps.config.publicUrl).href;
+  const check = createCheck(deps);
   return (req, res) => {
-    runCheck(deps, loginUrl, req, res).catch((err: unknown) => {
-      // Nothing in runCheck should throw; if it does, fail closed.
-      deps.logger.log('error', 'check failed unexpectedly', { error: describeError(err) });
-      if (!res.headersSent) sendUnavailable(res, req.method === 'HEAD');
+    const headers: Record<string, string | undefined> = {};
+    for (const [name, value] of Object.entries(req.headers)) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+    void check({ headers, peer: req.socket.remoteAddress }).then((answer) => {
+      res.writeHead(answer.status, { ...answer.headers, 'Content-Length': String(Buffer.byteLength(answer.body)) });
+      res.end(req.method === 'HEAD' ? undefined : answer.body);
     });
   };
 }
 
-async function runCheck(deps: CheckDependencies, loginUrl: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** The check as a function of the request: the one decision path both transports use. Never rejects. */
+export function createCheck(deps: CheckDependencies): (request: CheckRequest) => Promise<CheckAnswer> {
+  const loginUrl = new URL('/_auth/login', deps.config.publicUrl).href;
+  return (request) =>
+    runCheck(deps, loginUrl, request).catch((err: unknown) => {
+      // Nothing in runCheck should throw; if it does, fail closed.
+      deps.logger.log('error', 'check failed unexpectedly', { error: describeError(err) });
+      return unavailable();
+    });
+}
+
+async function runCheck(deps: CheckDependencies, loginUrl: string, request: CheckRequest): Promise<CheckAnswer> {
   const started = performance.now();
   const { config } = deps;
-  const head = req.method === 'HEAD';
 
-  const facts = readRequestFacts(req, config);
+  const facts = readRequestFacts(request, config);
   if (typeof facts === 'string') {
-    sendJson(res, 400, { error: 'invalid_request', reason: facts }, head);
     deps.logger.log('warn', 'check request with unusable forwarded headers', { reason: facts });
-    return;
+    return json(400, { error: 'invalid_request', reason: facts });
   }
 
   const rule = matchRule(deps.policy(), facts);
@@ -60,22 +86,21 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, req: Incoming
   let setCookie: string | undefined;
   if (rule && rule.access !== 'public') {
     try {
-      ({ identity, problem, setCookie } = await establishIdentity(deps, req));
+      ({ identity, problem, setCookie } = await establishIdentity(deps, request));
     } catch (err) {
-      sendUnavailable(res, head);
       const reason = isIdgateError(err) ? err.code : 'internal_error';
       deps.metrics.recordEvent(reason === 'store_unavailable' ? 'store_error' : 'idp_error');
       deps.logger.log('error', 'cannot decide', { request_id: facts.requestId, error: describeError(err) });
       audit(deps, facts, { outcome: 'unavailable', status: 503, rule: rule.id, reason }, reason, undefined, started);
-      return;
+      return unavailable();
     }
   }
 
   const decision = decide(facts, rule, identity, problem);
-  // A renewed session's cookie goes back with whatever the answer is (HAProxy passes every Set-Cookie on).
-  if (setCookie) res.setHeader('Set-Cookie', setCookie);
-  sendAnswer(res, decision, facts, identity, loginUrl, config, head);
+  const answer = answerFor(decision, facts, identity, loginUrl, config);
   audit(deps, facts, decision, reasonCode(decision, problem), identity, started);
+  // A renewed session's cookie goes back with whatever the answer is (HAProxy passes every Set-Cookie on).
+  return setCookie ? { ...answer, headers: { ...answer.headers, 'Set-Cookie': setCookie } } : answer;
 }
 
 interface Credentials {
@@ -85,8 +110,8 @@ interface Credentials {
   setCookie?: string;
 }
 
-async function establishIdentity(deps: CheckDependencies, req: IncomingMessage): Promise<Credentials> {
-  const token = bearerToken(req.headers.authorization);
+async function establishIdentity(deps: CheckDependencies, request: CheckRequest): Promise<Credentials> {
+  const token = bearerToken(request.headers.authorization);
   if (token !== undefined) {
     // An explicit bearer token wins over a cookie: a machine client means what it sends.
     try {
@@ -97,7 +122,7 @@ async function establishIdentity(deps: CheckDependencies, req: IncomingMessage):
     }
   }
   const now = Date.now();
-  const lookup = await readSessionForCheck(deps.redis, deps.config, req.headers.cookie, now, deps.sessionCache);
+  const lookup = await readSessionForCheck(deps.redis, deps.config, request.headers.cookie, now, deps.sessionCache);
   if (lookup.found) {
     const fresh = await keepSessionFresh(deps, lookup, now);
     switch (fresh.kind) {
@@ -134,9 +159,9 @@ const URI = /^\/[\x21-\x7e]*$/;
 const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
 /** The facts of the original request, or a description of what is unusable in them. */
-export function readRequestFacts(req: IncomingMessage, config: Config): RequestFacts | string {
-  const h = req.headers;
-  const trusted = config.trustedProxies(req.socket.remoteAddress);
+export function readRequestFacts(request: CheckRequest, config: Config): RequestFacts | string {
+  const h = request.headers;
+  const trusted = config.trustedProxies(request.peer);
   const publicHost = config.publicUrl.host;
   const method = trusted && h['x-forwarded-method'] !== undefined ? String(h['x-forwarded-method']).toUpperCase() : 'GET';
   if (!METHOD.test(method)) return 'X-Forwarded-Method is not a method';
@@ -156,7 +181,7 @@ export function readRequestFacts(req: IncomingMessage, config: Config): RequestF
     host,
     uri,
     path: normalizePath(uri),
-    clientIp: (trusted && lastForwardedFor(h['x-forwarded-for'])) || req.socket.remoteAddress || '',
+    clientIp: (trusted && lastForwardedFor(h['x-forwarded-for'])) || request.peer || '',
     requestId,
     wantsHtml: prefersHtml(accept),
     isXhr: typeof xrw === 'string' && xrw.toLowerCase() === 'xmlhttprequest',
@@ -164,7 +189,7 @@ export function readRequestFacts(req: IncomingMessage, config: Config): RequestF
 }
 
 /** The address the nearest trusted proxy saw (the last X-Forwarded-For entry). */
-function lastForwardedFor(header: string | string[] | undefined): string | undefined {
+function lastForwardedFor(header: string | undefined): string | undefined {
   if (typeof header !== 'string') return undefined;
   const last = header.slice(header.lastIndexOf(',') + 1).trim();
   return /^[0-9a-fA-F:.]{2,45}$/.test(last) ? last : undefined;
@@ -191,54 +216,41 @@ export function prefersHtml(accept: string | undefined): boolean {
 
 // ---- answers ------------------------------------------------------------------------------------
 
-function sendAnswer(res: ServerResponse, decision: Decision, facts: RequestFacts, identity: Identity | undefined, loginUrl: string, config: Config, head: boolean): void {
+function answerFor(decision: Decision, facts: RequestFacts, identity: Identity | undefined, loginUrl: string, config: Config): CheckAnswer {
   switch (decision.outcome) {
     case 'public':
-      res.writeHead(200, { 'X-Auth-Request-Id': facts.requestId, 'Content-Length': '0' });
-      res.end();
-      return;
+      return { status: 200, headers: { 'X-Auth-Request-Id': facts.requestId }, body: '' };
     case 'allow':
-      res.writeHead(200, { ...identityHeaders(identity!, decision.backend, facts.requestId), 'Content-Length': '0' });
-      res.end();
-      return;
+      return { status: 200, headers: identityHeaders(identity!, decision.backend, facts.requestId), body: '' };
     case 'login': {
       const here = `${facts.proto}://${facts.host}`;
       const returnTo = here === config.publicUrl.origin ? facts.uri : here + facts.uri;
-      res.writeHead(decision.status, { Location: `${loginUrl}?rd=${encodeURIComponent(returnTo)}`, 'Cache-Control': 'no-store', 'Content-Length': '0' });
-      res.end();
-      return;
+      return { status: decision.status, headers: { Location: `${loginUrl}?rd=${encodeURIComponent(returnTo)}`, 'Cache-Control': 'no-store' }, body: '' };
     }
     case 'unauthenticated': {
       const challenge = decision.error
         ? `Bearer realm="idgate", error="${decision.error}", error_description="${quotable(decision.reason)}"`
         : 'Bearer realm="idgate"';
-      sendJson(res, 401, { error: 'unauthorized', reason: decision.reason }, head, { 'WWW-Authenticate': challenge });
-      return;
+      return json(401, { error: 'unauthorized', reason: decision.reason }, { 'WWW-Authenticate': challenge });
     }
     case 'deny': {
-      // For HAProxy's log line (the Lua action never passes it to the client).
+      // X-Auth-User is for HAProxy's log line (the Lua action never passes it to the client).
       const extra: Record<string, string> = identity ? { 'X-Auth-User': headerSafe(identity.user) } : {};
       if (decision.missingScope) extra['WWW-Authenticate'] = `Bearer realm="idgate", error="insufficient_scope", scope="${quotable(decision.missingScope)}"`;
       if (facts.wantsHtml && !facts.isXhr && identity?.via === 'session') {
-        const body = forbiddenPage(identity.user, decision.reason, facts.requestId);
-        res.writeHead(403, { ...extra, 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Length': String(Buffer.byteLength(body)) });
-        res.end(head ? undefined : body);
-        return;
+        return { status: 403, headers: { ...extra, 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' }, body: forbiddenPage(identity.user, decision.reason, facts.requestId) };
       }
-      sendJson(res, 403, { error: 'access_denied', reason: decision.reason }, head, extra);
-      return;
+      return json(403, { error: 'access_denied', reason: decision.reason }, extra);
     }
   }
 }
 
-function sendUnavailable(res: ServerResponse, head: boolean): void {
-  sendJson(res, 503, { error: 'unavailable', reason: 'idgate cannot decide right now' }, head, { 'Retry-After': '1' });
+function unavailable(): CheckAnswer {
+  return json(503, { error: 'unavailable', reason: 'idgate cannot decide right now' }, { 'Retry-After': '1' });
 }
 
-function sendJson(res: ServerResponse, status: number, body: object, head: boolean, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Length': String(Buffer.byteLength(text)) });
-  res.end(head ? undefined : text);
+function json(status: number, body: object, headers: Record<string, string> = {}): CheckAnswer {
+  return { status, headers: { ...headers, 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify(body) };
 }
 
 const MAX_GROUPS_HEADER = 4096;
