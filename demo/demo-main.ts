@@ -1,20 +1,22 @@
 // `make demo`: the whole stack on the contract's ports, until Ctrl-C.
 import { startStack } from './stack.js';
 
-const ports = { front: 8080, idgate: [4180], idp: 9000, redis: 6380, upstream: 8081, canary: 8082 };
+const ports = { front: 8080, idgate: [4180], idp: 9000, redis: 6380, upstream: 8081, canary: 8082, spoe: [4181] };
+// IDGATE_HAPROXY_MODE=spoe make demo: HAProxy asks idgate's SPOE agent instead of the HTTP check.
+const mode = process.env.IDGATE_HAPROXY_MODE === 'spoe' ? 'spoe' : 'lua';
 
 async function main(): Promise<void> {
   process.stdout.write('starting Redis, the local IdP, the sample upstream, idgate and HAProxy...\n');
   let stack: Awaited<ReturnType<typeof startStack>>;
   try {
-    stack = await startStack({ ports, echo: true });
+    stack = await startStack({ ports, echo: true, haproxyMode: mode });
   } catch (err) {
     process.stderr.write(`demo: could not start: ${(err as Error).message}\n`);
     process.stderr.write('demo: are the ports 8080, 4180, 9000, 6380, 8081 and 8082 free? Another `make demo` may be running.\n');
     process.exit(1);
   }
   process.stdout.write(`
-  idgate demo is running.
+  idgate demo is running (HAProxy integration: ${mode === 'spoe' ? 'SPOE agent' : 'Lua + HTTP check'}).
 
   Open ${stack.frontUrl}/ in a browser and sign in as
       alice / alice   (groups engineering, admins: can open /admin/; served by the canary pool)

@@ -19,8 +19,12 @@ export interface HaproxyOptions {
   checkDst?: string;
   /** Copy HAProxy's output (log lines, warnings) to our stdout. */
   echo?: boolean;
-  /** Another configuration file (tests of a modified copy); default: the shipped haproxy-conf/haproxy.cfg. */
+  /** Another configuration file (tests of a modified copy); default: the shipped config of `mode`. */
   configPath?: string;
+  /** lua (haproxy.cfg, the HTTP check; default) or spoe (haproxy-spoe.cfg, idgate's SPOE agent). */
+  mode?: 'lua' | 'spoe';
+  /** idgate's SPOE agent, 127.0.0.1:<spoePort> (mode spoe). */
+  spoePort?: number;
 }
 
 /** Absolute path of the shipped HAProxy configuration. */
@@ -40,13 +44,15 @@ export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProc
     IDGATE_CANARY_ADDR: `127.0.0.1:${options.canaryPort ?? options.upstreamPort}`,
     IDGATE_ADDR: `127.0.0.1:${options.idgatePort}`,
     IDGATE_CHECK_DST: checkDst,
+    IDGATE_SPOE_ADDR: `127.0.0.1:${options.spoePort ?? 4181}`,
   };
   // Something already answering on the front port would pass the readiness wait below without
   // this HAProxy ever binding it.
   if (await accepts(options.frontPort)) {
     throw new Error(`cannot start haproxy: 127.0.0.1:${options.frontPort} is already in use`);
   }
-  const proc = startProcess('haproxy', 'haproxy', ['-f', options.configPath ?? haproxyConfigPath()], { env, echo: options.echo });
+  const config = options.configPath ?? (options.mode === 'spoe' ? path.join(REPO_ROOT, 'haproxy-conf', 'haproxy-spoe.cfg') : haproxyConfigPath());
+  const proc = startProcess('haproxy', 'haproxy', ['-f', config], { env, echo: options.echo });
 
   // Fail fast (with HAProxy's own words) if it exits instead of listening, e.g. a port in use.
   let onExit: (() => void) | undefined;

@@ -20,6 +20,8 @@ export interface StackPorts {
   upstream: number;
   /** The canary pool's upstream (policy/demo.yaml sends admins there). */
   canary: number;
+  /** Each idgate replica's SPOE agent. */
+  spoe: number[];
 }
 
 export interface StackOptions {
@@ -33,6 +35,8 @@ export interface StackOptions {
   idpEnv?: Record<string, string>;
   /** Start HAProxy (default true). */
   haproxy?: boolean;
+  /** How HAProxy asks idgate: lua (the HTTP check, default) or spoe. */
+  haproxyMode?: 'lua' | 'spoe';
   echo?: boolean;
 }
 
@@ -65,6 +69,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     redis: given.redis ?? (await freePort()),
     upstream: given.upstream ?? (await freePort()),
     canary: given.canary ?? (await freePort()),
+    spoe: given.spoe ?? (await Promise.all(Array.from({ length: replicas }, () => freePort()))),
   };
   const frontUrl = `http://127.0.0.1:${ports.front}`;
   const issuer = `http://127.0.0.1:${ports.idp}`;
@@ -103,7 +108,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const port = ports.idgate[index]!;
     const p = track(
       startProcess(index === 0 ? 'idgate' : `idgate${index + 1}`, process.execPath, [path.join(DIST, 'service/src/cli.js'), 'serve'], {
-        env: { ...process.env, ...env, IDGATE_LISTEN: `127.0.0.1:${port}` },
+        env: { ...process.env, ...env, IDGATE_LISTEN: `127.0.0.1:${port}`, IDGATE_SPOE_LISTEN: `127.0.0.1:${ports.spoe[index]}` },
         echo,
       }),
     );
@@ -146,7 +151,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await Promise.all([waitForPort(ports.redis), waitForPort(ports.idp), waitForPort(ports.upstream), waitForPort(ports.canary)]);
     for (let i = 0; i < ports.idgate.length; i++) await startIdgate(i);
     if (options.haproxy ?? true) {
-      track(await startHaproxy({ frontPort: ports.front, idgatePort: ports.idgate[0]!, upstreamPort: ports.upstream, canaryPort: ports.canary, echo }));
+      track(await startHaproxy({ frontPort: ports.front, idgatePort: ports.idgate[0]!, upstreamPort: ports.upstream, canaryPort: ports.canary, spoePort: ports.spoe[0]!, mode: options.haproxyMode, echo }));
     }
   } catch (err) {
     const logs = started.map((p) => `--- ${p.name}\n${p.output().slice(-3000)}`).join('\n');

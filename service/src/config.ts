@@ -50,6 +50,7 @@ export interface Config {
   readonly introspectionCacheSize: number;
   readonly policyFile: string | undefined;
   readonly listen: { readonly host: string; readonly port: number };
+  readonly spoeListen: { readonly host: string; readonly port: number } | undefined;
   readonly trustedProxies: AddressMatcher;
   readonly trustedProxiesText: string;
   readonly insecureHttp: boolean;
@@ -105,6 +106,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_INTROSPECTION_CACHE_SIZE', key: 'introspection_cache_size', kind: 'int', default: '10000', doc: 'introspection answers kept at most', example: '10000' },
   { env: 'IDGATE_POLICY_FILE', key: 'policy_file', kind: 'string', optional: true, doc: 'YAML policy file (reloaded on SIGHUP and on change); unset: any signed-in user may pass', example: '/etc/idgate/policy.yaml' },
   { env: 'IDGATE_LISTEN', key: 'listen', kind: 'listen', default: '127.0.0.1:4180', doc: 'address:port of the check and browser endpoints', example: '127.0.0.1:4180' },
+  { env: 'IDGATE_SPOE_LISTEN', key: 'spoe_listen', kind: 'string', default: '127.0.0.1:4181', doc: 'address:port of the SPOE agent (HAProxy\'s binary offload protocol), or "off"', example: '127.0.0.1:4181' },
   { env: 'IDGATE_TRUSTED_PROXIES', key: 'trusted_proxies', kind: 'proxies', default: '127.0.0.0/8,::1', doc: 'addresses or CIDRs whose X-Forwarded-* headers are believed', example: '127.0.0.1,10.0.0.0/8' },
   { env: 'IDGATE_INSECURE_HTTP', key: 'insecure_http', kind: 'bool', default: '0', doc: 'allow a plain-http issuer and non-Secure cookies (local demo and tests only)', example: '1' },
   { env: 'IDGATE_SESSION_CACHE_MS', key: 'session_cache_ms', kind: 'int', min: 0, default: '5000', doc: 'milliseconds a replica reuses a session read from Redis (revocations reach every replica at once); 0: off', example: '5000' },
@@ -178,6 +180,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   const idle = parsed.IDGATE_SESSION_IDLE_TTL as number | undefined;
   const maxAge = parsed.IDGATE_SESSION_MAX_AGE as number | undefined;
   if (idle !== undefined && maxAge !== undefined && idle > maxAge) problems.push(`IDGATE_SESSION_IDLE_TTL: ${idle} is longer than IDGATE_SESSION_MAX_AGE (${maxAge}) (e.g. 14400)`);
+  const spoeListen = parsed.IDGATE_SPOE_LISTEN as string | undefined;
+  if (spoeListen !== undefined && spoeListen !== 'off') {
+    const listen = parseValue({ ...SETTINGS.find((x) => x.env === 'IDGATE_LISTEN')!, kind: 'listen' }, spoeListen);
+    if (typeof listen === 'object' && listen !== null && 'problem' in listen) problems.push(`IDGATE_SPOE_LISTEN: ${String(listen.problem)}, or "off" (e.g. 127.0.0.1:4181)`);
+  }
   const logLevel = parsed.IDGATE_LOG_LEVEL as string | undefined;
   if (logLevel !== undefined && !['info', 'warn', 'error'].includes(logLevel)) problems.push(`IDGATE_LOG_LEVEL: "${logLevel}" is not info, warn or error (e.g. info)`);
   const cookieName = parsed.IDGATE_COOKIE_NAME as string | undefined;
@@ -215,6 +222,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     introspectionCacheSize: parsed.IDGATE_INTROSPECTION_CACHE_SIZE as number,
     policyFile: parsed.IDGATE_POLICY_FILE as string | undefined,
     listen: parsed.IDGATE_LISTEN as { host: string; port: number },
+    spoeListen: spoeListen === 'off' ? undefined : (parseValue({ ...SETTINGS.find((x) => x.env === 'IDGATE_LISTEN')!, kind: 'listen' }, spoeListen!) as { host: string; port: number }),
     trustedProxies: proxies.matcher,
     trustedProxiesText: proxies.text,
     insecureHttp,

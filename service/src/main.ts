@@ -1,5 +1,8 @@
 // `idgate serve`: load settings, connect to Redis, start discovery, listen. Stops cleanly on SIGTERM/SIGINT.
+import type net from 'node:net';
 import { createLogger } from './audit.js';
+import { createCheck } from './check.js';
+import { createSpoeAgent } from './spoe.js';
 import { describeConfig, loadConfig } from './config.js';
 import { describeError } from './errors.js';
 import { Metrics } from './metrics.js';
@@ -61,6 +64,16 @@ export async function serve(): Promise<number> {
   });
   logger.log('info', `idgate listening on http://${config.listen.host}:${config.listen.port}`);
 
+  // The SPOE agent: the same check, for HAProxy's `filter spoe`. A busy port is reported, not fatal:
+  // the HTTP check (the default integration) keeps working.
+  let spoe: net.Server | undefined;
+  if (config.spoeListen) {
+    const { host, port } = config.spoeListen;
+    spoe = createSpoeAgent({ check: createCheck({ config, redis, oidc, bearer, sessionCache, policy: () => policy.current, logger, metrics }), onError: (message) => logger.log('warn', message) });
+    spoe.on('error', (err) => logger.log('error', `SPOE agent cannot listen on ${host}:${port}; the HTTP check works without it`, { error: describeError(err) }));
+    spoe.listen(port, host, () => logger.log('info', `SPOE agent listening on ${host}:${port}`));
+  }
+
   return new Promise<number>((resolve) => {
     const stop = (signal: string) => {
       logger.log('info', `stopping on ${signal}`);
@@ -68,6 +81,7 @@ export async function serve(): Promise<number> {
       bearer.stop();
       policy.close();
       unsubscribe();
+      spoe?.close();
       server.close();
       server.closeAllConnections();
       redis.disconnect();
