@@ -4,6 +4,7 @@ import net from 'node:net';
 import fc from 'fast-check';
 import type { CheckAnswer, CheckRequest } from '../../service/src/check.js';
 import { FRAME, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, decodeFrame, decodeMessages, encodeFrame, encodeKvList, encodeVarint, variablesFor } from '../../service/src/spoe.js';
+import { converse, hello, notify, setVars } from '../support/spop.js';
 
 describe('varint (peers encoding)', () => {
   test.each([
@@ -23,60 +24,6 @@ describe('varint (peers encoding)', () => {
     fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 40 }), (n) => new Reader(encodeVarint(n)).varint() === n));
   });
 });
-
-function notify(streamId: number, frameId: number, args: Record<string, string>): Buffer {
-  const name = Buffer.from('idgate-check');
-  const parts: Buffer[] = [encodeVarint(name.length), name, Buffer.from([Object.keys(args).length])];
-  for (const [k, v] of Object.entries(args)) parts.push(encodeKvList({ [k]: v }));
-  return encodeFrame(FRAME.NOTIFY, 1, streamId, frameId, Buffer.concat(parts));
-}
-
-const hello = (extra: Record<string, string | number | boolean> = {}) =>
-  encodeFrame(FRAME.HAPROXY_HELLO, 1, 0, 0, encodeKvList({ 'supported-versions': '2.0', 'max-frame-size': 16380, capabilities: 'pipelining,async', ...extra }));
-
-/** A client playing HAProxy: sends bytes, collects decoded frames. */
-async function converse(port: number, send: Buffer[], expectFrames: number, timeoutMs = 2000): Promise<{ frames: ReturnType<typeof decodeFrame>[]; closed: boolean }> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    let buf = Buffer.alloc(0);
-    const frames: ReturnType<typeof decodeFrame>[] = [];
-    let closed = false;
-    const finish = () => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve({ frames, closed });
-    };
-    const timer = setTimeout(finish, timeoutMs);
-    socket.on('data', (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
-        frames.push(decodeFrame(Buffer.from(buf.subarray(4, 4 + buf.readUInt32BE(0)))));
-        buf = buf.subarray(4 + buf.readUInt32BE(0));
-      }
-      if (frames.length >= expectFrames && !closed) setTimeout(finish, 50);
-    });
-    socket.on('close', () => {
-      closed = true;
-      finish();
-    });
-    socket.on('error', () => undefined);
-    socket.on('connect', () => {
-      for (const b of send) socket.write(b);
-    });
-  });
-}
-
-function setVars(frame: ReturnType<typeof decodeFrame>): Record<string, unknown> {
-  const r = frame.payload;
-  const vars: Record<string, unknown> = {};
-  while (!r.done) {
-    expect(r.byte()).toBe(1); // set-var
-    expect(r.byte()).toBe(3);
-    expect(r.byte()).toBe(2); // txn
-    vars[r.string()] = r.typed();
-  }
-  return vars;
-}
 
 let server: net.Server;
 let port: number;

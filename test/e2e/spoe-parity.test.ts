@@ -1,0 +1,80 @@
+// One table of requests asked of one idgate process over both transports — the HTTP check (/auth) and
+// the SPOE agent — must get the same answer: status, redirect, challenge and identity.
+import { startStack, type Stack } from '../../demo/stack.js';
+import { Browser, signIn } from '../support/browser.js';
+import { converse, hello, notify, setVars } from '../support/spop.js';
+
+let stack: Stack;
+let alice: string;
+let bob: string;
+let token: string;
+
+beforeAll(async () => {
+  stack = await startStack({ haproxy: true });
+  const a = new Browser();
+  await signIn(a, `${stack.frontUrl}/`, 'alice');
+  alice = a.cookieHeader(new URL(stack.frontUrl))!;
+  const b = new Browser();
+  await signIn(b, `${stack.frontUrl}/`, 'bob');
+  bob = b.cookieHeader(new URL(stack.frontUrl))!;
+  const res = await fetch(`${stack.issuer}/token`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from('demo-bot:demo-bot-secret').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'grant_type=client_credentials&scope=api%3Aread',
+  });
+  token = ((await res.json()) as { access_token: string }).access_token;
+}, 60_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+interface Case {
+  method: string;
+  pathq: string;
+  accept?: string;
+  cookie?: () => string;
+  authorization?: () => string;
+  xrw?: string;
+}
+
+const HTML = 'text/html,application/xhtml+xml';
+const cases: [string, Case][] = [
+  ['anonymous browser', { method: 'GET', pathq: '/page?x=1', accept: HTML }],
+  ['anonymous browser POST', { method: 'POST', pathq: '/form', accept: HTML }],
+  ['anonymous API client', { method: 'GET', pathq: '/', accept: 'application/json' }],
+  ['anonymous XHR', { method: 'GET', pathq: '/', accept: HTML, xrw: 'XMLHttpRequest' }],
+  ['public route', { method: 'GET', pathq: '/public/a' }],
+  ['alice on /admin/', { method: 'GET', pathq: '/admin/', accept: HTML, cookie: () => alice }],
+  ['bob on /admin/ (browser)', { method: 'GET', pathq: '/admin/', accept: HTML, cookie: () => bob }],
+  ['bob on /admin/ (API)', { method: 'GET', pathq: '/admin/', accept: 'application/json', cookie: () => bob }],
+  ['expired or unknown session', { method: 'GET', pathq: '/', accept: HTML, cookie: () => '_idgate=s%3Anope.nope' }],
+  ['bearer token on /api/', { method: 'GET', pathq: '/api/x', authorization: () => `Bearer ${token}` }],
+  ['forged bearer token', { method: 'GET', pathq: '/api/x', authorization: () => `Bearer ${token.slice(0, -4)}AAAA` }],
+];
+
+test.each(cases)('%s: the HTTP check and the SPOE agent answer alike', async (_name, c) => {
+  const id = `parity-${Math.random().toString(36).slice(2)}`;
+  const host = `127.0.0.1:${stack.ports.front}`;
+  const headers: Record<string, string> = { 'x-forwarded-method': c.method, 'x-forwarded-uri': c.pathq, 'x-forwarded-host': host, 'x-forwarded-proto': 'http', 'x-forwarded-for': '127.0.0.1', 'x-request-id': id };
+  if (c.accept) headers.accept = c.accept;
+  if (c.cookie) headers.cookie = c.cookie();
+  if (c.authorization) headers.authorization = c.authorization();
+  if (c.xrw) headers['x-requested-with'] = c.xrw;
+  const http = await fetch(`${stack.idgateUrls[0]}/auth`, { headers, redirect: 'manual' });
+
+  const args: Record<string, string> = { method: c.method, pathq: c.pathq, host, proto: 'http', src: '127.0.0.1', id };
+  if (c.accept) args.accept = c.accept;
+  if (c.cookie) args.cookie = c.cookie();
+  if (c.authorization) args.authorization = c.authorization();
+  if (c.xrw) args.xrw = c.xrw;
+  const { frames } = await converse(stack.ports.spoe[0]!, [hello(), notify(1, 1, args)], 2);
+  const vars = setVars(frames.find((f) => f.frameId === 1 && f.type === 103)!);
+
+  expect(vars.status).toBe(http.status);
+  expect(vars.location).toBe(http.headers.get('location') ?? undefined);
+  expect(vars.www_authenticate).toBe(http.headers.get('www-authenticate') ?? undefined);
+  const identity = (name: string) => http.headers.get(`x-auth-${name}`) ?? undefined;
+  for (const name of ['user', 'email', 'subject', 'groups', 'scopes', 'client', 'backend']) expect({ name, value: vars[name] }).toEqual({ name, value: identity(name) });
+  if (http.status >= 400 && http.status < 500) expect(vars.body).toBe(await http.text());
+});

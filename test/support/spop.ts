@@ -1,0 +1,56 @@
+// A client playing HAProxy's side of SPOP, for the tests.
+import net from 'node:net';
+import { FRAME, decodeFrame, encodeFrame, encodeKvList, encodeVarint } from '../../service/src/spoe.js';
+
+export function notify(streamId: number, frameId: number, args: Record<string, string>): Buffer {
+  const name = Buffer.from('idgate-check');
+  const parts: Buffer[] = [encodeVarint(name.length), name, Buffer.from([Object.keys(args).length])];
+  for (const [k, v] of Object.entries(args)) parts.push(encodeKvList({ [k]: v }));
+  return encodeFrame(FRAME.NOTIFY, 1, streamId, frameId, Buffer.concat(parts));
+}
+
+export const hello = (extra: Record<string, string | number | boolean> = {}) =>
+  encodeFrame(FRAME.HAPROXY_HELLO, 1, 0, 0, encodeKvList({ 'supported-versions': '2.0', 'max-frame-size': 16380, capabilities: 'pipelining,async', ...extra }));
+
+/** A client playing HAProxy: sends bytes, collects decoded frames. */
+export async function converse(port: number, send: Buffer[], expectFrames: number, timeoutMs = 2000): Promise<{ frames: ReturnType<typeof decodeFrame>[]; closed: boolean }> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    const frames: ReturnType<typeof decodeFrame>[] = [];
+    let closed = false;
+    const finish = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ frames, closed });
+    };
+    const timer = setTimeout(finish, timeoutMs);
+    socket.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        frames.push(decodeFrame(Buffer.from(buf.subarray(4, 4 + buf.readUInt32BE(0)))));
+        buf = buf.subarray(4 + buf.readUInt32BE(0));
+      }
+      if (frames.length >= expectFrames && !closed) setTimeout(finish, 50);
+    });
+    socket.on('close', () => {
+      closed = true;
+      finish();
+    });
+    socket.on('error', () => undefined);
+    socket.on('connect', () => {
+      for (const b of send) socket.write(b);
+    });
+  });
+}
+
+export function setVars(frame: ReturnType<typeof decodeFrame>): Record<string, unknown> {
+  const r = frame.payload;
+  const vars: Record<string, unknown> = {};
+  while (!r.done) {
+    if (r.byte() !== 1 || r.byte() !== 3 || r.byte() !== 2) throw new Error('not a txn set-var');
+    vars[r.string()] = r.typed();
+  }
+  return vars;
+}
+
