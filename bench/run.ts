@@ -4,6 +4,7 @@
 //   (c) HAProxy + idgate with a valid bearer JWT
 //   (d) idgate's /auth directly, session cookie
 //   (e) HAProxy's native jwt_verify on the same JWT (no idgate), the in-proxy reference
+//   (g), (h) HAProxy + idgate's SPOE agent, session cookie and bearer JWT
 // plus (b) at half its maximum rate, idgate with 100k sessions in Redis, and policy matching with 500
 // rules. Writes bench/results.json and appends a dated table with the command to bench/RESULTS.md.
 import { execFileSync } from 'node:child_process';
@@ -130,6 +131,8 @@ async function main(): Promise<void> {
 
     const passthroughPort = await freePort();
     extra.push(await startHaproxy({ frontPort: passthroughPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, configPath: passthroughConfig(dir) }));
+    const spoePort = await freePort();
+    extra.push(await startHaproxy({ frontPort: spoePort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: stack.ports.spoe[0]!, mode: 'spoe' }));
     const nativePort = await freePort();
     extra.push(await startHaproxy({ frontPort: nativePort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, configPath: nativeJwtConfig(dir, pem) }));
 
@@ -148,6 +151,8 @@ async function main(): Promise<void> {
     const c = await scenario('(c) HAProxy + idgate (Lua), bearer JWT', { url: `${stack.frontUrl}/api/hello`, headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } });
     const d = await scenario('(d) idgate /auth directly, session cookie', { url: `${stack.idgateUrls[0]}/auth`, headers: { Cookie: cookie, 'X-Forwarded-Uri': '/' } });
     const e = await scenario('(e) HAProxy native jwt_verify, same JWT (no idgate)', { url: `http://127.0.0.1:${nativePort}/api/hello`, headers: { Authorization: `Bearer ${token}` } });
+    const g = await scenario('(g) HAProxy + idgate (SPOE), session cookie', { url: `http://127.0.0.1:${spoePort}/`, headers: { Cookie: cookie } });
+    const h = await scenario('(h) HAProxy + idgate (SPOE), bearer JWT', { url: `http://127.0.0.1:${spoePort}/api/hello`, headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } });
 
     log('(b) at half its maximum rate...');
     const half = await runAtRate({ url: `${stack.frontUrl}/`, headers: { Cookie: cookie }, rate: Math.max(1, Math.round(b.rps / 2)), duration: DURATION, connections: 32 });
@@ -170,12 +175,16 @@ async function main(): Promise<void> {
       'c/a bearer via HAProxy+idgate vs passthrough': ratio(c.rps, a.rps),
       'c/e bearer via idgate vs HAProxy native jwt_verify': ratio(c.rps, e.rps),
       'd/a idgate alone vs passthrough': ratio(d.rps, a.rps),
+      'g/a session via HAProxy+SPOE vs passthrough': ratio(g.rps, a.rps),
+      'h/a bearer via HAProxy+SPOE vs passthrough': ratio(h.rps, a.rps),
     };
     notes.targets = {
       'b/a >= 0.5': ratios['b/a session via HAProxy+idgate vs passthrough'] >= 0.5,
       'c/a >= 0.5': ratios['c/a bearer via HAProxy+idgate vs passthrough'] >= 0.5,
       'p99 of (b) at 50% rate < 5 ms': half.p99_ms < 5,
       'idgate RSS < 150 MB': results.every((r) => !(r.rss_mb >= 150)),
+      'SPOE g/a >= 0.8': ratios['g/a session via HAProxy+SPOE vs passthrough'] >= 0.8,
+      'SPOE h/a >= 0.8': ratios['h/a bearer via HAProxy+SPOE vs passthrough'] >= 0.8,
     };
     write(command, results, ratios, notes, Math.round((Date.now() - started) / 1000));
   } finally {
