@@ -14,6 +14,8 @@ const FLAG_FIN = 1;
 const TYPE = { NULL: 0, BOOL: 1, INT32: 2, UINT32: 3, INT64: 4, UINT64: 5, IPV4: 6, IPV6: 7, STRING: 8, BINARY: 9 } as const;
 const SCOPE_TXN = 2;
 const ACTION_SET_VAR = 1;
+/** Answers a peer may leave unread before its connection is closed. */
+const MAX_UNREAD_BYTES = 1 << 20;
 /** Our largest frame; HAProxy's default is 16380. */
 export const MAX_FRAME_SIZE = 16380;
 
@@ -307,6 +309,11 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
           payload = encodeSetVars(vars);
         }
         socket.write(encodeFrame(FRAME.ACK, FLAG_FIN, streamId, frameId, payload));
+        // A peer that sends but never reads would make us buffer its answers without bound.
+        if (socket.writableLength > MAX_UNREAD_BYTES) {
+          options.onError?.('spoe: closing a connection whose peer does not read its answers');
+          socket.destroy();
+        }
       });
       return undefined;
     };

@@ -28,6 +28,7 @@ describe('varint (peers encoding)', () => {
 let server: net.Server;
 let port: number;
 const seen: CheckRequest[] = [];
+const agentErrors: string[] = [];
 
 beforeAll(async () => {
   const check = async (request: CheckRequest): Promise<CheckAnswer> => {
@@ -35,7 +36,7 @@ beforeAll(async () => {
     if (request.headers.cookie === 'ok') return { status: 200, headers: { 'X-Auth-User': 'alice', 'X-Auth-Groups': 'admins', 'X-Auth-Request-Id': 'r1', 'Set-Cookie': '_idgate=x; Path=/' }, body: '' };
     return { status: 401, headers: { 'WWW-Authenticate': 'Bearer realm="idgate"', 'Content-Type': 'application/json' }, body: '{"error":"unauthorized","reason":"no credentials"}' };
   };
-  server = createSpoeAgent({ check });
+  server = createSpoeAgent({ check, onError: (message) => agentErrors.push(message) });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   port = (server.address() as net.AddressInfo).port;
 });
@@ -136,3 +137,23 @@ test('answers map to the contract variables, with the body only for 4xx', () => 
     reason: 'needs group admins',
   });
 });
+
+test('a peer that sends but never reads is disconnected; memory stays bounded', async () => {
+  const socket = net.connect(port, '127.0.0.1');
+  await new Promise((r) => socket.once('connect', r));
+  socket.on('error', () => undefined); // the agent resetting us is the point
+  socket.pause(); // never read
+  const closed = new Promise<boolean>((resolve) => {
+    socket.once('close', () => resolve(true));
+    setTimeout(() => resolve(false), 15_000);
+  });
+  socket.write(hello());
+  const batch = Buffer.concat(Array.from({ length: 2000 }, (_, i) => notify(i + 1, 1, { method: 'GET', pathq: '/', cookie: 'ok' })));
+  for (let i = 0; i < 60 && !socket.destroyed; i++) {
+    socket.write(batch);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  expect(await closed).toBe(true);
+  expect(agentErrors).toContain('spoe: closing a connection whose peer does not read its answers');
+  expect((await converse(port, [hello()], 1)).frames[0]!.type).toBe(FRAME.AGENT_HELLO);
+}, 30_000);
