@@ -55,6 +55,12 @@ export interface ManagedProcess {
 
 const running = new Set<ManagedProcess>();
 
+// If this process ends without stopping its children (a crash, an uncaught error), they go with it
+// rather than linger on their ports.
+process.once('exit', () => {
+  for (const p of running) p.child.kill('SIGKILL');
+});
+
 export interface StartOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
