@@ -3,14 +3,7 @@
 import { parsePolicy } from '../service/src/policy-file.js';
 import { decide, matchRule, normalizePath, type Identity, type RequestFacts } from '../service/src/policy.js';
 
-export interface MatchingResult {
-  name: string;
-  rps: number;
-  p50_ms: number;
-  p99_ms: number;
-  errors: number;
-  rss_mb: number;
-}
+import type { LoadResult } from './load.js';
 
 export function policyWithRules(count: number): string {
   const rules: string[] = [];
@@ -25,7 +18,7 @@ export function policyWithRules(count: number): string {
   return `version: 1\ndefault: deny\nrules:\n${rules.join('\n')}\n`;
 }
 
-export function benchPolicyMatching(ruleCount = 500, iterations = 200_000): MatchingResult {
+export function benchPolicyMatching(ruleCount = 500, iterations = 200_000): LoadResult {
   const { policy, problems } = parsePolicy(policyWithRules(ruleCount), 'bench.yaml');
   if (!policy) throw new Error(problems.join('\n'));
   const identity: Identity = { via: 'session', subject: 's', user: 'u', email: 'u@example.com', groups: ['engineering', 'admins'], roles: [], scopes: [], clientId: undefined, issuer: 'i' };

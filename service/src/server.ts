@@ -3,31 +3,18 @@
 import http from 'node:http';
 import express from 'express';
 import type { Redis } from 'ioredis';
-import type { Logger } from './audit.js';
-import { createCheckHandler } from './check.js';
-import type { Config } from './config.js';
+import { createCheckHandler, type CheckDependencies } from './check.js';
 import { createBrowserRoutes } from './login.js';
-import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
-import type { Policy } from './policy.js';
-import type { SessionCache } from './session-cache.js';
 import { createSessionMiddleware } from './sessions.js';
 import type { BearerVerifier } from './tokens.js';
 
-export interface ServerDependencies {
-  readonly config: Config;
-  readonly redis: Redis;
-  readonly oidc: OidcRelyingParty;
-  readonly bearer: BearerVerifier;
-  readonly sessionCache: SessionCache;
-  readonly policy: () => Policy;
-  readonly logger: Logger;
-  readonly metrics: Metrics;
-}
+/** What a process wires together: the check's dependencies are all of them. */
+export type ServerDependencies = CheckDependencies;
 
 export function createIdgateServer(deps: ServerDependencies): http.Server {
-  const { config, redis, oidc, bearer, sessionCache, logger, metrics } = deps;
-  const check = createCheckHandler({ config, redis, oidc, bearer, sessionCache, policy: deps.policy, logger, metrics });
+  const { config, redis, oidc, bearer, logger, metrics } = deps;
+  const check = createCheckHandler(deps);
 
   const app = express();
   app.disable('x-powered-by');

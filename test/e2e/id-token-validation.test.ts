@@ -82,16 +82,7 @@ async function login(claims: jose.JWTPayload, key: 'published' | 'other' = 'publ
     new jose.SignJWT({ iss: issuer, aud: 'idgate', sub: 'alice', nonce: 'n-1', iat: now, exp: now + 300, groups: ['admins'], ...claims, ...extra })
       .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
       .sign(key === 'published' ? publishedKey : otherKey);
-  const { config } = loadConfig({
-    IDGATE_ISSUER: issuer,
-    IDGATE_CLIENT_ID: 'idgate',
-    IDGATE_CLIENT_SECRET: 'secret',
-    IDGATE_PUBLIC_URL: 'http://app.test',
-    IDGATE_COOKIE_SECRETS: 'x'.repeat(32),
-    IDGATE_INSECURE_HTTP: '1',
-  });
-  const rp = new OidcRelyingParty(config!, () => undefined);
-  await rp.start();
+  const rp = await relyingParty();
   const callback = new URL('http://app.test/_auth/callback?code=c-1&state=s-1');
   try {
     return await rp.completeLogin(callback, { state: 's-1', codeVerifier: 'v'.repeat(43), nonce: 'n-1' }, Date.now());

@@ -278,6 +278,10 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
       const browser = new Browser();
       await signIn(browser, `${stack.frontUrl}/`, 'alice');
       await stack.processes.redis!.stop();
+      // A decision cached in the last few seconds may still be answered (the contract allows it) until
+      // idgate notices Redis is gone; from then on, no session is believed.
+      for (let i = 0; i < 30 && (await fetch(`${stack.idgateUrls[0]}/readyz`)).status !== 503; i++) await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 200));
       const started = Date.now();
       const res = await browser.fetch(`${stack.frontUrl}/`);
       expect(res.status).toBe(503);
