@@ -54,7 +54,8 @@ export async function serve(): Promise<number> {
   const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
   const unsubscribe = sessionCache.enabled ? subscribeToRevocations(redis, config, sessionCache, logger) : () => undefined;
 
-  const server = createIdgateServer({ config, redis, oidc, bearer, sessionCache, policy: () => policy.current, logger, metrics });
+  const deps = { config, redis, oidc, bearer, sessionCache, policy: () => policy.current, logger, metrics };
+  const server = createIdgateServer(deps);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => resolve());
@@ -69,7 +70,7 @@ export async function serve(): Promise<number> {
   let spoe: net.Server | undefined;
   if (config.spoeListen) {
     const { host, port } = config.spoeListen;
-    spoe = createSpoeAgent({ check: createCheck({ config, redis, oidc, bearer, sessionCache, policy: () => policy.current, logger, metrics }), onError: (message) => logger.log('warn', message) });
+    spoe = createSpoeAgent({ check: createCheck(deps), onError: (message) => logger.log('warn', message) });
     spoe.on('error', (err) => logger.log('error', `SPOE agent cannot listen on ${host}:${port}; the HTTP check works without it`, { error: describeError(err) }));
     spoe.listen(port, host, () => logger.log('info', `SPOE agent listening on ${host}:${port}`));
   }
