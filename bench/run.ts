@@ -5,6 +5,7 @@
 //   (d) idgate's /auth directly, session cookie
 //   (e) HAProxy's native jwt_verify on the same JWT (no idgate), the in-proxy reference
 //   (g), (h) HAProxy + idgate's SPOE agent, session cookie and bearer JWT
+//   (i) HAProxy + idgate's SPOE agent code answering a constant allow, no check: the transport's ceiling
 // plus (b) at half its maximum rate, idgate with 100k sessions in Redis, and policy matching with 500
 // rules. Writes bench/results.json and appends a dated table with the command to bench/RESULTS.md.
 import { execFileSync } from 'node:child_process';
@@ -19,6 +20,7 @@ import { freePort, REPO_ROOT, type ManagedProcess } from '../demo/processes.js';
 import { startStack, type Stack } from '../demo/stack.js';
 import { Browser, signIn } from '../test/support/browser.js';
 import { sealSession, sessionKey } from '../service/src/session-store.js';
+import { createSpoeAgent } from '../service/src/spoe.js';
 import { loadConfig } from '../service/src/config.js';
 import { runAtRate, runWrk, rssMb, type LoadResult } from './load.js';
 import { benchPolicyMatching } from './policy-matching.js';
@@ -116,8 +118,10 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-bench-'));
   const started = Date.now();
   log('starting Redis, the IdP, the upstreams, idgate and HAProxy...');
-  const stack = await startStack();
+  // idgate writes its audit lines to a file, as in production, not through a pipe into this process.
+  const stack = await startStack({ idgateEnv: { IDGATE_LOG_FILE: path.join(dir, 'idgate.log') } });
   const extra: ManagedProcess[] = [];
+  const closeAfter: (() => void)[] = [];
   const results: LoadResult[] = [];
   const notes: Record<string, unknown> = {};
   try {
@@ -133,6 +137,13 @@ async function main(): Promise<void> {
     extra.push(await startHaproxy({ frontPort: passthroughPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, configPath: passthroughConfig(dir) }));
     const spoePort = await freePort();
     extra.push(await startHaproxy({ frontPort: spoePort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: stack.ports.spoe[0]!, mode: 'spoe' }));
+    // The agent's framing with a constant answer, in this process: what SPOE costs without a check.
+    const constantAgent = createSpoeAgent({ check: async () => ({ status: 200, headers: { 'X-Auth-User': 'alice', 'X-Auth-Subject': 'alice', 'X-Auth-Groups': 'engineering', 'X-Auth-Request-Id': 'r' }, body: '' }) });
+    const constantAgentPort = await freePort();
+    await new Promise<void>((resolve) => constantAgent.listen(constantAgentPort, '127.0.0.1', () => resolve()));
+    closeAfter.push(() => constantAgent.close());
+    const ceilingPort = await freePort();
+    extra.push(await startHaproxy({ frontPort: ceilingPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: constantAgentPort, mode: 'spoe' }));
     const nativePort = await freePort();
     extra.push(await startHaproxy({ frontPort: nativePort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, configPath: nativeJwtConfig(dir, pem) }));
 
@@ -153,6 +164,8 @@ async function main(): Promise<void> {
     const e = await scenario('(e) HAProxy native jwt_verify, same JWT (no idgate)', { url: `http://127.0.0.1:${nativePort}/api/hello`, headers: { Authorization: `Bearer ${token}` } });
     const g = await scenario('(g) HAProxy + idgate (SPOE), session cookie', { url: `http://127.0.0.1:${spoePort}/`, headers: { Cookie: cookie } });
     const h = await scenario('(h) HAProxy + idgate (SPOE), bearer JWT', { url: `http://127.0.0.1:${spoePort}/api/hello`, headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } });
+
+    const i = await scenario("(i) HAProxy + SPOE, constant-answer agent (no check: the transport's ceiling)", { url: `http://127.0.0.1:${ceilingPort}/` });
 
     log('(b) at half its maximum rate...');
     const half = await runAtRate({ url: `${stack.frontUrl}/`, headers: { Cookie: cookie }, rate: Math.max(1, Math.round(b.rps / 2)), duration: DURATION, connections: 32 });
@@ -177,6 +190,7 @@ async function main(): Promise<void> {
       'd/a idgate alone vs passthrough': ratio(d.rps, a.rps),
       'g/a session via HAProxy+SPOE vs passthrough': ratio(g.rps, a.rps),
       'h/a bearer via HAProxy+SPOE vs passthrough': ratio(h.rps, a.rps),
+      'i/a SPOE without a check vs passthrough': ratio(i.rps, a.rps),
     };
     notes.targets = {
       'b/a >= 0.5': ratios['b/a session via HAProxy+idgate vs passthrough'] >= 0.5,
@@ -189,6 +203,7 @@ async function main(): Promise<void> {
     write(command, results, ratios, notes, Math.round((Date.now() - started) / 1000));
   } finally {
     await Promise.all(extra.map((p) => p.stop()));
+    for (const close of closeAfter) close();
     await stack.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -208,7 +223,7 @@ function write(command: string, results: LoadResult[], ratios: Record<string, nu
   const table = [
     `## ${date.slice(0, 16).replace('T', ' ')} UTC, commit ${commit}`,
     '',
-    `Machine: ${machine}. Load generator, HAProxy (one process, 2 threads), upstream, Redis and idgate share the cores.`,
+    `Machine: ${machine}. Load generator, HAProxy (one process, 2 threads), upstream, Redis and idgate share the cores; idgate writes its audit lines to a file.`,
     `Command: \`${command}\` (${seconds} s; wrk -t1 -c32, ${DURATION} s a scenario after a 1 s warm-up).`,
     '',
     '| scenario | req/s | p50 ms | p99 ms | errors | idgate RSS MB |',

@@ -98,8 +98,8 @@ function accepts(port: number): Promise<boolean> {
 }
 
 /** `haproxy -c -f haproxy-conf/haproxy.cfg`: ok when HAProxy accepts the configuration. */
-export async function checkHaproxyConfig(): Promise<{ ok: boolean; output: string }> {
-  const proc = startProcess('haproxy -c', 'haproxy', ['-c', '-f', haproxyConfigPath()]);
+export async function checkHaproxyConfig(configPath = haproxyConfigPath()): Promise<{ ok: boolean; output: string }> {
+  const proc = startProcess('haproxy -c', 'haproxy', ['-c', '-f', configPath]);
   const code = await new Promise<number | null>((resolve) => {
     proc.child.once('close', (c) => resolve(c));
     proc.child.once('error', () => resolve(null));

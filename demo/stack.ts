@@ -31,6 +31,8 @@ export interface StackOptions {
   idgateReplicas?: number;
   /** Extra IDGATE_* settings for every replica. */
   idgateEnv?: Record<string, string>;
+  /** Extra node flags for idgate (e.g. --cpu-prof, which NODE_OPTIONS does not allow). */
+  idgateNodeArgs?: string[];
   /** Extra IDP_* settings for the local IdP (e.g. IDP_ACCESS_TOKEN_TTL). */
   idpEnv?: Record<string, string>;
   /** Start HAProxy (default true). */
@@ -108,7 +110,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const startIdgate = async (index: number): Promise<ManagedProcess> => {
     const port = ports.idgate[index]!;
     const p = track(
-      startProcess(index === 0 ? 'idgate' : `idgate${index + 1}`, process.execPath, [path.join(DIST, 'service/src/cli.js'), 'serve'], {
+      startProcess(index === 0 ? 'idgate' : `idgate${index + 1}`, process.execPath, [...(options.idgateNodeArgs ?? []), path.join(DIST, 'service/src/cli.js'), 'serve'], {
         env: { ...process.env, ...env, IDGATE_LISTEN: `127.0.0.1:${port}`, IDGATE_SPOE_LISTEN: `127.0.0.1:${ports.spoe[index]}` },
         echo,
       }),

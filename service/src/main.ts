@@ -21,6 +21,8 @@ export async function serve(): Promise<number> {
     return 1;
   }
   const logger = createLogger({ level: config.logLevel, file: config.logFile });
+  // Lines leave in batches: whatever way the process ends, the last batch is written.
+  process.once('exit', () => logger.flush());
   if (config.insecureHttp) {
     logger.log('warn', 'IDGATE_INSECURE_HTTP=1: plain-http issuer allowed and cookies not Secure. For local demos and tests only, never in production.');
   }

@@ -18,8 +18,17 @@ export function sessionKey(config: Config, sid: string): string {
 }
 
 export function sessionHash(sid: string): string {
-  return crypto.createHash('sha256').update(`idgate-session-key\0${sid}`).digest('base64url');
+  let hash = sessionHashes.get(sid);
+  if (hash === undefined) {
+    hash = crypto.createHash('sha256').update(`idgate-session-key\0${sid}`).digest('base64url');
+    if (sessionHashes.size >= 10_000) sessionHashes.delete(sessionHashes.keys().next().value!);
+    sessionHashes.set(sid, hash);
+  }
+  return hash;
 }
+
+/** The check hashes the same few session ids over and over: remembered, bounded. */
+const sessionHashes = new Map<string, string>();
 
 function sessionCipherKey(sid: string): Buffer {
   return Buffer.from(crypto.hkdfSync('sha256', sid, 'idgate-session', 'idgate session encryption v1', 32));

@@ -78,11 +78,68 @@ export function encodeFrame(type: number, flags: number, streamId: number, frame
   return Buffer.concat([length, frame]);
 }
 
-/** ACK payload: one set-var (scope txn) per entry. */
-export function encodeSetVars(vars: Readonly<Record<string, string | number>>): Buffer {
-  const parts: Buffer[] = [];
-  for (const [name, value] of Object.entries(vars)) parts.push(Buffer.from([ACTION_SET_VAR, 3, SCOPE_TXN]), encodeString(name), encodeTyped(value));
-  return Buffer.concat(parts);
+function varintLength(value: number): number {
+  if (value < 240) return 1;
+  let n = 2;
+  for (let rest = Math.floor((value - 240) / 16); rest >= 128; rest = Math.floor((rest - 128) / 128)) n++;
+  return n;
+}
+
+function writeVarint(buf: Buffer, at: number, value: number): number {
+  if (value < 240) {
+    buf[at] = value;
+    return at + 1;
+  }
+  buf[at++] = (value % 16) | 0xf0;
+  let rest = Math.floor((value - 240) / 16);
+  while (rest >= 128) {
+    buf[at++] = (rest % 128) | 0x80;
+    rest = Math.floor((rest - 128) / 128);
+  }
+  buf[at++] = rest;
+  return at;
+}
+
+/**
+ * A whole ACK frame setting `vars`, written into one buffer sized up front (the hot path: one
+ * allocation per answer). Strings are typed STRING, numbers UINT32.
+ */
+export function encodeAck(streamId: number, frameId: number, vars: Readonly<Record<string, string | number>>): Buffer {
+  const names = Object.keys(vars);
+  let size = 1 + 4 + varintLength(streamId) + varintLength(frameId);
+  for (const name of names) {
+    const value = vars[name]!;
+    const nameLength = Buffer.byteLength(name);
+    size += 3 + varintLength(nameLength) + nameLength + 1;
+    if (typeof value === 'number') size += varintLength(value);
+    else {
+      const length = Buffer.byteLength(value);
+      size += varintLength(length) + length;
+    }
+  }
+  const buf = Buffer.allocUnsafe(4 + size);
+  buf.writeUInt32BE(size, 0);
+  buf[4] = FRAME.ACK;
+  buf.writeUInt32BE(FLAG_FIN, 5);
+  let at = writeVarint(buf, 9, streamId);
+  at = writeVarint(buf, at, frameId);
+  for (const name of names) {
+    const value = vars[name]!;
+    buf[at++] = ACTION_SET_VAR;
+    buf[at++] = 3;
+    buf[at++] = SCOPE_TXN;
+    at = writeVarint(buf, at, Buffer.byteLength(name));
+    at += buf.write(name, at, 'utf8');
+    if (typeof value === 'number') {
+      buf[at++] = TYPE.UINT32;
+      at = writeVarint(buf, at, value);
+    } else {
+      buf[at++] = TYPE.STRING;
+      at = writeVarint(buf, at, Buffer.byteLength(value));
+      at += buf.write(value, at, 'utf8');
+    }
+  }
+  return buf;
 }
 
 // ---- decoding -------------------------------------------------------------------------------------
@@ -124,7 +181,11 @@ export class Reader {
   }
 
   string(): string {
-    return this.bytes(this.varint()).toString('utf8');
+    const length = this.varint();
+    if (length > this.buf.length - this.offset) throw new SpopError(STATUS.INVALID, 'field longer than the frame');
+    const start = this.offset;
+    this.offset += length;
+    return this.buf.toString('utf8', start, this.offset);
   }
 
   typed(): Value {
@@ -207,9 +268,14 @@ export interface SpoeAgentOptions {
   readonly onError?: (message: string) => void;
 }
 
-/** The facts HAProxy sends in `idgate-check`, as the request the HTTP check would have received. */
-export function requestFromMessage(args: Record<string, Value>, peer: string | undefined): CheckRequest {
-  const text = (v: Value | undefined) => (typeof v === 'string' && v !== '' ? v : undefined);
+const text = (v: Value | undefined) => (typeof v === 'string' && v !== '' ? v : undefined);
+
+/**
+ * The facts HAProxy sends in `idgate-check`, as the request the HTTP check would have received. With
+ * several Cookie lines, `idgate-cookies` carries the first four: joined as one header, as Node does.
+ */
+export function requestFromMessage(args: Record<string, Value>, peer: string | undefined, cookieLines?: Record<string, Value>): CheckRequest {
+  const cookie = cookieLines ? [cookieLines.cookie1, cookieLines.cookie2, cookieLines.cookie3, cookieLines.cookie4].map(text).filter((c) => c !== undefined).join('; ') || undefined : text(args.cookie);
   return {
     peer,
     headers: {
@@ -219,7 +285,7 @@ export function requestFromMessage(args: Record<string, Value>, peer: string | u
       'x-forwarded-proto': text(args.proto),
       'x-forwarded-for': text(args.src),
       'x-request-id': text(args.id),
-      cookie: text(args.cookie),
+      cookie,
       authorization: text(args.authorization),
       accept: text(args.accept),
       'x-requested-with': text(args.xrw),
@@ -264,12 +330,29 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
     let frameSize = MAX_FRAME_SIZE;
     let greeted = false;
     let closing = false;
+    // Answers finished in one turn of the event loop leave in one write (HAProxy pipelines many frames).
+    let outbox: Buffer[] = [];
+    const flush = () => {
+      const out = outbox;
+      outbox = [];
+      if (closing || socket.destroyed || !out.length) return;
+      socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+      // A peer that sends but never reads would make us buffer its answers without bound.
+      if (socket.writableLength > MAX_UNREAD_BYTES) {
+        options.onError?.('spoe: closing a connection whose peer does not read its answers');
+        socket.destroy();
+      }
+    };
+    const send = (frame: Buffer) => {
+      if (outbox.push(frame) === 1) setImmediate(flush);
+    };
 
     const disconnectFrame = (status: number, message: string) => encodeFrame(FRAME.AGENT_DISCONNECT, FLAG_FIN, 0, 0, encodeKvList({ 'status-code': status, message }));
     /** Writes what is pending, then closes; a peer that never reads must not hold the socket forever. */
     const close = (last: Buffer[]) => {
       closing = true;
-      socket.end(Buffer.concat(last));
+      socket.end(Buffer.concat([...outbox, ...last]));
+      outbox = [];
       setTimeout(() => socket.destroy(), 1000).unref();
     };
 
@@ -299,21 +382,16 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
       const args = messages.get('idgate-check');
       const { streamId, frameId } = frame;
       if (!args) return encodeFrame(FRAME.ACK, FLAG_FIN, streamId, frameId, Buffer.alloc(0));
-      void options.check(requestFromMessage(args, socket.remoteAddress)).then((answer) => {
+      void options.check(requestFromMessage(args, socket.remoteAddress, messages.get('idgate-cookies'))).then((answer) => {
         if (closing || socket.destroyed) return;
-        let payload = encodeSetVars(variablesFor(answer));
-        if (payload.length + 32 > frameSize) {
+        const vars = variablesFor(answer);
+        let ack = encodeAck(streamId, frameId, vars);
+        if (ack.length - 4 > frameSize) {
           // Too much to set (a huge body): keep the decision, drop the page.
-          const vars = variablesFor(answer);
           delete vars.body;
-          payload = encodeSetVars(vars);
+          ack = encodeAck(streamId, frameId, vars);
         }
-        socket.write(encodeFrame(FRAME.ACK, FLAG_FIN, streamId, frameId, payload));
-        // A peer that sends but never reads would make us buffer its answers without bound.
-        if (socket.writableLength > MAX_UNREAD_BYTES) {
-          options.onError?.('spoe: closing a connection whose peer does not read its answers');
-          socket.destroy();
-        }
+        send(ack);
       });
       return undefined;
     };
@@ -340,8 +418,7 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
         return;
       }
       if (closing) close(replies);
-      // Every reply of one read in one write.
-      else if (replies.length && !socket.destroyed) socket.write(replies.length === 1 ? replies[0]! : Buffer.concat(replies));
+      else for (const reply of replies) send(reply);
     });
     socket.on('error', () => socket.destroy());
     socket.setTimeout(120_000, () => socket.destroy());

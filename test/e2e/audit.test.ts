@@ -4,6 +4,7 @@
 import { startStack, type Stack } from '../../demo/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { metricValue } from '../support/idgate.js';
+import { waitUntil } from '../support/wait.js';
 
 let stack: Stack;
 
@@ -60,14 +61,16 @@ describe('audit lines', () => {
       ['unauthenticated', () => fetch(`${stack.frontUrl}/api/x`, { method: 'DELETE' }), { decision: 'unauthenticated', status: 401, rule: 'api', method: 'DELETE', path: '/api/x' }],
       ['deny', () => bob.fetch(`${stack.frontUrl}/admin/`), { decision: 'deny', status: 403, rule: 'admin-area', reason: 'needs group admins', user: 'bob', path: '/admin/' }],
     ];
-    await new Promise((r) => setTimeout(r, 100)); // the sign-ins' own lines are written
+    await new Promise((r) => setTimeout(r, 250)); // the sign-ins' own lines are written (batches leave every 100 ms)
     for (const [name, send, expected] of cases) {
       const before = auditLines().length;
       const res = await send();
       await res.arrayBuffer();
-      await new Promise((r) => setTimeout(r, 50));
       // Lines are written asynchronously: count those of this request's path.
-      const added = auditLines().slice(before).filter((l) => l.path === (expected.path ?? l.path));
+      const ofThisRequest = () => auditLines().slice(before).filter((l) => l.path === (expected.path ?? l.path));
+      await waitUntil(() => ofThisRequest().length > 0);
+      await new Promise((r) => setTimeout(r, 150)); // one batch more: a second line would show now
+      const added = ofThisRequest();
       expect({ name, count: added.length }).toEqual({ name, count: 1 });
       const line = added[0]!;
       for (const field of FIELDS) expect({ name, field, present: field in line }).toEqual({ name, field, present: true });
@@ -127,7 +130,8 @@ describe('metrics and health', () => {
     const before = auditLines().length;
     const res = await fetch(`${stack.idgateUrls[0]}/auth`, { headers: { cookie: alice.cookieHeader(new URL(stack.frontUrl))!, 'x-request-id': 'while-redis-is-down' } });
     expect(res.status).toBe(503);
-    await new Promise((r) => setTimeout(r, 50));
+    await waitUntil(() => auditLines().length > before);
+    await new Promise((r) => setTimeout(r, 150));
     expect(auditLines().slice(before)).toEqual([expect.objectContaining({ request_id: 'while-redis-is-down', decision: 'unavailable', status: 503, reason: 'store_unavailable' })]);
     expect((await fetch(`${stack.idgateUrls[0]}/healthz`)).status).toBe(200);
     await stack.startRedis();

@@ -10,6 +10,7 @@ import { REPO_ROOT } from '../../demo/stack.js';
 import { startHaproxy } from '../../demo/haproxy.js';
 import { startUpstream, type RunningUpstream } from '../../demo/upstream.js';
 import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
+import { waitUntil } from '../support/wait.js';
 
 let redis: ManagedProcess;
 let redisPort: number;
@@ -308,14 +309,16 @@ describe('key rotation at the IdP', () => {
     expect((await check(before)).status).toBe(200);
 
     idps.a.process.child.kill('SIGUSR1');
-    await waitFor(() => idps.a.process.output().includes('idp signing key rotated'));
+    await waitUntil(() => idps.a.process.output().includes('idp signing key rotated'), 5000);
+    expect(idps.a.process.output()).toContain('idp signing key rotated');
     const after = await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read');
     expect(jose.decodeProtectedHeader(after).kid).not.toBe(jose.decodeProtectedHeader(before).kid);
     expect((await check(after)).status).toBe(200);
     expect((await check(before)).status).toBe(200);
 
     idps.a.process.child.kill('SIGUSR2');
-    await waitFor(() => idps.a.process.output().includes('idp old signing keys retired'));
+    await waitUntil(() => idps.a.process.output().includes('idp old signing keys retired'), 5000);
+    expect(idps.a.process.output()).toContain('idp old signing keys retired');
     // The cached keys are refreshed in the background once older than IDGATE_JWKS_CACHE (1 s here).
     let status = 200;
     for (let i = 0; i < 40 && status === 200; i++) {
@@ -339,11 +342,3 @@ describe('key rotation at the IdP', () => {
     expect(idgate.logLines.some((l) => l.includes('signing keys could not be fetched'))).toBe(true);
   });
 });
-
-async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

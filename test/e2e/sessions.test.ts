@@ -10,6 +10,7 @@ import * as jose from 'jose';
 import { REPO_ROOT } from '../../demo/processes.js';
 import { startStack, type Stack } from '../../demo/stack.js';
 import { Browser, signIn } from '../support/browser.js';
+import { waitUntil } from '../support/wait.js';
 
 const TOKEN_TTL_S = 4;
 const OLD_SECRET = 'old-secret-'.padEnd(40, 'o');
@@ -29,7 +30,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Log lines are written asynchronously: wait for the count to settle on `expected`, then check it stays. */
 async function expectRefreshEvents(expected: number): Promise<void> {
   for (let i = 0; i < 40 && refreshEvents() < expected; i++) await sleep(25);
-  await sleep(100);
+  await sleep(250); // log lines leave in batches, at least every 100 ms
   expect(refreshEvents()).toBe(expected);
 }
 
@@ -125,8 +126,9 @@ describe('logout everywhere', () => {
       await sleep(50);
     }
     expect(statuses).toEqual([401, 401]);
-    const lines = (stack.processes.idgate!.output() + stack.processes.idgate2!.output()).split('\n').filter((l) => l.includes('"event":"backchannel_logout"'));
-    expect(lines.some((l) => l.includes('"sessions_revoked":1'))).toBe(true);
+    const revoked = () => (stack.processes.idgate!.output() + stack.processes.idgate2!.output()).split('\n').some((l) => l.includes('"event":"backchannel_logout"') && l.includes('"sessions_revoked":1'));
+    await waitUntil(revoked);
+    expect(revoked()).toBe(true);
   });
 
   test('a forged logout token is refused and ends nothing', async () => {

@@ -3,7 +3,7 @@
 import net from 'node:net';
 import fc from 'fast-check';
 import type { CheckAnswer, CheckRequest } from '../../service/src/check.js';
-import { FRAME, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, decodeFrame, decodeMessages, encodeFrame, encodeKvList, encodeVarint, variablesFor } from '../../service/src/spoe.js';
+import { FRAME, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, decodeFrame, decodeMessages, encodeAck, encodeFrame, encodeKvList, encodeVarint, variablesFor } from '../../service/src/spoe.js';
 import { converse, hello, notify, setVars } from '../support/spop.js';
 
 describe('varint (peers encoding)', () => {
@@ -22,6 +22,25 @@ describe('varint (peers encoding)', () => {
 
   test('every value up to 2^40 survives a round trip', () => {
     fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 40 }), (n) => new Reader(encodeVarint(n)).varint() === n));
+  });
+});
+
+describe('ACK frames', () => {
+  const vars = fc.dictionary(
+    fc.string({ minLength: 1, maxLength: 300 }),
+    fc.oneof(fc.string({ maxLength: 3000 }), fc.integer({ min: 0, max: 2 ** 32 - 1 })),
+  );
+
+  test('any set of variables decodes back to the same names, values and stream/frame ids', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 40 }), fc.integer({ min: 0, max: 2 ** 40 }), vars, (streamId, frameId, v) => {
+        const ack = encodeAck(streamId, frameId, v);
+        expect(ack.readUInt32BE(0)).toBe(ack.length - 4);
+        const frame = decodeFrame(ack.subarray(4));
+        expect([frame.type, frame.flags, frame.streamId, frame.frameId]).toEqual([FRAME.ACK, 1, streamId, frameId]);
+        expect(setVars(frame)).toEqual({ ...v });
+      }),
+    );
   });
 });
 

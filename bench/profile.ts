@@ -1,0 +1,66 @@
+// `make profile`: a V8 CPU profile of idgate while HAProxy's SPOE agent path is under load (session
+// cookie, then bearer JWT). Writes .run/profile/*.cpuprofile (open in Chrome DevTools) and prints
+// the functions with the most self time.
+import fs from 'node:fs';
+import path from 'node:path';
+import { startHaproxy } from '../demo/haproxy.js';
+import { freePort, REPO_ROOT } from '../demo/processes.js';
+import { startStack } from '../demo/stack.js';
+import { Browser, signIn } from '../test/support/browser.js';
+import { runWrk } from './load.js';
+
+const out = path.join(REPO_ROOT, '.run/profile');
+fs.rmSync(out, { recursive: true, force: true });
+fs.mkdirSync(out, { recursive: true });
+const stack = await startStack({ idgateNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${out}`], idgateEnv: { IDGATE_LOG_FILE: path.join(out, 'idgate.log') } });
+const spoePort = await freePort();
+const haproxy = await startHaproxy({ frontPort: spoePort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: stack.ports.spoe[0]!, mode: 'spoe' });
+try {
+  const browser = new Browser();
+  await signIn(browser, `${stack.frontUrl}/`, 'alice');
+  const cookie = browser.cookieHeader(new URL(stack.frontUrl))!;
+  const seconds = Number(process.env.PROFILE_SECONDS ?? 8);
+  const before = cpuTimes();
+  const r = await runWrk({ url: `http://127.0.0.1:${spoePort}/`, headers: { Cookie: cookie }, duration: seconds });
+  process.stdout.write(`SPOE session: ${r.rps} req/s, p99 ${r.p99_ms} ms, errors ${r.errors}\n`);
+  const after = cpuTimes();
+  for (const [pid, t] of after) {
+    const used = (t.ticks - (before.get(pid)?.ticks ?? 0)) / 100 / seconds;
+    if (used > 0.02) process.stdout.write(`  ${t.name.padEnd(16)} ${(used * 100).toFixed(0)}% of a core\n`);
+  }
+} finally {
+  await haproxy.stop();
+  await stack.stop();
+}
+
+/** CPU ticks of every process on the machine (/proc), to see who uses the shared cores. */
+function cpuTimes(): Map<number, { name: string; ticks: number }> {
+  const out = new Map<number, { name: string; ticks: number }>();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const cmd = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').find((a) => /cli\.js|upstream-main|idp-main|profile\.js/.test(a));
+      out.set(Number(entry), { name: cmd ? path.basename(cmd) : name, ticks: Number(fields[11]) + Number(fields[12]) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }
+for (const file of fs.readdirSync(out).filter((f) => f.endsWith('.cpuprofile'))) {
+  const profile = JSON.parse(fs.readFileSync(path.join(out, file), 'utf8')) as { nodes: Node[] };
+  const self = new Map<string, number>();
+  let total = 0;
+  for (const n of profile.nodes) {
+    const key = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*\/(node_modules|dist)\//, '$1/')}:${n.callFrame.lineNumber + 1}`;
+    self.set(key, (self.get(key) ?? 0) + (n.hitCount ?? 0));
+    total += n.hitCount ?? 0;
+  }
+  process.stdout.write(`\n${file}: top self time of ${total} samples\n`);
+  for (const [key, hits] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) process.stdout.write(`${((100 * hits) / total).toFixed(1).padStart(5)}%  ${key}\n`);
+}

@@ -1,0 +1,154 @@
+// The SPOE integration (haproxy-conf/haproxy-spoe.cfg + spoe-idgate.conf) against idgate's own SPOP
+// agent with a scripted check: real HAProxy 2.6, raw HTTP on the client side so that repeated headers
+// (Cookie, Set-Cookie) are seen exactly as they are on the wire. The decision itself is tested through
+// both transports in spoe-parity.test.ts and stack.test.ts; here, what HAProxy does with the answer.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import http from 'node:http';
+import type net from 'node:net';
+import path from 'node:path';
+import type { CheckAnswer, CheckRequest } from '../../service/src/check.js';
+import { createSpoeAgent } from '../../service/src/spoe.js';
+import { checkHaproxyConfig, startHaproxy } from '../../demo/haproxy.js';
+import { freePort, REPO_ROOT, type ManagedProcess } from '../../demo/processes.js';
+import { all, one, pairs, rawRequest } from '../support/raw-http.js';
+
+const RENEWED = 'idgate_session=renewed; Path=/; HttpOnly; SameSite=Lax';
+const ALICE = { 'X-Auth-User': 'alice', 'X-Auth-Subject': 'alice-sub', 'X-Auth-Email': 'alice@example.com', 'X-Auth-Groups': 'engineering,admins', 'X-Auth-Request-Id': 'r' };
+
+/** The scripted check: the first path segment picks the answer. */
+async function scriptedCheck(request: CheckRequest): Promise<CheckAnswer> {
+  const segment = '/' + (request.headers['x-forwarded-uri'] ?? '/').split('?')[0]!.split('/')[1];
+  switch (segment) {
+    case '/ok':
+      return { status: 200, headers: ALICE, body: '' };
+    case '/renewed':
+      return { status: 200, headers: { ...ALICE, 'Set-Cookie': RENEWED }, body: '' };
+    case '/login':
+      return { status: 302, headers: { Location: 'http://127.0.0.1/_auth/login?rd=%2Flogin', 'Cache-Control': 'no-store', 'Set-Cookie': RENEWED }, body: '' };
+    case '/denied':
+      return { status: 403, headers: { 'X-Auth-User': 'alice', 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Set-Cookie': RENEWED }, body: '{"error":"access_denied","reason":"policy"}' };
+    case '/slow':
+      await new Promise((r) => setTimeout(r, 3000));
+      return { status: 200, headers: ALICE, body: '' };
+    case '/weird':
+      return { status: 500, headers: ALICE, body: '' };
+    default:
+      return { status: 401, headers: { 'WWW-Authenticate': 'Bearer realm="idgate"', 'Content-Type': 'application/json' }, body: '{"error":"unauthorized","reason":"no credentials"}' };
+  }
+}
+
+describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () => {
+  let frontPort: number;
+  let haproxy: ManagedProcess | undefined;
+  let agent: net.Server;
+  let idgateHttp: http.Server;
+  let upstream: http.Server;
+  const checked: CheckRequest[] = [];
+  const upstreamSeen: { url: string; headers: [string, string][] }[] = [];
+  let marker = 0;
+  const unique = (p: string) => `${p}?t=${++marker}`;
+  const checkFor = (target: string) => checked.filter((c) => c.headers['x-forwarded-uri'] === target);
+
+  const listen = (server: net.Server, port: number) => new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
+  const close = (server: net.Server) => new Promise<void>((resolve) => server.close(() => resolve()));
+
+  beforeAll(async () => {
+    const [idgatePort, spoePort, upstreamPort] = [await freePort(), await freePort(), await freePort()];
+    frontPort = await freePort();
+    agent = createSpoeAgent({
+      check: (request) => {
+        checked.push(request);
+        return scriptedCheck(request);
+      },
+    });
+    // The browser endpoints' backend only needs to pass HAProxy's health check here.
+    idgateHttp = http.createServer((_req, res) => res.writeHead(200, { 'content-length': '2' }).end('ok'));
+    upstream = http.createServer((req, res) => {
+      upstreamSeen.push({ url: req.url!, headers: pairs(req.rawHeaders) });
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '8' }).end('upstream'));
+    });
+    await Promise.all([listen(agent, spoePort), listen(idgateHttp, idgatePort), listen(upstream, upstreamPort)]);
+    haproxy = await startHaproxy({ frontPort, idgatePort, upstreamPort, canaryPort: upstreamPort, spoePort, mode: 'spoe' });
+  });
+
+  afterAll(async () => {
+    await haproxy?.stop();
+    await Promise.all([close(agent), close(idgateHttp), close(upstream)]);
+  });
+
+  test('haproxy -c accepts the shipped SPOE config, without warnings', async () => {
+    const result = await checkHaproxyConfig(path.join(REPO_ROOT, 'haproxy-conf/haproxy-spoe.cfg'));
+    expect(result.output).toContain('Configuration file is valid');
+    expect(result.output).not.toMatch(/WARNING|ALERT/);
+    expect(result.ok).toBe(true);
+  });
+
+  test('an allow injects the identity upstream, and the client X-Auth-* headers are gone', async () => {
+    const target = unique('/ok');
+    const res = await rawRequest(frontPort, 'GET', target, [['X-Auth-User', 'mallory'], ['x-auth-groups', 'admins'], ['X-Auth-Anything', '1']]);
+    expect(res.status).toBe(200);
+    const seen = upstreamSeen.find((u) => u.url === target)!;
+    expect(all(seen.headers, 'x-auth-user')).toEqual(['alice']);
+    expect(all(seen.headers, 'x-auth-groups')).toEqual(['engineering,admins']);
+    expect(all(seen.headers, 'x-auth-anything')).toEqual([]);
+    expect(all(res.headers, 'set-cookie')).toEqual([]);
+  });
+
+  test("a renewed session's cookie reaches the browser on an allow, a login redirect and a denial", async () => {
+    const allowed = await rawRequest(frontPort, 'GET', unique('/renewed'));
+    expect(allowed.status).toBe(200);
+    expect(all(allowed.headers, 'set-cookie')).toEqual([RENEWED]);
+
+    const redirected = await rawRequest(frontPort, 'GET', unique('/login'));
+    expect(redirected.status).toBe(302);
+    expect(one(redirected.headers, 'location')).toBe('http://127.0.0.1/_auth/login?rd=%2Flogin');
+    expect(all(redirected.headers, 'set-cookie')).toEqual([RENEWED]);
+
+    const denied = await rawRequest(frontPort, 'GET', unique('/denied'), [['Accept', 'application/json']]);
+    expect(denied.status).toBe(403);
+    expect(JSON.parse(denied.body)).toEqual({ error: 'access_denied', reason: 'policy' });
+    expect(all(denied.headers, 'set-cookie')).toEqual([RENEWED]);
+
+    // and the next answer on a fresh request carries none
+    expect(all((await rawRequest(frontPort, 'GET', unique('/ok'))).headers, 'set-cookie')).toEqual([]);
+  });
+
+  test('several Cookie header lines reach the check as one Cookie header, in order', async () => {
+    const one = unique('/ok');
+    await rawRequest(frontPort, 'GET', one, [['Cookie', 'theme=dark; idgate_session=s%3Aabc.sig']]);
+    expect(checkFor(one)[0]!.headers.cookie).toBe('theme=dark; idgate_session=s%3Aabc.sig');
+
+    const several = unique('/ok');
+    await rawRequest(frontPort, 'GET', several, [['Cookie', 'theme=dark'], ['Cookie', 'idgate_session=s%3Aabc.sig'], ['Cookie', 'lang=fr']]);
+    expect(checkFor(several)[0]!.headers.cookie).toBe('theme=dark; idgate_session=s%3Aabc.sig; lang=fr');
+
+    const none = unique('/ok');
+    await rawRequest(frontPort, 'GET', none);
+    expect(checkFor(none)[0]!.headers.cookie).toBeUndefined();
+  });
+
+  test('a slow agent gets a 503 within the processing timeout, never an allow', async () => {
+    const target = unique('/slow');
+    const res = await rawRequest(frontPort, 'GET', target);
+    expect(res.status).toBe(503);
+    // timeout processing 800ms in spoe-idgate.conf
+    expect(res.ms).toBeLessThan(2000);
+    expect(upstreamSeen.some((u) => u.url === target)).toBe(false);
+    // and the agent's other requests go on meanwhile
+    expect((await rawRequest(frontPort, 'GET', unique('/ok'))).status).toBe(200);
+  });
+
+  test('a status the contract does not use is a 503, never an allow', async () => {
+    const target = unique('/weird');
+    expect((await rawRequest(frontPort, 'GET', target)).status).toBe(503);
+    expect(upstreamSeen.some((u) => u.url === target)).toBe(false);
+  });
+
+  test('no credentials: 401 with the challenge and the JSON body', async () => {
+    const res = await rawRequest(frontPort, 'GET', unique('/api'), [['Accept', 'application/json']]);
+    expect(res.status).toBe(401);
+    expect(one(res.headers, 'www-authenticate')).toBe('Bearer realm="idgate"');
+    expect(JSON.parse(res.body)).toEqual({ error: 'unauthorized', reason: 'no credentials' });
+  });
+});

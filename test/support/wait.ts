@@ -1,0 +1,7 @@
+// Log lines and pub/sub announcements arrive a moment after the answer: tests wait for them, up to a bound.
+
+/** Resolves once `condition()` holds; returns quietly after `timeoutMs` so the assertion after it reports what was seen. */
+export async function waitUntil(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+}
