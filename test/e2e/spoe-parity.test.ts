@@ -1,6 +1,9 @@
 // One table of requests asked of one idgate process over both transports — the HTTP check (/auth) and
 // the SPOE agent — must get the same answer: status, redirect, challenge and identity.
+import crypto from 'node:crypto';
+import signature from 'cookie-signature';
 import { startStack, type Stack } from '../../demo/stack.js';
+import { loadConfig } from '../../service/src/config.js';
 import { Browser, signIn } from '../support/browser.js';
 import { converse, hello, notify, setVars } from '../support/spop.js';
 
@@ -8,6 +11,8 @@ let stack: Stack;
 let alice: string;
 let bob: string;
 let token: string;
+/** A well-signed cookie whose session is not (or no longer) in Redis: expired. */
+let expired: string;
 
 beforeAll(async () => {
   stack = await startStack({ haproxy: true });
@@ -23,6 +28,8 @@ beforeAll(async () => {
     body: 'grant_type=client_credentials&scope=api%3Aread',
   });
   token = ((await res.json()) as { access_token: string }).access_token;
+  const { config } = loadConfig({ ...process.env, ...stack.env });
+  expired = `${config!.cookieName}=${encodeURIComponent(`s:${signature.sign(crypto.randomBytes(32).toString('base64url'), config!.cookieSecrets[0]!)}`)}`;
 }, 60_000);
 
 afterAll(async () => {
@@ -36,6 +43,8 @@ interface Case {
   cookie?: () => string;
   authorization?: () => string;
   xrw?: string;
+  /** What the case is about, as the answer's reason says it (both transports). */
+  reason?: RegExp;
 }
 
 const HTML = 'text/html,application/xhtml+xml';
@@ -48,7 +57,9 @@ const cases: [string, Case][] = [
   ['alice on /admin/', { method: 'GET', pathq: '/admin/', accept: HTML, cookie: () => alice }],
   ['bob on /admin/ (browser)', { method: 'GET', pathq: '/admin/', accept: HTML, cookie: () => bob }],
   ['bob on /admin/ (API)', { method: 'GET', pathq: '/admin/', accept: 'application/json', cookie: () => bob }],
-  ['expired or unknown session', { method: 'GET', pathq: '/', accept: HTML, cookie: () => '_idgate=s%3Anope.nope' }],
+  ['badly signed session cookie', { method: 'GET', pathq: '/', accept: HTML, cookie: () => '_idgate=s%3Anope.nope' }],
+  ['expired session (browser)', { method: 'GET', pathq: '/page', accept: HTML, cookie: () => expired }],
+  ['expired session (API)', { method: 'GET', pathq: '/api/x', accept: 'application/json', cookie: () => expired, reason: /expired/ }],
   ['bearer token on /api/', { method: 'GET', pathq: '/api/x', authorization: () => `Bearer ${token}` }],
   ['forged bearer token', { method: 'GET', pathq: '/api/x', authorization: () => `Bearer ${token.slice(0, -4)}AAAA` }],
 ];
@@ -77,4 +88,5 @@ test.each(cases)('%s: the HTTP check and the SPOE agent answer alike', async (_n
   const identity = (name: string) => http.headers.get(`x-auth-${name}`) ?? undefined;
   for (const name of ['user', 'email', 'subject', 'groups', 'scopes', 'client', 'backend']) expect({ name, value: vars[name] }).toEqual({ name, value: identity(name) });
   if (http.status >= 400 && http.status < 500) expect(vars.body).toBe(await http.text());
+  if (c.reason) expect(vars.reason).toMatch(c.reason);
 });
