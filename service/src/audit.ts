@@ -57,20 +57,23 @@ function timestamp(): string {
 
 export function createLogger(options: LoggerOptions | ((line: string) => void) = {}): Logger {
   const opts = typeof options === 'function' ? { write: options } : options;
-  // Lines are gathered up to 8 KiB and written at least every 100 ms: one write per line would cost
-  // the check path a system call per decision. flush() writes the rest (on exit).
   const destination = opts.write
     ? { write: opts.write }
-    : pino.destination({ dest: opts.file ?? 1, sync: false, mkdir: opts.file !== undefined, append: true, minLength: 8192 });
-  if ('flush' in destination) {
-    setInterval(() => {
-      try {
-        destination.flush();
-      } catch {
-        // not open yet, or already closed: nothing to write
-      }
-    }, 100).unref();
-  }
+    : pino.destination({ dest: opts.file ?? 1, sync: false, mkdir: opts.file !== undefined, append: true });
+  // Decision lines, one per check, leave in batches of about 32 KiB, at least every 100 ms: a write per
+  // line would cost the check path a system call per decision. Joined here, not appended to the
+  // destination's own buffer, which measures its whole pending string on every write.
+  const batched = !opts.write;
+  let pending: string[] = [];
+  let pendingChars = 0;
+  const drain = () => {
+    if (!pending.length) return;
+    const chunk = pending.join('');
+    pending = [];
+    pendingChars = 0;
+    destination.write(chunk);
+  };
+  if (batched) setInterval(drain, 100).unref();
   const settings = {
     level: opts.level ?? 'info',
     base: undefined,
@@ -84,7 +87,12 @@ export function createLogger(options: LoggerOptions | ((line: string) => void) =
   const decisions = logger.isLevelEnabled('info');
   return {
     decision(record) {
-      if (decisions) destination.write(`{"level":"info"${timestamp()},"event":"decision",${JSON.stringify(record).slice(1)}\n`);
+      if (!decisions) return;
+      const line = `{"level":"info"${timestamp()},"event":"decision",${JSON.stringify(record).slice(1)}\n`;
+      if (!batched) return void destination.write(line);
+      pending.push(line);
+      pendingChars += line.length;
+      if (pendingChars >= 32768) drain();
     },
     event(event, fields) {
       logger.info({ ...fields, event });
@@ -93,6 +101,7 @@ export function createLogger(options: LoggerOptions | ((line: string) => void) =
       logger[level](fields ?? {}, message);
     },
     flush() {
+      drain();
       if ('flushSync' in destination && typeof destination.flushSync === 'function') {
         try {
           destination.flushSync();
