@@ -37,15 +37,9 @@ export type Value = null | boolean | number | bigint | string | Buffer;
 /** Peers varint: < 240 in one byte; else low 4 bits with 0xF0, then 7 bits a byte, high bit = more. */
 export function encodeVarint(value: number): Buffer {
   if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`varint out of range: ${value}`);
-  if (value < 240) return Buffer.from([value]);
-  const out = [(value % 16) | 0xf0];
-  let rest = Math.floor((value - 240) / 16);
-  while (rest >= 128) {
-    out.push((rest % 128) | 0x80);
-    rest = Math.floor((rest - 128) / 128);
-  }
-  out.push(rest);
-  return Buffer.from(out);
+  const buf = Buffer.allocUnsafe(varintLength(value));
+  writeVarint(buf, 0, value);
+  return buf;
 }
 
 function encodeString(text: string): Buffer {
