@@ -16,8 +16,12 @@ const SCOPE_TXN = 2;
 const ACTION_SET_VAR = 1;
 /** Answers a peer may leave unread before its connection is closed. */
 const MAX_UNREAD_BYTES = 1 << 20;
-/** Our largest frame; HAProxy's default is 16380. */
-export const MAX_FRAME_SIZE = 16380;
+/**
+ * Our largest frame. HAProxy offers tune.bufsize - 4 (16380 by default, 32764 with the shipped
+ * config) and the smaller of the two is used: a request's facts (a big Cookie header) must fit in one
+ * frame, since fragments are refused.
+ */
+export const MAX_FRAME_SIZE = 65532;
 
 export const STATUS = { NORMAL: 0, IO: 1, TIMEOUT: 2, TOO_BIG: 3, INVALID: 4, NO_VERSION: 5, NO_FRAME_SIZE: 6, NO_CAPABILITIES: 7, BAD_VERSION: 8, BAD_FRAME_SIZE: 9, FRAGMENTED: 10, UNKNOWN: 99 } as const;
 

@@ -63,7 +63,7 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     });
     // The browser endpoints' backend only needs to pass HAProxy's health check here.
     idgateHttp = http.createServer((_req, res) => res.writeHead(200, { 'content-length': '2' }).end('ok'));
-    upstream = http.createServer((req, res) => {
+    upstream = http.createServer({ maxHeaderSize: 65536 }, (req, res) => {
       upstreamSeen.push({ url: req.url!, headers: pairs(req.rawHeaders) });
       req.resume();
       req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '8' }).end('upstream'));
@@ -126,6 +126,14 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     const none = unique('/ok');
     await rawRequest(frontPort, 'GET', none);
     expect(checkFor(none)[0]!.headers.cookie).toBeUndefined();
+  });
+
+  test('a cookie of 20 KB reaches the check whole (frames as large as HAProxy buffers allow)', async () => {
+    const big = `theme=${'x'.repeat(20_000)}; idgate_session=s%3Aabc.sig`;
+    const target = unique('/ok');
+    const res = await rawRequest(frontPort, 'GET', target, [['Cookie', big]]);
+    expect(res.status).toBe(200);
+    expect(checkFor(target)[0]!.headers.cookie).toBe(big);
   });
 
   test('a slow agent gets a 503 within the processing timeout, never an allow', async () => {

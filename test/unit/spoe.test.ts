@@ -141,8 +141,13 @@ describe('the frame parser under random input', () => {
     );
   });
 
-  test('the frame size limit is the protocol default', () => {
-    expect(MAX_FRAME_SIZE).toBe(16380);
+  test.each([
+    [16380, 16380],
+    [32764, 32764],
+    [1_000_000, MAX_FRAME_SIZE],
+  ])('HAProxy offering frames of %i bytes gets %i: the smaller of its size and ours', async (offered, agreed) => {
+    const { frames } = await converse(port, [hello({ 'max-frame-size': offered })], 1);
+    expect(frames[0]!.payload.kvList()['max-frame-size']).toBe(agreed);
   });
 });
 
