@@ -11,6 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -121,7 +122,7 @@ async function main(): Promise<void> {
   // idgate writes its audit lines to a file, as in production, not through a pipe into this process.
   const stack = await startStack({ idgateEnv: { IDGATE_LOG_FILE: path.join(dir, 'idgate.log') } });
   const extra: ManagedProcess[] = [];
-  const closeAfter: (() => void)[] = [];
+  let constantAgent: net.Server | undefined;
   const results: LoadResult[] = [];
   const notes: Record<string, unknown> = {};
   try {
@@ -138,10 +139,9 @@ async function main(): Promise<void> {
     const spoePort = await freePort();
     extra.push(await startHaproxy({ frontPort: spoePort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: stack.ports.spoe[0]!, mode: 'spoe' }));
     // The agent's framing with a constant answer, in this process: what SPOE costs without a check.
-    const constantAgent = createSpoeAgent({ check: async () => ({ status: 200, headers: { 'X-Auth-User': 'alice', 'X-Auth-Subject': 'alice', 'X-Auth-Groups': 'engineering', 'X-Auth-Request-Id': 'r' }, body: '' }) });
+    constantAgent = createSpoeAgent({ check: async () => ({ status: 200, headers: { 'X-Auth-User': 'alice', 'X-Auth-Subject': 'alice', 'X-Auth-Groups': 'engineering', 'X-Auth-Request-Id': 'r' }, body: '' }) });
     const constantAgentPort = await freePort();
-    await new Promise<void>((resolve) => constantAgent.listen(constantAgentPort, '127.0.0.1', () => resolve()));
-    closeAfter.push(() => constantAgent.close());
+    await new Promise<void>((resolve) => constantAgent!.listen(constantAgentPort, '127.0.0.1', () => resolve()));
     const ceilingPort = await freePort();
     extra.push(await startHaproxy({ frontPort: ceilingPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: constantAgentPort, mode: 'spoe' }));
     const nativePort = await freePort();
@@ -203,7 +203,7 @@ async function main(): Promise<void> {
     write(command, results, ratios, notes, Math.round((Date.now() - started) / 1000));
   } finally {
     await Promise.all(extra.map((p) => p.stop()));
-    for (const close of closeAfter) close();
+    constantAgent?.close();
     await stack.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }

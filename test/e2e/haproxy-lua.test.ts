@@ -10,6 +10,7 @@ import path from 'node:path';
 import { freePort, type ManagedProcess } from '../../demo/processes.js';
 import { checkHaproxyConfig, haproxyConfigPath, startHaproxy } from '../../demo/haproxy.js';
 import { all, one, pairs, parseResponse, rawRequest, type RawResponse } from '../support/raw-http.js';
+import { waitUntil } from '../support/wait.js';
 
 interface Recorded {
   method: string;
@@ -51,8 +52,7 @@ async function keepAliveSession(port: number, requests: { method: string; target
 
 /** HAProxy writes its log and warnings a moment after answering: wait for a piece of its output. */
 async function outputOf(proc: ManagedProcess, text: string, timeoutMs = 2000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  while (!proc.output().includes(text) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  await waitUntil(() => proc.output().includes(text), timeoutMs);
   return proc.output();
 }
 

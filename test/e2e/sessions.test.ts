@@ -29,7 +29,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Log lines are written asynchronously: wait for the count to settle on `expected`, then check it stays. */
 async function expectRefreshEvents(expected: number): Promise<void> {
-  for (let i = 0; i < 40 && refreshEvents() < expected; i++) await sleep(25);
+  await waitUntil(() => refreshEvents() >= expected, 1000);
   await sleep(250); // log lines leave in batches, at least every 100 ms
   expect(refreshEvents()).toBe(expected);
 }
