@@ -1,7 +1,8 @@
 // How fast the policy decides with hundreds of rules: matchRule + decide over a 500-rule policy compiled
 // from YAML, for requests that match early, late, and not at all (the worst case: every rule tried).
 import { parsePolicy } from '../service/src/policy-file.js';
-import { decide, matchRule, normalizePath, type Identity, type RequestFacts } from '../service/src/policy.js';
+import { canonicalPath } from '../service/src/paths.js';
+import { decide, matchRule, type Identity, type RequestFacts } from '../service/src/policy.js';
 
 import type { LoadResult } from './load.js';
 
@@ -22,7 +23,7 @@ export function benchPolicyMatching(ruleCount = 500, iterations = 200_000): Load
   const { policy, problems } = parsePolicy(policyWithRules(ruleCount), 'bench.yaml');
   if (!policy) throw new Error(problems.join('\n'));
   const identity: Identity = { via: 'session', subject: 's', user: 'u', email: 'u@example.com', groups: ['engineering', 'admins'], roles: [], scopes: [], clientId: undefined, issuer: 'i' };
-  const facts = (host: string, uri: string): RequestFacts => ({ method: 'GET', proto: 'https', host, uri, path: normalizePath(uri), clientIp: '', requestId: '', wantsHtml: true, isXhr: false });
+  const facts = (host: string, uri: string): RequestFacts => ({ method: 'GET', proto: 'https', host, uri, path: (canonicalPath(uri) as { path: string }).path, clientIp: '', requestId: '', wantsHtml: true, isXhr: false });
   const requests = [
     facts('a.team0.example.com', '/svc0/x'), // first rule
     facts(`app${ruleCount - 2}.example.com`, '/home'), // near the end

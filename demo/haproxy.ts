@@ -1,5 +1,7 @@
 // Starting the real HAProxy (haproxy-conf/haproxy.cfg + idgate.lua) for the demo and the tests.
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from './processes.js';
 
@@ -13,8 +15,9 @@ export interface HaproxyOptions {
   /** The canary pool (be_app_canary), 127.0.0.1:<canaryPort>. Default: upstreamPort. */
   canaryPort?: number;
   /**
-   * Where the Lua check's httpclient connects (the fe_idgate_check listener). Defaults to an
-   * abstract unix socket unique to this instance, so tests and a running demo never collide.
+   * Where the Lua check's httpclient connects (the fe_idgate_check listener). Defaults to a unix
+   * socket in a private directory made for this instance (removed when it stops), so tests and a
+   * running demo never collide and no other local user can speak for HAProxy.
    */
   checkDst?: string;
   /** Copy HAProxy's output (log lines, warnings) to our stdout. */
@@ -32,11 +35,11 @@ export function haproxyConfigPath(): string {
   return path.join(REPO_ROOT, 'haproxy-conf', 'haproxy.cfg');
 }
 
-let instances = 0;
-
 /** Spawns `haproxy -f haproxy-conf/haproxy.cfg` with the addresses in its environment; resolves once the front port accepts connections. */
 export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProcess> {
-  const checkDst = options.checkDst ?? `abns@idgate-check-${options.frontPort}-${process.pid}-${++instances}`;
+  // mkdtemp makes the directory mode 700: only this user can reach the socket inside.
+  const privateDir = options.checkDst ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-check-'));
+  const checkDst = options.checkDst ?? `unix@${privateDir}/check.sock`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     IDGATE_FRONT_BIND: `127.0.0.1:${options.frontPort}`,
@@ -52,7 +55,16 @@ export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProc
     throw new Error(`cannot start haproxy: 127.0.0.1:${options.frontPort} is already in use`);
   }
   const config = options.configPath ?? (options.mode === 'spoe' ? path.join(REPO_ROOT, 'haproxy-conf', 'haproxy-spoe.cfg') : haproxyConfigPath());
-  const proc = startProcess('haproxy', 'haproxy', ['-f', config], { env, echo: options.echo });
+  const started = startProcess('haproxy', 'haproxy', ['-f', config], { env, echo: options.echo });
+  const proc: ManagedProcess = privateDir
+    ? {
+        ...started,
+        async stop(graceMs?: number) {
+          await started.stop(graceMs);
+          fs.rmSync(privateDir, { recursive: true, force: true });
+        },
+      }
+    : started;
 
   // Fail fast (with HAProxy's own words) if it exits instead of listening, e.g. a port in use.
   let onExit: (() => void) | undefined;

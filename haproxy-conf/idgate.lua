@@ -15,9 +15,12 @@
 -- The httpclient `timeout` is only a backstop and must stay above be_idgate's budget: when it
 -- expires, 2.6 re-sends the check up to 3 more times (4 requests, 4x the timeout).
 --
--- Decision table (CONTRACT.md, "The check endpoint"):
---   200            inject every x-auth-* response header into the upstream request (set, not add),
---                  remember every Set-Cookie for the client's response; the request continues.
+-- Decision table (the README's "The check endpoint"):
+--   200            replace the request's path by X-Idgate-Path (the canonical path idgate decided on; a 200
+--                  without it fails closed), replace the Cookie header by X-Idgate-Cookie when present
+--                  (the client's cookies without idgate's own; empty: no Cookie header), inject every
+--                  x-auth-* response header into the upstream request (set, not add), remember every
+--                  Set-Cookie for the client's response; the request continues.
 --   302 / 303      reply with that status, Location, every Set-Cookie, Cache-Control: no-store.
 --   other 4xx      reply with idgate's status, Content-Type, body, WWW-Authenticate, every
 --                  Set-Cookie, Cache-Control: no-store.
@@ -35,7 +38,7 @@
 -- when an allowing check returned Set-Cookie.
 
 local CHECK_URL = "http://idgate/auth"   -- the host only names the Host header; `dst` decides where it goes
-local CHECK_DST = os.getenv("IDGATE_CHECK_DST") or "abns@idgate-check-8080"
+local CHECK_DST = os.getenv("IDGATE_CHECK_DST") or "unix@/run/haproxy/idgate-check.sock"
 local CHECK_TIMEOUT_MS = tonumber(os.getenv("IDGATE_CHECK_TIMEOUT_MS") or "") or 2500
 
 -- Client request headers forwarded to the check: lower-case name (as HAProxy's HTX stores it)
@@ -122,6 +125,26 @@ local function decide(txn)
   local set_cookies = values_of(rh, "set-cookie")
 
   if status == 200 then
+    -- The app gets exactly the path idgate judged, or nothing: a 200 that names none fails closed.
+    local path = first_of(rh, "x-idgate-path")
+    if path == nil or path:sub(1, 1) ~= "/" then return UNAVAILABLE end
+    if path ~= txn.f:path() then
+      txn.http:req_set_path(path)
+      if txn.f:path() ~= path then
+        core.Warning("idgate-check: the decided path does not fit in the request buffer; answering 503")
+        return UNAVAILABLE
+      end
+    end
+    -- idgate's own cookies never reach the app (it could leak a session credential into its logs).
+    local app_cookies = first_of(rh, "x-idgate-cookie")
+    if app_cookies ~= nil then
+      txn.http:req_del_header("cookie")
+      if app_cookies ~= "" then txn.http:req_set_header("cookie", app_cookies) end
+      if (txn.f:req_fhdr("cookie") or "") ~= app_cookies then
+        core.Warning("idgate-check: the Cookie header could not be rewritten; answering 503")
+        return UNAVAILABLE
+      end
+    end
     local injected = {}
     for name, values in pairs(rh) do
       -- names arrive lower-cased from HTX

@@ -5,18 +5,21 @@
 import pino from 'pino';
 
 export interface DecisionRecord {
-  readonly request_id: string;
+  /** null only on a refused check whose request id was unusable. */
+  readonly request_id: string | null;
   readonly decision: string;
   readonly status: number;
   readonly reason: string;
-  readonly rule: string;
+  /** null when no rule was looked at (a refused check). */
+  readonly rule: string | null;
   /** null for anonymous callers: every line has every field. */
   readonly sub: string | null;
   readonly user: string | null;
   readonly client: string | null;
-  readonly method: string;
-  readonly host: string;
-  readonly path: string;
+  /** null when a refused check lacked them. */
+  readonly method: string | null;
+  readonly host: string | null;
+  readonly path: string | null;
   readonly client_ip: string;
   readonly latency_ms: number;
 }

@@ -12,12 +12,13 @@ import { IdgateError, isIdgateError, describeError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { keepSessionFresh } from './refresh.js';
-import { decide, matchRule, NO_RULE, normalizePath, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from './policy.js';
+import { decide, matchRule, NO_RULE, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from './policy.js';
 import type { SessionCache } from './session-cache.js';
 import { sessionHash } from './session-store.js';
 import { readSessionForCheck } from './sessions.js';
 import type { BearerVerifier } from './tokens.js';
 import { forbiddenPage } from './pages.js';
+import { canonicalPath } from './paths.js';
 
 export interface CheckDependencies {
   readonly config: Config;
@@ -74,10 +75,7 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
   const { config } = deps;
 
   const facts = readRequestFacts(request, config);
-  if (typeof facts === 'string') {
-    deps.logger.log('warn', 'check request with unusable forwarded headers', { reason: facts });
-    return json(400, { error: 'invalid_request', reason: facts });
-  }
+  if ('problem' in facts) return refuseRequest(deps, request, facts, started);
 
   const rule = matchRule(deps.policy(), facts);
 
@@ -99,8 +97,37 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
   const decision = decide(facts, rule, identity, problem);
   const answer = answerFor(decision, facts, identity, loginUrl, config);
   audit(deps, facts, decision, reasonCode(decision, problem), identity, started);
+  const headers: Record<string, string> = { ...answer.headers };
   // A renewed session's cookie goes back with whatever the answer is (HAProxy passes every Set-Cookie on).
-  return setCookie ? { ...answer, headers: { ...answer.headers, 'Set-Cookie': setCookie } } : answer;
+  if (setCookie) headers['Set-Cookie'] = setCookie;
+  if (answer.status === 200) {
+    // What HAProxy forwards: the path just decided on, and the client's cookies without idgate's own (the
+    // app never holds a session credential it could leak into a log).
+    headers['X-Idgate-Path'] = facts.path;
+    const appCookies = withoutIdgateCookies(request.headers.cookie, config);
+    if (appCookies !== undefined) headers['X-Idgate-Cookie'] = appCookies;
+  }
+  return { ...answer, headers };
+}
+
+/**
+ * The Cookie header without idgate's cookies (names compared ignoring case, as some frameworks do), or
+ * undefined when it holds none of them. Every other cookie keeps its bytes and its place.
+ */
+export function withoutIdgateCookies(header: string | undefined, config: Pick<Config, 'cookieName'>): string | undefined {
+  if (!header) return undefined;
+  const ours = [config.cookieName.toLowerCase(), `${config.cookieName}_login`.toLowerCase()];
+  let found = false;
+  const kept: string[] = [];
+  for (const part of header.split(';')) {
+    const pair = part.trim();
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    const name = (eq === -1 ? pair : pair.slice(0, eq)).trim().toLowerCase();
+    if (ours.includes(name)) found = true;
+    else kept.push(pair);
+  }
+  return found ? kept.join('; ') : undefined;
 }
 
 interface Credentials {
@@ -157,21 +184,40 @@ const METHOD = /^[A-Z]{1,16}$/;
 const HOST = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?(?::\d{1,5})?$|^\[[0-9a-f:.]+\](?::\d{1,5})?$/;
 const URI = /^\/[\x21-\x7e]*$/;
 const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+/** Longest canonical path idgate decides on; longer ones are refused (rule regexes see bounded input). */
+export const MAX_PATH_LENGTH = 4096;
 
-/** The facts of the original request, or a description of what is unusable in them. */
-export function readRequestFacts(request: CheckRequest, config: Config): RequestFacts | string {
+/** Why a check cannot be judged at all: never answered as if it were some default request. */
+export interface FactsProblem {
+  readonly problem: 'untrusted_peer' | 'invalid_request';
+  readonly reason: string;
+}
+
+/**
+ * The facts of the original request, or why there are none. Only a trusted peer (HAProxy) speaks for the
+ * client, and it must say which method, host and URI it asks about.
+ */
+export function readRequestFacts(request: CheckRequest, config: Config): RequestFacts | FactsProblem {
   const h = request.headers;
-  const trusted = config.trustedProxies(request.peer);
-  const publicHost = config.publicUrl.host;
-  const method = trusted && h['x-forwarded-method'] !== undefined ? String(h['x-forwarded-method']).toUpperCase() : 'GET';
-  if (!METHOD.test(method)) return 'X-Forwarded-Method is not a method';
-  const host = trusted && h['x-forwarded-host'] !== undefined ? String(h['x-forwarded-host']).toLowerCase() : publicHost;
-  if (host.length > 255 || !HOST.test(host)) return 'X-Forwarded-Host is not a host name';
-  const uri = trusted && h['x-forwarded-uri'] !== undefined ? String(h['x-forwarded-uri']) : '/';
-  if (uri.length > 8192 || !URI.test(uri)) return 'X-Forwarded-Uri is not an origin-form path';
-  const protoHeader = trusted ? h['x-forwarded-proto'] : undefined;
+  if (!config.trustedProxies(request.peer)) return { problem: 'untrusted_peer', reason: `the check came from ${request.peer ?? 'an unknown peer'}, which is not in IDGATE_TRUSTED_PROXIES` };
+  const methodHeader = h['x-forwarded-method'];
+  const hostHeader = h['x-forwarded-host'];
+  const uri = h['x-forwarded-uri'];
+  if (methodHeader === undefined || hostHeader === undefined || uri === undefined) {
+    const missing = [methodHeader === undefined && 'X-Forwarded-Method', hostHeader === undefined && 'X-Forwarded-Host', uri === undefined && 'X-Forwarded-Uri'].filter(Boolean);
+    return { problem: 'invalid_request', reason: `the check lacks ${missing.join(', ')}` };
+  }
+  const method = methodHeader.toUpperCase();
+  if (!METHOD.test(method)) return { problem: 'invalid_request', reason: 'X-Forwarded-Method is not a method' };
+  const host = hostHeader.toLowerCase();
+  if (host.length > 255 || !HOST.test(host)) return { problem: 'invalid_request', reason: 'X-Forwarded-Host is not a host name' };
+  if (uri.length > 8192 || !URI.test(uri)) return { problem: 'invalid_request', reason: 'X-Forwarded-Uri is not an origin-form path' };
+  const canonical = canonicalPath(uri);
+  if (!canonical.ok) return { problem: 'invalid_request', reason: canonical.reason };
+  if (canonical.path.length > MAX_PATH_LENGTH) return { problem: 'invalid_request', reason: `the path is longer than ${MAX_PATH_LENGTH} characters` };
+  const protoHeader = h['x-forwarded-proto'];
   const proto = protoHeader === 'https' ? 'https' : protoHeader === 'http' ? 'http' : config.publicUrl.protocol === 'https:' ? 'https' : 'http';
-  const requestIdHeader = trusted ? h['x-request-id'] : undefined;
+  const requestIdHeader = h['x-request-id'];
   const requestId = typeof requestIdHeader === 'string' && REQUEST_ID.test(requestIdHeader) ? requestIdHeader : crypto.randomUUID();
   const accept = h.accept;
   const xrw = h['x-requested-with'];
@@ -179,13 +225,61 @@ export function readRequestFacts(request: CheckRequest, config: Config): Request
     method,
     proto,
     host,
-    uri,
-    path: normalizePath(uri),
-    clientIp: (trusted && lastForwardedFor(h['x-forwarded-for'])) || request.peer || '',
+    uri: canonical.query === '' && !uri.includes('?') ? canonical.path : `${canonical.path}?${canonical.query}`,
+    path: canonical.path,
+    clientIp: lastForwardedFor(h['x-forwarded-for']) || request.peer || '',
     requestId,
     wantsHtml: prefersHtml(accept),
     isXhr: typeof xrw === 'string' && xrw.toLowerCase() === 'xmlhttprequest',
   };
+}
+
+/** Last time each untrusted peer was logged: one loud line per peer per interval, not one per request. */
+const untrustedPeersLogged = new Map<string, number>();
+const UNTRUSTED_LOG_INTERVAL_MS = 10_000;
+
+/** A check that cannot be judged: 403 for a peer that may not ask, 400 for facts that have no single meaning. */
+function refuseRequest(deps: CheckDependencies, request: CheckRequest, problem: FactsProblem, started: number): CheckAnswer {
+  const peer = request.peer ?? '';
+  if (problem.problem === 'untrusted_peer') {
+    const now = Date.now();
+    const last = untrustedPeersLogged.get(peer);
+    if (last === undefined || now - last > UNTRUSTED_LOG_INTERVAL_MS) {
+      if (untrustedPeersLogged.size > 1000) untrustedPeersLogged.clear();
+      untrustedPeersLogged.set(peer, now);
+      deps.logger.log('error', 'check refused: the peer is not a trusted proxy (set IDGATE_TRUSTED_PROXIES to the HAProxy addresses)', { peer });
+    }
+    deps.metrics.recordDecision('refused', 'untrusted_peer', (performance.now() - started) / 1000);
+    return json(403, { error: 'untrusted_peer', reason: 'this address may not ask idgate for decisions' });
+  }
+  const h = request.headers;
+  const uri = h['x-forwarded-uri'] ?? '';
+  const requestId = h['x-request-id'];
+  const seconds = (performance.now() - started) / 1000;
+  deps.metrics.recordDecision('refused', 'invalid_request', seconds);
+  deps.logger.decision({
+    request_id: typeof requestId === 'string' && REQUEST_ID.test(requestId) ? requestId : null,
+    decision: 'refused',
+    status: 400,
+    reason: problem.reason,
+    rule: null,
+    sub: null,
+    user: null,
+    client: null,
+    method: printable(h['x-forwarded-method'], 16),
+    host: printable(h['x-forwarded-host'], 255),
+    // Never the query: it may carry tokens.
+    path: printable(uri.split('?')[0], 512),
+    client_ip: lastForwardedFor(h['x-forwarded-for']) || peer,
+    latency_ms: Math.round(seconds * 1e6) / 1000,
+  });
+  return json(400, { error: 'invalid_request', reason: problem.reason });
+}
+
+/** A client-chosen value fit for a log field: printable ASCII, bounded. */
+function printable(value: string | undefined, max: number): string | null {
+  if (value === undefined) return null;
+  return value.slice(0, max).replace(/[^\x20-\x7e]/g, '?');
 }
 
 /** The address the nearest trusted proxy saw (the last X-Forwarded-For entry). */
@@ -253,36 +347,57 @@ function json(status: number, body: object, headers: Record<string, string> = {}
   return { status, headers: { ...headers, 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify(body) };
 }
 
-const MAX_GROUPS_HEADER = 4096;
+/** Longest X-Auth-Groups / X-Auth-Scopes value: the headers must fit in HAProxy's rewrite room. */
+export const MAX_LIST_HEADER = 4096;
 
 export function identityHeaders(identity: Identity, backend: string | undefined, requestId: string): Record<string, string> {
   const headers: Record<string, string> = {
     'X-Auth-User': headerSafe(identity.user),
     'X-Auth-Subject': headerSafe(identity.subject),
+    'X-Auth-Issuer': headerSafe(identity.issuer),
     'X-Auth-Request-Id': requestId,
   };
   if (identity.email) headers['X-Auth-Email'] = headerSafe(identity.email);
-  if (identity.groups.length) headers['X-Auth-Groups'] = joinBounded(identity.groups.map((g) => headerSafe(g).replaceAll(',', '%2C')), ',', MAX_GROUPS_HEADER);
-  if (identity.scopes.length) headers['X-Auth-Scopes'] = joinBounded(identity.scopes.map(headerSafe), ' ', MAX_GROUPS_HEADER);
+  if (identity.groups.length) {
+    const groups = joinBounded(identity.groups.map((g) => headerSafe(g).replaceAll(',', '%2C')), ',', MAX_LIST_HEADER);
+    headers['X-Auth-Groups'] = groups.value;
+    // Never a silently shorter list: an app that must know every group can refuse.
+    if (groups.truncated) headers['X-Auth-Groups-Truncated'] = 'true';
+  }
+  if (identity.scopes.length) {
+    const scopes = joinBounded(identity.scopes.map((s) => headerSafe(s).replaceAll(' ', '%20')), ' ', MAX_LIST_HEADER);
+    headers['X-Auth-Scopes'] = scopes.value;
+    if (scopes.truncated) headers['X-Auth-Scopes-Truncated'] = 'true';
+  }
   if (identity.clientId) headers['X-Auth-Client'] = headerSafe(identity.clientId);
   if (backend) headers['X-Auth-Backend'] = headerSafe(backend);
   return headers;
 }
 
-/** Printable ASCII stays; anything else (controls, CR/LF, non-ASCII) is percent-encoded. */
+/**
+ * Printable ASCII stays, except `%`; anything else (`%`, controls, CR/LF, non-ASCII) is percent-encoded as
+ * UTF-8, so every value decodes one way: a literal "%0A" arrives as "%250A".
+ */
 export function headerSafe(value: string): string {
-  return /^[\x20-\x7e]*$/.test(value) ? value : value.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c).replace(/^$/, '%3F'));
+  if (/^[\x20-\x24\x26-\x7e]*$/.test(value)) return value;
+  return value.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => {
+    try {
+      return encodeURIComponent(c);
+    } catch {
+      return '%EF%BF%BD'; // a lone surrogate: U+FFFD
+    }
+  });
 }
 
-/** Joins whole items only, up to `max` characters: a header must stay within HAProxy's rewrite room. */
-function joinBounded(items: readonly string[], separator: string, max: number): string {
-  let out = '';
+/** Joins whole items only, up to `max` characters, and says whether some were left out. */
+function joinBounded(items: readonly string[], separator: string, max: number): { value: string; truncated: boolean } {
+  let value = '';
   for (const item of items) {
-    const next = out === '' ? item : out + separator + item;
-    if (next.length > max) break;
-    out = next;
+    const next = value === '' ? item : value + separator + item;
+    if (next.length > max) return { value, truncated: true };
+    value = next;
   }
-  return out;
+  return { value, truncated: false };
 }
 
 function quotable(text: string): string {

@@ -8,7 +8,8 @@ import { describeConfig, loadConfig, SETTINGS } from './config.js';
 import { serve } from './main.js';
 import { loadPolicyFile } from './policy-file.js';
 import { listSessions, revokeSessions } from './session-store.js';
-import { decide, formatDecision, matchRule, normalizePath, type Identity } from './policy.js';
+import { decide, formatDecision, matchRule, type Identity } from './policy.js';
+import { canonicalPath } from './paths.js';
 
 const COMMANDS = `commands:
   serve           run the check, login and health endpoints (settings from IDGATE_* environment)
@@ -98,6 +99,13 @@ function explain(args: string[]): number {
   } catch {
     throw new UsageError(`--url "${opts.url}" is not a URL or a path`);
   }
+  // The path as written, not as URL() resolves it: idgate judges (and refuses) the raw path HAProxy sends.
+  const rawPath = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.test(opts.url) ? opts.url.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '') || '/' : opts.url;
+  const canonical = canonicalPath(rawPath.replace(/#.*$/, ''));
+  if (!canonical.ok) {
+    process.stdout.write(`400 refused rule=-: ${canonical.reason}\n`);
+    return 0;
+  }
   const method = (opts.method ?? 'GET').toUpperCase();
   let identity: Identity | undefined;
   if (opts.claims || opts.token) {
@@ -117,8 +125,8 @@ function explain(args: string[]): number {
     method,
     proto: url.protocol === 'http:' ? ('http' as const) : ('https' as const),
     host: url.host.toLowerCase(),
-    uri: url.pathname + url.search,
-    path: normalizePath(url.pathname),
+    uri: canonical.query ? `${canonical.path}?${canonical.query}` : canonical.path,
+    path: canonical.path,
     clientIp: '',
     requestId: 'explain',
     wantsHtml: !opts.api,

@@ -6,7 +6,9 @@ import path from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import type { Logger } from './audit.js';
 import type { Metrics } from './metrics.js';
-import { SIGNED_IN_POLICY, indexRules, type Condition, type Policy, type PolicyRule } from './policy.js';
+import { RE2JS } from 're2js';
+import { canonicalPath } from './paths.js';
+import { SIGNED_IN_POLICY, indexRules, type Condition, type PathMatcher, type Policy, type PolicyRule } from './policy.js';
 
 export interface PolicyLoadResult {
   readonly policy: Policy | undefined;
@@ -15,7 +17,7 @@ export interface PolicyLoadResult {
 }
 
 const TOP_KEYS = ['version', 'default', 'rules'];
-const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'methods', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'api', 'backend', 'backends'];
+const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'case_sensitive', 'methods', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'api', 'backend', 'backends'];
 const ACCESS_KEYS = ['public', 'authenticated', 'deny', 'allow', 'allow_any'];
 const CONDITION_KEYS: Record<string, keyof Condition> = {
   via: 'via',
@@ -156,19 +158,33 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     if (hosts?.length === 0) fail(hostNode, 'host: expected a host name or a list of them');
   }
 
-  const pathPrefix = text('path');
-  if (pathPrefix !== undefined && !pathPrefix.startsWith('/')) fail(values.get('path'), `path "${pathPrefix}": must start with "/"`);
+  const caseSensitive = flag('case_sensitive');
+  let pathPrefix = text('path');
+  if (pathPrefix !== undefined) {
+    // Requests are matched in canonical form (paths.ts), so a rule written otherwise could never match.
+    const canonical = canonicalPath(pathPrefix);
+    if (!pathPrefix.startsWith('/')) fail(values.get('path'), `path "${pathPrefix}": must start with "/"`);
+    else if (!canonical.ok) fail(values.get('path'), `path "${pathPrefix}": ${canonical.reason.replace('the path holds', 'holds')}, which requests are refused for`);
+    else if (canonical.path !== pathPrefix || canonical.query !== '' || pathPrefix.includes('?')) {
+      fail(values.get('path'), `path "${pathPrefix}": not in canonical form (requests are matched as "${canonical.path}"); write that`);
+    }
+    if (!caseSensitive) pathPrefix = pathPrefix.toLowerCase();
+  }
   const regexText = text('path_regex');
-  let pathRegex: RegExp | undefined;
+  let pathRegex: PathMatcher | undefined;
   if (regexText !== undefined) {
     if (pathPrefix !== undefined) fail(values.get('path_regex'), 'path and path_regex exclude each other');
     try {
-      // Anchored at the start: "/admin" must not match "/x/admin".
-      pathRegex = new RegExp(`^(?:${regexText})`);
+      // RE2 syntax, matched in linear time: no pattern can stall the check whatever the path. Anchored at
+      // the start: "/admin" must not match "/x/admin".
+      pathRegex = RE2JS.compile(`^(?:${regexText})`, caseSensitive ? 0 : RE2JS.CASE_INSENSITIVE);
       if (id) ctx.regexSources.set(id, regexText);
     } catch (err) {
-      fail(values.get('path_regex'), `path_regex: not a valid regular expression: ${(err as Error).message}`);
+      fail(values.get('path_regex'), `path_regex: not a valid RE2 regular expression (no lookaround, no backreferences): ${(err as Error).message}`);
     }
+  }
+  if (values.has('case_sensitive') && pathPrefix === undefined && regexText === undefined) {
+    fail(values.get('case_sensitive'), 'case_sensitive: only means something with path or path_regex');
   }
 
   const methodsNode = values.get('methods');
@@ -237,6 +253,7 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     ...(hosts ? { hosts: hosts.map((h) => h.toLowerCase()) } : {}),
     ...(pathPrefix !== undefined ? { pathPrefix } : {}),
     ...(pathRegex ? { pathRegex } : {}),
+    ...(caseSensitive ? { caseSensitive } : {}),
     ...(methods ? { methods } : {}),
     ...(allow ? { allow } : {}),
     ...(backend !== undefined ? { backend } : {}),

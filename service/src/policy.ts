@@ -7,9 +7,9 @@ export interface RequestFacts {
   readonly proto: 'http' | 'https';
   /** Host header as the client sent it to HAProxy, lowercased, port included when not default. */
   readonly host: string;
-  /** Path and query as received (what login should return to). */
+  /** Canonical path and the query as received (what login returns to). */
   readonly uri: string;
-  /** Normalised path used for matching (see normalizePath). */
+  /** The canonical path (paths.ts): what the policy matches and what the app receives. */
   readonly path: string;
   readonly clientIp: string;
   readonly requestId: string;
@@ -58,17 +58,26 @@ export interface Condition {
   readonly clients?: readonly string[];
 }
 
+export interface PathMatcher {
+  test(path: string): boolean;
+}
+
 export interface PolicyRule {
   readonly id: string;
   /** Line of the rule in its policy file (0 for built-in rules). */
   readonly line: number;
   /** "app.example.com" (any port), "app.example.com:8443" (that port), "*.example.com" (any subdomain, not the apex). Absent: any host. */
   readonly hosts?: readonly string[];
-  /** Path prefix; "/admin/" also matches "/admin". */
+  /** Path prefix; "/admin/" also matches "/admin". Lower-case unless the rule is case-sensitive. */
   readonly pathPrefix?: string;
-  /** Anchored at the start of the normalised path. */
-  readonly pathRegex?: RegExp;
-  /** Upper-case methods. Absent: any method. */
+  /** Anchored at the start of the canonical path; linear-time (RE2), so no path can stall it. */
+  readonly pathRegex?: PathMatcher;
+  /**
+   * Paths compare letter for letter. Off by default: many app servers route case-insensitively, so a rule
+   * for /admin/ must also cover /ADMIN/.
+   */
+  readonly caseSensitive?: boolean;
+  /** Upper-case methods (a rule for GET also covers HEAD). Absent: any method. */
   readonly methods?: readonly string[];
   /** public: no identity needed; authenticated: any identity; restricted: one of `allow` must hold; deny: nobody. */
   readonly access: 'public' | 'authenticated' | 'restricted' | 'deny';
@@ -136,15 +145,19 @@ const DEFAULT_RULE: PolicyRule = Object.freeze({ id: 'default', line: 0, access:
 
 /** The first rule that matches the request; the default rule when none does and the default is authenticated. */
 export function matchRule(policy: Policy, facts: Pick<RequestFacts, 'host' | 'path' | 'method'>): PolicyRule | undefined {
-  const candidates = policy.index ? (policy.index.bySegment.get(firstSegment(facts.path)) ?? policy.index.anyPath) : policy.rules;
+  const lowerPath = facts.path.toLowerCase();
+  const candidates = policy.index ? (policy.index.bySegment.get(firstSegment(lowerPath)) ?? policy.index.anyPath) : policy.rules;
+  // "app.example.com." names the same host as "app.example.com" (and HAProxy strips the dot before the app).
+  const host = withoutTrailingDot(facts.host);
   let bareHost: string | undefined;
   for (const rule of candidates) {
-    if (rule.methods && !rule.methods.includes(facts.method)) continue;
+    if (rule.methods && !rule.methods.includes(facts.method) && !(facts.method === 'HEAD' && rule.methods.includes('GET'))) continue;
     if (rule.hosts) {
-      bareHost ??= stripPort(facts.host);
-      if (!rule.hosts.some((h) => hostMatches(h, facts.host, bareHost!))) continue;
+      bareHost ??= stripPort(host);
+      if (!rule.hosts.some((h) => hostMatches(h, host, bareHost!))) continue;
     }
-    if (rule.pathPrefix !== undefined && !pathMatches(rule.pathPrefix, facts.path)) continue;
+    const path = rule.caseSensitive ? facts.path : lowerPath;
+    if (rule.pathPrefix !== undefined && !pathMatches(rule.pathPrefix, path)) continue;
     if (rule.pathRegex && !rule.pathRegex.test(facts.path)) continue;
     return rule;
   }
@@ -254,6 +267,11 @@ function hostMatches(pattern: string, host: string, bareHost: string): boolean {
   return pattern === host || pattern === bareHost;
 }
 
+function withoutTrailingDot(host: string): string {
+  const bare = stripPort(host);
+  return bare.endsWith('.') ? bare.slice(0, -1) + host.slice(bare.length) : host;
+}
+
 function firstSegment(path: string): string {
   const end = path.indexOf('/', 1);
   return end === -1 ? path.slice(1) : path.slice(1, end);
@@ -268,8 +286,13 @@ function segmentOf(rule: PolicyRule, regexSource: string | undefined): string | 
   if (regexSource !== undefined) {
     if (regexSource.includes('|')) return undefined;
     literal = /^[^\\^$.|?*+()[\]{}]*/.exec(regexSource)![0];
+    // A quantifier after the literal applies to its last character ("/x/?y" matches "/xy").
+    if (/^[?*+{]/.test(regexSource.slice(literal.length))) literal = literal.slice(0, -1);
   }
   if (literal === undefined) return undefined;
+  // The index is looked up by the lower-cased first segment; a case-sensitive rule is tried for every
+  // spelling of its segment and then compares letter for letter.
+  literal = literal.toLowerCase();
   const end = literal.indexOf('/', 1);
   if (end !== -1) return literal.slice(1, end);
   // "/admin" (a prefix without a closing slash) also matches "/administrators": no single segment.
@@ -294,34 +317,6 @@ export function stripPort(host: string): string {
 function pathMatches(prefix: string, path: string): boolean {
   if (path.startsWith(prefix)) return true;
   return prefix.endsWith('/') && path === prefix.slice(0, -1);
-}
-
-const UNRESERVED = /%(2[DdEe]|3[0-9]|4[1-9A-Fa-f]|5[0-9Aa]|5[Ff]|6[1-9A-Fa-f]|7[0-9Aa]|7[Ee])/g;
-
-/**
- * The path that rules match against: percent-encoded unreserved characters decoded, repeated slashes
- * collapsed, dot segments resolved, so "/x/../admin/", "//admin/" and "/%61dmin/" all match "/admin/".
- * Encoded slashes and other reserved characters stay encoded: the app decides what they mean.
- */
-export function normalizePath(uri: string): string {
-  const q = uri.search(/[?#]/);
-  let path = q === -1 ? uri : uri.slice(0, q);
-  path = path.replace(UNRESERVED, (m) => String.fromCharCode(parseInt(m.slice(1), 16)));
-  const out: string[] = [];
-  const segments = path.split('/');
-  for (let i = 0; i < segments.length; i++) {
-    const segment = segments[i]!;
-    const last = i === segments.length - 1;
-    if (segment === '.' || (segment === '' && !last)) continue;
-    if (segment === '..') {
-      out.pop();
-      continue;
-    }
-    out.push(segment);
-  }
-  const trailing = segments.length > 1 && (segments[segments.length - 1] === '' || segments[segments.length - 1] === '.' || segments[segments.length - 1] === '..');
-  const joined = '/' + out.filter((s) => s !== '').join('/');
-  return trailing && joined !== '/' ? joined + '/' : joined;
 }
 
 /** One line for operators and the audit log: "403 deny rule=admin-area: needs group admins". */

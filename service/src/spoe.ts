@@ -280,7 +280,8 @@ export function requestFromMessage(args: Record<string, Value>, peer: string | u
       'x-forwarded-method': text(args.method),
       'x-forwarded-uri': text(args.pathq),
       'x-forwarded-host': text(args.host),
-      'x-forwarded-proto': text(args.proto),
+      // `ssl_fc` arrives as a boolean; a string is accepted too (a config that passes a header).
+      'x-forwarded-proto': args.proto === true ? 'https' : args.proto === false ? 'http' : text(args.proto),
       'x-forwarded-for': text(args.src),
       'x-request-id': text(args.id),
       cookie,
@@ -311,6 +312,15 @@ export function variablesFor(answer: CheckAnswer): Record<string, string | numbe
   put('client', h['X-Auth-Client']);
   put('backend', h['X-Auth-Backend']);
   put('request_id', h['X-Auth-Request-Id']);
+  put('issuer', h['X-Auth-Issuer']);
+  if (h['X-Auth-Groups-Truncated']) vars.groups_truncated = 1;
+  if (h['X-Auth-Scopes-Truncated']) vars.scopes_truncated = 1;
+  // What HAProxy forwards on an allow: the decided path, and the Cookie header without idgate's cookies.
+  put('path', h['X-Idgate-Path']);
+  if (h['X-Idgate-Cookie'] !== undefined) {
+    vars.cookie_strip = 1;
+    put('cookie', h['X-Idgate-Cookie']);
+  }
   if (answer.status !== 200) {
     try {
       const reason = (JSON.parse(answer.body) as { reason?: unknown }).reason;

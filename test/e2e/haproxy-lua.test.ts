@@ -2,7 +2,7 @@
 // upstream: real HAProxy 2.6, real Lua httpclient, raw HTTP on the client side so that repeated
 // headers (Cookie, Set-Cookie) are seen exactly as they are on the wire.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -71,6 +71,7 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
   let idgatePort: number;
   let upstreamPort: number;
   let haproxy: ManagedProcess | undefined;
+  let checkSocket: string;
   let idgate: http.Server;
   let upstream: http.Server;
   const checks: Recorded[] = [];
@@ -99,10 +100,14 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     if (!url.startsWith('/auth')) { res.writeHead(404).end(); return; }
     checks.push(record(req, body));
     const uri = String(req.headers['x-forwarded-uri'] ?? '');
+    // An allow names the path it decided on (here: the path as sent; /renamed decides on another one).
+    const decided = uri.startsWith('/renamed') ? '/decided/path' : uri.split('?')[0]!;
+    const query = new URLSearchParams(uri.split('?')[1] ?? '');
     // the first path segment picks the answer: /ok/deep/path?x behaves like /ok
     switch ('/' + (uri.split('?')[0]!.split('/')[1] ?? '')) {
       case '/ok':
         res.writeHead(200, [
+          ['X-Idgate-Path', decided],
           ['X-Auth-User', 'alice'],
           ['X-Auth-Email', 'alice@example.com'],
           ['X-Auth-Groups', 'engineering,admins'],
@@ -113,10 +118,20 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
         ]).end();
         return;
       case '/big':
-        res.writeHead(200, [['X-Auth-User', 'alice'], ['X-Auth-Groups', BIG_GROUPS], ['Content-Length', '0']]).end();
+        res.writeHead(200, [['X-Idgate-Path', decided], ['X-Auth-User', 'alice'], ['X-Auth-Groups', BIG_GROUPS], ['Content-Length', '0']]).end();
         return;
       case '/public':
-        res.writeHead(200, { 'content-length': '0' }).end();
+        res.writeHead(200, { 'x-idgate-path': decided, 'content-length': '0' }).end();
+        return;
+      case '/renamed':
+        res.writeHead(200, [['X-Idgate-Path', decided], ['Content-Length', '0']]).end();
+        return;
+      case '/cookies':
+        // idgate's cookies taken out: the rest (?keep=...) goes to the app, or no Cookie header at all.
+        res.writeHead(200, [['X-Idgate-Path', decided], ['X-Idgate-Cookie', query.get('keep') ?? ''], ['Content-Length', '0']]).end();
+        return;
+      case '/no-path':
+        res.writeHead(200, [['X-Auth-User', 'alice'], ['Content-Length', '0']]).end();
         return;
       case '/login': {
         const status = req.headers['x-forwarded-method'] === 'GET' ? 302 : 303;
@@ -195,10 +210,12 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     });
     await listen(idgate, idgatePort);
     await listen(upstream, upstreamPort);
-    haproxy = await startHaproxy({ frontPort, idgatePort, upstreamPort });
+    checkSocket = path.join(mkdtempSync(path.join(os.tmpdir(), 'idgate-check-')), 'check.sock');
+    haproxy = await startHaproxy({ frontPort, idgatePort, upstreamPort, checkDst: `unix@${checkSocket}` });
   });
 
   afterAll(async () => {
+    rmSync(path.dirname(checkSocket), { recursive: true, force: true });
     await haproxy?.stop();
     await close(idgate);
     await close(upstream);
@@ -323,6 +340,51 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     const ids = all(seen.headers, 'x-request-id');
     expect(ids).toHaveLength(1);
     expect(ids[0]).toMatch(UUID);
+  });
+
+  test('the app receives the path the check decided on, and the query as sent', async () => {
+    const res = await rawRequest(frontPort, 'GET', '/renamed/x;y?a=1&b=%2F');
+    expect(res.status).toBe(200);
+    expect(upstreamFor('/decided/path?a=1&b=%2F')).toHaveLength(1);
+  });
+
+  test('an allow that names no decided path is a 503, never an allow', async () => {
+    const target = unique('/no-path');
+    const res = await rawRequest(frontPort, 'GET', target);
+    expect(res.status).toBe(503);
+    expect(upstreamFor(target)).toHaveLength(0);
+  });
+
+  test("the app receives the client's cookies without idgate's: one line, several lines, or none left", async () => {
+    const kept = unique('/cookies') + '&keep=' + encodeURIComponent('app=1; other=2');
+    await rawRequest(frontPort, 'GET', kept, [['Cookie', 'app=1; _idgate=s:x.y'], ['Cookie', 'other=2']]);
+    expect(all(upstreamFor(kept)[0]!.headers, 'cookie')).toEqual(['app=1; other=2']);
+    const none = unique('/cookies');
+    await rawRequest(frontPort, 'GET', none, [['Cookie', '_idgate=s:x.y']]);
+    expect(all(upstreamFor(none)[0]!.headers, 'cookie')).toEqual([]);
+    // No X-Idgate-Cookie from the check: the Cookie header goes on untouched.
+    const untouched = unique('/ok');
+    await rawRequest(frontPort, 'GET', untouched, [['Cookie', 'app=1'], ['Cookie', 'b=2']]);
+    expect(all(upstreamFor(untouched)[0]!.headers, 'cookie')).toEqual(['app=1', 'b=2']);
+  });
+
+  test('the check listener is a socket only its owner may use, and it answers nothing but GET /auth', async () => {
+    const dst = checkSocket;
+    expect(statSync(dst).mode & 0o777).toBe(0o600);
+    expect(statSync(path.dirname(dst)).mode & 0o777).toBe(0o700);
+    const ask = (method: string, target: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request({ socketPath: dst, method, path: target, headers: { 'x-forwarded-uri': '/ok', 'x-forwarded-method': 'GET', 'x-forwarded-host': 'h' } }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await ask('GET', '/auth')).toBe(200);
+    expect(await ask('GET', '/_auth/userinfo')).toBe(404);
+    expect(await ask('GET', '/metrics')).toBe(404);
+    expect(await ask('POST', '/auth')).toBe(404);
   });
 
   test('the check receives only the contract\'s headers (no Accept-Encoding, no body)', async () => {
@@ -511,19 +573,6 @@ describe('startHaproxy', () => {
       await new Promise<void>((resolve) => blocker.close(() => resolve()));
     }
   });
-
-  test('fails with HAProxy\'s own message when the check listener name is taken', async () => {
-    const checkDst = `abns@idgate-test-collision-${process.pid}`;
-    const first = await startHaproxy({ frontPort: await freePort(), idgatePort: await freePort(), upstreamPort: await freePort(), checkDst });
-    try {
-      await expectStartFailure(
-        startHaproxy({ frontPort: await freePort(), idgatePort: await freePort(), upstreamPort: await freePort(), checkDst }),
-        /cannot bind UNIX socket/,
-      );
-    } finally {
-      await first.stop();
-    }
-  });
 });
 
 /** A copy of haproxy-conf/ in a temp dir, changed by the given edits (each must apply). */
@@ -614,7 +663,7 @@ describe('HAProxy with the default 16 KB buffers', () => {
   const idgate = http.createServer({ maxHeaderSize: 65536 }, (req, res) => {
     req.resume();
     if (req.url === '/healthz' || req.url === '/readyz') { res.writeHead(200, { 'content-length': '2' }).end('ok'); return; }
-    res.writeHead(200, [['X-Auth-User', 'alice'], ['X-Auth-Groups', BIG_GROUPS], ['Content-Length', '0']]).end();
+    res.writeHead(200, [['X-Idgate-Path', String(req.headers['x-forwarded-uri']).split('?')[0]!], ['X-Auth-User', 'alice'], ['X-Auth-Groups', BIG_GROUPS], ['Content-Length', '0']]).end();
   });
   let frontPort: number;
 

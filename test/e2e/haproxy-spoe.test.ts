@@ -17,19 +17,30 @@ const ALICE = { 'X-Auth-User': 'alice', 'X-Auth-Subject': 'alice-sub', 'X-Auth-E
 
 /** The scripted check: the first path segment picks the answer. */
 async function scriptedCheck(request: CheckRequest): Promise<CheckAnswer> {
-  const segment = '/' + (request.headers['x-forwarded-uri'] ?? '/').split('?')[0]!.split('/')[1];
+  const path = (request.headers['x-forwarded-uri'] ?? '/').split('?')[0]!;
+  const segment = '/' + path.split('/')[1];
+  // An allow names the path it decided on.
+  const allowed = { ...ALICE, 'X-Idgate-Path': path };
   switch (segment) {
     case '/ok':
+      return { status: 200, headers: allowed, body: '' };
+    case '/renamed':
+      return { status: 200, headers: { ...allowed, 'X-Idgate-Path': '/decided/path' }, body: '' };
+    case '/no-path':
       return { status: 200, headers: ALICE, body: '' };
+    case '/cookies':
+      return { status: 200, headers: { ...allowed, 'X-Idgate-Cookie': 'app=1; other=2' }, body: '' };
+    case '/only-ours':
+      return { status: 200, headers: { ...allowed, 'X-Idgate-Cookie': '' }, body: '' };
     case '/renewed':
-      return { status: 200, headers: { ...ALICE, 'Set-Cookie': RENEWED }, body: '' };
+      return { status: 200, headers: { ...allowed, 'Set-Cookie': RENEWED }, body: '' };
     case '/login':
       return { status: 302, headers: { Location: 'http://127.0.0.1/_auth/login?rd=%2Flogin', 'Cache-Control': 'no-store', 'Set-Cookie': RENEWED }, body: '' };
     case '/denied':
       return { status: 403, headers: { 'X-Auth-User': 'alice', 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Set-Cookie': RENEWED }, body: '{"error":"access_denied","reason":"policy"}' };
     case '/slow':
       await new Promise((r) => setTimeout(r, 3000));
-      return { status: 200, headers: ALICE, body: '' };
+      return { status: 200, headers: allowed, body: '' };
     case '/weird':
       return { status: 500, headers: ALICE, body: '' };
     default:
@@ -145,6 +156,30 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     expect(upstreamSeen.some((u) => u.url === target)).toBe(false);
     // and the agent's other requests go on meanwhile
     expect((await rawRequest(frontPort, 'GET', unique('/ok'))).status).toBe(200);
+  });
+
+  test('the app receives the path the check decided on, and the query as sent', async () => {
+    const res = await rawRequest(frontPort, 'GET', '/renamed/x;y?a=1&b=%2F');
+    expect(res.status).toBe(200);
+    expect(upstreamSeen.filter((u) => u.url === '/decided/path?a=1&b=%2F')).toHaveLength(1);
+  });
+
+  test('an allow that names no decided path is a 503, never an allow', async () => {
+    const target = unique('/no-path');
+    expect((await rawRequest(frontPort, 'GET', target)).status).toBe(503);
+    expect(upstreamSeen.filter((u) => u.url === target)).toHaveLength(0);
+  });
+
+  test("the app receives the client's cookies without idgate's: one line, several lines, or none left", async () => {
+    const kept = unique('/cookies');
+    await rawRequest(frontPort, 'GET', kept, [['Cookie', 'app=1; _idgate=s:x.y'], ['Cookie', 'other=2']]);
+    expect(all(upstreamSeen.find((u) => u.url === kept)!.headers, 'cookie')).toEqual(['app=1; other=2']);
+    const none = unique('/only-ours');
+    await rawRequest(frontPort, 'GET', none, [['Cookie', '_idgate=s:x.y']]);
+    expect(all(upstreamSeen.find((u) => u.url === none)!.headers, 'cookie')).toEqual([]);
+    const untouched = unique('/ok');
+    await rawRequest(frontPort, 'GET', untouched, [['Cookie', 'app=1'], ['Cookie', 'b=2']]);
+    expect(all(upstreamSeen.find((u) => u.url === untouched)!.headers, 'cookie')).toEqual(['app=1', 'b=2']);
   });
 
   test('a status the contract does not use is a 503, never an allow', async () => {

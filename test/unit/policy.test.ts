@@ -1,5 +1,6 @@
 import { parsePolicy } from '../../service/src/policy-file.js';
-import { decide, formatDecision, matchRule, normalizePath, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy.js';
+import { canonicalPath } from '../../service/src/paths.js';
+import { decide, formatDecision, matchRule, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy.js';
 import { demoPolicy } from '../support/idgate.js';
 
 const browser = (method: string, uri: string, host = 'app.example.com'): RequestFacts => ({
@@ -7,12 +8,17 @@ const browser = (method: string, uri: string, host = 'app.example.com'): Request
   proto: 'https',
   host,
   uri,
-  path: normalizePath(uri),
+  path: canonical(uri),
   clientIp: '192.0.2.1',
   requestId: 'r1',
   wantsHtml: true,
   isXhr: false,
 });
+function canonical(uri: string): string {
+  const result = canonicalPath(uri);
+  if (!result.ok) throw new Error(`${uri}: ${result.reason}`);
+  return result.path;
+}
 const api = (method: string, uri: string, host?: string): RequestFacts => ({ ...browser(method, uri, host), wantsHtml: false });
 
 const person = (user: string, groups: string[], extra: Partial<Identity> = {}): Identity => ({
@@ -195,17 +201,63 @@ rules:
   });
 });
 
-describe('normalizePath', () => {
+describe('canonical paths', () => {
   test.each([
     ['/', '/'],
     ['/a/b?x=1', '/a/b'],
     ['/a/./b/', '/a/b/'],
-    ['/a/../../b', '/b'],
+    ['/a/b/../../c', '/c'],
     ['//a///b', '/a/b'],
-    ['/%7Euser/%2F', '/~user/%2F'],
+    ['/%7Euser/%c3%a9', '/~user/%C3%A9'],
     ['/a/..', '/'],
-  ])('%s → %s', (input, output) => {
-    expect(normalizePath(input)).toBe(output);
+    ['/public/%2e%2e/admin/', '/admin/'],
+  ])('%s is matched and forwarded as %s', (input, output) => {
+    expect(canonical(input)).toBe(output);
+  });
+
+  test.each([
+    ['/public/..;/admin/secret', 'semicolon'],
+    ['/public/..%2fadmin/', 'encoded slash'],
+    ['/admin%5cx', 'encoded backslash'],
+    ['/admin\\x', 'backslash'],
+    ['/%252e%252e/admin', 'double encoding'],
+    ['/public/%00/../admin', 'control'],
+    ['/admin./', 'dot or a space'],
+    ['/admin%20/', 'dot or a space'],
+    ['/../admin/', 'above the root'],
+    ['/%C0%AF', 'not UTF-8'],
+    ['/public%EF%BC%8F..%EF%BC%8Fadmin', 'Unicode folding'],
+    ['/a%zz', 'malformed'],
+  ])('%s is refused (%s)', (input, why) => {
+    const result = canonicalPath(input);
+    expect(result.ok).toBe(false);
+    expect(result.ok ? '' : result.reason).toContain(why);
+  });
+});
+
+describe('matching ignores letter case unless a rule says otherwise', () => {
+  const policy = compile(`rules:
+  - {id: admin, path: /admin/, allow: {groups: [admins]}}
+  - {id: exact, path: /Reports/, case_sensitive: true, deny: true}
+  - {id: rx, path_regex: "/files/[a-z]+$", deny: true}
+  - {id: get-only, path: /feed, methods: [GET], public: true}
+  - {id: host, host: app.example.com, path: /host/, public: true}
+  - {id: rest, authenticated: true}
+`);
+  test.each([
+    ['GET', '/ADMIN/', 'admin'],
+    ['GET', '/aDmIn/users', 'admin'],
+    ['GET', '/reports/', 'rest'],
+    ['GET', '/Reports/x', 'exact'],
+    ['GET', '/FILES/ABC', 'rx'],
+    ['HEAD', '/feed', 'get-only'],
+    ['POST', '/feed', 'rest'],
+  ])('%s %s matches rule %s', (method, path, id) => {
+    expect(matchRule(policy, { host: 'h', path, method })?.id).toBe(id);
+  });
+  test('a trailing dot in the host matches the host rule', () => {
+    expect(matchRule(policy, { host: 'app.example.com.', path: '/host/', method: 'GET' })?.id).toBe('host');
+    expect(matchRule(policy, { host: 'app.example.com.:8443', path: '/host/', method: 'GET' })?.id).toBe('host');
   });
 });
 

@@ -1,0 +1,117 @@
+// The one path idgate decides on and the app receives. HAProxy forwards the raw request path, and app
+// servers read raw paths in many ways: Tomcat and Jetty cut `;` parameters, some decode `%2F` before
+// routing, IIS drops trailing dots and spaces, Windows reads `\` as `/`, some decode twice, many route
+// case-insensitively. A path that two of those readings could send to different routes has no safe single
+// meaning: it is refused. Every other path is put in one canonical form, the policy matches that form, and
+// HAProxy replaces the request's path by it before the app sees it (X-Idgate-Path / txn.idgate.path).
+//
+// Canonical form: escapes of unreserved characters decoded, other escapes in upper-case hex, `.` and `..`
+// resolved, empty segments dropped, a trailing slash kept, letter case as sent. It contains no `;`, `\`,
+// `//`, dot segment, encoded separator or percent sign, so every reading above gives back the same path
+// (apart from case, which the policy ignores unless a rule says otherwise).
+
+export type CanonicalPath = { readonly ok: true; readonly path: string; readonly query: string } | { readonly ok: false; readonly reason: string };
+
+/** Escapes whose decoded character changes how a server splits or reads the path. */
+const REFUSED_ESCAPES: Readonly<Record<string, string>> = {
+  '2F': 'an encoded slash (%2F)',
+  '5C': 'an encoded backslash (%5C)',
+  '25': 'an encoded percent sign (%25, double encoding)',
+  '3B': 'an encoded semicolon (%3B)',
+  '3F': 'an encoded question mark (%3F)',
+  '23': 'an encoded number sign (%23)',
+};
+
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+/** What a non-ASCII character must not turn into under Unicode compatibility folding (NFKC). */
+const SEPARATORS = /[/\\;%?#.]/g;
+const countSeparators = (text: string) => text.match(SEPARATORS)?.length ?? 0;
+const HEX = /^[0-9A-Fa-f]{2}$/;
+
+/** `uri` is the request's path and query as sent (origin form). */
+export function canonicalPath(uri: string): CanonicalPath {
+  const q = uri.indexOf('?');
+  const raw = q === -1 ? uri : uri.slice(0, q);
+  const query = q === -1 ? '' : uri.slice(q + 1);
+  if (!raw.startsWith('/')) return refuse('the path does not start with "/"');
+  if (raw.includes('\\')) return refuse('a backslash');
+  if (raw.includes('#')) return refuse('a raw number sign');
+  if (raw.includes(';')) return refuse('a semicolon (path parameters)');
+
+  const segments = raw.split('/');
+  const out: string[] = [];
+  for (let i = 1; i < segments.length; i++) {
+    const segment = canonicalSegment(segments[i]!);
+    if (!segment.ok) return segment;
+    const { text, decoded } = segment;
+    const last = i === segments.length - 1;
+    if (decoded === '.' || (decoded === '' && !last)) continue;
+    if (decoded === '..') {
+      if (out.length === 0) return refuse('a ".." above the root');
+      out.pop();
+      continue;
+    }
+    if (decoded.endsWith('.') || decoded.endsWith(' ')) return refuse('a segment ending in a dot or a space');
+    out.push(text);
+  }
+  const lastDecoded = decodeForDots(segments[segments.length - 1]!);
+  const trailing = segments.length > 2 && (lastDecoded === '' || lastDecoded === '.' || lastDecoded === '..');
+  let path = '/' + out.filter((s) => s !== '').join('/');
+  if (trailing && path !== '/') path += '/';
+  return { ok: true, path, query };
+}
+
+function refuse(what: string): { ok: false; reason: string } {
+  return { ok: false, reason: `the path holds ${what}` };
+}
+
+/** A segment's canonical text and its decoded value, or why it has no single meaning. */
+function canonicalSegment(segment: string): { ok: true; text: string; decoded: string } | { ok: false; reason: string } {
+  if (!segment.includes('%')) {
+    if (!/^[\x21-\x7e]*$/.test(segment)) return refuse('a control character, a space or a non-ASCII byte');
+    return { ok: true, text: segment, decoded: segment };
+  }
+  let text = '';
+  const bytes: number[] = [];
+  let decodedAscii = true;
+  for (let i = 0; i < segment.length; i++) {
+    const c = segment[i]!;
+    if (c !== '%') {
+      if (c < '\x21' || c > '\x7e') return refuse('a control character, a space or a non-ASCII byte');
+      text += c;
+      bytes.push(c.charCodeAt(0));
+      continue;
+    }
+    const hex = segment.slice(i + 1, i + 3);
+    if (!HEX.test(hex)) return refuse('a malformed percent escape');
+    const upper = hex.toUpperCase();
+    const byte = parseInt(hex, 16);
+    i += 2;
+    if (REFUSED_ESCAPES[upper]) return refuse(REFUSED_ESCAPES[upper]);
+    if (byte < 0x20 || byte === 0x7f) return refuse('an encoded control character');
+    const ch = String.fromCharCode(byte);
+    if (byte < 0x80 && UNRESERVED.test(ch)) text += ch;
+    else text += `%${upper}`;
+    if (byte >= 0x80) decodedAscii = false;
+    bytes.push(byte);
+  }
+  let decoded: string;
+  try {
+    decoded = new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
+  } catch {
+    return refuse('percent-encoded bytes that are not UTF-8 (an overlong or broken sequence)');
+  }
+  if (!decodedAscii) {
+    const folded = decoded.normalize('NFKC');
+    if (countSeparators(folded) > countSeparators(decoded)) {
+      return refuse('a character that Unicode folding turns into a separator or a dot');
+    }
+    if (/[\u0000-\u001f\u007f-\u009f]/u.test(decoded)) return refuse('an encoded control character');
+  }
+  return { ok: true, text, decoded };
+}
+
+/** The segment with only its unreserved escapes decoded: enough to recognise `%2e%2e` as "..". */
+function decodeForDots(segment: string): string {
+  return segment.replace(/%2[Ee]/g, '.');
+}
