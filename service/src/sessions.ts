@@ -10,7 +10,7 @@ import type { Config } from './config.js';
 import { IdgateError } from './errors.js';
 import type { Identity } from './policy.js';
 import type { SessionCache } from './session-cache.js';
-import { EncryptedRedisStore, openSession, sessionHash, sessionKey } from './session-store.js';
+import { EncryptedRedisStore, idpSessionHash, openSession, sessionHash, sessionKey } from './session-store.js';
 
 /** What idgate keeps in a session (under `req.session.idgate`). */
 export interface StoredSession {
@@ -30,8 +30,8 @@ export interface StoredSession {
   readonly accessTokenExpiresAt: number | undefined;
   /** ms since epoch of the login or the last refresh (refresh is due after half the token's life at most). */
   readonly tokensIssuedAt: number;
-  /** The IdP's session id (`sid` claim), for back-channel logout. */
-  readonly idpSessionId: string | undefined;
+  /** SHA-256 of the IdP's session id (`sid` claim), for back-channel logout; never the id itself. */
+  readonly idpSessionHash: string | undefined;
 }
 
 declare module 'express-session' {
@@ -162,6 +162,10 @@ function parseStoredSession(data: Record<string, unknown>): StoredSession | unde
   if (s.roles === undefined) s.roles = [];
   if (!Array.isArray(s.roles) || !s.roles.every((r) => typeof r === 'string')) return undefined;
   if (typeof s.tokensIssuedAt !== 'number') s.tokensIssuedAt = s.createdAt;
+  // Sessions from before hashing kept the IdP session id itself: hashed here, so a renewal never writes it back.
+  if (typeof s.idpSessionId === 'string' && s.idpSessionHash === undefined) s.idpSessionHash = idpSessionHash(s.idpSessionId);
+  delete s.idpSessionId;
+  if (s.idpSessionHash !== undefined && typeof s.idpSessionHash !== 'string') return undefined;
   return s as unknown as StoredSession;
 }
 
