@@ -14,6 +14,7 @@ const leaks = [
   ['a client secret of the demo', /(idgate|demo-bot|opaque-bot)-secret/],
   ['a cookie secret of the tests', /(old|new)-secret-[on]{8,}|(.)\2{31,}/],
   ['an id_token_hint', /id_token_hint=/],
+  ['a Redis password or user name of the tests', /redis-(password|user)-of-the-tests/],
 ];
 
 if (!dir || !fs.existsSync(dir)) {

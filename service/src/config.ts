@@ -32,7 +32,10 @@ export interface Config {
   readonly redisUrl: string;
   readonly redisTimeoutMs: number;
   readonly cookieSecrets: readonly string[];
+  /** The session cookie. */
   readonly cookieName: string;
+  /** The login-binding cookie (`<cookieName>_login`): ties a callback to the browser that started the login. */
+  readonly bindingCookieName: string;
   readonly cookieDomain: string | undefined;
   readonly cookieSecure: boolean;
   readonly sessionIdleTtlSeconds: number;
@@ -78,6 +81,12 @@ interface Setting {
   example: string;
 }
 
+// The default cookie name. A `__Host-` cookie is one the browser accepts only when it is Secure, has Path=/
+// and no Domain, so no sibling subdomain and no plain-http page can plant or overwrite it. It needs HTTPS,
+// and it cannot be shared across subdomains: the plain name is the default when either is impossible.
+const HOST_COOKIE_NAME = '__Host-idgate';
+const PLAIN_COOKIE_NAME = '_idgate';
+
 export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_ISSUER', key: 'issuer', kind: 'url', doc: 'OIDC issuer URL (discovery at <issuer>/.well-known/openid-configuration)', example: 'https://dev-123456.okta.com/oauth2/default' },
   { env: 'IDGATE_CLIENT_ID', key: 'client_id', kind: 'string', doc: 'OIDC client id of the idgate app', example: '0oa1b2c3d4e5f6g7h8i9' },
@@ -87,8 +96,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_REDIS_URL', key: 'redis_url', kind: 'string', default: 'redis://127.0.0.1:6380', doc: 'Redis holding sessions and pending logins, shared by every replica', example: 'redis://:password@10.0.0.5:6379/0' },
   { env: 'IDGATE_REDIS_TIMEOUT_MS', key: 'redis_timeout_ms', kind: 'int', default: '500', doc: 'milliseconds a Redis command may take before the check answers 503', example: '500' },
   { env: 'IDGATE_COOKIE_SECRETS', key: 'cookie_secrets', kind: 'secret-list', doc: 'comma-separated secrets (32+ characters each), newest first: the first signs, all verify', example: '<openssl rand -base64 48>' },
-  { env: 'IDGATE_COOKIE_NAME', key: 'cookie_name', kind: 'string', default: '_idgate', doc: 'session cookie name', example: '_idgate' },
-  { env: 'IDGATE_COOKIE_DOMAIN', key: 'cookie_domain', kind: 'string', optional: true, doc: 'session cookie Domain attribute, to share one login across subdomains', example: 'example.com' },
+  { env: 'IDGATE_COOKIE_NAME', key: 'cookie_name', kind: 'string', optional: true, doc: `session cookie name (the login-binding cookie adds "_login"); unset: ${HOST_COOKIE_NAME} when cookies are Secure and IDGATE_COOKIE_DOMAIN is unset, else ${PLAIN_COOKIE_NAME}`, example: '__Host-idgate' },
+  { env: 'IDGATE_COOKIE_DOMAIN', key: 'cookie_domain', kind: 'string', optional: true, doc: 'session cookie Domain attribute, to share one login across subdomains (rules out the __Host- prefix)', example: 'example.com' },
   { env: 'IDGATE_SESSION_IDLE_TTL', key: 'session_idle_ttl', kind: 'int', default: '14400', doc: 'seconds of inactivity after which a session ends', example: '14400' },
   { env: 'IDGATE_SESSION_MAX_AGE', key: 'session_max_age', kind: 'int', default: '86400', doc: 'seconds after login after which a session ends whatever its activity', example: '86400' },
   { env: 'IDGATE_LOGIN_TTL', key: 'login_ttl', kind: 'int', default: '600', doc: 'seconds a started login may take before its state expires', example: '600' },
@@ -187,8 +196,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   }
   const logLevel = parsed.IDGATE_LOG_LEVEL as string | undefined;
   if (logLevel !== undefined && !['info', 'warn', 'error'].includes(logLevel)) problems.push(`IDGATE_LOG_LEVEL: "${logLevel}" is not info, warn or error (e.g. info)`);
-  const cookieName = parsed.IDGATE_COOKIE_NAME as string | undefined;
-  if (cookieName !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(cookieName)) problems.push('IDGATE_COOKIE_NAME: letters, digits, "_", "-", "." only (e.g. _idgate)');
+  const cookieDomain = parsed.IDGATE_COOKIE_DOMAIN as string | undefined;
+  const configuredCookieName = parsed.IDGATE_COOKIE_NAME as string | undefined;
+  if (configuredCookieName !== undefined) problems.push(...cookieNameProblems(configuredCookieName, { secure: !insecureHttp, domain: cookieDomain }));
+  const cookieName = configuredCookieName ?? (!insecureHttp && cookieDomain === undefined ? HOST_COOKIE_NAME : PLAIN_COOKIE_NAME);
 
   if (problems.length > 0) return { config: undefined, problems };
 
@@ -204,8 +215,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     redisUrl: parsed.IDGATE_REDIS_URL as string,
     redisTimeoutMs: parsed.IDGATE_REDIS_TIMEOUT_MS as number,
     cookieSecrets: Object.freeze(secrets),
-    cookieName: cookieName!,
-    cookieDomain: parsed.IDGATE_COOKIE_DOMAIN as string | undefined,
+    cookieName,
+    bindingCookieName: `${cookieName}_login`,
+    cookieDomain,
     cookieSecure: !insecureHttp,
     sessionIdleTtlSeconds: idle!,
     sessionMaxAgeSeconds: maxAge!,
@@ -234,6 +246,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     logFile: parsed.IDGATE_LOG_FILE as string | undefined,
   };
   return { config: Object.freeze(config), problems };
+}
+
+/**
+ * What is wrong with a configured cookie name. Browsers drop a cookie whose name has a prefix it does not
+ * satisfy (`__Host-`: Secure, Path=/, no Domain; `__Secure-`: Secure), and match prefixes in any letter
+ * case: idgate would then set cookies that never come back, so such settings are refused here.
+ */
+function cookieNameProblems(name: string, cookies: { secure: boolean; domain: string | undefined }): string[] {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) return [`IDGATE_COOKIE_NAME: letters, digits, "_", "-", "." only (e.g. ${HOST_COOKIE_NAME})`];
+  const problems: string[] = [];
+  const lower = name.toLowerCase();
+  if (lower.startsWith('__host-')) {
+    if (!cookies.secure) problems.push(`IDGATE_COOKIE_NAME: a __Host- cookie must be Secure, which IDGATE_INSECURE_HTTP=1 turns off (e.g. ${PLAIN_COOKIE_NAME})`);
+    if (cookies.domain !== undefined) problems.push(`IDGATE_COOKIE_NAME: a __Host- cookie cannot carry a Domain; unset IDGATE_COOKIE_DOMAIN or use another name (e.g. ${PLAIN_COOKIE_NAME})`);
+  } else if (lower.startsWith('__secure-') && !cookies.secure) {
+    problems.push(`IDGATE_COOKIE_NAME: a __Secure- cookie must be Secure, which IDGATE_INSECURE_HTTP=1 turns off (e.g. ${PLAIN_COOKIE_NAME})`);
+  }
+  return problems;
 }
 
 const ASYMMETRIC_ALGORITHMS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
@@ -393,9 +423,11 @@ export function describeConfig(config: Config): Record<string, string> {
     client_secret: '(set)',
     public_url: config.publicUrl.origin,
     redirect_url: config.redirectUrl.href,
-    redis_url: redactUrl(config.redisUrl),
+    redis_url: redactRedisUrl(config.redisUrl),
     cookie_secrets: `(${config.cookieSecrets.length} set)`,
     cookie_name: config.cookieName,
+    binding_cookie_name: config.bindingCookieName,
+    cookie_domain: config.cookieDomain ?? '(none: host-only cookies)',
     cookie_secure: String(config.cookieSecure),
     policy_file: config.policyFile ?? '(none: any signed-in user)',
     listen: `${config.listen.host}:${config.listen.port}`,
@@ -403,12 +435,38 @@ export function describeConfig(config: Config): Record<string, string> {
   };
 }
 
-function redactUrl(value: string): string {
+/**
+ * A Redis URL as it may be shown: user name, password and every query value replaced by "***". ioredis
+ * reads each query parameter as a connection option (`?password=`, `?username=`, `?sentinelPassword=`...),
+ * so no query value is trusted to be harmless. URLs without a scheme are read as ioredis reads them.
+ */
+export function redactRedisUrl(value: string): string {
+  // A Unix socket path, as ioredis takes it.
+  if (value.startsWith('/') && !value.startsWith('//')) {
+    const query = value.indexOf('?');
+    return query === -1 ? value : `${value.slice(0, query)}${redactQuery(value.slice(query))}`;
+  }
+  const scheme = /^rediss?:\/\//i.test(value) ? '' : value.startsWith('//') ? 'redis:' : 'redis://';
+  let url: URL;
   try {
-    const url = new URL(value);
-    if (url.password) url.password = '***';
-    return url.href;
+    url = new URL(scheme + value);
   } catch {
     return '(unparsable)';
   }
+  if (url.username) url.username = '***';
+  if (url.password) url.password = '***';
+  const query = redactQuery(url.search);
+  url.search = '';
+  url.hash = '';
+  return url.href.slice(scheme.length) + query;
+}
+
+/** "?a=1&b" as "?a=***&***": only names that look like option names are shown, never a value. */
+function redactQuery(search: string): string {
+  if (search.length <= 1) return '';
+  const parts = search.slice(1).split('&').map((part) => {
+    const eq = part.indexOf('=');
+    return eq > 0 && /^[A-Za-z][A-Za-z0-9_]{0,39}$/.test(part.slice(0, eq)) ? `${part.slice(0, eq)}=***` : '***';
+  });
+  return `?${parts.join('&')}`;
 }

@@ -14,7 +14,7 @@ import { stripPort } from './policy.js';
 import { verifyLogoutToken, type LogoutSubject } from './backchannel.js';
 import { RemoteKeySet } from './keys.js';
 import { listSessions, revokeSessions, sessionsOfIdpSession } from './session-store.js';
-import { findCookie, hashValue, savePendingLogin, takePendingLogin } from './sessions.js';
+import { bindingCookieOptions, findCookie, hashValue, savePendingLogin, sessionCookieOptions, takePendingLogin } from './sessions.js';
 
 export interface BrowserDependencies {
   readonly config: Config;
@@ -27,7 +27,7 @@ export interface BrowserDependencies {
 export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
   const { config, redis, oidc, logger, metrics } = deps;
   const router = express.Router();
-  const bindingCookie = `${config.cookieName}_login`;
+  const bindingCookie = config.bindingCookieName;
   const postLogoutUrl = new URL('/_auth/logged-out', config.publicUrl).href;
 
   router.get('/login', async (req, res) => {
@@ -47,13 +47,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
       bindingHash: hashValue(binding),
       startedAt: Date.now(),
     });
-    res.cookie(bindingCookie, binding, {
-      httpOnly: true,
-      sameSite: 'lax',
-      secure: config.cookieSecure,
-      path: '/_auth/',
-      maxAge: config.loginTtlSeconds * 1000,
-    });
+    res.cookie(bindingCookie, binding, bindingCookieOptions(config));
     res.set('Cache-Control', 'no-store');
     res.redirect(302, login.authorizationUrl.href);
   });
@@ -69,12 +63,11 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     }
     const state = params.get('state');
     if (!state || !params.get('code')) throw new IdgateError('invalid_request', 'the sign-in answer lacks its code or state');
-    const pending = await takePendingLogin(redis, config, state);
-    if (!pending) throw new IdgateError('login_expired', 'this sign-in has expired or was already used; please start again');
-    const binding = findCookie(req.headers.cookie, bindingCookie);
-    if (!binding || hashValue(binding) !== pending.bindingHash) {
-      throw new IdgateError('login_mismatch', 'this sign-in was started in another browser; please start again');
-    }
+    // Checked before anything is spent: a callback without this browser's binding leaves the login alone.
+    const claim = await takePendingLogin(redis, config, state, findCookie(req.headers.cookie, bindingCookie));
+    if (claim.outcome === 'unknown') throw new IdgateError('login_expired', 'this sign-in has expired or was already used; please start again');
+    if (claim.outcome === 'other_browser') throw new IdgateError('login_mismatch', 'this sign-in was started in another browser; please start again');
+    const { pending } = claim;
     const callbackUrl = new URL(config.redirectUrl.href);
     callbackUrl.search = params.toString();
     const stored = await oidc.completeLogin(callbackUrl, { state, codeVerifier: pending.codeVerifier, nonce: pending.nonce }, Date.now());
@@ -93,7 +86,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
   });
 
   router.post('/logout', async (req, res) => {
-    if (!isSameSiteRequest(req, config)) {
+    if (!isSameOriginLogout(req.headers, requestOriginOf(req), config)) {
       sendPage(res, 403, 'Sign-out refused', 'The sign-out request came from another site.');
       return;
     }
@@ -104,7 +97,8 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
       metrics.recordRevoked(1);
       logger.event('logout', { sub: stored.subject, user: stored.user, request_id: requestIdOf(req), client_ip: req.ip });
     }
-    res.clearCookie(config.cookieName, { path: '/', domain: config.cookieDomain, httpOnly: true, sameSite: 'lax', secure: config.cookieSecure });
+    // Cleared with the attributes it was set with: a browser replaces a __Host- cookie only with a valid one.
+    res.clearCookie(config.cookieName, sessionCookieOptions(config));
     res.set('Cache-Control', 'no-store');
     res.redirect(303, oidc.endSessionUrl(stored?.idToken, postLogoutUrl)?.href ?? postLogoutUrl);
   });
@@ -217,17 +211,30 @@ function absoluteReturnTo(returnTo: string, req: Request): string {
   return returnTo.startsWith('/') ? `${req.protocol}://${req.host}${returnTo}` : returnTo;
 }
 
-/** Logout is a state change: refuse it when the browser says it comes from another site. */
-function isSameSiteRequest(req: Request, config: Config): boolean {
-  const origin = req.headers.origin;
-  if (origin !== undefined && origin !== 'null') {
-    try {
-      return isAllowedHost(new URL(origin).host, config);
-    } catch {
-      return false;
-    }
+/**
+ * Logout is a state change: refuse it unless the browser says it comes from idgate's own pages. An
+ * `Origin` must be, character for character, the public origin or the origin the request itself was
+ * sent to when that host is one idgate serves (its sign-out forms post to /_auth/logout on the host the
+ * user is on, which with IDGATE_COOKIE_DOMAIN may be any allowed app host). Nothing else: not a sibling
+ * subdomain, not another allowed host, not `null` (sandboxed frames, file: pages), not a malformed value.
+ * Without `Origin`, `Sec-Fetch-Site` must not name another site.
+ */
+export function isSameOriginLogout(headers: { origin?: string | undefined; 'sec-fetch-site'?: string | string[] | undefined }, requestOrigin: string, config: Config): boolean {
+  const origin = headers.origin;
+  if (origin !== undefined) {
+    if (origin === config.publicUrl.origin) return true;
+    return requestOrigin !== '' && origin === requestOrigin && isAllowedHost(new URL(requestOrigin).host, config);
   }
-  if (origin === 'null') return false;
-  const site = req.headers['sec-fetch-site'];
+  const site = headers['sec-fetch-site'];
   return site === undefined || site === 'same-origin' || site === 'none';
+}
+
+/** The origin a request was sent to, as the browser writes it in `Origin` (no default port); "" if unusable. */
+function requestOriginOf(req: Request): string {
+  if (req.protocol !== 'http' && req.protocol !== 'https') return '';
+  try {
+    return new URL(`${req.protocol}://${req.host}`).origin;
+  } catch {
+    return '';
+  }
 }

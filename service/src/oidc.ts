@@ -6,6 +6,7 @@ import * as client from 'openid-client';
 import type { Config } from './config.js';
 import { IdgateError, describeError } from './errors.js';
 import { readClaim, stringList } from './claims.js';
+import { idpSessionHash } from './session-store.js';
 import type { StoredSession } from './sessions.js';
 
 export interface OidcLogger {
@@ -118,6 +119,7 @@ export class OidcRelyingParty {
     if (!claims || typeof claims.sub !== 'string' || claims.sub === '') {
       throw new IdgateError('login_failed', 'the identity provider did not complete the login', 'ID token without sub');
     }
+    const idpSessionId = pickString(claims.sid);
     return {
       v: 1,
       ...(await this.#identityFields(configuration, claims, tokens.access_token, 'login_failed')),
@@ -127,7 +129,7 @@ export class OidcRelyingParty {
       refreshToken: tokens.refresh_token,
       accessTokenExpiresAt: expiresAt(tokens.expiresIn(), now),
       tokensIssuedAt: now,
-      idpSessionId: pickString(claims.sid),
+      idpSessionHash: idpSessionId === undefined ? undefined : idpSessionHash(idpSessionId),
     };
   }
 

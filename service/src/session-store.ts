@@ -58,8 +58,14 @@ export function openSession(sid: string, sealed: string): string | undefined {
   }
 }
 
-// Revocation indexes. idx:sub:<sub> is a hash: session hash → {user, createdAt, idpSessionId};
-// idx:user:<user> a set of subjects; idx:idpsid:<sid> a set of session hashes (back-channel logout).
+// Revocation indexes. idx:sub:<sub> is a hash: session hash → {user, createdAt};
+// idx:user:<user> a set of subjects; idx:idpsid:<hash of the IdP's sid> a set of subject\0session hash
+// (back-channel logout). The IdP's sid names the user's session at the IdP; a Redis dump gets only its hash.
+
+/** How an IdP session id (`sid` claim) is stored and indexed: base64url(SHA-256(sid)). */
+export function idpSessionHash(idpSessionId: string): string {
+  return crypto.createHash('sha256').update(idpSessionId).digest('base64url');
+}
 
 export interface IndexedSession {
   readonly hash: string;
@@ -72,7 +78,7 @@ interface IndexFields {
   subject: string;
   user: string;
   createdAt: number;
-  idpSessionId: string | undefined;
+  idpSessionHash: string | undefined;
 }
 
 type Prefix = Pick<Config, 'redisKeyPrefix'>;
@@ -87,9 +93,9 @@ export async function indexSession(redis: Redis, config: Config, sid: string, fi
   multi.expire(idx(config, 'sub', fields.subject), ttl);
   multi.sadd(idx(config, 'user', fields.user), fields.subject);
   multi.expire(idx(config, 'user', fields.user), ttl);
-  if (fields.idpSessionId) {
-    multi.sadd(idx(config, 'idpsid', fields.idpSessionId), `${fields.subject}\0${hash}`);
-    multi.expire(idx(config, 'idpsid', fields.idpSessionId), ttl);
+  if (fields.idpSessionHash) {
+    multi.sadd(idx(config, 'idpsid', fields.idpSessionHash), `${fields.subject}\0${hash}`);
+    multi.expire(idx(config, 'idpsid', fields.idpSessionHash), ttl);
   }
   await multi.exec();
 }
@@ -127,10 +133,16 @@ export async function revokeSessions(redis: Redis, config: Prefix, sessions: rea
   return deleted;
 }
 
-/** Sessions that came from one IdP session (the `sid` of a back-channel logout token). */
+/**
+ * Sessions that came from one IdP session (the `sid` of a back-channel logout token), found by its hash.
+ * Sessions indexed before hashing sit under the raw sid: read too (and dropped) until those have expired,
+ * IDGATE_SESSION_MAX_AGE after the upgrade at most.
+ */
 export async function sessionsOfIdpSession(redis: Redis, config: Prefix, idpSessionId: string): Promise<{ hash: string; subject: string }[]> {
-  const members = await redis.smembers(idx(config, 'idpsid', idpSessionId));
-  return members.map((m) => {
+  const legacyKey = idx(config, 'idpsid', idpSessionId);
+  const [hashed, legacy] = await Promise.all([redis.smembers(idx(config, 'idpsid', idpSessionHash(idpSessionId))), redis.smembers(legacyKey)]);
+  if (legacy.length > 0) await redis.del(legacyKey);
+  return [...new Set([...hashed, ...legacy])].map((m) => {
     const [subject = '', hash = ''] = m.split('\0');
     return { subject, hash };
   });
@@ -170,7 +182,7 @@ export class EncryptedRedisStore extends session.Store {
     const stored = data.idgate;
     const write = this.redis.set(sessionKey(this.config, sid), sealed, 'EX', this.config.sessionIdleTtlSeconds);
     const index = stored
-      ? indexSession(this.redis, this.config, sid, { subject: stored.subject, user: stored.user, createdAt: stored.createdAt, idpSessionId: stored.idpSessionId })
+      ? indexSession(this.redis, this.config, sid, { subject: stored.subject, user: stored.user, createdAt: stored.createdAt, idpSessionHash: stored.idpSessionHash })
       : Promise.resolve();
     Promise.all([write, index]).then(
       () => callback?.(),

@@ -10,7 +10,7 @@ import type { Config } from './config.js';
 import { IdgateError } from './errors.js';
 import type { Identity } from './policy.js';
 import type { SessionCache } from './session-cache.js';
-import { EncryptedRedisStore, openSession, sessionHash, sessionKey } from './session-store.js';
+import { EncryptedRedisStore, idpSessionHash, openSession, sessionHash, sessionKey } from './session-store.js';
 
 /** What idgate keeps in a session (under `req.session.idgate`). */
 export interface StoredSession {
@@ -30,8 +30,8 @@ export interface StoredSession {
   readonly accessTokenExpiresAt: number | undefined;
   /** ms since epoch of the login or the last refresh (refresh is due after half the token's life at most). */
   readonly tokensIssuedAt: number;
-  /** The IdP's session id (`sid` claim), for back-channel logout. */
-  readonly idpSessionId: string | undefined;
+  /** SHA-256 of the IdP's session id (`sid` claim), for back-channel logout; never the id itself. */
+  readonly idpSessionHash: string | undefined;
 }
 
 declare module 'express-session' {
@@ -68,6 +68,8 @@ export function createSessionMiddleware(config: Config, redis: Redis) {
   });
 }
 
+// Both cookies have Path=/ (a `__Host-` name requires it; HAProxy removes idgate's cookies before the app,
+// so the binding cookie reaching every path leaks nothing). Only the session cookie may carry a Domain.
 export function sessionCookieOptions(config: Config) {
   return {
     httpOnly: true,
@@ -76,6 +78,17 @@ export function sessionCookieOptions(config: Config) {
     domain: config.cookieDomain,
     path: '/',
     maxAge: config.sessionMaxAgeSeconds * 1000,
+  };
+}
+
+/** The login-binding cookie (config.bindingCookieName): host-only, for as long as a login may take. */
+export function bindingCookieOptions(config: Config) {
+  return {
+    httpOnly: true,
+    sameSite: 'lax' as const,
+    secure: config.cookieSecure,
+    path: '/',
+    maxAge: config.loginTtlSeconds * 1000,
   };
 }
 
@@ -162,6 +175,10 @@ function parseStoredSession(data: Record<string, unknown>): StoredSession | unde
   if (s.roles === undefined) s.roles = [];
   if (!Array.isArray(s.roles) || !s.roles.every((r) => typeof r === 'string')) return undefined;
   if (typeof s.tokensIssuedAt !== 'number') s.tokensIssuedAt = s.createdAt;
+  // Sessions from before hashing kept the IdP session id itself: hashed here, so a renewal never writes it back.
+  if (typeof s.idpSessionId === 'string' && s.idpSessionHash === undefined) s.idpSessionHash = idpSessionHash(s.idpSessionId);
+  delete s.idpSessionId;
+  if (s.idpSessionHash !== undefined && typeof s.idpSessionHash !== 'string') return undefined;
   return s as unknown as StoredSession;
 }
 
@@ -232,20 +249,45 @@ export async function savePendingLogin(redis: Redis, config: Config, state: stri
   }
 }
 
-/** Takes (and deletes) the pending login: a state is good for one callback only. */
-export async function takePendingLogin(redis: Redis, config: Config, state: string): Promise<PendingLogin | undefined> {
-  let text: string | null;
+export type PendingLoginClaim =
+  | { readonly outcome: 'taken'; readonly pending: PendingLogin }
+  | { readonly outcome: 'unknown' }
+  | { readonly outcome: 'other_browser' };
+
+/** Deletes KEYS[1] only while it still holds ARGV[1]: of two callbacks that read the same login, one wins. */
+const DELETE_IF_UNCHANGED = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/**
+ * Takes the pending login of `state` for the browser whose binding cookie is `binding`. The login is
+ * read first and deleted only when the binding matches, so a request without the binding (or with
+ * another browser's) cannot spend the login of the browser that started it; the delete is a
+ * compare-and-delete, so a state is still good for one callback only.
+ */
+export async function takePendingLogin(redis: Redis, config: Config, state: string, binding: string | undefined): Promise<PendingLoginClaim> {
+  const key = pendingKey(config, state);
   try {
-    text = await redis.getdel(pendingKey(config, state));
+    const text = await redis.get(key);
+    const pending = text === null ? undefined : parsePendingLogin(text);
+    if (!pending) return { outcome: 'unknown' };
+    if (binding === undefined || !sameHash(hashValue(binding), pending.bindingHash)) return { outcome: 'other_browser' };
+    const deleted = await redis.eval(DELETE_IF_UNCHANGED, 1, key, text!);
+    return deleted === 1 ? { outcome: 'taken', pending } : { outcome: 'unknown' };
   } catch (err) {
     throw new IdgateError('store_unavailable', 'session store unavailable', (err as Error).message);
   }
-  if (text === null) return undefined;
+}
+
+function parsePendingLogin(text: string): PendingLogin | undefined {
   try {
-    return JSON.parse(text) as PendingLogin;
+    const value = JSON.parse(text) as Partial<PendingLogin> | null;
+    return value && typeof value.bindingHash === 'string' ? (value as PendingLogin) : undefined;
   } catch {
     return undefined;
   }
+}
+
+function sameHash(a: string, b: string): boolean {
+  return a.length === b.length && crypto.timingSafeEqual(Buffer.from(a), Buffer.from(b));
 }
 
 export function hashValue(value: string): string {

@@ -7,7 +7,7 @@ import signature from 'cookie-signature';
 import * as jose from 'jose';
 import request from 'supertest';
 import { BACKCHANNEL_EVENT } from '../../service/src/backchannel.js';
-import { EncryptedRedisStore } from '../../service/src/session-store.js';
+import { EncryptedRedisStore, idpSessionHash, sessionHash } from '../../service/src/session-store.js';
 import { createRedisClient } from '../../service/src/sessions.js';
 import type { StoredSession } from '../../service/src/sessions.js';
 import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
@@ -55,15 +55,44 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-/** A session as login leaves it (sealed, indexed), and its cookie. */
+/** A session as login leaves it (sealed, indexed by the hash of its IdP session id), and its cookie. */
 async function session(sub: string, idpSessionId: string): Promise<string> {
+  return plant(sub, { idpSessionHash: idpSessionHash(idpSessionId) });
+}
+
+/**
+ * A session as login left it before IdP session ids were hashed: the raw sid in the sealed session and
+ * as the name of its index key.
+ */
+async function legacySession(sub: string, idpSessionId: string): Promise<string> {
+  return plant(sub, { idpSessionHash: undefined, idpSessionId } as never, async (client, sid) => {
+    await client.sadd(`${idgate.config.redisKeyPrefix}idx:idpsid:${idpSessionId}`, `${sub}\0${sessionHash(sid)}`);
+  });
+}
+
+async function plant(sub: string, idp: Pick<StoredSession, 'idpSessionHash'>, extra?: (client: ReturnType<typeof createRedisClient>, sid: string) => Promise<void>): Promise<string> {
   const sid = crypto.randomBytes(32).toString('base64url');
   const client = createRedisClient(idgate.config);
   await redisReady(client);
-  const stored: StoredSession = { v: 1, subject: sub, user: sub, email: undefined, groups: [], roles: [], issuer, createdAt: Date.now(), idToken: 'x', refreshToken: undefined, accessTokenExpiresAt: undefined, tokensIssuedAt: Date.now(), idpSessionId };
+  const stored: StoredSession = { v: 1, subject: sub, user: sub, email: undefined, groups: [], roles: [], issuer, createdAt: Date.now(), idToken: 'x', refreshToken: undefined, accessTokenExpiresAt: undefined, tokensIssuedAt: Date.now(), ...idp };
   await new Promise<void>((resolve, reject) => new EncryptedRedisStore(client, idgate.config).set(sid, { cookie: { originalMaxAge: null }, idgate: stored } as never, (err) => (err ? reject(err) : resolve())));
+  await extra?.(client, sid);
   client.disconnect();
   return `_idgate=${encodeURIComponent(`s:${signature.sign(sid, 'c'.repeat(40))}`)}`;
+}
+
+/** Every Redis key with its value, as a dump would show them. */
+async function redisDump(): Promise<string> {
+  const client = createRedisClient(idgate.config);
+  await redisReady(client);
+  const lines: string[] = [];
+  for (const key of await client.keys('*')) {
+    const type = await client.type(key);
+    const value = type === 'string' ? await client.get(key) : type === 'hash' ? JSON.stringify(await client.hgetall(key)) : type === 'set' ? JSON.stringify(await client.smembers(key)) : '';
+    lines.push(`${key} ${value}`);
+  }
+  client.disconnect();
+  return lines.join('\n');
 }
 
 async function alive(cookie: string): Promise<boolean> {
@@ -90,6 +119,24 @@ describe('back-channel logout', () => {
     expect(res.headers['cache-control']).toBe('no-store');
     expect(await alive(mine)).toBe(false);
     expect(await alive(other)).toBe(true);
+  });
+
+  test('the IdP session id is indexed only as its hash: no Redis key or value holds it', async () => {
+    const cookie = await session('frank', 'idp-sid-frank-7f3a9c');
+    const dump = await redisDump();
+    expect(dump).not.toContain('idp-sid-frank-7f3a9c');
+    expect(dump).toContain(`idgate:idx:idpsid:${idpSessionHash('idp-sid-frank-7f3a9c')} `);
+    expect((await post(await logoutToken({ sid: 'idp-sid-frank-7f3a9c' }))).status).toBe(200);
+    expect(await alive(cookie)).toBe(false);
+  });
+
+  test('a session indexed before hashing (raw IdP session id) is still ended by its logout token, and the raw index goes', async () => {
+    const legacy = await legacySession('grace', 'idp-sid-grace-legacy');
+    const bystander = await legacySession('grace', 'idp-sid-grace-other');
+    expect(await alive(legacy)).toBe(true);
+    expect((await post(await logoutToken({ sid: 'idp-sid-grace-legacy', sub: 'grace' }))).status).toBe(200);
+    expect([await alive(legacy), await alive(bystander)]).toEqual([false, true]);
+    expect(await redisDump()).not.toContain('idp-sid-grace-legacy');
   });
 
   test('a logout token naming only the subject ends all of its sessions', async () => {

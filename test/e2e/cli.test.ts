@@ -2,6 +2,8 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { REPO_ROOT } from '../../demo/stack.js';
+import { freePort, startProcess } from '../../demo/processes.js';
+import { waitUntil } from '../support/wait.js';
 
 function idgate(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -25,6 +27,30 @@ describe('idgate CLI', () => {
     expect(code).toBe(0);
     expect(stdout + stderr).not.toContain('the-client-secret-value');
     expect(stdout + stderr).not.toContain('c'.repeat(48));
+  });
+
+  // The same strings are in test/scan-logs.mjs, which fails `make test` if any captured log holds them.
+  const redisUrlWithCredentials = 'rediss://redis-user-of-the-tests:redis-password-of-the-tests@127.0.0.1:1/0?username=redis-user-of-the-tests-2&password=redis-password-of-the-tests-2';
+
+  test('check-config never prints the Redis password or user name, from the URL or its query', async () => {
+    const { code, stdout, stderr } = await idgate(['check-config'], { ...good, IDGATE_REDIS_URL: redisUrlWithCredentials });
+    expect(code).toBe(0);
+    expect(stdout).toContain('"redis_url":"rediss://***:***@127.0.0.1:1/0?username=***&password=***"');
+    expect(stdout + stderr).not.toMatch(/redis-(user|password)-of-the-tests/);
+  });
+
+  test('serve logs neither the Redis password nor the user name, at start nor when Redis is unreachable', async () => {
+    const serve = startProcess('idgate', process.execPath, [path.join(REPO_ROOT, 'bin/idgate.js'), 'serve'], {
+      env: { PATH: process.env.PATH!, ...good, IDGATE_REDIS_URL: redisUrlWithCredentials, IDGATE_LISTEN: `127.0.0.1:${await freePort()}`, IDGATE_SPOE_LISTEN: 'off' },
+    });
+    try {
+      await waitUntil(() => serve.output().includes('redis unavailable'), 10_000);
+      expect(serve.output()).toContain('"redis_url":"rediss://***:***@127.0.0.1:1/0?username=***&password=***"');
+      expect(serve.output()).toContain('redis unavailable');
+      expect(serve.output()).not.toMatch(/redis-(user|password)-of-the-tests/);
+    } finally {
+      await serve.stop();
+    }
   });
 
   test('check-config exits 1 with one line per problem', async () => {

@@ -108,7 +108,7 @@ describe('ID token validation at the callback', () => {
 });
 
 describe('refresh', () => {
-  const stored = { v: 1 as const, subject: 'alice', user: 'alice', email: undefined, groups: ['admins'], roles: [], issuer: '', createdAt: 0, idToken: 'old', refreshToken: 'rt-1', accessTokenExpiresAt: 0, tokensIssuedAt: 0, idpSessionId: undefined };
+  const stored = { v: 1 as const, subject: 'alice', user: 'alice', email: undefined, groups: ['admins'], roles: [], issuer: '', createdAt: 0, idToken: 'old', refreshToken: 'rt-1', accessTokenExpiresAt: 0, tokensIssuedAt: 0, idpSessionHash: undefined };
   const now = () => Math.floor(Date.now() / 1000);
   const sign = (claims: jose.JWTPayload) => () =>
     new jose.SignJWT({ iss: issuer, aud: 'idgate', sub: 'alice', iat: now(), exp: now() + 300, groups: ['admins', 'new-group'], ...claims }).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).sign(publishedKey);

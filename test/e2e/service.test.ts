@@ -188,7 +188,7 @@ describe('idgate service', () => {
     expect(location.searchParams.get('redirect_uri')).toBe('http://app.test:8080/_auth/callback');
     const cookies = res.headers['set-cookie'] as unknown as string[];
     expect(cookies).toHaveLength(1);
-    expect(cookies[0]).toMatch(/^_idgate_login=.*; Path=\/_auth\/; .*HttpOnly; SameSite=Lax/);
+    expect(cookies[0]).toMatch(/^_idgate_login=.*; Path=\/; .*HttpOnly; SameSite=Lax/);
   });
 
   test('login on another host first moves to the public host', async () => {

@@ -1,4 +1,4 @@
-import { loadConfig } from '../../service/src/config.js';
+import { describeConfig, loadConfig, redactRedisUrl } from '../../service/src/config.js';
 
 const good = {
   IDGATE_ISSUER: 'https://dev-123456.okta.com/oauth2/default',
@@ -15,7 +15,8 @@ describe('loadConfig', () => {
     expect(config).toMatchObject({
       clientId: 'client',
       redisUrl: 'redis://127.0.0.1:6380',
-      cookieName: '_idgate',
+      cookieName: '__Host-idgate',
+      bindingCookieName: '__Host-idgate_login',
       cookieSecure: true,
       listen: { host: '127.0.0.1', port: 4180 },
       bearerIssuers: [expect.objectContaining({ issuer: 'https://dev-123456.okta.com/oauth2/default', audiences: ['api://default'], algorithms: ['RS256'], jwt: true, introspection: false })],
@@ -69,5 +70,59 @@ describe('loadConfig', () => {
   test('the client secret never appears in problems', () => {
     const { problems } = loadConfig({ ...good, IDGATE_ISSUER: 'not a url' });
     expect(problems.join('\n')).not.toContain('super-secret-value');
+  });
+});
+
+describe('cookie names', () => {
+  const insecure = { ...good, IDGATE_ISSUER: 'http://127.0.0.1:9000', IDGATE_PUBLIC_URL: 'http://127.0.0.1:8080', IDGATE_INSECURE_HTTP: '1' };
+
+  test.each([
+    ['Secure cookies without a cookie domain', '__Host-idgate', good],
+    ['a cookie domain (no __Host- possible)', '_idgate', { ...good, IDGATE_COOKIE_DOMAIN: 'example.com' }],
+    ['plain http (browsers refuse __Host- there)', '_idgate', insecure],
+    ['a configured name', 'corp_sso', { ...good, IDGATE_COOKIE_NAME: 'corp_sso' }],
+    ['a configured __Secure- name with a cookie domain', '__Secure-sso', { ...good, IDGATE_COOKIE_NAME: '__Secure-sso', IDGATE_COOKIE_DOMAIN: 'example.com' }],
+  ])('with %s the session cookie is %p and the binding cookie adds _login', (_name, expected, env) => {
+    const { config, problems } = loadConfig(env);
+    expect(problems).toEqual([]);
+    expect(config!.cookieName).toBe(expected);
+    expect(config!.bindingCookieName).toBe(`${expected}_login`);
+  });
+
+  test.each([
+    ['__Host- with a cookie domain', { ...good, IDGATE_COOKIE_NAME: '__Host-sso', IDGATE_COOKIE_DOMAIN: 'example.com' }, /IDGATE_COOKIE_NAME: a __Host- cookie cannot carry a Domain/],
+    ['__Host- over plain http', { ...insecure, IDGATE_COOKIE_NAME: '__Host-sso' }, /IDGATE_COOKIE_NAME: a __Host- cookie must be Secure/],
+    ['__host- in another letter case over plain http', { ...insecure, IDGATE_COOKIE_NAME: '__host-sso' }, /IDGATE_COOKIE_NAME: a __Host- cookie must be Secure/],
+    ['__Secure- over plain http', { ...insecure, IDGATE_COOKIE_NAME: '__Secure-sso' }, /IDGATE_COOKIE_NAME: a __Secure- cookie must be Secure/],
+    ['characters a cookie name cannot hold', { ...good, IDGATE_COOKIE_NAME: 'a b' }, /IDGATE_COOKIE_NAME: letters, digits/],
+  ])('a cookie name the browser would drop is a setting problem: %s', (_name, env, problem) => {
+    const { config, problems } = loadConfig(env);
+    expect(config).toBeUndefined();
+    expect(problems.join('\n')).toMatch(problem);
+  });
+});
+
+describe('Redis URLs in logs and check-config', () => {
+  test.each([
+    ['redis://:hunter2@10.0.0.5:6379/0', 'redis://:***@10.0.0.5:6379/0'],
+    ['redis://ops-user:hunter2@10.0.0.5:6379/0', 'redis://***:***@10.0.0.5:6379/0'],
+    ['redis://10.0.0.5:6379/0?password=hunter2', 'redis://10.0.0.5:6379/0?password=***'],
+    ['rediss://redis.internal:6380/?username=ops-user&password=hunter2&db=2', 'rediss://redis.internal:6380/?username=***&password=***&db=***'],
+    ['redis://10.0.0.5:6379?sentinelPassword=hunter2#hunter2', 'redis://10.0.0.5:6379?sentinelPassword=***'],
+    ['redis://10.0.0.5:6379/0?hunter2', 'redis://10.0.0.5:6379/0?***'],
+    ['10.0.0.5:6379?password=hunter2', '10.0.0.5:6379?password=***'],
+    ['ops-user:hunter2@10.0.0.5:6379', '***:***@10.0.0.5:6379'],
+    ['//ops-user:hunter2@10.0.0.5:6379', '//***:***@10.0.0.5:6379'],
+    ['/var/run/redis.sock?password=hunter2', '/var/run/redis.sock?password=***'],
+    ['redis://127.0.0.1:6380', 'redis://127.0.0.1:6380'],
+  ])('%s is shown as %s', (url, shown) => {
+    expect(redactRedisUrl(url)).toBe(shown);
+  });
+
+  test('describeConfig shows neither the Redis password nor the user name, from the URL or its query', () => {
+    const { config } = loadConfig({ ...good, IDGATE_REDIS_URL: 'rediss://ops-user:hunter2@redis.internal:6380/0?password=hunter3&username=ops-user2' });
+    const text = JSON.stringify(describeConfig(config!));
+    for (const secret of ['hunter2', 'hunter3', 'ops-user', 'super-secret-value', 'a'.repeat(32)]) expect(text).not.toContain(secret);
+    expect(describeConfig(config!).redis_url).toBe('rediss://***:***@redis.internal:6380/0?password=***&username=***');
   });
 });
