@@ -211,6 +211,13 @@ const verifiedCookies = new Map<string, { sid: string; secrets: readonly string[
 // Pending logins: kept server-side under the OAuth `state`, so several tabs can log in at once without a
 // cookie per attempt. One small cookie per browser (the binding) ties the callback to the browser that
 // started the login (login CSRF): its hash is stored with the pending login.
+//
+// Anyone can start a login, so pending logins are bounded: per browser (a sorted set per binding, its
+// oldest dropped beyond IDGATE_LOGIN_MAX_PENDING_PER_BROWSER, so many tabs still work) and overall (one
+// sorted set of every pending login, scored by expiry; at IDGATE_LOGIN_MAX_PENDING a new login is refused
+// until the oldest expires). A client that drops its cookies gets a new binding each time: the overall
+// bound is the one that holds it. Both bounds are kept by one Lua script (atomic across replicas); the
+// check path never reads these keys.
 
 export interface PendingLogin {
   readonly codeVerifier: string;
@@ -224,19 +231,93 @@ function pendingKey(config: Config, state: string): string {
   return `${config.redisKeyPrefix}login:${hashValue(state)}`;
 }
 
-export async function savePendingLogin(redis: Redis, config: Config, state: string, pending: PendingLogin): Promise<void> {
+/** Every pending login, scored by its expiry (ms since epoch): the overall bound counts these. */
+function pendingIndexKey(config: Config): string {
+  return `${config.redisKeyPrefix}logins`;
+}
+
+/** One browser's pending logins (by the hash of its binding cookie), scored by expiry. */
+function browserPendingKey(config: Config, bindingHash: string): string {
+  return `${config.redisKeyPrefix}logins:browser:${bindingHash}`;
+}
+
+// KEYS: the login, the overall index, the browser's index. ARGV: the login's member (hash of its state),
+// its value, now (ms), TTL (ms), per-browser bound, overall bound, the prefix of login keys (to delete a
+// dropped login by its member). Returns {1, logins dropped} when saved, {0, ms until a place frees} when
+// refused. The `#!lua` line makes Redis refuse the whole script when it is out of memory, rather than run
+// it part way; nothing here needs more than one Redis (idgate does not support Redis Cluster).
+const SAVE_PENDING_LOGIN = `#!lua
+local now = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local dropped = 0
+local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[5]) + 1
+if over > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[3], over)
+  for i = 1, #oldest, 2 do
+    redis.call('DEL', ARGV[7] .. oldest[i])
+    dropped = dropped + redis.call('ZREM', KEYS[2], oldest[i])
+  end
+end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {0, math.max(0, tonumber(first[2]) - now)}
+end
+local expires = now + tonumber(ARGV[4])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[2], expires, ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('ZADD', KEYS[3], expires, ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return {1, dropped}
+`;
+
+export type SavedPendingLogin =
+  /** `dropped`: this browser's oldest pending logins dropped to stay within its bound. */
+  | { readonly saved: true; readonly dropped: number }
+  /** The overall bound is reached; a place frees in `retryAfterSeconds`. */
+  | { readonly saved: false; readonly retryAfterSeconds: number };
+
+/**
+ * Stores a pending login within both bounds. Throws IdgateError('store_unavailable') when Redis cannot
+ * take it (unreachable, or out of memory: with `maxmemory-policy noeviction` writes fail instead of
+ * evicting sessions).
+ */
+export async function savePendingLogin(redis: Redis, config: Config, state: string, pending: PendingLogin): Promise<SavedPendingLogin> {
+  const ttlMs = config.loginTtlSeconds * 1000;
+  let result: unknown;
   try {
-    await redis.set(pendingKey(config, state), JSON.stringify(pending), 'EX', config.loginTtlSeconds);
+    result = await redis.eval(
+      SAVE_PENDING_LOGIN,
+      3,
+      pendingKey(config, state),
+      pendingIndexKey(config),
+      browserPendingKey(config, pending.bindingHash),
+      hashValue(state),
+      JSON.stringify(pending),
+      String(Date.now()),
+      String(ttlMs),
+      String(config.loginMaxPendingPerBrowser),
+      String(config.loginMaxPending),
+      `${config.redisKeyPrefix}login:`,
+    );
   } catch (err) {
     throw new IdgateError('store_unavailable', 'session store unavailable', (err as Error).message);
   }
+  const [saved, n] = result as [number, number];
+  if (saved === 1) return { saved: true, dropped: n };
+  return { saved: false, retryAfterSeconds: Math.min(config.loginTtlSeconds, Math.max(1, Math.ceil(n / 1000))) };
 }
 
 /** Takes (and deletes) the pending login: a state is good for one callback only. */
 export async function takePendingLogin(redis: Redis, config: Config, state: string): Promise<PendingLogin | undefined> {
   let text: string | null;
   try {
-    text = await redis.getdel(pendingKey(config, state));
+    // Out of the overall index at once (not at its expiry): a completed login frees its place.
+    const results = await redis.multi().getdel(pendingKey(config, state)).zrem(pendingIndexKey(config), hashValue(state)).exec();
+    const [error, value] = results?.[0] ?? [new Error('transaction aborted'), null];
+    if (error) throw error;
+    text = value as string | null;
   } catch (err) {
     throw new IdgateError('store_unavailable', 'session store unavailable', (err as Error).message);
   }
