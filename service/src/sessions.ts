@@ -242,33 +242,35 @@ function browserPendingKey(config: Config, bindingHash: string): string {
 }
 
 // KEYS: the login, the overall index, the browser's index. ARGV: the login's member (hash of its state),
-// its value, now (ms), TTL (ms), per-browser bound, overall bound, the prefix of login keys (to delete a
-// dropped login by its member). Returns {1, logins dropped} when saved, {0, ms until a place frees} when
-// refused. The `#!lua` line makes Redis refuse the whole script when it is out of memory, rather than run
-// it part way; nothing here needs more than one Redis (idgate does not support Redis Cluster).
+// its value, TTL (ms), per-browser bound, overall bound, the prefix of login keys (to delete a dropped
+// login by its member). Returns {1, logins dropped} when saved, {0, ms until a place frees} when refused.
+// Time is Redis's own, so replicas with skewed clocks agree on what has expired. The `#!lua` line (Redis
+// 7) makes Redis refuse the whole script when it is out of memory, rather than run it part way; the
+// script uses keys it was not given, which needs one Redis (idgate does not support Redis Cluster).
 const SAVE_PENDING_LOGIN = `#!lua
-local now = tonumber(ARGV[3])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local dropped = 0
-local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[5]) + 1
+local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4]) + 1
 if over > 0 then
   local oldest = redis.call('ZPOPMIN', KEYS[3], over)
   for i = 1, #oldest, 2 do
-    redis.call('DEL', ARGV[7] .. oldest[i])
+    redis.call('DEL', ARGV[6] .. oldest[i])
     dropped = dropped + redis.call('ZREM', KEYS[2], oldest[i])
   end
 end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   return {0, math.max(0, tonumber(first[2]) - now)}
 end
-local expires = now + tonumber(ARGV[4])
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+local expires = now + tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[2], expires, ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], expires, ARGV[1])
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
 return {1, dropped}
 `;
 
@@ -295,7 +297,6 @@ export async function savePendingLogin(redis: Redis, config: Config, state: stri
       browserPendingKey(config, pending.bindingHash),
       hashValue(state),
       JSON.stringify(pending),
-      String(Date.now()),
       String(ttlMs),
       String(config.loginMaxPendingPerBrowser),
       String(config.loginMaxPending),
