@@ -84,7 +84,7 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
   let setCookie: string | undefined;
   if (rule && rule.access !== 'public') {
     try {
-      ({ identity, problem, setCookie } = await establishIdentity(deps, request));
+      ({ identity, problem, setCookie } = await establishIdentity(deps, request, facts.clientIp));
     } catch (err) {
       const reason = isIdgateError(err) ? err.code : 'internal_error';
       deps.metrics.recordEvent(reason === 'store_unavailable' ? 'store_error' : 'idp_error');
@@ -137,12 +137,12 @@ interface Credentials {
   setCookie?: string;
 }
 
-async function establishIdentity(deps: CheckDependencies, request: CheckRequest): Promise<Credentials> {
+async function establishIdentity(deps: CheckDependencies, request: CheckRequest, clientIp: string): Promise<Credentials> {
   const token = bearerToken(request.headers.authorization);
   if (token !== undefined) {
     // An explicit bearer token wins over a cookie: a machine client means what it sends.
     try {
-      return { identity: await deps.bearer.verify(token) };
+      return { identity: await deps.bearer.verify(token, { source: clientIp }) };
     } catch (err) {
       if (isIdgateError(err) && err.code === 'invalid_token') return { problem: { code: 'invalid_token', description: err.expose } };
       throw err;

@@ -41,6 +41,8 @@ export interface Config {
   readonly sessionIdleTtlSeconds: number;
   readonly sessionMaxAgeSeconds: number;
   readonly loginTtlSeconds: number;
+  readonly loginMaxPendingPerBrowser: number;
+  readonly loginMaxPending: number;
   readonly scopes: string;
   readonly groupsClaim: string;
   readonly rolesClaim: string;
@@ -51,6 +53,8 @@ export interface Config {
   readonly jwksCooldownSeconds: number;
   readonly introspectionCacheSeconds: number;
   readonly introspectionCacheSize: number;
+  readonly introspectionMaxInflightPerSource: number;
+  readonly introspectionCallsPerSource: number;
   readonly policyFile: string | undefined;
   readonly listen: { readonly host: string; readonly port: number };
   readonly spoeListen: { readonly host: string; readonly port: number } | undefined;
@@ -101,6 +105,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_SESSION_IDLE_TTL', key: 'session_idle_ttl', kind: 'int', default: '14400', doc: 'seconds of inactivity after which a session ends', example: '14400' },
   { env: 'IDGATE_SESSION_MAX_AGE', key: 'session_max_age', kind: 'int', default: '86400', doc: 'seconds after login after which a session ends whatever its activity', example: '86400' },
   { env: 'IDGATE_LOGIN_TTL', key: 'login_ttl', kind: 'int', default: '600', doc: 'seconds a started login may take before its state expires', example: '600' },
+  { env: 'IDGATE_LOGIN_MAX_PENDING_PER_BROWSER', key: 'login_max_pending_per_browser', kind: 'int', default: '10', doc: 'started logins one browser may have pending (tabs signing in at once); beyond, its oldest is dropped', example: '10' },
+  { env: 'IDGATE_LOGIN_MAX_PENDING', key: 'login_max_pending', kind: 'int', default: '10000', doc: 'started logins pending in Redis at most, all browsers together (about 1 kB each); beyond, login answers 503 with Retry-After', example: '10000' },
   { env: 'IDGATE_SCOPES', key: 'scopes', kind: 'string', default: 'openid profile email', doc: 'scopes requested at login (add groups and offline_access where the IdP offers them)', example: 'openid profile email groups offline_access' },
   { env: 'IDGATE_GROUPS_CLAIM', key: 'groups_claim', kind: 'string', default: 'groups', doc: 'claim holding groups, or a dotted path into nested claims (read from userinfo when the ID token lacks it)', example: 'groups' },
   { env: 'IDGATE_ROLES_CLAIM', key: 'roles_claim', kind: 'string', default: 'roles', doc: 'claim holding roles, or a dotted path into nested claims', example: 'realm_access.roles' },
@@ -113,6 +119,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_JWKS_COOLDOWN', key: 'jwks_cooldown', kind: 'int', default: '30', doc: 'seconds between two key fetches caused by unknown key ids (a flood of bogus kids cannot hammer the IdP)', example: '30' },
   { env: 'IDGATE_INTROSPECTION_CACHE', key: 'introspection_cache', kind: 'int', default: '300', doc: 'seconds an introspection answer is reused at most (never past the token\'s exp; inactive tokens: 30 s at most)', example: '300' },
   { env: 'IDGATE_INTROSPECTION_CACHE_SIZE', key: 'introspection_cache_size', kind: 'int', default: '10000', doc: 'introspection answers kept at most', example: '10000' },
+  { env: 'IDGATE_INTROSPECTION_MAX_INFLIGHT_PER_SOURCE', key: 'introspection_max_inflight_per_source', kind: 'int', default: '8', doc: 'introspection calls under way at most for one client address (IPv6: its /64); beyond, its token checks answer 503', example: '8' },
+  { env: 'IDGATE_INTROSPECTION_CALLS_PER_SOURCE', key: 'introspection_calls_per_source', kind: 'int', default: '300', doc: 'introspection calls (cache misses) one client address (IPv6: its /64) may cause per minute; beyond, its token checks answer 503', example: '300' },
   { env: 'IDGATE_POLICY_FILE', key: 'policy_file', kind: 'string', optional: true, doc: 'YAML policy file (reloaded on SIGHUP and on change); unset: any signed-in user may pass', example: '/etc/idgate/policy.yaml' },
   { env: 'IDGATE_LISTEN', key: 'listen', kind: 'listen', default: '127.0.0.1:4180', doc: 'address:port of the check and browser endpoints', example: '127.0.0.1:4180' },
   { env: 'IDGATE_SPOE_LISTEN', key: 'spoe_listen', kind: 'string', default: '127.0.0.1:4181', doc: 'address:port of the SPOE agent (HAProxy\'s binary offload protocol), or "off"', example: '127.0.0.1:4181' },
@@ -222,6 +230,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     sessionIdleTtlSeconds: idle!,
     sessionMaxAgeSeconds: maxAge!,
     loginTtlSeconds: parsed.IDGATE_LOGIN_TTL as number,
+    loginMaxPendingPerBrowser: parsed.IDGATE_LOGIN_MAX_PENDING_PER_BROWSER as number,
+    loginMaxPending: parsed.IDGATE_LOGIN_MAX_PENDING as number,
     scopes: parsed.IDGATE_SCOPES as string,
     groupsClaim: parsed.IDGATE_GROUPS_CLAIM as string,
     rolesClaim: parsed.IDGATE_ROLES_CLAIM as string,
@@ -232,6 +242,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     jwksCooldownSeconds: parsed.IDGATE_JWKS_COOLDOWN as number,
     introspectionCacheSeconds: parsed.IDGATE_INTROSPECTION_CACHE as number,
     introspectionCacheSize: parsed.IDGATE_INTROSPECTION_CACHE_SIZE as number,
+    introspectionMaxInflightPerSource: parsed.IDGATE_INTROSPECTION_MAX_INFLIGHT_PER_SOURCE as number,
+    introspectionCallsPerSource: parsed.IDGATE_INTROSPECTION_CALLS_PER_SOURCE as number,
     policyFile: parsed.IDGATE_POLICY_FILE as string | undefined,
     listen: parsed.IDGATE_LISTEN as { host: string; port: number },
     spoeListen: spoeListen === 'off' ? undefined : (parseValue({ ...SETTINGS.find((x) => x.env === 'IDGATE_LISTEN')!, kind: 'listen' }, spoeListen!) as { host: string; port: number }),

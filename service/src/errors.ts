@@ -8,6 +8,7 @@ export type IdgateErrorCode =
   | 'login_expired'
   | 'login_mismatch'
   | 'login_failed'
+  | 'too_many_logins'
   | 'invalid_request'
   | 'invalid_token'
   | 'session_ended'
@@ -20,6 +21,7 @@ const statusByCode: Record<IdgateErrorCode, number> = {
   login_expired: 400,
   login_mismatch: 400,
   login_failed: 502,
+  too_many_logins: 503,
   invalid_request: 400,
   invalid_token: 401,
   session_ended: 401,

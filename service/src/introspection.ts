@@ -1,13 +1,21 @@
 // RFC 7662 token introspection, for tokens idgate cannot verify itself (opaque tokens, Okta's org
 // authorization server). Answers are cached by a hash of the token (never the token itself): active
-// ones until the token's exp (bounded by maxAgeMs), inactive ones briefly, in a bounded map.
+// ones until the token's exp (bounded by maxAgeMs) in one bounded map, inactive ones briefly in another,
+// so that a flood of made-up tokens can only push out other made-up tokens, never a real client's.
+// Calls to the issuer are bounded overall and per source (the checked request's client address; an
+// IPv6 address counts as its /64, which one host usually holds whole): one flooding client gets
+// "unavailable" while every other client's tokens keep being checked.
 import crypto from 'node:crypto';
+import net from 'node:net';
 import { IdgateError, describeError } from './errors.js';
 
 export interface IntrospectionAnswer {
   readonly active: boolean;
   readonly claims: Readonly<Record<string, unknown>>;
 }
+
+/** Why a call to the issuer was not made: too many overall, or too many from one source. */
+export type IntrospectionRefusal = 'global_inflight' | 'source_inflight' | 'source_rate';
 
 export interface IntrospectorOptions {
   endpoint: URL;
@@ -17,15 +25,33 @@ export interface IntrospectorOptions {
   maxAgeMs?: number;
   /** Reuse of an inactive answer, ms. Default 30000. */
   negativeAgeMs?: number;
-  /** Answers kept at most. Default 10000. */
+  /** Active answers kept at most. Default 10000. */
   maxEntries?: number;
+  /** Inactive answers kept at most (their own map: they never push out an active answer). Default 10000. */
+  maxNegativeEntries?: number;
   /** Milliseconds a call may take. Default 3000. */
   timeoutMs?: number;
   /** Calls under way at most; beyond, checks answer 503 (a flood of made-up tokens cannot pile onto the IdP). Default 64. */
   maxInflight?: number;
+  /** Calls under way at most for one source. Default 8. */
+  maxInflightPerSource?: number;
+  /** Calls (cache misses) one source may cause per window. Default 300. */
+  maxCallsPerSource?: number;
+  /** The window of maxCallsPerSource, ms. Default 60000 (one minute). */
+  sourceWindowMs?: number;
   /** Called for every call made to the issuer (not for cached answers). */
   onCall?: () => void;
+  /** Called for every call not made because a bound was reached. */
+  onRefused?: (why: IntrospectionRefusal) => void;
   now?: () => number;
+}
+
+export interface IntrospectOptions {
+  /**
+   * Who asks: the client address of the checked request. Calls are bounded per source; without one,
+   * only the overall bound applies.
+   */
+  source?: string;
 }
 
 interface CacheEntry {
@@ -33,15 +59,40 @@ interface CacheEntry {
   expiresAt: number;
 }
 
+interface SourceUse {
+  inflight: number;
+  windowStart: number;
+  calls: number;
+}
+
+/** Sources tracked at most; beyond, the longest-known idle one is forgotten (the overall bound still holds). */
+const MAX_SOURCES = 10_000;
+
 export class Introspector {
   readonly #options: Required<IntrospectorOptions>;
   readonly #authorization: string;
-  readonly #cache = new Map<string, CacheEntry>();
+  readonly #active = new Map<string, CacheEntry>();
+  readonly #inactive = new Map<string, CacheEntry>();
   /** Concurrent checks of one token share one call. */
   readonly #inflight = new Map<string, Promise<IntrospectionAnswer>>();
+  readonly #sources = new Map<string, SourceUse>();
 
   constructor(options: IntrospectorOptions) {
-    this.#options = { maxAgeMs: 300_000, negativeAgeMs: 30_000, maxEntries: 10_000, timeoutMs: 3000, maxInflight: 64, onCall: () => undefined, now: Date.now, ...options };
+    this.#options = {
+      maxAgeMs: 300_000,
+      negativeAgeMs: 30_000,
+      maxEntries: 10_000,
+      maxNegativeEntries: 10_000,
+      timeoutMs: 3000,
+      maxInflight: 64,
+      maxInflightPerSource: 8,
+      maxCallsPerSource: 300,
+      sourceWindowMs: 60_000,
+      onCall: () => undefined,
+      onRefused: () => undefined,
+      now: Date.now,
+      ...options,
+    };
     // client_secret_basic: form-encode, then base64 (RFC 6749 2.3.1).
     const id = encodeURIComponent(options.clientId);
     const secret = encodeURIComponent(options.clientSecret);
@@ -49,18 +100,19 @@ export class Introspector {
   }
 
   /** The issuer's answer about `token`. Throws IdgateError('idp_unavailable') when it cannot be had. */
-  async introspect(token: string): Promise<IntrospectionAnswer> {
+  async introspect(token: string, options: IntrospectOptions = {}): Promise<IntrospectionAnswer> {
     const key = crypto.createHash('sha256').update(token).digest('base64url');
     const now = this.#options.now();
-    const cached = this.#cache.get(key);
-    if (cached && cached.expiresAt > now) return cached.answer;
-    if (cached) this.#cache.delete(key);
+    const cached = cachedAnswer(this.#active, key, now) ?? cachedAnswer(this.#inactive, key, now);
+    if (cached) return cached;
     let pending = this.#inflight.get(key);
     if (!pending) {
-      if (this.#inflight.size >= this.#options.maxInflight) {
-        throw new IdgateError('idp_unavailable', 'the identity provider cannot check this token now', 'too many introspection calls under way');
-      }
-      pending = this.#call(token).finally(() => this.#inflight.delete(key));
+      if (this.#inflight.size >= this.#options.maxInflight) this.#refuse('global_inflight', 'too many introspection calls under way');
+      const source = options.source === undefined ? undefined : this.#admit(sourceKey(options.source), now);
+      pending = this.#call(token).finally(() => {
+        this.#inflight.delete(key);
+        if (source) source.inflight -= 1;
+      });
       this.#inflight.set(key, pending);
     }
     const answer = await pending;
@@ -68,17 +120,53 @@ export class Introspector {
     return answer;
   }
 
+  /** Counts one call against its source, or refuses it when the source is at one of its bounds. */
+  #admit(key: string, now: number): SourceUse {
+    let use = this.#sources.get(key);
+    if (!use) {
+      if (this.#sources.size >= MAX_SOURCES) this.#forgetOneIdleSource();
+      use = { inflight: 0, windowStart: now, calls: 0 };
+      this.#sources.set(key, use);
+    }
+    if (now - use.windowStart >= this.#options.sourceWindowMs) {
+      use.windowStart = now;
+      use.calls = 0;
+    }
+    if (use.inflight >= this.#options.maxInflightPerSource) this.#refuse('source_inflight', 'too many introspection calls under way for this client');
+    if (use.calls >= this.#options.maxCallsPerSource) this.#refuse('source_rate', 'too many introspection calls from this client in this window');
+    use.inflight += 1;
+    use.calls += 1;
+    return use;
+  }
+
+  /** At most maxInflight sources have a call under way, so the scan from the oldest stops soon. */
+  #forgetOneIdleSource(): void {
+    for (const [key, use] of this.#sources) {
+      if (use.inflight === 0) {
+        this.#sources.delete(key);
+        return;
+      }
+    }
+  }
+
+  #refuse(why: IntrospectionRefusal, detail: string): never {
+    this.#options.onRefused(why);
+    throw new IdgateError('idp_unavailable', 'the identity provider cannot check this token now', detail);
+  }
+
   #remember(key: string, answer: IntrospectionAnswer): void {
     const now = this.#options.now();
     const exp = typeof answer.claims.exp === 'number' ? answer.claims.exp * 1000 : Infinity;
     const expiresAt = answer.active ? Math.min(exp, now + this.#options.maxAgeMs) : now + this.#options.negativeAgeMs;
     if (expiresAt <= now) return;
-    if (this.#cache.size >= this.#options.maxEntries) {
+    const cache = answer.active ? this.#active : this.#inactive;
+    const limit = answer.active ? this.#options.maxEntries : this.#options.maxNegativeEntries;
+    if (!cache.has(key) && cache.size >= limit) {
       // Oldest first (Map keeps insertion order): drop one entry per insert.
-      const oldest = this.#cache.keys().next().value;
-      if (oldest !== undefined) this.#cache.delete(oldest);
+      const oldest = cache.keys().next().value;
+      if (oldest !== undefined) cache.delete(oldest);
     }
-    this.#cache.set(key, { answer, expiresAt });
+    cache.set(key, { answer, expiresAt });
   }
 
   async #call(token: string): Promise<IntrospectionAnswer> {
@@ -111,4 +199,28 @@ export class Introspector {
     const claims = body as Record<string, unknown>;
     return { active: claims.active === true, claims };
   }
+}
+
+function cachedAnswer(cache: Map<string, CacheEntry>, key: string, now: number): IntrospectionAnswer | undefined {
+  const entry = cache.get(key);
+  if (!entry) return undefined;
+  if (entry.expiresAt > now) return entry.answer;
+  cache.delete(key);
+  return undefined;
+}
+
+/**
+ * The unit a source is bounded as: an IPv4 address itself (also when IPv4-mapped), an IPv6 address as
+ * its /64 (a host is usually given a whole /64, so counting single addresses would bound nothing).
+ */
+export function sourceKey(address: string): string {
+  if (address.startsWith('::ffff:') && net.isIPv4(address.slice(7))) return address.slice(7);
+  const bare = address.split('%')[0]!;
+  if (!net.isIPv6(bare)) return address;
+  const [head = '', tail] = bare.split('::') as [string, string | undefined];
+  const headGroups = head === '' ? [] : head.split(':');
+  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':');
+  const zeros = Array<string>(Math.max(0, 8 - headGroups.length - tailGroups.length)).fill('0');
+  const groups = [...headGroups, ...zeros, ...tailGroups].slice(0, 4);
+  return `${groups.map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
 }

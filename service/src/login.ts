@@ -40,13 +40,20 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     let binding = findCookie(req.headers.cookie, bindingCookie);
     if (!binding || !/^[A-Za-z0-9_-]{43}$/.test(binding)) binding = crypto.randomBytes(32).toString('base64url');
     const login = await oidc.beginLogin();
-    await savePendingLogin(redis, config, login.state, {
+    const saved = await savePendingLogin(redis, config, login.state, {
       codeVerifier: login.codeVerifier,
       nonce: login.nonce,
       returnTo,
       bindingHash: hashValue(binding),
       startedAt: Date.now(),
     });
+    if (!saved.saved) {
+      // Anyone may start logins: at the overall bound, new ones wait rather than fill Redis.
+      metrics.recordEvent('login_refused_busy');
+      res.set('Retry-After', String(saved.retryAfterSeconds));
+      throw new IdgateError('too_many_logins', 'too many sign-ins are under way right now; please try again in a minute', `pending logins at IDGATE_LOGIN_MAX_PENDING (${config.loginMaxPending})`);
+    }
+    for (let i = 0; i < saved.dropped; i++) metrics.recordEvent('pending_login_dropped');
     res.cookie(bindingCookie, binding, bindingCookieOptions(config));
     res.set('Cache-Control', 'no-store');
     res.redirect(302, login.authorizationUrl.href);
@@ -165,7 +172,8 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     if (error.code === 'login_failed' || error.code === 'login_mismatch') metrics.recordEvent('login_failed');
     logger.log(error.status >= 500 ? 'error' : 'warn', 'browser endpoint failed', { path: req.path, error_code: error.code, detail: error.detail, request_id: requestIdOf(req) });
     const retry = error.code === 'login_expired' || error.code === 'login_mismatch' || error.code === 'login_failed' ? { href: '/_auth/login', text: 'Sign in again' } : undefined;
-    sendPage(res, error.status, error.code === 'store_unavailable' || error.code === 'idp_unavailable' ? 'Temporarily unavailable' : 'Sign-in problem', error.expose, retry);
+    const unavailable = error.code === 'store_unavailable' || error.code === 'idp_unavailable' || error.code === 'too_many_logins';
+    sendPage(res, error.status, unavailable ? 'Temporarily unavailable' : 'Sign-in problem', error.expose, retry);
   });
 
   return router;

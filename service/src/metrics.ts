@@ -6,6 +6,8 @@ import client from 'prom-client';
 type EventName =
   | 'login_ok'
   | 'login_failed'
+  | 'login_refused_busy'
+  | 'pending_login_dropped'
   | 'logout'
   | 'backchannel_logout'
   | 'backchannel_logout_rejected'
@@ -30,6 +32,12 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly #revoked = new client.Counter({ name: 'idgate_sessions_revoked_total', help: 'Sessions ended by logout, back-channel logout, failed renewal or an operator.', registers: [this.registry] });
+  readonly #introspectionRefused = new client.Counter({
+    name: 'idgate_introspection_refused_total',
+    help: 'Introspection calls not made because a bound was reached (global_inflight, source_inflight, source_rate).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly #events: Record<EventName, () => void>;
 
   constructor() {
@@ -42,10 +50,13 @@ export class Metrics {
     const redisErrors = counter('idgate_redis_errors_total', 'Checks that could not reach Redis.');
     const idpErrors = counter('idgate_idp_errors_total', 'Failures to reach the IdP (discovery, keys, introspection, renewal).');
     const introspections = counter('idgate_introspection_calls_total', 'Introspection calls made (cache misses).');
+    const droppedLogins = counter('idgate_pending_logins_dropped_total', 'Pending logins dropped because their browser started more than IDGATE_LOGIN_MAX_PENDING_PER_BROWSER.');
     const rejectedLogouts = counter('idgate_backchannel_logout_rejected_total', 'Logout tokens refused.');
     this.#events = {
       login_ok: () => logins.inc({ result: 'ok' }),
       login_failed: () => logins.inc({ result: 'failed' }),
+      login_refused_busy: () => logins.inc({ result: 'refused_busy' }),
+      pending_login_dropped: () => droppedLogins.inc(),
       logout: () => logouts.inc({ kind: 'local' }),
       backchannel_logout: () => logouts.inc({ kind: 'backchannel' }),
       backchannel_logout_rejected: () => rejectedLogouts.inc(),
@@ -70,6 +81,10 @@ export class Metrics {
 
   recordEvent(event: EventName): void {
     this.#events[event]();
+  }
+
+  recordIntrospectionRefused(reason: 'global_inflight' | 'source_inflight' | 'source_rate'): void {
+    this.#introspectionRefused.inc({ reason });
   }
 
   recordRevoked(count: number): void {

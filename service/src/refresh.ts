@@ -57,7 +57,15 @@ export async function keepSessionFresh(deps: RefreshDependencies, lookup: FoundS
   const lockKey = `${config.redisKeyPrefix}lock:refresh:${sessionHash(lookup.sid)}`;
   const token = crypto.randomBytes(16).toString('base64url');
 
-  const won = (await redis.set(lockKey, token, 'PX', LOCK_LEASE_MS, 'NX')) === 'OK';
+  let won: boolean;
+  try {
+    won = (await redis.set(lockKey, token, 'PX', LOCK_LEASE_MS, 'NX')) === 'OK';
+  } catch (err) {
+    // No lock, no renewal (a refresh token must be redeemed once). A Redis that refuses writes (out of
+    // memory under noeviction) must not end sessions whose tokens are still valid: they renew later.
+    if (!expired) return { kind: 'current', lookup };
+    throw err;
+  }
   if (!won) {
     if (!expired) return { kind: 'current', lookup };
     return waitForRenewal(deps, lookup, now);

@@ -228,6 +228,13 @@ const verifiedCookies = new Map<string, { sid: string; secrets: readonly string[
 // Pending logins: kept server-side under the OAuth `state`, so several tabs can log in at once without a
 // cookie per attempt. One small cookie per browser (the binding) ties the callback to the browser that
 // started the login (login CSRF): its hash is stored with the pending login.
+//
+// Anyone can start a login, so pending logins are bounded: per browser (a sorted set per binding, its
+// oldest dropped beyond IDGATE_LOGIN_MAX_PENDING_PER_BROWSER, so many tabs still work) and overall (one
+// sorted set of every pending login, scored by expiry; at IDGATE_LOGIN_MAX_PENDING a new login is refused
+// until the oldest expires). A client that drops its cookies gets a new binding each time: the overall
+// bound is the one that holds it. Both bounds are kept by one Lua script (atomic across replicas); the
+// check path never reads these keys.
 
 export interface PendingLogin {
   readonly codeVerifier: string;
@@ -241,12 +248,83 @@ function pendingKey(config: Config, state: string): string {
   return `${config.redisKeyPrefix}login:${hashValue(state)}`;
 }
 
-export async function savePendingLogin(redis: Redis, config: Config, state: string, pending: PendingLogin): Promise<void> {
+/** Every pending login, scored by its expiry (ms since epoch): the overall bound counts these. */
+function pendingIndexKey(config: Config): string {
+  return `${config.redisKeyPrefix}logins`;
+}
+
+/** One browser's pending logins (by the hash of its binding cookie), scored by expiry. */
+function browserPendingKey(config: Config, bindingHash: string): string {
+  return `${config.redisKeyPrefix}logins:browser:${bindingHash}`;
+}
+
+// KEYS: the login, the overall index, the browser's index. ARGV: the login's member (hash of its state),
+// its value, TTL (ms), per-browser bound, overall bound, the prefix of login keys (to delete a dropped
+// login by its member). Returns {1, logins dropped} when saved, {0, ms until a place frees} when refused.
+// Time is Redis's own, so replicas with skewed clocks agree on what has expired. The `#!lua` line (Redis
+// 7) makes Redis refuse the whole script when it is out of memory, rather than run it part way; the
+// script uses keys it was not given, which needs one Redis (idgate does not support Redis Cluster).
+const SAVE_PENDING_LOGIN = `#!lua
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local dropped = 0
+local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4]) + 1
+if over > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[3], over)
+  for i = 1, #oldest, 2 do
+    redis.call('DEL', ARGV[6] .. oldest[i])
+    dropped = dropped + redis.call('ZREM', KEYS[2], oldest[i])
+  end
+end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {0, math.max(0, tonumber(first[2]) - now)}
+end
+local expires = now + tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], expires, ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[3], expires, ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+return {1, dropped}
+`;
+
+export type SavedPendingLogin =
+  /** `dropped`: this browser's oldest pending logins dropped to stay within its bound. */
+  | { readonly saved: true; readonly dropped: number }
+  /** The overall bound is reached; a place frees in `retryAfterSeconds`. */
+  | { readonly saved: false; readonly retryAfterSeconds: number };
+
+/**
+ * Stores a pending login within both bounds. Throws IdgateError('store_unavailable') when Redis cannot
+ * take it (unreachable, or out of memory: with `maxmemory-policy noeviction` writes fail instead of
+ * evicting sessions).
+ */
+export async function savePendingLogin(redis: Redis, config: Config, state: string, pending: PendingLogin): Promise<SavedPendingLogin> {
+  const ttlMs = config.loginTtlSeconds * 1000;
+  let result: unknown;
   try {
-    await redis.set(pendingKey(config, state), JSON.stringify(pending), 'EX', config.loginTtlSeconds);
+    result = await redis.eval(
+      SAVE_PENDING_LOGIN,
+      3,
+      pendingKey(config, state),
+      pendingIndexKey(config),
+      browserPendingKey(config, pending.bindingHash),
+      hashValue(state),
+      JSON.stringify(pending),
+      String(ttlMs),
+      String(config.loginMaxPendingPerBrowser),
+      String(config.loginMaxPending),
+      `${config.redisKeyPrefix}login:`,
+    );
   } catch (err) {
     throw new IdgateError('store_unavailable', 'session store unavailable', (err as Error).message);
   }
+  const [saved, n] = result as [number, number];
+  if (saved === 1) return { saved: true, dropped: n };
+  return { saved: false, retryAfterSeconds: Math.min(config.loginTtlSeconds, Math.max(1, Math.ceil(n / 1000))) };
 }
 
 export type PendingLoginClaim =
@@ -254,8 +332,11 @@ export type PendingLoginClaim =
   | { readonly outcome: 'unknown' }
   | { readonly outcome: 'other_browser' };
 
-/** Deletes KEYS[1] only while it still holds ARGV[1]: of two callbacks that read the same login, one wins. */
-const DELETE_IF_UNCHANGED = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+/**
+ * Deletes KEYS[1] only while it still holds ARGV[1] (of two callbacks that read the same login, one wins),
+ * and takes it out of the pending-login index KEYS[2] (member ARGV[2]).
+ */
+const DELETE_IF_UNCHANGED = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('ZREM', KEYS[2], ARGV[2]) return redis.call('DEL', KEYS[1]) end return 0";
 
 /**
  * Takes the pending login of `state` for the browser whose binding cookie is `binding`. The login is
@@ -270,7 +351,8 @@ export async function takePendingLogin(redis: Redis, config: Config, state: stri
     const pending = text === null ? undefined : parsePendingLogin(text);
     if (!pending) return { outcome: 'unknown' };
     if (binding === undefined || !sameHash(hashValue(binding), pending.bindingHash)) return { outcome: 'other_browser' };
-    const deleted = await redis.eval(DELETE_IF_UNCHANGED, 1, key, text!);
+    // Out of the overall index at once (not at its expiry): a completed login frees its place.
+    const deleted = await redis.eval(DELETE_IF_UNCHANGED, 2, key, pendingIndexKey(config), text!, hashValue(state));
     return deleted === 1 ? { outcome: 'taken', pending } : { outcome: 'unknown' };
   } catch (err) {
     throw new IdgateError('store_unavailable', 'session store unavailable', (err as Error).message);

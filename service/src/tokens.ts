@@ -71,7 +71,11 @@ class TrustedIssuer {
           maxAgeMs: this.config.introspectionCacheSeconds * 1000,
           negativeAgeMs: Math.min(30, this.config.introspectionCacheSeconds) * 1000,
           maxEntries: this.config.introspectionCacheSize,
+          maxNegativeEntries: this.config.introspectionCacheSize,
+          maxInflightPerSource: this.config.introspectionMaxInflightPerSource,
+          maxCallsPerSource: this.config.introspectionCallsPerSource,
           onCall: () => this.metrics.recordEvent('introspection_call'),
+          onRefused: (why) => this.metrics.recordIntrospectionRefused(why),
         });
       }
     } catch (err) {
@@ -99,6 +103,11 @@ class TrustedIssuer {
     if (metadata.issuer !== this.settings.issuer) throw new Error(`${url} names issuer ${JSON.stringify(metadata.issuer)}, not ${this.settings.issuer}`);
     return metadata;
   }
+}
+
+export interface VerifyOptions {
+  /** The checked request's client address: introspection calls are bounded per source. */
+  readonly source?: string;
 }
 
 /** Verified JWTs, by hash: a JWT stays valid until its exp, so re-verifying its signature on every request is waste. */
@@ -137,15 +146,15 @@ export class BearerVerifier {
   /**
    * The identity of a bearer token. Throws IdgateError 'invalid_token' (answer 401) with a description
    * safe for clients, or 'idp_unavailable' (answer 503) when the issuer's keys or introspection cannot
-   * be reached.
+   * be reached, or when `options.source` has caused too many introspection calls.
    */
-  async verify(token: string): Promise<Identity> {
+  async verify(token: string, options: VerifyOptions = {}): Promise<Identity> {
     if (token.length > MAX_TOKEN_LENGTH) throw new IdgateError('invalid_token', 'the token is malformed', 'too long');
     const parts = token.split('.');
     if (parts.length !== 3) {
       if (parts.length === 5) throw new IdgateError('invalid_token', 'the token is malformed', 'encrypted tokens are not supported');
       if (!this.#opaqueIssuer) throw new IdgateError('invalid_token', 'the token is malformed', 'not a JWT, and no issuer has introspection on');
-      return this.#introspect(this.#opaqueIssuer, token);
+      return this.#introspect(this.#opaqueIssuer, token, options.source);
     }
     let header: jose.ProtectedHeaderParameters;
     let unverified: jose.JWTPayload;
@@ -157,7 +166,7 @@ export class BearerVerifier {
     }
     const issuer = typeof unverified.iss === 'string' ? this.#byIssuer.get(unverified.iss) : undefined;
     if (!issuer) throw new IdgateError('invalid_token', 'the token is from an untrusted issuer');
-    if (!issuer.settings.jwt) return this.#introspect(issuer, token);
+    if (!issuer.settings.jwt) return this.#introspect(issuer, token, options.source);
 
     const key = crypto.createHash('sha256').update(token).digest('base64url');
     const now = Date.now();
@@ -201,9 +210,9 @@ export class BearerVerifier {
     return this.#identityOf(payload, settings.issuer);
   }
 
-  async #introspect(issuer: TrustedIssuer, token: string): Promise<Identity> {
+  async #introspect(issuer: TrustedIssuer, token: string, source: string | undefined): Promise<Identity> {
     if (!issuer.introspector) throw new IdgateError('idp_unavailable', 'the identity provider cannot check this token now', `${issuer.settings.issuer}: discovery has not succeeded`);
-    const { active, claims } = await issuer.introspector.introspect(token);
+    const { active, claims } = await issuer.introspector.introspect(token, { source });
     if (!active) throw new IdgateError('invalid_token', 'the token is not active (expired, revoked or unknown)');
     const now = Date.now() / 1000;
     if (typeof claims.exp === 'number' && claims.exp + this.config.clockSkewSeconds < now) throw new IdgateError('invalid_token', 'the token expired');

@@ -132,7 +132,7 @@ describe('RemoteKeySet', () => {
 
 describe('Introspector', () => {
   const make = (now: () => number = Date.now) =>
-    new Introspector({ endpoint: new URL(`${base}/introspect`), clientId: 'idgate', clientSecret: 's', negativeAgeMs: 30_000, maxEntries: 3, now });
+    new Introspector({ endpoint: new URL(`${base}/introspect`), clientId: 'idgate', clientSecret: 's', negativeAgeMs: 30_000, maxEntries: 3, maxNegativeEntries: 3, now });
 
   test('an active answer is reused; concurrent checks of one token share one call', async () => {
     const introspector = make();
