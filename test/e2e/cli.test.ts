@@ -82,6 +82,17 @@ describe('idgate CLI', () => {
     expect(stdout).toBe(`${expected}\n`);
   });
 
+  test.each([
+    [['--url', '/page', '--api', '--claims', '{"sub":"bot","cid":"bot","scp":["api:read"]}'], {}, '401 unauthenticated rule=signed-in: a bearer token does not count on this route; it needs a signed-in session'],
+    [['--url', '/page', '--claims', '{"sub":"bot","cid":"bot","scp":["api:read"]}'], {}, '302 login rule=signed-in: a bearer token does not count on this route; it needs a signed-in session'],
+    [['--url', '/api/x', '--claims', '{"iss":"https://partner.example.com","sub":"bot","cid":"bot","scp":["api:read"]}'], { IDGATE_ISSUER: 'https://login.example.com' }, '403 deny rule=api: needs an identity from the primary issuer (IDGATE_ISSUER)'],
+    [['--url', '/api/x', '--claims', '{"iss":"https://login.example.com","sub":"bot","cid":"bot","scp":["api:read"]}'], { IDGATE_ISSUER: 'https://login.example.com' }, '200 allow rule=api: has scope api:read'],
+  ])('explain answers as the check does about who counts as signed in: %j', async (args, env, expected) => {
+    const { code, stdout } = await idgate(['explain', '--policy', path.join(REPO_ROOT, 'policy/demo.yaml'), ...args], env);
+    expect(code).toBe(0);
+    expect(stdout).toBe(`${expected}\n`);
+  });
+
   test('explain reads a token\'s claims', async () => {
     const b64 = (v: object) => Buffer.from(JSON.stringify(v)).toString('base64url');
     const token = `${b64({ alg: 'RS256' })}.${b64({ sub: 'bot', cid: 'bot', scp: ['api:read'] })}.sig`;
