@@ -157,7 +157,7 @@ export class BearerVerifier {
     } catch {
       throw new IdgateError('invalid_token', 'the token is malformed');
     }
-    if (!ACCESS_TOKEN_TYPES.has(typeof header.typ === 'string' ? header.typ.toLowerCase() : '')) {
+    if (header.typ !== undefined && !(typeof header.typ === 'string' && ACCESS_TOKEN_TYPES.has(header.typ.toLowerCase()))) {
       throw new IdgateError('invalid_token', 'the token is not an access token', `typ ${JSON.stringify(header.typ)}`);
     }
     const issuer = typeof unverified.iss === 'string' ? this.#byIssuer.get(unverified.iss) : undefined;
@@ -240,11 +240,12 @@ export class BearerVerifier {
 }
 
 /**
- * JWT `typ` values of access tokens: RFC 9068's at+jwt (oidc-provider, Auth0...), in full or short media
- * type form, compared case-insensitively (RFC 7515 4.1.9); "JWT" and none, as Okta and Azure AD send.
- * Anything else is another kind of token: logout+jwt, secevent+jwt, dpop+jwt, id_token+jwt...
+ * JWT `typ` values of access tokens (no typ at all is one too): RFC 9068's at+jwt (oidc-provider,
+ * Auth0...) and the generic JWT that Okta and Azure AD send, each in short or full media type form,
+ * compared case-insensitively (RFC 7515 4.1.9). Anything else is another kind of token: logout+jwt,
+ * secevent+jwt, dpop+jwt, id_token+jwt... ID tokens typed JWT or untyped are caught by their claims.
  */
-const ACCESS_TOKEN_TYPES = new Set(['', 'jwt', 'at+jwt', 'application/at+jwt']);
+const ACCESS_TOKEN_TYPES = new Set(['at+jwt', 'application/at+jwt', 'jwt', 'application/jwt']);
 
 /** RFC 7662 `token_type` values of plain bearer access tokens (DPoP-bound tokens need a proof idgate does not check). */
 const INTROSPECTED_ACCESS_TOKEN_TYPES = new Set(['bearer', 'access_token', 'urn:ietf:params:oauth:token-type:access_token']);

@@ -360,15 +360,17 @@ describe.each(['direct', 'through HAProxy'] as const)('JWT bearer tokens, %s', (
   });
 
   test.each([
-    ['at+jwt (RFC 9068)', 'at+jwt', 200],
-    ['application/at+jwt', 'application/at+jwt', 200],
-    ['JWT (Okta)', 'JWT', 200],
-    ['no typ', undefined, 200],
-    ['logout+jwt (a back-channel logout token)', 'logout+jwt', 401],
-    ['secevent+jwt', 'secevent+jwt', 401],
-    ['dpop+jwt (a DPoP proof)', 'dpop+jwt', 401],
-  ])('a token typed %s is %s', async (_name, typ, status) => {
-    const res = await check(await scriptedToken({ jti: crypto.randomUUID() }, { typ }), '/api/x', transport);
+    ['typed at+jwt (RFC 9068) is accepted', 'at+jwt', 200],
+    ['typed application/at+jwt is accepted', 'application/at+jwt', 200],
+    ['typed JWT (Okta) is accepted', 'JWT', 200],
+    ['without typ is accepted', undefined, 200],
+    ['typed logout+jwt (a back-channel logout token) is refused', 'logout+jwt', 401],
+    ['typed secevent+jwt is refused', 'secevent+jwt', 401],
+    ['typed dpop+jwt (a DPoP proof) is refused', 'dpop+jwt', 401],
+    ['typed with an empty string is refused', '', 401],
+    ['typed with a number is refused', 7, 401],
+  ])('a token %s', async (_name, typ, status) => {
+    const res = await check(await scriptedToken({ jti: crypto.randomUUID() }, { typ: typ as string | undefined }), '/api/x', transport);
     expect(res.status).toBe(status);
     if (status === 401) expect(res.www).toContain('error_description="the token is not an access token"');
   });
