@@ -104,14 +104,16 @@ const OPAQUE_CLIENT_SECRET = 'opaque-bot-secret';
 const API_RESOURCE = 'api://idgate';
 const API_SCOPE = 'api:read';
 
-/** The API that `demo-bot` gets tokens for: RS256 JWT access tokens with aud `api://idgate`. */
-function apiResourceServer(accessTokenTtlSeconds: number): ResourceServer {
+/**
+ * The API that the machine clients get tokens for, audience `api://idgate`: RS256 JWT access tokens for
+ * `demo-bot`, opaque ones for `opaque-bot` (whose introspection answer then names that audience).
+ */
+function apiResourceServer(accessTokenTtlSeconds: number, format: 'jwt' | 'opaque'): ResourceServer {
   return {
     scope: API_SCOPE,
     audience: API_RESOURCE,
     accessTokenTTL: accessTokenTtlSeconds,
-    accessTokenFormat: 'jwt',
-    jwt: { sign: { alg: 'RS256' } },
+    ...(format === 'jwt' ? { accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } } : { accessTokenFormat: 'opaque' }),
   };
 }
 
@@ -438,14 +440,15 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
       },
       resourceIndicators: {
         enabled: true,
-        // demo-bot asks for no resource and still gets an API token. idgate's code flow resolves no
-        // resource, so its access token stays opaque and good for userinfo.
+        // The machine clients ask for no resource and still get an API token (audience api://idgate,
+        // which idgate requires of introspected tokens too). idgate's code flow resolves no resource, so
+        // its access token stays opaque and good for userinfo.
         defaultResource: async (_ctx, client, oneOf) => {
           if (oneOf) return oneOf;
-          return client.clientId === MACHINE_CLIENT_ID ? API_RESOURCE : undefined;
+          return client.clientId === MACHINE_CLIENT_ID || client.clientId === OPAQUE_CLIENT_ID ? API_RESOURCE : undefined;
         },
-        getResourceServerInfo: async (_ctx, resourceIndicator) => {
-          if (resourceIndicator === API_RESOURCE) return apiResourceServer(accessTokenTtlSeconds);
+        getResourceServerInfo: async (_ctx, resourceIndicator, client) => {
+          if (resourceIndicator === API_RESOURCE) return apiResourceServer(accessTokenTtlSeconds, client.clientId === OPAQUE_CLIENT_ID ? 'opaque' : 'jwt');
           throw new errors.InvalidTarget();
         },
         useGrantedResource: async () => false,

@@ -12,7 +12,7 @@ import { IdgateError, isIdgateError, describeError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { keepSessionFresh } from './refresh.js';
-import { decide, matchRule, NO_RULE, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from './policy.js';
+import { acceptedCredentials, decide, matchRule, NO_RULE, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from './policy.js';
 import type { SessionCache } from './session-cache.js';
 import { sessionHash } from './session-store.js';
 import { readSessionForCheck } from './sessions.js';
@@ -84,7 +84,7 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
   let setCookie: string | undefined;
   if (rule && rule.access !== 'public') {
     try {
-      ({ identity, problem, setCookie } = await establishIdentity(deps, request, facts.clientIp));
+      ({ identity, problem, setCookie } = await establishIdentity(deps, request, acceptedCredentials(rule), facts.clientIp));
     } catch (err) {
       const reason = isIdgateError(err) ? err.code : 'internal_error';
       deps.metrics.recordEvent(reason === 'store_unavailable' ? 'store_error' : 'idp_error');
@@ -137,10 +137,15 @@ interface Credentials {
   setCookie?: string;
 }
 
-async function establishIdentity(deps: CheckDependencies, request: CheckRequest, clientIp: string): Promise<Credentials> {
+/**
+ * Who the caller is, as far as this rule lets credentials count. A bearer token is read only where the
+ * rule accepts tokens (a condition asks for them, or its `accept` says so); elsewhere the Authorization
+ * header is not an identity at all (never verified) and the browser session, if any, decides.
+ */
+async function establishIdentity(deps: CheckDependencies, request: CheckRequest, accepted: AcceptedCredentials, clientIp: string): Promise<Credentials> {
   const token = bearerToken(request.headers.authorization);
-  if (token !== undefined) {
-    // An explicit bearer token wins over a cookie: a machine client means what it sends.
+  if (token !== undefined && accepted.token) {
+    // Where tokens count, an explicit bearer token wins over a cookie: a machine client means what it sends.
     try {
       return { identity: await deps.bearer.verify(token, { source: clientIp }) };
     } catch (err) {
@@ -148,6 +153,8 @@ async function establishIdentity(deps: CheckDependencies, request: CheckRequest,
       throw err;
     }
   }
+  // The session is read even where only tokens count: a signed-in person then gets a 403 that says a token
+  // is needed, never a login page that would bring them straight back.
   const now = Date.now();
   const lookup = await readSessionForCheck(deps.redis, deps.config, request.headers.cookie, now, deps.sessionCache);
   if (lookup.found) {
@@ -169,6 +176,7 @@ async function establishIdentity(deps: CheckDependencies, request: CheckRequest,
   }
   if (lookup.problem === 'session_expired') return { problem: { code: 'session_expired', description: 'the session expired' } };
   if (lookup.problem === 'session_invalid') return { problem: { code: 'session_invalid', description: 'the session cookie is invalid' } };
+  if (token !== undefined) return { problem: TOKEN_NOT_ACCEPTED };
   return {};
 }
 

@@ -32,31 +32,54 @@ export function scopesOf(claims: Readonly<Record<string, unknown>>): string[] {
   return [];
 }
 
+/** How claims become an identity: which claims to read, and what idgate trusts of this issuer. */
+export interface ClaimReading {
+  readonly groupsClaim: string;
+  readonly rolesClaim: string;
+  /** IDGATE_ISSUER, exactly: identities it issued satisfy conditions that name no `issuers`. */
+  readonly primaryIssuer: string;
+  /** Take `email` without `email_verified: true` (for IdPs that never send it). */
+  readonly trustUnverifiedEmail: boolean;
+}
+
+/**
+ * The email address, when it may identify someone: only with `email_verified: true` from the issuer (or
+ * the string "true", as some IdPs send it), unless the issuer is trusted without it. An address anyone
+ * could have typed into their profile must not pass an `emails` condition or reach the app.
+ */
+export function verifiedEmail(claims: Readonly<Record<string, unknown>>, trustUnverified: boolean): string | undefined {
+  const email = typeof claims.email === 'string' && claims.email !== '' ? claims.email : undefined;
+  if (email === undefined) return undefined;
+  return trustUnverified || claims.email_verified === true || claims.email_verified === 'true' ? email : undefined;
+}
+
 /**
  * The identity a set of claims describes. Tokens (RFC 9068 / Okta access tokens, RFC 7662 answers):
  * subject from uid or sub, user from username or sub, client from cid, client_id or azp. Sessions (ID
- * token + userinfo): user from preferred_username, email or sub.
+ * token + userinfo): user from preferred_username, the verified email or sub.
  */
 export function identityFromClaims(
   claims: Readonly<Record<string, unknown>>,
   via: Identity['via'],
-  names: { readonly groupsClaim: string; readonly rolesClaim: string },
+  reading: ClaimReading,
   issuer: string,
 ): Identity | undefined {
   const text = (value: unknown) => (typeof value === 'string' && value !== '' ? value : undefined);
   const clientId = via === 'token' ? (text(claims.cid) ?? text(claims.client_id) ?? text(claims.azp)) : undefined;
   const subject = (via === 'token' ? text(claims.uid) : undefined) ?? text(claims.sub) ?? clientId;
   if (!subject) return undefined;
-  const user = via === 'token' ? (text(claims.username) ?? text(claims.sub) ?? subject) : (text(claims.preferred_username) ?? text(claims.email) ?? subject);
+  const email = verifiedEmail(claims, reading.trustUnverifiedEmail);
+  const user = via === 'token' ? (text(claims.username) ?? text(claims.sub) ?? subject) : (text(claims.preferred_username) ?? email ?? subject);
   return {
     via,
     subject,
     user,
-    email: text(claims.email),
-    groups: stringList(readClaim(claims, names.groupsClaim)),
-    roles: stringList(readClaim(claims, names.rolesClaim)),
+    email,
+    groups: stringList(readClaim(claims, reading.groupsClaim)),
+    roles: stringList(readClaim(claims, reading.rolesClaim)),
     scopes: via === 'token' ? scopesOf(claims) : [],
     clientId,
     issuer,
+    fromPrimaryIssuer: issuer === reading.primaryIssuer,
   };
 }

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import * as jose from 'jose';
 import { Redis } from 'ioredis';
 import { identityFromClaims } from './claims.js';
-import { describeConfig, loadConfig, SETTINGS } from './config.js';
+import { describeConfig, loadConfig, parseFlag, SETTINGS } from './config.js';
 import { serve } from './main.js';
 import { loadPolicyFile } from './policy-file.js';
 import { listSessions, revokeSessions } from './session-store.js';
@@ -50,7 +50,10 @@ options:
   --token JWT     read the claims from a token instead (its signature is NOT checked here)
   --api           the client is an API client (no HTML); default: a browser navigating
 Without --claims or --token the request is anonymous. Group and role claims are read as
-IDGATE_GROUPS_CLAIM (default groups) and IDGATE_ROLES_CLAIM (default roles) say.
+IDGATE_GROUPS_CLAIM (default groups) and IDGATE_ROLES_CLAIM (default roles) say. As in the check, a
+token counts only on rules that ask for tokens (elsewhere the caller is anonymous); an identity whose
+iss is not IDGATE_ISSUER (when set) satisfies only conditions naming its issuer; email counts only
+with email_verified: true, unless IDGATE_TRUST_UNVERIFIED_EMAIL=1.
 `;
 
 function version(): string {
@@ -118,7 +121,14 @@ function explain(args: string[]): number {
     if (typeof claims !== 'object' || claims === null || Array.isArray(claims)) throw new UsageError('--claims must be a JSON object of claims');
     const c = claims as Record<string, unknown>;
     const via = opts.token || 'scp' in c || 'scope' in c || 'cid' in c || 'client_id' in c ? 'token' : 'session';
-    identity = identityFromClaims(c, via, { groupsClaim: process.env.IDGATE_GROUPS_CLAIM || 'groups', rolesClaim: process.env.IDGATE_ROLES_CLAIM || 'roles' }, String(c.iss ?? ''));
+    const issuer = typeof c.iss === 'string' ? c.iss : '';
+    identity = identityFromClaims(c, via, {
+      groupsClaim: process.env.IDGATE_GROUPS_CLAIM || 'groups',
+      rolesClaim: process.env.IDGATE_ROLES_CLAIM || 'roles',
+      // Without IDGATE_ISSUER, the claims are taken as the primary issuer's.
+      primaryIssuer: process.env.IDGATE_ISSUER || issuer,
+      trustUnverifiedEmail: parseFlag(process.env.IDGATE_TRUST_UNVERIFIED_EMAIL ?? '') === true,
+    }, issuer);
     if (!identity) throw new UsageError('the claims name no subject (sub, uid or a client id)');
   }
   const facts = {

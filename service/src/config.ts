@@ -19,6 +19,10 @@ export interface BearerIssuer {
   readonly clientSecret: string;
   /** Overrides the jwks_uri from discovery. */
   readonly jwksUri: string | undefined;
+  /** The only client ids (cid, client_id or azp) whose tokens count; undefined: any client. */
+  readonly clientIds: readonly string[] | undefined;
+  /** Take the tokens' `email` without `email_verified: true` (for issuers that never send it). */
+  readonly trustUnverifiedEmail: boolean;
 }
 
 export interface Config {
@@ -46,6 +50,8 @@ export interface Config {
   readonly scopes: string;
   readonly groupsClaim: string;
   readonly rolesClaim: string;
+  /** Take the login's `email` without `email_verified: true` (IdPs that never send it). */
+  readonly trustUnverifiedEmail: boolean;
   readonly allowedRedirectHosts: readonly string[];
   readonly bearerIssuers: readonly BearerIssuer[];
   readonly clockSkewSeconds: number;
@@ -110,10 +116,11 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_SCOPES', key: 'scopes', kind: 'string', default: 'openid profile email', doc: 'scopes requested at login (add groups and offline_access where the IdP offers them)', example: 'openid profile email groups offline_access' },
   { env: 'IDGATE_GROUPS_CLAIM', key: 'groups_claim', kind: 'string', default: 'groups', doc: 'claim holding groups, or a dotted path into nested claims (read from userinfo when the ID token lacks it)', example: 'groups' },
   { env: 'IDGATE_ROLES_CLAIM', key: 'roles_claim', kind: 'string', default: 'roles', doc: 'claim holding roles, or a dotted path into nested claims', example: 'realm_access.roles' },
+  { env: 'IDGATE_TRUST_UNVERIFIED_EMAIL', key: 'trust_unverified_email', kind: 'bool', default: '0', doc: 'use the login\'s email (emails/email_domains conditions, X-Auth-Email) even without email_verified: true, for IdPs that never send it', example: '1' },
   { env: 'IDGATE_ALLOWED_REDIRECT_HOSTS', key: 'allowed_redirect_hosts', kind: 'list', default: '', doc: 'hosts (or *.domain) that login may return to besides the public URL\'s host', example: 'app.example.com,*.apps.example.com' },
   { env: 'IDGATE_JWT_AUDIENCES', key: 'jwt_audiences', kind: 'list', default: 'api://default', doc: 'accepted `aud` values of bearer access tokens', example: 'api://default' },
   { env: 'IDGATE_JWT_ALGORITHMS', key: 'jwt_algorithms', kind: 'list', default: 'RS256', doc: 'accepted signature algorithms of bearer tokens (asymmetric only)', example: 'RS256,ES256' },
-  { env: 'IDGATE_BEARER_ISSUERS', key: 'bearer_issuers', kind: 'json', optional: true, doc: 'JSON list of issuers whose bearer tokens are accepted, each {issuer, audiences, algorithms, jwt, introspection, client_id, client_secret, jwks_uri}; unset: IDGATE_ISSUER with IDGATE_JWT_AUDIENCES', example: '[{"issuer":"https://example.okta.com/oauth2/default","audiences":["api://default"]},{"issuer":"https://example.okta.com","jwt":false,"introspection":true}]' },
+  { env: 'IDGATE_BEARER_ISSUERS', key: 'bearer_issuers', kind: 'json', optional: true, doc: 'JSON list of issuers whose bearer tokens are accepted, each {issuer, audiences, algorithms, jwt, introspection, client_id, client_secret, jwks_uri, client_ids, trust_unverified_email}; unset: IDGATE_ISSUER with IDGATE_JWT_AUDIENCES', example: '[{"issuer":"https://example.okta.com/oauth2/default","audiences":["api://default"]},{"issuer":"https://example.okta.com","jwt":false,"introspection":true}]' },
   { env: 'IDGATE_CLOCK_SKEW', key: 'clock_skew', kind: 'int', default: '30', doc: 'seconds of clock difference tolerated on exp/nbf/iat', example: '30' },
   { env: 'IDGATE_JWKS_CACHE', key: 'jwks_cache', kind: 'int', default: '600', doc: 'seconds after which signing keys are fetched again (in the background; cached keys keep working meanwhile)', example: '600' },
   { env: 'IDGATE_JWKS_COOLDOWN', key: 'jwks_cooldown', kind: 'int', default: '30', doc: 'seconds between two key fetches caused by unknown key ids (a flood of bogus kids cannot hammer the IdP)', example: '30' },
@@ -121,7 +128,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_INTROSPECTION_CACHE_SIZE', key: 'introspection_cache_size', kind: 'int', default: '10000', doc: 'introspection answers kept at most', example: '10000' },
   { env: 'IDGATE_INTROSPECTION_MAX_INFLIGHT_PER_SOURCE', key: 'introspection_max_inflight_per_source', kind: 'int', default: '8', doc: 'introspection calls under way at most for one client address (IPv6: its /64); beyond, its token checks answer 503', example: '8' },
   { env: 'IDGATE_INTROSPECTION_CALLS_PER_SOURCE', key: 'introspection_calls_per_source', kind: 'int', default: '300', doc: 'introspection calls (cache misses) one client address (IPv6: its /64) may cause per minute; beyond, its token checks answer 503', example: '300' },
-  { env: 'IDGATE_POLICY_FILE', key: 'policy_file', kind: 'string', optional: true, doc: 'YAML policy file (reloaded on SIGHUP and on change); unset: any signed-in user may pass', example: '/etc/idgate/policy.yaml' },
+  { env: 'IDGATE_POLICY_FILE', key: 'policy_file', kind: 'string', optional: true, doc: 'YAML policy file (reloaded on SIGHUP and on change); unset: any signed-in user (browser session) may pass', example: '/etc/idgate/policy.yaml' },
   { env: 'IDGATE_LISTEN', key: 'listen', kind: 'listen', default: '127.0.0.1:4180', doc: 'address:port of the check and browser endpoints', example: '127.0.0.1:4180' },
   { env: 'IDGATE_SPOE_LISTEN', key: 'spoe_listen', kind: 'string', default: '127.0.0.1:4181', doc: 'address:port of the SPOE agent (HAProxy\'s binary offload protocol), or "off"', example: '127.0.0.1:4181' },
   { env: 'IDGATE_TRUSTED_PROXIES', key: 'trusted_proxies', kind: 'proxies', default: '127.0.0.0/8,::1', doc: 'addresses or CIDRs whose X-Forwarded-* headers are believed', example: '127.0.0.1,10.0.0.0/8' },
@@ -191,9 +198,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     if (!ASYMMETRIC_ALGORITHMS.has(alg)) problems.push(`IDGATE_JWT_ALGORITHMS: "${alg}" is not an accepted asymmetric algorithm (one of ${[...ASYMMETRIC_ALGORITHMS].join(', ')})`);
   }
   const issuerId = (raw.get('IDGATE_ISSUER') ?? '').trim();
-  const bearerIssuers = parsed.IDGATE_BEARER_ISSUERS === undefined
-    ? [{ issuer: issuerId, audiences: parsed.IDGATE_JWT_AUDIENCES as string[], algorithms, jwt: true, introspection: false, clientId: parsed.IDGATE_CLIENT_ID as string, clientSecret: parsed.IDGATE_CLIENT_SECRET as string, jwksUri: undefined }]
+  const trustUnverifiedEmail = parsed.IDGATE_TRUST_UNVERIFIED_EMAIL === true;
+  const bearerIssuers: BearerIssuer[] = parsed.IDGATE_BEARER_ISSUERS === undefined
+    ? [{ issuer: issuerId, audiences: parsed.IDGATE_JWT_AUDIENCES as string[], algorithms, jwt: true, introspection: false, clientId: parsed.IDGATE_CLIENT_ID as string, clientSecret: parsed.IDGATE_CLIENT_SECRET as string, jwksUri: undefined, clientIds: undefined, trustUnverifiedEmail }]
     : parseBearerIssuers(parsed.IDGATE_BEARER_ISSUERS, { algorithms, insecureHttp, clientId: parsed.IDGATE_CLIENT_ID as string, clientSecret: parsed.IDGATE_CLIENT_SECRET as string }, problems);
+  // The login's ID tokens are issued to idgate's client id (their `aud`): an audience equal to it would let
+  // an ID token pass as an access token.
+  const ownClientId = parsed.IDGATE_CLIENT_ID as string | undefined;
+  for (const entry of bearerIssuers) {
+    if (ownClientId && entry.issuer === issuerId && entry.audiences.includes(ownClientId)) {
+      problems.push(`${parsed.IDGATE_BEARER_ISSUERS === undefined ? 'IDGATE_JWT_AUDIENCES' : 'IDGATE_BEARER_ISSUERS'}: "${ownClientId}" is IDGATE_CLIENT_ID, the audience of the login's ID tokens; access tokens need an audience of their own (e.g. api://default)`);
+    }
+  }
   const idle = parsed.IDGATE_SESSION_IDLE_TTL as number | undefined;
   const maxAge = parsed.IDGATE_SESSION_MAX_AGE as number | undefined;
   if (idle !== undefined && maxAge !== undefined && idle > maxAge) problems.push(`IDGATE_SESSION_IDLE_TTL: ${idle} is longer than IDGATE_SESSION_MAX_AGE (${maxAge}) (e.g. 14400)`);
@@ -235,6 +251,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     scopes: parsed.IDGATE_SCOPES as string,
     groupsClaim: parsed.IDGATE_GROUPS_CLAIM as string,
     rolesClaim: parsed.IDGATE_ROLES_CLAIM as string,
+    trustUnverifiedEmail,
     allowedRedirectHosts: Object.freeze([publicUrl!.host.toLowerCase(), ...(parsed.IDGATE_ALLOWED_REDIRECT_HOSTS as string[]).map((h) => h.toLowerCase())]),
     bearerIssuers: Object.freeze(bearerIssuers.map((b) => Object.freeze(b))),
     clockSkewSeconds: parsed.IDGATE_CLOCK_SKEW as number,
@@ -280,7 +297,7 @@ function cookieNameProblems(name: string, cookies: { secure: boolean; domain: st
 
 const ASYMMETRIC_ALGORITHMS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
 
-const BEARER_ISSUER_KEYS = new Set(['issuer', 'audiences', 'algorithms', 'jwt', 'introspection', 'client_id', 'client_secret', 'jwks_uri']);
+const BEARER_ISSUER_KEYS = new Set(['issuer', 'audiences', 'algorithms', 'jwt', 'introspection', 'client_id', 'client_secret', 'jwks_uri', 'client_ids', 'trust_unverified_email']);
 
 function parseBearerIssuers(
   value: unknown,
@@ -339,8 +356,11 @@ function parseBearerIssuers(
     if (!jwt && !introspection) problems.push(`${at}: accepts no token (jwt and introspection both off)`);
     const jwksUri = text('jwks_uri');
     if (jwksUri && !isHttpUrl(jwksUri, defaults.insecureHttp)) problems.push(`${at}.jwks_uri: must be an https URL`);
+    const clientIds = strings('client_ids');
+    if (clientIds?.length === 0) problems.push(`${at}.client_ids: must list at least one client id, or be left out to accept any client (e.g. ["0oa-ci-bot"])`);
+    const trustUnverifiedEmail = bool('trust_unverified_email', false);
     if (issuer) {
-      out.push({ issuer, audiences, algorithms, jwt, introspection, clientId: text('client_id') ?? defaults.clientId, clientSecret: text('client_secret') ?? defaults.clientSecret, jwksUri });
+      out.push({ issuer, audiences, algorithms, jwt, introspection, clientId: text('client_id') ?? defaults.clientId, clientSecret: text('client_secret') ?? defaults.clientSecret, jwksUri, clientIds, trustUnverifiedEmail });
     }
   });
   return out;
@@ -377,6 +397,13 @@ function readConfigFile(file: string | undefined, problems: string[]): Record<st
   }
 }
 
+/** A boolean setting's value: 1/true/yes/on or 0/false/no/off, any case; undefined for anything else. */
+export function parseFlag(value: string): boolean | undefined {
+  if (['1', 'true', 'yes', 'on'].includes(value.toLowerCase())) return true;
+  if (['0', 'false', 'no', 'off'].includes(value.toLowerCase())) return false;
+  return undefined;
+}
+
 function parseValue(setting: Setting, value: string): unknown {
   switch (setting.kind) {
     case 'url': {
@@ -405,9 +432,7 @@ function parseValue(setting: Setting, value: string): unknown {
       return n;
     }
     case 'bool':
-      if (['1', 'true', 'yes', 'on'].includes(value.toLowerCase())) return true;
-      if (['0', 'false', 'no', 'off'].includes(value.toLowerCase())) return false;
-      return { problem: `"${value}" is not 1/0 or true/false` };
+      return parseFlag(value) ?? { problem: `"${value}" is not 1/0 or true/false` };
     case 'listen': {
       const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(value.trim());
       if (!m || Number(m[2]) > 65535) return { problem: `"${value}" is not host:port` };

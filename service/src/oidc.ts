@@ -5,7 +5,7 @@
 import * as client from 'openid-client';
 import type { Config } from './config.js';
 import { IdgateError, describeError } from './errors.js';
-import { readClaim, stringList } from './claims.js';
+import { readClaim, stringList, verifiedEmail } from './claims.js';
 import { idpSessionHash } from './session-store.js';
 import type { StoredSession } from './sessions.js';
 
@@ -119,6 +119,11 @@ export class OidcRelyingParty {
     if (!claims || typeof claims.sub !== 'string' || claims.sub === '') {
       throw new IdgateError('login_failed', 'the identity provider did not complete the login', 'ID token without sub');
     }
+    // openid-client checks exp but not an iat from the future: such a token was minted with a wrong clock
+    // or for later use, and a login must not start from it.
+    if (claims.iat > now / 1000 + this.config.clockSkewSeconds) {
+      throw new IdgateError('login_failed', 'the identity provider did not complete the login', 'ID token issued in the future (iat)');
+    }
     const idpSessionId = pickString(claims.sid);
     return {
       v: 1,
@@ -180,10 +185,12 @@ export class OidcRelyingParty {
         throw new IdgateError(failure, 'could not read your groups from the identity provider', describeError(err));
       }
     }
+    // An email the IdP has not verified is left out: it must not pass an `emails` condition nor reach the app.
+    const email = verifiedEmail(merged, this.config.trustUnverifiedEmail);
     return {
       subject: claims.sub,
-      user: pickString(merged.preferred_username) ?? pickString(merged.email) ?? claims.sub,
-      email: pickString(merged.email),
+      user: pickString(merged.preferred_username) ?? email ?? claims.sub,
+      email,
       groups: stringList(readClaim(merged, this.config.groupsClaim)),
       roles: stringList(readClaim(merged, this.config.rolesClaim)),
     };

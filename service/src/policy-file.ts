@@ -8,7 +8,7 @@ import type { Logger } from './audit.js';
 import type { Metrics } from './metrics.js';
 import { RE2JS } from 're2js';
 import { canonicalPath } from './paths.js';
-import { SIGNED_IN_POLICY, indexRules, type Condition, type PathMatcher, type Policy, type PolicyRule } from './policy.js';
+import { SIGNED_IN_POLICY, asksForToken, indexRules, type Condition, type Credential, type PathMatcher, type Policy, type PolicyRule } from './policy.js';
 
 export interface PolicyLoadResult {
   readonly policy: Policy | undefined;
@@ -17,7 +17,7 @@ export interface PolicyLoadResult {
 }
 
 const TOP_KEYS = ['version', 'default', 'rules'];
-const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'case_sensitive', 'methods', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'api', 'backend', 'backends'];
+const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'case_sensitive', 'methods', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'accept', 'api', 'backend', 'backends'];
 const ACCESS_KEYS = ['public', 'authenticated', 'deny', 'allow', 'allow_any'];
 const CONDITION_KEYS: Record<string, keyof Condition> = {
   via: 'via',
@@ -31,6 +31,7 @@ const CONDITION_KEYS: Record<string, keyof Condition> = {
   email_domains: 'emailDomains',
   subjects: 'subjects',
   clients: 'clients',
+  issuers: 'issuers',
 };
 const RULE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const BACKEND = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -199,7 +200,7 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
   let allow: Condition[] | undefined;
   for (const key of ['public', 'authenticated', 'deny'] as const) {
     if (values.has(key)) {
-      if (!flag(key)) fail(values.get(key), `${key}: only "${key}: true" means something`);
+      if (!flag(key)) fail(values.get(key), `${key}: only "${key}: true" means something${key === 'authenticated' ? ' (a signed-in browser session; to let bearer tokens in too, add accept: [session, token])' : ''}`);
       access = key;
     }
   }
@@ -214,6 +215,8 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     if (!isSeq(n) || n.items.length === 0) fail(n, 'allow_any: expected a non-empty list of conditions (e.g. allow_any: [{groups: [admins]}, {scopes: [api:read]}])');
     else allow = n.items.map((item, i) => compileCondition(item as Node, `allow_any[${i}]`, fail)).filter((c): c is Condition => c !== undefined);
   }
+
+  const accept = compileAccept(values.get('accept'), access, allow, fail);
 
   const api = flag('api');
   const backend = text('backend');
@@ -256,11 +259,36 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     ...(caseSensitive ? { caseSensitive } : {}),
     ...(methods ? { methods } : {}),
     ...(allow ? { allow } : {}),
+    ...(accept ? { accept } : {}),
     ...(backend !== undefined ? { backend } : {}),
     ...(backends ? { backends } : {}),
     ...(text('description') !== undefined ? { description: text('description') } : {}),
   };
   return Object.freeze(rule);
+}
+
+const CREDENTIALS: readonly Credential[] = ['session', 'token'];
+
+/**
+ * `accept: [session, token]`: which credentials count on the rule. Without it, `authenticated`, `deny` and
+ * conditions that do not ask for tokens mean a browser session; a condition asks for tokens with `via:
+ * token`, `scopes`, `scopes_all` or `clients`. A list that contradicts the rule's own conditions is an error.
+ */
+function compileAccept(node: Node | undefined, access: PolicyRule['access'], allow: readonly Condition[] | undefined, fail: (n: Node | null | undefined, message: string) => void): Credential[] | undefined {
+  if (node === undefined) return undefined;
+  const expected = 'accept: expected a list of session and/or token, the credentials that count on this rule (e.g. accept: [session, token])';
+  if (!isSeq(node) || node.items.length === 0 || !node.items.every((i) => isScalar(i) && CREDENTIALS.includes(i.value as Credential))) {
+    fail(node, expected);
+    return undefined;
+  }
+  const accept = [...new Set(node.items.map((i) => (i as { value: Credential }).value))];
+  if (accept.length !== node.items.length) fail(node, 'accept: each credential once');
+  if (access === 'public') fail(node, 'accept: a public rule needs no credentials');
+  for (const condition of allow ?? []) {
+    if (asksForToken(condition) && !accept.includes('token')) fail(node, 'accept: leaves out token, but a condition of this rule asks for a bearer token (via: token, scopes, scopes_all or clients)');
+    if (condition.via === 'session' && !accept.includes('session')) fail(node, 'accept: leaves out session, but a condition of this rule asks for via: session');
+  }
+  return accept;
 }
 
 function compileCondition(node: Node, where: string, fail: (n: Node | null | undefined, message: string) => void): Condition | undefined {
@@ -282,6 +310,15 @@ function compileCondition(node: Node, where: string, fail: (n: Node | null | und
       else fail(value, `${where}.via: expected "session" or "token"`);
       continue;
     }
+    if (field === 'issuers') {
+      // Compared exactly with the token's or session's `iss`, so written exactly as the issuer writes it.
+      if (isSeq(value) && value.items.length > 0 && value.items.every((i) => isScalar(i) && typeof i.value === 'string' && isIssuer(i.value))) {
+        condition.issuers = value.items.map((i) => (i as { value: string }).value);
+      } else {
+        fail(value, `${where}.issuers: expected a non-empty list of issuer URLs, exactly as in the tokens' iss (e.g. issuers: [https://example.okta.com/oauth2/default])`);
+      }
+      continue;
+    }
     if (!isSeq(value) || value.items.length === 0 || !value.items.every((i) => isScalar(i) && typeof i.value === 'string' && i.value !== '')) {
       fail(value, `${where}.${key}: expected a non-empty list of strings (e.g. ${key}: [${key.startsWith('email_domain') ? 'example.com' : 'admins'}])`);
       continue;
@@ -290,6 +327,15 @@ function compileCondition(node: Node, where: string, fail: (n: Node | null | und
     condition[field] = field === 'emails' || field === 'emailDomains' ? list.map((v) => v.toLowerCase()) : list;
   }
   return Object.freeze(condition) as Condition;
+}
+
+function isIssuer(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'https:' || url.protocol === 'http:') && !url.search && !url.hash;
+  } catch {
+    return false;
+  }
 }
 
 /**

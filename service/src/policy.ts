@@ -31,11 +31,20 @@ export interface Identity {
   /** Client id of a machine token. */
   readonly clientId: string | undefined;
   readonly issuer: string;
+  /**
+   * Issued by IDGATE_ISSUER (the login issuer; every session is). Conditions that name no `issuers` hold
+   * only for such identities: a token from another trusted issuer needs a rule that names its issuer.
+   */
+  readonly fromPrimaryIssuer: boolean;
 }
+
+/** The two ways to be signed in: a browser session, or a bearer access token. */
+export type Credential = Identity['via'];
 
 /** Why no identity could be established, when credentials were presented. */
 export interface CredentialProblem {
-  readonly code: 'session_invalid' | 'session_expired' | 'invalid_token';
+  /** token_not_accepted: only a bearer token came, on a rule where tokens do not count (it was not read). */
+  readonly code: 'session_invalid' | 'session_expired' | 'invalid_token' | 'token_not_accepted';
   /** Safe to show to the client (RFC 6750 error_description). */
   readonly description: string;
 }
@@ -43,9 +52,14 @@ export interface CredentialProblem {
 /**
  * Conditions over an identity; all the given ones must hold. A list means "any of" unless its name says
  * "_all". Emails and email domains compare case-insensitively (they are stored lower-case).
+ * Which credential a condition is for (see conditionCredentials): `via` when given; a bearer token when it
+ * asks for `scopes`, `scopes_all` or `clients`; else a browser session, or what the rule's `accept` says.
+ * Without `issuers`, only identities from the primary issuer (IDGATE_ISSUER) can satisfy it.
  */
 export interface Condition {
-  readonly via?: 'session' | 'token';
+  readonly via?: Credential;
+  /** Exact `iss` values (Identity.issuer). */
+  readonly issuers?: readonly string[];
   readonly groups?: readonly string[];
   readonly groupsAll?: readonly string[];
   readonly roles?: readonly string[];
@@ -90,6 +104,8 @@ export interface PolicyRule {
   readonly backend?: string;
   /** Shown as the reason of a `deny` rule. */
   readonly description?: string;
+  /** The policy file's `accept`: which credentials count on this rule. Absent: see acceptedCredentials. */
+  readonly accept?: readonly Credential[];
 }
 
 /**
@@ -134,7 +150,10 @@ export type Decision =
 
 export const NO_RULE = 'no-rule';
 
-/** The policy without a policy file: every signed-in user, everywhere (what oauth2-proxy does by default). */
+/**
+ * The policy without a policy file: every signed-in user, everywhere (what oauth2-proxy does by default).
+ * Signed in means a browser session: its rule does not accept bearer tokens (see acceptedCredentials).
+ */
 export const SIGNED_IN_POLICY: Policy = Object.freeze({
   rules: Object.freeze([{ id: 'signed-in', line: 0, access: 'authenticated', api: false } satisfies PolicyRule]),
   defaultAccess: 'deny',
@@ -189,18 +208,30 @@ export function decide(
     return { outcome: 'unauthenticated', status: 401, rule: rule.id, reason, error: problem?.code === 'invalid_token' ? 'invalid_token' : undefined };
   }
 
+  const accepted = acceptedCredentials(rule);
+  if (!accepted[identity.via]) {
+    // The check never reads a token here (the caller is then anonymous, or signed in by its session); a
+    // token identity given anyway (idgate explain) is answered the same way. A session on a tokens-only
+    // rule is a person who is signed in but needs a token: 403, never a login loop.
+    if (identity.via === 'token') return decide(facts, rule, undefined, TOKEN_NOT_ACCEPTED);
+    return { outcome: 'deny', status: 403, rule: rule.id, reason: 'needs a bearer token', missingScope: undefined };
+  }
   if (rule.access === 'deny') return { outcome: 'deny', status: 403, rule: rule.id, reason: rule.description ?? 'this route is closed', missingScope: undefined };
-  if (rule.access === 'authenticated') return { outcome: 'allow', status: 200, rule: rule.id, reason: 'authenticated', backend: chooseBackend(rule, identity) };
+  if (rule.access === 'authenticated') {
+    if (!identity.fromPrimaryIssuer) return { outcome: 'deny', status: 403, rule: rule.id, reason: PRIMARY_ISSUER_ONLY, missingScope: undefined };
+    return { outcome: 'allow', status: 200, rule: rule.id, reason: 'authenticated', backend: chooseBackend(rule, identity) };
+  }
 
   const alternatives = rule.allow ?? [];
   const unmets: Unmet[] = [];
   for (const condition of alternatives) {
-    const unmet = unmetCondition(condition, identity);
+    const unmet = unmetCondition(condition, identity, rule);
     if (!unmet) return { outcome: 'allow', status: 200, rule: rule.id, reason: describeCondition(condition), backend: chooseBackend(rule, identity) };
     unmets.push(unmet);
   }
-  // Report the alternative that fits this kind of caller: a token is told about scopes, a session about groups.
-  const relevant = unmets.find((u) => u.kind !== 'via') ?? unmets[0];
+  // Report the alternative that fits this kind of caller: a token is told about scopes, a session about
+  // groups; alternatives for another credential or another issuer only when nothing else is left.
+  const relevant = unmets.find((u) => u.kind !== 'via' && u.kind !== 'issuers') ?? unmets.find((u) => u.kind !== 'via') ?? unmets[0];
   return {
     outcome: 'deny',
     status: 403,
@@ -210,15 +241,56 @@ export function decide(
   };
 }
 
+/** Which credentials make a caller signed in on a rule. */
+export interface AcceptedCredentials {
+  readonly session: boolean;
+  readonly token: boolean;
+}
+
+const SESSION_ONLY: AcceptedCredentials = Object.freeze({ session: true, token: false });
+
+/**
+ * What a rule accepts: its `accept` when written; else a rule with conditions accepts a bearer token when
+ * one of its alternatives asks for tokens (via: token, scopes, scopes_all, clients) and a session when one
+ * does not; every other rule (authenticated, deny, the built-in ones) accepts a browser session only.
+ * The check reads a bearer token only where this says tokens count: elsewhere a token is not a person.
+ */
+export function acceptedCredentials(rule: PolicyRule): AcceptedCredentials {
+  if (rule.accept) return { session: rule.accept.includes('session'), token: rule.accept.includes('token') };
+  if (rule.access !== 'restricted') return SESSION_ONLY;
+  const alternatives = rule.allow ?? [];
+  return { session: alternatives.some((c) => !asksForToken(c)), token: alternatives.some(asksForToken) };
+}
+
+/** The condition can only hold for a bearer token. */
+export function asksForToken(c: Condition): boolean {
+  if (c.via !== undefined) return c.via === 'token';
+  return c.scopes !== undefined || c.scopesAll !== undefined || c.clients !== undefined;
+}
+
+/** The credentials that may satisfy a condition of `rule`. */
+function conditionCredentials(c: Condition, rule: PolicyRule): readonly Credential[] {
+  if (c.via !== undefined) return [c.via];
+  if (asksForToken(c)) return ['token'];
+  return rule.accept ?? ['session'];
+}
+
+/** Only a bearer token came, where tokens do not count: the caller is anonymous (401, or login for a browser). */
+export const TOKEN_NOT_ACCEPTED: CredentialProblem = Object.freeze({
+  code: 'token_not_accepted',
+  description: 'a bearer token does not count on this route; it needs a signed-in session',
+});
+const PRIMARY_ISSUER_ONLY = 'needs an identity from the primary issuer (IDGATE_ISSUER)';
+
 function chooseBackend(rule: PolicyRule, identity: Identity): string | undefined {
   if (rule.backends) {
-    for (const choice of rule.backends) if (!unmetCondition(choice.when, identity)) return choice.backend;
+    for (const choice of rule.backends) if (!unmetCondition(choice.when, identity, rule)) return choice.backend;
   }
   return rule.backend;
 }
 
 interface Unmet {
-  kind: 'via' | 'groups' | 'roles' | 'scopes' | 'emails' | 'subjects' | 'clients';
+  kind: 'via' | 'issuers' | 'groups' | 'roles' | 'scopes' | 'emails' | 'subjects' | 'clients';
   values: readonly string[];
   text: string;
 }
@@ -226,9 +298,13 @@ interface Unmet {
 const anyOf = (wanted: readonly string[], held: readonly string[]) => wanted.some((w) => held.includes(w));
 const allOf = (wanted: readonly string[], held: readonly string[]) => wanted.every((w) => held.includes(w));
 
-function unmetCondition(c: Condition, identity: Identity): Unmet | undefined {
-  if (c.via && identity.via !== c.via) {
-    return { kind: 'via', values: [c.via], text: c.via === 'session' ? 'needs a signed-in session' : 'needs a bearer token' };
+function unmetCondition(c: Condition, identity: Identity, rule: PolicyRule): Unmet | undefined {
+  const credentials = conditionCredentials(c, rule);
+  if (!credentials.includes(identity.via)) {
+    return { kind: 'via', values: credentials, text: credentials.includes('session') ? 'needs a signed-in session' : 'needs a bearer token' };
+  }
+  if (c.issuers ? !c.issuers.includes(identity.issuer) : !identity.fromPrimaryIssuer) {
+    return { kind: 'issuers', values: c.issuers ?? [], text: c.issuers ? `needs issuer ${c.issuers.join(' or ')}` : PRIMARY_ISSUER_ONLY };
   }
   if (c.clients && !(identity.clientId && c.clients.includes(identity.clientId))) return { kind: 'clients', values: c.clients, text: `needs client ${c.clients.join(' or ')}` };
   if (c.subjects && !c.subjects.includes(identity.subject)) return { kind: 'subjects', values: c.subjects, text: 'needs one of the listed subjects' };
@@ -249,6 +325,7 @@ function unmetCondition(c: Condition, identity: Identity): Unmet | undefined {
 function describeCondition(c: Condition): string {
   const parts: string[] = [];
   if (c.via) parts.push(c.via === 'session' ? 'signed-in session' : 'bearer token');
+  if (c.issuers) parts.push(`issuer ${c.issuers.join(' or ')}`);
   if (c.groups) parts.push(`group ${c.groups.join(' or ')}`);
   if (c.groupsAll) parts.push(`groups ${c.groupsAll.join(' and ')}`);
   if (c.roles) parts.push(`role ${c.roles.join(' or ')}`);

@@ -162,6 +162,8 @@ export function identityOf(stored: StoredSession): Identity {
     scopes: [],
     clientId: undefined,
     issuer: stored.issuer,
+    // Sessions come only from logins at IDGATE_ISSUER, whose ID tokens openid-client checked for that issuer.
+    fromPrimaryIssuer: true,
   };
 }
 

@@ -3,7 +3,9 @@
 // then verified locally against its JWKS (Okta custom authorization servers) or introspected (opaque
 // tokens, Okta's org authorization server). Only asymmetric algorithms from the issuer's allow-list,
 // only the header's `kid` picks a key (jku, x5u, jwk and x5c headers are never looked at), `iss` exact,
-// `aud` among the issuer's audiences, exp/nbf/iat with the configured clock skew.
+// `aud` among the issuer's audiences, exp/nbf/iat with the configured clock skew. Only access tokens pass:
+// ID tokens, logout tokens and other JWTs an issuer signs are refused by their `typ` and claims
+// (accessTokenProblem), and an issuer's `client_ids` list limits which clients' tokens count.
 import crypto from 'node:crypto';
 import * as jose from 'jose';
 import type { Logger } from './audit.js';
@@ -164,6 +166,9 @@ export class BearerVerifier {
     } catch {
       throw new IdgateError('invalid_token', 'the token is malformed');
     }
+    if (header.typ !== undefined && !(typeof header.typ === 'string' && ACCESS_TOKEN_TYPES.has(header.typ.toLowerCase()))) {
+      throw new IdgateError('invalid_token', 'the token is not an access token', `typ ${JSON.stringify(header.typ)}`);
+    }
     const issuer = typeof unverified.iss === 'string' ? this.#byIssuer.get(unverified.iss) : undefined;
     if (!issuer) throw new IdgateError('invalid_token', 'the token is from an untrusted issuer');
     if (!issuer.settings.jwt) return this.#introspect(issuer, token, options.source);
@@ -207,7 +212,7 @@ export class BearerVerifier {
     if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + this.config.clockSkewSeconds) {
       throw new IdgateError('invalid_token', 'the token is not valid yet', 'iat in the future');
     }
-    return this.#identityOf(payload, settings.issuer);
+    return this.#identityOf(payload, settings);
   }
 
   async #introspect(issuer: TrustedIssuer, token: string, source: string | undefined): Promise<Identity> {
@@ -217,19 +222,54 @@ export class BearerVerifier {
     const now = Date.now() / 1000;
     if (typeof claims.exp === 'number' && claims.exp + this.config.clockSkewSeconds < now) throw new IdgateError('invalid_token', 'the token expired');
     if (claims.iss !== undefined && claims.iss !== issuer.settings.issuer) throw new IdgateError('invalid_token', 'the token is from an untrusted issuer');
-    const audiences = stringList(claims.aud);
-    if (issuer.settings.audiences.length > 0 && audiences.length > 0 && !audiences.some((a) => issuer.settings.audiences.includes(a))) {
-      throw new IdgateError('invalid_token', 'the token is for another audience');
+    // RFC 7662 token_type is optional; when the issuer says what the token is, it must be a bearer access token.
+    if (claims.token_type !== undefined && !(typeof claims.token_type === 'string' && INTROSPECTED_ACCESS_TOKEN_TYPES.has(claims.token_type.toLowerCase()))) {
+      throw new IdgateError('invalid_token', 'the token is not an access token', `token_type ${JSON.stringify(claims.token_type)}`);
     }
-    return this.#identityOf(claims, issuer.settings.issuer);
+    // Configured audiences are required, not merely compared when present: a token for no one is for no one here.
+    const audiences = stringList(claims.aud);
+    if (issuer.settings.audiences.length > 0 && !audiences.some((a) => issuer.settings.audiences.includes(a))) {
+      throw new IdgateError('invalid_token', 'the token is for another audience', audiences.length === 0 ? 'no aud' : undefined);
+    }
+    return this.#identityOf(claims, issuer.settings);
   }
 
-  /** Okta's claims, and their RFC 9068 / RFC 7662 names, mapped to an identity. */
-  #identityOf(claims: Record<string, unknown>, issuer: string): Identity {
-    const identity = identityFromClaims(claims, 'token', this.config, issuer);
+  /** Okta's claims, and their RFC 9068 / RFC 7662 names, mapped to an identity, if they are an access token's. */
+  #identityOf(claims: Readonly<Record<string, unknown>>, settings: BearerIssuer): Identity {
+    const problem = accessTokenProblem(claims);
+    if (problem) throw new IdgateError('invalid_token', 'the token is not an access token', problem);
+    const reading = { groupsClaim: this.config.groupsClaim, rolesClaim: this.config.rolesClaim, primaryIssuer: this.config.issuerId, trustUnverifiedEmail: settings.trustUnverifiedEmail };
+    const identity = identityFromClaims(claims, 'token', reading, settings.issuer);
     if (!identity) throw new IdgateError('invalid_token', 'the token names no subject');
+    if (settings.clientIds && !(identity.clientId !== undefined && settings.clientIds.includes(identity.clientId))) {
+      throw new IdgateError('invalid_token', 'the token was issued to a client that is not allowed', identity.clientId ?? 'no client id');
+    }
     return identity;
   }
+}
+
+/**
+ * JWT `typ` values of access tokens (no typ at all is one too): RFC 9068's at+jwt (oidc-provider,
+ * Auth0...) and the generic JWT that Okta and Azure AD send, each in short or full media type form,
+ * compared case-insensitively (RFC 7515 4.1.9). Anything else is another kind of token: logout+jwt,
+ * secevent+jwt, dpop+jwt, id_token+jwt... ID tokens typed JWT or untyped are caught by their claims.
+ */
+const ACCESS_TOKEN_TYPES = new Set(['at+jwt', 'application/at+jwt', 'jwt', 'application/jwt']);
+
+/** RFC 7662 `token_type` values of plain bearer access tokens (DPoP-bound tokens need a proof idgate does not check). */
+const INTROSPECTED_ACCESS_TOKEN_TYPES = new Set(['bearer', 'access_token', 'urn:ietf:params:oauth:token-type:access_token']);
+
+/**
+ * Why verified claims are not an access token's, or undefined. ID tokens typed "JWT" (Okta) or with no
+ * typ look like access tokens but carry what only ID tokens carry: the login's `nonce` and the hashes
+ * binding them to a code or access token. Logout tokens and other security events carry `events`.
+ * Sender-constrained tokens (`cnf`) are only good with a proof of possession, which a bearer header lacks.
+ */
+export function accessTokenProblem(claims: Readonly<Record<string, unknown>>): string | undefined {
+  for (const claim of ['nonce', 'at_hash', 'c_hash', 's_hash']) if (claims[claim] !== undefined) return `${claim} claim: an ID token`;
+  if (claims.events !== undefined) return 'events claim: a logout token or security event';
+  if (claims.cnf !== undefined) return 'cnf claim: a sender-constrained token';
+  return undefined;
 }
 
 /** jose's error codes mapped to what a client may read (RFC 6750 error_description). */

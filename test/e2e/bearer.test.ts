@@ -1,6 +1,8 @@
 // Machine identities against real issuers: two local IdPs (oidc-provider processes, JWT and opaque
-// tokens, key rotation on signal), a scripted issuer for the claim-by-claim checks, real Redis, and
-// idgate in-process.
+// tokens, key rotation on signal), scripted issuers for the claim-by-claim checks (one verified locally,
+// one by introspection), real Redis, and idgate in-process. idps.a is the primary issuer (IDGATE_ISSUER);
+// the others are secondary, so the policy names them where their tokens count.
+import crypto from 'node:crypto';
 import http from 'node:http';
 import path from 'node:path';
 import * as jose from 'jose';
@@ -9,13 +11,17 @@ import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../
 import { REPO_ROOT } from '../../demo/stack.js';
 import { startHaproxy } from '../../demo/haproxy.js';
 import { startUpstream, type RunningUpstream } from '../../demo/upstream.js';
+import { parsePolicy } from '../../service/src/policy-file.js';
 import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
 import { waitUntil } from '../support/wait.js';
 
 let redis: ManagedProcess;
 let redisPort: number;
 const idps: Record<'a' | 'b', { process: ManagedProcess; issuer: string }> = {} as never;
-let scripted: { server: http.Server; issuer: string; key: jose.CryptoKey; hits: () => number };
+type ScriptedIssuer = Awaited<ReturnType<typeof startScriptedIssuer>>;
+let scripted: ScriptedIssuer;
+/** Checks tokens by introspection only; each test sets the answer. Trusted with unverified emails. */
+let introspecting: ScriptedIssuer;
 let stranger: { server: http.Server; url: string; hits: number };
 let idgate: InProcessIdgate;
 let haproxy: ManagedProcess;
@@ -31,22 +37,34 @@ async function startIdp(): Promise<{ process: ManagedProcess; issuer: string }> 
   return { process: p, issuer: `http://127.0.0.1:${port}` };
 }
 
-/** An issuer whose every answer this test writes: discovery and a JWKS with one key, and a hit counter. */
+/**
+ * An issuer whose every answer this test writes: discovery, a JWKS with one key, an introspection
+ * endpoint answering `introspection` (set by each test), and a hit counter.
+ */
 async function startScriptedIssuer() {
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
   const { publicKey, privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
   const jwk = { ...(await jose.exportJWK(publicKey)), kid: 'scripted-1', alg: 'RS256', use: 'sig' };
   let hits = 0;
+  const state = { introspection: { active: false } as Record<string, unknown> };
   const server = http.createServer((req, res) => {
     hits += 1;
     res.setHeader('content-type', 'application/json');
-    if (req.url === '/.well-known/openid-configuration') res.end(JSON.stringify({ issuer, jwks_uri: `${issuer}/jwks` }));
+    if (req.url === '/.well-known/openid-configuration') res.end(JSON.stringify({ issuer, jwks_uri: `${issuer}/jwks`, introspection_endpoint: `${issuer}/introspect` }));
     else if (req.url === '/jwks') res.end(JSON.stringify({ keys: [jwk] }));
+    else if (req.url === '/introspect') req.resume().on('end', () => res.end(JSON.stringify(state.introspection)));
     else res.writeHead(404).end('{}');
   });
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
-  return { server, issuer, key: privateKey, hits: () => hits };
+  return {
+    server,
+    issuer,
+    key: privateKey,
+    hits: () => hits,
+    /** The next introspection answers. */
+    answer: (body: Record<string, unknown>) => (state.introspection = body),
+  };
 }
 
 async function clientCredentials(issuer: string, clientId: string, scope?: string): Promise<string> {
@@ -108,7 +126,7 @@ function b64(value: object): string {
 beforeAll(async () => {
   redisPort = await freePort();
   redis = startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(redisPort)]);
-  [idps.a, idps.b, scripted] = await Promise.all([startIdp(), startIdp(), startScriptedIssuer(), waitForPort(redisPort)]);
+  [idps.a, idps.b, scripted, introspecting] = await Promise.all([startIdp(), startIdp(), startScriptedIssuer(), startScriptedIssuer(), waitForPort(redisPort)]);
   const strangerPort = await freePort();
   stranger = {
     url: `http://127.0.0.1:${strangerPort}`,
@@ -134,9 +152,11 @@ beforeAll(async () => {
       IDGATE_BEARER_ISSUERS: JSON.stringify([
         { issuer: idps.a.issuer, audiences: ['api://idgate'], introspection: true },
         { issuer: idps.b.issuer, audiences: ['api://idgate'] },
-        { issuer: scripted.issuer, audiences: ['api://scripted'] },
+        { issuer: scripted.issuer, audiences: ['api://scripted'], client_ids: ['svc-client', '0oa-client'] },
+        { issuer: introspecting.issuer, audiences: ['api://scripted'], jwt: false, introspection: true, trust_unverified_email: true },
       ]),
     }),
+    bearerPolicy(),
   );
   const idgatePort = await freePort();
   await new Promise<void>((r) => idgate.server.listen(idgatePort, '127.0.0.1', r));
@@ -146,11 +166,47 @@ beforeAll(async () => {
   haproxy = await startHaproxy({ frontPort, idgatePort, upstreamPort: upstream.port });
 }, 30_000);
 
+/**
+ * The demo's /api/ for the primary issuer, opened to the secondary issuers by name; a /primary-api/ that
+ * names none; a non-API route where sessions and tokens both count; a route by email domain.
+ */
+function bearerPolicy() {
+  const secondary = JSON.stringify([idps.b.issuer, scripted.issuer, introspecting.issuer]);
+  const { policy, problems } = parsePolicy(`
+version: 1
+rules:
+  - id: api
+    path: /api/
+    api: true
+    allow_any:
+      - via: session
+      - scopes: [api:read]
+      - {issuers: ${secondary}, scopes: [api:read]}
+  - id: primary-api
+    path: /primary-api/
+    api: true
+    allow: {scopes: [api:read]}
+  - id: app-or-token
+    path: /app/
+    allow_any: [{via: session}, {issuers: ${secondary}, scopes: [api:read]}]
+  - id: by-email
+    path: /by-email/
+    api: true
+    accept: [token]
+    allow: {issuers: ${secondary}, email_domains: [example.com]}
+  - id: signed-in
+    authenticated: true
+`, 'bearer.yaml');
+  if (!policy) throw new Error(problems.join('\n'));
+  return policy;
+}
+
 afterAll(async () => {
   await haproxy?.stop();
   await upstream?.close();
   stopInProcess();
   await new Promise((r) => scripted?.server.close(r));
+  await new Promise((r) => introspecting?.server.close(r));
   await new Promise((r) => stranger?.server.close(r));
   await Promise.all([redis?.stop(), idps.a?.process.stop(), idps.b?.process.stop()]);
 });
@@ -162,9 +218,15 @@ describe.each(['direct', 'through HAProxy'] as const)('JWT bearer tokens, %s', (
     expect(res.identity).toMatchObject({ 'x-auth-client': 'demo-bot', 'x-auth-subject': 'demo-bot', 'x-auth-scopes': 'api:read' });
   });
 
-  test('a token from a second trusted issuer is accepted', async () => {
-    const res = await check(await clientCredentials(idps.b.issuer, 'demo-bot', 'api:read'), '/api/x', transport);
-    expect(res.status).toBe(200);
+  // Was "a token from a second trusted issuer is accepted" on /api/: it now counts only where a rule
+  // names its issuer, never on rules written for the primary issuer.
+  test('a token from a second trusted issuer counts only on rules that name its issuer', async () => {
+    const token = await clientCredentials(idps.b.issuer, 'demo-bot', 'api:read');
+    expect((await check(token, '/api/x', transport)).status).toBe(200);
+    const res = await check(token, '/primary-api/x', transport);
+    expect(res.status).toBe(403);
+    expect(res.body).toEqual({ error: 'access_denied', reason: 'needs an identity from the primary issuer (IDGATE_ISSUER)' });
+    expect((await check(await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read'), '/primary-api/x', transport)).status).toBe(200);
   });
 
   test('Okta claims map to identity headers: scp list, cid, uid', async () => {
@@ -271,11 +333,79 @@ describe.each(['direct', 'through HAProxy'] as const)('JWT bearer tokens, %s', (
     expect(res.body).toEqual({ error: 'access_denied', reason: 'needs scope api:read' });
   });
 
-  test('a failed bearer token on a browser route is a 401, never a login redirect', async () => {
+  // Was asked of "/", the catch-all: a token is no longer read there (see the next test), so this asks a
+  // browser route that accepts tokens.
+  test('a failed bearer token on a browser route that accepts tokens is a 401, never a login redirect', async () => {
     const res = transport === 'direct'
-      ? await request(idgate.server).get('/auth').set('Authorization', 'Bearer nope.nope.nope').set('Accept', 'text/html').set('X-Forwarded-Uri', '/')
-      : await fetch(`${frontUrl}/`, { headers: { authorization: 'Bearer nope.nope.nope', accept: 'text/html' }, redirect: 'manual' });
+      ? await request(idgate.server).get('/auth').set('Authorization', 'Bearer nope.nope.nope').set('Accept', 'text/html').set('X-Forwarded-Uri', '/app/')
+      : await fetch(`${frontUrl}/app/`, { headers: { authorization: 'Bearer nope.nope.nope', accept: 'text/html' }, redirect: 'manual' });
     expect(res.status).toBe(401);
+  });
+
+  test('on a session-only route a token is nobody and is never verified: 401 for an API client, login for a browser', async () => {
+    // Signed with a key id the issuer does not publish: verifying it would fetch the JWKS again.
+    const token = await scriptedToken({}, { kid: 'never-fetched' });
+    const hits = scripted.hits();
+    const res = await check(token, '/somewhere', transport);
+    expect(res.status).toBe(401);
+    expect(res.www).toBe('Bearer realm="idgate"');
+    expect(res.body).toEqual({ error: 'unauthorized', reason: 'a bearer token does not count on this route; it needs a signed-in session' });
+    const valid = await check(await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read'), '/somewhere', transport);
+    expect(valid.status).toBe(401);
+    const browser = transport === 'direct'
+      ? await request(idgate.server).get('/auth').set('Authorization', `Bearer ${token}`).set('Accept', 'text/html').set('X-Forwarded-Uri', '/somewhere')
+      : await fetch(`${frontUrl}/somewhere`, { headers: { authorization: `Bearer ${token}`, accept: 'text/html' }, redirect: 'manual' });
+    expect(browser.status).toBe(302);
+    expect(scripted.hits()).toBe(hits);
+  });
+
+  test.each([
+    ['typed at+jwt (RFC 9068) is accepted', 'at+jwt', 200],
+    ['typed application/at+jwt is accepted', 'application/at+jwt', 200],
+    ['typed JWT (Okta) is accepted', 'JWT', 200],
+    ['without typ is accepted', undefined, 200],
+    ['typed logout+jwt (a back-channel logout token) is refused', 'logout+jwt', 401],
+    ['typed secevent+jwt is refused', 'secevent+jwt', 401],
+    ['typed dpop+jwt (a DPoP proof) is refused', 'dpop+jwt', 401],
+    ['typed with an empty string is refused', '', 401],
+    ['typed with a number is refused', 7, 401],
+  ])('a token %s', async (_name, typ, status) => {
+    const res = await check(await scriptedToken({ jti: crypto.randomUUID() }, { typ: typ as string | undefined }), '/api/x', transport);
+    expect(res.status).toBe(status);
+    if (status === 401) expect(res.www).toContain('error_description="the token is not an access token"');
+  });
+
+  test.each([
+    ['nonce (an ID token)', { nonce: 'n-1' }],
+    ['at_hash (an ID token)', { at_hash: 'x' }],
+    ['c_hash (an ID token)', { c_hash: 'x' }],
+    ['events (a logout token)', { events: { 'http://schemas.openid.net/event/backchannel-logout': {} } }],
+    ['cnf (a sender-constrained token)', { cnf: { jkt: 'x' } }],
+  ])('a well-signed token with %s is not an access token', async (_name, claims) => {
+    const res = await check(await scriptedToken(claims), '/api/x', transport);
+    expect(res.status).toBe(401);
+    expect(res.www).toContain('error_description="the token is not an access token"');
+  });
+
+  test('only the clients an issuer lists may use its tokens', async () => {
+    expect((await check(await scriptedToken({ cid: '0oa-client' }), '/api/x', transport)).status).toBe(200);
+    for (const claims of [{ cid: 'someone-else' }, { cid: undefined }, { cid: undefined, client_id: 'someone-else' }, { cid: undefined, azp: 'someone-else' }]) {
+      const res = await check(await scriptedToken(claims), '/api/x', transport);
+      expect(res.status).toBe(401);
+      expect(res.www).toContain('error_description="the token was issued to a client that is not allowed"');
+    }
+  });
+
+  test('an email counts for conditions and X-Auth-Email only when verified', async () => {
+    const verified = await check(await scriptedToken({ email: 'svc@example.com', email_verified: true }), '/by-email/x', transport);
+    expect(verified.status).toBe(200);
+    expect(verified.identity['x-auth-email']).toBe('svc@example.com');
+    const unverified = await check(await scriptedToken({ email: 'svc@example.com' }), '/api/x', transport);
+    expect(unverified.status).toBe(200);
+    expect(unverified.identity['x-auth-email']).toBeUndefined();
+    const denied = await check(await scriptedToken({ email: 'svc@example.com', email_verified: false }), '/by-email/x', transport);
+    expect(denied.status).toBe(403);
+    expect(denied.body).toEqual({ error: 'access_denied', reason: 'needs an email at example.com' });
   });
 });
 
@@ -300,6 +430,35 @@ describe('opaque tokens (introspection)', () => {
       expect(res.www).toContain('the token is not active');
     }
     expect(await metric('idgate_introspection_calls_total')).toBe(calls + 1);
+  });
+});
+
+describe('introspection answers', () => {
+  /** A JWT-shaped token of the introspecting issuer (its signature is the issuer's business), new each time. */
+  const introspected = () => `${b64({ alg: 'RS256', kid: 'k' })}.${b64({ iss: introspecting.issuer, jti: crypto.randomUUID() })}.c2ln`;
+  const active = (extra: Record<string, unknown>) => ({ active: true, iss: introspecting.issuer, sub: 'svc', client_id: 'svc', scope: 'api:read', aud: 'api://scripted', exp: Math.floor(Date.now() / 1000) + 300, ...extra });
+
+  test.each([
+    ['token_type Bearer', { token_type: 'Bearer' }, 200, undefined],
+    ['no token_type', {}, 200, undefined],
+    ['token_type refresh_token', { token_type: 'refresh_token' }, 401, 'the token is not an access token'],
+    ['token_type DPoP (needs a proof idgate does not check)', { token_type: 'DPoP' }, 401, 'the token is not an access token'],
+    ['no aud, while audiences are configured', { aud: undefined }, 401, 'the token is for another audience'],
+    ['another aud', { aud: 'api://other' }, 401, 'the token is for another audience'],
+    ['a nonce (an ID token)', { nonce: 'n' }, 401, 'the token is not an access token'],
+    ['cnf (a sender-constrained token)', { cnf: {} }, 401, 'the token is not an access token'],
+  ])('an active answer with %s: %s', async (_name, extra, status, description) => {
+    introspecting.answer(active(extra));
+    const res = await check(introspected());
+    expect(res.status).toBe(status);
+    if (description) expect(res.www).toContain(`error_description="${description}"`);
+  });
+
+  test('an issuer trusted with unverified emails passes its tokens\' email on', async () => {
+    introspecting.answer(active({ email: 'svc@example.com' }));
+    const res = await check(introspected(), '/by-email/x');
+    expect(res.status).toBe(200);
+    expect(res.identity['x-auth-email']).toBe('svc@example.com');
   });
 });
 

@@ -88,7 +88,7 @@ describe('idgate CLI', () => {
     const { code, stderr } = await idgate(['check-config', '--policy', bad], good);
     expect(code).toBe(1);
     expect(stderr.trim().split('\n')).toEqual([
-      `${bad}:6: rule "admin-area": unknown key "group" (expected one of: id, description, host, path, path_regex, methods, public, authenticated, deny, allow, allow_any, api, backend, backends)`,
+      `${bad}:6: rule "admin-area": unknown key "group" (expected one of: id, description, host, path, path_regex, methods, public, authenticated, deny, allow, allow_any, accept, api, backend, backends)`,
       `${bad}:5: rule "admin-area": needs one of public, authenticated, deny, allow, allow_any`,
     ]);
     const ok = await idgate(['check-config'], { ...good, IDGATE_POLICY_FILE: path.join(REPO_ROOT, 'policy/demo.yaml') });
@@ -104,6 +104,17 @@ describe('idgate CLI', () => {
     [['--url', '/public/a'], '200 public rule=public: public route'],
   ])('explain %j', async (args, expected) => {
     const { code, stdout } = await idgate(['explain', '--policy', path.join(REPO_ROOT, 'policy/demo.yaml'), ...args]);
+    expect(code).toBe(0);
+    expect(stdout).toBe(`${expected}\n`);
+  });
+
+  test.each([
+    [['--url', '/page', '--api', '--claims', '{"sub":"bot","cid":"bot","scp":["api:read"]}'], {}, '401 unauthenticated rule=signed-in: a bearer token does not count on this route; it needs a signed-in session'],
+    [['--url', '/page', '--claims', '{"sub":"bot","cid":"bot","scp":["api:read"]}'], {}, '302 login rule=signed-in: a bearer token does not count on this route; it needs a signed-in session'],
+    [['--url', '/api/x', '--claims', '{"iss":"https://partner.example.com","sub":"bot","cid":"bot","scp":["api:read"]}'], { IDGATE_ISSUER: 'https://login.example.com' }, '403 deny rule=api: needs an identity from the primary issuer (IDGATE_ISSUER)'],
+    [['--url', '/api/x', '--claims', '{"iss":"https://login.example.com","sub":"bot","cid":"bot","scp":["api:read"]}'], { IDGATE_ISSUER: 'https://login.example.com' }, '200 allow rule=api: has scope api:read'],
+  ])('explain answers as the check does about who counts as signed in: %j', async (args, env, expected) => {
+    const { code, stdout } = await idgate(['explain', '--policy', path.join(REPO_ROOT, 'policy/demo.yaml'), ...args], env);
     expect(code).toBe(0);
     expect(stdout).toBe(`${expected}\n`);
   });

@@ -1,10 +1,11 @@
 // The callback must refuse ID tokens that a real IdP would never issue: signed by a key outside the
-// issuer's JWKS, for another audience, with another nonce or issuer, or expired. A small scripted IdP
+// issuer's JWKS, for another audience, with another nonce or issuer, expired, or issued in the future. A small scripted IdP
 // (real HTTP, real JOSE) serves discovery, JWKS and a token endpoint whose ID token each test shapes.
 import http from 'node:http';
 import * as jose from 'jose';
 import { loadConfig } from '../../service/src/config.js';
 import { OidcRelyingParty } from '../../service/src/oidc.js';
+import type { StoredSession } from '../../service/src/sessions.js';
 import { freePort } from '../../demo/processes.js';
 
 let server: http.Server;
@@ -62,8 +63,9 @@ beforeAll(async () => {
 
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-async function relyingParty(): Promise<OidcRelyingParty> {
+async function relyingParty(env: Record<string, string> = {}): Promise<OidcRelyingParty> {
   const { config } = loadConfig({
+    ...env,
     IDGATE_ISSUER: issuer,
     IDGATE_CLIENT_ID: 'idgate',
     IDGATE_CLIENT_SECRET: 'secret',
@@ -76,13 +78,13 @@ async function relyingParty(): Promise<OidcRelyingParty> {
   return rp;
 }
 
-async function login(claims: jose.JWTPayload, key: 'published' | 'other' = 'published'): Promise<unknown> {
+async function login(claims: jose.JWTPayload, key: 'published' | 'other' = 'published', env: Record<string, string> = {}): Promise<StoredSession> {
   const now = Math.floor(Date.now() / 1000);
   shapeIdToken = (extra) =>
     new jose.SignJWT({ iss: issuer, aud: 'idgate', sub: 'alice', nonce: 'n-1', iat: now, exp: now + 300, groups: ['admins'], ...claims, ...extra })
       .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
       .sign(key === 'published' ? publishedKey : otherKey);
-  const rp = await relyingParty();
+  const rp = await relyingParty(env);
   const callback = new URL('http://app.test/_auth/callback?code=c-1&state=s-1');
   try {
     return await rp.completeLogin(callback, { state: 's-1', codeVerifier: 'v'.repeat(43), nonce: 'n-1' }, Date.now());
@@ -102,8 +104,26 @@ describe('ID token validation at the callback', () => {
     ['with another nonce', { nonce: 'n-2' }, 'published'],
     ['from another issuer', { iss: 'https://evil.example' }, 'published'],
     ['expired', { exp: Math.floor(Date.now() / 1000) - 600, iat: Math.floor(Date.now() / 1000) - 900 }, 'published'],
+    ['issued further in the future than the clock skew (iat)', { iat: Math.floor(Date.now() / 1000) + 120, exp: Math.floor(Date.now() / 1000) + 600 }, 'published'],
   ] as const)('an ID token %s is refused', async (_name, claims, key) => {
     await expect(login(claims, key)).rejects.toMatchObject({ code: 'login_failed' });
+  });
+
+  test('an ID token issued within the clock skew (iat a little ahead) is accepted', async () => {
+    await expect(login({ iat: Math.floor(Date.now() / 1000) + 10 })).resolves.toMatchObject({ subject: 'alice' });
+  });
+});
+
+describe('email at login', () => {
+  test.each([
+    ['verified, kept, and the user name when there is no preferred_username', { email: 'alice@example.com', email_verified: true }, {}, 'alice@example.com', 'alice@example.com'],
+    ['unverified, left out of the session, user name and all', { email: 'alice@example.com', email_verified: false }, {}, undefined, 'alice'],
+    ['without email_verified, left out', { email: 'alice@example.com' }, {}, undefined, 'alice'],
+    ['without email_verified, kept with IDGATE_TRUST_UNVERIFIED_EMAIL=1', { email: 'alice@example.com' }, { IDGATE_TRUST_UNVERIFIED_EMAIL: '1' }, 'alice@example.com', 'alice@example.com'],
+  ] as const)('an email %s', async (_name, claims, env, email, user) => {
+    const session = await login(claims, 'published', env);
+    expect(session.email).toBe(email);
+    expect(session.user).toBe(user);
   });
 });
 

@@ -238,6 +238,37 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
       expect(res.status).toBe(401);
       expect(res.headers.get('www-authenticate')).toMatch(/error="invalid_token", error_description="the token signature is invalid"/);
     });
+
+    test('demo-bot\'s valid token is nobody on a session-only route: 401 for an API client, login for a browser', async () => {
+      const token = await getToken();
+      for (const path of ['/page', '/admin/']) {
+        const res = await fetch(`${stack.frontUrl}${path}`, { headers: { ...apiHeaders, authorization: `Bearer ${token}` }, redirect: 'manual' });
+        expect(res.status).toBe(401);
+        expect(res.headers.get('www-authenticate')).toBe('Bearer realm="idgate"');
+        expect(await res.json()).toEqual({ error: 'unauthorized', reason: 'a bearer token does not count on this route; it needs a signed-in session' });
+      }
+      const xhr = await fetch(`${stack.frontUrl}/page`, { headers: { accept: 'text/html', 'x-requested-with': 'XMLHttpRequest', authorization: `Bearer ${token}` }, redirect: 'manual' });
+      expect(xhr.status).toBe(401);
+      const browser = await fetch(`${stack.frontUrl}/page`, { headers: { accept: 'text/html', authorization: `Bearer ${token}` }, redirect: 'manual' });
+      expect(browser.status).toBe(302);
+      expect(browser.headers.get('location')).toContain('/_auth/login?rd=');
+    });
+
+    test('beside a session, a token is ignored on session routes (even a forged one) and wins on /api/', async () => {
+      const token = await getToken();
+      const bob = new Browser();
+      await signIn(bob, `${stack.frontUrl}/`, 'bob');
+      for (const authorization of [`Bearer ${token}`, `Bearer ${token.slice(0, -4)}AAAA`]) {
+        const res = await bob.fetch(`${stack.frontUrl}/whoami`, { headers: { authorization } });
+        expect(res.status).toBe(200);
+        const echo = (await res.json()) as Echo;
+        expect(echo.headers['x-auth-user']).toBe('bob');
+        expect(echo.headers['x-auth-client']).toBeUndefined();
+      }
+      const api = await bob.fetch(`${stack.frontUrl}/api/hello`, { headers: { ...apiHeaders, authorization: `Bearer ${token}` } });
+      expect(api.status).toBe(200);
+      expect(((await api.json()) as Echo).headers['x-auth-client']).toBe('demo-bot');
+    });
   });
 
   describe('replicas and failure', () => {

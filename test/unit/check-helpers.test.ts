@@ -23,14 +23,14 @@ describe('identity headers', () => {
   });
 
   test('groups containing commas stay one group each', () => {
-    const h = identityHeaders({ via: 'session', subject: 's', user: 'u', email: undefined, groups: ['a,b', 'c'], roles: [], scopes: [], clientId: undefined, issuer: 'i' }, undefined, 'r');
+    const h = identityHeaders({ via: 'session', subject: 's', user: 'u', email: undefined, groups: ['a,b', 'c'], roles: [], scopes: [], clientId: undefined, issuer: 'i', fromPrimaryIssuer: true }, undefined, 'r');
     expect(h['X-Auth-Groups']).toBe('a%2Cb,c');
     expect(h['X-Auth-Email']).toBeUndefined();
   });
 
   test('a huge group list is cut at a whole group within the header budget', () => {
     const groups = Array.from({ length: 2000 }, (_, i) => `group-${i}`);
-    const h = identityHeaders({ via: 'session', subject: 's', user: 'u', email: undefined, groups, roles: [], scopes: [], clientId: undefined, issuer: 'i' }, undefined, 'r');
+    const h = identityHeaders({ via: 'session', subject: 's', user: 'u', email: undefined, groups, roles: [], scopes: [], clientId: undefined, issuer: 'i', fromPrimaryIssuer: true }, undefined, 'r');
     expect(h['X-Auth-Groups']!.length).toBeLessThanOrEqual(4096);
     expect(h['X-Auth-Groups']!.split(',').every((g) => /^group-\d+$/.test(g))).toBe(true);
   });

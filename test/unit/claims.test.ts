@@ -1,6 +1,6 @@
 import { identityFromClaims, readClaim, stringList } from '../../service/src/claims.js';
 
-const names = { groupsClaim: 'groups', rolesClaim: 'realm_access.roles' };
+const names = { groupsClaim: 'groups', rolesClaim: 'realm_access.roles', primaryIssuer: 'i', trustUnverifiedEmail: false };
 
 describe('claims', () => {
   test.each([
@@ -36,5 +36,31 @@ describe('claims', () => {
     expect(identityFromClaims({ sub: '00u1', preferred_username: 'alice', email: 'a@x' }, 'session', names, 'i')!.user).toBe('alice');
     expect(identityFromClaims({ client_id: 'svc' }, 'token', names, 'i')).toMatchObject({ subject: 'svc', clientId: 'svc' });
     expect(identityFromClaims({ groups: ['x'] }, 'session', names, 'i')).toBeUndefined();
+  });
+
+  test.each([
+    ['with email_verified true is kept', { email_verified: true }, false, 'a@example.com'],
+    ['with email_verified "true" (a string, as some IdPs send it) is kept', { email_verified: 'true' }, false, 'a@example.com'],
+    ['with email_verified false is left out', { email_verified: false }, false, undefined],
+    ['without email_verified is left out', {}, false, undefined],
+    ['without email_verified, from an issuer trusted without it, is kept', {}, true, 'a@example.com'],
+    ['with email_verified false, from an issuer trusted without it, is kept', { email_verified: false }, true, 'a@example.com'],
+  ])('an email %s', (_name, claims, trustUnverifiedEmail, expected) => {
+    for (const via of ['session', 'token'] as const) {
+      const identity = identityFromClaims({ sub: 's', email: 'a@example.com', ...claims }, via, { ...names, trustUnverifiedEmail }, 'i')!;
+      expect(identity.email).toBe(expected);
+    }
+  });
+
+  test('an unverified email is not the user name of a session either', () => {
+    expect(identityFromClaims({ sub: '00u1', email: 'boss@example.com' }, 'session', names, 'i')!.user).toBe('00u1');
+    expect(identityFromClaims({ sub: '00u1', email: 'boss@example.com', email_verified: true }, 'session', names, 'i')!.user).toBe('boss@example.com');
+  });
+
+  test('an identity is from the primary issuer only when its issuer is exactly IDGATE_ISSUER', () => {
+    const reading = { ...names, primaryIssuer: 'https://login.example.com/oauth2/default' };
+    expect(identityFromClaims({ sub: 's' }, 'token', reading, 'https://login.example.com/oauth2/default')!.fromPrimaryIssuer).toBe(true);
+    expect(identityFromClaims({ sub: 's' }, 'token', reading, 'https://login.example.com/oauth2/default/')!.fromPrimaryIssuer).toBe(false);
+    expect(identityFromClaims({ sub: 's' }, 'token', reading, 'https://partner.example.com')!.fromPrimaryIssuer).toBe(false);
   });
 });

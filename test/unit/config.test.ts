@@ -71,6 +71,47 @@ describe('loadConfig', () => {
     const { problems } = loadConfig({ ...good, IDGATE_ISSUER: 'not a url' });
     expect(problems.join('\n')).not.toContain('super-secret-value');
   });
+
+  test('bearer issuers may list the only client ids whose tokens count, and trust unverified emails', () => {
+    const { config, problems } = loadConfig({
+      ...good,
+      IDGATE_BEARER_ISSUERS: JSON.stringify([
+        { issuer: 'https://example.okta.com/oauth2/default', audiences: ['api://default'], client_ids: ['0oa-ci-bot'] },
+        { issuer: 'https://partner.example.com', audiences: ['api://partner'], trust_unverified_email: true },
+      ]),
+    });
+    expect(problems).toEqual([]);
+    expect(config!.bearerIssuers).toMatchObject([
+      { clientIds: ['0oa-ci-bot'], trustUnverifiedEmail: false },
+      { clientIds: undefined, trustUnverifiedEmail: true },
+    ]);
+  });
+
+  test('bad client_ids and trust_unverified_email values are described', () => {
+    const { problems } = loadConfig({
+      ...good,
+      IDGATE_BEARER_ISSUERS: JSON.stringify([{ issuer: 'https://example.okta.com/oauth2/default', audiences: ['api://default'], client_ids: [], trust_unverified_email: 'yes' }]),
+    });
+    expect(problems).toEqual([
+      'IDGATE_BEARER_ISSUERS[0].client_ids: must list at least one client id, or be left out to accept any client (e.g. ["0oa-ci-bot"])',
+      'IDGATE_BEARER_ISSUERS[0].trust_unverified_email: must be true or false',
+    ]);
+  });
+
+  test('unverified emails count only with IDGATE_TRUST_UNVERIFIED_EMAIL=1, which the default bearer issuer shares', () => {
+    expect(loadConfig(good).config).toMatchObject({ trustUnverifiedEmail: false, bearerIssuers: [{ trustUnverifiedEmail: false }] });
+    expect(loadConfig({ ...good, IDGATE_TRUST_UNVERIFIED_EMAIL: '1' }).config).toMatchObject({ trustUnverifiedEmail: true, bearerIssuers: [{ trustUnverifiedEmail: true }] });
+  });
+
+  test('idgate\'s own client id is refused as an access-token audience of the login issuer: ID tokens carry it', () => {
+    expect(loadConfig({ ...good, IDGATE_JWT_AUDIENCES: 'api://default,client' }).problems).toEqual([
+      'IDGATE_JWT_AUDIENCES: "client" is IDGATE_CLIENT_ID, the audience of the login\'s ID tokens; access tokens need an audience of their own (e.g. api://default)',
+    ]);
+    const entries = (issuer: string) => JSON.stringify([{ issuer, audiences: ['client'] }]);
+    expect(loadConfig({ ...good, IDGATE_BEARER_ISSUERS: entries(good.IDGATE_ISSUER) }).problems).toHaveLength(1);
+    // Another issuer's client ids are another namespace.
+    expect(loadConfig({ ...good, IDGATE_BEARER_ISSUERS: entries('https://partner.example.com') }).problems).toEqual([]);
+  });
 });
 
 describe('cookie names', () => {

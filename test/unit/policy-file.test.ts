@@ -34,9 +34,24 @@ describe('policy file validation', () => {
     ['duplicate keys', 'rules:\n  - id: a\n    public: true\n    public: true\n', /^p\.yaml:\d+: YAML: .*[Uu]nique/],
     ['a via that is neither session nor token', 'rules:\n  - id: a\n    allow: {via: cookie}\n', /allow\.via: expected "session" or "token"/],
     ['no rules', 'default: deny\n', /rules: required/],
+    ['authenticated: token, with a hint at accept', 'rules:\n  - id: a\n    authenticated: token\n', /^p\.yaml:3: rule "a": authenticated: only "authenticated: true" means something \(a signed-in browser session; to let bearer tokens in too, add accept: \[session, token\]\)/],
+    ['accept with an unknown credential', 'rules:\n  - id: a\n    authenticated: true\n    accept: [session, cookie]\n', /^p\.yaml:4: rule "a": accept: expected a list of session and\/or token/],
+    ['accept as a single word', 'rules:\n  - id: a\n    authenticated: true\n    accept: token\n', /accept: expected a list of session and\/or token, .*\(e\.g\. accept: \[session, token\]\)/],
+    ['accept listing a credential twice', 'rules:\n  - id: a\n    authenticated: true\n    accept: [token, token]\n', /accept: each credential once/],
+    ['accept on a public rule', 'rules:\n  - id: a\n    public: true\n    accept: [session]\n', /accept: a public rule needs no credentials/],
+    ['accept leaving out token where a condition asks for scopes', 'rules:\n  - id: a\n    accept: [session]\n    allow: {scopes: [api:read]}\n', /accept: leaves out token, but a condition of this rule asks for a bearer token/],
+    ['accept leaving out session where a condition says via: session', 'rules:\n  - id: a\n    accept: [token]\n    allow_any: [{via: session}, {scopes: [x]}]\n', /accept: leaves out session/],
+    ['issuers that are not URLs', 'rules:\n  - id: a\n    allow: {issuers: [okta], scopes: [x]}\n', /allow\.issuers: expected a non-empty list of issuer URLs, exactly as in the tokens' iss/],
+    ['issuers as a single string', 'rules:\n  - id: a\n    allow: {issuers: "https://x.example.com"}\n', /allow\.issuers: expected a non-empty list of issuer URLs/],
   ])('%s', (_name, yaml, expected) => {
     const problems = problemsOf(yaml);
     expect(problems.some((p) => expected.test(p))).toBe(true);
+  });
+
+  test('accept and issuers compile into the rule and its conditions', () => {
+    const { policy, problems } = parsePolicy('rules:\n  - id: a\n    accept: [session, token]\n    allow: {issuers: [https://partner.example.com/], groups: [x]}\n', 'p.yaml');
+    expect(problems).toEqual([]);
+    expect(policy!.rules[0]).toMatchObject({ accept: ['session', 'token'], allow: [{ issuers: ['https://partner.example.com/'], groups: ['x'] }] });
   });
 
   test('every problem is reported, not just the first', () => {

@@ -1,6 +1,6 @@
 import { parsePolicy } from '../../service/src/policy-file.js';
 import { canonicalPath } from '../../service/src/paths.js';
-import { decide, formatDecision, matchRule, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy.js';
+import { acceptedCredentials, decide, formatDecision, matchRule, SIGNED_IN_POLICY, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy.js';
 import { demoPolicy } from '../support/idgate.js';
 
 const browser = (method: string, uri: string, host = 'app.example.com'): RequestFacts => ({
@@ -31,6 +31,7 @@ const person = (user: string, groups: string[], extra: Partial<Identity> = {}): 
   scopes: [],
   clientId: undefined,
   issuer: 'https://idp',
+  fromPrimaryIssuer: true,
   ...extra,
 });
 const alice = person('alice', ['engineering', 'admins']);
@@ -186,7 +187,8 @@ rules:
     ['emails, case-insensitive', '/emails/', alice, 'allow'],
     ['clients with all scopes', '/clients/', { ...bot, clientId: 'ci-bot', scopes: ['deploy', 'read', 'x'] }, 'allow'],
     ['clients missing a scope', '/clients/', { ...bot, clientId: 'ci-bot', scopes: ['deploy'] }, 'needs scopes deploy and read'],
-    ['a session is not a client', '/clients/', alice, 'needs client ci-bot'],
+    // A rule whose only condition asks for a token accepts no session: the session is told so.
+    ['a session is not a client', '/clients/', alice, 'needs a bearer token'],
     ['subjects', '/subjects/', bob, 'allow'],
     ['via token', '/tokens/', alice, 'needs a bearer token'],
     ['empty claims deny, never crash', '/both/', person('nobody', []), 'needs groups engineering and admins'],
@@ -198,6 +200,92 @@ rules:
   test('a huge group list is matched correctly', () => {
     const many = person('big', [...Array.from({ length: 5000 }, (_, i) => `g${i}`), 'admins', 'engineering']);
     expect(decide(api('GET', '/both/'), matchRule(policy, { host: 'h', path: '/both/', method: 'GET' }), many, undefined).outcome).toBe('allow');
+  });
+});
+
+describe('who counts as signed in', () => {
+  const partner: Identity = { ...bot, issuer: 'https://partner.example.com', fromPrimaryIssuer: false, clientId: 'partner-bot' };
+  const adminBot: Identity = { ...bot, groups: ['admins'], scopes: [] };
+  const policy = compile(`
+rules:
+  - id: sessions
+    path: /sessions/
+    authenticated: true
+  - id: both
+    path: /both/
+    authenticated: true
+    accept: [session, token]
+  - id: tokens
+    path: /tokens/
+    authenticated: true
+    accept: [token]
+  - id: admins-or-scope
+    path: /mixed/
+    allow_any: [{groups: [admins]}, {scopes: [deploy]}]
+  - id: admins-any-credential
+    path: /admins/
+    accept: [session, token]
+    allow: {groups: [admins]}
+  - id: partner
+    path: /partner/
+    api: true
+    allow: {issuers: [https://partner.example.com], scopes: [api:read]}
+  - id: closed
+    path: /closed/
+    deny: true
+`);
+  const on = (facts: RequestFacts, identity?: Identity) => run(policy, facts, identity);
+
+  test.each([
+    ['authenticated', '/sessions/', { session: true, token: false }],
+    ['authenticated with accept: [session, token]', '/both/', { session: true, token: true }],
+    ['authenticated with accept: [token]', '/tokens/', { session: false, token: true }],
+    ['a condition without token keys beside one with scopes', '/mixed/', { session: true, token: true }],
+    ['a condition naming an issuer and scopes', '/partner/', { session: false, token: true }],
+    ['deny', '/closed/', { session: true, token: false }],
+  ])('%s accepts %j', (_name, path, expected) => {
+    expect(acceptedCredentials(matchRule(policy, { host: 'h', path, method: 'GET' })!)).toEqual(expected);
+  });
+
+  test.each([
+    ['the built-in policy without a policy file', SIGNED_IN_POLICY, 'signed-in'],
+    ['the demo policy\'s catch-all', demoPolicy(), 'signed-in'],
+    ['the demo policy\'s /admin/ (groups only)', demoPolicy(), 'admin-area'],
+  ])('a bearer token is nobody on %s: 401 for an API client, login for a browser', (_name, p, id) => {
+    const path = id === 'admin-area' ? '/admin/x' : '/x';
+    const token = id === 'admin-area' ? adminBot : bot;
+    expect(run(p, api('GET', path), token)).toBe(`401 unauthenticated rule=${id}: a bearer token does not count on this route; it needs a signed-in session`);
+    expect(run(p, { ...browser('GET', path), isXhr: true }, token)).toMatch(/^401 unauthenticated/);
+    expect(run(p, browser('GET', path), token)).toMatch(/^302 login/);
+    expect(run(p, api('GET', path), id === 'admin-area' ? alice : bob)).toMatch(/^200 allow/);
+  });
+
+  test('the check says why when only a token came where tokens do not count', () => {
+    const facts = api('GET', '/x');
+    const problem: CredentialProblem = { code: 'token_not_accepted', description: 'a bearer token does not count on this route; it needs a signed-in session' };
+    expect(decide(facts, matchRule(SIGNED_IN_POLICY, facts), undefined, problem)).toMatchObject({ status: 401, error: undefined });
+  });
+
+  test.each([
+    ['a session on a plain authenticated rule', '/sessions/', bob, '200 allow rule=sessions: authenticated'],
+    ['a token where accept lists token', '/both/', bot, '200 allow rule=both: authenticated'],
+    ['a session where accept lists session', '/both/', bob, '200 allow rule=both: authenticated'],
+    ['a session on a tokens-only rule: 403, never a login loop', '/tokens/', bob, '403 deny rule=tokens: needs a bearer token'],
+    ['a token with the group, where the group condition is for sessions', '/mixed/', adminBot, '403 deny rule=admins-or-scope: needs scope deploy'],
+    ['a session with the group', '/mixed/', alice, '200 allow rule=admins-or-scope: has group admins'],
+    ['a token with the group, where accept lets tokens meet any condition', '/admins/', adminBot, '200 allow rule=admins-any-credential: has group admins'],
+    ['a token without the group, where accept lets tokens in', '/admins/', bot, '403 deny rule=admins-any-credential: needs group admins'],
+  ])('%s', (_name, path, identity, expected) => {
+    expect(on(api('GET', path), identity)).toBe(expected);
+  });
+
+  test.each([
+    ['a secondary issuer\'s token never satisfies a rule written for the primary issuer', '/api/x', partner, '403 deny rule=api: needs an identity from the primary issuer (IDGATE_ISSUER)'],
+    ['nor an authenticated rule that accepts tokens', '/both/', partner, '403 deny rule=both: needs an identity from the primary issuer (IDGATE_ISSUER)'],
+    ['a rule naming the issuer lets its token in', '/partner/', partner, '200 allow rule=partner: has issuer https://partner.example.com, scope api:read'],
+    ['and keeps the primary issuer\'s token out', '/partner/', bot, '403 deny rule=partner: needs issuer https://partner.example.com'],
+  ])('%s', (_name, path, identity, expected) => {
+    expect(run(path.startsWith('/api/') ? demoPolicy() : policy, api('GET', path), identity)).toBe(expected);
   });
 });
 
