@@ -437,13 +437,19 @@ export function createWarningThrottle(
  * - answers the peer leaves unread (MAX_UNREAD_BYTES), and 120 s of silence.
  */
 export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
-  const warnAtMost = createWarningThrottle((message) => options.onError?.(message));
+  const warn = (message: string) => options.onError?.(message);
+  // Apart: a flood of refused peers must not silence the caps' warnings.
+  const warnPerPeer = createWarningThrottle(warn);
+  const warnPerCap = createWarningThrottle(warn);
   const helloTimeoutMs = options.helloTimeoutMs ?? 2000;
   const server = net.createServer({ noDelay: true }, (socket) => {
     if (!options.trustedPeers(socket.remoteAddress)) {
       socket.destroy();
-      warnAtMost(`untrusted ${socket.remoteAddress ?? 'unknown'}`, (_key, count) =>
-        `spoe: refused a connection from ${socket.remoteAddress ?? 'an unknown address'}, not in IDGATE_TRUSTED_PROXIES (${count} refused from it since the last such line)`);
+      const peer = socket.remoteAddress ?? 'an unknown address';
+      warnPerPeer(peer, (key, count) =>
+        key === peer
+          ? `spoe: refused a connection from ${peer}, not in IDGATE_TRUSTED_PROXIES (${count} refused from it since the last such line)`
+          : `spoe: refused a connection from ${peer}, not in IDGATE_TRUSTED_PROXIES (${count} refused from it and from too many other peers to name since the last such line)`);
       return;
     }
     const splitter = new FrameSplitter();
@@ -511,7 +517,7 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
       const { streamId, frameId } = frame;
       if (!args) return encodeFrame(FRAME.ACK, FLAG_FIN, streamId, frameId, Buffer.alloc(0));
       if (inFlight >= options.maxInFlight) {
-        warnAtMost('in-flight cap', (_key, count) => `spoe: a connection has ${options.maxInFlight} checks running (IDGATE_SPOE_MAX_INFLIGHT); answered 503 to ${count} frame(s) beyond it since the last such line`);
+        warnPerCap('in-flight cap', (_key, count) => `spoe: a connection has ${options.maxInFlight} checks running (IDGATE_SPOE_MAX_INFLIGHT); answered 503 to ${count} frame(s) beyond it since the last such line`);
         return encodeAck(streamId, frameId, { status: 503 });
       }
       inFlight++;
@@ -562,7 +568,7 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
   });
   server.maxConnections = options.maxConnections;
   server.on('drop', (data?: { remoteAddress?: string }) => {
-    warnAtMost('connection cap', (_key, count) => `spoe: ${options.maxConnections} connections open (IDGATE_SPOE_MAX_CONNECTIONS); closed ${count} more since the last such line, the latest from ${data?.remoteAddress ?? 'an unknown address'}`);
+    warnPerCap('connection cap', (_key, count) => `spoe: ${options.maxConnections} connections open (IDGATE_SPOE_MAX_CONNECTIONS); closed ${count} more since the last such line, the latest from ${data?.remoteAddress ?? 'an unknown address'}`);
   });
   return server;
 }
