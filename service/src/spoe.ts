@@ -442,7 +442,8 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
   const warnPerPeer = createWarningThrottle(warn);
   const warnPerCap = createWarningThrottle(warn);
   const helloTimeoutMs = options.helloTimeoutMs ?? 2000;
-  const server = net.createServer({ noDelay: true }, (socket) => {
+  // pauseOnConnect: nothing is read from a connection until its peer is known to be trusted.
+  const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
     if (!options.trustedPeers(socket.remoteAddress)) {
       socket.destroy();
       const peer = socket.remoteAddress ?? 'an unknown address';
@@ -565,6 +566,7 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
     socket.on('error', () => socket.destroy());
     socket.on('close', () => clearTimeout(helloTimer));
     socket.setTimeout(120_000, () => socket.destroy());
+    socket.resume();
   });
   server.maxConnections = options.maxConnections;
   server.on('drop', (data?: { remoteAddress?: string }) => {
