@@ -337,7 +337,6 @@ export function variablesFor(answer: CheckAnswer): Record<string, string | numbe
   return vars;
 }
 
-
 /**
  * Cuts a connection's byte stream into frames, copying each byte at most once: a frame that arrives
  * whole inside one chunk is a view of that chunk; one split across chunks is copied into a buffer of its
