@@ -139,7 +139,14 @@ async function main(): Promise<void> {
     const spoePort = await freePort();
     extra.push(await startHaproxy({ frontPort: spoePort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: stack.ports.spoe[0]!, mode: 'spoe' }));
     // The agent's framing with a constant answer, in this process: what SPOE costs without a check.
-    constantAgent = createSpoeAgent({ check: async () => ({ status: 200, headers: { 'X-Auth-User': 'alice', 'X-Auth-Subject': 'alice', 'X-Auth-Groups': 'engineering', 'X-Auth-Request-Id': 'r' }, body: '' }) });
+    // With the bounds idgate's own agent runs with (the stack's settings).
+    const { config } = loadConfig({ ...process.env, ...stack.env });
+    constantAgent = createSpoeAgent({
+      check: async () => ({ status: 200, headers: { 'X-Auth-User': 'alice', 'X-Auth-Subject': 'alice', 'X-Auth-Groups': 'engineering', 'X-Auth-Request-Id': 'r' }, body: '' }),
+      trustedPeers: config!.trustedProxies,
+      maxConnections: config!.spoeMaxConnections,
+      maxInFlight: config!.spoeMaxInFlight,
+    });
     const constantAgentPort = await freePort();
     await new Promise<void>((resolve) => constantAgent!.listen(constantAgentPort, '127.0.0.1', () => resolve()));
     const ceilingPort = await freePort();

@@ -35,6 +35,11 @@ export interface StackOptions {
   idgateNodeArgs?: string[];
   /** Extra IDP_* settings for the local IdP (e.g. IDP_ACCESS_TOKEN_TTL). */
   idpEnv?: Record<string, string>;
+  /**
+   * Start each replica's SPOE agent on ports.spoe (default true: IDGATE_SPOE_LISTEN set per replica);
+   * false leaves IDGATE_SPOE_LISTEN unset, idgate's default: no agent.
+   */
+  spoeAgent?: boolean;
   /** Start HAProxy (default true). */
   haproxy?: boolean;
   /** How HAProxy asks idgate: lua (the HTTP check, default) or spoe. */
@@ -109,9 +114,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
   const startIdgate = async (index: number): Promise<ManagedProcess> => {
     const port = ports.idgate[index]!;
+    const replicaEnv: NodeJS.ProcessEnv = { ...process.env, ...env, IDGATE_LISTEN: `127.0.0.1:${port}`, IDGATE_SPOE_LISTEN: `127.0.0.1:${ports.spoe[index]}` };
+    if (options.spoeAgent === false) delete replicaEnv.IDGATE_SPOE_LISTEN;
     const p = track(
       startProcess(index === 0 ? 'idgate' : `idgate${index + 1}`, process.execPath, [...(options.idgateNodeArgs ?? []), path.join(DIST, 'service/src/cli.js'), 'serve'], {
-        env: { ...process.env, ...env, IDGATE_LISTEN: `127.0.0.1:${port}`, IDGATE_SPOE_LISTEN: `127.0.0.1:${ports.spoe[index]}` },
+        env: replicaEnv,
         echo,
       }),
     );

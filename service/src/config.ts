@@ -63,7 +63,10 @@ export interface Config {
   readonly introspectionCallsPerSource: number;
   readonly policyFile: string | undefined;
   readonly listen: { readonly host: string; readonly port: number };
+  /** undefined: no SPOE agent (the default). */
   readonly spoeListen: { readonly host: string; readonly port: number } | undefined;
+  readonly spoeMaxConnections: number;
+  readonly spoeMaxInFlight: number;
   readonly trustedProxies: AddressMatcher;
   readonly trustedProxiesText: string;
   readonly insecureHttp: boolean;
@@ -130,7 +133,9 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_INTROSPECTION_CALLS_PER_SOURCE', key: 'introspection_calls_per_source', kind: 'int', default: '300', doc: 'introspection calls (cache misses) one client address (IPv6: its /64) may cause per minute; beyond, its token checks answer 503', example: '300' },
   { env: 'IDGATE_POLICY_FILE', key: 'policy_file', kind: 'string', optional: true, doc: 'YAML policy file (reloaded on SIGHUP and on change); unset: any signed-in user (browser session) may pass', example: '/etc/idgate/policy.yaml' },
   { env: 'IDGATE_LISTEN', key: 'listen', kind: 'listen', default: '127.0.0.1:4180', doc: 'address:port of the check and browser endpoints', example: '127.0.0.1:4180' },
-  { env: 'IDGATE_SPOE_LISTEN', key: 'spoe_listen', kind: 'string', default: '127.0.0.1:4181', doc: 'address:port of the SPOE agent (HAProxy\'s binary offload protocol), or "off"', example: '127.0.0.1:4181' },
+  { env: 'IDGATE_SPOE_LISTEN', key: 'spoe_listen', kind: 'string', optional: true, doc: 'address:port of the SPOE agent (HAProxy\'s binary offload protocol); unset or "off": no agent, no port', example: '127.0.0.1:4181' },
+  { env: 'IDGATE_SPOE_MAX_CONNECTIONS', key: 'spoe_max_connections', kind: 'int', default: '256', doc: 'connections the SPOE agent holds at most (HAProxy opens a few per agent); more are closed at once', example: '256' },
+  { env: 'IDGATE_SPOE_MAX_INFLIGHT', key: 'spoe_max_inflight', kind: 'int', default: '64', doc: 'checks one SPOE connection may have running at once (HAProxy\'s max-waiting-frames: 20 by default); beyond it a frame is answered status 503 at once', example: '64' },
   { env: 'IDGATE_TRUSTED_PROXIES', key: 'trusted_proxies', kind: 'proxies', default: '127.0.0.0/8,::1', doc: 'addresses or CIDRs whose X-Forwarded-* headers are believed', example: '127.0.0.1,10.0.0.0/8' },
   { env: 'IDGATE_INSECURE_HTTP', key: 'insecure_http', kind: 'bool', default: '0', doc: 'allow a plain-http issuer and non-Secure cookies (local demo and tests only)', example: '1' },
   { env: 'IDGATE_SESSION_CACHE_MS', key: 'session_cache_ms', kind: 'int', min: 0, default: '5000', doc: 'milliseconds a replica reuses a session read from Redis (revocations reach every replica at once); 0: off', example: '5000' },
@@ -216,7 +221,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   const spoeListen = parsed.IDGATE_SPOE_LISTEN as string | undefined;
   if (spoeListen !== undefined && spoeListen !== 'off') {
     const listen = parseValue({ ...SETTINGS.find((x) => x.env === 'IDGATE_LISTEN')!, kind: 'listen' }, spoeListen);
-    if (typeof listen === 'object' && listen !== null && 'problem' in listen) problems.push(`IDGATE_SPOE_LISTEN: ${String(listen.problem)}, or "off" (e.g. 127.0.0.1:4181)`);
+    if (typeof listen === 'object' && listen !== null && 'problem' in listen) problems.push(`IDGATE_SPOE_LISTEN: ${String(listen.problem)}, or unset or "off" for no agent (e.g. 127.0.0.1:4181)`);
   }
   const logLevel = parsed.IDGATE_LOG_LEVEL as string | undefined;
   if (logLevel !== undefined && !['info', 'warn', 'error'].includes(logLevel)) problems.push(`IDGATE_LOG_LEVEL: "${logLevel}" is not info, warn or error (e.g. info)`);
@@ -263,7 +268,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     introspectionCallsPerSource: parsed.IDGATE_INTROSPECTION_CALLS_PER_SOURCE as number,
     policyFile: parsed.IDGATE_POLICY_FILE as string | undefined,
     listen: parsed.IDGATE_LISTEN as { host: string; port: number },
-    spoeListen: spoeListen === 'off' ? undefined : (parseValue({ ...SETTINGS.find((x) => x.env === 'IDGATE_LISTEN')!, kind: 'listen' }, spoeListen!) as { host: string; port: number }),
+    spoeListen: spoeListen === undefined || spoeListen === 'off' ? undefined : (parseValue({ ...SETTINGS.find((x) => x.env === 'IDGATE_LISTEN')!, kind: 'listen' }, spoeListen) as { host: string; port: number }),
+    spoeMaxConnections: parsed.IDGATE_SPOE_MAX_CONNECTIONS as number,
+    spoeMaxInFlight: parsed.IDGATE_SPOE_MAX_INFLIGHT as number,
     trustedProxies: proxies.matcher,
     trustedProxiesText: proxies.text,
     insecureHttp,
@@ -468,6 +475,7 @@ export function describeConfig(config: Config): Record<string, string> {
     cookie_secure: String(config.cookieSecure),
     policy_file: config.policyFile ?? '(none: any signed-in user)',
     listen: `${config.listen.host}:${config.listen.port}`,
+    spoe_listen: config.spoeListen ? `${config.spoeListen.host}:${config.spoeListen.port}` : '(off)',
     trusted_proxies: config.trustedProxiesText,
   };
 }

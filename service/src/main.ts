@@ -67,12 +67,19 @@ export async function serve(): Promise<number> {
   });
   logger.log('info', `idgate listening on http://${config.listen.host}:${config.listen.port}`);
 
-  // The SPOE agent: the same check, for HAProxy's `filter spoe`. A busy port is reported, not fatal:
-  // the HTTP check (the default integration) keeps working.
+  // The SPOE agent, only when IDGATE_SPOE_LISTEN asks for it: the same check, for HAProxy's `filter spoe`.
+  // A busy port is reported, not fatal: the HTTP check (the default integration) keeps working.
   let spoe: net.Server | undefined;
-  if (config.spoeListen) {
+  if (!config.spoeListen) logger.log('info', 'SPOE agent off (IDGATE_SPOE_LISTEN unset)');
+  else {
     const { host, port } = config.spoeListen;
-    spoe = createSpoeAgent({ check: createCheck(deps), onError: (message) => logger.log('warn', message) });
+    spoe = createSpoeAgent({
+      check: createCheck(deps),
+      trustedPeers: config.trustedProxies,
+      maxConnections: config.spoeMaxConnections,
+      maxInFlight: config.spoeMaxInFlight,
+      onError: (message) => logger.log('warn', message),
+    });
     spoe.on('error', (err) => logger.log('error', `SPOE agent cannot listen on ${host}:${port}; the HTTP check works without it`, { error: describeError(err) }));
     spoe.listen(port, host, () => logger.log('info', `SPOE agent listening on ${host}:${port}`));
   }

@@ -8,6 +8,7 @@
 // unknown frame type closes that connection with an AGENT-DISCONNECT status; other connections go on.
 import net from 'node:net';
 import type { CheckAnswer, CheckRequest } from './check.js';
+import type { AddressMatcher } from './net.js';
 
 export const FRAME = { HAPROXY_HELLO: 1, HAPROXY_DISCONNECT: 2, NOTIFY: 3, AGENT_HELLO: 101, AGENT_DISCONNECT: 102, ACK: 103 } as const;
 const FLAG_FIN = 1;
@@ -262,7 +263,21 @@ export function decodeMessages(payload: Reader): Map<string, Record<string, Valu
 
 export interface SpoeAgentOptions {
   readonly check: (request: CheckRequest) => Promise<CheckAnswer>;
-  /** Peers allowed to speak for the client (HAProxy); others get their forwarded facts ignored by check. */
+  /** Connections held at once (IDGATE_SPOE_MAX_CONNECTIONS); more are closed as they arrive. */
+  readonly maxConnections: number;
+  /**
+   * Checks one connection may have running at once (IDGATE_SPOE_MAX_INFLIGHT); a NOTIFY beyond it is
+   * answered status 503 at once.
+   */
+  readonly maxInFlight: number;
+  /** Milliseconds a connection may take to send HAPROXY-HELLO before it is closed. Default 2000. */
+  readonly helloTimeoutMs?: number;
+  /**
+   * Peers allowed to speak for the client (HAProxy; IDGATE_TRUSTED_PROXIES). Any other peer is closed
+   * as it connects, before a byte of it is read.
+   */
+  readonly trustedPeers: AddressMatcher;
+  /** Warnings, one line each; those a peer can cause at will are at most one per ~10 s per kind. */
   readonly onError?: (message: string) => void;
 }
 
@@ -332,12 +347,125 @@ export function variablesFor(answer: CheckAnswer): Record<string, string | numbe
   return vars;
 }
 
+/**
+ * Cuts a connection's byte stream into frames, copying each byte at most once: a frame that arrives
+ * whole inside one chunk is a view of that chunk; one split across chunks is copied into a buffer of its
+ * announced size as its pieces arrive. The announced size is checked against `limit` as soon as the
+ * 4-byte prefix is in, so an oversized frame is refused before a byte of its body is kept.
+ */
+export class FrameSplitter {
+  /** Largest frame body accepted (the negotiated max-frame-size). */
+  limit = MAX_FRAME_SIZE;
+  private rest: Buffer = Buffer.alloc(0);
+  private readonly prefix = Buffer.alloc(4);
+  private prefixFilled = 0;
+  private body: Buffer | undefined;
+  private bodyFilled = 0;
+
+  /** Takes the next chunk; call `next()` until it returns undefined before pushing another. */
+  push(chunk: Buffer): void {
+    this.rest = chunk;
+  }
+
+  /** The next whole frame (without its length prefix), or undefined when more bytes are needed. */
+  next(): Buffer | undefined {
+    if (!this.body) {
+      let length: number;
+      if (this.prefixFilled === 0 && this.rest.length >= 4) {
+        length = this.rest.readUInt32BE(0);
+        this.rest = this.rest.subarray(4);
+      } else {
+        const n = this.rest.copy(this.prefix, this.prefixFilled, 0, 4 - this.prefixFilled);
+        this.prefixFilled += n;
+        this.rest = this.rest.subarray(n);
+        if (this.prefixFilled < 4) return undefined;
+        this.prefixFilled = 0;
+        length = this.prefix.readUInt32BE(0);
+      }
+      if (length > this.limit) throw new SpopError(STATUS.TOO_BIG, `frame of ${length} bytes`);
+      if (this.rest.length >= length) {
+        const frame = this.rest.subarray(0, length);
+        this.rest = this.rest.subarray(length);
+        return frame;
+      }
+      this.body = Buffer.allocUnsafe(length);
+      this.bodyFilled = 0;
+    }
+    const n = this.rest.copy(this.body, this.bodyFilled);
+    this.bodyFilled += n;
+    this.rest = this.rest.subarray(n);
+    if (this.bodyFilled < this.body.length) return undefined;
+    const frame = this.body;
+    this.body = undefined;
+    return frame;
+  }
+}
+
+/**
+ * Warnings a peer can cause at will (refused connections, caps reached) as at most one line per key
+ * (a peer address, a cap) per `windowMs`, each saying how many events it stands for. At most
+ * `maxKeys` keys are remembered; beyond them, events share one key `many peers`.
+ */
+export function createWarningThrottle(
+  warn: (message: string) => void,
+  options: { windowMs?: number; maxKeys?: number; now?: () => number } = {},
+): (key: string, describe: (key: string, count: number) => string) => void {
+  const windowMs = options.windowMs ?? 10_000;
+  const maxKeys = options.maxKeys ?? 1000;
+  const now = options.now ?? Date.now;
+  /** Per key: when its last line was written, and the events since. */
+  const windows = new Map<string, { since: number; count: number }>();
+  return (key, describe) => {
+    const t = now();
+    if (!windows.has(key) && windows.size >= maxKeys) {
+      for (const [k, w] of windows) if (t - w.since >= windowMs) windows.delete(k);
+      if (windows.size >= maxKeys) key = 'many peers';
+    }
+    const w = windows.get(key);
+    if (w && t - w.since < windowMs) {
+      w.count++;
+      return;
+    }
+    warn(describe(key, (w?.count ?? 0) + 1));
+    windows.set(key, { since: t, count: 0 });
+  };
+}
+
+/**
+ * The agent: a TCP server speaking SPOP for HAProxy. What it bounds, and why:
+ * - peers outside `trustedPeers` are closed as they connect, unread (a local user or another host must
+ *   not get checks run, nor hold connections);
+ * - at most `maxConnections` connections (node's server.maxConnections closes the ones beyond);
+ * - HAPROXY-HELLO within `helloTimeoutMs`, else the connection is closed (HAProxy sends it at once);
+ * - frames no larger than the negotiated size, refused from their length prefix;
+ * - at most `maxInFlight` checks running per connection: HAProxy keeps max-waiting-frames (20 by
+ *   default) unanswered per connection, so more means a misconfigured or hostile peer. A frame beyond
+ *   the bound is answered status=503 at once (HAProxy fails that request closed) rather than the
+ *   connection being dropped: the connection carries other requests, whose checks are already running
+ *   and would be failed too, and HAProxy would only reconnect and send the same load again;
+ * - answers the peer leaves unread (MAX_UNREAD_BYTES), and 120 s of silence.
+ */
 export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
-  return net.createServer({ noDelay: true }, (socket) => {
-    let buffered: Buffer = Buffer.alloc(0);
-    let frameSize = MAX_FRAME_SIZE;
+  const warn = (message: string) => options.onError?.(message);
+  // Apart: a flood of refused peers must not silence the caps' warnings.
+  const warnPerPeer = createWarningThrottle(warn);
+  const warnPerCap = createWarningThrottle(warn);
+  const helloTimeoutMs = options.helloTimeoutMs ?? 2000;
+  // pauseOnConnect: nothing is read from a connection until its peer is known to be trusted.
+  const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
+    if (!options.trustedPeers(socket.remoteAddress)) {
+      socket.destroy();
+      const peer = socket.remoteAddress ?? 'an unknown address';
+      warnPerPeer(peer, (key, count) =>
+        key === peer
+          ? `spoe: refused a connection from ${peer}, not in IDGATE_TRUSTED_PROXIES (${count} refused from it since the last such line)`
+          : `spoe: refused a connection from ${peer}, not in IDGATE_TRUSTED_PROXIES (${count} refused from it and from too many other peers to name since the last such line)`);
+      return;
+    }
+    const splitter = new FrameSplitter();
     let greeted = false;
     let closing = false;
+    let inFlight = 0;
     // Answers finished in one turn of the event loop leave in one write (HAProxy pipelines many frames).
     let outbox: Buffer[] = [];
     const flush = () => {
@@ -359,10 +487,17 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
     /** Writes what is pending, then closes; a peer that never reads must not hold the socket forever. */
     const close = (last: Buffer[]) => {
       closing = true;
+      clearTimeout(helloTimer);
       socket.end(Buffer.concat([...outbox, ...last]));
       outbox = [];
       setTimeout(() => socket.destroy(), 1000).unref();
     };
+    const helloTimer = setTimeout(() => {
+      if (closing || socket.destroyed) return;
+      options.onError?.(`spoe: closing a connection from ${socket.remoteAddress ?? 'an unknown address'} that sent no HAPROXY-HELLO within ${helloTimeoutMs} ms`);
+      close([disconnectFrame(STATUS.TIMEOUT, 'no HAPROXY-HELLO in time')]);
+    }, helloTimeoutMs);
+    helloTimer.unref();
 
     const handle = (frame: Frame): Buffer | undefined => {
       if (frame.type === FRAME.HAPROXY_HELLO) {
@@ -372,9 +507,10 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
         if (!versions.some((v) => v.startsWith('2.'))) throw new SpopError(STATUS.BAD_VERSION, 'SPOP 2.0 only');
         if (typeof hello['max-frame-size'] !== 'number') throw new SpopError(STATUS.NO_FRAME_SIZE, 'no max-frame-size');
         if (hello['max-frame-size'] < 256) throw new SpopError(STATUS.BAD_FRAME_SIZE, 'max-frame-size too small');
-        frameSize = Math.min(MAX_FRAME_SIZE, hello['max-frame-size']);
+        splitter.limit = Math.min(MAX_FRAME_SIZE, hello['max-frame-size']);
         greeted = true;
-        const reply = encodeFrame(FRAME.AGENT_HELLO, FLAG_FIN, 0, 0, encodeKvList({ version: '2.0', 'max-frame-size': frameSize, capabilities: 'pipelining,async' }));
+        clearTimeout(helloTimer);
+        const reply = encodeFrame(FRAME.AGENT_HELLO, FLAG_FIN, 0, 0, encodeKvList({ version: '2.0', 'max-frame-size': splitter.limit, capabilities: 'pipelining,async' }));
         // A health check only wants the hello: answer, then close.
         if (hello.healthcheck === true) closing = true;
         return reply;
@@ -390,34 +526,42 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
       const args = messages.get('idgate-check');
       const { streamId, frameId } = frame;
       if (!args) return encodeFrame(FRAME.ACK, FLAG_FIN, streamId, frameId, Buffer.alloc(0));
-      void options.check(requestFromMessage(args, socket.remoteAddress, messages.get('idgate-cookies'))).then((answer) => {
-        if (closing || socket.destroyed) return;
-        const vars = variablesFor(answer);
-        let ack = encodeAck(streamId, frameId, vars);
-        if (ack.length - 4 > frameSize) {
-          // Too much to set (a huge body): keep the decision, drop the page.
-          delete vars.body;
-          ack = encodeAck(streamId, frameId, vars);
-        }
-        send(ack);
-      });
+      if (inFlight >= options.maxInFlight) {
+        warnPerCap('in-flight cap', (_key, count) => `spoe: a connection has ${options.maxInFlight} checks running (IDGATE_SPOE_MAX_INFLIGHT); answered 503 to ${count} frame(s) beyond it since the last such line`);
+        return encodeAck(streamId, frameId, { status: 503 });
+      }
+      inFlight++;
+      options.check(requestFromMessage(args, socket.remoteAddress, messages.get('idgate-cookies'))).then(
+        (answer) => {
+          inFlight--;
+          if (closing || socket.destroyed) return;
+          const vars = variablesFor(answer);
+          let ack = encodeAck(streamId, frameId, vars);
+          if (ack.length - 4 > splitter.limit) {
+            // Too much to set (a huge body): keep the decision, drop the page.
+            delete vars.body;
+            ack = encodeAck(streamId, frameId, vars);
+          }
+          send(ack);
+        },
+        (err: unknown) => {
+          // The check answers errors itself; should it ever throw, that request fails closed.
+          inFlight--;
+          options.onError?.(`spoe: the check failed, answered 503: ${err instanceof Error ? err.message : String(err)}`);
+          if (!closing && !socket.destroyed) send(encodeAck(streamId, frameId, { status: 503 }));
+        },
+      );
       return undefined;
     };
 
     socket.on('data', (chunk: Buffer) => {
       if (closing) return;
-      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+      splitter.push(chunk);
       const replies: Buffer[] = [];
       try {
-        while (buffered.length >= 4) {
-          const length = buffered.readUInt32BE(0);
-          if (length > frameSize) throw new SpopError(STATUS.TOO_BIG, `frame of ${length} bytes`);
-          if (buffered.length < 4 + length) break;
-          const frame = decodeFrame(buffered.subarray(4, 4 + length));
-          buffered = buffered.subarray(4 + length);
-          const reply = handle(frame);
+        for (let frame = splitter.next(); frame; frame = closing ? undefined : splitter.next()) {
+          const reply = handle(decodeFrame(frame));
           if (reply) replies.push(reply);
-          if (closing) break;
         }
       } catch (err) {
         const status = err instanceof SpopError ? err.status : STATUS.UNKNOWN;
@@ -429,6 +573,13 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
       else for (const reply of replies) send(reply);
     });
     socket.on('error', () => socket.destroy());
+    socket.on('close', () => clearTimeout(helloTimer));
     socket.setTimeout(120_000, () => socket.destroy());
+    socket.resume();
   });
+  server.maxConnections = options.maxConnections;
+  server.on('drop', (data?: { remoteAddress?: string }) => {
+    warnPerCap('connection cap', (_key, count) => `spoe: ${options.maxConnections} connections open (IDGATE_SPOE_MAX_CONNECTIONS); closed ${count} more since the last such line, the latest from ${data?.remoteAddress ?? 'an unknown address'}`);
+  });
+  return server;
 }

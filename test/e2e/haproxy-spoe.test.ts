@@ -11,6 +11,7 @@ import { createSpoeAgent } from '../../service/src/spoe.js';
 import { checkHaproxyConfig, startHaproxy } from '../../demo/haproxy.js';
 import { freePort, REPO_ROOT, type ManagedProcess } from '../../demo/processes.js';
 import { all, one, pairs, rawRequest } from '../support/raw-http.js';
+import { defaultAgentOptions } from '../support/spop.js';
 
 const RENEWED = 'idgate_session=renewed; Path=/; HttpOnly; SameSite=Lax';
 const ALICE = { 'X-Auth-User': 'alice', 'X-Auth-Subject': 'alice-sub', 'X-Auth-Email': 'alice@example.com', 'X-Auth-Groups': 'engineering,admins', 'X-Auth-Request-Id': 'r' };
@@ -66,12 +67,12 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
   beforeAll(async () => {
     const [idgatePort, spoePort, upstreamPort] = [await freePort(), await freePort(), await freePort()];
     frontPort = await freePort();
-    agent = createSpoeAgent({
-      check: (request) => {
+    agent = createSpoeAgent(
+      defaultAgentOptions((request) => {
         checked.push(request);
         return scriptedCheck(request);
-      },
-    });
+      }),
+    );
     // The browser endpoints' backend only needs to pass HAProxy's health check here.
     idgateHttp = http.createServer((_req, res) => res.writeHead(200, { 'content-length': '2' }).end('ok'));
     upstream = http.createServer({ maxHeaderSize: 65536 }, (req, res) => {

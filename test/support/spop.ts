@@ -1,6 +1,21 @@
 // A client playing HAProxy's side of SPOP, for the tests.
 import net from 'node:net';
-import { FRAME, decodeFrame, encodeFrame, encodeKvList, encodeVarint } from '../../service/src/spoe.js';
+import { SETTINGS } from '../../service/src/config.js';
+import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
+import { FRAME, decodeFrame, encodeFrame, encodeKvList, encodeVarint, type SpoeAgentOptions } from '../../service/src/spoe.js';
+
+const defaultOf = (env: string) => SETTINGS.find((s) => s.env === env)!.default!;
+
+/** The agent's bounds and trusted peers as idgate's default settings give them (SETTINGS), for `check`. */
+export function defaultAgentOptions(check: SpoeAgentOptions['check'], overrides: Partial<SpoeAgentOptions> = {}): SpoeAgentOptions {
+  return {
+    check,
+    trustedPeers: parseTrustedProxies(defaultOf('IDGATE_TRUSTED_PROXIES')) as AddressMatcher,
+    maxConnections: Number(defaultOf('IDGATE_SPOE_MAX_CONNECTIONS')),
+    maxInFlight: Number(defaultOf('IDGATE_SPOE_MAX_INFLIGHT')),
+    ...overrides,
+  };
+}
 
 export function notify(streamId: number, frameId: number, args: Record<string, string>): Buffer {
   const name = Buffer.from('idgate-check');
@@ -46,7 +61,8 @@ export async function converse(port: number, send: Buffer[], expectFrames: numbe
 
 export function setVars(frame: ReturnType<typeof decodeFrame>): Record<string, unknown> {
   const r = frame.payload;
-  const vars: Record<string, unknown> = {};
+  // No prototype: a variable named __proto__ is a variable like any other.
+  const vars: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   while (!r.done) {
     if (r.byte() !== 1 || r.byte() !== 3 || r.byte() !== 2) throw new Error('not a txn set-var');
     vars[r.string()] = r.typed();
@@ -54,3 +70,32 @@ export function setVars(frame: ReturnType<typeof decodeFrame>): Record<string, u
   return vars;
 }
 
+
+/** A connection playing HAProxy that stays open: frames arrive in `frames`, `closed` turns true at the end. */
+export interface Peer {
+  readonly socket: net.Socket;
+  readonly frames: ReturnType<typeof decodeFrame>[];
+  readonly closed: boolean;
+}
+
+export async function openPeer(port: number): Promise<Peer> {
+  const socket = net.connect(port, '127.0.0.1');
+  const peer = { socket, frames: [] as ReturnType<typeof decodeFrame>[], closed: false };
+  let buf = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    buf = Buffer.concat([buf, chunk]);
+    while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+      peer.frames.push(decodeFrame(Buffer.from(buf.subarray(4, 4 + buf.readUInt32BE(0)))));
+      buf = buf.subarray(4 + buf.readUInt32BE(0));
+    }
+  });
+  socket.on('close', () => {
+    peer.closed = true;
+  });
+  socket.on('error', () => undefined);
+  await new Promise((resolve) => {
+    socket.once('connect', resolve);
+    socket.once('close', resolve);
+  });
+  return peer;
+}

@@ -1,10 +1,14 @@
 // SPOP codec and agent, against a real TCP socket playing HAProxy, and property-based tests (fast-check)
 // feeding the parser and the agent hostile bytes.
+import { jest } from '@jest/globals';
 import net from 'node:net';
 import fc from 'fast-check';
 import type { CheckAnswer, CheckRequest } from '../../service/src/check.js';
-import { FRAME, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, decodeFrame, decodeMessages, encodeAck, encodeFrame, encodeKvList, encodeVarint, variablesFor } from '../../service/src/spoe.js';
-import { converse, hello, notify, setVars } from '../support/spop.js';
+import { loadConfig } from '../../service/src/config.js';
+import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
+import { FRAME, FrameSplitter, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, createWarningThrottle, decodeFrame, decodeMessages, encodeAck, encodeFrame, encodeKvList, encodeVarint, variablesFor, type SpoeAgentOptions } from '../../service/src/spoe.js';
+import { converse, defaultAgentOptions, hello, notify, openPeer, setVars, type Peer } from '../support/spop.js';
+import { waitUntil } from '../support/wait.js';
 
 describe('varint (peers encoding)', () => {
   test.each([
@@ -55,7 +59,7 @@ beforeAll(async () => {
     if (request.headers.cookie === 'ok') return { status: 200, headers: { 'X-Auth-User': 'alice', 'X-Auth-Groups': 'admins', 'X-Auth-Request-Id': 'r1', 'Set-Cookie': '_idgate=x; Path=/' }, body: '' };
     return { status: 401, headers: { 'WWW-Authenticate': 'Bearer realm="idgate"', 'Content-Type': 'application/json' }, body: '{"error":"unauthorized","reason":"no credentials"}' };
   };
-  server = createSpoeAgent({ check, onError: (message) => agentErrors.push(message) });
+  server = createSpoeAgent(defaultAgentOptions(check, { onError: (message) => agentErrors.push(message) }));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   port = (server.address() as net.AddressInfo).port;
 });
@@ -163,13 +167,16 @@ test('answers map to the contract variables, with the body only for 4xx', () => 
 });
 
 test('a peer that sends but never reads is disconnected; memory stays bounded', async () => {
+  // Every frame checked (no in-flight bound in the way), each answered with a full identity.
+  const identity = async (): Promise<CheckAnswer> => ({ status: 200, headers: { 'X-Auth-User': 'alice', 'X-Auth-Groups': 'admins', 'X-Auth-Request-Id': 'r1', 'Set-Cookie': '_idgate=x; Path=/' }, body: '' });
+  const { port, warnings: agentErrors } = await startAgent(identity, { maxInFlight: 1_000_000 });
   const socket = net.connect(port, '127.0.0.1');
   await new Promise((r) => socket.once('connect', r));
   socket.on('error', () => undefined); // the agent resetting us is the point
   socket.pause(); // never read
   const closed = new Promise<boolean>((resolve) => {
     socket.once('close', () => resolve(true));
-    setTimeout(() => resolve(false), 15_000);
+    setTimeout(() => resolve(false), 15_000).unref();
   });
   socket.write(hello());
   const batch = Buffer.concat(Array.from({ length: 2000 }, (_, i) => notify(i + 1, 1, { method: 'GET', pathq: '/', cookie: 'ok' })));
@@ -177,7 +184,271 @@ test('a peer that sends but never reads is disconnected; memory stays bounded', 
     socket.write(batch);
     await new Promise((r) => setTimeout(r, 20));
   }
-  expect(await closed).toBe(true);
+  const closedByAgent = await closed;
+  socket.destroy(); // when the agent did not: the test fails, and leaves nothing open
+  expect(closedByAgent).toBe(true);
   expect(agentErrors).toContain('spoe: closing a connection whose peer does not read its answers');
   expect((await converse(port, [hello()], 1)).frames[0]!.type).toBe(FRAME.AGENT_HELLO);
 }, 30_000);
+
+// ---- what the agent bounds: who may connect, how many, how much at once, for how long -------------
+
+const allow = async (): Promise<CheckAnswer> => ({ status: 200, headers: {}, body: '' });
+const agents: net.Server[] = [];
+const peers: Peer[] = [];
+
+/** An agent of its own on a free port (closed after the test), with its warnings and its side of each connection. */
+async function startAgent(check: SpoeAgentOptions['check'], overrides: Partial<SpoeAgentOptions> = {}) {
+  const warnings: string[] = [];
+  const agent = createSpoeAgent(defaultAgentOptions(check, { onError: (message) => warnings.push(message), ...overrides }));
+  const accepted: net.Socket[] = [];
+  // Registered after the agent's own handler: sees each socket as the agent left it.
+  agent.on('connection', (socket: net.Socket) => accepted.push(socket));
+  await new Promise<void>((r) => agent.listen(0, '127.0.0.1', r));
+  agents.push(agent);
+  return { agent, port: (agent.address() as net.AddressInfo).port, warnings, accepted };
+}
+
+async function peer(port: number): Promise<Peer> {
+  const p = await openPeer(port);
+  peers.push(p);
+  return p;
+}
+
+afterEach(async () => {
+  for (const p of peers.splice(0)) p.socket.destroy();
+  await Promise.all(agents.splice(0).map((a) => new Promise((r) => a.close(r))));
+});
+
+const get = (streamId: number) => notify(streamId, 1, { method: 'GET', pathq: '/', host: 'app' });
+const statusCode = (frame: ReturnType<typeof decodeFrame>) => frame.payload.kvList()['status-code'];
+
+describe('IDGATE_SPOE_LISTEN: no agent unless set', () => {
+  const required = {
+    IDGATE_ISSUER: 'https://dev-123456.okta.com/oauth2/default',
+    IDGATE_CLIENT_ID: 'client',
+    IDGATE_CLIENT_SECRET: 'super-secret-value',
+    IDGATE_PUBLIC_URL: 'https://app.example.com',
+    IDGATE_COOKIE_SECRETS: 'a'.repeat(32),
+  };
+
+  test.each([
+    ['unset: no agent', {}, undefined],
+    ['"off": no agent', { IDGATE_SPOE_LISTEN: 'off' }, undefined],
+    ['an address: the agent there', { IDGATE_SPOE_LISTEN: '127.0.0.1:4181' }, { host: '127.0.0.1', port: 4181 }],
+  ])('%s', (_name, env, spoeListen) => {
+    const { config, problems } = loadConfig({ ...required, ...env });
+    expect(problems).toEqual([]);
+    expect(config!.spoeListen).toEqual(spoeListen);
+  });
+
+  test('bounds default to 256 connections and 64 running checks per connection; both settable', () => {
+    expect(loadConfig(required).config).toMatchObject({ spoeMaxConnections: 256, spoeMaxInFlight: 64 });
+    expect(loadConfig({ ...required, IDGATE_SPOE_MAX_CONNECTIONS: '8', IDGATE_SPOE_MAX_INFLIGHT: '20' }).config).toMatchObject({ spoeMaxConnections: 8, spoeMaxInFlight: 20 });
+  });
+
+  test('an address that is not host:port, or a bound of 0, is a problem', () => {
+    const { problems } = loadConfig({ ...required, IDGATE_SPOE_LISTEN: 'on', IDGATE_SPOE_MAX_CONNECTIONS: '0', IDGATE_SPOE_MAX_INFLIGHT: 'many' });
+    expect(problems.map((p) => p.split(':')[0])).toEqual(['IDGATE_SPOE_MAX_CONNECTIONS', 'IDGATE_SPOE_MAX_INFLIGHT', 'IDGATE_SPOE_LISTEN']);
+  });
+});
+
+describe('only trusted peers may connect', () => {
+  const refuseLoopback = parseTrustedProxies('10.0.0.0/8') as AddressMatcher;
+
+  test('a peer outside IDGATE_TRUSTED_PROXIES is closed as it connects: no answer, not a byte read, no check', async () => {
+    const check = jest.fn(allow);
+    const { port, warnings, accepted } = await startAgent(check, { trustedPeers: refuseLoopback });
+    const { frames, closed } = await converse(port, [hello(), get(1)], 1, 1500);
+    expect(frames).toEqual([]);
+    expect(closed).toBe(true);
+    expect(check).not.toHaveBeenCalled();
+    expect(accepted.map((s) => [s.destroyed, s.bytesRead])).toEqual([[true, 0]]);
+    expect(warnings).toEqual([expect.stringMatching(/^spoe: refused a connection from (::ffff:)?127\.0\.0\.1, not in IDGATE_TRUSTED_PROXIES \(1 refused/)]);
+  });
+
+  test('a burst of refused connections from one peer makes one log line, not one each', async () => {
+    const { port, warnings } = await startAgent(allow, { trustedPeers: refuseLoopback });
+    for (let i = 0; i < 5; i++) expect(await converse(port, [hello()], 1, 1500)).toEqual({ frames: [], closed: true });
+    expect(warnings).toHaveLength(1);
+  });
+
+  test('the trusted list is the one given: loopback trusted, loopback served', async () => {
+    const { port } = await startAgent(allow, { trustedPeers: parseTrustedProxies('127.0.0.1,::1') as AddressMatcher });
+    expect((await converse(port, [hello()], 1)).frames.map((f) => f.type)).toEqual([FRAME.AGENT_HELLO]);
+  });
+});
+
+describe('warnings a peer can cause at will are rate-limited', () => {
+  test.each([
+    [
+      'one line per key per window, each counting the events it stands for',
+      {},
+      [[0, 'a'], [1000, 'a'], [5000, 'a'], [10_000, 'a'], [10_500, 'a'], [10_600, 'b']] as [number, string][],
+      ['a 1', 'a 3', 'b 1'],
+    ],
+    [
+      'beyond maxKeys remembered keys, new ones share the key "many peers" until old windows end',
+      { maxKeys: 2 },
+      [[0, 'a'], [0, 'b'], [0, 'c'], [1, 'd'], [20_000, 'e']] as [number, string][],
+      ['a 1', 'b 1', 'many peers 1', 'e 1'],
+    ],
+  ])('%s', (_name, options, events, lines) => {
+    const written: string[] = [];
+    let t = 0;
+    const note = createWarningThrottle((line) => written.push(line), { ...options, windowMs: 10_000, now: () => t });
+    for (const [at, key] of events) {
+      t = at;
+      note(key, (k, count) => `${k} ${count}`);
+    }
+    expect(written).toEqual(lines);
+  });
+});
+
+describe('connections are bounded', () => {
+  test('beyond IDGATE_SPOE_MAX_CONNECTIONS a connection is closed unanswered; a freed place serves again', async () => {
+    const { port, warnings, accepted } = await startAgent(allow, { maxConnections: 2 });
+    const held = [await peer(port), await peer(port)];
+    for (const p of held) p.socket.write(hello());
+    await waitUntil(() => held.every((p) => p.frames.length === 1));
+    expect(held.map((p) => p.frames[0]!.type)).toEqual([FRAME.AGENT_HELLO, FRAME.AGENT_HELLO]);
+
+    expect(await converse(port, [hello()], 1, 1500)).toEqual({ frames: [], closed: true });
+    expect(warnings).toEqual([expect.stringContaining('spoe: 2 connections open (IDGATE_SPOE_MAX_CONNECTIONS); closed 1 more')]);
+
+    held[0]!.socket.destroy();
+    await waitUntil(() => accepted[0]!.destroyed);
+    expect((await converse(port, [hello()], 1)).frames.map((f) => f.type)).toEqual([FRAME.AGENT_HELLO]);
+  });
+});
+
+describe('running checks per connection are bounded', () => {
+  test('beyond IDGATE_SPOE_MAX_INFLIGHT a frame is answered status 503 at once (fail closed); the connection stays', async () => {
+    // Checks that answer only when the test says so; some never do.
+    const pending: ((answer: CheckAnswer) => void)[] = [];
+    const check = () => new Promise<CheckAnswer>((resolve) => pending.push(resolve));
+    const { port, warnings } = await startAgent(check, { maxInFlight: 2 });
+    const p = await peer(port);
+    p.socket.write(Buffer.concat([hello(), get(1), get(2), get(3)]));
+    await waitUntil(() => p.frames.length === 2);
+    expect(p.frames.map((f) => [f.type, f.streamId])).toEqual([[FRAME.AGENT_HELLO, 0], [FRAME.ACK, 3]]);
+    expect(setVars(p.frames[1]!)).toEqual({ status: 503 });
+    expect(pending).toHaveLength(2);
+    expect(warnings).toEqual([expect.stringContaining('IDGATE_SPOE_MAX_INFLIGHT')]);
+
+    // An answered check frees its place: the next frame is checked, not refused.
+    pending[0]!({ status: 200, headers: {}, body: '' });
+    await waitUntil(() => p.frames.length === 3);
+    p.socket.write(get(4));
+    await waitUntil(() => pending.length === 3);
+    expect(pending).toHaveLength(3);
+    expect(p.frames.map((f) => [f.type, f.streamId])).toEqual([[FRAME.AGENT_HELLO, 0], [FRAME.ACK, 3], [FRAME.ACK, 1]]);
+    expect(setVars(p.frames[2]!)).toEqual({ status: 200 });
+    expect(p.closed).toBe(false);
+  });
+
+  test('a check that throws answers that frame 503 and keeps the connection', async () => {
+    const { port, warnings } = await startAgent(() => Promise.reject(new Error('boom')));
+    const { frames, closed } = await converse(port, [hello(), get(5)], 2);
+    expect(frames.map((f) => [f.type, f.streamId])).toEqual([[FRAME.AGENT_HELLO, 0], [FRAME.ACK, 5]]);
+    expect(setVars(frames[1]!)).toEqual({ status: 503 });
+    expect(closed).toBe(false);
+    expect(warnings).toEqual(['spoe: the check failed, answered 503: boom']);
+  });
+});
+
+describe('a connection must say hello soon', () => {
+  test('no HAPROXY-HELLO (nothing, or half of one) within the hello timeout: AGENT-DISCONNECT timeout; a greeted peer stays', async () => {
+    const { port, warnings } = await startAgent(allow, { helloTimeoutMs: 150 });
+    const greeted = await peer(port);
+    greeted.socket.write(hello());
+    await waitUntil(() => greeted.frames.length === 1);
+    // Opened after the greeted peer's hello: had its timer not been stopped, it would fire first.
+    const silent = await peer(port);
+    const halfway = await peer(port);
+    halfway.socket.write(hello().subarray(0, 10));
+    await waitUntil(() => silent.closed && halfway.closed, 3000);
+    for (const p of [silent, halfway]) {
+      expect(p.closed).toBe(true);
+      expect(p.frames.map((f) => [f.type, statusCode(f)])).toEqual([[FRAME.AGENT_DISCONNECT, STATUS.TIMEOUT]]);
+    }
+    expect(warnings.filter((w) => w.includes('sent no HAPROXY-HELLO within 150 ms'))).toHaveLength(2);
+    expect(greeted.closed).toBe(false);
+    greeted.socket.write(get(1));
+    await waitUntil(() => greeted.frames.length === 2);
+    expect(greeted.frames.map((f) => f.type)).toEqual([FRAME.AGENT_HELLO, FRAME.ACK]);
+  });
+});
+
+describe('frame reassembly', () => {
+  test('a length prefix above the negotiated max-frame-size disconnects at once, before any of the body is sent', async () => {
+    const prefix = Buffer.alloc(4);
+    prefix.writeUInt32BE(16381);
+    const { frames, closed } = await converse(port, [hello({ 'max-frame-size': 16380 }), prefix], 2);
+    expect(frames.map((f) => f.type)).toEqual([FRAME.AGENT_HELLO, FRAME.AGENT_DISCONNECT]);
+    expect(statusCode(frames[1]!)).toBe(STATUS.TOO_BIG);
+    expect(closed).toBe(true);
+  });
+
+  test('the splitter refuses an oversized frame from its prefix, without allocating its body', () => {
+    const splitter = new FrameSplitter();
+    splitter.limit = 100;
+    const allocate = jest.spyOn(Buffer, 'allocUnsafe');
+    try {
+      splitter.push(Buffer.from([0, 0, 0, 101, 1, 2, 3]));
+      expect(() => splitter.next()).toThrow(expect.objectContaining({ status: STATUS.TOO_BIG }));
+      expect(allocate).not.toHaveBeenCalled();
+    } finally {
+      allocate.mockRestore();
+    }
+  });
+
+  test('a 30 KB frame fed one byte at a time reaches the check whole: each byte copied once, chunks never joined', async () => {
+    const cookies: (string | undefined)[] = [];
+    const { port: agentPort, accepted } = await startAgent(async (request) => {
+      cookies.push(request.headers.cookie);
+      return allow();
+    });
+    const p = await peer(agentPort);
+    p.socket.write(hello({ 'max-frame-size': 32764 }));
+    await waitUntil(() => p.frames.length === 1);
+    const cookie = `big=${'x'.repeat(30_000)}`;
+    const frame = notify(1, 1, { method: 'GET', pathq: '/', cookie });
+    // Fed straight into the agent's side of the connection: TCP would merge the bytes on the way.
+    const agentSide = accepted[0]!;
+    const concat = jest.spyOn(Buffer, 'concat');
+    const copy = jest.spyOn(Buffer.prototype, 'copy');
+    try {
+      for (let i = 0; i < frame.length; i++) agentSide.emit('data', frame.subarray(i, i + 1));
+      // Linear work: what was copied adds up to the frame itself (the old code joined every chunk
+      // to all before it, ~n²/2 bytes: 450 MB for this frame).
+      expect(concat).not.toHaveBeenCalled();
+      expect(copy.mock.results.reduce((sum, r) => sum + (r.value as number), 0)).toBe(frame.length);
+    } finally {
+      concat.mockRestore();
+      copy.mockRestore();
+    }
+    await waitUntil(() => p.frames.length === 2);
+    expect(cookies).toEqual([cookie]);
+    expect(p.frames[1]!.type).toBe(FRAME.ACK);
+  });
+
+  test('frames cut at any points come out whole and in order, as views where a chunk holds them', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { minLength: 1, maxLength: 8 }), fc.array(fc.nat(), { maxLength: 20 }), (bodies, cuts) => {
+        const stream = Buffer.concat(bodies.map((b) => Buffer.concat([Buffer.from([0, 0, b.length >> 8, b.length & 0xff]), b])));
+        const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b);
+        const splitter = new FrameSplitter();
+        const out: Buffer[] = [];
+        let from = 0;
+        for (const to of [...points, stream.length]) {
+          splitter.push(stream.subarray(from, to));
+          for (let f = splitter.next(); f; f = splitter.next()) out.push(Buffer.from(f));
+          from = to;
+        }
+        expect(out).toEqual(bodies.map((b) => Buffer.from(b)));
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
