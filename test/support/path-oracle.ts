@@ -55,6 +55,13 @@ function segment(raw: string): { canonical: string; decoded: string } | string {
       return 'encoded bytes that are not UTF-8';
     }
     if (STRUCTURAL.test(text.normalize('NFKC'))) return 'a look-alike of a separator or dot';
+    // Beyond the design note (proposed in the test report): a character that NFKC or a Unicode case
+    // mapping turns into ASCII (fullwidth ａ, dotless ı, Kelvin K, long ſ) is a look-alike too, since
+    // IIS/.NET best-fit, NFKC-normalising apps and Java's equalsIgnoreCase read it as that ASCII letter,
+    // while the policy matched it as something else.
+    for (const ch of text) {
+      if (/[\x00-\x7f]/.test(ch.normalize('NFKC') + ch.toUpperCase() + ch.toLowerCase())) return 'a look-alike of an ASCII character';
+    }
     canonical += bytes.map((b) => `%${hex2(b)}`).join('');
     decoded += text;
   }
@@ -203,7 +210,7 @@ export function forbiddenReadings(caller: Caller, path: string): string[] {
 
 export const PATH_TOKENS = [
   '/', '/', '/', '.', '..', '%2e', '%2E', '%2f', '%2F', '%5c', '\\', ';', '%3b', '%25', '%252f', '%252e', '%00', '%0a', '%20', '%20.',
-  'public', 'admin', 'ADMIN', 'Admin', 'api', 'x', '%C0%AF', '%c0%ae', '%EF%BC%8F', '%EF%BD%81', '%C3%A9', '%41', '%61', '~', '%7e', '%', '?q=1',
+  'public', 'admin', 'ADMIN', 'Admin', 'api', 'x', '%C0%AF', '%c0%ae', '%EF%BC%8F', '%EF%BD%81dmin', 'adm%C4%B1n', '%C3%A9', '%41', '%61', '~', '%7e', '%', '?q=1',
 ];
 
 /** A path made of 1-10 tokens after a leading slash (raw `;`, `\`, `?` included: the design refuses or splits them). Sendable as is in a request line. */
