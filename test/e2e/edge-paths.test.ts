@@ -284,6 +284,16 @@ describe.each(['lua', 'spoe'] as const)('hostile paths through HAProxy (%s)', (m
     });
   });
 
+  describe('other methods', () => {
+    // The demo policy has no method conditions: a path must be read the same way whatever the method.
+    // (HEAD is left out: its answer has no body, so the echo could not be seen.)
+    test.each(['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])("%s: the issue's examples reach nothing their caller may not open", async (method) => {
+      const targets = ['/public/..;/admin/secret', '/public/..%2fadmin/', '/ADMIN/', '/aDmIn/users', '/admin%2Fx', '/admin;x/secret', '/public/%2e%2e/admin/'];
+      const found = await Promise.all(targets.map(async (target) => [target, await probeAll(target, ['anonymous browser', 'anonymous API', 'bob'], method)] as const));
+      expect(Object.fromEntries(found.filter(([, p]) => Object.keys(p).length))).toEqual({});
+    });
+  });
+
   describe('other request-target forms', () => {
     test.each([
       ['absolute-form, another Host', 'GET', () => `http://127.0.0.1:${stack.ports.front}/admin/`, [['Host', 'app.example.com']]],
