@@ -107,7 +107,7 @@ for line in io.lines("${list}") do cookies[#cookies + 1] = line end
 local i = 0
 request = function()
   i = i % #cookies + 1
-  return wrk.format("GET", "/auth", { ["Cookie"] = cookies[i], ["X-Forwarded-Uri"] = "/" })
+  return wrk.format("GET", "/auth", { ["Cookie"] = cookies[i], ["X-Forwarded-Method"] = "GET", ["X-Forwarded-Host"] = "127.0.0.1", ["X-Forwarded-Uri"] = "/" })
 end
 `,
   );
@@ -167,7 +167,7 @@ async function main(): Promise<void> {
     const a = await scenario('(a) HAProxy -> upstream, no auth', { url: `http://127.0.0.1:${passthroughPort}/` });
     const b = await scenario('(b) HAProxy + idgate (Lua), session cookie', { url: `${stack.frontUrl}/`, headers: { Cookie: cookie } });
     const c = await scenario('(c) HAProxy + idgate (Lua), bearer JWT', { url: `${stack.frontUrl}/api/hello`, headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } });
-    const d = await scenario('(d) idgate /auth directly, session cookie', { url: `${stack.idgateUrls[0]}/auth`, headers: { Cookie: cookie, 'X-Forwarded-Uri': '/' } });
+    const d = await scenario('(d) idgate /auth directly, session cookie', { url: `${stack.idgateUrls[0]}/auth`, headers: { Cookie: cookie, 'X-Forwarded-Method': 'GET', 'X-Forwarded-Host': `127.0.0.1:${stack.ports.front}`, 'X-Forwarded-Uri': '/' } });
     const e = await scenario('(e) HAProxy native jwt_verify, same JWT (no idgate)', { url: `http://127.0.0.1:${nativePort}/api/hello`, headers: { Authorization: `Bearer ${token}` } });
     const g = await scenario('(g) HAProxy + idgate (SPOE), session cookie', { url: `http://127.0.0.1:${spoePort}/`, headers: { Cookie: cookie } });
     const h = await scenario('(h) HAProxy + idgate (SPOE), bearer JWT', { url: `http://127.0.0.1:${spoePort}/api/hello`, headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } });

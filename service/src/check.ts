@@ -114,9 +114,9 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
  * The Cookie header without idgate's cookies (names compared ignoring case, as some frameworks do), or
  * undefined when it holds none of them. Every other cookie keeps its bytes and its place.
  */
-export function withoutIdgateCookies(header: string | undefined, config: Pick<Config, 'cookieName'>): string | undefined {
+export function withoutIdgateCookies(header: string | undefined, config: Pick<Config, 'cookieName' | 'bindingCookieName'>): string | undefined {
   if (!header) return undefined;
-  const ours = [config.cookieName.toLowerCase(), `${config.cookieName}_login`.toLowerCase()];
+  const ours = [config.cookieName.toLowerCase(), config.bindingCookieName.toLowerCase()];
   let found = false;
   const kept: string[] = [];
   for (const part of header.split(';')) {

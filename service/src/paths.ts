@@ -23,9 +23,7 @@ const REFUSED_ESCAPES: Readonly<Record<string, string>> = {
 };
 
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
-/** What a non-ASCII character must not turn into under Unicode compatibility folding (NFKC). */
-const SEPARATORS = /[/\\;%?#.]/g;
-const countSeparators = (text: string) => text.match(SEPARATORS)?.length ?? 0;
+const READS_AS_ASCII = /[\x00-\x7f]/;
 const HEX = /^[0-9A-Fa-f]{2}$/;
 
 /** `uri` is the request's path and query as sent (origin form). */
@@ -102,11 +100,15 @@ function canonicalSegment(segment: string): { ok: true; text: string; decoded: s
     return refuse('percent-encoded bytes that are not UTF-8 (an overlong or broken sequence)');
   }
   if (!decodedAscii) {
-    const folded = decoded.normalize('NFKC');
-    if (countSeparators(folded) > countSeparators(decoded)) {
-      return refuse('a character that Unicode folding turns into a separator or a dot');
+    if (/[\u0080-\u009f]/u.test(decoded)) return refuse('an encoded control character');
+    // Look-alikes: IIS/.NET best-fit mapping, NFKC-normalising frameworks and case-insensitive
+    // comparisons read fullwidth "ａ", dotless "ı" or a fullwidth solidus as ASCII, i.e. as another route.
+    for (const ch of decoded) {
+      if (ch.charCodeAt(0) < 0x80) continue;
+      if (READS_AS_ASCII.test(ch.normalize('NFKC')) || READS_AS_ASCII.test(ch.toUpperCase()) || READS_AS_ASCII.test(ch.toLowerCase())) {
+        return refuse('a character that Unicode folding or case mapping reads as ASCII (a look-alike)');
+      }
     }
-    if (/[\u0000-\u001f\u007f-\u009f]/u.test(decoded)) return refuse('an encoded control character');
   }
   return { ok: true, text, decoded };
 }

@@ -128,7 +128,7 @@ describe('metrics and health', () => {
     expect(await readyz()).toBe(503);
     await new Promise((r) => setTimeout(r, 200)); // idgate drops its session cache when it loses Redis
     const before = auditLines().length;
-    const res = await fetch(`${stack.idgateUrls[0]}/auth`, { headers: { cookie: alice.cookieHeader(new URL(stack.frontUrl))!, 'x-request-id': 'while-redis-is-down' } });
+    const res = await fetch(`${stack.idgateUrls[0]}/auth`, { headers: { cookie: alice.cookieHeader(new URL(stack.frontUrl))!, 'x-request-id': 'while-redis-is-down', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}` } });
     expect(res.status).toBe(503);
     await waitUntil(() => auditLines().length > before);
     await new Promise((r) => setTimeout(r, 150));

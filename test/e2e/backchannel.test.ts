@@ -11,7 +11,7 @@ import { EncryptedRedisStore, idpSessionHash, sessionHash } from '../../service/
 import { createRedisClient } from '../../service/src/sessions.js';
 import type { StoredSession } from '../../service/src/sessions.js';
 import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
-import { configFrom, redisReady, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
+import { configFrom, redisReady, startInProcess, stopInProcess, type InProcessIdgate, checkFacts } from '../support/idgate.js';
 
 let redis: ManagedProcess;
 let issuerServer: http.Server;
@@ -96,7 +96,7 @@ async function redisDump(): Promise<string> {
 }
 
 async function alive(cookie: string): Promise<boolean> {
-  return (await request(idgate.server).get('/auth').set('Cookie', cookie).set('Accept', 'application/json')).status === 200;
+  return (await request(idgate.server).get('/auth').set(checkFacts('app.test')).set('Cookie', cookie).set('Accept', 'application/json')).status === 200;
 }
 
 function logoutToken(claims: jose.JWTPayload = {}, header: Partial<jose.JWTHeaderParameters> = {}, signingKey: jose.CryptoKey = key): Promise<string> {

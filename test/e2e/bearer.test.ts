@@ -12,7 +12,7 @@ import { REPO_ROOT } from '../../demo/stack.js';
 import { startHaproxy } from '../../demo/haproxy.js';
 import { startUpstream, type RunningUpstream } from '../../demo/upstream.js';
 import { parsePolicy } from '../../service/src/policy-file.js';
-import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
+import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate, checkFacts } from '../support/idgate.js';
 import { waitUntil } from '../support/wait.js';
 
 let redis: ManagedProcess;
@@ -101,7 +101,7 @@ async function check(token: string, uri = '/api/x', transport: Transport = 'dire
   const pickIdentity = (headers: Record<string, unknown>) =>
     Object.fromEntries(Object.entries(headers).filter(([k]) => k.startsWith('x-auth-') && k !== 'x-auth-request-id').map(([k, v]) => [k, String(v)]));
   if (transport === 'direct') {
-    const res = await request(idgate.server).get('/auth').set('Authorization', `Bearer ${token}`).set('X-Forwarded-Uri', uri).set('Accept', 'application/json');
+    const res = await request(idgate.server).get('/auth').set(checkFacts('app.test')).set('Authorization', `Bearer ${token}`).set('X-Forwarded-Uri', uri).set('Accept', 'application/json');
     return { status: res.status, www: res.headers['www-authenticate'] ?? '', identity: pickIdentity(res.headers), body: res.body };
   }
   const res = await fetch(`${frontUrl}${uri}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, redirect: 'manual' });
@@ -337,7 +337,7 @@ describe.each(['direct', 'through HAProxy'] as const)('JWT bearer tokens, %s', (
   // browser route that accepts tokens.
   test('a failed bearer token on a browser route that accepts tokens is a 401, never a login redirect', async () => {
     const res = transport === 'direct'
-      ? await request(idgate.server).get('/auth').set('Authorization', 'Bearer nope.nope.nope').set('Accept', 'text/html').set('X-Forwarded-Uri', '/app/')
+      ? await request(idgate.server).get('/auth').set(checkFacts('app.test')).set('Authorization', 'Bearer nope.nope.nope').set('Accept', 'text/html').set('X-Forwarded-Uri', '/app/')
       : await fetch(`${frontUrl}/app/`, { headers: { authorization: 'Bearer nope.nope.nope', accept: 'text/html' }, redirect: 'manual' });
     expect(res.status).toBe(401);
   });
@@ -353,7 +353,7 @@ describe.each(['direct', 'through HAProxy'] as const)('JWT bearer tokens, %s', (
     const valid = await check(await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read'), '/somewhere', transport);
     expect(valid.status).toBe(401);
     const browser = transport === 'direct'
-      ? await request(idgate.server).get('/auth').set('Authorization', `Bearer ${token}`).set('Accept', 'text/html').set('X-Forwarded-Uri', '/somewhere')
+      ? await request(idgate.server).get('/auth').set(checkFacts('app.test')).set('Authorization', `Bearer ${token}`).set('Accept', 'text/html').set('X-Forwarded-Uri', '/somewhere')
       : await fetch(`${frontUrl}/somewhere`, { headers: { authorization: `Bearer ${token}`, accept: 'text/html' }, redirect: 'manual' });
     expect(browser.status).toBe(302);
     expect(scripted.hits()).toBe(hits);

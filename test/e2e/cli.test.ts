@@ -88,7 +88,7 @@ describe('idgate CLI', () => {
     const { code, stderr } = await idgate(['check-config', '--policy', bad], good);
     expect(code).toBe(1);
     expect(stderr.trim().split('\n')).toEqual([
-      `${bad}:6: rule "admin-area": unknown key "group" (expected one of: id, description, host, path, path_regex, methods, public, authenticated, deny, allow, allow_any, accept, api, backend, backends)`,
+      `${bad}:6: rule "admin-area": unknown key "group" (expected one of: id, description, host, path, path_regex, case_sensitive, methods, public, authenticated, deny, allow, allow_any, accept, api, backend, backends)`,
       `${bad}:5: rule "admin-area": needs one of public, authenticated, deny, allow, allow_any`,
     ]);
     const ok = await idgate(['check-config'], { ...good, IDGATE_POLICY_FILE: path.join(REPO_ROOT, 'policy/demo.yaml') });
@@ -102,6 +102,11 @@ describe('idgate CLI', () => {
     [['--url', '/api/x'], '401 unauthenticated rule=api: no credentials'],
     [['--url', '/api/x', '--method', 'post', '--claims', '{"sub":"bot","cid":"bot","scp":["other"]}'], '403 deny rule=api: needs scope api:read'],
     [['--url', '/public/a'], '200 public rule=public: public route'],
+    // The path as HAProxy would send it, not as a URL parser resolves it.
+    [['--url', '/ADMIN/', '--claims', '{"sub":"bob","groups":["sales"]}'], '403 deny rule=admin-area: needs group admins'],
+    [['--url', '/public/%2e%2e/admin/', '--claims', '{"sub":"bob","groups":["sales"]}'], '403 deny rule=admin-area: needs group admins'],
+    [['--url', '/public/..;/admin/secret'], '400 refused rule=-: the path holds a semicolon (path parameters)'],
+    [['--url', 'https://app.example.com/public/..%2fadmin/'], '400 refused rule=-: the path holds an encoded slash (%2F)'],
   ])('explain %j', async (args, expected) => {
     const { code, stdout } = await idgate(['explain', '--policy', path.join(REPO_ROOT, 'policy/demo.yaml'), ...args]);
     expect(code).toBe(0);

@@ -75,7 +75,7 @@ const login = (idgate: InProcessIdgate, cookie?: string) => {
   return cookie ? req.set('Cookie', cookie) : req;
 };
 
-const check = (idgate: InProcessIdgate, cookie: string) => request(idgate.server).get('/auth').set('Cookie', cookie).set('X-Forwarded-Uri', '/').set('X-Forwarded-Host', PUBLIC_HOST);
+const check = (idgate: InProcessIdgate, cookie: string) => request(idgate.server).get('/auth').set('Cookie', cookie).set('X-Forwarded-Method', 'GET').set('X-Forwarded-Uri', '/').set('X-Forwarded-Host', PUBLIC_HOST);
 
 const stateOf = (res: request.Response) => new URL(res.headers.location!).searchParams.get('state')!;
 

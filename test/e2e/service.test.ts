@@ -9,7 +9,7 @@ import express from 'express';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { createRedisClient, createSessionMiddleware } from '../../service/src/sessions.js';
 import { sealSession, sessionKey } from '../../service/src/session-store.js';
-import { configFrom, redisReady, startInProcess, stopInProcess } from '../support/idgate.js';
+import { configFrom, redisReady, startInProcess, stopInProcess, checkFacts } from '../support/idgate.js';
 import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
 import { REPO_ROOT } from '../../demo/stack.js';
 import signature from 'cookie-signature';
@@ -69,19 +69,70 @@ afterAll(async () => {
 });
 
 describe('idgate service', () => {
-  test('X-Forwarded-* from an untrusted peer are ignored', async () => {
+  test('a check from a peer outside IDGATE_TRUSTED_PROXIES is refused with 403 and a loud log line, never judged as some default request', async () => {
     const config = configFor({ IDGATE_TRUSTED_PROXIES: '10.0.0.0/8' });
     const server = await startServer(config);
-    // Pretends to be a request for /public/ (public); from an untrusted peer it is judged as "/" instead.
-    const res = await request(server).get('/auth').set('X-Forwarded-Uri', '/public/x').set('Accept', 'application/json');
-    expect(res.status).toBe(401);
+    for (const uri of ['/public/x', '/']) {
+      const res = await request(server).get('/auth').set(checkFacts('app.test:8080', uri)).set('Accept', 'application/json');
+      expect(res.status).toBe(403);
+      expect(res.body).toEqual({ error: 'untrusted_peer', reason: 'this address may not ask idgate for decisions' });
+    }
+    const warnings = logLines.filter((l) => l.includes('the peer is not a trusted proxy'));
+    // One line per peer per interval, not one per request.
+    expect(warnings).toHaveLength(1);
+    expect(JSON.parse(warnings[0]!)).toMatchObject({ level: 'error' });
+    expect(logLines.some((l) => l.includes('"event":"decision"') && l.includes('"decision":"allow"'))).toBe(false);
+  });
+
+  test.each([
+    ['X-Forwarded-Method'],
+    ['X-Forwarded-Host'],
+    ['X-Forwarded-Uri'],
+  ])('a trusted check without %s is a 400 that names what is missing, audited', async (missing) => {
+    const server = await startServer(configFor());
+    const facts = checkFacts('app.test:8080', '/public/x');
+    delete facts[missing];
+    const res = await request(server).get('/auth').set(facts).set('X-Request-Id', 'no-facts').set('Accept', 'application/json');
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({ error: 'invalid_request', reason: `the check lacks ${missing}` });
     const line = JSON.parse(logLines.filter((l) => l.includes('"event":"decision"')).at(-1)!);
-    expect(line).toMatchObject({ path: '/', host: 'app.test:8080', rule: 'signed-in' });
+    expect(line).toMatchObject({ request_id: 'no-facts', decision: 'refused', status: 400, reason: `the check lacks ${missing}` });
+  });
+
+  test('a path with no single meaning is a 400 with its reason in the audit line, and the query never reaches the log', async () => {
+    const server = await startServer(configFor());
+    const res = await request(server).get('/auth').set(checkFacts('app.test:8080', '/public/..;/admin/secret?token=s3cr3t')).set('X-Request-Id', 'bad-path');
+    expect(res.status).toBe(400);
+    expect(res.body.reason).toBe('the path holds a semicolon (path parameters)');
+    const line = logLines.find((l) => l.includes('"request_id":"bad-path"'))!;
+    expect(JSON.parse(line)).toMatchObject({ decision: 'refused', status: 400, path: '/public/..;/admin/secret', rule: null });
+    expect(line).not.toContain('s3cr3t');
+  });
+
+  test('an allow names the canonical path it decided on, and the Cookie header without idgate\'s cookies', async () => {
+    const config = configFor();
+    const server = await startServer(config);
+    const cookie = await plantSession(config, alice);
+    const res = await request(server).get('/auth').set(checkFacts('app.test:8080', '/x/./%61dmin//y?q=%2F')).set('Cookie', `app=1; ${cookie}; ${config.bindingCookieName}=b; other=2`);
+    expect(res.status).toBe(200);
+    expect(res.headers['x-idgate-path']).toBe('/x/admin/y');
+    expect(res.headers['x-idgate-cookie']).toBe('app=1; other=2');
+    const only = await request(server).get('/auth').set(checkFacts('app.test:8080', '/public/x')).set('Cookie', `${config.cookieName}=junk`);
+    expect(only.status).toBe(200);
+    expect(only.headers['x-idgate-cookie']).toBe('');
+    const none = await request(server).get('/auth').set(checkFacts('app.test:8080', '/public/x')).set('Cookie', 'app=1');
+    expect(none.headers['x-idgate-cookie']).toBeUndefined();
+  });
+
+  test('HEAD is judged by the rules written for GET', async () => {
+    const server = await startServer(configFor());
+    const res = await request(server).head('/auth').set(checkFacts('app.test:8080', '/public/x', 'HEAD'));
+    expect(res.status).toBe(200);
   });
 
   test('X-Forwarded-* from a trusted proxy decide the route', async () => {
     const server = await startServer(configFor());
-    const res = await request(server).get('/auth').set('X-Forwarded-Uri', '/public/x');
+    const res = await request(server).get('/auth').set(checkFacts('app.test:8080')).set('X-Forwarded-Uri', '/public/x');
     expect(res.status).toBe(200);
     expect(res.headers['x-auth-user']).toBeUndefined();
   });
@@ -89,7 +140,7 @@ describe('idgate service', () => {
   test('unusable forwarded headers get 400, not a guess', async () => {
     const server = await startServer(configFor());
     for (const [name, value] of [['X-Forwarded-Host', 'a b'], ['X-Forwarded-Uri', 'http://evil/'], ['X-Forwarded-Method', 'G E T']] as const) {
-      const res = await request(server).get('/auth').set(name, value);
+      const res = await request(server).get('/auth').set(checkFacts('app.test:8080')).set(name, value);
       expect(res.status).toBe(400);
     }
   });
@@ -98,10 +149,10 @@ describe('idgate service', () => {
     const config = configFor();
     const server = await startServer(config);
     const cookie = await plantSession(config, alice);
-    const get = await request(server).get('/auth').set('Cookie', cookie).set('X-Forwarded-Uri', '/admin/').set('X-Request-Id', 'req-42');
+    const get = await request(server).get('/auth').set(checkFacts('app.test:8080')).set('Cookie', cookie).set('X-Forwarded-Uri', '/admin/').set('X-Request-Id', 'req-42');
     expect(get.status).toBe(200);
     expect(get.headers).toMatchObject({ 'x-auth-user': 'alice', 'x-auth-subject': 'sub-alice', 'x-auth-groups': 'admins', 'x-auth-request-id': 'req-42' });
-    const head = await request(server).head('/auth').set('Cookie', cookie);
+    const head = await request(server).head('/auth').set(checkFacts('app.test:8080', '/', 'HEAD')).set('Cookie', cookie);
     expect(head.status).toBe(200);
   });
 
@@ -109,9 +160,9 @@ describe('idgate service', () => {
     const config = configFor({ IDGATE_SESSION_MAX_AGE: '60', IDGATE_SESSION_IDLE_TTL: '60' });
     const server = await startServer(config);
     const cookie = await plantSession(config, { ...alice, createdAt: Date.now() - 61_000 });
-    const browser = await request(server).get('/auth').set('Cookie', cookie).set('Accept', 'text/html');
+    const browser = await request(server).get('/auth').set(checkFacts('app.test:8080')).set('Cookie', cookie).set('Accept', 'text/html');
     expect(browser.status).toBe(302);
-    const api = await request(server).get('/auth').set('Cookie', cookie).set('Accept', 'application/json');
+    const api = await request(server).get('/auth').set(checkFacts('app.test:8080')).set('Cookie', cookie).set('Accept', 'application/json');
     expect(api.status).toBe(401);
   });
 
@@ -122,18 +173,18 @@ describe('idgate service', () => {
     const idle = await plantSession(config, alice);
     for (let i = 0; i < 5; i++) {
       await new Promise((r) => setTimeout(r, 400));
-      expect((await request(server).get('/auth').set('Cookie', active)).status).toBe(200);
+      expect((await request(server).get('/auth').set(checkFacts('app.test:8080')).set('Cookie', active)).status).toBe(200);
     }
-    const browser = await request(server).get('/auth').set('Cookie', idle).set('Accept', 'text/html');
+    const browser = await request(server).get('/auth').set(checkFacts('app.test:8080')).set('Cookie', idle).set('Accept', 'text/html');
     expect(browser.status).toBe(302);
-    expect((await request(server).get('/auth').set('Cookie', idle).set('Accept', 'application/json')).status).toBe(401);
+    expect((await request(server).get('/auth').set(checkFacts('app.test:8080')).set('Cookie', idle).set('Accept', 'application/json')).status).toBe(401);
   });
 
   test('a malformed session in Redis is treated as no session, not a crash', async () => {
     const config = configFor();
     const server = await startServer(config);
     const cookie = await plantSession(config, { v: 1, subject: 42 });
-    const res = await request(server).get('/auth').set('Cookie', cookie).set('Accept', 'text/html');
+    const res = await request(server).get('/auth').set(checkFacts('app.test:8080')).set('Cookie', cookie).set('Accept', 'text/html');
     expect(res.status).toBe(302);
   });
 
@@ -141,7 +192,7 @@ describe('idgate service', () => {
     const config = configFor();
     const server = await startServer(config);
     const cookie = await plantSession(configFor({ IDGATE_COOKIE_SECRETS: 'z'.repeat(40) }), alice);
-    const res = await request(server).get('/auth').set('Cookie', cookie).set('Accept', 'application/json');
+    const res = await request(server).get('/auth').set(checkFacts('app.test:8080')).set('Cookie', cookie).set('Accept', 'application/json');
     expect(res.status).toBe(401);
   });
 
@@ -149,7 +200,7 @@ describe('idgate service', () => {
     const config = configFor({ IDGATE_SESSION_IDLE_TTL: '3000' });
     const server = await startServer(config);
     const cookie = await plantSession(config, alice);
-    await request(server).get('/auth').set('Cookie', cookie);
+    await request(server).get('/auth').set(checkFacts('app.test:8080')).set('Cookie', cookie);
     const sid = signature.unsign(decodeURIComponent(cookie.split('=')[1]!).slice(2), secret) as string;
     const redis = new Redis(redisPort);
     const ttl = await redis.ttl(sessionKey(config, sid));
@@ -163,7 +214,7 @@ describe('idgate service', () => {
     const ready = await request(server).get('/readyz');
     expect(ready.status).toBe(200);
     expect(ready.text).toContain('redis=ok idp=ok keys=ok');
-    await request(server).get('/auth');
+    await request(server).get('/auth').set(checkFacts('app.test:8080'));
     const metrics = await request(server).get('/metrics');
     expect(metrics.text).toMatch(/idgate_decisions_total\{outcome="unauthenticated",reason="no_credentials"\} 1/);
   });

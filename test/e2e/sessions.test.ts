@@ -41,7 +41,7 @@ function refreshEvents(): number {
 /** The /auth answer of one replica for this browser's cookie, as HAProxy would ask. */
 async function checkAt(replica: number, browser: Browser, uri = '/'): Promise<Response> {
   return fetch(`${stack.idgateUrls[replica]}/auth`, {
-    headers: { cookie: browser.cookieHeader(new URL(stack.frontUrl)) ?? '', accept: 'application/json', 'x-forwarded-uri': uri, 'x-forwarded-host': `127.0.0.1:${stack.ports.front}` },
+    headers: { cookie: browser.cookieHeader(new URL(stack.frontUrl)) ?? '', accept: 'application/json', 'x-forwarded-uri': uri, 'x-forwarded-host': `127.0.0.1:${stack.ports.front}`, 'x-forwarded-method': 'GET' },
   });
 }
 
@@ -107,7 +107,7 @@ describe('logout everywhere', () => {
     await signIn(browser, `${stack.frontUrl}/`, 'alice');
     const cookie = browser.cookieHeader(new URL(stack.frontUrl))!;
     await browser.navigate(`${stack.frontUrl}/_auth/logout`, { method: 'POST', headers: { origin: stack.frontUrl } });
-    const other = await fetch(`${stack.idgateUrls[1]}/auth`, { headers: { cookie, accept: 'application/json' } });
+    const other = await fetch(`${stack.idgateUrls[1]}/auth`, { headers: { cookie, accept: 'application/json', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}` } });
     expect(other.status).toBe(401);
   });
 

@@ -73,6 +73,14 @@ export function stopInProcess(): void {
   }
 }
 
+/**
+ * What HAProxy always tells the check: the method, host and URI of the request it asks about (a check
+ * without them is refused). Tests set the ones they test on top.
+ */
+export function checkFacts(host: string, uri = '/', method = 'GET'): Record<string, string> {
+  return { 'X-Forwarded-Method': method, 'X-Forwarded-Host': host, 'X-Forwarded-Uri': uri };
+}
+
 /** The value of one sample in Prometheus text, e.g. metricValue(text, 'idgate_logins_total{result="ok"}'); 0 when absent. */
 export function metricValue(text: string, sample: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${sample} `));

@@ -1,4 +1,5 @@
-import { headerSafe, identityHeaders, prefersHtml } from '../../service/src/check.js';
+import { headerSafe, identityHeaders, prefersHtml, withoutIdgateCookies } from '../../service/src/check.js';
+import type { Identity } from '../../service/src/policy.js';
 import { findCookie, unsignSessionId } from '../../service/src/sessions.js';
 import signature from 'cookie-signature';
 
@@ -28,11 +29,47 @@ describe('identity headers', () => {
     expect(h['X-Auth-Email']).toBeUndefined();
   });
 
-  test('a huge group list is cut at a whole group within the header budget', () => {
+  const someone = (extra: Partial<Identity>): Identity => ({ via: 'session', subject: 's', user: 'u', email: undefined, groups: [], roles: [], scopes: [], clientId: undefined, issuer: 'https://idp.example.com', fromPrimaryIssuer: true, ...extra });
+
+  test('a huge group list is cut at a whole group within the header budget, and says so', () => {
     const groups = Array.from({ length: 2000 }, (_, i) => `group-${i}`);
-    const h = identityHeaders({ via: 'session', subject: 's', user: 'u', email: undefined, groups, roles: [], scopes: [], clientId: undefined, issuer: 'i', fromPrimaryIssuer: true }, undefined, 'r');
+    const h = identityHeaders(someone({ groups }), undefined, 'r');
     expect(h['X-Auth-Groups']!.length).toBeLessThanOrEqual(4096);
     expect(h['X-Auth-Groups']!.split(',').every((g) => /^group-\d+$/.test(g))).toBe(true);
+    expect(h['X-Auth-Groups-Truncated']).toBe('true');
+    const few = identityHeaders(someone({ groups: ['a', 'b'], scopes: ['x y', 'z'] }), undefined, 'r');
+    expect(few['X-Auth-Groups-Truncated']).toBeUndefined();
+    expect(few['X-Auth-Scopes']).toBe('x%20y z');
+    const scopes = identityHeaders(someone({ scopes: Array.from({ length: 2000 }, (_, i) => `scope:${i}`) }), undefined, 'r');
+    expect(scopes['X-Auth-Scopes-Truncated']).toBe('true');
+  });
+
+  test('a percent sign is encoded, so every value decodes one way', () => {
+    expect(headerSafe('100%')).toBe('100%25');
+    // A name that spells an escape arrives escaped, never as the character it spells.
+    expect(headerSafe('bob%0AX-Auth-User: root')).toBe('bob%250AX-Auth-User: root');
+    expect(decodeURIComponent(headerSafe('zoë 100% \n'))).toBe('zoë 100% \n');
+    const h = identityHeaders(someone({ user: '50%off', groups: ['a%2Cb'] }), undefined, 'r');
+    expect(h['X-Auth-User']).toBe('50%25off');
+    expect(h['X-Auth-Groups']).toBe('a%252Cb');
+  });
+
+  test('the issuer comes with every identity: apps key a person on issuer and subject', () => {
+    expect(identityHeaders(someone({}), undefined, 'r')).toMatchObject({ 'X-Auth-Issuer': 'https://idp.example.com', 'X-Auth-Subject': 's' });
+  });
+});
+
+describe("idgate's cookies are taken out of what the app receives", () => {
+  const config = { cookieName: '__Host-idgate', bindingCookieName: '__Host-idgate_login' };
+  test.each([
+    ['app=1; __Host-idgate=s%3Aa.b; other=2', 'app=1; other=2'],
+    ['__Host-idgate=x;__Host-idgate_login=y', ''],
+    ['__host-IDGATE=x; a=1', 'a=1'],
+    ['a=1;  b="q;r"', undefined],
+    ['idgate=1; __Host-idgate2=2; my__Host-idgate=3', undefined],
+    [undefined, undefined],
+  ])('%s → %s', (header, expected) => {
+    expect(withoutIdgateCookies(header, config)).toBe(expected);
   });
 });
 
