@@ -28,6 +28,8 @@ export interface HaproxyOptions {
   mode?: 'lua' | 'spoe';
   /** idgate's SPOE agent, 127.0.0.1:<spoePort> (mode spoe). */
   spoePort?: number;
+  /** More environment for HAProxy (e.g. IDGATE_AUTH_RATE_LIMIT). */
+  env?: Record<string, string>;
 }
 
 /** Absolute path of the shipped HAProxy configuration. */
@@ -48,6 +50,7 @@ export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProc
     IDGATE_ADDR: `127.0.0.1:${options.idgatePort}`,
     IDGATE_CHECK_DST: checkDst,
     IDGATE_SPOE_ADDR: `127.0.0.1:${options.spoePort ?? 4181}`,
+    ...options.env,
   };
   // Something already answering on the front port would pass the readiness wait below without
   // this HAProxy ever binding it.

@@ -130,6 +130,10 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
         // idgate's cookies taken out: the rest (?keep=...) goes to the app, or no Cookie header at all.
         res.writeHead(200, [['X-Idgate-Path', decided], ['X-Idgate-Cookie', query.get('keep') ?? ''], ['Content-Length', '0']]).end();
         return;
+      case '/odd-user':
+        // Spaces, quotes and "=" are printable: idgate passes them, HAProxy's log must not be fooled.
+        res.writeHead(200, [['X-Idgate-Path', decided], ['X-Auth-User', 'mallory check=200 "GET /admin'], ['Content-Length', '0']]).end();
+        return;
       case '/no-path':
         res.writeHead(200, [['X-Auth-User', 'alice'], ['Content-Length', '0']]).end();
         return;
@@ -466,6 +470,28 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     expect(line).toBeDefined();
     expect(line).toContain('user=alice');
     expect(line).not.toContain('?t=');  // the log keeps the path, not the query string
+  });
+
+  test("a user name cannot forge fields of HAProxy's log line: it is URL-encoded", async () => {
+    const target = unique('/odd-user');
+    await rawRequest(frontPort, 'GET', target);
+    const id = one(upstreamFor(target)[0]!.headers, 'x-request-id')!;
+    const line = (await outputOf(haproxy!, `id=${id}`)).split('\n').find((l) => l.includes(`id=${id}`))!;
+    expect(line).toContain('user=mallory%20check%3D200%20%22GET%20%2Fadmin check=200 "GET /odd-user HTTP/1.1"');
+    expect(line.match(/check=/g)).toHaveLength(1);
+  });
+
+  test('more than IDGATE_AUTH_RATE_LIMIT requests to /_auth/ from one address in 10 s get 429; other paths are not counted', async () => {
+    const port = await freePort();
+    const limited = await startHaproxy({ frontPort: port, idgatePort, upstreamPort, env: { IDGATE_AUTH_RATE_LIMIT: '3' } });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) statuses.push((await rawRequest(port, 'GET', `/_auth/login?n=${i}`)).status);
+      expect(statuses).toEqual([200, 200, 200, 429, 429]);
+      expect((await rawRequest(port, 'GET', unique('/public'))).status).toBe(200);
+    } finally {
+      await limited.stop();
+    }
   });
 
   test('Set-Cookie of one request never leaks into the next one on the same connection', async () => {

@@ -3,7 +3,11 @@
 // (Cookie, Set-Cookie) are seen exactly as they are on the wire. The decision itself is tested through
 // both transports in spoe-parity.test.ts and stack.test.ts; here, what HAProxy does with the answer.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import os from 'node:os';
 import type net from 'node:net';
 import path from 'node:path';
 import type { CheckAnswer, CheckRequest } from '../../service/src/check.js';
@@ -11,6 +15,7 @@ import { createSpoeAgent } from '../../service/src/spoe.js';
 import { checkHaproxyConfig, startHaproxy } from '../../demo/haproxy.js';
 import { freePort, REPO_ROOT, type ManagedProcess } from '../../demo/processes.js';
 import { all, one, pairs, rawRequest } from '../support/raw-http.js';
+import { waitUntil } from '../support/wait.js';
 import { defaultAgentOptions } from '../support/spop.js';
 
 const RENEWED = 'idgate_session=renewed; Path=/; HttpOnly; SameSite=Lax';
@@ -42,6 +47,9 @@ async function scriptedCheck(request: CheckRequest): Promise<CheckAnswer> {
     case '/slow':
       await new Promise((r) => setTimeout(r, 3000));
       return { status: 200, headers: allowed, body: '' };
+    case '/odd-user':
+      // Spaces, quotes and "=" are printable: idgate passes them, HAProxy's log must not be fooled.
+      return { status: 200, headers: { ...allowed, 'X-Auth-User': 'mallory check=200 "GET /admin' }, body: '' };
     case '/weird':
       return { status: 500, headers: ALICE, body: '' };
     default:
@@ -55,6 +63,7 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
   let agent: net.Server;
   let idgateHttp: http.Server;
   let upstream: http.Server;
+  let [idgatePort, spoePort, upstreamPort] = [0, 0, 0];
   const checked: CheckRequest[] = [];
   const upstreamSeen: { url: string; headers: [string, string][] }[] = [];
   let marker = 0;
@@ -65,7 +74,7 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
   const close = (server: net.Server) => new Promise<void>((resolve) => server.close(() => resolve()));
 
   beforeAll(async () => {
-    const [idgatePort, spoePort, upstreamPort] = [await freePort(), await freePort(), await freePort()];
+    [idgatePort, spoePort, upstreamPort] = [await freePort(), await freePort(), await freePort()];
     frontPort = await freePort();
     agent = createSpoeAgent(
       defaultAgentOptions((request) => {
@@ -181,6 +190,45 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     const untouched = unique('/ok');
     await rawRequest(frontPort, 'GET', untouched, [['Cookie', 'app=1'], ['Cookie', 'b=2']]);
     expect(all(upstreamSeen.find((u) => u.url === untouched)!.headers, 'cookie')).toEqual(['app=1', 'b=2']);
+  });
+
+  test("a user name cannot forge fields of HAProxy's log line: it is URL-encoded", async () => {
+    const target = unique('/odd-user');
+    await rawRequest(frontPort, 'GET', target);
+    await waitUntil(() => haproxy!.output().includes('"GET /odd-user HTTP/1.1"'), 2000);
+    const line = haproxy!.output().split('\n').find((l) => l.includes('"GET /odd-user HTTP/1.1"'))!;
+    expect(line).toContain('user=mallory%20check%3D200%20%22GET%20%2Fadmin check=200 "GET /odd-user HTTP/1.1"');
+    expect(line.match(/check=/g)).toHaveLength(1);
+  });
+
+  test('the check learns the real scheme: https behind TLS, http without', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'idgate-spoe-tls-'));
+    const haproxyProcesses: ManagedProcess[] = [];
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+      writeFileSync(path.join(dir, 'site.pem'), readFileSync(path.join(dir, 'cert.pem'), 'utf8') + readFileSync(path.join(dir, 'key.pem'), 'utf8'));
+      const tlsPort = await freePort();
+      const conf = path.join(REPO_ROOT, 'haproxy-conf');
+      const cfg = readFileSync(path.join(conf, 'haproxy-spoe.cfg'), 'utf8').replace('    bind "${IDGATE_FRONT_BIND}"\n', `    bind "\${IDGATE_FRONT_BIND}"\n    bind 127.0.0.1:${tlsPort} ssl crt ${path.join(dir, 'site.pem')}\n`);
+      expect(cfg).toContain(`bind 127.0.0.1:${tlsPort} ssl`);
+      writeFileSync(path.join(dir, 'haproxy-spoe.cfg'), cfg);
+      writeFileSync(path.join(dir, 'spoe-idgate.conf'), readFileSync(path.join(conf, 'spoe-idgate.conf'), 'utf8'));
+      const plainPort = await freePort();
+      haproxyProcesses.push(await startHaproxy({ frontPort: plainPort, idgatePort, upstreamPort, spoePort, mode: 'spoe', configPath: path.join(dir, 'haproxy-spoe.cfg') }));
+      const status = await new Promise<number>((resolve, reject) => {
+        https.get({ host: '127.0.0.1', port: tlsPort, path: '/ok?t=over-tls', rejectUnauthorized: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        }).on('error', reject);
+      });
+      expect(status).toBe(200);
+      await rawRequest(plainPort, 'GET', '/ok?t=plain');
+      expect(checkFor('/ok?t=over-tls').map((c) => c.headers['x-forwarded-proto'])).toEqual(['https']);
+      expect(checkFor('/ok?t=plain').map((c) => c.headers['x-forwarded-proto'])).toEqual(['http']);
+    } finally {
+      await Promise.all(haproxyProcesses.map((p) => p.stop()));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('a status the contract does not use is a 503, never an allow', async () => {

@@ -349,6 +349,25 @@ describe('matching ignores letter case unless a rule says otherwise', () => {
   });
 });
 
+describe('path_regex', () => {
+  test('a quantifier right after the literal start is taken into account by the index', () => {
+    const policy = compile(`rules:
+  - {id: optional-slash, path_regex: "/x/?y", deny: true}
+  - {id: rest, authenticated: true}
+`);
+    expect(matchRule(policy, { host: 'h', path: '/xy', method: 'GET' })?.id).toBe('optional-slash');
+    expect(matchRule(policy, { host: 'h', path: '/x/y', method: 'GET' })?.id).toBe('optional-slash');
+  });
+
+  test('a pattern that would backtrack forever answers at once on a long path (RE2)', () => {
+    const policy = compile(`rules:
+  - {id: evil, path_regex: "/(a+)+$", deny: true}
+  - {id: rest, authenticated: true}
+`);
+    expect(matchRule(policy, { host: 'h', path: `/${'a'.repeat(4000)}!`, method: 'GET' })?.id).toBe('rest');
+  });
+});
+
 describe('the rule index', () => {
   test('picks exactly the rule a plain first-to-last scan picks', () => {
     const yaml = `rules:

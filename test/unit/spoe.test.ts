@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import type { CheckAnswer, CheckRequest } from '../../service/src/check.js';
 import { loadConfig } from '../../service/src/config.js';
 import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
-import { FRAME, FrameSplitter, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, createWarningThrottle, decodeFrame, decodeMessages, encodeAck, encodeFrame, encodeKvList, encodeVarint, variablesFor, type SpoeAgentOptions } from '../../service/src/spoe.js';
+import { FRAME, FrameSplitter, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, createWarningThrottle, decodeFrame, decodeMessages, encodeAck, encodeFrame, encodeKvList, encodeVarint, variablesFor, type SpoeAgentOptions, requestFromMessage } from '../../service/src/spoe.js';
 import { converse, defaultAgentOptions, hello, notify, openPeer, setVars, type Peer } from '../support/spop.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -450,5 +450,26 @@ describe('frame reassembly', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('the facts of a SPOE message', () => {
+  test.each([
+    [true, 'https'],
+    [false, 'http'],
+    ['https', 'https'],
+    [undefined, undefined],
+  ])('proto %j (ssl_fc) is the scheme %j', (proto, scheme) => {
+    const args = { method: 'GET', pathq: '/x', host: 'h', src: '127.0.0.1', ...(proto === undefined ? {} : { proto }) };
+    expect(requestFromMessage(args, '127.0.0.1').headers['x-forwarded-proto']).toBe(scheme);
+  });
+
+  test('an allow sets the path to forward and the Cookie header without idgate\'s cookies', () => {
+    const allow = (extra: Record<string, string>) => variablesFor({ status: 200, headers: { 'X-Idgate-Path': '/a/b', 'X-Auth-Issuer': 'https://idp', 'X-Auth-Groups-Truncated': 'true', ...extra }, body: '' });
+    expect(allow({ 'X-Idgate-Cookie': 'app=1' })).toMatchObject({ path: '/a/b', issuer: 'https://idp', groups_truncated: 1, cookie_strip: 1, cookie: 'app=1' });
+    const none = allow({ 'X-Idgate-Cookie': '' });
+    expect(none).toMatchObject({ cookie_strip: 1 });
+    expect(none.cookie).toBeUndefined();
+    expect(allow({}).cookie_strip).toBeUndefined();
   });
 });
