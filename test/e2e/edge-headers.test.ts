@@ -7,15 +7,11 @@ import crypto from 'node:crypto';
 import { startStack, type Stack } from '../../demo/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { all, one, rawRequest, type RawResponse } from '../support/raw-http.js';
+import type { EchoedRequest } from '../../demo/upstream.js';
 
 const TOKEN_TTL_S = 4;
 
-interface Echo {
-  server: string;
-  method: string;
-  path: string;
-  headers: Record<string, string | string[]>;
-}
+type Echo = EchoedRequest;
 
 interface Outcome {
   res: RawResponse;

@@ -14,6 +14,7 @@ import { startStack, type Stack } from '../../demo/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { rawRequest } from '../support/raw-http.js';
 import { forbiddenReadings, hostilePath, referenceCanonical, type Caller } from '../support/path-oracle.js';
+import type { EchoedRequest } from '../../demo/upstream.js';
 
 type Client = 'anonymous browser' | 'anonymous API' | 'bob' | 'alice';
 const CLIENTS: Client[] = ['anonymous browser', 'anonymous API', 'bob', 'alice'];
@@ -22,12 +23,7 @@ const CALLER: Record<Client, Caller> = { 'anonymous browser': 'anonymous', 'anon
 const NOT_FORWARDED = [400, 302, 303, 401, 403];
 const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
 
-interface Echo {
-  server: string;
-  method: string;
-  path: string;
-  headers: Record<string, string | string[]>;
-}
+type Echo = EchoedRequest;
 
 interface Outcome {
   status: number;

@@ -3,19 +3,15 @@
 // overall, held across two replicas at once), and sessions are never what gives way, neither to pending
 // logins nor to a Redis that is out of memory.
 import crypto from 'node:crypto';
-import path from 'node:path';
 import signature from 'cookie-signature';
 import { Redis } from 'ioredis';
 import request from 'supertest';
-import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
-import { REPO_ROOT } from '../../demo/stack.js';
 import type { Config } from '../../service/src/config.js';
 import { sealSession, sessionKey } from '../../service/src/session-store.js';
-import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
+import { configFrom, metricValue, startInProcess, startRedisAndIdp, stopInProcess, type InProcessIdgate, type RedisAndIdp } from '../support/idgate.js';
 import { waitUntil } from '../support/wait.js';
 
-let redisProcess: ManagedProcess;
-let idpProcess: ManagedProcess;
+let parts: RedisAndIdp;
 let redisPort: number;
 let issuer: string;
 let redis: Redis;
@@ -23,14 +19,8 @@ const secret = crypto.randomBytes(32).toString('base64url');
 const PUBLIC_HOST = 'app.test:8080';
 
 beforeAll(async () => {
-  redisPort = await freePort();
-  const idpPort = await freePort();
-  issuer = `http://127.0.0.1:${idpPort}`;
-  redisProcess = startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(redisPort)]);
-  idpProcess = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], {
-    env: { ...process.env, IDP_PORT: String(idpPort), IDP_REDIRECT_URIS: `http://${PUBLIC_HOST}/_auth/callback` },
-  });
-  await Promise.all([waitForPort(redisPort), waitForPort(idpPort)]);
+  parts = await startRedisAndIdp({ IDP_REDIRECT_URIS: `http://${PUBLIC_HOST}/_auth/callback` });
+  ({ redisPort, issuer } = parts);
   redis = new Redis(redisPort);
 }, 30_000);
 
@@ -38,7 +28,7 @@ afterEach(() => stopInProcess());
 
 afterAll(async () => {
   redis?.disconnect();
-  await Promise.all([redisProcess?.stop(), idpProcess?.stop()]);
+  await parts?.stop();
 });
 
 /** A config with its own key prefix, so each test counts only its own keys. */

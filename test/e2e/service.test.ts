@@ -1,7 +1,6 @@
 // idgate in-process (supertest) against a real Redis and the real local IdP: the parts of the service
 // that HAProxy hides (trusted proxies, cookie attributes, health, metrics, bad forwarded headers).
 import crypto from 'node:crypto';
-import path from 'node:path';
 import type http from 'node:http';
 import request from 'supertest';
 import { Redis } from 'ioredis';
@@ -9,13 +8,11 @@ import express from 'express';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { createRedisClient, createSessionMiddleware } from '../../service/src/sessions.js';
 import { sealSession, sessionKey } from '../../service/src/session-store.js';
-import { configFrom, redisReady, startInProcess, stopInProcess, checkFacts } from '../support/idgate.js';
-import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
-import { REPO_ROOT } from '../../demo/stack.js';
+import { checkFacts, configFrom, redisReady, startInProcess, startRedisAndIdp, stopInProcess, type RedisAndIdp } from '../support/idgate.js';
+import { freePort } from '../../demo/processes.js';
 import signature from 'cookie-signature';
 
-let redisProcess: ManagedProcess;
-let idpProcess: ManagedProcess;
+let parts: RedisAndIdp;
 let redisPort: number;
 let issuer: string;
 const secret = crypto.randomBytes(32).toString('base64url');
@@ -53,19 +50,13 @@ async function plantSession(config: Config, stored: Record<string, unknown>): Pr
 const alice = { v: 1, subject: 'sub-alice', user: 'alice', email: 'alice@example.com', groups: ['admins'], issuer: 'x', createdAt: Date.now(), idToken: 'x' };
 
 beforeAll(async () => {
-  redisPort = await freePort();
-  const idpPort = await freePort();
-  issuer = `http://127.0.0.1:${idpPort}`;
-  redisProcess = startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(redisPort)]);
-  idpProcess = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], {
-    env: { ...process.env, IDP_PORT: String(idpPort), IDP_REDIRECT_URIS: 'http://app.test:8080/_auth/callback' },
-  });
-  await Promise.all([waitForPort(redisPort), waitForPort(idpPort)]);
+  parts = await startRedisAndIdp({ IDP_REDIRECT_URIS: 'http://app.test:8080/_auth/callback' });
+  ({ redisPort, issuer } = parts);
 }, 30_000);
 
 afterAll(async () => {
   stopInProcess();
-  await Promise.all([redisProcess?.stop(), idpProcess?.stop()]);
+  await parts?.stop();
 });
 
 describe('idgate service', () => {

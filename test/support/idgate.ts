@@ -9,7 +9,7 @@ import { Metrics } from '../../service/src/metrics.js';
 import { OidcRelyingParty } from '../../service/src/oidc.js';
 import { loadPolicyFile } from '../../service/src/policy-file.js';
 import type { Policy } from '../../service/src/policy.js';
-import { REPO_ROOT } from '../../demo/processes.js';
+import { freePort, REPO_ROOT, startProcess, waitForPort } from '../../demo/processes.js';
 import { createIdgateServer } from '../../service/src/server.js';
 import { SessionCache, subscribeToRevocations } from '../../service/src/session-cache.js';
 import { createRedisClient } from '../../service/src/sessions.js';
@@ -23,6 +23,31 @@ export interface InProcessIdgate {
 }
 
 const running: { server: http.Server; redis: Redis; oidc: OidcRelyingParty; bearer: BearerVerifier; unsubscribe: () => void }[] = [];
+
+export interface RedisAndIdp {
+  readonly redisPort: number;
+  readonly issuer: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * A real Redis (the shipped redis/redis.conf) and the real local IdP on free ports, for tests that run
+ * idgate in-process. `idpEnv` adds IDP_* settings (redirect URIs and the like).
+ */
+export async function startRedisAndIdp(idpEnv: Record<string, string>): Promise<RedisAndIdp> {
+  const redisPort = await freePort();
+  const idpPort = await freePort();
+  const redis = startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(redisPort)]);
+  const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], { env: { ...process.env, IDP_PORT: String(idpPort), ...idpEnv } });
+  await Promise.all([waitForPort(redisPort), waitForPort(idpPort)]);
+  return {
+    redisPort,
+    issuer: `http://127.0.0.1:${idpPort}`,
+    async stop() {
+      await Promise.all([redis.stop(), idp.stop()]);
+    },
+  };
+}
 
 export function configFrom(env: Record<string, string>): Config {
   const { config, problems } = loadConfig(env);
