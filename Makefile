@@ -48,7 +48,7 @@ test-unit: build
 test-e2e: build
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest test/e2e
 
-# Figures go to bench/results.json and bench/RESULTS.md (see CONTRACT.md, Benchmarks).
+# Figures go to bench/results.json and bench/RESULTS.md (see the README, Performance).
 bench: WITH_BENCH = 1
 bench: build
 	BENCH_COMMAND="make bench" node dist/bench/run.js

@@ -1,6 +1,6 @@
 // The local OpenID Provider that stands in for Okta in the demo and the tests.
 // It runs `oidc-provider` inside this process, with two fixed users, the interactive client `idgate`
-// and the machine client `demo-bot` (see CONTRACT.md, "Demo IdP").
+// and the machine client `demo-bot` (see the README, "The demo").
 //
 // Like Okta's org authorization server, the authorization code flow returns a "thin" ID token:
 // profile, email and groups claims come only from the userinfo endpoint (oidc-provider's default
