@@ -77,6 +77,11 @@ const SPOOFED_HEADERS = [
   'X-Forwarded-User', 'X_Forwarded_For', 'Forwarded',
   'X-Remote-User', 'X-Remote-Addr', 'Remote-User', 'Remote_User', 'X-Webauth-User', 'X-Webauth-Groups',
   'X-Idgate-Path', 'X-Idgate-Cookie', 'X-User', 'X-Email', 'HTTP2-Settings', 'X-Request-Id',
+  'Proxy-Client-IP', 'WL-Proxy-Client-IP', 'Fastly-Client-IP', 'X-Originating-IP', 'X-ProxyUser-Ip', 'X-Host', 'X-Scheme',
+  'X-Url-Scheme', 'Front-End-Https', 'X-Script-Name', 'X-Envoy-Original-Path', 'Remote-Addr', 'X-Authenticated-User',
+  'X-Authenticated-Userid', 'X-MS-CLIENT-PRINCIPAL-NAME', 'X-Goog-Authenticated-User-Email', 'X-Goog-IAP-JWT-Assertion',
+  'X-Amzn-Oidc-Identity', 'Cf-Access-Authenticated-User-Email', 'X-Consumer-Username', 'X-Credential-Identifier',
+  'X-Userinfo', 'X-JWT-Assertion', 'X-Apigateway-Api-Userinfo', 'X-Endpoint-API-UserInfo', 'OIDC-Claim-Email',
 ];
 
 describe.each(['lua', 'spoe'] as const)('the edge headers through HAProxy (%s)', (mode) => {
