@@ -109,8 +109,28 @@ function canonicalSegment(segment: string): { ok: true; text: string; decoded: s
         return refuse('a character that Unicode folding or case mapping reads as ASCII (a look-alike)');
       }
     }
+    // One spelling per text: NFC/NFKC-normalising apps read "cafe" + a combining acute as "café", and
+    // halfwidth katakana as full width, i.e. as the path a rule was written for.
+    if (decoded !== decoded.normalize('NFKC')) return refuse('text that is not in Unicode normal form (NFKC)');
   }
   return { ok: true, text, decoded };
+}
+
+/**
+ * The canonical path as rules that ignore letter case see it: lower case, non-ASCII letters included
+ * ("/CAF%C3%89/" is "/caf%c3%a9/"), since case-insensitive routers fold them too. Rule paths are folded
+ * the same way when the policy loads.
+ */
+export function caseFolded(path: string): string {
+  const lower = path.toLowerCase();
+  if (!/%[89a-f]/.test(lower)) return lower;
+  return lower.replace(/(?:%[89a-f][0-9a-f])+/g, (run) => {
+    try {
+      return encodeURIComponent(decodeURIComponent(run).toLowerCase()).toLowerCase();
+    } catch {
+      return run; // not UTF-8: canonical paths never hold such runs
+    }
+  });
 }
 
 /** The segment with only its unreserved escapes decoded: enough to recognise `%2e%2e` as "..". */

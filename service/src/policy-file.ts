@@ -7,7 +7,7 @@ import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type
 import type { Logger } from './audit.js';
 import type { Metrics } from './metrics.js';
 import { RE2JS } from 're2js';
-import { canonicalPath } from './paths.js';
+import { canonicalPath, caseFolded } from './paths.js';
 import { SIGNED_IN_POLICY, asksForToken, indexRules, type Condition, type Credential, type PathMatcher, type Policy, type PolicyRule } from './policy.js';
 
 export interface PolicyLoadResult {
@@ -169,7 +169,7 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     else if (canonical.path !== pathPrefix || canonical.query !== '' || pathPrefix.includes('?')) {
       fail(values.get('path'), `path "${pathPrefix}": not in canonical form (requests are matched as "${canonical.path}"); write that`);
     }
-    if (!caseSensitive) pathPrefix = pathPrefix.toLowerCase();
+    if (!caseSensitive) pathPrefix = caseFolded(pathPrefix);
   }
   const regexText = text('path_regex');
   let pathRegex: PathMatcher | undefined;

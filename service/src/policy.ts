@@ -2,6 +2,8 @@
 // policy): no I/O, no clock, so every answer idgate gives can be reproduced by `idgate explain` and by a
 // table-driven test. Policies come from a YAML file (policy-file.ts), compiled into the shapes below.
 
+import { caseFolded } from './paths.js';
+
 export interface RequestFacts {
   readonly method: string;
   readonly proto: 'http' | 'https';
@@ -164,7 +166,7 @@ const DEFAULT_RULE: PolicyRule = Object.freeze({ id: 'default', line: 0, access:
 
 /** The first rule that matches the request; the default rule when none does and the default is authenticated. */
 export function matchRule(policy: Policy, facts: Pick<RequestFacts, 'host' | 'path' | 'method'>): PolicyRule | undefined {
-  const lowerPath = facts.path.toLowerCase();
+  const lowerPath = caseFolded(facts.path);
   const candidates = policy.index ? (policy.index.bySegment.get(firstSegment(lowerPath)) ?? policy.index.anyPath) : policy.rules;
   // "app.example.com." names the same host as "app.example.com" (and HAProxy strips the dot before the app).
   const host = withoutTrailingDot(facts.host);
@@ -177,7 +179,7 @@ export function matchRule(policy: Policy, facts: Pick<RequestFacts, 'host' | 'pa
     }
     const path = rule.caseSensitive ? facts.path : lowerPath;
     if (rule.pathPrefix !== undefined && !pathMatches(rule.pathPrefix, path)) continue;
-    if (rule.pathRegex && !rule.pathRegex.test(facts.path)) continue;
+    if (rule.pathRegex && !rule.pathRegex.test(path)) continue;
     return rule;
   }
   return policy.defaultAccess === 'authenticated' ? DEFAULT_RULE : undefined;
@@ -369,7 +371,7 @@ function segmentOf(rule: PolicyRule, regexSource: string | undefined): string | 
   if (literal === undefined) return undefined;
   // The index is looked up by the lower-cased first segment; a case-sensitive rule is tried for every
   // spelling of its segment and then compares letter for letter.
-  literal = literal.toLowerCase();
+  literal = caseFolded(literal);
   const end = literal.indexOf('/', 1);
   if (end !== -1) return literal.slice(1, end);
   // "/admin" (a prefix without a closing slash) also matches "/administrators": no single segment.

@@ -65,6 +65,8 @@ function segment(raw: string): { canonical: string; decoded: string } | string {
     canonical += bytes.map((b) => `%${hex2(b)}`).join('');
     decoded += text;
   }
+  // NFC/NFKC-normalising apps read "cafe" + combining acute as "café": only one spelling is accepted.
+  if (decoded !== decoded.normalize('NFKC')) return 'text not in Unicode normal form (NFKC)';
   return { canonical, decoded };
 }
 

@@ -299,6 +299,7 @@ describe('canonical paths', () => {
     ['/%7Euser/%c3%a9', '/~user/%C3%A9'],
     ['/a/..', '/'],
     ['/public/%2e%2e/admin/', '/admin/'],
+    ['/caf%c3%a9/%E6%96%87', '/caf%C3%A9/%E6%96%87'],
   ])('%s is matched and forwarded as %s', (input, output) => {
     expect(canonical(input)).toBe(output);
   });
@@ -316,6 +317,8 @@ describe('canonical paths', () => {
     ['/%C0%AF', 'not UTF-8'],
     ['/public%EF%BC%8F..%EF%BC%8Fadmin', 'Unicode folding'],
     ['/a%zz', 'malformed'],
+    ['/cafe%CC%81/', 'normal form'],
+    ['/%EF%BD%B6/', 'normal form'],
   ])('%s is refused (%s)', (input, why) => {
     const result = canonicalPath(input);
     expect(result.ok).toBe(false);
@@ -329,6 +332,7 @@ describe('matching ignores letter case unless a rule says otherwise', () => {
   - {id: exact, path: /Reports/, case_sensitive: true, deny: true}
   - {id: rx, path_regex: "/files/[a-z]+$", deny: true}
   - {id: get-only, path: /feed, methods: [GET], public: true}
+  - {id: cafe, path: /caf%C3%A9/, deny: true}
   - {id: host, host: app.example.com, path: /host/, public: true}
   - {id: rest, authenticated: true}
 `);
@@ -339,6 +343,8 @@ describe('matching ignores letter case unless a rule says otherwise', () => {
     ['GET', '/Reports/x', 'exact'],
     ['GET', '/FILES/ABC', 'rx'],
     ['HEAD', '/feed', 'get-only'],
+    ['GET', '/CAF%C3%89/menu', 'cafe'],
+    ['GET', '/caf%c3%a9/', 'cafe'],
     ['POST', '/feed', 'rest'],
   ])('%s %s matches rule %s', (method, path, id) => {
     expect(matchRule(policy, { host: 'h', path, method })?.id).toBe(id);
