@@ -180,6 +180,8 @@ const HOSTILE_PATHS: { why: string; target: string }[] = [
   { why: 'fullwidth look-alikes', target: '/public/..%EF%BC%BCadmin/' },
   { why: 'fullwidth look-alikes', target: '/%EF%BD%81dmin/' },
   { why: 'Unicode case folding', target: '/adm%C4%B1n/' },
+  { why: 'Unicode normal forms', target: '/public/cafe%CC%81/../../admin/' },
+  { why: 'Unicode normal forms', target: '/public/%EF%BD%B6' },
   // .. above the root
   { why: 'above the root', target: '/../admin/' },
   { why: 'above the root', target: '/..' },
