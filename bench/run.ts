@@ -142,7 +142,8 @@ async function main(): Promise<void> {
     // With the bounds idgate's own agent runs with (the stack's settings).
     const { config } = loadConfig({ ...process.env, ...stack.env });
     constantAgent = createSpoeAgent({
-      check: async () => ({ status: 200, headers: { 'X-Auth-User': 'alice', 'X-Auth-Subject': 'alice', 'X-Auth-Groups': 'engineering', 'X-Auth-Request-Id': 'r' }, body: '' }),
+      // An allow names the path it decided on (here: the path as sent; the bench asks for "/").
+      check: async (request) => ({ status: 200, headers: { 'X-Idgate-Path': (request.headers['x-forwarded-uri'] ?? '/').split('?')[0]!, 'X-Auth-User': 'alice', 'X-Auth-Subject': 'alice', 'X-Auth-Groups': 'engineering', 'X-Auth-Request-Id': 'r' }, body: '' }),
       trustedPeers: config!.trustedProxies,
       maxConnections: config!.spoeMaxConnections,
       maxInFlight: config!.spoeMaxInFlight,
