@@ -10,6 +10,8 @@ export interface HaproxyOptions {
   frontPort: number;
   /** idgate (be_idgate), 127.0.0.1:<idgatePort>. */
   idgatePort: number;
+  /** A second idgate replica (be_idgate's idgate2); absent: idgate2 is the first replica again. */
+  idgatePort2?: number;
   /** The protected app (be_app), 127.0.0.1:<upstreamPort>. */
   upstreamPort: number;
   /** The canary pool (be_app_canary), 127.0.0.1:<canaryPort>. Default: upstreamPort. */
@@ -28,6 +30,8 @@ export interface HaproxyOptions {
   mode?: 'lua' | 'spoe';
   /** idgate's SPOE agent, 127.0.0.1:<spoePort> (mode spoe). */
   spoePort?: number;
+  /** The second replica's SPOE agent (mode spoe); absent: the first's again. */
+  spoePort2?: number;
   /** More environment for HAProxy (e.g. IDGATE_AUTH_RATE_LIMIT). */
   env?: Record<string, string>;
 }
@@ -50,6 +54,8 @@ export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProc
     IDGATE_ADDR: `127.0.0.1:${options.idgatePort}`,
     IDGATE_CHECK_DST: checkDst,
     IDGATE_SPOE_ADDR: `127.0.0.1:${options.spoePort ?? 4181}`,
+    ...(options.idgatePort2 === undefined ? {} : { IDGATE_ADDR_2: `127.0.0.1:${options.idgatePort2}` }),
+    ...(options.spoePort2 === undefined ? {} : { IDGATE_SPOE_ADDR_2: `127.0.0.1:${options.spoePort2}` }),
     ...options.env,
   };
   // Something already answering on the front port would pass the readiness wait below without

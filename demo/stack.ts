@@ -27,7 +27,7 @@ export interface StackPorts {
 export interface StackOptions {
   /** Fixed ports (the demo); absent: free ports are picked (tests). */
   ports?: Partial<StackPorts>;
-  /** How many idgate replicas (default 1); HAProxy uses the first, tests reach the others directly. */
+  /** How many idgate replicas (default 1); HAProxy balances the first two, tests reach the others directly. */
   idgateReplicas?: number;
   /** Extra IDGATE_* settings for every replica. */
   idgateEnv?: Record<string, string>;
@@ -56,6 +56,7 @@ export interface Stack {
   readonly processes: Record<string, ManagedProcess>;
   /** Starts idgate replica `index` again after stopIdgate (same port and settings). */
   startIdgate(index: number): Promise<ManagedProcess>;
+  /** Stops replica `index` as an orchestrator does: SIGTERM, and the time its graceful shutdown takes. */
   stopIdgate(index: number): Promise<void>;
   /** Stops the IdP; `startIdp` brings up a fresh one (same port and issuer, new keys, no sessions or grants). */
   stopIdp(): Promise<void>;
@@ -108,6 +109,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   };
 
   const stopAllStarted = async () => {
+    // Everything goes at once, so no replica needs its drain: a second SIGTERM ends idgate without it.
+    for (const p of started) {
+      if (p.name.startsWith('idgate') && p.child.exitCode === null && p.child.signalCode === null) {
+        p.child.kill('SIGTERM');
+        setTimeout(() => p.child.kill('SIGTERM'), 200).unref();
+      }
+    }
     await Promise.all(started.reverse().map((p) => p.stop()));
     fs.rmSync(path.dirname(keysFile), { recursive: true, force: true });
   };
@@ -161,7 +169,19 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await Promise.all([waitForPort(ports.redis), waitForPort(ports.idp), waitForPort(ports.upstream), waitForPort(ports.canary)]);
     for (let i = 0; i < ports.idgate.length; i++) await startIdgate(i);
     if (options.haproxy ?? true) {
-      track(await startHaproxy({ frontPort: ports.front, idgatePort: ports.idgate[0]!, upstreamPort: ports.upstream, canaryPort: ports.canary, spoePort: ports.spoe[0]!, mode: options.haproxyMode, echo }));
+      track(
+        await startHaproxy({
+          frontPort: ports.front,
+          idgatePort: ports.idgate[0]!,
+          idgatePort2: ports.idgate[1],
+          upstreamPort: ports.upstream,
+          canaryPort: ports.canary,
+          spoePort: ports.spoe[0]!,
+          spoePort2: ports.spoe[1],
+          mode: options.haproxyMode,
+          echo,
+        }),
+      );
     }
   } catch (err) {
     const logs = started.map((p) => `--- ${p.name}\n${p.output().slice(-3000)}`).join('\n');
@@ -192,7 +212,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       await waitForPort(ports.idp);
     },
     async stopIdgate(index) {
-      await processes[index === 0 ? 'idgate' : `idgate${index + 1}`]?.stop();
+      // Room for the drain (IDGATE_SHUTDOWN_DRAIN_MS) and the in-flight bound before SIGKILL.
+      const drainMs = Number(env.IDGATE_SHUTDOWN_DRAIN_MS ?? 3000);
+      await processes[index === 0 ? 'idgate' : `idgate${index + 1}`]?.stop(drainMs + 7000);
     },
     stop: stopAllStarted,
   };

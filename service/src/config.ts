@@ -75,6 +75,7 @@ export interface Config {
   readonly logFile: string | undefined;
   readonly sessionCacheMs: number;
   readonly sessionCacheSize: number;
+  readonly shutdownDrainMs: number;
 }
 
 type Kind = 'url' | 'string' | 'secret' | 'secret-list' | 'list' | 'int' | 'bool' | 'listen' | 'proxies' | 'json';
@@ -140,6 +141,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_INSECURE_HTTP', key: 'insecure_http', kind: 'bool', default: '0', doc: 'allow a plain-http issuer and non-Secure cookies (local demo and tests only)', example: '1' },
   { env: 'IDGATE_SESSION_CACHE_MS', key: 'session_cache_ms', kind: 'int', min: 0, default: '5000', doc: 'milliseconds a replica reuses a session read from Redis (revocations reach every replica at once); 0: off', example: '5000' },
   { env: 'IDGATE_SESSION_CACHE_SIZE', key: 'session_cache_size', kind: 'int', default: '10000', doc: 'sessions a replica keeps in that cache at most (about 1 kB each)', example: '10000' },
+  { env: 'IDGATE_SHUTDOWN_DRAIN_MS', key: 'shutdown_drain_ms', kind: 'int', min: 0, default: '3000', doc: 'milliseconds a stopping replica (SIGTERM) keeps answering while /readyz says 503, so HAProxy takes it out first (its health check: fall x inter, 2 s shipped); then it finishes what is running and exits', example: '3000' },
   { env: 'IDGATE_LOG_LEVEL', key: 'log_level', kind: 'string', default: 'info', doc: 'lowest level logged: info (every decision), warn or error', example: 'info' },
   { env: 'IDGATE_LOG_FILE', key: 'log_file', kind: 'string', optional: true, doc: 'file the JSON log and audit lines are appended to; unset: standard output', example: '/var/log/idgate/audit.log' },
   { env: 'IDGATE_REDIS_PREFIX', key: 'redis_prefix', kind: 'string', default: 'idgate:', doc: 'prefix of every Redis key idgate writes', example: 'idgate:' },
@@ -279,6 +281,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     // A cached session skips the GETEX that renews its idle timeout: keep the cache well inside it.
     sessionCacheMs: Math.min(parsed.IDGATE_SESSION_CACHE_MS as number, idle! * 500),
     sessionCacheSize: parsed.IDGATE_SESSION_CACHE_SIZE as number,
+    shutdownDrainMs: parsed.IDGATE_SHUTDOWN_DRAIN_MS as number,
     logFile: parsed.IDGATE_LOG_FILE as string | undefined,
   };
   return { config: Object.freeze(config), problems };

@@ -1,8 +1,9 @@
-// `idgate serve`: load settings, connect to Redis, start discovery, listen. Stops cleanly on SIGTERM/SIGINT.
-import type net from 'node:net';
+// `idgate serve`: load settings, connect to Redis, start discovery, listen. Stops cleanly on SIGTERM/SIGINT:
+// first unready (HAProxy takes the replica out), then done with what is running, then gone (see `stop`).
+import type http from 'node:http';
 import { createLogger } from './audit.js';
 import { createCheck } from './check.js';
-import { createSpoeAgent } from './spoe.js';
+import { createSpoeAgent, type SpoeAgent } from './spoe.js';
 import { describeConfig, loadConfig } from './config.js';
 import { describeError } from './errors.js';
 import { Metrics } from './metrics.js';
@@ -57,7 +58,8 @@ export async function serve(): Promise<number> {
   const unsubscribe = sessionCache.enabled ? subscribeToRevocations(redis, config, sessionCache, logger) : () => undefined;
 
   const deps = { config, redis, oidc, bearer, sessionCache, policy: () => policy.current, logger, metrics };
-  const server = createIdgateServer(deps);
+  let draining = false;
+  const server = createIdgateServer(deps, { draining: () => draining });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => resolve());
@@ -69,7 +71,7 @@ export async function serve(): Promise<number> {
 
   // The SPOE agent, only when IDGATE_SPOE_LISTEN asks for it: the same check, for HAProxy's `filter spoe`.
   // A busy port is reported, not fatal: the HTTP check (the default integration) keeps working.
-  let spoe: net.Server | undefined;
+  let spoe: SpoeAgent | undefined;
   if (!config.spoeListen) logger.log('info', 'SPOE agent off (IDGATE_SPOE_LISTEN unset)');
   else {
     const { host, port } = config.spoeListen;
@@ -79,26 +81,64 @@ export async function serve(): Promise<number> {
       maxConnections: config.spoeMaxConnections,
       maxInFlight: config.spoeMaxInFlight,
       onError: (message) => logger.log('warn', message),
+      draining: () => draining,
     });
     spoe.on('error', (err) => logger.log('error', `SPOE agent cannot listen on ${host}:${port}; the HTTP check works without it`, { error: describeError(err) }));
     spoe.listen(port, host, () => logger.log('info', `SPOE agent listening on ${host}:${port}`));
   }
 
   return new Promise<number>((resolve) => {
-    const stop = (signal: string) => {
-      logger.log('info', `stopping on ${signal}`);
+    // A rolling restart must fail no request, so stopping goes in three steps:
+    //   1. drain: /readyz answers 503 and SPOE health checks are refused, while checks and /_auth/* are
+    //      still answered, for IDGATE_SHUTDOWN_DRAIN_MS: long enough for HAProxy's health check
+    //      (fall x inter) to take this replica out and send everything to the others;
+    //   2. finish: stop accepting, answer what is running (HTTP requests, SPOE frames), close idle
+    //      connections (SPOE ones with AGENT-DISCONNECT), bounded by FINISH_BOUND_MS;
+    //   3. release Redis and the timers, flush the log, exit 0.
+    // A second SIGTERM or SIGINT exits at once (an operator who means it, or a supervisor's patience).
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) {
+        logger.log('warn', `exiting at once on a second ${signal}`);
+        logger.flush();
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      }
+      stopping = true;
+      draining = true;
+      logger.log('info', `stopping on ${signal}: unready for ${config.shutdownDrainMs} ms, then finishing what is running`);
+      await new Promise((r) => setTimeout(r, config.shutdownDrainMs));
+      await Promise.all([finishHttp(server, FINISH_BOUND_MS), spoe?.shutdown(FINISH_BOUND_MS)]);
       oidc.stop();
       bearer.stop();
       policy.close();
       unsubscribe();
-      spoe?.close();
-      server.close();
-      server.closeAllConnections();
       redis.disconnect();
+      logger.log('info', 'stopped');
       logger.flush();
       resolve(0);
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    const onSignal = (signal: string) => void stop(signal);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
+/** How long in-flight requests may take to finish once a stopping replica stops accepting. */
+const FINISH_BOUND_MS = 5000;
+
+/**
+ * Stops accepting, lets running requests finish, and closes keep-alive connections as they fall idle
+ * (node keeps an idle one open until its keepAliveTimeout otherwise). Anything still open after
+ * `boundMs` is cut.
+ */
+function finishHttp(server: http.Server, boundMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const sweep = setInterval(() => server.closeIdleConnections(), 50);
+    const cut = setTimeout(() => server.closeAllConnections(), boundMs);
+    server.close(() => {
+      clearInterval(sweep);
+      clearTimeout(cut);
+      resolve();
+    });
   });
 }

@@ -12,7 +12,15 @@ import type { BearerVerifier } from './tokens.js';
 /** What a process wires together: the check's dependencies are all of them. */
 export type ServerDependencies = CheckDependencies;
 
-export function createIdgateServer(deps: ServerDependencies): http.Server {
+export interface ServerOptions {
+  /**
+   * True once the process is stopping: /readyz answers 503 so that HAProxy's health check takes this
+   * replica out while it still answers everything else (main.ts, graceful shutdown).
+   */
+  readonly draining?: () => boolean;
+}
+
+export function createIdgateServer(deps: ServerDependencies, options: ServerOptions = {}): http.Server {
   const { config, redis, oidc, bearer, logger, metrics } = deps;
   const check = createCheckHandler(deps);
 
@@ -30,6 +38,7 @@ export function createIdgateServer(deps: ServerDependencies): http.Server {
     const path = q === -1 ? url : url.slice(0, q);
     if (path === '/auth' && (req.method === 'GET' || req.method === 'HEAD')) return check(req, res);
     if (path === '/healthz') return sendText(res, 200, 'ok\n');
+    if (path === '/readyz' && options.draining?.()) return sendText(res, 503, 'draining: this replica is stopping\n');
     if (path === '/readyz') return void readiness(redis, oidc, bearer).then(({ ok, detail }) => sendText(res, ok ? 200 : 503, `${detail}\n`));
     if (path === '/metrics') return void metrics.render().then((text) => sendText(res, 200, text, metrics.contentType));
     return app(req, res);

@@ -279,6 +279,22 @@ export interface SpoeAgentOptions {
   readonly trustedPeers: AddressMatcher;
   /** Warnings, one line each; those a peer can cause at will are at most one per ~10 s per kind. */
   readonly onError?: (message: string) => void;
+  /**
+   * True while the process is stopping: HAProxy's health check (a HAPROXY-HELLO with healthcheck set,
+   * `option spop-check`) is answered AGENT-DISCONNECT, which HAProxy counts as a failed check, so it
+   * takes this agent out as it does an HTTP replica whose /readyz says 503. Checks still run meanwhile.
+   */
+  readonly draining?: () => boolean;
+}
+
+/** The agent's server, and how it stops without failing a check. */
+export interface SpoeAgent extends net.Server {
+  /**
+   * Stops accepting, closes idle connections with AGENT-DISCONNECT, answers the checks that are running
+   * and then disconnects their connections too. Resolves once every connection is closed, or after
+   * `timeoutMs` (default 5000), when the rest are cut.
+   */
+  shutdown(timeoutMs?: number): Promise<void>;
 }
 
 const text = (v: Value | undefined) => (typeof v === 'string' && v !== '' ? v : undefined);
@@ -445,12 +461,15 @@ export function createWarningThrottle(
  *   and would be failed too, and HAProxy would only reconnect and send the same load again;
  * - answers the peer leaves unread (MAX_UNREAD_BYTES), and 120 s of silence.
  */
-export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
+export function createSpoeAgent(options: SpoeAgentOptions): SpoeAgent {
   const warn = (message: string) => options.onError?.(message);
   // Apart: a flood of refused peers must not silence the caps' warnings.
   const warnPerPeer = createWarningThrottle(warn);
   const warnPerCap = createWarningThrottle(warn);
   const helloTimeoutMs = options.helloTimeoutMs ?? 2000;
+  /** Each open connection's way to stop: disconnect now if idle, else once its last check is answered. */
+  const connections = new Map<net.Socket, () => void>();
+  let stopping = false;
   // pauseOnConnect: nothing is read from a connection until its peer is known to be trusted.
   const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
     if (!options.trustedPeers(socket.remoteAddress)) {
@@ -492,6 +511,11 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
       outbox = [];
       setTimeout(() => socket.destroy(), 1000).unref();
     };
+    /** When stopping: an idle connection is told AGENT-DISCONNECT (HAProxy then opens one to another agent). */
+    const disconnectIfIdle = () => {
+      if (stopping && inFlight === 0 && !closing && !socket.destroyed) close([disconnectFrame(STATUS.NORMAL, 'agent stopping')]);
+    };
+    connections.set(socket, disconnectIfIdle);
     const helloTimer = setTimeout(() => {
       if (closing || socket.destroyed) return;
       options.onError?.(`spoe: closing a connection from ${socket.remoteAddress ?? 'an unknown address'} that sent no HAPROXY-HELLO within ${helloTimeoutMs} ms`);
@@ -511,8 +535,11 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
         greeted = true;
         clearTimeout(helloTimer);
         const reply = encodeFrame(FRAME.AGENT_HELLO, FLAG_FIN, 0, 0, encodeKvList({ version: '2.0', 'max-frame-size': splitter.limit, capabilities: 'pipelining,async' }));
-        // A health check only wants the hello: answer, then close.
-        if (hello.healthcheck === true) closing = true;
+        // A health check only wants the hello: answer, then close. A stopping agent fails it.
+        if (hello.healthcheck === true) {
+          closing = true;
+          if (stopping || options.draining?.()) return disconnectFrame(STATUS.NORMAL, 'agent stopping');
+        }
         return reply;
       }
       if (!greeted) throw new SpopError(STATUS.INVALID, 'a frame before HAPROXY-HELLO');
@@ -543,12 +570,14 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
             ack = encodeAck(streamId, frameId, vars);
           }
           send(ack);
+          disconnectIfIdle();
         },
         (err: unknown) => {
           // The check answers errors itself; should it ever throw, that request fails closed.
           inFlight--;
           options.onError?.(`spoe: the check failed, answered 503: ${err instanceof Error ? err.message : String(err)}`);
           if (!closing && !socket.destroyed) send(encodeAck(streamId, frameId, { status: 503 }));
+          disconnectIfIdle();
         },
       );
       return undefined;
@@ -573,13 +602,29 @@ export function createSpoeAgent(options: SpoeAgentOptions): net.Server {
       else for (const reply of replies) send(reply);
     });
     socket.on('error', () => socket.destroy());
-    socket.on('close', () => clearTimeout(helloTimer));
+    socket.on('close', () => {
+      clearTimeout(helloTimer);
+      connections.delete(socket);
+    });
     socket.setTimeout(120_000, () => socket.destroy());
     socket.resume();
   });
+  const shutdown = (timeoutMs = 5000) =>
+    new Promise<void>((resolve) => {
+      stopping = true;
+      const cut = setTimeout(() => {
+        for (const socket of connections.keys()) socket.destroy();
+      }, timeoutMs);
+      cut.unref();
+      server.close(() => {
+        clearTimeout(cut);
+        resolve();
+      });
+      for (const disconnectIfIdle of connections.values()) disconnectIfIdle();
+    });
   server.maxConnections = options.maxConnections;
   server.on('drop', (data?: { remoteAddress?: string }) => {
     warnPerCap('connection cap', (_key, count) => `spoe: ${options.maxConnections} connections open (IDGATE_SPOE_MAX_CONNECTIONS); closed ${count} more since the last such line, the latest from ${data?.remoteAddress ?? 'an unknown address'}`);
   });
-  return server;
+  return Object.assign(server, { shutdown });
 }
