@@ -1,0 +1,45 @@
+// One idgate replica killed (SIGKILL: no drain, no goodbye) under load, behind the real HAProxy. HAProxy
+// moves everything to the survivor; the only requests allowed to fail are those in flight on the killed
+// process at that instant (at most one per client). The counts are printed.
+import { startStack, type Stack } from '../../demo/stack.js';
+import { Browser, signIn } from '../support/browser.js';
+import { describeCounts, startLoad } from '../support/load.js';
+import { waitUntil } from '../support/wait.js';
+
+const CLIENTS = 8;
+
+describe.each(['lua', 'spoe'] as const)('one idgate killed under load (%s)', (mode) => {
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startStack({ idgateReplicas: 2, haproxyMode: mode });
+  }, 60_000);
+
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  test('HAProxy moves to the survivor; only the requests in flight on the killed replica fail', async () => {
+    const downEvents: string[] = [];
+    stack.processes.haproxy!.child.stderr!.on('data', (chunk: Buffer) => downEvents.push(...chunk.toString().split('\n').filter((l) => l.includes(' is DOWN'))));
+    const browser = new Browser();
+    await signIn(browser, `${stack.frontUrl}/`, 'alice');
+    const cookie = browser.cookieHeader(new URL(stack.frontUrl))!;
+    const load = startLoad({ url: `${stack.frontUrl}/faults/kill`, headers: { cookie, accept: 'application/json' }, concurrency: CLIENTS, maxMs: 20_000 });
+    await waitUntil(() => load.counts.total > 500, 5000);
+    const killedAtMs = load.now();
+    stack.processes.idgate!.child.kill('SIGKILL');
+    // HAProxy notices (a refused connection or a failed health check), then the survivor carries on.
+    await waitUntil(() => downEvents.length > 0, 5000);
+    const afterDown = load.counts.total;
+    await waitUntil(() => load.counts.total > afterDown + 1000, 5000);
+    const counts = await load.stop();
+    console.log(`${describeCounts(`idgate 1 killed under load (${mode})`, counts)}; killed at ${Math.round(killedAtMs)} ms; failures ${JSON.stringify(counts.failures)}; HAProxy: ${downEvents[0]?.replace(/^.*Server /, '')}`);
+    expect(counts.byStatus['200']).toBeGreaterThan(1000);
+    expect(counts.failures.length).toBeLessThanOrEqual(CLIENTS);
+    // Each failed request was under way when the process died, or sent in the few milliseconds before
+    // HAProxy saw its connections close (SPOE: a frame then waits for its ACK until the 800 ms timeout).
+    for (const f of counts.failures) expect(f.atMs).toBeLessThanOrEqual(killedAtMs + 200);
+    for (const f of counts.failures) expect(f.what).toBe('503');
+  }, 60_000);
+});
