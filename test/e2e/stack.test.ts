@@ -285,7 +285,8 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
     });
 
     test('HAProxy answers 503 quickly when idgate is down, and recovers when it returns', async () => {
-      await stack.stopIdgate(0);
+      // Both replicas: HAProxy balances them, so with one left it would still answer.
+      await Promise.all([stack.stopIdgate(0), stack.stopIdgate(1)]);
       try {
         const started = Date.now();
         const res = await fetch(`${stack.frontUrl}/public/x`, { headers: apiHeaders });
@@ -295,6 +296,7 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
         expect(api.status).toBe(503);
       } finally {
         await stack.startIdgate(0);
+        await stack.startIdgate(1);
       }
       // Back on both paths: the check (Lua: be_idgate; SPOE: the agent) and the browser endpoints.
       let statuses = [0, 0];

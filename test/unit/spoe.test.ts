@@ -473,3 +473,36 @@ describe('the facts of a SPOE message', () => {
     expect(allow({}).cookie_strip).toBeUndefined();
   });
 });
+
+describe('a stopping agent (graceful shutdown)', () => {
+  test('while draining, a health-check hello is answered AGENT-DISCONNECT (HAProxy counts a failed check) and checks still run', async () => {
+    let draining = false;
+    const { port } = await startAgent(allow, { draining: () => draining });
+    draining = true;
+    const check = await converse(port, [hello({ healthcheck: true })], 1);
+    expect(check.frames.map((f) => f.type)).toEqual([FRAME.AGENT_DISCONNECT]);
+    expect(check.closed).toBe(true);
+    const traffic = await converse(port, [hello(), notify(1, 1, { method: 'GET', pathq: '/' })], 2);
+    expect(traffic.frames.map((f) => f.type)).toEqual([FRAME.AGENT_HELLO, FRAME.ACK]);
+  });
+
+  test('shutdown disconnects an idle connection at once, and a busy one right after answering its running check', async () => {
+    let release!: () => void;
+    const slow = (): Promise<CheckAnswer> => new Promise((resolve) => (release = () => resolve({ status: 200, headers: {}, body: '' })));
+    const { agent, port } = await startAgent(slow);
+    const idle = await peer(port);
+    const busy = await peer(port);
+    idle.socket.write(hello());
+    busy.socket.write(Buffer.concat([hello(), notify(5, 9, { method: 'GET', pathq: '/' })]));
+    await waitUntil(() => idle.frames.length === 1 && busy.frames.length === 1 && release !== undefined);
+    const stopped = agent.shutdown(2000);
+    await waitUntil(() => idle.closed);
+    expect(idle.frames.map((f) => f.type)).toEqual([FRAME.AGENT_HELLO, FRAME.AGENT_DISCONNECT]);
+    expect(busy.closed).toBe(false);
+    release();
+    await stopped;
+    await waitUntil(() => busy.closed);
+    expect(busy.frames.map((f) => [f.type, f.streamId, f.frameId])).toEqual([[FRAME.AGENT_HELLO, 0, 0], [FRAME.ACK, 5, 9], [FRAME.AGENT_DISCONNECT, 0, 0]]);
+    expect(busy.frames[2]!.payload.kvList()['status-code']).toBe(STATUS.NORMAL);
+  });
+});
