@@ -47,7 +47,8 @@ afterAll(async () => {
 /** One more idgate on the stack's Redis and IdP, with `env` on top of the stack's settings. */
 async function startIdgate(env: Record<string, string>): Promise<{ process: ManagedProcess; httpPort: number }> {
   const httpPort = await freePort();
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...stack.env, IDGATE_LISTEN: `127.0.0.1:${httpPort}`, ...env };
+  // No HAProxy to drain from: stop at once.
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...stack.env, IDGATE_LISTEN: `127.0.0.1:${httpPort}`, IDGATE_SHUTDOWN_DRAIN_MS: '0', ...env };
   const p = startProcess(`idgate-${httpPort}`, process.execPath, [path.join(REPO_ROOT, 'dist/service/src/cli.js'), 'serve'], { env: childEnv });
   extra.push(p);
   await waitForPort(httpPort).catch((err: Error) => {
