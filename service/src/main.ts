@@ -88,7 +88,7 @@ export async function serve(): Promise<number> {
   }
 
   return new Promise<number>((resolve) => {
-    // A rolling restart must fail no request, so stopping goes in three steps:
+    // A rolling restart must fail no request (SPOE: see SpoeAgent.shutdown), so stopping goes in three steps:
     //   1. drain: /readyz answers 503 and SPOE health checks are refused, while checks and /_auth/* are
     //      still answered, for IDGATE_SHUTDOWN_DRAIN_MS: long enough for HAProxy's health check
     //      (fall x inter) to take this replica out and send everything to the others;

@@ -292,7 +292,9 @@ export interface SpoeAgent extends net.Server {
   /**
    * Stops accepting, closes idle connections with AGENT-DISCONNECT, answers the checks that are running
    * and then disconnects their connections too. Resolves once every connection is closed, or after
-   * `timeoutMs` (default 5000), when the rest are cut.
+   * `timeoutMs` (default 5000), when the rest are cut. SPOP has no way to say "send nothing more": a
+   * frame HAProxy writes while the AGENT-DISCONNECT is on its way is lost, and HAProxy answers its
+   * request 503 after `timeout processing` (docs/operations.md has the measured count).
    */
   shutdown(timeoutMs?: number): Promise<void>;
 }
