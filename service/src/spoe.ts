@@ -552,7 +552,8 @@ export function createSpoeAgent(options: SpoeAgentOptions): SpoeAgent {
       if (frame.type !== FRAME.NOTIFY) throw new SpopError(STATUS.INVALID, `unexpected frame type ${frame.type}`);
       if ((frame.flags & FLAG_FIN) === 0) throw new SpopError(STATUS.FRAGMENTED, 'fragmented frames are not supported');
       const messages = decodeMessages(frame.payload);
-      const args = messages.get('idgate-check');
+      // The -retry names: the same facts, asked again by HAProxy after a failed exchange (spoe-idgate.conf).
+      const args = messages.get('idgate-check') ?? messages.get('idgate-check-retry');
       const { streamId, frameId } = frame;
       if (!args) return encodeFrame(FRAME.ACK, FLAG_FIN, streamId, frameId, Buffer.alloc(0));
       if (inFlight >= options.maxInFlight) {
@@ -560,7 +561,7 @@ export function createSpoeAgent(options: SpoeAgentOptions): SpoeAgent {
         return encodeAck(streamId, frameId, { status: 503 });
       }
       inFlight++;
-      options.check(requestFromMessage(args, socket.remoteAddress, messages.get('idgate-cookies'))).then(
+      options.check(requestFromMessage(args, socket.remoteAddress, messages.get('idgate-cookies') ?? messages.get('idgate-cookies-retry'))).then(
         (answer) => {
           inFlight--;
           if (closing || socket.destroyed) return;

@@ -18,7 +18,7 @@ describe.each(['lua', 'spoe'] as const)('rolling restart through HAProxy (%s)', 
     await stack?.stop();
   });
 
-  test('restarting both replicas one by one under load fails no request (SPOE: only frames in transit at a disconnect)', async () => {
+  test('restarting both replicas one by one under load fails no request', async () => {
     // HAProxy's own account of its servers: "Server be_idgate/idgate1 is DOWN, reason: Layer7 ...".
     const serverEvents: string[] = [];
     stack.processes.haproxy!.child.stderr!.on('data', (chunk: Buffer) => serverEvents.push(...chunk.toString().split('\n').filter((l) => / is (UP|DOWN)/.test(l))));
@@ -43,15 +43,11 @@ describe.each(['lua', 'spoe'] as const)('rolling restart through HAProxy (%s)', 
       }
     } finally {
       const counts = await load.stop();
-      console.log(`${describeCounts(`rolling restart (${mode})`, counts)}; failures at ${JSON.stringify(counts.failures)}; replicas exited at ${disconnectsAtMs.map(Math.round).join(', ')} ms`);
+      console.log(`${describeCounts(`rolling restart (${mode})`, counts)}; failures ${JSON.stringify(counts.failures)}; replicas exited at ${disconnectsAtMs.map(Math.round).join(', ')} ms`);
       expect(counts.byStatus['200']).toBeGreaterThan(200);
-      if (mode === 'lua') expect(counts.failures).toEqual([]);
-      else {
-        // SPOP has no "go away": a frame HAProxy writes while the agent's AGENT-DISCONNECT is on its
-        // way fails (503). Only those: at most one per client per restarted replica, when it exits.
-        expect(counts.failures.length).toBeLessThanOrEqual(8 * 2);
-        for (const f of counts.failures) expect(disconnectsAtMs.some((at) => Math.abs(at - f.atMs) < 6000)).toBe(true);
-      }
+      // SPOE: a frame HAProxy writes while the stopping agent's AGENT-DISCONNECT is on its way is lost;
+      // haproxy-spoe.cfg asks once more (another replica answers), so that request is only slower.
+      expect(counts.failures).toEqual([]);
     }
     for (const n of [1, 2]) expect(serverEvents.join('\n')).toMatch(new RegExp(`${server(n)} is DOWN, reason: Layer7`));
   }, 90_000);

@@ -17,8 +17,8 @@ export function defaultAgentOptions(check: SpoeAgentOptions['check'], overrides:
   };
 }
 
-export function notify(streamId: number, frameId: number, args: Record<string, string>): Buffer {
-  const name = Buffer.from('idgate-check');
+export function notify(streamId: number, frameId: number, args: Record<string, string>, message = 'idgate-check'): Buffer {
+  const name = Buffer.from(message);
   const parts: Buffer[] = [encodeVarint(name.length), name, Buffer.from([Object.keys(args).length])];
   for (const [k, v] of Object.entries(args)) parts.push(encodeKvList({ [k]: v }));
   return encodeFrame(FRAME.NOTIFY, 1, streamId, frameId, Buffer.concat(parts));

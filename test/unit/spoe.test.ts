@@ -91,6 +91,13 @@ describe('the SPOE agent', () => {
     expect(seen.find((r) => r.headers['x-request-id'] === 'req-1')!.headers).toMatchObject({ 'x-forwarded-uri': '/x?y', 'x-forwarded-host': 'app', 'x-forwarded-method': 'GET' });
   });
 
+  test('idgate-check-retry (HAProxy asking again after a failed exchange) is answered as idgate-check', async () => {
+    const { frames } = await converse(port, [hello(), notify(9, 4, { method: 'GET', pathq: '/r', cookie: 'ok' }, 'idgate-check-retry')], 2);
+    const ack = frames.find((f) => f.type === FRAME.ACK)!;
+    expect([ack.streamId, ack.frameId]).toEqual([9, 4]);
+    expect(setVars(ack)).toMatchObject({ status: 200, user: 'alice' });
+  });
+
   test('HAPROXY-DISCONNECT gets AGENT-DISCONNECT with status 0', async () => {
     const { frames, closed } = await converse(port, [hello(), encodeFrame(FRAME.HAPROXY_DISCONNECT, 1, 0, 0, encodeKvList({ 'status-code': 0, message: 'bye' }))], 2);
     expect(frames[1]!.type).toBe(FRAME.AGENT_DISCONNECT);
