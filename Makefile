@@ -48,7 +48,7 @@ test-unit: build
 test-e2e: build
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest test/e2e
 
-# Replicas, rolling restarts and faults (test/faults/, about a minute and a half; `make test` runs them
+# Replicas, rolling restarts and faults (test/faults/, about two minutes; `make test` runs them
 # too): two HAProxy and two idgate on one Redis, a replica killed, the IdP stopped, a slow Redis or IdP.
 # Each prints its request counts and figures (docs/operations.md).
 test-faults: build
