@@ -10,6 +10,7 @@ import { OidcRelyingParty } from '../../service/src/oidc.js';
 import { loadPolicyFile } from '../../service/src/policy-file.js';
 import type { Policy } from '../../service/src/policy.js';
 import { freePort, REPO_ROOT, startProcess, waitForPort } from '../../demo/processes.js';
+import { startTempRedis } from '../../demo/redis.js';
 import { createIdgateServer } from '../../service/src/server.js';
 import { SessionCache, subscribeToRevocations } from '../../service/src/session-cache.js';
 import { createRedisClient } from '../../service/src/sessions.js';
@@ -31,13 +32,13 @@ export interface RedisAndIdp {
 }
 
 /**
- * A real Redis (the shipped redis/redis.conf) and the real local IdP on free ports, for tests that run
+ * A real Redis (the shipped redis/redis.conf, its data in a temp dir removed at stop) and the real local IdP on free ports, for tests that run
  * idgate in-process. `idpEnv` adds IDP_* settings (redirect URIs and the like).
  */
 export async function startRedisAndIdp(idpEnv: Record<string, string>): Promise<RedisAndIdp> {
   const redisPort = await freePort();
   const idpPort = await freePort();
-  const redis = startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(redisPort)]);
+  const redis = startTempRedis(redisPort);
   const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], { env: { ...process.env, IDP_PORT: String(idpPort), ...idpEnv } });
   await Promise.all([waitForPort(redisPort), waitForPort(idpPort)]);
   return {
