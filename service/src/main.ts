@@ -4,6 +4,7 @@ import { createLogger } from './audit.js';
 import { createCheck } from './check.js';
 import { createSpoeAgent } from './spoe.js';
 import { describeConfig, loadConfig } from './config.js';
+import { DurableWrites, reportWaits } from './durable-writes.js';
 import { describeError } from './errors.js';
 import { Metrics } from './metrics.js';
 import { OidcRelyingParty } from './oidc.js';
@@ -56,7 +57,9 @@ export async function serve(): Promise<number> {
   const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
   const unsubscribe = sessionCache.enabled ? subscribeToRevocations(redis, config, sessionCache, logger) : () => undefined;
 
-  const deps = { config, redis, oidc, bearer, sessionCache, policy: () => policy.current, logger, metrics };
+  // Logins, renewals and revocations wait for a Redis replica, on connections of their own.
+  const durable = new DurableWrites(redis, config, reportWaits(logger, metrics));
+  const deps = { config, redis, durable, oidc, bearer, sessionCache, policy: () => policy.current, logger, metrics };
   const server = createIdgateServer(deps);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -94,6 +97,7 @@ export async function serve(): Promise<number> {
       spoe?.close();
       server.close();
       server.closeAllConnections();
+      durable.close();
       redis.disconnect();
       logger.flush();
       resolve(0);
