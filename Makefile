@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export NODE_OPTIONS_JEST := --experimental-vm-modules
 
-.PHONY: all deps system-deps build demo test test-unit test-e2e typecheck bench profile clean
+.PHONY: all deps system-deps build demo test test-unit test-e2e test-faults typecheck bench profile clean
 
 all: build
 
@@ -47,6 +47,10 @@ test-unit: build
 
 test-e2e: build
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest test/e2e
+
+# Faults with real processes on loopback (Redis restarted, stopped, a paused replica...), counts printed.
+test-faults: build
+	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest test/faults
 
 # Figures go to bench/results.json and bench/RESULTS.md (see the README, Performance).
 bench: WITH_BENCH = 1

@@ -13,6 +13,11 @@
 // would not undo it (the session is already gone from the primary, and every replica was told). Each such
 // write is logged and counted (idgate_redis_replication_waits_total{result="timeout"}), so a replica that
 // lags is seen.
+//
+// Redis Cluster: WAIT counts the writes of one connection to one shard, and the cluster client routes each
+// key to its own shard, so a single WAIT cannot cover a write there. On Cluster these writes go on the
+// shared client without waiting (docs/operations.md says so), rather than report a replication that
+// WAIT did not check.
 import type { Redis } from 'ioredis';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
@@ -60,9 +65,10 @@ export class DurableWrites {
   /**
    * Runs `write` (its commands on the connection it is given), then waits for the replicas wanted. Resolves
    * with write's result once they have it or the bound has passed; rejects only when the write itself fails.
+   * `changed(result)` false: the write changed nothing (a delete of a missing key), so nothing is waited for.
    */
-  async write<T>(kind: DurableWriteKind, write: (redis: Redis) => Promise<T>): Promise<T> {
-    if (this.#settings.redisWaitReplicas === 0) return write(this.#redis);
+  async write<T>(kind: DurableWriteKind, write: (redis: Redis) => Promise<T>, changed: (result: T) => boolean = () => true): Promise<T> {
+    if (this.#settings.redisWaitReplicas === 0 || this.#redis.isCluster) return write(this.#redis);
     const started = Date.now();
     const conn = await this.#acquire();
     if (conn === undefined) {
@@ -73,6 +79,7 @@ export class DurableWrites {
     try {
       const wanted = this.#replicasWanted(conn).catch(() => undefined);
       const result = await write(conn);
+      if (!changed(result)) return result;
       const replicas = await wanted;
       if (replicas === 0) return result;
       let acked: number | undefined;

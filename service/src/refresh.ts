@@ -99,7 +99,7 @@ export async function keepSessionFresh(deps: RefreshDependencies, lookup: FoundS
     const record = { ...latest.record, idgate: renewed };
     // XX: a session logged out meanwhile stays logged out. KEEPTTL: the idle timeout is not reset here.
     const sealed = sealSession(latest.sid, JSON.stringify(record));
-    const written = await deps.durable.write('renewal', (conn) => conn.set(sessionKey(config, latest.sid), sealed, 'KEEPTTL', 'XX'));
+    const written = await deps.durable.write('renewal', (conn) => conn.set(sessionKey(config, latest.sid), sealed, 'KEEPTTL', 'XX'), (reply) => reply === 'OK');
     if (written !== 'OK') return { kind: 'ended' };
     deps.metrics.recordEvent('refresh_ok');
     deps.logger.event('refresh', { sub: renewed.subject, user: renewed.user });

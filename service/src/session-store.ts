@@ -136,7 +136,7 @@ export async function revokeSessions(durable: DurableWrites, config: Prefix, ses
     let deleted = 0;
     for (let i = 0; i < results.length; i += 2) deleted += Number(results[i]?.[1] ?? 0);
     return deleted;
-  });
+  }, (deleted) => deleted > 0);
 }
 
 /**
@@ -173,9 +173,18 @@ export class EncryptedRedisStore extends session.Store {
     super();
   }
 
-  #write<T>(kind: 'session' | 'revocation', write: (redis: Redis) => Promise<T>): Promise<T> {
-    return this.durable ? this.durable.write(kind, write) : write(this.redis);
+  #write<T>(kind: 'session' | 'revocation', write: (redis: Redis) => Promise<T>, changed?: (result: T) => boolean): Promise<T> {
+    return this.durable ? this.durable.write(kind, write, changed) : write(this.redis);
   }
+
+  /**
+   * What was just written per session id. express-session saves a login's session twice: login.ts's
+   * explicit save (the redirect leaves only once the session is stored) and its own at the end of the
+   * request (regenerate leaves the new session unmarked as saved). The second is the same data a moment
+   * later (only the cookie's `expires`, computed anew, differs by milliseconds): skipped, so a login
+   * costs one write and one replica wait, not two.
+   */
+  readonly #justWritten = new Map<string, { text: string; at: number }>();
 
   override get(sid: string, callback: (err: unknown, session?: session.SessionData | null) => void): void {
     this.redis.get(sessionKey(this.config, sid)).then(
@@ -193,7 +202,11 @@ export class EncryptedRedisStore extends session.Store {
   }
 
   override set(sid: string, data: session.SessionData, callback?: (err?: unknown) => void): void {
-    const sealed = sealSession(sid, JSON.stringify(data));
+    const text = JSON.stringify(data);
+    const same = sameDataKey(text);
+    const last = this.#justWritten.get(sid);
+    if (last !== undefined && last.text === same && Date.now() - last.at < 2000) return callback?.();
+    const sealed = sealSession(sid, text);
     const stored = data.idgate;
     this.#write('session', (redis) => {
       const write = redis.set(sessionKey(this.config, sid), sealed, 'EX', this.config.sessionIdleTtlSeconds);
@@ -202,14 +215,29 @@ export class EncryptedRedisStore extends session.Store {
         : Promise.resolve();
       return Promise.all([write, index]);
     }).then(
-      () => callback?.(),
+      () => {
+        if (this.#justWritten.size >= 1000) this.#justWritten.delete(this.#justWritten.keys().next().value!);
+        this.#justWritten.set(sid, { text: same, at: Date.now() });
+        callback?.();
+      },
       (err: Error) => callback?.(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
     );
   }
 
   override destroy(sid: string, callback?: (err?: unknown) => void): void {
+    this.#justWritten.delete(sid);
     const hash = sessionHash(sid);
-    this.#write('revocation', (redis) => redis.del(sessionKey(this.config, sid)).then(() => redis.publish(revocationChannel(this.config), JSON.stringify([hash]))))
+    // Login regenerates the session id, destroying the browser's previous one, which mostly never existed:
+    // only a delete that removed a session waits for a replica.
+    this.#write(
+      'revocation',
+      async (redis) => {
+        const deleted = await redis.del(sessionKey(this.config, sid));
+        await redis.publish(revocationChannel(this.config), JSON.stringify([hash]));
+        return deleted;
+      },
+      (deleted) => deleted > 0,
+    )
       .then(
         () => callback?.(),
         (err: Error) => callback?.(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
@@ -222,4 +250,11 @@ export class EncryptedRedisStore extends session.Store {
       (err: Error) => callback?.(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
     );
   }
+}
+
+/** A session record as compared for a repeated save: all of it but the cookie's `expires`. */
+function sameDataKey(text: string): string {
+  const record = JSON.parse(text) as { cookie?: { expires?: unknown } };
+  if (record.cookie) delete record.cookie.expires;
+  return JSON.stringify(record);
 }
