@@ -184,7 +184,7 @@ export class EncryptedRedisStore extends session.Store {
    * later (only the cookie's `expires`, computed anew, differs by milliseconds): skipped, so a login
    * costs one write and one replica wait, not two.
    */
-  readonly #justWritten = new Map<string, { text: string; at: number }>();
+  readonly #justWritten = new Map<string, { digest: string; at: number }>();
 
   override get(sid: string, callback: (err: unknown, session?: session.SessionData | null) => void): void {
     this.redis.get(sessionKey(this.config, sid)).then(
@@ -203,9 +203,9 @@ export class EncryptedRedisStore extends session.Store {
 
   override set(sid: string, data: session.SessionData, callback?: (err?: unknown) => void): void {
     const text = JSON.stringify(data);
-    const same = sameDataKey(text);
+    const digest = sameDataDigest(text);
     const last = this.#justWritten.get(sid);
-    if (last !== undefined && last.text === same && Date.now() - last.at < 2000) return callback?.();
+    if (last !== undefined && last.digest === digest && Date.now() - last.at < 2000) return callback?.();
     const sealed = sealSession(sid, text);
     const stored = data.idgate;
     this.#write('session', (redis) => {
@@ -217,7 +217,7 @@ export class EncryptedRedisStore extends session.Store {
     }).then(
       () => {
         if (this.#justWritten.size >= 1000) this.#justWritten.delete(this.#justWritten.keys().next().value!);
-        this.#justWritten.set(sid, { text: same, at: Date.now() });
+        this.#justWritten.set(sid, { digest, at: Date.now() });
         callback?.();
       },
       (err: Error) => callback?.(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
@@ -252,9 +252,9 @@ export class EncryptedRedisStore extends session.Store {
   }
 }
 
-/** A session record as compared for a repeated save: all of it but the cookie's `expires`. */
-function sameDataKey(text: string): string {
+/** A digest of a session record as compared for a repeated save (all of it but the cookie's `expires`): no token is kept. */
+function sameDataDigest(text: string): string {
   const record = JSON.parse(text) as { cookie?: { expires?: unknown } };
   if (record.cookie) delete record.cookie.expires;
-  return JSON.stringify(record);
+  return crypto.createHash('sha256').update(JSON.stringify(record)).digest('base64url');
 }
