@@ -68,7 +68,8 @@ export class DurableWrites {
    * `changed(result)` false: the write changed nothing (a delete of a missing key), so nothing is waited for.
    */
   async write<T>(kind: DurableWriteKind, write: (redis: Redis) => Promise<T>, changed: (result: T) => boolean = () => true): Promise<T> {
-    if (this.#settings.redisWaitReplicas === 0 || this.#redis.isCluster) return write(this.#redis);
+    // Redis away (the shared client is not ready): fail as fast as every other write does.
+    if (this.#settings.redisWaitReplicas === 0 || this.#redis.isCluster || this.#redis.status !== 'ready') return write(this.#redis);
     const started = Date.now();
     const conn = await this.#acquire();
     if (conn === undefined) {

@@ -1,6 +1,6 @@
 // Fault: Redis stopped. While it is away, session checks answer 503 (never 200: idgate cannot verify a
 // session it cannot read), bearer-token checks go on (200: they need no Redis), and /readyz says 503 so
-// that load balancers and operators see it. When Redis is back (same port and data dir), the same
+// that load balancers and operators see it; signing in gets idgate's "temporarily unavailable" page. When Redis is back (same port and data dir), the same
 // sessions work again without restarting idgate. A bounded request loop counts the answers and prints
 // the window of 503s.
 import { startStack, type Stack } from '../../demo/stack.js';
@@ -60,6 +60,10 @@ test('with Redis stopped session checks answer 503 and never 200, bearer checks 
     await sleep(50);
   }
   const count = (rounds: Round[], key: keyof Round, status: number) => rounds.filter((r) => r[key] === status).length;
+  // Signing in meanwhile gets idgate's own page (HAProxy's backup lines), not a bare 503.
+  const login = await fetch(`${stack.frontUrl}/_auth/login`, { redirect: 'manual' });
+  expect(login.status).toBe(503);
+  expect(await login.text()).toContain('Temporarily unavailable');
 
   // Back: rounds every 50 ms until the session passes again (at most 15 s).
   const restartedAt = Date.now();

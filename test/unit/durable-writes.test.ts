@@ -122,3 +122,11 @@ test('on Redis Cluster nothing is waited for: one WAIT cannot cover a write spre
   expect(clusterState.log).toEqual(['cluster SET k']);
   expect(reports).toEqual([]);
 });
+
+test('with Redis away (the shared client not ready) the write goes straight to the shared client and fails as fast as any other', async () => {
+  const state: Server = { online: 1, acked: 1, waitTakesMs: 1, log: [] };
+  const shared = Object.assign(new FakeRedis('shared', state), { status: 'reconnecting' });
+  const durable = new DurableWrites(shared as unknown as Redis, settings(), () => undefined);
+  await expect(durable.write('session', async () => Promise.reject(new Error("Stream isn't writeable")))).rejects.toThrow('writeable');
+  expect(state.log).toEqual([]);
+});
