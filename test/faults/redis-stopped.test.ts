@@ -1,8 +1,8 @@
 // Fault: Redis stopped. While it is away, session checks answer 503 (never 200: idgate cannot verify a
-// session it cannot read), bearer-token checks go on (200: they need no Redis), and /readyz says 503 so
-// that load balancers and operators see it; signing in gets idgate's "temporarily unavailable" page. When Redis is back (same port and data dir), the same
-// sessions work again without restarting idgate. A bounded request loop counts the answers and prints
-// the window of 503s.
+// session it cannot read), bearer-token checks go on (200: they need no Redis), /readyz says 503 so that
+// load balancers and operators see it, and signing in gets idgate's "temporarily unavailable" page. When
+// Redis is back (same port and data dir), the same sessions work again without restarting idgate. A
+// bounded request loop counts the answers and prints the window of 503s.
 import { startStack, type Stack } from '../../demo/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 
