@@ -48,9 +48,10 @@ test-unit: build
 test-e2e: build
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest test/e2e
 
-# Replicas, rolling restarts and faults (test/faults/, about two minutes; `make test` runs them
-# too): two HAProxy and two idgate on one Redis, a replica killed, the IdP stopped, a slow Redis or IdP.
-# Each prints its request counts and figures (docs/operations.md).
+# Replicas, rolling restarts and faults (test/faults/, a few minutes; `make test` runs them too): two
+# HAProxy and two idgate on one Redis, a replica killed, the IdP stopped, a slow Redis or IdP, Redis
+# restarted or stopped, a paused Redis replica. Each prints its request counts and figures
+# (docs/operations.md).
 test-faults: build
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) timeout 600 npx jest --runInBand test/faults
 

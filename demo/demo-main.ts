@@ -1,5 +1,6 @@
 // `make demo`: the whole stack on the contract's ports, until Ctrl-C.
-import { startStack } from './stack.js';
+import path from 'node:path';
+import { REPO_ROOT, startStack } from './stack.js';
 
 const ports = { front: 8080, idgate: [4180], idp: 9000, redis: 6380, upstream: 8081, canary: 8082, spoe: [4181] };
 // IDGATE_HAPROXY_MODE=spoe make demo: HAProxy asks idgate's SPOE agent instead of the HTTP check.
@@ -9,7 +10,8 @@ async function main(): Promise<void> {
   process.stdout.write('starting Redis, the local IdP, the sample upstream, idgate and HAProxy...\n');
   let stack: Awaited<ReturnType<typeof startStack>>;
   try {
-    stack = await startStack({ ports, echo: true, haproxyMode: mode });
+    // Redis keeps its AOF in .run/redis (gitignored): sessions outlive a restart of the demo.
+    stack = await startStack({ ports, echo: true, haproxyMode: mode, redisDir: path.join(REPO_ROOT, '.run/redis') });
   } catch (err) {
     process.stderr.write(`demo: could not start: ${(err as Error).message}\n`);
     process.stderr.write('demo: are the ports 8080, 4180, 9000, 6380, 8081 and 8082 free? Another `make demo` may be running.\n');

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startHaproxy } from './haproxy.js';
 import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from './processes.js';
+import { removeRedisDir, startRedisServer, tempRedisDir } from './redis.js';
 
 export { REPO_ROOT };
 /** Compiled entry points (make build). */
@@ -45,6 +46,11 @@ export interface StackOptions {
   /** How HAProxy asks idgate: lua (the HTTP check, default) or spoe. */
   haproxyMode?: 'lua' | 'spoe';
   echo?: boolean;
+  /**
+   * Where Redis keeps its append-only file (the demo: .run/redis, kept across runs); absent: a temp dir
+   * that stop() removes.
+   */
+  redisDir?: string;
 }
 
 export interface Stack {
@@ -60,7 +66,7 @@ export interface Stack {
   stopIdgate(index: number): Promise<void>;
   /** Stops the IdP; `startIdp` brings up a fresh one (same port and issuer, new keys, no sessions or grants). */
   stopIdp(): Promise<void>;
-  /** Stops Redis; `startRedis` starts it again on the same port (empty: nothing is persisted). */
+  /** Stops Redis (SIGTERM: it writes its AOF out); `startRedis` starts it again on the same port and data dir, sessions kept. */
   stopRedis(): Promise<void>;
   startRedis(): Promise<void>;
   startIdp(): Promise<void>;
@@ -108,6 +114,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     ...options.idgateEnv,
   };
 
+  const redisDir = options.redisDir ?? tempRedisDir();
   const stopAllStarted = async () => {
     // Everything goes at once, so no replica needs its drain: a second SIGTERM ends idgate without it.
     for (const p of started) {
@@ -118,6 +125,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     }
     await Promise.all(started.reverse().map((p) => p.stop()));
     fs.rmSync(path.dirname(keysFile), { recursive: true, force: true });
+    if (options.redisDir === undefined) removeRedisDir(redisDir);
   };
 
   const startIdgate = async (index: number): Promise<ManagedProcess> => {
@@ -157,7 +165,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }),
     );
 
-  const startRedis = () => track(startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(ports.redis)], { echo }));
+  const startRedis = () => track(startRedisServer({ port: ports.redis, dir: redisDir, echo }));
 
   try {
     startRedis();

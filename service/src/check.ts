@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Redis } from 'ioredis';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
+import type { DurableWrites } from './durable-writes.js';
 import { IdgateError, isIdgateError, describeError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
@@ -23,6 +24,8 @@ import { canonicalPath } from './paths.js';
 export interface CheckDependencies {
   readonly config: Config;
   readonly redis: Redis;
+  /** Writes that must not be lost (renewal, revocation): never the check's reads, which need no replica. */
+  readonly durable: DurableWrites;
   readonly oidc: OidcRelyingParty;
   readonly bearer: BearerVerifier;
   readonly sessionCache: SessionCache;

@@ -7,6 +7,7 @@ import { identityFromClaims } from './claims.js';
 import { describeConfig, loadConfig, parseFlag, SETTINGS } from './config.js';
 import { serve } from './main.js';
 import { loadPolicyFile } from './policy-file.js';
+import { DurableWrites, type DurabilitySettings } from './durable-writes.js';
 import { listSessions, revokeSessions } from './session-store.js';
 import { decide, formatDecision, matchRule, type Identity } from './policy.js';
 import { canonicalPath } from './paths.js';
@@ -152,7 +153,9 @@ const SESSIONS_HELP = `usage: idgate sessions list --user NAME | --sub SUBJECT
 
 Lists or ends a user's sessions, on every replica at once (they share Redis). --user is the name idgate
 shows as X-Auth-User (preferred_username, email or sub); --sub the subject. Uses IDGATE_REDIS_URL
-(default redis://127.0.0.1:6380) and IDGATE_REDIS_PREFIX (default idgate:).
+(default redis://127.0.0.1:6380) and IDGATE_REDIS_PREFIX (default idgate:). A revocation waits for a
+Redis replica as idgate's do (IDGATE_REDIS_WAIT_REPLICAS, IDGATE_REDIS_WAIT_MS) and says when none
+confirmed it in time.
 `;
 
 async function sessions(args: string[]): Promise<number> {
@@ -172,13 +175,30 @@ async function sessions(args: string[]): Promise<number> {
       for (const s of found) process.stdout.write(`${s.hash.slice(0, 16)}  sub=${s.subject}  user=${s.user}  since=${new Date(s.createdAt).toISOString()}\n`);
       process.stdout.write(`${found.length} session(s)\n`);
     } else {
-      const revoked = await revokeSessions(redis, prefix, found);
-      process.stdout.write(`revoked ${revoked} session(s)\n`);
+      const durable = new DurableWrites(redis, durabilityFromEnv(), (_kind, outcome) => {
+        if (outcome.result !== 'replicated') process.stderr.write(`idgate: warning: no Redis replica confirmed the revocation within the bound (${outcome.result}, ${outcome.acked}/${outcome.wanted}); it stands on the primary\n`);
+      });
+      try {
+        const revoked = await revokeSessions(durable, prefix, found);
+        process.stdout.write(`revoked ${revoked} session(s)\n`);
+      } finally {
+        durable.close();
+      }
     }
     return 0;
   } finally {
     redis.disconnect();
   }
+}
+
+/** IDGATE_REDIS_WAIT_REPLICAS and IDGATE_REDIS_WAIT_MS as `idgate serve` reads them (defaults from SETTINGS). */
+function durabilityFromEnv(): DurabilitySettings {
+  const setting = (env: string) => process.env[env] || SETTINGS.find((s) => s.env === env)!.default!;
+  const replicas = setting('IDGATE_REDIS_WAIT_REPLICAS');
+  const waitMs = setting('IDGATE_REDIS_WAIT_MS');
+  if (replicas !== 'auto' && !/^\d{1,2}$/.test(replicas)) throw new UsageError(`IDGATE_REDIS_WAIT_REPLICAS: "${replicas}" is not auto, 0 or a count of replicas`);
+  if (!/^\d{1,7}$/.test(waitMs) || Number(waitMs) < 1) throw new UsageError(`IDGATE_REDIS_WAIT_MS: "${waitMs}" is not a positive whole number`);
+  return { redisWaitReplicas: replicas === 'auto' ? 'auto' : Number(replicas), redisWaitMs: Number(waitMs), redisTimeoutMs: 3000 };
 }
 
 function print(text: string): number {

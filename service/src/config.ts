@@ -76,6 +76,10 @@ export interface Config {
   readonly sessionCacheMs: number;
   readonly sessionCacheSize: number;
   readonly shutdownDrainMs: number;
+  /** Replicas a session or revocation write waits for (Redis WAIT): a count, or 'auto' (1 when one is online). */
+  readonly redisWaitReplicas: number | 'auto';
+  /** How long such a write waits for them at most, ms. */
+  readonly redisWaitMs: number;
 }
 
 type Kind = 'url' | 'string' | 'secret' | 'secret-list' | 'list' | 'int' | 'bool' | 'listen' | 'proxies' | 'json';
@@ -145,6 +149,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_LOG_LEVEL', key: 'log_level', kind: 'string', default: 'info', doc: 'lowest level logged: info (every decision), warn or error', example: 'info' },
   { env: 'IDGATE_LOG_FILE', key: 'log_file', kind: 'string', optional: true, doc: 'file the JSON log and audit lines are appended to; unset: standard output', example: '/var/log/idgate/audit.log' },
   { env: 'IDGATE_REDIS_PREFIX', key: 'redis_prefix', kind: 'string', default: 'idgate:', doc: 'prefix of every Redis key idgate writes', example: 'idgate:' },
+  { env: 'IDGATE_REDIS_WAIT_REPLICAS', key: 'redis_wait_replicas', kind: 'string', default: 'auto', doc: 'replicas a login, renewal or revocation waits for (Redis WAIT) before answering: auto (1 when Redis reports an online replica, else none), 0 (never) or a count', example: 'auto' },
+  { env: 'IDGATE_REDIS_WAIT_MS', key: 'redis_wait_ms', kind: 'int', default: '100', doc: 'milliseconds such a write waits for its replicas at most; then it goes on (the write is on the primary), logged and counted', example: '100' },
 ];
 
 export interface ConfigResult {
@@ -227,6 +233,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   }
   const logLevel = parsed.IDGATE_LOG_LEVEL as string | undefined;
   if (logLevel !== undefined && !['info', 'warn', 'error'].includes(logLevel)) problems.push(`IDGATE_LOG_LEVEL: "${logLevel}" is not info, warn or error (e.g. info)`);
+  const waitReplicasText = parsed.IDGATE_REDIS_WAIT_REPLICAS as string | undefined;
+  const redisWaitReplicas = waitReplicasText === 'auto' ? 'auto' : /^\d{1,2}$/.test(waitReplicasText ?? '') ? Number(waitReplicasText) : undefined;
+  if (waitReplicasText !== undefined && redisWaitReplicas === undefined) problems.push(`IDGATE_REDIS_WAIT_REPLICAS: "${waitReplicasText}" is not auto, 0 or a count of replicas (e.g. auto)`);
   const cookieDomain = parsed.IDGATE_COOKIE_DOMAIN as string | undefined;
   const configuredCookieName = parsed.IDGATE_COOKIE_NAME as string | undefined;
   if (configuredCookieName !== undefined) problems.push(...cookieNameProblems(configuredCookieName, { secure: !insecureHttp, domain: cookieDomain }));
@@ -282,6 +291,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     sessionCacheMs: Math.min(parsed.IDGATE_SESSION_CACHE_MS as number, idle! * 500),
     sessionCacheSize: parsed.IDGATE_SESSION_CACHE_SIZE as number,
     shutdownDrainMs: parsed.IDGATE_SHUTDOWN_DRAIN_MS as number,
+    redisWaitReplicas: redisWaitReplicas!,
+    redisWaitMs: parsed.IDGATE_REDIS_WAIT_MS as number,
     logFile: parsed.IDGATE_LOG_FILE as string | undefined,
   };
   return { config: Object.freeze(config), problems };
@@ -480,6 +491,7 @@ export function describeConfig(config: Config): Record<string, string> {
     listen: `${config.listen.host}:${config.listen.port}`,
     spoe_listen: config.spoeListen ? `${config.spoeListen.host}:${config.spoeListen.port}` : '(off)',
     trusted_proxies: config.trustedProxiesText,
+    redis_wait: config.redisWaitReplicas === 0 ? '(off)' : `${config.redisWaitReplicas === 'auto' ? 'auto' : `${config.redisWaitReplicas} replica(s)`}, ${config.redisWaitMs} ms at most`,
   };
 }
 

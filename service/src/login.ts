@@ -6,6 +6,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Redis } from 'ioredis';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
+import type { DurableWrites } from './durable-writes.js';
 import { IdgateError, describeError, isIdgateError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
@@ -19,6 +20,8 @@ import { bindingCookieOptions, findCookie, hashValue, savePendingLogin, sessionC
 export interface BrowserDependencies {
   readonly config: Config;
   readonly redis: Redis;
+  /** Revocations (back-channel logout) wait for a Redis replica through this. */
+  readonly durable: DurableWrites;
   readonly oidc: OidcRelyingParty;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -142,7 +145,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     const sessions = who.sid
       ? (await sessionsOfIdpSession(redis, config, who.sid)).filter((s) => !who.sub || s.subject === who.sub)
       : await listSessions(redis, config, { subject: who.sub! });
-    const revoked = await revokeSessions(redis, config, sessions);
+    const revoked = await revokeSessions(deps.durable, config, sessions);
     metrics.recordRevoked(revoked);
     metrics.recordEvent('backchannel_logout');
     logger.event('backchannel_logout', { sub: who.sub, sessions_revoked: revoked });

@@ -5,6 +5,7 @@ import { createLogger } from './audit.js';
 import { createCheck } from './check.js';
 import { createSpoeAgent, type SpoeAgent } from './spoe.js';
 import { describeConfig, loadConfig } from './config.js';
+import { DurableWrites, reportWaits } from './durable-writes.js';
 import { describeError } from './errors.js';
 import { Metrics } from './metrics.js';
 import { OidcRelyingParty } from './oidc.js';
@@ -57,7 +58,9 @@ export async function serve(): Promise<number> {
   const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
   const unsubscribe = sessionCache.enabled ? subscribeToRevocations(redis, config, sessionCache, logger) : () => undefined;
 
-  const deps = { config, redis, oidc, bearer, sessionCache, policy: () => policy.current, logger, metrics };
+  // Logins, renewals and revocations wait for a Redis replica, on connections of their own.
+  const durable = new DurableWrites(redis, config, reportWaits(logger, metrics));
+  const deps = { config, redis, durable, oidc, bearer, sessionCache, policy: () => policy.current, logger, metrics };
   let draining = false;
   const server = createIdgateServer(deps, { draining: () => draining });
   await new Promise<void>((resolve, reject) => {
@@ -112,6 +115,7 @@ export async function serve(): Promise<number> {
       bearer.stop();
       policy.close();
       unsubscribe();
+      durable.close();
       redis.disconnect();
       logger.log('info', 'stopped');
       logger.flush();

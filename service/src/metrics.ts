@@ -38,6 +38,12 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly #replicationWaits = new client.Counter({
+    name: 'idgate_redis_replication_waits_total',
+    help: 'Writes that waited for Redis replicas (WAIT), by write (session, renewal, revocation) and result (replicated, timeout: went on unconfirmed, skipped: no free connection, went on without waiting, error).',
+    labelNames: ['write', 'result'] as const,
+    registers: [this.registry],
+  });
   readonly #events: Record<EventName, () => void>;
 
   constructor() {
@@ -85,6 +91,10 @@ export class Metrics {
 
   recordIntrospectionRefused(reason: 'global_inflight' | 'source_inflight' | 'source_rate'): void {
     this.#introspectionRefused.inc({ reason });
+  }
+
+  recordReplicationWait(write: 'session' | 'renewal' | 'revocation', result: 'replicated' | 'timeout' | 'skipped' | 'error'): void {
+    this.#replicationWaits.inc({ write, result });
   }
 
   recordRevoked(count: number): void {

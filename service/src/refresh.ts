@@ -8,6 +8,7 @@ import signature from 'cookie-signature';
 import type { Redis } from 'ioredis';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
+import type { DurableWrites } from './durable-writes.js';
 import { describeError, isIdgateError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
@@ -17,6 +18,8 @@ import { identityOf, parseRecord, type SessionLookup, type StoredSession } from 
 export interface RefreshDependencies {
   readonly config: Config;
   readonly redis: Redis;
+  /** The renewed session and a revocation are written through this (they wait for a Redis replica). */
+  readonly durable: DurableWrites;
   readonly oidc: OidcRelyingParty;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -86,7 +89,7 @@ export async function keepSessionFresh(deps: RefreshDependencies, lookup: FoundS
       if (isIdgateError(err) && err.code === 'session_ended') {
         deps.metrics.recordEvent('refresh_failed');
         deps.logger.event('session_ended', { reason: err.detail ?? err.code, sub: latest.session.subject, user: latest.session.user });
-        deps.metrics.recordRevoked(await revokeSessions(redis, config, [{ hash: sessionHash(latest.sid), subject: latest.session.subject }]));
+        deps.metrics.recordRevoked(await revokeSessions(deps.durable, config, [{ hash: sessionHash(latest.sid), subject: latest.session.subject }]));
         return { kind: 'ended' };
       }
       deps.metrics.recordEvent('refresh_unavailable');
@@ -95,7 +98,8 @@ export async function keepSessionFresh(deps: RefreshDependencies, lookup: FoundS
     }
     const record = { ...latest.record, idgate: renewed };
     // XX: a session logged out meanwhile stays logged out. KEEPTTL: the idle timeout is not reset here.
-    const written = await redis.set(sessionKey(config, latest.sid), sealSession(latest.sid, JSON.stringify(record)), 'KEEPTTL', 'XX');
+    const sealed = sealSession(latest.sid, JSON.stringify(record));
+    const written = await deps.durable.write('renewal', (conn) => conn.set(sessionKey(config, latest.sid), sealed, 'KEEPTTL', 'XX'), (reply) => reply === 'OK');
     if (written !== 'OK') return { kind: 'ended' };
     deps.metrics.recordEvent('refresh_ok');
     deps.logger.event('refresh', { sub: renewed.subject, user: renewed.user });

@@ -10,6 +10,7 @@ import crypto from 'node:crypto';
 import session from 'express-session';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
+import type { DurableWrites } from './durable-writes.js';
 import { IdgateError } from './errors.js';
 
 /** The Redis key of a session: prefix + base64url(SHA-256(session id)). */
@@ -118,19 +119,24 @@ export async function listSessions(redis: Redis, config: Prefix, who: { subject?
   return out.sort((a, b) => a.createdAt - b.createdAt);
 }
 
-/** Deletes sessions by their hashes and tells every replica (pub/sub) to forget them. Returns how many existed. */
-export async function revokeSessions(redis: Redis, config: Prefix, sessions: readonly { hash: string; subject: string }[]): Promise<number> {
+/**
+ * Deletes sessions by their hashes and tells every replica (pub/sub) to forget them. Returns how many existed.
+ * A durable write: it waits for a Redis replica, so a failover does not bring the sessions back.
+ */
+export async function revokeSessions(durable: DurableWrites, config: Prefix, sessions: readonly { hash: string; subject: string }[]): Promise<number> {
   if (sessions.length === 0) return 0;
-  const multi = redis.multi();
-  for (const s of sessions) {
-    multi.del(`${config.redisKeyPrefix}sess:${s.hash}`);
-    multi.hdel(idx(config, 'sub', s.subject), s.hash);
-  }
-  const results = (await multi.exec()) ?? [];
-  await redis.publish(revocationChannel(config), JSON.stringify(sessions.map((s) => s.hash)));
-  let deleted = 0;
-  for (let i = 0; i < results.length; i += 2) deleted += Number(results[i]?.[1] ?? 0);
-  return deleted;
+  return durable.write('revocation', async (redis) => {
+    const multi = redis.multi();
+    for (const s of sessions) {
+      multi.del(`${config.redisKeyPrefix}sess:${s.hash}`);
+      multi.hdel(idx(config, 'sub', s.subject), s.hash);
+    }
+    const results = (await multi.exec()) ?? [];
+    await redis.publish(revocationChannel(config), JSON.stringify(sessions.map((s) => s.hash)));
+    let deleted = 0;
+    for (let i = 0; i < results.length; i += 2) deleted += Number(results[i]?.[1] ?? 0);
+    return deleted;
+  }, (deleted) => deleted > 0);
 }
 
 /**
@@ -153,14 +159,32 @@ export function revocationChannel(config: Prefix): string {
   return `${config.redisKeyPrefix}revoked`;
 }
 
-/** express-session's Store over Redis, encrypted and hashed as above. The TTL is the idle timeout. */
+/**
+ * express-session's Store over Redis, encrypted and hashed as above. The TTL is the idle timeout. Saving a
+ * session (at login) and destroying it (logout) are durable writes when `durable` is given: they wait for
+ * a Redis replica (durable-writes.ts).
+ */
 export class EncryptedRedisStore extends session.Store {
   constructor(
     private readonly redis: Redis,
     private readonly config: Config,
+    private readonly durable?: DurableWrites,
   ) {
     super();
   }
+
+  #write<T>(kind: 'session' | 'revocation', write: (redis: Redis) => Promise<T>, changed?: (result: T) => boolean): Promise<T> {
+    return this.durable ? this.durable.write(kind, write, changed) : write(this.redis);
+  }
+
+  /**
+   * What was just written per session id. express-session saves a login's session twice: login.ts's
+   * explicit save (the redirect leaves only once the session is stored) and its own at the end of the
+   * request (regenerate leaves the new session unmarked as saved). The second is the same data a moment
+   * later (only the cookie's `expires`, computed anew, differs by milliseconds): skipped, so a login
+   * costs one write and one replica wait, not two.
+   */
+  readonly #justWritten = new Map<string, { digest: string; at: number }>();
 
   override get(sid: string, callback: (err: unknown, session?: session.SessionData | null) => void): void {
     this.redis.get(sessionKey(this.config, sid)).then(
@@ -178,23 +202,42 @@ export class EncryptedRedisStore extends session.Store {
   }
 
   override set(sid: string, data: session.SessionData, callback?: (err?: unknown) => void): void {
-    const sealed = sealSession(sid, JSON.stringify(data));
+    const text = JSON.stringify(data);
+    const digest = sameDataDigest(text);
+    const last = this.#justWritten.get(sid);
+    if (last !== undefined && last.digest === digest && Date.now() - last.at < 2000) return callback?.();
+    const sealed = sealSession(sid, text);
     const stored = data.idgate;
-    const write = this.redis.set(sessionKey(this.config, sid), sealed, 'EX', this.config.sessionIdleTtlSeconds);
-    const index = stored
-      ? indexSession(this.redis, this.config, sid, { subject: stored.subject, user: stored.user, createdAt: stored.createdAt, idpSessionHash: stored.idpSessionHash })
-      : Promise.resolve();
-    Promise.all([write, index]).then(
-      () => callback?.(),
+    this.#write('session', (redis) => {
+      const write = redis.set(sessionKey(this.config, sid), sealed, 'EX', this.config.sessionIdleTtlSeconds);
+      const index = stored
+        ? indexSession(redis, this.config, sid, { subject: stored.subject, user: stored.user, createdAt: stored.createdAt, idpSessionHash: stored.idpSessionHash })
+        : Promise.resolve();
+      return Promise.all([write, index]);
+    }).then(
+      () => {
+        if (this.#justWritten.size >= 1000) this.#justWritten.delete(this.#justWritten.keys().next().value!);
+        this.#justWritten.set(sid, { digest, at: Date.now() });
+        callback?.();
+      },
       (err: Error) => callback?.(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
     );
   }
 
   override destroy(sid: string, callback?: (err?: unknown) => void): void {
+    this.#justWritten.delete(sid);
     const hash = sessionHash(sid);
-    this.redis
-      .del(sessionKey(this.config, sid))
-      .then(() => this.redis.publish(revocationChannel(this.config), JSON.stringify([hash])))
+    // Login regenerates the session id, destroying the browser's previous one, which mostly never existed:
+    // only a delete that removed a session waits for a replica.
+    this.#write(
+      'revocation',
+      async (redis) => {
+        const deleted = await redis.del(sessionKey(this.config, sid));
+        await redis.publish(revocationChannel(this.config), JSON.stringify([hash]));
+        return deleted;
+      },
+      (deleted) => deleted > 0,
+    )
       .then(
         () => callback?.(),
         (err: Error) => callback?.(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
@@ -207,4 +250,11 @@ export class EncryptedRedisStore extends session.Store {
       (err: Error) => callback?.(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
     );
   }
+}
+
+/** A digest of a session record as compared for a repeated save (all of it but the cookie's `expires`): no token is kept. */
+function sameDataDigest(text: string): string {
+  const record = JSON.parse(text) as { cookie?: { expires?: unknown } };
+  if (record.cookie) delete record.cookie.expires;
+  return crypto.createHash('sha256').update(JSON.stringify(record)).digest('base64url');
 }

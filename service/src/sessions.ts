@@ -7,6 +7,7 @@ import session from 'express-session';
 import { Redis } from 'ioredis';
 import signature from 'cookie-signature';
 import type { Config } from './config.js';
+import type { DurableWrites } from './durable-writes.js';
 import { IdgateError } from './errors.js';
 import type { Identity } from './policy.js';
 import type { SessionCache } from './session-cache.js';
@@ -52,9 +53,10 @@ export function createRedisClient(config: Config): Redis {
   });
 }
 
-export function createSessionMiddleware(config: Config, redis: Redis) {
+/** `durable`: saving a session at login and destroying it at logout wait for a Redis replica through it. */
+export function createSessionMiddleware(config: Config, redis: Redis, durable?: DurableWrites) {
   return session({
-    store: new EncryptedRedisStore(redis, config),
+    store: new EncryptedRedisStore(redis, config, durable),
     name: config.cookieName,
     secret: [...config.cookieSecrets],
     // 256 random bits: the id is also the key that encrypts the session at rest.

@@ -2,7 +2,6 @@
 // test needs; idgate runs in-process against a real Redis.
 import crypto from 'node:crypto';
 import http from 'node:http';
-import path from 'node:path';
 import signature from 'cookie-signature';
 import * as jose from 'jose';
 import request from 'supertest';
@@ -10,7 +9,8 @@ import { BACKCHANNEL_EVENT } from '../../service/src/backchannel.js';
 import { EncryptedRedisStore, idpSessionHash, sessionHash } from '../../service/src/session-store.js';
 import { createRedisClient } from '../../service/src/sessions.js';
 import type { StoredSession } from '../../service/src/sessions.js';
-import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
+import { freePort, waitForPort, type ManagedProcess } from '../../demo/processes.js';
+import { startTempRedis } from '../../demo/redis.js';
 import { configFrom, redisReady, startInProcess, stopInProcess, type InProcessIdgate, checkFacts } from '../support/idgate.js';
 
 let redis: ManagedProcess;
@@ -21,7 +21,7 @@ let idgate: InProcessIdgate;
 
 beforeAll(async () => {
   const redisPort = await freePort();
-  redis = startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(redisPort)]);
+  redis = startTempRedis(redisPort);
   const port = await freePort();
   issuer = `http://127.0.0.1:${port}`;
   const pair = await jose.generateKeyPair('RS256', { extractable: true });

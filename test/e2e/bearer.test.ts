@@ -8,6 +8,7 @@ import path from 'node:path';
 import * as jose from 'jose';
 import request from 'supertest';
 import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
+import { startTempRedis } from '../../demo/redis.js';
 import { REPO_ROOT } from '../../demo/stack.js';
 import { startHaproxy } from '../../demo/haproxy.js';
 import { startUpstream, type RunningUpstream } from '../../demo/upstream.js';
@@ -125,7 +126,7 @@ function b64(value: object): string {
 
 beforeAll(async () => {
   redisPort = await freePort();
-  redis = startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(redisPort)]);
+  redis = startTempRedis(redisPort);
   [idps.a, idps.b, scripted, introspecting] = await Promise.all([startIdp(), startIdp(), startScriptedIssuer(), startScriptedIssuer(), waitForPort(redisPort)]);
   const strangerPort = await freePort();
   stranger = {

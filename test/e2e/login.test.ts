@@ -11,6 +11,7 @@ import { loadConfig, type Config } from '../../service/src/config.js';
 import { openSession, sessionKey } from '../../service/src/session-store.js';
 import { hashValue, savePendingLogin, takePendingLogin } from '../../service/src/sessions.js';
 import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
+import { startTempRedis } from '../../demo/redis.js';
 import { Browser, parseForm, signIn } from '../support/browser.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
 
@@ -30,7 +31,7 @@ beforeAll(async () => {
   const appPort = await freePort();
   issuer = `http://127.0.0.1:${idpPort}`;
   appUrl = `http://127.0.0.1:${appPort}`;
-  redisProcess = startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(redisPort)]);
+  redisProcess = startTempRedis(redisPort);
   idpProcess = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], {
     env: {
       ...process.env,

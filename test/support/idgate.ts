@@ -6,10 +6,12 @@ import type { Redis } from 'ioredis';
 import { createLogger } from '../../service/src/audit.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { Metrics } from '../../service/src/metrics.js';
+import { DurableWrites, reportWaits } from '../../service/src/durable-writes.js';
 import { OidcRelyingParty } from '../../service/src/oidc.js';
 import { loadPolicyFile } from '../../service/src/policy-file.js';
 import type { Policy } from '../../service/src/policy.js';
 import { freePort, REPO_ROOT, startProcess, waitForPort } from '../../demo/processes.js';
+import { startTempRedis } from '../../demo/redis.js';
 import { createIdgateServer } from '../../service/src/server.js';
 import { SessionCache, subscribeToRevocations } from '../../service/src/session-cache.js';
 import { createRedisClient } from '../../service/src/sessions.js';
@@ -22,7 +24,7 @@ export interface InProcessIdgate {
   readonly logLines: string[];
 }
 
-const running: { server: http.Server; redis: Redis; oidc: OidcRelyingParty; bearer: BearerVerifier; unsubscribe: () => void }[] = [];
+const running: { server: http.Server; redis: Redis; durable: DurableWrites; oidc: OidcRelyingParty; bearer: BearerVerifier; unsubscribe: () => void }[] = [];
 
 export interface RedisAndIdp {
   readonly redisPort: number;
@@ -31,13 +33,13 @@ export interface RedisAndIdp {
 }
 
 /**
- * A real Redis (the shipped redis/redis.conf) and the real local IdP on free ports, for tests that run
+ * A real Redis (the shipped redis/redis.conf, its data in a temp dir removed at stop) and the real local IdP on free ports, for tests that run
  * idgate in-process. `idpEnv` adds IDP_* settings (redirect URIs and the like).
  */
 export async function startRedisAndIdp(idpEnv: Record<string, string>): Promise<RedisAndIdp> {
   const redisPort = await freePort();
   const idpPort = await freePort();
-  const redis = startProcess('redis', 'redis-server', [path.join(REPO_ROOT, 'redis/redis.conf'), '--port', String(redisPort)]);
+  const redis = startTempRedis(redisPort);
   const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], { env: { ...process.env, IDP_PORT: String(idpPort), ...idpEnv } });
   await Promise.all([waitForPort(redisPort), waitForPort(idpPort)]);
   return {
@@ -81,14 +83,16 @@ export async function startInProcess(config: Config, policy: Policy = demoPolicy
   await Promise.all([oidc.start(), bearer.start()]);
   const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
   const unsubscribe = sessionCache.enabled ? subscribeToRevocations(redis, config, sessionCache, logger) : () => undefined;
-  const server = createIdgateServer({ config, redis, oidc, bearer, sessionCache, policy: () => policy, logger, metrics });
-  running.push({ server, redis, oidc, bearer, unsubscribe });
+  const durable = new DurableWrites(redis, config, reportWaits(logger, metrics));
+  const server = createIdgateServer({ config, redis, durable, oidc, bearer, sessionCache, policy: () => policy, logger, metrics });
+  running.push({ server, redis, durable, oidc, bearer, unsubscribe });
   await redisReady(redis);
   return { server, config, metrics, logLines };
 }
 
 export function stopInProcess(): void {
-  for (const { server, redis, oidc, bearer, unsubscribe } of running.splice(0)) {
+  for (const { server, redis, durable, oidc, bearer, unsubscribe } of running.splice(0)) {
+    durable.close();
     unsubscribe();
     oidc.stop();
     bearer.stop();

@@ -114,6 +114,28 @@ describe('loadConfig', () => {
   });
 });
 
+describe('waiting for Redis replicas', () => {
+  test('by default a login, renewal or revocation waits up to 100 ms for a replica when Redis has one online', () => {
+    expect(loadConfig(good).config).toMatchObject({ redisWaitReplicas: 'auto', redisWaitMs: 100 });
+  });
+
+  test.each([
+    ['0', 0],
+    ['2', 2],
+    ['auto', 'auto'],
+  ])('IDGATE_REDIS_WAIT_REPLICAS=%s is read as %p', (value, expected) => {
+    expect(loadConfig({ ...good, IDGATE_REDIS_WAIT_REPLICAS: value }).config?.redisWaitReplicas).toBe(expected);
+  });
+
+  test.each(['-1', 'all', '1.5', '100'])('IDGATE_REDIS_WAIT_REPLICAS=%s is refused with an example', (value) => {
+    expect(loadConfig({ ...good, IDGATE_REDIS_WAIT_REPLICAS: value }).problems).toEqual([`IDGATE_REDIS_WAIT_REPLICAS: "${value}" is not auto, 0 or a count of replicas (e.g. auto)`]);
+  });
+
+  test('IDGATE_REDIS_WAIT_MS must be a positive whole number', () => {
+    expect(loadConfig({ ...good, IDGATE_REDIS_WAIT_MS: '0' }).problems.join('\n')).toMatch(/IDGATE_REDIS_WAIT_MS: must be a positive whole number/);
+  });
+});
+
 describe('cookie names', () => {
   const insecure = { ...good, IDGATE_ISSUER: 'http://127.0.0.1:9000', IDGATE_PUBLIC_URL: 'http://127.0.0.1:8080', IDGATE_INSECURE_HTTP: '1' };
 

@@ -1,0 +1,55 @@
+// Sessions written to Redis exactly as a login writes them (express-session's store: the sealed session
+// and its revocation index entries), copied from a real login's record, for tests and the sizing bench
+// that need many more sessions than browser sign-ins would make in their time.
+import crypto from 'node:crypto';
+import signature from 'cookie-signature';
+import type { Redis } from 'ioredis';
+import type { Config } from '../../service/src/config.js';
+import { EncryptedRedisStore, idpSessionHash, openSession, sessionKey } from '../../service/src/session-store.js';
+import { unsignSessionId, type StoredSession } from '../../service/src/sessions.js';
+import type { Browser } from './browser.js';
+
+export interface PlantedSession {
+  readonly sid: string;
+  /** The Cookie header a browser holding this session sends. */
+  readonly cookie: string;
+}
+
+/** The express-session record of the session a signed-in browser holds, read from Redis and opened. */
+export async function sessionRecordOf(redis: Redis, config: Config, browser: Browser, host = '127.0.0.1'): Promise<{ sid: string; record: { idgate: StoredSession } & Record<string, unknown> }> {
+  const value = browser.cookie(host, config.cookieName);
+  const sid = value === undefined ? undefined : unsignSessionId(decodeURIComponent(value), config.cookieSecrets);
+  if (sid === undefined) throw new Error('the browser holds no valid session cookie');
+  const sealed = await redis.get(sessionKey(config, sid));
+  const text = sealed === null ? undefined : openSession(sid, sealed);
+  if (text === undefined) throw new Error('the browser\'s session is not in Redis');
+  return { sid, record: JSON.parse(text) as { idgate: StoredSession } & Record<string, unknown> };
+}
+
+/**
+ * `count` sessions like `template` (a real login's record), each for a subject and user of its own and its
+ * own IdP session, written through the session store as login does. Fresh ids, login time now.
+ */
+export async function plantSessions(redis: Redis, config: Config, template: { idgate: StoredSession } & Record<string, unknown>, count: number, tag = 'planted'): Promise<PlantedSession[]> {
+  const store = new EncryptedRedisStore(redis, config);
+  const planted: PlantedSession[] = [];
+  const now = Date.now();
+  for (let start = 0; start < count; start += 200) {
+    const batch = Array.from({ length: Math.min(200, count - start) }, (_, j) => {
+      const i = start + j;
+      const sid = crypto.randomBytes(32).toString('base64url');
+      const idgate: StoredSession = {
+        ...template.idgate,
+        subject: `${template.idgate.subject}-${tag}-${i}`,
+        user: `${template.idgate.user}-${tag}-${i}`,
+        createdAt: now,
+        tokensIssuedAt: now,
+        idpSessionHash: idpSessionHash(crypto.randomUUID()),
+      };
+      planted.push({ sid, cookie: `${config.cookieName}=${encodeURIComponent(`s:${signature.sign(sid, config.cookieSecrets[0]!)}`)}` });
+      return new Promise<void>((resolve, reject) => store.set(sid, { ...template, idgate } as never, (err) => (err ? reject(err as Error) : resolve())));
+    });
+    await Promise.all(batch);
+  }
+  return planted;
+}
