@@ -5,7 +5,7 @@
 // policy.ts. Plain node:http, no middleware.
 import crypto from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
 import { IdgateError, isIdgateError, describeError } from './errors.js';
@@ -22,7 +22,7 @@ import { canonicalPath } from './paths.js';
 
 export interface CheckDependencies {
   readonly config: Config;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly oidc: OidcRelyingParty;
   readonly bearer: BearerVerifier;
   readonly sessionCache: SessionCache;

@@ -5,7 +5,7 @@
 // the winner's result when they are not.
 import crypto from 'node:crypto';
 import signature from 'cookie-signature';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
 import { describeError, isIdgateError } from './errors.js';
@@ -16,7 +16,7 @@ import { identityOf, parseRecord, type SessionLookup, type StoredSession } from 
 
 export interface RefreshDependencies {
   readonly config: Config;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly oidc: OidcRelyingParty;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -107,7 +107,7 @@ export async function keepSessionFresh(deps: RefreshDependencies, lookup: FoundS
   }
 }
 
-async function reread(redis: Redis, config: Config, lookup: FoundSession): Promise<FoundSession | undefined> {
+async function reread(redis: RedisClient, config: Config, lookup: FoundSession): Promise<FoundSession | undefined> {
   const sealed = await redis.get(sessionKey(config, lookup.sid));
   const parsed = sealed === null ? undefined : parseRecord(lookup.sid, sealed);
   if (!parsed) return undefined;

@@ -2,7 +2,6 @@
 import fs from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
-import type { Redis } from 'ioredis';
 import { createLogger } from '../../service/src/audit.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { Metrics } from '../../service/src/metrics.js';
@@ -12,7 +11,7 @@ import type { Policy } from '../../service/src/policy.js';
 import { freePort, REPO_ROOT, startProcess, waitForPort } from '../../demo/processes.js';
 import { createIdgateServer } from '../../service/src/server.js';
 import { SessionCache, subscribeToRevocations } from '../../service/src/session-cache.js';
-import { createRedisClient } from '../../service/src/sessions.js';
+import { createRedisClient, type RedisClient } from '../../service/src/redis.js';
 import { BearerVerifier } from '../../service/src/tokens.js';
 
 export interface InProcessIdgate {
@@ -22,7 +21,7 @@ export interface InProcessIdgate {
   readonly logLines: string[];
 }
 
-const running: { server: http.Server; redis: Redis; oidc: OidcRelyingParty; bearer: BearerVerifier; unsubscribe: () => void }[] = [];
+const running: { server: http.Server; redis: RedisClient; oidc: OidcRelyingParty; bearer: BearerVerifier; unsubscribe: () => void }[] = [];
 
 export interface RedisAndIdp {
   readonly redisPort: number;
@@ -55,7 +54,7 @@ export function configFrom(env: Record<string, string>): Config {
   return config;
 }
 
-export async function redisReady(redis: Redis): Promise<void> {
+export async function redisReady(redis: RedisClient): Promise<void> {
   if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
 }
 
@@ -80,7 +79,7 @@ export async function startInProcess(config: Config, policy: Policy = demoPolicy
   const bearer = new BearerVerifier(config, logger, metrics);
   await Promise.all([oidc.start(), bearer.start()]);
   const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
-  const unsubscribe = sessionCache.enabled ? subscribeToRevocations(redis, config, sessionCache, logger) : () => undefined;
+  const unsubscribe = sessionCache.enabled ? subscribeToRevocations(config, sessionCache, logger) : () => undefined;
   const server = createIdgateServer({ config, redis, oidc, bearer, sessionCache, policy: () => policy, logger, metrics });
   running.push({ server, redis, oidc, bearer, unsubscribe });
   await redisReady(redis);
