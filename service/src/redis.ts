@@ -40,9 +40,11 @@ export function createRedisClient(config: RedisSettings, purpose: RedisPurpose =
         sentinelPassword: topology.sentinelPassword,
         sentinelTLS: tlsOptions(redis),
         enableTLSForSentinelMode: redis.tls !== undefined,
-        // Sentinels announce a failover (+switch-master): the client moves to the new primary at once
-        // instead of waiting for the old one's connection to fail.
-        failoverDetector: purpose !== 'cli',
+        // ioredis's failoverDetector is left off: when it fires while the client is already reconnecting
+        // (the primary died first, the usual case), ioredis 6.0 abandons the reconnection for good
+        // (test/e2e/redis-sentinel.test.ts caught it). Without it, the client asks the sentinels again on
+        // every reconnection, and a primary that comes back demoted is left on READONLY (below).
+        failoverDetector: false,
         sentinelRetryStrategy: purpose === 'cli' ? () => null : (attempt) => Math.min(attempt * 200, 2000),
         sentinelCommandTimeout: 2000,
       });
@@ -74,6 +76,9 @@ function nodeOptions(config: RedisSettings, purpose: RedisPurpose): RedisOptions
     password: redis.password,
     tls: tlsOptions(redis),
     connectTimeout: purpose === 'cli' ? 3000 : 2000,
+    // A primary demoted to replica (a failover it was cut off from) answers writes READONLY: reconnect,
+    // which asks the sentinels for the current primary.
+    reconnectOnError: (err) => err.message.startsWith('READONLY'),
   };
   switch (purpose) {
     case 'commands':

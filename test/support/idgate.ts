@@ -65,9 +65,12 @@ export function demoPolicy(): Policy {
   return policy;
 }
 
-export async function startInProcess(config: Config, policy: Policy = demoPolicy()): Promise<InProcessIdgate> {
+/** `waitForRedis: false` returns at once, for tests of a Redis that refuses idgate (default: wait until it is ready). */
+export async function startInProcess(config: Config, policy: Policy = demoPolicy(), options: { waitForRedis?: boolean } = {}): Promise<InProcessIdgate> {
   const logLines: string[] = [];
   const redis = createRedisClient(config);
+  // main.ts logs a Redis outage once; tests of outages look at the answers, without ioredis's console noise.
+  redis.on('error', () => undefined);
   const captureDir = process.env.IDGATE_LOG_CAPTURE_DIR;
   if (captureDir) fs.mkdirSync(captureDir, { recursive: true });
   const logger = createLogger((line) => {
@@ -82,7 +85,7 @@ export async function startInProcess(config: Config, policy: Policy = demoPolicy
   const unsubscribe = sessionCache.enabled ? subscribeToRevocations(config, sessionCache, logger) : () => undefined;
   const server = createIdgateServer({ config, redis, oidc, bearer, sessionCache, policy: () => policy, logger, metrics });
   running.push({ server, redis, oidc, bearer, unsubscribe });
-  await redisReady(redis);
+  if (options.waitForRedis !== false) await redisReady(redis);
   return { server, config, metrics, logLines };
 }
 

@@ -191,10 +191,10 @@ export interface TlsRedis {
 
 /**
  * One Redis server reachable only over TLS, its certificate (for 127.0.0.1) signed by a CA made now, with
- * ACL users: `default` is off, `users` maps each name to its password, with access to keys and channels
- * under `prefix` only.
+ * ACL users: `default` is off, `users` maps each name to its password and the prefix of the only keys and
+ * channels it may use (with the commands redis/sentinel-example.conf gives idgate's user).
  */
-export async function startTlsRedis(users: Record<string, string>, prefix = 'idgate:'): Promise<TlsRedis> {
+export async function startTlsRedis(users: Record<string, { password: string; prefix: string }>): Promise<TlsRedis> {
   const dir = tempDir('tls');
   const file = (name: string) => path.join(dir, name);
   const openssl = (args: string[]) => run('openssl', args, { cwd: dir, timeout: 20_000 });
@@ -205,11 +205,12 @@ export async function startTlsRedis(users: Record<string, string>, prefix = 'idg
   await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr']);
   await openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'server.ext', '-out', 'server.pem']);
   const port = await freePort();
-  const acl = Object.entries(users).flatMap(([name, password]) => ['--user', `${name} on >${password} ~${prefix}* &${prefix}* +@all -@dangerous +info`]);
+  const aclFile = file('users.acl');
+  fs.writeFileSync(aclFile, ['user default off', ...Object.entries(users).map(([name, { password, prefix }]) => `user ${name} on >${password} ~${prefix}* &${prefix}* +@all -@dangerous +info`), ''].join('\n'));
   const server = startProcess(`redis-tls-${port}`, 'redis-server', [
     '--port', '0', '--tls-port', String(port), ...BASE_ARGS,
     '--tls-cert-file', file('server.pem'), '--tls-key-file', file('server.key'), '--tls-ca-cert-file', file('ca.pem'), '--tls-auth-clients', 'no',
-    '--user', 'default', 'off', ...acl,
+    '--aclfile', aclFile,
   ]);
   try {
     await waitForPort(port);
