@@ -128,54 +128,85 @@ export interface RedisCluster {
   readonly env: Record<string, string>;
   /** The port of the primary serving `key`'s hash slot. */
   nodeOf(key: string): Promise<number>;
+  /** SIGKILLs the node on `port`. */
+  kill(port: number): Promise<void>;
+  /** Resolves once the cluster serves `key` from a primary other than `oldPort` and every slot again. */
+  waitForFailover(key: string, oldPort: number, timeoutMs?: number): Promise<number>;
   stop(): Promise<void>;
 }
 
-/** A Redis Cluster of `primaries` nodes (no replicas), every slot assigned, state ok on every node. */
-export async function startCluster(primaries = 3): Promise<RedisCluster> {
+/**
+ * A Redis Cluster of `primaries` primaries with `replicasEach` replicas each, every slot assigned, state ok
+ * on every node. Like redis/cluster-example.conf, nodes answer for their slots while another's are
+ * uncovered (`cluster-require-full-coverage no`).
+ */
+export async function startCluster(primaries = 3, replicasEach = 0): Promise<RedisCluster> {
   const dir = tempDir('cluster');
   const ports: number[] = [];
-  const nodes: ManagedProcess[] = [];
-  for (let i = 0; i < primaries; i++) {
+  const nodes = new Map<number, ManagedProcess>();
+  const total = primaries * (1 + replicasEach);
+  for (let i = 0; i < total; i++) {
     const port = await freePort();
     // The bus port is given, not port+10000, which may be past 65535 or taken.
     const busPort = await freePort();
     ports.push(port);
-    nodes.push(startProcess(`redis-cluster-${port}`, 'redis-server', [
+    nodes.set(port, startProcess(`redis-cluster-${port}`, 'redis-server', [
       '--port', String(port), ...BASE_ARGS, '--dir', dir,
-      '--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000',
+      '--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-config-file', `nodes-${port}.conf`,
+      '--cluster-node-timeout', '1000', '--cluster-require-full-coverage', 'no', '--cluster-replica-validity-factor', '0',
     ]));
   }
+  const live = () => ports.filter((p) => nodes.has(p));
+  const stopAll = async () => {
+    await Promise.all([...nodes.values()].map((n) => n.stop()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
   try {
     await Promise.all(ports.map((p) => waitForPort(p)));
-    await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-yes'], { timeout: 20_000 });
+    await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicasEach), '--cluster-yes'], { timeout: 30_000 });
     await until('cluster state ok', async () => {
       const infos = await Promise.all(ports.map((p) => redisCli(p, ['cluster', 'info'])));
-      return infos.every((i) => /cluster_state:ok/.test(i) && new RegExp(`cluster_known_nodes:${primaries}`).test(i));
-    }, 20_000);
+      return infos.every((i) => /cluster_state:ok/.test(i) && new RegExp(`cluster_known_nodes:${total}\\b`).test(i));
+    }, 30_000);
+    if (replicasEach > 0) {
+      await until('replicas in sync', async () => {
+        const infos = await Promise.all(ports.map((p) => redisCli(p, ['info', 'replication'])));
+        return infos.filter((i) => /role:slave/.test(i)).every((i) => /master_link_status:up/.test(i)) && infos.filter((i) => /role:slave/.test(i)).length === primaries * replicasEach;
+      }, 30_000);
+    }
   } catch (err) {
-    await Promise.all(nodes.map((n) => n.stop()));
+    await stopAll();
     throw err;
   }
+  const nodeOf = async (key: string, via = live()[0]!) => {
+    const slot = Number((await redisCli(via, ['cluster', 'keyslot', key])).trim());
+    // `cluster shards` would be tidier; `cluster slots` prints, per range: start, end, then the primary's ip and port.
+    const lines = (await redisCli(via, ['cluster', 'slots'])).trim().split('\n');
+    for (let i = 0; i + 3 < lines.length; i++) {
+      if (/^\d+$/.test(lines[i]!) && /^\d+$/.test(lines[i + 1]!) && lines[i + 2] === '127.0.0.1' && slot >= Number(lines[i]) && slot <= Number(lines[i + 1])) return Number(lines[i + 3]);
+    }
+    throw new Error(`no node serves slot ${slot}`);
+  };
   return {
     ports,
     env: { IDGATE_REDIS_CLUSTER_NODES: ports.map((p) => `127.0.0.1:${p}`).join(',') },
-    async nodeOf(key) {
-      const slot = Number((await redisCli(ports[0]!, ['cluster', 'keyslot', key])).trim());
-      const shards = await redisCli(ports[0]!, ['cluster', 'slots']);
-      // `cluster slots` prints, per range: start, end, then the primary's ip and port.
-      const lines = shards.trim().split('\n');
-      for (let i = 0; i + 3 < lines.length; i++) {
-        const start = Number(lines[i]);
-        const end = Number(lines[i + 1]);
-        if (/^\d+$/.test(lines[i]!) && /^\d+$/.test(lines[i + 1]!) && lines[i + 2] === '127.0.0.1' && slot >= start && slot <= end) return Number(lines[i + 3]);
-      }
-      throw new Error(`no node serves slot ${slot}`);
+    nodeOf: (key) => nodeOf(key),
+    async kill(port) {
+      const node = nodes.get(port)!;
+      nodes.delete(port);
+      node.child.kill('SIGKILL');
+      await node.stop();
     },
-    async stop() {
-      await Promise.all(nodes.map((n) => n.stop()));
-      fs.rmSync(dir, { recursive: true, force: true });
+    async waitForFailover(key, oldPort, timeoutMs = 20_000) {
+      let now = oldPort;
+      await until('cluster failover', async () => {
+        now = await nodeOf(key);
+        const info = await redisCli(live()[0]!, ['cluster', 'info']);
+        return now !== oldPort && /cluster_slots_ok:16384/.test(info);
+      }, timeoutMs);
+      return now;
     },
+    stop: stopAll,
   };
 }
 
