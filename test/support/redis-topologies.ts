@@ -58,7 +58,8 @@ export async function startSentinelSet(masterName = 'idgate'): Promise<SentinelS
   const sentinelPassword = 'sentinel-password-of-the-tests';
   const [primary, replica] = [await freePort(), await freePort()];
   const sentinelPorts = [await freePort(), await freePort(), await freePort()];
-  const auth = ['--requirepass', password, '--masterauth', password];
+  // --dir: a replica's full sync writes dump.rdb, which belongs in the temporary directory.
+  const auth = ['--requirepass', password, '--masterauth', password, '--dir', dir];
   const nodes = new Map<number, ManagedProcess>();
   nodes.set(primary, startProcess(`redis-primary-${primary}`, 'redis-server', ['--port', String(primary), ...BASE_ARGS, ...auth]));
   nodes.set(replica, startProcess(`redis-replica-${replica}`, 'redis-server', ['--port', String(replica), ...BASE_ARGS, ...auth, '--replicaof', '127.0.0.1', String(primary)]));
@@ -239,7 +240,7 @@ export async function startTlsRedis(users: Record<string, { password: string; pr
   const aclFile = file('users.acl');
   fs.writeFileSync(aclFile, ['user default off', ...Object.entries(users).map(([name, { password, prefix }]) => `user ${name} on >${password} ~${prefix}* &${prefix}* +@all -@dangerous +info`), ''].join('\n'));
   const server = startProcess(`redis-tls-${port}`, 'redis-server', [
-    '--port', '0', '--tls-port', String(port), ...BASE_ARGS,
+    '--port', '0', '--tls-port', String(port), ...BASE_ARGS, '--dir', dir,
     '--tls-cert-file', file('server.pem'), '--tls-key-file', file('server.key'), '--tls-ca-cert-file', file('ca.pem'), '--tls-auth-clients', 'no',
     '--aclfile', aclFile,
   ]);
