@@ -63,31 +63,41 @@ export async function startSentinelSet(masterName = 'idgate'): Promise<SentinelS
   const nodes = new Map<number, ManagedProcess>();
   nodes.set(primary, startProcess(`redis-primary-${primary}`, 'redis-server', ['--port', String(primary), ...BASE_ARGS, ...auth]));
   nodes.set(replica, startProcess(`redis-replica-${replica}`, 'redis-server', ['--port', String(replica), ...BASE_ARGS, ...auth, '--replicaof', '127.0.0.1', String(primary)]));
-  await Promise.all([waitForPort(primary), waitForPort(replica)]);
-  await until('replica in sync', async () => /master_link_status:up/.test(await redisCli(replica, ['info', 'replication'], password)), 10_000);
-  const sentinels = sentinelPorts.map((port) => {
-    const conf = path.join(dir, `sentinel-${port}.conf`);
-    fs.writeFileSync(conf, [
-      `port ${port}`,
-      'bind 127.0.0.1',
-      `dir ${dir}`,
-      `requirepass ${sentinelPassword}`,
-      `sentinel monitor ${masterName} 127.0.0.1 ${primary} 2`,
-      `sentinel auth-pass ${masterName} ${password}`,
-      `sentinel down-after-milliseconds ${masterName} 1000`,
-      `sentinel failover-timeout ${masterName} 5000`,
-      `sentinel parallel-syncs ${masterName} 1`,
-      'loglevel warning',
-      '',
-    ].join('\n'));
-    return startProcess(`redis-sentinel-${port}`, 'redis-server', [conf, '--sentinel']);
-  });
-  await Promise.all(sentinelPorts.map((p) => waitForPort(p)));
-  // Sentinels find each other through the primary's hello channel: wait until each knows the others.
-  await until('sentinels know each other', async () => {
-    const counts = await Promise.all(sentinelPorts.map(async (p) => /num-other-sentinels\s+(\d+)/.exec((await redisCli(p, ['sentinel', 'master', masterName], sentinelPassword)).replace(/\n/g, ' '))?.[1]));
-    return counts.every((c) => c === '2');
-  }, 15_000);
+  const sentinels: ManagedProcess[] = [];
+  const stopAll = async () => {
+    await Promise.all([...sentinels, ...nodes.values()].map((p) => p.stop()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all([waitForPort(primary), waitForPort(replica)]);
+    await until('replica in sync', async () => /master_link_status:up/.test(await redisCli(replica, ['info', 'replication'], password)), 10_000);
+    sentinels.push(...sentinelPorts.map((port) => {
+      const conf = path.join(dir, `sentinel-${port}.conf`);
+      fs.writeFileSync(conf, [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `dir ${dir}`,
+        `requirepass ${sentinelPassword}`,
+        `sentinel monitor ${masterName} 127.0.0.1 ${primary} 2`,
+        `sentinel auth-pass ${masterName} ${password}`,
+        `sentinel down-after-milliseconds ${masterName} 1000`,
+        `sentinel failover-timeout ${masterName} 5000`,
+        `sentinel parallel-syncs ${masterName} 1`,
+        'loglevel warning',
+        '',
+      ].join('\n'));
+      return startProcess(`redis-sentinel-${port}`, 'redis-server', [conf, '--sentinel']);
+    }));
+    await Promise.all(sentinelPorts.map((p) => waitForPort(p)));
+    // Sentinels find each other through the primary's hello channel: wait until each knows the others.
+    await until('sentinels know each other', async () => {
+      const counts = await Promise.all(sentinelPorts.map(async (p) => /num-other-sentinels\s+(\d+)/.exec((await redisCli(p, ['sentinel', 'master', masterName], sentinelPassword)).replace(/\n/g, ' '))?.[1]));
+      return counts.every((c) => c === '2');
+    }, 15_000);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
 
   const primaryPort = async () => Number((await redisCli(sentinelPorts[0]!, ['sentinel', 'get-master-addr-by-name', masterName], sentinelPassword)).trim().split('\n')[1]);
   return {
@@ -117,10 +127,7 @@ export async function startSentinelSet(masterName = 'idgate'): Promise<SentinelS
       }, timeoutMs);
       return now;
     },
-    async stop() {
-      await Promise.all([...sentinels, ...nodes.values()].map((p) => p.stop()));
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
+    stop: stopAll,
   };
 }
 
@@ -248,6 +255,7 @@ export async function startTlsRedis(users: Record<string, { password: string; pr
     await waitForPort(port);
   } catch (err) {
     await server.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
     throw new Error(`${(err as Error).message}\n${server.output()}`);
   }
   return {
