@@ -4,7 +4,7 @@
 // event, sid or sub, and no nonce (so an ID token cannot be passed off as a logout token).
 import crypto from 'node:crypto';
 import * as jose from 'jose';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Config } from './config.js';
 import { IdgateError } from './errors.js';
 import type { RemoteKeySet } from './keys.js';
@@ -21,7 +21,7 @@ export interface LogoutSubject {
 export async function verifyLogoutToken(
   token: string,
   expected: { issuer: string; clientId: string; keys: RemoteKeySet; algorithms: readonly string[]; clockSkewSeconds: number },
-  redis: Redis,
+  redis: RedisClient,
   config: Config,
 ): Promise<LogoutSubject> {
   let header: jose.ProtectedHeaderParameters;

@@ -5,7 +5,7 @@
 // policy.ts. Plain node:http, no middleware.
 import crypto from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
 import type { DurableWrites } from './durable-writes.js';
@@ -23,7 +23,7 @@ import { canonicalPath } from './paths.js';
 
 export interface CheckDependencies {
   readonly config: Config;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** Writes that must not be lost (renewal, revocation): never the check's reads, which need no replica. */
   readonly durable: DurableWrites;
   readonly oidc: OidcRelyingParty;

@@ -2,12 +2,12 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as jose from 'jose';
-import { Redis } from 'ioredis';
 import { identityFromClaims } from './claims.js';
-import { describeConfig, loadConfig, parseFlag, SETTINGS } from './config.js';
+import { describeConfig, loadConfig, loadRedisConfig, parseFlag, SETTINGS } from './config.js';
 import { serve } from './main.js';
 import { loadPolicyFile } from './policy-file.js';
 import { DurableWrites, type DurabilitySettings } from './durable-writes.js';
+import { createRedisClient } from './redis.js';
 import { listSessions, revokeSessions } from './session-store.js';
 import { decide, formatDecision, matchRule, type Identity } from './policy.js';
 import { canonicalPath } from './paths.js';
@@ -152,10 +152,10 @@ const SESSIONS_HELP = `usage: idgate sessions list --user NAME | --sub SUBJECT
        idgate sessions revoke --user NAME | --sub SUBJECT
 
 Lists or ends a user's sessions, on every replica at once (they share Redis). --user is the name idgate
-shows as X-Auth-User (preferred_username, email or sub); --sub the subject. Uses IDGATE_REDIS_URL
-(default redis://127.0.0.1:6380) and IDGATE_REDIS_PREFIX (default idgate:). A revocation waits for a
-Redis replica as idgate's do (IDGATE_REDIS_WAIT_REPLICAS, IDGATE_REDIS_WAIT_MS) and says when none
-confirmed it in time.
+shows as X-Auth-User (preferred_username, email or sub); --sub the subject. Uses the IDGATE_REDIS_*
+settings as idgate serve does: IDGATE_REDIS_URL (default redis://127.0.0.1:6380), or Sentinel or Cluster,
+credentials, TLS, and IDGATE_REDIS_PREFIX (default idgate:). A revocation waits for a Redis replica as
+idgate's do (IDGATE_REDIS_WAIT_REPLICAS, IDGATE_REDIS_WAIT_MS) and says when none confirmed it in time.
 `;
 
 async function sessions(args: string[]): Promise<number> {
@@ -164,8 +164,9 @@ async function sessions(args: string[]): Promise<number> {
   if (opts.help || action === '--help' || action === undefined) return print(SESSIONS_HELP);
   if (action !== 'list' && action !== 'revoke') throw new UsageError(`sessions: unknown action "${action}" (list or revoke)`);
   if (!opts.user === !opts.sub) throw new UsageError('sessions: give exactly one of --user NAME or --sub SUBJECT');
-  const prefix = { redisKeyPrefix: process.env.IDGATE_REDIS_PREFIX || 'idgate:' };
-  const redis = new Redis(process.env.IDGATE_REDIS_URL || 'redis://127.0.0.1:6380', { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 3000, retryStrategy: () => null });
+  const { config: prefix, problems } = loadRedisConfig(process.env);
+  if (!prefix) throw new UsageError(`sessions: ${problems.join('; ')}`);
+  const redis = createRedisClient(prefix, 'cli');
   try {
     await redis.connect().catch((err: Error) => {
       throw new UsageError(`cannot reach Redis: ${err.message}`);

@@ -35,6 +35,8 @@ export interface Config {
   readonly redirectUrl: URL;
   readonly redisUrl: string;
   readonly redisTimeoutMs: number;
+  /** How to reach Redis: one server, Sentinel or Cluster, with credentials and TLS (redis.ts connects). */
+  readonly redis: RedisConnection;
   readonly cookieSecrets: readonly string[];
   /** The session cookie. */
   readonly cookieName: string;
@@ -82,7 +84,30 @@ export interface Config {
   readonly redisWaitMs: number;
 }
 
-type Kind = 'url' | 'string' | 'secret' | 'secret-list' | 'list' | 'int' | 'bool' | 'listen' | 'proxies' | 'json';
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Which Redis deployment idgate talks to. */
+export type RedisTopology =
+  /** One server: IDGATE_REDIS_URL, passed to ioredis as it is. */
+  | { readonly kind: 'server'; readonly url: string }
+  /** Sentinel: the primary of master group `name`, found through `sentinels` (and found again after a failover). */
+  | { readonly kind: 'sentinel'; readonly sentinels: readonly HostPort[]; readonly name: string; readonly sentinelUsername: string | undefined; readonly sentinelPassword: string | undefined; readonly db: number }
+  /** Cluster: the seed nodes; the client learns the rest and follows slot moves. */
+  | { readonly kind: 'cluster'; readonly nodes: readonly HostPort[] };
+
+export interface RedisConnection {
+  readonly topology: RedisTopology;
+  /** ACL user and password of the data nodes (single server: unless the URL carries them). */
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  /** TLS to every Redis node and sentinel; `ca`: the PEM of IDGATE_REDIS_CA_FILE (undefined: the system's CAs). */
+  readonly tls: { readonly ca: string | undefined } | undefined;
+}
+
+type Kind = 'url' | 'string' | 'secret' | 'secret-list' | 'list' | 'int' | 'bool' | 'listen' | 'proxies' | 'json' | 'hostports';
 
 interface Setting {
   /** Environment variable. */
@@ -113,6 +138,15 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_REDIRECT_URL', key: 'redirect_url', kind: 'url', optional: true, doc: 'callback URL registered at the IdP, when not <public_url>/_auth/callback', example: 'https://app.example.com/_auth/callback' },
   { env: 'IDGATE_REDIS_URL', key: 'redis_url', kind: 'string', default: 'redis://127.0.0.1:6380', doc: 'Redis holding sessions and pending logins, shared by every replica', example: 'redis://:password@10.0.0.5:6379/0' },
   { env: 'IDGATE_REDIS_TIMEOUT_MS', key: 'redis_timeout_ms', kind: 'int', default: '500', doc: 'milliseconds a Redis command may take before the check answers 503', example: '500' },
+  { env: 'IDGATE_REDIS_SENTINELS', key: 'redis_sentinels', kind: 'hostports', optional: true, doc: 'Redis Sentinel: comma-separated host:port of the sentinels (then IDGATE_REDIS_URL gives only the scheme, credentials and db; its host is not used)', example: '10.0.0.5:26379,10.0.0.6:26379,10.0.0.7:26379' },
+  { env: 'IDGATE_REDIS_SENTINEL_NAME', key: 'redis_sentinel_name', kind: 'string', optional: true, doc: 'Redis Sentinel: the master group name (sentinel.conf `sentinel monitor <name> ...`)', example: 'idgate' },
+  { env: 'IDGATE_REDIS_SENTINEL_USERNAME', key: 'redis_sentinel_username', kind: 'string', optional: true, doc: 'Redis Sentinel: ACL user on the sentinels (sentinel.conf `sentinel sentinel-user`)', example: 'idgate-sentinel' },
+  { env: 'IDGATE_REDIS_SENTINEL_PASSWORD', key: 'redis_sentinel_password', kind: 'secret', optional: true, doc: 'Redis Sentinel: password of the sentinels themselves (sentinel.conf `requirepass`), not of the data nodes', example: '<the sentinels\' password>' },
+  { env: 'IDGATE_REDIS_CLUSTER_NODES', key: 'redis_cluster_nodes', kind: 'hostports', optional: true, doc: 'Redis Cluster: comma-separated host:port of some nodes (the client learns the others); IDGATE_REDIS_URL then gives only the scheme and credentials', example: '10.0.0.5:6379,10.0.0.6:6379,10.0.0.7:6379' },
+  { env: 'IDGATE_REDIS_USERNAME', key: 'redis_username', kind: 'string', optional: true, doc: 'ACL user on the Redis data nodes, in every topology (or in IDGATE_REDIS_URL, not both)', example: 'idgate' },
+  { env: 'IDGATE_REDIS_PASSWORD', key: 'redis_password', kind: 'secret', optional: true, doc: 'password on the Redis data nodes, in every topology (or in IDGATE_REDIS_URL, not both)', example: '<the Redis password>' },
+  { env: 'IDGATE_REDIS_TLS', key: 'redis_tls', kind: 'bool', default: '0', doc: 'TLS to every Redis node and sentinel (a rediss:// URL turns it on too)', example: '1' },
+  { env: 'IDGATE_REDIS_CA_FILE', key: 'redis_ca_file', kind: 'string', optional: true, doc: 'PEM file of the CA(s) that sign the Redis servers\' certificates (unset: the system\'s CAs); needs TLS on', example: '/etc/idgate/redis-ca.pem' },
   { env: 'IDGATE_COOKIE_SECRETS', key: 'cookie_secrets', kind: 'secret-list', doc: 'comma-separated secrets (32+ characters each), newest first: the first signs, all verify', example: '<openssl rand -base64 48>' },
   { env: 'IDGATE_COOKIE_NAME', key: 'cookie_name', kind: 'string', optional: true, doc: `session cookie name (the login-binding cookie adds "_login"); unset: ${HOST_COOKIE_NAME} when cookies are Secure and IDGATE_COOKIE_DOMAIN is unset, else ${PLAIN_COOKIE_NAME}`, example: '__Host-idgate' },
   { env: 'IDGATE_COOKIE_DOMAIN', key: 'cookie_domain', kind: 'string', optional: true, doc: 'session cookie Domain attribute, to share one login across subdomains (rules out the __Host- prefix)', example: 'example.com' },
@@ -158,15 +192,11 @@ export interface ConfigResult {
   problems: string[];
 }
 
-/**
- * Reads settings from `env` and, when IDGATE_CONFIG_FILE names one, a JSON file of `key: value` pairs
- * (environment wins). Never throws: problems come back as lines `SETTING: what is wrong (e.g. example)`.
- */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
-  const problems: string[] = [];
+/** Raw and parsed values of `settings` from `env` and IDGATE_CONFIG_FILE; problems appended. */
+function readSettings(settings: readonly Setting[], env: NodeJS.ProcessEnv, problems: string[]): { raw: Map<string, string | undefined>; parsed: Record<string, unknown> } {
   const fileValues = readConfigFile(env.IDGATE_CONFIG_FILE, problems);
   const raw = new Map<string, string | undefined>();
-  for (const s of SETTINGS) {
+  for (const s of settings) {
     const fromEnv = env[s.env];
     const fromFile = fileValues[s.key];
     const fileText = fromFile === undefined ? undefined : typeof fromFile === 'string' ? fromFile : s.kind === 'json' ? JSON.stringify(fromFile) : Array.isArray(fromFile) ? fromFile.join(',') : String(fromFile);
@@ -179,7 +209,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   }
 
   const parsed: Record<string, unknown> = {};
-  for (const s of SETTINGS) {
+  for (const s of settings) {
     const value = raw.get(s.env);
     if (value === undefined || value === '') {
       if (s.default === undefined && !s.optional) problems.push(`${s.env}: required, ${s.doc} (e.g. ${s.example})`);
@@ -190,6 +220,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     if (typeof result === 'object' && result !== null && 'problem' in result) problems.push(`${s.env}: ${result.problem} (e.g. ${s.example})`);
     else parsed[s.env] = result;
   }
+
+  return { raw, parsed };
+}
+
+/**
+ * Reads settings from `env` and, when IDGATE_CONFIG_FILE names one, a JSON file of `key: value` pairs
+ * (environment wins). Never throws: problems come back as lines `SETTING: what is wrong (e.g. example)`.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
+  const problems: string[] = [];
+  const { raw, parsed } = readSettings(SETTINGS, env, problems);
+  const redis = redisConnectionFrom(parsed, problems);
 
   const insecureHttp = parsed.IDGATE_INSECURE_HTTP === true;
   const issuer = parsed.IDGATE_ISSUER as URL | undefined;
@@ -254,6 +296,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     redirectUrl,
     redisUrl: parsed.IDGATE_REDIS_URL as string,
     redisTimeoutMs: parsed.IDGATE_REDIS_TIMEOUT_MS as number,
+    redis: redis!,
     cookieSecrets: Object.freeze(secrets),
     cookieName,
     bindingCookieName: `${cookieName}_login`,
@@ -296,6 +339,93 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     logFile: parsed.IDGATE_LOG_FILE as string | undefined,
   };
   return { config: Object.freeze(config), problems };
+}
+
+/** The Redis settings alone (IDGATE_REDIS_*), for `idgate sessions`, which needs no IdP settings. */
+export function loadRedisConfig(env: NodeJS.ProcessEnv = process.env): { config: Pick<Config, 'redis' | 'redisTimeoutMs' | 'redisKeyPrefix'> | undefined; problems: string[] } {
+  const problems: string[] = [];
+  const { parsed } = readSettings(SETTINGS.filter((s) => s.env.startsWith('IDGATE_REDIS_')), env, problems);
+  const redis = redisConnectionFrom(parsed, problems);
+  if (problems.length > 0 || !redis) return { config: undefined, problems };
+  return { config: Object.freeze({ redis, redisTimeoutMs: parsed.IDGATE_REDIS_TIMEOUT_MS as number, redisKeyPrefix: parsed.IDGATE_REDIS_PREFIX as string }), problems };
+}
+
+/**
+ * The Redis topology, credentials and TLS, checked together: one topology at a time, every Sentinel
+ * setting with its companions, a credential given once, a CA only with TLS, and a key prefix without hash
+ * tags (idgate places its own: see sessions.ts, pending logins).
+ */
+function redisConnectionFrom(parsed: Record<string, unknown>, problems: string[]): RedisConnection | undefined {
+  const before = problems.length;
+  const url = parsed.IDGATE_REDIS_URL as string | undefined;
+  const sentinels = parsed.IDGATE_REDIS_SENTINELS as HostPort[] | undefined;
+  const clusterNodes = parsed.IDGATE_REDIS_CLUSTER_NODES as HostPort[] | undefined;
+  const sentinelName = parsed.IDGATE_REDIS_SENTINEL_NAME as string | undefined;
+  const sentinelUsername = parsed.IDGATE_REDIS_SENTINEL_USERNAME as string | undefined;
+  const sentinelPassword = parsed.IDGATE_REDIS_SENTINEL_PASSWORD as string | undefined;
+  const caFile = parsed.IDGATE_REDIS_CA_FILE as string | undefined;
+  const prefix = parsed.IDGATE_REDIS_PREFIX as string | undefined;
+  if (sentinels && clusterNodes) problems.push('IDGATE_REDIS_CLUSTER_NODES: set together with IDGATE_REDIS_SENTINELS; give one topology (e.g. unset IDGATE_REDIS_SENTINELS)');
+  if (sentinels && !sentinelName) problems.push('IDGATE_REDIS_SENTINEL_NAME: required with IDGATE_REDIS_SENTINELS, the master group name the sentinels monitor (e.g. idgate)');
+  if (!sentinels) {
+    for (const [name, value] of [['IDGATE_REDIS_SENTINEL_NAME', sentinelName], ['IDGATE_REDIS_SENTINEL_USERNAME', sentinelUsername], ['IDGATE_REDIS_SENTINEL_PASSWORD', sentinelPassword]] as const) {
+      if (value !== undefined) problems.push(`${name}: set without IDGATE_REDIS_SENTINELS (e.g. IDGATE_REDIS_SENTINELS=10.0.0.5:26379,10.0.0.6:26379,10.0.0.7:26379)`);
+    }
+  }
+  if (prefix !== undefined && /[{}]/.test(prefix)) problems.push('IDGATE_REDIS_PREFIX: must not contain "{" or "}" (idgate places the Redis Cluster hash tags itself) (e.g. idgate:)');
+  const fromUrl = url === undefined ? undefined : redisUrlParts(url);
+  if (fromUrl === 'invalid') problems.push('IDGATE_REDIS_URL: not a redis:// or rediss:// URL, host:port or socket path (e.g. redis://:password@10.0.0.5:6379/0)');
+  const urlParts = fromUrl === 'invalid' ? undefined : fromUrl;
+  let username = parsed.IDGATE_REDIS_USERNAME as string | undefined;
+  let password = parsed.IDGATE_REDIS_PASSWORD as string | undefined;
+  if (urlParts?.username !== undefined && username !== undefined) problems.push('IDGATE_REDIS_USERNAME: IDGATE_REDIS_URL carries a user name too; give it once (e.g. remove it from the URL)');
+  if (urlParts?.password !== undefined && password !== undefined) problems.push('IDGATE_REDIS_PASSWORD: IDGATE_REDIS_URL carries a password too; give it once (e.g. remove it from the URL)');
+  if (sentinels || clusterNodes) {
+    // Only the scheme, credentials and db of the URL count here: the nodes come from the sentinels or the cluster.
+    username ??= urlParts?.username;
+    password ??= urlParts?.password;
+  }
+  const db = urlParts?.db ?? 0;
+  if (clusterNodes && db !== 0) problems.push(`IDGATE_REDIS_URL: names database ${db}, but Redis Cluster has database 0 only (e.g. rediss://10.0.0.5:6379)`);
+  const tlsOn = parsed.IDGATE_REDIS_TLS === true || urlParts?.tls === true;
+  let ca: string | undefined;
+  if (caFile !== undefined) {
+    if (!tlsOn) problems.push('IDGATE_REDIS_CA_FILE: set while TLS is off; use a rediss:// URL or IDGATE_REDIS_TLS=1 (e.g. IDGATE_REDIS_TLS=1)');
+    try {
+      ca = fs.readFileSync(caFile, 'utf8');
+      if (!ca.includes('-----BEGIN CERTIFICATE-----')) problems.push(`IDGATE_REDIS_CA_FILE: ${caFile} holds no PEM certificate (e.g. /etc/idgate/redis-ca.pem)`);
+    } catch (err) {
+      problems.push(`IDGATE_REDIS_CA_FILE: cannot read ${caFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'} (e.g. /etc/idgate/redis-ca.pem)`);
+    }
+  }
+  if (problems.length > before || url === undefined) return undefined;
+  const topology: RedisTopology = sentinels
+    ? { kind: 'sentinel', sentinels: Object.freeze(sentinels), name: sentinelName!, sentinelUsername, sentinelPassword, db }
+    : clusterNodes
+      ? { kind: 'cluster', nodes: Object.freeze(clusterNodes) }
+      : { kind: 'server', url };
+  return Object.freeze({ topology: Object.freeze(topology), username, password, tls: tlsOn ? Object.freeze({ ca }) : undefined });
+}
+
+/** What a Redis URL says beyond the address, as ioredis reads it (query values name options too); 'invalid' when unreadable. */
+function redisUrlParts(value: string): { username: string | undefined; password: string | undefined; db: number | undefined; tls: boolean } | 'invalid' {
+  if (value.startsWith('/') && !value.startsWith('//')) return { username: undefined, password: undefined, db: undefined, tls: false };
+  const scheme = /^rediss?:\/\//i.test(value) ? '' : value.startsWith('//') ? 'redis:' : 'redis://';
+  let url: URL;
+  try {
+    url = new URL(scheme + value);
+  } catch {
+    return 'invalid';
+  }
+  const decoded = (text: string) => (text === '' ? undefined : decodeURIComponent(text));
+  const dbText = scheme === '' || scheme === 'redis:' ? url.pathname.slice(1) || url.searchParams.get('db') || '' : url.searchParams.get('db') ?? '';
+  if (dbText !== '' && !/^\d+$/.test(dbText)) return 'invalid';
+  return {
+    username: url.searchParams.get('username') ?? decoded(url.username),
+    password: url.searchParams.get('password') ?? decoded(url.password),
+    db: dbText === '' ? undefined : Number(dbText),
+    tls: url.protocol === 'rediss:',
+  };
 }
 
 /**
@@ -465,6 +595,15 @@ function parseValue(setting: Setting, value: string): unknown {
       } catch (err) {
         return { problem: `not valid JSON: ${(err as Error).message}` };
       }
+    case 'hostports': {
+      const out: HostPort[] = [];
+      for (const item of value.split(',').map((v) => v.trim()).filter((v) => v !== '')) {
+        const m = /^(\[[0-9a-fA-F:]+\]|[^:\s\[\]]+):(\d{1,5})$/.exec(item);
+        if (!m || Number(m[2]) === 0 || Number(m[2]) > 65535) return { problem: `"${item}" is not host:port` };
+        out.push({ host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) });
+      }
+      return out.length > 0 ? out : { problem: 'names no host:port' };
+    }
     case 'proxies': {
       const result = parseTrustedProxies(value);
       if (typeof result === 'string') return { problem: result };
@@ -482,6 +621,7 @@ export function describeConfig(config: Config): Record<string, string> {
     public_url: config.publicUrl.origin,
     redirect_url: config.redirectUrl.href,
     redis_url: redactRedisUrl(config.redisUrl),
+    ...describeRedis(config.redis),
     cookie_secrets: `(${config.cookieSecrets.length} set)`,
     cookie_name: config.cookieName,
     binding_cookie_name: config.bindingCookieName,
@@ -493,6 +633,23 @@ export function describeConfig(config: Config): Record<string, string> {
     trusted_proxies: config.trustedProxiesText,
     redis_wait: config.redisWaitReplicas === 0 ? '(off)' : `${config.redisWaitReplicas === 'auto' ? 'auto' : `${config.redisWaitReplicas} replica(s)`}, ${config.redisWaitMs} ms at most`,
   };
+}
+
+/** The Redis topology as it may be shown: addresses, never a user name or password (only whether one is set). */
+export function describeRedis(redis: RedisConnection): Record<string, string> {
+  const { topology } = redis;
+  const list = (nodes: readonly HostPort[]) => nodes.map((n) => (n.host.includes(':') ? `[${n.host}]:${n.port}` : `${n.host}:${n.port}`)).join(',');
+  const out: Record<string, string> = {
+    redis_topology: topology.kind === 'server' ? 'single server (IDGATE_REDIS_URL)' : topology.kind === 'sentinel' ? `sentinel, master group "${topology.name}" via ${list(topology.sentinels)}, db ${topology.db}` : `cluster, seed nodes ${list(topology.nodes)}`,
+    redis_username: redis.username === undefined ? '(none)' : '(set)',
+    redis_password: redis.password === undefined ? '(none)' : '(set)',
+    redis_tls: redis.tls === undefined ? 'off' : redis.tls.ca === undefined ? "on (the system's CAs)" : 'on (IDGATE_REDIS_CA_FILE)',
+  };
+  if (topology.kind === 'sentinel') {
+    out.redis_sentinel_username = topology.sentinelUsername === undefined ? '(none)' : '(set)';
+    out.redis_sentinel_password = topology.sentinelPassword === undefined ? '(none)' : '(set)';
+  }
+  return out;
 }
 
 /**

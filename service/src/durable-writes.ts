@@ -19,6 +19,7 @@
 // shared client without waiting (docs/operations.md says so), rather than report a replication that
 // WAIT did not check.
 import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
 import type { Metrics } from './metrics.js';
@@ -48,7 +49,7 @@ export type DurabilitySettings = Pick<Config, 'redisWaitReplicas' | 'redisWaitMs
 const POOL_SIZE = 4;
 
 export class DurableWrites {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #settings: DurabilitySettings;
   readonly #report: (kind: DurableWriteKind, outcome: WaitOutcome) => void;
   readonly #all = new Set<Redis>();
@@ -56,7 +57,7 @@ export class DurableWrites {
   readonly #waiting: ((conn: Redis) => void)[] = [];
 
   /** `redis`: the shared client, duplicated for the pool. `report`: each WAIT's outcome (none when no replica is wanted). */
-  constructor(redis: Redis, settings: DurabilitySettings, report: (kind: DurableWriteKind, outcome: WaitOutcome) => void) {
+  constructor(redis: RedisClient, settings: DurabilitySettings, report: (kind: DurableWriteKind, outcome: WaitOutcome) => void) {
     this.#redis = redis;
     this.#settings = settings;
     this.#report = report;
@@ -67,7 +68,7 @@ export class DurableWrites {
    * with write's result once they have it or the bound has passed; rejects only when the write itself fails.
    * `changed(result)` false: the write changed nothing (a delete of a missing key), so nothing is waited for.
    */
-  async write<T>(kind: DurableWriteKind, write: (redis: Redis) => Promise<T>, changed: (result: T) => boolean = () => true): Promise<T> {
+  async write<T>(kind: DurableWriteKind, write: (redis: RedisClient) => Promise<T>, changed: (result: T) => boolean = () => true): Promise<T> {
     // Redis away (the shared client is not ready): fail as fast as every other write does.
     if (this.#settings.redisWaitReplicas === 0 || this.#redis.isCluster || this.#redis.status !== 'ready') return write(this.#redis);
     const started = Date.now();
@@ -114,7 +115,8 @@ export class DurableWrites {
     if (ready !== -1) return this.#idle.splice(ready, 1)[0];
     if (this.#all.size < POOL_SIZE) {
       // Commands on it may take the WAIT bound on top of the usual command timeout.
-      const conn = this.#redis.duplicate({ commandTimeout: this.#settings.redisTimeoutMs + this.#settings.redisWaitMs });
+      // Never on Cluster (write() does not wait there), so the shared client is a single connection's.
+      const conn = (this.#redis as Redis).duplicate({ commandTimeout: this.#settings.redisTimeoutMs + this.#settings.redisWaitMs });
       conn.on('error', () => undefined); // the shared client reports Redis being away
       this.#all.add(conn);
       try {

@@ -3,7 +3,7 @@
 // regenerates the session id, logout destroys the session.
 import crypto from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
 import type { DurableWrites } from './durable-writes.js';
@@ -19,7 +19,7 @@ import { bindingCookieOptions, findCookie, hashValue, savePendingLogin, sessionC
 
 export interface BrowserDependencies {
   readonly config: Config;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** Revocations (back-channel logout) wait for a Redis replica through this. */
   readonly durable: DurableWrites;
   readonly oidc: OidcRelyingParty;

@@ -12,7 +12,7 @@ import { OidcRelyingParty } from './oidc.js';
 import { PolicyHolder } from './policy-file.js';
 import { createIdgateServer } from './server.js';
 import { SessionCache, subscribeToRevocations } from './session-cache.js';
-import { createRedisClient } from './sessions.js';
+import { createRedisClient } from './redis.js';
 import { BearerVerifier } from './tokens.js';
 
 export async function serve(): Promise<number> {
@@ -56,7 +56,7 @@ export async function serve(): Promise<number> {
   void bearer.start();
 
   const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
-  const unsubscribe = sessionCache.enabled ? subscribeToRevocations(redis, config, sessionCache, logger) : () => undefined;
+  const unsubscribe = sessionCache.enabled ? subscribeToRevocations(config, sessionCache, logger) : () => undefined;
 
   // Logins, renewals and revocations wait for a Redis replica, on connections of their own.
   const durable = new DurableWrites(redis, config, reportWaits(logger, metrics));

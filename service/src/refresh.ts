@@ -5,7 +5,7 @@
 // the winner's result when they are not.
 import crypto from 'node:crypto';
 import signature from 'cookie-signature';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
 import type { DurableWrites } from './durable-writes.js';
@@ -17,7 +17,7 @@ import { identityOf, parseRecord, type SessionLookup, type StoredSession } from 
 
 export interface RefreshDependencies {
   readonly config: Config;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** The renewed session and a revocation are written through this (they wait for a Redis replica). */
   readonly durable: DurableWrites;
   readonly oidc: OidcRelyingParty;
@@ -111,7 +111,7 @@ export async function keepSessionFresh(deps: RefreshDependencies, lookup: FoundS
   }
 }
 
-async function reread(redis: Redis, config: Config, lookup: FoundSession): Promise<FoundSession | undefined> {
+async function reread(redis: RedisClient, config: Config, lookup: FoundSession): Promise<FoundSession | undefined> {
   const sealed = await redis.get(sessionKey(config, lookup.sid));
   const parsed = sealed === null ? undefined : parseRecord(lookup.sid, sealed);
   if (!parsed) return undefined;

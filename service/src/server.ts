@@ -2,7 +2,7 @@
 // browser endpoint (/_auth/*) through express with the session middleware. The order is visible here.
 import http from 'node:http';
 import express from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { createCheckHandler, type CheckDependencies } from './check.js';
 import { createBrowserRoutes } from './login.js';
 import type { OidcRelyingParty } from './oidc.js';
@@ -50,7 +50,7 @@ export function createIdgateServer(deps: ServerDependencies, options: ServerOpti
   return server;
 }
 
-async function readiness(redis: Redis, oidc: OidcRelyingParty, bearer: BearerVerifier): Promise<{ ok: boolean; detail: string }> {
+async function readiness(redis: RedisClient, oidc: OidcRelyingParty, bearer: BearerVerifier): Promise<{ ok: boolean; detail: string }> {
   let redisOk = false;
   try {
     redisOk = (await redis.ping()) === 'PONG';

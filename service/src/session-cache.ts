@@ -3,7 +3,7 @@
 // as a logout, back-channel logout, failed renewal or operator revocation is announced on Redis pub/sub
 // (session-store.ts publishes them); a read that raced with such an announcement is not cached; and the
 // whole cache is dropped when the subscription reconnects, since announcements may have been missed.
-import type { Redis } from 'ioredis';
+import { createRedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
 import { revocationChannel } from './session-store.js';
@@ -95,10 +95,12 @@ export class SessionCache {
 
 /**
  * Subscribes `cache` to revocation announcements on a connection of its own (a subscribed Redis
- * connection can do nothing else). Returns a function that unsubscribes.
+ * connection can do nothing else), in any topology: on a Cluster, PUBLISH reaches every node's
+ * subscribers, so one subscription on any node hears every replica's announcements. Returns a function
+ * that unsubscribes.
  */
-export function subscribeToRevocations(redis: Redis, config: Config, cache: SessionCache, logger: Logger): () => void {
-  const subscriber = redis.duplicate({ enableOfflineQueue: true, commandTimeout: undefined });
+export function subscribeToRevocations(config: Config, cache: SessionCache, logger: Logger): () => void {
+  const subscriber = createRedisClient(config, 'subscriber');
   const channel = revocationChannel(config);
   subscriber.on('message', (from: string, message: string) => {
     if (from !== channel) return;

@@ -8,7 +8,7 @@
 // express-session still owns the cookie and the session lifecycle; this is its Store.
 import crypto from 'node:crypto';
 import session from 'express-session';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Config } from './config.js';
 import type { DurableWrites } from './durable-writes.js';
 import { IdgateError } from './errors.js';
@@ -86,23 +86,30 @@ type Prefix = Pick<Config, 'redisKeyPrefix'>;
 
 const idx = (config: Prefix, kind: 'sub' | 'user' | 'idpsid', value: string) => `${config.redisKeyPrefix}idx:${kind}:${value}`;
 
-export async function indexSession(redis: Redis, config: Config, sid: string, fields: IndexFields): Promise<void> {
+// Redis Cluster: a session is read by its id alone (the check knows nothing else), so it cannot share a
+// hash slot with its subject's indexes, nor can a subject's, a user name's and an IdP session's index
+// share one. No operation needs them together: each index key is written with its TTL in a MULTI of its
+// own (one key, one slot), and revocation deletes each session and its index entry by single-key commands
+// (deleting is idempotent; an entry left behind is dropped by the next listSessions).
+
+export async function indexSession(redis: RedisClient, config: Config, sid: string, fields: IndexFields): Promise<void> {
   const hash = sessionHash(sid);
   const ttl = config.sessionMaxAgeSeconds;
-  const multi = redis.multi();
-  multi.hset(idx(config, 'sub', fields.subject), hash, JSON.stringify({ user: fields.user, createdAt: fields.createdAt }));
-  multi.expire(idx(config, 'sub', fields.subject), ttl);
-  multi.sadd(idx(config, 'user', fields.user), fields.subject);
-  multi.expire(idx(config, 'user', fields.user), ttl);
+  const bySubject = idx(config, 'sub', fields.subject);
+  const byUser = idx(config, 'user', fields.user);
+  const writes = [
+    redis.multi().hset(bySubject, hash, JSON.stringify({ user: fields.user, createdAt: fields.createdAt })).expire(bySubject, ttl).exec(),
+    redis.multi().sadd(byUser, fields.subject).expire(byUser, ttl).exec(),
+  ];
   if (fields.idpSessionHash) {
-    multi.sadd(idx(config, 'idpsid', fields.idpSessionHash), `${fields.subject}\0${hash}`);
-    multi.expire(idx(config, 'idpsid', fields.idpSessionHash), ttl);
+    const byIdpSession = idx(config, 'idpsid', fields.idpSessionHash);
+    writes.push(redis.multi().sadd(byIdpSession, `${fields.subject}\0${hash}`).expire(byIdpSession, ttl).exec());
   }
-  await multi.exec();
+  await Promise.all(writes);
 }
 
 /** Sessions of a subject, or of every subject a user name maps to. Entries whose session is gone are dropped. */
-export async function listSessions(redis: Redis, config: Prefix, who: { subject?: string; user?: string }): Promise<IndexedSession[]> {
+export async function listSessions(redis: RedisClient, config: Prefix, who: { subject?: string; user?: string }): Promise<IndexedSession[]> {
   const subjects = who.subject ? [who.subject] : who.user ? await redis.smembers(idx(config, 'user', who.user)) : [];
   const out: IndexedSession[] = [];
   for (const subject of subjects) {
@@ -121,21 +128,18 @@ export async function listSessions(redis: Redis, config: Prefix, who: { subject?
 
 /**
  * Deletes sessions by their hashes and tells every replica (pub/sub) to forget them. Returns how many existed.
- * A durable write: it waits for a Redis replica, so a failover does not bring the sessions back.
+ * A durable write: it waits for a Redis replica, so a failover does not bring the sessions back. Single-key
+ * commands only (no MULTI across keys), so it works on Redis Cluster, where the keys sit in other slots.
  */
 export async function revokeSessions(durable: DurableWrites, config: Prefix, sessions: readonly { hash: string; subject: string }[]): Promise<number> {
   if (sessions.length === 0) return 0;
   return durable.write('revocation', async (redis) => {
-    const multi = redis.multi();
-    for (const s of sessions) {
-      multi.del(`${config.redisKeyPrefix}sess:${s.hash}`);
-      multi.hdel(idx(config, 'sub', s.subject), s.hash);
-    }
-    const results = (await multi.exec()) ?? [];
+    const deleted = await Promise.all(sessions.map(async (s) => {
+      const [gone] = await Promise.all([redis.del(`${config.redisKeyPrefix}sess:${s.hash}`), redis.hdel(idx(config, 'sub', s.subject), s.hash)]);
+      return gone;
+    }));
     await redis.publish(revocationChannel(config), JSON.stringify(sessions.map((s) => s.hash)));
-    let deleted = 0;
-    for (let i = 0; i < results.length; i += 2) deleted += Number(results[i]?.[1] ?? 0);
-    return deleted;
+    return deleted.reduce((sum, n) => sum + n, 0);
   }, (deleted) => deleted > 0);
 }
 
@@ -144,7 +148,7 @@ export async function revokeSessions(durable: DurableWrites, config: Prefix, ses
  * Sessions indexed before hashing sit under the raw sid: read too (and dropped) until those have expired,
  * IDGATE_SESSION_MAX_AGE after the upgrade at most.
  */
-export async function sessionsOfIdpSession(redis: Redis, config: Prefix, idpSessionId: string): Promise<{ hash: string; subject: string }[]> {
+export async function sessionsOfIdpSession(redis: RedisClient, config: Prefix, idpSessionId: string): Promise<{ hash: string; subject: string }[]> {
   const legacyKey = idx(config, 'idpsid', idpSessionId);
   const [hashed, legacy] = await Promise.all([redis.smembers(idx(config, 'idpsid', idpSessionHash(idpSessionId))), redis.smembers(legacyKey)]);
   if (legacy.length > 0) await redis.del(legacyKey);
@@ -166,14 +170,14 @@ export function revocationChannel(config: Prefix): string {
  */
 export class EncryptedRedisStore extends session.Store {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly config: Config,
     private readonly durable?: DurableWrites,
   ) {
     super();
   }
 
-  #write<T>(kind: 'session' | 'revocation', write: (redis: Redis) => Promise<T>, changed?: (result: T) => boolean): Promise<T> {
+  #write<T>(kind: 'session' | 'revocation', write: (redis: RedisClient) => Promise<T>, changed?: (result: T) => boolean): Promise<T> {
     return this.durable ? this.durable.write(kind, write, changed) : write(this.redis);
   }
 

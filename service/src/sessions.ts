@@ -4,12 +4,12 @@
 // key directly (one GETEX, which also renews the idle TTL) instead of running the session middleware.
 import crypto from 'node:crypto';
 import session from 'express-session';
-import { Redis } from 'ioredis';
 import signature from 'cookie-signature';
 import type { Config } from './config.js';
 import type { DurableWrites } from './durable-writes.js';
 import { IdgateError } from './errors.js';
 import type { Identity } from './policy.js';
+import type { RedisClient } from './redis.js';
 import type { SessionCache } from './session-cache.js';
 import { EncryptedRedisStore, idpSessionHash, openSession, sessionHash, sessionKey } from './session-store.js';
 
@@ -41,20 +41,8 @@ declare module 'express-session' {
   }
 }
 
-export function createRedisClient(config: Config): Redis {
-  return new Redis(config.redisUrl, {
-    // Fail fast instead of queueing: the check answers 503 rather than hanging when Redis is away.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: config.redisTimeoutMs,
-    connectTimeout: 2000,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
-    lazyConnect: false,
-  });
-}
-
 /** `durable`: saving a session at login and destroying it at logout wait for a Redis replica through it. */
-export function createSessionMiddleware(config: Config, redis: Redis, durable?: DurableWrites) {
+export function createSessionMiddleware(config: Config, redis: RedisClient, durable?: DurableWrites) {
   return session({
     store: new EncryptedRedisStore(redis, config, durable),
     name: config.cookieName,
@@ -112,7 +100,7 @@ const NO_SESSION: SessionLookup = Object.freeze({ found: false, problem: undefin
  * The session behind a Cookie header, as the check path needs it. Throws IdgateError('store_unavailable')
  * when Redis cannot answer: the caller must then answer 503, never allow.
  */
-export async function readSessionForCheck(redis: Redis, config: Config, cookieHeader: string | undefined, now: number, cache?: SessionCache): Promise<SessionLookup> {
+export async function readSessionForCheck(redis: RedisClient, config: Config, cookieHeader: string | undefined, now: number, cache?: SessionCache): Promise<SessionLookup> {
   const raw = findCookie(cookieHeader, config.cookieName);
   if (raw === undefined) return NO_SESSION;
   const sid = unsignSessionId(raw, config.cookieSecrets);
@@ -239,6 +227,12 @@ const verifiedCookies = new Map<string, { sid: string; secrets: readonly string[
 // until the oldest expires). A client that drops its cookies gets a new binding each time: the overall
 // bound is the one that holds it. Both bounds are kept by one Lua script (atomic across replicas); the
 // check path never reads these keys.
+//
+// Redis Cluster runs a script only on keys of one hash slot, and the overall bound needs one count of
+// every pending login: so every pending-login key (the logins, the per-browser indexes, the overall
+// index) carries the hash tag {logins} and lives in one slot, on one primary. Logins are rare next to
+// checks (three commands per login) and their memory is capped by IDGATE_LOGIN_MAX_PENDING, so that one
+// primary carries little. Sessions, which every check reads, spread over all slots (session-store.ts).
 
 export interface PendingLogin {
   readonly codeVerifier: string;
@@ -248,26 +242,32 @@ export interface PendingLogin {
   readonly startedAt: number;
 }
 
+/** Prefix of the pending-login keys: one hash slot for all of them (config.ts refuses braces in the prefix). */
+function pendingPrefix(config: Config): string {
+  return `${config.redisKeyPrefix}{logins}:`;
+}
+
 function pendingKey(config: Config, state: string): string {
-  return `${config.redisKeyPrefix}login:${hashValue(state)}`;
+  return `${pendingPrefix(config)}login:${hashValue(state)}`;
 }
 
 /** Every pending login, scored by its expiry (ms since epoch): the overall bound counts these. */
 function pendingIndexKey(config: Config): string {
-  return `${config.redisKeyPrefix}logins`;
+  return `${pendingPrefix(config)}all`;
 }
 
 /** One browser's pending logins (by the hash of its binding cookie), scored by expiry. */
 function browserPendingKey(config: Config, bindingHash: string): string {
-  return `${config.redisKeyPrefix}logins:browser:${bindingHash}`;
+  return `${pendingPrefix(config)}browser:${bindingHash}`;
 }
 
 // KEYS: the login, the overall index, the browser's index. ARGV: the login's member (hash of its state),
 // its value, TTL (ms), per-browser bound, overall bound, the prefix of login keys (to delete a dropped
 // login by its member). Returns {1, logins dropped} when saved, {0, ms until a place frees} when refused.
 // Time is Redis's own, so replicas with skewed clocks agree on what has expired. The `#!lua` line (Redis
-// 7) makes Redis refuse the whole script when it is out of memory, rather than run it part way; the
-// script uses keys it was not given, which needs one Redis (idgate does not support Redis Cluster).
+// 7) makes Redis refuse the whole script when it is out of memory, rather than run it part way. The
+// logins it drops are keys it was not given (their names come from the index): Redis Cluster allows that
+// because they share the slot of the keys it was given (the {logins} tag).
 const SAVE_PENDING_LOGIN = `#!lua
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -306,7 +306,7 @@ export type SavedPendingLogin =
  * take it (unreachable, or out of memory: with `maxmemory-policy noeviction` writes fail instead of
  * evicting sessions).
  */
-export async function savePendingLogin(redis: Redis, config: Config, state: string, pending: PendingLogin): Promise<SavedPendingLogin> {
+export async function savePendingLogin(redis: RedisClient, config: Config, state: string, pending: PendingLogin): Promise<SavedPendingLogin> {
   const ttlMs = config.loginTtlSeconds * 1000;
   let result: unknown;
   try {
@@ -321,7 +321,7 @@ export async function savePendingLogin(redis: Redis, config: Config, state: stri
       String(ttlMs),
       String(config.loginMaxPendingPerBrowser),
       String(config.loginMaxPending),
-      `${config.redisKeyPrefix}login:`,
+      `${pendingPrefix(config)}login:`,
     );
   } catch (err) {
     throw new IdgateError('store_unavailable', 'session store unavailable', (err as Error).message);
@@ -348,7 +348,7 @@ const DELETE_IF_UNCHANGED = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis
  * another browser's) cannot spend the login of the browser that started it; the delete is a
  * compare-and-delete, so a state is still good for one callback only.
  */
-export async function takePendingLogin(redis: Redis, config: Config, state: string, binding: string | undefined): Promise<PendingLoginClaim> {
+export async function takePendingLogin(redis: RedisClient, config: Config, state: string, binding: string | undefined): Promise<PendingLoginClaim> {
   const key = pendingKey(config, state);
   try {
     const text = await redis.get(key);

@@ -7,7 +7,7 @@ import * as jose from 'jose';
 import request from 'supertest';
 import { BACKCHANNEL_EVENT } from '../../service/src/backchannel.js';
 import { EncryptedRedisStore, idpSessionHash, sessionHash } from '../../service/src/session-store.js';
-import { createRedisClient } from '../../service/src/sessions.js';
+import { createRedisClient } from '../../service/src/redis.js';
 import type { StoredSession } from '../../service/src/sessions.js';
 import { freePort, waitForPort, type ManagedProcess } from '../../demo/processes.js';
 import { startTempRedis } from '../../demo/redis.js';

@@ -105,8 +105,8 @@ describe('anonymous logins', () => {
       expect(res.headers['content-type']).toMatch(/^text\/html/);
       expect(res.text).toContain('Temporarily unavailable');
     }
-    expect(await countKeys(`${config.redisKeyPrefix}login:*`)).toBe(40);
-    expect(await redis.zcard(`${config.redisKeyPrefix}logins`)).toBe(40);
+    expect(await countKeys(`${config.redisKeyPrefix}{logins}:login:*`)).toBe(40);
+    expect(await redis.zcard(`${config.redisKeyPrefix}{logins}:all`)).toBe(40);
 
     const refusedCounted = await Promise.all(replicas.map(async (r) => metricValue(await r.metrics.render(), 'idgate_logins_total{result="refused_busy"}')));
     expect(refusedCounted[0]! + refusedCounted[1]!).toBe(80);
@@ -152,7 +152,7 @@ describe('one browser', () => {
     expect(later.map((r) => r.status)).toEqual([302, 302, 302, 302]);
 
     const states = [first, ...later].map(stateOf);
-    const stillPending = await Promise.all(states.map(async (state) => (await redis.exists(`${config.redisKeyPrefix}login:${crypto.createHash('sha256').update(state).digest('base64url')}`)) === 1));
+    const stillPending = await Promise.all(states.map(async (state) => (await redis.exists(`${config.redisKeyPrefix}{logins}:login:${crypto.createHash('sha256').update(state).digest('base64url')}`)) === 1));
     expect(stillPending).toEqual([false, false, true, true, true]);
     expect(metricValue(await idgate.metrics.render(), 'idgate_pending_logins_dropped_total')).toBe(2);
 
@@ -170,7 +170,7 @@ describe('one browser', () => {
     const binding = bindingOf(await login(idgate));
     const tabs = await Promise.all(Array.from({ length: 5 }, () => login(idgate, binding)));
     expect(tabs.map((r) => r.status)).toEqual([302, 302, 302, 302, 302]);
-    expect(await countKeys(`${config.redisKeyPrefix}login:*`)).toBe(6);
+    expect(await countKeys(`${config.redisKeyPrefix}{logins}:login:*`)).toBe(6);
   });
 });
 

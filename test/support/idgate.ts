@@ -2,7 +2,6 @@
 import fs from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
-import type { Redis } from 'ioredis';
 import { createLogger } from '../../service/src/audit.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { Metrics } from '../../service/src/metrics.js';
@@ -14,7 +13,7 @@ import { freePort, REPO_ROOT, startProcess, waitForPort } from '../../demo/proce
 import { startTempRedis } from '../../demo/redis.js';
 import { createIdgateServer } from '../../service/src/server.js';
 import { SessionCache, subscribeToRevocations } from '../../service/src/session-cache.js';
-import { createRedisClient } from '../../service/src/sessions.js';
+import { createRedisClient, type RedisClient } from '../../service/src/redis.js';
 import { BearerVerifier } from '../../service/src/tokens.js';
 
 export interface InProcessIdgate {
@@ -24,7 +23,7 @@ export interface InProcessIdgate {
   readonly logLines: string[];
 }
 
-const running: { server: http.Server; redis: Redis; durable: DurableWrites; oidc: OidcRelyingParty; bearer: BearerVerifier; unsubscribe: () => void }[] = [];
+const running: { server: http.Server; redis: RedisClient; durable: DurableWrites; oidc: OidcRelyingParty; bearer: BearerVerifier; unsubscribe: () => void }[] = [];
 
 export interface RedisAndIdp {
   readonly redisPort: number;
@@ -57,7 +56,7 @@ export function configFrom(env: Record<string, string>): Config {
   return config;
 }
 
-export async function redisReady(redis: Redis): Promise<void> {
+export async function redisReady(redis: RedisClient): Promise<void> {
   if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
 }
 
@@ -68,9 +67,12 @@ export function demoPolicy(): Policy {
   return policy;
 }
 
-export async function startInProcess(config: Config, policy: Policy = demoPolicy()): Promise<InProcessIdgate> {
+/** `waitForRedis: false` returns at once, for tests of a Redis that refuses idgate (default: wait until it is ready). */
+export async function startInProcess(config: Config, policy: Policy = demoPolicy(), options: { waitForRedis?: boolean } = {}): Promise<InProcessIdgate> {
   const logLines: string[] = [];
   const redis = createRedisClient(config);
+  // main.ts logs a Redis outage once; tests of outages look at the answers, without ioredis's console noise.
+  redis.on('error', () => undefined);
   const captureDir = process.env.IDGATE_LOG_CAPTURE_DIR;
   if (captureDir) fs.mkdirSync(captureDir, { recursive: true });
   const logger = createLogger((line) => {
@@ -82,11 +84,11 @@ export async function startInProcess(config: Config, policy: Policy = demoPolicy
   const bearer = new BearerVerifier(config, logger, metrics);
   await Promise.all([oidc.start(), bearer.start()]);
   const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
-  const unsubscribe = sessionCache.enabled ? subscribeToRevocations(redis, config, sessionCache, logger) : () => undefined;
+  const unsubscribe = sessionCache.enabled ? subscribeToRevocations(config, sessionCache, logger) : () => undefined;
   const durable = new DurableWrites(redis, config, reportWaits(logger, metrics));
   const server = createIdgateServer({ config, redis, durable, oidc, bearer, sessionCache, policy: () => policy, logger, metrics });
   running.push({ server, redis, durable, oidc, bearer, unsubscribe });
-  await redisReady(redis);
+  if (options.waitForRedis !== false) await redisReady(redis);
   return { server, config, metrics, logLines };
 }
 

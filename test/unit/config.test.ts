@@ -1,4 +1,7 @@
-import { describeConfig, loadConfig, redactRedisUrl } from '../../service/src/config.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describeConfig, loadConfig, loadRedisConfig, redactRedisUrl } from '../../service/src/config.js';
 
 const good = {
   IDGATE_ISSUER: 'https://dev-123456.okta.com/oauth2/default',
@@ -187,5 +190,55 @@ describe('Redis URLs in logs and check-config', () => {
     const text = JSON.stringify(describeConfig(config!));
     for (const secret of ['hunter2', 'hunter3', 'ops-user', 'super-secret-value', 'a'.repeat(32)]) expect(text).not.toContain(secret);
     expect(describeConfig(config!).redis_url).toBe('rediss://***:***@redis.internal:6380/0?password=***&username=***');
+  });
+});
+
+describe('Redis topologies', () => {
+  const caFile = path.join(os.tmpdir(), `idgate-config-test-ca-${process.pid}.pem`);
+  beforeAll(() => fs.writeFileSync(caFile, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'));
+  afterAll(() => fs.rmSync(caFile, { force: true }));
+
+  test.each([
+    ['the default: one server at the URL', {}, { topology: { kind: 'server', url: 'redis://127.0.0.1:6380' }, username: undefined, password: undefined, tls: undefined }],
+    ['a rediss:// URL turns TLS on', { IDGATE_REDIS_URL: 'rediss://10.0.0.5:6380' }, { topology: { kind: 'server' }, tls: { ca: undefined } }],
+    ['credentials as settings, for a single server', { IDGATE_REDIS_USERNAME: 'idgate', IDGATE_REDIS_PASSWORD: 'pw' }, { username: 'idgate', password: 'pw' }],
+    [
+      'Sentinel, the data credentials and db from the URL',
+      { IDGATE_REDIS_SENTINELS: '10.0.0.5:26379, [fd00::7]:26379', IDGATE_REDIS_SENTINEL_NAME: 'idgate', IDGATE_REDIS_SENTINEL_PASSWORD: 'spw', IDGATE_REDIS_URL: 'rediss://user:p%40ss@ignored:1/2' },
+      { topology: { kind: 'sentinel', name: 'idgate', sentinels: [{ host: '10.0.0.5', port: 26379 }, { host: 'fd00::7', port: 26379 }], sentinelPassword: 'spw', db: 2 }, username: 'user', password: 'p@ss', tls: { ca: undefined } },
+    ],
+    ['Cluster with TLS and a CA', { IDGATE_REDIS_CLUSTER_NODES: 'r1:6379,r2:6379', IDGATE_REDIS_TLS: '1', IDGATE_REDIS_CA_FILE: caFile, IDGATE_REDIS_PASSWORD: 'pw' }, { topology: { kind: 'cluster', nodes: [{ host: 'r1', port: 6379 }, { host: 'r2', port: 6379 }] }, password: 'pw', tls: { ca: expect.stringContaining('BEGIN CERTIFICATE') } }],
+  ])('%s', (_name, env, expected) => {
+    const { config, problems } = loadConfig({ ...good, ...env });
+    expect(problems).toEqual([]);
+    expect(config!.redis).toMatchObject(expected);
+  });
+
+  test.each([
+    ['Sentinel and Cluster at once', { IDGATE_REDIS_SENTINELS: 'a:1', IDGATE_REDIS_SENTINEL_NAME: 'n', IDGATE_REDIS_CLUSTER_NODES: 'b:2' }, /IDGATE_REDIS_CLUSTER_NODES: set together with IDGATE_REDIS_SENTINELS/],
+    ['sentinels without a master name', { IDGATE_REDIS_SENTINELS: 'a:26379' }, /IDGATE_REDIS_SENTINEL_NAME: required/],
+    ['a sentinel password without sentinels', { IDGATE_REDIS_SENTINEL_PASSWORD: 'x' }, /IDGATE_REDIS_SENTINEL_PASSWORD: set without IDGATE_REDIS_SENTINELS/],
+    ['a node without a port', { IDGATE_REDIS_CLUSTER_NODES: 'r1:6379,r2' }, /IDGATE_REDIS_CLUSTER_NODES: "r2" is not host:port/],
+    ['a password in the URL and as a setting', { IDGATE_REDIS_URL: 'redis://:one@h:6379', IDGATE_REDIS_PASSWORD: 'two' }, /IDGATE_REDIS_PASSWORD: IDGATE_REDIS_URL carries a password too/],
+    ['a database other than 0 on Cluster', { IDGATE_REDIS_CLUSTER_NODES: 'r1:6379', IDGATE_REDIS_URL: 'redis://x/3' }, /Redis Cluster has database 0 only/],
+    ['a CA file with TLS off', { IDGATE_REDIS_CA_FILE: '/nonexistent/ca.pem' }, /IDGATE_REDIS_CA_FILE: set while TLS is off[\s\S]*cannot read \/nonexistent\/ca.pem: ENOENT/],
+    ['a key prefix with a hash tag', { IDGATE_REDIS_PREFIX: 'app{1}:' }, /IDGATE_REDIS_PREFIX: must not contain "\{" or "\}"/],
+  ])('%s is refused', (_name, env, problem) => {
+    const { config, problems } = loadConfig({ ...good, ...env });
+    expect(config).toBeUndefined();
+    expect(problems.join('\n')).toMatch(problem);
+  });
+
+  test('the settings as shown name the topology, never a password or user name', () => {
+    const { config } = loadConfig({ ...good, IDGATE_REDIS_SENTINELS: '10.0.0.5:26379', IDGATE_REDIS_SENTINEL_NAME: 'idgate', IDGATE_REDIS_SENTINEL_PASSWORD: 'sentinel-hunter2', IDGATE_REDIS_USERNAME: 'ops-user', IDGATE_REDIS_PASSWORD: 'hunter2' });
+    const shown = describeConfig(config!);
+    expect(shown.redis_topology).toBe('sentinel, master group "idgate" via 10.0.0.5:26379, db 0');
+    expect(shown).toMatchObject({ redis_username: '(set)', redis_password: '(set)', redis_sentinel_password: '(set)', redis_tls: 'off' });
+    expect(JSON.stringify(shown)).not.toMatch(/hunter2|ops-user/);
+  });
+
+  test('`idgate sessions` reads the Redis settings alone, with the same checks', () => {
+    expect(loadRedisConfig({ IDGATE_REDIS_CLUSTER_NODES: 'r1:6379', IDGATE_REDIS_PREFIX: 'app:' }).config).toMatchObject({ redis: { topology: { kind: 'cluster' } }, redisKeyPrefix: 'app:', redisTimeoutMs: 500 });
+    expect(loadRedisConfig({ IDGATE_REDIS_SENTINELS: 'a:1' }).problems.join('\n')).toMatch(/IDGATE_REDIS_SENTINEL_NAME: required/);
   });
 });

@@ -1,0 +1,347 @@
+// Real Redis deployments on loopback for the topology tests: a Sentinel set (primary, replica, three
+// sentinels), a Cluster (three primaries), and a TLS server with a CA made by openssl. Every process is a
+// child tracked by demo/processes.ts, and every `stop()` ends all it started and removes its files.
+import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
+import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from './idgate.js';
+
+const run = promisify(execFile);
+
+/** Settings common to every test server: loopback, nothing on disk, quiet. */
+const BASE_ARGS = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'];
+
+function tempDir(name: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `idgate-${name}-`));
+}
+
+async function redisCli(port: number, args: string[], password?: string): Promise<string> {
+  const auth = password ? ['--no-auth-warning', '-a', password] : [];
+  const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...auth, ...args], { timeout: 10_000 });
+  return stdout;
+}
+
+async function until(what: string, condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`${what}: not reached after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export interface SentinelSet {
+  readonly masterName: string;
+  /** The data nodes' password (requirepass and masterauth). */
+  readonly password: string;
+  /** The sentinels' own password (their requirepass). */
+  readonly sentinelPassword: string;
+  readonly sentinelPorts: readonly number[];
+  /** The IDGATE_REDIS_* settings that reach this set. */
+  readonly env: Record<string, string>;
+  /** Port of the current primary, as the sentinels see it. */
+  primaryPort(): Promise<number>;
+  /** SIGKILLs the current primary (no shutdown, no last write); resolves with its port. */
+  killPrimary(): Promise<number>;
+  /** Resolves once the sentinels name a primary other than `oldPort`. */
+  waitForFailover(oldPort: number, timeoutMs?: number): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** A primary, one replica and three sentinels (quorum 2) that fail over 1 s after the primary goes silent. */
+export async function startSentinelSet(masterName = 'idgate'): Promise<SentinelSet> {
+  const dir = tempDir('sentinel');
+  const password = 'data-password-of-the-sentinel-tests';
+  const sentinelPassword = 'sentinel-password-of-the-tests';
+  const [primary, replica] = [await freePort(), await freePort()];
+  const sentinelPorts = [await freePort(), await freePort(), await freePort()];
+  // --dir: a replica's full sync writes dump.rdb, which belongs in the temporary directory.
+  const auth = ['--requirepass', password, '--masterauth', password, '--dir', dir];
+  const nodes = new Map<number, ManagedProcess>();
+  nodes.set(primary, startProcess(`redis-primary-${primary}`, 'redis-server', ['--port', String(primary), ...BASE_ARGS, ...auth]));
+  nodes.set(replica, startProcess(`redis-replica-${replica}`, 'redis-server', ['--port', String(replica), ...BASE_ARGS, ...auth, '--replicaof', '127.0.0.1', String(primary)]));
+  const sentinels: ManagedProcess[] = [];
+  const stopAll = async () => {
+    await Promise.all([...sentinels, ...nodes.values()].map((p) => p.stop()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all([waitForPort(primary), waitForPort(replica)]);
+    await until('replica in sync', async () => /master_link_status:up/.test(await redisCli(replica, ['info', 'replication'], password)), 10_000);
+    sentinels.push(...sentinelPorts.map((port) => {
+      const conf = path.join(dir, `sentinel-${port}.conf`);
+      fs.writeFileSync(conf, [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `dir ${dir}`,
+        `requirepass ${sentinelPassword}`,
+        `sentinel monitor ${masterName} 127.0.0.1 ${primary} 2`,
+        `sentinel auth-pass ${masterName} ${password}`,
+        `sentinel down-after-milliseconds ${masterName} 1000`,
+        `sentinel failover-timeout ${masterName} 5000`,
+        `sentinel parallel-syncs ${masterName} 1`,
+        'loglevel warning',
+        '',
+      ].join('\n'));
+      return startProcess(`redis-sentinel-${port}`, 'redis-server', [conf, '--sentinel']);
+    }));
+    await Promise.all(sentinelPorts.map((p) => waitForPort(p)));
+    // Sentinels find each other through the primary's hello channel: wait until each knows the others.
+    await until('sentinels know each other', async () => {
+      const counts = await Promise.all(sentinelPorts.map(async (p) => /num-other-sentinels\s+(\d+)/.exec((await redisCli(p, ['sentinel', 'master', masterName], sentinelPassword)).replace(/\n/g, ' '))?.[1]));
+      return counts.every((c) => c === '2');
+    }, 15_000);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+
+  const primaryPort = async () => Number((await redisCli(sentinelPorts[0]!, ['sentinel', 'get-master-addr-by-name', masterName], sentinelPassword)).trim().split('\n')[1]);
+  return {
+    masterName,
+    password,
+    sentinelPassword,
+    sentinelPorts,
+    env: {
+      IDGATE_REDIS_SENTINELS: sentinelPorts.map((p) => `127.0.0.1:${p}`).join(','),
+      IDGATE_REDIS_SENTINEL_NAME: masterName,
+      IDGATE_REDIS_SENTINEL_PASSWORD: sentinelPassword,
+      IDGATE_REDIS_PASSWORD: password,
+    },
+    primaryPort,
+    async killPrimary() {
+      const port = await primaryPort();
+      const node = nodes.get(port)!;
+      node.child.kill('SIGKILL');
+      await node.stop();
+      return port;
+    },
+    async waitForFailover(oldPort, timeoutMs = 20_000) {
+      let now = oldPort;
+      await until('failover', async () => {
+        now = await primaryPort();
+        return now !== oldPort && now > 0;
+      }, timeoutMs);
+      return now;
+    },
+    stop: stopAll,
+  };
+}
+
+export interface RedisCluster {
+  readonly ports: readonly number[];
+  readonly env: Record<string, string>;
+  /** The port of the primary serving `key`'s hash slot. */
+  nodeOf(key: string): Promise<number>;
+  /** SIGKILLs the node on `port`. */
+  kill(port: number): Promise<void>;
+  /** Resolves once the cluster serves `key` from a primary other than `oldPort` and every slot again. */
+  waitForFailover(key: string, oldPort: number, timeoutMs?: number): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A Redis Cluster of `primaries` primaries with `replicasEach` replicas each, every slot assigned, state ok
+ * on every node. Like redis/cluster-example.conf, nodes answer for their slots while another's are
+ * uncovered (`cluster-require-full-coverage no`).
+ */
+export async function startCluster(primaries = 3, replicasEach = 0): Promise<RedisCluster> {
+  const dir = tempDir('cluster');
+  const ports: number[] = [];
+  const nodes = new Map<number, ManagedProcess>();
+  const total = primaries * (1 + replicasEach);
+  for (let i = 0; i < total; i++) {
+    const port = await freePort();
+    // The bus port is given, not port+10000, which may be past 65535 or taken.
+    const busPort = await freePort();
+    ports.push(port);
+    nodes.set(port, startProcess(`redis-cluster-${port}`, 'redis-server', [
+      '--port', String(port), ...BASE_ARGS, '--dir', dir,
+      '--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-config-file', `nodes-${port}.conf`,
+      '--cluster-node-timeout', '1000', '--cluster-require-full-coverage', 'no', '--cluster-replica-validity-factor', '0',
+    ]));
+  }
+  const live = () => ports.filter((p) => nodes.has(p));
+  const stopAll = async () => {
+    await Promise.all([...nodes.values()].map((n) => n.stop()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(ports.map((p) => waitForPort(p)));
+    await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicasEach), '--cluster-yes'], { timeout: 30_000 });
+    await until('cluster state ok', async () => {
+      const infos = await Promise.all(ports.map((p) => redisCli(p, ['cluster', 'info'])));
+      return infos.every((i) => /cluster_state:ok/.test(i) && new RegExp(`cluster_known_nodes:${total}\\b`).test(i));
+    }, 30_000);
+    if (replicasEach > 0) {
+      await until('replicas in sync', async () => {
+        const infos = await Promise.all(ports.map((p) => redisCli(p, ['info', 'replication'])));
+        return infos.filter((i) => /role:slave/.test(i)).every((i) => /master_link_status:up/.test(i)) && infos.filter((i) => /role:slave/.test(i)).length === primaries * replicasEach;
+      }, 30_000);
+    }
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  const nodeOf = async (key: string, via = live()[0]!) => {
+    const slot = Number((await redisCli(via, ['cluster', 'keyslot', key])).trim());
+    // `cluster shards` would be tidier; `cluster slots` prints, per range: start, end, then the primary's ip and port.
+    const lines = (await redisCli(via, ['cluster', 'slots'])).trim().split('\n');
+    for (let i = 0; i + 3 < lines.length; i++) {
+      if (/^\d+$/.test(lines[i]!) && /^\d+$/.test(lines[i + 1]!) && lines[i + 2] === '127.0.0.1' && slot >= Number(lines[i]) && slot <= Number(lines[i + 1])) return Number(lines[i + 3]);
+    }
+    throw new Error(`no node serves slot ${slot}`);
+  };
+  return {
+    ports,
+    env: { IDGATE_REDIS_CLUSTER_NODES: ports.map((p) => `127.0.0.1:${p}`).join(',') },
+    nodeOf: (key) => nodeOf(key),
+    async kill(port) {
+      const node = nodes.get(port)!;
+      nodes.delete(port);
+      node.child.kill('SIGKILL');
+      await node.stop();
+    },
+    async waitForFailover(key, oldPort, timeoutMs = 20_000) {
+      let now = oldPort;
+      await until('cluster failover', async () => {
+        now = await nodeOf(key);
+        const info = await redisCli(live()[0]!, ['cluster', 'info']);
+        return now !== oldPort && /cluster_slots_ok:16384/.test(info);
+      }, timeoutMs);
+      return now;
+    },
+    stop: stopAll,
+  };
+}
+
+export interface TlsRedis {
+  /** The TLS port (plain TCP is off). */
+  readonly port: number;
+  /** PEM of the CA that signed the server's certificate (made for this run). */
+  readonly caFile: string;
+  /** A CA that signed nothing here: a client trusting only it must refuse the server. */
+  readonly otherCaFile: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * One Redis server reachable only over TLS, its certificate (for 127.0.0.1) signed by a CA made now, with
+ * ACL users: `default` is off, `users` maps each name to its password and the prefix of the only keys and
+ * channels it may use (with the commands redis/sentinel-example.conf gives idgate's user).
+ */
+export async function startTlsRedis(users: Record<string, { password: string; prefix: string }>): Promise<TlsRedis> {
+  const dir = tempDir('tls');
+  const file = (name: string) => path.join(dir, name);
+  const openssl = (args: string[]) => run('openssl', args, { cwd: dir, timeout: 20_000 });
+  for (const ca of ['ca', 'other-ca']) {
+    await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=idgate test ${ca}`, '-keyout', `${ca}.key`, '-out', `${ca}.pem`]);
+  }
+  fs.writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr']);
+  await openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'server.ext', '-out', 'server.pem']);
+  const port = await freePort();
+  const aclFile = file('users.acl');
+  fs.writeFileSync(aclFile, ['user default off', ...Object.entries(users).map(([name, { password, prefix }]) => `user ${name} on >${password} ~${prefix}* &${prefix}* +@all -@dangerous +info`), ''].join('\n'));
+  const server = startProcess(`redis-tls-${port}`, 'redis-server', [
+    '--port', '0', '--tls-port', String(port), ...BASE_ARGS, '--dir', dir,
+    '--tls-cert-file', file('server.pem'), '--tls-key-file', file('server.key'), '--tls-ca-cert-file', file('ca.pem'), '--tls-auth-clients', 'no',
+    '--aclfile', aclFile,
+  ]);
+  try {
+    await waitForPort(port);
+  } catch (err) {
+    await server.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw new Error(`${(err as Error).message}\n${server.output()}`);
+  }
+  return {
+    port,
+    caFile: file('ca.pem'),
+    otherCaFile: file('other-ca.pem'),
+    async stop() {
+      await server.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface IdgateReplicas {
+  /** Where replica i listens; replica 0's origin is the public URL (the IdP sends browsers back there). */
+  readonly urls: readonly string[];
+  readonly replicas: readonly InProcessIdgate[];
+  readonly issuer: string;
+  /** The settings every replica runs with (without IDGATE_CONFIG_FILE), e.g. for the compiled CLI. */
+  readonly env: Record<string, string>;
+  /** The answer of replica `i` to HAProxy's check of `uri` with this Cookie header. */
+  check(i: number, cookie: string | undefined, uri?: string): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The local IdP and `count` idgate replicas in this process, all on the Redis that `redisEnv` names:
+ * what a deployment with several idgates behind HAProxy shares.
+ */
+export async function startIdgateReplicas(redisEnv: Record<string, string>, count = 2, extraEnv: Record<string, string> = {}): Promise<IdgateReplicas> {
+  const idpPort = await freePort();
+  const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
+  const urls = ports.map((p) => `http://127.0.0.1:${p}`);
+  const issuer = `http://127.0.0.1:${idpPort}`;
+  const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], {
+    env: { ...process.env, IDP_PORT: String(idpPort), IDP_REDIRECT_URIS: `${urls[0]}/_auth/callback`, IDP_POST_LOGOUT_REDIRECT_URIS: `${urls[0]}/_auth/logged-out` },
+  });
+  await waitForPort(idpPort);
+  const env = {
+    IDGATE_ISSUER: issuer,
+    IDGATE_CLIENT_ID: 'idgate',
+    IDGATE_CLIENT_SECRET: 'idgate-secret',
+    IDGATE_PUBLIC_URL: urls[0]!,
+    IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
+    IDGATE_INSECURE_HTTP: '1',
+    ...redisEnv,
+    ...extraEnv,
+  };
+  const replicas: InProcessIdgate[] = [];
+  try {
+    for (const port of ports) {
+      const replica = await startInProcess(configFrom(env));
+      await new Promise<void>((resolve) => replica.server.listen(port, '127.0.0.1', resolve));
+      replicas.push(replica);
+    }
+  } catch (err) {
+    stopInProcess();
+    await idp.stop();
+    throw err;
+  }
+  return {
+    urls,
+    replicas,
+    issuer,
+    env,
+    async check(i, cookie, uri = '/') {
+      const headers: Record<string, string> = { accept: 'application/json', 'x-forwarded-method': 'GET', 'x-forwarded-host': new URL(urls[0]!).host, 'x-forwarded-uri': uri };
+      if (cookie) headers.cookie = cookie;
+      const res = await fetch(`${urls[i]}/auth`, { headers, redirect: 'manual', signal: AbortSignal.timeout(5000) });
+      await res.arrayBuffer();
+      return res.status;
+    },
+    async stop() {
+      stopInProcess();
+      await idp.stop();
+    },
+  };
+}
+
+/** The idgate CLI (compiled) with these settings; resolves with its exit code and output. */
+export async function idgateCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [path.join(REPO_ROOT, 'bin/idgate.js'), ...args], { env: { PATH: process.env.PATH!, ...env }, timeout: 20_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
