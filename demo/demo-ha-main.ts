@@ -6,8 +6,9 @@ import { REPO_ROOT, startStack } from './stack.js';
 const ports = {
   front: 8080,
   frontB: 8090,
-  idgate: [4180, 4190],
-  spoe: [4181, 4191],
+  // Not 4190: fetch() and browsers refuse it (a "bad port" of the Fetch standard).
+  idgate: [4180, 4182],
+  spoe: [4181, 4183],
   idp: 9000,
   redis: 6380,
   redisReplica: 6381,

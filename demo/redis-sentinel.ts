@@ -58,15 +58,19 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
   const { password, sentinelPassword, echo } = options;
   const dir = options.dir ?? tempRedisDir();
   fs.mkdirSync(dir, { recursive: true });
-  const primary = options.ports?.primary ?? (await freePort());
-  const replica = options.ports?.replica ?? (await freePort());
+  let primary = options.ports?.primary ?? (await freePort());
+  let replica = options.ports?.replica ?? (await freePort());
   const sentinelPorts = options.ports ? [...options.ports.sentinels] : [await freePort(), await freePort(), await freePort()];
+  // A kept dir (the demo): the node the sentinels last named primary has the newest data, so it starts as
+  // the primary again, and the other's AOF is replaced by its data at the first sync.
+  if (lastPrimary(dir, masterName, sentinelPorts[0]!) === replica) [primary, replica] = [replica, primary];
   const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password];
+  // A full sync starts at once rather than after 5 s (waiting for more replicas to share it): there is one.
+  const nodeArgs = [...auth, '--repl-diskless-sync-delay', '0'];
   const nodes = new Map<number, ManagedProcess>();
   const startNode = (port: number, args: string[]) =>
-    nodes.set(port, startRedisServer({ port, dir: path.join(dir, `redis-${port}`), name: `redis-${port}`, args: [...auth, ...args], echo, privateConf: true }));
+    nodes.set(port, startRedisServer({ port, dir: path.join(dir, `redis-${port}`), name: `redis-${port}`, args: [...nodeArgs, ...args], echo, privateConf: true }));
   startNode(primary, []);
-  // An AOF left by an earlier demo run is replaced by the primary's data at the first sync.
   startNode(replica, ['--replicaof', '127.0.0.1', String(primary)]);
   const sentinels: ManagedProcess[] = [];
   const stopAll = async () => {
@@ -154,4 +158,16 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
     },
     stop: stopAll,
   };
+}
+
+/** The primary that a sentinel of an earlier run in `dir` last named (it rewrites its config at each failover). */
+function lastPrimary(dir: string, masterName: string, sentinelPort: number): number | undefined {
+  let conf: string;
+  try {
+    conf = fs.readFileSync(path.join(dir, `sentinel-${sentinelPort}.conf`), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const port = new RegExp(`^sentinel monitor ${masterName} \\S+ (\\d+) `, 'm').exec(conf)?.[1];
+  return port === undefined ? undefined : Number(port);
 }
