@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export NODE_OPTIONS_JEST := --experimental-vm-modules
 
-.PHONY: all deps system-deps build demo test test-unit test-e2e test-faults typecheck bench profile clean
+.PHONY: all deps system-deps build demo demo-ha test test-unit test-e2e test-faults typecheck bench profile clean
 
 all: build
 
@@ -33,6 +33,11 @@ typecheck: deps
 
 demo: build
 	node dist/demo/demo-main.js
+
+# The replicated deployment: Redis Sentinel (primary, replica, three sentinels), two idgate, two HAProxy
+# (8080 and 8090); it prints what to try (README, High availability demo).
+demo-ha: build
+	node dist/demo/demo-ha-main.js
 
 # The real-browser test drives Debian's Chromium (never a downloaded browser).
 test: WITH_BROWSER = 1

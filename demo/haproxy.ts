@@ -34,6 +34,8 @@ export interface HaproxyOptions {
   spoePort2?: number;
   /** More environment for HAProxy (e.g. IDGATE_AUTH_RATE_LIMIT). */
   env?: Record<string, string>;
+  /** Process name in logs (default "haproxy"; a second front end needs another). */
+  name?: string;
 }
 
 /** Absolute path of the shipped HAProxy configuration. */
@@ -64,7 +66,7 @@ export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProc
     throw new Error(`cannot start haproxy: 127.0.0.1:${options.frontPort} is already in use`);
   }
   const config = options.configPath ?? (options.mode === 'spoe' ? path.join(REPO_ROOT, 'haproxy-conf', 'haproxy-spoe.cfg') : haproxyConfigPath());
-  const started = startProcess('haproxy', 'haproxy', ['-f', config], { env, echo: options.echo });
+  const started = startProcess(options.name ?? 'haproxy', 'haproxy', ['-f', config], { env, echo: options.echo });
   const proc: ManagedProcess = privateDir
     ? {
         ...started,

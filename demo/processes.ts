@@ -129,3 +129,12 @@ export function startProcess(name: string, command: string, args: string[], opti
 export async function stopAll(): Promise<void> {
   await Promise.all([...running].map((p) => p.stop()));
 }
+
+/** Polls `condition` every 100 ms until it holds (an error counts as not yet); rejects after timeoutMs. */
+export async function waitUntil(what: string, condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`${what}: not reached after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,9 +1,11 @@
 // Starting redis-server with the shipped redis/redis.conf for the demo and the tests. The config keeps an
 // append-only file, so every server needs a data directory of its own: tests get a temp dir that goes when
 // the server stops (tests run in parallel and leave nothing behind); the demo keeps .run/redis.
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { REPO_ROOT, startProcess, type ManagedProcess } from './processes.js';
 
 /** The shipped configuration every Redis of the demo and the tests runs with. */
@@ -17,13 +19,23 @@ export interface RedisServerOptions {
   name?: string;
   /** More redis-server arguments, e.g. ['--replicaof', '127.0.0.1', '6380']. */
   args?: string[];
+  /**
+   * Run a copy of redis/redis.conf made in `dir` at each start, not the shipped file itself: a Sentinel
+   * rewrites the config of the nodes it reconfigures (CONFIG REWRITE), which must not touch the repository.
+   */
+  privateConf?: boolean;
   echo?: boolean;
 }
 
 /** redis-server with redis/redis.conf on `port`, keeping its data in `dir`. Wait for the port before use. */
 export function startRedisServer(options: RedisServerOptions): ManagedProcess {
   fs.mkdirSync(options.dir, { recursive: true });
-  const args = [REDIS_CONF, '--port', String(options.port), '--dir', options.dir, ...(options.args ?? [])];
+  let conf = REDIS_CONF;
+  if (options.privateConf) {
+    conf = path.join(options.dir, 'redis.conf');
+    fs.copyFileSync(REDIS_CONF, conf);
+  }
+  const args = [conf, '--port', String(options.port), '--dir', options.dir, ...(options.args ?? [])];
   return startProcess(options.name ?? 'redis', 'redis-server', args, { echo: options.echo });
 }
 
@@ -59,4 +71,11 @@ export function startTempRedis(port: number, options: Omit<RedisServerOptions, '
       removeRedisDir(dir);
     },
   };
+}
+
+/** One redis-cli command against 127.0.0.1:`port`; resolves with what it printed. */
+export async function redisCli(port: number, args: string[], password?: string): Promise<string> {
+  const auth = password ? ['--no-auth-warning', '-a', password] : [];
+  const { stdout } = await promisify(execFile)('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...auth, ...args], { timeout: 10_000 });
+  return stdout;
 }

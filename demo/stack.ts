@@ -1,6 +1,7 @@
 // The whole product on one machine: Redis, the local IdP, the sample upstream, idgate replica(s) and HAProxy.
-// `make demo` runs it with the contract's ports; the end-to-end tests run it with free ports. Every
-// process is a child of this one and is stopped by `stop()` (or by Ctrl-C in the demo).
+// `make demo` runs it with the contract's ports, `make demo-ha` with Redis Sentinel and two HAProxy front
+// ends; the end-to-end tests run it with free ports. Every process is a child of this one and is stopped
+// by `stop()` (or by Ctrl-C in the demo).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,6 +9,7 @@ import path from 'node:path';
 import { startHaproxy } from './haproxy.js';
 import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from './processes.js';
 import { removeRedisDir, startRedisServer, tempRedisDir } from './redis.js';
+import { startSentinelSet, type SentinelSet } from './redis-sentinel.js';
 
 export { REPO_ROOT };
 /** Compiled entry points (make build). */
@@ -15,9 +17,15 @@ const DIST = path.join(REPO_ROOT, 'dist');
 
 export interface StackPorts {
   front: number;
+  /** HAProxy B (haproxyFronts: 2). */
+  frontB?: number;
   idgate: number[];
   idp: number;
+  /** The Redis server; with redis: 'sentinel', the first primary. */
   redis: number;
+  /** redis: 'sentinel': the first replica, and the three sentinels. */
+  redisReplica?: number;
+  sentinels?: number[];
   upstream: number;
   /** The canary pool's upstream (policy/demo.yaml sends admins there). */
   canary: number;
@@ -47,16 +55,27 @@ export interface StackOptions {
   haproxyMode?: 'lua' | 'spoe';
   echo?: boolean;
   /**
-   * Where Redis keeps its append-only file (the demo: .run/redis, kept across runs); absent: a temp dir
-   * that stop() removes.
+   * Where Redis keeps its append-only file (the demo: .run/redis, kept across runs; with Sentinel, a
+   * directory per node in it); absent: a temp dir that stop() removes.
    */
   redisDir?: string;
+  /**
+   * single (default): one Redis server, IDGATE_REDIS_URL. sentinel: a primary, a replica and three
+   * sentinels (demo/redis-sentinel.ts), found through IDGATE_REDIS_SENTINELS; `sentinel` fails it over.
+   */
+  redis?: 'single' | 'sentinel';
+  /** HAProxy front ends (default 1); 2 adds B on ports.frontB, balancing the same two replicas as A. */
+  haproxyFronts?: 1 | 2;
 }
 
 export interface Stack {
   readonly ports: StackPorts;
   readonly frontUrl: string;
+  /** Every HAProxy front end, A (frontUrl, the public URL) first. */
+  readonly frontUrls: string[];
   readonly issuer: string;
+  /** The Sentinel set (redis: 'sentinel'). */
+  readonly sentinel: SentinelSet | undefined;
   readonly idgateUrls: string[];
   readonly env: Record<string, string>;
   readonly processes: Record<string, ManagedProcess>;
@@ -66,7 +85,10 @@ export interface Stack {
   stopIdgate(index: number): Promise<void>;
   /** Stops the IdP; `startIdp` brings up a fresh one (same port and issuer, new keys, no sessions or grants). */
   stopIdp(): Promise<void>;
-  /** Stops Redis (SIGTERM: it writes its AOF out); `startRedis` starts it again on the same port and data dir, sessions kept. */
+  /**
+   * Stops Redis (SIGTERM: it writes its AOF out); `startRedis` starts it again on the same port and data
+   * dir, sessions kept. Single Redis only (Sentinel: use `sentinel`).
+   */
   stopRedis(): Promise<void>;
   startRedis(): Promise<void>;
   startIdp(): Promise<void>;
@@ -75,17 +97,22 @@ export interface Stack {
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const replicas = options.idgateReplicas ?? 1;
+  const redisMode = options.redis ?? 'single';
   const given = options.ports ?? {};
   const ports: StackPorts = {
     front: given.front ?? (await freePort()),
+    frontB: options.haproxyFronts === 2 ? given.frontB ?? (await freePort()) : undefined,
     idgate: given.idgate ?? (await Promise.all(Array.from({ length: replicas }, () => freePort()))),
     idp: given.idp ?? (await freePort()),
     redis: given.redis ?? (await freePort()),
+    redisReplica: redisMode === 'sentinel' ? given.redisReplica ?? (await freePort()) : undefined,
+    sentinels: redisMode === 'sentinel' ? given.sentinels ?? [await freePort(), await freePort(), await freePort()] : undefined,
     upstream: given.upstream ?? (await freePort()),
     canary: given.canary ?? (await freePort()),
     spoe: given.spoe ?? (await Promise.all(Array.from({ length: replicas }, () => freePort()))),
   };
   const frontUrl = `http://127.0.0.1:${ports.front}`;
+  const frontUrls = [ports.front, ...(ports.frontB === undefined ? [] : [ports.frontB])].map((port) => `http://127.0.0.1:${port}`);
   const issuer = `http://127.0.0.1:${ports.idp}`;
   const echo = options.echo ?? false;
   const processes: Record<string, ManagedProcess> = {};
@@ -101,7 +128,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     IDGATE_CLIENT_ID: 'idgate',
     IDGATE_CLIENT_SECRET: 'idgate-secret',
     IDGATE_PUBLIC_URL: frontUrl,
-    IDGATE_REDIS_URL: `redis://127.0.0.1:${ports.redis}`,
+    // Sentinel: IDGATE_REDIS_SENTINELS and its name, once the set is up (below).
+    ...(redisMode === 'single' ? { IDGATE_REDIS_URL: `redis://127.0.0.1:${ports.redis}` } : {}),
     IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
     IDGATE_SCOPES: 'openid profile email groups offline_access',
     IDGATE_JWT_AUDIENCES: 'api://idgate',
@@ -111,10 +139,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     // space keep idgate's RSS bounded at the same throughput (bench/RESULTS.md). Its live data is
     // bounded by its caches (tens of MB). Recommended in production too.
     NODE_OPTIONS: '--max-semi-space-size=4 --max-old-space-size=128',
+    // Front B: the public URL stays A's (in production both fronts serve one name), so a page on B that
+    // needs a sign-in is signed in at A and sent back to B, whose host must be an allowed return host. The
+    // IdP needs no callback for B. The session cookie is for 127.0.0.1, whatever the port: B sees it too.
+    ...(ports.frontB === undefined ? {} : { IDGATE_ALLOWED_REDIRECT_HOSTS: `127.0.0.1:${ports.frontB}` }),
     ...options.idgateEnv,
   };
 
-  const redisDir = options.redisDir ?? tempRedisDir();
+  const redisDir = redisMode === 'single' ? options.redisDir ?? tempRedisDir() : undefined;
+  let sentinelStarting: Promise<SentinelSet> | undefined;
+  let sentinel: SentinelSet | undefined;
   const stopAllStarted = async () => {
     // Everything goes at once, so no replica needs its drain: a second SIGTERM ends idgate without it.
     for (const p of started) {
@@ -124,8 +158,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }
     }
     await Promise.all(started.reverse().map((p) => p.stop()));
+    await (await sentinelStarting?.catch(() => undefined))?.stop();
     fs.rmSync(path.dirname(keysFile), { recursive: true, force: true });
-    if (options.redisDir === undefined) removeRedisDir(redisDir);
+    if (redisDir !== undefined && options.redisDir === undefined) removeRedisDir(redisDir);
   };
 
   const startIdgate = async (index: number): Promise<ManagedProcess> => {
@@ -165,31 +200,42 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }),
     );
 
-  const startRedis = () => track(startRedisServer({ port: ports.redis, dir: redisDir, echo }));
+  const startRedis = () => {
+    if (redisDir === undefined) throw new Error('startRedis/stopRedis: a single Redis only; with Sentinel, use stack.sentinel');
+    track(startRedisServer({ port: ports.redis, dir: redisDir, echo }));
+  };
 
   try {
-    startRedis();
+    if (redisMode === 'single') startRedis();
+    else {
+      sentinelStarting = startSentinelSet({
+        ports: { primary: ports.redis, replica: ports.redisReplica!, sentinels: ports.sentinels! },
+        dir: options.redisDir,
+        echo,
+      });
+    }
     startIdp();
     for (const [name, port] of [['main', ports.upstream], ['canary', ports.canary]] as const) {
       const env = { ...process.env, UPSTREAM_PORT: String(port), UPSTREAM_NAME: name };
       track(startProcess(name === 'main' ? 'upstream' : 'canary', process.execPath, [path.join(DIST, 'demo/upstream-main.js')], { env, echo }));
     }
-    await Promise.all([waitForPort(ports.redis), waitForPort(ports.idp), waitForPort(ports.upstream), waitForPort(ports.canary)]);
+    [sentinel] = await Promise.all([sentinelStarting, waitForPort(ports.redis), waitForPort(ports.idp), waitForPort(ports.upstream), waitForPort(ports.canary)]);
+    // A caller's idgateEnv wins over the set's settings.
+    for (const [name, value] of Object.entries(sentinel?.env ?? {})) env[name] ??= value;
     for (let i = 0; i < ports.idgate.length; i++) await startIdgate(i);
     if (options.haproxy ?? true) {
-      track(
-        await startHaproxy({
-          frontPort: ports.front,
-          idgatePort: ports.idgate[0]!,
-          idgatePort2: ports.idgate[1],
-          upstreamPort: ports.upstream,
-          canaryPort: ports.canary,
-          spoePort: ports.spoe[0]!,
-          spoePort2: ports.spoe[1],
-          mode: options.haproxyMode,
-          echo,
-        }),
-      );
+      const haproxy = {
+        idgatePort: ports.idgate[0]!,
+        idgatePort2: ports.idgate[1],
+        upstreamPort: ports.upstream,
+        canaryPort: ports.canary,
+        spoePort: ports.spoe[0]!,
+        spoePort2: ports.spoe[1],
+        mode: options.haproxyMode,
+        echo,
+      };
+      track(await startHaproxy({ ...haproxy, frontPort: ports.front }));
+      if (ports.frontB !== undefined) track(await startHaproxy({ ...haproxy, frontPort: ports.frontB, name: 'haproxy-b' }));
     }
   } catch (err) {
     const logs = started.map((p) => `--- ${p.name}\n${p.output().slice(-3000)}`).join('\n');
@@ -200,12 +246,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   return {
     ports,
     frontUrl,
+    frontUrls,
     issuer,
+    sentinel,
     idgateUrls: ports.idgate.map((port) => `http://127.0.0.1:${port}`),
     env,
     processes,
     startIdgate,
     async stopRedis() {
+      if (redisDir === undefined) throw new Error('stopRedis: a single Redis only; with Sentinel, use stack.sentinel');
       await processes.redis?.stop();
     },
     async startRedis() {

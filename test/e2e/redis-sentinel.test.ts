@@ -5,13 +5,14 @@
 import crypto from 'node:crypto';
 import signature from 'cookie-signature';
 import { Browser, signIn } from '../support/browser.js';
-import { idgateCli, startIdgateReplicas, startSentinelSet, type IdgateReplicas, type SentinelSet } from '../support/redis-topologies.js';
+import { startSentinelSet, type SentinelSet } from '../../demo/redis-sentinel.js';
+import { idgateCli, startIdgateReplicas, type IdgateReplicas } from '../support/redis-topologies.js';
 
 let sentinel: SentinelSet;
 let idgates: IdgateReplicas;
 
 beforeAll(async () => {
-  sentinel = await startSentinelSet();
+  sentinel = await startSentinelSet({ password: 'data-password-of-the-sentinel-tests', sentinelPassword: 'sentinel-password-of-the-tests' });
   idgates = await startIdgateReplicas(sentinel.env, 2);
 }, 60_000);
 
@@ -41,7 +42,7 @@ test('a session made through one replica works through the other; `idgate sessio
   expect(await idgates.check(1, cookie)).toBe(200);
   const revoked = await idgateCli(['sessions', 'revoke', '--user', 'alice'], sentinel.env);
   expect(revoked.stdout).toMatch(/revoked [1-9]\d* session\(s\)/);
-  expect(revoked.stdout + revoked.stderr).not.toContain(sentinel.password);
+  expect(revoked.stdout + revoked.stderr).not.toContain(sentinel.password!);
   expect(await idgates.check(0, cookie)).not.toBe(200);
   expect(await idgates.check(1, cookie)).not.toBe(200);
 });

@@ -1,13 +1,15 @@
-// Real Redis deployments on loopback for the topology tests: a Sentinel set (primary, replica, three
-// sentinels), a Cluster (three primaries), and a TLS server with a CA made by openssl. Every process is a
-// child tracked by demo/processes.ts, and every `stop()` ends all it started and removes its files.
+// Real Redis deployments on loopback for the topology tests: a Cluster (three primaries) and a TLS server
+// with a CA made by openssl (the Sentinel set, which `make demo-ha` runs too, is demo/redis-sentinel.ts).
+// Every process is a child tracked by demo/processes.ts, and every `stop()` ends all it started and
+// removes its files.
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
+import { freePort, REPO_ROOT, startProcess, waitForPort, waitUntil, type ManagedProcess } from '../../demo/processes.js';
+import { redisCli } from '../../demo/redis.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from './idgate.js';
 
 const run = promisify(execFile);
@@ -17,118 +19,6 @@ const BASE_ARGS = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '-
 
 function tempDir(name: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `idgate-${name}-`));
-}
-
-async function redisCli(port: number, args: string[], password?: string): Promise<string> {
-  const auth = password ? ['--no-auth-warning', '-a', password] : [];
-  const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...auth, ...args], { timeout: 10_000 });
-  return stdout;
-}
-
-async function until(what: string, condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-export interface SentinelSet {
-  readonly masterName: string;
-  /** The data nodes' password (requirepass and masterauth). */
-  readonly password: string;
-  /** The sentinels' own password (their requirepass). */
-  readonly sentinelPassword: string;
-  readonly sentinelPorts: readonly number[];
-  /** The IDGATE_REDIS_* settings that reach this set. */
-  readonly env: Record<string, string>;
-  /** Port of the current primary, as the sentinels see it. */
-  primaryPort(): Promise<number>;
-  /** SIGKILLs the current primary (no shutdown, no last write); resolves with its port. */
-  killPrimary(): Promise<number>;
-  /** Resolves once the sentinels name a primary other than `oldPort`. */
-  waitForFailover(oldPort: number, timeoutMs?: number): Promise<number>;
-  stop(): Promise<void>;
-}
-
-/** A primary, one replica and three sentinels (quorum 2) that fail over 1 s after the primary goes silent. */
-export async function startSentinelSet(masterName = 'idgate'): Promise<SentinelSet> {
-  const dir = tempDir('sentinel');
-  const password = 'data-password-of-the-sentinel-tests';
-  const sentinelPassword = 'sentinel-password-of-the-tests';
-  const [primary, replica] = [await freePort(), await freePort()];
-  const sentinelPorts = [await freePort(), await freePort(), await freePort()];
-  // --dir: a replica's full sync writes dump.rdb, which belongs in the temporary directory.
-  const auth = ['--requirepass', password, '--masterauth', password, '--dir', dir];
-  const nodes = new Map<number, ManagedProcess>();
-  nodes.set(primary, startProcess(`redis-primary-${primary}`, 'redis-server', ['--port', String(primary), ...BASE_ARGS, ...auth]));
-  nodes.set(replica, startProcess(`redis-replica-${replica}`, 'redis-server', ['--port', String(replica), ...BASE_ARGS, ...auth, '--replicaof', '127.0.0.1', String(primary)]));
-  const sentinels: ManagedProcess[] = [];
-  const stopAll = async () => {
-    await Promise.all([...sentinels, ...nodes.values()].map((p) => p.stop()));
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
-  try {
-    await Promise.all([waitForPort(primary), waitForPort(replica)]);
-    await until('replica in sync', async () => /master_link_status:up/.test(await redisCli(replica, ['info', 'replication'], password)), 10_000);
-    sentinels.push(...sentinelPorts.map((port) => {
-      const conf = path.join(dir, `sentinel-${port}.conf`);
-      fs.writeFileSync(conf, [
-        `port ${port}`,
-        'bind 127.0.0.1',
-        `dir ${dir}`,
-        `requirepass ${sentinelPassword}`,
-        `sentinel monitor ${masterName} 127.0.0.1 ${primary} 2`,
-        `sentinel auth-pass ${masterName} ${password}`,
-        `sentinel down-after-milliseconds ${masterName} 1000`,
-        `sentinel failover-timeout ${masterName} 5000`,
-        `sentinel parallel-syncs ${masterName} 1`,
-        'loglevel warning',
-        '',
-      ].join('\n'));
-      return startProcess(`redis-sentinel-${port}`, 'redis-server', [conf, '--sentinel']);
-    }));
-    await Promise.all(sentinelPorts.map((p) => waitForPort(p)));
-    // Sentinels find each other through the primary's hello channel: wait until each knows the others.
-    await until('sentinels know each other', async () => {
-      const counts = await Promise.all(sentinelPorts.map(async (p) => /num-other-sentinels\s+(\d+)/.exec((await redisCli(p, ['sentinel', 'master', masterName], sentinelPassword)).replace(/\n/g, ' '))?.[1]));
-      return counts.every((c) => c === '2');
-    }, 15_000);
-  } catch (err) {
-    await stopAll();
-    throw err;
-  }
-
-  const primaryPort = async () => Number((await redisCli(sentinelPorts[0]!, ['sentinel', 'get-master-addr-by-name', masterName], sentinelPassword)).trim().split('\n')[1]);
-  return {
-    masterName,
-    password,
-    sentinelPassword,
-    sentinelPorts,
-    env: {
-      IDGATE_REDIS_SENTINELS: sentinelPorts.map((p) => `127.0.0.1:${p}`).join(','),
-      IDGATE_REDIS_SENTINEL_NAME: masterName,
-      IDGATE_REDIS_SENTINEL_PASSWORD: sentinelPassword,
-      IDGATE_REDIS_PASSWORD: password,
-    },
-    primaryPort,
-    async killPrimary() {
-      const port = await primaryPort();
-      const node = nodes.get(port)!;
-      node.child.kill('SIGKILL');
-      await node.stop();
-      return port;
-    },
-    async waitForFailover(oldPort, timeoutMs = 20_000) {
-      let now = oldPort;
-      await until('failover', async () => {
-        now = await primaryPort();
-        return now !== oldPort && now > 0;
-      }, timeoutMs);
-      return now;
-    },
-    stop: stopAll,
-  };
 }
 
 export interface RedisCluster {
@@ -172,12 +62,12 @@ export async function startCluster(primaries = 3, replicasEach = 0): Promise<Red
   try {
     await Promise.all(ports.map((p) => waitForPort(p)));
     await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicasEach), '--cluster-yes'], { timeout: 30_000 });
-    await until('cluster state ok', async () => {
+    await waitUntil('cluster state ok', async () => {
       const infos = await Promise.all(ports.map((p) => redisCli(p, ['cluster', 'info'])));
       return infos.every((i) => /cluster_state:ok/.test(i) && new RegExp(`cluster_known_nodes:${total}\\b`).test(i));
     }, 30_000);
     if (replicasEach > 0) {
-      await until('replicas in sync', async () => {
+      await waitUntil('replicas in sync', async () => {
         const infos = await Promise.all(ports.map((p) => redisCli(p, ['info', 'replication'])));
         return infos.filter((i) => /role:slave/.test(i)).every((i) => /master_link_status:up/.test(i)) && infos.filter((i) => /role:slave/.test(i)).length === primaries * replicasEach;
       }, 30_000);
@@ -207,7 +97,7 @@ export async function startCluster(primaries = 3, replicasEach = 0): Promise<Red
     },
     async waitForFailover(key, oldPort, timeoutMs = 20_000) {
       let now = oldPort;
-      await until('cluster failover', async () => {
+      await waitUntil('cluster failover', async () => {
         now = await nodeOf(key);
         const info = await redisCli(live()[0]!, ['cluster', 'info']);
         return now !== oldPort && /cluster_slots_ok:16384/.test(info);

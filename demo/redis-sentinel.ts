@@ -1,0 +1,173 @@
+// A Redis Sentinel deployment on loopback: a primary, one replica and three sentinels (quorum 2), as
+// redis/sentinel-example.conf describes, for `make demo-ha` and the tests. The data nodes run the shipped
+// redis/redis.conf (AOF), each from a copy in a directory of its own (the sentinels rewrite the configs of
+// the nodes they reconfigure); the sentinels fail over 1 s after the primary goes silent, so a failover
+// is quick enough to watch. Every `stop()` ends all it started.
+import fs from 'node:fs';
+import path from 'node:path';
+import { freePort, startProcess, waitForPort, waitUntil, type ManagedProcess } from './processes.js';
+import { redisCli, removeRedisDir, startRedisServer, tempRedisDir } from './redis.js';
+
+export interface SentinelSetOptions {
+  /** The master group name the sentinels monitor (default idgate, as in redis/sentinel-example.conf). */
+  masterName?: string;
+  /** Fixed ports (the demo); absent: free ports. */
+  ports?: { primary: number; replica: number; sentinels: readonly number[] };
+  /**
+   * Where the data nodes keep their AOF (a subdirectory per port) and the sentinels their configs, which
+   * are written anew at every start. Absent: a temp dir that stop() removes.
+   */
+  dir?: string;
+  /** requirepass and masterauth of the data nodes; absent: none (the demo: loopback only, as `make demo`). */
+  password?: string;
+  /** requirepass of the sentinels; absent: none. */
+  sentinelPassword?: string;
+  /** Copy every node's and sentinel's output to our stdout (the demo). */
+  echo?: boolean;
+}
+
+export interface SentinelSet {
+  readonly masterName: string;
+  /** The data nodes' password (requirepass and masterauth), if any. */
+  readonly password: string | undefined;
+  /** The sentinels' own password (their requirepass), if any. */
+  readonly sentinelPassword: string | undefined;
+  /** The two data nodes, the first primary first. */
+  readonly dataPorts: readonly number[];
+  readonly sentinelPorts: readonly number[];
+  /** The IDGATE_REDIS_* settings that reach this set. */
+  readonly env: Record<string, string>;
+  /** The process of the data node on `port` (undefined once it was killed). */
+  node(port: number): ManagedProcess | undefined;
+  /** Port of the current primary, as the sentinels see it. */
+  primaryPort(): Promise<number>;
+  /** SIGKILLs the current primary (no shutdown, no last write); resolves with its port. */
+  killPrimary(): Promise<number>;
+  /** `SENTINEL FAILOVER`: the replica is promoted without waiting for the primary to fail; resolves with the new primary's port. */
+  failover(timeoutMs?: number): Promise<number>;
+  /** Resolves once the sentinels name a primary other than `oldPort`. */
+  waitForFailover(oldPort: number, timeoutMs?: number): Promise<number>;
+  /** Resolves once the sentinels see a replica of the current primary, in sync: one they could promote next. */
+  waitForReplica(timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A primary, one replica and three sentinels; resolves once the replica is in sync and the sentinels know each other. */
+export async function startSentinelSet(options: SentinelSetOptions = {}): Promise<SentinelSet> {
+  const masterName = options.masterName ?? 'idgate';
+  const { password, sentinelPassword, echo } = options;
+  const dir = options.dir ?? tempRedisDir();
+  fs.mkdirSync(dir, { recursive: true });
+  let primary = options.ports?.primary ?? (await freePort());
+  let replica = options.ports?.replica ?? (await freePort());
+  const sentinelPorts = options.ports ? [...options.ports.sentinels] : [await freePort(), await freePort(), await freePort()];
+  // A kept dir (the demo): the node the sentinels last named primary has the newest data, so it starts as
+  // the primary again, and the other's AOF is replaced by its data at the first sync.
+  if (lastPrimary(dir, masterName, sentinelPorts[0]!) === replica) [primary, replica] = [replica, primary];
+  const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password];
+  // A full sync starts at once rather than after 5 s (waiting for more replicas to share it): there is one.
+  const nodeArgs = [...auth, '--repl-diskless-sync-delay', '0'];
+  const nodes = new Map<number, ManagedProcess>();
+  const startNode = (port: number, args: string[]) =>
+    nodes.set(port, startRedisServer({ port, dir: path.join(dir, `redis-${port}`), name: `redis-${port}`, args: [...nodeArgs, ...args], echo, privateConf: true }));
+  startNode(primary, []);
+  startNode(replica, ['--replicaof', '127.0.0.1', String(primary)]);
+  const sentinels: ManagedProcess[] = [];
+  const stopAll = async () => {
+    // Sentinels first, so that none fails over while the data nodes stop.
+    await Promise.all(sentinels.map((p) => p.stop()));
+    await Promise.all([...nodes.values()].map((p) => p.stop()));
+    if (options.dir === undefined) removeRedisDir(dir);
+  };
+  try {
+    await Promise.all([waitForPort(primary), waitForPort(replica)]);
+    await waitUntil('replica in sync', async () => /master_link_status:up/.test(await redisCli(replica, ['info', 'replication'], password)), 10_000);
+    sentinels.push(...sentinelPorts.map((port) => {
+      const conf = path.join(dir, `sentinel-${port}.conf`);
+      fs.writeFileSync(conf, [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `dir ${dir}`,
+        ...(sentinelPassword === undefined ? [] : [`requirepass ${sentinelPassword}`]),
+        `sentinel monitor ${masterName} 127.0.0.1 ${primary} 2`,
+        ...(password === undefined ? [] : [`sentinel auth-pass ${masterName} ${password}`]),
+        `sentinel down-after-milliseconds ${masterName} 1000`,
+        `sentinel failover-timeout ${masterName} 5000`,
+        `sentinel parallel-syncs ${masterName} 1`,
+        'loglevel warning',
+        '',
+      ].join('\n'), { mode: 0o600 });
+      return startProcess(`sentinel-${port}`, 'redis-server', [conf, '--sentinel'], { echo });
+    }));
+    await Promise.all(sentinelPorts.map((p) => waitForPort(p)));
+    // Sentinels find each other through the primary's hello channel: wait until each knows the others.
+    await waitUntil('sentinels know each other', async () => {
+      const counts = await Promise.all(sentinelPorts.map(async (p) => /num-other-sentinels\s+(\d+)/.exec((await redisCli(p, ['sentinel', 'master', masterName], sentinelPassword)).replace(/\n/g, ' '))?.[1]));
+      return counts.every((c) => c === String(sentinelPorts.length - 1));
+    }, 15_000);
+  } catch (err) {
+    const logs = [...nodes.values(), ...sentinels].map((p) => `--- ${p.name}\n${p.output().slice(-2000)}`).join('\n');
+    await stopAll();
+    throw new Error(`${(err as Error).message}\n${logs}`);
+  }
+
+  const primaryPort = async () => Number((await redisCli(sentinelPorts[0]!, ['sentinel', 'get-master-addr-by-name', masterName], sentinelPassword)).trim().split('\n')[1]);
+  const waitForFailover = async (oldPort: number, timeoutMs = 20_000) => {
+    let now = oldPort;
+    await waitUntil('failover', async () => {
+      now = await primaryPort();
+      return now !== oldPort && now > 0;
+    }, timeoutMs);
+    return now;
+  };
+  return {
+    masterName,
+    password,
+    sentinelPassword,
+    dataPorts: [primary, replica],
+    sentinelPorts,
+    env: {
+      IDGATE_REDIS_SENTINELS: sentinelPorts.map((p) => `127.0.0.1:${p}`).join(','),
+      IDGATE_REDIS_SENTINEL_NAME: masterName,
+      ...(sentinelPassword === undefined ? {} : { IDGATE_REDIS_SENTINEL_PASSWORD: sentinelPassword }),
+      ...(password === undefined ? {} : { IDGATE_REDIS_PASSWORD: password }),
+    },
+    node: (port) => nodes.get(port),
+    primaryPort,
+    async killPrimary() {
+      const port = await primaryPort();
+      const node = nodes.get(port)!;
+      nodes.delete(port);
+      node.child.kill('SIGKILL');
+      await node.stop();
+      return port;
+    },
+    async failover(timeoutMs) {
+      const old = await primaryPort();
+      await redisCli(sentinelPorts[0]!, ['sentinel', 'failover', masterName], sentinelPassword);
+      return waitForFailover(old, timeoutMs);
+    },
+    waitForFailover,
+    async waitForReplica(timeoutMs = 20_000) {
+      await waitUntil('a replica in sync', async () => {
+        // Flat key/value lines per replica: "flags" then "slave" (no s_down, no disconnected) and "master-link-status" then "ok".
+        const lines = (await redisCli(sentinelPorts[0]!, ['sentinel', 'replicas', masterName], sentinelPassword)).split('\n').map((l) => l.trim());
+        const value = (key: string) => lines.flatMap((l, i) => (l === key ? [lines[i + 1]] : []));
+        return value('flags').some((f, i) => f === 'slave' && value('master-link-status')[i] === 'ok');
+      }, timeoutMs);
+    },
+    stop: stopAll,
+  };
+}
+
+/** The primary that a sentinel of an earlier run in `dir` last named (it rewrites its config at each failover). */
+function lastPrimary(dir: string, masterName: string, sentinelPort: number): number | undefined {
+  let conf: string;
+  try {
+    conf = fs.readFileSync(path.join(dir, `sentinel-${sentinelPort}.conf`), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const port = new RegExp(`^sentinel monitor ${masterName} \\S+ (\\d+) `, 'm').exec(conf)?.[1];
+  return port === undefined ? undefined : Number(port);
+}
