@@ -8,6 +8,7 @@ import { startStack, type Stack } from '../../demo/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { all, one, rawRequest, type RawResponse } from '../support/raw-http.js';
 import type { EchoedRequest } from '../../demo/upstream.js';
+import { clientCredentialsToken } from '../support/tokens.js';
 
 const TOKEN_TTL_S = 4;
 
@@ -49,15 +50,7 @@ function cookieOf(echo: Echo): string | undefined {
   return Array.isArray(c) ? c.join('; ') : c;
 }
 
-async function getToken(): Promise<string> {
-  const res = await fetch(`${stack.issuer}/token`, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from('demo-bot:demo-bot-secret').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: 'grant_type=client_credentials&scope=api%3Aread',
-  });
-  expect(res.status).toBe(200);
-  return ((await res.json()) as { access_token: string }).access_token;
-}
+const getToken = () => clientCredentialsToken(stack.issuer);
 
 async function sessionCookie(user: string): Promise<string> {
   const browser = new Browser();

@@ -6,6 +6,7 @@ import { startStack, type Stack } from '../../demo/stack.js';
 import { loadConfig } from '../../service/src/config.js';
 import { Browser, signIn } from '../support/browser.js';
 import { converse, hello, notify, setVars } from '../support/spop.js';
+import { clientCredentialsToken } from '../support/tokens.js';
 
 let stack: Stack;
 let alice: string;
@@ -22,12 +23,7 @@ beforeAll(async () => {
   const b = new Browser();
   await signIn(b, `${stack.frontUrl}/`, 'bob');
   bob = b.cookieHeader(new URL(stack.frontUrl))!;
-  const res = await fetch(`${stack.issuer}/token`, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from('demo-bot:demo-bot-secret').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: 'grant_type=client_credentials&scope=api%3Aread',
-  });
-  token = ((await res.json()) as { access_token: string }).access_token;
+  token = await clientCredentialsToken(stack.issuer);
   const { config } = loadConfig({ ...process.env, ...stack.env });
   expired = `${config!.cookieName}=${encodeURIComponent(`s:${signature.sign(crypto.randomBytes(32).toString('base64url'), config!.cookieSecrets[0]!)}`)}`;
 }, 60_000);

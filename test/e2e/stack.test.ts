@@ -2,6 +2,7 @@
 // with each HAProxy integration: the Lua action + HTTP check, and idgate's SPOE agent.
 import { startStack, type Stack } from '../../demo/stack.js';
 import { Browser, signIn } from '../support/browser.js';
+import { clientCredentialsToken } from '../support/tokens.js';
 
 let stack: Stack;
 
@@ -13,16 +14,7 @@ interface Echo {
 
 const apiHeaders = { accept: 'application/json' };
 
-async function getToken(clientId = 'demo-bot', secret = 'demo-bot-secret'): Promise<string> {
-  const res = await fetch(`${stack.issuer}/token`, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: 'grant_type=client_credentials&scope=api%3Aread',
-  });
-  const body = (await res.json()) as { access_token: string };
-  expect(res.status).toBe(200);
-  return body.access_token;
-}
+const getToken = (clientId?: string, secret?: string) => clientCredentialsToken(stack.issuer, clientId, secret);
 
 describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
   beforeAll(async () => {

@@ -5,6 +5,7 @@ import { startStack, type Stack } from '../../demo/stack.js';
 import { Browser, parseForm, signIn } from '../support/browser.js';
 import { describeCounts, startLoad } from '../support/load.js';
 import { waitUntil } from '../support/wait.js';
+import { clientCredentialsToken } from '../support/tokens.js';
 
 let stack: Stack;
 
@@ -16,15 +17,7 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-async function botToken(): Promise<string> {
-  const res = await fetch(`${stack.issuer}/token`, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from('demo-bot:demo-bot-secret').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: 'grant_type=client_credentials&scope=api%3Aread',
-  });
-  expect(res.status).toBe(200);
-  return ((await res.json()) as { access_token: string }).access_token;
-}
+const botToken = () => clientCredentialsToken(stack.issuer);
 
 test('with the IdP stopped, sessions and cached-key bearer checks keep working; a sign-in gets a clear page', async () => {
   const alice = new Browser();

@@ -5,6 +5,7 @@
 // bounded request loop counts the answers and prints the window of 503s.
 import { startStack, type Stack } from '../../demo/stack.js';
 import { Browser, signIn } from '../support/browser.js';
+import { clientCredentialsToken } from '../support/tokens.js';
 
 let stack: Stack;
 
@@ -16,15 +17,6 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-async function clientCredentialsToken(): Promise<string> {
-  const res = await fetch(`${stack.issuer}/token`, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from('demo-bot:demo-bot-secret').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: 'grant_type=client_credentials&scope=api%3Aread',
-  });
-  expect(res.status).toBe(200);
-  return ((await res.json()) as { access_token: string }).access_token;
-}
 
 interface Round {
   readonly session: number;
@@ -38,7 +30,7 @@ test('with Redis stopped session checks answer 503 and never 200, bearer checks 
   const alice = new Browser();
   await signIn(alice, `${stack.frontUrl}/`, 'alice');
   const cookie = alice.cookieHeader(new URL(stack.frontUrl))!;
-  const token = await clientCredentialsToken();
+  const token = await clientCredentialsToken(stack.issuer);
   const round = async (): Promise<Round> => {
     const [session, bearer, ready] = await Promise.all([
       fetch(`${stack.frontUrl}/whoami`, { headers: { cookie, accept: 'application/json' }, redirect: 'manual' }),

@@ -8,6 +8,7 @@ import { Browser, signIn } from '../support/browser.js';
 import { startDelayProxy, type DelayProxy } from '../support/delay-proxy.js';
 import { describeCounts, startLoad, type LoadCounts } from '../support/load.js';
 import { waitUntil } from '../support/wait.js';
+import { clientCredentialsToken } from '../support/tokens.js';
 
 let stack: Stack;
 let slowRedis: DelayProxy;
@@ -64,12 +65,7 @@ test('slow IdP: sessions and cached-key tokens stay fast; a token with an unknow
   const alice = new Browser();
   await signIn(alice, `${stack.frontUrl}/`, 'alice');
   const cookie = alice.cookieHeader(new URL(stack.frontUrl))!;
-  const tokenRes = await fetch(`${stack.issuer}/token`, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from('demo-bot:demo-bot-secret').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: 'grant_type=client_credentials&scope=api%3Aread',
-  });
-  const token = ((await tokenRes.json()) as { access_token: string }).access_token;
+  const token = await clientCredentialsToken(stack.issuer);
   slowIdp.delayMs = 3000;
   const [sessions, tokens] = await Promise.all([load(`${stack.frontUrl}/slow/idp`, { cookie }, 200), load(`${stack.frontUrl}/api/hello`, { authorization: `Bearer ${token}` }, 200)]);
   // A kid idgate has never seen makes it fetch the IdP's keys again (once per cool-down): slow now.
