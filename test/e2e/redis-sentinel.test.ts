@@ -43,8 +43,8 @@ test('a session made through one replica works through the other; `idgate sessio
   const revoked = await idgateCli(['sessions', 'revoke', '--user', 'alice'], sentinel.env);
   expect(revoked.stdout).toMatch(/revoked [1-9]\d* session\(s\)/);
   expect(revoked.stdout + revoked.stderr).not.toContain(sentinel.password!);
-  expect(await idgates.check(0, cookie)).not.toBe(200);
-  expect(await idgates.check(1, cookie)).not.toBe(200);
+  expect(await idgates.checkAfterRevocation(0, cookie)).not.toBe(200);
+  expect(await idgates.checkAfterRevocation(1, cookie)).not.toBe(200);
 });
 
 test('the sentinels refuse a wrong sentinel password: the CLI says so and prints no password', async () => {

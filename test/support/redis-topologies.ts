@@ -168,6 +168,12 @@ export interface IdgateReplicas {
   readonly env: Record<string, string>;
   /** The answer of replica `i` to HAProxy's check of `uri` with this Cookie header. */
   check(i: number, cookie: string | undefined, uri?: string): Promise<number>;
+  /**
+   * The answer of replica `i` once a revocation has reached it: the announcement travels by pub/sub a
+   * moment after the revoking call returns (docs/operations.md measures it), so this asks again for up to
+   * 2 s while the answer is still 200.
+   */
+  checkAfterRevocation(i: number, cookie: string | undefined): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -206,7 +212,7 @@ export async function startIdgateReplicas(redisEnv: Record<string, string>, coun
     await idp.stop();
     throw err;
   }
-  return {
+  const replicaSet: IdgateReplicas = {
     urls,
     replicas,
     issuer,
@@ -218,11 +224,20 @@ export async function startIdgateReplicas(redisEnv: Record<string, string>, coun
       await res.arrayBuffer();
       return res.status;
     },
+    async checkAfterRevocation(i, cookie) {
+      const deadline = Date.now() + 2000;
+      for (;;) {
+        const status = await replicaSet.check(i, cookie);
+        if (status !== 200 || Date.now() > deadline) return status;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
     async stop() {
       stopInProcess();
       await idp.stop();
     },
   };
+  return replicaSet;
 }
 
 /** The idgate CLI (compiled) with these settings; resolves with its exit code and output. */
