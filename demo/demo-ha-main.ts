@@ -1,7 +1,7 @@
 // `make demo-ha`: the replicated deployment on loopback, until Ctrl-C: Redis Sentinel (a primary, a
 // replica, three sentinels), two idgate replicas, and two HAProxy front ends that both balance them.
 import path from 'node:path';
-import { REPO_ROOT, startStack } from './stack.js';
+import { REPO_ROOT, startStack, stopOnSignals } from './stack.js';
 
 const ports = {
   front: 8080,
@@ -63,13 +63,7 @@ async function main(): Promise<void> {
 
   Ctrl-C stops everything.
 `);
-  const stop = async () => {
-    process.stdout.write('\nstopping...\n');
-    await stack.stop();
-    process.exit(0);
-  };
-  process.once('SIGINT', () => void stop());
-  process.once('SIGTERM', () => void stop());
+  stopOnSignals(stack);
 }
 
 void main();

@@ -1,6 +1,6 @@
 // `make demo`: the whole stack on the contract's ports, until Ctrl-C.
 import path from 'node:path';
-import { REPO_ROOT, startStack } from './stack.js';
+import { REPO_ROOT, startStack, stopOnSignals } from './stack.js';
 
 const ports = { front: 8080, idgate: [4180], idp: 9000, redis: 6380, upstream: 8081, canary: 8082, spoe: [4181] };
 // IDGATE_HAPROXY_MODE=spoe make demo: HAProxy asks idgate's SPOE agent instead of the HTTP check.
@@ -31,13 +31,7 @@ async function main(): Promise<void> {
 
   Ctrl-C stops everything.
 `);
-  const stop = async () => {
-    process.stdout.write('\nstopping...\n');
-    await stack.stop();
-    process.exit(0);
-  };
-  process.once('SIGINT', () => void stop());
-  process.once('SIGTERM', () => void stop());
+  stopOnSignals(stack);
 }
 
 void main();

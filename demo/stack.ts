@@ -290,3 +290,14 @@ async function waitForReady(url: string, timeoutMs = 15_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** Ctrl-C or SIGTERM stops every process of the stack (the demos), then exits. */
+export function stopOnSignals(stack: Stack): void {
+  const stop = async () => {
+    process.stdout.write('\nstopping...\n');
+    await stack.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop());
+  process.once('SIGTERM', () => void stop());
+}
