@@ -17,7 +17,7 @@ let idgates: IdgateReplicas;
 let client: Cluster;
 
 beforeAll(async () => {
-  cluster = await startCluster(3, 1);
+  cluster = await startCluster({ primaries: 3, replicasEach: 1 });
   idgates = await startIdgateReplicas(cluster.env, 2);
   client = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })));
 }, 60_000);

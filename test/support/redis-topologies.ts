@@ -38,7 +38,15 @@ export interface RedisCluster {
  * on every node. Like redis/cluster-example.conf, nodes answer for their slots while another's are
  * uncovered (`cluster-require-full-coverage no`).
  */
-export async function startCluster(primaries = 3, replicasEach = 0): Promise<RedisCluster> {
+export interface ClusterOptions {
+  /** Primaries, each with its share of the slots (3 when not given). */
+  readonly primaries?: number;
+  /** Replicas of each primary (none when not given). */
+  readonly replicasEach?: number;
+}
+
+export async function startCluster(options: ClusterOptions = {}): Promise<RedisCluster> {
+  const { primaries = 3, replicasEach = 0 } = options;
   const dir = tempDir('cluster');
   const ports: number[] = [];
   const nodes = new Map<number, ManagedProcess>();
