@@ -33,11 +33,6 @@ export interface RedisCluster {
   stop(): Promise<void>;
 }
 
-/**
- * A Redis Cluster of `primaries` primaries with `replicasEach` replicas each, every slot assigned, state ok
- * on every node. Like redis/cluster-example.conf, nodes answer for their slots while another's are
- * uncovered (`cluster-require-full-coverage no`).
- */
 export interface ClusterOptions {
   /** Primaries, each with its share of the slots (3 when not given). */
   readonly primaries?: number;
@@ -45,6 +40,11 @@ export interface ClusterOptions {
   readonly replicasEach?: number;
 }
 
+/**
+ * A Redis Cluster of `primaries` primaries with `replicasEach` replicas each, every slot assigned, state ok
+ * on every node. Like redis/cluster-example.conf, nodes answer for their slots while another's are
+ * uncovered (`cluster-require-full-coverage no`).
+ */
 export async function startCluster(options: ClusterOptions = {}): Promise<RedisCluster> {
   const { primaries = 3, replicasEach = 0 } = options;
   const dir = tempDir('cluster');
