@@ -14,11 +14,17 @@
 // write is logged and counted (idgate_redis_replication_waits_total{result="timeout"}), so a replica that
 // lags is seen.
 //
-// Redis Cluster: WAIT counts the writes of one connection to one shard, and the cluster client routes each
-// key to its own shard, so a single WAIT cannot cover a write there. On Cluster these writes go on the
-// shared client without waiting (docs/operations.md says so), rather than report a replication that
-// WAIT did not check.
-import type { Redis } from 'ioredis';
+// Redis Cluster: the cluster client routes each key to the primary of its slot, and a write (a login's
+// session and its indexes) may touch several primaries; WAIT counts one connection's writes to one node.
+// So there the pool holds Cluster clients of its own (duplicates of the shared one: a connection per node
+// each, so fewer of them), each recording the slots its commands go to; after the write, each primary
+// that took part of it is asked, on that client's connection to it (the one that carried the write), for
+// its own replicas (`auto`: whether that primary has an online replica) and then WAITs, all in parallel
+// with the same bound. Only those primaries: one that took nothing answers at once, unless its replica
+// still lags behind an earlier write of the same connection, which would turn a stalled replica of one
+// shard into a timeout of every write. One outcome per write, as elsewhere: replicated only when every
+// primary that took it has its replicas.
+import type { Cluster, Redis } from 'ioredis';
 import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
@@ -47,14 +53,18 @@ export type DurabilitySettings = Pick<Config, 'redisWaitReplicas' | 'redisWaitMs
 
 /** Connections kept for these writes (each holds one write and its WAIT at a time). */
 const POOL_SIZE = 4;
+/** Cluster clients kept for these writes: each opens a connection to every node of the cluster. */
+const CLUSTER_POOL_SIZE = 2;
 
 export class DurableWrites {
   readonly #redis: RedisClient;
   readonly #settings: DurabilitySettings;
   readonly #report: (kind: DurableWriteKind, outcome: WaitOutcome) => void;
-  readonly #all = new Set<Redis>();
-  readonly #idle: Redis[] = [];
-  readonly #waiting: ((conn: Redis) => void)[] = [];
+  readonly #all = new Set<RedisClient>();
+  readonly #idle: RedisClient[] = [];
+  readonly #waiting: ((conn: RedisClient) => void)[] = [];
+  /** Per pooled Cluster client: the slots its commands went to, since the start of its current write. */
+  readonly #slotsWritten = new WeakMap<Cluster, Set<number>>();
 
   /** `redis`: the shared client, duplicated for the pool. `report`: each WAIT's outcome (none when no replica is wanted). */
   constructor(redis: RedisClient, settings: DurabilitySettings, report: (kind: DurableWriteKind, outcome: WaitOutcome) => void) {
@@ -70,7 +80,7 @@ export class DurableWrites {
    */
   async write<T>(kind: DurableWriteKind, write: (redis: RedisClient) => Promise<T>, changed: (result: T) => boolean = () => true): Promise<T> {
     // Redis away (the shared client is not ready): fail as fast as every other write does.
-    if (this.#settings.redisWaitReplicas === 0 || this.#redis.isCluster || this.#redis.status !== 'ready') return write(this.#redis);
+    if (this.#settings.redisWaitReplicas === 0 || this.#redis.status !== 'ready') return write(this.#redis);
     const started = Date.now();
     const conn = await this.#acquire();
     if (conn === undefined) {
@@ -79,6 +89,7 @@ export class DurableWrites {
       return result;
     }
     try {
+      if (isCluster(conn)) return await this.#writeOnCluster(kind, conn, write, changed, started);
       const wanted = this.#replicasWanted(conn).catch(() => undefined);
       const result = await write(conn);
       if (!changed(result)) return result;
@@ -91,6 +102,29 @@ export class DurableWrites {
       return result;
     } finally {
       this.#release(conn);
+    }
+  }
+
+  /** write() on a pooled Cluster client: WAIT on each primary that took part of the write (header comment). */
+  async #writeOnCluster<T>(kind: DurableWriteKind, conn: Cluster, write: (redis: RedisClient) => Promise<T>, changed: (result: T) => boolean, started: number): Promise<T> {
+    const slots = this.#slotsWritten.get(conn)!;
+    slots.clear();
+    const result = await write(conn);
+    if (!changed(result)) return result;
+    const shards = await Promise.all(primariesOf(conn, slots).map((node) => (node === undefined ? undefined : this.#waitOnPrimary(node))));
+    const outcome = combineShardWaits(shards);
+    if (outcome !== undefined) this.#report(kind, { ...outcome, ms: Date.now() - started });
+    return result;
+  }
+
+  /** On one primary of a Cluster: its replicas wanted, then WAIT for them; undefined when either failed. */
+  async #waitOnPrimary(node: Redis): Promise<ShardWait | undefined> {
+    try {
+      const wanted = await this.#replicasWanted(node);
+      if (wanted === 0) return { wanted, acked: 0 };
+      return { wanted, acked: Number(await node.wait(wanted, this.#settings.redisWaitMs)) };
+    } catch {
+      return undefined;
     }
   }
 
@@ -110,13 +144,20 @@ export class DurableWrites {
   }
 
   /** A ready connection of the pool, opened when needed; undefined when none frees within the wait bound. */
-  async #acquire(): Promise<Redis | undefined> {
+  async #acquire(): Promise<RedisClient | undefined> {
     const ready = this.#idle.findIndex((c) => c.status === 'ready');
     if (ready !== -1) return this.#idle.splice(ready, 1)[0];
-    if (this.#all.size < POOL_SIZE) {
+    if (this.#all.size < (this.#redis.isCluster ? CLUSTER_POOL_SIZE : POOL_SIZE)) {
       // Commands on it may take the WAIT bound on top of the usual command timeout.
-      // Never on Cluster (write() does not wait there), so the shared client is a single connection's.
-      const conn = (this.#redis as Redis).duplicate({ commandTimeout: this.#settings.redisTimeoutMs + this.#settings.redisWaitMs });
+      const commandTimeout = this.#settings.redisTimeoutMs + this.#settings.redisWaitMs;
+      let conn: RedisClient;
+      if (isCluster(this.#redis)) {
+        const cluster = this.#redis.duplicate([], { redisOptions: { commandTimeout } });
+        this.#slotsWritten.set(cluster, recordSlots(cluster));
+        conn = cluster;
+      } else {
+        conn = this.#redis.duplicate({ commandTimeout });
+      }
       conn.on('error', () => undefined); // the shared client reports Redis being away
       this.#all.add(conn);
       try {
@@ -128,7 +169,7 @@ export class DurableWrites {
       }
     }
     return new Promise((resolve) => {
-      const take = (conn: Redis) => {
+      const take = (conn: RedisClient) => {
         clearTimeout(timer);
         resolve(conn);
       };
@@ -140,7 +181,7 @@ export class DurableWrites {
     });
   }
 
-  #release(conn: Redis): void {
+  #release(conn: RedisClient): void {
     if (!this.#all.has(conn)) return conn.disconnect(); // closed meanwhile
     const next = conn.status === 'ready' ? this.#waiting.shift() : undefined;
     if (next) next(conn);
@@ -148,7 +189,60 @@ export class DurableWrites {
   }
 }
 
-async function whenReady(conn: Redis, timeoutMs: number): Promise<void> {
+/** What one primary of a Cluster answered for a write: replicas wanted there, and how many WAIT counted. */
+export interface ShardWait {
+  readonly wanted: number;
+  readonly acked: number;
+}
+
+/**
+ * One outcome for a write that went to several primaries (undefined: asking one of them failed), or
+ * undefined when none wanted a replica (reported as nothing, like a single server without one). The
+ * counts add up over the primaries, each one's acks counted up to its own want, so that `acked < wanted`
+ * exactly when some primary fell short.
+ */
+export function combineShardWaits(shards: readonly (ShardWait | undefined)[]): Omit<WaitOutcome, 'ms'> | undefined {
+  const known = shards.filter((s): s is ShardWait => s !== undefined);
+  const wanted = known.reduce((sum, s) => sum + s.wanted, 0);
+  const acked = known.reduce((sum, s) => sum + Math.min(s.acked, s.wanted), 0);
+  if (known.length < shards.length) return { result: 'error', wanted, acked };
+  if (wanted === 0) return undefined;
+  return { result: acked >= wanted ? 'replicated' : 'timeout', wanted, acked };
+}
+
+/**
+ * The primaries (this client's connections to them) serving these slots, each once, as the client's slot
+ * map has them now (after any MOVED the write followed); undefined for a slot whose primary the client
+ * does not know.
+ */
+function primariesOf(cluster: Cluster, slots: Iterable<number>): (Redis | undefined)[] {
+  const byAddress = new Map(cluster.nodes('master').map((node) => [`${node.options.host}:${node.options.port}`, node]));
+  const addresses = new Set([...slots].map((slot) => cluster.slots[slot]?.[0]));
+  return [...addresses].map((address) => (address === undefined ? undefined : byAddress.get(address)));
+}
+
+/**
+ * Records the slot of every command this (pooled, idgate's own) Cluster client sends: Cluster#sendCommand
+ * is where ioredis routes each command, MULTI blocks included (given their slot as `node.slot`), so the
+ * write functions stay plain code on a RedisClient. Keyless commands (PUBLISH: not replicated through the
+ * replication stream on Cluster) have no slot and need no WAIT.
+ */
+function recordSlots(cluster: Cluster): Set<number> {
+  const slots = new Set<number>();
+  const send = cluster.sendCommand.bind(cluster);
+  cluster.sendCommand = (command, stream, node?: { slot?: number | null }) => {
+    const slot = node?.slot ?? command.getSlot();
+    if (typeof slot === 'number') slots.add(slot);
+    return send(command, stream, node);
+  };
+  return slots;
+}
+
+function isCluster(client: RedisClient): client is Cluster {
+  return client.isCluster;
+}
+
+async function whenReady(conn: RedisClient, timeoutMs: number): Promise<void> {
   if (conn.status === 'ready') return;
   if (conn.status === 'wait') {
     await conn.connect(); // a client created with lazyConnect (the CLI's)
