@@ -20,10 +20,11 @@
 // each, so fewer of them), each recording the slots its commands go to; after the write, each primary
 // that took part of it is asked, on that client's connection to it (the one that carried the write), for
 // its own replicas (`auto`: whether that primary has an online replica) and then WAITs, all in parallel
-// with the same bound. Only those primaries: one that took nothing answers at once, unless its replica
-// still lags behind an earlier write of the same connection, which would turn a stalled replica of one
-// shard into a timeout of every write. One outcome per write, as elsewhere: replicated only when every
-// primary that took it has its replicas.
+// with the same bound (a cluster's failover, too, prefers the replica with the most data). Only those
+// primaries: one the write did not reach would answer at once, except while its replica lags behind an
+// earlier write of the same connection, and then a stalled replica of one shard would make every write
+// wait the bound. One outcome per write, as elsewhere: replicated only when every primary that took part
+// of it has its replicas. Redis away, a failed write, the bound passed: as on a single server.
 import type { Cluster, Redis } from 'ioredis';
 import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
