@@ -1,5 +1,5 @@
 # idgate: `make demo` runs the whole stack locally; `make test` runs every test, real components included.
-# Both install what is missing first: npm dependencies, and HAProxy and Redis from Debian's packages.
+# Both install what is missing first: npm dependencies, and HAProxy, Redis and systemd (for systemd-analyze) from Debian's packages.
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export NODE_OPTIONS_JEST := --experimental-vm-modules
@@ -12,6 +12,7 @@ system-deps:
 	@missing=""; \
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	if [ "$(WITH_BROWSER)" = 1 ] && [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
 	if [ "$(WITH_BENCH)" = 1 ] && ! command -v wrk >/dev/null; then missing="$$missing wrk"; fi; \
 	if [ -n "$$missing" ]; then \

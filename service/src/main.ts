@@ -128,7 +128,7 @@ export async function serve(): Promise<number> {
 }
 
 /** How long in-flight requests may take to finish once a stopping replica stops accepting. */
-const FINISH_BOUND_MS = 5000;
+export const FINISH_BOUND_MS = 5000;
 
 /**
  * Stops accepting, lets running requests finish, and closes keep-alive connections as they fall idle

@@ -1,0 +1,176 @@
+// The package as users install it: `npm pack`, then `npm install -g --prefix <dir> idgate-<version>.tgz`,
+// then the installed `idgate` (no TypeScript, no dev dependency, nothing from this checkout) checks its
+// settings and serves against the real Redis and IdP. Packs and installs once, for every test below.
+//
+// The tarball is packed from this checkout's dist/ (`make test` builds first) with --ignore-scripts: the
+// prepack build (package.json) would rewrite dist/ under the other tests running beside this one.
+import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { checkHaproxyConfig } from '../../demo/haproxy.js';
+import { freePort, REPO_ROOT, startProcess } from '../../demo/processes.js';
+import { checkFacts, startRedisAndIdp, type RedisAndIdp } from '../support/idgate.js';
+
+const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string; devDependencies: Record<string, string> };
+
+let tmp: string;
+let packed: string[];
+/** The installed package's directory and its `idgate` command (the bin link npm made). */
+let installed: string;
+let idgateBin: string;
+let parts: RedisAndIdp;
+
+/** Only what the installed command needs: node on PATH (bin/idgate.js starts with `#!/usr/bin/env node`). */
+const baseEnv = { PATH: `${path.dirname(process.execPath)}:/usr/bin:/bin` };
+
+function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(idgateBin, args, { cwd: tmp, env: { ...baseEnv, ...env } }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-package-'));
+  const stack = startRedisAndIdp({ IDP_REDIRECT_URIS: 'http://app.test/_auth/callback' });
+  try {
+    await packAndInstall();
+  } finally {
+    parts = await stack;
+  }
+}, 180_000);
+
+async function packAndInstall(): Promise<void> {
+  const pack = await promisify(execFile)('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], { cwd: REPO_ROOT });
+  const [report] = JSON.parse(pack.stdout) as { filename: string; files: { path: string }[] }[];
+  packed = report!.files.map((f) => f.path).sort();
+  // The npm cache is warm after `npm ci` (every dependency is in package-lock.json); the registry answers the rest.
+  await promisify(execFile)('npm', ['install', '-g', '--prefix', path.join(tmp, 'prefix'), '--prefer-offline', '--no-audit', '--no-fund', path.join(tmp, report!.filename)], { cwd: tmp });
+  installed = path.join(tmp, 'prefix/lib/node_modules/idgate');
+  idgateBin = path.join(tmp, 'prefix/bin/idgate');
+}
+
+afterAll(async () => {
+  await parts?.stop();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('the tarball', () => {
+  test.each([
+    'bin/idgate.js',
+    'dist/service/src/cli.js',
+    'dist/service/src/main.js',
+    'haproxy-conf/haproxy.cfg',
+    'haproxy-conf/haproxy-spoe.cfg',
+    'haproxy-conf/idgate.lua',
+    'haproxy-conf/spoe-idgate.conf',
+    'redis/redis.conf',
+    'policy/demo.yaml',
+    'deploy/idgate.service',
+    'deploy/idgate@.service',
+    'deploy/idgate.env.example',
+    'docs/install.md',
+    'README.md',
+    'package.json',
+  ])('holds %s', (file) => {
+    expect(packed).toContain(file);
+  });
+
+  test('holds no test, demo, bench or TypeScript source, no source map', () => {
+    expect(packed.filter((f) => /^(test|demo|bench|service)\/|^dist\/(?!service\/src\/)|\.(ts|map)$|^node_modules\//.test(f))).toEqual([]);
+  });
+
+  test('holds the compiled form of every service source, and nothing stale', () => {
+    const compiled = packed.filter((f) => f.startsWith('dist/service/src/')).map((f) => path.basename(f, '.js'));
+    const sources = fs.readdirSync(path.join(REPO_ROOT, 'service/src')).filter((f) => f.endsWith('.ts')).map((f) => path.basename(f, '.ts'));
+    expect(compiled.sort()).toEqual(sources.sort());
+  });
+});
+
+describe('installed with npm install -g --prefix', () => {
+  test('brings the dependencies and no devDependency', () => {
+    const modules = path.join(installed, 'node_modules');
+    const names = fs.readdirSync(modules).flatMap((n) => (n.startsWith('@') ? fs.readdirSync(path.join(modules, n)).map((m) => `${n}/${m}`) : [n]));
+    expect(names).toEqual(expect.arrayContaining(['express', 'ioredis', 'jose', 'openid-client']));
+    expect(names.filter((n) => n in pkg.devDependencies)).toEqual([]);
+    expect(names).not.toContain('typescript');
+  });
+
+  test('idgate version names the package version', async () => {
+    expect(await run(['version'])).toEqual({ code: 0, stdout: `idgate ${pkg.version}\n`, stderr: '' });
+  });
+
+  const settings = () => ({
+    IDGATE_ISSUER: 'https://dev-123456.okta.com/oauth2/default',
+    IDGATE_CLIENT_ID: '0oa1b2c3d4e5f6g7h8i9',
+    IDGATE_CLIENT_SECRET: 'the-client-secret-of-the-package-test',
+    IDGATE_PUBLIC_URL: 'https://app.example.com',
+    IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
+    IDGATE_POLICY_FILE: path.join(installed, 'policy/demo.yaml'),
+  });
+
+  test('idgate check-config accepts good settings and the shipped example policy', async () => {
+    const { code, stdout, stderr } = await run(['check-config'], settings());
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout).toMatch(/^configuration ok: /);
+    expect(stdout).not.toContain('the-client-secret-of-the-package-test');
+  });
+
+  test('idgate check-config names every bad setting and exits 1', async () => {
+    const { IDGATE_ISSUER: _, ...withoutIssuer } = settings();
+    const { code, stdout, stderr } = await run(['check-config'], { ...withoutIssuer, IDGATE_COOKIE_SECRETS: 'too-short' });
+    expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
+    expect(stderr.trim().split('\n').map((l) => l.split(':')[0])).toEqual(['IDGATE_ISSUER', 'IDGATE_COOKIE_SECRETS']);
+  });
+
+  test.each(['haproxy.cfg', 'haproxy-spoe.cfg'])('HAProxy accepts the installed haproxy-conf/%s, its Lua and SPOE files found beside it', async (file) => {
+    const { ok, output } = await checkHaproxyConfig(path.join(installed, 'haproxy-conf', file));
+    expect({ ok, output }).toEqual({ ok: true, output: expect.any(String) });
+  });
+
+  test('idgate serve gets ready, answers a check, and stops cleanly on SIGTERM', async () => {
+    const port = await freePort();
+    const serve = startProcess('idgate-installed', idgateBin, ['serve'], {
+      cwd: tmp,
+      env: {
+        ...baseEnv,
+        IDGATE_ISSUER: parts.issuer,
+        IDGATE_CLIENT_ID: 'idgate',
+        IDGATE_CLIENT_SECRET: 'idgate-secret',
+        IDGATE_PUBLIC_URL: 'http://app.test',
+        IDGATE_INSECURE_HTTP: '1',
+        IDGATE_REDIS_URL: `redis://127.0.0.1:${parts.redisPort}`,
+        IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
+        IDGATE_POLICY_FILE: path.join(installed, 'policy/demo.yaml'),
+        IDGATE_LISTEN: `127.0.0.1:${port}`,
+        IDGATE_SHUTDOWN_DRAIN_MS: '200',
+        // As deploy/idgate.service runs it.
+        NODE_OPTIONS: '--max-semi-space-size=4 --max-old-space-size=128',
+      },
+    });
+    const exited = new Promise<number | null>((resolve) => serve.child.once('exit', (code) => resolve(code)));
+    try {
+      const base = `http://127.0.0.1:${port}`;
+      let ready = false;
+      for (const deadline = Date.now() + 15_000; !ready && Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+        ready = await fetch(`${base}/readyz`).then((r) => r.status === 200, () => false);
+      }
+      expect({ ready, output: ready ? '' : serve.output() }).toEqual({ ready: true, output: '' });
+
+      // An anonymous browser asking for a signed-in page: sent to log in.
+      const check = await fetch(`${base}/auth`, { headers: { ...checkFacts('app.test', '/private/page'), Accept: 'text/html' }, redirect: 'manual' });
+      expect(check.status).toBe(302);
+      expect(check.headers.get('location')).toBe('http://app.test/_auth/login?rd=%2Fprivate%2Fpage');
+
+      serve.child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(serve.output()).toContain('"stopped"');
+    } finally {
+      await serve.stop();
+    }
+  }, 40_000);
+});
