@@ -1,6 +1,6 @@
 // Every setting idgate reads, declared once: environment name, config-file key, default, unit and meaning
 // side by side. `loadConfig` parses them all, reports every problem together (never a secret's value), and
-// returns a frozen object. The README's settings table mirrors SETTINGS below.
+// returns a frozen object. docs/configuration.md is generated from SETTINGS below (settings-doc.ts).
 import fs from 'node:fs';
 import { parseTrustedProxies, type AddressMatcher } from './net.js';
 
@@ -109,7 +109,7 @@ export interface RedisConnection {
 
 type Kind = 'url' | 'string' | 'secret' | 'secret-list' | 'list' | 'int' | 'bool' | 'listen' | 'proxies' | 'json' | 'hostports';
 
-interface Setting {
+export interface Setting {
   /** Environment variable. */
   env: string;
   /** Key in the optional JSON config file (IDGATE_CONFIG_FILE). */
