@@ -1,4 +1,4 @@
-// `make demo`: the whole stack on the contract's ports, until Ctrl-C.
+// `make demo`: the whole stack on the default ports (docs/reference.md), until Ctrl-C.
 import path from 'node:path';
 import { REPO_ROOT, startStack, stopOnSignals } from './stack.js';
 

@@ -1,5 +1,5 @@
 // The whole product on one machine: Redis, the local IdP, the sample upstream, idgate replica(s) and HAProxy.
-// `make demo` runs it with the contract's ports, `make demo-ha` with Redis Sentinel and two HAProxy front
+// `make demo` runs it with the default ports (docs/reference.md), `make demo-ha` with Redis Sentinel and two HAProxy front
 // ends; the end-to-end tests run it with free ports. Every process is a child of this one and is stopped
 // by `stop()` (or by Ctrl-C in the demo).
 import crypto from 'node:crypto';

@@ -11,21 +11,26 @@ import { createRedisClient } from './redis.js';
 import { listSessions, revokeSessions } from './session-store.js';
 import { decide, formatDecision, matchRule, type Identity } from './policy.js';
 import { canonicalPath } from './paths.js';
+import { settingsReference } from './settings-doc.js';
 
 const COMMANDS = `commands:
   serve           run the check, login and health endpoints (settings from IDGATE_* environment)
   check-config    validate the settings and the policy; one line per problem; exit 1 if any
   explain         the decision idgate would take for a request and an identity, in one line
   sessions        list or revoke a user's sessions in Redis (sessions list|revoke --user NAME | --sub SUB)
+  settings        every setting with its default and meaning (--markdown: the docs/configuration.md reference)
   version         print the version
   --help          this text; \`idgate <command> --help\` for a command's options`;
+
+/** One line per setting, for --help and `idgate settings`. */
+const SETTINGS_LIST = SETTINGS.map((s) => `  ${s.env.padEnd(32)} ${s.doc}${s.default !== undefined && s.default !== '' ? ` (default ${s.default})` : s.optional || s.default === '' ? ' (optional)' : ' (required)'}`).join('\n');
 
 const HELP = `usage: idgate <command> [options]
 
 ${COMMANDS}
 
 settings (environment; IDGATE_CONFIG_FILE may name a JSON file with the same keys in lower case):
-${SETTINGS.map((s) => `  ${s.env.padEnd(32)} ${s.doc}${s.default !== undefined && s.default !== '' ? ` (default ${s.default})` : s.optional || s.default === '' ? ' (optional)' : ' (required)'}`).join('\n')}
+${SETTINGS_LIST}
 `;
 
 const CHECK_CONFIG_HELP = `usage: idgate check-config [--policy FILE]
@@ -148,6 +153,18 @@ function explain(args: string[]): number {
   return 0;
 }
 
+const SETTINGS_HELP = `usage: idgate settings [--markdown]
+
+Prints every IDGATE_* setting with its default and meaning, one per line; with --markdown, the settings
+reference of docs/configuration.md, grouped by concern (that file is generated from the same table).
+`;
+
+function settings(args: string[]): number {
+  const opts = options(args, { markdown: { type: 'boolean' } });
+  if (opts.help) return print(SETTINGS_HELP);
+  return print(`${opts.markdown ? settingsReference() : SETTINGS_LIST}\n`);
+}
+
 const SESSIONS_HELP = `usage: idgate sessions list --user NAME | --sub SUBJECT
        idgate sessions revoke --user NAME | --sub SUBJECT
 
@@ -219,6 +236,8 @@ async function main(argv: string[]): Promise<number> {
       return explain(rest);
     case 'sessions':
       return sessions(rest);
+    case 'settings':
+      return settings(rest);
     case 'version':
     case '--version':
       return print(`idgate ${version()}\n`);

@@ -1,6 +1,6 @@
 // Every setting idgate reads, declared once: environment name, config-file key, default, unit and meaning
 // side by side. `loadConfig` parses them all, reports every problem together (never a secret's value), and
-// returns a frozen object. The README's settings table mirrors SETTINGS below.
+// returns a frozen object. docs/configuration.md is generated from SETTINGS below (settings-doc.ts).
 import fs from 'node:fs';
 import { parseTrustedProxies, type AddressMatcher } from './net.js';
 
@@ -109,7 +109,7 @@ export interface RedisConnection {
 
 type Kind = 'url' | 'string' | 'secret' | 'secret-list' | 'list' | 'int' | 'bool' | 'listen' | 'proxies' | 'json' | 'hostports';
 
-interface Setting {
+export interface Setting {
   /** Environment variable. */
   env: string;
   /** Key in the optional JSON config file (IDGATE_CONFIG_FILE). */
@@ -160,23 +160,23 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_ROLES_CLAIM', key: 'roles_claim', kind: 'string', default: 'roles', doc: 'claim holding roles, or a dotted path into nested claims', example: 'realm_access.roles' },
   { env: 'IDGATE_TRUST_UNVERIFIED_EMAIL', key: 'trust_unverified_email', kind: 'bool', default: '0', doc: 'use the login\'s email (emails/email_domains conditions, X-Auth-Email) even without email_verified: true, for IdPs that never send it', example: '1' },
   { env: 'IDGATE_ALLOWED_REDIRECT_HOSTS', key: 'allowed_redirect_hosts', kind: 'list', default: '', doc: 'hosts (or *.domain) that login may return to besides the public URL\'s host', example: 'app.example.com,*.apps.example.com' },
-  { env: 'IDGATE_JWT_AUDIENCES', key: 'jwt_audiences', kind: 'list', default: 'api://default', doc: 'accepted `aud` values of bearer access tokens', example: 'api://default' },
-  { env: 'IDGATE_JWT_ALGORITHMS', key: 'jwt_algorithms', kind: 'list', default: 'RS256', doc: 'accepted signature algorithms of bearer tokens (asymmetric only)', example: 'RS256,ES256' },
+  { env: 'IDGATE_JWT_AUDIENCES', key: 'jwt_audiences', kind: 'list', default: 'api://default', doc: 'accepted `aud` values of bearer access tokens from IDGATE_ISSUER (when IDGATE_BEARER_ISSUERS is unset); never IDGATE_CLIENT_ID, the audience of ID tokens', example: 'api://default' },
+  { env: 'IDGATE_JWT_ALGORITHMS', key: 'jwt_algorithms', kind: 'list', default: 'RS256', doc: 'accepted signature algorithms of bearer tokens (asymmetric only: none and HS* are refused)', example: 'RS256,ES256' },
   { env: 'IDGATE_BEARER_ISSUERS', key: 'bearer_issuers', kind: 'json', optional: true, doc: 'JSON list of issuers whose bearer tokens are accepted, each {issuer, audiences, algorithms, jwt, introspection, client_id, client_secret, jwks_uri, client_ids, trust_unverified_email}; unset: IDGATE_ISSUER with IDGATE_JWT_AUDIENCES', example: '[{"issuer":"https://example.okta.com/oauth2/default","audiences":["api://default"]},{"issuer":"https://example.okta.com","jwt":false,"introspection":true}]' },
   { env: 'IDGATE_CLOCK_SKEW', key: 'clock_skew', kind: 'int', default: '30', doc: 'seconds of clock difference tolerated on exp/nbf/iat', example: '30' },
   { env: 'IDGATE_JWKS_CACHE', key: 'jwks_cache', kind: 'int', default: '600', doc: 'seconds after which signing keys are fetched again (in the background; cached keys keep working meanwhile)', example: '600' },
   { env: 'IDGATE_JWKS_COOLDOWN', key: 'jwks_cooldown', kind: 'int', default: '30', doc: 'seconds between two key fetches caused by unknown key ids (a flood of bogus kids cannot hammer the IdP)', example: '30' },
   { env: 'IDGATE_INTROSPECTION_CACHE', key: 'introspection_cache', kind: 'int', default: '300', doc: 'seconds an introspection answer is reused at most (never past the token\'s exp; inactive tokens: 30 s at most)', example: '300' },
-  { env: 'IDGATE_INTROSPECTION_CACHE_SIZE', key: 'introspection_cache_size', kind: 'int', default: '10000', doc: 'introspection answers kept at most', example: '10000' },
+  { env: 'IDGATE_INTROSPECTION_CACHE_SIZE', key: 'introspection_cache_size', kind: 'int', default: '10000', doc: 'introspection answers kept at most (active and inactive answers each have a cache of this size)', example: '10000' },
   { env: 'IDGATE_INTROSPECTION_MAX_INFLIGHT_PER_SOURCE', key: 'introspection_max_inflight_per_source', kind: 'int', default: '8', doc: 'introspection calls under way at most for one client address (IPv6: its /64); beyond, its token checks answer 503', example: '8' },
   { env: 'IDGATE_INTROSPECTION_CALLS_PER_SOURCE', key: 'introspection_calls_per_source', kind: 'int', default: '300', doc: 'introspection calls (cache misses) one client address (IPv6: its /64) may cause per minute; beyond, its token checks answer 503', example: '300' },
-  { env: 'IDGATE_POLICY_FILE', key: 'policy_file', kind: 'string', optional: true, doc: 'YAML policy file (reloaded on SIGHUP and on change); unset: any signed-in user (browser session) may pass', example: '/etc/idgate/policy.yaml' },
+  { env: 'IDGATE_POLICY_FILE', key: 'policy_file', kind: 'string', optional: true, doc: 'YAML policy file (reloaded on SIGHUP and on change); unset: any signed-in user (browser session) may pass everywhere, and bearer tokens count nowhere', example: '/etc/idgate/policy.yaml' },
   { env: 'IDGATE_LISTEN', key: 'listen', kind: 'listen', default: '127.0.0.1:4180', doc: 'address:port of the check and browser endpoints', example: '127.0.0.1:4180' },
   { env: 'IDGATE_SPOE_LISTEN', key: 'spoe_listen', kind: 'string', optional: true, doc: 'address:port of the SPOE agent (HAProxy\'s binary offload protocol); unset or "off": no agent, no port', example: '127.0.0.1:4181' },
   { env: 'IDGATE_SPOE_MAX_CONNECTIONS', key: 'spoe_max_connections', kind: 'int', default: '256', doc: 'connections the SPOE agent holds at most (HAProxy opens a few per agent); more are closed at once', example: '256' },
   { env: 'IDGATE_SPOE_MAX_INFLIGHT', key: 'spoe_max_inflight', kind: 'int', default: '64', doc: 'checks one SPOE connection may have running at once (HAProxy\'s max-waiting-frames: 20 by default); beyond it a frame is answered status 503 at once', example: '64' },
-  { env: 'IDGATE_TRUSTED_PROXIES', key: 'trusted_proxies', kind: 'proxies', default: '127.0.0.0/8,::1', doc: 'addresses or CIDRs of the HAProxy nodes: the only peers whose checks are answered (others get 403) and whose SPOE connections are served', example: '127.0.0.1,10.0.0.0/8' },
-  { env: 'IDGATE_INSECURE_HTTP', key: 'insecure_http', kind: 'bool', default: '0', doc: 'allow a plain-http issuer and non-Secure cookies (local demo and tests only)', example: '1' },
+  { env: 'IDGATE_TRUSTED_PROXIES', key: 'trusted_proxies', kind: 'proxies', default: '127.0.0.0/8,::1', doc: 'addresses or CIDRs of the HAProxy nodes: the only peers whose checks are answered (others get 403 untrusted_peer) and whose SPOE connections are served', example: '127.0.0.1,10.0.0.0/8' },
+  { env: 'IDGATE_INSECURE_HTTP', key: 'insecure_http', kind: 'bool', default: '0', doc: 'allow a plain-http issuer and non-Secure cookies (local demo and tests only; logged as a warning at start)', example: '1' },
   { env: 'IDGATE_SESSION_CACHE_MS', key: 'session_cache_ms', kind: 'int', min: 0, default: '5000', doc: 'milliseconds a replica reuses a session read from Redis (revocations reach every replica at once); 0: off', example: '5000' },
   { env: 'IDGATE_SESSION_CACHE_SIZE', key: 'session_cache_size', kind: 'int', default: '10000', doc: 'sessions a replica keeps in that cache at most (about 1 kB each)', example: '10000' },
   { env: 'IDGATE_SHUTDOWN_DRAIN_MS', key: 'shutdown_drain_ms', kind: 'int', min: 0, default: '3000', doc: 'milliseconds a stopping replica (SIGTERM) keeps answering while /readyz says 503, so HAProxy takes it out first (its health check: fall x inter, 2 s shipped); then it finishes what is running and exits', example: '3000' },

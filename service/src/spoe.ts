@@ -325,7 +325,7 @@ export function requestFromMessage(args: Record<string, Value>, peer: string | u
   };
 }
 
-/** The check's answer as the contract's variables (txn.idgate.*). */
+/** The check's answer as the variables HAProxy reads (txn.idgate.*, listed in docs/reference.md). */
 export function variablesFor(answer: CheckAnswer): Record<string, string | number> {
   const h = answer.headers;
   const vars: Record<string, string | number> = { status: answer.status };

@@ -49,7 +49,7 @@ async function metrics(): Promise<string> {
 }
 
 describe('audit lines', () => {
-  test('every kind of decision writes one line with every contract field', async () => {
+  test('every kind of decision writes one line with every field of docs/reference.md', async () => {
     const alice = new Browser();
     await signIn(alice, `${stack.frontUrl}/`, 'alice');
     const bob = new Browser();

@@ -56,7 +56,8 @@ async function outputOf(proc: ManagedProcess, text: string, timeoutMs = 2000): P
   return proc.output();
 }
 
-const CONTRACT_CHECK_HEADERS = new Set([
+// The headers docs/reference.md says the check receives.
+const CHECK_REQUEST_HEADERS = new Set([
   'host', // "idgate", set by the httpclient from the check URL
   'cookie', 'authorization', 'accept', 'x-requested-with', 'user-agent',
   'x-forwarded-method', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-uri', 'x-forwarded-for', 'x-request-id',
@@ -167,7 +168,7 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
         res.writeHead(500, { 'content-type': 'text/plain', 'content-length': '4' }).end('boom');
         return;
       case '/weird':
-        res.writeHead(204).end(); // a status the contract never uses
+        res.writeHead(204).end(); // a status idgate never answers
         return;
       default:
         res.writeHead(500).end();
@@ -391,7 +392,7 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     expect(await ask('POST', '/auth')).toBe(404);
   });
 
-  test('the check receives only the contract\'s headers (no Accept-Encoding, no body)', async () => {
+  test('the check receives only the headers of docs/reference.md (no Accept-Encoding, no body)', async () => {
     const target = '/ok/deep/path?q=a%20b&x=1,2';
     upstreamSeen.length = 0;
     const res = await rawRequest(frontPort, 'POST', target, [
@@ -416,7 +417,7 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     expect(check!.method).toBe('GET');
     expect(check!.url).toBe('/auth');
     expect(check!.body).toBe('');
-    for (const [name] of check!.headers) expect(CONTRACT_CHECK_HEADERS).toContain(name);
+    for (const [name] of check!.headers) expect(CHECK_REQUEST_HEADERS).toContain(name);
     const h = check!.headers;
     expect(all(h, 'cookie')).toEqual(['idgate_session=s1; theme=dark']);
     expect(all(h, 'authorization')).toEqual(['Bearer t0k3n']);

@@ -231,7 +231,7 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     }
   });
 
-  test('a status the contract does not use is a 503, never an allow', async () => {
+  test('a status idgate never answers is a 503, never an allow', async () => {
     const target = unique('/weird');
     expect((await rawRequest(frontPort, 'GET', target)).status).toBe(503);
     expect(upstreamSeen.some((u) => u.url === target)).toBe(false);

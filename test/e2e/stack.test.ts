@@ -303,8 +303,8 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
       const browser = new Browser();
       await signIn(browser, `${stack.frontUrl}/`, 'alice');
       await stack.processes.redis!.stop();
-      // A decision cached in the last few seconds may still be answered (the contract allows it) until
-      // idgate notices Redis is gone; from then on, no session is believed.
+      // A session read in the last few seconds may still be answered from the session cache
+      // (IDGATE_SESSION_CACHE_MS) until idgate notices Redis is gone; from then on, no session is believed.
       for (let i = 0; i < 30 && (await fetch(`${stack.idgateUrls[0]}/readyz`)).status !== 503; i++) await new Promise((r) => setTimeout(r, 100));
       await new Promise((r) => setTimeout(r, 200));
       const started = Date.now();

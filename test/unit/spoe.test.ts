@@ -80,7 +80,7 @@ describe('the SPOE agent', () => {
     expect(closed).toBe(true);
   });
 
-  test('NOTIFY idgate-check runs the check and ACKs with the contract variables, same stream and frame ids', async () => {
+  test('NOTIFY idgate-check runs the check and ACKs with the variables of docs/reference.md, same stream and frame ids', async () => {
     const { frames } = await converse(port, [hello(), notify(7, 300, { method: 'GET', pathq: '/x?y', host: 'app', cookie: 'ok', id: 'req-1' }), notify(8, 1, { method: 'GET', pathq: '/' })], 3);
     const acks = frames.filter((f) => f.type === FRAME.ACK);
     expect(acks.map((a) => [a.streamId, a.frameId])).toEqual(expect.arrayContaining([[7, 300], [8, 1]]));
@@ -162,7 +162,7 @@ describe('the frame parser under random input', () => {
   });
 });
 
-test('answers map to the contract variables, with the body only for 4xx', () => {
+test('answers map to the variables of docs/reference.md, with the body only for 4xx', () => {
   expect(variablesFor({ status: 302, headers: { Location: '/_auth/login?rd=%2F', 'Cache-Control': 'no-store' }, body: '' })).toEqual({ status: 302, location: '/_auth/login?rd=%2F' });
   expect(variablesFor({ status: 403, headers: { 'Content-Type': 'application/json', 'X-Auth-User': 'bob' }, body: '{"error":"access_denied","reason":"needs group admins"}' })).toEqual({
     status: 403,
