@@ -62,8 +62,9 @@ export interface StackOptions {
   /**
    * single (default): one Redis server, IDGATE_REDIS_URL. sentinel: a primary, a replica and three
    * sentinels (demo/redis-sentinel.ts), found through IDGATE_REDIS_SENTINELS; `sentinel` fails it over.
+   * external: the caller runs Redis and names it in idgateEnv (the fault tests' Redis Cluster).
    */
-  redis?: 'single' | 'sentinel';
+  redis?: 'single' | 'sentinel' | 'external';
   /** HAProxy front ends (default 1); 2 adds B on ports.frontB, balancing the same two replicas as A. */
   haproxyFronts?: 1 | 2;
 }
@@ -207,7 +208,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
   try {
     if (redisMode === 'single') startRedis();
-    else {
+    else if (redisMode === 'sentinel') {
       sentinelStarting = startSentinelSet({
         ports: { primary: ports.redis, replica: ports.redisReplica!, sentinels: ports.sentinels! },
         dir: options.redisDir,
@@ -219,7 +220,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       const env = { ...process.env, UPSTREAM_PORT: String(port), UPSTREAM_NAME: name };
       track(startProcess(name === 'main' ? 'upstream' : 'canary', process.execPath, [path.join(DIST, 'demo/upstream-main.js')], { env, echo }));
     }
-    [sentinel] = await Promise.all([sentinelStarting, waitForPort(ports.redis), waitForPort(ports.idp), waitForPort(ports.upstream), waitForPort(ports.canary)]);
+    [sentinel] = await Promise.all([sentinelStarting, redisMode === 'external' ? undefined : waitForPort(ports.redis), waitForPort(ports.idp), waitForPort(ports.upstream), waitForPort(ports.canary)]);
     // A caller's idgateEnv wins over the set's settings.
     for (const [name, value] of Object.entries(sentinel?.env ?? {})) env[name] ??= value;
     for (let i = 0; i < ports.idgate.length; i++) await startIdgate(i);

@@ -1,40 +1,20 @@
 // Slow Redis and slow IdP: a delaying TCP proxy (test/support/delay-proxy.ts) sits in front of each.
 // Checks that need the slow dependency end at their bound with 503 (Redis: IDGATE_REDIS_TIMEOUT_MS;
 // the IdP's keys: HAProxy's 800 ms answer budget), never hang; checks that don't need it stay fast.
-// Everything recovers once the delay is gone. The counts are printed.
+// Everything recovers once the delay is gone. The counts are printed. Slow Redis runs on a Redis Cluster
+// too: every node announces its proxy as its address, so that idgate reaches each only through it.
 import { freePort } from '../../demo/processes.js';
 import { startStack, type Stack } from '../../demo/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { startDelayProxy, type DelayProxy } from '../support/delay-proxy.js';
 import { describeCounts, startLoad, type LoadCounts } from '../support/load.js';
+import { REDIS_TOPOLOGIES, startStackOnRedis, type StackOnRedis } from '../support/stack-on-redis.js';
 import { waitUntil } from '../support/wait.js';
 import { clientCredentialsToken } from '../support/tokens.js';
 
-let stack: Stack;
-let slowRedis: DelayProxy;
-let slowIdp: DelayProxy;
 const REDIS_TIMEOUT_MS = 500;
 /** HAProxy's answer budget for a check (be_idgate's `set-timeout server 800ms`), plus scheduling slack. */
 const CHECK_BOUND_MS = 800 + 400;
-
-beforeAll(async () => {
-  const redisPort = await freePort();
-  const idpPort = await freePort();
-  slowRedis = await startDelayProxy(redisPort);
-  slowIdp = await startDelayProxy(idpPort);
-  stack = await startStack({
-    ports: { redis: redisPort, idp: slowIdp.port },
-    // The IdP listens behind the proxy; its issuer (and every URL in its metadata) is the proxy's.
-    idpEnv: { IDP_PORT: String(idpPort) },
-    // No session cache: every session check reads Redis, so its slowness shows at once.
-    idgateEnv: { IDGATE_REDIS_URL: `redis://127.0.0.1:${slowRedis.port}`, IDGATE_SESSION_CACHE_MS: '0', IDGATE_REDIS_TIMEOUT_MS: String(REDIS_TIMEOUT_MS) },
-  });
-}, 60_000);
-
-afterAll(async () => {
-  await stack?.stop();
-  await Promise.all([slowRedis?.close(), slowIdp?.close()]);
-});
 
 async function load(url: string, headers: Record<string, string>, enough = 40): Promise<LoadCounts> {
   const running = startLoad({ url, headers: { accept: 'application/json', ...headers }, concurrency: 4, maxMs: 10_000 });
@@ -42,43 +22,77 @@ async function load(url: string, headers: Record<string, string>, enough = 40): 
   return running.stop();
 }
 
-test('slow Redis: session checks answer 503 at the Redis bound, never hang, and recover', async () => {
-  const alice = new Browser();
-  await signIn(alice, `${stack.frontUrl}/`, 'alice');
-  const cookie = alice.cookieHeader(new URL(stack.frontUrl))!;
-  slowRedis.delayMs = 3000;
-  const slow = await load(`${stack.frontUrl}/slow/redis`, { cookie });
-  slowRedis.delayMs = 0;
-  console.log(describeCounts(`Redis delayed 3000 ms (IDGATE_REDIS_TIMEOUT_MS ${REDIS_TIMEOUT_MS})`, slow));
-  expect(slow.byStatus).toEqual({ '503': slow.total });
-  expect(slow.slowestMs).toBeLessThan(CHECK_BOUND_MS);
-  // Back: the same session works again, without restarting anything.
-  let status = 0;
-  for (let i = 0; i < 50 && status !== 200; i++) {
-    status = (await fetch(`${stack.frontUrl}/slow/redis`, { headers: { accept: 'application/json', cookie } })).status;
-    if (status !== 200) await new Promise((r) => setTimeout(r, 100));
-  }
-  expect(status).toBe(200);
-}, 60_000);
+describe.each(REDIS_TOPOLOGIES)('on %s', (topology) => {
+  let onRedis: StackOnRedis;
 
-test('slow IdP: sessions and cached-key tokens stay fast; a token with an unknown key answers 503 at the bound', async () => {
-  const alice = new Browser();
-  await signIn(alice, `${stack.frontUrl}/`, 'alice');
-  const cookie = alice.cookieHeader(new URL(stack.frontUrl))!;
-  const token = await clientCredentialsToken(stack.issuer);
-  slowIdp.delayMs = 3000;
-  const [sessions, tokens] = await Promise.all([load(`${stack.frontUrl}/slow/idp`, { cookie }, 200), load(`${stack.frontUrl}/api/hello`, { authorization: `Bearer ${token}` }, 200)]);
-  // A kid idgate has never seen makes it fetch the IdP's keys again (once per cool-down): slow now.
-  const [, payload] = token.split('.');
-  const header = Buffer.from(JSON.stringify({ alg: 'RS256', kid: 'rotated-key-idgate-has-not-seen', typ: 'JWT' })).toString('base64url');
-  const unknownKey = await load(`${stack.frontUrl}/api/hello`, { authorization: `Bearer ${header}.${payload}.AAAA` }, 8);
-  slowIdp.delayMs = 0;
-  console.log(describeCounts('IdP delayed 3000 ms: session checks', sessions));
-  console.log(describeCounts('IdP delayed 3000 ms: bearer checks, cached key', tokens));
-  console.log(describeCounts('IdP delayed 3000 ms: bearer checks, unknown key id', unknownKey));
-  expect(sessions.failures).toEqual([]);
-  expect(tokens.failures).toEqual([]);
-  // Refused or unavailable, never allowed, never hanging: 503 while the fetch is under way, 401 after.
-  for (const status of Object.keys(unknownKey.byStatus)) expect(['401', '503']).toContain(status);
-  expect(unknownKey.slowestMs).toBeLessThan(CHECK_BOUND_MS);
-}, 60_000);
+  beforeAll(async () => {
+    // No session cache: every session check reads Redis, so its slowness shows at once.
+    onRedis = await startStackOnRedis(topology, { idgateEnv: { IDGATE_SESSION_CACHE_MS: '0', IDGATE_REDIS_TIMEOUT_MS: String(REDIS_TIMEOUT_MS) } }, { delayProxies: true });
+  }, 60_000);
+
+  afterAll(async () => {
+    await onRedis?.stop();
+  });
+
+  test('slow Redis: session checks answer 503 at the Redis bound, never hang, and recover', async () => {
+    const { stack } = onRedis;
+    const alice = new Browser();
+    await signIn(alice, `${stack.frontUrl}/`, 'alice');
+    const cookie = alice.cookieHeader(new URL(stack.frontUrl))!;
+    onRedis.setDelay(3000);
+    const slow = await load(`${stack.frontUrl}/slow/redis`, { cookie });
+    onRedis.setDelay(0);
+    console.log(describeCounts(`${topology}: Redis delayed 3000 ms (IDGATE_REDIS_TIMEOUT_MS ${REDIS_TIMEOUT_MS})`, slow));
+    expect(slow.byStatus).toEqual({ '503': slow.total });
+    expect(slow.slowestMs).toBeLessThan(CHECK_BOUND_MS);
+    // Back: the same session works again, without restarting anything.
+    let status = 0;
+    for (let i = 0; i < 50 && status !== 200; i++) {
+      status = (await fetch(`${stack.frontUrl}/slow/redis`, { headers: { accept: 'application/json', cookie } })).status;
+      if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(status).toBe(200);
+  }, 60_000);
+});
+
+describe('the IdP behind a delay proxy', () => {
+  let stack: Stack;
+  let slowIdp: DelayProxy;
+
+  beforeAll(async () => {
+    const idpPort = await freePort();
+    slowIdp = await startDelayProxy(idpPort);
+    stack = await startStack({
+      ports: { idp: slowIdp.port },
+      // The IdP listens behind the proxy; its issuer (and every URL in its metadata) is the proxy's.
+      idpEnv: { IDP_PORT: String(idpPort) },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await stack?.stop();
+    await slowIdp?.close();
+  });
+
+  test('slow IdP: sessions and cached-key tokens stay fast; a token with an unknown key answers 503 at the bound', async () => {
+    const alice = new Browser();
+    await signIn(alice, `${stack.frontUrl}/`, 'alice');
+    const cookie = alice.cookieHeader(new URL(stack.frontUrl))!;
+    const token = await clientCredentialsToken(stack.issuer);
+    slowIdp.delayMs = 3000;
+    const [sessions, tokens] = await Promise.all([load(`${stack.frontUrl}/slow/idp`, { cookie }, 200), load(`${stack.frontUrl}/api/hello`, { authorization: `Bearer ${token}` }, 200)]);
+    // A kid idgate has never seen makes it fetch the IdP's keys again (once per cool-down): slow now.
+    const [, payload] = token.split('.');
+    const header = Buffer.from(JSON.stringify({ alg: 'RS256', kid: 'rotated-key-idgate-has-not-seen', typ: 'JWT' })).toString('base64url');
+    const unknownKey = await load(`${stack.frontUrl}/api/hello`, { authorization: `Bearer ${header}.${payload}.AAAA` }, 8);
+    slowIdp.delayMs = 0;
+    console.log(describeCounts('IdP delayed 3000 ms: session checks', sessions));
+    console.log(describeCounts('IdP delayed 3000 ms: bearer checks, cached key', tokens));
+    console.log(describeCounts('IdP delayed 3000 ms: bearer checks, unknown key id', unknownKey));
+    expect(sessions.failures).toEqual([]);
+    expect(tokens.failures).toEqual([]);
+    // Refused or unavailable, never allowed, never hanging: 503 while the fetch is under way, 401 after.
+    for (const status of Object.keys(unknownKey.byStatus)) expect(['401', '503']).toContain(status);
+    expect(unknownKey.slowestMs).toBeLessThan(CHECK_BOUND_MS);
+  }, 60_000);
+});

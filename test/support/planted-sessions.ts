@@ -3,8 +3,8 @@
 // that need many more sessions than browser sign-ins would make in their time.
 import crypto from 'node:crypto';
 import signature from 'cookie-signature';
-import type { Redis } from 'ioredis';
 import type { Config } from '../../service/src/config.js';
+import type { RedisClient } from '../../service/src/redis.js';
 import { EncryptedRedisStore, idpSessionHash, openSession, sessionKey } from '../../service/src/session-store.js';
 import { unsignSessionId, type StoredSession } from '../../service/src/sessions.js';
 import type { Browser } from './browser.js';
@@ -16,7 +16,7 @@ export interface PlantedSession {
 }
 
 /** The express-session record of the session a signed-in browser holds, read from Redis and opened. */
-export async function sessionRecordOf(redis: Redis, config: Config, browser: Browser, host = '127.0.0.1'): Promise<{ sid: string; record: { idgate: StoredSession } & Record<string, unknown> }> {
+export async function sessionRecordOf(redis: RedisClient, config: Config, browser: Browser, host = '127.0.0.1'): Promise<{ sid: string; record: { idgate: StoredSession } & Record<string, unknown> }> {
   const value = browser.cookie(host, config.cookieName);
   const sid = value === undefined ? undefined : unsignSessionId(decodeURIComponent(value), config.cookieSecrets);
   if (sid === undefined) throw new Error('the browser holds no valid session cookie');
@@ -30,7 +30,7 @@ export async function sessionRecordOf(redis: Redis, config: Config, browser: Bro
  * `count` sessions like `template` (a real login's record), each for a subject and user of its own and its
  * own IdP session, written through the session store as login does. Fresh ids, login time now.
  */
-export async function plantSessions(redis: Redis, config: Config, template: { idgate: StoredSession } & Record<string, unknown>, count: number, tag = 'planted'): Promise<PlantedSession[]> {
+export async function plantSessions(redis: RedisClient, config: Config, template: { idgate: StoredSession } & Record<string, unknown>, count: number, tag = 'planted'): Promise<PlantedSession[]> {
   const store = new EncryptedRedisStore(redis, config);
   const planted: PlantedSession[] = [];
   const now = Date.now();

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, REPO_ROOT, startProcess, waitForPort, waitUntil, type ManagedProcess } from '../../demo/processes.js';
 import { redisCli } from '../../demo/redis.js';
+import { startDelayProxy, type DelayProxy } from './delay-proxy.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from './idgate.js';
 
 const run = promisify(execFile);
@@ -28,6 +29,14 @@ export interface RedisCluster {
   nodeOf(key: string): Promise<number>;
   /** SIGKILLs the node on `port`. */
   kill(port: number): Promise<void>;
+  /** Stops the node on `port` as an operator does: SIGTERM (it writes out its AOF), then waits for its exit. */
+  stopNode(port: number): Promise<void>;
+  /** Starts the node on `port` again: same port, data and nodes.conf (its id and slots); resolves once it listens. */
+  startNode(port: number): Promise<void>;
+  /** Resolves once every running node says cluster_state:ok and every slot is served. */
+  waitForOk(timeoutMs?: number): Promise<void>;
+  /** With `delayProxies`: the proxy each node announces, in the order of `ports`. */
+  readonly proxies: readonly DelayProxy[];
   /** Resolves once the cluster serves `key` from a primary other than `oldPort` and every slot again. */
   waitForFailover(key: string, oldPort: number, timeoutMs?: number): Promise<number>;
   stop(): Promise<void>;
@@ -38,6 +47,16 @@ export interface ClusterOptions {
   readonly primaries?: number;
   /** Replicas of each primary (none when not given). */
   readonly replicasEach?: number;
+  /**
+   * Each node keeps an append-only file, fsync every second as redis/redis.conf, so that a node stopped
+   * and started again (stopNode, startNode) comes back with its data; its nodes.conf keeps its identity.
+   */
+  readonly persistent?: boolean;
+  /**
+   * Each node announces a delay proxy in front of it (`cluster-announce-port`) as its address, so that
+   * clients, which connect where the cluster tells them, reach it only through the proxy (`proxies`).
+   */
+  readonly delayProxies?: boolean;
 }
 
 /**
@@ -50,30 +69,40 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
   const dir = tempDir('cluster');
   const ports: number[] = [];
   const nodes = new Map<number, ManagedProcess>();
+  const argsOf = new Map<number, string[]>();
+  const proxies: DelayProxy[] = [];
   const total = primaries * (1 + replicasEach);
   for (let i = 0; i < total; i++) {
     const port = await freePort();
     // The bus port is given, not port+10000, which may be past 65535 or taken.
     const busPort = await freePort();
     ports.push(port);
-    nodes.set(port, startProcess(`redis-cluster-${port}`, 'redis-server', [
+    if (options.delayProxies) proxies.push(await startDelayProxy(port));
+    argsOf.set(port, [
       '--port', String(port), ...BASE_ARGS, '--dir', dir,
       '--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-config-file', `nodes-${port}.conf`,
       '--cluster-node-timeout', '1000', '--cluster-require-full-coverage', 'no', '--cluster-replica-validity-factor', '0',
-    ]));
+      // Every node writes in the shared dir: an AOF (in appendonlydir) of its own name.
+      ...(options.persistent ? ['--appendonly', 'yes', '--appendfsync', 'everysec', '--appendfilename', `appendonly-${port}.aof`] : []),
+      ...(options.delayProxies ? ['--cluster-announce-port', String(proxies[i]!.port)] : []),
+    ]);
+    nodes.set(port, startProcess(`redis-cluster-${port}`, 'redis-server', argsOf.get(port)!));
   }
   const live = () => ports.filter((p) => nodes.has(p));
   const stopAll = async () => {
     await Promise.all([...nodes.values()].map((n) => n.stop()));
+    await Promise.all(proxies.map((p) => p.close()));
     fs.rmSync(dir, { recursive: true, force: true });
   };
+  const waitForOk = (timeoutMs = 30_000) =>
+    waitUntil('cluster state ok', async () => {
+      const infos = await Promise.all(live().map((p) => redisCli(p, ['cluster', 'info'])));
+      return infos.every((i) => /cluster_state:ok/.test(i) && /cluster_slots_ok:16384/.test(i) && new RegExp(`cluster_known_nodes:${total}\\b`).test(i));
+    }, timeoutMs);
   try {
     await Promise.all(ports.map((p) => waitForPort(p)));
     await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicasEach), '--cluster-yes'], { timeout: 30_000 });
-    await waitUntil('cluster state ok', async () => {
-      const infos = await Promise.all(ports.map((p) => redisCli(p, ['cluster', 'info'])));
-      return infos.every((i) => /cluster_state:ok/.test(i) && new RegExp(`cluster_known_nodes:${total}\\b`).test(i));
-    }, 30_000);
+    await waitForOk();
     if (replicasEach > 0) {
       await waitUntil('replicas in sync', async () => {
         const infos = await Promise.all(ports.map((p) => redisCli(p, ['info', 'replication'])));
@@ -89,13 +118,15 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
     // `cluster shards` would be tidier; `cluster slots` prints, per range: start, end, then the primary's ip and port.
     const lines = (await redisCli(via, ['cluster', 'slots'])).trim().split('\n');
     for (let i = 0; i + 3 < lines.length; i++) {
-      if (/^\d+$/.test(lines[i]!) && /^\d+$/.test(lines[i + 1]!) && lines[i + 2] === '127.0.0.1' && slot >= Number(lines[i]) && slot <= Number(lines[i + 1])) return Number(lines[i + 3]);
+      if (/^\d+$/.test(lines[i]!) && /^\d+$/.test(lines[i + 1]!) && lines[i + 2] === '127.0.0.1' && slot >= Number(lines[i]) && slot <= Number(lines[i + 1])) return realPort(Number(lines[i + 3]));
     }
     throw new Error(`no node serves slot ${slot}`);
   };
+  const realPort = (announced: number) => ports[proxies.findIndex((p) => p.port === announced)] ?? announced;
   return {
     ports,
-    env: { IDGATE_REDIS_CLUSTER_NODES: ports.map((p) => `127.0.0.1:${p}`).join(',') },
+    proxies,
+    env: { IDGATE_REDIS_CLUSTER_NODES: (options.delayProxies ? proxies.map((p) => p.port) : ports).map((p) => `127.0.0.1:${p}`).join(',') },
     nodeOf: (key) => nodeOf(key),
     async kill(port) {
       const node = nodes.get(port)!;
@@ -103,6 +134,16 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
       node.child.kill('SIGKILL');
       await node.stop();
     },
+    async stopNode(port) {
+      const node = nodes.get(port)!;
+      nodes.delete(port);
+      await node.stop();
+    },
+    async startNode(port) {
+      nodes.set(port, startProcess(`redis-cluster-${port}`, 'redis-server', argsOf.get(port)!));
+      await waitForPort(port);
+    },
+    waitForOk,
     async waitForFailover(key, oldPort, timeoutMs = 20_000) {
       let now = oldPort;
       await waitUntil('cluster failover', async () => {
