@@ -11,6 +11,17 @@ export interface DelayProxy {
 
 export async function startDelayProxy(targetPort: number, listenPort = 0): Promise<DelayProxy> {
   const sockets = new Set<net.Socket>();
+  // Chunks still held when the proxy closes: their timers are cleared so that nothing outlives close().
+  const timers = new Set<NodeJS.Timeout>();
+  let closed = false;
+  const later = (fn: () => void, ms: number) => {
+    if (closed) return; // every socket is destroyed already
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      fn();
+    }, ms);
+    timers.add(timer);
+  };
   const proxy = { delayMs: 0 } as { delayMs: number };
   const pipe = (from: net.Socket, to: net.Socket) => {
     // Chunks keep their order: each leaves no earlier than the one before it.
@@ -18,13 +29,13 @@ export async function startDelayProxy(targetPort: number, listenPort = 0): Promi
     from.on('data', (chunk) => {
       const at = Math.max(Date.now() + proxy.delayMs, lastAt);
       lastAt = at;
-      setTimeout(() => {
+      later(() => {
         if (!to.destroyed) to.write(chunk);
       }, at - Date.now());
     });
-    from.on('end', () => setTimeout(() => to.end(), Math.max(0, lastAt - Date.now())));
+    from.on('end', () => later(() => to.end(), Math.max(0, lastAt - Date.now())));
     from.on('error', () => to.destroy());
-    from.on('close', () => setTimeout(() => to.destroy(), Math.max(0, lastAt - Date.now()) + 10));
+    from.on('close', () => later(() => to.destroy(), Math.max(0, lastAt - Date.now()) + 10));
   };
   const server = net.createServer((client) => {
     const upstream = net.connect({ port: targetPort, host: '127.0.0.1' });
@@ -43,7 +54,10 @@ export async function startDelayProxy(targetPort: number, listenPort = 0): Promi
     port: (server.address() as net.AddressInfo).port,
     close: () =>
       new Promise<void>((resolve) => {
+        closed = true;
         for (const s of sockets) s.destroy();
+        for (const timer of timers) clearTimeout(timer);
+        timers.clear();
         server.close(() => resolve());
       }),
   });
