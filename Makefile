@@ -13,6 +13,7 @@ system-deps:
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v jq >/dev/null || missing="$$missing jq"; \
 	if [ "$(WITH_BROWSER)" = 1 ] && [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
 	if [ "$(WITH_BENCH)" = 1 ] && ! command -v wrk >/dev/null; then missing="$$missing wrk"; fi; \
 	if [ -n "$$missing" ]; then \
