@@ -13,6 +13,8 @@ system-deps:
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v jq >/dev/null || missing="$$missing jq"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ "$(WITH_BROWSER)" = 1 ] && [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
 	if [ "$(WITH_BENCH)" = 1 ] && ! command -v wrk >/dev/null; then missing="$$missing wrk"; fi; \
 	if [ -n "$$missing" ]; then \

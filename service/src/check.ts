@@ -16,7 +16,7 @@ import { keepSessionFresh } from './refresh.js';
 import { acceptedCredentials, decide, matchRule, NO_RULE, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from './policy.js';
 import type { SessionCache } from './session-cache.js';
 import { sessionHash } from './session-store.js';
-import { readSessionForCheck } from './sessions.js';
+import { describeSessionRecordVersions, readSessionForCheck, SESSION_RECORD_VERSIONS_READ } from './sessions.js';
 import type { BearerVerifier } from './tokens.js';
 import { forbiddenPage } from './pages.js';
 import { canonicalPath } from './paths.js';
@@ -178,6 +178,12 @@ async function establishIdentity(deps: CheckDependencies, request: CheckRequest,
     }
   }
   if (lookup.problem === 'session_expired') return { problem: { code: 'session_expired', description: 'the session expired' } };
+  if (lookup.problem === 'session_invalid' && lookup.unknownVersion !== undefined) {
+    // A newer idgate wrote it (a rollback during or after an upgrade): no session here, and the operator learns why.
+    const description = `the session record is ${lookup.unknownVersion}, which this idgate does not read (${describeSessionRecordVersions()})`;
+    deps.logger.log('warn', 'session record of an unknown version, treated as no session: a newer idgate wrote it', { version: lookup.unknownVersion, reads: SESSION_RECORD_VERSIONS_READ.map((v) => `v${v}`) });
+    return { problem: { code: 'session_invalid', description } };
+  }
   if (lookup.problem === 'session_invalid') return { problem: { code: 'session_invalid', description: 'the session cookie is invalid' } };
   if (token !== undefined) return { problem: TOKEN_NOT_ACCEPTED };
   return {};

@@ -9,6 +9,7 @@ import { loadPolicyFile } from './policy-file.js';
 import { DurableWrites, type DurabilitySettings } from './durable-writes.js';
 import { createRedisClient } from './redis.js';
 import { listSessions, revokeSessions } from './session-store.js';
+import { describeSessionRecordVersions } from './sessions.js';
 import { decide, formatDecision, matchRule, type Identity } from './policy.js';
 import { canonicalPath } from './paths.js';
 import { settingsReference } from './settings-doc.js';
@@ -19,7 +20,7 @@ const COMMANDS = `commands:
   explain         the decision idgate would take for a request and an identity, in one line
   sessions        list or revoke a user's sessions in Redis (sessions list|revoke --user NAME | --sub SUB)
   settings        every setting with its default and meaning (--markdown: the docs/configuration.md reference)
-  version         print the version
+  version         print the version and the session record versions it reads and writes
   --help          this text; \`idgate <command> --help\` for a command's options`;
 
 /** One line per setting, for --help and `idgate settings`. */
@@ -240,7 +241,7 @@ async function main(argv: string[]): Promise<number> {
       return settings(rest);
     case 'version':
     case '--version':
-      return print(`idgate ${version()}\n`);
+      return print(`idgate ${version()}\n${describeSessionRecordVersions()}\n`);
     case '--help':
     case 'help':
     case '-h':

@@ -7,7 +7,7 @@ import type { Config } from './config.js';
 import { IdgateError, describeError } from './errors.js';
 import { readClaim, stringList, verifiedEmail } from './claims.js';
 import { idpSessionHash } from './session-store.js';
-import type { StoredSession } from './sessions.js';
+import { SESSION_RECORD_VERSION, type StoredSession } from './sessions.js';
 
 export interface OidcLogger {
   (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void;
@@ -126,7 +126,7 @@ export class OidcRelyingParty {
     }
     const idpSessionId = pickString(claims.sid);
     return {
-      v: 1,
+      v: SESSION_RECORD_VERSION,
       ...(await this.#identityFields(configuration, claims, tokens.access_token, 'login_failed')),
       issuer: claims.iss,
       createdAt: now,

@@ -35,19 +35,28 @@ function sessionCipherKey(sid: string): Buffer {
   return Buffer.from(crypto.hkdfSync('sha256', sid, 'idgate-session', 'idgate session encryption v1', 32));
 }
 
+/** The format of a sealed value ("v1." and what follows): a new cipher or key derivation gets a new number. */
+export const SEALED_VERSION = 1;
+
+/** The version a sealed value names ("v1." → 1), or undefined when it names none. */
+export function sealedVersionOf(sealed: string): number | undefined {
+  const m = /^v(\d{1,6})\./.exec(sealed);
+  return m ? Number(m[1]) : undefined;
+}
+
 /** "v1." + base64url(iv ‖ ciphertext ‖ tag); the key's hash is bound as additional data. */
 export function sealSession(sid: string, plaintext: string): string {
   const iv = crypto.randomBytes(12);
   const cipher = crypto.createCipheriv('aes-256-gcm', sessionCipherKey(sid), iv);
   cipher.setAAD(Buffer.from(sessionHash(sid)));
   const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-  return `v1.${Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64url')}`;
+  return `v${SEALED_VERSION}.${Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64url')}`;
 }
 
 /** The plaintext, or undefined when the value is not ours or was tampered with. */
 export function openSession(sid: string, sealed: string): string | undefined {
-  if (!sealed.startsWith('v1.')) return undefined;
-  const raw = Buffer.from(sealed.slice(3), 'base64url');
+  if (sealedVersionOf(sealed) !== SEALED_VERSION) return undefined;
+  const raw = Buffer.from(sealed.slice(sealed.indexOf('.') + 1), 'base64url');
   if (raw.length < 12 + 16) return undefined;
   try {
     const decipher = crypto.createDecipheriv('aes-256-gcm', sessionCipherKey(sid), raw.subarray(0, 12));

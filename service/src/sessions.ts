@@ -11,11 +11,24 @@ import { IdgateError } from './errors.js';
 import type { Identity } from './policy.js';
 import type { RedisClient } from './redis.js';
 import type { SessionCache } from './session-cache.js';
-import { EncryptedRedisStore, idpSessionHash, openSession, sessionHash, sessionKey } from './session-store.js';
+import { EncryptedRedisStore, idpSessionHash, openSession, SEALED_VERSION, sealedVersionOf, sessionHash, sessionKey } from './session-store.js';
+
+/**
+ * The version of the session record idgate writes (`v` below), and the versions it reads. A version that
+ * changes what the fields mean gets a new number, and the release before it learns to read it first: so in
+ * a rolling upgrade (or a rollback) every replica reads every session in Redis. `idgate version` prints both.
+ */
+export const SESSION_RECORD_VERSION = 1;
+export const SESSION_RECORD_VERSIONS_READ: readonly number[] = [1];
+
+/** "session records: reads v1, writes v1", as `idgate version` prints it. */
+export function describeSessionRecordVersions(): string {
+  return `session records: reads ${SESSION_RECORD_VERSIONS_READ.map((v) => `v${v}`).join(', ')}, writes v${SESSION_RECORD_VERSION}`;
+}
 
 /** What idgate keeps in a session (under `req.session.idgate`). */
 export interface StoredSession {
-  readonly v: 1;
+  readonly v: typeof SESSION_RECORD_VERSION;
   readonly subject: string;
   readonly user: string;
   readonly email: string | undefined;
@@ -92,7 +105,12 @@ export type SessionLookup =
       /** The whole express-session record, to write back with only `idgate` changed. */
       readonly record: Record<string, unknown>;
     }
-  | { readonly found: false; readonly problem: 'session_invalid' | 'session_expired' | undefined };
+  | {
+      readonly found: false;
+      readonly problem: 'session_invalid' | 'session_expired' | undefined;
+      /** With session_invalid: the record is of a version this idgate does not read (e.g. "v2", from a newer idgate). */
+      readonly unknownVersion?: string;
+    };
 
 const NO_SESSION: SessionLookup = Object.freeze({ found: false, problem: undefined });
 
@@ -119,7 +137,10 @@ export async function readSessionForCheck(redis: RedisClient, config: Config, co
   }
   if (sealed === null) return { found: false, problem: 'session_expired' };
   const parsed = parseRecord(sid, sealed);
-  if (!parsed) return { found: false, problem: 'session_invalid' };
+  if (!parsed) {
+    const unknownVersion = unreadableVersionOf(sid, sealed);
+    return unknownVersion === undefined ? { found: false, problem: 'session_invalid' } : { found: false, problem: 'session_invalid', unknownVersion };
+  }
   if (now - parsed.stored.createdAt > config.sessionMaxAgeSeconds * 1000) return { found: false, problem: 'session_expired' };
   const found = { found: true as const, session: parsed.stored, identity: identityOf(parsed.stored), sid, record: parsed.record };
   if (hash !== undefined) cache!.set(hash, found, now);
@@ -141,6 +162,24 @@ export function parseRecord(sid: string, sealed: string): { stored: StoredSessio
   return stored ? { stored, record: record as Record<string, unknown> } : undefined;
 }
 
+/**
+ * Why a sealed value that parseRecord refused is not read, when the reason is its version: "v2" for a value
+ * sealed or a record written by a newer idgate. Undefined when it is simply not a valid session.
+ */
+export function unreadableVersionOf(sid: string, sealed: string): string | undefined {
+  const sealedAs = sealedVersionOf(sealed);
+  if (sealedAs === undefined) return undefined;
+  if (sealedAs !== SEALED_VERSION) return `v${sealedAs}`;
+  const text = openSession(sid, sealed);
+  if (text === undefined) return undefined;
+  try {
+    const v = (JSON.parse(text) as { idgate?: { v?: unknown } } | null)?.idgate?.v;
+    return typeof v === 'number' && Number.isSafeInteger(v) && !SESSION_RECORD_VERSIONS_READ.includes(v) ? `v${v}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function identityOf(stored: StoredSession): Identity {
   return {
     via: 'session',
@@ -160,7 +199,7 @@ export function identityOf(stored: StoredSession): Identity {
 /** express-session's record, checked field by field: a malformed entry is "no session", never a crash. */
 function parseStoredSession(data: Record<string, unknown>): StoredSession | undefined {
   const s = data.idgate as Record<string, unknown> | undefined;
-  if (!s || typeof s !== 'object' || s.v !== 1) return undefined;
+  if (!s || typeof s !== 'object' || typeof s.v !== 'number' || !SESSION_RECORD_VERSIONS_READ.includes(s.v)) return undefined;
   if (typeof s.subject !== 'string' || typeof s.user !== 'string' || typeof s.issuer !== 'string' || typeof s.createdAt !== 'number') return undefined;
   if (!Array.isArray(s.groups) || !s.groups.every((g) => typeof g === 'string')) return undefined;
   if (s.email !== undefined && typeof s.email !== 'string') return undefined;

@@ -100,8 +100,8 @@ describe('installed with npm install -g --prefix', () => {
     expect(names).not.toContain('typescript');
   });
 
-  test('idgate version names the package version', async () => {
-    expect(await run(['version'])).toEqual({ code: 0, stdout: `idgate ${pkg.version}\n`, stderr: '' });
+  test('idgate version names the package version and the session record versions', async () => {
+    expect(await run(['version'])).toEqual({ code: 0, stdout: `idgate ${pkg.version}\nsession records: reads v1, writes v1\n`, stderr: '' });
   });
 
   const settings = () => ({
