@@ -2,13 +2,14 @@
 // upstream: real HAProxy 2.6, real Lua httpclient, raw HTTP on the client side so that repeated
 // headers (Cookie, Set-Cookie) are seen exactly as they are on the wire.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, type ManagedProcess } from '../../demo/processes.js';
 import { checkHaproxyConfig, haproxyConfigPath, startHaproxy } from '../../demo/haproxy.js';
+import { renderHaproxyTemplate } from '../../service/src/haproxy-config.js';
 import { all, one, pairs, parseResponse, rawRequest, type RawResponse } from '../support/raw-http.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -601,12 +602,16 @@ describe('startHaproxy', () => {
   });
 });
 
-/** A copy of haproxy-conf/ in a temp dir, changed by the given edits (each must apply). */
+/**
+ * The shipped config rendered into a temp dir, with a copy of haproxy-conf/ beside it (so lua-load
+ * reads that copy), changed by the given edits (each must apply): `haproxy.cfg` edits the rendered config.
+ */
 function modifiedConfig(edits: { file: 'haproxy.cfg' | 'idgate.lua'; from: string | RegExp; to: string }[]): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'idgate-haproxy-'));
-  const confDir = path.dirname(haproxyConfigPath());
+  cpSync(path.dirname(haproxyConfigPath()), dir, { recursive: true });
+  writeFileSync(path.join(dir, 'haproxy.cfg'), renderHaproxyTemplate(readFileSync(haproxyConfigPath(), 'utf8'), 'lua', { confDir: dir }));
   for (const file of ['haproxy.cfg', 'idgate.lua'] as const) {
-    let text = readFileSync(path.join(confDir, file), 'utf8');
+    let text = readFileSync(path.join(dir, file), 'utf8');
     for (const edit of edits.filter((e) => e.file === file)) {
       const changed = text.replace(edit.from, edit.to);
       if (changed === text) throw new Error(`edit did not apply to ${file}: ${String(edit.from)}`);

@@ -99,7 +99,7 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
   });
 
   test('haproxy -c accepts the shipped SPOE config, without warnings', async () => {
-    const result = await checkHaproxyConfig(path.join(REPO_ROOT, 'haproxy-conf/haproxy-spoe.cfg'));
+    const result = await checkHaproxyConfig(path.join(REPO_ROOT, 'haproxy-conf/haproxy-spoe.cfg'), 'spoe');
     expect(result.output).toContain('Configuration file is valid');
     expect(result.output).not.toMatch(/WARNING|ALERT/);
     expect(result.ok).toBe(true);
