@@ -11,12 +11,14 @@ import { createRedisClient } from './redis.js';
 import { listSessions, revokeSessions } from './session-store.js';
 import { decide, formatDecision, matchRule, type Identity } from './policy.js';
 import { canonicalPath } from './paths.js';
+import { HAPROXY_PARTS, haproxyPart, renderHaproxyTemplate, type HaproxyMode, type HaproxyPart, type HaproxyValues } from './haproxy-config.js';
 
 const COMMANDS = `commands:
   serve           run the check, login and health endpoints (settings from IDGATE_* environment)
   check-config    validate the settings and the policy; one line per problem; exit 1 if any
   explain         the decision idgate would take for a request and an identity, in one line
   sessions        list or revoke a user's sessions in Redis (sessions list|revoke --user NAME | --sub SUB)
+  haproxy-config  print the lines to add to an existing haproxy.cfg (--mode lua|spoe), with your addresses
   version         print the version
   --help          this text; \`idgate <command> --help\` for a command's options`;
 
@@ -202,6 +204,100 @@ function durabilityFromEnv(): DurabilitySettings {
   return { redisWaitReplicas: replicas === 'auto' ? 'auto' : Number(replicas), redisWaitMs: Number(waitMs), redisTimeoutMs: 3000 };
 }
 
+const HAPROXY_CONFIG_HELP = `usage: idgate haproxy-config [--mode lua|spoe] [--idgate HOST:PORT,...] [--spoe HOST:PORT,...]
+                             [--check-dst unix@PATH] [--part PART | --template FILE]
+
+Prints the lines HAProxy 2.6 needs in front of idgate, filled in with your addresses, in four parts
+(docs/haproxy.md explains each line):
+  global    add to your global section
+  frontend  in each frontend idgate protects, right after its bind lines, before your own rules
+  routing   in the same frontend, before your own use_backend lines
+  backends  at the end of the file
+lua-load and the SPOE filter name idgate.lua and spoe-idgate.conf of this installation by full path.
+
+options:
+  --mode M          lua (the HTTP check through idgate.lua; default) or spoe (idgate's SPOE agent)
+  --idgate ADDRS    idgate's HTTP address(es) as HAProxy reaches them, one server line each
+                    (default: IDGATE_LISTEN, else 127.0.0.1:4180)
+  --spoe ADDRS      the SPOE agent(s), mode spoe (default: IDGATE_SPOE_LISTEN, else 127.0.0.1:4181)
+  --check-dst DST   mode lua: the unix socket the Lua check calls through HAProxy
+                    (default unix@/run/haproxy/idgate-check.sock)
+  --part PART       print one part only, without comments around it: global, frontend, routing, backends
+  --template FILE   print FILE with its lines "@idgate global", "@idgate frontend", "@idgate routing" and
+                    "@idgate backends" replaced by the parts (as the shipped haproxy-conf/haproxy.cfg)
+`;
+
+/** `idgate haproxy-config`: the drop-in lines (haproxy-conf/dropin/), filled in; see HAPROXY_CONFIG_HELP. */
+function haproxyConfig(args: string[]): number {
+  const opts = options(args, { mode: { type: 'string' }, idgate: { type: 'string' }, spoe: { type: 'string' }, 'check-dst': { type: 'string' }, part: { type: 'string' }, template: { type: 'string' } });
+  if (opts.help) return print(HAPROXY_CONFIG_HELP);
+  const mode = opts.mode ?? 'lua';
+  if (mode !== 'lua' && mode !== 'spoe') throw new UsageError(`--mode "${mode}": lua or spoe`);
+  if (opts.part !== undefined && !(HAPROXY_PARTS as readonly string[]).includes(opts.part)) throw new UsageError(`--part "${opts.part}": one of ${HAPROXY_PARTS.join(', ')}`);
+  if (opts.part !== undefined && opts.template !== undefined) throw new UsageError('give --part or --template, not both');
+  if (mode === 'spoe' && opts['check-dst'] !== undefined) throw new UsageError('--check-dst is for --mode lua (the SPOE transport has no check listener)');
+  if (mode === 'lua' && opts.spoe !== undefined) throw new UsageError('--spoe is for --mode spoe');
+
+  const spoeListen = process.env.IDGATE_SPOE_LISTEN;
+  if (mode === 'spoe' && opts.spoe === undefined && (!spoeListen || spoeListen === 'off')) {
+    process.stderr.write('idgate: note: IDGATE_SPOE_LISTEN is not set, so idgate runs no SPOE agent; set it (e.g. 127.0.0.1:4181) where idgate runs\n');
+  }
+  const values: HaproxyValues = {
+    idgate: opts.idgate !== undefined ? addresses('--idgate', opts.idgate) : addresses('IDGATE_LISTEN', process.env.IDGATE_LISTEN || SETTINGS.find((s) => s.env === 'IDGATE_LISTEN')!.default!, '--idgate'),
+    ...(mode === 'spoe'
+      ? { spoe: opts.spoe !== undefined ? addresses('--spoe', opts.spoe) : addresses('IDGATE_SPOE_LISTEN', spoeListen && spoeListen !== 'off' ? spoeListen : '127.0.0.1:4181', '--spoe') }
+      : {}),
+    ...(opts['check-dst'] === undefined ? {} : { checkDst: opts['check-dst'] }),
+  };
+  try {
+    if (opts.template !== undefined) {
+      let template: string;
+      try {
+        template = fs.readFileSync(opts.template, 'utf8');
+      } catch (err) {
+        throw new UsageError(`cannot read --template ${opts.template}: ${(err as Error).message}`);
+      }
+      return print(`${renderHaproxyTemplate(template, mode, values, opts.template).replace(/\n*$/, '')}\n`);
+    }
+    if (opts.part !== undefined) return print(haproxyPart(opts.part as HaproxyPart, mode, values));
+    return print(allParts(mode, values));
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function allParts(mode: HaproxyMode, values: HaproxyValues): string {
+  const part = (name: HaproxyPart) => haproxyPart(name, mode, values).replace(/\n*$/, '\n');
+  return `# idgate ${version()}: HAProxy 2.6 lines for the ${mode === 'lua' ? 'Lua (HTTP check)' : 'SPOE'} transport (idgate haproxy-config --mode ${mode}).
+# Four parts, each for its place in your haproxy.cfg; docs/haproxy.md explains every line.
+
+# ==== 1. global: add these lines to your global section (as here, a global section of its own works too)
+global
+${part('global')}
+# ==== 2. frontend: in each frontend idgate protects, right after its bind lines, before any rule of yours
+${part('frontend')}
+# ==== 3. routing: in the same frontend, before your own use_backend lines
+${part('routing')}
+# ==== 4. backends: at the end of the file
+${part('backends')}`;
+}
+
+/**
+ * A comma-separated list of host:port for server lines, from `source` (a flag or a setting); a wildcard
+ * listen address is no address to connect to, so it asks for `flag`.
+ */
+function addresses(source: string, value: string, flag = source): string[] {
+  const list = value.split(',').map((v) => v.trim()).filter(Boolean);
+  if (list.length === 0) throw new UsageError(`${source}: no address`);
+  for (const address of list) {
+    if (/^(0\.0\.0\.0|\[::\]|::|\*)?:\d+$/.test(address)) {
+      throw new UsageError(`${source}: "${address}" listens on every address; give the address HAProxy reaches idgate at with ${flag} HOST:PORT`);
+    }
+  }
+  return list;
+}
+
 function print(text: string): number {
   process.stdout.write(text);
   return 0;
@@ -219,6 +315,8 @@ async function main(argv: string[]): Promise<number> {
       return explain(rest);
     case 'sessions':
       return sessions(rest);
+    case 'haproxy-config':
+      return haproxyConfig(rest);
     case 'version':
     case '--version':
       return print(`idgate ${version()}\n`);

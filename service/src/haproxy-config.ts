@@ -53,6 +53,7 @@ export function haproxyConfDir(): string {
 /** The lines of one part for one transport, filled with `values`. Throws on a value HAProxy could misread. */
 export function haproxyPart(part: HaproxyPart, mode: HaproxyMode, values: HaproxyValues = {}): string {
   const confDir = values.confDir ?? haproxyConfDir();
+  checkValue('the haproxy-conf directory', confDir, /^[^"$\\\n]+$/);
   const text = PART_FILES[part][mode].map((file) => fs.readFileSync(path.join(confDir, 'dropin', file), 'utf8')).join('');
   return fill(text, { ...values, confDir });
 }
@@ -80,7 +81,6 @@ export function renderHaproxyTemplate(template: string, mode: HaproxyMode, value
 }
 
 function fill(text: string, values: HaproxyValues & { confDir: string }): string {
-  checkValue('the haproxy-conf directory', values.confDir, /^[^"$\\\n]+$/);
   let out = text.replaceAll('${IDGATE_HAPROXY_CONF}', values.confDir);
   if (values.idgate) out = serverLines(out, 'IDGATE_ADDR', 'idgate1', values.idgate);
   if (values.spoe) out = serverLines(out, 'IDGATE_SPOE_ADDR', 'idgate1-spoe', values.spoe);
