@@ -11,7 +11,7 @@ import { createRedisClient } from './redis.js';
 import { listSessions, revokeSessions } from './session-store.js';
 import { decide, formatDecision, matchRule, type Identity } from './policy.js';
 import { canonicalPath } from './paths.js';
-import { HAPROXY_PARTS, haproxyPart, renderHaproxyTemplate, type HaproxyMode, type HaproxyPart, type HaproxyValues } from './haproxy-config.js';
+import { HAPROXY_PARTS, haproxyPart, presetDefaults, renderHaproxyTemplate, type HaproxyMode, type HaproxyPart, type HaproxyValues } from './haproxy-config.js';
 
 const COMMANDS = `commands:
   serve           run the check, login and health endpoints (settings from IDGATE_* environment)
@@ -205,7 +205,7 @@ function durabilityFromEnv(): DurabilitySettings {
 }
 
 const HAPROXY_CONFIG_HELP = `usage: idgate haproxy-config [--mode lua|spoe] [--idgate HOST:PORT,...] [--spoe HOST:PORT,...]
-                             [--check-dst unix@PATH] [--part PART | --template FILE]
+                             [--check-dst unix@PATH] [--auth-rate-limit N] [--part PART | --template FILE]
 
 Prints the lines HAProxy 2.6 needs in front of idgate, filled in with your addresses, in four parts
 (docs/haproxy.md explains each line):
@@ -220,8 +220,9 @@ options:
   --idgate ADDRS    idgate's HTTP address(es) as HAProxy reaches them, one server line each
                     (default: IDGATE_LISTEN, else 127.0.0.1:4180)
   --spoe ADDRS      the SPOE agent(s), mode spoe (default: IDGATE_SPOE_LISTEN, else 127.0.0.1:4181)
-  --check-dst DST   mode lua: the unix socket the Lua check calls through HAProxy
-                    (default unix@/run/haproxy/idgate-check.sock)
+  --check-dst DST   mode lua: the unix socket the Lua check calls through HAProxy, in a directory
+                    only HAProxy's user can enter (default unix@/run/haproxy/idgate-check.sock)
+  --auth-rate-limit N  requests to /_auth/ per client address per 10 s before 429 (default 120)
   --part PART       print one part only, without comments around it: global, frontend, routing, backends
   --template FILE   print FILE with its lines "@idgate global", "@idgate frontend", "@idgate routing" and
                     "@idgate backends" replaced by the parts (as the shipped haproxy-conf/haproxy.cfg)
@@ -229,7 +230,7 @@ options:
 
 /** `idgate haproxy-config`: the drop-in lines (haproxy-conf/dropin/), filled in; see HAPROXY_CONFIG_HELP. */
 function haproxyConfig(args: string[]): number {
-  const opts = options(args, { mode: { type: 'string' }, idgate: { type: 'string' }, spoe: { type: 'string' }, 'check-dst': { type: 'string' }, part: { type: 'string' }, template: { type: 'string' } });
+  const opts = options(args, { mode: { type: 'string' }, idgate: { type: 'string' }, spoe: { type: 'string' }, 'check-dst': { type: 'string' }, 'auth-rate-limit': { type: 'string' }, part: { type: 'string' }, template: { type: 'string' } });
   if (opts.help) return print(HAPROXY_CONFIG_HELP);
   const mode = opts.mode ?? 'lua';
   if (mode !== 'lua' && mode !== 'spoe') throw new UsageError(`--mode "${mode}": lua or spoe`);
@@ -238,6 +239,11 @@ function haproxyConfig(args: string[]): number {
   if (mode === 'spoe' && opts['check-dst'] !== undefined) throw new UsageError('--check-dst is for --mode lua (the SPOE transport has no check listener)');
   if (mode === 'lua' && opts.spoe !== undefined) throw new UsageError('--spoe is for --mode spoe');
 
+  const rateLimit = opts['auth-rate-limit'];
+  if (rateLimit !== undefined && !/^[1-9]\d{0,6}$/.test(rateLimit)) throw new UsageError(`--auth-rate-limit "${rateLimit}": a whole number of requests`);
+  // Every value is written into the lines (none left to HAProxy's environment), so that each part holds
+  // wherever it lands in the file; the defaults are those the lines preset.
+  const defaults = presetDefaults(mode);
   const spoeListen = process.env.IDGATE_SPOE_LISTEN;
   if (mode === 'spoe' && opts.spoe === undefined && (!spoeListen || spoeListen === 'off')) {
     process.stderr.write('idgate: note: IDGATE_SPOE_LISTEN is not set, so idgate runs no SPOE agent; set it (e.g. 127.0.0.1:4181) where idgate runs\n');
@@ -247,7 +253,8 @@ function haproxyConfig(args: string[]): number {
     ...(mode === 'spoe'
       ? { spoe: opts.spoe !== undefined ? addresses('--spoe', opts.spoe) : addresses('IDGATE_SPOE_LISTEN', spoeListen && spoeListen !== 'off' ? spoeListen : '127.0.0.1:4181', '--spoe') }
       : {}),
-    ...(opts['check-dst'] === undefined ? {} : { checkDst: opts['check-dst'] }),
+    ...(mode === 'lua' ? { checkDst: opts['check-dst'] ?? defaults.IDGATE_CHECK_DST! } : {}),
+    authRateLimit: Number(rateLimit ?? defaults.IDGATE_AUTH_RATE_LIMIT),
   };
   try {
     if (opts.template !== undefined) {

@@ -36,6 +36,8 @@ export interface HaproxyValues {
   spoe?: readonly string[];
   /** The Lua check's listener, unix@/path (the IDGATE_CHECK_DST default in global-lua.cfg). */
   checkDst?: string;
+  /** Requests to /_auth/ per client address per 10 s before 429 (IDGATE_AUTH_RATE_LIMIT). */
+  authRateLimit?: number;
 }
 
 /** haproxy-conf/ of this copy of idgate: the source tree, the build (dist/) or an installed package. */
@@ -87,9 +89,29 @@ function fill(text: string, values: HaproxyValues & { confDir: string }): string
   if (values.checkDst !== undefined) {
     // A unix socket only: see global-lua.cfg for why never a TCP port or an abstract socket.
     checkValue('the check listener', values.checkDst, /^unix@\/[^\s"$\\]+$/);
-    out = out.replace(/^(\s*presetenv IDGATE_CHECK_DST ).*$/m, `$1${values.checkDst}`);
+    out = setVariable(out, 'IDGATE_CHECK_DST', values.checkDst);
+  }
+  if (values.authRateLimit !== undefined) {
+    if (!Number.isInteger(values.authRateLimit) || values.authRateLimit < 1) throw new Error(`the /_auth/ rate limit must be a whole number of requests, not ${values.authRateLimit}`);
+    out = setVariable(out, 'IDGATE_AUTH_RATE_LIMIT', String(values.authRateLimit));
   }
   return out;
+}
+
+/**
+ * A variable the lines preset in the global part (`presetenv NAME default`) and read elsewhere
+ * ("${NAME}"), given a value: written into every line that reads it, so that the lines hold no matter
+ * where each part lands in the file (HAProxy reads "${NAME}" as it parses the line), and set rather
+ * than preset in the global part (idgate.lua reads IDGATE_CHECK_DST from the environment at run time).
+ */
+function setVariable(text: string, name: string, value: string): string {
+  return text.replace(new RegExp(`^(\\s*)presetenv ${name} .*$`, 'm'), `$1setenv ${name} ${value}`).replaceAll(`"\${${name}}"`, value);
+}
+
+/** The values the lines preset (`presetenv NAME default` in the global part), by name. */
+export function presetDefaults(mode: HaproxyMode, confDir = haproxyConfDir()): Record<string, string> {
+  const global = PART_FILES.global[mode].map((file) => fs.readFileSync(path.join(confDir, 'dropin', file), 'utf8')).join('');
+  return Object.fromEntries([...global.matchAll(/^\s*presetenv (\S+) (\S+)\s*$/gm)].map((m) => [m[1]!, m[2]!]));
 }
 
 /**

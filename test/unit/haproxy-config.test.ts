@@ -64,13 +64,24 @@ describe('the drop-in parts', () => {
     expect(backends).not.toContain('${IDGATE_');
   });
 
-  test('without addresses the lines read them from HAProxy\'s environment, as the shipped configs do', () => {
+  test('without values the lines read them from HAProxy\'s environment, as the shipped configs do', () => {
     expect(haproxyPart('backends', 'lua', { confDir })).toContain('server idgate2 "${IDGATE_ADDR_2}"');
+    expect(haproxyPart('frontend', 'lua', { confDir })).toContain('gt "${IDGATE_AUTH_RATE_LIMIT}"');
   });
 
-  test('the check listener is a unix socket, set once in the global lines (idgate.lua reads the same variable)', () => {
+  test('with every value given, no line is left to the environment (each part holds wherever it lands in the file)', () => {
+    const values = { confDir, idgate: ['10.0.0.5:4180'], spoe: ['10.0.0.5:4181'], checkDst: 'unix@/run/haproxy/c.sock', authRateLimit: 30 };
+    for (const mode of MODES) {
+      const all = HAPROXY_PARTS.map((part) => haproxyPart(part, mode, values)).join('\n');
+      expect(directives(all).filter((l) => l.includes('${'))).toEqual([]);
+      expect(all).toContain('{ sc_http_req_rate(2) gt 30 }');
+    }
+  });
+
+  test('the check listener is a unix socket, set in the global lines (idgate.lua reads it) and bound by the listener', () => {
     const global = haproxyPart('global', 'lua', { confDir, checkDst: 'unix@/run/haproxy-edge/idgate.sock' });
-    expect(directives(global)).toContain('presetenv IDGATE_CHECK_DST unix@/run/haproxy-edge/idgate.sock');
+    expect(directives(global)).toContain('setenv IDGATE_CHECK_DST unix@/run/haproxy-edge/idgate.sock');
+    expect(directives(haproxyPart('backends', 'lua', { confDir, checkDst: 'unix@/run/haproxy-edge/idgate.sock' }))).toContain('bind unix@/run/haproxy-edge/idgate.sock mode 600');
     expect(() => haproxyPart('global', 'lua', { confDir, checkDst: '127.0.0.1:4190' })).toThrow(/check listener/);
     expect(() => haproxyPart('global', 'lua', { confDir, checkDst: 'unix@/a b' })).toThrow(/check listener/);
   });
