@@ -3,8 +3,11 @@
 // headers (Cookie, Set-Cookie) are seen exactly as they are on the wire.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, type ManagedProcess } from '../../demo/processes.js';
@@ -231,6 +234,39 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     expect(result.output).toContain('Configuration file is valid');
     expect(result.output).not.toMatch(/WARNING|ALERT/);
     expect(result.ok).toBe(true);
+  });
+
+  test('behind TLS (the shipped bind, on with IDGATE_TLS_CERT) the check and the app are told https, HTTP/2 offered', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'idgate-lua-tls-'));
+    let tlsHaproxy: ManagedProcess | undefined;
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+      const cert = readFileSync(path.join(dir, 'cert.pem'), 'utf8');
+      writeFileSync(path.join(dir, 'site.pem'), cert + readFileSync(path.join(dir, 'key.pem'), 'utf8'));
+      const tlsPort = await freePort();
+      tlsHaproxy = await startHaproxy({ frontPort: await freePort(), idgatePort, upstreamPort, tls: { port: tlsPort, certFile: path.join(dir, 'site.pem') }, name: 'haproxy-tls' });
+      const target = unique('/ok/over-tls');
+      const status = await new Promise<number>((resolve, reject) => {
+        https.get({ host: '127.0.0.1', port: tlsPort, path: target, ca: cert }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        }).on('error', reject);
+      });
+      const alpn = await new Promise<string | false | null>((resolve, reject) => {
+        const socket = tls.connect({ host: '127.0.0.1', port: tlsPort, ca: cert, ALPNProtocols: ['h2', 'http/1.1'] }, () => {
+          resolve(socket.alpnProtocol);
+          socket.destroy();
+        });
+        socket.on('error', reject);
+      });
+      expect(status).toBe(200);
+      expect(alpn).toBe('h2');
+      expect(checkFor(target).map((c) => one(c.headers, 'x-forwarded-proto'))).toEqual(['https']);
+      expect(upstreamFor(target).map((u) => one(u.headers, 'x-forwarded-proto'))).toEqual(['https']);
+    } finally {
+      await tlsHaproxy?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('identity headers from the check reach upstream', async () => {
