@@ -205,7 +205,8 @@ function durabilityFromEnv(): DurabilitySettings {
 }
 
 const HAPROXY_CONFIG_HELP = `usage: idgate haproxy-config [--mode lua|spoe] [--idgate HOST:PORT,...] [--spoe HOST:PORT,...]
-                             [--check-dst unix@PATH] [--auth-rate-limit N] [--part PART | --template FILE]
+                             [--check-dst unix@PATH] [--user NAME] [--chroot DIR] [--auth-rate-limit N]
+                             [--part PART | --template FILE]
 
 Prints the lines HAProxy 2.6 needs in front of idgate, filled in with your addresses, in four parts
 (docs/haproxy.md explains each line):
@@ -222,6 +223,11 @@ options:
   --spoe ADDRS      the SPOE agent(s), mode spoe (default: IDGATE_SPOE_LISTEN, else 127.0.0.1:4181)
   --check-dst DST   mode lua: the unix socket the Lua check calls through HAProxy, in a directory
                     only HAProxy's user can enter (default unix@/run/haproxy/idgate-check.sock)
+                    (with --chroot: default unix@DIR/idgate-check.sock)
+  --user NAME       mode lua: HAProxy's \`user\` setting, when it has one (Debian: haproxy): the check
+                    socket is made that user's, or HAProxy could not connect to it once it drops root
+  --chroot DIR      mode lua: HAProxy's \`chroot\` setting, when it has one (Debian: /var/lib/haproxy):
+                    the check socket must be inside it
   --auth-rate-limit N  requests to /_auth/ per client address per 10 s before 429 (default 120)
   --part PART       print one part only, without comments around it: global, frontend, routing, backends
   --template FILE   print FILE with its lines "@idgate global", "@idgate frontend", "@idgate routing" and
@@ -230,13 +236,15 @@ options:
 
 /** `idgate haproxy-config`: the drop-in lines (haproxy-conf/dropin/), filled in; see HAPROXY_CONFIG_HELP. */
 function haproxyConfig(args: string[]): number {
-  const opts = options(args, { mode: { type: 'string' }, idgate: { type: 'string' }, spoe: { type: 'string' }, 'check-dst': { type: 'string' }, 'auth-rate-limit': { type: 'string' }, part: { type: 'string' }, template: { type: 'string' } });
+  const opts = options(args, { mode: { type: 'string' }, idgate: { type: 'string' }, spoe: { type: 'string' }, 'check-dst': { type: 'string' }, user: { type: 'string' }, chroot: { type: 'string' }, 'auth-rate-limit': { type: 'string' }, part: { type: 'string' }, template: { type: 'string' } });
   if (opts.help) return print(HAPROXY_CONFIG_HELP);
   const mode = opts.mode ?? 'lua';
   if (mode !== 'lua' && mode !== 'spoe') throw new UsageError(`--mode "${mode}": lua or spoe`);
   if (opts.part !== undefined && !(HAPROXY_PARTS as readonly string[]).includes(opts.part)) throw new UsageError(`--part "${opts.part}": one of ${HAPROXY_PARTS.join(', ')}`);
   if (opts.part !== undefined && opts.template !== undefined) throw new UsageError('give --part or --template, not both');
-  if (mode === 'spoe' && opts['check-dst'] !== undefined) throw new UsageError('--check-dst is for --mode lua (the SPOE transport has no check listener)');
+  for (const flag of ['check-dst', 'user', 'chroot'] as const) {
+    if (mode === 'spoe' && opts[flag] !== undefined) throw new UsageError(`--${flag} is for --mode lua (the SPOE transport has no check listener)`);
+  }
   if (mode === 'lua' && opts.spoe !== undefined) throw new UsageError('--spoe is for --mode spoe');
 
   const rateLimit = opts['auth-rate-limit'];
@@ -253,7 +261,13 @@ function haproxyConfig(args: string[]): number {
     ...(mode === 'spoe'
       ? { spoe: opts.spoe !== undefined ? addresses('--spoe', opts.spoe) : addresses('IDGATE_SPOE_LISTEN', spoeListen && spoeListen !== 'off' ? spoeListen : '127.0.0.1:4181', '--spoe') }
       : {}),
-    ...(mode === 'lua' ? { checkDst: opts['check-dst'] ?? defaults.IDGATE_CHECK_DST! } : {}),
+    ...(mode === 'lua'
+      ? {
+          checkDst: opts['check-dst'] ?? (opts.chroot !== undefined ? `unix@${opts.chroot.replace(/\/+$/, '')}/idgate-check.sock` : defaults.IDGATE_CHECK_DST!),
+          ...(opts.chroot === undefined ? {} : { chroot: opts.chroot }),
+          ...(opts.user === undefined ? {} : { haproxyUser: opts.user }),
+        }
+      : {}),
     authRateLimit: Number(rateLimit ?? defaults.IDGATE_AUTH_RATE_LIMIT),
   };
   try {

@@ -38,6 +38,13 @@ export interface HaproxyValues {
   checkDst?: string;
   /** Requests to /_auth/ per client address per 10 s before 429 (IDGATE_AUTH_RATE_LIMIT). */
   authRateLimit?: number;
+  /**
+   * HAProxy's `user`, when it switches to one (Debian: haproxy): the check listener's socket is then
+   * made that user's, else root would own it and HAProxy could not connect to it. Lua transport.
+   */
+  haproxyUser?: string;
+  /** HAProxy's `chroot` (Debian: /var/lib/haproxy): checkDst must lie inside it (idgate.lua connects from there). */
+  chroot?: string;
 }
 
 /** haproxy-conf/ of this copy of idgate: the source tree, the build (dist/) or an installed package. */
@@ -90,6 +97,16 @@ function fill(text: string, values: HaproxyValues & { confDir: string }): string
     // A unix socket only: see global-lua.cfg for why never a TCP port or an abstract socket.
     checkValue('the check listener', values.checkDst, /^unix@\/[^\s"$\\]+$/);
     out = setVariable(out, 'IDGATE_CHECK_DST', values.checkDst);
+  }
+  if (values.chroot !== undefined) {
+    checkValue('the chroot directory', values.chroot, /^\/[^\s"$\\]*$/);
+    const inside = `unix@${values.chroot.replace(/\/+$/, '')}/`;
+    if (!values.checkDst?.startsWith(inside)) throw new Error(`the check listener (${values.checkDst ?? 'unset'}) must be inside HAProxy's chroot ${values.chroot}: the Lua check connects from there`);
+    out = out.replace(/^(\s*)(setenv IDGATE_CHECK_DST .*)$/m, `$1$2\n$1# HAProxy's chroot: idgate.lua connects to the socket's path inside it.\n$1setenv IDGATE_CHECK_CHROOT ${values.chroot}`);
+  }
+  if (values.haproxyUser !== undefined) {
+    checkValue('the HAProxy user', values.haproxyUser, /^[a-z_][a-z0-9_-]*\$?$/i);
+    out = out.replace(/^(\s*bind "?\S+"? mode 600)$/m, `$1 user ${values.haproxyUser}`);
   }
   if (values.authRateLimit !== undefined) {
     if (!Number.isInteger(values.authRateLimit) || values.authRateLimit < 1) throw new Error(`the /_auth/ rate limit must be a whole number of requests, not ${values.authRateLimit}`);

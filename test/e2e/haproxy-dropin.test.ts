@@ -4,7 +4,7 @@
 // its deep link, the cookies are Secure (__Host-), the app gets the identity. Real HAProxy, Redis, IdP and
 // idgate (in this process, so that its cookies can be Secure while the test IdP speaks plain http).
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -20,12 +20,18 @@ import { startInProcess, startRedisAndIdp, stopInProcess, type RedisAndIdp } fro
 
 const MODES: HaproxyMode[] = ['lua', 'spoe'];
 
+/**
+ * Run as root (as Debian runs HAProxy), the site's config drops privileges into a chroot the way Debian's
+ * default haproxy.cfg does: the Lua check's socket must then be the HAProxy user's and inside the chroot.
+ */
+const debianStyle = process.getuid?.() === 0 && spawnSync('getent', ['passwd', 'haproxy']).status === 0;
+
 /** A small site's haproxy.cfg as its owner wrote it, before idgate. */
-function thirdPartyConfig(ports: { tls: number; plain: number; web: number; api: number }, pem: string): string {
+function thirdPartyConfig(ports: { tls: number; plain: number; web: number; api: number }, pem: string, chroot: string): string {
   return `global
     maxconn 1000
     nbthread 2
-
+${debianStyle ? `    chroot ${chroot}\n    user haproxy\n    group haproxy\n` : ''}
 defaults
     mode http
     log stdout format raw local0
@@ -181,9 +187,11 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
     await new Promise<void>((resolve) => idgate.server.listen(idgatePort, '127.0.0.1', resolve));
     if (idgate.spoeAgent) await new Promise<void>((resolve) => idgate.spoeAgent!.listen(spoePort, '127.0.0.1', resolve));
 
-    const checkDst = ['--check-dst', `unix@${dir}/${mode}-check.sock`];
+    const chroot = path.join(dir, `chroot-${mode}`);
+    fs.mkdirSync(chroot, { mode: 0o755 });
+    const checkDst = ['--check-dst', `unix@${chroot}/check.sock`, ...(debianStyle ? ['--user', 'haproxy', '--chroot', chroot] : [])];
     const part = (name: string) => haproxyConfig(mode, ['--part', name, ...(mode === 'lua' ? checkDst : [])], serviceEnv);
-    const rendered = withIdgate(thirdPartyConfig({ tls, plain, ...ports }, pem), { global: part('global'), frontend: part('frontend'), routing: part('routing'), backends: part('backends') });
+    const rendered = withIdgate(thirdPartyConfig({ tls, plain, ...ports }, pem, chroot), { global: part('global'), frontend: part('frontend'), routing: part('routing'), backends: part('backends') });
     configFile = path.join(dir, `haproxy-${mode}.cfg`);
     fs.writeFileSync(configFile, rendered);
     haproxy = await startHaproxy({ frontPort: tls, idgatePort, upstreamPort: ports.web, configPath: configFile, name: `haproxy-${mode}` });

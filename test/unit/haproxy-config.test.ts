@@ -86,6 +86,13 @@ describe('the drop-in parts', () => {
     expect(() => haproxyPart('global', 'lua', { confDir, checkDst: 'unix@/a b' })).toThrow(/check listener/);
   });
 
+  test('under HAProxy\'s chroot and user (Debian), the socket is that user\'s and idgate.lua is told the chroot', () => {
+    const values = { confDir, checkDst: 'unix@/var/lib/haproxy/idgate-check.sock', chroot: '/var/lib/haproxy', haproxyUser: 'haproxy' };
+    expect(directives(haproxyPart('global', 'lua', values))).toEqual(expect.arrayContaining(['setenv IDGATE_CHECK_DST unix@/var/lib/haproxy/idgate-check.sock', 'setenv IDGATE_CHECK_CHROOT /var/lib/haproxy']));
+    expect(directives(haproxyPart('backends', 'lua', values))).toContain('bind unix@/var/lib/haproxy/idgate-check.sock mode 600 user haproxy');
+    expect(() => haproxyPart('global', 'lua', { ...values, checkDst: 'unix@/run/haproxy/idgate-check.sock' })).toThrow(/must be inside HAProxy's chroot/);
+  });
+
   test.each([
     ['an address with a quote', { idgate: ['10.0.0.5:4180" ssl'] }, /cannot go into an HAProxy configuration/],
     ['a directory with a quote', { confDir: '/opt/"x' }, /haproxy-conf directory/],
