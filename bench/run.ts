@@ -17,6 +17,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import signature from 'cookie-signature';
 import { startHaproxy, haproxyConfigPath } from '../demo/haproxy.js';
+import { renderHaproxyTemplate } from '../service/src/haproxy-config.js';
 import { freePort, REPO_ROOT, type ManagedProcess } from '../demo/processes.js';
 import { startStack, type Stack } from '../demo/stack.js';
 import { Browser, signIn } from '../test/support/browser.js';
@@ -32,9 +33,14 @@ function log(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
+/** The shipped haproxy.cfg, rendered (lua-load names haproxy-conf/idgate.lua by its full path). */
+function shippedConfig(): string {
+  return renderHaproxyTemplate(fs.readFileSync(haproxyConfigPath(), 'utf8'), 'lua');
+}
+
 /** The shipped haproxy.cfg with the identity check removed: the passthrough baseline. */
 function passthroughConfig(dir: string): string {
-  const text = fs.readFileSync(haproxyConfigPath(), 'utf8');
+  const text = shippedConfig();
   const out = text
     .split('\n')
     .filter((l) => !/http-request lua\.idgate-check|http-request return status 503|http-response lua\.idgate-set-cookies/.test(l))
@@ -44,7 +50,7 @@ function passthroughConfig(dir: string): string {
 
 /** The shipped haproxy.cfg with the check replaced by HAProxy's own jwt_verify (RS256, a PEM key). */
 function nativeJwtConfig(dir: string, pemFile: string): string {
-  const text = fs.readFileSync(haproxyConfigPath(), 'utf8');
+  const text = shippedConfig();
   const out = text
     .split('\n')
     .map((l) =>
@@ -59,9 +65,7 @@ function nativeJwtConfig(dir: string, pemFile: string): string {
 
 function writeConfig(dir: string, name: string, text: string): string {
   const file = path.join(dir, name);
-  // lua-load and friends are relative to the config's directory (default-path config).
   fs.writeFileSync(file, text);
-  fs.copyFileSync(path.join(REPO_ROOT, 'haproxy-conf/idgate.lua'), path.join(dir, 'idgate.lua'));
   return file;
 }
 

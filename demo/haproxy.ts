@@ -1,8 +1,11 @@
-// Starting the real HAProxy (haproxy-conf/haproxy.cfg + idgate.lua) for the demo and the tests.
+// Starting the real HAProxy (haproxy-conf/haproxy.cfg + idgate.lua, or haproxy-spoe.cfg) for the demo and
+// the tests: the shipped template is rendered as `idgate haproxy-config --template` renders it (its
+// `@idgate` lines filled from haproxy-conf/dropin/), into a private directory, and HAProxy reads that.
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { haproxyConfDir, renderHaproxyTemplate, type HaproxyMode } from '../service/src/haproxy-config.js';
 import { REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from './processes.js';
 
 export interface HaproxyOptions {
@@ -24,10 +27,17 @@ export interface HaproxyOptions {
   checkDst?: string;
   /** Copy HAProxy's output (log lines, warnings) to our stdout. */
   echo?: boolean;
-  /** Another configuration file (tests of a modified copy); default: the shipped config of `mode`. */
+  /**
+   * Another configuration file (tests of a modified copy): a template with `@idgate` lines is rendered
+   * like the shipped ones, a file without any is used as it is. Default: the shipped template of `mode`.
+   */
   configPath?: string;
+  /** Where the rendered config finds idgate.lua, spoe-idgate.conf and dropin/ (default haproxy-conf/). */
+  confDir?: string;
   /** lua (haproxy.cfg, the HTTP check; default) or spoe (haproxy-spoe.cfg, idgate's SPOE agent). */
-  mode?: 'lua' | 'spoe';
+  mode?: HaproxyMode;
+  /** TLS in front: fe_public also listens on 127.0.0.1:<port> with this PEM (certificate + key). */
+  tls?: { port: number; certFile: string };
   /** idgate's SPOE agent, 127.0.0.1:<spoePort> (mode spoe). */
   spoePort?: number;
   /** The second replica's SPOE agent (mode spoe); absent: the first's again. */
@@ -38,15 +48,29 @@ export interface HaproxyOptions {
   name?: string;
 }
 
-/** Absolute path of the shipped HAProxy configuration. */
-export function haproxyConfigPath(): string {
-  return path.join(REPO_ROOT, 'haproxy-conf', 'haproxy.cfg');
+/** Absolute path of the shipped HAProxy configuration template of a transport. */
+export function haproxyConfigPath(mode: HaproxyMode = 'lua'): string {
+  return path.join(REPO_ROOT, 'haproxy-conf', mode === 'spoe' ? 'haproxy-spoe.cfg' : 'haproxy.cfg');
 }
 
-/** Spawns `haproxy -f haproxy-conf/haproxy.cfg` with the addresses in its environment; resolves once the front port accepts connections. */
+/** The configuration HAProxy reads: `configPath` rendered (when it is a template) into `dir`. */
+export function renderedConfig(configPath: string, mode: HaproxyMode, dir: string, confDir = haproxyConfDir()): string {
+  const text = fs.readFileSync(configPath, 'utf8');
+  if (!/^\s*@idgate\b/m.test(text)) return configPath;
+  const out = path.join(dir, path.basename(configPath));
+  fs.writeFileSync(out, renderHaproxyTemplate(text, mode, { confDir }, configPath));
+  return out;
+}
+
+/** Spawns `haproxy -f <the rendered config>` with the addresses in its environment; resolves once the front port accepts connections. */
 export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProcess> {
-  // mkdtemp makes the directory mode 700: only this user can reach the socket inside.
-  const privateDir = options.checkDst ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-check-'));
+  // Something already answering on the front port would pass the readiness wait below without
+  // this HAProxy ever binding it.
+  if (await accepts(options.frontPort)) {
+    throw new Error(`cannot start haproxy: 127.0.0.1:${options.frontPort} is already in use`);
+  }
+  // mkdtemp makes the directory mode 700: only this user can reach the socket inside, or read the config.
+  const privateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-check-'));
   const checkDst = options.checkDst ?? `unix@${privateDir}/check.sock`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -58,24 +82,25 @@ export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProc
     IDGATE_SPOE_ADDR: `127.0.0.1:${options.spoePort ?? 4181}`,
     ...(options.idgatePort2 === undefined ? {} : { IDGATE_ADDR_2: `127.0.0.1:${options.idgatePort2}` }),
     ...(options.spoePort2 === undefined ? {} : { IDGATE_SPOE_ADDR_2: `127.0.0.1:${options.spoePort2}` }),
+    ...(options.tls === undefined ? {} : { IDGATE_TLS_BIND: `127.0.0.1:${options.tls.port}`, IDGATE_TLS_CERT: options.tls.certFile }),
     ...options.env,
   };
-  // Something already answering on the front port would pass the readiness wait below without
-  // this HAProxy ever binding it.
-  if (await accepts(options.frontPort)) {
-    throw new Error(`cannot start haproxy: 127.0.0.1:${options.frontPort} is already in use`);
+  const mode = options.mode ?? 'lua';
+  let config: string;
+  try {
+    config = renderedConfig(options.configPath ?? haproxyConfigPath(mode), mode, privateDir, options.confDir);
+  } catch (err) {
+    fs.rmSync(privateDir, { recursive: true, force: true });
+    throw err;
   }
-  const config = options.configPath ?? (options.mode === 'spoe' ? path.join(REPO_ROOT, 'haproxy-conf', 'haproxy-spoe.cfg') : haproxyConfigPath());
   const started = startProcess(options.name ?? 'haproxy', 'haproxy', ['-f', config], { env, echo: options.echo });
-  const proc: ManagedProcess = privateDir
-    ? {
-        ...started,
-        async stop(graceMs?: number) {
-          await started.stop(graceMs);
-          fs.rmSync(privateDir, { recursive: true, force: true });
-        },
-      }
-    : started;
+  const proc: ManagedProcess = {
+    ...started,
+    async stop(graceMs?: number) {
+      await started.stop(graceMs);
+      fs.rmSync(privateDir, { recursive: true, force: true });
+    },
+  };
 
   // Fail fast (with HAProxy's own words) if it exits instead of listening, e.g. a port in use.
   let onExit: (() => void) | undefined;
@@ -120,13 +145,18 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
-/** `haproxy -c -f haproxy-conf/haproxy.cfg`: ok when HAProxy accepts the configuration. */
-export async function checkHaproxyConfig(configPath = haproxyConfigPath()): Promise<{ ok: boolean; output: string }> {
-  const proc = startProcess('haproxy -c', 'haproxy', ['-c', '-f', configPath]);
-  const code = await new Promise<number | null>((resolve) => {
-    proc.child.once('close', (c) => resolve(c));
-    proc.child.once('error', () => resolve(null));
-  });
-  await proc.stop();
-  return { ok: code === 0, output: proc.output() };
+/** `haproxy -c -f <the rendered config>`: ok when HAProxy accepts the configuration. */
+export async function checkHaproxyConfig(configPath = haproxyConfigPath(), mode: HaproxyMode = 'lua'): Promise<{ ok: boolean; output: string }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-haproxy-c-'));
+  try {
+    const proc = startProcess('haproxy -c', 'haproxy', ['-c', '-f', renderedConfig(configPath, mode, dir)]);
+    const code = await new Promise<number | null>((resolve) => {
+      proc.child.once('close', (c) => resolve(c));
+      proc.child.once('error', () => resolve(null));
+    });
+    await proc.stop();
+    return { ok: code === 0, output: proc.output() };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }

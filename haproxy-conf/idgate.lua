@@ -6,7 +6,7 @@
 --   http-response lua.idgate-set-cookies  add the Set-Cookie headers idgate returned on a 200
 --
 -- The check goes through core.httpclient() to `dst` = the local HAProxy listener named by
--- IDGATE_CHECK_DST (see haproxy.cfg), never straight to idgate: the 2.6 httpclient has a fixed
+-- IDGATE_CHECK_DST (see dropin/global-lua.cfg), never straight to idgate: the 2.6 httpclient has a fixed
 -- 5 s connect timeout with 3 retries, so a dead idgate would hold the client for 12-20 s. The
 -- listener's backend (be_idgate) has a short connect timeout, an 800 ms answer timeout and
 -- health checks, so a dead or slow idgate is a 503/504 from HAProxy itself within about a
@@ -38,7 +38,21 @@
 -- when an allowing check returned Set-Cookie.
 
 local CHECK_URL = "http://idgate/auth"   -- the host only names the Host header; `dst` decides where it goes
-local CHECK_DST = os.getenv("IDGATE_CHECK_DST") or "unix@/run/haproxy/idgate-check.sock"
+-- The listener binds IDGATE_CHECK_DST before HAProxy enters its `chroot` (IDGATE_CHECK_CHROOT, when it
+-- has one); the check connects from inside it, so the socket's path there lacks the chroot's prefix.
+local function check_dst()
+  local dst = os.getenv("IDGATE_CHECK_DST") or "unix@/run/haproxy/idgate-check.sock"
+  local chroot = (os.getenv("IDGATE_CHECK_CHROOT") or ""):gsub("/+$", "")
+  if chroot ~= "" then
+    local prefix = "unix@" .. chroot .. "/"
+    if dst:sub(1, #prefix) ~= prefix then
+      error("IDGATE_CHECK_DST (" .. dst .. ") must be a unix socket inside IDGATE_CHECK_CHROOT (" .. chroot .. ")")
+    end
+    dst = "unix@/" .. dst:sub(#prefix + 1)
+  end
+  return dst
+end
+local CHECK_DST = check_dst()
 local CHECK_TIMEOUT_MS = tonumber(os.getenv("IDGATE_CHECK_TIMEOUT_MS") or "") or 2500
 
 -- Client request headers forwarded to the check: lower-case name (as HAProxy's HTX stores it)

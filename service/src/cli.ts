@@ -13,6 +13,7 @@ import { describeSessionRecordVersions } from './sessions.js';
 import { decide, formatDecision, matchRule, type Identity } from './policy.js';
 import { canonicalPath } from './paths.js';
 import { settingsReference } from './settings-doc.js';
+import { HAPROXY_PARTS, haproxyPart, presetDefaults, renderHaproxyTemplate, type HaproxyMode, type HaproxyPart, type HaproxyValues } from './haproxy-config.js';
 
 const COMMANDS = `commands:
   serve           run the check, login and health endpoints (settings from IDGATE_* environment)
@@ -20,6 +21,7 @@ const COMMANDS = `commands:
   explain         the decision idgate would take for a request and an identity, in one line
   sessions        list or revoke a user's sessions in Redis (sessions list|revoke --user NAME | --sub SUB)
   settings        every setting with its default and meaning (--markdown: the docs/configuration.md reference)
+  haproxy-config  print the lines to add to an existing haproxy.cfg (--mode lua|spoe), with your addresses
   version         print the version and the session record versions it reads and writes
   --help          this text; \`idgate <command> --help\` for a command's options`;
 
@@ -220,6 +222,121 @@ function durabilityFromEnv(): DurabilitySettings {
   return { redisWaitReplicas: replicas === 'auto' ? 'auto' : Number(replicas), redisWaitMs: Number(waitMs), redisTimeoutMs: 3000 };
 }
 
+const HAPROXY_CONFIG_HELP = `usage: idgate haproxy-config [--mode lua|spoe] [--idgate HOST:PORT,...] [--spoe HOST:PORT,...]
+                             [--check-dst unix@PATH] [--user NAME] [--chroot DIR] [--auth-rate-limit N]
+                             [--part PART | --template FILE]
+
+Prints the lines HAProxy 2.6 needs in front of idgate, filled in with your addresses, in four parts
+(docs/haproxy.md explains each line):
+  global    add to your global section
+  frontend  in each frontend idgate protects, right after its bind lines, before your own rules
+  routing   in the same frontend, before your own use_backend lines
+  backends  at the end of the file
+lua-load and the SPOE filter name idgate.lua and spoe-idgate.conf of this installation by full path.
+
+options:
+  --mode M          lua (the HTTP check through idgate.lua; default) or spoe (idgate's SPOE agent)
+  --idgate ADDRS    idgate's HTTP address(es) as HAProxy reaches them, one server line each
+                    (default: IDGATE_LISTEN, else 127.0.0.1:4180)
+  --spoe ADDRS      the SPOE agent(s), mode spoe (default: IDGATE_SPOE_LISTEN, else 127.0.0.1:4181)
+  --check-dst DST   mode lua: the unix socket the Lua check calls through HAProxy, in a directory
+                    only HAProxy's user can enter (default unix@/run/haproxy/idgate-check.sock)
+                    (with --chroot: default unix@DIR/idgate-check.sock)
+  --user NAME       mode lua: HAProxy's \`user\` setting, when it has one (Debian: haproxy): the check
+                    socket is made that user's, or HAProxy could not connect to it once it drops root
+  --chroot DIR      mode lua: HAProxy's \`chroot\` setting, when it has one (Debian: /var/lib/haproxy):
+                    the check socket must be inside it
+  --auth-rate-limit N  requests to /_auth/ per client address per 10 s before 429 (default 120)
+  --part PART       print one part only, without comments around it: global, frontend, routing, backends
+  --template FILE   print FILE with its lines "@idgate global", "@idgate frontend", "@idgate routing" and
+                    "@idgate backends" replaced by the parts (as the shipped haproxy-conf/haproxy.cfg)
+`;
+
+/** `idgate haproxy-config`: the drop-in lines (haproxy-conf/dropin/), filled in; see HAPROXY_CONFIG_HELP. */
+function haproxyConfig(args: string[]): number {
+  const opts = options(args, { mode: { type: 'string' }, idgate: { type: 'string' }, spoe: { type: 'string' }, 'check-dst': { type: 'string' }, user: { type: 'string' }, chroot: { type: 'string' }, 'auth-rate-limit': { type: 'string' }, part: { type: 'string' }, template: { type: 'string' } });
+  if (opts.help) return print(HAPROXY_CONFIG_HELP);
+  const mode = opts.mode ?? 'lua';
+  if (mode !== 'lua' && mode !== 'spoe') throw new UsageError(`--mode "${mode}": lua or spoe`);
+  if (opts.part !== undefined && !(HAPROXY_PARTS as readonly string[]).includes(opts.part)) throw new UsageError(`--part "${opts.part}": one of ${HAPROXY_PARTS.join(', ')}`);
+  if (opts.part !== undefined && opts.template !== undefined) throw new UsageError('give --part or --template, not both');
+  for (const flag of ['check-dst', 'user', 'chroot'] as const) {
+    if (mode === 'spoe' && opts[flag] !== undefined) throw new UsageError(`--${flag} is for --mode lua (the SPOE transport has no check listener)`);
+  }
+  if (mode === 'lua' && opts.spoe !== undefined) throw new UsageError('--spoe is for --mode spoe');
+
+  const rateLimit = opts['auth-rate-limit'];
+  if (rateLimit !== undefined && !/^[1-9]\d{0,6}$/.test(rateLimit)) throw new UsageError(`--auth-rate-limit "${rateLimit}": a whole number of requests`);
+  // Every value is written into the lines (none left to HAProxy's environment), so that each part holds
+  // wherever it lands in the file; the defaults are those the lines preset.
+  const defaults = presetDefaults(mode);
+  const spoeListen = process.env.IDGATE_SPOE_LISTEN;
+  if (mode === 'spoe' && opts.spoe === undefined && (!spoeListen || spoeListen === 'off')) {
+    process.stderr.write('idgate: note: IDGATE_SPOE_LISTEN is not set, so idgate runs no SPOE agent; set it (e.g. 127.0.0.1:4181) where idgate runs\n');
+  }
+  const values: HaproxyValues = {
+    idgate: opts.idgate !== undefined ? addresses('--idgate', opts.idgate) : addresses('IDGATE_LISTEN', process.env.IDGATE_LISTEN || SETTINGS.find((s) => s.env === 'IDGATE_LISTEN')!.default!, '--idgate'),
+    ...(mode === 'spoe'
+      ? { spoe: opts.spoe !== undefined ? addresses('--spoe', opts.spoe) : addresses('IDGATE_SPOE_LISTEN', spoeListen && spoeListen !== 'off' ? spoeListen : '127.0.0.1:4181', '--spoe') }
+      : {}),
+    ...(mode === 'lua'
+      ? {
+          checkDst: opts['check-dst'] ?? (opts.chroot !== undefined ? `unix@${opts.chroot.replace(/\/+$/, '')}/idgate-check.sock` : defaults.IDGATE_CHECK_DST!),
+          ...(opts.chroot === undefined ? {} : { chroot: opts.chroot }),
+          ...(opts.user === undefined ? {} : { haproxyUser: opts.user }),
+        }
+      : {}),
+    authRateLimit: Number(rateLimit ?? defaults.IDGATE_AUTH_RATE_LIMIT),
+  };
+  try {
+    if (opts.template !== undefined) {
+      let template: string;
+      try {
+        template = fs.readFileSync(opts.template, 'utf8');
+      } catch (err) {
+        throw new UsageError(`cannot read --template ${opts.template}: ${(err as Error).message}`);
+      }
+      return print(`${renderHaproxyTemplate(template, mode, values, opts.template).replace(/\n*$/, '')}\n`);
+    }
+    if (opts.part !== undefined) return print(haproxyPart(opts.part as HaproxyPart, mode, values));
+    return print(allParts(mode, values));
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function allParts(mode: HaproxyMode, values: HaproxyValues): string {
+  const part = (name: HaproxyPart) => haproxyPart(name, mode, values).replace(/\n*$/, '\n');
+  return `# idgate ${version()}: HAProxy 2.6 lines for the ${mode === 'lua' ? 'Lua (HTTP check)' : 'SPOE'} transport (idgate haproxy-config --mode ${mode}).
+# Four parts, each for its place in your haproxy.cfg; docs/haproxy.md explains every line.
+
+# ==== 1. global: add these lines to your global section (as here, a global section of its own works too)
+global
+${part('global')}
+# ==== 2. frontend: in each frontend idgate protects, right after its bind lines, before any rule of yours
+${part('frontend')}
+# ==== 3. routing: in the same frontend, before your own use_backend lines
+${part('routing')}
+# ==== 4. backends: at the end of the file
+${part('backends')}`;
+}
+
+/**
+ * A comma-separated list of host:port for server lines, from `source` (a flag or a setting); a wildcard
+ * listen address is no address to connect to, so it asks for `flag`.
+ */
+function addresses(source: string, value: string, flag = source): string[] {
+  const list = value.split(',').map((v) => v.trim()).filter(Boolean);
+  if (list.length === 0) throw new UsageError(`${source}: no address`);
+  for (const address of list) {
+    if (/^(0\.0\.0\.0|\[::\]|::|\*)?:\d+$/.test(address)) {
+      throw new UsageError(`${source}: "${address}" listens on every address; give the address HAProxy reaches idgate at with ${flag} HOST:PORT`);
+    }
+  }
+  return list;
+}
+
 function print(text: string): number {
   process.stdout.write(text);
   return 0;
@@ -239,6 +356,8 @@ async function main(argv: string[]): Promise<number> {
       return sessions(rest);
     case 'settings':
       return settings(rest);
+    case 'haproxy-config':
+      return haproxyConfig(rest);
     case 'version':
     case '--version':
       return print(`idgate ${version()}\n${describeSessionRecordVersions()}\n`);

@@ -139,7 +139,7 @@ describe('idgate CLI', () => {
     }
   });
 
-  test.each([['serve'], ['check-config'], ['explain'], ['sessions']])('idgate %s --help lists its options', async (command) => {
+  test.each([['serve'], ['check-config'], ['explain'], ['sessions'], ['haproxy-config']])('idgate %s --help lists its options', async (command) => {
     const { code, stdout } = await idgate([command, '--help']);
     expect(code).toBe(0);
     expect(stdout).toMatch(new RegExp(`^usage: idgate ${command}`));
@@ -150,6 +150,30 @@ describe('idgate CLI', () => {
     expect(stdout).toContain('IDGATE_SESSION_IDLE_TTL');
     expect(stdout).toMatch(/IDGATE_LISTEN .*\(default 127\.0\.0\.1:4180\)/);
     expect(stdout).toMatch(/IDGATE_ISSUER .*\(required\)/);
+  });
+
+  test("haproxy-config prints the HAProxy lines with idgate's own addresses (IDGATE_LISTEN, IDGATE_SPOE_LISTEN)", async () => {
+    const lua = await idgate(['haproxy-config'], { IDGATE_LISTEN: '10.0.0.5:4180' });
+    expect(lua.code).toBe(0);
+    expect(lua.stdout).toContain('\n    server idgate1 10.0.0.5:4180\n');
+    expect(lua.stdout).toContain(`lua-load "${path.join(REPO_ROOT, 'haproxy-conf')}/idgate.lua"`);
+    const spoe = await idgate(['haproxy-config', '--mode', 'spoe', '--part', 'backends'], { IDGATE_LISTEN: '10.0.0.5:4180', IDGATE_SPOE_LISTEN: '10.0.0.5:4181' });
+    expect(spoe.stdout).toContain('\n    server idgate1-spoe 10.0.0.5:4181 check');
+    expect(spoe.stderr).toBe('');
+  });
+
+  test.each([
+    [['--mode', 'nginx'], {}, /--mode "nginx": lua or spoe/],
+    [[], { IDGATE_LISTEN: '0.0.0.0:4180' }, /IDGATE_LISTEN: "0.0.0.0:4180" listens on every address; give the address HAProxy reaches idgate at with --idgate HOST:PORT/],
+    [['--mode', 'spoe', '--check-dst', 'unix@/run/x.sock'], {}, /--check-dst is for --mode lua/],
+    [['--check-dst', '127.0.0.1:4190'], {}, /the check listener cannot go into an HAProxy configuration/],
+    [['--template', 'README.md'], {}, /README\.md: no @idgate global, @idgate frontend, @idgate routing, @idgate backends line/],
+  ])('haproxy-config %j refuses with a one-line reason', async (args, env, reason) => {
+    const { code, stdout, stderr } = await idgate(['haproxy-config', ...args], env);
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(reason);
   });
 
   test('an unknown command exits 1 with a one-line reason', async () => {

@@ -2,13 +2,17 @@
 // upstream: real HAProxy 2.6, real Lua httpclient, raw HTTP on the client side so that repeated
 // headers (Cookie, Set-Cookie) are seen exactly as they are on the wire.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, type ManagedProcess } from '../../demo/processes.js';
 import { checkHaproxyConfig, haproxyConfigPath, startHaproxy } from '../../demo/haproxy.js';
+import { renderHaproxyTemplate } from '../../service/src/haproxy-config.js';
 import { all, one, pairs, parseResponse, rawRequest, type RawResponse } from '../support/raw-http.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -231,6 +235,39 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     expect(result.output).toContain('Configuration file is valid');
     expect(result.output).not.toMatch(/WARNING|ALERT/);
     expect(result.ok).toBe(true);
+  });
+
+  test('behind TLS (the shipped bind, on with IDGATE_TLS_CERT) the check and the app are told https, HTTP/2 offered', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'idgate-lua-tls-'));
+    let tlsHaproxy: ManagedProcess | undefined;
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+      const cert = readFileSync(path.join(dir, 'cert.pem'), 'utf8');
+      writeFileSync(path.join(dir, 'site.pem'), cert + readFileSync(path.join(dir, 'key.pem'), 'utf8'));
+      const tlsPort = await freePort();
+      tlsHaproxy = await startHaproxy({ frontPort: await freePort(), idgatePort, upstreamPort, tls: { port: tlsPort, certFile: path.join(dir, 'site.pem') }, name: 'haproxy-tls' });
+      const target = unique('/ok/over-tls');
+      const status = await new Promise<number>((resolve, reject) => {
+        https.get({ host: '127.0.0.1', port: tlsPort, path: target, ca: cert }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        }).on('error', reject);
+      });
+      const alpn = await new Promise<string | false | null>((resolve, reject) => {
+        const socket = tls.connect({ host: '127.0.0.1', port: tlsPort, ca: cert, ALPNProtocols: ['h2', 'http/1.1'] }, () => {
+          resolve(socket.alpnProtocol);
+          socket.destroy();
+        });
+        socket.on('error', reject);
+      });
+      expect(status).toBe(200);
+      expect(alpn).toBe('h2');
+      expect(checkFor(target).map((c) => one(c.headers, 'x-forwarded-proto'))).toEqual(['https']);
+      expect(upstreamFor(target).map((u) => one(u.headers, 'x-forwarded-proto'))).toEqual(['https']);
+    } finally {
+      await tlsHaproxy?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('identity headers from the check reach upstream', async () => {
@@ -602,12 +639,16 @@ describe('startHaproxy', () => {
   });
 });
 
-/** A copy of haproxy-conf/ in a temp dir, changed by the given edits (each must apply). */
+/**
+ * The shipped config rendered into a temp dir, with a copy of haproxy-conf/ beside it (so lua-load
+ * reads that copy), changed by the given edits (each must apply): `haproxy.cfg` edits the rendered config.
+ */
 function modifiedConfig(edits: { file: 'haproxy.cfg' | 'idgate.lua'; from: string | RegExp; to: string }[]): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'idgate-haproxy-'));
-  const confDir = path.dirname(haproxyConfigPath());
+  cpSync(path.dirname(haproxyConfigPath()), dir, { recursive: true });
+  writeFileSync(path.join(dir, 'haproxy.cfg'), renderHaproxyTemplate(readFileSync(haproxyConfigPath(), 'utf8'), 'lua', { confDir: dir }));
   for (const file of ['haproxy.cfg', 'idgate.lua'] as const) {
-    let text = readFileSync(path.join(confDir, file), 'utf8');
+    let text = readFileSync(path.join(dir, file), 'utf8');
     for (const edit of edits.filter((e) => e.file === file)) {
       const changed = text.replace(edit.from, edit.to);
       if (changed === text) throw new Error(`edit did not apply to ${file}: ${String(edit.from)}`);

@@ -10,7 +10,8 @@ interface StoredCookie {
 export class Browser {
   readonly cookies = new Map<string, Map<string, StoredCookie>>();
   readonly hops: { url: string; status: number; location?: string }[] = [];
-  constructor(readonly extraHeaders: Record<string, string> = {}) {}
+  /** `send`: how requests go out (default the global fetch; a test of a self-signed site passes one that trusts it). */
+  constructor(readonly extraHeaders: Record<string, string> = {}, private readonly send: typeof fetch = fetch) {}
 
   cookieHeader(url: URL): string | undefined {
     const jar = this.cookies.get(url.hostname);
@@ -56,7 +57,7 @@ export class Browser {
     };
     const cookie = this.cookieHeader(target);
     if (cookie) headers.cookie = cookie;
-    const res = await fetch(target, { method: init.method ?? 'GET', headers, body: init.body, redirect: 'manual' });
+    const res = await this.send(target, { method: init.method ?? 'GET', headers, body: init.body, redirect: 'manual' });
     this.storeCookies(target, res.headers.getSetCookie());
     this.hops.push({ url: target.href, status: res.status, location: res.headers.get('location') ?? undefined });
     return res;

@@ -12,6 +12,8 @@ import type { Policy } from '../../service/src/policy.js';
 import { freePort, REPO_ROOT, startProcess, waitForPort } from '../../demo/processes.js';
 import { startTempRedis } from '../../demo/redis.js';
 import { createIdgateServer } from '../../service/src/server.js';
+import { createCheck } from '../../service/src/check.js';
+import { createSpoeAgent, type SpoeAgent } from '../../service/src/spoe.js';
 import { SessionCache, subscribeToRevocations } from '../../service/src/session-cache.js';
 import { createRedisClient, type RedisClient } from '../../service/src/redis.js';
 import { BearerVerifier } from '../../service/src/tokens.js';
@@ -21,9 +23,11 @@ export interface InProcessIdgate {
   readonly config: Config;
   readonly metrics: Metrics;
   readonly logLines: string[];
+  /** The SPOE agent (option `spoe`), not listening yet: `spoeAgent.listen(port)`. */
+  readonly spoeAgent?: SpoeAgent;
 }
 
-const running: { server: http.Server; redis: RedisClient; durable: DurableWrites; oidc: OidcRelyingParty; bearer: BearerVerifier; unsubscribe: () => void }[] = [];
+const running: { server: http.Server; spoeAgent?: SpoeAgent; redis: RedisClient; durable: DurableWrites; oidc: OidcRelyingParty; bearer: BearerVerifier; unsubscribe: () => void }[] = [];
 
 export interface RedisAndIdp {
   readonly redisPort: number;
@@ -67,8 +71,11 @@ export function demoPolicy(): Policy {
   return policy;
 }
 
-/** `waitForRedis: false` returns at once, for tests of a Redis that refuses idgate (default: wait until it is ready). */
-export async function startInProcess(config: Config, policy: Policy = demoPolicy(), options: { waitForRedis?: boolean } = {}): Promise<InProcessIdgate> {
+/**
+ * `waitForRedis: false` returns at once, for tests of a Redis that refuses idgate (default: wait until it is ready).
+ * `spoe: true` also makes the SPOE agent, on the same check, as main.ts does with IDGATE_SPOE_LISTEN (default false).
+ */
+export async function startInProcess(config: Config, policy: Policy = demoPolicy(), options: { waitForRedis?: boolean; spoe?: boolean } = {}): Promise<InProcessIdgate> {
   const logLines: string[] = [];
   const redis = createRedisClient(config);
   // main.ts logs a Redis outage once; tests of outages look at the answers, without ioredis's console noise.
@@ -86,14 +93,19 @@ export async function startInProcess(config: Config, policy: Policy = demoPolicy
   const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
   const unsubscribe = sessionCache.enabled ? subscribeToRevocations(config, sessionCache, logger) : () => undefined;
   const durable = new DurableWrites(redis, config, reportWaits(logger, metrics));
-  const server = createIdgateServer({ config, redis, durable, oidc, bearer, sessionCache, policy: () => policy, logger, metrics });
-  running.push({ server, redis, durable, oidc, bearer, unsubscribe });
+  const deps = { config, redis, durable, oidc, bearer, sessionCache, policy: () => policy, logger, metrics };
+  const server = createIdgateServer(deps);
+  const spoeAgent = options.spoe
+    ? createSpoeAgent({ check: createCheck(deps), trustedPeers: config.trustedProxies, maxConnections: config.spoeMaxConnections, maxInFlight: config.spoeMaxInFlight, onError: (message) => logger.log('warn', message) })
+    : undefined;
+  running.push({ server, spoeAgent, redis, durable, oidc, bearer, unsubscribe });
   if (options.waitForRedis !== false) await redisReady(redis);
-  return { server, config, metrics, logLines };
+  return { server, config, metrics, logLines, spoeAgent };
 }
 
 export function stopInProcess(): void {
-  for (const { server, redis, durable, oidc, bearer, unsubscribe } of running.splice(0)) {
+  for (const { server, spoeAgent, redis, durable, oidc, bearer, unsubscribe } of running.splice(0)) {
+    if (spoeAgent?.listening) void spoeAgent.shutdown(0);
     durable.close();
     unsubscribe();
     oidc.stop();

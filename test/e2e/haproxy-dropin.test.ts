@@ -1,0 +1,261 @@
+// The install path's HAProxy step, in both transports: `idgate haproxy-config` lines added to someone
+// else's haproxy.cfg (TLS frontend with its own ACLs and rules, two backends, a plain-http redirect
+// frontend), checked by `haproxy -c`, then served through: a browser signs in over TLS and lands back on
+// its deep link, the cookies are Secure (__Host-), the app gets the identity. Real HAProxy, Redis, IdP and
+// idgate (in this process, so that its cookies can be Secure while the test IdP speaks plain http).
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { execFileSync, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { startHaproxy } from '../../demo/haproxy.js';
+import { freePort, REPO_ROOT, startProcess, type ManagedProcess } from '../../demo/processes.js';
+import { loadConfig, type Config } from '../../service/src/config.js';
+import type { HaproxyMode } from '../../service/src/haproxy-config.js';
+import { Browser, signIn } from '../support/browser.js';
+import { startInProcess, startRedisAndIdp, stopInProcess, type RedisAndIdp } from '../support/idgate.js';
+
+const MODES: HaproxyMode[] = ['lua', 'spoe'];
+
+/**
+ * Run as root (as Debian runs HAProxy), the site's config drops privileges into a chroot the way Debian's
+ * default haproxy.cfg does: the Lua check's socket must then be the HAProxy user's and inside the chroot.
+ */
+const debianStyle = process.getuid?.() === 0 && spawnSync('getent', ['passwd', 'haproxy']).status === 0;
+
+/** A small site's haproxy.cfg as its owner wrote it, before idgate. */
+function thirdPartyConfig(ports: { tls: number; plain: number; web: number; api: number }, pem: string, chroot: string): string {
+  return `global
+    maxconn 1000
+    nbthread 2
+${debianStyle ? `    chroot ${chroot}\n    user haproxy\n    group haproxy\n` : ''}
+defaults
+    mode http
+    log stdout format raw local0
+    option httplog
+    option dontlognull
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+
+# Plain http: only a redirect to https.
+frontend http_in
+    bind 127.0.0.1:${ports.plain}
+    http-request redirect scheme https code 301
+
+frontend www
+    bind 127.0.0.1:${ports.tls} ssl crt ${pem} alpn h2,http/1.1
+    acl is_api path_beg /api/
+    acl is_internal path_beg /internal/
+    http-request deny deny_status 403 if is_internal
+    http-request set-header X-Site www
+    http-response set-header Strict-Transport-Security "max-age=63072000"
+    use_backend be_api if is_api
+    default_backend be_web
+
+backend be_web
+    balance roundrobin
+    server web1 127.0.0.1:${ports.web} check
+
+backend be_api
+    server api1 127.0.0.1:${ports.api}
+`;
+}
+
+/** What `idgate haproxy-config` prints, run as a user runs it (the built CLI, the service's environment). */
+function haproxyConfig(mode: HaproxyMode, args: string[], env: Record<string, string>): string {
+  return execFileSync(process.execPath, [path.join(REPO_ROOT, 'dist/service/src/cli.js'), 'haproxy-config', '--mode', mode, ...args], { env: { PATH: process.env.PATH, ...env }, encoding: 'utf8' });
+}
+
+/**
+ * The owner's config with idgate's parts added where docs/haproxy.md says: global at the end of the global
+ * section, frontend after the binds, routing before the first use_backend, backends at the end.
+ */
+function withIdgate(config: string, parts: Record<'global' | 'frontend' | 'routing' | 'backends', string>): string {
+  const lines = config.split('\n');
+  lines.splice(lines.indexOf(''), 0, parts.global.replace(/\n$/, ''));
+  const start = lines.indexOf('frontend www');
+  const lastBind = start + lines.slice(start + 1).findIndex((l) => !l.trim().startsWith('bind '));
+  lines.splice(lastBind + 1, 0, parts.frontend.replace(/\n$/, ''));
+  const firstUseBackend = lines.findIndex((l, i) => i > start && l.trim().startsWith('use_backend'));
+  lines.splice(firstUseBackend, 0, parts.routing.replace(/\n$/, ''));
+  return `${lines.join('\n')}\n${parts.backends}`;
+}
+
+/**
+ * fetch over node:http(s), trusting the test's self-signed certificate as its only CA (the global fetch
+ * trusts the system's CAs alone): the browser's TLS is verified, name and all.
+ */
+function fetchTrusting(ca: string): typeof fetch {
+  return ((input: string | URL, init: RequestInit = {}) => {
+    const url = new URL(String(input));
+    const send = url.protocol === 'https:' ? https.request : http.request;
+    return new Promise<Response>((resolve, reject) => {
+      const req = send(url, { method: init.method ?? 'GET', headers: init.headers as Record<string, string>, ca }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          const headers = new Headers();
+          for (let i = 0; i < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
+          resolve(new Response([204, 304].includes(res.statusCode!) ? null : Buffer.concat(chunks), { status: res.statusCode, headers }));
+        });
+      });
+      req.on('error', reject);
+      req.end(init.body === undefined || init.body === null ? undefined : String(init.body));
+    });
+  }) as typeof fetch;
+}
+
+interface Seen {
+  app: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+let dir: string;
+let pem: string;
+let certPem: string;
+let stack: RedisAndIdp;
+const seen: Seen[] = [];
+const upstreams: http.Server[] = [];
+const ports = { web: 0, api: 0 };
+const tlsPorts: Record<HaproxyMode, number> = { lua: 0, spoe: 0 };
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-dropin-'));
+  // A self-signed certificate for 127.0.0.1 and localhost, as `openssl` makes one.
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+  certPem = fs.readFileSync(path.join(dir, 'cert.pem'), 'utf8');
+  pem = path.join(dir, 'site.pem');
+  fs.writeFileSync(pem, certPem + fs.readFileSync(path.join(dir, 'key.pem'), 'utf8'), { mode: 0o600 });
+
+  for (const app of ['web', 'api'] as const) {
+    const server = http.createServer({ maxHeaderSize: 65536 }, (req, res) => {
+      seen.push({ app, url: req.url!, headers: req.headers });
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain' }).end(`${app} ${req.url} user=${String(req.headers['x-auth-user'])}`);
+    });
+    ports[app] = await freePort();
+    await new Promise<void>((resolve) => server.listen(ports[app], '127.0.0.1', resolve));
+    upstreams.push(server);
+  }
+  for (const mode of MODES) tlsPorts[mode] = await freePort();
+  stack = await startRedisAndIdp({ IDP_REDIRECT_URIS: MODES.map((m) => `https://127.0.0.1:${tlsPorts[m]}/_auth/callback`).join(',') });
+});
+
+afterAll(async () => {
+  stopInProcess();
+  await stack?.stop();
+  await Promise.all(upstreams.map((s) => new Promise<void>((resolve) => { s.closeAllConnections(); s.close(() => resolve()); })));
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front', (mode) => {
+  let haproxy: ManagedProcess | undefined;
+  let configFile: string;
+  let origin: string;
+  const plainPort = () => freePort();
+
+  beforeAll(async () => {
+    const tls = tlsPorts[mode];
+    origin = `https://127.0.0.1:${tls}`;
+    const [idgatePort, spoePort, plain] = [await freePort(), await freePort(), await plainPort()];
+    // The service's own settings; idgate haproxy-config reads its addresses from them.
+    const serviceEnv = {
+      IDGATE_LISTEN: `127.0.0.1:${idgatePort}`,
+      ...(mode === 'spoe' ? { IDGATE_SPOE_LISTEN: `127.0.0.1:${spoePort}` } : {}),
+    };
+    const { config: loaded, problems } = loadConfig({
+      ...serviceEnv,
+      // An https issuer, so that the cookie settings are exactly a production deployment's; only the
+      // test IdP is then reached over plain http (it has no TLS).
+      IDGATE_ISSUER: 'https://idp.example.com',
+      IDGATE_CLIENT_ID: 'idgate',
+      IDGATE_CLIENT_SECRET: 'idgate-secret',
+      IDGATE_PUBLIC_URL: origin,
+      IDGATE_REDIS_URL: `redis://127.0.0.1:${stack.redisPort}`,
+      IDGATE_REDIS_PREFIX: `idgate-${mode}:`,
+      IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
+      IDGATE_SCOPES: 'openid profile email groups',
+    });
+    expect(problems).toEqual([]);
+    const config: Config = Object.freeze({ ...loaded!, issuer: new URL(stack.issuer), issuerId: stack.issuer, insecureHttp: true, bearerIssuers: [] });
+    const idgate = await startInProcess(config, undefined, { spoe: mode === 'spoe' });
+    await new Promise<void>((resolve) => idgate.server.listen(idgatePort, '127.0.0.1', resolve));
+    if (idgate.spoeAgent) await new Promise<void>((resolve) => idgate.spoeAgent!.listen(spoePort, '127.0.0.1', resolve));
+
+    const chroot = path.join(dir, `chroot-${mode}`);
+    fs.mkdirSync(chroot, { mode: 0o755 });
+    const checkDst = ['--check-dst', `unix@${chroot}/check.sock`, ...(debianStyle ? ['--user', 'haproxy', '--chroot', chroot] : [])];
+    const part = (name: string) => haproxyConfig(mode, ['--part', name, ...(mode === 'lua' ? checkDst : [])], serviceEnv);
+    const rendered = withIdgate(thirdPartyConfig({ tls, plain, ...ports }, pem, chroot), { global: part('global'), frontend: part('frontend'), routing: part('routing'), backends: part('backends') });
+    configFile = path.join(dir, `haproxy-${mode}.cfg`);
+    fs.writeFileSync(configFile, rendered);
+    haproxy = await startHaproxy({ frontPort: tls, idgatePort, upstreamPort: ports.web, configPath: configFile, name: `haproxy-${mode}` });
+  });
+
+  afterAll(async () => {
+    await haproxy?.stop();
+  });
+
+  test('haproxy -c accepts it, without warnings', async () => {
+    const check = startProcess('haproxy -c', 'haproxy', ['-c', '-f', configFile]);
+    const code = await new Promise<number | null>((resolve) => check.child.once('close', resolve));
+    await check.stop();
+    expect(check.output()).not.toMatch(/WARNING|ALERT/);
+    expect(code).toBe(0);
+  });
+
+  test('signing in over TLS lands back on the https deep link, with Secure __Host- cookies, and the app gets the identity', async () => {
+    const browser = new Browser({}, fetchTrusting(certPem));
+    const setCookies: string[] = [];
+    const store = browser.storeCookies.bind(browser);
+    browser.storeCookies = (url, lines) => {
+      setCookies.push(...lines);
+      store(url, lines);
+    };
+    const deepLink = `${origin}/reports/2026/q3?format=csv&sort=-date`;
+    const { res, url } = await signIn(browser, deepLink, 'alice');
+    expect(res.status).toBe(200);
+    expect(url.href).toBe(deepLink);
+    expect(await res.text()).toBe(`web /reports/2026/q3?format=csv&sort=-date user=alice`);
+    // Every hop on the site itself stayed https; the login redirect carried the deep link, path and
+    // query. idgate writes it relative only when the request's origin, scheme included, is the public
+    // https origin: so the check saw https (Lua: X-Forwarded-Proto from idgate.lua; SPOE: ssl_fc).
+    const siteHops = browser.hops.filter((h) => h.url.startsWith(`https://127.0.0.1:${tlsPorts[mode]}/`) || h.url.startsWith(`http://127.0.0.1:${tlsPorts[mode]}/`));
+    expect(siteHops.every((h) => h.url.startsWith('https://'))).toBe(true);
+    const login = browser.hops.find((h) => new URL(h.url).pathname === '/reports/2026/q3')!;
+    expect(login.status).toBe(302);
+    expect(new URL(login.location!, origin).searchParams.get('rd')).toBe('/reports/2026/q3?format=csv&sort=-date');
+
+    const sessionCookies = setCookies.filter((c) => c.startsWith('__Host-idgate'));
+    expect(sessionCookies.map((c) => c.split('=')[0])).toEqual(expect.arrayContaining(['__Host-idgate_login', '__Host-idgate']));
+    for (const line of sessionCookies) expect(line).toMatch(/;\s*Secure(;|$)/i);
+
+    const app = seen.filter((s) => s.url === '/reports/2026/q3?format=csv&sort=-date').at(-1)!;
+    expect(app.app).toBe('web');
+    expect(app.headers['x-auth-user']).toBe('alice');
+    expect(app.headers['x-auth-email']).toBe('alice@example.com');
+    expect(app.headers['x-forwarded-proto']).toBe('https');
+    expect(app.headers['x-site']).toBe('www');
+    expect(app.headers.cookie ?? '').not.toContain('__Host-idgate');
+  });
+
+  test("the site's own ACLs still route and deny, after idgate's check, and client identity headers never pass", async () => {
+    const browser = new Browser({}, fetchTrusting(certPem));
+    await signIn(browser, `${origin}/start`, 'bob');
+    const api = await browser.fetch(`${origin}/api/orders?id=7`, { headers: { 'X-Auth-User': 'mallory', 'X_Auth_Groups': 'admins' } });
+    expect(await api.text()).toBe('api /api/orders?id=7 user=bob');
+    const apiSeen = seen.filter((s) => s.url === '/api/orders?id=7').at(-1)!;
+    expect(apiSeen.headers['x-auth-user']).toBe('bob');
+    expect(apiSeen.headers.x_auth_groups).toBeUndefined();
+    expect((await browser.fetch(`${origin}/internal/metrics`)).status).toBe(403);
+    // Anonymous: idgate answers first (the API's 401), the site's routing never sees the request.
+    const anonymous = await new Browser({}, fetchTrusting(certPem)).fetch(`${origin}/api/orders?id=8`, { headers: { accept: 'application/json' } });
+    expect(anonymous.status).toBe(401);
+    expect(seen.some((s) => s.url === '/api/orders?id=8')).toBe(false);
+  });
+});
