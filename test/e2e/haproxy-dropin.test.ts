@@ -4,11 +4,9 @@
 // its deep link, the cookies are Secure (__Host-), the app gets the identity. Real HAProxy, Redis, IdP and
 // idgate (in this process, so that its cookies can be Secure while the test IdP speaks plain http).
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { startHaproxy } from '../../demo/haproxy.js';
@@ -17,131 +15,29 @@ import { loadConfig, type Config } from '../../service/src/config.js';
 import type { HaproxyMode } from '../../service/src/haproxy-config.js';
 import { Browser, signIn } from '../support/browser.js';
 import { startInProcess, startRedisAndIdp, stopInProcess, type RedisAndIdp } from '../support/idgate.js';
+import { fetchTrusting, luaCheckArgs, selfSignedCertificate, startSiteApps, thirdPartyConfig, withIdgate, type Seen, type SiteApps } from '../support/third-party-site.js';
 
 const MODES: HaproxyMode[] = ['lua', 'spoe'];
-
-/**
- * Run as root (as Debian runs HAProxy), the site's config drops privileges into a chroot the way Debian's
- * default haproxy.cfg does: the Lua check's socket must then be the HAProxy user's and inside the chroot.
- */
-const debianStyle = process.getuid?.() === 0 && spawnSync('getent', ['passwd', 'haproxy']).status === 0;
-
-/** A small site's haproxy.cfg as its owner wrote it, before idgate. */
-function thirdPartyConfig(ports: { tls: number; plain: number; web: number; api: number }, pem: string, chroot: string): string {
-  return `global
-    maxconn 1000
-    nbthread 2
-${debianStyle ? `    chroot ${chroot}\n    user haproxy\n    group haproxy\n` : ''}
-defaults
-    mode http
-    log stdout format raw local0
-    option httplog
-    option dontlognull
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-
-# Plain http: only a redirect to https.
-frontend http_in
-    bind 127.0.0.1:${ports.plain}
-    http-request redirect scheme https code 301
-
-frontend www
-    bind 127.0.0.1:${ports.tls} ssl crt ${pem} alpn h2,http/1.1
-    acl is_api path_beg /api/
-    acl is_internal path_beg /internal/
-    http-request deny deny_status 403 if is_internal
-    http-request set-header X-Site www
-    http-response set-header Strict-Transport-Security "max-age=63072000"
-    use_backend be_api if is_api
-    default_backend be_web
-
-backend be_web
-    balance roundrobin
-    server web1 127.0.0.1:${ports.web} check
-
-backend be_api
-    server api1 127.0.0.1:${ports.api}
-`;
-}
 
 /** What `idgate haproxy-config` prints, run as a user runs it (the built CLI, the service's environment). */
 function haproxyConfig(mode: HaproxyMode, args: string[], env: Record<string, string>): string {
   return execFileSync(process.execPath, [path.join(REPO_ROOT, 'dist/service/src/cli.js'), 'haproxy-config', '--mode', mode, ...args], { env: { PATH: process.env.PATH, ...env }, encoding: 'utf8' });
 }
 
-/**
- * The owner's config with idgate's parts added where docs/haproxy.md says: global at the end of the global
- * section, frontend after the binds, routing before the first use_backend, backends at the end.
- */
-function withIdgate(config: string, parts: Record<'global' | 'frontend' | 'routing' | 'backends', string>): string {
-  const lines = config.split('\n');
-  lines.splice(lines.indexOf(''), 0, parts.global.replace(/\n$/, ''));
-  const start = lines.indexOf('frontend www');
-  const lastBind = start + lines.slice(start + 1).findIndex((l) => !l.trim().startsWith('bind '));
-  lines.splice(lastBind + 1, 0, parts.frontend.replace(/\n$/, ''));
-  const firstUseBackend = lines.findIndex((l, i) => i > start && l.trim().startsWith('use_backend'));
-  lines.splice(firstUseBackend, 0, parts.routing.replace(/\n$/, ''));
-  return `${lines.join('\n')}\n${parts.backends}`;
-}
-
-/**
- * fetch over node:http(s), trusting the test's self-signed certificate as its only CA (the global fetch
- * trusts the system's CAs alone): the browser's TLS is verified, name and all.
- */
-function fetchTrusting(ca: string): typeof fetch {
-  return ((input: string | URL, init: RequestInit = {}) => {
-    const url = new URL(String(input));
-    const send = url.protocol === 'https:' ? https.request : http.request;
-    return new Promise<Response>((resolve, reject) => {
-      const req = send(url, { method: init.method ?? 'GET', headers: init.headers as Record<string, string>, ca }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => {
-          const headers = new Headers();
-          for (let i = 0; i < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
-          resolve(new Response([204, 304].includes(res.statusCode!) ? null : Buffer.concat(chunks), { status: res.statusCode, headers }));
-        });
-      });
-      req.on('error', reject);
-      req.end(init.body === undefined || init.body === null ? undefined : String(init.body));
-    });
-  }) as typeof fetch;
-}
-
-interface Seen {
-  app: string;
-  url: string;
-  headers: http.IncomingHttpHeaders;
-}
-
 let dir: string;
 let pem: string;
 let certPem: string;
 let stack: RedisAndIdp;
-const seen: Seen[] = [];
-const upstreams: http.Server[] = [];
-const ports = { web: 0, api: 0 };
+let apps: SiteApps;
+let seen: Seen[];
+let ports: { web: number; api: number };
 const tlsPorts: Record<HaproxyMode, number> = { lua: 0, spoe: 0 };
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-dropin-'));
-  // A self-signed certificate for 127.0.0.1 and localhost, as `openssl` makes one.
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
-  certPem = fs.readFileSync(path.join(dir, 'cert.pem'), 'utf8');
-  pem = path.join(dir, 'site.pem');
-  fs.writeFileSync(pem, certPem + fs.readFileSync(path.join(dir, 'key.pem'), 'utf8'), { mode: 0o600 });
-
-  for (const app of ['web', 'api'] as const) {
-    const server = http.createServer({ maxHeaderSize: 65536 }, (req, res) => {
-      seen.push({ app, url: req.url!, headers: req.headers });
-      req.resume();
-      res.writeHead(200, { 'content-type': 'text/plain' }).end(`${app} ${req.url} user=${String(req.headers['x-auth-user'])}`);
-    });
-    ports[app] = await freePort();
-    await new Promise<void>((resolve) => server.listen(ports[app], '127.0.0.1', resolve));
-    upstreams.push(server);
-  }
+  ({ pem, certPem } = selfSignedCertificate(dir));
+  apps = await startSiteApps();
+  ({ seen, ports } = apps);
   for (const mode of MODES) tlsPorts[mode] = await freePort();
   stack = await startRedisAndIdp({ IDP_REDIRECT_URIS: MODES.map((m) => `https://127.0.0.1:${tlsPorts[m]}/_auth/callback`).join(',') });
 });
@@ -149,7 +45,7 @@ beforeAll(async () => {
 afterAll(async () => {
   stopInProcess();
   await stack?.stop();
-  await Promise.all(upstreams.map((s) => new Promise<void>((resolve) => { s.closeAllConnections(); s.close(() => resolve()); })));
+  await apps?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -189,8 +85,7 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
 
     const chroot = path.join(dir, `chroot-${mode}`);
     fs.mkdirSync(chroot, { mode: 0o755 });
-    const checkDst = ['--check-dst', `unix@${chroot}/check.sock`, ...(debianStyle ? ['--user', 'haproxy', '--chroot', chroot] : [])];
-    const part = (name: string) => haproxyConfig(mode, ['--part', name, ...(mode === 'lua' ? checkDst : [])], serviceEnv);
+    const part = (name: string) => haproxyConfig(mode, ['--part', name, ...(mode === 'lua' ? luaCheckArgs(chroot) : [])], serviceEnv);
     const rendered = withIdgate(thirdPartyConfig({ tls, plain, ...ports }, pem, chroot), { global: part('global'), frontend: part('frontend'), routing: part('routing'), backends: part('backends') });
     configFile = path.join(dir, `haproxy-${mode}.cfg`);
     fs.writeFileSync(configFile, rendered);
