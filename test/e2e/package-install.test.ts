@@ -1,6 +1,9 @@
 // The package as users install it: `npm pack`, then `npm install -g --prefix <dir> idgate-<version>.tgz`,
 // then the installed `idgate` (no TypeScript, no dev dependency, nothing from this checkout) checks its
 // settings and serves against the real Redis and IdP. Packs and installs once, for every test below.
+// Last, the install path end to end, all with the installed package: its `idgate haproxy-config` lines
+// added to a third-party haproxy.cfg (test/support/third-party-site.ts), `haproxy -c`, its `idgate serve`,
+// HAProxy terminating TLS, and a browser signing in through it, both transports.
 //
 // The tarball is packed from this checkout's dist/ (`make test` builds first) with --ignore-scripts: the
 // prepack build (package.json) would rewrite dist/ under the other tests running beside this one.
@@ -10,9 +13,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { checkHaproxyConfig } from '../../demo/haproxy.js';
-import { freePort, REPO_ROOT, startProcess } from '../../demo/processes.js';
+import { checkHaproxyConfig, startHaproxy } from '../../demo/haproxy.js';
+import { freePort, REPO_ROOT, startProcess, type ManagedProcess } from '../../demo/processes.js';
+import { Browser, signIn } from '../support/browser.js';
 import { checkFacts, startRedisAndIdp, type RedisAndIdp } from '../support/idgate.js';
+import { fetchTrusting, luaCheckArgs, PART_NAMES, selfSignedCertificate, startSiteApps, thirdPartyConfig, withIdgate, type IdgateParts, type SiteApps } from '../support/third-party-site.js';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string; devDependencies: Record<string, string> };
 
@@ -22,6 +27,8 @@ let packed: string[];
 let installed: string;
 let idgateBin: string;
 let parts: RedisAndIdp;
+/** The third-party site's TLS frontend (the install path below): the IdP must know its callback before it starts. */
+let tlsPort: number;
 
 /** Only what the installed command needs: node on PATH (bin/idgate.js starts with `#!/usr/bin/env node`). */
 const baseEnv = { PATH: `${path.dirname(process.execPath)}:/usr/bin:/bin` };
@@ -36,7 +43,8 @@ function run(args: string[], env: Record<string, string> = {}): Promise<{ code: 
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-package-'));
-  const stack = startRedisAndIdp({ IDP_REDIRECT_URIS: 'http://app.test/_auth/callback' });
+  tlsPort = await freePort();
+  const stack = startRedisAndIdp({ IDP_REDIRECT_URIS: `http://app.test/_auth/callback,https://127.0.0.1:${tlsPort}/_auth/callback` });
   try {
     await packAndInstall();
   } finally {
@@ -52,6 +60,15 @@ async function packAndInstall(): Promise<void> {
   await promisify(execFile)('npm', ['install', '-g', '--prefix', path.join(tmp, 'prefix'), '--prefer-offline', '--no-audit', '--no-fund', path.join(tmp, report!.filename)], { cwd: tmp });
   installed = path.join(tmp, 'prefix/lib/node_modules/idgate');
   idgateBin = path.join(tmp, 'prefix/bin/idgate');
+}
+
+/** Waits until idgate at `base` answers /readyz 200; fails with its output if it does not within 15 s. */
+async function expectReady(base: string, serve: ManagedProcess): Promise<void> {
+  let ready = false;
+  for (const deadline = Date.now() + 15_000; !ready && Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+    ready = await fetch(`${base}/readyz`).then((r) => r.status === 200, () => false);
+  }
+  expect({ ready, output: ready ? '' : serve.output() }).toEqual({ ready: true, output: '' });
 }
 
 afterAll(async () => {
@@ -155,11 +172,7 @@ describe('installed with npm install -g --prefix', () => {
     const exited = new Promise<number | null>((resolve) => serve.child.once('exit', (code) => resolve(code)));
     try {
       const base = `http://127.0.0.1:${port}`;
-      let ready = false;
-      for (const deadline = Date.now() + 15_000; !ready && Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
-        ready = await fetch(`${base}/readyz`).then((r) => r.status === 200, () => false);
-      }
-      expect({ ready, output: ready ? '' : serve.output() }).toEqual({ ready: true, output: '' });
+      await expectReady(base, serve);
 
       // An anonymous browser asking for a signed-in page: sent to log in.
       const check = await fetch(`${base}/auth`, { headers: { ...checkFacts('app.test', '/private/page'), Accept: 'text/html' }, redirect: 'manual' });
@@ -173,4 +186,103 @@ describe('installed with npm install -g --prefix', () => {
       await serve.stop();
     }
   }, 40_000);
+});
+
+describe('the install path end to end: the installed lines in a third-party haproxy.cfg, TLS in front, sign in', () => {
+  const origin = () => `https://127.0.0.1:${tlsPort}`;
+  let site: string;
+  let pem: string;
+  let certPem: string;
+  let apps: SiteApps;
+  let serve: ManagedProcess;
+  /** The service's settings, as in its environment file: `idgate haproxy-config` reads its addresses from them. */
+  let serviceEnv: Record<string, string>;
+
+  beforeAll(async () => {
+    site = path.join(tmp, 'site');
+    fs.mkdirSync(site);
+    ({ pem, certPem } = selfSignedCertificate(site));
+    apps = await startSiteApps();
+    const [idgatePort, spoePort] = [await freePort(), await freePort()];
+    serviceEnv = { IDGATE_LISTEN: `127.0.0.1:${idgatePort}`, IDGATE_SPOE_LISTEN: `127.0.0.1:${spoePort}` };
+    // One idgate for both transports (its HTTP check and its SPOE agent), the HAProxy of each in turn on
+    // the same TLS port. The test IdP speaks plain http: IDGATE_INSECURE_HTTP=1, so the cookies are not
+    // Secure here (haproxy-dropin.test.ts checks them with an https issuer).
+    serve = startProcess('idgate-installed-serve', idgateBin, ['serve'], {
+      cwd: tmp,
+      env: {
+        ...baseEnv,
+        ...serviceEnv,
+        IDGATE_ISSUER: parts.issuer,
+        IDGATE_CLIENT_ID: 'idgate',
+        IDGATE_CLIENT_SECRET: 'idgate-secret',
+        IDGATE_PUBLIC_URL: origin(),
+        IDGATE_INSECURE_HTTP: '1',
+        IDGATE_SCOPES: 'openid profile email groups',
+        IDGATE_REDIS_URL: `redis://127.0.0.1:${parts.redisPort}`,
+        IDGATE_REDIS_PREFIX: 'idgate-install-path:',
+        IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
+        IDGATE_POLICY_FILE: path.join(installed, 'policy/demo.yaml'),
+        IDGATE_SHUTDOWN_DRAIN_MS: '200',
+      },
+    });
+    await expectReady(`http://${serviceEnv.IDGATE_LISTEN}`, serve);
+  }, 30_000);
+
+  afterAll(async () => {
+    await serve?.stop();
+    await apps?.stop();
+  });
+
+  describe.each(['lua', 'spoe'] as const)('--mode %s', (mode) => {
+    let configFile: string;
+
+    beforeAll(async () => {
+      const chroot = path.join(site, `chroot-${mode}`);
+      fs.mkdirSync(chroot, { mode: 0o755 });
+      const rendered: Partial<IdgateParts> = {};
+      for (const name of PART_NAMES) {
+        const { code, stdout, stderr } = await run(['haproxy-config', '--mode', mode, '--part', name, ...(mode === 'lua' ? luaCheckArgs(chroot) : [])], serviceEnv);
+        expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+        rendered[name] = stdout;
+      }
+      configFile = path.join(site, `haproxy-${mode}.cfg`);
+      fs.writeFileSync(configFile, withIdgate(thirdPartyConfig({ tls: tlsPort, plain: await freePort(), ...apps.ports }, pem, chroot), rendered as IdgateParts));
+    });
+
+    test("the lines name the installed package's files, and haproxy -c accepts the config without warnings", async () => {
+      const config = fs.readFileSync(configFile, 'utf8');
+      expect(config).toContain(path.join(installed, 'haproxy-conf', mode === 'lua' ? 'idgate.lua' : 'spoe-idgate.conf'));
+      expect(config).not.toContain(REPO_ROOT);
+      const check = await promisify(execFile)('haproxy', ['-c', '-f', configFile]).then(
+        ({ stdout, stderr }) => ({ code: 0, output: stdout + stderr }),
+        (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: err.code ?? 1, output: `${err.stdout ?? ''}${err.stderr ?? ''}` }),
+      );
+      expect(check.output).not.toMatch(/WARNING|ALERT/);
+      expect(check.code).toBe(0);
+    });
+
+    test('signing in through TLS lands back on the https deep link, and the app gets the identity', async () => {
+      const idgatePort = Number(serviceEnv.IDGATE_LISTEN!.split(':')[1]);
+      const haproxy = await startHaproxy({ frontPort: tlsPort, idgatePort, upstreamPort: apps.ports.web, configPath: configFile, name: `haproxy-installed-${mode}` });
+      try {
+        const browser = new Browser({}, fetchTrusting(certPem));
+        const deepLink = `${origin()}/reports/${mode}?format=csv&sort=-date`;
+        const { res, url } = await signIn(browser, deepLink, 'alice');
+        expect({ status: res.status, url: url.href, body: await res.text() }).toEqual({ status: 200, url: deepLink, body: `web /reports/${mode}?format=csv&sort=-date user=alice` });
+        // Every hop on the site stayed https, and the login redirect carried the deep link.
+        expect(browser.hops.filter((h) => new URL(h.url).port === String(tlsPort)).every((h) => h.url.startsWith('https://'))).toBe(true);
+        const login = browser.hops.find((h) => new URL(h.url).pathname === `/reports/${mode}`)!;
+        expect(new URL(login.location!, origin()).searchParams.get('rd')).toBe(`/reports/${mode}?format=csv&sort=-date`);
+
+        const app = apps.seen.filter((s) => s.url === `/reports/${mode}?format=csv&sort=-date`).at(-1)!;
+        expect(app.headers['x-auth-user']).toBe('alice');
+        expect(app.headers['x-auth-email']).toBe('alice@example.com');
+        expect(app.headers['x-forwarded-proto']).toBe('https');
+        expect(app.headers['x-site']).toBe('www');
+      } finally {
+        await haproxy.stop();
+      }
+    }, 30_000);
+  });
 });
