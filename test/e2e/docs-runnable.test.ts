@@ -15,7 +15,7 @@
 //
 // The blocks of one doc run in order, in one temporary directory that holds a copy of the repo's policy/
 // (as a checkout does), with `idgate` (bin/idgate.js of this tree, built) on PATH and an environment of
-// PATH, HOME and TZ=UTC only. Blocks that need root, apt, systemd, a real IdP or a running stack stay
+// PATH (the system one, sbin included: Debian puts haproxy there), HOME and TZ=UTC only. Blocks that need root, apt, systemd, a real IdP or a running stack stay
 // unmarked; mark what a reader can paste on a machine with idgate installed and nothing running.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -87,7 +87,7 @@ afterAll(() => {
 
 function environment(settings: boolean): NodeJS.ProcessEnv {
   return {
-    PATH: `${path.join(root, 'bin')}:${path.dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
+    PATH: `${path.join(root, 'bin')}:${path.dirname(process.execPath)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
     HOME: path.join(root, 'home'),
     TZ: 'UTC',
     ...(settings ? REQUIRED_SETTINGS : {}),
