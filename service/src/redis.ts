@@ -3,9 +3,10 @@
 // user and password and the same TLS settings. The rest of idgate sees a `RedisClient` and uses only
 // commands that work on all three: single-key commands, and multi-key operations (MULTI, Lua) whose keys
 // share one hash slot (see the key layout in sessions.ts and session-store.ts).
-import type { ConnectionOptions } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Config, HostPort, RedisConnection } from './config.js';
+import { describeError } from './errors.js';
 
 /** A connection to idgate's Redis: `Redis` for a single server or Sentinel, `Cluster` for a Cluster. */
 export type RedisClient = Redis | Cluster;
@@ -102,4 +103,39 @@ function nodeOptions(config: RedisSettings, purpose: RedisPurpose): RedisOptions
 function tlsOptions(redis: RedisConnection): ConnectionOptions | undefined {
   if (!redis.tls) return undefined;
   return redis.tls.ca === undefined ? {} : { ca: redis.tls.ca };
+}
+
+/**
+ * A Redis error in words an operator can act on. ioredis drops the cause from two of them: a Cluster that
+ * reaches no node says only "Failed to refresh slots cache" (the node's own error, e.g. WRONGPASS, is kept
+ * in `lastNodeError`), and a sentinel or cluster node refused over TLS (its certificate not signed by
+ * IDGATE_REDIS_CA_FILE, or naming another address) ends as "Connection is closed", the TLS error having
+ * gone to a connection ioredis listens to itself. That one is found again by a TLS handshake of our own
+ * with the first sentinel or seed node, trusting the same CAs. No message holds a password.
+ */
+export async function describeRedisError(config: RedisSettings, err: unknown): Promise<string> {
+  let text = describeError(err);
+  const lastNodeError = (err as { lastNodeError?: unknown } | undefined)?.lastNodeError;
+  if (lastNodeError instanceof Error) text += ` Last node error: ${lastNodeError.message}`;
+  const { topology, tls } = config.redis;
+  const first = topology.kind === 'sentinel' ? topology.sentinels[0] : topology.kind === 'cluster' ? topology.nodes[0] : undefined;
+  if (tls && first && /Connection is closed/.test(text)) {
+    const refused = await tlsRefusal(first, tlsOptions(config.redis)!);
+    if (refused) text += ` TLS to ${topology.kind === 'sentinel' ? 'sentinel' : 'node'} ${first.host}:${first.port}: ${refused}`;
+  }
+  return text;
+}
+
+/** Why a TLS handshake with `node` fails (e.g. "self-signed certificate in certificate chain"); undefined if it succeeds or times out. */
+function tlsRefusal(node: HostPort, tls: ConnectionOptions): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const socket = tlsConnect({ ...tls, host: node.host, port: node.port });
+    const done = (refused: string | undefined) => {
+      socket.destroy();
+      resolve(refused);
+    };
+    socket.once('secureConnect', () => done(undefined));
+    socket.once('error', (err) => done(err.message));
+    socket.setTimeout(2000, () => done(undefined));
+  });
 }
