@@ -39,6 +39,9 @@ export function createRedisClient(config: RedisSettings, purpose: RedisPurpose =
         db: topology.db,
         sentinelUsername: topology.sentinelUsername,
         sentinelPassword: topology.sentinelPassword,
+        // TLS twice over: `sentinelTLS` for the sentinels themselves, and `enableTLSForSentinelMode`, without
+        // which ioredis reaches the primary the sentinels name over plain TCP even with `tls` set. Its
+        // certificate is checked against the address the sentinels announce (test/e2e/redis-tls-topologies.test.ts).
         sentinelTLS: tlsOptions(redis),
         enableTLSForSentinelMode: redis.tls !== undefined,
         // ioredis's failoverDetector is left off: when it fires while the client is already reconnecting
@@ -52,6 +55,8 @@ export function createRedisClient(config: RedisSettings, purpose: RedisPurpose =
     case 'cluster': {
       const { retryStrategy: _perNode, enableOfflineQueue, ...redisOptions } = node;
       const options: ClusterOptions = {
+        // `tls` (in redisOptions) serves every node ioredis learns from CLUSTER SLOTS and its pub/sub
+        // subscriber alike; certificates are checked against the addresses the nodes announce.
         redisOptions,
         enableOfflineQueue,
         lazyConnect: redisOptions.lazyConnect,
