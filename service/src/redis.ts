@@ -31,8 +31,8 @@ export function createRedisClient(config: RedisSettings, purpose: RedisPurpose =
       // The URL first: what it names (address, credentials, db, query options) wins over the settings,
       // which config.ts never lets disagree with it.
       return new Redis(topology.url, node);
-    case 'sentinel':
-      return new Redis({
+    case 'sentinel': {
+      const client = new Redis({
         ...node,
         sentinels: topology.sentinels.map(({ host, port }) => ({ host, port })),
         name: topology.name,
@@ -46,12 +46,16 @@ export function createRedisClient(config: RedisSettings, purpose: RedisPurpose =
         enableTLSForSentinelMode: redis.tls !== undefined,
         // ioredis's failoverDetector is left off: when it fires while the client is already reconnecting
         // (the primary died first, the usual case), ioredis 6.0 abandons the reconnection for good
-        // (test/e2e/redis-sentinel.test.ts caught it). Without it, the client asks the sentinels again on
-        // every reconnection, and a primary that comes back demoted is left on READONLY (below).
+        // (test/e2e/redis-sentinel.test.ts caught it). Instead, followPrimarySwitches (below) reconnects
+        // only a client that is connected; the client asks the sentinels again on every reconnection, and
+        // a primary that comes back demoted is left on READONLY (below).
         failoverDetector: false,
         sentinelRetryStrategy: purpose === 'cli' ? () => null : (attempt) => Math.min(attempt * 200, 2000),
         sentinelCommandTimeout: 2000,
       });
+      if (purpose !== 'cli') followPrimarySwitches(client, config);
+      return client;
+    }
     case 'cluster': {
       const { retryStrategy: _perNode, enableOfflineQueue, ...redisOptions } = node;
       const options: ClusterOptions = {
@@ -143,4 +147,60 @@ function tlsRefusal(node: HostPort, tls: ConnectionOptions): Promise<string | un
     socket.once('error', (err) => done(err.message));
     socket.setTimeout(2000, () => done(undefined));
   });
+}
+
+/** Per Sentinel master group: one subscription to the sentinels' +switch-master, for every client of it in this process. */
+const primarySwitches = new Map<string, { followers: Set<Redis>; sentinels: Redis[] }>();
+
+/**
+ * Reconnects `client`, and the copies made of it by `duplicate()` (the durable-write pool), as soon as a
+ * sentinel announces a new primary (+switch-master). Otherwise a client stays on an old primary that is
+ * still up (SENTINEL FAILOVER, a partition healed) until the sentinels demote it, 10 to 20 s later, and
+ * every write it makes there meanwhile (a login, a revocation) is lost at the demotion
+ * (test/e2e/redis-tls-topologies.test.ts caught it). A client already reconnecting is left alone: its
+ * reconnection asks the sentinels anyway.
+ */
+function followPrimarySwitches(client: Redis, config: RedisSettings): void {
+  const { redis } = config;
+  if (redis.topology.kind !== 'sentinel') return;
+  const topology = redis.topology;
+  const key = JSON.stringify([topology.name, topology.sentinels, topology.sentinelUsername]);
+  let watch = primarySwitches.get(key);
+  if (!watch) {
+    const followers = new Set<Redis>();
+    const sentinels = topology.sentinels.map(({ host, port }) => {
+      const sentinel = new Redis({
+        host, port, username: topology.sentinelUsername, password: topology.sentinelPassword, tls: tlsOptions(redis),
+        connectTimeout: 2000, retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+      });
+      sentinel.on('error', () => undefined); // the clients report Redis being away
+      sentinel.on('message', (_channel: string, message: string) => {
+        // "<name> <old ip> <old port> <new ip> <new port>", from each sentinel in turn.
+        const [name, , , ip, newPort] = message.split(' ');
+        if (name !== topology.name) return;
+        for (const follower of followers) {
+          const on = follower.stream;
+          if (follower.status === 'ready' && !(on?.remotePort === Number(newPort) && on.remoteAddress?.replace(/^::ffff:/, '') === ip)) follower.disconnect(true);
+        }
+      });
+      void sentinel.subscribe('+switch-master').catch(() => undefined);
+      return sentinel;
+    });
+    watch = { followers, sentinels };
+    primarySwitches.set(key, watch);
+  }
+  const { followers, sentinels } = watch;
+  followers.add(client);
+  client.once('end', () => {
+    followers.delete(client);
+    if (followers.size > 0 || primarySwitches.get(key) !== watch) return;
+    primarySwitches.delete(key);
+    for (const sentinel of sentinels) sentinel.disconnect();
+  });
+  const duplicate = client.duplicate.bind(client);
+  client.duplicate = (override) => {
+    const copy = duplicate(override);
+    followPrimarySwitches(copy, config);
+    return copy;
+  };
 }

@@ -134,20 +134,20 @@ describe.each([
     const after = await sentinel.failover(20_000);
     const promotedAt = Date.now();
     expect(after).not.toBe(before);
-    // The old primary keeps taking writes from whoever is still connected to it until the sentinels demote
-    // it, seconds later, and loses them then: Sentinel's own window, which idgate shares (see
-    // docs/operations.md). Its demotion drops idgate's connections, which find the new primary by themselves.
-    await sentinel.waitForReplica();
-    const demotedAt = Date.now();
+    // The old primary is still up and still a primary until the sentinels demote it, seconds later, and
+    // loses every write made there meanwhile: idgate must have left it at the switch. A login now (503
+    // while the idgates reconnect) must outlive the demotion.
     let fresh = '';
     await waitUntil('logins through the new primary', async () => Boolean((fresh = await signedIn('bob'))), 15_000);
     const loginsAt = Date.now();
+    await sentinel.waitForReplica();
+    const demotedAt = Date.now();
     for (const c of [cookie, fresh]) {
       expect(await checkUncached(c)).toBe(200);
       for (const i of [0, 1]) expect(await idgates.check(i, c)).toBe(200);
     }
     const seconds = (t: number) => ((t - startedAt) / 1000).toFixed(1);
-    process.stdout.write(`[sentinel failover over TLS] SENTINEL FAILOVER: ${after} promoted after ${seconds(promotedAt)} s, ${before} demoted after ${seconds(demotedAt)} s, logins working after ${seconds(loginsAt)} s\n`);
+    process.stdout.write(`[sentinel failover over TLS] SENTINEL FAILOVER: ${after} promoted after ${seconds(promotedAt)} s, logins working after ${seconds(loginsAt)} s, ${before} demoted after ${seconds(demotedAt)} s\n`);
     const revoked = await idgateCli(['sessions', 'revoke', '--user', 'bob'], sentinel.env);
     expect(revoked.stdout).toMatch(/revoked 2 session\(s\)/);
     for (const c of [cookie, fresh]) {
