@@ -4,7 +4,9 @@
 // commands that work on all three: single-key commands, and multi-key operations (MULTI, Lua) whose keys
 // share one hash slot (see the key layout in sessions.ts and session-store.ts).
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, SentinelConnector, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis';
+// Not exported by ioredis's index: the connector of every plain (non-Sentinel) connection, subclassed below.
+import standaloneConnectorModule from 'ioredis/built/connectors/StandaloneConnector.js';
 import type { Config, HostPort, RedisConnection } from './config.js';
 import { describeError } from './errors.js';
 
@@ -44,6 +46,7 @@ export function createRedisClient(config: RedisSettings, purpose: RedisPurpose =
         // certificate is checked against the address the sentinels announce (test/e2e/redis-tls-topologies.test.ts).
         sentinelTLS: tlsOptions(redis),
         enableTLSForSentinelMode: redis.tls !== undefined,
+        Connector: connectorFor(redis, 'sentinel'),
         // ioredis's failoverDetector is left off: when it fires while the client is already reconnecting
         // (the primary died first, the usual case), ioredis 6.0 abandons the reconnection for good
         // (test/e2e/redis-sentinel.test.ts caught it). Instead, followPrimarySwitches (below) reconnects
@@ -85,6 +88,7 @@ function nodeOptions(config: RedisSettings, purpose: RedisPurpose): RedisOptions
     username: redis.username,
     password: redis.password,
     tls: tlsOptions(redis),
+    Connector: connectorFor(redis, 'node'),
     connectTimeout: purpose === 'cli' ? 3000 : 2000,
     // A primary demoted to replica (a failover it was cut off from) answers writes READONLY: reconnect,
     // which asks the sentinels for the current primary.
@@ -144,7 +148,8 @@ function tlsRefusal(node: HostPort, tls: ConnectionOptions): Promise<string | un
       resolve(refused);
     };
     socket.once('secureConnect', () => done(undefined));
-    socket.once('error', (err) => done(err.message));
+    // `on`, not `once`: a TLS socket may report a second error (the server's alert) after the first.
+    socket.on('error', (err) => done(err.message));
     socket.setTimeout(2000, () => done(undefined));
   });
 }
@@ -170,7 +175,7 @@ function followPrimarySwitches(client: Redis, config: RedisSettings): void {
     const followers = new Set<Redis>();
     const sentinels = topology.sentinels.map(({ host, port }) => {
       const sentinel = new Redis({
-        host, port, username: topology.sentinelUsername, password: topology.sentinelPassword, tls: tlsOptions(redis),
+        host, port, username: topology.sentinelUsername, password: topology.sentinelPassword, tls: tlsOptions(redis), Connector: connectorFor(redis, 'node'),
         connectTimeout: 2000, retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
       });
       sentinel.on('error', () => undefined); // the clients report Redis being away
@@ -203,4 +208,43 @@ function followPrimarySwitches(client: Redis, config: RedisSettings): void {
     followPrimarySwitches(copy, config);
     return copy;
   };
+}
+
+// ioredis listens for one error per socket (`once`). A TLS socket whose server certificate it refuses can
+// report a second one right after, the server's alert (ERR_SSL_TLSV1_ALERT_DECODE_ERROR), and an 'error'
+// that nothing listens to ends the process: with an IDGATE_REDIS_CA_FILE that did not sign the servers,
+// idgate crashed now and then instead of staying up and unready (test/e2e/redis-tls-topologies.test.ts).
+// These connectors keep a listener on every socket they open, so that only the first error counts (ioredis
+// still reports it). They serve every connection ioredis opens for idgate over TLS: to a single server,
+// to cluster nodes (redisOptions), to a Sentinel-managed primary and to the sentinels themselves; not a
+// Cluster's pub/sub connection, which ioredis opens with its own options only once the cluster is reached.
+const StandaloneConnector = standaloneConnectorModule.default;
+
+class TlsStandaloneConnector extends StandaloneConnector {
+  override async connect(emitter: Parameters<InstanceType<typeof StandaloneConnector>['connect']>[0]) {
+    const stream = await super.connect(emitter);
+    stream.on('error', () => undefined);
+    return stream;
+  }
+}
+
+class TlsSentinelConnector extends SentinelConnector {
+  override async connect(emitter: Parameters<SentinelConnector['connect']>[0]) {
+    const stream = await super.connect(emitter);
+    stream.on('error', () => undefined);
+    return stream;
+  }
+}
+
+// The sentinels' own connections are opened by a private method: give them the connector above too.
+type ConnectToSentinel = (this: SentinelConnector, endpoint: Partial<SentinelAddress>, options?: Partial<RedisOptions>) => Redis;
+const connectToSentinel = (SentinelConnector.prototype as unknown as { connectToSentinel: ConnectToSentinel }).connectToSentinel;
+(TlsSentinelConnector.prototype as unknown as { connectToSentinel: ConnectToSentinel }).connectToSentinel = function (endpoint, options) {
+  return connectToSentinel.call(this, endpoint, { ...options, Connector: TlsStandaloneConnector as unknown as RedisOptions['Connector'] });
+};
+
+/** The connector for a connection of `kind`: ioredis's own without TLS. */
+function connectorFor(redis: RedisConnection, kind: 'node' | 'sentinel'): RedisOptions['Connector'] {
+  if (!redis.tls) return undefined;
+  return (kind === 'sentinel' ? TlsSentinelConnector : TlsStandaloneConnector) as unknown as RedisOptions['Connector'];
 }
