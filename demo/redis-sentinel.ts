@@ -2,11 +2,12 @@
 // redis/sentinel-example.conf describes, for `make demo-ha` and the tests. The data nodes run the shipped
 // redis/redis.conf (AOF), each from a copy in a directory of its own (the sentinels rewrite the configs of
 // the nodes they reconfigure); the sentinels fail over 1 s after the primary goes silent, so a failover
-// is quick enough to watch. Every `stop()` ends all it started.
+// is quick enough to watch. Options add ACL users and TLS only (every node and sentinel, and their links to
+// each other), for test/e2e/redis-tls-topologies.test.ts. Every `stop()` ends all it started.
 import fs from 'node:fs';
 import path from 'node:path';
 import { freePort, startProcess, waitForPort, waitUntil, type ManagedProcess } from './processes.js';
-import { redisCli, removeRedisDir, startRedisServer, tempRedisDir } from './redis.js';
+import { aclFileText, redisCli, removeRedisDir, startRedisServer, tempRedisDir, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from './redis.js';
 
 export interface SentinelSetOptions {
   /** The master group name the sentinels monitor (default idgate, as in redis/sentinel-example.conf). */
@@ -22,6 +23,12 @@ export interface SentinelSetOptions {
   password?: string;
   /** requirepass of the sentinels; absent: none. */
   sentinelPassword?: string;
+  /** ACL users on the data nodes instead of `password` (the replica and the sentinels log in as `admin`, idgate as `idgate`). */
+  acl?: RedisAcl;
+  /** An ACL user on the sentinels for `sentinelPassword` (the default user off; the sentinels log in to each other as it). */
+  sentinelUser?: string;
+  /** TLS only, with these files: data nodes and sentinels on `tls-port`, replicating and monitoring over TLS. */
+  tls?: RedisTlsFiles;
   /** Copy every node's and sentinel's output to our stdout (the demo). */
   echo?: boolean;
 }
@@ -55,7 +62,7 @@ export interface SentinelSet {
 /** A primary, one replica and three sentinels; resolves once the replica is in sync and the sentinels know each other. */
 export async function startSentinelSet(options: SentinelSetOptions = {}): Promise<SentinelSet> {
   const masterName = options.masterName ?? 'idgate';
-  const { password, sentinelPassword, echo } = options;
+  const { password, sentinelPassword, sentinelUser, acl, tls, echo } = options;
   const dir = options.dir ?? tempRedisDir();
   fs.mkdirSync(dir, { recursive: true });
   let primary = options.ports?.primary ?? (await freePort());
@@ -64,12 +71,18 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
   // A kept dir (the demo): the node the sentinels last named primary has the newest data, so it starts as
   // the primary again, and the other's AOF is replaced by its data at the first sync.
   if (lastPrimary(dir, masterName, sentinelPorts[0]!) === replica) [primary, replica] = [replica, primary];
-  const auth = password === undefined ? [] : ['--requirepass', password, '--masterauth', password];
+  const aclFile = path.join(dir, 'users.acl');
+  if (acl) fs.writeFileSync(aclFile, aclFileText(acl), { mode: 0o600 });
+  const auth = acl
+    ? ['--aclfile', aclFile, '--masteruser', acl.admin.user, '--masterauth', acl.admin.password]
+    : password === undefined ? [] : ['--requirepass', password, '--masterauth', password];
+  const dataCli: RedisCliAuth = { ...(acl ? acl.admin : { password }), caFile: tls?.caFile };
+  const sentinelCli: RedisCliAuth = { user: sentinelUser, password: sentinelPassword, caFile: tls?.caFile };
   // A full sync starts at once rather than after 5 s (waiting for more replicas to share it): there is one.
   const nodeArgs = [...auth, '--repl-diskless-sync-delay', '0'];
   const nodes = new Map<number, ManagedProcess>();
   const startNode = (port: number, args: string[]) =>
-    nodes.set(port, startRedisServer({ port, dir: path.join(dir, `redis-${port}`), name: `redis-${port}`, args: [...nodeArgs, ...args], echo, privateConf: true }));
+    nodes.set(port, startRedisServer({ port, dir: path.join(dir, `redis-${port}`), name: `redis-${port}`, args: [...nodeArgs, ...(tls ? tlsOnlyArgs(port, tls) : []), ...args], echo, privateConf: true }));
   startNode(primary, []);
   startNode(replica, ['--replicaof', '127.0.0.1', String(primary)]);
   const sentinels: ManagedProcess[] = [];
@@ -81,16 +94,24 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
   };
   try {
     await Promise.all([waitForPort(primary), waitForPort(replica)]);
-    await waitUntil('replica in sync', async () => /master_link_status:up/.test(await redisCli(replica, ['info', 'replication'], password)), 10_000);
+    await waitUntil('replica in sync', async () => /master_link_status:up/.test(await redisCli(replica, ['info', 'replication'], dataCli)), 10_000);
     sentinels.push(...sentinelPorts.map((port) => {
       const conf = path.join(dir, `sentinel-${port}.conf`);
+      // tls-replication makes a sentinel talk TLS to the data nodes and to the other sentinels too.
+      const tlsLines = tls
+        ? ['port 0', `tls-port ${port}`, 'tls-replication yes', `tls-cert-file ${tls.certFile}`, `tls-key-file ${tls.keyFile}`, `tls-ca-cert-file ${tls.caFile}`, 'tls-auth-clients no']
+        : [`port ${port}`];
+      const sentinelAuth = sentinelPassword === undefined ? []
+        : sentinelUser === undefined ? [`requirepass ${sentinelPassword}`]
+        : ['user default off', `user ${sentinelUser} on >${sentinelPassword} ~* &* +@all`, `sentinel sentinel-user ${sentinelUser}`, `sentinel sentinel-pass ${sentinelPassword}`];
       fs.writeFileSync(conf, [
-        `port ${port}`,
+        ...tlsLines,
         'bind 127.0.0.1',
         `dir ${dir}`,
-        ...(sentinelPassword === undefined ? [] : [`requirepass ${sentinelPassword}`]),
+        ...sentinelAuth,
         `sentinel monitor ${masterName} 127.0.0.1 ${primary} 2`,
-        ...(password === undefined ? [] : [`sentinel auth-pass ${masterName} ${password}`]),
+        ...(acl ? [`sentinel auth-user ${masterName} ${acl.admin.user}`, `sentinel auth-pass ${masterName} ${acl.admin.password}`]
+          : password === undefined ? [] : [`sentinel auth-pass ${masterName} ${password}`]),
         `sentinel down-after-milliseconds ${masterName} 1000`,
         `sentinel failover-timeout ${masterName} 5000`,
         `sentinel parallel-syncs ${masterName} 1`,
@@ -102,7 +123,7 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
     await Promise.all(sentinelPorts.map((p) => waitForPort(p)));
     // Sentinels find each other through the primary's hello channel: wait until each knows the others.
     await waitUntil('sentinels know each other', async () => {
-      const counts = await Promise.all(sentinelPorts.map(async (p) => /num-other-sentinels\s+(\d+)/.exec((await redisCli(p, ['sentinel', 'master', masterName], sentinelPassword)).replace(/\n/g, ' '))?.[1]));
+      const counts = await Promise.all(sentinelPorts.map(async (p) => /num-other-sentinels\s+(\d+)/.exec((await redisCli(p, ['sentinel', 'master', masterName], sentinelCli)).replace(/\n/g, ' '))?.[1]));
       return counts.every((c) => c === String(sentinelPorts.length - 1));
     }, 15_000);
   } catch (err) {
@@ -111,7 +132,7 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
     throw new Error(`${(err as Error).message}\n${logs}`);
   }
 
-  const primaryPort = async () => Number((await redisCli(sentinelPorts[0]!, ['sentinel', 'get-master-addr-by-name', masterName], sentinelPassword)).trim().split('\n')[1]);
+  const primaryPort = async () => Number((await redisCli(sentinelPorts[0]!, ['sentinel', 'get-master-addr-by-name', masterName], sentinelCli)).trim().split('\n')[1]);
   const waitForFailover = async (oldPort: number, timeoutMs = 20_000) => {
     let now = oldPort;
     await waitUntil('failover', async () => {
@@ -130,7 +151,9 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
       IDGATE_REDIS_SENTINELS: sentinelPorts.map((p) => `127.0.0.1:${p}`).join(','),
       IDGATE_REDIS_SENTINEL_NAME: masterName,
       ...(sentinelPassword === undefined ? {} : { IDGATE_REDIS_SENTINEL_PASSWORD: sentinelPassword }),
-      ...(password === undefined ? {} : { IDGATE_REDIS_PASSWORD: password }),
+      ...(sentinelUser === undefined ? {} : { IDGATE_REDIS_SENTINEL_USERNAME: sentinelUser }),
+      ...(acl ? { IDGATE_REDIS_USERNAME: acl.idgate.user, IDGATE_REDIS_PASSWORD: acl.idgate.password } : password === undefined ? {} : { IDGATE_REDIS_PASSWORD: password }),
+      ...(tls ? { IDGATE_REDIS_TLS: '1', IDGATE_REDIS_CA_FILE: tls.caFile } : {}),
     },
     node: (port) => nodes.get(port),
     primaryPort,
@@ -144,14 +167,14 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
     },
     async failover(timeoutMs) {
       const old = await primaryPort();
-      await redisCli(sentinelPorts[0]!, ['sentinel', 'failover', masterName], sentinelPassword);
+      await redisCli(sentinelPorts[0]!, ['sentinel', 'failover', masterName], sentinelCli);
       return waitForFailover(old, timeoutMs);
     },
     waitForFailover,
     async waitForReplica(timeoutMs = 20_000) {
       await waitUntil('a replica in sync', async () => {
         // Flat key/value lines per replica: "flags" then "slave" (no s_down, no disconnected) and "master-link-status" then "ok".
-        const lines = (await redisCli(sentinelPorts[0]!, ['sentinel', 'replicas', masterName], sentinelPassword)).split('\n').map((l) => l.trim());
+        const lines = (await redisCli(sentinelPorts[0]!, ['sentinel', 'replicas', masterName], sentinelCli)).split('\n').map((l) => l.trim());
         const value = (key: string) => lines.flatMap((l, i) => (l === key ? [lines[i + 1]] : []));
         return value('flags').some((f, i) => f === 'slave' && value('master-link-status')[i] === 'ok');
       }, timeoutMs);

@@ -73,9 +73,56 @@ export function startTempRedis(port: number, options: Omit<RedisServerOptions, '
   };
 }
 
+/** How redis-cli logs in: a password alone (requirepass), or an ACL user, and over TLS trusting `caFile`. */
+export interface RedisCliAuth {
+  readonly user?: string;
+  readonly password?: string;
+  readonly caFile?: string;
+}
+
 /** One redis-cli command against 127.0.0.1:`port`; resolves with what it printed. */
-export async function redisCli(port: number, args: string[], password?: string): Promise<string> {
-  const auth = password ? ['--no-auth-warning', '-a', password] : [];
-  const { stdout } = await promisify(execFile)('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...auth, ...args], { timeout: 10_000 });
+export async function redisCli(port: number, args: string[], auth?: string | RedisCliAuth): Promise<string> {
+  const { user, password, caFile } = typeof auth === 'string' ? { password: auth } : (auth ?? {});
+  const login = [...(user ? ['--user', user] : []), ...(password ? ['--no-auth-warning', '--pass', password] : [])];
+  const tls = caFile ? ['--tls', '--cacert', caFile] : [];
+  const { stdout } = await promisify(execFile)('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...tls, ...login, ...args], { timeout: 10_000 });
   return stdout;
+}
+
+/** A certificate and key (for 127.0.0.1) and the CA that signed them, for Redis nodes and sentinels on TLS. */
+export interface RedisTlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+}
+
+/**
+ * The settings of a node or sentinel reachable over TLS only, on `port`: no plain port, and TLS too for
+ * what it connects to itself (its primary, the other sentinels, the cluster bus). Clients need no certificate.
+ */
+export function tlsOnlyArgs(port: number, tls: RedisTlsFiles): string[] {
+  return [
+    '--port', '0', '--tls-port', String(port), '--tls-replication', 'yes',
+    '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile, '--tls-ca-cert-file', tls.caFile, '--tls-auth-clients', 'no',
+  ];
+}
+
+/**
+ * ACL users of test and demo data nodes, instead of requirepass: `admin` (every right) is how replicas
+ * (masteruser), sentinels (auth-user) and the helpers' redis-cli log in; `idgate` reaches only the keys and
+ * channels under idgate: (IDGATE_REDIS_PREFIX), with the rights redis/cluster-example.conf gives it.
+ */
+export interface RedisAcl {
+  readonly admin: { readonly user: string; readonly password: string };
+  readonly idgate: { readonly user: string; readonly password: string };
+}
+
+/** An ACL file for `acl` (the default user off), to pass as --aclfile. */
+export function aclFileText(acl: RedisAcl): string {
+  return [
+    'user default off',
+    `user ${acl.admin.user} on >${acl.admin.password} ~* &* +@all`,
+    `user ${acl.idgate.user} on >${acl.idgate.password} ~idgate:* &idgate:* +@all -@dangerous +info +cluster|slots +cluster|shards +cluster|info`,
+    '',
+  ].join('\n');
 }

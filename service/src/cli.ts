@@ -7,7 +7,7 @@ import { describeConfig, loadConfig, loadRedisConfig, parseFlag, SETTINGS } from
 import { serve } from './main.js';
 import { loadPolicyFile } from './policy-file.js';
 import { DurableWrites, type DurabilitySettings } from './durable-writes.js';
-import { createRedisClient } from './redis.js';
+import { createRedisClient, describeRedisError } from './redis.js';
 import { listSessions, revokeSessions } from './session-store.js';
 import { describeSessionRecordVersions } from './sessions.js';
 import { decide, formatDecision, matchRule, type Identity } from './policy.js';
@@ -188,8 +188,12 @@ async function sessions(args: string[]): Promise<number> {
   if (!prefix) throw new UsageError(`sessions: ${problems.join('; ')}`);
   const redis = createRedisClient(prefix, 'cli');
   try {
-    await redis.connect().catch((err: Error) => {
-      throw new UsageError(`cannot reach Redis: ${err.message}`);
+    // The connection's own error says why (a Cluster's connect() rejects with only "None of startup nodes
+    // is available"); listening also keeps ioredis from printing it as unhandled.
+    let cause: unknown;
+    redis.on('error', (err: unknown) => (cause ??= err));
+    await redis.connect().catch(async (err: Error) => {
+      throw new UsageError(`cannot reach Redis: ${await describeRedisError(prefix, cause ?? err)}`);
     });
     const found = await listSessions(redis, prefix, opts.user ? { user: opts.user } : { subject: opts.sub! });
     if (action === 'list') {

@@ -12,7 +12,7 @@ import { OidcRelyingParty } from './oidc.js';
 import { PolicyHolder } from './policy-file.js';
 import { createIdgateServer } from './server.js';
 import { SessionCache, subscribeToRevocations } from './session-cache.js';
-import { createRedisClient } from './redis.js';
+import { createRedisClient, describeRedisError } from './redis.js';
 import { BearerVerifier } from './tokens.js';
 
 export async function serve(): Promise<number> {
@@ -43,7 +43,7 @@ export async function serve(): Promise<number> {
   const redis = createRedisClient(config);
   let redisDown = false;
   redis.on('error', (err) => {
-    if (!redisDown) logger.log('error', 'redis unavailable', { error: describeError(err) });
+    if (!redisDown) void describeRedisError(config, err).then((error) => logger.log('error', 'redis unavailable', { error }));
     redisDown = true;
   });
   redis.on('ready', () => {

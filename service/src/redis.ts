@@ -3,9 +3,12 @@
 // user and password and the same TLS settings. The rest of idgate sees a `RedisClient` and uses only
 // commands that work on all three: single-key commands, and multi-key operations (MULTI, Lua) whose keys
 // share one hash slot (see the key layout in sessions.ts and session-store.ts).
-import type { ConnectionOptions } from 'node:tls';
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { Cluster, Redis, SentinelConnector, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis';
+// Not exported by ioredis's index: the connector of every plain (non-Sentinel) connection, subclassed below.
+import standaloneConnectorModule from 'ioredis/built/connectors/StandaloneConnector.js';
 import type { Config, HostPort, RedisConnection } from './config.js';
+import { describeError } from './errors.js';
 
 /** A connection to idgate's Redis: `Redis` for a single server or Sentinel, `Cluster` for a Cluster. */
 export type RedisClient = Redis | Cluster;
@@ -30,27 +33,37 @@ export function createRedisClient(config: RedisSettings, purpose: RedisPurpose =
       // The URL first: what it names (address, credentials, db, query options) wins over the settings,
       // which config.ts never lets disagree with it.
       return new Redis(topology.url, node);
-    case 'sentinel':
-      return new Redis({
+    case 'sentinel': {
+      const client = new Redis({
         ...node,
         sentinels: topology.sentinels.map(({ host, port }) => ({ host, port })),
         name: topology.name,
         db: topology.db,
         sentinelUsername: topology.sentinelUsername,
         sentinelPassword: topology.sentinelPassword,
+        // TLS twice over: `sentinelTLS` for the sentinels themselves, and `enableTLSForSentinelMode`, without
+        // which ioredis reaches the primary the sentinels name over plain TCP even with `tls` set. Its
+        // certificate is checked against the address the sentinels announce (test/e2e/redis-tls-topologies.test.ts).
         sentinelTLS: tlsOptions(redis),
         enableTLSForSentinelMode: redis.tls !== undefined,
+        Connector: connectorFor(redis, 'sentinel'),
         // ioredis's failoverDetector is left off: when it fires while the client is already reconnecting
         // (the primary died first, the usual case), ioredis 6.0 abandons the reconnection for good
-        // (test/e2e/redis-sentinel.test.ts caught it). Without it, the client asks the sentinels again on
-        // every reconnection, and a primary that comes back demoted is left on READONLY (below).
+        // (test/e2e/redis-sentinel.test.ts caught it). Instead, followPrimarySwitches (below) reconnects
+        // only a client that is connected; the client asks the sentinels again on every reconnection, and
+        // a primary that comes back demoted is left on READONLY (below).
         failoverDetector: false,
         sentinelRetryStrategy: purpose === 'cli' ? () => null : (attempt) => Math.min(attempt * 200, 2000),
         sentinelCommandTimeout: 2000,
       });
+      if (purpose !== 'cli') followPrimarySwitches(client, config);
+      return client;
+    }
     case 'cluster': {
       const { retryStrategy: _perNode, enableOfflineQueue, ...redisOptions } = node;
       const options: ClusterOptions = {
+        // `tls` (in redisOptions) serves every node ioredis learns from CLUSTER SLOTS and its pub/sub
+        // subscriber alike; certificates are checked against the addresses the nodes announce.
         redisOptions,
         enableOfflineQueue,
         lazyConnect: redisOptions.lazyConnect,
@@ -75,6 +88,7 @@ function nodeOptions(config: RedisSettings, purpose: RedisPurpose): RedisOptions
     username: redis.username,
     password: redis.password,
     tls: tlsOptions(redis),
+    Connector: connectorFor(redis, 'node'),
     connectTimeout: purpose === 'cli' ? 3000 : 2000,
     // A primary demoted to replica (a failover it was cut off from) answers writes READONLY: reconnect,
     // which asks the sentinels for the current primary.
@@ -102,4 +116,135 @@ function nodeOptions(config: RedisSettings, purpose: RedisPurpose): RedisOptions
 function tlsOptions(redis: RedisConnection): ConnectionOptions | undefined {
   if (!redis.tls) return undefined;
   return redis.tls.ca === undefined ? {} : { ca: redis.tls.ca };
+}
+
+/**
+ * A Redis error in words an operator can act on. ioredis drops the cause from two of them: a Cluster that
+ * reaches no node says only "Failed to refresh slots cache" (the node's own error, e.g. WRONGPASS, is kept
+ * in `lastNodeError`), and a sentinel or cluster node refused over TLS (its certificate not signed by
+ * IDGATE_REDIS_CA_FILE, or naming another address) ends as "Connection is closed", the TLS error having
+ * gone to a connection ioredis listens to itself. That one is found again by a TLS handshake of our own
+ * with the first sentinel or seed node, trusting the same CAs. No message holds a password.
+ */
+export async function describeRedisError(config: RedisSettings, err: unknown): Promise<string> {
+  let text = describeError(err);
+  const lastNodeError = (err as { lastNodeError?: unknown } | undefined)?.lastNodeError;
+  if (lastNodeError instanceof Error) text += ` Last node error: ${lastNodeError.message}`;
+  const { topology, tls } = config.redis;
+  const first = topology.kind === 'sentinel' ? topology.sentinels[0] : topology.kind === 'cluster' ? topology.nodes[0] : undefined;
+  if (tls && first && /Connection is closed/.test(text)) {
+    const refused = await tlsRefusal(first, tlsOptions(config.redis)!);
+    if (refused) text += ` TLS to ${topology.kind === 'sentinel' ? 'sentinel' : 'node'} ${first.host}:${first.port}: ${refused}`;
+  }
+  return text;
+}
+
+/** Why a TLS handshake with `node` fails (e.g. "self-signed certificate in certificate chain"); undefined if it succeeds or times out. */
+function tlsRefusal(node: HostPort, tls: ConnectionOptions): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const socket = tlsConnect({ ...tls, host: node.host, port: node.port });
+    const done = (refused: string | undefined) => {
+      socket.destroy();
+      resolve(refused);
+    };
+    socket.once('secureConnect', () => done(undefined));
+    // `on`, not `once`: a TLS socket may report a second error (the server's alert) after the first.
+    socket.on('error', (err) => done(err.message));
+    socket.setTimeout(2000, () => done(undefined));
+  });
+}
+
+/** Per Sentinel master group: one subscription to the sentinels' +switch-master, for every client of it in this process. */
+const primarySwitches = new Map<string, { followers: Set<Redis>; sentinels: Redis[] }>();
+
+/**
+ * Reconnects `client`, and the copies made of it by `duplicate()` (the durable-write pool), as soon as a
+ * sentinel announces a new primary (+switch-master). Otherwise a client stays on an old primary that is
+ * still up (SENTINEL FAILOVER, a partition healed) until the sentinels demote it, 10 to 20 s later, and
+ * every write it makes there meanwhile (a login, a revocation) is lost at the demotion
+ * (test/e2e/redis-tls-topologies.test.ts caught it). A client already reconnecting is left alone: its
+ * reconnection asks the sentinels anyway.
+ */
+function followPrimarySwitches(client: Redis, config: RedisSettings): void {
+  const { redis } = config;
+  if (redis.topology.kind !== 'sentinel') return;
+  const topology = redis.topology;
+  const key = JSON.stringify([topology.name, topology.sentinels, topology.sentinelUsername]);
+  let watch = primarySwitches.get(key);
+  if (!watch) {
+    const followers = new Set<Redis>();
+    const sentinels = topology.sentinels.map(({ host, port }) => {
+      const sentinel = new Redis({
+        host, port, username: topology.sentinelUsername, password: topology.sentinelPassword, tls: tlsOptions(redis), Connector: connectorFor(redis, 'node'),
+        connectTimeout: 2000, retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+      });
+      sentinel.on('error', () => undefined); // the clients report Redis being away
+      sentinel.on('message', (_channel: string, message: string) => {
+        // "<name> <old ip> <old port> <new ip> <new port>", from each sentinel in turn.
+        const [name, , , ip, newPort] = message.split(' ');
+        if (name !== topology.name) return;
+        for (const follower of followers) {
+          const on = follower.stream;
+          if (follower.status === 'ready' && !(on?.remotePort === Number(newPort) && on.remoteAddress?.replace(/^::ffff:/, '') === ip)) follower.disconnect(true);
+        }
+      });
+      void sentinel.subscribe('+switch-master').catch(() => undefined);
+      return sentinel;
+    });
+    watch = { followers, sentinels };
+    primarySwitches.set(key, watch);
+  }
+  const { followers, sentinels } = watch;
+  followers.add(client);
+  client.once('end', () => {
+    followers.delete(client);
+    if (followers.size > 0 || primarySwitches.get(key) !== watch) return;
+    primarySwitches.delete(key);
+    for (const sentinel of sentinels) sentinel.disconnect();
+  });
+  const duplicate = client.duplicate.bind(client);
+  client.duplicate = (override) => {
+    const copy = duplicate(override);
+    followPrimarySwitches(copy, config);
+    return copy;
+  };
+}
+
+// ioredis listens for one error per socket (`once`). A TLS socket whose server certificate it refuses can
+// report a second one right after, the server's alert (ERR_SSL_TLSV1_ALERT_DECODE_ERROR), and an 'error'
+// that nothing listens to ends the process: with an IDGATE_REDIS_CA_FILE that did not sign the servers,
+// idgate crashed now and then instead of staying up and unready (test/e2e/redis-tls-topologies.test.ts).
+// These connectors keep a listener on every socket they open, so that only the first error counts (ioredis
+// still reports it). They serve every connection ioredis opens for idgate over TLS: to a single server,
+// to cluster nodes (redisOptions), to a Sentinel-managed primary and to the sentinels themselves; not a
+// Cluster's pub/sub connection, which ioredis opens with its own options only once the cluster is reached.
+const StandaloneConnector = standaloneConnectorModule.default;
+
+class TlsStandaloneConnector extends StandaloneConnector {
+  override async connect(emitter: Parameters<InstanceType<typeof StandaloneConnector>['connect']>[0]) {
+    const stream = await super.connect(emitter);
+    stream.on('error', () => undefined);
+    return stream;
+  }
+}
+
+class TlsSentinelConnector extends SentinelConnector {
+  override async connect(emitter: Parameters<SentinelConnector['connect']>[0]) {
+    const stream = await super.connect(emitter);
+    stream.on('error', () => undefined);
+    return stream;
+  }
+}
+
+// The sentinels' own connections are opened by a private method: give them the connector above too.
+type ConnectToSentinel = (this: SentinelConnector, endpoint: Partial<SentinelAddress>, options?: Partial<RedisOptions>) => Redis;
+const connectToSentinel = (SentinelConnector.prototype as unknown as { connectToSentinel: ConnectToSentinel }).connectToSentinel;
+(TlsSentinelConnector.prototype as unknown as { connectToSentinel: ConnectToSentinel }).connectToSentinel = function (endpoint, options) {
+  return connectToSentinel.call(this, endpoint, { ...options, Connector: TlsStandaloneConnector as unknown as RedisOptions['Connector'] });
+};
+
+/** The connector for a connection of `kind`: ioredis's own without TLS. */
+function connectorFor(redis: RedisConnection, kind: 'node' | 'sentinel'): RedisOptions['Connector'] {
+  if (!redis.tls) return undefined;
+  return (kind === 'sentinel' ? TlsSentinelConnector : TlsStandaloneConnector) as unknown as RedisOptions['Connector'];
 }

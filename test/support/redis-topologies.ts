@@ -1,5 +1,6 @@
-// Real Redis deployments on loopback for the topology tests: a Cluster (three primaries) and a TLS server
-// with a CA made by openssl (the Sentinel set, which `make demo-ha` runs too, is demo/redis-sentinel.ts).
+// Real Redis deployments on loopback for the topology tests: a Cluster (three primaries; or TLS only, with
+// ACL users) and a TLS server, with a CA made by openssl (makeTestCa; the Sentinel set, which `make demo-ha`
+// runs too, is demo/redis-sentinel.ts, and takes the same CA and ACL users).
 // Every process is a child tracked by demo/processes.ts, and every `stop()` ends all it started and
 // removes its files.
 import { execFile } from 'node:child_process';
@@ -9,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, REPO_ROOT, startProcess, waitForPort, waitUntil, type ManagedProcess } from '../../demo/processes.js';
-import { redisCli } from '../../demo/redis.js';
+import { aclFileText, redisCli, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from '../../demo/redis.js';
 import { startDelayProxy, type DelayProxy } from './delay-proxy.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from './idgate.js';
 
@@ -57,6 +58,10 @@ export interface ClusterOptions {
    * clients, which connect where the cluster tells them, reach it only through the proxy (`proxies`).
    */
   readonly delayProxies?: boolean;
+  /** TLS only, for clients, replication and the bus (`tls-cluster yes`), with these files (makeTestCa). */
+  readonly tls?: RedisTlsFiles;
+  /** ACL users instead of none: replicas and redis-cli log in as `admin`, `env` names `idgate`. */
+  readonly acl?: RedisAcl;
 }
 
 /**
@@ -65,8 +70,12 @@ export interface ClusterOptions {
  * uncovered (`cluster-require-full-coverage no`).
  */
 export async function startCluster(options: ClusterOptions = {}): Promise<RedisCluster> {
-  const { primaries = 3, replicasEach = 0 } = options;
+  const { primaries = 3, replicasEach = 0, tls, acl } = options;
   const dir = tempDir('cluster');
+  const cliAuth: RedisCliAuth = { ...acl?.admin, caFile: tls?.caFile };
+  const cli = (port: number, args: string[]) => redisCli(port, args, cliAuth);
+  const secured: string[] = [...(tls ? ['--tls-cluster', 'yes'] : []), ...(acl ? ['--aclfile', path.join(dir, 'users.acl'), '--masteruser', acl.admin.user, '--masterauth', acl.admin.password] : [])];
+  if (acl) fs.writeFileSync(path.join(dir, 'users.acl'), aclFileText(acl), { mode: 0o600 });
   const ports: number[] = [];
   const nodes = new Map<number, ManagedProcess>();
   const argsOf = new Map<number, string[]>();
@@ -85,6 +94,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
       // Every node writes in the shared dir: an AOF (in appendonlydir) of its own name.
       ...(options.persistent ? ['--appendonly', 'yes', '--appendfsync', 'everysec', '--appendfilename', `appendonly-${port}.aof`] : []),
       ...(options.delayProxies ? ['--cluster-announce-port', String(proxies[i]!.port)] : []),
+      ...(tls ? tlsOnlyArgs(port, tls) : []), ...secured,
     ]);
     nodes.set(port, startProcess(`redis-cluster-${port}`, 'redis-server', argsOf.get(port)!));
   }
@@ -96,16 +106,17 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
   };
   const waitForOk = (timeoutMs = 30_000) =>
     waitUntil('cluster state ok', async () => {
-      const infos = await Promise.all(live().map((p) => redisCli(p, ['cluster', 'info'])));
+      const infos = await Promise.all(live().map((p) => cli(p, ['cluster', 'info'])));
       return infos.every((i) => /cluster_state:ok/.test(i) && /cluster_slots_ok:16384/.test(i) && new RegExp(`cluster_known_nodes:${total}\\b`).test(i));
     }, timeoutMs);
   try {
     await Promise.all(ports.map((p) => waitForPort(p)));
-    await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicasEach), '--cluster-yes'], { timeout: 30_000 });
+    const createAuth = [...(tls ? ['--tls', '--cacert', tls.caFile] : []), ...(acl ? ['--user', acl.admin.user, '--pass', acl.admin.password, '--no-auth-warning'] : [])];
+    await run('redis-cli', [...createAuth, '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicasEach), '--cluster-yes'], { timeout: 30_000 });
     await waitForOk();
     if (replicasEach > 0) {
       await waitUntil('replicas in sync', async () => {
-        const infos = await Promise.all(ports.map((p) => redisCli(p, ['info', 'replication'])));
+        const infos = await Promise.all(ports.map((p) => cli(p, ['info', 'replication'])));
         return infos.filter((i) => /role:slave/.test(i)).every((i) => /master_link_status:up/.test(i)) && infos.filter((i) => /role:slave/.test(i)).length === primaries * replicasEach;
       }, 30_000);
     }
@@ -114,9 +125,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
     throw err;
   }
   const nodeOf = async (key: string, via = live()[0]!) => {
-    const slot = Number((await redisCli(via, ['cluster', 'keyslot', key])).trim());
+    const slot = Number((await cli(via, ['cluster', 'keyslot', key])).trim());
     // `cluster shards` would be tidier; `cluster slots` prints, per range: start, end, then the primary's ip and port.
-    const lines = (await redisCli(via, ['cluster', 'slots'])).trim().split('\n');
+    const lines = (await cli(via, ['cluster', 'slots'])).trim().split('\n');
     for (let i = 0; i + 3 < lines.length; i++) {
       if (/^\d+$/.test(lines[i]!) && /^\d+$/.test(lines[i + 1]!) && lines[i + 2] === '127.0.0.1' && slot >= Number(lines[i]) && slot <= Number(lines[i + 1])) return realPort(Number(lines[i + 3]));
     }
@@ -126,7 +137,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
   return {
     ports,
     proxies,
-    env: { IDGATE_REDIS_CLUSTER_NODES: (options.delayProxies ? proxies.map((p) => p.port) : ports).map((p) => `127.0.0.1:${p}`).join(',') },
+    env: {
+      IDGATE_REDIS_CLUSTER_NODES: (options.delayProxies ? proxies.map((p) => p.port) : ports).map((p) => `127.0.0.1:${p}`).join(','),
+      ...(acl ? { IDGATE_REDIS_USERNAME: acl.idgate.user, IDGATE_REDIS_PASSWORD: acl.idgate.password } : {}),
+      ...(tls ? { IDGATE_REDIS_TLS: '1', IDGATE_REDIS_CA_FILE: tls.caFile } : {}),
+    },
     nodeOf: (key) => nodeOf(key),
     async kill(port) {
       const node = nodes.get(port)!;
@@ -148,7 +163,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
       let now = oldPort;
       await waitUntil('cluster failover', async () => {
         now = await nodeOf(key);
-        const info = await redisCli(live()[0]!, ['cluster', 'info']);
+        const info = await cli(live()[0]!, ['cluster', 'info']);
         return now !== oldPort && /cluster_slots_ok:16384/.test(info);
       }, timeoutMs);
       return now;
@@ -173,15 +188,8 @@ export interface TlsRedis {
  * channels it may use (with the commands redis/sentinel-example.conf gives idgate's user).
  */
 export async function startTlsRedis(users: Record<string, { password: string; prefix: string }>): Promise<TlsRedis> {
-  const dir = tempDir('tls');
+  const { dir } = await makeTestCa();
   const file = (name: string) => path.join(dir, name);
-  const openssl = (args: string[]) => run('openssl', args, { cwd: dir, timeout: 20_000 });
-  for (const ca of ['ca', 'other-ca']) {
-    await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=idgate test ${ca}`, '-keyout', `${ca}.key`, '-out', `${ca}.pem`]);
-  }
-  fs.writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr']);
-  await openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'server.ext', '-out', 'server.pem']);
   const port = await freePort();
   const aclFile = file('users.acl');
   fs.writeFileSync(aclFile, ['user default off', ...Object.entries(users).map(([name, { password, prefix }]) => `user ${name} on >${password} ~${prefix}* &${prefix}* +@all -@dangerous +info`), ''].join('\n'));
@@ -206,6 +214,29 @@ export async function startTlsRedis(users: Record<string, { password: string; pr
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A CA made for this run and the one certificate it signed, which every TLS node and sentinel of a test shares. */
+export interface TestCa extends RedisTlsFiles {
+  /** The temp dir holding the files (a server may keep its data there too); remove() deletes it. */
+  readonly dir: string;
+  /** A CA that signed nothing here: a client trusting only it must refuse every server. */
+  readonly otherCaFile: string;
+  remove(): void;
+}
+
+/** Two CAs made now by openssl, and a certificate for 127.0.0.1 (IP SAN; DNS localhost) signed by the first. */
+export async function makeTestCa(): Promise<TestCa> {
+  const dir = tempDir('tls');
+  const file = (name: string) => path.join(dir, name);
+  const openssl = (args: string[]) => run('openssl', args, { cwd: dir, timeout: 20_000 });
+  for (const ca of ['ca', 'other-ca']) {
+    await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=idgate test ${ca}`, '-keyout', `${ca}.key`, '-out', `${ca}.pem`]);
+  }
+  fs.writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr']);
+  await openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'server.ext', '-out', 'server.pem']);
+  return { dir, caFile: file('ca.pem'), otherCaFile: file('other-ca.pem'), certFile: file('server.pem'), keyFile: file('server.key'), remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
 export interface IdgateReplicas {
