@@ -13,6 +13,7 @@ import { freePort, REPO_ROOT, startProcess, waitForPort } from '../../demo/proce
 import { startTempRedis } from '../../demo/redis.js';
 import { createIdgateServer } from '../../service/src/server.js';
 import { SessionCache, subscribeToRevocations } from '../../service/src/session-cache.js';
+import { RedisSessionStore } from '../../service/src/session-store.js';
 import { createRedisClient, type RedisClient } from '../../service/src/redis.js';
 import { BearerVerifier } from '../../service/src/tokens.js';
 
@@ -86,7 +87,8 @@ export async function startInProcess(config: Config, policy: Policy = demoPolicy
   const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
   const unsubscribe = sessionCache.enabled ? subscribeToRevocations(config, sessionCache, logger) : () => undefined;
   const durable = new DurableWrites(redis, config, reportWaits(logger, metrics));
-  const server = createIdgateServer({ config, redis, durable, oidc, bearer, sessionCache, policy: () => policy, logger, metrics });
+  const sessions = new RedisSessionStore(redis, config, durable);
+  const server = createIdgateServer({ config, redis, sessions, oidc, bearer, sessionCache, policy: () => policy, logger, metrics });
   running.push({ server, redis, durable, oidc, bearer, unsubscribe });
   if (options.waitForRedis !== false) await redisReady(redis);
   return { server, config, metrics, logLines };
