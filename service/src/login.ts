@@ -13,8 +13,9 @@ import { loggedOutPage, logoutPage, messagePage } from './pages.js';
 import { stripPort } from './policy.js';
 import { verifyLogoutToken, type LogoutSubject } from './backchannel.js';
 import { RemoteKeySet } from './keys.js';
-import type { SessionStore } from './session-store.js';
-import { bindingCookieOptions, findCookie, hashValue, savePendingLogin, sessionCookieOptions, takePendingLogin } from './sessions.js';
+import { isPastMaxAge, type SessionStore } from './session-store.js';
+import { bindingCookieOptions, findCookie, sessionCookieOptions } from './cookies.js';
+import { hashValue, savePendingLogin, takePendingLogin } from './sessions.js';
 
 export interface BrowserDependencies {
   readonly config: Config;
@@ -159,7 +160,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
   router.get('/userinfo', (req, res) => {
     const stored = req.session?.idgate;
     res.set('Cache-Control', 'no-store');
-    if (!stored || Date.now() - stored.createdAt > config.sessionMaxAgeSeconds * 1000) {
+    if (!stored || isPastMaxAge(config, stored, Date.now())) {
       res.status(401).json({ error: 'unauthorized', reason: 'no session' });
       return;
     }

@@ -3,9 +3,9 @@
 // redeem it: the one that takes the session's lock in the store (in Redis: SET NX with a lease renewed
 // while the grant is under way). The others go on with the current tokens while those are still valid, or wait briefly for
 // the winner's result when they are not.
-import signature from 'cookie-signature';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
+import { sessionCookie } from './cookies.js';
 import { describeError, isIdgateError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
@@ -112,14 +112,4 @@ async function waitForRenewal(deps: RefreshDependencies, lookup: FoundSession, n
     if (latest.session.tokensIssuedAt !== lookup.session.tokensIssuedAt) return { kind: 'current', lookup: latest };
   }
   return { kind: 'unavailable' };
-}
-
-/** The session cookie as express-session writes it, signed with the newest secret. */
-export function sessionCookie(config: Config, sid: string, createdAt: number): string {
-  const value = encodeURIComponent(`s:${signature.sign(sid, config.cookieSecrets[0]!)}`);
-  const expires = new Date(createdAt + config.sessionMaxAgeSeconds * 1000).toUTCString();
-  const parts = [`${config.cookieName}=${value}`, 'Path=/', `Expires=${expires}`, 'HttpOnly', 'SameSite=Lax'];
-  if (config.cookieDomain) parts.push(`Domain=${config.cookieDomain}`);
-  if (config.cookieSecure) parts.push('Secure');
-  return parts.join('; ');
 }

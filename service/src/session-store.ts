@@ -113,7 +113,7 @@ type Prefix = Pick<Config, 'redisKeyPrefix'>;
 /** Every Redis key (and the pub/sub channel) idgate uses, by what it holds. Nothing else builds one. */
 export const redisKeys = {
   /** A session: prefix + "sess:" + base64url(SHA-256(session id)). */
-  session: (config: Prefix, sid: string) => `${config.redisKeyPrefix}sess:${sessionHash(sid)}`,
+  session: (config: Prefix, sid: string) => redisKeys.sessionOfHash(config, sessionHash(sid)),
   sessionOfHash: (config: Prefix, hash: string) => `${config.redisKeyPrefix}sess:${hash}`,
   index: (config: Prefix, kind: 'sub' | 'user' | 'idpsid', value: string) => `${config.redisKeyPrefix}idx:${kind}:${value}`,
   refreshLock: (config: Prefix, hash: string) => `${config.redisKeyPrefix}lock:refresh:${hash}`,

@@ -5,11 +5,11 @@
 // running the session middleware.
 import crypto from 'node:crypto';
 import session from 'express-session';
-import signature from 'cookie-signature';
 import type { Config } from './config.js';
 import type { Identity } from './policy.js';
 import type { RedisClient } from './redis.js';
 import type { SessionCache } from './session-cache.js';
+import { findCookie, sessionCookieOptions, unsignSessionId } from './cookies.js';
 import { idpSessionHash, isPastMaxAge, openSession, redisKeys, SEALED_VERSION, sealedVersionOf, sessionHash, storeUnavailable, type SessionStore } from './session-store.js';
 
 /**
@@ -129,30 +129,6 @@ function sameDataDigest(data: session.SessionData): string {
   return crypto.createHash('sha256').update(JSON.stringify(record)).digest('base64url');
 }
 
-// Both cookies have Path=/ (a `__Host-` name requires it; HAProxy removes idgate's cookies before the app,
-// so the binding cookie reaching every path leaks nothing). Only the session cookie may carry a Domain.
-export function sessionCookieOptions(config: Config) {
-  return {
-    httpOnly: true,
-    sameSite: 'lax' as const,
-    secure: config.cookieSecure,
-    domain: config.cookieDomain,
-    path: '/',
-    maxAge: config.sessionMaxAgeSeconds * 1000,
-  };
-}
-
-/** The login-binding cookie (config.bindingCookieName): host-only, for as long as a login may take. */
-export function bindingCookieOptions(config: Config) {
-  return {
-    httpOnly: true,
-    sameSite: 'lax' as const,
-    secure: config.cookieSecure,
-    path: '/',
-    maxAge: config.loginTtlSeconds * 1000,
-  };
-}
-
 export type SessionLookup =
   | {
       readonly found: true;
@@ -259,49 +235,6 @@ function parseStoredSession(data: Record<string, unknown>): StoredSession | unde
   if (s.idpSessionHash !== undefined && typeof s.idpSessionHash !== 'string') return undefined;
   return s as unknown as StoredSession;
 }
-
-/** The first cookie called `name` in a Cookie header, URI-decoded as express-session does. */
-export function findCookie(header: string | undefined, name: string): string | undefined {
-  if (!header) return undefined;
-  let from = 0;
-  while (from < header.length) {
-    const end = header.indexOf(';', from);
-    const pair = header.slice(from, end === -1 ? header.length : end);
-    from = end === -1 ? header.length : end + 1;
-    const eq = pair.indexOf('=');
-    if (eq === -1 || pair.slice(0, eq).trim() !== name) continue;
-    let value = pair.slice(eq + 1).trim();
-    if (value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
-    try {
-      return decodeURIComponent(value);
-    } catch {
-      return undefined;
-    }
-  }
-  return undefined;
-}
-
-/** Session id from an express-session cookie value ("s:<id>.<signature>"), checked against every secret. */
-export function unsignSessionId(value: string, secrets: readonly string[]): string | undefined {
-  if (!value.startsWith('s:')) return undefined;
-  const known = verifiedCookies.get(value);
-  if (known !== undefined && known.secrets === secrets) return known.sid;
-  for (const secret of secrets) {
-    const sid = signature.unsign(value.slice(2), secret);
-    if (sid !== false) {
-      if (verifiedCookies.size >= 10_000) verifiedCookies.delete(verifiedCookies.keys().next().value!);
-      verifiedCookies.set(value, { sid, secrets });
-      return sid;
-    }
-  }
-  return undefined;
-}
-
-/**
- * Cookie values whose signature was already checked (an HMAC per request is the check path's biggest
- * cost): the same string with the same secrets verifies the same way. Failures are never kept.
- */
-const verifiedCookies = new Map<string, { sid: string; secrets: readonly string[] }>();
 
 // Pending logins: kept server-side under the OAuth `state`, so several tabs can log in at once without a
 // cookie per attempt. One small cookie per browser (the binding) ties the callback to the browser that

@@ -9,7 +9,7 @@
 import { Redis } from 'ioredis';
 import { redisCli } from '../../demo/redis.js';
 import { sessionKey } from '../../service/src/session-store.js';
-import { unsignSessionId } from '../../service/src/sessions.js';
+import { unsignSessionId } from '../../service/src/cookies.js';
 import { Browser, signIn } from '../support/browser.js';
 import { metricValue } from '../support/idgate.js';
 import { startCluster, startIdgateReplicas, type IdgateReplicas, type RedisCluster } from '../support/redis-topologies.js';

@@ -2,11 +2,11 @@
 // and its revocation index entries), copied from a real login's record, for tests and the sizing bench
 // that need many more sessions than browser sign-ins would make in their time.
 import crypto from 'node:crypto';
-import signature from 'cookie-signature';
 import type { Config } from '../../service/src/config.js';
 import type { RedisClient } from '../../service/src/redis.js';
 import { idpSessionHash, openSession, RedisSessionStore, sessionKey } from '../../service/src/session-store.js';
-import { unsignSessionId, type StoredSession } from '../../service/src/sessions.js';
+import type { StoredSession } from '../../service/src/sessions.js';
+import { sessionCookiePair, unsignSessionId } from '../../service/src/cookies.js';
 import type { Browser } from './browser.js';
 
 export interface PlantedSession {
@@ -46,7 +46,7 @@ export async function plantSessions(redis: RedisClient, config: Config, template
         tokensIssuedAt: now,
         idpSessionHash: idpSessionHash(crypto.randomUUID()),
       };
-      planted.push({ sid, cookie: `${config.cookieName}=${encodeURIComponent(`s:${signature.sign(sid, config.cookieSecrets[0]!)}`)}` });
+      planted.push({ sid, cookie: sessionCookiePair(config, sid) });
       return store.save(sid, { ...template, idgate });
     });
     await Promise.all(batch);
