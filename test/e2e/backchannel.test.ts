@@ -6,7 +6,7 @@ import signature from 'cookie-signature';
 import * as jose from 'jose';
 import request from 'supertest';
 import { BACKCHANNEL_EVENT } from '../../service/src/backchannel.js';
-import { idpSessionHash, RedisSessionStore, sessionHash } from '../../service/src/session-store.js';
+import { idpSessionHash, redisKeys, RedisSessionStore, sessionHash } from '../../service/src/session-store.js';
 import { createRedisClient } from '../../service/src/redis.js';
 import type { StoredSession } from '../../service/src/sessions.js';
 import { freePort, waitForPort, type ManagedProcess } from '../../demo/processes.js';
@@ -66,7 +66,7 @@ async function session(sub: string, idpSessionId: string): Promise<string> {
  */
 async function legacySession(sub: string, idpSessionId: string): Promise<string> {
   return plant(sub, { idpSessionHash: undefined, idpSessionId } as never, async (client, sid) => {
-    await client.sadd(`${idgate.config.redisKeyPrefix}idx:idpsid:${idpSessionId}`, `${sub}\0${sessionHash(sid)}`);
+    await client.sadd(redisKeys.index(idgate.config, 'idpsid', idpSessionId), `${sub}\0${sessionHash(sid)}`);
   });
 }
 
