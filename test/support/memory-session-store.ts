@@ -30,8 +30,6 @@ export class MemorySessionStore implements SessionStore {
   readonly #byUser = new Map<string, Set<string>>();
   readonly #byIdpSession = new Map<string, Set<string>>();
   readonly #locks = new Map<string, number>();
-  /** Session hashes announced as revoked, in order (what Redis publishes to every replica). */
-  readonly revoked: string[] = [];
   /** While set, every operation fails as a Redis that cannot answer would. */
   unavailable: Error | undefined;
 
@@ -121,7 +119,6 @@ export class MemorySessionStore implements SessionStore {
     this.#answer();
     const hash = sessionHash(sid);
     this.#sessions.delete(hash);
-    this.revoked.push(hash);
   }
 
   async revoke(sessions: readonly SessionRef[]): Promise<number> {
@@ -133,7 +130,6 @@ export class MemorySessionStore implements SessionStore {
       this.#sessions.delete(s.hash);
       this.#bySubject.get(s.subject)?.delete(s.hash);
     }
-    this.revoked.push(...sessions.map((s) => s.hash));
     return deleted;
   }
 
