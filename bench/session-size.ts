@@ -8,7 +8,7 @@
 import { Redis } from 'ioredis';
 import { startStack } from '../demo/stack.js';
 import { loadConfig } from '../service/src/config.js';
-import { sessionHash } from '../service/src/session-store.js';
+import { redisKeys } from '../service/src/session-store.js';
 import { Browser, signIn } from '../test/support/browser.js';
 import { plantSessions, sessionRecordOf } from '../test/support/planted-sessions.js';
 
@@ -32,11 +32,10 @@ async function main(): Promise<void> {
   try {
     const { config } = loadConfig({ ...process.env, ...stack.env });
     if (!config) throw new Error('stack settings do not load');
-    const prefix = config.redisKeyPrefix;
     const browser = new Browser();
     await signIn(browser, `${stack.frontUrl}/`, 'alice');
     const real = await sessionRecordOf(redis, config, browser);
-    const realSealed = (await redis.get(`${prefix}sess:${sessionHash(real.sid)}`))!;
+    const realSealed = (await redis.get(redisKeys.session(config, real.sid)))!;
     const plaintextBytes = Buffer.byteLength(JSON.stringify(real.record));
     const idTokenBytes = real.record.idgate.idToken.length;
 
@@ -44,8 +43,8 @@ async function main(): Promise<void> {
     const beforeSessions = await usedMemory(redis);
     const planted = await plantSessions(redis, config, real.record, SESSIONS, 'size');
     const afterSessions = await usedMemory(redis);
-    const sessionKeys = planted.map((p) => `${prefix}sess:${sessionHash(p.sid)}`);
-    const indexKeys = [...(await redis.keys(`${prefix}idx:*-size-*`)), ...(await redis.keys(`${prefix}idx:idpsid:*`))];
+    const sessionKeys = planted.map((p) => redisKeys.session(config, p.sid));
+    const indexKeys = [...(await redis.keys(redisKeys.index(config, 'sub', '*-size-*'))), ...(await redis.keys(redisKeys.index(config, 'user', '*-size-*'))), ...(await redis.keys(redisKeys.index(config, 'idpsid', '*')))];
     const sessionBytes = await memoryUsage(redis, sessionKeys);
     const indexBytes = await memoryUsage(redis, [...new Set(indexKeys)]);
 
@@ -62,9 +61,9 @@ async function main(): Promise<void> {
       );
     }
     const afterPending = await usedMemory(redis);
-    const loginKeys = (await redis.keys(`${prefix}login:*`)).filter((k) => !k.startsWith(`${prefix}logins`));
-    const browserKeys = await redis.keys(`${prefix}logins:browser:*`);
-    const pendingBytes = await memoryUsage(redis, [...loginKeys, ...browserKeys, `${prefix}logins`]);
+    const loginKeys = await redis.keys(redisKeys.pendingLogin(config, '*'));
+    const browserKeys = await redis.keys(redisKeys.browserPendingLogins(config, '*'));
+    const pendingBytes = await memoryUsage(redis, [...loginKeys, ...browserKeys, redisKeys.pendingLoginIndex(config)]);
 
     const per = (bytes: number, n: number) => Math.round(bytes / n);
     const lines = [

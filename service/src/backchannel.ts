@@ -8,6 +8,7 @@ import type { RedisClient } from './redis.js';
 import type { Config } from './config.js';
 import { IdgateError } from './errors.js';
 import type { RemoteKeySet } from './keys.js';
+import { redisKeys, storeUnavailable } from './session-store.js';
 
 export const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 /** Logout tokens older than this are refused (and their jti remembered this long). */
@@ -59,12 +60,12 @@ export async function verifyLogoutToken(
   const sub = typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : undefined;
   if (!sid && !sub) throw new IdgateError('invalid_request', 'the logout token names neither sid nor sub');
   // Each jti once: remembered as long as the token could pass the age check.
-  const jtiKey = `${config.redisKeyPrefix}bclo:jti:${crypto.createHash('sha256').update(`${expected.issuer}\0${String(payload.jti)}`).digest('base64url')}`;
+  const jtiKey = redisKeys.logoutTokenId(config, crypto.createHash('sha256').update(`${expected.issuer}\0${String(payload.jti)}`).digest('base64url'));
   let first: string | null;
   try {
     first = await redis.set(jtiKey, '1', 'EX', MAX_AGE_SECONDS + expected.clockSkewSeconds, 'NX');
   } catch (err) {
-    throw new IdgateError('store_unavailable', 'session store unavailable', (err as Error).message);
+    throw storeUnavailable(err);
   }
   if (first !== 'OK') throw new IdgateError('invalid_request', 'the logout token was already used');
   return { sid, sub };

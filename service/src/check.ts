@@ -8,14 +8,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
-import type { DurableWrites } from './durable-writes.js';
 import { IdgateError, isIdgateError, describeError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { keepSessionFresh } from './refresh.js';
 import { acceptedCredentials, decide, matchRule, NO_RULE, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from './policy.js';
 import type { SessionCache } from './session-cache.js';
-import { sessionHash } from './session-store.js';
+import { sessionHash, type SessionStore } from './session-store.js';
 import { describeSessionRecordVersions, readSessionForCheck, SESSION_RECORD_VERSIONS_READ } from './sessions.js';
 import type { BearerVerifier } from './tokens.js';
 import { forbiddenPage } from './pages.js';
@@ -24,8 +23,8 @@ import { canonicalPath } from './paths.js';
 export interface CheckDependencies {
   readonly config: Config;
   readonly redis: RedisClient;
-  /** Writes that must not be lost (renewal, revocation): never the check's reads, which need no replica. */
-  readonly durable: DurableWrites;
+  /** Sessions: the check reads them here, and renewals and revocations write here. */
+  readonly sessions: SessionStore;
   readonly oidc: OidcRelyingParty;
   readonly bearer: BearerVerifier;
   readonly sessionCache: SessionCache;
@@ -159,7 +158,7 @@ async function establishIdentity(deps: CheckDependencies, request: CheckRequest,
   // The session is read even where only tokens count: a signed-in person then gets a 403 that says a token
   // is needed, never a login page that would bring them straight back.
   const now = Date.now();
-  const lookup = await readSessionForCheck(deps.redis, deps.config, request.headers.cookie, now, deps.sessionCache);
+  const lookup = await readSessionForCheck(deps.sessions, deps.config, request.headers.cookie, now, deps.sessionCache);
   if (lookup.found) {
     const fresh = await keepSessionFresh(deps, lookup, now);
     switch (fresh.kind) {

@@ -6,7 +6,6 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
-import type { DurableWrites } from './durable-writes.js';
 import { IdgateError, describeError, isIdgateError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
@@ -14,14 +13,16 @@ import { loggedOutPage, logoutPage, messagePage } from './pages.js';
 import { stripPort } from './policy.js';
 import { verifyLogoutToken, type LogoutSubject } from './backchannel.js';
 import { RemoteKeySet } from './keys.js';
-import { listSessions, revokeSessions, sessionsOfIdpSession } from './session-store.js';
-import { bindingCookieOptions, findCookie, hashValue, savePendingLogin, sessionCookieOptions, takePendingLogin } from './sessions.js';
+import { isPastMaxAge, type SessionStore } from './session-store.js';
+import { bindingCookieOptions, findCookie, sessionCookieOptions } from './cookies.js';
+import { hashValue, savePendingLogin, takePendingLogin } from './sessions.js';
 
 export interface BrowserDependencies {
   readonly config: Config;
+  /** Pending logins and logout-token ids. */
   readonly redis: RedisClient;
-  /** Revocations (back-channel logout) wait for a Redis replica through this. */
-  readonly durable: DurableWrites;
+  /** Back-channel logout finds and revokes sessions here. */
+  readonly sessions: SessionStore;
   readonly oidc: OidcRelyingParty;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -143,9 +144,9 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
       throw err;
     }
     const sessions = who.sid
-      ? (await sessionsOfIdpSession(redis, config, who.sid)).filter((s) => !who.sub || s.subject === who.sub)
-      : await listSessions(redis, config, { subject: who.sub! });
-    const revoked = await revokeSessions(deps.durable, config, sessions);
+      ? (await deps.sessions.sessionsOfIdpSession(who.sid)).filter((s) => !who.sub || s.subject === who.sub)
+      : await deps.sessions.list({ subject: who.sub! });
+    const revoked = await deps.sessions.revoke(sessions);
     metrics.recordRevoked(revoked);
     metrics.recordEvent('backchannel_logout');
     logger.event('backchannel_logout', { sub: who.sub, sessions_revoked: revoked });
@@ -159,7 +160,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
   router.get('/userinfo', (req, res) => {
     const stored = req.session?.idgate;
     res.set('Cache-Control', 'no-store');
-    if (!stored || Date.now() - stored.createdAt > config.sessionMaxAgeSeconds * 1000) {
+    if (!stored || isPastMaxAge(config, stored, Date.now())) {
       res.status(401).json({ error: 'unauthorized', reason: 'no session' });
       return;
     }

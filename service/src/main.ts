@@ -12,6 +12,7 @@ import { OidcRelyingParty } from './oidc.js';
 import { PolicyHolder } from './policy-file.js';
 import { createIdgateServer } from './server.js';
 import { SessionCache, subscribeToRevocations } from './session-cache.js';
+import { RedisSessionStore } from './session-store.js';
 import { createRedisClient, describeRedisError } from './redis.js';
 import { BearerVerifier } from './tokens.js';
 
@@ -60,7 +61,8 @@ export async function serve(): Promise<number> {
 
   // Logins, renewals and revocations wait for a Redis replica, on connections of their own.
   const durable = new DurableWrites(redis, config, reportWaits(logger, metrics));
-  const deps = { config, redis, durable, oidc, bearer, sessionCache, policy: () => policy.current, logger, metrics };
+  const sessions = new RedisSessionStore(redis, config, durable);
+  const deps = { config, redis, sessions, oidc, bearer, sessionCache, policy: () => policy.current, logger, metrics };
   let draining = false;
   const server = createIdgateServer(deps, { draining: () => draining });
   await new Promise<void>((resolve, reject) => {

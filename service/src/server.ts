@@ -21,13 +21,13 @@ export interface ServerOptions {
 }
 
 export function createIdgateServer(deps: ServerDependencies, options: ServerOptions = {}): http.Server {
-  const { config, redis, durable, oidc, bearer, logger, metrics } = deps;
+  const { config, redis, sessions, oidc, bearer, logger, metrics } = deps;
   const check = createCheckHandler(deps);
 
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', (address: string) => config.trustedProxies(address));
-  app.use('/_auth', createSessionMiddleware(config, redis, durable), createBrowserRoutes({ config, redis, durable, oidc, logger, metrics }));
+  app.use('/_auth', createSessionMiddleware(config, sessions), createBrowserRoutes({ config, redis, sessions, oidc, logger, metrics }));
   app.use((_req, res) => {
     res.status(404).json({ error: 'not_found' });
   });

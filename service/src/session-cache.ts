@@ -6,7 +6,7 @@
 import { createRedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
-import { revocationChannel } from './session-store.js';
+import { redisKeys } from './session-store.js';
 import type { SessionLookup } from './sessions.js';
 
 type FoundSession = Extract<SessionLookup, { found: true }>;
@@ -101,7 +101,7 @@ export class SessionCache {
  */
 export function subscribeToRevocations(config: Config, cache: SessionCache, logger: Logger): () => void {
   const subscriber = createRedisClient(config, 'subscriber');
-  const channel = revocationChannel(config);
+  const channel = redisKeys.revocations(config);
   subscriber.on('message', (from: string, message: string) => {
     if (from !== channel) return;
     try {

@@ -1,3 +1,10 @@
+// The session store: every session operation idgate performs (read, renew, revoke, index, lock) behind one
+// interface, SessionStore. RedisSessionStore is the one production uses; the tests also run an in-memory
+// one with a clock of their own (test/support/memory-session-store.ts), and one suite holds both to the
+// same behaviour (test/unit/session-store.test.ts). This module owns every Redis key name idgate uses
+// (redisKeys below: sessions, indexes, locks, pending logins, logout-token ids) and turns every Redis
+// failure into one error, IdgateError('store_unavailable') (storeUnavailable).
+//
 // Sessions at rest in Redis, so that a Redis dump alone yields neither tokens nor a usable cookie:
 // the key is a hash of the session id and the value is AES-256-GCM encrypted under a key derived from
 // the session id, which only the browser's cookie carries. Plaintext in Redis is limited to what
@@ -5,17 +12,132 @@
 //
 // This replaces connect-redis (our note on the stack): connect-redis keys Redis by the raw session id and
 // its serializer never sees the id, so neither the hashed key nor a per-session key is possible with it.
-// express-session still owns the cookie and the session lifecycle; this is its Store.
+// express-session still owns the cookie and the session lifecycle on the browser routes, through an
+// adapter over this store (sessions.ts).
 import crypto from 'node:crypto';
-import session from 'express-session';
 import type { RedisClient } from './redis.js';
 import type { Config } from './config.js';
-import type { DurableWrites } from './durable-writes.js';
-import { IdgateError } from './errors.js';
+import { DurableWrites, type DurableWriteKind } from './durable-writes.js';
+import { IdgateError, isIdgateError } from './errors.js';
+import { parseRecord, unreadableVersionOf, type StoredSession } from './sessions.js';
+
+/** A session as the store reads it: its record checked, its idle and absolute timeouts applied. */
+export type SessionRead =
+  | {
+      readonly found: true;
+      readonly session: StoredSession;
+      /** The whole express-session record, to write back with only `idgate` changed. */
+      readonly record: Record<string, unknown>;
+    }
+  | {
+      readonly found: false;
+      /** expired: absent (idle timeout, revoked, never existed) or past its absolute timeout. */
+      readonly problem: 'session_invalid' | 'session_expired';
+      /** Why it is invalid: the record is of a version this idgate does not read (e.g. "v2", from a newer idgate). */
+      readonly unknownVersion?: string;
+    };
+
+/** A session as revocation names it: the hash of its id, and its subject (whose index lists it). */
+export interface SessionRef {
+  readonly hash: string;
+  readonly subject: string;
+}
+
+export interface IndexedSession extends SessionRef {
+  readonly user: string;
+  readonly createdAt: number;
+}
+
+/** A held refresh lock: released by the holder, or lost when the holder dies (its lease runs out). */
+export interface SessionLock {
+  release(): Promise<void>;
+}
+
+/**
+ * Every operation on sessions. Each rejects with IdgateError('store_unavailable') when the store cannot
+ * answer; callers fail closed on it. `now` is ms since epoch: the absolute timeout is judged at it.
+ */
+export interface SessionStore {
+  /** The check's read: the session of `sid`, its idle timeout renewed (one round trip). */
+  read(sid: string, now: number): Promise<SessionRead>;
+  /** The session of `sid` as it is now, idle timeout untouched: a renewal reads it again under its lock. */
+  readLatest(sid: string, now: number): Promise<SessionRead>;
+  /** The stored record as it is, unchecked, or undefined: express-session's view (the browser routes). */
+  load(sid: string): Promise<Record<string, unknown> | undefined>;
+  /** A login's session: written with the idle timeout and indexed for revocation. Waits for a replica. */
+  save(sid: string, record: Record<string, unknown>): Promise<void>;
+  /**
+   * Renewed tokens written back, only while the session still exists (one logged out meanwhile stays
+   * out), without resetting its idle timeout. False when the session is gone. Waits for a replica.
+   */
+  renew(sid: string, record: Record<string, unknown>): Promise<boolean>;
+  /** The idle timeout renewed. */
+  touch(sid: string): Promise<void>;
+  /** Logout: the session deleted and its revocation announced. Waits for a replica when it existed. */
+  destroy(sid: string): Promise<void>;
+  /** Sessions deleted by hash and their revocation announced; how many existed. Waits for a replica. */
+  revoke(sessions: readonly SessionRef[]): Promise<number>;
+  /** Sessions of a subject, or of every subject of a user name, oldest first. */
+  list(who: { subject?: string; user?: string }): Promise<IndexedSession[]>;
+  /** Sessions that came from one IdP session (the `sid` claim of a back-channel logout token). */
+  sessionsOfIdpSession(idpSessionId: string): Promise<SessionRef[]>;
+  /** The refresh lock of a session (one renewal at a time, across replicas), or undefined when another holds it. */
+  lock(sid: string): Promise<SessionLock | undefined>;
+}
+
+/** The one error for a store that cannot answer (Redis away, out of memory, timed out). */
+export function storeUnavailable(err: unknown): IdgateError {
+  if (isIdgateError(err)) return err;
+  return new IdgateError('store_unavailable', 'session store unavailable', err instanceof Error ? err.message : String(err));
+}
+
+/** When a session ends however active it is (IDGATE_SESSION_MAX_AGE after login), ms since epoch: also its cookie's Expires. */
+export function sessionEndsAt(config: Pick<Config, 'sessionMaxAgeSeconds'>, createdAt: number): number {
+  return createdAt + config.sessionMaxAgeSeconds * 1000;
+}
+
+/** The absolute timeout, the one place it is judged: the check, its session cache and /_auth/userinfo ask here. */
+export function isPastMaxAge(config: Pick<Config, 'sessionMaxAgeSeconds'>, session: Pick<StoredSession, 'createdAt'>, now: number): boolean {
+  return now > sessionEndsAt(config, session.createdAt);
+}
+
+type Prefix = Pick<Config, 'redisKeyPrefix'>;
+
+// Revocation indexes. idx:sub:<sub> is a hash: session hash → {user, createdAt};
+// idx:user:<user> a set of subjects; idx:idpsid:<hash of the IdP's sid> a set of subject\0session hash
+// (back-channel logout). The IdP's sid names the user's session at the IdP; a Redis dump gets only its hash.
+//
+// Pending logins (sessions.ts) carry the hash tag {logins}: one slot for all of them, so that one Lua
+// script keeps their bounds on Redis Cluster. Sessions and indexes spread over all slots (below).
+
+/** Every Redis key (and the pub/sub channel) idgate uses, by what it holds. Nothing else builds one. */
+export const redisKeys = {
+  /** A session: prefix + "sess:" + base64url(SHA-256(session id)). */
+  session: (config: Prefix, sid: string) => redisKeys.sessionOfHash(config, sessionHash(sid)),
+  sessionOfHash: (config: Prefix, hash: string) => `${config.redisKeyPrefix}sess:${hash}`,
+  index: (config: Prefix, kind: 'sub' | 'user' | 'idpsid', value: string) => `${config.redisKeyPrefix}idx:${kind}:${value}`,
+  refreshLock: (config: Prefix, hash: string) => `${config.redisKeyPrefix}lock:refresh:${hash}`,
+  /** Pub/sub channel on which revoked session hashes are announced to every replica. */
+  revocations: (config: Prefix) => `${config.redisKeyPrefix}revoked`,
+  /** A back-channel logout token's id, as seen once (the digest of issuer and jti). */
+  logoutTokenId: (config: Prefix, digest: string) => `${config.redisKeyPrefix}bclo:jti:${digest}`,
+  /** Prefix of the pending-login keys: one hash slot for all of them (config.ts refuses braces in the prefix). */
+  pendingLogins: (config: Prefix) => `${config.redisKeyPrefix}{logins}:`,
+  pendingLogin: (config: Prefix, stateHash: string) => `${redisKeys.pendingLogins(config)}login:${stateHash}`,
+  /** Every pending login, scored by its expiry (ms since epoch): the overall bound counts these. */
+  pendingLoginIndex: (config: Prefix) => `${redisKeys.pendingLogins(config)}all`,
+  /** One browser's pending logins (by the hash of its binding cookie), scored by expiry. */
+  browserPendingLogins: (config: Prefix, bindingHash: string) => `${redisKeys.pendingLogins(config)}browser:${bindingHash}`,
+};
 
 /** The Redis key of a session: prefix + base64url(SHA-256(session id)). */
-export function sessionKey(config: Config, sid: string): string {
-  return `${config.redisKeyPrefix}sess:${sessionHash(sid)}`;
+export function sessionKey(config: Prefix, sid: string): string {
+  return redisKeys.session(config, sid);
+}
+
+/** Pub/sub channel on which revoked session hashes are announced to every replica. */
+export function revocationChannel(config: Prefix): string {
+  return redisKeys.revocations(config);
 }
 
 export function sessionHash(sid: string): string {
@@ -68,20 +190,9 @@ export function openSession(sid: string, sealed: string): string | undefined {
   }
 }
 
-// Revocation indexes. idx:sub:<sub> is a hash: session hash → {user, createdAt};
-// idx:user:<user> a set of subjects; idx:idpsid:<hash of the IdP's sid> a set of subject\0session hash
-// (back-channel logout). The IdP's sid names the user's session at the IdP; a Redis dump gets only its hash.
-
 /** How an IdP session id (`sid` claim) is stored and indexed: base64url(SHA-256(sid)). */
 export function idpSessionHash(idpSessionId: string): string {
   return crypto.createHash('sha256').update(idpSessionId).digest('base64url');
-}
-
-export interface IndexedSession {
-  readonly hash: string;
-  readonly subject: string;
-  readonly user: string;
-  readonly createdAt: number;
 }
 
 interface IndexFields {
@@ -91,9 +202,7 @@ interface IndexFields {
   idpSessionHash: string | undefined;
 }
 
-type Prefix = Pick<Config, 'redisKeyPrefix'>;
-
-const idx = (config: Prefix, kind: 'sub' | 'user' | 'idpsid', value: string) => `${config.redisKeyPrefix}idx:${kind}:${value}`;
+type StoreSettings = Pick<Config, 'redisKeyPrefix' | 'sessionIdleTtlSeconds' | 'sessionMaxAgeSeconds'>;
 
 // Redis Cluster: a session is read by its id alone (the check knows nothing else), so it cannot share a
 // hash slot with its subject's indexes, nor can a subject's, a user name's and an IdP session's index
@@ -101,17 +210,17 @@ const idx = (config: Prefix, kind: 'sub' | 'user' | 'idpsid', value: string) => 
 // own (one key, one slot), and revocation deletes each session and its index entry by single-key commands
 // (deleting is idempotent; an entry left behind is dropped by the next listSessions).
 
-export async function indexSession(redis: RedisClient, config: Config, sid: string, fields: IndexFields): Promise<void> {
+async function indexSession(redis: RedisClient, config: StoreSettings, sid: string, fields: IndexFields): Promise<void> {
   const hash = sessionHash(sid);
   const ttl = config.sessionMaxAgeSeconds;
-  const bySubject = idx(config, 'sub', fields.subject);
-  const byUser = idx(config, 'user', fields.user);
+  const bySubject = redisKeys.index(config, 'sub', fields.subject);
+  const byUser = redisKeys.index(config, 'user', fields.user);
   const writes = [
     redis.multi().hset(bySubject, hash, JSON.stringify({ user: fields.user, createdAt: fields.createdAt })).expire(bySubject, ttl).exec(),
     redis.multi().sadd(byUser, fields.subject).expire(byUser, ttl).exec(),
   ];
   if (fields.idpSessionHash) {
-    const byIdpSession = idx(config, 'idpsid', fields.idpSessionHash);
+    const byIdpSession = redisKeys.index(config, 'idpsid', fields.idpSessionHash);
     writes.push(redis.multi().sadd(byIdpSession, `${fields.subject}\0${hash}`).expire(byIdpSession, ttl).exec());
   }
   await Promise.all(writes);
@@ -119,20 +228,24 @@ export async function indexSession(redis: RedisClient, config: Config, sid: stri
 
 /** Sessions of a subject, or of every subject a user name maps to. Entries whose session is gone are dropped. */
 export async function listSessions(redis: RedisClient, config: Prefix, who: { subject?: string; user?: string }): Promise<IndexedSession[]> {
-  const subjects = who.subject ? [who.subject] : who.user ? await redis.smembers(idx(config, 'user', who.user)) : [];
-  const out: IndexedSession[] = [];
-  for (const subject of subjects) {
-    const entries = await redis.hgetall(idx(config, 'sub', subject));
-    for (const [hash, json] of Object.entries(entries)) {
-      if (!(await redis.exists(`${config.redisKeyPrefix}sess:${hash}`))) {
-        await redis.hdel(idx(config, 'sub', subject), hash);
-        continue;
+  try {
+    const subjects = who.subject ? [who.subject] : who.user ? await redis.smembers(redisKeys.index(config, 'user', who.user)) : [];
+    const out: IndexedSession[] = [];
+    for (const subject of subjects) {
+      const entries = await redis.hgetall(redisKeys.index(config, 'sub', subject));
+      for (const [hash, json] of Object.entries(entries)) {
+        if (!(await redis.exists(redisKeys.sessionOfHash(config, hash)))) {
+          await redis.hdel(redisKeys.index(config, 'sub', subject), hash);
+          continue;
+        }
+        const meta = JSON.parse(json) as { user: string; createdAt: number };
+        out.push({ hash, subject, user: meta.user, createdAt: meta.createdAt });
       }
-      const meta = JSON.parse(json) as { user: string; createdAt: number };
-      out.push({ hash, subject, user: meta.user, createdAt: meta.createdAt });
     }
+    return out.sort((a, b) => a.createdAt - b.createdAt);
+  } catch (err) {
+    throw storeUnavailable(err);
   }
-  return out.sort((a, b) => a.createdAt - b.createdAt);
 }
 
 /**
@@ -140,16 +253,18 @@ export async function listSessions(redis: RedisClient, config: Prefix, who: { su
  * A durable write: it waits for a Redis replica, so a failover does not bring the sessions back. Single-key
  * commands only (no MULTI across keys), so it works on Redis Cluster, where the keys sit in other slots.
  */
-export async function revokeSessions(durable: DurableWrites, config: Prefix, sessions: readonly { hash: string; subject: string }[]): Promise<number> {
+export async function revokeSessions(durable: DurableWrites, config: Prefix, sessions: readonly SessionRef[]): Promise<number> {
   if (sessions.length === 0) return 0;
   return durable.write('revocation', async (redis) => {
     const deleted = await Promise.all(sessions.map(async (s) => {
-      const [gone] = await Promise.all([redis.del(`${config.redisKeyPrefix}sess:${s.hash}`), redis.hdel(idx(config, 'sub', s.subject), s.hash)]);
+      const [gone] = await Promise.all([redis.del(redisKeys.sessionOfHash(config, s.hash)), redis.hdel(redisKeys.index(config, 'sub', s.subject), s.hash)]);
       return gone;
     }));
-    await redis.publish(revocationChannel(config), JSON.stringify(sessions.map((s) => s.hash)));
+    await redis.publish(redisKeys.revocations(config), JSON.stringify(sessions.map((s) => s.hash)));
     return deleted.reduce((sum, n) => sum + n, 0);
-  }, (deleted) => deleted > 0);
+  }, (deleted) => deleted > 0).catch((err: unknown) => {
+    throw storeUnavailable(err);
+  });
 }
 
 /**
@@ -157,117 +272,172 @@ export async function revokeSessions(durable: DurableWrites, config: Prefix, ses
  * Sessions indexed before hashing sit under the raw sid: read too (and dropped) until those have expired,
  * IDGATE_SESSION_MAX_AGE after the upgrade at most.
  */
-export async function sessionsOfIdpSession(redis: RedisClient, config: Prefix, idpSessionId: string): Promise<{ hash: string; subject: string }[]> {
-  const legacyKey = idx(config, 'idpsid', idpSessionId);
-  const [hashed, legacy] = await Promise.all([redis.smembers(idx(config, 'idpsid', idpSessionHash(idpSessionId))), redis.smembers(legacyKey)]);
-  if (legacy.length > 0) await redis.del(legacyKey);
-  return [...new Set([...hashed, ...legacy])].map((m) => {
-    const [subject = '', hash = ''] = m.split('\0');
-    return { subject, hash };
-  });
+export async function sessionsOfIdpSession(redis: RedisClient, config: Prefix, idpSessionId: string): Promise<SessionRef[]> {
+  try {
+    const legacyKey = redisKeys.index(config, 'idpsid', idpSessionId);
+    const [hashed, legacy] = await Promise.all([redis.smembers(redisKeys.index(config, 'idpsid', idpSessionHash(idpSessionId))), redis.smembers(legacyKey)]);
+    if (legacy.length > 0) await redis.del(legacyKey);
+    return [...new Set([...hashed, ...legacy])].map((m) => {
+      const [subject = '', hash = ''] = m.split('\0');
+      return { subject, hash };
+    });
+  } catch (err) {
+    throw storeUnavailable(err);
+  }
 }
 
-/** Pub/sub channel on which revoked session hashes are announced to every replica. */
-export function revocationChannel(config: Prefix): string {
-  return `${config.redisKeyPrefix}revoked`;
-}
+/** Lease of a refresh lock, ms; renewed every third of it while its holder works. */
+const LOCK_LEASE_MS = 6000;
+
+const RELEASE_LOCK = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+const RENEW_LEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 
 /**
- * express-session's Store over Redis, encrypted and hashed as above. The TTL is the idle timeout. Saving a
- * session (at login) and destroying it (logout) are durable writes when `durable` is given: they wait for
- * a Redis replica (durable-writes.ts).
+ * The session store over Redis, encrypted and hashed as above. The key's TTL is the idle timeout. A login's
+ * session, a renewal, a logout and a revocation are durable writes when `durable` is given: they wait for a
+ * Redis replica (durable-writes.ts), each on a pooled connection of its own.
  */
-export class EncryptedRedisStore extends session.Store {
+export class RedisSessionStore implements SessionStore {
+  readonly #durable: DurableWrites;
+
   constructor(
     private readonly redis: RedisClient,
-    private readonly config: Config,
-    private readonly durable?: DurableWrites,
+    private readonly config: StoreSettings,
+    durable?: DurableWrites,
   ) {
-    super();
+    // Without one, writes go on the shared connection and wait for no replica.
+    this.#durable = durable ?? new DurableWrites(redis, { redisWaitReplicas: 0, redisWaitMs: 0, redisTimeoutMs: 0 }, () => undefined);
   }
 
-  #write<T>(kind: 'session' | 'revocation', write: (redis: RedisClient) => Promise<T>, changed?: (result: T) => boolean): Promise<T> {
-    return this.durable ? this.durable.write(kind, write, changed) : write(this.redis);
+  #write<T>(kind: DurableWriteKind, write: (redis: RedisClient) => Promise<T>, changed?: (result: T) => boolean): Promise<T> {
+    return this.#durable.write(kind, write, changed).catch((err: unknown) => {
+      throw storeUnavailable(err);
+    });
   }
 
-  /**
-   * What was just written per session id. express-session saves a login's session twice: login.ts's
-   * explicit save (the redirect leaves only once the session is stored) and its own at the end of the
-   * request (regenerate leaves the new session unmarked as saved). The second is the same data a moment
-   * later (only the cookie's `expires`, computed anew, differs by milliseconds): skipped, so a login
-   * costs one write and one replica wait, not two.
-   */
-  readonly #justWritten = new Map<string, { digest: string; at: number }>();
-
-  override get(sid: string, callback: (err: unknown, session?: session.SessionData | null) => void): void {
-    this.redis.get(sessionKey(this.config, sid)).then(
-      (sealed) => {
-        const text = sealed === null ? undefined : openSession(sid, sealed);
-        if (text === undefined) return callback(null, null);
-        try {
-          callback(null, JSON.parse(text) as session.SessionData);
-        } catch {
-          callback(null, null);
-        }
-      },
-      (err: Error) => callback(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
-    );
+  async read(sid: string, now: number): Promise<SessionRead> {
+    let sealed: string | null;
+    try {
+      sealed = await this.redis.getex(sessionKey(this.config, sid), 'EX', this.config.sessionIdleTtlSeconds);
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+    return this.#opened(sid, sealed, now);
   }
 
-  override set(sid: string, data: session.SessionData, callback?: (err?: unknown) => void): void {
-    const text = JSON.stringify(data);
-    const digest = sameDataDigest(text);
-    const last = this.#justWritten.get(sid);
-    if (last !== undefined && last.digest === digest && Date.now() - last.at < 2000) return callback?.();
-    const sealed = sealSession(sid, text);
-    const stored = data.idgate;
-    this.#write('session', (redis) => {
+  async readLatest(sid: string, now: number): Promise<SessionRead> {
+    let sealed: string | null;
+    try {
+      sealed = await this.redis.get(sessionKey(this.config, sid));
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+    return this.#opened(sid, sealed, now);
+  }
+
+  #opened(sid: string, sealed: string | null, now: number): SessionRead {
+    if (sealed === null) return EXPIRED;
+    const parsed = parseRecord(sid, sealed);
+    if (!parsed) {
+      const unknownVersion = unreadableVersionOf(sid, sealed);
+      return unknownVersion === undefined ? INVALID : { found: false, problem: 'session_invalid', unknownVersion };
+    }
+    if (isPastMaxAge(this.config, parsed.stored, now)) return EXPIRED;
+    return { found: true, session: parsed.stored, record: parsed.record };
+  }
+
+  async load(sid: string): Promise<Record<string, unknown> | undefined> {
+    let sealed: string | null;
+    try {
+      sealed = await this.redis.get(sessionKey(this.config, sid));
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+    const text = sealed === null ? undefined : openSession(sid, sealed);
+    if (text === undefined) return undefined;
+    try {
+      const record = JSON.parse(text) as unknown;
+      return typeof record === 'object' && record !== null ? (record as Record<string, unknown>) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async save(sid: string, record: Record<string, unknown>): Promise<void> {
+    const sealed = sealSession(sid, JSON.stringify(record));
+    const stored = record.idgate as StoredSession | undefined;
+    await this.#write('session', (redis) => {
       const write = redis.set(sessionKey(this.config, sid), sealed, 'EX', this.config.sessionIdleTtlSeconds);
       const index = stored
         ? indexSession(redis, this.config, sid, { subject: stored.subject, user: stored.user, createdAt: stored.createdAt, idpSessionHash: stored.idpSessionHash })
         : Promise.resolve();
       return Promise.all([write, index]);
-    }).then(
-      () => {
-        if (this.#justWritten.size >= 1000) this.#justWritten.delete(this.#justWritten.keys().next().value!);
-        this.#justWritten.set(sid, { digest, at: Date.now() });
-        callback?.();
-      },
-      (err: Error) => callback?.(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
-    );
+    });
   }
 
-  override destroy(sid: string, callback?: (err?: unknown) => void): void {
-    this.#justWritten.delete(sid);
+  async renew(sid: string, record: Record<string, unknown>): Promise<boolean> {
+    // XX: a session logged out meanwhile stays logged out. KEEPTTL: the idle timeout is not reset here.
+    const sealed = sealSession(sid, JSON.stringify(record));
+    const written = await this.#write('renewal', (conn) => conn.set(sessionKey(this.config, sid), sealed, 'KEEPTTL', 'XX'), (reply) => reply === 'OK');
+    return written === 'OK';
+  }
+
+  async touch(sid: string): Promise<void> {
+    try {
+      await this.redis.expire(sessionKey(this.config, sid), this.config.sessionIdleTtlSeconds);
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+  }
+
+  async destroy(sid: string): Promise<void> {
     const hash = sessionHash(sid);
     // Login regenerates the session id, destroying the browser's previous one, which mostly never existed:
     // only a delete that removed a session waits for a replica.
-    this.#write(
+    await this.#write(
       'revocation',
       async (redis) => {
         const deleted = await redis.del(sessionKey(this.config, sid));
-        await redis.publish(revocationChannel(this.config), JSON.stringify([hash]));
+        await redis.publish(redisKeys.revocations(this.config), JSON.stringify([hash]));
         return deleted;
       },
       (deleted) => deleted > 0,
-    )
-      .then(
-        () => callback?.(),
-        (err: Error) => callback?.(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
-      );
-  }
-
-  override touch(sid: string, _data: session.SessionData, callback?: (err?: unknown) => void): void {
-    this.redis.expire(sessionKey(this.config, sid), this.config.sessionIdleTtlSeconds).then(
-      () => callback?.(),
-      (err: Error) => callback?.(new IdgateError('store_unavailable', 'session store unavailable', err.message)),
     );
   }
+
+  revoke(sessions: readonly SessionRef[]): Promise<number> {
+    return revokeSessions(this.#durable, this.config, sessions);
+  }
+
+  list(who: { subject?: string; user?: string }): Promise<IndexedSession[]> {
+    return listSessions(this.redis, this.config, who);
+  }
+
+  sessionsOfIdpSession(idpSessionId: string): Promise<SessionRef[]> {
+    return sessionsOfIdpSession(this.redis, this.config, idpSessionId);
+  }
+
+  /** SET NX with a lease, renewed while held: a holder that dies loses the lock within LOCK_LEASE_MS. */
+  async lock(sid: string): Promise<SessionLock | undefined> {
+    const redis = this.redis;
+    const key = redisKeys.refreshLock(this.config, sessionHash(sid));
+    const token = crypto.randomBytes(16).toString('base64url');
+    let won: boolean;
+    try {
+      won = (await redis.set(key, token, 'PX', LOCK_LEASE_MS, 'NX')) === 'OK';
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+    if (!won) return undefined;
+    const lease = setInterval(() => void redis.eval(RENEW_LEASE, 1, key, token, String(LOCK_LEASE_MS)).catch(() => undefined), LOCK_LEASE_MS / 3);
+    return {
+      async release() {
+        clearInterval(lease);
+        await redis.eval(RELEASE_LOCK, 1, key, token).catch(() => undefined);
+      },
+    };
+  }
 }
 
-/** A digest of a session record as compared for a repeated save (all of it but the cookie's `expires`): no token is kept. */
-function sameDataDigest(text: string): string {
-  const record = JSON.parse(text) as { cookie?: { expires?: unknown } };
-  if (record.cookie) delete record.cookie.expires;
-  return crypto.createHash('sha256').update(JSON.stringify(record)).digest('base64url');
-}
+const EXPIRED: SessionRead = Object.freeze({ found: false, problem: 'session_expired' });
+const INVALID: SessionRead = Object.freeze({ found: false, problem: 'session_invalid' });

@@ -1,17 +1,16 @@
 // Sessions live in Redis so that every idgate replica behind every HAProxy sees the same ones.
 // express-session owns the session lifecycle on the browser endpoints (login regenerates the id, logout
-// destroys it) through the encrypted store of session-store.ts; the check path reads the very same Redis
-// key directly (one GETEX, which also renews the idle TTL) instead of running the session middleware.
+// destroys it) through an adapter over the session store (session-store.ts); the check path reads the
+// very same session through the store directly (one GETEX, which also renews the idle TTL) instead of
+// running the session middleware.
 import crypto from 'node:crypto';
 import session from 'express-session';
-import signature from 'cookie-signature';
 import type { Config } from './config.js';
-import type { DurableWrites } from './durable-writes.js';
-import { IdgateError } from './errors.js';
 import type { Identity } from './policy.js';
 import type { RedisClient } from './redis.js';
 import type { SessionCache } from './session-cache.js';
-import { EncryptedRedisStore, idpSessionHash, openSession, SEALED_VERSION, sealedVersionOf, sessionHash, sessionKey } from './session-store.js';
+import { findCookie, sessionCookieOptions, unsignSessionId } from './cookies.js';
+import { idpSessionHash, isPastMaxAge, openSession, redisKeys, SEALED_VERSION, sealedVersionOf, sessionHash, storeUnavailable, type SessionStore } from './session-store.js';
 
 /**
  * The version of the session record idgate writes (`v` below), and the versions it reads. A version that
@@ -54,10 +53,10 @@ declare module 'express-session' {
   }
 }
 
-/** `durable`: saving a session at login and destroying it at logout wait for a Redis replica through it. */
-export function createSessionMiddleware(config: Config, redis: RedisClient, durable?: DurableWrites) {
+/** express-session over the session store: login's save and logout's destroy go through `store`. */
+export function createSessionMiddleware(config: Config, store: SessionStore) {
   return session({
-    store: new EncryptedRedisStore(redis, config, durable),
+    store: new ExpressSessionStore(store),
     name: config.cookieName,
     secret: [...config.cookieSecrets],
     // 256 random bits: the id is also the key that encrypts the session at rest.
@@ -71,28 +70,63 @@ export function createSessionMiddleware(config: Config, redis: RedisClient, dura
   });
 }
 
-// Both cookies have Path=/ (a `__Host-` name requires it; HAProxy removes idgate's cookies before the app,
-// so the binding cookie reaching every path leaks nothing). Only the session cookie may carry a Domain.
-export function sessionCookieOptions(config: Config) {
-  return {
-    httpOnly: true,
-    sameSite: 'lax' as const,
-    secure: config.cookieSecure,
-    domain: config.cookieDomain,
-    path: '/',
-    maxAge: config.sessionMaxAgeSeconds * 1000,
-  };
+/** express-session's Store interface over the session store. */
+class ExpressSessionStore extends session.Store {
+  constructor(private readonly store: SessionStore) {
+    super();
+  }
+
+  /**
+   * What was just written per session id. express-session saves a login's session twice: login.ts's
+   * explicit save (the redirect leaves only once the session is stored) and its own at the end of the
+   * request (regenerate leaves the new session unmarked as saved). The second is the same data a moment
+   * later (only the cookie's `expires`, computed anew, differs by milliseconds): skipped, so a login
+   * costs one write and one replica wait, not two.
+   */
+  readonly #justWritten = new Map<string, { digest: string; at: number }>();
+
+  override get(sid: string, callback: (err: unknown, session?: session.SessionData | null) => void): void {
+    this.store.load(sid).then(
+      (record) => callback(null, (record as session.SessionData | undefined) ?? null),
+      (err: unknown) => callback(err),
+    );
+  }
+
+  override set(sid: string, data: session.SessionData, callback?: (err?: unknown) => void): void {
+    const digest = sameDataDigest(data);
+    const last = this.#justWritten.get(sid);
+    if (last !== undefined && last.digest === digest && Date.now() - last.at < 2000) return callback?.();
+    this.store.save(sid, data as unknown as Record<string, unknown>).then(
+      () => {
+        if (this.#justWritten.size >= 1000) this.#justWritten.delete(this.#justWritten.keys().next().value!);
+        this.#justWritten.set(sid, { digest, at: Date.now() });
+        callback?.();
+      },
+      (err: unknown) => callback?.(err),
+    );
+  }
+
+  override destroy(sid: string, callback?: (err?: unknown) => void): void {
+    this.#justWritten.delete(sid);
+    this.store.destroy(sid).then(
+      () => callback?.(),
+      (err: unknown) => callback?.(err),
+    );
+  }
+
+  override touch(sid: string, _data: session.SessionData, callback?: (err?: unknown) => void): void {
+    this.store.touch(sid).then(
+      () => callback?.(),
+      (err: unknown) => callback?.(err),
+    );
+  }
 }
 
-/** The login-binding cookie (config.bindingCookieName): host-only, for as long as a login may take. */
-export function bindingCookieOptions(config: Config) {
-  return {
-    httpOnly: true,
-    sameSite: 'lax' as const,
-    secure: config.cookieSecure,
-    path: '/',
-    maxAge: config.loginTtlSeconds * 1000,
-  };
+/** A digest of a session record as compared for a repeated save (all of it but the cookie's `expires`): no token is kept. */
+function sameDataDigest(data: session.SessionData): string {
+  const record = JSON.parse(JSON.stringify(data)) as { cookie?: { expires?: unknown } };
+  if (record.cookie) delete record.cookie.expires;
+  return crypto.createHash('sha256').update(JSON.stringify(record)).digest('base64url');
 }
 
 export type SessionLookup =
@@ -116,9 +150,9 @@ const NO_SESSION: SessionLookup = Object.freeze({ found: false, problem: undefin
 
 /**
  * The session behind a Cookie header, as the check path needs it. Throws IdgateError('store_unavailable')
- * when Redis cannot answer: the caller must then answer 503, never allow.
+ * when the store cannot answer: the caller must then answer 503, never allow.
  */
-export async function readSessionForCheck(redis: RedisClient, config: Config, cookieHeader: string | undefined, now: number, cache?: SessionCache): Promise<SessionLookup> {
+export async function readSessionForCheck(store: SessionStore, config: Config, cookieHeader: string | undefined, now: number, cache?: SessionCache): Promise<SessionLookup> {
   const raw = findCookie(cookieHeader, config.cookieName);
   if (raw === undefined) return NO_SESSION;
   const sid = unsignSessionId(raw, config.cookieSecrets);
@@ -126,23 +160,12 @@ export async function readSessionForCheck(redis: RedisClient, config: Config, co
   const hash = cache?.enabled ? sessionHash(sid) : undefined;
   const cached = hash !== undefined ? cache!.get(hash) : undefined;
   if (cached) {
-    if (now - cached.session.createdAt > config.sessionMaxAgeSeconds * 1000) return { found: false, problem: 'session_expired' };
+    if (isPastMaxAge(config, cached.session, now)) return { found: false, problem: 'session_expired' };
     return cached;
   }
-  let sealed: string | null;
-  try {
-    sealed = await redis.getex(sessionKey(config, sid), 'EX', config.sessionIdleTtlSeconds);
-  } catch (err) {
-    throw new IdgateError('store_unavailable', 'session store unavailable', (err as Error).message);
-  }
-  if (sealed === null) return { found: false, problem: 'session_expired' };
-  const parsed = parseRecord(sid, sealed);
-  if (!parsed) {
-    const unknownVersion = unreadableVersionOf(sid, sealed);
-    return unknownVersion === undefined ? { found: false, problem: 'session_invalid' } : { found: false, problem: 'session_invalid', unknownVersion };
-  }
-  if (now - parsed.stored.createdAt > config.sessionMaxAgeSeconds * 1000) return { found: false, problem: 'session_expired' };
-  const found = { found: true as const, session: parsed.stored, identity: identityOf(parsed.stored), sid, record: parsed.record };
+  const read = await store.read(sid, now);
+  if (!read.found) return read;
+  const found = { found: true as const, session: read.session, identity: identityOf(read.session), sid, record: read.record };
   if (hash !== undefined) cache!.set(hash, found, now);
   return found;
 }
@@ -213,49 +236,6 @@ function parseStoredSession(data: Record<string, unknown>): StoredSession | unde
   return s as unknown as StoredSession;
 }
 
-/** The first cookie called `name` in a Cookie header, URI-decoded as express-session does. */
-export function findCookie(header: string | undefined, name: string): string | undefined {
-  if (!header) return undefined;
-  let from = 0;
-  while (from < header.length) {
-    const end = header.indexOf(';', from);
-    const pair = header.slice(from, end === -1 ? header.length : end);
-    from = end === -1 ? header.length : end + 1;
-    const eq = pair.indexOf('=');
-    if (eq === -1 || pair.slice(0, eq).trim() !== name) continue;
-    let value = pair.slice(eq + 1).trim();
-    if (value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
-    try {
-      return decodeURIComponent(value);
-    } catch {
-      return undefined;
-    }
-  }
-  return undefined;
-}
-
-/** Session id from an express-session cookie value ("s:<id>.<signature>"), checked against every secret. */
-export function unsignSessionId(value: string, secrets: readonly string[]): string | undefined {
-  if (!value.startsWith('s:')) return undefined;
-  const known = verifiedCookies.get(value);
-  if (known !== undefined && known.secrets === secrets) return known.sid;
-  for (const secret of secrets) {
-    const sid = signature.unsign(value.slice(2), secret);
-    if (sid !== false) {
-      if (verifiedCookies.size >= 10_000) verifiedCookies.delete(verifiedCookies.keys().next().value!);
-      verifiedCookies.set(value, { sid, secrets });
-      return sid;
-    }
-  }
-  return undefined;
-}
-
-/**
- * Cookie values whose signature was already checked (an HMAC per request is the check path's biggest
- * cost): the same string with the same secrets verifies the same way. Failures are never kept.
- */
-const verifiedCookies = new Map<string, { sid: string; secrets: readonly string[] }>();
-
 // Pending logins: kept server-side under the OAuth `state`, so several tabs can log in at once without a
 // cookie per attempt. One small cookie per browser (the binding) ties the callback to the browser that
 // started the login (login CSRF): its hash is stored with the pending login.
@@ -281,24 +261,9 @@ export interface PendingLogin {
   readonly startedAt: number;
 }
 
-/** Prefix of the pending-login keys: one hash slot for all of them (config.ts refuses braces in the prefix). */
-function pendingPrefix(config: Config): string {
-  return `${config.redisKeyPrefix}{logins}:`;
-}
-
-function pendingKey(config: Config, state: string): string {
-  return `${pendingPrefix(config)}login:${hashValue(state)}`;
-}
-
-/** Every pending login, scored by its expiry (ms since epoch): the overall bound counts these. */
-function pendingIndexKey(config: Config): string {
-  return `${pendingPrefix(config)}all`;
-}
-
-/** One browser's pending logins (by the hash of its binding cookie), scored by expiry. */
-function browserPendingKey(config: Config, bindingHash: string): string {
-  return `${pendingPrefix(config)}browser:${bindingHash}`;
-}
+const pendingKey = (config: Config, state: string) => redisKeys.pendingLogin(config, hashValue(state));
+const pendingIndexKey = (config: Config) => redisKeys.pendingLoginIndex(config);
+const browserPendingKey = (config: Config, bindingHash: string) => redisKeys.browserPendingLogins(config, bindingHash);
 
 // KEYS: the login, the overall index, the browser's index. ARGV: the login's member (hash of its state),
 // its value, TTL (ms), per-browser bound, overall bound, the prefix of login keys (to delete a dropped
@@ -360,10 +325,10 @@ export async function savePendingLogin(redis: RedisClient, config: Config, state
       String(ttlMs),
       String(config.loginMaxPendingPerBrowser),
       String(config.loginMaxPending),
-      `${pendingPrefix(config)}login:`,
+      redisKeys.pendingLogin(config, ''),
     );
   } catch (err) {
-    throw new IdgateError('store_unavailable', 'session store unavailable', (err as Error).message);
+    throw storeUnavailable(err);
   }
   const [saved, n] = result as [number, number];
   if (saved === 1) return { saved: true, dropped: n };
@@ -398,7 +363,7 @@ export async function takePendingLogin(redis: RedisClient, config: Config, state
     const deleted = await redis.eval(DELETE_IF_UNCHANGED, 2, key, pendingIndexKey(config), text!, hashValue(state));
     return deleted === 1 ? { outcome: 'taken', pending } : { outcome: 'unknown' };
   } catch (err) {
-    throw new IdgateError('store_unavailable', 'session store unavailable', (err as Error).message);
+    throw storeUnavailable(err);
   }
 }
 

@@ -6,7 +6,7 @@ import signature from 'cookie-signature';
 import * as jose from 'jose';
 import request from 'supertest';
 import { BACKCHANNEL_EVENT } from '../../service/src/backchannel.js';
-import { EncryptedRedisStore, idpSessionHash, sessionHash } from '../../service/src/session-store.js';
+import { idpSessionHash, redisKeys, RedisSessionStore, sessionHash } from '../../service/src/session-store.js';
 import { createRedisClient } from '../../service/src/redis.js';
 import type { StoredSession } from '../../service/src/sessions.js';
 import { freePort, waitForPort, type ManagedProcess } from '../../demo/processes.js';
@@ -66,7 +66,7 @@ async function session(sub: string, idpSessionId: string): Promise<string> {
  */
 async function legacySession(sub: string, idpSessionId: string): Promise<string> {
   return plant(sub, { idpSessionHash: undefined, idpSessionId } as never, async (client, sid) => {
-    await client.sadd(`${idgate.config.redisKeyPrefix}idx:idpsid:${idpSessionId}`, `${sub}\0${sessionHash(sid)}`);
+    await client.sadd(redisKeys.index(idgate.config, 'idpsid', idpSessionId), `${sub}\0${sessionHash(sid)}`);
   });
 }
 
@@ -75,7 +75,7 @@ async function plant(sub: string, idp: Pick<StoredSession, 'idpSessionHash'>, ex
   const client = createRedisClient(idgate.config);
   await redisReady(client);
   const stored: StoredSession = { v: 1, subject: sub, user: sub, email: undefined, groups: [], roles: [], issuer, createdAt: Date.now(), idToken: 'x', refreshToken: undefined, accessTokenExpiresAt: undefined, tokensIssuedAt: Date.now(), ...idp };
-  await new Promise<void>((resolve, reject) => new EncryptedRedisStore(client, idgate.config).set(sid, { cookie: { originalMaxAge: null }, idgate: stored } as never, (err) => (err ? reject(err) : resolve())));
+  await new RedisSessionStore(client, idgate.config).save(sid, { cookie: { originalMaxAge: null }, idgate: stored });
   await extra?.(client, sid);
   client.disconnect();
   return `_idgate=${encodeURIComponent(`s:${signature.sign(sid, 'c'.repeat(40))}`)}`;

@@ -7,7 +7,7 @@ import signature from 'cookie-signature';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import type { Config } from '../../service/src/config.js';
-import { sealSession, sessionKey } from '../../service/src/session-store.js';
+import { redisKeys, sealSession, sessionKey } from '../../service/src/session-store.js';
 import { configFrom, metricValue, startInProcess, startRedisAndIdp, stopInProcess, type InProcessIdgate, type RedisAndIdp } from '../support/idgate.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -105,15 +105,15 @@ describe('anonymous logins', () => {
       expect(res.headers['content-type']).toMatch(/^text\/html/);
       expect(res.text).toContain('Temporarily unavailable');
     }
-    expect(await countKeys(`${config.redisKeyPrefix}{logins}:login:*`)).toBe(40);
-    expect(await redis.zcard(`${config.redisKeyPrefix}{logins}:all`)).toBe(40);
+    expect(await countKeys(redisKeys.pendingLogin(config, '*'))).toBe(40);
+    expect(await redis.zcard(redisKeys.pendingLoginIndex(config))).toBe(40);
 
     const refusedCounted = await Promise.all(replicas.map(async (r) => metricValue(await r.metrics.render(), 'idgate_logins_total{result="refused_busy"}')));
     expect(refusedCounted[0]! + refusedCounted[1]!).toBe(80);
     await waitUntil(() => replicas.flatMap((r) => r.logLines).filter((l) => l.includes('"error_code":"too_many_logins"')).length === 80);
     expect(replicas.flatMap((r) => r.logLines).filter((l) => l.includes('"error_code":"too_many_logins"'))).toHaveLength(80);
 
-    expect(await countKeys(`${config.redisKeyPrefix}sess:*`)).toBe(20);
+    expect(await countKeys(redisKeys.sessionOfHash(config, '*'))).toBe(20);
     for (const cookie of cookies) expect((await check(replicas[0]!, cookie)).status).toBe(200);
   });
 
@@ -152,7 +152,7 @@ describe('one browser', () => {
     expect(later.map((r) => r.status)).toEqual([302, 302, 302, 302]);
 
     const states = [first, ...later].map(stateOf);
-    const stillPending = await Promise.all(states.map(async (state) => (await redis.exists(`${config.redisKeyPrefix}{logins}:login:${crypto.createHash('sha256').update(state).digest('base64url')}`)) === 1));
+    const stillPending = await Promise.all(states.map(async (state) => (await redis.exists(redisKeys.pendingLogin(config, crypto.createHash('sha256').update(state).digest('base64url')))) === 1));
     expect(stillPending).toEqual([false, false, true, true, true]);
     expect(metricValue(await idgate.metrics.render(), 'idgate_pending_logins_dropped_total')).toBe(2);
 
@@ -170,7 +170,7 @@ describe('one browser', () => {
     const binding = bindingOf(await login(idgate));
     const tabs = await Promise.all(Array.from({ length: 5 }, () => login(idgate, binding)));
     expect(tabs.map((r) => r.status)).toEqual([302, 302, 302, 302, 302]);
-    expect(await countKeys(`${config.redisKeyPrefix}{logins}:login:*`)).toBe(6);
+    expect(await countKeys(redisKeys.pendingLogin(config, '*'))).toBe(6);
   });
 });
 
@@ -193,6 +193,6 @@ test('when Redis is out of memory, login is a clean 503 page and sessions are ke
   } finally {
     await redis.config('SET', 'maxmemory', limit);
   }
-  expect(await countKeys(`${config.redisKeyPrefix}sess:*`)).toBe(5);
+  expect(await countKeys(redisKeys.sessionOfHash(config, '*'))).toBe(5);
   expect((await login(idgate)).status).toBe(302);
 });

@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import signature from 'cookie-signature';
 import { Cluster } from 'ioredis';
 import request from 'supertest';
-import { sessionKey } from '../../service/src/session-store.js';
+import { redisKeys, sessionKey } from '../../service/src/session-store.js';
 import { hashValue, savePendingLogin, takePendingLogin } from '../../service/src/sessions.js';
 import { Browser, signIn } from '../support/browser.js';
 import { configFrom, startInProcess, type InProcessIdgate } from '../support/idgate.js';
@@ -75,7 +75,8 @@ test('pending logins share one hash slot, and both bounds hold across replicas o
   const bounded = { ...idgates.env, IDGATE_REDIS_PREFIX: 'bounds:', IDGATE_LOGIN_MAX_PENDING: '4', IDGATE_LOGIN_MAX_PENDING_PER_BROWSER: '2' };
   const replicas = [await startInProcess(configFrom(bounded)), await startInProcess(configFrom(bounded))];
   const config = replicas[0]!.config;
-  const slots = await Promise.all(['{logins}:login:x', '{logins}:all', '{logins}:browser:y'].map((k) => cluster.nodeOf(`${config.redisKeyPrefix}${k}`)));
+  // The keys as idgate builds them (session-store.ts owns every key name).
+  const slots = await Promise.all([redisKeys.pendingLogin(config, 'x'), redisKeys.pendingLoginIndex(config), redisKeys.browserPendingLogins(config, 'y')].map((k) => cluster.nodeOf(k)));
   expect(new Set(slots).size).toBe(1);
   // Per browser: its third login drops its oldest (the script deletes keys named by the index: same slot).
   const binding = crypto.randomBytes(32).toString('base64url');
@@ -90,7 +91,7 @@ test('pending logins share one hash slot, and both bounds hold across replicas o
   const answers: number[] = [];
   for (let i = 0; i < 8; i++) answers.push((await request(replicas[i % 2]!.server).get('/_auth/login?rd=%2F').set('X-Forwarded-Host', new URL(idgates.urls[0]!).host)).status);
   expect(answers).toEqual([302, 302, 302, 503, 503, 503, 503, 503]);
-  expect(await client.zcard(`${config.redisKeyPrefix}{logins}:all`)).toBe(4);
+  expect(await client.zcard(redisKeys.pendingLoginIndex(config))).toBe(4);
 });
 
 test('the settings refuse a key prefix with a hash tag, which would put every key in one slot', () => {

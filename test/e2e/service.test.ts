@@ -8,7 +8,7 @@ import express from 'express';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { createRedisClient } from '../../service/src/redis.js';
 import { createSessionMiddleware } from '../../service/src/sessions.js';
-import { sealSession, sessionKey } from '../../service/src/session-store.js';
+import { RedisSessionStore, sealSession, sessionKey } from '../../service/src/session-store.js';
 import { checkFacts, configFrom, redisReady, startInProcess, startRedisAndIdp, stopInProcess, type RedisAndIdp } from '../support/idgate.js';
 import { freePort } from '../../demo/processes.js';
 import signature from 'cookie-signature';
@@ -259,7 +259,7 @@ describe('the session cookie', () => {
       await redisReady(redis);
       const app = express();
       app.set('trust proxy', 'loopback');
-      app.use(createSessionMiddleware(config!, redis));
+      app.use(createSessionMiddleware(config!, new RedisSessionStore(redis, config!)));
       app.get('/set', (req, res) => {
         req.session.idgate = alice as never;
         res.end('ok');

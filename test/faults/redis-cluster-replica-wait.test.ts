@@ -8,8 +8,8 @@
 //   - a logout of a session on another primary does not wait for the paused replica.
 import { Redis } from 'ioredis';
 import { redisCli } from '../../demo/redis.js';
-import { sessionKey } from '../../service/src/session-store.js';
-import { unsignSessionId } from '../../service/src/sessions.js';
+import { redisKeys, sessionKey } from '../../service/src/session-store.js';
+import { unsignSessionId } from '../../service/src/cookies.js';
 import { Browser, signIn } from '../support/browser.js';
 import { metricValue } from '../support/idgate.js';
 import { startCluster, startIdgateReplicas, type IdgateReplicas, type RedisCluster } from '../support/redis-topologies.js';
@@ -120,7 +120,7 @@ test('with the replicas in sync, a login, a renewal and a logout are on the repl
 
 test('with the replica of one primary paused, writes there answer after about the bound, counted as timeouts, and checks of sessions there do not wait', async () => {
   // Every login of bob writes his user-name index: its primary is the one whose replica is paused.
-  const victim = await cluster.nodeOf(`${config().redisKeyPrefix}idx:user:bob`);
+  const victim = await cluster.nodeOf(redisKeys.index(config(), 'user', 'bob'));
   const victimReplica = await replicaOf(victim);
   // A session on that primary, and one elsewhere (sessions land by their random id).
   let there: Browser | undefined;

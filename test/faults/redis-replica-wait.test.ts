@@ -10,7 +10,7 @@ import { freePort, waitForPort, type ManagedProcess } from '../../demo/processes
 import { startTempRedis } from '../../demo/redis.js';
 import { startStack, type Stack } from '../../demo/stack.js';
 import { sessionKey } from '../../service/src/session-store.js';
-import { unsignSessionId } from '../../service/src/sessions.js';
+import { unsignSessionId } from '../../service/src/cookies.js';
 import type { Config } from '../../service/src/config.js';
 import { Browser, parseForm } from '../support/browser.js';
 import { configFrom, metricValue } from '../support/idgate.js';

@@ -8,6 +8,7 @@ import { Browser, signIn } from '../support/browser.js';
 import { configFrom } from '../support/idgate.js';
 import { plantSessions, sessionRecordOf } from '../support/planted-sessions.js';
 import { REDIS_TOPOLOGIES, startStackOnRedis, type StackOnRedis } from '../support/stack-on-redis.js';
+import { redisKeys } from '../../service/src/session-store.js';
 
 const SIGNED_IN = 10;
 const PLANTED = 500;
@@ -67,7 +68,7 @@ describe.each(REDIS_TOPOLOGIES)('on %s', (topology) => {
       const planted = await plantSessions(redis, config, record, PLANTED);
       cookies = [...browsers.map((b) => b.cookieHeader(new URL(stack.frontUrl))!), ...planted.map((p) => p.cookie)];
       const servers = redis instanceof Cluster ? redis.nodes('master') : [redis];
-      perPrimary = await Promise.all(servers.map(async (s) => (await s.keys(`${config.redisKeyPrefix}sess:*`)).length));
+      perPrimary = await Promise.all(servers.map(async (s) => (await s.keys(redisKeys.sessionOfHash(config, '*'))).length));
     } finally {
       redis.disconnect();
     }

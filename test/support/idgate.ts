@@ -15,6 +15,7 @@ import { createIdgateServer } from '../../service/src/server.js';
 import { createCheck } from '../../service/src/check.js';
 import { createSpoeAgent, type SpoeAgent } from '../../service/src/spoe.js';
 import { SessionCache, subscribeToRevocations } from '../../service/src/session-cache.js';
+import { RedisSessionStore } from '../../service/src/session-store.js';
 import { createRedisClient, type RedisClient } from '../../service/src/redis.js';
 import { BearerVerifier } from '../../service/src/tokens.js';
 
@@ -93,7 +94,8 @@ export async function startInProcess(config: Config, policy: Policy = demoPolicy
   const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
   const unsubscribe = sessionCache.enabled ? subscribeToRevocations(config, sessionCache, logger) : () => undefined;
   const durable = new DurableWrites(redis, config, reportWaits(logger, metrics));
-  const deps = { config, redis, durable, oidc, bearer, sessionCache, policy: () => policy, logger, metrics };
+  const sessions = new RedisSessionStore(redis, config, durable);
+  const deps = { config, redis, sessions, oidc, bearer, sessionCache, policy: () => policy, logger, metrics };
   const server = createIdgateServer(deps);
   const spoeAgent = options.spoe
     ? createSpoeAgent({ check: createCheck(deps), trustedPeers: config.trustedProxies, maxConnections: config.spoeMaxConnections, maxInFlight: config.spoeMaxInFlight, onError: (message) => logger.log('warn', message) })

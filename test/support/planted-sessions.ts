@@ -2,11 +2,11 @@
 // and its revocation index entries), copied from a real login's record, for tests and the sizing bench
 // that need many more sessions than browser sign-ins would make in their time.
 import crypto from 'node:crypto';
-import signature from 'cookie-signature';
 import type { Config } from '../../service/src/config.js';
 import type { RedisClient } from '../../service/src/redis.js';
-import { EncryptedRedisStore, idpSessionHash, openSession, sessionKey } from '../../service/src/session-store.js';
-import { unsignSessionId, type StoredSession } from '../../service/src/sessions.js';
+import { idpSessionHash, openSession, RedisSessionStore, sessionKey } from '../../service/src/session-store.js';
+import type { StoredSession } from '../../service/src/sessions.js';
+import { sessionCookiePair, unsignSessionId } from '../../service/src/cookies.js';
 import type { Browser } from './browser.js';
 
 export interface PlantedSession {
@@ -31,7 +31,7 @@ export async function sessionRecordOf(redis: RedisClient, config: Config, browse
  * own IdP session, written through the session store as login does. Fresh ids, login time now.
  */
 export async function plantSessions(redis: RedisClient, config: Config, template: { idgate: StoredSession } & Record<string, unknown>, count: number, tag = 'planted'): Promise<PlantedSession[]> {
-  const store = new EncryptedRedisStore(redis, config);
+  const store = new RedisSessionStore(redis, config);
   const planted: PlantedSession[] = [];
   const now = Date.now();
   for (let start = 0; start < count; start += 200) {
@@ -46,8 +46,8 @@ export async function plantSessions(redis: RedisClient, config: Config, template
         tokensIssuedAt: now,
         idpSessionHash: idpSessionHash(crypto.randomUUID()),
       };
-      planted.push({ sid, cookie: `${config.cookieName}=${encodeURIComponent(`s:${signature.sign(sid, config.cookieSecrets[0]!)}`)}` });
-      return new Promise<void>((resolve, reject) => store.set(sid, { ...template, idgate } as never, (err) => (err ? reject(err as Error) : resolve())));
+      planted.push({ sid, cookie: sessionCookiePair(config, sid) });
+      return store.save(sid, { ...template, idgate });
     });
     await Promise.all(batch);
   }

@@ -1,6 +1,6 @@
 import { headerSafe, identityHeaders, prefersHtml, withoutIdgateCookies } from '../../service/src/check.js';
 import type { Identity } from '../../service/src/policy.js';
-import { findCookie, unsignSessionId } from '../../service/src/sessions.js';
+import { findCookie, unsignSessionId } from '../../service/src/cookies.js';
 import signature from 'cookie-signature';
 
 describe('prefersHtml', () => {
