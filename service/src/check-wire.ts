@@ -120,49 +120,52 @@ export function checkOutcome(kind: OutcomeKind, status: number, reason: string, 
 // ---- how each field travels -------------------------------------------------------------------------
 
 export interface OutcomeField {
-  /** The HTTP check's response header, or undefined when HTTP carries it otherwise (body, status line). */
+  /** The CheckOutcome field it comes from. */
+  readonly name: string;
+  /** The HTTP check's response header, or undefined when HTTP carries it otherwise (`elsewhere`). */
   readonly header: string | undefined;
+  /** Where the HTTP check carries a value that is not a header (the body). */
+  readonly elsewhere?: string;
   /** The SPOE variable (txn.idgate.<name>), or undefined when SPOE does not carry it. */
   readonly variable: string | undefined;
   /** A yes/no: written `true` as a header and 1 as a variable. */
-  readonly flag: boolean;
-  /** The value, or undefined when the answer has none. A variable is never set to ''. */
-  readonly value: (outcome: CheckOutcome) => string | undefined;
+  readonly flag?: boolean;
   /** When it is there and what it means (docs/reference.md is generated from it). */
   readonly meaning: string;
+  /** The value, or undefined when the answer has none. A variable is never set to ''. */
+  readonly value: (outcome: CheckOutcome) => string | undefined;
 }
 
-const field = (header: string | undefined, variable: string | undefined, meaning: string, value: OutcomeField['value'], flag = false): OutcomeField => ({ header, variable, flag, value, meaning });
 const isClientError = (o: CheckOutcome) => o.status >= 400 && o.status < 500;
 
 /**
  * Every field of an answer besides its status (the status line; variable `status`), as each transport
  * writes it. HAProxy acts on nothing else: idgate.lua reads these headers, haproxy-spoe.cfg these
- * variables.
+ * variables. Values are single-line: identity values percent-encoded (check.ts `headerSafe`).
  */
 export const OUTCOME_FIELDS: readonly OutcomeField[] = [
-  field('Location', 'location', 'where to sign in (302, 303)', (o) => o.location),
-  field('WWW-Authenticate', 'www_authenticate', 'the bearer challenge (401; 403 for a token lacking a scope)', (o) => o.challenge),
-  field('Set-Cookie', 'set_cookie', 'a renewed session cookie, for the client with whatever answer', (o) => o.setCookie),
-  field('Content-Type', 'content_type', 'of the body: `application/json`, or HTML for a browser denied', (o) => o.contentType),
-  field(undefined, 'body', 'the body for the client (the HTTP check: its response body); SPOE: 4xx only', (o) => (isClientError(o) ? o.body : undefined)),
-  field(undefined, 'reason', 'why, in words (the HTTP check: the JSON body\'s `reason`); JSON answers only', (o) => (o.error === undefined ? undefined : o.reason)),
-  field('X-Auth-User', 'user', 'the user name; also on a denial, for HAProxy\'s log line only', (o) => o.identity?.user),
-  field('X-Auth-Email', 'email', 'a verified email', (o) => o.identity?.email),
-  field('X-Auth-Subject', 'subject', 'the `sub` claim', (o) => o.identity?.subject),
-  field('X-Auth-Issuer', 'issuer', 'the `iss` claim (apps key a person on issuer and subject)', (o) => o.identity?.issuer),
-  field('X-Auth-Groups', 'groups', 'groups, comma-separated', (o) => o.identity?.groups),
-  field('X-Auth-Groups-Truncated', 'groups_truncated', 'some groups were left out (4096 characters at most)', (o) => (o.identity?.groupsTruncated ? 'true' : undefined), true),
-  field('X-Auth-Scopes', 'scopes', 'scopes of a bearer token, space-separated', (o) => o.identity?.scopes),
-  field('X-Auth-Scopes-Truncated', 'scopes_truncated', 'some scopes were left out (4096 characters at most)', (o) => (o.identity?.scopesTruncated ? 'true' : undefined), true),
-  field('X-Auth-Client', 'client', 'the client id of a machine token', (o) => o.identity?.client),
-  field('X-Auth-Backend', 'backend', 'the pool the matching rule names', (o) => o.identity?.backend),
-  field('X-Auth-Request-Id', 'request_id', 'the request id (200 answers)', (o) => o.requestId),
-  field('X-Idgate-Path', 'path', 'the canonical path decided on, forwarded instead of the one sent (200 answers; none: fail closed)', (o) => o.path),
-  field(undefined, 'cookie_strip', 'the client sent idgate\'s cookies: its Cookie header is replaced (200 answers)', (o) => (o.appCookies === undefined ? undefined : 'true'), true),
-  field('X-Idgate-Cookie', 'cookie', 'the Cookie header without idgate\'s cookies, forwarded instead (empty or absent: none left)', (o) => o.appCookies),
-  field('Cache-Control', undefined, '`no-store` on every answer but 200', (o) => (o.status === 200 ? undefined : 'no-store')),
-  field('Retry-After', undefined, '1 on a 503', (o) => (o.kind === 'unavailable' ? '1' : undefined)),
+  { name: 'location', header: 'Location', variable: 'location', meaning: 'where to sign in (302, 303)', value: (o) => o.location },
+  { name: 'challenge', header: 'WWW-Authenticate', variable: 'www_authenticate', meaning: 'the bearer challenge (401; 403 for a token lacking a scope)', value: (o) => o.challenge },
+  { name: 'setCookie', header: 'Set-Cookie', variable: 'set_cookie', meaning: 'a renewed session cookie, for the client whatever the answer', value: (o) => o.setCookie },
+  { name: 'contentType', header: 'Content-Type', variable: 'content_type', meaning: 'of the body: `application/json`, or HTML for a browser denied', value: (o) => o.contentType },
+  { name: 'body', header: undefined, elsewhere: 'the response body', variable: 'body', meaning: 'for the client; as a variable, on 4xx answers only', value: (o) => (isClientError(o) ? o.body : undefined) },
+  { name: 'reason', header: undefined, elsewhere: 'the JSON body\'s `reason`', variable: 'reason', meaning: 'why, in words; on answers with a JSON body only', value: (o) => (o.error === undefined ? undefined : o.reason) },
+  { name: 'identity.user', header: 'X-Auth-User', variable: 'user', meaning: 'the user name; also on a denial, for HAProxy\'s log line only', value: (o) => o.identity?.user },
+  { name: 'identity.email', header: 'X-Auth-Email', variable: 'email', meaning: 'a verified email', value: (o) => o.identity?.email },
+  { name: 'identity.subject', header: 'X-Auth-Subject', variable: 'subject', meaning: 'the `sub` claim', value: (o) => o.identity?.subject },
+  { name: 'identity.issuer', header: 'X-Auth-Issuer', variable: 'issuer', meaning: 'the `iss` claim (apps key a person on issuer and subject)', value: (o) => o.identity?.issuer },
+  { name: 'identity.groups', header: 'X-Auth-Groups', variable: 'groups', meaning: 'groups, comma-separated', value: (o) => o.identity?.groups },
+  { name: 'identity.groupsTruncated', header: 'X-Auth-Groups-Truncated', variable: 'groups_truncated', flag: true, meaning: 'some groups were left out (4096 characters at most)', value: (o) => (o.identity?.groupsTruncated ? 'true' : undefined) },
+  { name: 'identity.scopes', header: 'X-Auth-Scopes', variable: 'scopes', meaning: 'scopes of a bearer token, space-separated', value: (o) => o.identity?.scopes },
+  { name: 'identity.scopesTruncated', header: 'X-Auth-Scopes-Truncated', variable: 'scopes_truncated', flag: true, meaning: 'some scopes were left out (4096 characters at most)', value: (o) => (o.identity?.scopesTruncated ? 'true' : undefined) },
+  { name: 'identity.client', header: 'X-Auth-Client', variable: 'client', meaning: 'the client id of a machine token', value: (o) => o.identity?.client },
+  { name: 'identity.backend', header: 'X-Auth-Backend', variable: 'backend', meaning: 'the pool the matching rule names', value: (o) => o.identity?.backend },
+  { name: 'requestId', header: 'X-Auth-Request-Id', variable: 'request_id', meaning: 'the request id (200 answers)', value: (o) => o.requestId },
+  { name: 'path', header: 'X-Idgate-Path', variable: 'path', meaning: 'the canonical path decided on, forwarded instead of the one sent (200 answers; without it HAProxy fails closed)', value: (o) => o.path },
+  { name: 'appCookies', header: undefined, elsewhere: '—', variable: 'cookie_strip', flag: true, meaning: 'the client sent idgate\'s cookies: its Cookie header is replaced (200 answers)', value: (o) => (o.appCookies === undefined ? undefined : 'true') },
+  { name: 'appCookies', header: 'X-Idgate-Cookie', variable: 'cookie', meaning: 'the Cookie header without idgate\'s cookies, forwarded instead (none left: an empty header; no variable)', value: (o) => o.appCookies },
+  { name: 'status', header: 'Cache-Control', variable: undefined, meaning: '`no-store` on every answer but 200', value: (o) => (o.status === 200 ? undefined : 'no-store') },
+  { name: 'kind', header: 'Retry-After', variable: undefined, meaning: '`1` on a 503', value: (o) => (o.kind === 'unavailable' ? '1' : undefined) },
 ];
 
 const HEADER_FIELDS = OUTCOME_FIELDS.filter((f) => f.header !== undefined);
@@ -189,14 +192,21 @@ export function spoeVariablesOf(outcome: CheckOutcome): Record<string, string | 
   return vars;
 }
 
-/** OUTCOME_FIELDS as the Markdown table of docs/reference.md. */
+export const OUTCOME_FIELDS_BEGIN = '<!-- answer fields: generated from OUTCOME_FIELDS in service/src/check-wire.ts; do not edit by hand -->';
+export const OUTCOME_FIELDS_END = '<!-- end of the answer fields -->';
+
+/** OUTCOME_FIELDS as the Markdown table of docs/reference.md, between its markers. */
 export function outcomeFieldsTable(): string {
-  const code = (name: string | undefined, none: string) => (name === undefined ? none : `\`${name}\``);
-  const rows = [
-    '| HTTP check (response header) | SPOE variable (`txn.idgate.*`) | |',
-    '|---|---|---|',
-    '| the status line | `status` | 200, 302, 303, 400, 401, 403 or 503 |',
-    ...OUTCOME_FIELDS.map((f) => `| ${code(f.header, f.variable === 'body' ? 'the body' : '—')}${f.flag && f.header ? ': `true`' : ''} | ${code(f.variable, '—')}${f.flag && f.variable ? ' = 1' : ''} | ${f.meaning} |`),
-  ];
-  return rows.join('\n');
+  const http = (f: OutcomeField) => (f.header === undefined ? f.elsewhere! : `\`${f.header}\`${f.flag ? ': `true`' : ''}`);
+  const spoe = (f: OutcomeField) => (f.variable === undefined ? '—' : `\`${f.variable}\`${f.flag ? ' = 1' : ''}`);
+  return [
+    OUTCOME_FIELDS_BEGIN,
+    '',
+    '| outcome field | HTTP check | SPOE variable (`txn.idgate.*`) | meaning |',
+    '|---|---|---|---|',
+    '| `status` | the status line | `status` | 200, 302, 303, 400, 401, 403 or 503 |',
+    ...OUTCOME_FIELDS.map((f) => `| \`${f.name}\` | ${http(f)} | ${spoe(f)} | ${f.meaning} |`),
+    '',
+    OUTCOME_FIELDS_END,
+  ].join('\n');
 }
