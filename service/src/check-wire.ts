@@ -1,8 +1,8 @@
 // The check's transport boundary. Each transport turns what HAProxy sent into one CheckInput (the HTTP
 // check in http-check.ts, the SPOE agent in spoe.ts); the check (check.ts) answers one CheckOutcome, as
-// data; the two renderers below write it as an HTTP response or as SPOE variables. OUTCOME_FIELDS is the
-// one table of how each field travels on each transport: idgate.lua and the SPOE configuration read only
-// what it lists, and docs/reference.md is generated from it.
+// data; the two renderers below write it as an HTTP response or as SPOE variables. INPUT_FIELDS and
+// OUTCOME_FIELDS are the one place that says how each field travels on each transport: idgate.lua and
+// the SPOE configuration send and read only what they list, and docs/reference.md is generated from them.
 
 /**
  * The request HAProxy asks about, as its transport carried it: nothing here is validated yet (check.ts
@@ -44,6 +44,36 @@ export function clientAddressOf(forwarded: string | undefined, peer: string | un
   }
   return peer || '';
 }
+
+/** How each transport carries a field of CheckInput. */
+export interface InputField {
+  readonly name: keyof CheckInput;
+  /** The HTTP check's request header (idgate.lua sends it). */
+  readonly header: string;
+  /** The argument of the SPOE message `idgate-check` (spoe-idgate.conf). */
+  readonly argument: string;
+  /** The HAProxy sample fetch that fills the argument. */
+  readonly fetch: string;
+  readonly meaning: string;
+}
+
+/**
+ * Every fact a transport hands the check, as each carries it: the adapters (http-check.ts
+ * `checkInputFromHttp`, spoe.ts `checkInputFromMessage`) map exactly these, and docs/reference.md is
+ * generated from this table. The peer (HAProxy) is the connection's own address on both.
+ */
+export const INPUT_FIELDS: readonly InputField[] = [
+  { name: 'method', header: 'X-Forwarded-Method', argument: 'method', fetch: 'method', meaning: 'the request method' },
+  { name: 'scheme', header: 'X-Forwarded-Proto', argument: 'proto', fetch: 'ssl_fc', meaning: '`https` behind TLS, else `http` (SPOE: a boolean)' },
+  { name: 'host', header: 'X-Forwarded-Host', argument: 'host', fetch: 'req.fhdr(host)', meaning: 'the Host header' },
+  { name: 'pathq', header: 'X-Forwarded-Uri', argument: 'pathq', fetch: 'pathq', meaning: 'path and query, as sent' },
+  { name: 'clientAddress', header: 'X-Forwarded-For', argument: 'src', fetch: 'src', meaning: "the client's address (HTTP: the list's last entry); else the peer's" },
+  { name: 'requestId', header: 'X-Request-Id', argument: 'id', fetch: 'unique-id', meaning: "HAProxy's unique id, used when well-formed" },
+  { name: 'cookie', header: 'Cookie', argument: 'cookie', fetch: 'req.fhdr(cookie)', meaning: 'the session cookie, among the others (SPOE: several lines come as `cookie1`…`cookie4` of `idgate-cookies`)' },
+  { name: 'authorization', header: 'Authorization', argument: 'authorization', fetch: 'req.fhdr(authorization)', meaning: 'a bearer token' },
+  { name: 'accept', header: 'Accept', argument: 'accept', fetch: 'req.fhdr(accept)', meaning: 'with X-Requested-With, tells a browser navigating from XHR and API clients' },
+  { name: 'requestedWith', header: 'X-Requested-With', argument: 'xrw', fetch: 'req.fhdr(x-requested-with)', meaning: '`XMLHttpRequest`: not a navigation' },
+];
 
 export type OutcomeKind = 'allow' | 'public' | 'login' | 'unauthenticated' | 'deny' | 'invalid_request' | 'untrusted_peer' | 'unavailable';
 
@@ -190,6 +220,22 @@ export function spoeVariablesOf(outcome: CheckOutcome): Record<string, string | 
     if (value !== undefined && value !== '') vars[f.variable!] = f.flag ? 1 : value;
   }
   return vars;
+}
+
+export const INPUT_FIELDS_BEGIN = '<!-- request fields: generated from INPUT_FIELDS in service/src/check-wire.ts; do not edit by hand -->';
+export const INPUT_FIELDS_END = '<!-- end of the request fields -->';
+
+/** INPUT_FIELDS as the Markdown table of docs/reference.md, between its markers. */
+export function inputFieldsTable(): string {
+  return [
+    INPUT_FIELDS_BEGIN,
+    '',
+    '| input field | HTTP check (request header) | SPOE argument of `idgate-check` | meaning |',
+    '|---|---|---|---|',
+    ...INPUT_FIELDS.map((f) => `| \`${f.name}\` | \`${f.header}\` | \`${f.argument}\` (\`${f.fetch}\`) | ${f.meaning} |`),
+    '',
+    INPUT_FIELDS_END,
+  ].join('\n');
 }
 
 export const OUTCOME_FIELDS_BEGIN = '<!-- answer fields: generated from OUTCOME_FIELDS in service/src/check-wire.ts; do not edit by hand -->';

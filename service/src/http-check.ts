@@ -19,9 +19,9 @@ export function createCheckHandler(deps: CheckDependencies): (req: IncomingMessa
 
 /**
  * What HAProxy asks about, from the headers it sets (X-Forwarded-Method, -Proto, -Host, -Uri, -For,
- * X-Request-Id) and the client's own (Cookie, Authorization, Accept, X-Requested-With). X-Forwarded-* are
- * believed only from a trusted proxy (IDGATE_TRUSTED_PROXIES): from any other peer nothing is read at
- * all, and the check refuses the request.
+ * X-Request-Id) and the client's own (Cookie, Authorization, Accept, X-Requested-With): check-wire.ts
+ * INPUT_FIELDS. X-Forwarded-* are believed only from a trusted proxy (IDGATE_TRUSTED_PROXIES): from any
+ * other peer nothing is read at all, and the check refuses the request.
  */
 export function checkInputFromHttp(req: IncomingMessage, trusted: AddressMatcher): CheckInput {
   const peer = req.socket.remoteAddress;

@@ -303,7 +303,7 @@ const text = (v: Value | undefined) => (typeof v === 'string' && v !== '' ? v : 
 
 /**
  * The facts HAProxy sends in `idgate-check` (spoe-idgate.conf), as the check's input: each typed argument
- * is one field. With several Cookie lines, `idgate-cookies` carries the first four: joined as one header,
+ * is one field (check-wire.ts INPUT_FIELDS). With several Cookie lines, `idgate-cookies` carries the first four: joined as one header,
  * as Node does.
  */
 export function checkInputFromMessage(args: Record<string, Value>, peer: string | undefined, cookieLines?: Record<string, Value>): CheckInput {

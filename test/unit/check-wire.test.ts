@@ -4,8 +4,9 @@
 import fs from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
-import { checkOutcome, httpHeadersOf, OUTCOME_FIELDS, OUTCOME_FIELDS_BEGIN, OUTCOME_FIELDS_END, outcomeFieldsTable, spoeVariablesOf, type CheckOutcome } from '../../service/src/check-wire.js';
+import { checkOutcome, httpHeadersOf, INPUT_FIELDS, INPUT_FIELDS_BEGIN, INPUT_FIELDS_END, inputFieldsTable, OUTCOME_FIELDS, OUTCOME_FIELDS_BEGIN, OUTCOME_FIELDS_END, outcomeFieldsTable, spoeVariablesOf, type CheckOutcome } from '../../service/src/check-wire.js';
 import { checkInputFromHttp } from '../../service/src/http-check.js';
+import { checkInputFromMessage } from '../../service/src/spoe.js';
 import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
 import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';
 
@@ -85,15 +86,47 @@ describe('HAProxy acts on nothing but what the renderers write', () => {
     for (const name of read_) expect({ name, set: variables.has(name) }).toEqual({ name, set: true });
   });
 
-  test("docs/reference.md's table of answer fields is what OUTCOME_FIELDS generates", () => {
-    const file = 'docs/reference.md';
+});
+
+describe('HAProxy sends what the adapters read', () => {
+  test('the SPOE messages carry exactly the arguments of INPUT_FIELDS, filled as it says', () => {
+    const conf = read('haproxy-conf/spoe-idgate.conf');
+    const argLines = [...conf.matchAll(/^\s*args (method=.*)$/gm)].map((m) => m[1]!.split(' ').sort());
+    expect(argLines).toHaveLength(2); // idgate-check and idgate-check-retry
+    for (const args of argLines) expect(args).toEqual(INPUT_FIELDS.map((f) => `${f.argument}=${f.fetch}`).sort());
+  });
+
+  test('idgate.lua sends every header of INPUT_FIELDS', () => {
+    const lua = read('haproxy-conf/idgate.lua');
+    for (const f of INPUT_FIELDS) expect({ header: f.header, sent: lua.includes(`headers["${f.header}"]`) || lua.includes(`, "${f.header}" }`) }).toEqual({ header: f.header, sent: true });
+  });
+
+  // A value each adapter must hand on unchanged, whatever field it is.
+  const value = (f: (typeof INPUT_FIELDS)[number]) => (f.name === 'scheme' ? 'https' : f.name === 'clientAddress' ? '10.1.2.3' : `${f.name}-value`);
+
+  test.each(INPUT_FIELDS.map((f) => [f.name, f]))('the HTTP check reads %s from its header', (_name, f) => {
+    const req = { socket: { remoteAddress: '127.0.0.1' }, headers: { [f.header.toLowerCase()]: value(f) } } as unknown as IncomingMessage;
+    expect(checkInputFromHttp(req, parseTrustedProxies('127.0.0.1') as AddressMatcher)[f.name]).toBe(value(f));
+  });
+
+  test.each(INPUT_FIELDS.map((f) => [f.name, f]))('the SPOE agent reads %s from its argument', (_name, f) => {
+    expect(checkInputFromMessage({ [f.argument]: value(f) }, '127.0.0.1')[f.name]).toBe(value(f));
+  });
+});
+
+describe('docs/reference.md', () => {
+  const file = 'docs/reference.md';
+  test.each([
+    ['answer fields', OUTCOME_FIELDS_BEGIN, OUTCOME_FIELDS_END, outcomeFieldsTable],
+    ['request fields', INPUT_FIELDS_BEGIN, INPUT_FIELDS_END, inputFieldsTable],
+  ])('its table of %s is what check-wire.ts generates', (_name, BEGIN, END, table) => {
     const doc = read(file);
-    const begin = doc.indexOf(OUTCOME_FIELDS_BEGIN);
-    const end = doc.indexOf(OUTCOME_FIELDS_END);
+    const begin = doc.indexOf(BEGIN);
+    const end = doc.indexOf(END);
     expect(begin).toBeGreaterThan(-1);
-    const expected = doc.slice(0, begin) + outcomeFieldsTable() + doc.slice(end + OUTCOME_FIELDS_END.length);
+    const expected = doc.slice(0, begin) + table() + doc.slice(end + END.length);
     if (expected !== doc && process.env.IDGATE_WRITE_DOCS === '1') return fs.writeFileSync(path.join(root, file), expected);
-    if (expected !== doc) throw new Error(`${file} differs from OUTCOME_FIELDS (service/src/check-wire.ts). Regenerate it with:\n  IDGATE_WRITE_DOCS=1 NODE_OPTIONS=--experimental-vm-modules npx jest test/unit/check-wire.test.ts`);
+    if (expected !== doc) throw new Error(`${file} differs from service/src/check-wire.ts. Regenerate it with:\n  IDGATE_WRITE_DOCS=1 NODE_OPTIONS=--experimental-vm-modules npx jest test/unit/check-wire.test.ts`);
   });
 });
 
