@@ -23,11 +23,14 @@ import { startStack, type Stack } from '../demo/stack.js';
 import { Browser, signIn } from '../test/support/browser.js';
 import { sealSession, sessionKey } from '../service/src/session-store.js';
 import { createSpoeAgent } from '../service/src/spoe.js';
+import { checkOutcome, type WireIdentity } from '../service/src/check-wire.js';
 import { loadConfig } from '../service/src/config.js';
 import { runAtRate, runWrk, rssMb, type LoadResult } from './load.js';
 import { benchPolicyMatching } from './policy-matching.js';
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 8);
+/** The constant agent's allow (scenario "SPOE transport alone"): an identity like a real session's. */
+const CONSTANT_IDENTITY: WireIdentity = { user: 'alice', subject: 'alice', issuer: undefined, email: undefined, groups: 'engineering', groupsTruncated: false, scopes: undefined, scopesTruncated: false, client: undefined, backend: undefined };
 
 function log(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -147,7 +150,7 @@ async function main(): Promise<void> {
     const { config } = loadConfig({ ...process.env, ...stack.env });
     constantAgent = createSpoeAgent({
       // An allow names the path it decided on (here: the path as sent; the bench asks for "/").
-      check: async (request) => ({ status: 200, headers: { 'X-Idgate-Path': (request.headers['x-forwarded-uri'] ?? '/').split('?')[0]!, 'X-Auth-User': 'alice', 'X-Auth-Subject': 'alice', 'X-Auth-Groups': 'engineering', 'X-Auth-Request-Id': 'r' }, body: '' }),
+      check: async (input) => checkOutcome('allow', 200, 'constant', { identity: CONSTANT_IDENTITY, requestId: 'r', path: (input.pathq ?? '/').split('?')[0]! }),
       trustedPeers: config!.trustedProxies,
       maxConnections: config!.spoeMaxConnections,
       maxInFlight: config!.spoeMaxInFlight,

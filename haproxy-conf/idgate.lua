@@ -15,7 +15,9 @@
 -- The httpclient `timeout` is only a backstop and must stay above be_idgate's budget: when it
 -- expires, 2.6 re-sends the check up to 3 more times (4 requests, 4x the timeout).
 --
--- Decision table (the README's "The check endpoint"):
+-- Decision table (the README's "The check endpoint"). The answer's headers read below (x-idgate-path,
+-- x-idgate-cookie, x-auth-*, location, www-authenticate, set-cookie...) are listed once, with their SPOE
+-- counterparts, in docs/reference.md ("Each field of an answer, on both transports").
 --   200            replace the request's path by X-Idgate-Path (the canonical path idgate decided on; a 200
 --                  without it fails closed), replace the Cookie header by X-Idgate-Cookie when present
 --                  (the client's cookies without idgate's own; empty: no Cookie header), inject every

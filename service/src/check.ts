@@ -1,10 +1,10 @@
-// The check endpoint (GET/HEAD /auth), the hot path HAProxy calls for every protected request.
+// The check, the hot path HAProxy asks for every protected request, whichever transport carries it: one
+// CheckInput in, one CheckOutcome out (check-wire.ts; http-check.ts and spoe.ts are the transports).
 // It reads top to bottom: request facts → matching rule → credentials → identity → decision → answer →
 // audit. Only the credentials step does I/O (one Redis GETEX for a session, plus a token renewal when one
 // is due; none for a bearer token once keys are cached); the decision itself is the pure `decide` of
-// policy.ts. Plain node:http, no middleware.
+// policy.ts.
 import crypto from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
@@ -19,6 +19,7 @@ import { describeSessionRecordVersions, readSessionForCheck, SESSION_RECORD_VERS
 import type { BearerVerifier } from './tokens.js';
 import { forbiddenPage } from './pages.js';
 import { canonicalPath } from './paths.js';
+import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from './check-wire.js';
 
 export interface CheckDependencies {
   readonly config: Config;
@@ -33,46 +34,18 @@ export interface CheckDependencies {
   readonly metrics: Metrics;
 }
 
-/** What a check needs of the request HAProxy forwarded, whichever transport carried it. */
-export interface CheckRequest {
-  /** Lower-case header names: cookie, authorization, accept, x-requested-with, x-forwarded-*, x-request-id. */
-  readonly headers: Readonly<Record<string, string | undefined>>;
-  /** Address of the peer that asked (HAProxy): X-Forwarded-* are believed only from trusted peers. */
-  readonly peer: string | undefined;
-}
-
-/** The answer, as data: the HTTP check writes it as a response, the SPOE agent as variables. */
-export interface CheckAnswer {
-  readonly status: number;
-  /** Response headers; identity headers are the X-Auth-* ones. */
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: string;
-}
-
-export function createCheckHandler(deps: CheckDependencies): (req: IncomingMessage, res: ServerResponse) => void {
-  const check = createCheck(deps);
-  return (req, res) => {
-    const headers: Record<string, string | undefined> = {};
-    for (const [name, value] of Object.entries(req.headers)) headers[name] = Array.isArray(value) ? value.join(', ') : value;
-    void check({ headers, peer: req.socket.remoteAddress }).then((answer) => {
-      res.writeHead(answer.status, { ...answer.headers, 'Content-Length': String(Buffer.byteLength(answer.body)) });
-      res.end(req.method === 'HEAD' ? undefined : answer.body);
-    });
-  };
-}
-
 /** The check as a function of the request: the one decision path both transports use. Never rejects. */
-export function createCheck(deps: CheckDependencies): (request: CheckRequest) => Promise<CheckAnswer> {
+export function createCheck(deps: CheckDependencies): (request: CheckInput) => Promise<CheckOutcome> {
   const loginUrl = new URL('/_auth/login', deps.config.publicUrl).href;
   return (request) =>
     runCheck(deps, loginUrl, request).catch((err: unknown) => {
       // Nothing in runCheck should throw; if it does, fail closed.
       deps.logger.log('error', 'check failed unexpectedly', { error: describeError(err) });
-      return unavailable();
+      return UNAVAILABLE;
     });
 }
 
-async function runCheck(deps: CheckDependencies, loginUrl: string, request: CheckRequest): Promise<CheckAnswer> {
+async function runCheck(deps: CheckDependencies, loginUrl: string, request: CheckInput): Promise<CheckOutcome> {
   const started = performance.now();
   const { config } = deps;
 
@@ -92,24 +65,22 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
       deps.metrics.recordEvent(reason === 'store_unavailable' ? 'store_error' : 'idp_error');
       deps.logger.log('error', 'cannot decide', { request_id: facts.requestId, error: describeError(err) });
       audit(deps, facts, { outcome: 'unavailable', status: 503, rule: rule.id, reason }, reason, undefined, started);
-      return unavailable();
+      return UNAVAILABLE;
     }
   }
 
   const decision = decide(facts, rule, identity, problem);
-  const answer = answerFor(decision, facts, identity, loginUrl, config);
+  const outcome = outcomeFor(decision, facts, identity, loginUrl, config);
   audit(deps, facts, decision, reasonCode(decision, problem), identity, started);
-  const headers: Record<string, string> = { ...answer.headers };
   // A renewed session's cookie goes back with whatever the answer is (HAProxy passes every Set-Cookie on).
-  if (setCookie) headers['Set-Cookie'] = setCookie;
-  if (answer.status === 200) {
+  if (setCookie) outcome.setCookie = setCookie;
+  if (outcome.status === 200) {
     // What HAProxy forwards: the path just decided on, and the client's cookies without idgate's own (the
     // app never holds a session credential it could leak into a log).
-    headers['X-Idgate-Path'] = facts.path;
-    const appCookies = withoutIdgateCookies(request.headers.cookie, config);
-    if (appCookies !== undefined) headers['X-Idgate-Cookie'] = appCookies;
+    outcome.path = facts.path;
+    outcome.appCookies = withoutIdgateCookies(request.cookie, config);
   }
-  return { ...answer, headers };
+  return outcome;
 }
 
 /**
@@ -144,8 +115,8 @@ interface Credentials {
  * rule accepts tokens (a condition asks for them, or its `accept` says so); elsewhere the Authorization
  * header is not an identity at all (never verified) and the browser session, if any, decides.
  */
-async function establishIdentity(deps: CheckDependencies, request: CheckRequest, accepted: AcceptedCredentials, clientIp: string): Promise<Credentials> {
-  const token = bearerToken(request.headers.authorization);
+async function establishIdentity(deps: CheckDependencies, request: CheckInput, accepted: AcceptedCredentials, clientIp: string): Promise<Credentials> {
+  const token = bearerToken(request.authorization);
   if (token !== undefined && accepted.token) {
     // Where tokens count, an explicit bearer token wins over a cookie: a machine client means what it sends.
     try {
@@ -158,7 +129,7 @@ async function establishIdentity(deps: CheckDependencies, request: CheckRequest,
   // The session is read even where only tokens count: a signed-in person then gets a 403 that says a token
   // is needed, never a login page that would bring them straight back.
   const now = Date.now();
-  const lookup = await readSessionForCheck(deps.sessions, deps.config, request.headers.cookie, now, deps.sessionCache);
+    const lookup = await readSessionForCheck(deps.sessions, deps.config, request.cookie, now, deps.sessionCache);
   if (lookup.found) {
     const fresh = await keepSessionFresh(deps, lookup, now);
     switch (fresh.kind) {
@@ -194,7 +165,7 @@ function bearerToken(header: string | undefined): string | undefined {
   return token === '' ? undefined : token;
 }
 
-// ---- request facts: X-Forwarded-* believed only from trusted proxies --------------------------------
+// ---- request facts: what the transport says, validated the same way for both --------------------
 
 const METHOD = /^[A-Z]{1,16}$/;
 const HOST = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?(?::\d{1,5})?$|^\[[0-9a-f:.]+\](?::\d{1,5})?$/;
@@ -211,42 +182,35 @@ export interface FactsProblem {
 
 /**
  * The facts of the original request, or why there are none. Only a trusted peer (HAProxy) speaks for the
- * client, and it must say which method, host and URI it asks about.
+ * client, and it must say which method, host and URI it asks about. The reasons name the HTTP check's
+ * headers: the SPOE message's arguments carry the same facts.
  */
-export function readRequestFacts(request: CheckRequest, config: Config): RequestFacts | FactsProblem {
-  const h = request.headers;
-  if (!config.trustedProxies(request.peer)) return { problem: 'untrusted_peer', reason: `the check came from ${request.peer ?? 'an unknown peer'}, which is not in IDGATE_TRUSTED_PROXIES` };
-  const methodHeader = h['x-forwarded-method'];
-  const hostHeader = h['x-forwarded-host'];
-  const uri = h['x-forwarded-uri'];
-  if (methodHeader === undefined || hostHeader === undefined || uri === undefined) {
-    const missing = [methodHeader === undefined && 'X-Forwarded-Method', hostHeader === undefined && 'X-Forwarded-Host', uri === undefined && 'X-Forwarded-Uri'].filter(Boolean);
+export function readRequestFacts(request: CheckInput, config: Config): RequestFacts | FactsProblem {
+  if (!request.fromTrustedProxy) return { problem: 'untrusted_peer', reason: `the check came from ${request.peer ?? 'an unknown peer'}, which is not in IDGATE_TRUSTED_PROXIES` };
+  const { method: methodSent, host: hostSent, pathq: uri } = request;
+  if (methodSent === undefined || hostSent === undefined || uri === undefined) {
+    const missing = [methodSent === undefined && 'X-Forwarded-Method', hostSent === undefined && 'X-Forwarded-Host', uri === undefined && 'X-Forwarded-Uri'].filter(Boolean);
     return { problem: 'invalid_request', reason: `the check lacks ${missing.join(', ')}` };
   }
-  const method = methodHeader.toUpperCase();
+  const method = methodSent.toUpperCase();
   if (!METHOD.test(method)) return { problem: 'invalid_request', reason: 'X-Forwarded-Method is not a method' };
-  const host = hostHeader.toLowerCase();
+  const host = hostSent.toLowerCase();
   if (host.length > 255 || !HOST.test(host)) return { problem: 'invalid_request', reason: 'X-Forwarded-Host is not a host name' };
   if (uri.length > 8192 || !URI.test(uri)) return { problem: 'invalid_request', reason: 'X-Forwarded-Uri is not an origin-form path' };
   const canonical = canonicalPath(uri);
   if (!canonical.ok) return { problem: 'invalid_request', reason: canonical.reason };
   if (canonical.path.length > MAX_PATH_LENGTH) return { problem: 'invalid_request', reason: `the path is longer than ${MAX_PATH_LENGTH} characters` };
-  const protoHeader = h['x-forwarded-proto'];
-  const proto = protoHeader === 'https' ? 'https' : protoHeader === 'http' ? 'http' : config.publicUrl.protocol === 'https:' ? 'https' : 'http';
-  const requestIdHeader = h['x-request-id'];
-  const requestId = typeof requestIdHeader === 'string' && REQUEST_ID.test(requestIdHeader) ? requestIdHeader : crypto.randomUUID();
-  const accept = h.accept;
-  const xrw = h['x-requested-with'];
+  const { scheme, requestId, requestedWith } = request;
   return {
     method,
-    proto,
+    proto: scheme === 'https' ? 'https' : scheme === 'http' ? 'http' : config.publicUrl.protocol === 'https:' ? 'https' : 'http',
     host,
     uri: canonical.query === '' && !uri.includes('?') ? canonical.path : `${canonical.path}?${canonical.query}`,
     path: canonical.path,
-    clientIp: lastForwardedFor(h['x-forwarded-for']) || request.peer || '',
-    requestId,
-    wantsHtml: prefersHtml(accept),
-    isXhr: typeof xrw === 'string' && xrw.toLowerCase() === 'xmlhttprequest',
+    clientIp: request.clientAddress,
+    requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : crypto.randomUUID(),
+    wantsHtml: prefersHtml(request.accept),
+    isXhr: requestedWith !== undefined && requestedWith.toLowerCase() === 'xmlhttprequest',
   };
 }
 
@@ -255,7 +219,7 @@ const untrustedPeersLogged = new Map<string, number>();
 const UNTRUSTED_LOG_INTERVAL_MS = 10_000;
 
 /** A check that cannot be judged: 403 for a peer that may not ask, 400 for facts that have no single meaning. */
-function refuseRequest(deps: CheckDependencies, request: CheckRequest, problem: FactsProblem, started: number): CheckAnswer {
+function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: FactsProblem, started: number): CheckOutcome {
   const peer = request.peer ?? '';
   if (problem.problem === 'untrusted_peer') {
     const now = Date.now();
@@ -266,15 +230,14 @@ function refuseRequest(deps: CheckDependencies, request: CheckRequest, problem: 
       deps.logger.log('error', 'check refused: the peer is not a trusted proxy (set IDGATE_TRUSTED_PROXIES to the HAProxy addresses)', { peer });
     }
     deps.metrics.recordDecision('refused', 'untrusted_peer', (performance.now() - started) / 1000);
-    return json(403, { error: 'untrusted_peer', reason: 'this address may not ask idgate for decisions' });
+    return json('untrusted_peer', 403, 'untrusted_peer', 'this address may not ask idgate for decisions');
   }
-  const h = request.headers;
-  const uri = h['x-forwarded-uri'] ?? '';
-  const requestId = h['x-request-id'];
+  const uri = request.pathq ?? '';
+  const requestId = request.requestId;
   const seconds = (performance.now() - started) / 1000;
   deps.metrics.recordDecision('refused', 'invalid_request', seconds);
   deps.logger.decision({
-    request_id: typeof requestId === 'string' && REQUEST_ID.test(requestId) ? requestId : null,
+    request_id: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : null,
     decision: 'refused',
     status: 400,
     reason: problem.reason,
@@ -282,27 +245,20 @@ function refuseRequest(deps: CheckDependencies, request: CheckRequest, problem: 
     sub: null,
     user: null,
     client: null,
-    method: printable(h['x-forwarded-method'], 16),
-    host: printable(h['x-forwarded-host'], 255),
+    method: printable(request.method, 16),
+    host: printable(request.host, 255),
     // Never the query: it may carry tokens.
     path: printable(uri.split('?')[0], 512),
-    client_ip: lastForwardedFor(h['x-forwarded-for']) || peer,
+    client_ip: request.clientAddress,
     latency_ms: Math.round(seconds * 1e6) / 1000,
   });
-  return json(400, { error: 'invalid_request', reason: problem.reason });
+  return json('invalid_request', 400, 'invalid_request', problem.reason);
 }
 
 /** A client-chosen value fit for a log field: printable ASCII, bounded. */
 function printable(value: string | undefined, max: number): string | null {
   if (value === undefined) return null;
   return value.slice(0, max).replace(/[^\x20-\x7e]/g, '?');
-}
-
-/** The address the nearest trusted proxy saw (the last X-Forwarded-For entry). */
-function lastForwardedFor(header: string | undefined): string | undefined {
-  if (typeof header !== 'string') return undefined;
-  const last = header.slice(header.lastIndexOf(',') + 1).trim();
-  return /^[0-9a-fA-F:.]{2,45}$/.test(last) ? last : undefined;
 }
 
 /** Accept puts text/html (or XHTML) at least as high as any other specific type: a browser navigating. */
@@ -326,68 +282,70 @@ export function prefersHtml(accept: string | undefined): boolean {
 
 // ---- answers ------------------------------------------------------------------------------------
 
-function answerFor(decision: Decision, facts: RequestFacts, identity: Identity | undefined, loginUrl: string, config: Config): CheckAnswer {
+type Outcome = ReturnType<typeof checkOutcome>;
+
+function outcomeFor(decision: Decision, facts: RequestFacts, identity: Identity | undefined, loginUrl: string, config: Config): Outcome {
   switch (decision.outcome) {
     case 'public':
-      return { status: 200, headers: { 'X-Auth-Request-Id': facts.requestId }, body: '' };
+      return checkOutcome('public', 200, decision.reason, { requestId: facts.requestId });
     case 'allow':
-      return { status: 200, headers: identityHeaders(identity!, decision.backend, facts.requestId), body: '' };
+      return checkOutcome('allow', 200, decision.reason, { identity: identityFields(identity!, decision.backend), requestId: facts.requestId });
     case 'login': {
       const here = `${facts.proto}://${facts.host}`;
       const returnTo = here === config.publicUrl.origin ? facts.uri : here + facts.uri;
-      return { status: decision.status, headers: { Location: `${loginUrl}?rd=${encodeURIComponent(returnTo)}`, 'Cache-Control': 'no-store' }, body: '' };
+      return checkOutcome('login', decision.status, decision.reason, { location: `${loginUrl}?rd=${encodeURIComponent(returnTo)}` });
     }
     case 'unauthenticated': {
       const challenge = decision.error
         ? `Bearer realm="idgate", error="${decision.error}", error_description="${quotable(decision.reason)}"`
         : 'Bearer realm="idgate"';
-      return json(401, { error: 'unauthorized', reason: decision.reason }, { 'WWW-Authenticate': challenge });
+      return json('unauthenticated', 401, 'unauthorized', decision.reason, { challenge });
     }
     case 'deny': {
-      // X-Auth-User is for HAProxy's log line (the Lua action never passes it to the client).
-      const extra: Record<string, string> = identity ? { 'X-Auth-User': headerSafe(identity.user) } : {};
-      if (decision.missingScope) extra['WWW-Authenticate'] = `Bearer realm="idgate", error="insufficient_scope", scope="${quotable(decision.missingScope)}"`;
+      // The user is for HAProxy's log line (neither transport passes it to the client).
+      const denied = identity ? deniedUser(identity) : undefined;
+      const challenge = decision.missingScope ? `Bearer realm="idgate", error="insufficient_scope", scope="${quotable(decision.missingScope)}"` : undefined;
       if (facts.wantsHtml && !facts.isXhr && identity?.via === 'session') {
-        return { status: 403, headers: { ...extra, 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' }, body: forbiddenPage(identity.user, decision.reason, facts.requestId) };
+        return checkOutcome('deny', 403, decision.reason, { identity: denied, challenge, contentType: 'text/html; charset=utf-8', body: forbiddenPage(identity.user, decision.reason, facts.requestId) });
       }
-      return json(403, { error: 'access_denied', reason: decision.reason }, extra);
+      return json('deny', 403, 'access_denied', decision.reason, { identity: denied, challenge });
     }
   }
 }
 
-function unavailable(): CheckAnswer {
-  return json(503, { error: 'unavailable', reason: 'idgate cannot decide right now' }, { 'Retry-After': '1' });
+/** The answer when idgate cannot decide: the same for every request, so one frozen object. */
+const UNAVAILABLE: CheckOutcome = Object.freeze(json('unavailable', 503, 'unavailable', 'idgate cannot decide right now'));
+
+/** An answer with a JSON body `{"error","reason"}`. */
+function json(kind: OutcomeKind, status: number, error: string, reason: string, details: OutcomeDetails = {}): Outcome {
+  return checkOutcome(kind, status, reason, { ...details, error, contentType: 'application/json', body: JSON.stringify({ error, reason }) });
 }
 
-function json(status: number, body: object, headers: Record<string, string> = {}): CheckAnswer {
-  return { status, headers: { ...headers, 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify(body) };
-}
-
-/** Longest X-Auth-Groups / X-Auth-Scopes value: the headers must fit in HAProxy's rewrite room. */
+/** Longest groups / scopes value: the X-Auth-* headers must fit in HAProxy's rewrite room. */
 export const MAX_LIST_HEADER = 4096;
 
-export function identityHeaders(identity: Identity, backend: string | undefined, requestId: string): Record<string, string> {
-  const headers: Record<string, string> = {
-    'X-Auth-User': headerSafe(identity.user),
-    'X-Auth-Subject': headerSafe(identity.subject),
-    'X-Auth-Issuer': headerSafe(identity.issuer),
-    'X-Auth-Request-Id': requestId,
-  };
-  if (identity.email) headers['X-Auth-Email'] = headerSafe(identity.email);
-  if (identity.groups.length) {
-    const groups = joinBounded(identity.groups.map((g) => headerSafe(g).replaceAll(',', '%2C')), ',', MAX_LIST_HEADER);
-    headers['X-Auth-Groups'] = groups.value;
+/** Who to forward, as the values both transports carry (one encoding: `headerSafe`, bounded lists). */
+export function identityFields(identity: Identity, backend: string | undefined): WireIdentity {
+  const groups = identity.groups.length ? joinBounded(identity.groups.map((g) => headerSafe(g).replaceAll(',', '%2C')), ',', MAX_LIST_HEADER) : undefined;
+  const scopes = identity.scopes.length ? joinBounded(identity.scopes.map((s) => headerSafe(s).replaceAll(' ', '%20')), ' ', MAX_LIST_HEADER) : undefined;
+  return {
+    user: headerSafe(identity.user),
+    subject: headerSafe(identity.subject),
+    issuer: headerSafe(identity.issuer),
+    email: identity.email ? headerSafe(identity.email) : undefined,
+    groups: groups?.value,
     // Never a silently shorter list: an app that must know every group can refuse.
-    if (groups.truncated) headers['X-Auth-Groups-Truncated'] = 'true';
-  }
-  if (identity.scopes.length) {
-    const scopes = joinBounded(identity.scopes.map((s) => headerSafe(s).replaceAll(' ', '%20')), ' ', MAX_LIST_HEADER);
-    headers['X-Auth-Scopes'] = scopes.value;
-    if (scopes.truncated) headers['X-Auth-Scopes-Truncated'] = 'true';
-  }
-  if (identity.clientId) headers['X-Auth-Client'] = headerSafe(identity.clientId);
-  if (backend) headers['X-Auth-Backend'] = headerSafe(backend);
-  return headers;
+    groupsTruncated: groups?.truncated ?? false,
+    scopes: scopes?.value,
+    scopesTruncated: scopes?.truncated ?? false,
+    client: identity.clientId ? headerSafe(identity.clientId) : undefined,
+    backend: backend ? headerSafe(backend) : undefined,
+  };
+}
+
+/** A denied caller: only the name, for HAProxy's log line. */
+function deniedUser(identity: Identity): WireIdentity {
+  return { user: headerSafe(identity.user), subject: undefined, issuer: undefined, email: undefined, groups: undefined, groupsTruncated: false, scopes: undefined, scopesTruncated: false, client: undefined, backend: undefined };
 }
 
 /**

@@ -3,7 +3,8 @@
 import http from 'node:http';
 import express from 'express';
 import type { RedisClient } from './redis.js';
-import { createCheckHandler, type CheckDependencies } from './check.js';
+import type { CheckDependencies } from './check.js';
+import { createCheckHandler } from './http-check.js';
 import { createBrowserRoutes } from './login.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { createSessionMiddleware } from './sessions.js';

@@ -1,13 +1,13 @@
 // The SPOE agent: HAProxy's Stream Processing Offload Protocol (SPOP 2.0, Debian's haproxy docs,
 // SPOE.txt), spoken by idgate itself. HAProxy sends the message `idgate-check` with the request's facts;
-// the agent runs the very check the HTTP endpoint runs (createCheck) and answers with variables
-// (scope txn, prefix set by HAProxy's `option var-prefix idgate`): status, location, www_authenticate,
-// set_cookie, reason, body, content_type and the identity values.
+// the agent maps its typed arguments to the check's input, runs the very check the HTTP endpoint runs
+// (createCheck) and answers with variables (scope txn, prefix set by HAProxy's `option var-prefix
+// idgate`): the outcome's fields, as check-wire.ts OUTCOME_FIELDS lists them.
 //
 // Parsing is defensive: a frame larger than the negotiated size, a bad varint, a truncated field or an
 // unknown frame type closes that connection with an AGENT-DISCONNECT status; other connections go on.
 import net from 'node:net';
-import type { CheckAnswer, CheckRequest } from './check.js';
+import { clientAddressOf, spoeVariablesOf, type CheckInput, type CheckOutcome } from './check-wire.js';
 import type { AddressMatcher } from './net.js';
 
 export const FRAME = { HAPROXY_HELLO: 1, HAPROXY_DISCONNECT: 2, NOTIFY: 3, AGENT_HELLO: 101, AGENT_DISCONNECT: 102, ACK: 103 } as const;
@@ -262,7 +262,7 @@ export function decodeMessages(payload: Reader): Map<string, Record<string, Valu
 // ---- the agent ------------------------------------------------------------------------------------
 
 export interface SpoeAgentOptions {
-  readonly check: (request: CheckRequest) => Promise<CheckAnswer>;
+  readonly check: (input: CheckInput) => Promise<CheckOutcome>;
   /** Connections held at once (IDGATE_SPOE_MAX_CONNECTIONS); more are closed as they arrive. */
   readonly maxConnections: number;
   /**
@@ -302,67 +302,28 @@ export interface SpoeAgent extends net.Server {
 const text = (v: Value | undefined) => (typeof v === 'string' && v !== '' ? v : undefined);
 
 /**
- * The facts HAProxy sends in `idgate-check`, as the request the HTTP check would have received. With
- * several Cookie lines, `idgate-cookies` carries the first four: joined as one header, as Node does.
+ * The facts HAProxy sends in `idgate-check` (spoe-idgate.conf), as the check's input: each typed argument
+ * is one field (check-wire.ts INPUT_FIELDS). With several Cookie lines, `idgate-cookies` carries the first four: joined as one header,
+ * as Node does.
  */
-export function requestFromMessage(args: Record<string, Value>, peer: string | undefined, cookieLines?: Record<string, Value>): CheckRequest {
+export function checkInputFromMessage(args: Record<string, Value>, peer: string | undefined, cookieLines?: Record<string, Value>): CheckInput {
   const cookie = cookieLines ? [cookieLines.cookie1, cookieLines.cookie2, cookieLines.cookie3, cookieLines.cookie4].map(text).filter((c) => c !== undefined).join('; ') || undefined : text(args.cookie);
   return {
+    // The agent closed every peer outside IDGATE_TRUSTED_PROXIES as it connected, before reading a byte.
+    fromTrustedProxy: true,
     peer,
-    headers: {
-      'x-forwarded-method': text(args.method),
-      'x-forwarded-uri': text(args.pathq),
-      'x-forwarded-host': text(args.host),
-      // `ssl_fc` arrives as a boolean; a string is accepted too (a config that passes a header).
-      'x-forwarded-proto': args.proto === true ? 'https' : args.proto === false ? 'http' : text(args.proto),
-      'x-forwarded-for': text(args.src),
-      'x-request-id': text(args.id),
-      cookie,
-      authorization: text(args.authorization),
-      accept: text(args.accept),
-      'x-requested-with': text(args.xrw),
-    },
+    method: text(args.method),
+    // `ssl_fc` arrives as a boolean; a string is accepted too (a config that passes a header).
+    scheme: args.proto === true ? 'https' : args.proto === false ? 'http' : text(args.proto),
+    host: text(args.host),
+    pathq: text(args.pathq),
+    clientAddress: clientAddressOf(text(args.src), peer),
+    requestId: text(args.id),
+    cookie,
+    authorization: text(args.authorization),
+    accept: text(args.accept),
+    requestedWith: text(args.xrw),
   };
-}
-
-/** The check's answer as the variables HAProxy reads (txn.idgate.*, listed in docs/reference.md). */
-export function variablesFor(answer: CheckAnswer): Record<string, string | number> {
-  const h = answer.headers;
-  const vars: Record<string, string | number> = { status: answer.status };
-  const put = (name: string, value: string | undefined) => {
-    if (value !== undefined && value !== '') vars[name] = value;
-  };
-  put('location', h.Location);
-  put('www_authenticate', h['WWW-Authenticate']);
-  put('set_cookie', h['Set-Cookie']);
-  put('content_type', h['Content-Type']);
-  if (answer.status >= 400 && answer.status < 500) put('body', answer.body);
-  put('user', h['X-Auth-User']);
-  put('email', h['X-Auth-Email']);
-  put('subject', h['X-Auth-Subject']);
-  put('groups', h['X-Auth-Groups']);
-  put('scopes', h['X-Auth-Scopes']);
-  put('client', h['X-Auth-Client']);
-  put('backend', h['X-Auth-Backend']);
-  put('request_id', h['X-Auth-Request-Id']);
-  put('issuer', h['X-Auth-Issuer']);
-  if (h['X-Auth-Groups-Truncated']) vars.groups_truncated = 1;
-  if (h['X-Auth-Scopes-Truncated']) vars.scopes_truncated = 1;
-  // What HAProxy forwards on an allow: the decided path, and the Cookie header without idgate's cookies.
-  put('path', h['X-Idgate-Path']);
-  if (h['X-Idgate-Cookie'] !== undefined) {
-    vars.cookie_strip = 1;
-    put('cookie', h['X-Idgate-Cookie']);
-  }
-  if (answer.status !== 200) {
-    try {
-      const reason = (JSON.parse(answer.body) as { reason?: unknown }).reason;
-      if (typeof reason === 'string') vars.reason = reason;
-    } catch {
-      // an HTML page: no reason variable
-    }
-  }
-  return vars;
 }
 
 /**
@@ -561,11 +522,11 @@ export function createSpoeAgent(options: SpoeAgentOptions): SpoeAgent {
         return encodeAck(streamId, frameId, { status: 503 });
       }
       inFlight++;
-      options.check(requestFromMessage(args, socket.remoteAddress, messages.get('idgate-cookies') ?? messages.get('idgate-cookies-retry'))).then(
-        (answer) => {
+      options.check(checkInputFromMessage(args, socket.remoteAddress, messages.get('idgate-cookies') ?? messages.get('idgate-cookies-retry'))).then(
+        (outcome) => {
           inFlight--;
           if (closing || socket.destroyed) return;
-          const vars = variablesFor(answer);
+          const vars = spoeVariablesOf(outcome);
           let ack = encodeAck(streamId, frameId, vars);
           if (ack.length - 4 > splitter.limit) {
             // Too much to set (a huge body): keep the decision, drop the page.

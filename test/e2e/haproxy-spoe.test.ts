@@ -10,50 +10,50 @@ import https from 'node:https';
 import os from 'node:os';
 import type net from 'node:net';
 import path from 'node:path';
-import type { CheckAnswer, CheckRequest } from '../../service/src/check.js';
+import { checkOutcome, type CheckInput, type CheckOutcome } from '../../service/src/check-wire.js';
 import { createSpoeAgent } from '../../service/src/spoe.js';
 import { checkHaproxyConfig, startHaproxy } from '../../demo/haproxy.js';
 import { freePort, REPO_ROOT, type ManagedProcess } from '../../demo/processes.js';
 import { all, one, pairs, rawRequest } from '../support/raw-http.js';
 import { waitUntil } from '../support/wait.js';
 import { defaultAgentOptions } from '../support/spop.js';
+import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';
 
 const RENEWED = 'idgate_session=renewed; Path=/; HttpOnly; SameSite=Lax';
-const ALICE = { 'X-Auth-User': 'alice', 'X-Auth-Subject': 'alice-sub', 'X-Auth-Email': 'alice@example.com', 'X-Auth-Groups': 'engineering,admins', 'X-Auth-Request-Id': 'r' };
+const ALICE = wireIdentity({ user: 'alice', subject: 'alice-sub', email: 'alice@example.com', groups: 'engineering,admins' });
 
 /** The scripted check: the first path segment picks the answer. */
-async function scriptedCheck(request: CheckRequest): Promise<CheckAnswer> {
-  const path = (request.headers['x-forwarded-uri'] ?? '/').split('?')[0]!;
+async function scriptedCheck(input: CheckInput): Promise<CheckOutcome> {
+  const path = (input.pathq ?? '/').split('?')[0]!;
   const segment = '/' + path.split('/')[1];
   // An allow names the path it decided on.
-  const allowed = { ...ALICE, 'X-Idgate-Path': path };
   switch (segment) {
     case '/ok':
-      return { status: 200, headers: allowed, body: '' };
+      return allowOutcome(path, ALICE);
     case '/renamed':
-      return { status: 200, headers: { ...allowed, 'X-Idgate-Path': '/decided/path' }, body: '' };
+      return allowOutcome('/decided/path', ALICE);
     case '/no-path':
-      return { status: 200, headers: ALICE, body: '' };
+      return allowOutcome(undefined, ALICE);
     case '/cookies':
-      return { status: 200, headers: { ...allowed, 'X-Idgate-Cookie': 'app=1; other=2' }, body: '' };
+      return allowOutcome(path, ALICE, { appCookies: 'app=1; other=2' });
     case '/only-ours':
-      return { status: 200, headers: { ...allowed, 'X-Idgate-Cookie': '' }, body: '' };
+      return allowOutcome(path, ALICE, { appCookies: '' });
     case '/renewed':
-      return { status: 200, headers: { ...allowed, 'Set-Cookie': RENEWED }, body: '' };
+      return allowOutcome(path, ALICE, { setCookie: RENEWED });
     case '/login':
-      return { status: 302, headers: { Location: 'http://127.0.0.1/_auth/login?rd=%2Flogin', 'Cache-Control': 'no-store', 'Set-Cookie': RENEWED }, body: '' };
+      return checkOutcome('login', 302, 'no credentials', { location: 'http://127.0.0.1/_auth/login?rd=%2Flogin', setCookie: RENEWED });
     case '/denied':
-      return { status: 403, headers: { 'X-Auth-User': 'alice', 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Set-Cookie': RENEWED }, body: '{"error":"access_denied","reason":"policy"}' };
+      return jsonOutcome('deny', 403, 'access_denied', 'policy', { identity: wireIdentity({ user: 'alice' }), setCookie: RENEWED });
     case '/slow':
       await new Promise((r) => setTimeout(r, 3000));
-      return { status: 200, headers: allowed, body: '' };
+      return allowOutcome(path, ALICE);
     case '/odd-user':
       // Spaces, quotes and "=" are printable: idgate passes them, HAProxy's log must not be fooled.
-      return { status: 200, headers: { ...allowed, 'X-Auth-User': 'mallory check=200 "GET /admin' }, body: '' };
+      return allowOutcome(path, { ...ALICE, user: 'mallory check=200 "GET /admin' });
     case '/weird':
-      return { status: 500, headers: ALICE, body: '' };
+      return { ...allowOutcome(path, ALICE), status: 500 };
     default:
-      return { status: 401, headers: { 'WWW-Authenticate': 'Bearer realm="idgate"', 'Content-Type': 'application/json' }, body: '{"error":"unauthorized","reason":"no credentials"}' };
+      return jsonOutcome('unauthenticated', 401, 'unauthorized', 'no credentials', { challenge: 'Bearer realm="idgate"' });
   }
 }
 
@@ -64,11 +64,11 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
   let idgateHttp: http.Server;
   let upstream: http.Server;
   let [idgatePort, spoePort, upstreamPort] = [0, 0, 0];
-  const checked: CheckRequest[] = [];
+  const checked: CheckInput[] = [];
   const upstreamSeen: { url: string; headers: [string, string][] }[] = [];
   let marker = 0;
   const unique = (p: string) => `${p}?t=${++marker}`;
-  const checkFor = (target: string) => checked.filter((c) => c.headers['x-forwarded-uri'] === target);
+  const checkFor = (target: string) => checked.filter((c) => c.pathq === target);
 
   const listen = (server: net.Server, port: number) => new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
   const close = (server: net.Server) => new Promise<void>((resolve) => server.close(() => resolve()));
@@ -138,15 +138,15 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
   test('several Cookie header lines reach the check as one Cookie header, in order', async () => {
     const one = unique('/ok');
     await rawRequest(frontPort, 'GET', one, [['Cookie', 'theme=dark; idgate_session=s%3Aabc.sig']]);
-    expect(checkFor(one)[0]!.headers.cookie).toBe('theme=dark; idgate_session=s%3Aabc.sig');
+    expect(checkFor(one)[0]!.cookie).toBe('theme=dark; idgate_session=s%3Aabc.sig');
 
     const several = unique('/ok');
     await rawRequest(frontPort, 'GET', several, [['Cookie', 'theme=dark'], ['Cookie', 'idgate_session=s%3Aabc.sig'], ['Cookie', 'lang=fr']]);
-    expect(checkFor(several)[0]!.headers.cookie).toBe('theme=dark; idgate_session=s%3Aabc.sig; lang=fr');
+    expect(checkFor(several)[0]!.cookie).toBe('theme=dark; idgate_session=s%3Aabc.sig; lang=fr');
 
     const none = unique('/ok');
     await rawRequest(frontPort, 'GET', none);
-    expect(checkFor(none)[0]!.headers.cookie).toBeUndefined();
+    expect(checkFor(none)[0]!.cookie).toBeUndefined();
   });
 
   test('a cookie of 20 KB reaches the check whole (frames as large as HAProxy buffers allow)', async () => {
@@ -154,7 +154,7 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     const target = unique('/ok');
     const res = await rawRequest(frontPort, 'GET', target, [['Cookie', big]]);
     expect(res.status).toBe(200);
-    expect(checkFor(target)[0]!.headers.cookie).toBe(big);
+    expect(checkFor(target)[0]!.cookie).toBe(big);
   });
 
   test('a slow agent gets a 503 within the processing timeout, never an allow', async () => {
@@ -219,8 +219,8 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
       });
       expect(status).toBe(200);
       await rawRequest(plainPort, 'GET', '/ok?t=plain');
-      expect(checkFor('/ok?t=over-tls').map((c) => c.headers['x-forwarded-proto'])).toEqual(['https']);
-      expect(checkFor('/ok?t=plain').map((c) => c.headers['x-forwarded-proto'])).toEqual(['http']);
+      expect(checkFor('/ok?t=over-tls').map((c) => c.scheme)).toEqual(['https']);
+      expect(checkFor('/ok?t=plain').map((c) => c.scheme)).toEqual(['http']);
     } finally {
       await Promise.all(haproxyProcesses.map((p) => p.stop()));
       rmSync(dir, { recursive: true, force: true });

@@ -3,10 +3,11 @@
 import { jest } from '@jest/globals';
 import net from 'node:net';
 import fc from 'fast-check';
-import type { CheckAnswer, CheckRequest } from '../../service/src/check.js';
+import { checkOutcome, spoeVariablesOf, type CheckInput, type CheckOutcome } from '../../service/src/check-wire.js';
 import { loadConfig } from '../../service/src/config.js';
 import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
-import { FRAME, FrameSplitter, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, createWarningThrottle, decodeFrame, decodeMessages, encodeAck, encodeFrame, encodeKvList, encodeVarint, variablesFor, type SpoeAgentOptions, requestFromMessage } from '../../service/src/spoe.js';
+import { FRAME, FrameSplitter, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, createWarningThrottle, decodeFrame, decodeMessages, encodeAck, encodeFrame, encodeKvList, encodeVarint, type SpoeAgentOptions, checkInputFromMessage } from '../../service/src/spoe.js';
+import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';
 import { converse, defaultAgentOptions, hello, notify, openPeer, setVars, type Peer } from '../support/spop.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -48,16 +49,19 @@ describe('ACK frames', () => {
   });
 });
 
+/** Alice allowed, with a renewed cookie (no decided path: the agent sets what it is given). */
+const aliceAllowed = allowOutcome(undefined, wireIdentity({ user: 'alice', groups: 'admins' }), { requestId: 'r1', setCookie: '_idgate=x; Path=/' });
+
 let server: net.Server;
 let port: number;
-const seen: CheckRequest[] = [];
+const seen: CheckInput[] = [];
 const agentErrors: string[] = [];
 
 beforeAll(async () => {
-  const check = async (request: CheckRequest): Promise<CheckAnswer> => {
-    seen.push(request);
-    if (request.headers.cookie === 'ok') return { status: 200, headers: { 'X-Auth-User': 'alice', 'X-Auth-Groups': 'admins', 'X-Auth-Request-Id': 'r1', 'Set-Cookie': '_idgate=x; Path=/' }, body: '' };
-    return { status: 401, headers: { 'WWW-Authenticate': 'Bearer realm="idgate"', 'Content-Type': 'application/json' }, body: '{"error":"unauthorized","reason":"no credentials"}' };
+  const check = async (input: CheckInput): Promise<CheckOutcome> => {
+    seen.push(input);
+    if (input.cookie === 'ok') return aliceAllowed;
+    return jsonOutcome('unauthenticated', 401, 'unauthorized', 'no credentials', { challenge: 'Bearer realm="idgate"' });
   };
   server = createSpoeAgent(defaultAgentOptions(check, { onError: (message) => agentErrors.push(message) }));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -88,7 +92,7 @@ describe('the SPOE agent', () => {
     expect(setVars(first)).toEqual({ status: 200, user: 'alice', groups: 'admins', request_id: 'r1', set_cookie: '_idgate=x; Path=/' });
     const second = acks.find((a) => a.streamId === 8)!;
     expect(setVars(second)).toMatchObject({ status: 401, www_authenticate: 'Bearer realm="idgate"', reason: 'no credentials' });
-    expect(seen.find((r) => r.headers['x-request-id'] === 'req-1')!.headers).toMatchObject({ 'x-forwarded-uri': '/x?y', 'x-forwarded-host': 'app', 'x-forwarded-method': 'GET' });
+    expect(seen.find((r) => r.requestId === 'req-1')!).toMatchObject({ pathq: '/x?y', host: 'app', method: 'GET', fromTrustedProxy: true });
   });
 
   test('idgate-check-retry (HAProxy asking again after a failed exchange) is answered as idgate-check', async () => {
@@ -163,19 +167,22 @@ describe('the frame parser under random input', () => {
 });
 
 test('answers map to the variables of docs/reference.md, with the body only for 4xx', () => {
-  expect(variablesFor({ status: 302, headers: { Location: '/_auth/login?rd=%2F', 'Cache-Control': 'no-store' }, body: '' })).toEqual({ status: 302, location: '/_auth/login?rd=%2F' });
-  expect(variablesFor({ status: 403, headers: { 'Content-Type': 'application/json', 'X-Auth-User': 'bob' }, body: '{"error":"access_denied","reason":"needs group admins"}' })).toEqual({
+  expect(spoeVariablesOf(checkOutcome('login', 302, 'no credentials', { location: '/_auth/login?rd=%2F' }))).toEqual({ status: 302, location: '/_auth/login?rd=%2F' });
+  expect(spoeVariablesOf(jsonOutcome('deny', 403, 'access_denied', 'needs group admins', { identity: wireIdentity({ user: 'bob' }) }))).toEqual({
     status: 403,
     content_type: 'application/json',
     body: '{"error":"access_denied","reason":"needs group admins"}',
     user: 'bob',
     reason: 'needs group admins',
   });
+  // A page for a browser has no JSON reason; a 503 has its reason but no body.
+  expect(spoeVariablesOf(checkOutcome('deny', 403, 'needs group admins', { contentType: 'text/html; charset=utf-8', body: '<p>no</p>' }))).toEqual({ status: 403, content_type: 'text/html; charset=utf-8', body: '<p>no</p>' });
+  expect(spoeVariablesOf(jsonOutcome('unavailable', 503, 'unavailable', 'idgate cannot decide right now'))).toEqual({ status: 503, content_type: 'application/json', reason: 'idgate cannot decide right now' });
 });
 
 test('a peer that sends but never reads is disconnected; memory stays bounded', async () => {
   // Every frame checked (no in-flight bound in the way), each answered with a full identity.
-  const identity = async (): Promise<CheckAnswer> => ({ status: 200, headers: { 'X-Auth-User': 'alice', 'X-Auth-Groups': 'admins', 'X-Auth-Request-Id': 'r1', 'Set-Cookie': '_idgate=x; Path=/' }, body: '' });
+  const identity = async (): Promise<CheckOutcome> => aliceAllowed;
   const { port, warnings: agentErrors } = await startAgent(identity, { maxInFlight: 1_000_000 });
   const socket = net.connect(port, '127.0.0.1');
   await new Promise((r) => socket.once('connect', r));
@@ -200,7 +207,7 @@ test('a peer that sends but never reads is disconnected; memory stays bounded', 
 
 // ---- what the agent bounds: who may connect, how many, how much at once, for how long -------------
 
-const allow = async (): Promise<CheckAnswer> => ({ status: 200, headers: {}, body: '' });
+const allow = async (): Promise<CheckOutcome> => checkOutcome('public', 200, 'public route');
 const agents: net.Server[] = [];
 const peers: Peer[] = [];
 
@@ -332,8 +339,8 @@ describe('connections are bounded', () => {
 describe('running checks per connection are bounded', () => {
   test('beyond IDGATE_SPOE_MAX_INFLIGHT a frame is answered status 503 at once (fail closed); the connection stays', async () => {
     // Checks that answer only when the test says so; some never do.
-    const pending: ((answer: CheckAnswer) => void)[] = [];
-    const check = () => new Promise<CheckAnswer>((resolve) => pending.push(resolve));
+    const pending: ((outcome: CheckOutcome) => void)[] = [];
+    const check = () => new Promise<CheckOutcome>((resolve) => pending.push(resolve));
     const { port, warnings } = await startAgent(check, { maxInFlight: 2 });
     const p = await peer(port);
     p.socket.write(Buffer.concat([hello(), get(1), get(2), get(3)]));
@@ -344,7 +351,7 @@ describe('running checks per connection are bounded', () => {
     expect(warnings).toEqual([expect.stringContaining('IDGATE_SPOE_MAX_INFLIGHT')]);
 
     // An answered check frees its place: the next frame is checked, not refused.
-    pending[0]!({ status: 200, headers: {}, body: '' });
+    pending[0]!(checkOutcome('public', 200, 'public route'));
     await waitUntil(() => p.frames.length === 3);
     p.socket.write(get(4));
     await waitUntil(() => pending.length === 3);
@@ -412,8 +419,8 @@ describe('frame reassembly', () => {
 
   test('a 30 KB frame fed one byte at a time reaches the check whole: each byte copied once, chunks never joined', async () => {
     const cookies: (string | undefined)[] = [];
-    const { port: agentPort, accepted } = await startAgent(async (request) => {
-      cookies.push(request.headers.cookie);
+    const { port: agentPort, accepted } = await startAgent(async (input) => {
+      cookies.push(input.cookie);
       return allow();
     });
     const p = await peer(agentPort);
@@ -468,16 +475,23 @@ describe('the facts of a SPOE message', () => {
     [undefined, undefined],
   ])('proto %j (ssl_fc) is the scheme %j', (proto, scheme) => {
     const args = { method: 'GET', pathq: '/x', host: 'h', src: '127.0.0.1', ...(proto === undefined ? {} : { proto }) };
-    expect(requestFromMessage(args, '127.0.0.1').headers['x-forwarded-proto']).toBe(scheme);
+    expect(checkInputFromMessage(args, '127.0.0.1').scheme).toBe(scheme);
+  });
+
+  test('each argument is one field of the input; the client address is src, else the peer', () => {
+    const input = checkInputFromMessage({ method: 'GET', pathq: '/x?y', host: 'h', src: '10.0.0.7', id: 'req-9', cookie: 'a=1', authorization: 'Bearer t', accept: 'text/html', xrw: 'XMLHttpRequest' }, '127.0.0.1');
+    expect(input).toEqual({ fromTrustedProxy: true, peer: '127.0.0.1', method: 'GET', scheme: undefined, host: 'h', pathq: '/x?y', clientAddress: '10.0.0.7', requestId: 'req-9', cookie: 'a=1', authorization: 'Bearer t', accept: 'text/html', requestedWith: 'XMLHttpRequest' });
+    expect(checkInputFromMessage({ method: 'GET', src: 'not an address' }, '127.0.0.1').clientAddress).toBe('127.0.0.1');
+    expect(checkInputFromMessage({ method: 'GET' }, '127.0.0.1', { cookie1: 'a=1', cookie2: '', cookie3: 'b=2' }).cookie).toBe('a=1; b=2');
   });
 
   test('an allow sets the path to forward and the Cookie header without idgate\'s cookies', () => {
-    const allow = (extra: Record<string, string>) => variablesFor({ status: 200, headers: { 'X-Idgate-Path': '/a/b', 'X-Auth-Issuer': 'https://idp', 'X-Auth-Groups-Truncated': 'true', ...extra }, body: '' });
-    expect(allow({ 'X-Idgate-Cookie': 'app=1' })).toMatchObject({ path: '/a/b', issuer: 'https://idp', groups_truncated: 1, cookie_strip: 1, cookie: 'app=1' });
-    const none = allow({ 'X-Idgate-Cookie': '' });
+    const allow = (appCookies: string | undefined) => spoeVariablesOf(allowOutcome('/a/b', wireIdentity({ user: 'u', issuer: 'https://idp', groups: 'g', groupsTruncated: true }), { appCookies }));
+    expect(allow('app=1')).toMatchObject({ path: '/a/b', issuer: 'https://idp', groups_truncated: 1, cookie_strip: 1, cookie: 'app=1' });
+    const none = allow('');
     expect(none).toMatchObject({ cookie_strip: 1 });
     expect(none.cookie).toBeUndefined();
-    expect(allow({}).cookie_strip).toBeUndefined();
+    expect(allow(undefined).cookie_strip).toBeUndefined();
   });
 });
 
@@ -495,7 +509,7 @@ describe('a stopping agent (graceful shutdown)', () => {
 
   test('shutdown disconnects an idle connection at once, and a busy one right after answering its running check', async () => {
     let release!: () => void;
-    const slow = (): Promise<CheckAnswer> => new Promise((resolve) => (release = () => resolve({ status: 200, headers: {}, body: '' })));
+    const slow = (): Promise<CheckOutcome> => new Promise((resolve) => (release = () => resolve(checkOutcome('public', 200, 'public route'))));
     const { agent, port } = await startAgent(slow);
     const idle = await peer(port);
     const busy = await peer(port);

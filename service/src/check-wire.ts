@@ -1,0 +1,258 @@
+// The check's transport boundary. Each transport turns what HAProxy sent into one CheckInput (the HTTP
+// check in http-check.ts, the SPOE agent in spoe.ts); the check (check.ts) answers one CheckOutcome, as
+// data; the two renderers below write it as an HTTP response or as SPOE variables. INPUT_FIELDS and
+// OUTCOME_FIELDS are the one place that says how each field travels on each transport: idgate.lua and
+// the SPOE configuration send and read only what they list, and docs/reference.md is generated from them.
+
+/**
+ * The request HAProxy asks about, as its transport carried it: nothing here is validated yet (check.ts
+ * does that, the same way for both transports). One object shape for both transports, so that the hot
+ * path sees one shape.
+ */
+export interface CheckInput {
+  /**
+   * The peer may speak for the client (IDGATE_TRUSTED_PROXIES). When false, the transport read nothing
+   * else of the request: every fact below is absent, and the check refuses it.
+   */
+  readonly fromTrustedProxy: boolean;
+  /** Address of the peer that asked (HAProxy). */
+  readonly peer: string | undefined;
+  readonly method: string | undefined;
+  /** `http` or `https` as HAProxy saw the client's connection; anything else means the public URL's. */
+  readonly scheme: string | undefined;
+  /** Host as the client sent it. */
+  readonly host: string | undefined;
+  /** Path and query as the client sent them (origin form). */
+  readonly pathq: string | undefined;
+  /** The client's address as the nearest trusted proxy saw it, else the peer's; '' when neither is known. */
+  readonly clientAddress: string;
+  /** HAProxy's unique id for the request (used only when well-formed). */
+  readonly requestId: string | undefined;
+  // The credentials: the Cookie header (all its lines as one) and the Authorization header.
+  readonly cookie: string | undefined;
+  readonly authorization: string | undefined;
+  // The kind of client: Accept and X-Requested-With tell a browser navigating from XHR and API clients.
+  readonly accept: string | undefined;
+  readonly requestedWith: string | undefined;
+}
+
+/** The address the nearest trusted proxy saw (the last entry of a forwarded list), else the peer's. */
+export function clientAddressOf(forwarded: string | undefined, peer: string | undefined): string {
+  if (forwarded !== undefined) {
+    const last = forwarded.slice(forwarded.lastIndexOf(',') + 1).trim();
+    if (/^[0-9a-fA-F:.]{2,45}$/.test(last)) return last;
+  }
+  return peer || '';
+}
+
+/** How each transport carries a field of CheckInput. */
+export interface InputField {
+  readonly name: keyof CheckInput;
+  /** The HTTP check's request header (idgate.lua sends it). */
+  readonly header: string;
+  /** The argument of the SPOE message `idgate-check` (spoe-idgate.conf). */
+  readonly argument: string;
+  /** The HAProxy sample fetch that fills the argument. */
+  readonly fetch: string;
+  readonly meaning: string;
+}
+
+/**
+ * Every fact a transport hands the check, as each carries it: the adapters (http-check.ts
+ * `checkInputFromHttp`, spoe.ts `checkInputFromMessage`) map exactly these, and docs/reference.md is
+ * generated from this table. The peer (HAProxy) is the connection's own address on both.
+ */
+export const INPUT_FIELDS: readonly InputField[] = [
+  { name: 'method', header: 'X-Forwarded-Method', argument: 'method', fetch: 'method', meaning: 'the request method' },
+  { name: 'scheme', header: 'X-Forwarded-Proto', argument: 'proto', fetch: 'ssl_fc', meaning: '`https` behind TLS, else `http` (SPOE: a boolean)' },
+  { name: 'host', header: 'X-Forwarded-Host', argument: 'host', fetch: 'req.fhdr(host)', meaning: 'the Host header' },
+  { name: 'pathq', header: 'X-Forwarded-Uri', argument: 'pathq', fetch: 'pathq', meaning: 'path and query, as sent' },
+  { name: 'clientAddress', header: 'X-Forwarded-For', argument: 'src', fetch: 'src', meaning: "the client's address (HTTP: the list's last entry); else the peer's" },
+  { name: 'requestId', header: 'X-Request-Id', argument: 'id', fetch: 'unique-id', meaning: "HAProxy's unique id, used when well-formed" },
+  { name: 'cookie', header: 'Cookie', argument: 'cookie', fetch: 'req.fhdr(cookie)', meaning: 'the session cookie, among the others (SPOE: several lines come as `cookie1`…`cookie4` of `idgate-cookies`)' },
+  { name: 'authorization', header: 'Authorization', argument: 'authorization', fetch: 'req.fhdr(authorization)', meaning: 'a bearer token' },
+  { name: 'accept', header: 'Accept', argument: 'accept', fetch: 'req.fhdr(accept)', meaning: 'with X-Requested-With, tells a browser navigating from XHR and API clients' },
+  { name: 'requestedWith', header: 'X-Requested-With', argument: 'xrw', fetch: 'req.fhdr(x-requested-with)', meaning: '`XMLHttpRequest`: not a navigation' },
+];
+
+export type OutcomeKind = 'allow' | 'public' | 'login' | 'unauthenticated' | 'deny' | 'invalid_request' | 'untrusted_peer' | 'unavailable';
+
+/** An identity as it travels: every value single-line and percent-encoded (check.ts `identityFields`). */
+export interface WireIdentity {
+  readonly user: string;
+  readonly subject: string | undefined;
+  readonly issuer: string | undefined;
+  readonly email: string | undefined;
+  /** Comma-separated (a comma inside a group is %2C). */
+  readonly groups: string | undefined;
+  readonly groupsTruncated: boolean;
+  /** Space-separated (a space inside a scope is %20). */
+  readonly scopes: string | undefined;
+  readonly scopesTruncated: boolean;
+  readonly client: string | undefined;
+  readonly backend: string | undefined;
+}
+
+/** The check's answer, as data. Every field is always present (one object shape: see `checkOutcome`). */
+export interface CheckOutcome {
+  readonly kind: OutcomeKind;
+  readonly status: number;
+  /** Why, in words (audit lines carry it too); on the wire only with an `error`. */
+  readonly reason: string;
+  /** The JSON body's `error` (4xx and 503 answers in JSON); undefined for other bodies. */
+  readonly error: string | undefined;
+  /** On an allow, who to forward; on a denial, only `user` (for HAProxy's log line, never the client). */
+  readonly identity: WireIdentity | undefined;
+  /** On 200 answers: HAProxy's request id, forwarded to the app. */
+  readonly requestId: string | undefined;
+  /** Where to sign in (302/303). */
+  readonly location: string | undefined;
+  /** The WWW-Authenticate challenge (401, and 403 for a missing scope). */
+  readonly challenge: string | undefined;
+  readonly contentType: string | undefined;
+  readonly body: string;
+  /** A renewed session's cookie, sent back with any answer. */
+  readonly setCookie: string | undefined;
+  /** On 200 answers: the canonical path decided on, which HAProxy forwards instead of the one sent. */
+  readonly path: string | undefined;
+  /**
+   * On 200 answers when the client sent idgate's cookies: the Cookie header without them, which HAProxy
+   * forwards instead ('' for none left). Undefined: the Cookie header goes on untouched.
+   */
+  readonly appCookies: string | undefined;
+}
+
+export type OutcomeDetails = Partial<Omit<CheckOutcome, 'kind' | 'status' | 'reason'>>;
+
+/**
+ * An outcome with every field present, in one order: the renderers and the agent then see a single
+ * object shape. Fields stay writable inside check.ts (a renewed cookie and the forwarded path are added
+ * after the answer is chosen), readonly to everyone else.
+ */
+export function checkOutcome(kind: OutcomeKind, status: number, reason: string, d: OutcomeDetails = {}): { -readonly [K in keyof CheckOutcome]: CheckOutcome[K] } {
+  return {
+    kind,
+    status,
+    reason,
+    error: d.error,
+    identity: d.identity,
+    requestId: d.requestId,
+    location: d.location,
+    challenge: d.challenge,
+    contentType: d.contentType,
+    body: d.body ?? '',
+    setCookie: d.setCookie,
+    path: d.path,
+    appCookies: d.appCookies,
+  };
+}
+
+// ---- how each field travels -------------------------------------------------------------------------
+
+export interface OutcomeField {
+  /** The CheckOutcome field it comes from. */
+  readonly name: string;
+  /** The HTTP check's response header, or undefined when HTTP carries it otherwise (`elsewhere`). */
+  readonly header: string | undefined;
+  /** Where the HTTP check carries a value that is not a header (the body). */
+  readonly elsewhere?: string;
+  /** The SPOE variable (txn.idgate.<name>), or undefined when SPOE does not carry it. */
+  readonly variable: string | undefined;
+  /** A yes/no: written `true` as a header and 1 as a variable. */
+  readonly flag?: boolean;
+  /** When it is there and what it means (docs/reference.md is generated from it). */
+  readonly meaning: string;
+  /** The value, or undefined when the answer has none. A variable is never set to ''. */
+  readonly value: (outcome: CheckOutcome) => string | undefined;
+}
+
+const isClientError = (o: CheckOutcome) => o.status >= 400 && o.status < 500;
+
+/**
+ * Every field of an answer besides its status (the status line; variable `status`), as each transport
+ * writes it. HAProxy acts on nothing else: idgate.lua reads these headers, haproxy-spoe.cfg these
+ * variables. Values are single-line: identity values percent-encoded (check.ts `headerSafe`).
+ */
+export const OUTCOME_FIELDS: readonly OutcomeField[] = [
+  { name: 'location', header: 'Location', variable: 'location', meaning: 'where to sign in (302, 303)', value: (o) => o.location },
+  { name: 'challenge', header: 'WWW-Authenticate', variable: 'www_authenticate', meaning: 'the bearer challenge (401; 403 for a token lacking a scope)', value: (o) => o.challenge },
+  { name: 'setCookie', header: 'Set-Cookie', variable: 'set_cookie', meaning: 'a renewed session cookie, for the client whatever the answer', value: (o) => o.setCookie },
+  { name: 'contentType', header: 'Content-Type', variable: 'content_type', meaning: 'of the body: `application/json`, or HTML for a browser denied', value: (o) => o.contentType },
+  { name: 'body', header: undefined, elsewhere: 'the response body', variable: 'body', meaning: 'for the client; as a variable, on 4xx answers only', value: (o) => (isClientError(o) ? o.body : undefined) },
+  { name: 'reason', header: undefined, elsewhere: 'the JSON body\'s `reason`', variable: 'reason', meaning: 'why, in words; on answers with a JSON body only', value: (o) => (o.error === undefined ? undefined : o.reason) },
+  { name: 'identity.user', header: 'X-Auth-User', variable: 'user', meaning: 'the user name; also on a denial, for HAProxy\'s log line only', value: (o) => o.identity?.user },
+  { name: 'identity.email', header: 'X-Auth-Email', variable: 'email', meaning: 'a verified email', value: (o) => o.identity?.email },
+  { name: 'identity.subject', header: 'X-Auth-Subject', variable: 'subject', meaning: 'the `sub` claim', value: (o) => o.identity?.subject },
+  { name: 'identity.issuer', header: 'X-Auth-Issuer', variable: 'issuer', meaning: 'the `iss` claim (apps key a person on issuer and subject)', value: (o) => o.identity?.issuer },
+  { name: 'identity.groups', header: 'X-Auth-Groups', variable: 'groups', meaning: 'groups, comma-separated', value: (o) => o.identity?.groups },
+  { name: 'identity.groupsTruncated', header: 'X-Auth-Groups-Truncated', variable: 'groups_truncated', flag: true, meaning: 'some groups were left out (4096 characters at most)', value: (o) => (o.identity?.groupsTruncated ? 'true' : undefined) },
+  { name: 'identity.scopes', header: 'X-Auth-Scopes', variable: 'scopes', meaning: 'scopes of a bearer token, space-separated', value: (o) => o.identity?.scopes },
+  { name: 'identity.scopesTruncated', header: 'X-Auth-Scopes-Truncated', variable: 'scopes_truncated', flag: true, meaning: 'some scopes were left out (4096 characters at most)', value: (o) => (o.identity?.scopesTruncated ? 'true' : undefined) },
+  { name: 'identity.client', header: 'X-Auth-Client', variable: 'client', meaning: 'the client id of a machine token', value: (o) => o.identity?.client },
+  { name: 'identity.backend', header: 'X-Auth-Backend', variable: 'backend', meaning: 'the pool the matching rule names', value: (o) => o.identity?.backend },
+  { name: 'requestId', header: 'X-Auth-Request-Id', variable: 'request_id', meaning: 'the request id (200 answers)', value: (o) => o.requestId },
+  { name: 'path', header: 'X-Idgate-Path', variable: 'path', meaning: 'the canonical path decided on, forwarded instead of the one sent (200 answers; without it HAProxy fails closed)', value: (o) => o.path },
+  { name: 'appCookies', header: undefined, elsewhere: '—', variable: 'cookie_strip', flag: true, meaning: 'the client sent idgate\'s cookies: its Cookie header is replaced (200 answers)', value: (o) => (o.appCookies === undefined ? undefined : 'true') },
+  { name: 'appCookies', header: 'X-Idgate-Cookie', variable: 'cookie', meaning: 'the Cookie header without idgate\'s cookies, forwarded instead (none left: an empty header; no variable)', value: (o) => o.appCookies },
+  { name: 'status', header: 'Cache-Control', variable: undefined, meaning: '`no-store` on every answer but 200', value: (o) => (o.status === 200 ? undefined : 'no-store') },
+  { name: 'kind', header: 'Retry-After', variable: undefined, meaning: '`1` on a 503', value: (o) => (o.kind === 'unavailable' ? '1' : undefined) },
+];
+
+const HEADER_FIELDS = OUTCOME_FIELDS.filter((f) => f.header !== undefined);
+const VARIABLE_FIELDS = OUTCOME_FIELDS.filter((f) => f.variable !== undefined);
+
+/** The HTTP check's response headers for an outcome (its body is `outcome.body`). */
+export function httpHeadersOf(outcome: CheckOutcome): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const f of HEADER_FIELDS) {
+    const value = f.value(outcome);
+    if (value !== undefined) headers[f.header!] = value;
+  }
+  headers['Content-Length'] = String(Buffer.byteLength(outcome.body));
+  return headers;
+}
+
+/** The SPOE variables for an outcome (set in scope txn; HAProxy adds the `idgate.` prefix). */
+export function spoeVariablesOf(outcome: CheckOutcome): Record<string, string | number> {
+  const vars: Record<string, string | number> = { status: outcome.status };
+  for (const f of VARIABLE_FIELDS) {
+    const value = f.value(outcome);
+    if (value !== undefined && value !== '') vars[f.variable!] = f.flag ? 1 : value;
+  }
+  return vars;
+}
+
+export const INPUT_FIELDS_BEGIN = '<!-- request fields: generated from INPUT_FIELDS in service/src/check-wire.ts; do not edit by hand -->';
+export const INPUT_FIELDS_END = '<!-- end of the request fields -->';
+
+/** INPUT_FIELDS as the Markdown table of docs/reference.md, between its markers. */
+export function inputFieldsTable(): string {
+  return [
+    INPUT_FIELDS_BEGIN,
+    '',
+    '| input field | HTTP check (request header) | SPOE argument of `idgate-check` | meaning |',
+    '|---|---|---|---|',
+    ...INPUT_FIELDS.map((f) => `| \`${f.name}\` | \`${f.header}\` | \`${f.argument}\` (\`${f.fetch}\`) | ${f.meaning} |`),
+    '',
+    INPUT_FIELDS_END,
+  ].join('\n');
+}
+
+export const OUTCOME_FIELDS_BEGIN = '<!-- answer fields: generated from OUTCOME_FIELDS in service/src/check-wire.ts; do not edit by hand -->';
+export const OUTCOME_FIELDS_END = '<!-- end of the answer fields -->';
+
+/** OUTCOME_FIELDS as the Markdown table of docs/reference.md, between its markers. */
+export function outcomeFieldsTable(): string {
+  const http = (f: OutcomeField) => (f.header === undefined ? f.elsewhere! : `\`${f.header}\`${f.flag ? ': `true`' : ''}`);
+  const spoe = (f: OutcomeField) => (f.variable === undefined ? '—' : `\`${f.variable}\`${f.flag ? ' = 1' : ''}`);
+  return [
+    OUTCOME_FIELDS_BEGIN,
+    '',
+    '| outcome field | HTTP check | SPOE variable (`txn.idgate.*`) | meaning |',
+    '|---|---|---|---|',
+    '| `status` | the status line | `status` | 200, 302, 303, 400, 401, 403 or 503 |',
+    ...OUTCOME_FIELDS.map((f) => `| \`${f.name}\` | ${http(f)} | ${spoe(f)} | ${f.meaning} |`),
+    '',
+    OUTCOME_FIELDS_END,
+  ].join('\n');
+}

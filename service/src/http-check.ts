@@ -1,0 +1,52 @@
+// The HTTP transport of the check: GET/HEAD /auth, asked by idgate.lua through HAProxy. The request's
+// headers become one CheckInput under the forwarded-header trust rules, and the CheckOutcome goes back as
+// the response (check-wire.ts lists each header). Plain node:http, no middleware: this is the hot path.
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { createCheck, type CheckDependencies } from './check.js';
+import { clientAddressOf, httpHeadersOf, type CheckInput } from './check-wire.js';
+import type { AddressMatcher } from './net.js';
+
+export function createCheckHandler(deps: CheckDependencies): (req: IncomingMessage, res: ServerResponse) => void {
+  const check = createCheck(deps);
+  const trusted = deps.config.trustedProxies;
+  return (req, res) => {
+    void check(checkInputFromHttp(req, trusted)).then((outcome) => {
+      res.writeHead(outcome.status, httpHeadersOf(outcome));
+      res.end(req.method === 'HEAD' ? undefined : outcome.body);
+    });
+  };
+}
+
+/**
+ * What HAProxy asks about, from the headers it sets (X-Forwarded-Method, -Proto, -Host, -Uri, -For,
+ * X-Request-Id) and the client's own (Cookie, Authorization, Accept, X-Requested-With): check-wire.ts
+ * INPUT_FIELDS. X-Forwarded-* are believed only from a trusted proxy (IDGATE_TRUSTED_PROXIES): from any
+ * other peer nothing is read at all, and the check refuses the request.
+ */
+export function checkInputFromHttp(req: IncomingMessage, trusted: AddressMatcher): CheckInput {
+  const peer = req.socket.remoteAddress;
+  if (!trusted(peer)) {
+    return { fromTrustedProxy: false, peer, method: undefined, scheme: undefined, host: undefined, pathq: undefined, clientAddress: peer || '', requestId: undefined, cookie: undefined, authorization: undefined, accept: undefined, requestedWith: undefined };
+  }
+  const h = req.headers;
+  return {
+    fromTrustedProxy: true,
+    peer,
+    method: one(h['x-forwarded-method']),
+    scheme: one(h['x-forwarded-proto']),
+    host: one(h['x-forwarded-host']),
+    pathq: one(h['x-forwarded-uri']),
+    // The last X-Forwarded-For entry: the one the nearest trusted proxy (HAProxy) added.
+    clientAddress: clientAddressOf(one(h['x-forwarded-for']), peer),
+    requestId: one(h['x-request-id']),
+    cookie: h.cookie,
+    authorization: h.authorization,
+    accept: one(h.accept),
+    requestedWith: one(h['x-requested-with']),
+  };
+}
+
+/** A header repeated on the wire, as one value (node joins most repeats itself; a list is joined the same way). */
+function one(value: IncomingHttpHeaders[string]): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
