@@ -129,7 +129,7 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
   // The session is read even where only tokens count: a signed-in person then gets a 403 that says a token
   // is needed, never a login page that would bring them straight back.
   const now = Date.now();
-    const lookup = await readSessionForCheck(deps.sessions, deps.config, request.cookie, now, deps.sessionCache);
+  const lookup = await readSessionForCheck(deps.sessions, deps.config, request.cookie, now, deps.sessionCache);
   if (lookup.found) {
     const fresh = await keepSessionFresh(deps, lookup, now);
     switch (fresh.kind) {
