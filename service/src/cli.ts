@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as jose from 'jose';
 import { identityFromClaims } from './claims.js';
-import { describeConfig, loadConfig, loadRedisConfig, parseFlag, SETTINGS } from './config.js';
+import { defaultOf, describeConfig, loadConfig, loadRedisConfig, parseFlag, SETTINGS } from './config.js';
+import { CLI_REDIS_TIMEOUT_MS } from './limits.js';
 import { serve } from './main.js';
 import { loadPolicyFile } from './policy-file.js';
 import { DurableWrites, type DurabilitySettings } from './durable-writes.js';
@@ -59,7 +60,7 @@ options:
   --token JWT     read the claims from a token instead (its signature is NOT checked here)
   --api           the client is an API client (no HTML); default: a browser navigating
 Without --claims or --token the request is anonymous. Group and role claims are read as
-IDGATE_GROUPS_CLAIM (default groups) and IDGATE_ROLES_CLAIM (default roles) say. As in the check, a
+IDGATE_GROUPS_CLAIM (default ${defaultOf('IDGATE_GROUPS_CLAIM')}) and IDGATE_ROLES_CLAIM (default ${defaultOf('IDGATE_ROLES_CLAIM')}) say. As in the check, a
 token counts only on rules that ask for tokens (elsewhere the caller is anonymous); an identity whose
 iss is not IDGATE_ISSUER (when set) satisfies only conditions naming its issuer; email counts only
 with email_verified: true, unless IDGATE_TRUST_UNVERIFIED_EMAIL=1.
@@ -132,8 +133,8 @@ function explain(args: string[]): number {
     const via = opts.token || 'scp' in c || 'scope' in c || 'cid' in c || 'client_id' in c ? 'token' : 'session';
     const issuer = typeof c.iss === 'string' ? c.iss : '';
     identity = identityFromClaims(c, via, {
-      groupsClaim: process.env.IDGATE_GROUPS_CLAIM || 'groups',
-      rolesClaim: process.env.IDGATE_ROLES_CLAIM || 'roles',
+      groupsClaim: process.env.IDGATE_GROUPS_CLAIM || defaultOf('IDGATE_GROUPS_CLAIM'),
+      rolesClaim: process.env.IDGATE_ROLES_CLAIM || defaultOf('IDGATE_ROLES_CLAIM'),
       // Without IDGATE_ISSUER, the claims are taken as the primary issuer's.
       primaryIssuer: process.env.IDGATE_ISSUER || issuer,
       trustUnverifiedEmail: parseFlag(process.env.IDGATE_TRUST_UNVERIFIED_EMAIL ?? '') === true,
@@ -173,8 +174,8 @@ const SESSIONS_HELP = `usage: idgate sessions list --user NAME | --sub SUBJECT
 
 Lists or ends a user's sessions, on every replica at once (they share Redis). --user is the name idgate
 shows as X-Auth-User (preferred_username, email or sub); --sub the subject. Uses the IDGATE_REDIS_*
-settings as idgate serve does: IDGATE_REDIS_URL (default redis://127.0.0.1:6380), or Sentinel or Cluster,
-credentials, TLS, and IDGATE_REDIS_PREFIX (default idgate:). A revocation waits for a Redis replica as
+settings as idgate serve does: IDGATE_REDIS_URL (default ${defaultOf('IDGATE_REDIS_URL')}), or Sentinel or Cluster,
+credentials, TLS, and IDGATE_REDIS_PREFIX (default ${defaultOf('IDGATE_REDIS_PREFIX')}). A revocation waits for a Redis replica as
 idgate's do (IDGATE_REDIS_WAIT_REPLICAS, IDGATE_REDIS_WAIT_MS) and says when none confirmed it in time.
 `;
 
@@ -196,7 +197,9 @@ async function sessions(args: string[]): Promise<number> {
       for (const s of found) process.stdout.write(`${s.hash.slice(0, 16)}  sub=${s.subject}  user=${s.user}  since=${new Date(s.createdAt).toISOString()}\n`);
       process.stdout.write(`${found.length} session(s)\n`);
     } else {
-      const durable = new DurableWrites(redis, durabilityFromEnv(), (_kind, outcome) => {
+      // The settings as `idgate serve` reads them; a person at a terminal waits longer than a check would.
+      const durability: DurabilitySettings = { redisWaitReplicas: prefix.redisWaitReplicas, redisWaitMs: prefix.redisWaitMs, redisTimeoutMs: CLI_REDIS_TIMEOUT_MS };
+      const durable = new DurableWrites(redis, durability, (_kind, outcome) => {
         if (outcome.result !== 'replicated') process.stderr.write(`idgate: warning: no Redis replica confirmed the revocation within the bound (${outcome.result}, ${outcome.acked}/${outcome.wanted}); it stands on the primary\n`);
       });
       try {
@@ -210,16 +213,6 @@ async function sessions(args: string[]): Promise<number> {
   } finally {
     redis.disconnect();
   }
-}
-
-/** IDGATE_REDIS_WAIT_REPLICAS and IDGATE_REDIS_WAIT_MS as `idgate serve` reads them (defaults from SETTINGS). */
-function durabilityFromEnv(): DurabilitySettings {
-  const setting = (env: string) => process.env[env] || SETTINGS.find((s) => s.env === env)!.default!;
-  const replicas = setting('IDGATE_REDIS_WAIT_REPLICAS');
-  const waitMs = setting('IDGATE_REDIS_WAIT_MS');
-  if (replicas !== 'auto' && !/^\d{1,2}$/.test(replicas)) throw new UsageError(`IDGATE_REDIS_WAIT_REPLICAS: "${replicas}" is not auto, 0 or a count of replicas`);
-  if (!/^\d{1,7}$/.test(waitMs) || Number(waitMs) < 1) throw new UsageError(`IDGATE_REDIS_WAIT_MS: "${waitMs}" is not a positive whole number`);
-  return { redisWaitReplicas: replicas === 'auto' ? 'auto' : Number(replicas), redisWaitMs: Number(waitMs), redisTimeoutMs: 3000 };
 }
 
 const HAPROXY_CONFIG_HELP = `usage: idgate haproxy-config [--mode lua|spoe] [--idgate HOST:PORT,...] [--spoe HOST:PORT,...]
@@ -237,7 +230,7 @@ lua-load and the SPOE filter name idgate.lua and spoe-idgate.conf of this instal
 options:
   --mode M          lua (the HTTP check through idgate.lua; default) or spoe (idgate's SPOE agent)
   --idgate ADDRS    idgate's HTTP address(es) as HAProxy reaches them, one server line each
-                    (default: IDGATE_LISTEN, else 127.0.0.1:4180)
+                    (default: IDGATE_LISTEN, else ${defaultOf('IDGATE_LISTEN')})
   --spoe ADDRS      the SPOE agent(s), mode spoe (default: IDGATE_SPOE_LISTEN, else 127.0.0.1:4181)
   --check-dst DST   mode lua: the unix socket the Lua check calls through HAProxy, in a directory
                     only HAProxy's user can enter (default unix@/run/haproxy/idgate-check.sock)
@@ -275,7 +268,7 @@ function haproxyConfig(args: string[]): number {
     process.stderr.write('idgate: note: IDGATE_SPOE_LISTEN is not set, so idgate runs no SPOE agent; set it (e.g. 127.0.0.1:4181) where idgate runs\n');
   }
   const values: HaproxyValues = {
-    idgate: opts.idgate !== undefined ? addresses('--idgate', opts.idgate) : addresses('IDGATE_LISTEN', process.env.IDGATE_LISTEN || SETTINGS.find((s) => s.env === 'IDGATE_LISTEN')!.default!, '--idgate'),
+    idgate: opts.idgate !== undefined ? addresses('--idgate', opts.idgate) : addresses('IDGATE_LISTEN', process.env.IDGATE_LISTEN || defaultOf('IDGATE_LISTEN'), '--idgate'),
     ...(mode === 'spoe'
       ? { spoe: opts.spoe !== undefined ? addresses('--spoe', opts.spoe) : addresses('IDGATE_SPOE_LISTEN', spoeListen && spoeListen !== 'off' ? spoeListen : '127.0.0.1:4181', '--spoe') }
       : {}),
