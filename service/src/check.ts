@@ -201,8 +201,7 @@ const METHOD = /^[A-Z]{1,16}$/;
 const HOST = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?(?::\d{1,5})?$|^\[[0-9a-f:.]+\](?::\d{1,5})?$/;
 const URI = /^\/[\x21-\x7e]*$/;
 const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
-/** Longest canonical path idgate decides on; longer ones are refused (rule regexes see bounded input). */
-export const MAX_PATH_LENGTH = 4096;
+import { MAX_PATH_LENGTH } from './limits.js';
 
 /** Why a check cannot be judged at all: never answered as if it were some default request. */
 export interface FactsProblem {
@@ -253,7 +252,7 @@ export function readRequestFacts(request: CheckRequest, config: Config): Request
 
 /** Last time each untrusted peer was logged: one loud line per peer per interval, not one per request. */
 const untrustedPeersLogged = new Map<string, number>();
-const UNTRUSTED_LOG_INTERVAL_MS = 10_000;
+import { UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from './limits.js';
 
 /** A check that cannot be judged: 403 for a peer that may not ask, 400 for facts that have no single meaning. */
 function refuseRequest(deps: CheckDependencies, request: CheckRequest, problem: FactsProblem, started: number): CheckAnswer {
@@ -262,7 +261,7 @@ function refuseRequest(deps: CheckDependencies, request: CheckRequest, problem: 
     const now = Date.now();
     const last = untrustedPeersLogged.get(peer);
     if (last === undefined || now - last > UNTRUSTED_LOG_INTERVAL_MS) {
-      if (untrustedPeersLogged.size > 1000) untrustedPeersLogged.clear();
+      if (untrustedPeersLogged.size > UNTRUSTED_PEERS_REMEMBERED) untrustedPeersLogged.clear();
       untrustedPeersLogged.set(peer, now);
       deps.logger.log('error', 'check refused: the peer is not a trusted proxy (set IDGATE_TRUSTED_PROXIES to the HAProxy addresses)', { peer });
     }
@@ -364,8 +363,7 @@ function json(status: number, body: object, headers: Record<string, string> = {}
   return { status, headers: { ...headers, 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify(body) };
 }
 
-/** Longest X-Auth-Groups / X-Auth-Scopes value: the headers must fit in HAProxy's rewrite room. */
-export const MAX_LIST_HEADER = 4096;
+import { MAX_LIST_HEADER } from './limits.js';
 
 export function identityHeaders(identity: Identity, backend: string | undefined, requestId: string): Record<string, string> {
   const headers: Record<string, string> = {

@@ -8,6 +8,7 @@
 import crypto from 'node:crypto';
 import net from 'node:net';
 import { IdgateError, describeError } from './errors.js';
+import { INTROSPECTION_MAX_INFLIGHT, INTROSPECTION_MAX_SOURCES as MAX_SOURCES, INTROSPECTION_SOURCE_WINDOW_MS, INTROSPECTION_TIMEOUT_MS } from './limits.js';
 
 export interface IntrospectionAnswer {
   readonly active: boolean;
@@ -65,8 +66,6 @@ interface SourceUse {
   calls: number;
 }
 
-/** Sources tracked at most; beyond, the longest-known idle one is forgotten (the overall bound still holds). */
-const MAX_SOURCES = 10_000;
 
 export class Introspector {
   readonly #options: Required<IntrospectorOptions>;
@@ -83,11 +82,11 @@ export class Introspector {
       negativeAgeMs: 30_000,
       maxEntries: 10_000,
       maxNegativeEntries: 10_000,
-      timeoutMs: 3000,
-      maxInflight: 64,
+      timeoutMs: INTROSPECTION_TIMEOUT_MS,
+      maxInflight: INTROSPECTION_MAX_INFLIGHT,
       maxInflightPerSource: 8,
       maxCallsPerSource: 300,
-      sourceWindowMs: 60_000,
+      sourceWindowMs: INTROSPECTION_SOURCE_WINDOW_MS,
       onCall: () => undefined,
       onRefused: () => undefined,
       now: Date.now,

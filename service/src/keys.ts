@@ -5,6 +5,7 @@
 // reported. A key the IdP has retired stops verifying once a refetch no longer lists it.
 import * as jose from 'jose';
 import { IdgateError, describeError } from './errors.js';
+import { JWKS_FETCH_TIMEOUT_MS, JWKS_RETRY_MIN_MS, MAX_JWKS_BYTES } from './limits.js';
 
 export interface KeySetOptions {
   /** Milliseconds a fetch may take. Default 3000. */
@@ -18,8 +19,6 @@ export interface KeySetOptions {
   /** For tests: the clock. Default Date.now. */
   now?: () => number;
 }
-
-const MAX_JWKS_BYTES = 512 * 1024;
 
 export class RemoteKeySet {
   readonly #uri: URL;
@@ -41,7 +40,7 @@ export class RemoteKeySet {
 
   constructor(uri: URL, options: KeySetOptions = {}) {
     this.#uri = uri;
-    this.#fetchTimeoutMs = options.fetchTimeoutMs ?? 3000;
+    this.#fetchTimeoutMs = options.fetchTimeoutMs ?? JWKS_FETCH_TIMEOUT_MS;
     this.#maxAgeMs = options.maxAgeMs ?? 600_000;
     this.#cooldownMs = options.cooldownMs ?? 30_000;
     this.#onFetch = options.onFetch ?? (() => undefined);
@@ -71,7 +70,7 @@ export class RemoteKeySet {
     const now = this.#now();
     if (!this.loaded) {
       // Never loaded: try at most once a second, so an unreachable IdP is not called per request.
-      if (now - this.#lastAttemptAt > 1000 || this.#inflight) await this.#refresh();
+      if (now - this.#lastAttemptAt > JWKS_RETRY_MIN_MS || this.#inflight) await this.#refresh();
       if (!this.loaded) throw new IdgateError('idp_unavailable', 'the identity provider keys are not reachable', `no keys from ${this.#uri.href}`);
     } else {
       this.refreshIfStale();

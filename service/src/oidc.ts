@@ -5,6 +5,7 @@
 import * as client from 'openid-client';
 import type { Config } from './config.js';
 import { IdgateError, describeError } from './errors.js';
+import { DISCOVERY_RETRY_MS } from './limits.js';
 import { readClaim, stringList, verifiedEmail } from './claims.js';
 import { idpSessionHash } from './session-store.js';
 import { SESSION_RECORD_VERSION, type StoredSession } from './sessions.js';
@@ -72,11 +73,11 @@ export class OidcRelyingParty {
       this.#configuration = configuration;
       this.log('info', 'identity provider metadata loaded', { issuer: configuration.serverMetadata().issuer });
     } catch (err) {
-      this.log('error', 'identity provider discovery failed; retrying in 5 s', { issuer: this.config.issuer.href, error: describeError(err) });
+      this.log('error', `identity provider discovery failed; retrying in ${DISCOVERY_RETRY_MS / 1000} s`, { issuer: this.config.issuer.href, error: describeError(err) });
       if (!this.#stopped) {
         this.#retryTimer = setTimeout(() => {
           this.#discovering = this.#discover();
-        }, 5000);
+        }, DISCOVERY_RETRY_MS);
         this.#retryTimer.unref();
       }
     }

@@ -37,10 +37,7 @@ export type FreshSession =
   /** The tokens expired and cannot be renewed right now: idgate cannot decide (503). */
   | { readonly kind: 'unavailable' };
 
-/** Lease of the refresh lock, ms; renewed every third of it while the grant runs. */
-const LOCK_LEASE_MS = 6000;
-/** How long a request whose tokens expired waits for another request's renewal, ms. */
-const WAIT_FOR_OTHERS_MS = 3000;
+import { REFRESH_LOCK_LEASE_MS as LOCK_LEASE_MS, REFRESH_WAIT_FOR_OTHERS_MS as WAIT_FOR_OTHERS_MS } from './limits.js';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;

@@ -5,6 +5,7 @@ import express from 'express';
 import type { RedisClient } from './redis.js';
 import { createCheckHandler, type CheckDependencies } from './check.js';
 import { createBrowserRoutes } from './login.js';
+import { HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEP_ALIVE_MS, HTTP_REQUEST_TIMEOUT_MS } from './limits.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { createSessionMiddleware } from './sessions.js';
 import type { BearerVerifier } from './tokens.js';
@@ -44,9 +45,9 @@ export function createIdgateServer(deps: ServerDependencies, options: ServerOpti
     return app(req, res);
   });
   // HAProxy keeps connections to idgate open; let it close them first.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = HTTP_KEEP_ALIVE_MS;
+  server.headersTimeout = HTTP_HEADERS_TIMEOUT_MS;
+  server.requestTimeout = HTTP_REQUEST_TIMEOUT_MS;
   return server;
 }
 
