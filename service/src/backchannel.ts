@@ -63,7 +63,7 @@ export async function verifyLogoutToken(
   try {
     first = await redis.set(jtiKey, '1', 'EX', MAX_AGE_SECONDS + expected.clockSkewSeconds, 'NX');
   } catch (err) {
-    throw new IdgateError('store_unavailable', 'session store unavailable', (err as Error).message);
+    throw IdgateError.of('store_unavailable', (err as Error).message);
   }
   if (first !== 'OK') throw new IdgateError('invalid_request', 'the logout token was already used');
   return { sid, sub };

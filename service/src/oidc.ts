@@ -114,16 +114,16 @@ export class OidcRelyingParty {
         idTokenExpected: true,
       });
     } catch (err) {
-      throw new IdgateError('login_failed', 'the identity provider did not complete the login', describeError(err));
+      throw IdgateError.of('login_failed', describeError(err));
     }
     const claims = tokens.claims();
     if (!claims || typeof claims.sub !== 'string' || claims.sub === '') {
-      throw new IdgateError('login_failed', 'the identity provider did not complete the login', 'ID token without sub');
+      throw IdgateError.of('login_failed', 'ID token without sub');
     }
     // openid-client checks exp but not an iat from the future: such a token was minted with a wrong clock
     // or for later use, and a login must not start from it.
     if (claims.iat > now / 1000 + this.config.clockSkewSeconds) {
-      throw new IdgateError('login_failed', 'the identity provider did not complete the login', 'ID token issued in the future (iat)');
+      throw IdgateError.of('login_failed', 'ID token issued in the future (iat)');
     }
     const idpSessionId = pickString(claims.sid);
     return {
@@ -156,7 +156,7 @@ export class OidcRelyingParty {
       if (err instanceof client.ResponseBodyError && err.error === 'invalid_grant') {
         throw new IdgateError('session_ended', 'the identity provider ended the session', 'refresh: invalid_grant');
       }
-      throw new IdgateError('idp_unavailable', 'the identity provider is not reachable', `refresh: ${describeError(err)}`);
+      throw IdgateError.of('idp_unavailable', `refresh: ${describeError(err)}`);
     }
     const claims = tokens.claims();
     // openid-client does not compare a refreshed ID token with the first one: we do (OIDC Core 12.2).

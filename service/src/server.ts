@@ -5,6 +5,7 @@ import express from 'express';
 import type { RedisClient } from './redis.js';
 import { createCheckHandler, type CheckDependencies } from './check.js';
 import { createBrowserRoutes } from './login.js';
+import { ERRORS } from './errors.js';
 import { HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEP_ALIVE_MS, HTTP_REQUEST_TIMEOUT_MS } from './limits.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { createSessionMiddleware } from './sessions.js';
@@ -30,7 +31,7 @@ export function createIdgateServer(deps: ServerDependencies, options: ServerOpti
   app.set('trust proxy', (address: string) => config.trustedProxies(address));
   app.use('/_auth', createSessionMiddleware(config, redis, durable), createBrowserRoutes({ config, redis, durable, oidc, logger, metrics }));
   app.use((_req, res) => {
-    res.status(404).json({ error: 'not_found' });
+    res.status(ERRORS.not_found.status).json({ error: ERRORS.not_found.wire });
   });
 
   const server = http.createServer((req, res) => {
