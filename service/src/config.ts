@@ -199,12 +199,12 @@ export const KINDS: Kinds = {
     describe: () => '`1` or `0`',
   },
   enum: {
-    parse: (value, setting) => (setting.values.includes(value) ? value : { problem: `"${value}" is not ${orList(setting.values)}` }),
+    parse: (value, setting) => (setting.values.includes(value.trim()) ? value.trim() : { problem: `"${value.trim()}" is not ${orList(setting.values)}` }),
     describe: (setting) => orList(setting.values.map((v) => `\`${v}\``)),
   },
   listen: {
     parse(value, setting) {
-      if (setting.off !== undefined && value === setting.off) return undefined;
+      if (setting.off !== undefined && value.trim() === setting.off) return undefined;
       const m = HOST_PORT.exec(value.trim());
       if (!m || Number(m[2]) > 65535) return { problem: `"${value}" is not host:port${setting.off !== undefined ? `, or unset or "${setting.off}" for no agent` : ''}` };
       return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
@@ -212,7 +212,10 @@ export const KINDS: Kinds = {
     describe: (setting) => (setting.off !== undefined ? `host:port or \`${setting.off}\`` : 'host:port'),
   },
   replicas: {
-    parse: (value) => (value === 'auto' ? 'auto' : /^\d{1,2}$/.test(value) ? Number(value) : { problem: `"${value}" is not auto, 0 or a count of replicas` }),
+    parse(value) {
+      const text = value.trim();
+      return text === 'auto' ? 'auto' : /^\d{1,2}$/.test(text) ? Number(text) : { problem: `"${text}" is not auto, 0 or a count of replicas` };
+    },
     describe: () => '`auto` or a count',
   },
   proxies: {

@@ -256,4 +256,8 @@ describe('settings declared once', () => {
   ])('%s=%s is refused by its kind, with the message it always had', (env, value, problem) => {
     expect(loadConfig({ ...good, [env]: value }).problems).toEqual([problem]);
   });
+
+  test('values are read trimmed, as they always were', () => {
+    expect(loadConfig({ ...good, IDGATE_SPOE_LISTEN: ' off ', IDGATE_LOG_LEVEL: ' warn', IDGATE_REDIS_WAIT_REPLICAS: '2 ' }).config).toMatchObject({ spoeListen: undefined, logLevel: 'warn', redisWaitReplicas: 2 });
+  });
 });
