@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as jose from 'jose';
 import { identityFromClaims } from './claims.js';
-import { defaultOf, describeConfig, loadConfig, loadRedisConfig, parseFlag, SETTINGS } from './config.js';
+import { defaultOf, describeConfig, loadConfig, loadRedisConfig, parseFlag, settingNamed, SETTINGS } from './config.js';
 import { CLI_REDIS_TIMEOUT_MS } from './limits.js';
 import { serve } from './main.js';
 import { loadPolicyFile } from './policy-file.js';
@@ -215,7 +215,8 @@ async function sessions(args: string[]): Promise<number> {
   }
 }
 
-const HAPROXY_CONFIG_HELP = `usage: idgate haproxy-config [--mode lua|spoe] [--idgate HOST:PORT,...] [--spoe HOST:PORT,...]
+/** The help of `idgate haproxy-config`; its defaults are read from the shipped lines and SETTINGS, never restated. */
+const haproxyConfigHelp = (preset = presetDefaults('lua')) => `usage: idgate haproxy-config [--mode lua|spoe] [--idgate HOST:PORT,...] [--spoe HOST:PORT,...]
                              [--check-dst unix@PATH] [--user NAME] [--chroot DIR] [--auth-rate-limit N]
                              [--part PART | --template FILE]
 
@@ -231,24 +232,27 @@ options:
   --mode M          lua (the HTTP check through idgate.lua; default) or spoe (idgate's SPOE agent)
   --idgate ADDRS    idgate's HTTP address(es) as HAProxy reaches them, one server line each
                     (default: IDGATE_LISTEN, else ${defaultOf('IDGATE_LISTEN')})
-  --spoe ADDRS      the SPOE agent(s), mode spoe (default: IDGATE_SPOE_LISTEN, else 127.0.0.1:4181)
+  --spoe ADDRS      the SPOE agent(s), mode spoe (default: IDGATE_SPOE_LISTEN, else ${SPOE_ADDRESS})
   --check-dst DST   mode lua: the unix socket the Lua check calls through HAProxy, in a directory
-                    only HAProxy's user can enter (default unix@/run/haproxy/idgate-check.sock)
+                    only HAProxy's user can enter (default ${preset.IDGATE_CHECK_DST})
                     (with --chroot: default unix@DIR/idgate-check.sock)
   --user NAME       mode lua: HAProxy's \`user\` setting, when it has one (Debian: haproxy): the check
                     socket is made that user's, or HAProxy could not connect to it once it drops root
   --chroot DIR      mode lua: HAProxy's \`chroot\` setting, when it has one (Debian: /var/lib/haproxy):
                     the check socket must be inside it
-  --auth-rate-limit N  requests to /_auth/ per client address per 10 s before 429 (default 120)
+  --auth-rate-limit N  requests to /_auth/ per client address per 10 s before 429 (default ${preset.IDGATE_AUTH_RATE_LIMIT})
   --part PART       print one part only, without comments around it: global, frontend, routing, backends
   --template FILE   print FILE with its lines "@idgate global", "@idgate frontend", "@idgate routing" and
                     "@idgate backends" replaced by the parts (as the shipped haproxy-conf/haproxy.cfg)
 `;
 
+/** Where the SPOE agent is looked for when neither --spoe nor IDGATE_SPOE_LISTEN says: the setting's example, as the shipped configs use it. */
+const SPOE_ADDRESS = settingNamed('IDGATE_SPOE_LISTEN').example;
+
 /** `idgate haproxy-config`: the drop-in lines (haproxy-conf/dropin/), filled in; see HAPROXY_CONFIG_HELP. */
 function haproxyConfig(args: string[]): number {
   const opts = options(args, { mode: { type: 'string' }, idgate: { type: 'string' }, spoe: { type: 'string' }, 'check-dst': { type: 'string' }, user: { type: 'string' }, chroot: { type: 'string' }, 'auth-rate-limit': { type: 'string' }, part: { type: 'string' }, template: { type: 'string' } });
-  if (opts.help) return print(HAPROXY_CONFIG_HELP);
+  if (opts.help) return print(haproxyConfigHelp());
   const mode = opts.mode ?? 'lua';
   if (mode !== 'lua' && mode !== 'spoe') throw new UsageError(`--mode "${mode}": lua or spoe`);
   if (opts.part !== undefined && !(HAPROXY_PARTS as readonly string[]).includes(opts.part)) throw new UsageError(`--part "${opts.part}": one of ${HAPROXY_PARTS.join(', ')}`);
@@ -265,12 +269,12 @@ function haproxyConfig(args: string[]): number {
   const defaults = presetDefaults(mode);
   const spoeListen = process.env.IDGATE_SPOE_LISTEN;
   if (mode === 'spoe' && opts.spoe === undefined && (!spoeListen || spoeListen === 'off')) {
-    process.stderr.write('idgate: note: IDGATE_SPOE_LISTEN is not set, so idgate runs no SPOE agent; set it (e.g. 127.0.0.1:4181) where idgate runs\n');
+    process.stderr.write(`idgate: note: IDGATE_SPOE_LISTEN is not set, so idgate runs no SPOE agent; set it (e.g. ${SPOE_ADDRESS}) where idgate runs\n`);
   }
   const values: HaproxyValues = {
     idgate: opts.idgate !== undefined ? addresses('--idgate', opts.idgate) : addresses('IDGATE_LISTEN', process.env.IDGATE_LISTEN || defaultOf('IDGATE_LISTEN'), '--idgate'),
     ...(mode === 'spoe'
-      ? { spoe: opts.spoe !== undefined ? addresses('--spoe', opts.spoe) : addresses('IDGATE_SPOE_LISTEN', spoeListen && spoeListen !== 'off' ? spoeListen : '127.0.0.1:4181', '--spoe') }
+      ? { spoe: opts.spoe !== undefined ? addresses('--spoe', opts.spoe) : addresses('IDGATE_SPOE_LISTEN', spoeListen && spoeListen !== 'off' ? spoeListen : SPOE_ADDRESS, '--spoe') }
       : {}),
     ...(mode === 'lua'
       ? {
