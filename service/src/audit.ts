@@ -3,6 +3,7 @@
 // cookie, a code or a secret: callers pass only the fields below, paths are logged without their query
 // string (queries sometimes carry tokens), and pino's redaction blanks the usual suspects as a second net.
 import pino from 'pino';
+import { LOG_BATCH_CHARS, LOG_BATCH_MS } from './limits.js';
 
 export interface DecisionRecord {
   /** null only on a refused check whose request id was unusable. */
@@ -76,7 +77,7 @@ export function createLogger(options: LoggerOptions | ((line: string) => void) =
     pendingChars = 0;
     destination.write(chunk);
   };
-  if (batched) setInterval(drain, 100).unref();
+  if (batched) setInterval(drain, LOG_BATCH_MS).unref();
   const settings = {
     level: opts.level ?? 'info',
     base: undefined,
@@ -95,7 +96,7 @@ export function createLogger(options: LoggerOptions | ((line: string) => void) =
       if (!batched) return void destination.write(line);
       pending.push(line);
       pendingChars += line.length;
-      if (pendingChars >= 32768) drain();
+      if (pendingChars >= LOG_BATCH_CHARS) drain();
     },
     event(event, fields) {
       logger.info({ ...fields, event });

@@ -9,10 +9,9 @@ import type { Config } from './config.js';
 import { IdgateError } from './errors.js';
 import type { RemoteKeySet } from './keys.js';
 import { redisKeys, storeUnavailable } from './session-store.js';
+import { LOGOUT_TOKEN_MAX_AGE_SECONDS as MAX_AGE_SECONDS } from './limits.js';
 
 export const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
-/** Logout tokens older than this are refused (and their jti remembered this long). */
-const MAX_AGE_SECONDS = 300;
 
 export interface LogoutSubject {
   readonly sid: string | undefined;

@@ -20,6 +20,7 @@ import type { BearerVerifier } from './tokens.js';
 import { forbiddenPage } from './pages.js';
 import { canonicalPath } from './paths.js';
 import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from './check-wire.js';
+import { MAX_LIST_HEADER, MAX_PATH_LENGTH, UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from './limits.js';
 
 export interface CheckDependencies {
   readonly config: Config;
@@ -171,8 +172,6 @@ const METHOD = /^[A-Z]{1,16}$/;
 const HOST = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?(?::\d{1,5})?$|^\[[0-9a-f:.]+\](?::\d{1,5})?$/;
 const URI = /^\/[\x21-\x7e]*$/;
 const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
-/** Longest canonical path idgate decides on; longer ones are refused (rule regexes see bounded input). */
-export const MAX_PATH_LENGTH = 4096;
 
 /** Why a check cannot be judged at all: never answered as if it were some default request. */
 export interface FactsProblem {
@@ -216,7 +215,6 @@ export function readRequestFacts(request: CheckInput, config: Config): RequestFa
 
 /** Last time each untrusted peer was logged: one loud line per peer per interval, not one per request. */
 const untrustedPeersLogged = new Map<string, number>();
-const UNTRUSTED_LOG_INTERVAL_MS = 10_000;
 
 /** A check that cannot be judged: 403 for a peer that may not ask, 400 for facts that have no single meaning. */
 function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: FactsProblem, started: number): CheckOutcome {
@@ -225,7 +223,7 @@ function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: Fa
     const now = Date.now();
     const last = untrustedPeersLogged.get(peer);
     if (last === undefined || now - last > UNTRUSTED_LOG_INTERVAL_MS) {
-      if (untrustedPeersLogged.size > 1000) untrustedPeersLogged.clear();
+      if (untrustedPeersLogged.size > UNTRUSTED_PEERS_REMEMBERED) untrustedPeersLogged.clear();
       untrustedPeersLogged.set(peer, now);
       deps.logger.log('error', 'check refused: the peer is not a trusted proxy (set IDGATE_TRUSTED_PROXIES to the HAProxy addresses)', { peer });
     }
@@ -320,9 +318,6 @@ const UNAVAILABLE: CheckOutcome = Object.freeze(json('unavailable', 503, 'unavai
 function json(kind: OutcomeKind, status: number, error: string, reason: string, details: OutcomeDetails = {}): Outcome {
   return checkOutcome(kind, status, reason, { ...details, error, contentType: 'application/json', body: JSON.stringify({ error, reason }) });
 }
-
-/** Longest groups / scopes value: the X-Auth-* headers must fit in HAProxy's rewrite room. */
-export const MAX_LIST_HEADER = 4096;
 
 /** Who to forward, as the values both transports carry (one encoding: `headerSafe`, bounded lists). */
 export function identityFields(identity: Identity, backend: string | undefined): WireIdentity {

@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as jose from 'jose';
 import { identityFromClaims } from './claims.js';
-import { describeConfig, loadConfig, loadRedisConfig, parseFlag, SETTINGS } from './config.js';
+import { defaultOf, describeConfig, loadConfig, loadRedisConfig, parseFlag, settingNamed, SETTINGS } from './config.js';
+import { CLI_REDIS_TIMEOUT_MS } from './limits.js';
 import { serve } from './main.js';
 import { loadPolicyFile } from './policy-file.js';
 import { DurableWrites, type DurabilitySettings } from './durable-writes.js';
@@ -59,7 +60,7 @@ options:
   --token JWT     read the claims from a token instead (its signature is NOT checked here)
   --api           the client is an API client (no HTML); default: a browser navigating
 Without --claims or --token the request is anonymous. Group and role claims are read as
-IDGATE_GROUPS_CLAIM (default groups) and IDGATE_ROLES_CLAIM (default roles) say. As in the check, a
+IDGATE_GROUPS_CLAIM (default ${defaultOf('IDGATE_GROUPS_CLAIM')}) and IDGATE_ROLES_CLAIM (default ${defaultOf('IDGATE_ROLES_CLAIM')}) say. As in the check, a
 token counts only on rules that ask for tokens (elsewhere the caller is anonymous); an identity whose
 iss is not IDGATE_ISSUER (when set) satisfies only conditions naming its issuer; email counts only
 with email_verified: true, unless IDGATE_TRUST_UNVERIFIED_EMAIL=1.
@@ -132,8 +133,8 @@ function explain(args: string[]): number {
     const via = opts.token || 'scp' in c || 'scope' in c || 'cid' in c || 'client_id' in c ? 'token' : 'session';
     const issuer = typeof c.iss === 'string' ? c.iss : '';
     identity = identityFromClaims(c, via, {
-      groupsClaim: process.env.IDGATE_GROUPS_CLAIM || 'groups',
-      rolesClaim: process.env.IDGATE_ROLES_CLAIM || 'roles',
+      groupsClaim: process.env.IDGATE_GROUPS_CLAIM || defaultOf('IDGATE_GROUPS_CLAIM'),
+      rolesClaim: process.env.IDGATE_ROLES_CLAIM || defaultOf('IDGATE_ROLES_CLAIM'),
       // Without IDGATE_ISSUER, the claims are taken as the primary issuer's.
       primaryIssuer: process.env.IDGATE_ISSUER || issuer,
       trustUnverifiedEmail: parseFlag(process.env.IDGATE_TRUST_UNVERIFIED_EMAIL ?? '') === true,
@@ -173,8 +174,8 @@ const SESSIONS_HELP = `usage: idgate sessions list --user NAME | --sub SUBJECT
 
 Lists or ends a user's sessions, on every replica at once (they share Redis). --user is the name idgate
 shows as X-Auth-User (preferred_username, email or sub); --sub the subject. Uses the IDGATE_REDIS_*
-settings as idgate serve does: IDGATE_REDIS_URL (default redis://127.0.0.1:6380), or Sentinel or Cluster,
-credentials, TLS, and IDGATE_REDIS_PREFIX (default idgate:). A revocation waits for a Redis replica as
+settings as idgate serve does: IDGATE_REDIS_URL (default ${defaultOf('IDGATE_REDIS_URL')}), or Sentinel or Cluster,
+credentials, TLS, and IDGATE_REDIS_PREFIX (default ${defaultOf('IDGATE_REDIS_PREFIX')}). A revocation waits for a Redis replica as
 idgate's do (IDGATE_REDIS_WAIT_REPLICAS, IDGATE_REDIS_WAIT_MS) and says when none confirmed it in time.
 `;
 
@@ -200,7 +201,9 @@ async function sessions(args: string[]): Promise<number> {
       for (const s of found) process.stdout.write(`${s.hash.slice(0, 16)}  sub=${s.subject}  user=${s.user}  since=${new Date(s.createdAt).toISOString()}\n`);
       process.stdout.write(`${found.length} session(s)\n`);
     } else {
-      const durable = new DurableWrites(redis, durabilityFromEnv(), (_kind, outcome) => {
+      // The settings as `idgate serve` reads them; a person at a terminal waits longer than a check would.
+      const durability: DurabilitySettings = { redisWaitReplicas: prefix.redisWaitReplicas, redisWaitMs: prefix.redisWaitMs, redisTimeoutMs: CLI_REDIS_TIMEOUT_MS };
+      const durable = new DurableWrites(redis, durability, (_kind, outcome) => {
         if (outcome.result !== 'replicated') process.stderr.write(`idgate: warning: no Redis replica confirmed the revocation within the bound (${outcome.result}, ${outcome.acked}/${outcome.wanted}); it stands on the primary\n`);
       });
       try {
@@ -216,17 +219,8 @@ async function sessions(args: string[]): Promise<number> {
   }
 }
 
-/** IDGATE_REDIS_WAIT_REPLICAS and IDGATE_REDIS_WAIT_MS as `idgate serve` reads them (defaults from SETTINGS). */
-function durabilityFromEnv(): DurabilitySettings {
-  const setting = (env: string) => process.env[env] || SETTINGS.find((s) => s.env === env)!.default!;
-  const replicas = setting('IDGATE_REDIS_WAIT_REPLICAS');
-  const waitMs = setting('IDGATE_REDIS_WAIT_MS');
-  if (replicas !== 'auto' && !/^\d{1,2}$/.test(replicas)) throw new UsageError(`IDGATE_REDIS_WAIT_REPLICAS: "${replicas}" is not auto, 0 or a count of replicas`);
-  if (!/^\d{1,7}$/.test(waitMs) || Number(waitMs) < 1) throw new UsageError(`IDGATE_REDIS_WAIT_MS: "${waitMs}" is not a positive whole number`);
-  return { redisWaitReplicas: replicas === 'auto' ? 'auto' : Number(replicas), redisWaitMs: Number(waitMs), redisTimeoutMs: 3000 };
-}
-
-const HAPROXY_CONFIG_HELP = `usage: idgate haproxy-config [--mode lua|spoe] [--idgate HOST:PORT,...] [--spoe HOST:PORT,...]
+/** The help of `idgate haproxy-config`; its defaults are read from the shipped lines and SETTINGS, never restated. */
+const haproxyConfigHelp = (preset = presetDefaults('lua')) => `usage: idgate haproxy-config [--mode lua|spoe] [--idgate HOST:PORT,...] [--spoe HOST:PORT,...]
                              [--check-dst unix@PATH] [--user NAME] [--chroot DIR] [--auth-rate-limit N]
                              [--part PART | --template FILE]
 
@@ -241,25 +235,28 @@ lua-load and the SPOE filter name idgate.lua and spoe-idgate.conf of this instal
 options:
   --mode M          lua (the HTTP check through idgate.lua; default) or spoe (idgate's SPOE agent)
   --idgate ADDRS    idgate's HTTP address(es) as HAProxy reaches them, one server line each
-                    (default: IDGATE_LISTEN, else 127.0.0.1:4180)
-  --spoe ADDRS      the SPOE agent(s), mode spoe (default: IDGATE_SPOE_LISTEN, else 127.0.0.1:4181)
+                    (default: IDGATE_LISTEN, else ${defaultOf('IDGATE_LISTEN')})
+  --spoe ADDRS      the SPOE agent(s), mode spoe (default: IDGATE_SPOE_LISTEN, else ${SPOE_ADDRESS})
   --check-dst DST   mode lua: the unix socket the Lua check calls through HAProxy, in a directory
-                    only HAProxy's user can enter (default unix@/run/haproxy/idgate-check.sock)
+                    only HAProxy's user can enter (default ${preset.IDGATE_CHECK_DST})
                     (with --chroot: default unix@DIR/idgate-check.sock)
   --user NAME       mode lua: HAProxy's \`user\` setting, when it has one (Debian: haproxy): the check
                     socket is made that user's, or HAProxy could not connect to it once it drops root
   --chroot DIR      mode lua: HAProxy's \`chroot\` setting, when it has one (Debian: /var/lib/haproxy):
                     the check socket must be inside it
-  --auth-rate-limit N  requests to /_auth/ per client address per 10 s before 429 (default 120)
+  --auth-rate-limit N  requests to /_auth/ per client address per 10 s before 429 (default ${preset.IDGATE_AUTH_RATE_LIMIT})
   --part PART       print one part only, without comments around it: global, frontend, routing, backends
   --template FILE   print FILE with its lines "@idgate global", "@idgate frontend", "@idgate routing" and
                     "@idgate backends" replaced by the parts (as the shipped haproxy-conf/haproxy.cfg)
 `;
 
+/** Where the SPOE agent is looked for when neither --spoe nor IDGATE_SPOE_LISTEN says: the setting's example, as the shipped configs use it. */
+const SPOE_ADDRESS = settingNamed('IDGATE_SPOE_LISTEN').example;
+
 /** `idgate haproxy-config`: the drop-in lines (haproxy-conf/dropin/), filled in; see HAPROXY_CONFIG_HELP. */
 function haproxyConfig(args: string[]): number {
   const opts = options(args, { mode: { type: 'string' }, idgate: { type: 'string' }, spoe: { type: 'string' }, 'check-dst': { type: 'string' }, user: { type: 'string' }, chroot: { type: 'string' }, 'auth-rate-limit': { type: 'string' }, part: { type: 'string' }, template: { type: 'string' } });
-  if (opts.help) return print(HAPROXY_CONFIG_HELP);
+  if (opts.help) return print(haproxyConfigHelp());
   const mode = opts.mode ?? 'lua';
   if (mode !== 'lua' && mode !== 'spoe') throw new UsageError(`--mode "${mode}": lua or spoe`);
   if (opts.part !== undefined && !(HAPROXY_PARTS as readonly string[]).includes(opts.part)) throw new UsageError(`--part "${opts.part}": one of ${HAPROXY_PARTS.join(', ')}`);
@@ -276,12 +273,12 @@ function haproxyConfig(args: string[]): number {
   const defaults = presetDefaults(mode);
   const spoeListen = process.env.IDGATE_SPOE_LISTEN;
   if (mode === 'spoe' && opts.spoe === undefined && (!spoeListen || spoeListen === 'off')) {
-    process.stderr.write('idgate: note: IDGATE_SPOE_LISTEN is not set, so idgate runs no SPOE agent; set it (e.g. 127.0.0.1:4181) where idgate runs\n');
+    process.stderr.write(`idgate: note: IDGATE_SPOE_LISTEN is not set, so idgate runs no SPOE agent; set it (e.g. ${SPOE_ADDRESS}) where idgate runs\n`);
   }
   const values: HaproxyValues = {
-    idgate: opts.idgate !== undefined ? addresses('--idgate', opts.idgate) : addresses('IDGATE_LISTEN', process.env.IDGATE_LISTEN || SETTINGS.find((s) => s.env === 'IDGATE_LISTEN')!.default!, '--idgate'),
+    idgate: opts.idgate !== undefined ? addresses('--idgate', opts.idgate) : addresses('IDGATE_LISTEN', process.env.IDGATE_LISTEN || defaultOf('IDGATE_LISTEN'), '--idgate'),
     ...(mode === 'spoe'
-      ? { spoe: opts.spoe !== undefined ? addresses('--spoe', opts.spoe) : addresses('IDGATE_SPOE_LISTEN', spoeListen && spoeListen !== 'off' ? spoeListen : '127.0.0.1:4181', '--spoe') }
+      ? { spoe: opts.spoe !== undefined ? addresses('--spoe', opts.spoe) : addresses('IDGATE_SPOE_LISTEN', spoeListen && spoeListen !== 'off' ? spoeListen : SPOE_ADDRESS, '--spoe') }
       : {}),
     ...(mode === 'lua'
       ? {

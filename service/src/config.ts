@@ -107,21 +107,181 @@ export interface RedisConnection {
   readonly tls: { readonly ca: string | undefined } | undefined;
 }
 
-type Kind = 'url' | 'string' | 'secret' | 'secret-list' | 'list' | 'int' | 'bool' | 'listen' | 'proxies' | 'json' | 'hostports';
-
-export interface Setting {
+/** What every row of SETTINGS says, whatever its kind. */
+interface SettingRow {
   /** Environment variable. */
   env: string;
   /** Key in the optional JSON config file (IDGATE_CONFIG_FILE). */
   key: string;
-  kind: Kind;
   /** undefined means required (unless `optional`). */
   default?: string;
-  /** Smallest value of an int setting (default 1). */
-  min?: number;
   optional?: boolean;
   doc: string;
   example: string;
+}
+
+/**
+ * One setting: its row and its kind, with what that kind needs to check a value (bounds, the values
+ * allowed...). KINDS below holds each kind's parser and the words the docs use for its values.
+ */
+export type Setting = SettingRow &
+  (
+    | { kind: 'url' | 'string' | 'secret' | 'secret-list' | 'bool' | 'proxies' | 'json' | 'hostports' | 'replicas' }
+    /** `oneOf`: the only items allowed, and why (said when one is not). */
+    | { kind: 'list'; oneOf?: { readonly values: ReadonlySet<string>; readonly what: string } }
+    /** `min`: the smallest value (default 1). */
+    | { kind: 'int'; min?: number }
+    | { kind: 'enum'; values: readonly string[] }
+    /** `off`: the word that turns the listener off (then the value is undefined). */
+    | { kind: 'listen'; off?: string }
+  );
+
+export type Kind = Setting['kind'];
+
+/** What is wrong with a value: one problem (shown with the setting's example), or whole lines of their own. */
+type Invalid = { problem: string } | { problems: string[] };
+
+const isInvalid = (value: unknown): value is Invalid => typeof value === 'object' && value !== null && ('problem' in value || 'problems' in value);
+
+/** A kind: how its text becomes a value, and how the settings reference describes the values it takes. */
+interface KindSpec<S extends Setting> {
+  parse(value: string, setting: S): unknown;
+  /** The "value" column of docs/configuration.md. */
+  describe(setting: S): string;
+}
+
+type Kinds = { [K in Kind]: KindSpec<Extract<Setting, { kind: K }>> };
+
+const listItems = (value: string) => value.split(',').map((v) => v.trim()).filter((v) => v !== '');
+
+const HOST_PORT = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/;
+
+export const KINDS: Kinds = {
+  url: {
+    parse(value) {
+      let url: URL;
+      try {
+        url = new URL(value);
+      } catch {
+        return { problem: 'not a URL' };
+      }
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') return { problem: 'must be an http(s) URL' };
+      if (url.username || url.password) return { problem: 'must not carry credentials' };
+      return url;
+    },
+    describe: () => 'URL',
+  },
+  string: { parse: singleLine, describe: () => 'text' },
+  secret: { parse: singleLine, describe: () => 'secret' },
+  'secret-list': { parse: listItems, describe: () => 'secrets, comma-separated' },
+  list: {
+    parse(value, setting) {
+      const items = listItems(value);
+      const allowed = setting.oneOf;
+      if (!allowed) return items;
+      const problems = items.flatMap((item) => (allowed.values.has(item) ? [] : [`${setting.env}: "${item}" is not ${allowed.what} (one of ${[...allowed.values].join(', ')})`]));
+      return problems.length > 0 ? { problems } : items;
+    },
+    describe: () => 'list, comma-separated',
+  },
+  int: {
+    parse(value, setting) {
+      if (!/^\d+$/.test(value.trim())) return { problem: `"${value}" is not a whole number` };
+      const n = Number(value);
+      const min = setting.min ?? 1;
+      if (n < min || !Number.isSafeInteger(n)) return { problem: min === 0 ? 'must be a whole number, 0 or more' : 'must be a positive whole number' };
+      return n;
+    },
+    describe: (setting) => ((setting.min ?? 1) === 0 ? 'whole number, 0 or more' : 'whole number, 1 or more'),
+  },
+  bool: {
+    parse: (value) => parseFlag(value) ?? { problem: `"${value}" is not 1/0 or true/false` },
+    describe: () => '`1` or `0`',
+  },
+  enum: {
+    parse: (value, setting) => (setting.values.includes(value.trim()) ? value.trim() : { problem: `"${value.trim()}" is not ${orList(setting.values)}` }),
+    describe: (setting) => orList(setting.values.map((v) => `\`${v}\``)),
+  },
+  listen: {
+    parse(value, setting) {
+      if (setting.off !== undefined && value.trim() === setting.off) return undefined;
+      const m = HOST_PORT.exec(value.trim());
+      if (!m || Number(m[2]) > 65535) return { problem: `"${value}" is not host:port${setting.off !== undefined ? `, or unset or "${setting.off}" for no agent` : ''}` };
+      return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+    },
+    describe: (setting) => (setting.off !== undefined ? `host:port or \`${setting.off}\`` : 'host:port'),
+  },
+  replicas: {
+    parse(value) {
+      const text = value.trim();
+      return text === 'auto' ? 'auto' : /^\d{1,2}$/.test(text) ? Number(text) : { problem: `"${text}" is not auto, 0 or a count of replicas` };
+    },
+    describe: () => '`auto` or a count',
+  },
+  proxies: {
+    parse(value) {
+      const result = parseTrustedProxies(value);
+      if (typeof result === 'string') return { problem: result };
+      return { matcher: result, text: value };
+    },
+    describe: () => 'addresses and CIDRs, comma-separated',
+  },
+  json: {
+    parse(value) {
+      try {
+        return JSON.parse(value) as unknown;
+      } catch (err) {
+        return { problem: `not valid JSON: ${(err as Error).message}` };
+      }
+    },
+    describe: () => 'JSON',
+  },
+  hostports: {
+    parse(value) {
+      const out: HostPort[] = [];
+      for (const item of listItems(value)) {
+        const m = /^(\[[0-9a-fA-F:]+\]|[^:\s\[\]]+):(\d{1,5})$/.exec(item);
+        if (!m || Number(m[2]) === 0 || Number(m[2]) > 65535) return { problem: `"${item}" is not host:port` };
+        out.push({ host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) });
+      }
+      return out.length > 0 ? out : { problem: 'names no host:port' };
+    },
+    describe: () => 'host:port list, comma-separated',
+  },
+};
+
+function singleLine(value: string): string | Invalid {
+  if (/[\r\n\0]/.test(value)) return { problem: 'must be a single line' };
+  return value.trim();
+}
+
+/** "a, b or c". */
+function orList(values: readonly string[]): string {
+  return values.length < 2 ? values.join('') : `${values.slice(0, -1).join(', ')} or ${values[values.length - 1]}`;
+}
+
+/** A setting's value parsed by its kind: the value, or what is wrong with it. */
+function parseValue(setting: Setting, value: string): unknown {
+  return (KINDS[setting.kind] as KindSpec<Setting>).parse(value, setting);
+}
+
+/** The words the settings reference uses for a setting's values. */
+export function describeValues(setting: Setting): string {
+  return (KINDS[setting.kind] as KindSpec<Setting>).describe(setting);
+}
+
+/** A setting's row; throws on a name SETTINGS does not declare (a typo in the caller). */
+export function settingNamed(env: string): Setting {
+  const setting = SETTINGS.find((s) => s.env === env);
+  if (!setting) throw new Error(`${env} is not a setting (service/src/config.ts SETTINGS)`);
+  return setting;
+}
+
+/** A setting's default as SETTINGS declares it, for the CLI's help and its fallbacks (never restated there). */
+export function defaultOf(env: string): string {
+  const { default: value } = settingNamed(env);
+  if (value === undefined) throw new Error(`${env} has no default`);
+  return value;
 }
 
 // The default cookie name. A `__Host-` cookie is one the browser accepts only when it is Secure, has Path=/
@@ -129,6 +289,9 @@ export interface Setting {
 // and it cannot be shared across subdomains: the plain name is the default when either is impossible.
 const HOST_COOKIE_NAME = '__Host-idgate';
 const PLAIN_COOKIE_NAME = '_idgate';
+
+// Bearer tokens' signature algorithms idgate accepts: asymmetric only, so no shared secret (and never `none`).
+const ASYMMETRIC_ALGORITHMS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
 
 export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_ISSUER', key: 'issuer', kind: 'url', doc: 'OIDC issuer URL (discovery at <issuer>/.well-known/openid-configuration)', example: 'https://dev-123456.okta.com/oauth2/default' },
@@ -161,7 +324,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_TRUST_UNVERIFIED_EMAIL', key: 'trust_unverified_email', kind: 'bool', default: '0', doc: 'use the login\'s email (emails/email_domains conditions, X-Auth-Email) even without email_verified: true, for IdPs that never send it', example: '1' },
   { env: 'IDGATE_ALLOWED_REDIRECT_HOSTS', key: 'allowed_redirect_hosts', kind: 'list', default: '', doc: 'hosts (or *.domain) that login may return to besides the public URL\'s host', example: 'app.example.com,*.apps.example.com' },
   { env: 'IDGATE_JWT_AUDIENCES', key: 'jwt_audiences', kind: 'list', default: 'api://default', doc: 'accepted `aud` values of bearer access tokens from IDGATE_ISSUER (when IDGATE_BEARER_ISSUERS is unset); never IDGATE_CLIENT_ID, the audience of ID tokens', example: 'api://default' },
-  { env: 'IDGATE_JWT_ALGORITHMS', key: 'jwt_algorithms', kind: 'list', default: 'RS256', doc: 'accepted signature algorithms of bearer tokens (asymmetric only: none and HS* are refused)', example: 'RS256,ES256' },
+  { env: 'IDGATE_JWT_ALGORITHMS', key: 'jwt_algorithms', kind: 'list', oneOf: { values: ASYMMETRIC_ALGORITHMS, what: 'an accepted asymmetric algorithm' }, default: 'RS256', doc: 'accepted signature algorithms of bearer tokens (asymmetric only: none and HS* are refused)', example: 'RS256,ES256' },
   { env: 'IDGATE_BEARER_ISSUERS', key: 'bearer_issuers', kind: 'json', optional: true, doc: 'JSON list of issuers whose bearer tokens are accepted, each {issuer, audiences, algorithms, jwt, introspection, client_id, client_secret, jwks_uri, client_ids, trust_unverified_email}; unset: IDGATE_ISSUER with IDGATE_JWT_AUDIENCES', example: '[{"issuer":"https://example.okta.com/oauth2/default","audiences":["api://default"]},{"issuer":"https://example.okta.com","jwt":false,"introspection":true}]' },
   { env: 'IDGATE_CLOCK_SKEW', key: 'clock_skew', kind: 'int', default: '30', doc: 'seconds of clock difference tolerated on exp/nbf/iat', example: '30' },
   { env: 'IDGATE_JWKS_CACHE', key: 'jwks_cache', kind: 'int', default: '600', doc: 'seconds after which signing keys are fetched again (in the background; cached keys keep working meanwhile)', example: '600' },
@@ -172,7 +335,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_INTROSPECTION_CALLS_PER_SOURCE', key: 'introspection_calls_per_source', kind: 'int', default: '300', doc: 'introspection calls (cache misses) one client address (IPv6: its /64) may cause per minute; beyond, its token checks answer 503', example: '300' },
   { env: 'IDGATE_POLICY_FILE', key: 'policy_file', kind: 'string', optional: true, doc: 'YAML policy file (reloaded on SIGHUP and on change); unset: any signed-in user (browser session) may pass everywhere, and bearer tokens count nowhere', example: '/etc/idgate/policy.yaml' },
   { env: 'IDGATE_LISTEN', key: 'listen', kind: 'listen', default: '127.0.0.1:4180', doc: 'address:port of the check and browser endpoints', example: '127.0.0.1:4180' },
-  { env: 'IDGATE_SPOE_LISTEN', key: 'spoe_listen', kind: 'string', optional: true, doc: 'address:port of the SPOE agent (HAProxy\'s binary offload protocol); unset or "off": no agent, no port', example: '127.0.0.1:4181' },
+  { env: 'IDGATE_SPOE_LISTEN', key: 'spoe_listen', kind: 'listen', off: 'off', optional: true, doc: 'address:port of the SPOE agent (HAProxy\'s binary offload protocol); unset or "off": no agent, no port', example: '127.0.0.1:4181' },
   { env: 'IDGATE_SPOE_MAX_CONNECTIONS', key: 'spoe_max_connections', kind: 'int', default: '256', doc: 'connections the SPOE agent holds at most (HAProxy opens a few per agent); more are closed at once', example: '256' },
   { env: 'IDGATE_SPOE_MAX_INFLIGHT', key: 'spoe_max_inflight', kind: 'int', default: '64', doc: 'checks one SPOE connection may have running at once (HAProxy\'s max-waiting-frames: 20 by default); beyond it a frame is answered status 503 at once', example: '64' },
   { env: 'IDGATE_TRUSTED_PROXIES', key: 'trusted_proxies', kind: 'proxies', default: '127.0.0.0/8,::1', doc: 'addresses or CIDRs of the HAProxy nodes: the only peers whose checks are answered (others get 403 untrusted_peer) and whose SPOE connections are served', example: '127.0.0.1,10.0.0.0/8' },
@@ -180,10 +343,10 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_SESSION_CACHE_MS', key: 'session_cache_ms', kind: 'int', min: 0, default: '5000', doc: 'milliseconds a replica reuses a session read from Redis (revocations reach every replica at once); 0: off', example: '5000' },
   { env: 'IDGATE_SESSION_CACHE_SIZE', key: 'session_cache_size', kind: 'int', default: '10000', doc: 'sessions a replica keeps in that cache at most (about 1 kB each)', example: '10000' },
   { env: 'IDGATE_SHUTDOWN_DRAIN_MS', key: 'shutdown_drain_ms', kind: 'int', min: 0, default: '3000', doc: 'milliseconds a stopping replica (SIGTERM) keeps answering while /readyz says 503, so HAProxy takes it out first (its health check: fall x inter, 2 s shipped); then it finishes what is running and exits', example: '3000' },
-  { env: 'IDGATE_LOG_LEVEL', key: 'log_level', kind: 'string', default: 'info', doc: 'lowest level logged: info (every decision), warn or error', example: 'info' },
+  { env: 'IDGATE_LOG_LEVEL', key: 'log_level', kind: 'enum', values: ['info', 'warn', 'error'], default: 'info', doc: 'lowest level logged: info (every decision), warn or error', example: 'info' },
   { env: 'IDGATE_LOG_FILE', key: 'log_file', kind: 'string', optional: true, doc: 'file the JSON log and audit lines are appended to; unset: standard output', example: '/var/log/idgate/audit.log' },
   { env: 'IDGATE_REDIS_PREFIX', key: 'redis_prefix', kind: 'string', default: 'idgate:', doc: 'prefix of every Redis key idgate writes', example: 'idgate:' },
-  { env: 'IDGATE_REDIS_WAIT_REPLICAS', key: 'redis_wait_replicas', kind: 'string', default: 'auto', doc: 'replicas a login, renewal or revocation waits for (Redis WAIT) before answering: auto (1 when Redis reports an online replica, else none), 0 (never) or a count', example: 'auto' },
+  { env: 'IDGATE_REDIS_WAIT_REPLICAS', key: 'redis_wait_replicas', kind: 'replicas', default: 'auto', doc: 'replicas a login, renewal or revocation waits for (Redis WAIT) before answering: auto (1 when Redis reports an online replica, else none), 0 (never) or a count', example: 'auto' },
   { env: 'IDGATE_REDIS_WAIT_MS', key: 'redis_wait_ms', kind: 'int', default: '100', doc: 'milliseconds such a write waits for its replicas at most; then it goes on (the write is on the primary), logged and counted', example: '100' },
 ];
 
@@ -217,8 +380,9 @@ function readSettings(settings: readonly Setting[], env: NodeJS.ProcessEnv, prob
       continue;
     }
     const result = parseValue(s, value);
-    if (typeof result === 'object' && result !== null && 'problem' in result) problems.push(`${s.env}: ${result.problem} (e.g. ${s.example})`);
-    else parsed[s.env] = result;
+    if (!isInvalid(result)) parsed[s.env] = result;
+    else if ('problem' in result) problems.push(`${s.env}: ${result.problem} (e.g. ${s.example})`);
+    else problems.push(...result.problems);
   }
 
   return { raw, parsed };
@@ -245,13 +409,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     if (publicUrl.pathname !== '/' || publicUrl.search || publicUrl.hash) problems.push('IDGATE_PUBLIC_URL: must be an origin only, without path, query or fragment (e.g. https://app.example.com)');
   }
   const secrets = parsed.IDGATE_COOKIE_SECRETS as string[];
+  // The length only, never the secret. (Here rather than in a kind: docs/troubleshooting.md quotes this line.)
   secrets.forEach((secret, i) => {
     if (secret.length < 32) problems.push(`IDGATE_COOKIE_SECRETS: secret #${i + 1} is ${secret.length} characters; each needs 32 or more (e.g. output of \`openssl rand -base64 48\`)`);
   });
-  const algorithms = parsed.IDGATE_JWT_ALGORITHMS as string[];
-  for (const alg of algorithms) {
-    if (!ASYMMETRIC_ALGORITHMS.has(alg)) problems.push(`IDGATE_JWT_ALGORITHMS: "${alg}" is not an accepted asymmetric algorithm (one of ${[...ASYMMETRIC_ALGORITHMS].join(', ')})`);
-  }
+  const algorithms = (parsed.IDGATE_JWT_ALGORITHMS as string[] | undefined) ?? [];
   const issuerId = (raw.get('IDGATE_ISSUER') ?? '').trim();
   const trustUnverifiedEmail = parsed.IDGATE_TRUST_UNVERIFIED_EMAIL === true;
   const bearerIssuers: BearerIssuer[] = parsed.IDGATE_BEARER_ISSUERS === undefined
@@ -268,16 +430,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   const idle = parsed.IDGATE_SESSION_IDLE_TTL as number | undefined;
   const maxAge = parsed.IDGATE_SESSION_MAX_AGE as number | undefined;
   if (idle !== undefined && maxAge !== undefined && idle > maxAge) problems.push(`IDGATE_SESSION_IDLE_TTL: ${idle} is longer than IDGATE_SESSION_MAX_AGE (${maxAge}) (e.g. 14400)`);
-  const spoeListen = parsed.IDGATE_SPOE_LISTEN as string | undefined;
-  if (spoeListen !== undefined && spoeListen !== 'off') {
-    const listen = parseValue({ ...SETTINGS.find((x) => x.env === 'IDGATE_LISTEN')!, kind: 'listen' }, spoeListen);
-    if (typeof listen === 'object' && listen !== null && 'problem' in listen) problems.push(`IDGATE_SPOE_LISTEN: ${String(listen.problem)}, or unset or "off" for no agent (e.g. 127.0.0.1:4181)`);
-  }
-  const logLevel = parsed.IDGATE_LOG_LEVEL as string | undefined;
-  if (logLevel !== undefined && !['info', 'warn', 'error'].includes(logLevel)) problems.push(`IDGATE_LOG_LEVEL: "${logLevel}" is not info, warn or error (e.g. info)`);
-  const waitReplicasText = parsed.IDGATE_REDIS_WAIT_REPLICAS as string | undefined;
-  const redisWaitReplicas = waitReplicasText === 'auto' ? 'auto' : /^\d{1,2}$/.test(waitReplicasText ?? '') ? Number(waitReplicasText) : undefined;
-  if (waitReplicasText !== undefined && redisWaitReplicas === undefined) problems.push(`IDGATE_REDIS_WAIT_REPLICAS: "${waitReplicasText}" is not auto, 0 or a count of replicas (e.g. auto)`);
   const cookieDomain = parsed.IDGATE_COOKIE_DOMAIN as string | undefined;
   const configuredCookieName = parsed.IDGATE_COOKIE_NAME as string | undefined;
   if (configuredCookieName !== undefined) problems.push(...cookieNameProblems(configuredCookieName, { secure: !insecureHttp, domain: cookieDomain }));
@@ -322,7 +474,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     introspectionCallsPerSource: parsed.IDGATE_INTROSPECTION_CALLS_PER_SOURCE as number,
     policyFile: parsed.IDGATE_POLICY_FILE as string | undefined,
     listen: parsed.IDGATE_LISTEN as { host: string; port: number },
-    spoeListen: spoeListen === undefined || spoeListen === 'off' ? undefined : (parseValue({ ...SETTINGS.find((x) => x.env === 'IDGATE_LISTEN')!, kind: 'listen' }, spoeListen) as { host: string; port: number }),
+    spoeListen: parsed.IDGATE_SPOE_LISTEN as { host: string; port: number } | undefined,
     spoeMaxConnections: parsed.IDGATE_SPOE_MAX_CONNECTIONS as number,
     spoeMaxInFlight: parsed.IDGATE_SPOE_MAX_INFLIGHT as number,
     trustedProxies: proxies.matcher,
@@ -334,7 +486,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     sessionCacheMs: Math.min(parsed.IDGATE_SESSION_CACHE_MS as number, idle! * 500),
     sessionCacheSize: parsed.IDGATE_SESSION_CACHE_SIZE as number,
     shutdownDrainMs: parsed.IDGATE_SHUTDOWN_DRAIN_MS as number,
-    redisWaitReplicas: redisWaitReplicas!,
+    redisWaitReplicas: parsed.IDGATE_REDIS_WAIT_REPLICAS as number | 'auto',
     redisWaitMs: parsed.IDGATE_REDIS_WAIT_MS as number,
     logFile: parsed.IDGATE_LOG_FILE as string | undefined,
   };
@@ -342,12 +494,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
 }
 
 /** The Redis settings alone (IDGATE_REDIS_*), for `idgate sessions`, which needs no IdP settings. */
-export function loadRedisConfig(env: NodeJS.ProcessEnv = process.env): { config: Pick<Config, 'redis' | 'redisTimeoutMs' | 'redisKeyPrefix'> | undefined; problems: string[] } {
+export function loadRedisConfig(env: NodeJS.ProcessEnv = process.env): { config: Pick<Config, 'redis' | 'redisTimeoutMs' | 'redisKeyPrefix' | 'redisWaitReplicas' | 'redisWaitMs'> | undefined; problems: string[] } {
   const problems: string[] = [];
   const { parsed } = readSettings(SETTINGS.filter((s) => s.env.startsWith('IDGATE_REDIS_')), env, problems);
   const redis = redisConnectionFrom(parsed, problems);
   if (problems.length > 0 || !redis) return { config: undefined, problems };
-  return { config: Object.freeze({ redis, redisTimeoutMs: parsed.IDGATE_REDIS_TIMEOUT_MS as number, redisKeyPrefix: parsed.IDGATE_REDIS_PREFIX as string }), problems };
+  return {
+    config: Object.freeze({
+      redis,
+      redisTimeoutMs: parsed.IDGATE_REDIS_TIMEOUT_MS as number,
+      redisKeyPrefix: parsed.IDGATE_REDIS_PREFIX as string,
+      redisWaitReplicas: parsed.IDGATE_REDIS_WAIT_REPLICAS as number | 'auto',
+      redisWaitMs: parsed.IDGATE_REDIS_WAIT_MS as number,
+    }),
+    problems,
+  };
 }
 
 /**
@@ -445,8 +606,6 @@ function cookieNameProblems(name: string, cookies: { secure: boolean; domain: st
   }
   return problems;
 }
-
-const ASYMMETRIC_ALGORITHMS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
 
 const BEARER_ISSUER_KEYS = new Set(['issuer', 'audiences', 'algorithms', 'jwt', 'introspection', 'client_id', 'client_secret', 'jwks_uri', 'client_ids', 'trust_unverified_email']);
 
@@ -553,63 +712,6 @@ export function parseFlag(value: string): boolean | undefined {
   if (['1', 'true', 'yes', 'on'].includes(value.toLowerCase())) return true;
   if (['0', 'false', 'no', 'off'].includes(value.toLowerCase())) return false;
   return undefined;
-}
-
-function parseValue(setting: Setting, value: string): unknown {
-  switch (setting.kind) {
-    case 'url': {
-      let url: URL;
-      try {
-        url = new URL(value);
-      } catch {
-        return { problem: 'not a URL' };
-      }
-      if (url.protocol !== 'https:' && url.protocol !== 'http:') return { problem: 'must be an http(s) URL' };
-      if (url.username || url.password) return { problem: 'must not carry credentials' };
-      return url;
-    }
-    case 'string':
-    case 'secret':
-      if (/[\r\n\0]/.test(value)) return { problem: 'must be a single line' };
-      return value.trim();
-    case 'secret-list':
-    case 'list':
-      return value.split(',').map((v) => v.trim()).filter((v) => v !== '');
-    case 'int': {
-      if (!/^\d+$/.test(value.trim())) return { problem: `"${value}" is not a whole number` };
-      const n = Number(value);
-      const min = setting.min ?? 1;
-      if (n < min || !Number.isSafeInteger(n)) return { problem: min === 0 ? 'must be a whole number, 0 or more' : 'must be a positive whole number' };
-      return n;
-    }
-    case 'bool':
-      return parseFlag(value) ?? { problem: `"${value}" is not 1/0 or true/false` };
-    case 'listen': {
-      const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(value.trim());
-      if (!m || Number(m[2]) > 65535) return { problem: `"${value}" is not host:port` };
-      return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
-    }
-    case 'json':
-      try {
-        return JSON.parse(value) as unknown;
-      } catch (err) {
-        return { problem: `not valid JSON: ${(err as Error).message}` };
-      }
-    case 'hostports': {
-      const out: HostPort[] = [];
-      for (const item of value.split(',').map((v) => v.trim()).filter((v) => v !== '')) {
-        const m = /^(\[[0-9a-fA-F:]+\]|[^:\s\[\]]+):(\d{1,5})$/.exec(item);
-        if (!m || Number(m[2]) === 0 || Number(m[2]) > 65535) return { problem: `"${item}" is not host:port` };
-        out.push({ host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) });
-      }
-      return out.length > 0 ? out : { problem: 'names no host:port' };
-    }
-    case 'proxies': {
-      const result = parseTrustedProxies(value);
-      if (typeof result === 'string') return { problem: result };
-      return { matcher: result, text: value };
-    }
-  }
 }
 
 /** The settings as they may be shown (secrets replaced), for `check-config` and start-up logs. */

@@ -29,6 +29,7 @@ import type { Cluster, Redis } from 'ioredis';
 import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
+import { DURABLE_CLUSTER_POOL_SIZE as CLUSTER_POOL_SIZE, DURABLE_CONNECT_EXTRA_MS, DURABLE_POOL_SIZE as POOL_SIZE } from './limits.js';
 import type { Metrics } from './metrics.js';
 
 export type DurableWriteKind = 'session' | 'renewal' | 'revocation';
@@ -52,10 +53,6 @@ export interface WaitOutcome {
 
 export type DurabilitySettings = Pick<Config, 'redisWaitReplicas' | 'redisWaitMs' | 'redisTimeoutMs'>;
 
-/** Connections kept for these writes (each holds one write and its WAIT at a time). */
-const POOL_SIZE = 4;
-/** Cluster clients kept for these writes: each opens a connection to every node of the cluster. */
-const CLUSTER_POOL_SIZE = 2;
 
 export class DurableWrites {
   readonly #redis: RedisClient;
@@ -162,7 +159,7 @@ export class DurableWrites {
       conn.on('error', () => undefined); // the shared client reports Redis being away
       this.#all.add(conn);
       try {
-        await whenReady(conn, this.#settings.redisTimeoutMs + 2000);
+        await whenReady(conn, this.#settings.redisTimeoutMs + DURABLE_CONNECT_EXTRA_MS);
         return conn;
       } catch {
         this.#idle.push(conn); // it keeps reconnecting; meanwhile this write does without it

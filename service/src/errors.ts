@@ -1,32 +1,34 @@
 // One error type for everything idgate reports on purpose. The `code` is stable (callers and tests switch
-// on it), `status` is what an HTTP answer uses, `expose` is what a user may see; `detail` goes to logs only.
+// on it) and ERRORS says what it means; `expose` is what a user may see; `detail` goes to logs only.
 
-export type IdgateErrorCode =
-  | 'config_invalid'
-  | 'idp_unavailable'
-  | 'store_unavailable'
-  | 'login_expired'
-  | 'login_mismatch'
-  | 'login_failed'
-  | 'too_many_logins'
-  | 'invalid_request'
-  | 'invalid_token'
-  | 'session_ended'
-  | 'not_found';
+/**
+ * What each error code means, declared once (as fastify declares its errors): the HTTP status of an answer
+ * it causes, the `error` of a JSON answer (RFC 6749/6750 style), the label it counts under in metrics, and
+ * what a user is told when the throw site has nothing more precise to say (IdgateError.of).
+ */
+export interface ErrorSpec {
+  readonly status: number;
+  readonly wire: string;
+  readonly metric: string;
+  readonly text: string;
+}
 
-const statusByCode: Record<IdgateErrorCode, number> = {
-  config_invalid: 500,
-  idp_unavailable: 503,
-  store_unavailable: 503,
-  login_expired: 400,
-  login_mismatch: 400,
-  login_failed: 502,
-  too_many_logins: 503,
-  invalid_request: 400,
-  invalid_token: 401,
-  session_ended: 401,
-  not_found: 404,
-};
+export const ERRORS = {
+  config_invalid: { status: 500, wire: 'server_error', metric: 'config_invalid', text: 'idgate is not configured correctly' },
+  idp_unavailable: { status: 503, wire: 'unavailable', metric: 'idp_unavailable', text: 'the identity provider is not reachable' },
+  store_unavailable: { status: 503, wire: 'unavailable', metric: 'store_unavailable', text: 'session store unavailable' },
+  login_expired: { status: 400, wire: 'invalid_request', metric: 'login_expired', text: 'this sign-in has expired or was already used; please start again' },
+  login_mismatch: { status: 400, wire: 'invalid_request', metric: 'login_mismatch', text: 'this sign-in was started in another browser; please start again' },
+  login_failed: { status: 502, wire: 'server_error', metric: 'login_failed', text: 'the identity provider did not complete the login' },
+  too_many_logins: { status: 503, wire: 'unavailable', metric: 'too_many_logins', text: 'too many sign-ins are under way right now; please try again in a minute' },
+  invalid_request: { status: 400, wire: 'invalid_request', metric: 'invalid_request', text: 'the request is malformed' },
+  // The check's 401 says `unauthorized`; its WWW-Authenticate challenge names the code itself (RFC 6750).
+  invalid_token: { status: 401, wire: 'unauthorized', metric: 'invalid_token', text: 'the token is not valid' },
+  session_ended: { status: 401, wire: 'unauthorized', metric: 'session_ended', text: 'the session has ended' },
+  not_found: { status: 404, wire: 'not_found', metric: 'not_found', text: 'there is no such idgate page' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type IdgateErrorCode = keyof typeof ERRORS;
 
 export class IdgateError extends Error {
   readonly code: IdgateErrorCode;
@@ -36,13 +38,19 @@ export class IdgateError extends Error {
   /** For logs only; may name internals but never secrets or tokens. */
   readonly detail: string | undefined;
 
+  /** `expose`: what the user is told here, more precise than the code's text in ERRORS. */
   constructor(code: IdgateErrorCode, expose: string, detail?: string) {
     super(`${code}: ${expose}${detail ? ` (${detail})` : ''}`);
     this.name = 'IdgateError';
     this.code = code;
-    this.status = statusByCode[code];
+    this.status = ERRORS[code].status;
     this.expose = expose;
     this.detail = detail;
+  }
+
+  /** An error that tells the user its code's text from ERRORS. */
+  static of(code: IdgateErrorCode, detail?: string): IdgateError {
+    return new IdgateError(code, ERRORS[code].text, detail);
   }
 }
 

@@ -8,6 +8,8 @@
 import crypto from 'node:crypto';
 import net from 'node:net';
 import { IdgateError, describeError } from './errors.js';
+import { defaultOf } from './config.js';
+import { INTROSPECTION_MAX_INFLIGHT, INTROSPECTION_MAX_SOURCES as MAX_SOURCES, INTROSPECTION_NEGATIVE_MAX_MS, INTROSPECTION_SOURCE_WINDOW_MS, INTROSPECTION_TIMEOUT_MS } from './limits.js';
 
 export interface IntrospectionAnswer {
   readonly active: boolean;
@@ -21,23 +23,23 @@ export interface IntrospectorOptions {
   endpoint: URL;
   clientId: string;
   clientSecret: string;
-  /** Longest reuse of an active answer, ms. Default 300000. */
+  /** Longest reuse of an active answer, ms. Default: IDGATE_INTROSPECTION_CACHE's. */
   maxAgeMs?: number;
-  /** Reuse of an inactive answer, ms. Default 30000. */
+  /** Reuse of an inactive answer, ms. Default INTROSPECTION_NEGATIVE_MAX_MS (limits.ts). */
   negativeAgeMs?: number;
-  /** Active answers kept at most. Default 10000. */
+  /** Active answers kept at most. Default: IDGATE_INTROSPECTION_CACHE_SIZE's. */
   maxEntries?: number;
-  /** Inactive answers kept at most (their own map: they never push out an active answer). Default 10000. */
+  /** Inactive answers kept at most (their own map: they never push out an active answer). Default: IDGATE_INTROSPECTION_CACHE_SIZE's. */
   maxNegativeEntries?: number;
-  /** Milliseconds a call may take. Default 3000. */
+  /** Milliseconds a call may take. Default INTROSPECTION_TIMEOUT_MS (limits.ts). */
   timeoutMs?: number;
-  /** Calls under way at most; beyond, checks answer 503 (a flood of made-up tokens cannot pile onto the IdP). Default 64. */
+  /** Calls under way at most; beyond, checks answer 503 (a flood of made-up tokens cannot pile onto the IdP). Default INTROSPECTION_MAX_INFLIGHT (limits.ts). */
   maxInflight?: number;
-  /** Calls under way at most for one source. Default 8. */
+  /** Calls under way at most for one source. Default: IDGATE_INTROSPECTION_MAX_INFLIGHT_PER_SOURCE's. */
   maxInflightPerSource?: number;
-  /** Calls (cache misses) one source may cause per window. Default 300. */
+  /** Calls (cache misses) one source may cause per window. Default: IDGATE_INTROSPECTION_CALLS_PER_SOURCE's. */
   maxCallsPerSource?: number;
-  /** The window of maxCallsPerSource, ms. Default 60000 (one minute). */
+  /** The window of maxCallsPerSource, ms. Default INTROSPECTION_SOURCE_WINDOW_MS (limits.ts). */
   sourceWindowMs?: number;
   /** Called for every call made to the issuer (not for cached answers). */
   onCall?: () => void;
@@ -65,8 +67,6 @@ interface SourceUse {
   calls: number;
 }
 
-/** Sources tracked at most; beyond, the longest-known idle one is forgotten (the overall bound still holds). */
-const MAX_SOURCES = 10_000;
 
 export class Introspector {
   readonly #options: Required<IntrospectorOptions>;
@@ -79,15 +79,15 @@ export class Introspector {
 
   constructor(options: IntrospectorOptions) {
     this.#options = {
-      maxAgeMs: 300_000,
-      negativeAgeMs: 30_000,
-      maxEntries: 10_000,
-      maxNegativeEntries: 10_000,
-      timeoutMs: 3000,
-      maxInflight: 64,
-      maxInflightPerSource: 8,
-      maxCallsPerSource: 300,
-      sourceWindowMs: 60_000,
+      maxAgeMs: Number(defaultOf('IDGATE_INTROSPECTION_CACHE')) * 1000,
+      negativeAgeMs: INTROSPECTION_NEGATIVE_MAX_MS,
+      maxEntries: Number(defaultOf('IDGATE_INTROSPECTION_CACHE_SIZE')),
+      maxNegativeEntries: Number(defaultOf('IDGATE_INTROSPECTION_CACHE_SIZE')),
+      timeoutMs: INTROSPECTION_TIMEOUT_MS,
+      maxInflight: INTROSPECTION_MAX_INFLIGHT,
+      maxInflightPerSource: Number(defaultOf('IDGATE_INTROSPECTION_MAX_INFLIGHT_PER_SOURCE')),
+      maxCallsPerSource: Number(defaultOf('IDGATE_INTROSPECTION_CALLS_PER_SOURCE')),
+      sourceWindowMs: INTROSPECTION_SOURCE_WINDOW_MS,
       onCall: () => undefined,
       onRefused: () => undefined,
       now: Date.now,

@@ -4,22 +4,22 @@
 // `maxAgeMs`; when the IdP is unreachable, the keys already held keep working and the failure is
 // reported. A key the IdP has retired stops verifying once a refetch no longer lists it.
 import * as jose from 'jose';
+import { defaultOf } from './config.js';
 import { IdgateError, describeError } from './errors.js';
+import { JWKS_FETCH_TIMEOUT_MS, JWKS_RETRY_MIN_MS, MAX_JWKS_BYTES } from './limits.js';
 
 export interface KeySetOptions {
-  /** Milliseconds a fetch may take. Default 3000. */
+  /** Milliseconds a fetch may take. Default JWKS_FETCH_TIMEOUT_MS (limits.ts). */
   fetchTimeoutMs?: number;
-  /** Milliseconds after which keys are fetched again in the background. Default 600000 (10 minutes). */
+  /** Milliseconds after which keys are fetched again in the background. Default: IDGATE_JWKS_CACHE's. */
   maxAgeMs?: number;
-  /** Minimum milliseconds between two fetches caused by unknown kids. Default 30000. */
+  /** Minimum milliseconds between two fetches caused by unknown kids. Default: IDGATE_JWKS_COOLDOWN's. */
   cooldownMs?: number;
   /** Called after every fetch: ok with the number of keys and whether the set changed, or the error. */
   onFetch?: (result: { ok: true; keys: number; changed: boolean } | { ok: false; error: string }) => void;
   /** For tests: the clock. Default Date.now. */
   now?: () => number;
 }
-
-const MAX_JWKS_BYTES = 512 * 1024;
 
 export class RemoteKeySet {
   readonly #uri: URL;
@@ -41,9 +41,9 @@ export class RemoteKeySet {
 
   constructor(uri: URL, options: KeySetOptions = {}) {
     this.#uri = uri;
-    this.#fetchTimeoutMs = options.fetchTimeoutMs ?? 3000;
-    this.#maxAgeMs = options.maxAgeMs ?? 600_000;
-    this.#cooldownMs = options.cooldownMs ?? 30_000;
+    this.#fetchTimeoutMs = options.fetchTimeoutMs ?? JWKS_FETCH_TIMEOUT_MS;
+    this.#maxAgeMs = options.maxAgeMs ?? Number(defaultOf('IDGATE_JWKS_CACHE')) * 1000;
+    this.#cooldownMs = options.cooldownMs ?? Number(defaultOf('IDGATE_JWKS_COOLDOWN')) * 1000;
     this.#onFetch = options.onFetch ?? (() => undefined);
     this.#now = options.now ?? Date.now;
   }
@@ -71,7 +71,7 @@ export class RemoteKeySet {
     const now = this.#now();
     if (!this.loaded) {
       // Never loaded: try at most once a second, so an unreachable IdP is not called per request.
-      if (now - this.#lastAttemptAt > 1000 || this.#inflight) await this.#refresh();
+      if (now - this.#lastAttemptAt > JWKS_RETRY_MIN_MS || this.#inflight) await this.#refresh();
       if (!this.loaded) throw new IdgateError('idp_unavailable', 'the identity provider keys are not reachable', `no keys from ${this.#uri.href}`);
     } else {
       this.refreshIfStale();

@@ -6,6 +6,7 @@ import { createCheck } from './check.js';
 import { createSpoeAgent, type SpoeAgent } from './spoe.js';
 import { describeConfig, loadConfig } from './config.js';
 import { DurableWrites, reportWaits } from './durable-writes.js';
+import { FINISH_BOUND_MS } from './limits.js';
 import { describeError } from './errors.js';
 import { Metrics } from './metrics.js';
 import { OidcRelyingParty } from './oidc.js';
@@ -128,9 +129,6 @@ export async function serve(): Promise<number> {
     process.on('SIGINT', onSignal);
   });
 }
-
-/** How long in-flight requests may take to finish once a stopping replica stops accepting. */
-export const FINISH_BOUND_MS = 5000;
 
 /**
  * Stops accepting, lets running requests finish, and closes keep-alive connections as they fall idle

@@ -1,6 +1,7 @@
 // Which peers may speak for the client (X-Forwarded-*): a list of addresses and CIDRs, checked with
 // node's BlockList. IPv4-mapped IPv6 peers (::ffff:127.0.0.1) are matched as the IPv4 address they carry.
 import net from 'node:net';
+import { PEER_ANSWERS_CACHED } from './limits.js';
 
 export type AddressMatcher = (address: string | undefined) => boolean;
 
@@ -29,7 +30,7 @@ export function parseTrustedProxies(text: string): AddressMatcher | string {
     const plain = address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
     const family = net.isIPv4(plain) ? 'ipv4' : net.isIPv6(plain) ? 'ipv6' : undefined;
     const trusted = family !== undefined && list.check(plain, family);
-    if (answers.size < 1024) answers.set(address, trusted);
+    if (answers.size < PEER_ANSWERS_CACHED) answers.set(address, trusted);
     return trusted;
   };
 }

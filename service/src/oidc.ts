@@ -5,6 +5,7 @@
 import * as client from 'openid-client';
 import type { Config } from './config.js';
 import { IdgateError, describeError } from './errors.js';
+import { DISCOVERY_RETRY_MS } from './limits.js';
 import { readClaim, stringList, verifiedEmail } from './claims.js';
 import { idpSessionHash } from './session-store.js';
 import { SESSION_RECORD_VERSION, type StoredSession } from './sessions.js';
@@ -72,11 +73,11 @@ export class OidcRelyingParty {
       this.#configuration = configuration;
       this.log('info', 'identity provider metadata loaded', { issuer: configuration.serverMetadata().issuer });
     } catch (err) {
-      this.log('error', 'identity provider discovery failed; retrying in 5 s', { issuer: this.config.issuer.href, error: describeError(err) });
+      this.log('error', `identity provider discovery failed; retrying in ${DISCOVERY_RETRY_MS / 1000} s`, { issuer: this.config.issuer.href, error: describeError(err) });
       if (!this.#stopped) {
         this.#retryTimer = setTimeout(() => {
           this.#discovering = this.#discover();
-        }, 5000);
+        }, DISCOVERY_RETRY_MS);
         this.#retryTimer.unref();
       }
     }
@@ -113,16 +114,16 @@ export class OidcRelyingParty {
         idTokenExpected: true,
       });
     } catch (err) {
-      throw new IdgateError('login_failed', 'the identity provider did not complete the login', describeError(err));
+      throw IdgateError.of('login_failed', describeError(err));
     }
     const claims = tokens.claims();
     if (!claims || typeof claims.sub !== 'string' || claims.sub === '') {
-      throw new IdgateError('login_failed', 'the identity provider did not complete the login', 'ID token without sub');
+      throw IdgateError.of('login_failed', 'ID token without sub');
     }
     // openid-client checks exp but not an iat from the future: such a token was minted with a wrong clock
     // or for later use, and a login must not start from it.
     if (claims.iat > now / 1000 + this.config.clockSkewSeconds) {
-      throw new IdgateError('login_failed', 'the identity provider did not complete the login', 'ID token issued in the future (iat)');
+      throw IdgateError.of('login_failed', 'ID token issued in the future (iat)');
     }
     const idpSessionId = pickString(claims.sid);
     return {
@@ -155,7 +156,7 @@ export class OidcRelyingParty {
       if (err instanceof client.ResponseBodyError && err.error === 'invalid_grant') {
         throw new IdgateError('session_ended', 'the identity provider ended the session', 'refresh: invalid_grant');
       }
-      throw new IdgateError('idp_unavailable', 'the identity provider is not reachable', `refresh: ${describeError(err)}`);
+      throw IdgateError.of('idp_unavailable', `refresh: ${describeError(err)}`);
     }
     const claims = tokens.claims();
     // openid-client does not compare a refreshed ID token with the first one: we do (OIDC Core 12.2).

@@ -9,6 +9,7 @@ import { Cluster, Redis, SentinelConnector, type ClusterOptions, type RedisOptio
 import standaloneConnectorModule from 'ioredis/built/connectors/StandaloneConnector.js';
 import type { Config, HostPort, RedisConnection } from './config.js';
 import { describeError } from './errors.js';
+import { CLI_REDIS_CONNECT_TIMEOUT_MS, REDIS_CLUSTER_RETRY_DELAY_MS, REDIS_CONNECT_TIMEOUT_MS, REDIS_RETRY_MAX_MS, REDIS_RETRY_STEP_MS, REDIS_TOPOLOGY_TIMEOUT_MS } from './limits.js';
 
 /** A connection to idgate's Redis: `Redis` for a single server or Sentinel, `Cluster` for a Cluster. */
 export type RedisClient = Redis | Cluster;
@@ -53,8 +54,8 @@ export function createRedisClient(config: RedisSettings, purpose: RedisPurpose =
         // only a client that is connected; the client asks the sentinels again on every reconnection, and
         // a primary that comes back demoted is left on READONLY (below).
         failoverDetector: false,
-        sentinelRetryStrategy: purpose === 'cli' ? () => null : (attempt) => Math.min(attempt * 200, 2000),
-        sentinelCommandTimeout: 2000,
+        sentinelRetryStrategy: purpose === 'cli' ? () => null : (attempt) => Math.min(attempt * REDIS_RETRY_STEP_MS, REDIS_RETRY_MAX_MS),
+        sentinelCommandTimeout: REDIS_TOPOLOGY_TIMEOUT_MS,
       });
       if (purpose !== 'cli') followPrimarySwitches(client, config);
       return client;
@@ -67,11 +68,11 @@ export function createRedisClient(config: RedisSettings, purpose: RedisPurpose =
         redisOptions,
         enableOfflineQueue,
         lazyConnect: redisOptions.lazyConnect,
-        clusterRetryStrategy: purpose === 'cli' ? () => null : (attempt) => Math.min(attempt * 200, 2000),
+        clusterRetryStrategy: purpose === 'cli' ? () => null : (attempt) => Math.min(attempt * REDIS_RETRY_STEP_MS, REDIS_RETRY_MAX_MS),
         // A failover moves slots to a replica: ask again soon rather than answer from a stale map.
-        retryDelayOnFailover: 100,
-        retryDelayOnClusterDown: 100,
-        slotsRefreshTimeout: 2000,
+        retryDelayOnFailover: REDIS_CLUSTER_RETRY_DELAY_MS,
+        retryDelayOnClusterDown: REDIS_CLUSTER_RETRY_DELAY_MS,
+        slotsRefreshTimeout: REDIS_TOPOLOGY_TIMEOUT_MS,
       };
       return new Cluster(
         topology.nodes.map(({ host, port }: HostPort) => ({ host, port })),
@@ -89,7 +90,7 @@ function nodeOptions(config: RedisSettings, purpose: RedisPurpose): RedisOptions
     password: redis.password,
     tls: tlsOptions(redis),
     Connector: connectorFor(redis, 'node'),
-    connectTimeout: purpose === 'cli' ? 3000 : 2000,
+    connectTimeout: purpose === 'cli' ? CLI_REDIS_CONNECT_TIMEOUT_MS : REDIS_CONNECT_TIMEOUT_MS,
     // A primary demoted to replica (a failover it was cut off from) answers writes READONLY: reconnect,
     // which asks the sentinels for the current primary.
     reconnectOnError: (err) => err.message.startsWith('READONLY'),
@@ -102,12 +103,12 @@ function nodeOptions(config: RedisSettings, purpose: RedisPurpose): RedisOptions
         enableOfflineQueue: false,
         maxRetriesPerRequest: 1,
         commandTimeout: config.redisTimeoutMs,
-        retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+        retryStrategy: (attempt) => Math.min(attempt * REDIS_RETRY_STEP_MS, REDIS_RETRY_MAX_MS),
         lazyConnect: false,
       };
     case 'subscriber':
       // SUBSCRIBE is sent again by ioredis after every reconnect; it may wait for the connection.
-      return { ...shared, enableOfflineQueue: true, retryStrategy: (attempt) => Math.min(attempt * 200, 2000), lazyConnect: false };
+      return { ...shared, enableOfflineQueue: true, retryStrategy: (attempt) => Math.min(attempt * REDIS_RETRY_STEP_MS, REDIS_RETRY_MAX_MS), lazyConnect: false };
     case 'cli':
       return { ...shared, enableOfflineQueue: true, maxRetriesPerRequest: 1, retryStrategy: () => null, lazyConnect: true };
   }

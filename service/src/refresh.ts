@@ -11,6 +11,7 @@ import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { sessionHash, type SessionLock, type SessionStore } from './session-store.js';
 import { identityOf, type SessionLookup, type StoredSession } from './sessions.js';
+import { REFRESH_WAIT_FOR_OTHERS_MS as WAIT_FOR_OTHERS_MS } from './limits.js';
 
 export interface RefreshDependencies {
   readonly config: Config;
@@ -32,9 +33,6 @@ export type FreshSession =
   | { readonly kind: 'ended' }
   /** The tokens expired and cannot be renewed right now: idgate cannot decide (503). */
   | { readonly kind: 'unavailable' };
-
-/** How long a request whose tokens expired waits for another request's renewal, ms. */
-const WAIT_FOR_OTHERS_MS = 3000;
 
 /** When a session's tokens are due for renewal: a minute before expiry, or half-way for short-lived tokens. */
 export function refreshDueAt(stored: StoredSession): number | undefined {

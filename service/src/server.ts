@@ -6,6 +6,8 @@ import type { RedisClient } from './redis.js';
 import type { CheckDependencies } from './check.js';
 import { createCheckHandler } from './http-check.js';
 import { createBrowserRoutes } from './login.js';
+import { ERRORS } from './errors.js';
+import { HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEP_ALIVE_MS, HTTP_REQUEST_TIMEOUT_MS } from './limits.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { createSessionMiddleware } from './sessions.js';
 import type { BearerVerifier } from './tokens.js';
@@ -30,7 +32,7 @@ export function createIdgateServer(deps: ServerDependencies, options: ServerOpti
   app.set('trust proxy', (address: string) => config.trustedProxies(address));
   app.use('/_auth', createSessionMiddleware(config, sessions), createBrowserRoutes({ config, redis, sessions, oidc, logger, metrics }));
   app.use((_req, res) => {
-    res.status(404).json({ error: 'not_found' });
+    res.status(ERRORS.not_found.status).json({ error: ERRORS.not_found.wire });
   });
 
   const server = http.createServer((req, res) => {
@@ -45,9 +47,9 @@ export function createIdgateServer(deps: ServerDependencies, options: ServerOpti
     return app(req, res);
   });
   // HAProxy keeps connections to idgate open; let it close them first.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = HTTP_KEEP_ALIVE_MS;
+  server.headersTimeout = HTTP_HEADERS_TIMEOUT_MS;
+  server.requestTimeout = HTTP_REQUEST_TIMEOUT_MS;
   return server;
 }
 

@@ -3,6 +3,7 @@
 // as a logout, back-channel logout, failed renewal or operator revocation is announced on Redis pub/sub
 // (session-store.ts publishes them); a read that raced with such an announcement is not cached; and the
 // whole cache is dropped when the subscription reconnects, since announcements may have been missed.
+import { REVOKED_REMEMBERED, REVOKED_REMEMBER_MS } from './limits.js';
 import { createRedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
@@ -78,8 +79,8 @@ export class SessionCache {
       this.#entries.delete(hash);
       this.#revokedAt.set(hash, now);
     }
-    if (this.#revokedAt.size > 10_000) {
-      for (const [hash, at] of this.#revokedAt) if (now - at > 60_000) this.#revokedAt.delete(hash);
+    if (this.#revokedAt.size > REVOKED_REMEMBERED) {
+      for (const [hash, at] of this.#revokedAt) if (now - at > REVOKED_REMEMBER_MS) this.#revokedAt.delete(hash);
     }
   }
 

@@ -20,6 +20,7 @@ import type { Config } from './config.js';
 import { DurableWrites, type DurableWriteKind } from './durable-writes.js';
 import { IdgateError, isIdgateError } from './errors.js';
 import { parseRecord, unreadableVersionOf, type StoredSession } from './sessions.js';
+import { REFRESH_LOCK_LEASE_MS as LOCK_LEASE_MS } from './limits.js';
 
 /** A session as the store reads it: its record checked, its idle and absolute timeouts applied. */
 export type SessionRead =
@@ -285,9 +286,6 @@ export async function sessionsOfIdpSession(redis: RedisClient, config: Prefix, i
     throw storeUnavailable(err);
   }
 }
-
-/** Lease of a refresh lock, ms; renewed every third of it while its holder works. */
-const LOCK_LEASE_MS = 6000;
 
 const RELEASE_LOCK = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const RENEW_LEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;

@@ -1,7 +1,7 @@
 // The settings reference of docs/configuration.md, generated from SETTINGS (config.ts) so that it never
 // drifts: `idgate settings --markdown` prints it, and a unit test fails when the file holds anything else
 // between its markers. Only the grouping by concern lives here; names, defaults and meanings stay in SETTINGS.
-import { SETTINGS, type Setting } from './config.js';
+import { describeValues, SETTINGS, type Setting } from './config.js';
 
 /** One section of the reference: a concern and the settings that belong to it, in SETTINGS order. */
 interface Concern {
@@ -50,7 +50,7 @@ export function settingsReference(settings: readonly Setting[] = SETTINGS): stri
     out.push(`### ${group.title}`, '', '| setting | file key | value | default | meaning |', '|---|---|---|---|---|');
     for (const s of group.settings) {
       const example = s.example !== s.default ? ` E.g. \`${s.example}\`.` : '';
-      out.push(`| \`${s.env}\` | \`${s.key}\` | ${valueText(s)} | ${defaultText(s)} | ${cell(s.doc)}.${cell(example)} |`);
+      out.push(`| \`${s.env}\` | \`${s.key}\` | ${describeValues(s)} | ${defaultText(s)} | ${cell(s.doc)}.${cell(example)} |`);
     }
     out.push('');
   }
@@ -64,22 +64,6 @@ export function withReference(doc: string, reference: string = settingsReference
   const end = doc.indexOf(REFERENCE_END);
   if (begin === -1 || end === -1 || end < begin) throw new Error('the settings reference markers are missing');
   return doc.slice(0, begin) + reference + doc.slice(end + REFERENCE_END.length);
-}
-
-function valueText(s: Setting): string {
-  switch (s.kind) {
-    case 'url': return 'URL';
-    case 'string': return 'text';
-    case 'secret': return 'secret';
-    case 'secret-list': return 'secrets, comma-separated';
-    case 'list': return 'list, comma-separated';
-    case 'int': return (s.min ?? 1) === 0 ? 'whole number, 0 or more' : 'whole number, 1 or more';
-    case 'bool': return '`1` or `0`';
-    case 'listen': return 'host:port';
-    case 'proxies': return 'addresses and CIDRs, comma-separated';
-    case 'json': return 'JSON';
-    case 'hostports': return 'host:port list, comma-separated';
-  }
 }
 
 function defaultText(s: Setting): string {

@@ -9,20 +9,14 @@
 import net from 'node:net';
 import { clientAddressOf, spoeVariablesOf, type CheckInput, type CheckOutcome } from './check-wire.js';
 import type { AddressMatcher } from './net.js';
+import { FINISH_BOUND_MS, SPOE_CLOSE_GRACE_MS, SPOE_HELLO_TIMEOUT_MS, SPOE_IDLE_TIMEOUT_MS, SPOE_MAX_FRAME_SIZE as MAX_FRAME_SIZE, SPOE_MAX_UNREAD_BYTES as MAX_UNREAD_BYTES, SPOE_WARNING_KEYS, SPOE_WARNING_WINDOW_MS } from './limits.js';
 
 export const FRAME = { HAPROXY_HELLO: 1, HAPROXY_DISCONNECT: 2, NOTIFY: 3, AGENT_HELLO: 101, AGENT_DISCONNECT: 102, ACK: 103 } as const;
 const FLAG_FIN = 1;
 const TYPE = { NULL: 0, BOOL: 1, INT32: 2, UINT32: 3, INT64: 4, UINT64: 5, IPV4: 6, IPV6: 7, STRING: 8, BINARY: 9 } as const;
 const SCOPE_TXN = 2;
 const ACTION_SET_VAR = 1;
-/** Answers a peer may leave unread before its connection is closed. */
-const MAX_UNREAD_BYTES = 1 << 20;
-/**
- * Our largest frame. HAProxy offers tune.bufsize - 4 (16380 by default, 32764 with the shipped
- * config) and the smaller of the two is used: a request's facts (a big Cookie header) must fit in one
- * frame, since fragments are refused.
- */
-export const MAX_FRAME_SIZE = 65532;
+export { MAX_FRAME_SIZE };
 
 export const STATUS = { NORMAL: 0, IO: 1, TIMEOUT: 2, TOO_BIG: 3, INVALID: 4, NO_VERSION: 5, NO_FRAME_SIZE: 6, NO_CAPABILITIES: 7, BAD_VERSION: 8, BAD_FRAME_SIZE: 9, FRAGMENTED: 10, UNKNOWN: 99 } as const;
 
@@ -389,8 +383,8 @@ export function createWarningThrottle(
   warn: (message: string) => void,
   options: { windowMs?: number; maxKeys?: number; now?: () => number } = {},
 ): (key: string, describe: (key: string, count: number) => string) => void {
-  const windowMs = options.windowMs ?? 10_000;
-  const maxKeys = options.maxKeys ?? 1000;
+  const windowMs = options.windowMs ?? SPOE_WARNING_WINDOW_MS;
+  const maxKeys = options.maxKeys ?? SPOE_WARNING_KEYS;
   const now = options.now ?? Date.now;
   /** Per key: when its last line was written, and the events since. */
   const windows = new Map<string, { since: number; count: number }>();
@@ -429,7 +423,7 @@ export function createSpoeAgent(options: SpoeAgentOptions): SpoeAgent {
   // Apart: a flood of refused peers must not silence the caps' warnings.
   const warnPerPeer = createWarningThrottle(warn);
   const warnPerCap = createWarningThrottle(warn);
-  const helloTimeoutMs = options.helloTimeoutMs ?? 2000;
+  const helloTimeoutMs = options.helloTimeoutMs ?? SPOE_HELLO_TIMEOUT_MS;
   /** Each open connection's way to stop: disconnect now if idle, else once its last check is answered. */
   const connections = new Map<net.Socket, () => void>();
   let stopping = false;
@@ -472,7 +466,7 @@ export function createSpoeAgent(options: SpoeAgentOptions): SpoeAgent {
       clearTimeout(helloTimer);
       socket.end(Buffer.concat([...outbox, ...last]));
       outbox = [];
-      setTimeout(() => socket.destroy(), 1000).unref();
+      setTimeout(() => socket.destroy(), SPOE_CLOSE_GRACE_MS).unref();
     };
     /** When stopping: an idle connection is told AGENT-DISCONNECT (HAProxy then opens one to another agent). */
     const disconnectIfIdle = () => {
@@ -570,10 +564,10 @@ export function createSpoeAgent(options: SpoeAgentOptions): SpoeAgent {
       clearTimeout(helloTimer);
       connections.delete(socket);
     });
-    socket.setTimeout(120_000, () => socket.destroy());
+    socket.setTimeout(SPOE_IDLE_TIMEOUT_MS, () => socket.destroy());
     socket.resume();
   });
-  const shutdown = (timeoutMs = 5000) =>
+  const shutdown = (timeoutMs = FINISH_BOUND_MS) =>
     new Promise<void>((resolve) => {
       stopping = true;
       const cut = setTimeout(() => {

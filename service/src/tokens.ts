@@ -13,12 +13,10 @@ import type { BearerIssuer, Config } from './config.js';
 import { IdgateError, describeError } from './errors.js';
 import { Introspector } from './introspection.js';
 import { RemoteKeySet } from './keys.js';
+import { DISCOVERY_RETRY_MS, DISCOVERY_TIMEOUT_MS, INTROSPECTION_NEGATIVE_MAX_MS, MAX_TOKEN_LENGTH, VERIFIED_CACHE_MS, VERIFIED_CACHE_SIZE } from './limits.js';
 import type { Metrics } from './metrics.js';
 import type { Identity } from './policy.js';
 import { identityFromClaims, stringList } from './claims.js';
-
-/** Tokens longer than this are refused unread (HAProxy's buffers could not carry them anyway). */
-const MAX_TOKEN_LENGTH = 16 * 1024;
 
 interface IssuerMetadata {
   readonly jwks_uri?: string;
@@ -71,7 +69,7 @@ class TrustedIssuer {
           clientId: this.settings.clientId,
           clientSecret: this.settings.clientSecret,
           maxAgeMs: this.config.introspectionCacheSeconds * 1000,
-          negativeAgeMs: Math.min(30, this.config.introspectionCacheSeconds) * 1000,
+          negativeAgeMs: Math.min(INTROSPECTION_NEGATIVE_MAX_MS, this.config.introspectionCacheSeconds * 1000),
           maxEntries: this.config.introspectionCacheSize,
           maxNegativeEntries: this.config.introspectionCacheSize,
           maxInflightPerSource: this.config.introspectionMaxInflightPerSource,
@@ -82,9 +80,9 @@ class TrustedIssuer {
       }
     } catch (err) {
       this.metrics.recordEvent('idp_error');
-      this.logger.log('error', 'bearer-token issuer discovery failed; retrying in 5 s', { issuer: this.settings.issuer, error: describeError(err) });
+      this.logger.log('error', `bearer-token issuer discovery failed; retrying in ${DISCOVERY_RETRY_MS / 1000} s`, { issuer: this.settings.issuer, error: describeError(err) });
       if (!this.#stopped) {
-        this.#retry = setTimeout(() => void this.start(), 5000);
+        this.#retry = setTimeout(() => void this.start(), DISCOVERY_RETRY_MS);
         this.#retry.unref();
       }
     }
@@ -98,7 +96,7 @@ class TrustedIssuer {
   async #discover(): Promise<IssuerMetadata> {
     if (this.settings.jwksUri && !this.settings.introspection) return {};
     const url = `${this.settings.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
-    const res = await fetch(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(5000), redirect: 'error' });
+    const res = await fetch(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS), redirect: 'error' });
     if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status}`);
     const metadata = (await res.json()) as IssuerMetadata & { issuer?: unknown };
     // The metadata must speak for exactly this issuer (RFC 8414 section 3.3).
@@ -111,10 +109,6 @@ export interface VerifyOptions {
   /** The checked request's client address: introspection calls are bounded per source. */
   readonly source?: string;
 }
-
-/** Verified JWTs, by hash: a JWT stays valid until its exp, so re-verifying its signature on every request is waste. */
-const VERIFIED_CACHE_SIZE = 10_000;
-const VERIFIED_CACHE_MS = 60_000;
 
 export class BearerVerifier {
   readonly #byIssuer = new Map<string, TrustedIssuer>();

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describeConfig, loadConfig, loadRedisConfig, redactRedisUrl } from '../../service/src/config.js';
+import { defaultOf, describeConfig, loadConfig, loadRedisConfig, redactRedisUrl } from '../../service/src/config.js';
 
 const good = {
   IDGATE_ISSUER: 'https://dev-123456.okta.com/oauth2/default',
@@ -240,5 +240,24 @@ describe('Redis topologies', () => {
   test('`idgate sessions` reads the Redis settings alone, with the same checks', () => {
     expect(loadRedisConfig({ IDGATE_REDIS_CLUSTER_NODES: 'r1:6379', IDGATE_REDIS_PREFIX: 'app:' }).config).toMatchObject({ redis: { topology: { kind: 'cluster' } }, redisKeyPrefix: 'app:', redisTimeoutMs: 500 });
     expect(loadRedisConfig({ IDGATE_REDIS_SENTINELS: 'a:1' }).problems.join('\n')).toMatch(/IDGATE_REDIS_SENTINEL_NAME: required/);
+  });
+});
+
+describe('settings declared once', () => {
+  test('defaultOf reads SETTINGS and refuses a name it does not declare', () => {
+    expect(defaultOf('IDGATE_LISTEN')).toBe('127.0.0.1:4180');
+    expect(() => defaultOf('IDGATE_NO_SUCH_SETTING')).toThrow('IDGATE_NO_SUCH_SETTING is not a setting');
+    expect(() => defaultOf('IDGATE_ISSUER')).toThrow('IDGATE_ISSUER has no default');
+  });
+
+  test.each([
+    ['IDGATE_LOG_LEVEL', 'loud', 'IDGATE_LOG_LEVEL: "loud" is not info, warn or error (e.g. info)'],
+    ['IDGATE_SPOE_LISTEN', 'on', 'IDGATE_SPOE_LISTEN: "on" is not host:port, or unset or "off" for no agent (e.g. 127.0.0.1:4181)'],
+  ])('%s=%s is refused by its kind, with the message it always had', (env, value, problem) => {
+    expect(loadConfig({ ...good, [env]: value }).problems).toEqual([problem]);
+  });
+
+  test('values are read trimmed, as they always were', () => {
+    expect(loadConfig({ ...good, IDGATE_SPOE_LISTEN: ' off ', IDGATE_LOG_LEVEL: ' warn', IDGATE_REDIS_WAIT_REPLICAS: '2 ' }).config).toMatchObject({ spoeListen: undefined, logLevel: 'warn', redisWaitReplicas: 2 });
   });
 });

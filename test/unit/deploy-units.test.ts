@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadConfig, SETTINGS } from '../../service/src/config.js';
-import { FINISH_BOUND_MS } from '../../service/src/main.js';
+import { FINISH_BOUND_MS } from '../../service/src/limits.js';
 import { REPO_ROOT } from '../../demo/processes.js';
 
 type Unit = Record<string, [string, string][]>;

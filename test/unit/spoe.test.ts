@@ -263,7 +263,7 @@ describe('IDGATE_SPOE_LISTEN: no agent unless set', () => {
 
   test('an address that is not host:port, or a bound of 0, is a problem', () => {
     const { problems } = loadConfig({ ...required, IDGATE_SPOE_LISTEN: 'on', IDGATE_SPOE_MAX_CONNECTIONS: '0', IDGATE_SPOE_MAX_INFLIGHT: 'many' });
-    expect(problems.map((p) => p.split(':')[0])).toEqual(['IDGATE_SPOE_MAX_CONNECTIONS', 'IDGATE_SPOE_MAX_INFLIGHT', 'IDGATE_SPOE_LISTEN']);
+    expect(problems.map((p) => p.split(':')[0])).toEqual(['IDGATE_SPOE_LISTEN', 'IDGATE_SPOE_MAX_CONNECTIONS', 'IDGATE_SPOE_MAX_INFLIGHT']);
   });
 });
 
