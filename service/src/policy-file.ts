@@ -24,7 +24,7 @@ const ACCESS_KEYS = ['public', 'authenticated', 'deny', 'allow', 'allow_any'];
 const CONDITION_BY_KEY: ReadonlyMap<string, ConditionEntry> = new Map(CONDITION_ENTRIES.map((e) => [e.row.key, e]));
 const CONDITION_KEYS = CONDITION_ENTRIES.map((e) => e.row.key).join(', ');
 const TOKEN_CONDITION_KEYS = CONDITION_ENTRIES.filter((e) => e.row.forTokens).map((e) => e.row.key);
-/** "via: token, scopes, scopes_all or clients": what makes a condition ask for a bearer token. */
+/** For the accept error: what makes a condition ask for a bearer token, in words. */
 const TOKEN_KEYS = `via: token, ${TOKEN_CONDITION_KEYS.slice(0, -1).join(', ')} or ${TOKEN_CONDITION_KEYS.at(-1)}`;
 const RULE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const BACKEND = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -265,7 +265,8 @@ const CREDENTIALS: readonly Credential[] = ['session', 'token'];
 /**
  * `accept: [session, token]`: which credentials count on the rule. Without it, `authenticated`, `deny` and
  * conditions that do not ask for tokens mean a browser session; a condition asks for tokens with `via:
- * token`, `scopes`, `scopes_all` or `clients`. A list that contradicts the rule's own conditions is an error.
+ * token` or a part only tokens have (`forTokens` in policy-conditions.ts). A list that contradicts the
+ * rule's own conditions is an error.
  */
 function compileAccept(node: Node | undefined, access: PolicyRule['access'], allow: readonly Condition[] | undefined, fail: (n: Node | null | undefined, message: string) => void): Credential[] | undefined {
   if (node === undefined) return undefined;

@@ -233,7 +233,7 @@ const SESSION_ONLY: AcceptedCredentials = Object.freeze({ session: true, token: 
 
 /**
  * What a rule accepts: its `accept` when written; else a rule with conditions accepts a bearer token when
- * one of its alternatives asks for tokens (via: token, scopes, scopes_all, clients) and a session when one
+ * one of its alternatives asks for tokens (via: token, or a part only tokens have) and a session when one
  * does not; every other rule (authenticated, deny, the built-in ones) accepts a browser session only.
  * The check reads a bearer token only where this says tokens count: elsewhere a token is not a person.
  */
