@@ -9,6 +9,7 @@ import type { Metrics } from './metrics.js';
 import { RE2JS } from 're2js';
 import { canonicalPath, caseFolded } from './paths.js';
 import { SIGNED_IN_POLICY, asksForToken, indexRules, type Condition, type Credential, type PathMatcher, type Policy, type PolicyRule } from './policy.js';
+import { CONDITION_ENTRIES, planOf, type ConditionEntry } from './policy-conditions.js';
 
 export interface PolicyLoadResult {
   readonly policy: Policy | undefined;
@@ -19,20 +20,12 @@ export interface PolicyLoadResult {
 const TOP_KEYS = ['version', 'default', 'rules'];
 const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'case_sensitive', 'methods', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'accept', 'api', 'backend', 'backends'];
 const ACCESS_KEYS = ['public', 'authenticated', 'deny', 'allow', 'allow_any'];
-const CONDITION_KEYS: Record<string, keyof Condition> = {
-  via: 'via',
-  groups: 'groups',
-  groups_all: 'groupsAll',
-  roles: 'roles',
-  roles_all: 'rolesAll',
-  scopes: 'scopes',
-  scopes_all: 'scopesAll',
-  emails: 'emails',
-  email_domains: 'emailDomains',
-  subjects: 'subjects',
-  clients: 'clients',
-  issuers: 'issuers',
-};
+// A Map, not an object: a condition named "constructor" or "toString" must be unknown, not found on the prototype.
+const CONDITION_BY_KEY: ReadonlyMap<string, ConditionEntry> = new Map(CONDITION_ENTRIES.map((e) => [e.row.key, e]));
+const CONDITION_KEYS = CONDITION_ENTRIES.map((e) => e.row.key).join(', ');
+const TOKEN_CONDITION_KEYS = CONDITION_ENTRIES.filter((e) => e.row.forTokens).map((e) => e.row.key);
+/** For the accept error: what makes a condition ask for a bearer token, in words. */
+const TOKEN_KEYS = `via: token, ${TOKEN_CONDITION_KEYS.slice(0, -1).join(', ')} or ${TOKEN_CONDITION_KEYS.at(-1)}`;
 const RULE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const BACKEND = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const HOST_PATTERN = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/;
@@ -272,7 +265,8 @@ const CREDENTIALS: readonly Credential[] = ['session', 'token'];
 /**
  * `accept: [session, token]`: which credentials count on the rule. Without it, `authenticated`, `deny` and
  * conditions that do not ask for tokens mean a browser session; a condition asks for tokens with `via:
- * token`, `scopes`, `scopes_all` or `clients`. A list that contradicts the rule's own conditions is an error.
+ * token` or a part only tokens have (`forTokens` in policy-conditions.ts). A list that contradicts the
+ * rule's own conditions is an error.
  */
 function compileAccept(node: Node | undefined, access: PolicyRule['access'], allow: readonly Condition[] | undefined, fail: (n: Node | null | undefined, message: string) => void): Credential[] | undefined {
   if (node === undefined) return undefined;
@@ -285,7 +279,7 @@ function compileAccept(node: Node | undefined, access: PolicyRule['access'], all
   if (accept.length !== node.items.length) fail(node, 'accept: each credential once');
   if (access === 'public') fail(node, 'accept: a public rule needs no credentials');
   for (const condition of allow ?? []) {
-    if (asksForToken(condition) && !accept.includes('token')) fail(node, 'accept: leaves out token, but a condition of this rule asks for a bearer token (via: token, scopes, scopes_all or clients)');
+    if (asksForToken(condition) && !accept.includes('token')) fail(node, `accept: leaves out token, but a condition of this rule asks for a bearer token (${TOKEN_KEYS})`);
     if (condition.via === 'session' && !accept.includes('session')) fail(node, 'accept: leaves out session, but a condition of this rule asks for via: session');
   }
   return accept;
@@ -293,49 +287,34 @@ function compileAccept(node: Node | undefined, access: PolicyRule['access'], all
 
 function compileCondition(node: Node, where: string, fail: (n: Node | null | undefined, message: string) => void): Condition | undefined {
   if (!isMap(node) || node.items.length === 0) {
-    fail(node, `${where}: expected a mapping of conditions (e.g. {groups: [admins]}; known: ${Object.keys(CONDITION_KEYS).join(', ')})`);
+    fail(node, `${where}: expected a mapping of conditions (e.g. {groups: [admins]}; known: ${CONDITION_KEYS})`);
     return undefined;
   }
   const condition: Record<string, unknown> = {};
   for (const pair of node.items) {
     const key = isScalar(pair.key) ? String(pair.key.value) : '';
-    const value = pair.value as Node;
-    const field = CONDITION_KEYS[key];
-    if (!field) {
-      fail(pair.key as Node, `${where}: unknown condition "${key}" (expected one of: ${Object.keys(CONDITION_KEYS).join(', ')})`);
+    const entry = CONDITION_BY_KEY.get(key);
+    if (!entry) {
+      fail(pair.key as Node, `${where}: unknown condition "${key}" (expected one of: ${CONDITION_KEYS})`);
       continue;
     }
-    if (field === 'via') {
-      if (isScalar(value) && (value.value === 'session' || value.value === 'token')) condition.via = value.value;
-      else fail(value, `${where}.via: expected "session" or "token"`);
-      continue;
-    }
-    if (field === 'issuers') {
-      // Compared exactly with the token's or session's `iss`, so written exactly as the issuer writes it.
-      if (isSeq(value) && value.items.length > 0 && value.items.every((i) => isScalar(i) && typeof i.value === 'string' && isIssuer(i.value))) {
-        condition.issuers = value.items.map((i) => (i as { value: string }).value);
-      } else {
-        fail(value, `${where}.issuers: expected a non-empty list of issuer URLs, exactly as in the tokens' iss (e.g. issuers: [https://example.okta.com/oauth2/default])`);
-      }
-      continue;
-    }
-    if (!isSeq(value) || value.items.length === 0 || !value.items.every((i) => isScalar(i) && typeof i.value === 'string' && i.value !== '')) {
-      fail(value, `${where}.${key}: expected a non-empty list of strings (e.g. ${key}: [${key.startsWith('email_domain') ? 'example.com' : 'admins'}])`);
-      continue;
-    }
-    const list = value.items.map((i) => (i as { value: string }).value);
-    condition[field] = field === 'emails' || field === 'emailDomains' ? list.map((v) => v.toLowerCase()) : list;
+    const value = entry.row.parse(plainValue(pair.value as Node));
+    if (value === undefined) fail(pair.value as Node, `${where}.${key}: ${entry.row.expected}`);
+    else condition[entry.field] = value;
   }
-  return Object.freeze(condition) as Condition;
+  const compiled = Object.freeze(condition) as Condition;
+  planOf(compiled); // at load, so that no request pays for it
+  return compiled;
 }
 
-function isIssuer(value: string): boolean {
-  try {
-    const url = new URL(value);
-    return (url.protocol === 'https:' || url.protocol === 'http:') && !url.search && !url.hash;
-  } catch {
-    return false;
-  }
+/**
+ * A condition's value as plain data for its row: scalars and lists of them. Anything else (a mapping, an
+ * alias) becomes undefined, which no row accepts.
+ */
+function plainValue(node: Node | null): unknown {
+  if (isScalar(node)) return node.value;
+  if (isSeq(node)) return node.items.map((item) => plainValue(item as Node));
+  return undefined;
 }
 
 /**

@@ -3,6 +3,9 @@
 // table-driven test. Policies come from a YAML file (policy-file.ts), compiled into the shapes below.
 
 import { caseFolded } from './paths.js';
+import { planOf, type Condition, type ConditionField, type UnmetKind } from './policy-conditions.js';
+
+export type { Condition } from './policy-conditions.js';
 
 export interface RequestFacts {
   readonly method: string;
@@ -49,29 +52,6 @@ export interface CredentialProblem {
   readonly code: 'session_invalid' | 'session_expired' | 'invalid_token' | 'token_not_accepted';
   /** Safe to show to the client (RFC 6750 error_description). */
   readonly description: string;
-}
-
-/**
- * Conditions over an identity; all the given ones must hold. A list means "any of" unless its name says
- * "_all". Emails and email domains compare case-insensitively (they are stored lower-case).
- * Which credential a condition is for (see conditionCredentials): `via` when given; a bearer token when it
- * asks for `scopes`, `scopes_all` or `clients`; else a browser session, or what the rule's `accept` says.
- * Without `issuers`, only identities from the primary issuer (IDGATE_ISSUER) can satisfy it.
- */
-export interface Condition {
-  readonly via?: Credential;
-  /** Exact `iss` values (Identity.issuer). */
-  readonly issuers?: readonly string[];
-  readonly groups?: readonly string[];
-  readonly groupsAll?: readonly string[];
-  readonly roles?: readonly string[];
-  readonly rolesAll?: readonly string[];
-  readonly scopes?: readonly string[];
-  readonly scopesAll?: readonly string[];
-  readonly emails?: readonly string[];
-  readonly emailDomains?: readonly string[];
-  readonly subjects?: readonly string[];
-  readonly clients?: readonly string[];
 }
 
 export interface PathMatcher {
@@ -228,7 +208,7 @@ export function decide(
   const unmets: Unmet[] = [];
   for (const condition of alternatives) {
     const unmet = unmetCondition(condition, identity, rule);
-    if (!unmet) return { outcome: 'allow', status: 200, rule: rule.id, reason: describeCondition(condition), backend: chooseBackend(rule, identity) };
+    if (!unmet) return { outcome: 'allow', status: 200, rule: rule.id, reason: planOf(condition).reason, backend: chooseBackend(rule, identity) };
     unmets.push(unmet);
   }
   // Report the alternative that fits this kind of caller: a token is told about scopes, a session about
@@ -239,7 +219,7 @@ export function decide(
     status: 403,
     rule: rule.id,
     reason: relevant ? relevant.text : 'the rule allows nobody',
-    missingScope: identity.via === 'token' && relevant?.kind === 'scopes' ? relevant.values.join(' ') : undefined,
+    missingScope: identity.via === 'token' && relevant?.kind === 'scopes' ? (relevant.wanted as readonly string[]).join(' ') : undefined,
   };
 }
 
@@ -253,7 +233,7 @@ const SESSION_ONLY: AcceptedCredentials = Object.freeze({ session: true, token: 
 
 /**
  * What a rule accepts: its `accept` when written; else a rule with conditions accepts a bearer token when
- * one of its alternatives asks for tokens (via: token, scopes, scopes_all, clients) and a session when one
+ * one of its alternatives asks for tokens (via: token, or a part only tokens have) and a session when one
  * does not; every other rule (authenticated, deny, the built-in ones) accepts a browser session only.
  * The check reads a bearer token only where this says tokens count: elsewhere a token is not a person.
  */
@@ -266,16 +246,10 @@ export function acceptedCredentials(rule: PolicyRule): AcceptedCredentials {
 
 /** The condition can only hold for a bearer token. */
 export function asksForToken(c: Condition): boolean {
-  if (c.via !== undefined) return c.via === 'token';
-  return c.scopes !== undefined || c.scopesAll !== undefined || c.clients !== undefined;
+  return planOf(c).tokenOnly;
 }
 
-/** The credentials that may satisfy a condition of `rule`. */
-function conditionCredentials(c: Condition, rule: PolicyRule): readonly Credential[] {
-  if (c.via !== undefined) return [c.via];
-  if (asksForToken(c)) return ['token'];
-  return rule.accept ?? ['session'];
-}
+const JUST_SESSION: readonly Credential[] = Object.freeze(['session']);
 
 /** Only a bearer token came, where tokens do not count: the caller is anonymous (401, or login for a browser). */
 export const TOKEN_NOT_ACCEPTED: CredentialProblem = Object.freeze({
@@ -292,53 +266,24 @@ function chooseBackend(rule: PolicyRule, identity: Identity): string | undefined
 }
 
 interface Unmet {
-  kind: 'via' | 'issuers' | 'groups' | 'roles' | 'scopes' | 'emails' | 'subjects' | 'clients';
-  values: readonly string[];
+  kind: UnmetKind;
+  /** The condition's value for it (for `scopes`, what insufficient_scope names). */
+  wanted: Condition[ConditionField];
   text: string;
 }
 
-const anyOf = (wanted: readonly string[], held: readonly string[]) => wanted.some((w) => held.includes(w));
-const allOf = (wanted: readonly string[], held: readonly string[]) => wanted.every((w) => held.includes(w));
-
 function unmetCondition(c: Condition, identity: Identity, rule: PolicyRule): Unmet | undefined {
-  const credentials = conditionCredentials(c, rule);
+  const plan = planOf(c);
+  // The credentials that may satisfy it: its own say, else the rule's accept, else a browser session.
+  const credentials = plan.credentials ?? rule.accept ?? JUST_SESSION;
   if (!credentials.includes(identity.via)) {
-    return { kind: 'via', values: credentials, text: credentials.includes('session') ? 'needs a signed-in session' : 'needs a bearer token' };
+    return { kind: 'via', wanted: c.via, text: credentials.includes('session') ? 'needs a signed-in session' : 'needs a bearer token' };
   }
-  if (c.issuers ? !c.issuers.includes(identity.issuer) : !identity.fromPrimaryIssuer) {
-    return { kind: 'issuers', values: c.issuers ?? [], text: c.issuers ? `needs issuer ${c.issuers.join(' or ')}` : PRIMARY_ISSUER_ONLY };
-  }
-  if (c.clients && !(identity.clientId && c.clients.includes(identity.clientId))) return { kind: 'clients', values: c.clients, text: `needs client ${c.clients.join(' or ')}` };
-  if (c.subjects && !c.subjects.includes(identity.subject)) return { kind: 'subjects', values: c.subjects, text: 'needs one of the listed subjects' };
-  if (c.groups && !anyOf(c.groups, identity.groups)) return { kind: 'groups', values: c.groups, text: `needs group ${c.groups.join(' or ')}` };
-  if (c.groupsAll && !allOf(c.groupsAll, identity.groups)) return { kind: 'groups', values: c.groupsAll, text: `needs groups ${c.groupsAll.join(' and ')}` };
-  if (c.roles && !anyOf(c.roles, identity.roles)) return { kind: 'roles', values: c.roles, text: `needs role ${c.roles.join(' or ')}` };
-  if (c.rolesAll && !allOf(c.rolesAll, identity.roles)) return { kind: 'roles', values: c.rolesAll, text: `needs roles ${c.rolesAll.join(' and ')}` };
-  if (c.scopes && !anyOf(c.scopes, identity.scopes)) return { kind: 'scopes', values: c.scopes, text: `needs scope ${c.scopes.join(' or ')}` };
-  if (c.scopesAll && !allOf(c.scopesAll, identity.scopes)) return { kind: 'scopes', values: c.scopesAll, text: `needs scopes ${c.scopesAll.join(' and ')}` };
-  const email = identity.email?.toLowerCase();
-  if (c.emails && !(email && c.emails.includes(email))) return { kind: 'emails', values: c.emails, text: 'needs one of the listed emails' };
-  if (c.emailDomains && !(email && c.emailDomains.some((d) => email.endsWith(`@${d}`)))) {
-    return { kind: 'emails', values: c.emailDomains, text: `needs an email at ${c.emailDomains.join(' or ')}` };
+  if (c.issuers === undefined && !identity.fromPrimaryIssuer) return { kind: 'issuers', wanted: undefined, text: PRIMARY_ISSUER_ONLY };
+  for (const { check, wanted } of plan.checks) {
+    if (!check.holds(wanted, identity)) return { kind: check.reportedAs, wanted, text: check.unmet(wanted) };
   }
   return undefined;
-}
-
-function describeCondition(c: Condition): string {
-  const parts: string[] = [];
-  if (c.via) parts.push(c.via === 'session' ? 'signed-in session' : 'bearer token');
-  if (c.issuers) parts.push(`issuer ${c.issuers.join(' or ')}`);
-  if (c.groups) parts.push(`group ${c.groups.join(' or ')}`);
-  if (c.groupsAll) parts.push(`groups ${c.groupsAll.join(' and ')}`);
-  if (c.roles) parts.push(`role ${c.roles.join(' or ')}`);
-  if (c.rolesAll) parts.push(`roles ${c.rolesAll.join(' and ')}`);
-  if (c.scopes) parts.push(`scope ${c.scopes.join(' or ')}`);
-  if (c.scopesAll) parts.push(`scopes ${c.scopesAll.join(' and ')}`);
-  if (c.emails) parts.push('a listed email');
-  if (c.emailDomains) parts.push(`an email at ${c.emailDomains.join(' or ')}`);
-  if (c.subjects) parts.push('a listed subject');
-  if (c.clients) parts.push(`client ${c.clients.join(' or ')}`);
-  return parts.length ? `has ${parts.join(', ')}` : 'authenticated';
 }
 
 function hostMatches(pattern: string, host: string, bareHost: string): boolean {
