@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
-import { IdgateError, isIdgateError, describeError } from './errors.js';
+import { ERRORS, IdgateError, isIdgateError, describeError, type IdgateErrorCode } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { keepSessionFresh } from './refresh.js';
@@ -62,16 +62,16 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
     try {
       ({ identity, problem, setCookie } = await establishIdentity(deps, request, acceptedCredentials(rule), facts.clientIp));
     } catch (err) {
-      const reason = isIdgateError(err) ? err.code : 'internal_error';
+      const reason: IdgateErrorCode = isIdgateError(err) ? err.code : 'internal_error';
       deps.metrics.recordEvent(reason === 'store_unavailable' ? 'store_error' : 'idp_error');
       deps.logger.log('error', 'cannot decide', { request_id: facts.requestId, error: describeError(err) });
-      audit(deps, facts, { outcome: 'unavailable', status: 503, rule: rule.id, reason }, reason, undefined, started);
+      audit(deps, facts, { outcome: 'unavailable', status: UNAVAILABLE.status, rule: rule.id, reason }, ERRORS[reason].metric, undefined, started);
       return UNAVAILABLE;
     }
   }
 
   const decision = decide(facts, rule, identity, problem);
-  const outcome = outcomeFor(decision, facts, identity, loginUrl, config);
+  const outcome = outcomeFor(decision, problem, facts, identity, loginUrl, config);
   audit(deps, facts, decision, reasonCode(decision, problem), identity, started);
   // A renewed session's cookie goes back with whatever the answer is (HAProxy passes every Set-Cookie on).
   if (setCookie) outcome.setCookie = setCookie;
@@ -145,17 +145,17 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
         deps.sessionCache.invalidate([sessionHash(lookup.sid)]);
         return { problem: { code: 'session_expired', description: 'the session ended at the identity provider' } };
       case 'unavailable':
-        throw new IdgateError('idp_unavailable', 'the session cannot be renewed now', 'tokens expired and the IdP is not reachable');
+        throw IdgateError.of('idp_unavailable', 'tokens expired and cannot be renewed now');
     }
   }
-  if (lookup.problem === 'session_expired') return { problem: { code: 'session_expired', description: 'the session expired' } };
+  if (lookup.problem === 'session_expired') return { problem: { code: 'session_expired', description: ERRORS.session_expired.text } };
   if (lookup.problem === 'session_invalid' && lookup.unknownVersion !== undefined) {
     // A newer idgate wrote it (a rollback during or after an upgrade): no session here, and the operator learns why.
     const description = `the session record is ${lookup.unknownVersion}, which this idgate does not read (${describeSessionRecordVersions()})`;
     deps.logger.log('warn', 'session record of an unknown version, treated as no session: a newer idgate wrote it', { version: lookup.unknownVersion, reads: SESSION_RECORD_VERSIONS_READ.map((v) => `v${v}`) });
     return { problem: { code: 'session_invalid', description } };
   }
-  if (lookup.problem === 'session_invalid') return { problem: { code: 'session_invalid', description: 'the session cookie is invalid' } };
+  if (lookup.problem === 'session_invalid') return { problem: { code: 'session_invalid', description: ERRORS.session_invalid.text } };
   if (token !== undefined) return { problem: TOKEN_NOT_ACCEPTED };
   return {};
 }
@@ -227,17 +227,17 @@ function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: Fa
       untrustedPeersLogged.set(peer, now);
       deps.logger.log('error', 'check refused: the peer is not a trusted proxy (set IDGATE_TRUSTED_PROXIES to the HAProxy addresses)', { peer });
     }
-    deps.metrics.recordDecision('refused', 'untrusted_peer', (performance.now() - started) / 1000);
-    return json('untrusted_peer', 403, 'untrusted_peer', 'this address may not ask idgate for decisions');
+    deps.metrics.recordDecision('refused', ERRORS.untrusted_peer.metric, (performance.now() - started) / 1000);
+    return json('untrusted_peer', 'untrusted_peer', ERRORS.untrusted_peer.text);
   }
   const uri = request.pathq ?? '';
   const requestId = request.requestId;
   const seconds = (performance.now() - started) / 1000;
-  deps.metrics.recordDecision('refused', 'invalid_request', seconds);
+  deps.metrics.recordDecision('refused', ERRORS.invalid_request.metric, seconds);
   deps.logger.decision({
     request_id: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : null,
     decision: 'refused',
-    status: 400,
+    status: ERRORS.invalid_request.status,
     reason: problem.reason,
     rule: null,
     sub: null,
@@ -250,7 +250,7 @@ function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: Fa
     client_ip: request.clientAddress,
     latency_ms: Math.round(seconds * 1e6) / 1000,
   });
-  return json('invalid_request', 400, 'invalid_request', problem.reason);
+  return json('invalid_request', 'invalid_request', problem.reason);
 }
 
 /** A client-chosen value fit for a log field: printable ASCII, bounded. */
@@ -282,7 +282,7 @@ export function prefersHtml(accept: string | undefined): boolean {
 
 type Outcome = ReturnType<typeof checkOutcome>;
 
-function outcomeFor(decision: Decision, facts: RequestFacts, identity: Identity | undefined, loginUrl: string, config: Config): Outcome {
+function outcomeFor(decision: Decision, problem: CredentialProblem | undefined, facts: RequestFacts, identity: Identity | undefined, loginUrl: string, config: Config): Outcome {
   switch (decision.outcome) {
     case 'public':
       return checkOutcome('public', 200, decision.reason, { requestId: facts.requestId });
@@ -297,25 +297,26 @@ function outcomeFor(decision: Decision, facts: RequestFacts, identity: Identity 
       const challenge = decision.error
         ? `Bearer realm="idgate", error="${decision.error}", error_description="${quotable(decision.reason)}"`
         : 'Bearer realm="idgate"';
-      return json('unauthenticated', 401, 'unauthorized', decision.reason, { challenge });
+      return json('unauthenticated', errorCode(decision, problem), decision.reason, { challenge });
     }
     case 'deny': {
       // The user is for HAProxy's log line (neither transport passes it to the client).
       const denied = identity ? deniedUser(identity) : undefined;
       const challenge = decision.missingScope ? `Bearer realm="idgate", error="insufficient_scope", scope="${quotable(decision.missingScope)}"` : undefined;
       if (facts.wantsHtml && !facts.isXhr && identity?.via === 'session') {
-        return checkOutcome('deny', 403, decision.reason, { identity: denied, challenge, contentType: 'text/html; charset=utf-8', body: forbiddenPage(identity.user, decision.reason, facts.requestId) });
+        return checkOutcome('deny', ERRORS[errorCode(decision, undefined)].status, decision.reason, { identity: denied, challenge, contentType: 'text/html; charset=utf-8', body: forbiddenPage(identity.user, decision.reason, facts.requestId) });
       }
-      return json('deny', 403, 'access_denied', decision.reason, { identity: denied, challenge });
+      return json('deny', errorCode(decision, problem), decision.reason, { identity: denied, challenge });
     }
   }
 }
 
 /** The answer when idgate cannot decide: the same for every request, so one frozen object. */
-const UNAVAILABLE: CheckOutcome = Object.freeze(json('unavailable', 503, 'unavailable', 'idgate cannot decide right now'));
+const UNAVAILABLE: CheckOutcome = Object.freeze(json('unavailable', 'internal_error', ERRORS.internal_error.text));
 
-/** An answer with a JSON body `{"error","reason"}`. */
-function json(kind: OutcomeKind, status: number, error: string, reason: string, details: OutcomeDetails = {}): Outcome {
+/** An answer with a JSON body `{"error","reason"}`: its status and `error` are the code's in ERRORS. */
+function json(kind: OutcomeKind, code: IdgateErrorCode, reason: string, details: OutcomeDetails = {}): Outcome {
+  const { status, wire: error } = ERRORS[code];
   return checkOutcome(kind, status, reason, { ...details, error, contentType: 'application/json', body: JSON.stringify({ error, reason }) });
 }
 
@@ -380,10 +381,17 @@ function reasonCode(decision: Decision, problem: CredentialProblem | undefined):
       return 'public';
     case 'allow':
       return 'ok';
+    default:
+      return ERRORS[errorCode(decision, problem)].metric;
+  }
+}
+
+/** The code in ERRORS of an answer that is not an allow: why the caller is sent to sign in, or refused. */
+function errorCode(decision: Decision, problem: CredentialProblem | undefined): IdgateErrorCode {
+  switch (decision.outcome) {
     case 'deny':
-      return decision.missingScope ? 'insufficient_scope' : decision.rule === NO_RULE ? 'no_rule' : 'policy';
-    case 'login':
-    case 'unauthenticated':
+      return decision.missingScope ? 'insufficient_scope' : decision.rule === NO_RULE ? 'no_rule' : 'access_denied';
+    default:
       return problem?.code ?? 'no_credentials';
   }
 }

@@ -26,6 +26,18 @@ export const ERRORS = {
   invalid_token: { status: 401, wire: 'unauthorized', metric: 'invalid_token', text: 'the token is not valid' },
   session_ended: { status: 401, wire: 'unauthorized', metric: 'session_ended', text: 'the session has ended' },
   not_found: { status: 404, wire: 'not_found', metric: 'not_found', text: 'there is no such idgate page' },
+  // The check's answers (check.ts): the wire error of its JSON body, and the reason label of
+  // idgate_decisions_total. A 401 names its credential problem (policy.ts CredentialProblem) in the label.
+  untrusted_peer: { status: 403, wire: 'untrusted_peer', metric: 'untrusted_peer', text: 'this address may not ask idgate for decisions' },
+  no_credentials: { status: 401, wire: 'unauthorized', metric: 'no_credentials', text: 'no credentials' },
+  session_expired: { status: 401, wire: 'unauthorized', metric: 'session_expired', text: 'the session expired' },
+  session_invalid: { status: 401, wire: 'unauthorized', metric: 'session_invalid', text: 'the session cookie is invalid' },
+  token_not_accepted: { status: 401, wire: 'unauthorized', metric: 'token_not_accepted', text: 'a bearer token does not count on this route; it needs a signed-in session' },
+  access_denied: { status: 403, wire: 'access_denied', metric: 'policy', text: 'the policy denies this request' },
+  no_rule: { status: 403, wire: 'access_denied', metric: 'no_rule', text: 'no policy rule matches this request' },
+  insufficient_scope: { status: 403, wire: 'access_denied', metric: 'insufficient_scope', text: 'the token lacks a scope this route needs' },
+  // Whatever the cause (Redis, the IdP, a fault), the check's 503 tells the client only this.
+  internal_error: { status: 503, wire: 'unavailable', metric: 'internal_error', text: 'idgate cannot decide right now' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type IdgateErrorCode = keyof typeof ERRORS;

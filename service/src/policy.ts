@@ -2,6 +2,7 @@
 // policy): no I/O, no clock, so every answer idgate gives can be reproduced by `idgate explain` and by a
 // table-driven test. Policies come from a YAML file (policy-file.ts), compiled into the shapes below.
 
+import { ERRORS } from './errors.js';
 import { caseFolded } from './paths.js';
 import { planOf, type Condition, type ConditionField, type UnmetKind } from './policy-conditions.js';
 
@@ -176,11 +177,11 @@ export function decide(
   identity: Identity | undefined,
   problem: CredentialProblem | undefined,
 ): Decision {
-  if (!rule) return { outcome: 'deny', status: 403, rule: NO_RULE, reason: 'no policy rule matches this request', missingScope: undefined };
+  if (!rule) return { outcome: 'deny', status: 403, rule: NO_RULE, reason: ERRORS.no_rule.text, missingScope: undefined };
   if (rule.access === 'public') return { outcome: 'public', status: 200, rule: rule.id, reason: 'public route' };
 
   if (!identity) {
-    const reason = problem?.description ?? 'no credentials';
+    const reason = problem?.description ?? ERRORS.no_credentials.text;
     // A failed bearer token is an API client's mistake: never answer it with a login page.
     const browser = facts.wantsHtml && !facts.isXhr && !rule.api && problem?.code !== 'invalid_token';
     if (browser) {
@@ -254,7 +255,7 @@ const JUST_SESSION: readonly Credential[] = Object.freeze(['session']);
 /** Only a bearer token came, where tokens do not count: the caller is anonymous (401, or login for a browser). */
 export const TOKEN_NOT_ACCEPTED: CredentialProblem = Object.freeze({
   code: 'token_not_accepted',
-  description: 'a bearer token does not count on this route; it needs a signed-in session',
+  description: ERRORS.token_not_accepted.text,
 });
 const PRIMARY_ISSUER_ONLY = 'needs an identity from the primary issuer (IDGATE_ISSUER)';
 
