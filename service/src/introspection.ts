@@ -11,6 +11,11 @@ import { IdgateError, describeError } from './errors.js';
 import { defaultOf } from './config.js';
 import { INTROSPECTION_MAX_INFLIGHT, INTROSPECTION_MAX_SOURCES as MAX_SOURCES, INTROSPECTION_NEGATIVE_MAX_MS, INTROSPECTION_SOURCE_WINDOW_MS, INTROSPECTION_TIMEOUT_MS } from './limits.js';
 
+/** A token the identity provider cannot check now: the check answers 503, never a verdict on the token. */
+export function cannotCheckToken(detail: string): IdgateError {
+  return new IdgateError('idp_unavailable', 'the identity provider cannot check this token now', detail);
+}
+
 export interface IntrospectionAnswer {
   readonly active: boolean;
   readonly claims: Readonly<Record<string, unknown>>;
@@ -151,7 +156,7 @@ export class Introspector {
 
   #refuse(why: IntrospectionRefusal, detail: string): never {
     this.#options.onRefused(why);
-    throw new IdgateError('idp_unavailable', 'the identity provider cannot check this token now', detail);
+    throw cannotCheckToken(detail);
   }
 
   #remember(key: string, answer: IntrospectionAnswer): void {
@@ -181,20 +186,20 @@ export class Introspector {
         redirect: 'error',
       });
     } catch (err) {
-      throw new IdgateError('idp_unavailable', 'the identity provider cannot check this token now', `introspection: ${describeError(err)}`);
+      throw cannotCheckToken(`introspection: ${describeError(err)}`);
     }
     if (res.status !== 200) {
       await res.arrayBuffer().catch(() => undefined);
-      throw new IdgateError('idp_unavailable', 'the identity provider cannot check this token now', `introspection: HTTP ${res.status}`);
+      throw cannotCheckToken(`introspection: HTTP ${res.status}`);
     }
     let body: unknown;
     try {
       body = await res.json();
     } catch {
-      throw new IdgateError('idp_unavailable', 'the identity provider cannot check this token now', 'introspection: answer is not JSON');
+      throw cannotCheckToken('introspection: answer is not JSON');
     }
     if (typeof body !== 'object' || body === null || typeof (body as { active?: unknown }).active !== 'boolean') {
-      throw new IdgateError('idp_unavailable', 'the identity provider cannot check this token now', 'introspection: answer lacks "active"');
+      throw cannotCheckToken('introspection: answer lacks "active"');
     }
     const claims = body as Record<string, unknown>;
     return { active: claims.active === true, claims };

@@ -11,7 +11,7 @@ import * as jose from 'jose';
 import type { Logger } from './audit.js';
 import type { BearerIssuer, Config } from './config.js';
 import { IdgateError, describeError } from './errors.js';
-import { Introspector } from './introspection.js';
+import { cannotCheckToken, Introspector } from './introspection.js';
 import { RemoteKeySet } from './keys.js';
 import { DISCOVERY_RETRY_MS, DISCOVERY_TIMEOUT_MS, INTROSPECTION_NEGATIVE_MAX_MS, MAX_TOKEN_LENGTH, VERIFIED_CACHE_MS, VERIFIED_CACHE_SIZE } from './limits.js';
 import type { Metrics } from './metrics.js';
@@ -210,7 +210,7 @@ export class BearerVerifier {
   }
 
   async #introspect(issuer: TrustedIssuer, token: string, source: string | undefined): Promise<Identity> {
-    if (!issuer.introspector) throw new IdgateError('idp_unavailable', 'the identity provider cannot check this token now', `${issuer.settings.issuer}: discovery has not succeeded`);
+    if (!issuer.introspector) throw cannotCheckToken(`${issuer.settings.issuer}: discovery has not succeeded`);
     const { active, claims } = await issuer.introspector.introspect(token, { source });
     if (!active) throw new IdgateError('invalid_token', 'the token is not active (expired, revoked or unknown)');
     const now = Date.now() / 1000;
