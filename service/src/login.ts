@@ -6,7 +6,8 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { RedisClient } from './redis.js';
 import type { Logger } from './audit.js';
 import type { Config } from './config.js';
-import { IdgateError, describeError, isIdgateError } from './errors.js';
+import { ERRORS, IdgateError, describeError, isIdgateError } from './errors.js';
+import { IDP_ERROR_SHOWN, MAX_RETURN_URL_LENGTH } from './limits.js';
 import type { Metrics } from './metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { loggedOutPage, logoutPage, messagePage } from './pages.js';
@@ -55,7 +56,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
       // Anyone may start logins: at the overall bound, new ones wait rather than fill Redis.
       metrics.recordEvent('login_refused_busy');
       res.set('Retry-After', String(saved.retryAfterSeconds));
-      throw new IdgateError('too_many_logins', 'too many sign-ins are under way right now; please try again in a minute', `pending logins at IDGATE_LOGIN_MAX_PENDING (${config.loginMaxPending})`);
+      throw IdgateError.of('too_many_logins', `pending logins at IDGATE_LOGIN_MAX_PENDING (${config.loginMaxPending})`);
     }
     for (let i = 0; i < saved.dropped; i++) metrics.recordEvent('pending_login_dropped');
     res.cookie(bindingCookie, binding, bindingCookieOptions(config));
@@ -68,16 +69,18 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     const idpError = params.get('error');
     if (idpError) {
       metrics.recordEvent('login_failed');
-      logger.event('login_failed', { reason: 'idp_error', idp_error: idpError.slice(0, 100) });
-      sendPage(res, 401, 'Sign-in failed', `The identity provider answered: ${idpError.slice(0, 100)}.`, { href: '/_auth/login', text: 'Try again' });
+      const shown = idpError.slice(0, IDP_ERROR_SHOWN);
+      logger.event('login_failed', { reason: 'idp_error', idp_error: shown });
+      // Not an IdgateError: the page shows the IdP's own words, and no code of idgate's describes them.
+      sendPage(res, 401, 'Sign-in failed', `The identity provider answered: ${shown}.`, { href: '/_auth/login', text: 'Try again' });
       return;
     }
     const state = params.get('state');
     if (!state || !params.get('code')) throw new IdgateError('invalid_request', 'the sign-in answer lacks its code or state');
     // Checked before anything is spent: a callback without this browser's binding leaves the login alone.
     const claim = await takePendingLogin(redis, config, state, findCookie(req.headers.cookie, bindingCookie));
-    if (claim.outcome === 'unknown') throw new IdgateError('login_expired', 'this sign-in has expired or was already used; please start again');
-    if (claim.outcome === 'other_browser') throw new IdgateError('login_mismatch', 'this sign-in was started in another browser; please start again');
+    if (claim.outcome === 'unknown') throw IdgateError.of('login_expired');
+    if (claim.outcome === 'other_browser') throw IdgateError.of('login_mismatch');
     const { pending } = claim;
     const callbackUrl = new URL(config.redirectUrl.href);
     callbackUrl.search = params.toString();
@@ -98,6 +101,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
 
   router.post('/logout', async (req, res) => {
     if (!isSameOriginLogout(req.headers, requestOriginOf(req), config)) {
+      // A page, not an error code: only a browser tricked by another site gets here, and nothing switches on it.
       sendPage(res, 403, 'Sign-out refused', 'The sign-out request came from another site.');
       return;
     }
@@ -122,7 +126,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     const metadata = oidc.metadata;
     if (!metadata?.jwks_uri) throw new IdgateError('idp_unavailable', 'the identity provider is not reachable yet');
     if (typeof token !== 'string' || token === '') {
-      res.status(400).json({ error: 'invalid_request', error_description: 'logout_token is required' });
+      res.status(ERRORS.invalid_request.status).json({ error: ERRORS.invalid_request.wire, error_description: 'logout_token is required' });
       return;
     }
     logoutKeys ??= new RemoteKeySet(new URL(metadata.jwks_uri), { cooldownMs: config.jwksCooldownSeconds * 1000, maxAgeMs: config.jwksCacheSeconds * 1000 });
@@ -138,7 +142,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
       if (isIdgateError(err) && err.code === 'invalid_request') {
         metrics.recordEvent('backchannel_logout_rejected');
         logger.event('backchannel_logout_rejected', { reason: err.expose, detail: err.detail });
-        res.status(400).json({ error: 'invalid_request', error_description: err.expose });
+        res.status(ERRORS.invalid_request.status).json({ error: ERRORS.invalid_request.wire, error_description: err.expose });
         return;
       }
       throw err;
@@ -161,14 +165,14 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     const stored = req.session?.idgate;
     res.set('Cache-Control', 'no-store');
     if (!stored || isPastMaxAge(config, stored, Date.now())) {
-      res.status(401).json({ error: 'unauthorized', reason: 'no session' });
+      res.status(ERRORS.no_credentials.status).json({ error: ERRORS.no_credentials.wire, reason: 'no session' });
       return;
     }
     res.json({ user: stored.user, email: stored.email ?? null, subject: stored.subject, groups: stored.groups, issuer: stored.issuer });
   });
 
   router.use((_req: Request, res: Response) => {
-    sendPage(res, 404, 'Not found', 'There is no such idgate page.');
+    sendPage(res, ERRORS.not_found.status, 'Not found', asSentence(ERRORS.not_found.text));
   });
 
   router.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
@@ -176,7 +180,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     if (error.code === 'login_failed' || error.code === 'login_mismatch') metrics.recordEvent('login_failed');
     logger.log(error.status >= 500 ? 'error' : 'warn', 'browser endpoint failed', { path: req.path, error_code: error.code, detail: error.detail, request_id: requestIdOf(req) });
     const retry = error.code === 'login_expired' || error.code === 'login_mismatch' || error.code === 'login_failed' ? { href: '/_auth/login', text: 'Sign in again' } : undefined;
-    const unavailable = error.code === 'store_unavailable' || error.code === 'idp_unavailable' || error.code === 'too_many_logins';
+    const unavailable = ERRORS[error.code].wire === 'unavailable';
     sendPage(res, error.status, unavailable ? 'Temporarily unavailable' : 'Sign-in problem', error.expose, retry);
   });
 
@@ -185,6 +189,11 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
 
 function sendPage(res: Response, status: number, title: string, message: string, link?: { href: string; text: string }): void {
   res.status(status).set('Cache-Control', 'no-store').type('html').send(messagePage(title, message, link));
+}
+
+/** A table text as a page's sentence: "there is no such idgate page" → "There is no such idgate page." */
+function asSentence(text: string): string {
+  return `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
 }
 
 function requestIdOf(req: Request): string | undefined {
@@ -197,7 +206,7 @@ function requestIdOf(req: Request): string | undefined {
  * host. Anything else (other hosts, protocol-relative "//evil", backslashes, javascript:) becomes "/".
  */
 export function safeReturnTo(rd: unknown, config: Config): string {
-  if (typeof rd !== 'string' || rd === '' || rd.length > 4096) return '/';
+  if (typeof rd !== 'string' || rd === '' || rd.length > MAX_RETURN_URL_LENGTH) return '/';
   if (/[\x00-\x20\\\x7f]/.test(rd)) return '/';
   if (rd.startsWith('/')) return rd.startsWith('//') ? '/' : rd;
   let url: URL;
