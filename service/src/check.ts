@@ -20,7 +20,7 @@ import type { BearerVerifier } from './tokens.js';
 import { forbiddenPage } from './pages.js';
 import { canonicalPath } from './paths.js';
 import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from './check-wire.js';
-import { MAX_LIST_HEADER, MAX_PATH_LENGTH, UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from './limits.js';
+import { LOGGED_PATH_LENGTH, MAX_HOST_LENGTH, MAX_LIST_HEADER, MAX_PATH_LENGTH, MAX_URI_LENGTH, UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from './limits.js';
 
 export interface CheckDependencies {
   readonly config: Config;
@@ -194,8 +194,8 @@ export function readRequestFacts(request: CheckInput, config: Config): RequestFa
   const method = methodSent.toUpperCase();
   if (!METHOD.test(method)) return { problem: 'invalid_request', reason: 'X-Forwarded-Method is not a method' };
   const host = hostSent.toLowerCase();
-  if (host.length > 255 || !HOST.test(host)) return { problem: 'invalid_request', reason: 'X-Forwarded-Host is not a host name' };
-  if (uri.length > 8192 || !URI.test(uri)) return { problem: 'invalid_request', reason: 'X-Forwarded-Uri is not an origin-form path' };
+  if (host.length > MAX_HOST_LENGTH || !HOST.test(host)) return { problem: 'invalid_request', reason: 'X-Forwarded-Host is not a host name' };
+  if (uri.length > MAX_URI_LENGTH || !URI.test(uri)) return { problem: 'invalid_request', reason: 'X-Forwarded-Uri is not an origin-form path' };
   const canonical = canonicalPath(uri);
   if (!canonical.ok) return { problem: 'invalid_request', reason: canonical.reason };
   if (canonical.path.length > MAX_PATH_LENGTH) return { problem: 'invalid_request', reason: `the path is longer than ${MAX_PATH_LENGTH} characters` };
@@ -244,9 +244,9 @@ function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: Fa
     user: null,
     client: null,
     method: printable(request.method, 16),
-    host: printable(request.host, 255),
+    host: printable(request.host, MAX_HOST_LENGTH),
     // Never the query: it may carry tokens.
-    path: printable(uri.split('?')[0], 512),
+    path: printable(uri.split('?')[0], LOGGED_PATH_LENGTH),
     client_ip: request.clientAddress,
     latency_ms: Math.round(seconds * 1e6) / 1000,
   });

@@ -6,6 +6,12 @@
 
 /** Longest canonical path idgate decides on; longer ones are refused (rule regexes see bounded input). */
 export const MAX_PATH_LENGTH = 4096;
+/** Longest Host idgate decides on: a DNS name's most (255), so no real host is refused. */
+export const MAX_HOST_LENGTH = 255;
+/** Longest X-Forwarded-Uri (path and query) even looked at: room for a query beyond the longest path; longer is refused. */
+export const MAX_URI_LENGTH = 8192;
+/** A refused check's path is cut to this in its log line: junk a client sends cannot make the line long. */
+export const LOGGED_PATH_LENGTH = 512;
 /** Longest X-Auth-Groups / X-Auth-Scopes value: the headers must fit in HAProxy's rewrite room. */
 export const MAX_LIST_HEADER = 4096;
 /** One loud log line per untrusted peer per this interval, not one per request. */
@@ -55,12 +61,28 @@ export const REFRESH_WAIT_FOR_OTHERS_MS = 3000;
 export const REVOKED_REMEMBERED = 10_000;
 /** How old a remembered revocation must be to be swept: far longer than a Redis read can take. */
 export const REVOKED_REMEMBER_MS = 60_000;
+/** express-session's second save of a login's session within this long, with the same data, is skipped (it follows in ms). */
+export const SAME_SESSION_WINDOW_MS = 2000;
+/** Sessions that window remembers; beyond, the oldest is forgotten (at worst one login costs two writes). */
+export const SAME_SESSION_REMEMBERED = 1000;
 /** Durable writes: connections kept for them (each holds one write and its WAIT at a time). */
 export const DURABLE_POOL_SIZE = 4;
 /** Durable writes on Redis Cluster: clients kept (each opens a connection to every node of the cluster). */
 export const DURABLE_CLUSTER_POOL_SIZE = 2;
 /** Durable writes: extra wait for a fresh connection to be ready, beyond the command timeout (TLS, AUTH, Sentinel). */
 export const DURABLE_CONNECT_EXTRA_MS = 2000;
+
+// ---- Browser routes
+
+/** Longest return URL (`rd`) login honours; a longer one sends the browser to / (it is stored with each pending login). */
+export const MAX_RETURN_URL_LENGTH = 4096;
+/** Characters of an IdP's `error` a failed sign-in shows and logs: OAuth error codes are short, the rest is noise. */
+export const IDP_ERROR_SHOWN = 100;
+
+// ---- Policy
+
+/** A change to the policy file is read this long after its last event: one editor save is several events. */
+export const POLICY_RELOAD_DEBOUNCE_MS = 100;
 
 // ---- Redis connections
 

@@ -10,6 +10,7 @@ import { RE2JS } from 're2js';
 import { canonicalPath, caseFolded } from './paths.js';
 import { SIGNED_IN_POLICY, asksForToken, indexRules, type Condition, type Credential, type PathMatcher, type Policy, type PolicyRule } from './policy.js';
 import { CONDITION_ENTRIES, planOf, type ConditionEntry } from './policy-conditions.js';
+import { POLICY_RELOAD_DEBOUNCE_MS } from './limits.js';
 
 export interface PolicyLoadResult {
   readonly policy: Policy | undefined;
@@ -371,7 +372,7 @@ export class PolicyHolder {
       this.#watcher = fs.watch(path.dirname(this.file), (_event, name) => {
         if (name !== null && name !== base) return;
         if (this.#debounce) clearTimeout(this.#debounce);
-        this.#debounce = setTimeout(() => this.reload('file change'), 100);
+        this.#debounce = setTimeout(() => this.reload('file change'), POLICY_RELOAD_DEBOUNCE_MS);
       });
       this.#watcher.on('error', (err) => this.logger.log('warn', 'policy file watch failed; reload with SIGHUP', { error: err.message }));
     } catch (err) {

@@ -11,6 +11,7 @@ import type { RedisClient } from './redis.js';
 import type { SessionCache } from './session-cache.js';
 import { findCookie, sessionCookieOptions, unsignSessionId } from './cookies.js';
 import { idpSessionHash, isPastMaxAge, openSession, redisKeys, SEALED_VERSION, sealedVersionOf, sessionHash, storeUnavailable, type SessionStore } from './session-store.js';
+import { SAME_SESSION_REMEMBERED, SAME_SESSION_WINDOW_MS } from './limits.js';
 
 /**
  * The version of the session record idgate writes (`v` below), and the versions it reads. A version that
@@ -95,10 +96,10 @@ class ExpressSessionStore extends session.Store {
   override set(sid: string, data: session.SessionData, callback?: (err?: unknown) => void): void {
     const digest = sameDataDigest(data);
     const last = this.#justWritten.get(sid);
-    if (last !== undefined && last.digest === digest && Date.now() - last.at < 2000) return callback?.();
+    if (last !== undefined && last.digest === digest && Date.now() - last.at < SAME_SESSION_WINDOW_MS) return callback?.();
     this.store.save(sid, data as unknown as Record<string, unknown>).then(
       () => {
-        if (this.#justWritten.size >= 1000) this.#justWritten.delete(this.#justWritten.keys().next().value!);
+        if (this.#justWritten.size >= SAME_SESSION_REMEMBERED) this.#justWritten.delete(this.#justWritten.keys().next().value!);
         this.#justWritten.set(sid, { digest, at: Date.now() });
         callback?.();
       },
