@@ -304,7 +304,7 @@ function outcomeFor(decision: Decision, problem: CredentialProblem | undefined, 
       const denied = identity ? deniedUser(identity) : undefined;
       const challenge = decision.missingScope ? `Bearer realm="idgate", error="insufficient_scope", scope="${quotable(decision.missingScope)}"` : undefined;
       if (facts.wantsHtml && !facts.isXhr && identity?.via === 'session') {
-        return checkOutcome('deny', ERRORS[errorCode(decision, undefined)].status, decision.reason, { identity: denied, challenge, contentType: 'text/html; charset=utf-8', body: forbiddenPage(identity.user, decision.reason, facts.requestId) });
+        return checkOutcome('deny', ERRORS[errorCode(decision, problem)].status, decision.reason, { identity: denied, challenge, contentType: 'text/html; charset=utf-8', body: forbiddenPage(identity.user, decision.reason, facts.requestId) });
       }
       return json('deny', errorCode(decision, problem), decision.reason, { identity: denied, challenge });
     }

@@ -89,7 +89,7 @@ export interface SessionStore {
 /** The one error for a store that cannot answer (Redis away, out of memory, timed out). */
 export function storeUnavailable(err: unknown): IdgateError {
   if (isIdgateError(err)) return err;
-  return new IdgateError('store_unavailable', 'session store unavailable', err instanceof Error ? err.message : String(err));
+  return IdgateError.of('store_unavailable', err instanceof Error ? err.message : String(err));
 }
 
 /** When a session ends however active it is (IDGATE_SESSION_MAX_AGE after login), ms since epoch: also its cookie's Expires. */
