@@ -3,11 +3,13 @@
 // before it is there too. Tests use this instead of sleeping out the log batches.
 import { waitUntil } from './wait.js';
 
+/** Every marker starts so: tests that read every line leave these out. */
+export const MARKER_PREFIX = 'logs-caught-up-';
 let markers = 0;
 
 function nextMarker(): string {
   markers += 1;
-  return `logs-caught-up-${process.pid}-${markers}`;
+  return `${MARKER_PREFIX}${process.pid}-${markers}`;
 }
 
 /**
