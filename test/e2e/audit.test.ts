@@ -125,6 +125,7 @@ describe('metrics and health', () => {
     const alice = new Browser();
     await signIn(alice, `${stack.frontUrl}/`, 'alice');
     expect(await readyz()).toBe(200);
+    await decisionsWritten(); // the sign-in's own lines are out, not counted below
     await stack.stopRedis();
     expect(await readyz()).toBe(503);
     // idgate drops its session cache when its revocation subscription goes down, and says so.
