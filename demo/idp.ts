@@ -19,6 +19,7 @@ import type {
   ResourceServer,
   Provider as OidcProvider,
 } from 'oidc-provider';
+import { API_RESOURCE, API_SCOPE, DEMO_USERS as USERS, MACHINE_CLIENT_ID, MACHINE_CLIENT_SECRET, OPAQUE_CLIENT_ID, OPAQUE_CLIENT_SECRET } from './idp-accounts.js';
 
 export interface IdpOptions {
   /** TCP port to listen on. Required. */
@@ -67,42 +68,6 @@ export interface RunningIdp {
   retireOldSigningKeys(): Promise<void>;
 }
 
-/** The demo's fixed users. The username is also the account id (`sub`). */
-interface DemoUser {
-  password: string;
-  claims: { name: string; preferred_username: string; email: string; email_verified: boolean; groups: string[] };
-}
-
-const USERS: ReadonlyMap<string, DemoUser> = new Map([
-  ['alice', {
-    password: 'alice',
-    claims: {
-      name: 'Alice Example',
-      preferred_username: 'alice',
-      email: 'alice@example.com',
-      email_verified: true,
-      groups: ['engineering', 'admins'],
-    },
-  }],
-  ['bob', {
-    password: 'bob',
-    claims: {
-      name: 'Bob Example',
-      preferred_username: 'bob',
-      email: 'bob@example.com',
-      email_verified: true,
-      groups: ['sales'],
-    },
-  }],
-]);
-
-const MACHINE_CLIENT_ID = 'demo-bot';
-const MACHINE_CLIENT_SECRET = 'demo-bot-secret';
-/** A machine client whose tokens are opaque (like Okta's org authorization server): check them by introspection. */
-const OPAQUE_CLIENT_ID = 'opaque-bot';
-const OPAQUE_CLIENT_SECRET = 'opaque-bot-secret';
-const API_RESOURCE = 'api://idgate';
-const API_SCOPE = 'api:read';
 
 /**
  * The API that the machine clients get tokens for, audience `api://idgate`: RS256 JWT access tokens for

@@ -114,8 +114,15 @@ export function subscribeToRevocations(config: Config, cache: SessionCache, logg
   });
   // Caching only while subscribed: announcements made while the subscription is down are lost.
   cache.suspend();
-  subscriber.on('close', () => cache.suspend());
-  subscriber.on('error', () => cache.suspend());
+  // Said once per outage (while the cache was on), so operators and tests see when caching stopped;
+  // not when idgate itself unsubscribes on its way out.
+  let unsubscribed = false;
+  const suspend = () => {
+    if (cache.enabled && !unsubscribed) logger.log('warn', 'session cache off until the revocation subscription is back');
+    cache.suspend();
+  };
+  subscriber.on('close', suspend);
+  subscriber.on('error', suspend);
   subscriber.on('ready', () => {
     // ioredis re-subscribes on reconnect; the cache starts again empty.
     subscriber.subscribe(channel).then(
@@ -124,6 +131,7 @@ export function subscribeToRevocations(config: Config, cache: SessionCache, logg
     );
   });
   return () => {
+    unsubscribed = true;
     subscriber.disconnect();
   };
 }

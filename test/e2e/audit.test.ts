@@ -4,7 +4,8 @@
 import { startStack, type Stack } from '../../demo/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { metricValue } from '../support/idgate.js';
-import { waitUntil } from '../support/wait.js';
+import { MARKER_PREFIX, decisionsCaughtUp } from '../support/logs.js';
+import { probeUntil, waitUntil } from '../support/wait.js';
 
 let stack: Stack;
 
@@ -22,26 +23,27 @@ function auditLines(): Record<string, unknown>[] {
   return stack.processes
     .idgate!.output()
     .split('\n')
-    .filter((l) => l.includes('"event":"decision"'))
+    .filter((l) => l.includes('"event":"decision"') && !l.includes(MARKER_PREFIX))
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
+/** Every decision idgate took so far is in its output (a marker decision taken after them shows). */
+const decisionsWritten = () => decisionsCaughtUp(stack.idgateUrls[0]!, () => stack.processes.idgate!.output(), `127.0.0.1:${stack.ports.front}`);
+
 async function lineFor(requestId: string): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 40; i++) {
-    const line = auditLines().find((l) => l.request_id === requestId);
-    if (line) return line;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`no audit line for ${requestId}`);
+  const find = () => auditLines().find((l) => l.request_id === requestId);
+  await waitUntil(() => find() !== undefined, 1000);
+  const line = find();
+  if (!line) throw new Error(`no audit line for ${requestId}`);
+  return line;
 }
 
 async function haproxyLineFor(requestId: string): Promise<string> {
-  for (let i = 0; i < 40; i++) {
-    const line = stack.processes.haproxy!.output().split('\n').find((l) => l.includes(`id=${requestId}`));
-    if (line) return line;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`no HAProxy line for ${requestId}`);
+  const find = () => stack.processes.haproxy!.output().split('\n').find((l) => l.includes(`id=${requestId}`));
+  await waitUntil(() => find() !== undefined, 1000);
+  const line = find();
+  if (!line) throw new Error(`no HAProxy line for ${requestId}`);
+  return line;
 }
 
 async function metrics(): Promise<string> {
@@ -61,15 +63,14 @@ describe('audit lines', () => {
       ['unauthenticated', () => fetch(`${stack.frontUrl}/api/x`, { method: 'DELETE' }), { decision: 'unauthenticated', status: 401, rule: 'api', method: 'DELETE', path: '/api/x' }],
       ['deny', () => bob.fetch(`${stack.frontUrl}/admin/`), { decision: 'deny', status: 403, rule: 'admin-area', reason: 'needs group admins', user: 'bob', path: '/admin/' }],
     ];
-    await new Promise((r) => setTimeout(r, 250)); // the sign-ins' own lines are written (batches leave every 100 ms)
+    await decisionsWritten(); // the sign-ins' own lines are out, not counted below
     for (const [name, send, expected] of cases) {
       const before = auditLines().length;
       const res = await send();
       await res.arrayBuffer();
       // Lines are written asynchronously: count those of this request's path.
       const ofThisRequest = () => auditLines().slice(before).filter((l) => l.path === (expected.path ?? l.path));
-      await waitUntil(() => ofThisRequest().length > 0);
-      await new Promise((r) => setTimeout(r, 150)); // one batch more: a second line would show now
+      await decisionsWritten(); // a second line of this request would show now
       const added = ofThisRequest();
       expect({ name, count: added.length }).toEqual({ name, count: 1 });
       const line = added[0]!;
@@ -124,22 +125,19 @@ describe('metrics and health', () => {
     const alice = new Browser();
     await signIn(alice, `${stack.frontUrl}/`, 'alice');
     expect(await readyz()).toBe(200);
+    await decisionsWritten(); // the sign-in's own lines are out, not counted below
     await stack.stopRedis();
     expect(await readyz()).toBe(503);
-    await new Promise((r) => setTimeout(r, 200)); // idgate drops its session cache when it loses Redis
+    // idgate drops its session cache when its revocation subscription goes down, and says so.
+    await waitUntil(() => stack.processes.idgate!.output().includes('session cache off'));
+    expect(stack.processes.idgate!.output()).toContain('session cache off');
     const before = auditLines().length;
     const res = await fetch(`${stack.idgateUrls[0]}/auth`, { headers: { cookie: alice.cookieHeader(new URL(stack.frontUrl))!, 'x-request-id': 'while-redis-is-down', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}` } });
     expect(res.status).toBe(503);
-    await waitUntil(() => auditLines().length > before);
-    await new Promise((r) => setTimeout(r, 150));
+    await decisionsWritten();
     expect(auditLines().slice(before)).toEqual([expect.objectContaining({ request_id: 'while-redis-is-down', decision: 'unavailable', status: 503, reason: 'store_unavailable' })]);
     expect((await fetch(`${stack.idgateUrls[0]}/healthz`)).status).toBe(200);
     await stack.startRedis();
-    let status = 0;
-    for (let i = 0; i < 50 && status !== 200; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      status = await readyz();
-    }
-    expect(status).toBe(200);
+    expect(await probeUntil(readyz, (status) => status === 200, 5000)).toBe(200);
   });
 });

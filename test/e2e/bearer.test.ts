@@ -14,6 +14,8 @@ import { startHaproxy } from '../../demo/haproxy.js';
 import { startUpstream, type RunningUpstream } from '../../demo/upstream.js';
 import { parsePolicy } from '../../service/src/policy-file.js';
 import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate, checkFacts } from '../support/idgate.js';
+import { machineClient, opaqueClient } from '../support/identities.js';
+import { clientCredentialsToken } from '../support/tokens.js';
 import { waitUntil } from '../support/wait.js';
 
 let redis: ManagedProcess;
@@ -68,15 +70,9 @@ async function startScriptedIssuer() {
   };
 }
 
-async function clientCredentials(issuer: string, clientId: string, scope?: string): Promise<string> {
-  const res = await fetch(`${issuer}/token`, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${clientId}:${clientId}-secret`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'client_credentials', ...(scope ? { scope } : {}) }).toString(),
-  });
-  const body = (await res.json()) as { access_token?: string };
-  if (!body.access_token) throw new Error(`no token from ${issuer}: ${JSON.stringify(body)}`);
-  return body.access_token;
+/** An access token of the demo IdP at `issuer` for one of its machine clients (demo-bot unless told). */
+function clientCredentials(issuer: string, client: { id: string; secret: string; scope: string } = machineClient): Promise<string> {
+  return clientCredentialsToken(issuer, client.id, client.secret, client.scope);
 }
 
 function scriptedToken(claims: jose.JWTPayload, header: Partial<jose.JWTHeaderParameters> = {}): Promise<string> {
@@ -214,20 +210,20 @@ afterAll(async () => {
 
 describe.each(['direct', 'through HAProxy'] as const)('JWT bearer tokens, %s', (transport) => {
   test('demo-bot\'s JWT is accepted, with client, subject and scopes as identity headers', async () => {
-    const res = await check(await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read'), '/api/x', transport);
+    const res = await check(await clientCredentials(idps.a.issuer), '/api/x', transport);
     expect(res.status).toBe(200);
-    expect(res.identity).toMatchObject({ 'x-auth-client': 'demo-bot', 'x-auth-subject': 'demo-bot', 'x-auth-scopes': 'api:read' });
+    expect(res.identity).toMatchObject({ 'x-auth-client': machineClient.id, 'x-auth-subject': machineClient.id, 'x-auth-scopes': machineClient.scope });
   });
 
   // Was "a token from a second trusted issuer is accepted" on /api/: it now counts only where a rule
   // names its issuer, never on rules written for the primary issuer.
   test('a token from a second trusted issuer counts only on rules that name its issuer', async () => {
-    const token = await clientCredentials(idps.b.issuer, 'demo-bot', 'api:read');
+    const token = await clientCredentials(idps.b.issuer);
     expect((await check(token, '/api/x', transport)).status).toBe(200);
     const res = await check(token, '/primary-api/x', transport);
     expect(res.status).toBe(403);
     expect(res.body).toEqual({ error: 'access_denied', reason: 'needs an identity from the primary issuer (IDGATE_ISSUER)' });
-    expect((await check(await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read'), '/primary-api/x', transport)).status).toBe(200);
+    expect((await check(await clientCredentials(idps.a.issuer), '/primary-api/x', transport)).status).toBe(200);
   });
 
   test('Okta claims map to identity headers: scp list, cid, uid', async () => {
@@ -351,7 +347,7 @@ describe.each(['direct', 'through HAProxy'] as const)('JWT bearer tokens, %s', (
     expect(res.status).toBe(401);
     expect(res.www).toBe('Bearer realm="idgate"');
     expect(res.body).toEqual({ error: 'unauthorized', reason: 'a bearer token does not count on this route; it needs a signed-in session' });
-    const valid = await check(await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read'), '/somewhere', transport);
+    const valid = await check(await clientCredentials(idps.a.issuer), '/somewhere', transport);
     expect(valid.status).toBe(401);
     const browser = transport === 'direct'
       ? await request(idgate.server).get('/auth').set(checkFacts('app.test')).set('Authorization', `Bearer ${token}`).set('Accept', 'text/html').set('X-Forwarded-Uri', '/somewhere')
@@ -412,13 +408,13 @@ describe.each(['direct', 'through HAProxy'] as const)('JWT bearer tokens, %s', (
 
 describe('opaque tokens (introspection)', () => {
   test('an opaque token is checked by introspection once, then answered from the cache', async () => {
-    const token = await clientCredentials(idps.a.issuer, 'opaque-bot', 'api:read');
+    const token = await clientCredentials(idps.a.issuer, opaqueClient);
     expect(token.split('.')).toHaveLength(1);
     const calls = await metric('idgate_introspection_calls_total');
     for (let i = 0; i < 3; i++) {
       const res = await check(token);
       expect(res.status).toBe(200);
-      expect(res.identity).toMatchObject({ 'x-auth-client': 'opaque-bot', 'x-auth-scopes': 'api:read' });
+      expect(res.identity).toMatchObject({ 'x-auth-client': opaqueClient.id, 'x-auth-scopes': opaqueClient.scope });
     }
     expect(await metric('idgate_introspection_calls_total')).toBe(calls + 1);
   });
@@ -465,13 +461,13 @@ describe('introspection answers', () => {
 
 describe('key rotation at the IdP', () => {
   test('a token signed with a new key is accepted at once; the retired key stops verifying after the refetch', async () => {
-    const before = await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read');
+    const before = await clientCredentials(idps.a.issuer);
     expect((await check(before)).status).toBe(200);
 
     idps.a.process.child.kill('SIGUSR1');
     await waitUntil(() => idps.a.process.output().includes('idp signing key rotated'), 5000);
     expect(idps.a.process.output()).toContain('idp signing key rotated');
-    const after = await clientCredentials(idps.a.issuer, 'demo-bot', 'api:read');
+    const after = await clientCredentials(idps.a.issuer);
     expect(jose.decodeProtectedHeader(after).kid).not.toBe(jose.decodeProtectedHeader(before).kid);
     expect((await check(after)).status).toBe(200);
     expect((await check(before)).status).toBe(200);
@@ -479,7 +475,8 @@ describe('key rotation at the IdP', () => {
     idps.a.process.child.kill('SIGUSR2');
     await waitUntil(() => idps.a.process.output().includes('idp old signing keys retired'), 5000);
     expect(idps.a.process.output()).toContain('idp old signing keys retired');
-    // The cached keys are refreshed in the background once older than IDGATE_JWKS_CACHE (1 s here).
+    // The cached keys are refreshed in the background once older than IDGATE_JWKS_CACHE (1 s here), and
+    // only a check starts that refresh: so the test keeps checking until the retired key is refused.
     let status = 200;
     for (let i = 0; i < 40 && status === 200; i++) {
       await new Promise((r) => setTimeout(r, 150));
@@ -490,10 +487,12 @@ describe('key rotation at the IdP', () => {
   });
 
   test('while the IdP is unreachable, cached keys keep verifying and the failure is logged and counted', async () => {
-    const token = await clientCredentials(idps.b.issuer, 'demo-bot', 'api:read');
+    const token = await clientCredentials(idps.b.issuer);
     expect((await check(token)).status).toBe(200);
     const failures = await metric('idgate_jwks_refreshes_total{result="failed"}');
     await idps.b.process.stop();
+    // Time must pass: the keys go stale (IDGATE_JWKS_CACHE, 1 s here) and their refetch fails, while
+    // every check on the way keeps verifying with the keys held.
     for (let i = 0; i < 10; i++) {
       await new Promise((r) => setTimeout(r, 200));
       expect((await check(token)).status).toBe(200);

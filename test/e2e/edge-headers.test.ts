@@ -9,6 +9,7 @@ import { Browser, signIn } from '../support/browser.js';
 import { all, one, rawRequest, type RawResponse } from '../support/raw-http.js';
 import type { EchoedRequest } from '../../demo/upstream.js';
 import { clientCredentialsToken } from '../support/tokens.js';
+import { machineClient } from '../support/identities.js';
 
 const TOKEN_TTL_S = 4;
 
@@ -175,7 +176,7 @@ describe.each(['lua', 'spoe'] as const)('the edge headers through HAProxy (%s)',
 
     test('one valid bearer line still reaches /api/ (the refusal is about duplicates only)', async () => {
       const o = await send('anonymous', '/api/hello', [['Authorization', `Bearer ${await getToken()}`]]);
-      expect(o.echo?.headers['x-auth-client']).toBe('demo-bot');
+      expect(o.echo?.headers['x-auth-client']).toBe(machineClient.id);
     });
   });
 

@@ -16,6 +16,7 @@ import type { HaproxyMode } from '../../service/src/haproxy-config.js';
 import { Browser, signIn } from '../support/browser.js';
 import { startInProcess, startRedisAndIdp, stopInProcess, type RedisAndIdp } from '../support/idgate.js';
 import { fetchTrusting, luaCheckArgs, selfSignedCertificate, startSiteApps, thirdPartyConfig, withIdgate, type Seen, type SiteApps } from '../support/third-party-site.js';
+import { alice } from '../support/identities.js';
 
 const MODES: HaproxyMode[] = ['lua', 'spoe'];
 
@@ -133,7 +134,7 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
     const app = seen.filter((s) => s.url === '/reports/2026/q3?format=csv&sort=-date').at(-1)!;
     expect(app.app).toBe('web');
     expect(app.headers['x-auth-user']).toBe('alice');
-    expect(app.headers['x-auth-email']).toBe('alice@example.com');
+    expect(app.headers['x-auth-email']).toBe(alice.email);
     expect(app.headers['x-forwarded-proto']).toBe('https');
     expect(app.headers['x-site']).toBe('www');
     expect(app.headers.cookie ?? '').not.toContain('__Host-idgate');

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
+import { alice, basicAuth, bob, machineClient } from '../support/identities.js';
 
 const projectRoot = path.resolve(import.meta.dirname, '../..');
 const idpEntry = path.join(projectRoot, 'dist/demo/idp-main.js');
@@ -215,10 +216,10 @@ async function botToken(): Promise<string> {
   const response = await fetch(`${issuer}/token`, {
     method: 'POST',
     headers: {
-      authorization: `Basic ${Buffer.from('demo-bot:demo-bot-secret').toString('base64')}`,
+      authorization: basicAuth(machineClient),
       'content-type': 'application/x-www-form-urlencoded',
     },
-    body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'api:read' }).toString(),
+    body: new URLSearchParams({ grant_type: 'client_credentials', scope: machineClient.scope }).toString(),
   });
   expect(response.status).toBe(200);
   const body = (await response.json()) as { access_token: string; token_type: string };
@@ -262,9 +263,9 @@ test('gives demo-bot an RS256 JWT access token for api://idgate with scope api:r
     algorithms: ['RS256'],
   });
   expect(protectedHeader.typ).toBe('at+jwt');
-  expect(payload.scope).toBe('api:read');
-  expect(payload.client_id).toBe('demo-bot');
-  expect(payload.sub).toBe('demo-bot');
+  expect(payload.scope).toBe(machineClient.scope);
+  expect(payload.client_id).toBe(machineClient.id);
+  expect(payload.sub).toBe(machineClient.id);
   expect(typeof payload.exp).toBe('number');
 });
 
@@ -272,7 +273,7 @@ test('refuses demo-bot a scope it does not have', async () => {
   const response = await fetch(`${issuer}/token`, {
     method: 'POST',
     headers: {
-      authorization: `Basic ${Buffer.from('demo-bot:demo-bot-secret').toString('base64')}`,
+      authorization: basicAuth(machineClient),
       'content-type': 'application/x-www-form-urlencoded',
     },
     body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'openid' }).toString(),
@@ -298,19 +299,19 @@ test('signs alice in with code + PKCE + state + nonce; the ID token is thin and 
   expect(tokens.access_token.split('.')).toHaveLength(1);
   const userinfo = await oidc.fetchUserInfo(config, tokens.access_token, 'alice');
   expect(userinfo).toMatchObject({
-    sub: 'alice',
-    preferred_username: 'alice',
-    name: 'Alice Example',
-    email: 'alice@example.com',
+    sub: alice.sub,
+    preferred_username: alice.user,
+    name: alice.name,
+    email: alice.email,
     email_verified: true,
-    groups: ['engineering', 'admins'],
+    groups: alice.groups,
   });
 });
 
 test('gives bob his own claims and groups', async () => {
   const { config, tokens } = await signIn('bob', 'bob');
   const userinfo = await oidc.fetchUserInfo(config, tokens.access_token, 'bob');
-  expect(userinfo).toMatchObject({ sub: 'bob', email: 'bob@example.com', groups: ['sales'] });
+  expect(userinfo).toMatchObject({ sub: bob.sub, email: bob.email, groups: bob.groups });
 });
 
 test('issues a refresh token with offline_access, and the refresh_token grant returns new tokens', async () => {
@@ -322,7 +323,7 @@ test('issues a refresh token with offline_access, and the refresh_token grant re
   expect(refreshed.access_token).not.toBe(tokens.access_token);
   expect(refreshed.claims()?.sub).toBe('alice');
   const userinfo = await oidc.fetchUserInfo(config, refreshed.access_token, 'alice');
-  expect(userinfo.groups).toEqual(['engineering', 'admins']);
+  expect(userinfo.groups).toEqual(alice.groups);
 });
 
 test('issues no refresh token without offline_access', async () => {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { REPO_ROOT } from '../../demo/processes.js';
 import { startStack, type Stack } from '../../demo/stack.js';
 import { Browser, signIn } from '../support/browser.js';
+import { probeUntil, waitUntil } from '../support/wait.js';
 
 let stack: Stack;
 let dir: string;
@@ -30,11 +31,7 @@ async function page(browser: Browser, uri: string): Promise<{ status: number; ec
 }
 
 async function eventually(probe: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error('not in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  if (!(await probeUntil(probe, (ok) => ok, timeoutMs))) throw new Error('not in time');
 }
 
 beforeAll(async () => {
@@ -73,16 +70,21 @@ describe('hot reload', () => {
     let stop = false;
     const statuses: number[] = [];
     const servers = new Set<string>();
+    /** Answers in a row from the pool last seen. */
+    let last = { server: '', inARow: 0 };
     const load = (async () => {
       while (!stop) {
         const r = await page(alice, '/');
         statuses.push(r.status);
         if (r.echo) servers.add(r.echo.server);
+        last = r.echo?.server === last.server ? { server: last.server, inARow: last.inARow + 1 } : { server: r.echo?.server ?? '', inARow: 1 };
       }
     })();
+    // Each version is swapped in under load: the next write waits until a few requests went to the pool it chose.
     for (let i = 0; i < 6; i++) {
-      fs.writeFileSync(watched, i % 2 === 0 ? toMain : demo);
-      await new Promise((r) => setTimeout(r, 300));
+      const [policy, pool] = i % 2 === 0 ? [toMain, 'main'] : [demo, 'canary'];
+      fs.writeFileSync(watched, policy);
+      await waitUntil(() => last.server === pool && last.inARow >= 4, 5000);
     }
     stop = true;
     await load;
@@ -122,6 +124,8 @@ describe('hot reload', () => {
     await stack.startIdgate(0);
     await eventually(async () => (await page(alice, '/')).status === 200);
     fs.writeFileSync(target, demo.replace('path: /admin/\n    allow:\n      groups: [admins]', 'path: /admin/\n    allow:\n      groups: [sales]'));
+    // Proving that no watcher reloads: nothing to wait for but time. A watcher would have fired within
+    // milliseconds (the watched-file test above sees its change at once).
     await new Promise((r) => setTimeout(r, 500));
     expect((await page(bob, '/admin/')).status).toBe(403);
     stack.processes.idgate!.child.kill('SIGHUP');

@@ -11,6 +11,7 @@ import { hashValue, savePendingLogin, takePendingLogin } from '../../service/src
 import { Browser, signIn } from '../support/browser.js';
 import { configFrom, startInProcess, type InProcessIdgate } from '../support/idgate.js';
 import { idgateCli, startCluster, startIdgateReplicas, type IdgateReplicas, type RedisCluster } from '../support/redis-topologies.js';
+import { waitUntil } from '../support/wait.js';
 
 let cluster: RedisCluster;
 let idgates: IdgateReplicas;
@@ -126,6 +127,8 @@ test('a primary killed under load: its sessions answer 503 for a bounded time, t
   let first503: number | undefined;
   let last503: number | undefined;
   let stopLoad = false;
+  /** Rounds the load loops have done: the test lets the load run a number of rounds, not a number of milliseconds. */
+  let rounds = 0;
   const load = async (replica: number) => {
     for (let i = 0; !stopLoad; i++) {
       const n = i % cookies.length;
@@ -135,11 +138,12 @@ test('a primary killed under load: its sessions answer 503 for a bounded time, t
         first503 ??= Date.now();
         last503 = Date.now();
       }
-      await new Promise((r) => setTimeout(r, 5));
+      rounds += 1;
+      await new Promise((r) => setTimeout(r, 5)); // pacing: a steady load, not a flood
     }
   };
   const loops = [load(0), load(1)];
-  await new Promise((r) => setTimeout(r, 300));
+  await waitUntil(() => rounds >= 80, 10_000); // a baseline before the failure
   const killedAt = Date.now();
   await cluster.kill(victim);
   const promoted = await cluster.waitForFailover(keys[0]!, victim, 20_000);
@@ -152,9 +156,10 @@ test('a primary killed under load: its sessions answer 503 for a bounded time, t
     await new Promise((r) => setTimeout(r, 100));
   }
   const recoveredAt = Date.now();
+  const roundsAtRecovery = rounds;
   // The replicas with the cache (the default) answer for every session too.
   for (const c of cookies) for (const i of [0, 1]) expect(await idgates.check(i, c)).toBe(200);
-  await new Promise((r) => setTimeout(r, 300));
+  await waitUntil(() => rounds >= roundsAtRecovery + 80, 10_000); // the load goes on after the recovery
   stopLoad = true;
   await Promise.all(loops);
 

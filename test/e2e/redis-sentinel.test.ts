@@ -7,6 +7,7 @@ import signature from 'cookie-signature';
 import { Browser, signIn } from '../support/browser.js';
 import { startSentinelSet, type SentinelSet } from '../../demo/redis-sentinel.js';
 import { idgateCli, startIdgateReplicas, type IdgateReplicas } from '../support/redis-topologies.js';
+import { waitUntil } from '../support/wait.js';
 
 let sentinel: SentinelSet;
 let idgates: IdgateReplicas;
@@ -62,6 +63,8 @@ test('the primary killed under load: 503 for a bounded time, never 200 without a
   let first503: number | undefined;
   let last503: number | undefined;
   let stopLoad = false;
+  /** Rounds the load loops have done: the test lets the load run a number of rounds, not a number of milliseconds. */
+  let rounds = 0;
   const load = async (replica: number) => {
     for (let i = 0; !stopLoad; i++) {
       const status = await idgates.check(replica, sessions[i % sessions.length]).catch(() => -1);
@@ -72,11 +75,12 @@ test('the primary killed under load: 503 for a bounded time, never 200 without a
       }
       bump(counts.forged, await idgates.check(replica, forgedCookie()).catch(() => -1));
       bump(counts.none, await idgates.check(replica, undefined).catch(() => -1));
-      await new Promise((r) => setTimeout(r, 10));
+      rounds += 1;
+      await new Promise((r) => setTimeout(r, 10)); // pacing: a steady load, not a flood
     }
   };
   const loops = [load(0), load(1)];
-  await new Promise((r) => setTimeout(r, 300));
+  await waitUntil(() => rounds >= 40, 10_000); // a baseline before the failure
   const killedAt = Date.now();
   const oldPrimary = await sentinel.killPrimary();
   const newPrimary = await sentinel.waitForFailover(oldPrimary, 25_000);
@@ -90,7 +94,8 @@ test('the primary killed under load: 503 for a bounded time, never 200 without a
     await new Promise((r) => setTimeout(r, 100));
   }
   const recoveredAt = Date.now();
-  await new Promise((r) => setTimeout(r, 300));
+  const roundsAtRecovery = rounds;
+  await waitUntil(() => rounds >= roundsAtRecovery + 40, 10_000); // the load goes on after the recovery
   stopLoad = true;
   await Promise.all(loops);
 

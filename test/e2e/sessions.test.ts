@@ -10,7 +10,9 @@ import * as jose from 'jose';
 import { REPO_ROOT } from '../../demo/processes.js';
 import { startStack, type Stack } from '../../demo/stack.js';
 import { Browser, signIn } from '../support/browser.js';
-import { waitUntil } from '../support/wait.js';
+import { eventsCaughtUp } from '../support/logs.js';
+import { probeUntil, waitUntil } from '../support/wait.js';
+import { alice } from '../support/identities.js';
 
 const TOKEN_TTL_S = 4;
 const OLD_SECRET = 'old-secret-'.padEnd(40, 'o');
@@ -25,12 +27,18 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// The IdP's tokens really age here: renewal is due at half their lifetime, and no event tells the test
+// that a wall-clock moment has come. The timing itself is covered with a fake clock by the store suite;
+// these pauses give the one real-Redis, real-IdP path per behaviour the time it needs.
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Until the tokens are due for renewal (half their lifetime), with a margin. */
+const untilDue = () => pause((TOKEN_TTL_S / 2) * 1000 + 300);
 
-/** Log lines are written asynchronously: wait for the count to settle on `expected`, then check it stays. */
+/** Log lines are written asynchronously: wait for the count to reach `expected`, then for every line
+ * logged so far to be out (a marker logged later shows), and check the count stayed. */
 async function expectRefreshEvents(expected: number): Promise<void> {
   await waitUntil(() => refreshEvents() >= expected, 1000);
-  await sleep(250); // log lines leave in batches, at least every 100 ms
+  await Promise.all(['idgate', 'idgate2'].map((n, i) => eventsCaughtUp(stack.idgateUrls[i]!, () => stack.processes[n]!.output())));
   expect(refreshEvents()).toBe(expected);
 }
 
@@ -59,20 +67,20 @@ describe('silent renewal', () => {
     const browser = new Browser();
     await signIn(browser, `${stack.frontUrl}/`, 'alice');
     const before = refreshEvents();
-    await sleep((TOKEN_TTL_S / 2) * 1000 + 300);
+    await untilDue();
     const res = await browser.fetch(`${stack.frontUrl}/after-renewal`);
     expect(res.status).toBe(200);
     expect(res.headers.getSetCookie().some((c) => c.startsWith('_idgate=') && /HttpOnly/.test(c))).toBe(true);
     await expectRefreshEvents(before + 1);
     // Well past the first token's expiry, the renewed session still works.
-    await sleep(TOKEN_TTL_S * 1000);
+    await pause(TOKEN_TTL_S * 1000);
     expect((await browser.fetch(`${stack.frontUrl}/later`)).status).toBe(200);
   });
 
   test('20 concurrent requests at renewal time across two replicas cause one refresh grant and no logout', async () => {
     const browser = new Browser();
     await signIn(browser, `${stack.frontUrl}/`, 'bob');
-    await sleep(TOKEN_TTL_S * 1000 + 300); // expired: every request needs the renewal
+    await pause(TOKEN_TTL_S * 1000 + 300); // expired: every request needs the renewal
     const before = refreshEvents();
     const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => checkAt(i % 2, browser)));
     expect(answers.map((a) => a.status)).toEqual(Array(20).fill(200));
@@ -87,9 +95,9 @@ describe('silent renewal', () => {
     await signIn(browser, `${stack.frontUrl}/`, 'alice');
     await stack.stopIdp();
     try {
-      await sleep((TOKEN_TTL_S / 2) * 1000 + 300);
+      await untilDue();
       expect((await checkAt(0, browser)).status).toBe(200); // due, not expired: goes on with current tokens
-      await sleep((TOKEN_TTL_S / 2) * 1000 + 300);
+      await untilDue();
       expect((await checkAt(0, browser)).status).toBe(503); // expired, cannot renew: cannot decide
     } finally {
       await stack.startIdp();
@@ -110,9 +118,8 @@ describe('logout everywhere', () => {
     // The other replica may hold the session in its cache: the revocation reaches it by pub/sub a moment
     // after the logout answers (docs/operations.md measures it), so ask again for up to 2 s.
     const ask = () => fetch(`${stack.idgateUrls[1]}/auth`, { headers: { cookie, accept: 'application/json', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}` } });
-    let other = await ask();
-    for (const deadline = Date.now() + 2000; other.status === 200 && Date.now() < deadline; other = await ask()) await new Promise((r) => setTimeout(r, 25));
-    expect(other.status).toBe(401);
+    const other = await probeUntil(async () => (await ask()).status, (status) => status !== 200);
+    expect(other).toBe(401);
   });
 
   test('ending the session at the IdP logs the user out of idgate on every replica within a second (back-channel)', async () => {
@@ -122,13 +129,7 @@ describe('logout everywhere', () => {
     // At the IdP directly, as if the user signed out of another app sharing the IdP session.
     const confirm = await browser.navigate(`${stack.issuer}/session/end`);
     await browser.submitForm(confirm.url, await confirm.res.text(), { logout: 'yes' });
-    const deadline = Date.now() + 1000;
-    let statuses: number[] = [];
-    while (Date.now() < deadline) {
-      statuses = [(await checkAt(0, browser)).status, (await checkAt(1, browser)).status];
-      if (statuses.every((s) => s === 401)) break;
-      await sleep(50);
-    }
+    const statuses = await probeUntil(async () => [(await checkAt(0, browser)).status, (await checkAt(1, browser)).status], (s) => s.every((status) => status === 401), 1000);
     expect(statuses).toEqual([401, 401]);
     const revoked = () => (stack.processes.idgate!.output() + stack.processes.idgate2!.output()).split('\n').some((l) => l.includes('"event":"backchannel_logout"') && l.includes('"sessions_revoked":1'));
     await waitUntil(revoked);
@@ -175,8 +176,8 @@ describe('at rest and for operators', () => {
       // the random-looking sealed values now and then; two dot-joined parts do not.
       expect(text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}/);
       expect(text).not.toContain('refresh');
-      expect(text).not.toContain('alice@example.com');
-      expect(text).not.toContain('engineering');
+      expect(text).not.toContain(alice.email);
+      for (const group of alice.groups) expect(text).not.toContain(group);
     } finally {
       redis.disconnect();
     }
@@ -194,7 +195,7 @@ describe('at rest and for operators', () => {
       await stack.startIdgate(replica);
     }
     expect((await browser.fetch(`${stack.frontUrl}/`)).status).toBe(200);
-    await sleep((TOKEN_TTL_S / 2) * 1000 + 300);
+    await untilDue();
     expect((await browser.fetch(`${stack.frontUrl}/`)).status).toBe(200); // renewal: Set-Cookie with the new secret
     expect(signature.unsign(decodeURIComponent(browser.cookie('127.0.0.1', '_idgate')!).slice(2), NEW_SECRET)).not.toBe(false);
     stack.env.IDGATE_COOKIE_SECRETS = NEW_SECRET;

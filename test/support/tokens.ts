@@ -1,10 +1,11 @@
 // Machine tokens from the demo IdP, for tests that send a bearer token through the stack.
+import { basicAuth, machineClient } from './identities.js';
 
 /** An access token of the client_credentials grant (demo-bot, scope api:read, unless told otherwise). */
-export async function clientCredentialsToken(issuer: string, clientId = 'demo-bot', secret = 'demo-bot-secret', scope = 'api:read'): Promise<string> {
+export async function clientCredentialsToken(issuer: string, clientId: string = machineClient.id, secret: string = machineClient.secret, scope: string = machineClient.scope): Promise<string> {
   const res = await fetch(`${issuer}/token`, {
     method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    headers: { authorization: basicAuth({ id: clientId, secret }), 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({ grant_type: 'client_credentials', scope }).toString(),
   });
   const body = (await res.json()) as { access_token?: string; error?: string };

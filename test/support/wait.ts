@@ -5,3 +5,14 @@ export async function waitUntil(condition: () => boolean, timeoutMs = 2000): Pro
   const deadline = Date.now() + timeoutMs;
   while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
 }
+
+/** Resolves with the first result `probe()` gives that `done` accepts, or the last one after `timeoutMs` (for the assertion to report). */
+export async function probeUntil<T>(probe: () => Promise<T>, done: (result: T) => boolean, timeoutMs = 2000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let result = await probe();
+  while (!done(result) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 25));
+    result = await probe();
+  }
+  return result;
+}

@@ -3,6 +3,7 @@
 // is reported when it ends.
 import type { Redis } from 'ioredis';
 import { combineShardWaits, DurableWrites, type DurabilitySettings, type DurableWriteKind, type ShardWait, type WaitOutcome } from '../../service/src/durable-writes.js';
+import { waitUntil } from '../support/wait.js';
 
 interface Server {
   online: number;
@@ -106,7 +107,7 @@ test('a failed write rejects and reports nothing', async () => {
 test('with every pool connection held by a slow WAIT, a further write goes on the shared connection after the bound, reported skipped', async () => {
   const { state, durable, reports } = setUp({ acked: 0, waitTakesMs: 600 }, { redisWaitMs: 200 });
   const held = Array.from({ length: 4 }, (_, i) => durable.write('session', (r) => r.set(`held${i}`, 'v')));
-  await new Promise((r) => setTimeout(r, 20));
+  await waitUntil(() => state.log.filter((l) => l.includes(' WAIT ')).length === 4); // every pool connection is in its WAIT
   const extra = await durable.write('session', (r) => r.set('extra', 'v'));
   expect(extra).toBe('OK');
   expect(state.log).toContain('shared SET extra');

@@ -3,6 +3,7 @@ import http from 'node:http';
 import * as jose from 'jose';
 import { RemoteKeySet } from '../../service/src/keys.js';
 import { Introspector } from '../../service/src/introspection.js';
+import { waitUntil } from '../support/wait.js';
 
 let server: http.Server;
 let base: string;
@@ -88,7 +89,7 @@ describe('RemoteKeySet', () => {
     down = true;
     now = 5000;
     expect(await set.getKey('k1', 'RS256')).toBeDefined();
-    await new Promise((r) => setTimeout(r, 50)); // the background refresh
+    await waitUntil(() => failures.length > 0); // the background refresh reports its fetch
     expect(failures).toEqual([expect.stringContaining('HTTP 503')]);
     expect(await set.getKey('k1', 'RS256')).toBeDefined();
   });
@@ -96,12 +97,13 @@ describe('RemoteKeySet', () => {
   test('a key the issuer retired stops verifying after the refetch', async () => {
     let now = 0;
     jwks = { keys: [await publicJwk('k1'), await publicJwk('k2')] };
-    const set = new RemoteKeySet(new URL(`${base}/jwks`), { now: () => now, maxAgeMs: 1000, cooldownMs: 1000 });
+    let fetches = 0;
+    const set = new RemoteKeySet(new URL(`${base}/jwks`), { now: () => now, maxAgeMs: 1000, cooldownMs: 1000, onFetch: () => (fetches += 1) });
     expect(await set.getKey('k1', 'RS256')).toBeDefined();
     jwks = { keys: [jwks.keys[1]!] };
     now = 2000;
     await set.getKey('k2', 'RS256'); // stale: triggers the background refetch
-    await new Promise((r) => setTimeout(r, 50));
+    await waitUntil(() => fetches === 2);
     expect(await set.getKey('k1', 'RS256')).toBeUndefined();
   });
 
