@@ -7,8 +7,8 @@ import path from 'node:path';
 import signature from 'cookie-signature';
 import { Redis } from 'ioredis';
 import * as jose from 'jose';
-import { REPO_ROOT } from '../../demo/processes.js';
-import { startStack, type Stack } from '../../demo/stack.js';
+import { REPO_ROOT } from '../../stack/processes.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { waitUntil } from '../support/wait.js';
 

@@ -6,8 +6,8 @@ import { createLogger } from '../../service/src/audit.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { loadPolicyFile } from '../../service/src/policy-file.js';
 import type { Policy } from '../../service/src/policy.js';
-import { freePort, REPO_ROOT, startProcess, waitForPort } from '../../demo/processes.js';
-import { startTempRedis } from '../../demo/redis.js';
+import { freePort, REPO_ROOT, startProcess, waitForPort } from '../../stack/processes.js';
+import { startTempRedis } from '../../stack/redis.js';
 import type { SpoeAgent } from '../../service/src/spoe.js';
 import { createIdgate, type Idgate } from '../../service/src/idgate.js';
 import type { Metrics } from '../../service/src/metrics.js';
@@ -38,7 +38,7 @@ export async function startRedisAndIdp(idpEnv: Record<string, string>): Promise<
   const redisPort = await freePort();
   const idpPort = await freePort();
   const redis = startTempRedis(redisPort);
-  const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], { env: { ...process.env, IDP_PORT: String(idpPort), ...idpEnv } });
+  const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], { env: { ...process.env, IDP_PORT: String(idpPort), ...idpEnv } });
   await Promise.all([waitForPort(redisPort), waitForPort(idpPort)]);
   return {
     redisPort,
