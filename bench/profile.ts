@@ -3,9 +3,9 @@
 // the functions with the most self time.
 import fs from 'node:fs';
 import path from 'node:path';
-import { startHaproxy } from '../demo/haproxy.js';
-import { freePort, REPO_ROOT } from '../demo/processes.js';
-import { startStack } from '../demo/stack.js';
+import { startHaproxy } from '../stack/haproxy.js';
+import { freePort, REPO_ROOT } from '../stack/processes.js';
+import { startStack } from '../stack/stack.js';
 import { Browser, signIn } from '../test/support/browser.js';
 import { runWrk } from './load.js';
 

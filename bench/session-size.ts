@@ -6,7 +6,7 @@
 // most a pending login can cost). Reports Redis's used_memory growth per item and MEMORY USAGE of the
 // keys each one made. Figures go to docs/operations.md, "Durability and sizing".
 import { Redis } from 'ioredis';
-import { startStack } from '../demo/stack.js';
+import { startStack } from '../stack/stack.js';
 import { loadConfig } from '../service/src/config.js';
 import { redisKeys } from '../service/src/session-store.js';
 import { Browser, signIn } from '../test/support/browser.js';

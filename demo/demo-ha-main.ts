@@ -1,7 +1,7 @@
 // `make demo-ha`: the replicated deployment on loopback, until Ctrl-C: Redis Sentinel (a primary, a
 // replica, three sentinels), two idgate replicas, and two HAProxy front ends that both balance them.
 import path from 'node:path';
-import { REPO_ROOT, startStack, stopOnSignals } from './stack.js';
+import { REPO_ROOT, startStack, stopOnSignals } from '../stack/stack.js';
 
 const ports = {
   front: 8080,

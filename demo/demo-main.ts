@@ -1,6 +1,6 @@
 // `make demo`: the whole stack on the default ports (docs/reference.md), until Ctrl-C.
 import path from 'node:path';
-import { REPO_ROOT, startStack, stopOnSignals } from './stack.js';
+import { REPO_ROOT, startStack, stopOnSignals } from '../stack/stack.js';
 
 const ports = { front: 8080, idgate: [4180], idp: 9000, redis: 6380, upstream: 8081, canary: 8082, spoe: [4181] };
 // IDGATE_HAPROXY_MODE=spoe make demo: HAProxy asks idgate's SPOE agent instead of the HTTP check.

@@ -1,7 +1,7 @@
 // The audit trail and the operational surface, on the real stack: one line per decision with every
 // field, HAProxy's log line and idgate's audit line joined by the request id, metrics that move, and
 // readiness that follows Redis.
-import { startStack, type Stack } from '../../demo/stack.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { metricValue } from '../support/idgate.js';
 import { MARKER_PREFIX, decisionsCaughtUp } from '../support/logs.js';

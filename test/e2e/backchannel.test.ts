@@ -9,8 +9,8 @@ import { BACKCHANNEL_EVENT } from '../../service/src/backchannel.js';
 import { idpSessionHash, redisKeys, RedisSessionStore, sessionHash } from '../../service/src/session-store.js';
 import { createRedisClient } from '../../service/src/redis.js';
 import type { StoredSession } from '../../service/src/sessions.js';
-import { freePort, waitForPort, type ManagedProcess } from '../../demo/processes.js';
-import { startTempRedis } from '../../demo/redis.js';
+import { freePort, waitForPort, type ManagedProcess } from '../../stack/processes.js';
+import { startTempRedis } from '../../stack/redis.js';
 import { configFrom, redisReady, startInProcess, stopInProcess, type InProcessIdgate, checkFacts } from '../support/idgate.js';
 
 let redis: ManagedProcess;

@@ -7,11 +7,11 @@ import http from 'node:http';
 import path from 'node:path';
 import * as jose from 'jose';
 import request from 'supertest';
-import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
-import { startTempRedis } from '../../demo/redis.js';
-import { REPO_ROOT } from '../../demo/stack.js';
-import { startHaproxy } from '../../demo/haproxy.js';
-import { startUpstream, type RunningUpstream } from '../../demo/upstream.js';
+import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../stack/processes.js';
+import { startTempRedis } from '../../stack/redis.js';
+import { REPO_ROOT } from '../../stack/stack.js';
+import { startHaproxy } from '../../stack/haproxy.js';
+import { startUpstream, type RunningUpstream } from '../../stack/upstream.js';
 import { parsePolicy } from '../../service/src/policy-file.js';
 import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate, checkFacts } from '../support/idgate.js';
 import { machineClient, opaqueClient } from '../support/identities.js';
@@ -33,7 +33,7 @@ let frontUrl: string;
 
 async function startIdp(): Promise<{ process: ManagedProcess; issuer: string }> {
   const port = await freePort();
-  const p = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], {
+  const p = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], {
     env: { ...process.env, IDP_PORT: String(port), IDP_REDIRECT_URIS: 'http://app.test/_auth/callback' },
   });
   await waitForPort(port);

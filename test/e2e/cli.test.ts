@@ -1,8 +1,8 @@
 // `npx idgate ...` as users run it: the compiled CLI in a child process.
 import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { REPO_ROOT } from '../../demo/stack.js';
-import { freePort, startProcess } from '../../demo/processes.js';
+import { REPO_ROOT } from '../../stack/stack.js';
+import { freePort, startProcess } from '../../stack/processes.js';
 import { waitUntil } from '../support/wait.js';
 
 function idgate(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -21,7 +21,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT } from '../../demo/processes.js';
+import { REPO_ROOT } from '../../stack/processes.js';
 
 type Marking = { kind: 'run'; settings: boolean } | { kind: 'file'; name: string };
 

@@ -4,10 +4,10 @@
 // idgate's own cookies never reach the app, and what idgate does send is unambiguous. Requests are
 // written byte-exact (raw-http): repeated lines stay repeated, names keep their spelling.
 import crypto from 'node:crypto';
-import { startStack, type Stack } from '../../demo/stack.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { all, one, rawRequest, type RawResponse } from '../support/raw-http.js';
-import type { EchoedRequest } from '../../demo/upstream.js';
+import type { EchoedRequest } from '../../stack/upstream.js';
 import { clientCredentialsToken } from '../support/tokens.js';
 import { machineClient } from '../support/identities.js';
 

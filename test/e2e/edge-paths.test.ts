@@ -10,11 +10,11 @@
 // route the caller may not open under the demo policy.
 import crypto from 'node:crypto';
 import fc from 'fast-check';
-import { startStack, type Stack } from '../../demo/stack.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { rawRequest } from '../support/raw-http.js';
 import { forbiddenReadings, hostilePath, referenceCanonical, type Caller } from '../support/path-oracle.js';
-import type { EchoedRequest } from '../../demo/upstream.js';
+import type { EchoedRequest } from '../../stack/upstream.js';
 
 type Client = 'anonymous browser' | 'anonymous API' | 'bob' | 'alice';
 const CLIENTS: Client[] = ['anonymous browser', 'anonymous API', 'bob', 'alice'];

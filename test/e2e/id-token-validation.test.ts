@@ -6,7 +6,7 @@ import * as jose from 'jose';
 import { loadConfig } from '../../service/src/config.js';
 import { OidcRelyingParty } from '../../service/src/oidc.js';
 import type { StoredSession } from '../../service/src/sessions.js';
-import { freePort } from '../../demo/processes.js';
+import { freePort } from '../../stack/processes.js';
 
 let server: http.Server;
 let issuer: string;

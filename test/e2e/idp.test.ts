@@ -1,15 +1,15 @@
-// End-to-end tests of the demo IdP (demo/idp.ts), run as its own process the way the demo runs it.
-// Needs a build first: `npx tsc -p tsconfig.build.json` (produces dist/demo/idp-main.js).
+// End-to-end tests of the demo IdP (stack/idp.ts), run as its own process the way the demo runs it.
+// Needs a build first: `npx tsc -p tsconfig.build.json` (produces dist/stack/idp-main.js).
 import { existsSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
-import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
+import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../stack/processes.js';
 import { alice, basicAuth, bob, machineClient } from '../support/identities.js';
 
 const projectRoot = path.resolve(import.meta.dirname, '../..');
-const idpEntry = path.join(projectRoot, 'dist/demo/idp-main.js');
+const idpEntry = path.join(projectRoot, 'dist/stack/idp-main.js');
 
 let issuer: string;
 let redirectUri: string;

@@ -10,8 +10,8 @@ import request from 'supertest';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { openSession, sessionKey } from '../../service/src/session-store.js';
 import { hashValue, savePendingLogin, takePendingLogin } from '../../service/src/sessions.js';
-import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
-import { startTempRedis } from '../../demo/redis.js';
+import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from '../../stack/processes.js';
+import { startTempRedis } from '../../stack/redis.js';
 import { Browser, parseForm, signIn } from '../support/browser.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
 
@@ -32,7 +32,7 @@ beforeAll(async () => {
   issuer = `http://127.0.0.1:${idpPort}`;
   appUrl = `http://127.0.0.1:${appPort}`;
   redisProcess = startTempRedis(redisPort);
-  idpProcess = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], {
+  idpProcess = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], {
     env: {
       ...process.env,
       IDP_PORT: String(idpPort),

@@ -3,8 +3,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT } from '../../demo/processes.js';
-import { startStack, type Stack } from '../../demo/stack.js';
+import { REPO_ROOT } from '../../stack/processes.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { probeUntil, waitUntil } from '../support/wait.js';
 

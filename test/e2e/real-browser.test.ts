@@ -1,7 +1,7 @@
 // The demo's promise, checked in a real browser: Debian's Chromium driven by playwright-core signs in
 // through HAProxy, idgate and the local IdP, and sees the upstream app with its identity.
 import { chromium, type Browser } from 'playwright-core';
-import { startStack, type Stack } from '../../demo/stack.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 
 let stack: Stack;
 let browser: Browser;

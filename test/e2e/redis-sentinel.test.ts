@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import signature from 'cookie-signature';
 import { Browser, signIn } from '../support/browser.js';
-import { startSentinelSet, type SentinelSet } from '../../demo/redis-sentinel.js';
+import { startSentinelSet, type SentinelSet } from '../../stack/redis-sentinel.js';
 import { idgateCli, startIdgateReplicas, type IdgateReplicas } from '../support/redis-topologies.js';
 import { waitUntil } from '../support/wait.js';
 

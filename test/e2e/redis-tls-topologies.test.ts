@@ -6,9 +6,9 @@
 // unready idgate that names the cause and no secret. Sentinel also fails over (SENTINEL FAILOVER) under TLS
 // and the session survives it.
 import path from 'node:path';
-import { startSentinelSet, type SentinelSet } from '../../demo/redis-sentinel.js';
-import { freePort, REPO_ROOT, startProcess, waitForPort, waitUntil, type ManagedProcess } from '../../demo/processes.js';
-import type { RedisAcl } from '../../demo/redis.js';
+import { startSentinelSet, type SentinelSet } from '../../stack/redis-sentinel.js';
+import { freePort, REPO_ROOT, startProcess, waitForPort, waitUntil, type ManagedProcess } from '../../stack/processes.js';
+import type { RedisAcl } from '../../stack/redis.js';
 import request from 'supertest';
 import { Browser, signIn } from '../support/browser.js';
 import { configFrom, startInProcess } from '../support/idgate.js';

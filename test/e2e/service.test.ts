@@ -10,7 +10,7 @@ import { createRedisClient } from '../../service/src/redis.js';
 import { createSessionMiddleware } from '../../service/src/sessions.js';
 import { RedisSessionStore, sealSession, sessionKey } from '../../service/src/session-store.js';
 import { checkFacts, configFrom, redisReady, startInProcess, startRedisAndIdp, stopInProcess, type RedisAndIdp } from '../support/idgate.js';
-import { freePort } from '../../demo/processes.js';
+import { freePort } from '../../stack/processes.js';
 import signature from 'cookie-signature';
 
 let parts: RedisAndIdp;

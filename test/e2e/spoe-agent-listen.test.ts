@@ -4,8 +4,8 @@
 // all, not just nothing on 4181.
 import fs from 'node:fs';
 import path from 'node:path';
-import { startStack, type Stack } from '../../demo/stack.js';
-import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from '../../demo/processes.js';
+import { startStack, type Stack } from '../../stack/stack.js';
+import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from '../../stack/processes.js';
 import { FRAME } from '../../service/src/spoe.js';
 import { converse, hello } from '../support/spop.js';
 import { waitUntil } from '../support/wait.js';

@@ -2,7 +2,7 @@
 // the SPOE agent — must get the same answer: status, redirect, challenge and identity.
 import crypto from 'node:crypto';
 import signature from 'cookie-signature';
-import { startStack, type Stack } from '../../demo/stack.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { loadConfig } from '../../service/src/config.js';
 import { Browser, signIn } from '../support/browser.js';
 import { converse, hello, notify, setVars } from '../support/spop.js';

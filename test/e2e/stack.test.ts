@@ -1,6 +1,6 @@
 // The whole product through real HAProxy, real Redis, the real local IdP and two idgate replicas, once
 // with each HAProxy integration: the Lua action + HTTP check, and idgate's SPOE agent.
-import { startStack, type Stack } from '../../demo/stack.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { clientCredentialsToken } from '../support/tokens.js';
 import { waitUntil } from '../support/wait.js';

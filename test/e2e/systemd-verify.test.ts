@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT } from '../../demo/processes.js';
+import { REPO_ROOT } from '../../stack/processes.js';
 
 const SYSTEMD_ANALYZE = ['/usr/bin/systemd-analyze', '/bin/systemd-analyze'].find((p) => fs.existsSync(p));
 if (!SYSTEMD_ANALYZE) process.stdout.write('systemd-verify: skipped, systemd-analyze is not installed (Debian package systemd)\n');

@@ -4,8 +4,8 @@
 // through both fronts after the sentinels fail the primary over, on request (SENTINEL FAILOVER) and when
 // it is killed. idgate's session cache is off, so every check reads the session from Redis.
 import fs from 'node:fs';
-import { REDIS_CONF } from '../../demo/redis.js';
-import { startStack, type Stack } from '../../demo/stack.js';
+import { REDIS_CONF } from '../../stack/redis.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 
 let stack: Stack;

@@ -1,7 +1,7 @@
 // idgate's own side of a graceful stop, on a real process: SIGTERM makes /readyz answer 503 while the
 // check and /healthz still answer; after IDGATE_SHUTDOWN_DRAIN_MS it exits 0 with its last log line
 // written. A second signal ends it at once.
-import { startStack, type Stack } from '../../demo/stack.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { checkFacts } from '../support/idgate.js';
 import { waitUntil } from '../support/wait.js';
 

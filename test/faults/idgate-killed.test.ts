@@ -1,7 +1,7 @@
 // One idgate replica killed (SIGKILL: no drain, no goodbye) under load, behind the real HAProxy. HAProxy
 // moves everything to the survivor; the only requests allowed to fail are those in flight on the killed
 // process at that instant (at most one per client). The counts are printed.
-import { startStack, type Stack } from '../../demo/stack.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { describeCounts, startLoad } from '../support/load.js';
 import { waitUntil } from '../support/wait.js';

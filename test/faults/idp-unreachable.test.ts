@@ -1,7 +1,7 @@
 // The IdP unreachable (stopped): sessions already made and bearer tokens whose signing key idgate holds
 // keep working through HAProxy; a sign-in that needs the IdP ends on a clear page, quickly, and idgate
 // stays up. The counts are printed.
-import { startStack, type Stack } from '../../demo/stack.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, parseForm, signIn } from '../support/browser.js';
 import { describeCounts, startLoad } from '../support/load.js';
 import { waitUntil } from '../support/wait.js';

@@ -7,7 +7,7 @@
 //     same primary (through the shared client, the session cache off) do not wait;
 //   - a logout of a session on another primary does not wait for the paused replica.
 import { Redis } from 'ioredis';
-import { redisCli } from '../../demo/redis.js';
+import { redisCli } from '../../stack/redis.js';
 import { redisKeys, sessionKey } from '../../service/src/session-store.js';
 import { unsignSessionId } from '../../service/src/cookies.js';
 import { Browser, signIn } from '../support/browser.js';

@@ -6,9 +6,9 @@
 //   - a replica that resumes within the bound has the session when the answer comes back;
 //   - a logout's delete is on the replica when its answer comes back.
 import { Redis } from 'ioredis';
-import { freePort, waitForPort, type ManagedProcess } from '../../demo/processes.js';
-import { startTempRedis } from '../../demo/redis.js';
-import { startStack, type Stack } from '../../demo/stack.js';
+import { freePort, waitForPort, type ManagedProcess } from '../../stack/processes.js';
+import { startTempRedis } from '../../stack/redis.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { sessionKey } from '../../service/src/session-store.js';
 import { unsignSessionId } from '../../service/src/cookies.js';
 import type { Config } from '../../service/src/config.js';

@@ -4,9 +4,9 @@
 // returning to B answering 401, with B's session cache warm) is measured and printed, p50 and max.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { startHaproxy } from '../../demo/haproxy.js';
-import { freePort, REPO_ROOT, type ManagedProcess } from '../../demo/processes.js';
-import { startStack, type Stack } from '../../demo/stack.js';
+import { startHaproxy } from '../../stack/haproxy.js';
+import { freePort, REPO_ROOT, type ManagedProcess } from '../../stack/processes.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 
 let stack: Stack;

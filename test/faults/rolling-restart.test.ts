@@ -2,7 +2,7 @@
 // orchestrator does) while keep-alive clients with a signed-in session send requests back to back.
 // Every request must be answered 200: the stopping replica says unready first (/readyz 503, SPOE health
 // checks refused), HAProxy takes it out, and only then does it finish what is running and exit.
-import { startStack, type Stack } from '../../demo/stack.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { describeCounts, startLoad } from '../support/load.js';
 import { waitUntil } from '../support/wait.js';

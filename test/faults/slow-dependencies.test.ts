@@ -3,8 +3,8 @@
 // the IdP's keys: HAProxy's 800 ms answer budget), never hang; checks that don't need it stay fast.
 // Everything recovers once the delay is gone. The counts are printed. Slow Redis runs on a Redis Cluster
 // too: every node announces its proxy as its address, so that idgate reaches each only through it.
-import { freePort } from '../../demo/processes.js';
-import { startStack, type Stack } from '../../demo/stack.js';
+import { freePort } from '../../stack/processes.js';
+import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { startDelayProxy, type DelayProxy } from '../support/delay-proxy.js';
 import { describeCounts, startLoad, type LoadCounts } from '../support/load.js';

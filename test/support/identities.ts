@@ -1,6 +1,6 @@
 // Who the tests sign in as, and what idgate should then tell the upstream: read from the demo IdP's own
 // account table, so a test never restates a user's email, groups or a client's secret.
-import { API_RESOURCE, API_SCOPE, DEMO_USERS, MACHINE_CLIENT_ID, MACHINE_CLIENT_SECRET, OPAQUE_CLIENT_ID, OPAQUE_CLIENT_SECRET } from '../../demo/idp-accounts.js';
+import { API_RESOURCE, API_SCOPE, DEMO_USERS, MACHINE_CLIENT_ID, MACHINE_CLIENT_SECRET, OPAQUE_CLIENT_ID, OPAQUE_CLIENT_SECRET } from '../../stack/idp-accounts.js';
 
 export interface DemoPerson {
   /** The account id, the sign-in name and the password alike. */

@@ -1,23 +1,17 @@
-// idgate in this process, for supertest: the same parts main.ts wires, with log lines captured.
+// idgate in this process, for supertest: createIdgate, as main.ts uses it, with log lines captured.
 import fs from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
 import { createLogger } from '../../service/src/audit.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
-import { Metrics } from '../../service/src/metrics.js';
-import { DurableWrites, reportWaits } from '../../service/src/durable-writes.js';
-import { OidcRelyingParty } from '../../service/src/oidc.js';
 import { loadPolicyFile } from '../../service/src/policy-file.js';
 import type { Policy } from '../../service/src/policy.js';
-import { freePort, REPO_ROOT, startProcess, waitForPort } from '../../demo/processes.js';
-import { startTempRedis } from '../../demo/redis.js';
-import { createIdgateServer } from '../../service/src/server.js';
-import { createCheck } from '../../service/src/check.js';
-import { createSpoeAgent, type SpoeAgent } from '../../service/src/spoe.js';
-import { SessionCache, subscribeToRevocations } from '../../service/src/session-cache.js';
-import { RedisSessionStore } from '../../service/src/session-store.js';
-import { createRedisClient, type RedisClient } from '../../service/src/redis.js';
-import { BearerVerifier } from '../../service/src/tokens.js';
+import { freePort, REPO_ROOT, startProcess, waitForPort } from '../../stack/processes.js';
+import { startTempRedis } from '../../stack/redis.js';
+import type { SpoeAgent } from '../../service/src/spoe.js';
+import { createIdgate, type Idgate } from '../../service/src/idgate.js';
+import type { Metrics } from '../../service/src/metrics.js';
+import type { RedisClient } from '../../service/src/redis.js';
 
 export interface InProcessIdgate {
   readonly server: http.Server;
@@ -28,7 +22,7 @@ export interface InProcessIdgate {
   readonly spoeAgent?: SpoeAgent;
 }
 
-const running: { server: http.Server; spoeAgent?: SpoeAgent; redis: RedisClient; durable: DurableWrites; oidc: OidcRelyingParty; bearer: BearerVerifier; unsubscribe: () => void }[] = [];
+const running: Idgate[] = [];
 
 export interface RedisAndIdp {
   readonly redisPort: number;
@@ -44,7 +38,7 @@ export async function startRedisAndIdp(idpEnv: Record<string, string>): Promise<
   const redisPort = await freePort();
   const idpPort = await freePort();
   const redis = startTempRedis(redisPort);
-  const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], { env: { ...process.env, IDP_PORT: String(idpPort), ...idpEnv } });
+  const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], { env: { ...process.env, IDP_PORT: String(idpPort), ...idpEnv } });
   await Promise.all([waitForPort(redisPort), waitForPort(idpPort)]);
   return {
     redisPort,
@@ -78,44 +72,21 @@ export function demoPolicy(): Policy {
  */
 export async function startInProcess(config: Config, policy: Policy = demoPolicy(), options: { waitForRedis?: boolean; spoe?: boolean } = {}): Promise<InProcessIdgate> {
   const logLines: string[] = [];
-  const redis = createRedisClient(config);
-  // main.ts logs a Redis outage once; tests of outages look at the answers, without ioredis's console noise.
-  redis.on('error', () => undefined);
   const captureDir = process.env.IDGATE_LOG_CAPTURE_DIR;
   if (captureDir) fs.mkdirSync(captureDir, { recursive: true });
   const logger = createLogger((line) => {
     logLines.push(line);
     if (captureDir) fs.appendFileSync(path.join(captureDir, 'idgate-in-process.log'), line);
   });
-  const metrics = new Metrics();
-  const oidc = new OidcRelyingParty(config, (level, message, fields) => logger.log(level, message, fields));
-  const bearer = new BearerVerifier(config, logger, metrics);
-  await Promise.all([oidc.start(), bearer.start()]);
-  const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
-  const unsubscribe = sessionCache.enabled ? subscribeToRevocations(config, sessionCache, logger) : () => undefined;
-  const durable = new DurableWrites(redis, config, reportWaits(logger, metrics));
-  const sessions = new RedisSessionStore(redis, config, durable);
-  const deps = { config, redis, sessions, oidc, bearer, sessionCache, policy: () => policy, logger, metrics };
-  const server = createIdgateServer(deps);
-  const spoeAgent = options.spoe
-    ? createSpoeAgent({ check: createCheck(deps), trustedPeers: config.trustedProxies, maxConnections: config.spoeMaxConnections, maxInFlight: config.spoeMaxInFlight, onError: (message) => logger.log('warn', message) })
-    : undefined;
-  running.push({ server, spoeAgent, redis, durable, oidc, bearer, unsubscribe });
-  if (options.waitForRedis !== false) await redisReady(redis);
-  return { server, config, metrics, logLines, spoeAgent };
+  const idgate = createIdgate(config, { logger, policy: () => policy, spoe: options.spoe ?? false, reportRedisOutages: false });
+  running.push(idgate);
+  await idgate.ready();
+  if (options.waitForRedis !== false) await redisReady(idgate.deps.redis);
+  return { server: idgate.server, config, metrics: idgate.deps.metrics, logLines, spoeAgent: idgate.spoeAgent };
 }
 
 export function stopInProcess(): void {
-  for (const { server, spoeAgent, redis, durable, oidc, bearer, unsubscribe } of running.splice(0)) {
-    if (spoeAgent?.listening) void spoeAgent.shutdown(0);
-    durable.close();
-    unsubscribe();
-    oidc.stop();
-    bearer.stop();
-    server.closeAllConnections();
-    server.close();
-    redis.disconnect();
-  }
+  for (const idgate of running.splice(0)) idgate.close();
 }
 
 /**

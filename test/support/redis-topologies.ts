@@ -1,7 +1,7 @@
 // Real Redis deployments on loopback for the topology tests: a Cluster (three primaries; or TLS only, with
 // ACL users) and a TLS server, with a CA made by openssl (makeTestCa; the Sentinel set, which `make demo-ha`
-// runs too, is demo/redis-sentinel.ts, and takes the same CA and ACL users).
-// Every process is a child tracked by demo/processes.ts, and every `stop()` ends all it started and
+// runs too, is stack/redis-sentinel.ts, and takes the same CA and ACL users).
+// Every process is a child tracked by stack/processes.ts, and every `stop()` ends all it started and
 // removes its files.
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -9,8 +9,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, REPO_ROOT, startProcess, waitForPort, waitUntil, type ManagedProcess } from '../../demo/processes.js';
-import { aclFileText, redisCli, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from '../../demo/redis.js';
+import { freePort, REPO_ROOT, startProcess, waitForPort, waitUntil, type ManagedProcess } from '../../stack/processes.js';
+import { aclFileText, redisCli, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from '../../stack/redis.js';
 import { startDelayProxy, type DelayProxy } from './delay-proxy.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from './idgate.js';
 
@@ -266,7 +266,7 @@ export async function startIdgateReplicas(redisEnv: Record<string, string>, coun
   const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
   const urls = ports.map((p) => `http://127.0.0.1:${p}`);
   const issuer = `http://127.0.0.1:${idpPort}`;
-  const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/demo/idp-main.js')], {
+  const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], {
     env: { ...process.env, IDP_PORT: String(idpPort), IDP_REDIRECT_URIS: `${urls[0]}/_auth/callback`, IDP_POST_LOGOUT_REDIRECT_URIS: `${urls[0]}/_auth/logged-out` },
   });
   await waitForPort(idpPort);

@@ -1,10 +1,10 @@
-// The whole stack (demo/stack.ts: the IdP, the sample upstream, the compiled idgate, HAProxy) on either
+// The whole stack (stack/stack.ts: the IdP, the sample upstream, the compiled idgate, HAProxy) on either
 // Redis the fault tests run on: the stack's own server (redis/redis.conf, with its AOF), or a Redis Cluster
 // of three primaries keeping an AOF each (redis-topologies.ts). Both give the test the same handles, so
 // that one test body runs on each: describe.each(REDIS_TOPOLOGIES).
 import { Cluster, Redis } from 'ioredis';
-import { freePort } from '../../demo/processes.js';
-import { startStack, type Stack, type StackOptions } from '../../demo/stack.js';
+import { freePort } from '../../stack/processes.js';
+import { startStack, type Stack, type StackOptions } from '../../stack/stack.js';
 import type { RedisClient } from '../../service/src/redis.js';
 import { startDelayProxy, type DelayProxy } from './delay-proxy.js';
 import { startCluster, type RedisCluster } from './redis-topologies.js';

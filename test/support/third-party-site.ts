@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
-import { freePort } from '../../demo/processes.js';
+import { freePort } from '../../stack/processes.js';
 
 /**
  * Run as root (as Debian runs HAProxy), the site's config drops privileges into a chroot the way Debian's

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadConfig, SETTINGS } from '../../service/src/config.js';
 import { FINISH_BOUND_MS } from '../../service/src/limits.js';
-import { REPO_ROOT } from '../../demo/processes.js';
+import { REPO_ROOT } from '../../stack/processes.js';
 
 type Unit = Record<string, [string, string][]>;
 

@@ -62,7 +62,7 @@ describe('policy file validation', () => {
 
 test('the example policy in docs/policy.md is valid', async () => {
   const fs = await import('node:fs');
-  const { REPO_ROOT } = await import('../../demo/processes.js');
+  const { REPO_ROOT } = await import('../../stack/processes.js');
   const doc = fs.readFileSync(`${REPO_ROOT}/docs/policy.md`, 'utf8');
   const example = /## An example[\s\S]*?```yaml\n([\s\S]*?)```/.exec(doc)![1]!;
   expect(parsePolicy(example, 'docs/policy.md').problems).toEqual([]);

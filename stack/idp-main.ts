@@ -1,4 +1,4 @@
-// Runs the demo IdP as its own process: `node dist/demo/idp-main.js`.
+// Runs the demo IdP as its own process: `node dist/stack/idp-main.js`.
 //
 // Environment (all optional):
 //   IDP_PORT                       port to listen on (default 9000)

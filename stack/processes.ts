@@ -6,7 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The repository root, whether this file runs from demo/ (tests) or dist/demo/ (compiled). */
+/** The repository root, whether this file runs from stack/ (tests) or dist/stack/ (compiled). */
 export const REPO_ROOT = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
 
 function findRepoRoot(from: string): string {

@@ -61,7 +61,7 @@ export interface StackOptions {
   redisDir?: string;
   /**
    * single (default): one Redis server, IDGATE_REDIS_URL. sentinel: a primary, a replica and three
-   * sentinels (demo/redis-sentinel.ts), found through IDGATE_REDIS_SENTINELS; `sentinel` fails it over.
+   * sentinels (stack/redis-sentinel.ts), found through IDGATE_REDIS_SENTINELS; `sentinel` fails it over.
    * external: the caller runs Redis and names it in idgateEnv (the fault tests' Redis Cluster).
    */
   redis?: 'single' | 'sentinel' | 'external';
@@ -186,7 +186,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const keysFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-idp-')), 'keys.json');
   const startIdp = () =>
     track(
-      startProcess('idp', process.execPath, [path.join(DIST, 'demo/idp-main.js')], {
+      startProcess('idp', process.execPath, [path.join(DIST, 'stack/idp-main.js')], {
         env: {
           ...process.env,
           IDP_PORT: String(ports.idp),
@@ -218,7 +218,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     startIdp();
     for (const [name, port] of [['main', ports.upstream], ['canary', ports.canary]] as const) {
       const env = { ...process.env, UPSTREAM_PORT: String(port), UPSTREAM_NAME: name };
-      track(startProcess(name === 'main' ? 'upstream' : 'canary', process.execPath, [path.join(DIST, 'demo/upstream-main.js')], { env, echo }));
+      track(startProcess(name === 'main' ? 'upstream' : 'canary', process.execPath, [path.join(DIST, 'stack/upstream-main.js')], { env, echo }));
     }
     [sentinel] = await Promise.all([sentinelStarting, redisMode === 'external' ? undefined : waitForPort(ports.redis), waitForPort(ports.idp), waitForPort(ports.upstream), waitForPort(ports.canary)]);
     // A caller's idgateEnv wins over the set's settings.

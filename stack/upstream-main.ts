@@ -1,4 +1,4 @@
-// Runs the sample upstream app as its own process: `node dist/demo/upstream-main.js`.
+// Runs the sample upstream app as its own process: `node dist/stack/upstream-main.js`.
 //
 // Environment (all optional):
 //   UPSTREAM_PORT  port to listen on (default 8081)
