@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { haproxyConfDir, renderHaproxyTemplate, type HaproxyMode } from '../service/src/haproxy-config.js';
+import { haproxyConfDir, renderHaproxyTemplate, type HaproxyMode } from '../service/src/transports/haproxy-config.js';
 import { REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from './processes.js';
 
 export interface HaproxyOptions {

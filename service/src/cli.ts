@@ -2,19 +2,19 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as jose from 'jose';
-import { identityFromClaims } from './claims.js';
+import { identityFromClaims } from './policy/claims.js';
 import { defaultOf, describeConfig, loadConfig, loadRedisConfig, parseFlag, settingNamed, SETTINGS } from './config.js';
 import { CLI_REDIS_TIMEOUT_MS } from './limits.js';
 import { serve } from './main.js';
-import { loadPolicyFile } from './policy-file.js';
-import { DurableWrites, type DurabilitySettings } from './durable-writes.js';
+import { loadPolicyFile } from './policy/policy-file.js';
+import { DurableWrites, type DurabilitySettings } from './session/durable-writes.js';
 import { createRedisClient, describeRedisError } from './redis.js';
-import { listSessions, revokeSessions } from './session-store.js';
-import { describeSessionRecordVersions } from './sessions.js';
-import { decide, formatDecision, matchRule, type Identity } from './policy.js';
-import { canonicalPath } from './paths.js';
+import { listSessions, revokeSessions } from './session/session-store.js';
+import { describeSessionRecordVersions } from './session/sessions.js';
+import { decide, formatDecision, matchRule, type Identity } from './policy/policy.js';
+import { canonicalPath } from './check/paths.js';
 import { settingsReference } from './settings-doc.js';
-import { HAPROXY_PARTS, haproxyPart, presetDefaults, renderHaproxyTemplate, type HaproxyMode, type HaproxyPart, type HaproxyValues } from './haproxy-config.js';
+import { HAPROXY_PARTS, haproxyPart, presetDefaults, renderHaproxyTemplate, type HaproxyMode, type HaproxyPart, type HaproxyValues } from './transports/haproxy-config.js';
 
 const COMMANDS = `commands:
   serve           run the check, login and health endpoints (settings from IDGATE_* environment)

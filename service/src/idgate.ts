@@ -3,20 +3,20 @@
 // so what the tests run is what ships; process concerns (settings errors, signals, exit codes) stay in main.ts.
 import type http from 'node:http';
 import type { Logger } from './audit.js';
-import { createCheck, type CheckDependencies } from './check.js';
+import { createCheck, type CheckDependencies } from './check/check.js';
 import type { Config } from './config.js';
-import { DurableWrites, reportWaits } from './durable-writes.js';
+import { DurableWrites, reportWaits } from './session/durable-writes.js';
 import { describeError } from './errors.js';
 import { FINISH_BOUND_MS } from './limits.js';
 import { Metrics } from './metrics.js';
-import { OidcRelyingParty } from './oidc.js';
-import type { Policy } from './policy.js';
+import { OidcRelyingParty } from './browser/oidc.js';
+import type { Policy } from './policy/policy.js';
 import { createRedisClient, describeRedisError } from './redis.js';
 import { createIdgateServer } from './server.js';
-import { SessionCache, subscribeToRevocations } from './session-cache.js';
-import { RedisSessionStore } from './session-store.js';
-import { createSpoeAgent, type SpoeAgent } from './spoe.js';
-import { BearerVerifier } from './tokens.js';
+import { SessionCache, subscribeToRevocations } from './session/session-cache.js';
+import { RedisSessionStore } from './session/session-store.js';
+import { createSpoeAgent, type SpoeAgent } from './transports/spoe.js';
+import { BearerVerifier } from './tokens/tokens.js';
 
 export interface IdgateOptions {
   readonly logger: Logger;

@@ -6,7 +6,7 @@ import { describeConfig, loadConfig } from './config.js';
 import { describeError } from './errors.js';
 import { createIdgate } from './idgate.js';
 import { Metrics } from './metrics.js';
-import { PolicyHolder } from './policy-file.js';
+import { PolicyHolder } from './policy/policy-file.js';
 
 export async function serve(): Promise<number> {
   const { config, problems } = loadConfig();

@@ -3,14 +3,14 @@
 import http from 'node:http';
 import express from 'express';
 import type { RedisClient } from './redis.js';
-import type { CheckDependencies } from './check.js';
-import { createCheckHandler } from './http-check.js';
-import { createBrowserRoutes } from './login.js';
+import type { CheckDependencies } from './check/check.js';
+import { createCheckHandler } from './transports/http-check.js';
+import { createBrowserRoutes } from './browser/login.js';
 import { ERRORS } from './errors.js';
 import { HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEP_ALIVE_MS, HTTP_REQUEST_TIMEOUT_MS } from './limits.js';
-import type { OidcRelyingParty } from './oidc.js';
-import { createSessionMiddleware } from './sessions.js';
-import type { BearerVerifier } from './tokens.js';
+import type { OidcRelyingParty } from './browser/oidc.js';
+import { createSessionMiddleware } from './session/sessions.js';
+import type { BearerVerifier } from './tokens/tokens.js';
 
 /** What a process wires together: the check's dependencies are all of them. */
 export type ServerDependencies = CheckDependencies;

@@ -12,7 +12,7 @@ import { startTempRedis } from '../../stack/redis.js';
 import { REPO_ROOT } from '../../stack/stack.js';
 import { startHaproxy } from '../../stack/haproxy.js';
 import { startUpstream, type RunningUpstream } from '../../stack/upstream.js';
-import { parsePolicy } from '../../service/src/policy-file.js';
+import { parsePolicy } from '../../service/src/policy/policy-file.js';
 import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate, checkFacts } from '../support/idgate.js';
 import { machineClient, opaqueClient } from '../support/identities.js';
 import { clientCredentialsToken } from '../support/tokens.js';

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { startHaproxy } from '../../stack/haproxy.js';
 import { freePort, REPO_ROOT, startProcess, type ManagedProcess } from '../../stack/processes.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
-import type { HaproxyMode } from '../../service/src/haproxy-config.js';
+import type { HaproxyMode } from '../../service/src/transports/haproxy-config.js';
 import { Browser, signIn } from '../support/browser.js';
 import { startInProcess, startRedisAndIdp, stopInProcess, type RedisAndIdp } from '../support/idgate.js';
 import { fetchTrusting, luaCheckArgs, selfSignedCertificate, startSiteApps, thirdPartyConfig, withIdgate, type Seen, type SiteApps } from '../support/third-party-site.js';

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort, type ManagedProcess } from '../../stack/processes.js';
 import { checkHaproxyConfig, haproxyConfigPath, startHaproxy } from '../../stack/haproxy.js';
-import { renderHaproxyTemplate } from '../../service/src/haproxy-config.js';
+import { renderHaproxyTemplate } from '../../service/src/transports/haproxy-config.js';
 import { all, one, pairs, parseResponse, rawRequest, type RawResponse } from '../support/raw-http.js';
 import { waitUntil } from '../support/wait.js';
 

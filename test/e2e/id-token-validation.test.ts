@@ -4,8 +4,8 @@
 import http from 'node:http';
 import * as jose from 'jose';
 import { loadConfig } from '../../service/src/config.js';
-import { OidcRelyingParty } from '../../service/src/oidc.js';
-import type { StoredSession } from '../../service/src/sessions.js';
+import { OidcRelyingParty } from '../../service/src/browser/oidc.js';
+import type { StoredSession } from '../../service/src/session/sessions.js';
 import { freePort } from '../../stack/processes.js';
 
 let server: http.Server;

@@ -81,6 +81,7 @@ describe('the tarball', () => {
     'bin/idgate.js',
     'dist/service/src/cli.js',
     'dist/service/src/main.js',
+    'dist/service/src/check/check.js',
     'haproxy-conf/haproxy.cfg',
     'haproxy-conf/haproxy-spoe.cfg',
     'haproxy-conf/idgate.lua',
@@ -102,8 +103,8 @@ describe('the tarball', () => {
   });
 
   test('holds the compiled form of every service source, and nothing stale', () => {
-    const compiled = packed.filter((f) => f.startsWith('dist/service/src/')).map((f) => path.basename(f, '.js'));
-    const sources = fs.readdirSync(path.join(REPO_ROOT, 'service/src')).filter((f) => f.endsWith('.ts')).map((f) => path.basename(f, '.ts'));
+    const compiled = packed.filter((f) => f.startsWith('dist/service/src/')).map((f) => f.slice('dist/service/src/'.length, -'.js'.length));
+    const sources = fs.readdirSync(path.join(REPO_ROOT, 'service/src'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -'.ts'.length));
     expect(compiled.sort()).toEqual(sources.sort());
   });
 });

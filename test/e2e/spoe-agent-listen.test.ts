@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from '../../stack/processes.js';
-import { FRAME } from '../../service/src/spoe.js';
+import { FRAME } from '../../service/src/transports/spoe.js';
 import { converse, hello } from '../support/spop.js';
 import { waitUntil } from '../support/wait.js';
 

@@ -2,7 +2,7 @@
 // without waiting. Values are sealed exactly as in Redis (the same record parsing and version checks run),
 // the idle timeout is each session's expiry on this clock, and indexes and locks behave as in Redis. Tests
 // only: production has RedisSessionStore alone. test/unit/session-store.test.ts holds both to one suite.
-import { parseRecord, unreadableVersionOf, type StoredSession } from '../../service/src/sessions.js';
+import { parseRecord, unreadableVersionOf, type StoredSession } from '../../service/src/session/sessions.js';
 import {
   idpSessionHash,
   isPastMaxAge,
@@ -15,7 +15,7 @@ import {
   type SessionRead,
   type SessionRef,
   type SessionStore,
-} from '../../service/src/session-store.js';
+} from '../../service/src/session/session-store.js';
 import type { Config } from '../../service/src/config.js';
 
 export type MemoryStoreSettings = Pick<Config, 'sessionIdleTtlSeconds' | 'sessionMaxAgeSeconds'>;

@@ -4,9 +4,9 @@
 import crypto from 'node:crypto';
 import type { Config } from '../../service/src/config.js';
 import type { RedisClient } from '../../service/src/redis.js';
-import { idpSessionHash, openSession, RedisSessionStore, sessionKey } from '../../service/src/session-store.js';
-import type { StoredSession } from '../../service/src/sessions.js';
-import { sessionCookiePair, unsignSessionId } from '../../service/src/cookies.js';
+import { idpSessionHash, openSession, RedisSessionStore, sessionKey } from '../../service/src/session/session-store.js';
+import type { StoredSession } from '../../service/src/session/sessions.js';
+import { sessionCookiePair, unsignSessionId } from '../../service/src/session/cookies.js';
 import type { Browser } from './browser.js';
 
 export interface PlantedSession {

@@ -6,10 +6,10 @@ import crypto from 'node:crypto';
 import type { Config } from '../../service/src/config.js';
 import type { Logger } from '../../service/src/audit.js';
 import type { Metrics } from '../../service/src/metrics.js';
-import type { OidcRelyingParty } from '../../service/src/oidc.js';
-import { keepSessionFresh } from '../../service/src/refresh.js';
-import { identityOf, type StoredSession } from '../../service/src/sessions.js';
-import { idpSessionHash, sessionHash, type SessionStore } from '../../service/src/session-store.js';
+import type { OidcRelyingParty } from '../../service/src/browser/oidc.js';
+import { keepSessionFresh } from '../../service/src/session/refresh.js';
+import { identityOf, type StoredSession } from '../../service/src/session/sessions.js';
+import { idpSessionHash, sessionHash, type SessionStore } from '../../service/src/session/session-store.js';
 
 export const SUITE_SETTINGS = { sessionIdleTtlSeconds: 60, sessionMaxAgeSeconds: 3600 } as const;
 

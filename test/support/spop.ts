@@ -2,7 +2,7 @@
 import net from 'node:net';
 import { SETTINGS } from '../../service/src/config.js';
 import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
-import { FRAME, decodeFrame, encodeFrame, encodeKvList, encodeVarint, type SpoeAgentOptions } from '../../service/src/spoe.js';
+import { FRAME, decodeFrame, encodeFrame, encodeKvList, encodeVarint, type SpoeAgentOptions } from '../../service/src/transports/spoe.js';
 
 const defaultOf = (env: string) => SETTINGS.find((s) => s.env === env)!.default!;
 

@@ -1,6 +1,6 @@
-import { headerSafe, identityFields, prefersHtml, withoutIdgateCookies } from '../../service/src/check.js';
-import type { Identity } from '../../service/src/policy.js';
-import { findCookie, unsignSessionId } from '../../service/src/cookies.js';
+import { headerSafe, identityFields, prefersHtml, withoutIdgateCookies } from '../../service/src/check/check.js';
+import type { Identity } from '../../service/src/policy/policy.js';
+import { findCookie, unsignSessionId } from '../../service/src/session/cookies.js';
 import signature from 'cookie-signature';
 
 describe('prefersHtml', () => {

@@ -1,4 +1,4 @@
-import { identityFromClaims, readClaim, stringList } from '../../service/src/claims.js';
+import { identityFromClaims, readClaim, stringList } from '../../service/src/policy/claims.js';
 
 const names = { groupsClaim: 'groups', rolesClaim: 'realm_access.roles', primaryIssuer: 'i', trustUnverifiedEmail: false };
 

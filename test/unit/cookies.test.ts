@@ -2,7 +2,7 @@
 // is Secure with Path=/ and no Domain, so each way idgate writes one is held to that here.
 import signature from 'cookie-signature';
 import { loadConfig, type Config } from '../../service/src/config.js';
-import { bindingCookieOptions, sessionCookie, sessionCookieOptions } from '../../service/src/cookies.js';
+import { bindingCookieOptions, sessionCookie, sessionCookieOptions } from '../../service/src/session/cookies.js';
 
 const base = {
   IDGATE_ISSUER: 'https://idp.example.com',

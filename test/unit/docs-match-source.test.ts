@@ -53,7 +53,7 @@ describe('docs/troubleshooting.md', () => {
   const doc = read('docs/troubleshooting.md');
   // Every line of idgate's own source that a message could come from (messages are single-line literals).
   const sourceDir = path.join(root, 'service/src');
-  const sourceLines = fs.readdirSync(sourceDir).filter((f) => f.endsWith('.ts')).flatMap((f) => fs.readFileSync(path.join(sourceDir, f), 'utf8').split('\n'));
+  const sourceLines = fs.readdirSync(sourceDir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).flatMap((f) => fs.readFileSync(path.join(sourceDir, f), 'utf8').split('\n'));
   // **Message** (where it appears): `the message`, with … for the part that varies.
   const messages = [...doc.matchAll(/\*\*Message\*\*(?: \([^)\n]*\))?: `([^`\n]+)`/g)].map((m) => m[1]!);
   const pattern = (message: string) => new RegExp(message.split('…').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*?'));
@@ -68,7 +68,7 @@ describe('docs/troubleshooting.md', () => {
   test.each(messages.map((m) => [m]))('"%s" is still what idgate says (service/src)', (message) => {
     const re = pattern(message);
     const found = sourceLines.some((line) => re.test(line));
-    if (!found) throw new Error(`docs/troubleshooting.md quotes "${message}", which no line of service/src/*.ts says any more: quote the new message (and check the cause and fix still hold)`);
+    if (!found) throw new Error(`docs/troubleshooting.md quotes "${message}", which no line of service/src/**/*.ts says any more: quote the new message (and check the cause and fix still hold)`);
   });
 
   test('a message that idgate does not say is caught', () => {

@@ -2,7 +2,7 @@
 // test/faults/redis-replica-wait.test.ts): which connection a write goes on, when WAIT is sent, and what
 // is reported when it ends.
 import type { Redis } from 'ioredis';
-import { combineShardWaits, DurableWrites, type DurabilitySettings, type DurableWriteKind, type ShardWait, type WaitOutcome } from '../../service/src/durable-writes.js';
+import { combineShardWaits, DurableWrites, type DurabilitySettings, type DurableWriteKind, type ShardWait, type WaitOutcome } from '../../service/src/session/durable-writes.js';
 import { waitUntil } from '../support/wait.js';
 
 interface Server {

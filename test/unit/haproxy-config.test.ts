@@ -2,7 +2,7 @@
 // addresses, and filled into templates. HAProxy itself reads them in test/e2e/haproxy-dropin.test.ts.
 import fs from 'node:fs';
 import path from 'node:path';
-import { HAPROXY_PARTS, haproxyConfDir, haproxyPart, renderHaproxyTemplate, type HaproxyMode } from '../../service/src/haproxy-config.js';
+import { HAPROXY_PARTS, haproxyConfDir, haproxyPart, renderHaproxyTemplate, type HaproxyMode } from '../../service/src/transports/haproxy-config.js';
 
 const MODES: HaproxyMode[] = ['lua', 'spoe'];
 const confDir = haproxyConfDir();

@@ -4,9 +4,9 @@
 import http from 'node:http';
 import { createLogger } from '../../service/src/audit.js';
 import { loadConfig } from '../../service/src/config.js';
-import { Introspector, sourceKey, type IntrospectorOptions } from '../../service/src/introspection.js';
+import { Introspector, sourceKey, type IntrospectorOptions } from '../../service/src/tokens/introspection.js';
 import { Metrics } from '../../service/src/metrics.js';
-import { BearerVerifier } from '../../service/src/tokens.js';
+import { BearerVerifier } from '../../service/src/tokens/tokens.js';
 import { metricValue } from '../support/idgate.js';
 
 const ACTIVE = 'real-client-token';

@@ -1,8 +1,8 @@
 // RemoteKeySet against a real HTTP JWKS endpoint (in this process), with a controllable clock.
 import http from 'node:http';
 import * as jose from 'jose';
-import { RemoteKeySet } from '../../service/src/keys.js';
-import { Introspector } from '../../service/src/introspection.js';
+import { RemoteKeySet } from '../../service/src/tokens/keys.js';
+import { Introspector } from '../../service/src/tokens/introspection.js';
 import { waitUntil } from '../support/wait.js';
 
 let server: http.Server;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
-import { parsePolicy } from '../../service/src/policy-file.js';
-import { CONDITION_ENTRIES, planOf } from '../../service/src/policy-conditions.js';
-import { decide, matchRule, type Identity, type Policy, type RequestFacts } from '../../service/src/policy.js';
+import { parsePolicy } from '../../service/src/policy/policy-file.js';
+import { CONDITION_ENTRIES, planOf } from '../../service/src/policy/policy-conditions.js';
+import { decide, matchRule, type Identity, type Policy, type RequestFacts } from '../../service/src/policy/policy.js';
 
 const facts: RequestFacts = { method: 'GET', proto: 'https', host: 'h', uri: '/x', path: '/x', clientIp: '', requestId: 'r', wantsHtml: false, isXhr: false };
 const token: Identity = {

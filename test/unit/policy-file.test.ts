@@ -1,4 +1,4 @@
-import { parsePolicy } from '../../service/src/policy-file.js';
+import { parsePolicy } from '../../service/src/policy/policy-file.js';
 
 function problemsOf(yaml: string): string[] {
   return [...parsePolicy(yaml, 'p.yaml').problems];

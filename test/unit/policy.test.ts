@@ -1,6 +1,6 @@
-import { parsePolicy } from '../../service/src/policy-file.js';
-import { canonicalPath } from '../../service/src/paths.js';
-import { acceptedCredentials, decide, formatDecision, matchRule, SIGNED_IN_POLICY, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy.js';
+import { parsePolicy } from '../../service/src/policy/policy-file.js';
+import { canonicalPath } from '../../service/src/check/paths.js';
+import { acceptedCredentials, decide, formatDecision, matchRule, SIGNED_IN_POLICY, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy/policy.js';
 import { demoPolicy } from '../support/idgate.js';
 
 const browser = (method: string, uri: string, host = 'app.example.com'): RequestFacts => ({

@@ -1,5 +1,5 @@
 import { loadConfig } from '../../service/src/config.js';
-import { isSameOriginLogout, safeReturnTo } from '../../service/src/login.js';
+import { isSameOriginLogout, safeReturnTo } from '../../service/src/browser/login.js';
 
 const { config } = loadConfig({
   IDGATE_ISSUER: 'https://idp.example.com',

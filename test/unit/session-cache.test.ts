@@ -1,4 +1,4 @@
-import { SessionCache } from '../../service/src/session-cache.js';
+import { SessionCache } from '../../service/src/session/session-cache.js';
 
 const lookup = (user: string) => ({ found: true as const, sid: 's', session: {} as never, identity: { user } as never, record: {} });
 

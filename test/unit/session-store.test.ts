@@ -3,7 +3,7 @@
 import { Redis } from 'ioredis';
 import { freePort, waitForPort } from '../../stack/processes.js';
 import { startTempRedis } from '../../stack/redis.js';
-import { RedisSessionStore } from '../../service/src/session-store.js';
+import { RedisSessionStore } from '../../service/src/session/session-store.js';
 import { MemorySessionStore } from '../support/memory-session-store.js';
 import { runSessionStoreTests, SUITE_SETTINGS } from '../support/session-store-suite.js';
 

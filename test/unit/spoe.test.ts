@@ -3,10 +3,10 @@
 import { jest } from '@jest/globals';
 import net from 'node:net';
 import fc from 'fast-check';
-import { checkOutcome, spoeVariablesOf, type CheckInput, type CheckOutcome } from '../../service/src/check-wire.js';
+import { checkOutcome, spoeVariablesOf, type CheckInput, type CheckOutcome } from '../../service/src/transports/check-wire.js';
 import { loadConfig } from '../../service/src/config.js';
 import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
-import { FRAME, FrameSplitter, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, createWarningThrottle, decodeFrame, decodeMessages, encodeAck, encodeFrame, encodeKvList, encodeVarint, type SpoeAgentOptions, checkInputFromMessage } from '../../service/src/spoe.js';
+import { FRAME, FrameSplitter, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, createWarningThrottle, decodeFrame, decodeMessages, encodeAck, encodeFrame, encodeKvList, encodeVarint, type SpoeAgentOptions, checkInputFromMessage } from '../../service/src/transports/spoe.js';
 import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';
 import { converse, defaultAgentOptions, hello, notify, openPeer, setVars, type Peer } from '../support/spop.js';
 import { waitUntil } from '../support/wait.js';

@@ -5,13 +5,13 @@
 // running the session middleware.
 import crypto from 'node:crypto';
 import session from 'express-session';
-import type { Config } from './config.js';
-import type { Identity } from './policy.js';
-import type { RedisClient } from './redis.js';
+import type { Config } from '../config.js';
+import type { Identity } from '../policy/policy.js';
+import type { RedisClient } from '../redis.js';
 import type { SessionCache } from './session-cache.js';
 import { findCookie, sessionCookieOptions, unsignSessionId } from './cookies.js';
 import { idpSessionHash, isPastMaxAge, openSession, redisKeys, SEALED_VERSION, sealedVersionOf, sessionHash, storeUnavailable, type SessionStore } from './session-store.js';
-import { SAME_SESSION_REMEMBERED, SAME_SESSION_WINDOW_MS } from './limits.js';
+import { SAME_SESSION_REMEMBERED, SAME_SESSION_WINDOW_MS } from '../limits.js';
 
 /**
  * The version of the session record idgate writes (`v` below), and the versions it reads. A version that

@@ -4,7 +4,7 @@
 // a renewal sets it again (sessionCookie), logout clears it with the same options, and the check reads
 // it (findCookie, unsignSessionId). The login-binding cookie ties a login's callback to its browser (sessions.ts).
 import signature from 'cookie-signature';
-import type { Config } from './config.js';
+import type { Config } from '../config.js';
 import { sessionEndsAt } from './session-store.js';
 
 type CookieSettings = Pick<Config, 'cookieName' | 'cookieSecrets' | 'cookieSecure' | 'cookieDomain' | 'sessionMaxAgeSeconds'>;

@@ -2,9 +2,9 @@
 // headers become one CheckInput under the forwarded-header trust rules, and the CheckOutcome goes back as
 // the response (check-wire.ts lists each header). Plain node:http, no middleware: this is the hot path.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { createCheck, type CheckDependencies } from './check.js';
+import { createCheck, type CheckDependencies } from '../check/check.js';
 import { clientAddressOf, httpHeadersOf, type CheckInput } from './check-wire.js';
-import type { AddressMatcher } from './net.js';
+import type { AddressMatcher } from '../net.js';
 
 export function createCheckHandler(deps: CheckDependencies): (req: IncomingMessage, res: ServerResponse) => void {
   const check = createCheck(deps);

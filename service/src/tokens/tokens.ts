@@ -8,15 +8,15 @@
 // (accessTokenProblem), and an issuer's `client_ids` list limits which clients' tokens count.
 import crypto from 'node:crypto';
 import * as jose from 'jose';
-import type { Logger } from './audit.js';
-import type { BearerIssuer, Config } from './config.js';
-import { IdgateError, describeError } from './errors.js';
+import type { Logger } from '../audit.js';
+import type { BearerIssuer, Config } from '../config.js';
+import { IdgateError, describeError } from '../errors.js';
 import { cannotCheckToken, Introspector } from './introspection.js';
 import { RemoteKeySet } from './keys.js';
-import { DISCOVERY_RETRY_MS, DISCOVERY_TIMEOUT_MS, INTROSPECTION_NEGATIVE_MAX_MS, MAX_TOKEN_LENGTH, VERIFIED_CACHE_MS, VERIFIED_CACHE_SIZE } from './limits.js';
-import type { Metrics } from './metrics.js';
-import type { Identity } from './policy.js';
-import { identityFromClaims, stringList } from './claims.js';
+import { DISCOVERY_RETRY_MS, DISCOVERY_TIMEOUT_MS, INTROSPECTION_NEGATIVE_MAX_MS, MAX_TOKEN_LENGTH, VERIFIED_CACHE_MS, VERIFIED_CACHE_SIZE } from '../limits.js';
+import type { Metrics } from '../metrics.js';
+import type { Identity } from '../policy/policy.js';
+import { identityFromClaims, stringList } from '../policy/claims.js';
 
 interface IssuerMetadata {
   readonly jwks_uri?: string;

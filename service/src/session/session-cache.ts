@@ -3,10 +3,10 @@
 // as a logout, back-channel logout, failed renewal or operator revocation is announced on Redis pub/sub
 // (session-store.ts publishes them); a read that raced with such an announcement is not cached; and the
 // whole cache is dropped when the subscription reconnects, since announcements may have been missed.
-import { REVOKED_REMEMBERED, REVOKED_REMEMBER_MS } from './limits.js';
-import { createRedisClient } from './redis.js';
-import type { Logger } from './audit.js';
-import type { Config } from './config.js';
+import { REVOKED_REMEMBERED, REVOKED_REMEMBER_MS } from '../limits.js';
+import { createRedisClient } from '../redis.js';
+import type { Logger } from '../audit.js';
+import type { Config } from '../config.js';
 import { redisKeys } from './session-store.js';
 import type { SessionLookup } from './sessions.js';
 

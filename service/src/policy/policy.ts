@@ -2,8 +2,8 @@
 // policy): no I/O, no clock, so every answer idgate gives can be reproduced by `idgate explain` and by a
 // table-driven test. Policies come from a YAML file (policy-file.ts), compiled into the shapes below.
 
-import { ERRORS } from './errors.js';
-import { caseFolded } from './paths.js';
+import { ERRORS } from '../errors.js';
+import { caseFolded } from '../check/paths.js';
 import { planOf, type Condition, type ConditionField, type UnmetKind } from './policy-conditions.js';
 
 export type { Condition } from './policy-conditions.js';

@@ -26,11 +26,11 @@
 // wait the bound. One outcome per write, as elsewhere: replicated only when every primary that took part
 // of it has its replicas. Redis away, a failed write, the bound passed: as on a single server.
 import type { Cluster, Redis } from 'ioredis';
-import type { RedisClient } from './redis.js';
-import type { Logger } from './audit.js';
-import type { Config } from './config.js';
-import { DURABLE_CLUSTER_POOL_SIZE as CLUSTER_POOL_SIZE, DURABLE_CONNECT_EXTRA_MS, DURABLE_POOL_SIZE as POOL_SIZE } from './limits.js';
-import type { Metrics } from './metrics.js';
+import type { RedisClient } from '../redis.js';
+import type { Logger } from '../audit.js';
+import type { Config } from '../config.js';
+import { DURABLE_CLUSTER_POOL_SIZE as CLUSTER_POOL_SIZE, DURABLE_CONNECT_EXTRA_MS, DURABLE_POOL_SIZE as POOL_SIZE } from '../limits.js';
+import type { Metrics } from '../metrics.js';
 
 export type DurableWriteKind = 'session' | 'renewal' | 'revocation';
 

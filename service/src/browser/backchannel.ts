@@ -4,12 +4,12 @@
 // event, sid or sub, and no nonce (so an ID token cannot be passed off as a logout token).
 import crypto from 'node:crypto';
 import * as jose from 'jose';
-import type { RedisClient } from './redis.js';
-import type { Config } from './config.js';
-import { IdgateError } from './errors.js';
-import type { RemoteKeySet } from './keys.js';
-import { redisKeys, storeUnavailable } from './session-store.js';
-import { LOGOUT_TOKEN_MAX_AGE_SECONDS as MAX_AGE_SECONDS } from './limits.js';
+import type { RedisClient } from '../redis.js';
+import type { Config } from '../config.js';
+import { IdgateError } from '../errors.js';
+import type { RemoteKeySet } from '../tokens/keys.js';
+import { redisKeys, storeUnavailable } from '../session/session-store.js';
+import { LOGOUT_TOKEN_MAX_AGE_SECONDS as MAX_AGE_SECONDS } from '../limits.js';
 
 export const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 

@@ -5,22 +5,22 @@
 // is due; none for a bearer token once keys are cached); the decision itself is the pure `decide` of
 // policy.ts.
 import crypto from 'node:crypto';
-import type { RedisClient } from './redis.js';
-import type { Logger } from './audit.js';
-import type { Config } from './config.js';
-import { ERRORS, IdgateError, isIdgateError, describeError, type IdgateErrorCode } from './errors.js';
-import type { Metrics } from './metrics.js';
-import type { OidcRelyingParty } from './oidc.js';
-import { keepSessionFresh } from './refresh.js';
-import { acceptedCredentials, decide, matchRule, NO_RULE, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from './policy.js';
-import type { SessionCache } from './session-cache.js';
-import { sessionHash, type SessionStore } from './session-store.js';
-import { describeSessionRecordVersions, readSessionForCheck, SESSION_RECORD_VERSIONS_READ } from './sessions.js';
-import type { BearerVerifier } from './tokens.js';
-import { forbiddenPage } from './pages.js';
+import type { RedisClient } from '../redis.js';
+import type { Logger } from '../audit.js';
+import type { Config } from '../config.js';
+import { ERRORS, IdgateError, isIdgateError, describeError, type IdgateErrorCode } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { OidcRelyingParty } from '../browser/oidc.js';
+import { keepSessionFresh } from '../session/refresh.js';
+import { acceptedCredentials, decide, matchRule, NO_RULE, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from '../policy/policy.js';
+import type { SessionCache } from '../session/session-cache.js';
+import { sessionHash, type SessionStore } from '../session/session-store.js';
+import { describeSessionRecordVersions, readSessionForCheck, SESSION_RECORD_VERSIONS_READ } from '../session/sessions.js';
+import type { BearerVerifier } from '../tokens/tokens.js';
+import { forbiddenPage } from '../browser/pages.js';
 import { canonicalPath } from './paths.js';
-import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from './check-wire.js';
-import { LOGGED_PATH_LENGTH, MAX_HOST_LENGTH, MAX_LIST_HEADER, MAX_PATH_LENGTH, MAX_URI_LENGTH, UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from './limits.js';
+import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from '../transports/check-wire.js';
+import { LOGGED_PATH_LENGTH, MAX_HOST_LENGTH, MAX_LIST_HEADER, MAX_PATH_LENGTH, MAX_URI_LENGTH, UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from '../limits.js';
 
 export interface CheckDependencies {
   readonly config: Config;

@@ -8,8 +8,8 @@
 // unknown frame type closes that connection with an AGENT-DISCONNECT status; other connections go on.
 import net from 'node:net';
 import { clientAddressOf, spoeVariablesOf, type CheckInput, type CheckOutcome } from './check-wire.js';
-import type { AddressMatcher } from './net.js';
-import { FINISH_BOUND_MS, SPOE_CLOSE_GRACE_MS, SPOE_HELLO_TIMEOUT_MS, SPOE_IDLE_TIMEOUT_MS, SPOE_MAX_FRAME_SIZE as MAX_FRAME_SIZE, SPOE_MAX_UNREAD_BYTES as MAX_UNREAD_BYTES, SPOE_WARNING_KEYS, SPOE_WARNING_WINDOW_MS } from './limits.js';
+import type { AddressMatcher } from '../net.js';
+import { FINISH_BOUND_MS, SPOE_CLOSE_GRACE_MS, SPOE_HELLO_TIMEOUT_MS, SPOE_IDLE_TIMEOUT_MS, SPOE_MAX_FRAME_SIZE as MAX_FRAME_SIZE, SPOE_MAX_UNREAD_BYTES as MAX_UNREAD_BYTES, SPOE_WARNING_KEYS, SPOE_WARNING_WINDOW_MS } from '../limits.js';
 
 export const FRAME = { HAPROXY_HELLO: 1, HAPROXY_DISCONNECT: 2, NOTIFY: 3, AGENT_HELLO: 101, AGENT_DISCONNECT: 102, ACK: 103 } as const;
 const FLAG_FIN = 1;

@@ -3,20 +3,20 @@
 // regenerates the session id, logout destroys the session.
 import crypto from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { RedisClient } from './redis.js';
-import type { Logger } from './audit.js';
-import type { Config } from './config.js';
-import { ERRORS, IdgateError, describeError, isIdgateError } from './errors.js';
-import { IDP_ERROR_SHOWN, MAX_RETURN_URL_LENGTH } from './limits.js';
-import type { Metrics } from './metrics.js';
+import type { RedisClient } from '../redis.js';
+import type { Logger } from '../audit.js';
+import type { Config } from '../config.js';
+import { ERRORS, IdgateError, describeError, isIdgateError } from '../errors.js';
+import { IDP_ERROR_SHOWN, MAX_RETURN_URL_LENGTH } from '../limits.js';
+import type { Metrics } from '../metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
 import { loggedOutPage, logoutPage, messagePage } from './pages.js';
-import { stripPort } from './policy.js';
+import { stripPort } from '../policy/policy.js';
 import { verifyLogoutToken, type LogoutSubject } from './backchannel.js';
-import { RemoteKeySet } from './keys.js';
-import { isPastMaxAge, type SessionStore } from './session-store.js';
-import { bindingCookieOptions, findCookie, sessionCookieOptions } from './cookies.js';
-import { hashValue, savePendingLogin, takePendingLogin } from './sessions.js';
+import { RemoteKeySet } from '../tokens/keys.js';
+import { isPastMaxAge, type SessionStore } from '../session/session-store.js';
+import { bindingCookieOptions, findCookie, sessionCookieOptions } from '../session/cookies.js';
+import { hashValue, savePendingLogin, takePendingLogin } from '../session/sessions.js';
 
 export interface BrowserDependencies {
   readonly config: Config;

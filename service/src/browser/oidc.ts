@@ -3,12 +3,12 @@
 // (enableNonRepudiationChecks: openid-client skips them for token-endpoint responses otherwise), and
 // groups from userinfo when the ID token is thin (Okta's org server).
 import * as client from 'openid-client';
-import type { Config } from './config.js';
-import { IdgateError, describeError } from './errors.js';
-import { DISCOVERY_RETRY_MS } from './limits.js';
-import { readClaim, stringList, verifiedEmail } from './claims.js';
-import { idpSessionHash } from './session-store.js';
-import { SESSION_RECORD_VERSION, type StoredSession } from './sessions.js';
+import type { Config } from '../config.js';
+import { IdgateError, describeError } from '../errors.js';
+import { DISCOVERY_RETRY_MS } from '../limits.js';
+import { readClaim, stringList, verifiedEmail } from '../policy/claims.js';
+import { idpSessionHash } from '../session/session-store.js';
+import { SESSION_RECORD_VERSION, type StoredSession } from '../session/sessions.js';
 
 export interface OidcLogger {
   (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void;

@@ -3,15 +3,15 @@
 // redeem it: the one that takes the session's lock in the store (in Redis: SET NX with a lease renewed
 // while the grant is under way). The others go on with the current tokens while those are still valid, or wait briefly for
 // the winner's result when they are not.
-import type { Logger } from './audit.js';
-import type { Config } from './config.js';
+import type { Logger } from '../audit.js';
+import type { Config } from '../config.js';
 import { sessionCookie } from './cookies.js';
-import { describeError, isIdgateError } from './errors.js';
-import type { Metrics } from './metrics.js';
-import type { OidcRelyingParty } from './oidc.js';
+import { describeError, isIdgateError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { OidcRelyingParty } from '../browser/oidc.js';
 import { sessionHash, type SessionLock, type SessionStore } from './session-store.js';
 import { identityOf, type SessionLookup, type StoredSession } from './sessions.js';
-import { REFRESH_WAIT_FOR_OTHERS_MS as WAIT_FOR_OTHERS_MS } from './limits.js';
+import { REFRESH_WAIT_FOR_OTHERS_MS as WAIT_FOR_OTHERS_MS } from '../limits.js';
 
 export interface RefreshDependencies {
   readonly config: Config;

@@ -15,12 +15,12 @@
 // express-session still owns the cookie and the session lifecycle on the browser routes, through an
 // adapter over this store (sessions.ts).
 import crypto from 'node:crypto';
-import type { RedisClient } from './redis.js';
-import type { Config } from './config.js';
+import type { RedisClient } from '../redis.js';
+import type { Config } from '../config.js';
 import { DurableWrites, type DurableWriteKind } from './durable-writes.js';
-import { IdgateError, isIdgateError } from './errors.js';
+import { IdgateError, isIdgateError } from '../errors.js';
 import { parseRecord, unreadableVersionOf, type StoredSession } from './sessions.js';
-import { REFRESH_LOCK_LEASE_MS as LOCK_LEASE_MS } from './limits.js';
+import { REFRESH_LOCK_LEASE_MS as LOCK_LEASE_MS } from '../limits.js';
 
 /** A session as the store reads it: its record checked, its idle and absolute timeouts applied. */
 export type SessionRead =

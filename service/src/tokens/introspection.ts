@@ -7,9 +7,9 @@
 // "unavailable" while every other client's tokens keep being checked.
 import crypto from 'node:crypto';
 import net from 'node:net';
-import { IdgateError, describeError } from './errors.js';
-import { defaultOf } from './config.js';
-import { INTROSPECTION_MAX_INFLIGHT, INTROSPECTION_MAX_SOURCES as MAX_SOURCES, INTROSPECTION_NEGATIVE_MAX_MS, INTROSPECTION_SOURCE_WINDOW_MS, INTROSPECTION_TIMEOUT_MS } from './limits.js';
+import { IdgateError, describeError } from '../errors.js';
+import { defaultOf } from '../config.js';
+import { INTROSPECTION_MAX_INFLIGHT, INTROSPECTION_MAX_SOURCES as MAX_SOURCES, INTROSPECTION_NEGATIVE_MAX_MS, INTROSPECTION_SOURCE_WINDOW_MS, INTROSPECTION_TIMEOUT_MS } from '../limits.js';
 
 /** A token the identity provider cannot check now: the check answers 503, never a verdict on the token. */
 export function cannotCheckToken(detail: string): IdgateError {

@@ -4,13 +4,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
-import type { Logger } from './audit.js';
-import type { Metrics } from './metrics.js';
+import type { Logger } from '../audit.js';
+import type { Metrics } from '../metrics.js';
 import { RE2JS } from 're2js';
-import { canonicalPath, caseFolded } from './paths.js';
+import { canonicalPath, caseFolded } from '../check/paths.js';
 import { SIGNED_IN_POLICY, asksForToken, indexRules, type Condition, type Credential, type PathMatcher, type Policy, type PolicyRule } from './policy.js';
 import { CONDITION_ENTRIES, planOf, type ConditionEntry } from './policy-conditions.js';
-import { POLICY_RELOAD_DEBOUNCE_MS } from './limits.js';
+import { POLICY_RELOAD_DEBOUNCE_MS } from '../limits.js';
 
 export interface PolicyLoadResult {
   readonly policy: Policy | undefined;
