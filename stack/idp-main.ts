@@ -1,9 +1,9 @@
 // Runs the demo IdP as its own process: `node dist/stack/idp-main.js`.
 //
 // Environment (all optional):
-//   IDP_PORT                       port to listen on (default 9000)
+//   IDP_PORT                       port to listen on (default 9000; 0: any free port, reported below)
 //   IDP_HOST                       address to listen on (default 127.0.0.1)
-//   IDP_ISSUER                     issuer identifier (default http://127.0.0.1:<IDP_PORT>)
+//   IDP_ISSUER                     issuer identifier (default http://127.0.0.1:<the port bound>)
 //   IDP_REDIRECT_URIS              comma-separated redirect_uris of the idgate client
 //   IDP_POST_LOGOUT_REDIRECT_URIS  comma-separated post_logout_redirect_uris of the idgate client
 //   IDP_BACKCHANNEL_LOGOUT_URI     idgate's back-channel logout endpoint
@@ -12,7 +12,7 @@
 //   IDP_ID_TOKEN_TTL               ID token lifetime in seconds (default 3600)
 //   IDP_REFRESH_TOKEN_TTL          refresh token lifetime in seconds (default 86400)
 //
-// Prints `idp listening on <issuer>` once it accepts requests. Signals:
+// Prints `idp listening on <issuer> (port <port bound>)` once it accepts requests. Signals:
 //   SIGTERM, SIGINT  stop and exit 0
 //   SIGUSR1          rotate: sign with a new key, keep publishing the old ones
 //   SIGUSR2          retire: publish only the newest key
@@ -32,7 +32,7 @@ function seconds(name: string): number | undefined {
 
 async function main(): Promise<void> {
   const port = Number(process.env.IDP_PORT ?? 9000);
-  if (!Number.isInteger(port) || port <= 0 || port > 65_535) throw new Error(`IDP_PORT is not a valid port: "${process.env.IDP_PORT}"`);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`IDP_PORT is not a valid port: "${process.env.IDP_PORT}"`);
 
   const idp = await startIdp({
     port,
@@ -46,7 +46,7 @@ async function main(): Promise<void> {
     refreshTokenTtlSeconds: seconds('IDP_REFRESH_TOKEN_TTL'),
     keysFile: process.env.IDP_KEYS_FILE || undefined,
   });
-  console.log(`idp listening on ${idp.issuer}`);
+  console.log(`idp listening on ${idp.issuer} (port ${idp.port})`);
 
   let stopping = false;
   const stop = () => {

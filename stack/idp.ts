@@ -22,12 +22,13 @@ import type {
 import { API_RESOURCE, API_SCOPE, DEMO_USERS as USERS, MACHINE_CLIENT_ID, MACHINE_CLIENT_SECRET, OPAQUE_CLIENT_ID, OPAQUE_CLIENT_SECRET } from './idp-accounts.js';
 
 export interface IdpOptions {
-  /** TCP port to listen on. Required. */
+  /** TCP port to listen on. Required (0 picks a free one; see `port` on the result). */
   port: number;
   /** Address to listen on. Default `127.0.0.1`. */
   host?: string;
   /**
-   * Issuer identifier, as it appears in tokens and discovery. Default `http://127.0.0.1:<port>`.
+   * Issuer identifier, as it appears in tokens and discovery. Default `http://127.0.0.1:<port>`, with
+   * the port actually bound (so port 0 works: the IdP listens first, then builds its issuer).
    * Plain http is accepted (loopback demo and tests). A path (e.g. `http://idp.local/oidc`) is
    * honoured: the provider then answers under that path prefix.
    */
@@ -60,6 +61,8 @@ export interface IdpOptions {
 export interface RunningIdp {
   /** The issuer identifier, e.g. `http://127.0.0.1:9000`. */
   readonly issuer: string;
+  /** The port actually listened on. */
+  readonly port: number;
   /** Stops listening, drops open connections and forgets all sessions and tokens. */
   close(): Promise<void>;
   /** Adds a new RSA signing key and signs with it from now on; older keys stay in the JWKS. */
@@ -545,46 +548,13 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
   const { default: Provider, errors } = await loadOidcProvider();
 
   const host = options.host ?? '127.0.0.1';
-  const issuer = options.issuer ?? `http://127.0.0.1:${options.port}`;
   const log = options.log ?? ((line: string) => console.error(line));
-  const mountPath = new URL(issuer).pathname.replace(/\/+$/, '');
-  const store = new InMemoryStore();
-  const settings: ProviderSettings = {
-    clientId: options.clientId ?? 'idgate',
-    clientSecret: options.clientSecret ?? 'idgate-secret',
-    redirectUris: options.redirectUris ?? [],
-    postLogoutRedirectUris: options.postLogoutRedirectUris ?? [],
-    backchannelLogoutUri: options.backchannelLogoutUri,
-    accessTokenTtlSeconds: options.accessTokenTtlSeconds ?? 3600,
-    idTokenTtlSeconds: options.idTokenTtlSeconds ?? 3600,
-    refreshTokenTtlSeconds: options.refreshTokenTtlSeconds ?? 86_400,
-    mountPath,
-    signingKeys: await loadOrCreateSigningKeys(options.keysFile),
-    cookieKeys: [randomBytes(32).toString('base64url')],
-    store,
-  };
-
-  // oidc-provider reads its signing keys only when a Provider is constructed. Rotating keys therefore
-  // builds a new Provider with the same clients, cookie keys and store, and swaps it in behind the
-  // same http server: sessions, grants and tokens survive, only the JWKS changes.
-  const createProvider = () => {
-    const provider = new Provider(issuer, buildConfiguration(settings, errors));
-    // One line per failed request, so a failing login or token call in a test explains itself.
-    const logError = (event: string) => (_ctx: unknown, error: Error & { error_description?: string }) =>
-      log(`idp ${event}: ${error.message}${error.error_description ? ` (${error.error_description})` : ''}`);
-    provider.on('server_error', logError('server_error'));
-    provider.on('authorization.error', logError('authorization.error'));
-    provider.on('grant.error', logError('grant.error'));
-    provider.on('userinfo.error', logError('userinfo.error'));
-    provider.on('end_session.error', logError('end_session.error'));
-    provider.on('revocation.error', logError('revocation.error'));
-    provider.on('backchannel.error', (_ctx: unknown, error: Error, client: { clientId: string }) =>
-      log(`idp back-channel logout to ${client.clientId} failed: ${error.message}`));
-    return { provider, handleRequest: provider.callback() };
-  };
-  let current = createProvider();
-
+  let current: { provider: InstanceType<typeof Provider>; handleRequest: ReturnType<InstanceType<typeof Provider>['callback']> } | undefined;
+  let mountPath = '';
+  const signingKeys = await loadOrCreateSigningKeys(options.keysFile);
   const server = http.createServer((req, res) => {
+    // Listening comes before the provider exists (its issuer names the port bound): not yet, then.
+    if (current === undefined) return sendHtml(res, 503, page('Starting', '<p>The IdP is starting.</p>'));
     const { provider, handleRequest } = current;
     const url = new URL(req.url ?? '/', 'http://idp.invalid');
     if (mountPath && !(url.pathname === mountPath || url.pathname.startsWith(`${mountPath}/`))) {
@@ -619,11 +589,51 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     });
   });
 
+  const port = (server.address() as { port: number }).port;
+  const issuer = options.issuer ?? `http://127.0.0.1:${port}`;
+  mountPath = new URL(issuer).pathname.replace(/\/+$/, '');
+  const store = new InMemoryStore();
+  const settings: ProviderSettings = {
+    clientId: options.clientId ?? 'idgate',
+    clientSecret: options.clientSecret ?? 'idgate-secret',
+    redirectUris: options.redirectUris ?? [],
+    postLogoutRedirectUris: options.postLogoutRedirectUris ?? [],
+    backchannelLogoutUri: options.backchannelLogoutUri,
+    accessTokenTtlSeconds: options.accessTokenTtlSeconds ?? 3600,
+    idTokenTtlSeconds: options.idTokenTtlSeconds ?? 3600,
+    refreshTokenTtlSeconds: options.refreshTokenTtlSeconds ?? 86_400,
+    mountPath,
+    signingKeys,
+    cookieKeys: [randomBytes(32).toString('base64url')],
+    store,
+  };
+
+  // oidc-provider reads its signing keys only when a Provider is constructed. Rotating keys therefore
+  // builds a new Provider with the same clients, cookie keys and store, and swaps it in behind the
+  // same http server: sessions, grants and tokens survive, only the JWKS changes.
+  const createProvider = () => {
+    const provider = new Provider(issuer, buildConfiguration(settings, errors));
+    // One line per failed request, so a failing login or token call in a test explains itself.
+    const logError = (event: string) => (_ctx: unknown, error: Error & { error_description?: string }) =>
+      log(`idp ${event}: ${error.message}${error.error_description ? ` (${error.error_description})` : ''}`);
+    provider.on('server_error', logError('server_error'));
+    provider.on('authorization.error', logError('authorization.error'));
+    provider.on('grant.error', logError('grant.error'));
+    provider.on('userinfo.error', logError('userinfo.error'));
+    provider.on('end_session.error', logError('end_session.error'));
+    provider.on('revocation.error', logError('revocation.error'));
+    provider.on('backchannel.error', (_ctx: unknown, error: Error, client: { clientId: string }) =>
+      log(`idp back-channel logout to ${client.clientId} failed: ${error.message}`));
+    return { provider, handleRequest: provider.callback() };
+  };
+  current = createProvider();
+
   const sweeper = setInterval(() => store.sweep(), 60_000);
   sweeper.unref();
 
   return {
     issuer,
+    port,
     async close() {
       clearInterval(sweeper);
       await new Promise<void>((resolve) => {

@@ -39,6 +39,31 @@ export async function freePort(): Promise<number> {
 
 const handedOut = new Set<number>();
 
+/** How a child says its port was taken: redis-server "Address already in use", HAProxy "cannot bind socket". */
+const PORT_TAKEN = /address already in use|cannot bind socket|is already in use/i;
+
+/** Whether a start failed because its port was taken (the error carries the child's output). */
+export function portTaken(err: unknown): boolean {
+  return err instanceof Error && PORT_TAKEN.test(err.message);
+}
+
+/**
+ * For children that cannot bind port 0 and report the port (redis-server: `--port 0` turns TCP off;
+ * HAProxy): a port picked by freePort can be taken by another process before the child binds it, so a
+ * start that fails that way (`start` rejects with the child's output) is tried again on a new port, up
+ * to `attempts` (default 5) times. Any other failure is thrown at once.
+ */
+export async function startOnFreePort<T>(start: (port: number) => Promise<T>, attempts = 5): Promise<{ port: number; started: T }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return { port, started: await start(port) };
+    } catch (err) {
+      if (attempt >= attempts || !portTaken(err)) throw err;
+    }
+  }
+}
+
 /** Resolves once something accepts TCP connections on host:port; rejects after timeoutMs (default 10000). */
 export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -52,6 +77,53 @@ export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 
     if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Resolves with what `parse` finds in the first line of `proc`'s output it accepts: how the launcher learns
+ * the port a child bound (port 0, so no other process can take it between a pick and a bind). Rejects,
+ * with the output, if the child exits first or after timeoutMs (default 15000).
+ */
+export function waitForReport<T>(proc: ManagedProcess, parse: (line: string) => T | undefined, timeoutMs = 15_000): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const scan = () => {
+      for (const line of proc.output().split('\n')) {
+        const found = parse(line);
+        if (found !== undefined) return done(() => resolve(found));
+      }
+      if (proc.child.exitCode !== null || proc.child.signalCode !== null) done(() => reject(new Error(`${proc.name} exited before reporting its port:\n${proc.output()}`)));
+    };
+    const timer = setTimeout(() => done(() => reject(new Error(`${proc.name} reported no port after ${timeoutMs} ms:\n${proc.output()}`))), timeoutMs);
+    let settled = false;
+    const done = (settle: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      proc.child.stdout?.off('data', later);
+      proc.child.stderr?.off('data', later);
+      proc.child.off('close', scan);
+      settle();
+    };
+    // After the launcher's own listener has kept the chunk (it was added first, at spawn).
+    const later = () => setImmediate(scan);
+    proc.child.stdout?.on('data', later);
+    proc.child.stderr?.on('data', later);
+    proc.child.once('close', scan);
+    scan();
+  });
+}
+
+/** The port in a JSON log line whose msg starts with `prefix` (idgate's "idgate listening on", "SPOE agent listening on"). */
+export function loggedPort(prefix: string): (line: string) => number | undefined {
+  return (line) => {
+    if (!line.includes(prefix)) return undefined;
+    try {
+      const record = JSON.parse(line) as { msg?: unknown; port?: unknown };
+      return typeof record.msg === 'string' && record.msg.startsWith(prefix) && typeof record.port === 'number' ? record.port : undefined;
+    } catch {
+      return undefined;
+    }
+  };
 }
 
 export interface ManagedProcess {

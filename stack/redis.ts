@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { REPO_ROOT, startProcess, type ManagedProcess } from './processes.js';
+import { REPO_ROOT, startProcess, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
 
 /** The shipped configuration every Redis of the demo and the tests runs with. */
 export const REDIS_CONF = path.join(REPO_ROOT, 'redis/redis.conf');
@@ -37,6 +37,24 @@ export function startRedisServer(options: RedisServerOptions): ManagedProcess {
   }
   const args = [conf, '--port', String(options.port), '--dir', options.dir, ...(options.args ?? [])];
   return startProcess(options.name ?? 'redis', 'redis-server', args, { echo: options.echo });
+}
+
+/**
+ * startRedisServer, resolved once it accepts connections: its own server, not another process already on
+ * the port. "Server initialized" (a warning-level line, so redis.conf's loglevel shows it) comes after
+ * Redis bound its port, which it exits on failing to do; rejects then with its output ("Address already
+ * in use", which startOnFreePort recognises).
+ */
+export async function startRedisListening(options: RedisServerOptions): Promise<ManagedProcess> {
+  const server = startRedisServer(options);
+  try {
+    await waitForReport(server, (line) => (/Server initialized|Ready to accept connections/.test(line) ? true : undefined));
+    await waitForPort(options.port);
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+  return server;
 }
 
 /** A new empty temp dir for a Redis's data, removed by removeRedisDir or, at the latest, when this process exits. */

@@ -7,8 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startHaproxy } from './haproxy.js';
-import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from './processes.js';
-import { removeRedisDir, startRedisServer, tempRedisDir } from './redis.js';
+import { freePort, loggedPort, REPO_ROOT, startOnFreePort, startProcess, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
+import { removeRedisDir, startRedisListening, tempRedisDir } from './redis.js';
 import { startSentinelSet, type SentinelSet } from './redis-sentinel.js';
 
 export { REPO_ROOT };
@@ -34,7 +34,10 @@ export interface StackPorts {
 }
 
 export interface StackOptions {
-  /** Fixed ports (the demo); absent: free ports are picked (tests). */
+  /**
+   * Fixed ports (the demo); absent: the Node children (IdP, upstreams, idgate and its SPOE agent) bind
+   * port 0 and report the port they got; Redis and HAProxy, which cannot, get free ports picked here.
+   */
   ports?: Partial<StackPorts>;
   /** How many idgate replicas (default 1); HAProxy balances the first two, tests reach the others directly. */
   idgateReplicas?: number;
@@ -100,21 +103,28 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const replicas = options.idgateReplicas ?? 1;
   const redisMode = options.redis ?? 'single';
   const given = options.ports ?? {};
+  // idgate reports its ports in its log lines on stdout; logging to a file or above info, it cannot.
+  const settings = { ...process.env, ...options.idgateEnv };
+  const idgateReports = !settings.IDGATE_LOG_FILE && (settings.IDGATE_LOG_LEVEL ?? 'info').trim() === 'info';
+  const idgatePorts = async () => (idgateReports ? Array.from({ length: replicas }, () => 0) : Promise.all(Array.from({ length: replicas }, () => freePort())));
+  // 0: not known yet, the child binds port 0 and the port it reports replaces it.
   const ports: StackPorts = {
     front: given.front ?? (await freePort()),
     frontB: options.haproxyFronts === 2 ? given.frontB ?? (await freePort()) : undefined,
-    idgate: given.idgate ?? (await Promise.all(Array.from({ length: replicas }, () => freePort()))),
-    idp: given.idp ?? (await freePort()),
-    redis: given.redis ?? (await freePort()),
+    idgate: given.idgate ?? (await idgatePorts()),
+    idp: given.idp ?? 0,
+    // A single Redis is started on a free port, retried on another if that one is taken (startOnFreePort).
+    redis: given.redis ?? (redisMode === 'single' ? 0 : await freePort()),
     redisReplica: redisMode === 'sentinel' ? given.redisReplica ?? (await freePort()) : undefined,
     sentinels: redisMode === 'sentinel' ? given.sentinels ?? [await freePort(), await freePort(), await freePort()] : undefined,
-    upstream: given.upstream ?? (await freePort()),
-    canary: given.canary ?? (await freePort()),
-    spoe: given.spoe ?? (await Promise.all(Array.from({ length: replicas }, () => freePort()))),
+    upstream: given.upstream ?? 0,
+    canary: given.canary ?? 0,
+    spoe: given.spoe ?? (await idgatePorts()),
   };
   const frontUrl = `http://127.0.0.1:${ports.front}`;
   const frontUrls = [ports.front, ...(ports.frontB === undefined ? [] : [ports.frontB])].map((port) => `http://127.0.0.1:${port}`);
-  const issuer = `http://127.0.0.1:${ports.idp}`;
+  // The IdP's issuer names its port: known once it reports it (below), before any idgate starts.
+  let issuer = '';
   const echo = options.echo ?? false;
   const processes: Record<string, ManagedProcess> = {};
   const started: ManagedProcess[] = [];
@@ -125,12 +135,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   };
 
   const env: Record<string, string> = {
-    IDGATE_ISSUER: issuer,
     IDGATE_CLIENT_ID: 'idgate',
     IDGATE_CLIENT_SECRET: 'idgate-secret',
     IDGATE_PUBLIC_URL: frontUrl,
-    // Sentinel: IDGATE_REDIS_SENTINELS and its name, once the set is up (below).
-    ...(redisMode === 'single' ? { IDGATE_REDIS_URL: `redis://127.0.0.1:${ports.redis}` } : {}),
+    // Single: IDGATE_REDIS_URL, once Redis listens; Sentinel: IDGATE_REDIS_SENTINELS and its name, once the set is up (below).
     IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
     IDGATE_SCOPES: 'openid profile email groups offline_access',
     IDGATE_JWT_AUDIENCES: 'api://idgate',
@@ -165,8 +173,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   };
 
   const startIdgate = async (index: number): Promise<ManagedProcess> => {
-    const port = ports.idgate[index]!;
-    const replicaEnv: NodeJS.ProcessEnv = { ...process.env, ...env, IDGATE_LISTEN: `127.0.0.1:${port}`, IDGATE_SPOE_LISTEN: `127.0.0.1:${ports.spoe[index]}` };
+    // A restart binds the ports the replica reported at its first start: HAProxy's configuration names them.
+    const replicaEnv: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...env,
+      IDGATE_LISTEN: `127.0.0.1:${ports.idgate[index]}`,
+      IDGATE_SPOE_LISTEN: `127.0.0.1:${ports.spoe[index]}`,
+    };
     if (options.spoeAgent === false) delete replicaEnv.IDGATE_SPOE_LISTEN;
     const p = track(
       startProcess(index === 0 ? 'idgate' : `idgate${index + 1}`, process.execPath, [...(options.idgateNodeArgs ?? []), path.join(DIST, 'service/src/cli.js'), 'serve'], {
@@ -174,9 +187,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         echo,
       }),
     );
-    await waitForPort(port).catch((err: Error) => {
-      throw new Error(`${err.message}\n${p.output()}`);
-    });
+    if (idgateReports) {
+      ports.idgate[index] = await waitForReport(p, loggedPort('idgate listening on '));
+      if (replicaEnv.IDGATE_SPOE_LISTEN !== undefined) ports.spoe[index] = await waitForReport(p, loggedPort('SPOE agent listening on '));
+    } else {
+      await waitForPort(ports.idgate[index]!).catch((err: Error) => {
+        throw new Error(`${err.message}\n${p.output()}`);
+      });
+    }
+    const port = ports.idgate[index]!;
     // Ready (Redis reached, IdP metadata and keys loaded) before HAProxy's health checks look at it.
     await waitForReady(`http://127.0.0.1:${port}/readyz`);
     return p;
@@ -184,13 +203,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
   // The IdP keeps its keys across restarts (stopIdp/startIdp), as a real IdP does.
   const keysFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-idp-')), 'keys.json');
-  const startIdp = () =>
-    track(
+  // The first start binds port 0 (or the demo's port) and reports its issuer; a restart keeps both.
+  const startIdp = async () => {
+    const p = track(
       startProcess('idp', process.execPath, [path.join(DIST, 'stack/idp-main.js')], {
         env: {
           ...process.env,
           IDP_PORT: String(ports.idp),
-          IDP_ISSUER: issuer,
+          ...(issuer ? { IDP_ISSUER: issuer } : {}),
           IDP_REDIRECT_URIS: `${frontUrl}/_auth/callback`,
           IDP_POST_LOGOUT_REDIRECT_URIS: `${frontUrl}/_auth/logged-out`,
           IDP_BACKCHANNEL_LOGOUT_URI: `${frontUrl}/_auth/backchannel-logout`,
@@ -200,27 +220,45 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         echo,
       }),
     );
+    const reported = await waitForReport(p, (line) => IDP_LISTENING.exec(line) ?? undefined);
+    issuer = reported[1]!;
+    ports.idp = Number(reported[2]);
+  };
 
-  const startRedis = () => {
+  const startRedis = async (port = ports.redis) => {
     if (redisDir === undefined) throw new Error('startRedis/stopRedis: a single Redis only; with Sentinel, use stack.sentinel');
-    track(startRedisServer({ port: ports.redis, dir: redisDir, echo }));
+    track(await startRedisListening({ port, dir: redisDir, echo }));
+    ports.redis = port;
+  };
+  const startFirstRedis = async () => {
+    if (ports.redis === 0) await startOnFreePort((port) => startRedis(port));
+    else await startRedis();
+    // A caller's idgateEnv wins, as it does for every setting.
+    env.IDGATE_REDIS_URL = options.idgateEnv?.IDGATE_REDIS_URL ?? `redis://127.0.0.1:${ports.redis}`;
   };
 
   try {
-    if (redisMode === 'single') startRedis();
-    else if (redisMode === 'sentinel') {
+    if (redisMode === 'sentinel') {
       sentinelStarting = startSentinelSet({
         ports: { primary: ports.redis, replica: ports.redisReplica!, sentinels: ports.sentinels! },
         dir: options.redisDir,
         echo,
       });
     }
-    startIdp();
-    for (const [name, port] of [['main', ports.upstream], ['canary', ports.canary]] as const) {
+    const startUpstream = async (name: 'main' | 'canary', port: number) => {
       const env = { ...process.env, UPSTREAM_PORT: String(port), UPSTREAM_NAME: name };
-      track(startProcess(name === 'main' ? 'upstream' : 'canary', process.execPath, [path.join(DIST, 'stack/upstream-main.js')], { env, echo }));
-    }
-    [sentinel] = await Promise.all([sentinelStarting, redisMode === 'external' ? undefined : waitForPort(ports.redis), waitForPort(ports.idp), waitForPort(ports.upstream), waitForPort(ports.canary)]);
+      const p = track(startProcess(name === 'main' ? 'upstream' : 'canary', process.execPath, [path.join(DIST, 'stack/upstream-main.js')], { env, echo }));
+      return Number((await waitForReport(p, (line) => UPSTREAM_LISTENING.exec(line) ?? undefined))[1]);
+    };
+    [sentinel, , , ports.upstream, ports.canary] = await Promise.all([
+      sentinelStarting,
+      redisMode === 'single' ? startFirstRedis() : redisMode === 'external' ? undefined : waitForPort(ports.redis),
+      startIdp(),
+      startUpstream('main', ports.upstream),
+      startUpstream('canary', ports.canary),
+    ]);
+    // A caller's idgateEnv wins, as it does for every setting.
+    env.IDGATE_ISSUER = options.idgateEnv?.IDGATE_ISSUER ?? issuer;
     // A caller's idgateEnv wins over the set's settings.
     for (const [name, value] of Object.entries(sentinel?.env ?? {})) env[name] ??= value;
     for (let i = 0; i < ports.idgate.length; i++) await startIdgate(i);
@@ -259,15 +297,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       await processes.redis?.stop();
     },
     async startRedis() {
-      startRedis();
-      await waitForPort(ports.redis);
+      await startRedis();
     },
     async stopIdp() {
       await processes.idp?.stop();
     },
     async startIdp() {
-      startIdp();
-      await waitForPort(ports.idp);
+      await startIdp();
     },
     async stopIdgate(index) {
       // Room for the drain (IDGATE_SHUTDOWN_DRAIN_MS) and the in-flight bound before SIGKILL.
@@ -277,6 +313,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     stop: stopAllStarted,
   };
 }
+
+/** The lines stack/idp-main.ts and stack/upstream-main.ts print once they listen. */
+const IDP_LISTENING = /^idp listening on (\S+) \(port (\d+)\)$/;
+const UPSTREAM_LISTENING = /^upstream listening on http:\/\/\S+:(\d+)$/;
 
 async function waitForReady(url: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -1,7 +1,7 @@
 // Runs the sample upstream app as its own process: `node dist/stack/upstream-main.js`.
 //
 // Environment (all optional):
-//   UPSTREAM_PORT  port to listen on (default 8081)
+//   UPSTREAM_PORT  port to listen on (default 8081; 0: any free port, reported below)
 //   UPSTREAM_HOST  address to listen on (default 127.0.0.1)
 //   UPSTREAM_NAME  the pool it stands for, echoed as "server" (default main)
 //

@@ -2,6 +2,7 @@
 // server and the optional SPOE agent, wired once. `idgate serve` (main.ts) and the tests both build it here,
 // so what the tests run is what ships; process concerns (settings errors, signals, exit codes) stay in main.ts.
 import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Logger } from './audit.js';
 import { createCheck, type CheckDependencies } from './check/check.js';
 import type { Config } from './config.js';
@@ -113,13 +114,18 @@ export function createIdgate(config: Config, options: IdgateOptions): Idgate {
         server.once('error', reject);
         server.listen(config.listen.port, config.listen.host, () => resolve());
       });
-      logger.log('info', `idgate listening on http://${config.listen.host}:${config.listen.port}`);
+      // The port bound, not the one asked for: with IDGATE_LISTEN host:0 (tests), this line is how a launcher learns it.
+      const { port: httpPort } = server.address() as AddressInfo;
+      logger.log('info', `idgate listening on http://${config.listen.host}:${httpPort}`, { host: config.listen.host, port: httpPort });
       // A busy SPOE port is reported, not fatal: the HTTP check (the default integration) keeps working.
       if (!config.spoeListen || !spoeAgent) logger.log('info', 'SPOE agent off (IDGATE_SPOE_LISTEN unset)');
       else {
         const { host, port } = config.spoeListen;
         spoeAgent.on('error', (err) => logger.log('error', `SPOE agent cannot listen on ${host}:${port}; the HTTP check works without it`, { error: describeError(err) }));
-        spoeAgent.listen(port, host, () => logger.log('info', `SPOE agent listening on ${host}:${port}`));
+        spoeAgent.listen(port, host, () => {
+          const { port: spoePort } = spoeAgent.address() as AddressInfo;
+          logger.log('info', `SPOE agent listening on ${host}:${spoePort}`, { host, port: spoePort });
+        });
       }
     },
     async stop() {

@@ -257,6 +257,10 @@ describe('settings declared once', () => {
     expect(loadConfig({ ...good, [env]: value }).problems).toEqual([problem]);
   });
 
+  test('port 0 in IDGATE_LISTEN and IDGATE_SPOE_LISTEN means any free port (tests read the port bound from the log)', () => {
+    expect(loadConfig({ ...good, IDGATE_LISTEN: '127.0.0.1:0', IDGATE_SPOE_LISTEN: '127.0.0.1:0' }).config).toMatchObject({ listen: { host: '127.0.0.1', port: 0 }, spoeListen: { host: '127.0.0.1', port: 0 } });
+  });
+
   test('values are read trimmed, as they always were', () => {
     expect(loadConfig({ ...good, IDGATE_SPOE_LISTEN: ' off ', IDGATE_LOG_LEVEL: ' warn', IDGATE_REDIS_WAIT_REPLICAS: '2 ' }).config).toMatchObject({ spoeListen: undefined, logLevel: 'warn', redisWaitReplicas: 2 });
   });
