@@ -126,6 +126,18 @@ export function loggedPort(prefix: string): (line: string) => number | undefined
   };
 }
 
+/** The line stack/idp-main.ts prints once it listens: its issuer and the port it bound. */
+export function idpListening(line: string): { issuer: string; port: number } | undefined {
+  const m = /^idp listening on (\S+) \(port (\d+)\)$/.exec(line);
+  return m ? { issuer: m[1]!, port: Number(m[2]) } : undefined;
+}
+
+/** The port in the line stack/upstream-main.ts prints once it listens. */
+export function upstreamListening(line: string): number | undefined {
+  const m = /^upstream listening on http:\/\/\S+:(\d+)$/.exec(line);
+  return m ? Number(m[1]) : undefined;
+}
+
 export interface ManagedProcess {
   readonly name: string;
   readonly child: ChildProcess;

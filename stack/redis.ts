@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { REPO_ROOT, startProcess, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
+import { REPO_ROOT, startOnFreePort, startProcess, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
 
 /** The shipped configuration every Redis of the demo and the tests runs with. */
 export const REDIS_CONF = path.join(REPO_ROOT, 'redis/redis.conf');
@@ -46,15 +46,24 @@ export function startRedisServer(options: RedisServerOptions): ManagedProcess {
  * in use", which startOnFreePort recognises).
  */
 export async function startRedisListening(options: RedisServerOptions): Promise<ManagedProcess> {
-  const server = startRedisServer(options);
+  return listening(startRedisServer(options), options.port);
+}
+
+async function listening<T extends ManagedProcess>(server: T, port: number): Promise<T> {
   try {
     await waitForReport(server, (line) => (/Server initialized|Ready to accept connections/.test(line) ? true : undefined));
-    await waitForPort(options.port);
+    await waitForPort(port);
   } catch (err) {
     await server.stop();
     throw err;
   }
   return server;
+}
+
+/** startTempRedis on a free port, listening; started again on another port if that one was taken (startOnFreePort). */
+export async function startFreeTempRedis(options: Omit<RedisServerOptions, 'port' | 'dir'> = {}): Promise<{ port: number; server: ManagedProcess & { readonly dir: string } }> {
+  const { port, started } = await startOnFreePort((port) => listening(startTempRedis(port, options), port));
+  return { port, server: started };
 }
 
 /** A new empty temp dir for a Redis's data, removed by removeRedisDir or, at the latest, when this process exits. */

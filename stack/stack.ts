@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startHaproxy } from './haproxy.js';
-import { freePort, loggedPort, REPO_ROOT, startOnFreePort, startProcess, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
+import { freePort, idpListening, loggedPort, REPO_ROOT, startOnFreePort, startProcess, upstreamListening, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
 import { removeRedisDir, startRedisListening, tempRedisDir } from './redis.js';
 import { startSentinelSet, type SentinelSet } from './redis-sentinel.js';
 
@@ -220,9 +220,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         echo,
       }),
     );
-    const reported = await waitForReport(p, (line) => IDP_LISTENING.exec(line) ?? undefined);
-    issuer = reported[1]!;
-    ports.idp = Number(reported[2]);
+    ({ issuer, port: ports.idp } = await waitForReport(p, idpListening));
   };
 
   const startRedis = async (port = ports.redis) => {
@@ -248,7 +246,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const startUpstream = async (name: 'main' | 'canary', port: number) => {
       const env = { ...process.env, UPSTREAM_PORT: String(port), UPSTREAM_NAME: name };
       const p = track(startProcess(name === 'main' ? 'upstream' : 'canary', process.execPath, [path.join(DIST, 'stack/upstream-main.js')], { env, echo }));
-      return Number((await waitForReport(p, (line) => UPSTREAM_LISTENING.exec(line) ?? undefined))[1]);
+      return waitForReport(p, upstreamListening);
     };
     [sentinel, , , ports.upstream, ports.canary] = await Promise.all([
       sentinelStarting,
@@ -313,10 +311,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     stop: stopAllStarted,
   };
 }
-
-/** The lines stack/idp-main.ts and stack/upstream-main.ts print once they listen. */
-const IDP_LISTENING = /^idp listening on (\S+) \(port (\d+)\)$/;
-const UPSTREAM_LISTENING = /^upstream listening on http:\/\/\S+:(\d+)$/;
 
 async function waitForReady(url: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

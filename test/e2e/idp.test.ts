@@ -2,10 +2,11 @@
 // Needs a build first: `npx tsc -p tsconfig.build.json` (produces dist/stack/idp-main.js).
 import { existsSync } from 'node:fs';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
-import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../stack/processes.js';
+import { idpListening, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { alice, basicAuth, bob, machineClient } from '../support/identities.js';
 
 const projectRoot = path.resolve(import.meta.dirname, '../..');
@@ -22,7 +23,6 @@ const receivedLogoutTokens: string[] = [];
 beforeAll(async () => {
   if (!existsSync(idpEntry)) throw new Error(`${idpEntry} missing: run make build (or npx tsc -p tsconfig.build.json) first`);
 
-  const receiverPort = await freePort();
   backchannelReceiver = http.createServer((req, res) => {
     let body = '';
     req.on('data', (chunk: Buffer) => { body += chunk.toString(); });
@@ -32,10 +32,9 @@ beforeAll(async () => {
       res.writeHead(200).end();
     });
   });
-  await new Promise<void>((resolve) => backchannelReceiver.listen(receiverPort, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => backchannelReceiver.listen(0, '127.0.0.1', resolve));
+  const receiverPort = (backchannelReceiver.address() as AddressInfo).port;
 
-  const port = await freePort();
-  issuer = `http://127.0.0.1:${port}`;
   // Nothing needs to listen at the redirect URIs: the tests read the Location headers pointing there.
   redirectUri = 'http://127.0.0.1:1/_auth/callback';
   postLogoutRedirectUri = 'http://127.0.0.1:1/signed-out';
@@ -43,16 +42,14 @@ beforeAll(async () => {
     cwd: projectRoot,
     env: {
       ...process.env,
-      IDP_PORT: String(port),
+      IDP_PORT: '0',
       IDP_REDIRECT_URIS: redirectUri,
       IDP_POST_LOGOUT_REDIRECT_URIS: postLogoutRedirectUri,
       IDP_BACKCHANNEL_LOGOUT_URI: `http://127.0.0.1:${receiverPort}/_auth/backchannel-logout`,
     },
   });
-  await waitForPort(port).catch((error: Error) => {
-    throw new Error(`${error.message}\n${idp.output()}`);
-  });
-  await waitForOutput(idp, `idp listening on ${issuer}`);
+  // It binds port 0 and reports the issuer it built from the port it got.
+  ({ issuer } = await waitForReport(idp, idpListening));
 }, 120_000);
 
 afterAll(async () => {

@@ -10,8 +10,8 @@ import request from 'supertest';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { openSession, sessionKey } from '../../service/src/session/session-store.js';
 import { hashValue, savePendingLogin, takePendingLogin } from '../../service/src/session/sessions.js';
-import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from '../../stack/processes.js';
-import { startTempRedis } from '../../stack/redis.js';
+import { freePort, idpListening, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
+import { startFreeTempRedis } from '../../stack/redis.js';
 import { Browser, parseForm, signIn } from '../support/browser.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
 
@@ -26,23 +26,19 @@ let appUrl: string;
 let idgate: InProcessIdgate;
 
 beforeAll(async () => {
-  redisPort = await freePort();
-  const idpPort = await freePort();
   const appPort = await freePort();
-  issuer = `http://127.0.0.1:${idpPort}`;
   appUrl = `http://127.0.0.1:${appPort}`;
-  redisProcess = startTempRedis(redisPort);
   idpProcess = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], {
     env: {
       ...process.env,
-      IDP_PORT: String(idpPort),
+      IDP_PORT: '0',
       IDP_REDIRECT_URIS: `${appUrl}/_auth/callback,${SECURE_ORIGIN}/_auth/callback`,
       IDP_POST_LOGOUT_REDIRECT_URIS: `${appUrl}/_auth/logged-out,${SECURE_ORIGIN}/_auth/logged-out`,
       // With a back-channel URI the IdP puts `sid` in ID tokens and posts logout tokens to idgate.
       IDP_BACKCHANNEL_LOGOUT_URI: `${appUrl}/_auth/backchannel-logout`,
     },
   });
-  await Promise.all([waitForPort(redisPort), waitForPort(idpPort)]);
+  [{ port: redisPort, server: redisProcess }, { issuer }] = await Promise.all([startFreeTempRedis(), waitForReport(idpProcess, idpListening)]);
   idgate = await startInProcess(
     configFrom({
       IDGATE_ISSUER: issuer,

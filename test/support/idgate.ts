@@ -6,8 +6,8 @@ import { createLogger } from '../../service/src/audit.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { loadPolicyFile } from '../../service/src/policy/policy-file.js';
 import type { Policy } from '../../service/src/policy/policy.js';
-import { freePort, REPO_ROOT, startProcess, waitForPort } from '../../stack/processes.js';
-import { startTempRedis } from '../../stack/redis.js';
+import { idpListening, REPO_ROOT, startProcess, waitForReport } from '../../stack/processes.js';
+import { startFreeTempRedis } from '../../stack/redis.js';
 import type { SpoeAgent } from '../../service/src/transports/spoe.js';
 import { createIdgate, type Idgate } from '../../service/src/idgate.js';
 import type { Metrics } from '../../service/src/metrics.js';
@@ -35,14 +35,15 @@ export interface RedisAndIdp {
  * idgate in-process. `idpEnv` adds IDP_* settings (redirect URIs and the like).
  */
 export async function startRedisAndIdp(idpEnv: Record<string, string>): Promise<RedisAndIdp> {
-  const redisPort = await freePort();
-  const idpPort = await freePort();
-  const redis = startTempRedis(redisPort);
-  const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], { env: { ...process.env, IDP_PORT: String(idpPort), ...idpEnv } });
-  await Promise.all([waitForPort(redisPort), waitForPort(idpPort)]);
+  // The IdP binds port 0 and reports its issuer; Redis cannot, so it is retried on another port if its was taken.
+  const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], { env: { ...process.env, IDP_PORT: '0', ...idpEnv } });
+  const [{ port: redisPort, server: redis }, { issuer }] = await Promise.all([startFreeTempRedis(), waitForReport(idp, idpListening)]).catch(async (err: unknown) => {
+    await idp.stop();
+    throw err;
+  });
   return {
     redisPort,
-    issuer: `http://127.0.0.1:${idpPort}`,
+    issuer,
     async stop() {
       await Promise.all([redis.stop(), idp.stop()]);
     },
