@@ -10,7 +10,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, type ManagedProcess } from '../../stack/processes.js';
+import { freePort, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
 import { checkHaproxyConfig, haproxyConfigPath, startHaproxy } from '../../stack/haproxy.js';
 import { renderHaproxyTemplate } from '../../service/src/transports/haproxy-config.js';
 import { all, one, pairs, parseResponse, rawRequest, type RawResponse } from '../support/raw-http.js';
@@ -179,10 +179,11 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     }
   }
 
-  function listen(server: http.Server, port: number): Promise<void> {
+  /** Listens on `port` (default: one of the kernel's choosing); resolves with the port. */
+  function listen(server: http.Server, port = 0): Promise<number> {
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => { server.off('error', reject); resolve(); });
+      server.listen(port, '127.0.0.1', () => { server.off('error', reject); resolve((server.address() as net.AddressInfo).port); });
     });
   }
 
@@ -204,7 +205,6 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
   }
 
   beforeAll(async () => {
-    [frontPort, idgatePort, upstreamPort] = [await freePort(), await freePort(), await freePort()];
     idgate = makeIdgate();
     upstream = http.createServer({ maxHeaderSize: 65536 }, (req, res) => {
       let body = '';
@@ -217,10 +217,10 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) }).end(json);
       });
     });
-    await listen(idgate, idgatePort);
-    await listen(upstream, upstreamPort);
+    idgatePort = await listen(idgate);
+    upstreamPort = await listen(upstream);
     checkSocket = path.join(mkdtempSync(path.join(os.tmpdir(), 'idgate-check-')), 'check.sock');
-    haproxy = await startHaproxy({ frontPort, idgatePort, upstreamPort, checkDst: `unix@${checkSocket}` });
+    ({ port: frontPort, started: haproxy } = await startOnFreePort((port) => startHaproxy({ frontPort: port, idgatePort, upstreamPort, checkDst: `unix@${checkSocket}` })));
   });
 
   afterAll(async () => {
@@ -244,8 +244,11 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
       execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
       const cert = readFileSync(path.join(dir, 'cert.pem'), 'utf8');
       writeFileSync(path.join(dir, 'site.pem'), cert + readFileSync(path.join(dir, 'key.pem'), 'utf8'));
-      const tlsPort = await freePort();
-      tlsHaproxy = await startHaproxy({ frontPort: await freePort(), idgatePort, upstreamPort, tls: { port: tlsPort, certFile: path.join(dir, 'site.pem') }, name: 'haproxy-tls' });
+      let tlsPort = 0;
+      ({ started: tlsHaproxy } = await startOnFreePort(async (frontPort) => {
+        tlsPort = await freePort();
+        return startHaproxy({ frontPort, idgatePort, upstreamPort, tls: { port: tlsPort, certFile: path.join(dir, 'site.pem') }, name: 'haproxy-tls' });
+      }));
       const target = unique('/ok/over-tls');
       const status = await new Promise<number>((resolve, reject) => {
         https.get({ host: '127.0.0.1', port: tlsPort, path: target, ca: cert }, (res) => {
@@ -520,8 +523,7 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
   });
 
   test('more than IDGATE_AUTH_RATE_LIMIT requests to /_auth/ from one address in 10 s get 429; other paths are not counted', async () => {
-    const port = await freePort();
-    const limited = await startHaproxy({ frontPort: port, idgatePort, upstreamPort, env: { IDGATE_AUTH_RATE_LIMIT: '3' } });
+    const { port, started: limited } = await startOnFreePort((port) => startHaproxy({ frontPort: port, idgatePort, upstreamPort, env: { IDGATE_AUTH_RATE_LIMIT: '3' } }));
     try {
       const statuses: number[] = [];
       for (let i = 0; i < 5; i++) statuses.push((await rawRequest(port, 'GET', `/_auth/login?n=${i}`)).status);
@@ -629,8 +631,8 @@ describe('startHaproxy', () => {
 
   test('refuses a front port that is already taken', async () => {
     const blocker = net.createServer();
-    const port = await freePort();
-    await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as net.AddressInfo).port;
     try {
       await expectStartFailure(startHaproxy({ frontPort: port, idgatePort: await freePort(), upstreamPort: await freePort() }), /already in use/);
     } finally {
@@ -672,12 +674,11 @@ function countingUpstream(): { server: http.Server; hits: () => number; last: ()
 }
 
 async function listenOn(server: http.Server): Promise<number> {
-  const port = await freePort();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
+    server.listen(0, '127.0.0.1', () => resolve());
   });
-  return port;
+  return (server.address() as net.AddressInfo).port;
 }
 
 async function closeServer(server: http.Server): Promise<void> {
@@ -701,8 +702,8 @@ describe('HAProxy with a broken Lua check', () => {
       to: 'core.register_action("idgate-check", { "http-req" }, function(txn) error("injected failure") end, 0)',
     }]);
     const upstreamPort = await listenOn(upstream.server);
-    frontPort = await freePort();
-    haproxy = await startHaproxy({ frontPort, upstreamPort, idgatePort: await freePort(), configPath: path.join(dir, 'haproxy.cfg') });
+    const idgatePort = await freePort(); // nothing listens there: the check never reaches idgate
+    ({ port: frontPort, started: haproxy } = await startOnFreePort((port) => startHaproxy({ frontPort: port, upstreamPort, idgatePort, configPath: path.join(dir, 'haproxy.cfg') })));
   });
 
   afterAll(async () => {
@@ -742,8 +743,7 @@ describe('HAProxy with the default 16 KB buffers', () => {
     ]);
     const upstreamPort = await listenOn(upstream.server);
     const idgatePort = await listenOn(idgate);
-    frontPort = await freePort();
-    haproxy = await startHaproxy({ frontPort, upstreamPort, idgatePort, configPath: path.join(dir, 'haproxy.cfg') });
+    ({ port: frontPort, started: haproxy } = await startOnFreePort((port) => startHaproxy({ frontPort: port, upstreamPort, idgatePort, configPath: path.join(dir, 'haproxy.cfg') })));
   });
 
   afterAll(async () => {
