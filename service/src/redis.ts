@@ -163,8 +163,8 @@ const primarySwitches = new Map<string, { followers: Set<Redis>; sentinels: Redi
  * sentinel announces a new primary (+switch-master). Otherwise a client stays on an old primary that is
  * still up (SENTINEL FAILOVER, a partition healed) until the sentinels demote it, 10 to 20 s later, and
  * every write it makes there meanwhile (a login, a revocation) is lost at the demotion
- * (test/e2e/redis-tls-topologies.test.ts caught it). A client already reconnecting is left alone: its
- * reconnection asks the sentinels anyway.
+ * (test/e2e/redis-tls-topologies.test.ts caught it). A client waiting to reconnect is left alone: its
+ * next attempt asks the sentinels anyway; one connecting now is made to start again.
  */
 function followPrimarySwitches(client: Redis, config: RedisSettings): void {
   const { redis } = config;
@@ -186,7 +186,11 @@ function followPrimarySwitches(client: Redis, config: RedisSettings): void {
         if (name !== topology.name) return;
         for (const follower of followers) {
           const on = follower.stream;
-          if (follower.status === 'ready' && !(on?.remotePort === Number(newPort) && on.remoteAddress?.replace(/^::ffff:/, '') === ip)) follower.disconnect(true);
+          // Also a connection still being made: it may have asked the sentinels before the switch, and the
+          // old primary, still a primary until its demotion, would pass ioredis's role check and take writes
+          // that the demotion then drops (a login made right after a SENTINEL FAILOVER was lost that way).
+          const settingUp = follower.status === 'connect' || follower.status === 'connecting';
+          if ((follower.status === 'ready' || settingUp) && !(on?.remotePort === Number(newPort) && on.remoteAddress?.replace(/^::ffff:/, '') === ip)) follower.disconnect(true);
         }
       });
       void sentinel.subscribe('+switch-master').catch(() => undefined);

@@ -142,9 +142,9 @@ describe.each([
     const loginsAt = Date.now();
     await sentinel.waitForReplica();
     const demotedAt = Date.now();
-    for (const c of [cookie, fresh]) {
-      expect(await checkUncached(c)).toBe(200);
-      for (const i of [0, 1]) expect(await idgates.check(i, c)).toBe(200);
+    for (const [name, c] of [['the session from before', cookie], ['the login right after the switch', fresh]] as const) {
+      expect({ session: name, uncached: await checkUncached(c) }).toEqual({ session: name, uncached: 200 });
+      for (const i of [0, 1]) expect({ session: name, idgate: i, status: await idgates.check(i, c) }).toEqual({ session: name, idgate: i, status: 200 });
     }
     const seconds = (t: number) => ((t - startedAt) / 1000).toFixed(1);
     process.stdout.write(`[sentinel failover over TLS] SENTINEL FAILOVER: ${after} promoted after ${seconds(promotedAt)} s, logins working after ${seconds(loginsAt)} s, ${before} demoted after ${seconds(demotedAt)} s\n`);
