@@ -156,7 +156,17 @@ function tlsRefusal(node: HostPort, tls: ConnectionOptions): Promise<string | un
 }
 
 /** Per Sentinel master group: one subscription to the sentinels' +switch-master, for every client of it in this process. */
-const primarySwitches = new Map<string, { followers: Set<Redis>; sentinels: Redis[] }>();
+const primarySwitches = new Map<string, PrimaryWatch>();
+
+interface PrimaryWatch {
+  readonly followers: Set<Redis>;
+  readonly sentinels: Redis[];
+}
+
+function onPrimary(client: Redis, primary: { readonly ip: string; readonly port: number }): boolean {
+  const on = client.stream;
+  return on?.remotePort === primary.port && on.remoteAddress?.replace(/^::ffff:/, '') === primary.ip;
+}
 
 /**
  * Reconnects `client`, and the copies made of it by `duplicate()` (the durable-write pool), as soon as a
@@ -183,14 +193,14 @@ function followPrimarySwitches(client: Redis, config: RedisSettings): void {
       sentinel.on('message', (_channel: string, message: string) => {
         // "<name> <old ip> <old port> <new ip> <new port>", from each sentinel in turn.
         const [name, , , ip, newPort] = message.split(' ');
-        if (name !== topology.name) return;
+        if (name !== topology.name || ip === undefined) return;
+        const primary = { ip, port: Number(newPort) };
         for (const follower of followers) {
-          const on = follower.stream;
           // Also a connection still being made: it may have asked the sentinels before the switch, and the
           // old primary, still a primary until its demotion, would pass ioredis's role check and take writes
-          // that the demotion then drops (a login made right after a SENTINEL FAILOVER was lost that way).
+          // that the demotion then drops.
           const settingUp = follower.status === 'connect' || follower.status === 'connecting';
-          if ((follower.status === 'ready' || settingUp) && !(on?.remotePort === Number(newPort) && on.remoteAddress?.replace(/^::ffff:/, '') === ip)) follower.disconnect(true);
+          if ((follower.status === 'ready' || settingUp) && !onPrimary(follower, primary)) follower.disconnect(true);
         }
       });
       void sentinel.subscribe('+switch-master').catch(() => undefined);
