@@ -58,10 +58,10 @@ async function plantFixture(sealed = sessionEntry.value as string): Promise<void
   }
 }
 
-function check(cookie = fixture.cookie, accept = 'application/json'): Promise<Response> {
+function check(cookie = fixture.cookie, accept = 'application/json', requestId = 'session-upgrade'): Promise<Response> {
   return fetch(`${stack.idgateUrls[0]}/auth`, {
     redirect: 'manual',
-    headers: { cookie, accept, 'x-forwarded-uri': '/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}`, 'x-forwarded-method': 'GET' },
+    headers: { cookie, accept, 'x-request-id': requestId, 'x-forwarded-uri': '/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}`, 'x-forwarded-method': 'GET' },
   });
 }
 
@@ -122,11 +122,13 @@ describe('a session record of a version this idgate does not read (a newer idgat
   ])('%s is no session: a login, never a 200, and a log line that says why', async (_name, sealed) => {
     await plantFixture(sealed());
     const before = stack.processes.idgate!.output().length;
-    expect((await check()).status).toBe(401);
-    const browser = await check(fixture.cookie, 'text/html');
+    // Each case names its requests: the previous case's audit lines may still be on their way.
+    const requestId = `session-upgrade-${_name.replace(/\W+/g, '-')}`;
+    expect((await check(fixture.cookie, 'application/json', requestId)).status).toBe(401);
+    const browser = await check(fixture.cookie, 'text/html', `${requestId}-browser`);
     expect(browser.status).toBe(302);
     const since = () => stack.processes.idgate!.output().slice(before).split('\n');
-    const audited = () => since().find((l) => l.includes('"event":"decision"') && l.includes('the session record is'));
+    const audited = () => since().find((l) => l.includes('"event":"decision"') && l.includes(`"request_id":"${requestId}"`));
     // Log lines leave in batches: wait for both the warning and the audit line.
     await waitUntil(() => since().some((l) => l.includes('session record of an unknown version')) && audited() !== undefined, 2000);
     expect(JSON.parse(since().find((l) => l.includes('session record of an unknown version'))!)).toMatchObject({ level: 'warn', version: 'v2', reads: ['v1'] });
