@@ -98,6 +98,11 @@ export const REDIS_RETRY_STEP_MS = 200;
 export const REDIS_RETRY_MAX_MS = 2000;
 /** Sentinel commands and Cluster slot refreshes: as patient as a connection. */
 export const REDIS_TOPOLOGY_TIMEOUT_MS = 2000;
+/**
+ * Finding a Sentinel-managed primary asks every sentinel and takes the newest configuration: a sentinel
+ * this much slower than the first to answer is not waited for (a stalled one must not hold reconnections up).
+ */
+export const SENTINEL_STRAGGLER_MS = 300;
 /** Cluster: after a failover or CLUSTERDOWN, ask again soon rather than answer from a stale slot map. */
 export const REDIS_CLUSTER_RETRY_DELAY_MS = 100;
 

@@ -9,7 +9,7 @@ import { Cluster, Redis, SentinelConnector, type ClusterOptions, type RedisOptio
 import standaloneConnectorModule from 'ioredis/built/connectors/StandaloneConnector.js';
 import type { Config, HostPort, RedisConnection } from './config.js';
 import { describeError } from './errors.js';
-import { CLI_REDIS_CONNECT_TIMEOUT_MS, REDIS_CLUSTER_RETRY_DELAY_MS, REDIS_CONNECT_TIMEOUT_MS, REDIS_RETRY_MAX_MS, REDIS_RETRY_STEP_MS, REDIS_TOPOLOGY_TIMEOUT_MS } from './limits.js';
+import { CLI_REDIS_CONNECT_TIMEOUT_MS, REDIS_CLUSTER_RETRY_DELAY_MS, REDIS_CONNECT_TIMEOUT_MS, REDIS_RETRY_MAX_MS, REDIS_RETRY_STEP_MS, REDIS_TOPOLOGY_TIMEOUT_MS, SENTINEL_STRAGGLER_MS } from './limits.js';
 
 /** A connection to idgate's Redis: `Redis` for a single server or Sentinel, `Cluster` for a Cluster. */
 export type RedisClient = Redis | Cluster;
@@ -158,9 +158,40 @@ function tlsRefusal(node: HostPort, tls: ConnectionOptions): Promise<string | un
 /** Per Sentinel master group: one subscription to the sentinels' +switch-master, for every client of it in this process. */
 const primarySwitches = new Map<string, PrimaryWatch>();
 
-interface PrimaryWatch {
+export interface PrimaryWatch {
   readonly followers: Set<Redis>;
   readonly sentinels: Redis[];
+  /** The primary the latest +switch-master named. */
+  primary?: { readonly ip: string; readonly port: number };
+  /** Followers that will compare their connection with `primary` once ready. */
+  readonly rechecking: Set<Redis>;
+}
+
+/**
+ * What a +switch-master does: a connected follower elsewhere than on the new primary reconnects (asking the
+ * sentinels again); one being made looks again once it is ready. Not at once: a client told to disconnect
+ * while it asks the sentinels gives up for good ("Connection is closed." at every command; seen under load
+ * in a loop of failovers), and one that asked them before the switch may still reach the old primary,
+ * which passes ioredis's role check (it is a primary until its demotion) and takes writes the demotion drops.
+ */
+export function followPrimary(watch: PrimaryWatch, primary: { readonly ip: string; readonly port: number }): void {
+  watch.primary = primary;
+  for (const follower of watch.followers) {
+    if (follower.status === 'ready') {
+      if (!onPrimary(follower, primary)) follower.disconnect(true);
+    } else if (follower.status === 'connect' || follower.status === 'connecting') {
+      recheckWhenReady(follower, watch);
+    }
+  }
+}
+
+function recheckWhenReady(client: Redis, watch: PrimaryWatch): void {
+  if (watch.rechecking.has(client)) return;
+  watch.rechecking.add(client);
+  client.once('ready', () => {
+    watch.rechecking.delete(client);
+    if (watch.primary && !onPrimary(client, watch.primary)) client.disconnect(true);
+  });
 }
 
 function onPrimary(client: Redis, primary: { readonly ip: string; readonly port: number }): boolean {
@@ -174,7 +205,7 @@ function onPrimary(client: Redis, primary: { readonly ip: string; readonly port:
  * still up (SENTINEL FAILOVER, a partition healed) until the sentinels demote it, 10 to 20 s later, and
  * every write it makes there meanwhile (a login, a revocation) is lost at the demotion
  * (test/e2e/redis-tls-topologies.test.ts caught it). A client waiting to reconnect is left alone: its
- * next attempt asks the sentinels anyway; one connecting now is made to start again.
+ * next attempt asks the sentinels anyway; one connecting now looks again once it is ready.
  */
 function followPrimarySwitches(client: Redis, config: RedisSettings): void {
   const { redis } = config;
@@ -194,19 +225,12 @@ function followPrimarySwitches(client: Redis, config: RedisSettings): void {
         // "<name> <old ip> <old port> <new ip> <new port>", from each sentinel in turn.
         const [name, , , ip, newPort] = message.split(' ');
         if (name !== topology.name || ip === undefined) return;
-        const primary = { ip, port: Number(newPort) };
-        for (const follower of followers) {
-          // Also a connection still being made: it may have asked the sentinels before the switch, and the
-          // old primary, still a primary until its demotion, would pass ioredis's role check and take writes
-          // that the demotion then drops.
-          const settingUp = follower.status === 'connect' || follower.status === 'connecting';
-          if ((follower.status === 'ready' || settingUp) && !onPrimary(follower, primary)) follower.disconnect(true);
-        }
+        followPrimary(watch!, { ip, port: Number(newPort) });
       });
       void sentinel.subscribe('+switch-master').catch(() => undefined);
       return sentinel;
     });
-    watch = { followers, sentinels };
+    watch = { followers, sentinels, rechecking: new Set() };
     primarySwitches.set(key, watch);
   }
   const { followers, sentinels } = watch;
@@ -243,6 +267,9 @@ class TlsStandaloneConnector extends StandaloneConnector {
   }
 }
 
+/** A Sentinel-managed primary over plain TCP, found by resolveNewestPrimary (below). */
+class NewestPrimarySentinelConnector extends SentinelConnector {}
+
 class TlsSentinelConnector extends SentinelConnector {
   override async connect(emitter: Parameters<SentinelConnector['connect']>[0]) {
     const stream = await super.connect(emitter);
@@ -258,8 +285,84 @@ const connectToSentinel = (SentinelConnector.prototype as unknown as { connectTo
   return connectToSentinel.call(this, endpoint, { ...options, Connector: TlsStandaloneConnector as unknown as RedisOptions['Connector'] });
 };
 
-/** The connector for a connection of `kind`: ioredis's own without TLS. */
+/** The primary as one sentinel names it, with the configuration epoch of that naming. */
+interface NamedPrimary {
+  readonly host: string;
+  readonly port: number;
+  readonly epoch: number;
+}
+
+/**
+ * Finds the primary the way the sentinels order their own configurations: by asking every sentinel and
+ * taking the answer with the highest configuration epoch. ioredis asks one sentinel, and right after a
+ * failover a sentinel that has not yet heard of it (they learn from each other within a few hundred
+ * milliseconds) still names the old primary, which takes writes until its demotion, 10 to 20 s later, then
+ * drops them: a login made in that window was lost about 1 run in 8 (test/e2e/redis-tls-topologies.test.ts).
+ * The answer of every sentinel is awaited while they answer quickly; one that does not answer within
+ * SENTINEL_STRAGGLER_MS of the others is not waited for.
+ */
+export async function resolveNewestPrimary(this: SentinelConnector, endpoint: Partial<SentinelAddress>): Promise<{ host: string; port: number } | null> {
+  const { options } = this as unknown as { options: { name?: string; sentinels?: Partial<SentinelAddress>[] } };
+  const sentinels = [endpoint, ...(options.sentinels ?? []).filter((s) => s.host !== endpoint.host || s.port !== endpoint.port)];
+  const clients: Redis[] = [];
+  const ask = async (sentinel: Partial<SentinelAddress>): Promise<NamedPrimary> => {
+    const client = (this as unknown as { connectToSentinel: (e: Partial<SentinelAddress>) => Redis }).connectToSentinel(sentinel);
+    clients.push(client);
+    client.on('error', () => undefined);
+    try {
+      const reply = (await client.call('SENTINEL', 'MASTER', options.name ?? '')) as string[];
+      const fields = new Map<string, string>();
+      for (let i = 0; i + 1 < reply.length; i += 2) fields.set(String(reply[i]), String(reply[i + 1]));
+      const [host, port, epoch] = [fields.get('ip'), Number(fields.get('port')), Number(fields.get('config-epoch') ?? 0)];
+      if (!host || !Number.isInteger(port) || port <= 0) throw new Error(`sentinel ${sentinel.host}:${sentinel.port} named no primary for ${options.name}`);
+      return { host, port, epoch: Number.isFinite(epoch) ? epoch : 0 };
+    } finally {
+      client.disconnect();
+    }
+  };
+  const answers = await settleWithStragglerBound(sentinels.map(ask), SENTINEL_STRAGGLER_MS);
+  for (const client of clients) client.disconnect(); // a straggler's too
+  const named = answers.filter((a): a is PromiseFulfilledResult<NamedPrimary> => a.status === 'fulfilled').map((a) => a.value);
+  if (named.length === 0) {
+    // As ioredis's own resolve: the error of the first sentinel asked, which it reports and retries.
+    const first = answers[0];
+    throw first?.status === 'rejected' ? first.reason : new Error('no sentinel answered');
+  }
+  const newest = named.reduce((a, b) => (b.epoch > a.epoch ? b : a));
+  return { host: newest.host, port: newest.port };
+}
+
+/**
+ * The outcomes of `promises`: all of them, or, once the first has settled, those settled within `graceMs`
+ * (the others count as rejected).
+ */
+function settleWithStragglerBound<T>(promises: Promise<T>[], graceMs: number): Promise<PromiseSettledResult<T>[]> {
+  const results: (PromiseSettledResult<T> | undefined)[] = promises.map(() => undefined);
+  return new Promise((resolve) => {
+    let settled = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const finish = () => {
+      clearTimeout(timer);
+      resolve(results.map((r) => r ?? { status: 'rejected', reason: new Error('sentinel too slow to answer') }));
+    };
+    promises.forEach((promise, i) => {
+      promise.then((value) => ({ status: 'fulfilled' as const, value }), (reason: unknown) => ({ status: 'rejected' as const, reason })).then((result) => {
+        results[i] = result;
+        settled += 1;
+        if (settled === promises.length) finish();
+        else if (result.status === 'fulfilled') timer ??= setTimeout(finish, graceMs);
+      });
+    });
+  });
+}
+
+type Resolve = (this: SentinelConnector, endpoint: Partial<SentinelAddress>) => Promise<{ host: string; port: number } | null>;
+for (const Connector of [NewestPrimarySentinelConnector, TlsSentinelConnector]) {
+  (Connector.prototype as unknown as { resolve: Resolve }).resolve = resolveNewestPrimary;
+}
+
+/** The connector for a connection of `kind`: ioredis's own for a node without TLS. */
 function connectorFor(redis: RedisConnection, kind: 'node' | 'sentinel'): RedisOptions['Connector'] {
-  if (!redis.tls) return undefined;
+  if (!redis.tls) return kind === 'sentinel' ? (NewestPrimarySentinelConnector as unknown as RedisOptions['Connector']) : undefined;
   return (kind === 'sentinel' ? TlsSentinelConnector : TlsStandaloneConnector) as unknown as RedisOptions['Connector'];
 }

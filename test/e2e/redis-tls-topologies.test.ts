@@ -138,24 +138,24 @@ describe.each([
     // loses every write made there meanwhile: idgate must have left it at the switch. A login now (503
     // while the idgates reconnect) must outlive the demotion.
     let fresh = '';
-    await waitUntil('logins through the new primary', async () => Boolean((fresh = await signedIn('bob'))), 15_000);
+    // Bounded generously: under a loaded machine each attempt takes seconds (measured: 2-15 s in all).
+    await waitUntil('logins through the new primary', async () => Boolean((fresh = await signedIn('bob'))), 30_000);
     const loginsAt = Date.now();
     await sentinel.waitForReplica();
     const demotedAt = Date.now();
     expect(await checkUncached(cookie)).toBe(200);
     for (const i of [0, 1]) expect(await idgates.check(i, cookie)).toBe(200);
-    // KNOWN GAP (issue 13, left open): a login in the first seconds after a manual failover is lost about
-    // 1 run in 8 here (every idgate then answers 401 for it, for good): some connection still reaches the
-    // old primary, which takes writes until its demotion. Measured and printed, not yet asserted.
-    const freshSurvived = (await checkUncached(fresh)) === 200;
-    if (freshSurvived) for (const i of [0, 1]) expect(await idgates.check(i, fresh)).toBe(200);
+    // The login right after the switch outlives the demotion: idgate took the newest primary that any
+    // sentinel named, not the old one that a sentinel yet to hear of the failover still named.
+    expect(await checkUncached(fresh)).toBe(200);
+    for (const i of [0, 1]) expect(await idgates.check(i, fresh)).toBe(200);
     const seconds = (t: number) => ((t - startedAt) / 1000).toFixed(1);
-    process.stdout.write(`[sentinel failover over TLS] SENTINEL FAILOVER: ${after} promoted after ${seconds(promotedAt)} s, logins working after ${seconds(loginsAt)} s, ${before} demoted after ${seconds(demotedAt)} s; the login right after the switch ${freshSurvived ? 'survived the demotion' : 'was LOST at the demotion (known gap)'}\n`);
+    process.stdout.write(`[sentinel failover over TLS] SENTINEL FAILOVER: ${after} promoted after ${seconds(promotedAt)} s, logins working after ${seconds(loginsAt)} s, ${before} demoted after ${seconds(demotedAt)} s; the login right after the switch survived the demotion\n`);
     const revoked = await idgateCli(['sessions', 'revoke', '--user', 'bob'], sentinel.env);
-    expect(revoked.stdout).toMatch(freshSurvived ? /revoked 2 session\(s\)/ : /revoked 1 session\(s\)/);
+    expect(revoked.stdout).toMatch(/revoked 2 session\(s\)/);
     for (const c of [cookie, fresh]) {
       expect(await checkUncached(c)).not.toBe(200);
       for (const i of [0, 1]) expect(await idgates.checkAfterRevocation(i, c)).not.toBe(200);
     }
-  }, 60_000);
+  }, 100_000);
 });
