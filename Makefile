@@ -29,6 +29,9 @@ node_modules/.installed: package.json package-lock.json
 deps: system-deps node_modules/.installed
 
 build: deps
+	# From scratch: tsc never deletes the output of a source that was moved or removed, and `npm pack`
+	# would ship it (test/e2e/package-install.test.ts checks the tarball holds nothing stale).
+	rm -rf dist
 	npx tsc -p tsconfig.build.json
 
 typecheck: deps
