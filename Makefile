@@ -17,6 +17,8 @@ system-deps:
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ "$(WITH_BROWSER)" = 1 ] && [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
 	if [ "$(WITH_BENCH)" = 1 ] && ! command -v wrk >/dev/null; then missing="$$missing wrk"; fi; \
+	if [ "$(WITH_BENCH)" = 1 ] && [ ! -x /usr/sbin/apache2 ]; then missing="$$missing apache2-bin"; fi; \
+	if [ "$(WITH_BENCH)" = 1 ] && [ ! -f /usr/lib/apache2/modules/mod_auth_openidc.so ]; then missing="$$missing libapache2-mod-auth-openidc"; fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing from Debian:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
@@ -66,7 +68,9 @@ test-e2e: build
 test-faults: build
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) timeout 600 npx jest --runInBand test/faults
 
-# Figures go to bench/results.json and bench/RESULTS.md (see the README, Performance).
+# Figures go to bench/results.json, bench/results.svg and bench/RESULTS.md (see the README, Performance).
+# The peer it measures, Apache + mod_auth_openidc, comes from apache2-bin (the server and its modules,
+# without the apache2 package's system service on port 80) and libapache2-mod-auth-openidc.
 bench: WITH_BENCH = 1
 bench: build
 	BENCH_COMMAND="make bench" node dist/bench/run.js

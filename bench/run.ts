@@ -6,8 +6,12 @@
 //   (e) HAProxy's native jwt_verify on the same JWT (no idgate), the in-proxy reference
 //   (g), (h) HAProxy + idgate's SPOE agent, session cookie and bearer JWT
 //   (i) HAProxy + idgate's SPOE agent code answering a constant allow, no check: the transport's ceiling
-// plus (b) at half its maximum rate, idgate with 100k sessions in Redis, and policy matching with 500
-// rules. Writes bench/results.json and appends a dated table with the command to bench/RESULTS.md.
+//   (j) HAProxy + the same Lua check against a do-nothing HTTP auth backend: the Lua transport's ceiling
+//   (k), (l), (m) the peer: Apache's plain proxy, Apache + mod_auth_openidc with its Redis cache and with
+//       shared memory, signed in through the same IdP (skipped, with the reason printed, when it cannot run)
+// plus (g) at half its maximum rate and (a) at that same rate (p99s), idgate with 100k sessions in Redis,
+// and policy matching with 50 and 500 rules. Writes bench/results.json and bench/results.svg, and
+// appends a dated table with the command to bench/RESULTS.md.
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -27,8 +31,12 @@ import { checkOutcome, type WireIdentity } from '../service/src/transports/check
 import { loadConfig } from '../service/src/config.js';
 import { runAtRate, runWrk, rssMb, type LoadResult } from './load.js';
 import { benchPolicyMatching } from './policy-matching.js';
+import { navigationFetch, peerRedirectUris, peerUnavailable, pickPeerPorts, startApachePeer, type ApachePeer } from './apache-peer.js';
+import { startNullAuthBackend, type NullAuthBackend } from './null-auth.js';
+import { renderChart, type ChartKind } from './chart.js';
 
-const DURATION = Number(process.env.BENCH_SECONDS ?? 8);
+/** Seconds a scenario (after a 1 s warm-up): every scenario of `make bench` fits in 5 minutes with 5. */
+const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
 /** The constant agent's allow (scenario "SPOE transport alone"): an identity like a real session's. */
 const CONSTANT_IDENTITY: WireIdentity = { user: 'alice', subject: 'alice', issuer: undefined, email: undefined, groups: 'engineering', groupsTruncated: false, scopes: undefined, scopesTruncated: false, client: undefined, backend: undefined };
 
@@ -125,12 +133,21 @@ async function main(): Promise<void> {
   const command = process.env.BENCH_COMMAND ?? 'node dist/bench/run.js';
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-bench-'));
   const started = Date.now();
+  // The peer's client is registered at the IdP with its redirect URIs, which name its ports: picked now.
+  let peerSkipped = peerUnavailable();
+  const peerPorts = peerSkipped === undefined ? await pickPeerPorts() : undefined;
   log('starting Redis, the IdP, the upstreams, idgate and HAProxy...');
-  // idgate writes its audit lines to a file, as in production, not through a pipe into this process.
-  const stack = await startStack({ idgateEnv: { IDGATE_LOG_FILE: path.join(dir, 'idgate.log') } });
+  const stack = await startStack({
+    // idgate writes its audit lines to a file, as in production, not through a pipe into this process.
+    idgateEnv: { IDGATE_LOG_FILE: path.join(dir, 'idgate.log') },
+    idpEnv: peerPorts ? { IDP_PEER_REDIRECT_URIS: peerRedirectUris(peerPorts).join(',') } : {},
+  });
   const extra: ManagedProcess[] = [];
   let constantAgent: net.Server | undefined;
+  let nullAuth: NullAuthBackend | undefined;
+  let peer: ApachePeer | undefined;
   const results: LoadResult[] = [];
+  const kinds = new Map<string, ChartKind>();
   const notes: Record<string, unknown> = {};
   try {
     const idgatePid = stack.processes.idgate!.child.pid;
@@ -159,37 +176,84 @@ async function main(): Promise<void> {
     await new Promise<void>((resolve) => constantAgent!.listen(constantAgentPort, '127.0.0.1', () => resolve()));
     const ceilingPort = await freePort();
     extra.push(await startHaproxy({ frontPort: ceilingPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: constantAgentPort, mode: 'spoe' }));
+    // The same shipped Lua config (idgate.lua, the same frontend lines), its be_idgate pointed at a do-nothing backend.
+    nullAuth = await startNullAuthBackend();
+    const luaCeilingPort = await freePort();
+    extra.push(await startHaproxy({ frontPort: luaCeilingPort, idgatePort: nullAuth.port, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary }));
     const nativePort = await freePort();
     extra.push(await startHaproxy({ frontPort: nativePort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, configPath: nativeJwtConfig(dir, pem) }));
 
-    const scenario = async (name: string, options: Parameters<typeof runWrk>[0]) => {
+    const scenario = async (name: string, options: Parameters<typeof runWrk>[0], kind: ChartKind = 'idgate', rss = true) => {
       log(`${name}...`);
+      kinds.set(name, kind);
       // A short warm-up: JIT, connection pools, caches.
       await runWrk({ ...options, duration: 1 });
       const r = await runWrk({ ...options, duration: DURATION });
-      const result = { name, ...r, rss_mb: rssMb(idgatePid) };
+      const result = { name, ...r, rss_mb: rss ? rssMb(idgatePid) : NaN };
       results.push(result);
-      log(`  ${result.rps} req/s, p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms, errors ${result.errors}, idgate RSS ${result.rss_mb} MB`);
+      log(`  ${result.rps} req/s, p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms, errors ${result.errors}${rss ? `, idgate RSS ${result.rss_mb} MB` : ''}`);
       return result;
     };
-    const a = await scenario('(a) HAProxy -> upstream, no auth', { url: `http://127.0.0.1:${passthroughPort}/` });
+    const a = await scenario('(a) HAProxy -> upstream, no auth', { url: `http://127.0.0.1:${passthroughPort}/` }, 'baseline');
     const b = await scenario('(b) HAProxy + idgate (Lua), session cookie', { url: `${stack.frontUrl}/`, headers: { Cookie: cookie } });
     const c = await scenario('(c) HAProxy + idgate (Lua), bearer JWT', { url: `${stack.frontUrl}/api/hello`, headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } });
+    const j = await scenario("(j) HAProxy + Lua check, do-nothing auth backend (no idgate: the Lua transport's ceiling)", { url: `http://127.0.0.1:${luaCeilingPort}/`, headers: { Cookie: cookie } }, 'baseline');
     const d = await scenario('(d) idgate /auth directly, session cookie', { url: `${stack.idgateUrls[0]}/auth`, headers: { Cookie: cookie, 'X-Forwarded-Method': 'GET', 'X-Forwarded-Host': `127.0.0.1:${stack.ports.front}`, 'X-Forwarded-Uri': '/' } });
-    const e = await scenario('(e) HAProxy native jwt_verify, same JWT (no idgate)', { url: `http://127.0.0.1:${nativePort}/api/hello`, headers: { Authorization: `Bearer ${token}` } });
+    const e = await scenario('(e) HAProxy native jwt_verify, same JWT (no idgate)', { url: `http://127.0.0.1:${nativePort}/api/hello`, headers: { Authorization: `Bearer ${token}` } }, 'peer');
     const g = await scenario('(g) HAProxy + idgate (SPOE), session cookie', { url: `http://127.0.0.1:${spoePort}/`, headers: { Cookie: cookie } });
     const h = await scenario('(h) HAProxy + idgate (SPOE), bearer JWT', { url: `http://127.0.0.1:${spoePort}/api/hello`, headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } });
 
-    const i = await scenario("(i) HAProxy + SPOE, constant-answer agent (no check: the transport's ceiling)", { url: `http://127.0.0.1:${ceilingPort}/` });
+    const i = await scenario("(i) HAProxy + SPOE, constant-answer agent (no check: the transport's ceiling)", { url: `http://127.0.0.1:${ceilingPort}/` }, 'baseline');
 
-    log('(b) at half its maximum rate...');
-    const half = await runAtRate({ url: `${stack.frontUrl}/`, headers: { Cookie: cookie }, rate: Math.max(1, Math.round(b.rps / 2)), duration: DURATION, connections: 32 });
-    results.push({ name: `(b) at 50% of its max rate (${Math.round(b.rps / 2)} req/s, autocannon)`, ...half, rss_mb: rssMb(idgatePid) });
-    log(`  p50 ${half.p50_ms} ms, p99 ${half.p99_ms} ms, errors ${half.errors}`);
+    // The peer, with Apache running only for its own scenarios. Anything that fails here is printed and skipped.
+    const peerResults: Partial<Record<'k' | 'l' | 'm', LoadResult>> = {};
+    const peerWhy: Partial<Record<'l' | 'm', string>> = {};
+    if (peerPorts) {
+      try {
+        log('starting Apache + mod_auth_openidc (bench/apache-peer.conf)...');
+        peer = await startApachePeer({ ports: peerPorts, issuer: stack.issuer, upstreamPort: stack.ports.upstream, redisPort: stack.ports.redis });
+        peerResults.k = await scenario('(k) Apache mod_proxy -> upstream, no auth', { url: peer.urls.plain }, 'baseline', false);
+        for (const [letter, cache] of [['l', 'Redis'], ['m', 'shm']] as const) {
+          try {
+            const url = cache === 'Redis' ? peer.urls.redis : peer.urls.shm;
+            const session = await peerSession(url);
+            peerResults[letter] = await scenario(`(${letter}) Apache + mod_auth_openidc (${cache} cache), session cookie`, { url, headers: { Cookie: session } }, 'peer', false);
+            if (peerResults[letter]!.errors > 0) log(`  (${letter}) answered errors; Apache's error log:\n${peer.errorLog()}`);
+          } catch (err) {
+            peerWhy[letter] = (err as Error).message.split('\n')[0];
+            log(`  (${letter}) Apache + mod_auth_openidc (${cache} cache) not measured: ${peerWhy[letter]}\n${peer.errorLog()}`);
+          }
+        }
+      } catch (err) {
+        // One line for the table; Apache's own words (its output, its error log) on the console.
+        peerSkipped = `Apache could not run: ${(err as Error).message.split('\n')[0]}`;
+        log((err as Error).message);
+      } finally {
+        await peer?.stop();
+        peer = undefined;
+      }
+    }
+    if (peerSkipped !== undefined) {
+      log(`the peer (Apache + mod_auth_openidc) is skipped: ${peerSkipped}`);
+      notes.peer_skipped = peerSkipped;
+    }
+
+    // The issue's latency target: the SPOE session check at half its maximum rate against passthrough at that same rate.
+    const halfRate = Math.max(1, Math.round(g.rps / 2));
+    const atRate = async (name: string, url: string, headers: Record<string, string>, kind: ChartKind) => {
+      log(`${name}...`);
+      kinds.set(name, kind);
+      const r = await runAtRate({ url, headers, rate: halfRate, duration: DURATION, connections: 32 });
+      results.push({ name, ...r, rss_mb: rssMb(idgatePid) });
+      log(`  ${r.rps} req/s, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, errors ${r.errors}`);
+      return r;
+    };
+    const gHalf = await atRate(`(g) at 50% of its max rate (${halfRate} req/s, autocannon)`, `http://127.0.0.1:${spoePort}/`, { Cookie: cookie }, 'idgate');
+    const aHalf = await atRate(`(a) at that same rate (${halfRate} req/s, autocannon)`, `http://127.0.0.1:${passthroughPort}/`, {}, 'baseline');
 
     log('100k sessions in Redis, checks spread over all of them...');
     const script = await plantSessions(stack, dir, 100_000);
-    await scenario('(f) idgate /auth directly, 100k distinct sessions', { url: `${stack.idgateUrls[0]}/auth`, script });
+    const f = await scenario('(f) idgate /auth directly, 100k distinct sessions', { url: `${stack.idgateUrls[0]}/auth`, script });
 
     for (const rules of [50, 500]) {
       log(`policy matching with ${rules} rules...`);
@@ -198,7 +262,8 @@ async function main(): Promise<void> {
     }
 
     const ratio = (x: number, y: number) => Number((x / y).toFixed(3));
-    const ratios = {
+    const { k, l, m } = peerResults;
+    const ratios: Record<string, number> = {
       'b/a session via HAProxy+idgate vs passthrough': ratio(b.rps, a.rps),
       'c/a bearer via HAProxy+idgate vs passthrough': ratio(c.rps, a.rps),
       'c/e bearer via idgate vs HAProxy native jwt_verify': ratio(c.rps, e.rps),
@@ -206,25 +271,63 @@ async function main(): Promise<void> {
       'g/a session via HAProxy+SPOE vs passthrough': ratio(g.rps, a.rps),
       'h/a bearer via HAProxy+SPOE vs passthrough': ratio(h.rps, a.rps),
       'i/a SPOE without a check vs passthrough': ratio(i.rps, a.rps),
+      'j/a Lua check without idgate vs passthrough': ratio(j.rps, a.rps),
+      'g/i SPOE session vs the SPOE ceiling': ratio(g.rps, i.rps),
+      'h/i SPOE bearer vs the SPOE ceiling': ratio(h.rps, i.rps),
+      'b/j Lua session vs the Lua ceiling': ratio(b.rps, j.rps),
+      'c/j Lua bearer vs the Lua ceiling': ratio(c.rps, j.rps),
+      'p99 of (g) at 50% rate / p99 of (a) at that rate': ratio(gHalf.p99_ms, aHalf.p99_ms),
+      ...(l ? { 'g/l idgate (SPOE) vs Apache + mod_auth_openidc (Redis cache), session': ratio(g.rps, l.rps) } : {}),
+      ...(m ? { 'g/m idgate (SPOE) vs Apache + mod_auth_openidc (shm cache), session': ratio(g.rps, m.rps) } : {}),
+      ...(k && l ? { 'l/k Apache + mod_auth_openidc (Redis) vs Apache proxy alone': ratio(l.rps, k.rps) } : {}),
+      ...(k && m ? { 'm/k Apache + mod_auth_openidc (shm) vs Apache proxy alone': ratio(m.rps, k.rps) } : {}),
     };
+    const notMeasured = (letter: 'l' | 'm') => `not measured (${peerWhy[letter] ?? peerSkipped ?? 'see the log'})`;
+    if (Object.keys(peerWhy).length > 0) notes.peer_not_measured = peerWhy;
+    // The issue's targets; a target whose scenario could not run says so instead of met / NOT met.
     notes.targets = {
-      'b/a >= 0.5': ratios['b/a session via HAProxy+idgate vs passthrough'] >= 0.5,
-      'c/a >= 0.5': ratios['c/a bearer via HAProxy+idgate vs passthrough'] >= 0.5,
-      'p99 of (b) at 50% rate < 5 ms': half.p99_ms < 5,
-      'idgate RSS < 150 MB': results.every((r) => !(r.rss_mb >= 150)),
-      'SPOE g/a >= 0.8': ratios['g/a session via HAProxy+SPOE vs passthrough'] >= 0.8,
-      'SPOE h/a >= 0.8': ratios['h/a bearer via HAProxy+SPOE vs passthrough'] >= 0.8,
+      'SPOE session g/i >= 0.9': ratio(g.rps, i.rps) >= 0.9,
+      'SPOE bearer h/i >= 0.9': ratio(h.rps, i.rps) >= 0.9,
+      'Lua session b/j >= 0.9': ratio(b.rps, j.rps) >= 0.9,
+      'Lua bearer c/j >= 0.9': ratio(c.rps, j.rps) >= 0.9,
+      'idgate via SPOE >= 3x Apache + mod_auth_openidc with Redis (g/l >= 3)': l ? ratio(g.rps, l.rps) >= 3 : notMeasured('l'),
+      'idgate via SPOE ahead of Apache + mod_auth_openidc with shm (g/m > 1)': m ? ratio(g.rps, m.rps) > 1 : notMeasured('m'),
+      'p99 of (g) at 50% of its max rate <= 2x p99 of (a) at that rate': gHalf.p99_ms <= 2 * aHalf.p99_ms,
+      'idgate RSS < 150 MB, 100k sessions (f) included': f.rss_mb < 150 && results.every((r) => !(r.rss_mb >= 150)),
     };
-    write(command, results, ratios, notes, Math.round((Date.now() - started) / 1000));
+    // idgate's absolute checks/s beside the peer's, in one line.
+    const perSecond = (r: LoadResult | undefined) => (r ? r.rps.toLocaleString('en-US') : 'not measured');
+    notes.checks_per_second = {
+      'idgate via SPOE (g)': g.rps,
+      'idgate via Lua (b)': b.rps,
+      'idgate alone (d)': d.rps,
+      'Apache + mod_auth_openidc, Redis (l)': l?.rps ?? null,
+      'Apache + mod_auth_openidc, shm (m)': m?.rps ?? null,
+      'Apache proxy, no auth (k)': k?.rps ?? null,
+    };
+    notes.summary = `session checks/s: idgate via SPOE ${perSecond(g)}, via Lua ${perSecond(b)}, alone ${perSecond(d)}; Apache + mod_auth_openidc with Redis ${perSecond(l)}, with shm ${perSecond(m)} (Apache's proxy alone: ${perSecond(k)})`;
+    write(command, results, ratios, notes, kinds, Math.round((Date.now() - started) / 1000));
   } finally {
     await Promise.all(extra.map((p) => p.stop()));
+    await peer?.stop();
+    await nullAuth?.close();
     constantAgent?.close();
     await stack.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-function write(command: string, results: LoadResult[], ratios: Record<string, number>, notes: Record<string, unknown>, seconds: number): void {
+/** A session with the peer: a real sign-in through it (redirects followed, the IdP's form submitted); its cookie. */
+async function peerSession(url: string): Promise<string> {
+  const browser = new Browser({}, navigationFetch);
+  const landed = await signIn(browser, url, 'alice');
+  if (landed.res.status !== 200) throw new Error(`sign-in through the peer ended with ${landed.res.status} at ${landed.url.href}`);
+  const session = browser.cookie('127.0.0.1', 'mod_auth_openidc_session');
+  if (!session) throw new Error('sign-in through the peer set no mod_auth_openidc_session cookie');
+  return `mod_auth_openidc_session=${session}`;
+}
+
+function write(command: string, results: LoadResult[], ratios: Record<string, number>, notes: Record<string, unknown>, kinds: Map<string, ChartKind>, seconds: number): void {
   let commit = 'unknown';
   try {
     commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
@@ -238,21 +341,26 @@ function write(command: string, results: LoadResult[], ratios: Record<string, nu
   const table = [
     `## ${date.slice(0, 16).replace('T', ' ')} UTC, commit ${commit}`,
     '',
-    `Machine: ${machine}. Load generator, HAProxy (one process, 2 threads), upstream, Redis and idgate share the cores; idgate writes its audit lines to a file.`,
+    `Machine: ${machine}. Load generator, HAProxy (one process, 2 threads), upstream, Redis, idgate (and Apache, for its own scenarios) share the cores; idgate writes its audit lines to a file.`,
     `Command: \`${command}\` (${seconds} s; wrk -t1 -c32, ${DURATION} s a scenario after a 1 s warm-up).`,
     '',
     '| scenario | req/s | p50 ms | p99 ms | errors | idgate RSS MB |',
     '|---|---|---|---|---|---|',
     ...results.map((r) => `| ${r.name} | ${r.rps.toLocaleString('en-US')} | ${r.p50_ms} | ${r.p99_ms} | ${r.errors} | ${Number.isNaN(r.rss_mb) ? '-' : r.rss_mb} |`),
     '',
+    `- ${notes.summary as string}`,
+    ...(notes.peer_skipped ? [`- the peer was skipped: ${notes.peer_skipped as string}`] : []),
     ...Object.entries(ratios).map(([k, v]) => `- ${k}: **${v}**`),
-    ...Object.entries((notes.targets as Record<string, boolean>) ?? {}).map(([k, v]) => `- target ${k}: ${v ? 'met' : 'NOT met'}`),
+    ...Object.entries((notes.targets as Record<string, boolean | string>) ?? {}).map(([k, v]) => `- target ${k}: ${v === true ? 'met' : v === false ? 'NOT met' : v}`),
     '',
   ].join('\n');
+  // The chart: every scenario measured over HTTP (policy matching runs in-process, in another unit).
+  const charted = results.filter((r) => kinds.has(r.name)).map((r) => ({ name: r.name, rps: r.rps, p99_ms: r.p99_ms, kind: kinds.get(r.name)! }));
+  fs.writeFileSync(path.join(REPO_ROOT, 'bench/results.svg'), renderChart(charted, { title: 'idgate: make bench', subtitle: `${date.slice(0, 16).replace('T', ' ')} UTC, commit ${commit}; ${machine}; wrk -c32, ${DURATION} s a scenario` }));
   const resultsMd = path.join(REPO_ROOT, 'bench/RESULTS.md');
   if (!fs.existsSync(resultsMd)) fs.writeFileSync(resultsMd, '# Benchmark results\n\nEach run of `make bench` appends a section: the date, the commit, the machine, the exact command, the figures.\n\n');
   fs.appendFileSync(resultsMd, `${table}\n`);
-  log(`\n${table}\nwrote bench/results.json and appended to bench/RESULTS.md`);
+  log(`\n${table}\nwrote bench/results.json and bench/results.svg, and appended to bench/RESULTS.md`);
 }
 
 main().catch((err: unknown) => {

@@ -34,5 +34,11 @@ export const MACHINE_CLIENT_SECRET = 'demo-bot-secret';
 /** A machine client whose tokens are opaque (like Okta's org authorization server): check them by introspection. */
 export const OPAQUE_CLIENT_ID = 'opaque-bot';
 export const OPAQUE_CLIENT_SECRET = 'opaque-bot-secret';
+/**
+ * The benchmark's peer relying party (`make bench`: Apache + mod_auth_openidc, bench/apache-peer.ts), a
+ * confidential client like idgate; registered only when the IdP is given its redirect URIs.
+ */
+export const PEER_RP_CLIENT_ID = 'apache-peer';
+export const PEER_RP_CLIENT_SECRET = 'apache-peer-secret';
 export const API_RESOURCE = 'api://idgate';
 export const API_SCOPE = 'api:read';

@@ -19,7 +19,7 @@ import type {
   ResourceServer,
   Provider as OidcProvider,
 } from 'oidc-provider';
-import { API_RESOURCE, API_SCOPE, DEMO_USERS as USERS, MACHINE_CLIENT_ID, MACHINE_CLIENT_SECRET, OPAQUE_CLIENT_ID, OPAQUE_CLIENT_SECRET } from './idp-accounts.js';
+import { API_RESOURCE, API_SCOPE, DEMO_USERS as USERS, MACHINE_CLIENT_ID, MACHINE_CLIENT_SECRET, OPAQUE_CLIENT_ID, OPAQUE_CLIENT_SECRET, PEER_RP_CLIENT_ID, PEER_RP_CLIENT_SECRET } from './idp-accounts.js';
 
 export interface IdpOptions {
   /** TCP port to listen on. Required (0 picks a free one; see `port` on the result). */
@@ -43,6 +43,11 @@ export interface IdpOptions {
   postLogoutRedirectUris?: string[];
   /** OIDC Back-Channel Logout endpoint of the interactive client. Default: none (no back-channel logout). */
   backchannelLogoutUri?: string;
+  /**
+   * redirect_uris of the benchmark's peer relying party (`apache-peer`, Apache + mod_auth_openidc in
+   * `make bench`). Default: none, and then that client is not registered at all.
+   */
+  peerRedirectUris?: string[];
   /** Lifetime of access tokens (both clients). Default 3600. */
   accessTokenTtlSeconds?: number;
   /** Lifetime of ID tokens. Default 3600. */
@@ -273,6 +278,7 @@ interface ProviderSettings {
   redirectUris: string[];
   postLogoutRedirectUris: string[];
   backchannelLogoutUri?: string;
+  peerRedirectUris: string[];
   accessTokenTtlSeconds: number;
   idTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
@@ -285,7 +291,7 @@ interface ProviderSettings {
 
 function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModule['errors']): Configuration {
   const {
-    clientId, clientSecret, redirectUris, postLogoutRedirectUris, backchannelLogoutUri,
+    clientId, clientSecret, redirectUris, postLogoutRedirectUris, backchannelLogoutUri, peerRedirectUris,
     accessTokenTtlSeconds, idTokenTtlSeconds, refreshTokenTtlSeconds, mountPath, store,
   } = settings;
 
@@ -335,6 +341,18 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
         redirect_uris: [],
         scope: API_SCOPE,
       },
+      // The bench's peer (Apache + mod_auth_openidc): the same code flow as idgate's, its own client.
+      ...(peerRedirectUris.length > 0
+        ? [{
+          client_id: PEER_RP_CLIENT_ID,
+          client_secret: PEER_RP_CLIENT_SECRET,
+          client_name: 'apache-peer',
+          token_endpoint_auth_method: 'client_secret_basic' as const,
+          grant_types: ['authorization_code'],
+          response_types: ['code' as const],
+          redirect_uris: peerRedirectUris,
+        }]
+        : []),
     ],
 
     scopes: ['openid', 'profile', 'email', 'groups', 'offline_access', API_SCOPE],
@@ -599,6 +617,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     redirectUris: options.redirectUris ?? [],
     postLogoutRedirectUris: options.postLogoutRedirectUris ?? [],
     backchannelLogoutUri: options.backchannelLogoutUri,
+    peerRedirectUris: options.peerRedirectUris ?? [],
     accessTokenTtlSeconds: options.accessTokenTtlSeconds ?? 3600,
     idTokenTtlSeconds: options.idTokenTtlSeconds ?? 3600,
     refreshTokenTtlSeconds: options.refreshTokenTtlSeconds ?? 86_400,
