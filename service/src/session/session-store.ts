@@ -1,9 +1,10 @@
-// The session store: every session operation idgate performs (read, renew, revoke, index, lock) behind one
-// interface, SessionStore. RedisSessionStore is the one production uses; the tests also run an in-memory
-// one with a clock of their own (test/support/memory-session-store.ts), and one suite holds both to the
-// same behaviour (test/unit/session-store.test.ts). This module owns every Redis key name idgate uses
-// (redisKeys below: sessions, indexes, locks, pending logins, logout-token ids) and turns every Redis
-// failure into one error, IdgateError('store_unavailable') (storeUnavailable).
+// The session store: every operation idgate performs on what it keeps in Redis (sessions: read, renew,
+// revoke, index, lock; pending logins; back-channel logout token ids) behind one interface, SessionStore.
+// RedisSessionStore is the one production uses; the tests also run an in-memory one with a clock of their
+// own (test/support/memory-session-store.ts), and one suite holds both to the same behaviour
+// (test/unit/session-store.test.ts). This module owns every Redis key name idgate uses (redisKeys below:
+// sessions, indexes, locks, pending logins, logout-token ids), is the only one that sends commands on those
+// keys, and turns every Redis failure into one error, IdgateError('store_unavailable') (storeUnavailable).
 //
 // Sessions at rest in Redis, so that a Redis dump alone yields neither tokens nor a usable cookie:
 // the key is a hash of the session id and the value is AES-256-GCM encrypted under a key derived from
