@@ -9,7 +9,7 @@ import { serve } from './main.js';
 import { loadPolicyFile } from './policy/policy-file.js';
 import { DurableWrites, type DurabilitySettings } from './session/durable-writes.js';
 import { createRedisClient, describeRedisError } from './redis.js';
-import { listSessions, revokeSessions } from './session/session-store.js';
+import { RedisSessionRevocation } from './session/session-store.js';
 import { describeSessionRecordVersions } from './session/sessions.js';
 import { decide, formatDecision, matchRule, type Identity } from './policy/policy.js';
 import { canonicalPath } from './check/paths.js';
@@ -196,22 +196,25 @@ async function sessions(args: string[]): Promise<number> {
     await redis.connect().catch(async (err: Error) => {
       throw new UsageError(`cannot reach Redis: ${await describeRedisError(prefix, cause ?? err)}`);
     });
-    const found = await listSessions(redis, prefix, opts.user ? { user: opts.user } : { subject: opts.sub! });
-    if (action === 'list') {
-      for (const s of found) process.stdout.write(`${s.hash.slice(0, 16)}  sub=${s.subject}  user=${s.user}  since=${new Date(s.createdAt).toISOString()}\n`);
-      process.stdout.write(`${found.length} session(s)\n`);
-    } else {
-      // The settings as `idgate serve` reads them; a person at a terminal waits longer than a check would.
-      const durability: DurabilitySettings = { redisWaitReplicas: prefix.redisWaitReplicas, redisWaitMs: prefix.redisWaitMs, redisTimeoutMs: CLI_REDIS_TIMEOUT_MS };
-      const durable = new DurableWrites(redis, durability, (_kind, outcome) => {
-        if (outcome.result !== 'replicated') process.stderr.write(`idgate: warning: no Redis replica confirmed the revocation within the bound (${outcome.result}, ${outcome.acked}/${outcome.wanted}); it stands on the primary\n`);
-      });
-      try {
-        const revoked = await revokeSessions(durable, prefix, found);
-        process.stdout.write(`revoked ${revoked} session(s)\n`);
-      } finally {
-        durable.close();
+    // A revocation waits for a replica: with the settings as `idgate serve` reads them, but a person at a
+    // terminal waits longer than a check would.
+    const durability: DurabilitySettings = { redisWaitReplicas: prefix.redisWaitReplicas, redisWaitMs: prefix.redisWaitMs, redisTimeoutMs: CLI_REDIS_TIMEOUT_MS };
+    const durable = action === 'revoke'
+      ? new DurableWrites(redis, durability, (_kind, outcome) => {
+          if (outcome.result !== 'replicated') process.stderr.write(`idgate: warning: no Redis replica confirmed the revocation within the bound (${outcome.result}, ${outcome.acked}/${outcome.wanted}); it stands on the primary\n`);
+        })
+      : undefined;
+    const store = new RedisSessionRevocation(redis, prefix, durable);
+    try {
+      const found = await store.list(opts.user ? { user: opts.user } : { subject: opts.sub! });
+      if (action === 'list') {
+        for (const s of found) process.stdout.write(`${s.hash.slice(0, 16)}  sub=${s.subject}  user=${s.user}  since=${new Date(s.createdAt).toISOString()}\n`);
+        process.stdout.write(`${found.length} session(s)\n`);
+      } else {
+        process.stdout.write(`revoked ${await store.revoke(found)} session(s)\n`);
       }
+    } finally {
+      durable?.close();
     }
     return 0;
   } finally {

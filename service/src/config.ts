@@ -514,7 +514,7 @@ export function loadRedisConfig(env: NodeJS.ProcessEnv = process.env): { config:
 /**
  * The Redis topology, credentials and TLS, checked together: one topology at a time, every Sentinel
  * setting with its companions, a credential given once, a CA only with TLS, and a key prefix without hash
- * tags (idgate places its own: see sessions.ts, pending logins).
+ * tags (idgate places its own: see session-store.ts, pending logins).
  */
 function redisConnectionFrom(parsed: Record<string, unknown>, problems: string[]): RedisConnection | undefined {
   const before = problems.length;

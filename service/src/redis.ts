@@ -2,7 +2,7 @@
 // Sentinel-managed primary (found again after a failover) or a Cluster. Every topology takes the same ACL
 // user and password and the same TLS settings. The rest of idgate sees a `RedisClient` and uses only
 // commands that work on all three: single-key commands, and multi-key operations (MULTI, Lua) whose keys
-// share one hash slot (see the key layout in sessions.ts and session-store.ts).
+// share one hash slot (see the key layout in session-store.ts).
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, SentinelConnector, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis';
 // Not exported by ioredis's index: the connector of every plain (non-Sentinel) connection, subclassed below.

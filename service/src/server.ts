@@ -30,7 +30,7 @@ export function createIdgateServer(deps: ServerDependencies, options: ServerOpti
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', (address: string) => config.trustedProxies(address));
-  app.use('/_auth', createSessionMiddleware(config, sessions), createBrowserRoutes({ config, redis, sessions, oidc, logger, metrics }));
+  app.use('/_auth', createSessionMiddleware(config, sessions), createBrowserRoutes({ config, sessions, oidc, logger, metrics }));
   app.use((_req, res) => {
     res.status(ERRORS.not_found.status).json({ error: ERRORS.not_found.wire });
   });

@@ -8,8 +8,7 @@ import { Redis } from 'ioredis';
 import * as jose from 'jose';
 import request from 'supertest';
 import { loadConfig, type Config } from '../../service/src/config.js';
-import { openSession, sessionKey } from '../../service/src/session/session-store.js';
-import { hashValue, savePendingLogin, takePendingLogin } from '../../service/src/session/sessions.js';
+import { hashValue, openSession, sessionKey } from '../../service/src/session/session-store.js';
 import { freePort, idpListening, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { startFreeTempRedis } from '../../stack/redis.js';
 import { Browser, parseForm, signIn } from '../support/browser.js';
@@ -132,21 +131,6 @@ describe('the login binding', () => {
     const answers = await Promise.all([browser.fetch(callback), browser.fetch(callback)]);
     expect(answers.map((a) => a.status).sort()).toEqual([302, 400]);
     expect(await answers.find((a) => a.status === 400)!.text()).toMatch(/expired or was already used/);
-  });
-
-  test('a pending login is taken by exactly one of many concurrent claims with the right binding', async () => {
-    const redis = new Redis(redisPort);
-    try {
-      const state = crypto.randomBytes(16).toString('base64url');
-      const binding = crypto.randomBytes(32).toString('base64url');
-      await savePendingLogin(redis, idgate.config, state, { codeVerifier: 'v', nonce: 'n', returnTo: '/', bindingHash: hashValue(binding), startedAt: Date.now() });
-      expect((await takePendingLogin(redis, idgate.config, state, undefined)).outcome).toBe('other_browser');
-      expect((await takePendingLogin(redis, idgate.config, state, 'x'.repeat(43))).outcome).toBe('other_browser');
-      const claims = await Promise.all(Array.from({ length: 10 }, () => takePendingLogin(redis, idgate.config, state, binding)));
-      expect(claims.map((c) => c.outcome).sort()).toEqual(['taken', ...Array(9).fill('unknown')]);
-    } finally {
-      redis.disconnect();
-    }
   });
 });
 

@@ -116,29 +116,6 @@ describe('anonymous logins', () => {
     expect(await countKeys(redisKeys.sessionOfHash(config, '*'))).toBe(20);
     for (const cookie of cookies) expect((await check(replicas[0]!, cookie)).status).toBe(200);
   });
-
-  test('a completed or expired login frees its place under the overall bound', async () => {
-    const config = configFor({ IDGATE_LOGIN_MAX_PENDING: '3', IDGATE_LOGIN_TTL: '1' });
-    const idgate = await startInProcess(config);
-    const started = [await login(idgate), await login(idgate), await login(idgate)];
-    expect(started.map((r) => r.status)).toEqual([302, 302, 302]);
-    expect((await login(idgate)).status).toBe(503);
-
-    // The callback takes its pending login (the made-up code then fails at the IdP): one place is free.
-    const callback = await request(idgate.server).get(`/_auth/callback?state=${stateOf(started[0]!)}&code=made-up`).set('X-Forwarded-Host', PUBLIC_HOST).set('Cookie', bindingOf(started[0]!));
-    expect(callback.status).toBe(502);
-    expect((await login(idgate)).status).toBe(302);
-    expect((await login(idgate)).status).toBe(503);
-
-    // IDGATE_LOGIN_TTL later every pending login has expired and its place is free again.
-    const deadline = Date.now() + 3000;
-    let status = (await login(idgate)).status;
-    while (status !== 302 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-      status = (await login(idgate)).status;
-    }
-    expect(status).toBe(302);
-  });
 });
 
 describe('one browser', () => {

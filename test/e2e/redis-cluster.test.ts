@@ -6,8 +6,7 @@ import crypto from 'node:crypto';
 import signature from 'cookie-signature';
 import { Cluster } from 'ioredis';
 import request from 'supertest';
-import { redisKeys, sessionKey } from '../../service/src/session/session-store.js';
-import { hashValue, savePendingLogin, takePendingLogin } from '../../service/src/session/sessions.js';
+import { hashValue, redisKeys, RedisSessionStore, sessionKey } from '../../service/src/session/session-store.js';
 import { Browser, signIn } from '../support/browser.js';
 import { configFrom, startInProcess, type InProcessIdgate } from '../support/idgate.js';
 import { idgateCli, startCluster, startIdgateReplicas, type IdgateReplicas, type RedisCluster } from '../support/redis-topologies.js';
@@ -82,12 +81,13 @@ test('pending logins share one hash slot, and both bounds hold across replicas o
   // Per browser: its third login drops its oldest (the script deletes keys named by the index: same slot).
   const binding = crypto.randomBytes(32).toString('base64url');
   const states = ['s1', 's2', 's3'].map((s) => `${s}-${crypto.randomBytes(8).toString('hex')}`);
+  const store = new RedisSessionStore(client, config);
   for (const state of states) {
-    const saved = await savePendingLogin(client, config, state, { codeVerifier: 'v', nonce: 'n', returnTo: '/', bindingHash: hashValue(binding), startedAt: Date.now() });
+    const saved = await store.savePendingLogin(state, { codeVerifier: 'v', nonce: 'n', returnTo: '/', bindingHash: hashValue(binding), startedAt: Date.now() });
     expect(saved.saved).toBe(true);
   }
-  expect((await takePendingLogin(client, config, states[0]!, binding)).outcome).toBe('unknown');
-  expect((await takePendingLogin(client, config, states[2]!, binding)).outcome).toBe('taken');
+  expect((await store.takePendingLogin(states[0]!, binding)).outcome).toBe('unknown');
+  expect((await store.takePendingLogin(states[2]!, binding)).outcome).toBe('taken');
   // Overall: 4 at most (s2 still pends), from browsers that keep no cookie, whichever replica they reach.
   const answers: number[] = [];
   for (let i = 0; i < 8; i++) answers.push((await request(replicas[i % 2]!.server).get('/_auth/login?rd=%2F').set('X-Forwarded-Host', new URL(idgates.urls[0]!).host)).status);

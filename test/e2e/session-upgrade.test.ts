@@ -96,9 +96,12 @@ describe('a session written by the previous release (commit 9064de0)', () => {
 
   test('is listed and revoked by idgate sessions, through the indexes the previous release wrote', async () => {
     const env = { IDGATE_REDIS_URL: `redis://127.0.0.1:${stack.ports.redis}` };
+    // Listed by user name (its index names the subject), in the CLI's own words; revoked by subject.
+    const hash = sessionEntry.key.slice('idgate:sess:'.length);
+    const indexed = JSON.parse((fixture.keys.find((k) => k.key === 'idgate:idx:sub:alice')!.value as Record<string, string>)[hash]!) as { createdAt: number };
     const listed = await idgateCli(['sessions', 'list', '--user', 'alice'], env);
-    expect(listed.stdout).toContain('alice');
-    expect((await idgateCli(['sessions', 'revoke', '--user', 'alice'], env)).stdout).toContain('revoked 1 session(s)');
+    expect(listed.stdout).toBe(`${hash.slice(0, 16)}  sub=alice  user=alice  since=${new Date(indexed.createdAt).toISOString()}\n1 session(s)\n`);
+    expect((await idgateCli(['sessions', 'revoke', '--sub', 'alice'], env)).stdout).toBe('revoked 1 session(s)\n');
     // Replicas forget a revoked session on the pub/sub message, just after the command answers.
     let status = 0;
     for (const deadline = Date.now() + 2000; Date.now() < deadline && status !== 401; ) status = (await check()).status;

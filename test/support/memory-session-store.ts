@@ -1,16 +1,24 @@
 // The session store in memory, on a clock the test moves: what the Redis store does, without Redis and
 // without waiting. Values are sealed exactly as in Redis (the same record parsing and version checks run),
-// the idle timeout is each session's expiry on this clock, and indexes and locks behave as in Redis. Tests
-// only: production has RedisSessionStore alone. test/unit/session-store.test.ts holds both to one suite.
+// the idle timeout is each session's expiry on this clock, and indexes, locks, pending logins (their two
+// bounds) and logout-token ids behave as in Redis. Tests only: production has RedisSessionStore alone. test/unit/session-store.test.ts holds both to one suite.
 import { parseRecord, unreadableVersionOf, type StoredSession } from '../../service/src/session/sessions.js';
 import {
+  hashValue,
   idpSessionHash,
+  isBindingOf,
   isPastMaxAge,
+  logoutTokenDigest,
   openSession,
+  parsePendingLogin,
+  retryAfterSeconds,
   sealSession,
   sessionHash,
   storeUnavailable,
   type IndexedSession,
+  type PendingLogin,
+  type PendingLoginClaim,
+  type SavedPendingLogin,
   type SessionLock,
   type SessionRead,
   type SessionRef,
@@ -18,7 +26,7 @@ import {
 } from '../../service/src/session/session-store.js';
 import type { Config } from '../../service/src/config.js';
 
-export type MemoryStoreSettings = Pick<Config, 'sessionIdleTtlSeconds' | 'sessionMaxAgeSeconds'>;
+export type MemoryStoreSettings = Pick<Config, 'sessionIdleTtlSeconds' | 'sessionMaxAgeSeconds' | 'loginTtlSeconds' | 'loginMaxPendingPerBrowser' | 'loginMaxPending'>;
 
 /** Lease of a refresh lock, ms, as in Redis; here it is never renewed, so a holder must release in time. */
 const LOCK_LEASE_MS = 6000;
@@ -30,6 +38,14 @@ export class MemorySessionStore implements SessionStore {
   readonly #byUser = new Map<string, Set<string>>();
   readonly #byIdpSession = new Map<string, Set<string>>();
   readonly #locks = new Map<string, number>();
+  /** Pending logins by the hash of their state (the member of both indexes): value and expiry. */
+  readonly #pendingLogins = new Map<string, { text: string; expiresAt: number }>();
+  /** Every pending login's member → expiry: the overall bound counts these (a taken login leaves at once). */
+  readonly #pendingIndex = new Map<string, number>();
+  /** A browser's (hash of its binding) pending logins, member → expiry; a taken login stays until it expires, as in Redis. */
+  readonly #browserPending = new Map<string, Map<string, number>>();
+  /** Logout-token digests seen, → when they are forgotten. */
+  readonly #logoutTokens = new Map<string, number>();
   /** While set, every operation fails as a Redis that cannot answer would. */
   unavailable: Error | undefined;
 
@@ -170,5 +186,54 @@ export class MemorySessionStore implements SessionStore {
         if (this.#locks.get(hash) === until) this.#locks.delete(hash);
       },
     };
+  }
+
+  async savePendingLogin(state: string, pending: PendingLogin): Promise<SavedPendingLogin> {
+    this.#answer();
+    const now = this.now();
+    const member = hashValue(state);
+    let browser = this.#browserPending.get(pending.bindingHash);
+    if (!browser) this.#browserPending.set(pending.bindingHash, (browser = new Map()));
+    for (const index of [this.#pendingIndex, browser]) {
+      for (const [m, expiresAt] of index) if (expiresAt <= now) index.delete(m);
+    }
+    // As ZPOPMIN: the lowest expiry first, then the lowest member.
+    const oldestFirst = [...browser].sort(([a, x], [b, y]) => x - y || (a < b ? -1 : a > b ? 1 : 0));
+    let dropped = 0;
+    for (const [m] of oldestFirst.slice(0, Math.max(0, browser.size - this.settings.loginMaxPendingPerBrowser + 1))) {
+      browser.delete(m);
+      this.#pendingLogins.delete(m);
+      if (this.#pendingIndex.delete(m)) dropped++;
+    }
+    if (this.#pendingIndex.size >= this.settings.loginMaxPending) {
+      const first = Math.min(...this.#pendingIndex.values());
+      return { saved: false, retryAfterSeconds: retryAfterSeconds(this.settings, Math.max(0, first - now)) };
+    }
+    const expiresAt = now + this.settings.loginTtlSeconds * 1000;
+    this.#pendingLogins.set(member, { text: JSON.stringify(pending), expiresAt });
+    this.#pendingIndex.set(member, expiresAt);
+    browser.set(member, expiresAt);
+    return { saved: true, dropped };
+  }
+
+  async takePendingLogin(state: string, binding: string | undefined): Promise<PendingLoginClaim> {
+    this.#answer();
+    const member = hashValue(state);
+    const entry = this.#pendingLogins.get(member);
+    const pending = entry && entry.expiresAt > this.now() ? parsePendingLogin(entry.text) : undefined;
+    if (!pending) return { outcome: 'unknown' };
+    if (!isBindingOf(pending, binding)) return { outcome: 'other_browser' };
+    this.#pendingLogins.delete(member);
+    this.#pendingIndex.delete(member);
+    return { outcome: 'taken', pending };
+  }
+
+  async firstUseOfLogoutToken(issuer: string, jti: string, ttlSeconds: number): Promise<boolean> {
+    this.#answer();
+    const digest = logoutTokenDigest(issuer, jti);
+    const forgottenAt = this.#logoutTokens.get(digest);
+    if (forgottenAt !== undefined && forgottenAt > this.now()) return false;
+    this.#logoutTokens.set(digest, this.now() + ttlSeconds * 1000);
+    return true;
   }
 }

@@ -1,6 +1,7 @@
 // One suite every SessionStore implementation must pass (as oauth2-proxy's RunSessionStoreTests does for
 // its stores): reading, the idle and absolute timeouts, renewal, logout and revocation, the indexes, the
-// refresh lock and the refresh race, and a store that cannot answer. Each implementation brings a clock the
+// refresh lock and the refresh race, pending logins and their bounds, logout-token ids seen once, and a
+// store that cannot answer. Each implementation brings a clock the
 // suite moves (for Redis: its TTLs shortened, as if the time had passed), so nothing here sleeps out a TTL.
 import crypto from 'node:crypto';
 import type { Config } from '../../service/src/config.js';
@@ -9,9 +10,15 @@ import type { Metrics } from '../../service/src/metrics.js';
 import type { OidcRelyingParty } from '../../service/src/browser/oidc.js';
 import { keepSessionFresh } from '../../service/src/session/refresh.js';
 import { identityOf, type StoredSession } from '../../service/src/session/sessions.js';
-import { idpSessionHash, sessionHash, type SessionStore } from '../../service/src/session/session-store.js';
+import { hashValue, idpSessionHash, sessionHash, type PendingLogin, type SessionStore } from '../../service/src/session/session-store.js';
 
-export const SUITE_SETTINGS = { sessionIdleTtlSeconds: 60, sessionMaxAgeSeconds: 3600 } as const;
+export const SUITE_SETTINGS = {
+  sessionIdleTtlSeconds: 60,
+  sessionMaxAgeSeconds: 3600,
+  loginTtlSeconds: 300,
+  loginMaxPendingPerBrowser: 3,
+  loginMaxPending: 5,
+} as const;
 
 export interface StoreUnderTest {
   readonly store: SessionStore;
@@ -25,6 +32,7 @@ export interface StoreUnderTest {
 }
 
 const IDLE_MS = SUITE_SETTINGS.sessionIdleTtlSeconds * 1000;
+const LOGIN_TTL_MS = SUITE_SETTINGS.loginTtlSeconds * 1000;
 
 function newSid(): string {
   return crypto.randomBytes(32).toString('base64url');
@@ -47,6 +55,13 @@ function sessionOf(subject: string, at: number, over: Partial<StoredSession> = {
     idpSessionHash: undefined,
     ...over,
   };
+}
+
+/** A browser's binding cookie, as login makes one. */
+const newBinding = newSid;
+
+function pendingFor(binding: string, returnTo = '/'): PendingLogin {
+  return { codeVerifier: crypto.randomBytes(32).toString('base64url'), nonce: crypto.randomBytes(16).toString('base64url'), returnTo, bindingHash: hashValue(binding), startedAt: 0 };
 }
 
 const recordOf = (stored: StoredSession) => ({ cookie: { originalMaxAge: SUITE_SETTINGS.sessionMaxAgeSeconds * 1000, path: '/' }, idgate: stored });
@@ -223,6 +238,11 @@ export function runSessionStoreTests(name: string, makeStore: () => Promise<Stor
       expect(results.map((r) => r.kind).sort()).toEqual(['current', 'refreshed']);
       for (const r of results) expect(r.kind !== 'ended' && r.kind !== 'unavailable' && r.lookup.session.refreshToken).toBe('r2');
       expect(await t.store.readLatest(sid, now)).toMatchObject({ found: true, session: { refreshToken: 'r2' } });
+      // A request that read the session before the renewal (another replica, its session cache) reads it
+      // again under the lock and goes on with the renewed tokens: no second grant.
+      const late = await keepSessionFresh(deps, lookup, now);
+      expect(late.kind !== 'ended' && late.kind !== 'unavailable' && [late.kind, late.lookup.session.refreshToken]).toEqual(['current', 'r2']);
+      expect(grants).toBe(1);
       // The lock is free again for the next renewal.
       const lock = await t.store.lock(sid);
       expect(lock).toBeDefined();
@@ -246,6 +266,90 @@ export function runSessionStoreTests(name: string, makeStore: () => Promise<Stor
       expect(await t.store.list({ subject: 'frank' })).toEqual([]);
     });
 
+    test('a pending login is taken once, by the browser that started it, with what login saved', async () => {
+      const binding = newBinding();
+      const pending = pendingFor(binding, '/after-login?x=1');
+      expect(await t.store.savePendingLogin('state-1', pending)).toEqual({ saved: true, dropped: 0 });
+      expect(await t.store.takePendingLogin('state-1', binding)).toEqual({ outcome: 'taken', pending });
+      expect(await t.store.takePendingLogin('state-1', binding)).toEqual({ outcome: 'unknown' });
+      expect(await t.store.takePendingLogin('never-saved', binding)).toEqual({ outcome: 'unknown' });
+    });
+
+    test("a callback without the binding or with another browser's leaves the pending login to the browser that started it", async () => {
+      const binding = newBinding();
+      await t.store.savePendingLogin('state-1', pendingFor(binding));
+      expect(await t.store.takePendingLogin('state-1', undefined)).toEqual({ outcome: 'other_browser' });
+      expect(await t.store.takePendingLogin('state-1', newBinding())).toEqual({ outcome: 'other_browser' });
+      expect(await t.store.takePendingLogin('state-1', '')).toEqual({ outcome: 'other_browser' });
+      expect((await t.store.takePendingLogin('state-1', binding)).outcome).toBe('taken');
+    });
+
+    test('of many concurrent callbacks with the right binding, exactly one takes the pending login', async () => {
+      const binding = newBinding();
+      await t.store.savePendingLogin('state-1', pendingFor(binding));
+      const claims = await Promise.all(Array.from({ length: 10 }, () => t.store.takePendingLogin('state-1', binding)));
+      expect(claims.filter((c) => c.outcome === 'taken')).toHaveLength(1);
+      expect(claims.filter((c) => c.outcome === 'unknown')).toHaveLength(9);
+    });
+
+    test('a pending login expires IDGATE_LOGIN_TTL after it was started', async () => {
+      const binding = newBinding();
+      await t.store.savePendingLogin('state-1', pendingFor(binding));
+      await t.store.savePendingLogin('state-2', pendingFor(binding));
+      await t.advance(LOGIN_TTL_MS - 5000);
+      expect((await t.store.takePendingLogin('state-1', binding)).outcome).toBe('taken');
+      await t.advance(10_000);
+      expect(await t.store.takePendingLogin('state-2', binding)).toEqual({ outcome: 'unknown' });
+    });
+
+    test("beyond IDGATE_LOGIN_MAX_PENDING_PER_BROWSER a browser's oldest pending login is dropped, reported, and the new one kept", async () => {
+      const binding = newBinding();
+      const other = newBinding();
+      await t.store.savePendingLogin('other-browser', pendingFor(other));
+      for (const state of ['tab-1', 'tab-2', 'tab-3']) {
+        await t.advance(1000);
+        expect(await t.store.savePendingLogin(state, pendingFor(binding))).toEqual({ saved: true, dropped: 0 });
+      }
+      await t.advance(1000);
+      expect(await t.store.savePendingLogin('tab-4', pendingFor(binding))).toEqual({ saved: true, dropped: 1 });
+      expect(await t.store.takePendingLogin('tab-1', binding)).toEqual({ outcome: 'unknown' });
+      for (const state of ['tab-2', 'tab-3', 'tab-4']) expect((await t.store.takePendingLogin(state, binding)).outcome).toBe('taken');
+      // Another browser's logins are not this browser's to drop.
+      expect((await t.store.takePendingLogin('other-browser', other)).outcome).toBe('taken');
+    });
+
+    test('at IDGATE_LOGIN_MAX_PENDING overall a new login is refused with a retry time, until a login completes or expires', async () => {
+      const bindings = Array.from({ length: SUITE_SETTINGS.loginMaxPending + 1 }, () => newBinding());
+      for (const [i, binding] of bindings.slice(0, -1).entries()) {
+        expect(await t.store.savePendingLogin(`state-${i}`, pendingFor(binding))).toEqual({ saved: true, dropped: 0 });
+      }
+      const last = bindings.at(-1)!;
+      const refused = await t.store.savePendingLogin('one-too-many', pendingFor(last));
+      expect(refused).toEqual({ saved: false, retryAfterSeconds: expect.any(Number) });
+      const { retryAfterSeconds } = refused as { retryAfterSeconds: number };
+      expect(retryAfterSeconds).toBeGreaterThanOrEqual(1);
+      expect(retryAfterSeconds).toBeLessThanOrEqual(SUITE_SETTINGS.loginTtlSeconds);
+      expect(await t.store.takePendingLogin('one-too-many', last)).toEqual({ outcome: 'unknown' });
+      // A completed login frees its place at once.
+      expect((await t.store.takePendingLogin('state-0', bindings[0]!)).outcome).toBe('taken');
+      expect(await t.store.savePendingLogin('one-too-many', pendingFor(last))).toEqual({ saved: true, dropped: 0 });
+      expect((await t.store.savePendingLogin('and-another', pendingFor(newBinding()))).saved).toBe(false);
+      // Expired logins free theirs.
+      await t.advance(LOGIN_TTL_MS + 1000);
+      expect(await t.store.savePendingLogin('after-expiry', pendingFor(newBinding()))).toEqual({ saved: true, dropped: 0 });
+    });
+
+    test('a logout token id is accepted once per issuer while remembered, and again once forgotten', async () => {
+      expect(await t.store.firstUseOfLogoutToken('https://idp.example.com', 'jti-1', 120)).toBe(true);
+      expect(await t.store.firstUseOfLogoutToken('https://idp.example.com', 'jti-1', 120)).toBe(false);
+      expect(await t.store.firstUseOfLogoutToken('https://other-idp.example.com', 'jti-1', 120)).toBe(true);
+      expect(await t.store.firstUseOfLogoutToken('https://idp.example.com', 'jti-2', 120)).toBe(true);
+      await t.advance(110_000);
+      expect(await t.store.firstUseOfLogoutToken('https://idp.example.com', 'jti-1', 120)).toBe(false);
+      await t.advance(20_000);
+      expect(await t.store.firstUseOfLogoutToken('https://idp.example.com', 'jti-1', 120)).toBe(true);
+    });
+
     test('a store that cannot answer rejects every operation with store_unavailable, never another error', async () => {
       const { sid, stored } = await login('alice');
       await t.breakStore();
@@ -261,6 +365,9 @@ export function runSessionStoreTests(name: string, makeStore: () => Promise<Stor
         ['list', () => t.store.list({ user: 'alice' })],
         ['sessionsOfIdpSession', () => t.store.sessionsOfIdpSession('x')],
         ['lock', () => t.store.lock(sid)],
+        ['savePendingLogin', () => t.store.savePendingLogin('state-1', pendingFor(newBinding()))],
+        ['takePendingLogin', () => t.store.takePendingLogin('state-1', newBinding())],
+        ['firstUseOfLogoutToken', () => t.store.firstUseOfLogoutToken('https://idp.example.com', 'jti-1', 120)],
       ];
       for (const [op, run] of operations) {
         await expect(run().then(() => `${op} answered`, (err: { code?: string }) => `${op} ${err.code}`)).resolves.toBe(`${op} store_unavailable`);

@@ -2,13 +2,10 @@
 // that IdP session (`sid`) or subject (`sub`). The token is checked as the spec's section 2.6 says:
 // signature with the issuer's keys, iss, aud, iat (fresh), jti (never seen before), the back-channel
 // event, sid or sub, and no nonce (so an ID token cannot be passed off as a logout token).
-import crypto from 'node:crypto';
 import * as jose from 'jose';
-import type { RedisClient } from '../redis.js';
-import type { Config } from '../config.js';
 import { IdgateError } from '../errors.js';
 import type { RemoteKeySet } from '../tokens/keys.js';
-import { redisKeys, storeUnavailable } from '../session/session-store.js';
+import type { SessionStore } from '../session/session-store.js';
 import { LOGOUT_TOKEN_MAX_AGE_SECONDS as MAX_AGE_SECONDS } from '../limits.js';
 
 export const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
@@ -21,8 +18,7 @@ export interface LogoutSubject {
 export async function verifyLogoutToken(
   token: string,
   expected: { issuer: string; clientId: string; keys: RemoteKeySet; algorithms: readonly string[]; clockSkewSeconds: number },
-  redis: RedisClient,
-  config: Config,
+  sessions: Pick<SessionStore, 'firstUseOfLogoutToken'>,
 ): Promise<LogoutSubject> {
   let header: jose.ProtectedHeaderParameters;
   try {
@@ -59,13 +55,7 @@ export async function verifyLogoutToken(
   const sub = typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : undefined;
   if (!sid && !sub) throw new IdgateError('invalid_request', 'the logout token names neither sid nor sub');
   // Each jti once: remembered as long as the token could pass the age check.
-  const jtiKey = redisKeys.logoutTokenId(config, crypto.createHash('sha256').update(`${expected.issuer}\0${String(payload.jti)}`).digest('base64url'));
-  let first: string | null;
-  try {
-    first = await redis.set(jtiKey, '1', 'EX', MAX_AGE_SECONDS + expected.clockSkewSeconds, 'NX');
-  } catch (err) {
-    throw storeUnavailable(err);
-  }
-  if (first !== 'OK') throw new IdgateError('invalid_request', 'the logout token was already used');
+  const first = await sessions.firstUseOfLogoutToken(expected.issuer, String(payload.jti), MAX_AGE_SECONDS + expected.clockSkewSeconds);
+  if (!first) throw new IdgateError('invalid_request', 'the logout token was already used');
   return { sid, sub };
 }

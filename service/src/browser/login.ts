@@ -3,7 +3,6 @@
 // regenerates the session id, logout destroys the session.
 import crypto from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { RedisClient } from '../redis.js';
 import type { Logger } from '../audit.js';
 import type { Config } from '../config.js';
 import { ERRORS, IdgateError, describeError, isIdgateError } from '../errors.js';
@@ -14,15 +13,12 @@ import { loggedOutPage, logoutPage, messagePage } from './pages.js';
 import { stripPort } from '../policy/policy.js';
 import { verifyLogoutToken, type LogoutSubject } from './backchannel.js';
 import { RemoteKeySet } from '../tokens/keys.js';
-import { isPastMaxAge, type SessionStore } from '../session/session-store.js';
+import { hashValue, isPastMaxAge, type SessionStore } from '../session/session-store.js';
 import { bindingCookieOptions, findCookie, sessionCookieOptions } from '../session/cookies.js';
-import { hashValue, savePendingLogin, takePendingLogin } from '../session/sessions.js';
 
 export interface BrowserDependencies {
   readonly config: Config;
-  /** Pending logins and logout-token ids. */
-  readonly redis: RedisClient;
-  /** Back-channel logout finds and revokes sessions here. */
+  /** Pending logins and logout-token ids are kept here; back-channel logout finds and revokes sessions here. */
   readonly sessions: SessionStore;
   readonly oidc: OidcRelyingParty;
   readonly logger: Logger;
@@ -30,7 +26,7 @@ export interface BrowserDependencies {
 }
 
 export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
-  const { config, redis, oidc, logger, metrics } = deps;
+  const { config, oidc, logger, metrics } = deps;
   const router = express.Router();
   const bindingCookie = config.bindingCookieName;
   const postLogoutUrl = new URL('/_auth/logged-out', config.publicUrl).href;
@@ -45,7 +41,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     let binding = findCookie(req.headers.cookie, bindingCookie);
     if (!binding || !/^[A-Za-z0-9_-]{43}$/.test(binding)) binding = crypto.randomBytes(32).toString('base64url');
     const login = await oidc.beginLogin();
-    const saved = await savePendingLogin(redis, config, login.state, {
+    const saved = await deps.sessions.savePendingLogin(login.state, {
       codeVerifier: login.codeVerifier,
       nonce: login.nonce,
       returnTo,
@@ -78,7 +74,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     const state = params.get('state');
     if (!state || !params.get('code')) throw new IdgateError('invalid_request', 'the sign-in answer lacks its code or state');
     // Checked before anything is spent: a callback without this browser's binding leaves the login alone.
-    const claim = await takePendingLogin(redis, config, state, findCookie(req.headers.cookie, bindingCookie));
+    const claim = await deps.sessions.takePendingLogin(state, findCookie(req.headers.cookie, bindingCookie));
     if (claim.outcome === 'unknown') throw IdgateError.of('login_expired');
     if (claim.outcome === 'other_browser') throw IdgateError.of('login_mismatch');
     const { pending } = claim;
@@ -135,8 +131,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
       who = await verifyLogoutToken(
         token,
         { issuer: metadata.issuer, clientId: config.clientId, keys: logoutKeys, algorithms: metadata.id_token_signing_alg_values_supported?.filter((a) => a !== 'none' && !a.startsWith('HS')) ?? ['RS256'], clockSkewSeconds: config.clockSkewSeconds },
-        redis,
-        config,
+        deps.sessions,
       );
     } catch (err) {
       if (isIdgateError(err) && err.code === 'invalid_request') {

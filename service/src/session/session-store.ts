@@ -1,9 +1,10 @@
-// The session store: every session operation idgate performs (read, renew, revoke, index, lock) behind one
-// interface, SessionStore. RedisSessionStore is the one production uses; the tests also run an in-memory
-// one with a clock of their own (test/support/memory-session-store.ts), and one suite holds both to the
-// same behaviour (test/unit/session-store.test.ts). This module owns every Redis key name idgate uses
-// (redisKeys below: sessions, indexes, locks, pending logins, logout-token ids) and turns every Redis
-// failure into one error, IdgateError('store_unavailable') (storeUnavailable).
+// The session store: every operation idgate performs on what it keeps in Redis (sessions: read, renew,
+// revoke, index, lock; pending logins; back-channel logout token ids) behind one interface, SessionStore.
+// RedisSessionStore is the one production uses; the tests also run an in-memory one with a clock of their
+// own (test/support/memory-session-store.ts), and one suite holds both to the same behaviour
+// (test/unit/session-store.test.ts). This module owns every Redis key name idgate uses (redisKeys below:
+// sessions, indexes, locks, pending logins, logout-token ids), is the only one that sends commands on those
+// keys, and turns every Redis failure into one error, IdgateError('store_unavailable') (storeUnavailable).
 //
 // Sessions at rest in Redis, so that a Redis dump alone yields neither tokens nor a usable cookie:
 // the key is a hash of the session id and the value is AES-256-GCM encrypted under a key derived from
@@ -84,6 +85,92 @@ export interface SessionStore {
   sessionsOfIdpSession(idpSessionId: string): Promise<SessionRef[]>;
   /** The refresh lock of a session (one renewal at a time, across replicas), or undefined when another holds it. */
   lock(sid: string): Promise<SessionLock | undefined>;
+  /**
+   * A login under way, kept under its OAuth `state` for IDGATE_LOGIN_TTL within both bounds (pending logins,
+   * below): beyond IDGATE_LOGIN_MAX_PENDING_PER_BROWSER this browser's oldest are dropped (`dropped`); at
+   * IDGATE_LOGIN_MAX_PENDING overall a new one is refused (`saved: false`) until the oldest expires.
+   */
+  savePendingLogin(state: string, pending: PendingLogin): Promise<SavedPendingLogin>;
+  /**
+   * The pending login of `state`, taken once, and only by the browser whose binding cookie is `binding`:
+   * a callback from any other browser (or none) leaves it for the browser that started it.
+   */
+  takePendingLogin(state: string, binding: string | undefined): Promise<PendingLoginClaim>;
+  /** True the first time `issuer`'s back-channel logout token id `jti` is seen within `ttlSeconds`; false for a replay. */
+  firstUseOfLogoutToken(issuer: string, jti: string, ttlSeconds: number): Promise<boolean>;
+}
+
+/** What revocation needs, and all `idgate sessions` does: find a user's sessions and end them. */
+export type SessionRevocation = Pick<SessionStore, 'list' | 'revoke' | 'sessionsOfIdpSession'>;
+
+// Pending logins: kept server-side under the OAuth `state`, so several tabs can log in at once without a
+// cookie per attempt. One small cookie per browser (the binding) ties the callback to the browser that
+// started the login (login CSRF): its hash is stored with the pending login.
+//
+// Anyone can start a login, so pending logins are bounded: per browser (a sorted set per binding, its
+// oldest dropped beyond IDGATE_LOGIN_MAX_PENDING_PER_BROWSER, so many tabs still work) and overall (one
+// sorted set of every pending login, scored by expiry; at IDGATE_LOGIN_MAX_PENDING a new login is refused
+// until the oldest expires). A client that drops its cookies gets a new binding each time: the overall
+// bound is the one that holds it. Both bounds are kept by one Lua script (atomic across replicas); the
+// check path never reads these keys.
+//
+// Redis Cluster runs a script only on keys of one hash slot, and the overall bound needs one count of
+// every pending login: so every pending-login key (the logins, the per-browser indexes, the overall
+// index) carries the hash tag {logins} and lives in one slot, on one primary. Logins are rare next to
+// checks (three commands per login) and their memory is capped by IDGATE_LOGIN_MAX_PENDING, so that one
+// primary carries little. Sessions, which every check reads, spread over all slots (below).
+
+export interface PendingLogin {
+  readonly codeVerifier: string;
+  readonly nonce: string;
+  readonly returnTo: string;
+  /** hashValue of the browser's binding cookie. */
+  readonly bindingHash: string;
+  readonly startedAt: number;
+}
+
+export type SavedPendingLogin =
+  /** `dropped`: this browser's oldest pending logins dropped to stay within its bound. */
+  | { readonly saved: true; readonly dropped: number }
+  /** The overall bound is reached; a place frees in `retryAfterSeconds`. */
+  | { readonly saved: false; readonly retryAfterSeconds: number };
+
+export type PendingLoginClaim =
+  | { readonly outcome: 'taken'; readonly pending: PendingLogin }
+  | { readonly outcome: 'unknown' }
+  | { readonly outcome: 'other_browser' };
+
+/** How a login's `state` and its browser's binding cookie are stored: base64url(SHA-256(value)). */
+export function hashValue(value: string): string {
+  return crypto.createHash('sha256').update(value).digest('base64url');
+}
+
+/** A stored pending login read back, or undefined when it is not one (any store: the same check). */
+export function parsePendingLogin(text: string): PendingLogin | undefined {
+  try {
+    const value = JSON.parse(text) as Partial<PendingLogin> | null;
+    return value && typeof value.bindingHash === 'string' ? (value as PendingLogin) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `binding` (the cookie) is the one a pending login was started with, compared in constant time. */
+export function isBindingOf(pending: PendingLogin, binding: string | undefined): boolean {
+  if (binding === undefined) return false;
+  const a = hashValue(binding);
+  const b = pending.bindingHash;
+  return a.length === b.length && crypto.timingSafeEqual(Buffer.from(a), Buffer.from(b));
+}
+
+/** When the overall bound refuses a login: in how many seconds a place frees (ms until the oldest expires), within 1 s and the login TTL. */
+export function retryAfterSeconds(config: Pick<Config, 'loginTtlSeconds'>, msUntilFree: number): number {
+  return Math.min(config.loginTtlSeconds, Math.max(1, Math.ceil(msUntilFree / 1000)));
+}
+
+/** How a logout token id is remembered: the digest of its issuer and jti (one issuer's jti is not another's). */
+export function logoutTokenDigest(issuer: string, jti: string): string {
+  return crypto.createHash('sha256').update(`${issuer}\0${jti}`).digest('base64url');
 }
 
 /** The one error for a store that cannot answer (Redis away, out of memory, timed out). */
@@ -108,8 +195,8 @@ type Prefix = Pick<Config, 'redisKeyPrefix'>;
 // idx:user:<user> a set of subjects; idx:idpsid:<hash of the IdP's sid> a set of subject\0session hash
 // (back-channel logout). The IdP's sid names the user's session at the IdP; a Redis dump gets only its hash.
 //
-// Pending logins (sessions.ts) carry the hash tag {logins}: one slot for all of them, so that one Lua
-// script keeps their bounds on Redis Cluster. Sessions and indexes spread over all slots (below).
+// Pending logins (above) carry the hash tag {logins}: one slot for all of them, so that one Lua script
+// keeps their bounds on Redis Cluster. Sessions and indexes spread over all slots (below).
 
 /** Every Redis key (and the pub/sub channel) idgate uses, by what it holds. Nothing else builds one. */
 export const redisKeys = {
@@ -203,13 +290,13 @@ interface IndexFields {
   idpSessionHash: string | undefined;
 }
 
-type StoreSettings = Pick<Config, 'redisKeyPrefix' | 'sessionIdleTtlSeconds' | 'sessionMaxAgeSeconds'>;
+type StoreSettings = Pick<Config, 'redisKeyPrefix' | 'sessionIdleTtlSeconds' | 'sessionMaxAgeSeconds' | 'loginTtlSeconds' | 'loginMaxPendingPerBrowser' | 'loginMaxPending'>;
 
 // Redis Cluster: a session is read by its id alone (the check knows nothing else), so it cannot share a
 // hash slot with its subject's indexes, nor can a subject's, a user name's and an IdP session's index
 // share one. No operation needs them together: each index key is written with its TTL in a MULTI of its
 // own (one key, one slot), and revocation deletes each session and its index entry by single-key commands
-// (deleting is idempotent; an entry left behind is dropped by the next listSessions).
+// (deleting is idempotent; an entry left behind is dropped by the next list).
 
 async function indexSession(redis: RedisClient, config: StoreSettings, sid: string, fields: IndexFields): Promise<void> {
   const hash = sessionHash(sid);
@@ -227,90 +314,146 @@ async function indexSession(redis: RedisClient, config: StoreSettings, sid: stri
   await Promise.all(writes);
 }
 
-/** Sessions of a subject, or of every subject a user name maps to. Entries whose session is gone are dropped. */
-export async function listSessions(redis: RedisClient, config: Prefix, who: { subject?: string; user?: string }): Promise<IndexedSession[]> {
-  try {
-    const subjects = who.subject ? [who.subject] : who.user ? await redis.smembers(redisKeys.index(config, 'user', who.user)) : [];
-    const out: IndexedSession[] = [];
-    for (const subject of subjects) {
-      const entries = await redis.hgetall(redisKeys.index(config, 'sub', subject));
-      for (const [hash, json] of Object.entries(entries)) {
-        if (!(await redis.exists(redisKeys.sessionOfHash(config, hash)))) {
-          await redis.hdel(redisKeys.index(config, 'sub', subject), hash);
-          continue;
-        }
-        const meta = JSON.parse(json) as { user: string; createdAt: number };
-        out.push({ hash, subject, user: meta.user, createdAt: meta.createdAt });
-      }
-    }
-    return out.sort((a, b) => a.createdAt - b.createdAt);
-  } catch (err) {
-    throw storeUnavailable(err);
-  }
-}
-
-/**
- * Deletes sessions by their hashes and tells every replica (pub/sub) to forget them. Returns how many existed.
- * A durable write: it waits for a Redis replica, so a failover does not bring the sessions back. Single-key
- * commands only (no MULTI across keys), so it works on Redis Cluster, where the keys sit in other slots.
- */
-export async function revokeSessions(durable: DurableWrites, config: Prefix, sessions: readonly SessionRef[]): Promise<number> {
-  if (sessions.length === 0) return 0;
-  return durable.write('revocation', async (redis) => {
-    const deleted = await Promise.all(sessions.map(async (s) => {
-      const [gone] = await Promise.all([redis.del(redisKeys.sessionOfHash(config, s.hash)), redis.hdel(redisKeys.index(config, 'sub', s.subject), s.hash)]);
-      return gone;
-    }));
-    await redis.publish(redisKeys.revocations(config), JSON.stringify(sessions.map((s) => s.hash)));
-    return deleted.reduce((sum, n) => sum + n, 0);
-  }, (deleted) => deleted > 0).catch((err: unknown) => {
-    throw storeUnavailable(err);
-  });
-}
-
-/**
- * Sessions that came from one IdP session (the `sid` of a back-channel logout token), found by its hash.
- * Sessions indexed before hashing sit under the raw sid: read too (and dropped) until those have expired,
- * IDGATE_SESSION_MAX_AGE after the upgrade at most.
- */
-export async function sessionsOfIdpSession(redis: RedisClient, config: Prefix, idpSessionId: string): Promise<SessionRef[]> {
-  try {
-    const legacyKey = redisKeys.index(config, 'idpsid', idpSessionId);
-    const [hashed, legacy] = await Promise.all([redis.smembers(redisKeys.index(config, 'idpsid', idpSessionHash(idpSessionId))), redis.smembers(legacyKey)]);
-    if (legacy.length > 0) await redis.del(legacyKey);
-    return [...new Set([...hashed, ...legacy])].map((m) => {
-      const [subject = '', hash = ''] = m.split('\0');
-      return { subject, hash };
-    });
-  } catch (err) {
-    throw storeUnavailable(err);
-  }
-}
-
 const RELEASE_LOCK = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const RENEW_LEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+
+// KEYS: the login, the overall index, the browser's index. ARGV: the login's member (hash of its state),
+// its value, TTL (ms), per-browser bound, overall bound, the prefix of login keys (to delete a dropped
+// login by its member). Returns {1, logins dropped} when saved, {0, ms until a place frees} when refused.
+// Time is Redis's own, so replicas with skewed clocks agree on what has expired. The `#!lua` line (Redis
+// 7) makes Redis refuse the whole script when it is out of memory, rather than run it part way. The
+// logins it drops are keys it was not given (their names come from the index): Redis Cluster allows that
+// because they share the slot of the keys it was given (the {logins} tag).
+const SAVE_PENDING_LOGIN = `#!lua
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local dropped = 0
+local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4]) + 1
+if over > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[3], over)
+  for i = 1, #oldest, 2 do
+    redis.call('DEL', ARGV[6] .. oldest[i])
+    dropped = dropped + redis.call('ZREM', KEYS[2], oldest[i])
+  end
+end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {0, math.max(0, tonumber(first[2]) - now)}
+end
+local expires = now + tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], expires, ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[3], expires, ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+return {1, dropped}
+`;
+
+/**
+ * Deletes KEYS[1] only while it still holds ARGV[1] (of two callbacks that read the same login, one wins),
+ * and takes it out of the pending-login index KEYS[2] (member ARGV[2]).
+ */
+const DELETE_IF_UNCHANGED = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('ZREM', KEYS[2], ARGV[2]) return redis.call('DEL', KEYS[1]) end return 0";
+
+/**
+ * Revocation over Redis: a user's sessions found through the indexes, and ended. It needs the key prefix
+ * alone, so `idgate sessions` (which reads no session settings) builds one of these; idgate itself uses
+ * RedisSessionStore, which is one too. A revocation is a durable write when `durable` is given.
+ */
+export class RedisSessionRevocation implements SessionRevocation {
+  protected readonly durable: DurableWrites;
+
+  constructor(
+    protected readonly redis: RedisClient,
+    protected readonly config: Prefix,
+    durable?: DurableWrites,
+  ) {
+    // Without one, writes go on the shared connection and wait for no replica.
+    this.durable = durable ?? new DurableWrites(redis, { redisWaitReplicas: 0, redisWaitMs: 0, redisTimeoutMs: 0 }, () => undefined);
+  }
+
+  /** Sessions of a subject, or of every subject a user name maps to. Entries whose session is gone are dropped. */
+  async list(who: { subject?: string; user?: string }): Promise<IndexedSession[]> {
+    const { redis, config } = this;
+    try {
+      const subjects = who.subject ? [who.subject] : who.user ? await redis.smembers(redisKeys.index(config, 'user', who.user)) : [];
+      const out: IndexedSession[] = [];
+      for (const subject of subjects) {
+        const entries = await redis.hgetall(redisKeys.index(config, 'sub', subject));
+        for (const [hash, json] of Object.entries(entries)) {
+          if (!(await redis.exists(redisKeys.sessionOfHash(config, hash)))) {
+            await redis.hdel(redisKeys.index(config, 'sub', subject), hash);
+            continue;
+          }
+          const meta = JSON.parse(json) as { user: string; createdAt: number };
+          out.push({ hash, subject, user: meta.user, createdAt: meta.createdAt });
+        }
+      }
+      return out.sort((a, b) => a.createdAt - b.createdAt);
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+  }
+
+  /**
+   * Deletes sessions by their hashes and tells every replica (pub/sub) to forget them. Returns how many existed.
+   * A durable write: it waits for a Redis replica, so a failover does not bring the sessions back. Single-key
+   * commands only (no MULTI across keys), so it works on Redis Cluster, where the keys sit in other slots.
+   */
+  async revoke(sessions: readonly SessionRef[]): Promise<number> {
+    if (sessions.length === 0) return 0;
+    const { config } = this;
+    return this.write('revocation', async (redis) => {
+      const deleted = await Promise.all(sessions.map(async (s) => {
+        const [gone] = await Promise.all([redis.del(redisKeys.sessionOfHash(config, s.hash)), redis.hdel(redisKeys.index(config, 'sub', s.subject), s.hash)]);
+        return gone;
+      }));
+      await redis.publish(redisKeys.revocations(config), JSON.stringify(sessions.map((s) => s.hash)));
+      return deleted.reduce((sum, n) => sum + n, 0);
+    }, (deleted) => deleted > 0);
+  }
+
+  /**
+   * Sessions that came from one IdP session (the `sid` of a back-channel logout token), found by its hash.
+   * Sessions indexed before hashing sit under the raw sid: read too (and dropped) until those have expired,
+   * IDGATE_SESSION_MAX_AGE after the upgrade at most.
+   */
+  async sessionsOfIdpSession(idpSessionId: string): Promise<SessionRef[]> {
+    const { redis, config } = this;
+    try {
+      const legacyKey = redisKeys.index(config, 'idpsid', idpSessionId);
+      const [hashed, legacy] = await Promise.all([redis.smembers(redisKeys.index(config, 'idpsid', idpSessionHash(idpSessionId))), redis.smembers(legacyKey)]);
+      if (legacy.length > 0) await redis.del(legacyKey);
+      return [...new Set([...hashed, ...legacy])].map((m) => {
+        const [subject = '', hash = ''] = m.split('\0');
+        return { subject, hash };
+      });
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+  }
+
+  protected write<T>(kind: DurableWriteKind, write: (redis: RedisClient) => Promise<T>, changed?: (result: T) => boolean): Promise<T> {
+    return this.durable.write(kind, write, changed).catch((err: unknown) => {
+      throw storeUnavailable(err);
+    });
+  }
+}
 
 /**
  * The session store over Redis, encrypted and hashed as above. The key's TTL is the idle timeout. A login's
  * session, a renewal, a logout and a revocation are durable writes when `durable` is given: they wait for a
  * Redis replica (durable-writes.ts), each on a pooled connection of its own.
  */
-export class RedisSessionStore implements SessionStore {
-  readonly #durable: DurableWrites;
-
+export class RedisSessionStore extends RedisSessionRevocation implements SessionStore {
   constructor(
-    private readonly redis: RedisClient,
-    private readonly config: StoreSettings,
+    redis: RedisClient,
+    protected override readonly config: StoreSettings,
     durable?: DurableWrites,
   ) {
-    // Without one, writes go on the shared connection and wait for no replica.
-    this.#durable = durable ?? new DurableWrites(redis, { redisWaitReplicas: 0, redisWaitMs: 0, redisTimeoutMs: 0 }, () => undefined);
-  }
-
-  #write<T>(kind: DurableWriteKind, write: (redis: RedisClient) => Promise<T>, changed?: (result: T) => boolean): Promise<T> {
-    return this.#durable.write(kind, write, changed).catch((err: unknown) => {
-      throw storeUnavailable(err);
-    });
+    super(redis, config, durable);
   }
 
   async read(sid: string, now: number): Promise<SessionRead> {
@@ -364,7 +507,7 @@ export class RedisSessionStore implements SessionStore {
   async save(sid: string, record: Record<string, unknown>): Promise<void> {
     const sealed = sealSession(sid, JSON.stringify(record));
     const stored = record.idgate as StoredSession | undefined;
-    await this.#write('session', (redis) => {
+    await this.write('session', (redis) => {
       const write = redis.set(sessionKey(this.config, sid), sealed, 'EX', this.config.sessionIdleTtlSeconds);
       const index = stored
         ? indexSession(redis, this.config, sid, { subject: stored.subject, user: stored.user, createdAt: stored.createdAt, idpSessionHash: stored.idpSessionHash })
@@ -376,7 +519,7 @@ export class RedisSessionStore implements SessionStore {
   async renew(sid: string, record: Record<string, unknown>): Promise<boolean> {
     // XX: a session logged out meanwhile stays logged out. KEEPTTL: the idle timeout is not reset here.
     const sealed = sealSession(sid, JSON.stringify(record));
-    const written = await this.#write('renewal', (conn) => conn.set(sessionKey(this.config, sid), sealed, 'KEEPTTL', 'XX'), (reply) => reply === 'OK');
+    const written = await this.write('renewal', (conn) => conn.set(sessionKey(this.config, sid), sealed, 'KEEPTTL', 'XX'), (reply) => reply === 'OK');
     return written === 'OK';
   }
 
@@ -392,7 +535,7 @@ export class RedisSessionStore implements SessionStore {
     const hash = sessionHash(sid);
     // Login regenerates the session id, destroying the browser's previous one, which mostly never existed:
     // only a delete that removed a session waits for a replica.
-    await this.#write(
+    await this.write(
       'revocation',
       async (redis) => {
         const deleted = await redis.del(sessionKey(this.config, sid));
@@ -401,18 +544,6 @@ export class RedisSessionStore implements SessionStore {
       },
       (deleted) => deleted > 0,
     );
-  }
-
-  revoke(sessions: readonly SessionRef[]): Promise<number> {
-    return revokeSessions(this.#durable, this.config, sessions);
-  }
-
-  list(who: { subject?: string; user?: string }): Promise<IndexedSession[]> {
-    return listSessions(this.redis, this.config, who);
-  }
-
-  sessionsOfIdpSession(idpSessionId: string): Promise<SessionRef[]> {
-    return sessionsOfIdpSession(this.redis, this.config, idpSessionId);
   }
 
   /** SET NX with a lease, renewed while held: a holder that dies loses the lock within LOCK_LEASE_MS. */
@@ -434,6 +565,67 @@ export class RedisSessionStore implements SessionStore {
         await redis.eval(RELEASE_LOCK, 1, key, token).catch(() => undefined);
       },
     };
+  }
+
+  /**
+   * Both bounds kept by one script (SAVE_PENDING_LOGIN). Rejects with store_unavailable when Redis cannot
+   * take it (unreachable, or out of memory: with `maxmemory-policy noeviction` writes fail instead of
+   * evicting sessions).
+   */
+  async savePendingLogin(state: string, pending: PendingLogin): Promise<SavedPendingLogin> {
+    const { config } = this;
+    const ttlMs = config.loginTtlSeconds * 1000;
+    const member = hashValue(state);
+    let result: unknown;
+    try {
+      result = await this.redis.eval(
+        SAVE_PENDING_LOGIN,
+        3,
+        redisKeys.pendingLogin(config, member),
+        redisKeys.pendingLoginIndex(config),
+        redisKeys.browserPendingLogins(config, pending.bindingHash),
+        member,
+        JSON.stringify(pending),
+        String(ttlMs),
+        String(config.loginMaxPendingPerBrowser),
+        String(config.loginMaxPending),
+        redisKeys.pendingLogin(config, ''),
+      );
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+    const [saved, n] = result as [number, number];
+    if (saved === 1) return { saved: true, dropped: n };
+    return { saved: false, retryAfterSeconds: retryAfterSeconds(config, n) };
+  }
+
+  /**
+   * The login is read first and deleted only when the binding matches, so a request without the binding (or
+   * with another browser's) cannot spend the login of the browser that started it; the delete is a
+   * compare-and-delete, so a state is still good for one callback only.
+   */
+  async takePendingLogin(state: string, binding: string | undefined): Promise<PendingLoginClaim> {
+    const member = hashValue(state);
+    const key = redisKeys.pendingLogin(this.config, member);
+    try {
+      const text = await this.redis.get(key);
+      const pending = text === null ? undefined : parsePendingLogin(text);
+      if (!pending) return { outcome: 'unknown' };
+      if (!isBindingOf(pending, binding)) return { outcome: 'other_browser' };
+      // Out of the overall index at once (not at its expiry): a completed login frees its place.
+      const deleted = await this.redis.eval(DELETE_IF_UNCHANGED, 2, key, redisKeys.pendingLoginIndex(this.config), text!, member);
+      return deleted === 1 ? { outcome: 'taken', pending } : { outcome: 'unknown' };
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+  }
+
+  async firstUseOfLogoutToken(issuer: string, jti: string, ttlSeconds: number): Promise<boolean> {
+    try {
+      return (await this.redis.set(redisKeys.logoutTokenId(this.config, logoutTokenDigest(issuer, jti)), '1', 'EX', ttlSeconds, 'NX')) === 'OK';
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
   }
 }
 
