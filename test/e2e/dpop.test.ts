@@ -2,6 +2,7 @@
 // carries a proof), then calls the demo policy's /api/ with `Authorization: DPoP` and a fresh proof per
 // request, through the real HAProxy (Lua and HTTP check: every case; SPOE: one allowed and one refused)
 // to two idgate replicas sharing one Redis. Each rule of the proof alone is in test/unit/dpop.test.ts.
+import crypto from 'node:crypto';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { startHaproxy } from '../../stack/haproxy.js';
 import { freePort, type ManagedProcess } from '../../stack/processes.js';
@@ -153,6 +154,19 @@ describe('replicas share the proofs seen (Redis)', () => {
     const other = await ask(stack.idgateUrls[1]!);
     expect(other.status).toBe(401);
     expect(other.headers.get('www-authenticate')).toContain('error_description="the DPoP proof was already used"');
+  });
+});
+
+describe('a check asked again', () => {
+  test('for the same request (HAProxy\'s retry after a lost answer) passes again; for another request it is a replay', async () => {
+    const host = `127.0.0.1:${stack.ports.front}`;
+    const proof = await dpopProof(key, 'GET', `http://${host}/api/items`, { token });
+    const ask = (idgateUrl: string, requestId: string) =>
+      fetch(`${idgateUrl}/auth`, { headers: { 'x-forwarded-method': 'GET', 'x-forwarded-host': host, 'x-forwarded-uri': '/api/items', 'x-request-id': requestId, accept: 'application/json', authorization: `DPoP ${token}`, dpop: proof } });
+    const requestId = crypto.randomUUID();
+    expect((await ask(stack.idgateUrls[0]!, requestId)).status).toBe(200);
+    expect((await ask(stack.idgateUrls[1]!, requestId)).status).toBe(200);
+    expect((await ask(stack.idgateUrls[1]!, crypto.randomUUID())).status).toBe(401);
   });
 });
 

@@ -131,7 +131,7 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
     try {
       const identity =
         scheme === 'dpop'
-          ? await verifyDpopRequest(deps, { proof: request.dpop, target: { method: facts.method, url: proofTargetUrl(facts.proto, facts.host, request.pathq!) }, accessToken: presented.token, source: facts.clientIp })
+          ? await verifyDpopRequest(deps, { proof: request.dpop, target: { method: facts.method, url: proofTargetUrl(facts.proto, facts.host, request.pathq!) }, accessToken: presented.token, source: facts.clientIp, requestId: facts.requestId })
           : await deps.bearer.verify(presented.token, { source: facts.clientIp });
       return { identity, scheme };
     } catch (err) {

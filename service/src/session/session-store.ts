@@ -134,12 +134,16 @@ export const redisKeys = {
 };
 
 /**
- * Remembers a DPoP proof's id for `ttlSeconds` (SET NX EX): true the first time, false when any replica
- * saw it already. Throws IdgateError('store_unavailable') when Redis cannot answer (the check fails closed).
+ * Remembers a DPoP proof's id for `ttlSeconds` (SET NX EX), with the id of the request that brought it:
+ * true the first time, and again for that same request asked again (HAProxy re-sends a check whose answer
+ * was lost, SPOE's retry or the Lua httpclient's); false when any replica saw it with another request.
+ * Throws IdgateError('store_unavailable') when Redis cannot answer (the check fails closed).
  */
-export async function rememberDpopProof(redis: RedisClient, config: Prefix, digest: string, ttlSeconds: number): Promise<boolean> {
+export async function rememberDpopProof(redis: RedisClient, config: Prefix, digest: string, ttlSeconds: number, requestId: string): Promise<boolean> {
+  const key = redisKeys.dpopProofId(config, digest);
   try {
-    return (await redis.set(redisKeys.dpopProofId(config, digest), '1', 'EX', ttlSeconds, 'NX')) === 'OK';
+    if ((await redis.set(key, requestId, 'EX', ttlSeconds, 'NX')) === 'OK') return true;
+    return (await redis.get(key)) === requestId;
   } catch (err) {
     throw storeUnavailable(err);
   }

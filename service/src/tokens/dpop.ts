@@ -5,7 +5,7 @@
 // and iat present; htm and htu naming the request as HAProxy saw it (method; scheme, host and path, without
 // query or fragment, both sides normalized); iat within IDGATE_DPOP_MAX_AGE (plus the clock skew); `ath`
 // the hash of the token sent. Then the token itself, bound to the proof's key (tokens.ts `proofKey`), and
-// last the jti, remembered in Redis so that a proof is good once, on every replica.
+// last the jti, remembered in Redis so that a proof is good for one request, on every replica.
 // Server nonces (`use_dpop_nonce`) are not issued: freshness rests on iat and the jti memory.
 import crypto from 'node:crypto';
 import * as jose from 'jose';
@@ -122,7 +122,15 @@ export function proofTargetUrl(scheme: string, host: string, pathq: string): str
  */
 export async function verifyDpopRequest(
   deps: { readonly bearer: BearerVerifier; readonly redis: RedisClient; readonly config: Config },
-  request: { readonly proof: string | undefined; readonly target: ProofTarget; readonly accessToken: string; readonly source: string },
+  request: {
+    readonly proof: string | undefined;
+    readonly target: ProofTarget;
+    readonly accessToken: string;
+    /** The client's address: introspection calls are bounded per source. */
+    readonly source: string;
+    /** HAProxy's unique id of the request: the same request asked again is not a replay. */
+    readonly requestId: string;
+  },
 ): Promise<Identity> {
   const { config } = deps;
   const proof = await checkDpopProof(request.proof, request.target, request.accessToken, config);
@@ -130,7 +138,7 @@ export async function verifyDpopRequest(
   // Last, so that only proofs good in every other way take room in Redis. Remembered as long as its iat can pass.
   const ttl = config.dpopMaxAgeSeconds + 2 * config.clockSkewSeconds;
   const digest = crypto.createHash('sha256').update(`${proof.keyThumbprint}\0${proof.jti}`).digest('base64url');
-  if (!(await rememberDpopProof(deps.redis, config, digest, ttl))) throw refuse('the DPoP proof was already used');
+  if (!(await rememberDpopProof(deps.redis, config, digest, ttl, request.requestId))) throw refuse('the DPoP proof was already used');
   return identity;
 }
 
