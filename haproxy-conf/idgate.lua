@@ -60,8 +60,11 @@ local CHECK_TIMEOUT_MS = tonumber(os.getenv("IDGATE_CHECK_TIMEOUT_MS") or "") or
 -- Client request headers forwarded to the check: lower-case name (as HAProxy's HTX stores it)
 -- and the name we send. Everything else (Accept-Encoding, Connection, Upgrade, Content-*,
 -- X-Auth-*, the client's X-Forwarded-*...) is deliberately left out.
+-- DPoP: the proof (RFC 9449) that goes with an `Authorization: DPoP` token, about 1 kB, well inside the
+-- httpclient's request buffer (tune.bufsize, 16 kB by default, holds every header sent here).
 local FORWARDED = {
   { "authorization", "Authorization" },
+  { "dpop", "DPoP" },
   { "accept", "Accept" },
   { "x-requested-with", "X-Requested-With" },
   { "user-agent", "User-Agent" },

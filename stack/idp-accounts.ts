@@ -40,5 +40,11 @@ export const OPAQUE_CLIENT_SECRET = 'opaque-bot-secret';
  */
 export const PEER_RP_CLIENT_ID = 'apache-peer';
 export const PEER_RP_CLIENT_SECRET = 'apache-peer-secret';
+/**
+ * A machine client whose tokens are DPoP-bound (RFC 9449; Okta's "Require DPoP" default for service apps):
+ * it asks for a token with a DPoP proof and gets a JWT with cnf.jkt, good only with proofs by that key.
+ */
+export const DPOP_CLIENT_ID = 'dpop-bot';
+export const DPOP_CLIENT_SECRET = 'dpop-bot-secret';
 export const API_RESOURCE = 'api://idgate';
 export const API_SCOPE = 'api:read';

@@ -1,6 +1,6 @@
 // The local OpenID Provider that stands in for Okta in the demo and the tests.
 // It runs `oidc-provider` inside this process, with two fixed users, the interactive client `idgate`
-// and the machine client `demo-bot` (see the README, "The demo").
+// and the machine clients `demo-bot` (and `dpop-bot`, whose tokens are DPoP-bound; see the README, "The demo").
 //
 // Like Okta's org authorization server, the authorization code flow returns a "thin" ID token:
 // profile, email and groups claims come only from the userinfo endpoint (oidc-provider's default
@@ -19,7 +19,7 @@ import type {
   ResourceServer,
   Provider as OidcProvider,
 } from 'oidc-provider';
-import { API_RESOURCE, API_SCOPE, DEMO_USERS as USERS, MACHINE_CLIENT_ID, MACHINE_CLIENT_SECRET, OPAQUE_CLIENT_ID, OPAQUE_CLIENT_SECRET, PEER_RP_CLIENT_ID, PEER_RP_CLIENT_SECRET } from './idp-accounts.js';
+import { API_RESOURCE, API_SCOPE, DEMO_USERS as USERS, MACHINE_CLIENT_ID, MACHINE_CLIENT_SECRET, OPAQUE_CLIENT_ID, OPAQUE_CLIENT_SECRET, DPOP_CLIENT_ID, DPOP_CLIENT_SECRET, PEER_RP_CLIENT_ID, PEER_RP_CLIENT_SECRET } from './idp-accounts.js';
 
 export interface IdpOptions {
   /** TCP port to listen on. Required (0 picks a free one; see `port` on the result). */
@@ -79,7 +79,7 @@ export interface RunningIdp {
 
 /**
  * The API that the machine clients get tokens for, audience `api://idgate`: RS256 JWT access tokens for
- * `demo-bot`, opaque ones for `opaque-bot` (whose introspection answer then names that audience).
+ * `demo-bot` and `dpop-bot` (bound to its proof key: cnf.jkt), opaque ones for `opaque-bot` (whose introspection answer then names that audience).
  */
 function apiResourceServer(accessTokenTtlSeconds: number, format: 'jwt' | 'opaque'): ResourceServer {
   return {
@@ -332,6 +332,18 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
         scope: API_SCOPE,
       },
       {
+        client_id: DPOP_CLIENT_ID,
+        client_secret: DPOP_CLIENT_SECRET,
+        client_name: 'dpop-bot',
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: API_SCOPE,
+        // Its token requests must carry a DPoP proof; its tokens are bound to that proof's key.
+        dpop_bound_access_tokens: true,
+      },
+      {
         client_id: OPAQUE_CLIENT_ID,
         client_secret: OPAQUE_CLIENT_SECRET,
         client_name: 'opaque-bot',
@@ -398,6 +410,8 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      // RFC 9449, for dpop-bot (proofs signed with ES256, EdDSA...; no server nonces).
+      dPoP: { enabled: true },
       // RFC 7662, for opaque-bot's tokens; only idgate (the resource server's client) may ask.
       introspection: { enabled: true, allowedPolicy: async (_ctx, client) => client.clientId === clientId },
       revocation: {
@@ -431,7 +445,7 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
         // its access token stays opaque and good for userinfo.
         defaultResource: async (_ctx, client, oneOf) => {
           if (oneOf) return oneOf;
-          return client.clientId === MACHINE_CLIENT_ID || client.clientId === OPAQUE_CLIENT_ID ? API_RESOURCE : undefined;
+          return [MACHINE_CLIENT_ID, DPOP_CLIENT_ID, OPAQUE_CLIENT_ID].includes(client.clientId) ? API_RESOURCE : undefined;
         },
         getResourceServerInfo: async (_ctx, resourceIndicator, client) => {
           if (resourceIndicator === API_RESOURCE) return apiResourceServer(accessTokenTtlSeconds, client.clientId === OPAQUE_CLIENT_ID ? 'opaque' : 'jwt');

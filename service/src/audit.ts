@@ -17,6 +17,8 @@ export interface DecisionRecord {
   readonly sub: string | null;
   readonly user: string | null;
   readonly client: string | null;
+  /** How the credentials came: `session`, `bearer` or `dpop` (RFC 9449), for an identity or a token that failed; else null. */
+  readonly scheme: 'session' | 'bearer' | 'dpop' | null;
   /** null when a refused check lacked them. */
   readonly method: string | null;
   readonly host: string | null;

@@ -57,6 +57,9 @@ export interface Config {
   readonly allowedRedirectHosts: readonly string[];
   readonly bearerIssuers: readonly BearerIssuer[];
   readonly clockSkewSeconds: number;
+  /** DPoP proofs (RFC 9449): how old a proof's `iat` may be, and the algorithms its key may sign with. */
+  readonly dpopMaxAgeSeconds: number;
+  readonly dpopAlgorithms: readonly string[];
   readonly jwksCacheSeconds: number;
   readonly jwksCooldownSeconds: number;
   readonly introspectionCacheSeconds: number;
@@ -327,6 +330,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_JWT_ALGORITHMS', key: 'jwt_algorithms', kind: 'list', oneOf: { values: ASYMMETRIC_ALGORITHMS, what: 'an accepted asymmetric algorithm' }, default: 'RS256', doc: 'accepted signature algorithms of bearer tokens (asymmetric only: none and HS* are refused)', example: 'RS256,ES256' },
   { env: 'IDGATE_BEARER_ISSUERS', key: 'bearer_issuers', kind: 'json', optional: true, doc: 'JSON list of issuers whose bearer tokens are accepted, each {issuer, audiences, algorithms, jwt, introspection, client_id, client_secret, jwks_uri, client_ids, trust_unverified_email}; unset: IDGATE_ISSUER with IDGATE_JWT_AUDIENCES', example: '[{"issuer":"https://example.okta.com/oauth2/default","audiences":["api://default"]},{"issuer":"https://example.okta.com","jwt":false,"introspection":true}]' },
   { env: 'IDGATE_CLOCK_SKEW', key: 'clock_skew', kind: 'int', default: '30', doc: 'seconds of clock difference tolerated on exp/nbf/iat', example: '30' },
+  { env: 'IDGATE_DPOP_MAX_AGE', key: 'dpop_max_age', kind: 'int', default: '300', doc: 'seconds a DPoP proof (RFC 9449) is good for after its `iat` (plus IDGATE_CLOCK_SKEW either way); its `jti` is remembered in Redis that long, so a replayed proof is refused on every replica', example: '300' },
+  { env: 'IDGATE_DPOP_ALGORITHMS', key: 'dpop_algorithms', kind: 'list', oneOf: { values: ASYMMETRIC_ALGORITHMS, what: 'an accepted asymmetric algorithm' }, default: 'ES256,RS256,PS256,EdDSA', doc: 'accepted signature algorithms of DPoP proofs (asymmetric only), also announced in the `algs` of a DPoP challenge', example: 'ES256,RS256' },
   { env: 'IDGATE_JWKS_CACHE', key: 'jwks_cache', kind: 'int', default: '600', doc: 'seconds after which signing keys are fetched again (in the background; cached keys keep working meanwhile)', example: '600' },
   { env: 'IDGATE_JWKS_COOLDOWN', key: 'jwks_cooldown', kind: 'int', default: '30', doc: 'seconds between two key fetches caused by unknown key ids (a flood of bogus kids cannot hammer the IdP)', example: '30' },
   { env: 'IDGATE_INTROSPECTION_CACHE', key: 'introspection_cache', kind: 'int', default: '300', doc: 'seconds an introspection answer is reused at most (never past the token\'s exp; inactive tokens: 30 s at most)', example: '300' },
@@ -466,6 +471,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     allowedRedirectHosts: Object.freeze([publicUrl!.host.toLowerCase(), ...(parsed.IDGATE_ALLOWED_REDIRECT_HOSTS as string[]).map((h) => h.toLowerCase())]),
     bearerIssuers: Object.freeze(bearerIssuers.map((b) => Object.freeze(b))),
     clockSkewSeconds: parsed.IDGATE_CLOCK_SKEW as number,
+    dpopMaxAgeSeconds: parsed.IDGATE_DPOP_MAX_AGE as number,
+    dpopAlgorithms: Object.freeze(parsed.IDGATE_DPOP_ALGORITHMS as string[]),
     jwksCacheSeconds: parsed.IDGATE_JWKS_CACHE as number,
     jwksCooldownSeconds: parsed.IDGATE_JWKS_COOLDOWN as number,
     introspectionCacheSeconds: parsed.IDGATE_INTROSPECTION_CACHE as number,

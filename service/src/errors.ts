@@ -24,6 +24,8 @@ export const ERRORS = {
   invalid_request: { status: 400, wire: 'invalid_request', metric: 'invalid_request', text: 'the request is malformed' },
   // The check's 401 says `unauthorized`; its WWW-Authenticate challenge names the code itself (RFC 6750).
   invalid_token: { status: 401, wire: 'unauthorized', metric: 'invalid_token', text: 'the token is not valid' },
+  // A DPoP proof (RFC 9449) that fails; its challenge is `DPoP error="invalid_dpop_proof"`.
+  invalid_dpop_proof: { status: 401, wire: 'unauthorized', metric: 'invalid_dpop_proof', text: 'the DPoP proof is not valid' },
   session_ended: { status: 401, wire: 'unauthorized', metric: 'session_ended', text: 'the session has ended' },
   not_found: { status: 404, wire: 'not_found', metric: 'not_found', text: 'there is no such idgate page' },
   // The check's answers (check.ts): the wire error of its JSON body, and the reason label of

@@ -17,7 +17,7 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-const FIELDS = ['time', 'request_id', 'decision', 'status', 'reason', 'rule', 'sub', 'user', 'client', 'method', 'host', 'path', 'client_ip', 'latency_ms'];
+const FIELDS = ['time', 'request_id', 'decision', 'status', 'reason', 'rule', 'sub', 'user', 'client', 'scheme', 'method', 'host', 'path', 'client_ip', 'latency_ms'];
 
 function auditLines(): Record<string, unknown>[] {
   return stack.processes

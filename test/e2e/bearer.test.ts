@@ -16,6 +16,7 @@ import { parsePolicy } from '../../service/src/policy/policy-file.js';
 import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate, checkFacts } from '../support/idgate.js';
 import { machineClient, opaqueClient } from '../support/identities.js';
 import { clientCredentialsToken } from '../support/tokens.js';
+import { dpopKey, dpopProof } from '../support/dpop.js';
 import { waitUntil } from '../support/wait.js';
 
 let redis: ManagedProcess;
@@ -377,7 +378,7 @@ describe.each(['direct', 'through HAProxy'] as const)('JWT bearer tokens, %s', (
     ['at_hash (an ID token)', { at_hash: 'x' }],
     ['c_hash (an ID token)', { c_hash: 'x' }],
     ['events (a logout token)', { events: { 'http://schemas.openid.net/event/backchannel-logout': {} } }],
-    ['cnf (a sender-constrained token)', { cnf: { jkt: 'x' } }],
+    ['cnf naming a certificate (a token bound by mutual TLS)', { cnf: { 'x5t#S256': 'x' } }],
   ])('a well-signed token with %s is not an access token', async (_name, claims) => {
     const res = await check(await scriptedToken(claims), '/api/x', transport);
     expect(res.status).toBe(401);
@@ -439,7 +440,8 @@ describe('introspection answers', () => {
     ['token_type Bearer', { token_type: 'Bearer' }, 200, undefined],
     ['no token_type', {}, 200, undefined],
     ['token_type refresh_token', { token_type: 'refresh_token' }, 401, 'the token is not an access token'],
-    ['token_type DPoP (needs a proof idgate does not check)', { token_type: 'DPoP' }, 401, 'the token is not an access token'],
+    ['token_type DPoP without the key it is bound to (cnf.jkt)', { token_type: 'DPoP' }, 401, 'the token is not an access token'],
+    ['token_type DPoP with cnf.jkt, sent as Bearer', { token_type: 'DPoP', cnf: { jkt: 'k' } }, 401, 'the token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof'],
     ['no aud, while audiences are configured', { aud: undefined }, 401, 'the token is for another audience'],
     ['another aud', { aud: 'api://other' }, 401, 'the token is for another audience'],
     ['a nonce (an ID token)', { nonce: 'n' }, 401, 'the token is not an access token'],
@@ -499,5 +501,42 @@ describe('key rotation at the IdP', () => {
     }
     expect(await metric('idgate_jwks_refreshes_total{result="failed"}')).toBeGreaterThan(failures);
     expect(idgate.logLines.some((l) => l.includes('signing keys could not be fetched'))).toBe(true);
+  });
+});
+
+describe('DPoP-bound tokens (RFC 9449) of other issuers: the binding read from the JWT or the introspection answer', () => {
+  /** Asks idgate directly about a DPoP request for http://app.test/api/x (the public URL's scheme, no X-Forwarded-Proto). */
+  async function dpopCheck(token: string, proof: string | undefined, scheme = 'DPoP'): Promise<{ status: number; www: string }> {
+    let req = request(idgate.server).get('/auth').set(checkFacts('app.test', '/api/x')).set('Authorization', `${scheme} ${token}`).set('Accept', 'application/json');
+    if (proof !== undefined) req = req.set('DPoP', proof);
+    const res = await req;
+    return { status: res.status, www: res.headers['www-authenticate'] ?? '' };
+  }
+
+  test('a JWT with cnf.jkt passes with a proof by that key, and only so', async () => {
+    const key = await dpopKey();
+    const token = await scriptedToken({ cnf: { jkt: key.thumbprint } });
+    expect((await dpopCheck(token, await dpopProof(key, 'GET', 'http://app.test/api/x', { token }))).status).toBe(200);
+    const asBearer = await dpopCheck(token, undefined, 'Bearer');
+    expect(asBearer.status).toBe(401);
+    expect(asBearer.www).toMatch(/^DPoP realm="idgate", error="invalid_token", error_description="the token is DPoP-bound/);
+    const otherKey = await dpopKey();
+    expect((await dpopCheck(token, await dpopProof(otherKey, 'GET', 'http://app.test/api/x', { token }))).www).toContain('the token is bound to another key than the one that signed the DPoP proof');
+  });
+
+  test('a token bound to nothing is not taken as DPoP', async () => {
+    const key = await dpopKey();
+    const token = await scriptedToken({});
+    const res = await dpopCheck(token, await dpopProof(key, 'GET', 'http://app.test/api/x', { token }));
+    expect(res.status).toBe(401);
+    expect(res.www).toContain('error_description="the token is not DPoP-bound: send it as a Bearer token"');
+  });
+
+  test('an introspected token of token_type DPoP passes with a proof by the key its cnf.jkt names', async () => {
+    const key = await dpopKey();
+    const token = `${b64({ alg: 'RS256', kid: 'k' })}.${b64({ iss: introspecting.issuer, jti: crypto.randomUUID() })}.c2ln`;
+    introspecting.answer({ active: true, token_type: 'DPoP', cnf: { jkt: key.thumbprint }, iss: introspecting.issuer, sub: 'svc', client_id: 'svc', scope: 'api:read', aud: 'api://scripted', exp: Math.floor(Date.now() / 1000) + 300 });
+    expect((await dpopCheck(token, await dpopProof(key, 'GET', 'http://app.test/api/x', { token }))).status).toBe(200);
+    expect((await dpopCheck(token, await dpopProof(await dpopKey(), 'GET', 'http://app.test/api/x', { token }))).status).toBe(401);
   });
 });

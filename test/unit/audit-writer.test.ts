@@ -6,7 +6,7 @@ import path from 'node:path';
 import { createLogger, type DecisionRecord } from '../../service/src/audit.js';
 
 const record = (i: number): DecisionRecord => ({
-  request_id: `req-${i}`, decision: 'allow', status: 200, reason: 'ok', rule: 'r', sub: 'alice', user: 'alice', client: null,
+  request_id: `req-${i}`, decision: 'allow', status: 200, reason: 'ok', rule: 'r', sub: 'alice', user: 'alice', client: null, scheme: 'session',
   method: 'GET', host: 'app.example', path: `/p/${i}`, client_ip: '127.0.0.1', latency_ms: 0.1,
 });
 

@@ -16,7 +16,8 @@ import { acceptedCredentials, decide, matchRule, NO_RULE, TOKEN_NOT_ACCEPTED, ty
 import type { SessionCache } from '../session/session-cache.js';
 import { sessionHash, type SessionStore } from '../session/session-store.js';
 import { describeSessionRecordVersions, readSessionForCheck, SESSION_RECORD_VERSIONS_READ } from '../session/sessions.js';
-import type { BearerVerifier } from '../tokens/tokens.js';
+import { DPOP_BOUND_AS_BEARER, type BearerVerifier } from '../tokens/tokens.js';
+import { dpopChallenge, proofTargetUrl, verifyDpopRequest } from '../tokens/dpop.js';
 import { forbiddenPage } from '../browser/pages.js';
 import { canonicalPath } from './paths.js';
 import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from '../transports/check-wire.js';
@@ -58,21 +59,22 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
   let identity: Identity | undefined;
   let problem: CredentialProblem | undefined;
   let setCookie: string | undefined;
+  let scheme: AuthScheme | undefined;
   if (rule && rule.access !== 'public') {
     try {
-      ({ identity, problem, setCookie } = await establishIdentity(deps, request, acceptedCredentials(rule), facts.clientIp));
+      ({ identity, problem, setCookie, scheme } = await establishIdentity(deps, request, acceptedCredentials(rule), facts));
     } catch (err) {
       const reason: IdgateErrorCode = isIdgateError(err) ? err.code : 'internal_error';
       deps.metrics.recordEvent(reason === 'store_unavailable' ? 'store_error' : 'idp_error');
       deps.logger.log('error', 'cannot decide', { request_id: facts.requestId, error: describeError(err) });
-      audit(deps, facts, { outcome: 'unavailable', status: UNAVAILABLE.status, rule: rule.id, reason }, ERRORS[reason].metric, undefined, started);
+      audit(deps, facts, { outcome: 'unavailable', status: UNAVAILABLE.status, rule: rule.id, reason }, ERRORS[reason].metric, undefined, started, scheme);
       return UNAVAILABLE;
     }
   }
 
   const decision = decide(facts, rule, identity, problem);
   const outcome = outcomeFor(decision, problem, facts, identity, loginUrl, config);
-  audit(deps, facts, decision, reasonCode(decision, problem), identity, started);
+  audit(deps, facts, decision, reasonCode(decision, problem), identity, started, scheme);
   // A renewed session's cookie goes back with whatever the answer is (HAProxy passes every Set-Cookie on).
   if (setCookie) outcome.setCookie = setCookie;
   if (outcome.status === 200) {
@@ -104,9 +106,13 @@ export function withoutIdgateCookies(header: string | undefined, config: Pick<Co
   return found ? kept.join('; ') : undefined;
 }
 
+/** How the caller presented credentials (the audit line's `scheme`). */
+type AuthScheme = 'session' | 'bearer' | 'dpop';
+
 interface Credentials {
   identity?: Identity;
   problem?: CredentialProblem;
+  scheme?: AuthScheme;
   /** The session cookie again, after a renewal (signed with the newest secret). */
   setCookie?: string;
 }
@@ -116,14 +122,23 @@ interface Credentials {
  * rule accepts tokens (a condition asks for them, or its `accept` says so); elsewhere the Authorization
  * header is not an identity at all (never verified) and the browser session, if any, decides.
  */
-async function establishIdentity(deps: CheckDependencies, request: CheckInput, accepted: AcceptedCredentials, clientIp: string): Promise<Credentials> {
-  const token = bearerToken(request.authorization);
-  if (token !== undefined && accepted.token) {
-    // Where tokens count, an explicit bearer token wins over a cookie: a machine client means what it sends.
+async function establishIdentity(deps: CheckDependencies, request: CheckInput, accepted: AcceptedCredentials, facts: RequestFacts): Promise<Credentials> {
+  const presented = accessTokenOf(request.authorization);
+  const token = presented?.token;
+  if (presented !== undefined && accepted.token) {
+    // Where tokens count, an explicit token wins over a cookie: a machine client means what it sends.
+    const { scheme } = presented;
     try {
-      return { identity: await deps.bearer.verify(token, { source: clientIp }) };
+      const identity =
+        scheme === 'dpop'
+          ? await verifyDpopRequest(deps, { proof: request.dpop, target: { method: facts.method, url: proofTargetUrl(facts.proto, facts.host, request.pathq!) }, accessToken: presented.token, source: facts.clientIp, requestId: facts.requestId })
+          : await deps.bearer.verify(presented.token, { source: facts.clientIp });
+      return { identity, scheme };
     } catch (err) {
-      if (isIdgateError(err) && err.code === 'invalid_token') return { problem: { code: 'invalid_token', description: err.expose } };
+      if (isIdgateError(err) && (err.code === 'invalid_token' || err.code === 'invalid_dpop_proof')) {
+        const challenge = scheme === 'dpop' || err.expose === DPOP_BOUND_AS_BEARER ? 'dpop' : 'bearer';
+        return { problem: { code: err.code, description: err.expose, challenge }, scheme };
+      }
       throw err;
     }
   }
@@ -137,10 +152,10 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
       case 'current':
         // Renewed meanwhile by another request or replica: keep the newer copy.
         if (fresh.lookup !== lookup) deps.sessionCache.set(sessionHash(lookup.sid), fresh.lookup, now);
-        return { identity: fresh.lookup.identity };
+        return { identity: fresh.lookup.identity, scheme: 'session' };
       case 'refreshed':
         deps.sessionCache.set(sessionHash(lookup.sid), fresh.lookup, now);
-        return { identity: fresh.lookup.identity, setCookie: fresh.setCookie };
+        return { identity: fresh.lookup.identity, setCookie: fresh.setCookie, scheme: 'session' };
       case 'ended':
         deps.sessionCache.invalidate([sessionHash(lookup.sid)]);
         return { problem: { code: 'session_expired', description: 'the session ended at the identity provider' } };
@@ -160,10 +175,15 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
   return {};
 }
 
-function bearerToken(header: string | undefined): string | undefined {
-  if (!header || header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') return undefined;
-  const token = header.slice(7).trim();
-  return token === '' ? undefined : token;
+/** The access token of an Authorization header and its scheme: `Bearer` (RFC 6750) or `DPoP` (RFC 9449). */
+function accessTokenOf(header: string | undefined): { scheme: 'bearer' | 'dpop'; token: string } | undefined {
+  if (!header) return undefined;
+  const space = header.indexOf(' ');
+  if (space === -1) return undefined;
+  const name = header.slice(0, space).toLowerCase();
+  if (name !== 'bearer' && name !== 'dpop') return undefined;
+  const token = header.slice(space + 1).trim();
+  return token === '' ? undefined : { scheme: name, token };
 }
 
 // ---- request facts: what the transport says, validated the same way for both --------------------
@@ -243,6 +263,7 @@ function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: Fa
     sub: null,
     user: null,
     client: null,
+    scheme: null,
     method: printable(request.method, 16),
     host: printable(request.host, MAX_HOST_LENGTH),
     // Never the query: it may carry tokens.
@@ -294,9 +315,12 @@ function outcomeFor(decision: Decision, problem: CredentialProblem | undefined, 
       return checkOutcome('login', decision.status, decision.reason, { location: `${loginUrl}?rd=${encodeURIComponent(returnTo)}` });
     }
     case 'unauthenticated': {
-      const challenge = decision.error
-        ? `Bearer realm="idgate", error="${decision.error}", error_description="${quotable(decision.reason)}"`
-        : 'Bearer realm="idgate"';
+      const challenge =
+        problem?.challenge === 'dpop'
+          ? dpopChallenge(config, decision.error, quotable(decision.reason))
+          : decision.error
+            ? `Bearer realm="idgate", error="${decision.error}", error_description="${quotable(decision.reason)}"`
+            : 'Bearer realm="idgate"';
       return json('unauthenticated', errorCode(decision, problem), decision.reason, { challenge });
     }
     case 'deny': {
@@ -403,6 +427,7 @@ function audit(
   code: string,
   identity: Identity | undefined,
   started: number,
+  scheme: AuthScheme | undefined,
 ): void {
   const seconds = (performance.now() - started) / 1000;
   deps.metrics.recordDecision(decision.outcome, code, seconds);
@@ -415,6 +440,7 @@ function audit(
     sub: identity?.subject ?? null,
     user: identity?.user ?? null,
     client: identity?.clientId ?? null,
+    scheme: scheme ?? null,
     method: facts.method,
     host: facts.host,
     path: facts.path,

@@ -50,9 +50,11 @@ export type Credential = Identity['via'];
 /** Why no identity could be established, when credentials were presented. */
 export interface CredentialProblem {
   /** token_not_accepted: only a bearer token came, on a rule where tokens do not count (it was not read). */
-  readonly code: 'session_invalid' | 'session_expired' | 'invalid_token' | 'token_not_accepted';
+  readonly code: 'session_invalid' | 'session_expired' | 'invalid_token' | 'invalid_dpop_proof' | 'token_not_accepted';
   /** Safe to show to the client (RFC 6750 error_description). */
   readonly description: string;
+  /** The scheme the 401's challenge names: `dpop` for a DPoP request, or a DPoP-bound token sent as Bearer (default: bearer). */
+  readonly challenge?: 'bearer' | 'dpop';
 }
 
 export interface PathMatcher {
@@ -119,8 +121,8 @@ export type Decision =
       readonly status: 401;
       readonly rule: string;
       readonly reason: string;
-      /** RFC 6750 error, when a credential was presented and failed. */
-      readonly error: 'invalid_token' | undefined;
+      /** RFC 6750 (RFC 9449 for DPoP) error, when a token was presented and failed. */
+      readonly error: 'invalid_token' | 'invalid_dpop_proof' | undefined;
     }
   | {
       readonly outcome: 'deny';
@@ -183,12 +185,13 @@ export function decide(
   if (!identity) {
     const reason = problem?.description ?? ERRORS.no_credentials.text;
     // A failed bearer token is an API client's mistake: never answer it with a login page.
-    const browser = facts.wantsHtml && !facts.isXhr && !rule.api && problem?.code !== 'invalid_token';
+    const tokenFailed = problem?.code === 'invalid_token' || problem?.code === 'invalid_dpop_proof';
+    const browser = facts.wantsHtml && !facts.isXhr && !rule.api && !tokenFailed;
     if (browser) {
       const status = facts.method === 'GET' || facts.method === 'HEAD' ? 302 : 303;
       return { outcome: 'login', status, rule: rule.id, reason };
     }
-    return { outcome: 'unauthenticated', status: 401, rule: rule.id, reason, error: problem?.code === 'invalid_token' ? 'invalid_token' : undefined };
+    return { outcome: 'unauthenticated', status: 401, rule: rule.id, reason, error: tokenFailed ? problem.code : undefined };
   }
 
   const accepted = acceptedCredentials(rule);

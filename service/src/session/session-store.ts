@@ -3,8 +3,9 @@
 // RedisSessionStore is the one production uses; the tests also run an in-memory one with a clock of their
 // own (test/support/memory-session-store.ts), and one suite holds both to the same behaviour
 // (test/unit/session-store.test.ts). This module owns every Redis key name idgate uses (redisKeys below:
-// sessions, indexes, locks, pending logins, logout-token ids), is the only one that sends commands on those
-// keys, and turns every Redis failure into one error, IdgateError('store_unavailable') (storeUnavailable).
+// sessions, indexes, locks, pending logins, logout-token and DPoP-proof ids), is the only one that sends
+// commands on those keys, and turns every Redis failure into one error, IdgateError('store_unavailable')
+// (storeUnavailable).
 //
 // Sessions at rest in Redis, so that a Redis dump alone yields neither tokens nor a usable cookie:
 // the key is a hash of the session id and the value is AES-256-GCM encrypted under a key derived from
@@ -209,6 +210,8 @@ export const redisKeys = {
   revocations: (config: Prefix) => `${config.redisKeyPrefix}revoked`,
   /** A back-channel logout token's id, as seen once (the digest of issuer and jti). */
   logoutTokenId: (config: Prefix, digest: string) => `${config.redisKeyPrefix}bclo:jti:${digest}`,
+  /** A DPoP proof's id, as seen once (the digest of its key's thumbprint and jti). */
+  dpopProofId: (config: Prefix, digest: string) => `${config.redisKeyPrefix}dpop:jti:${digest}`,
   /** Prefix of the pending-login keys: one hash slot for all of them (config.ts refuses braces in the prefix). */
   pendingLogins: (config: Prefix) => `${config.redisKeyPrefix}{logins}:`,
   pendingLogin: (config: Prefix, stateHash: string) => `${redisKeys.pendingLogins(config)}login:${stateHash}`,
@@ -217,6 +220,22 @@ export const redisKeys = {
   /** One browser's pending logins (by the hash of its binding cookie), scored by expiry. */
   browserPendingLogins: (config: Prefix, bindingHash: string) => `${redisKeys.pendingLogins(config)}browser:${bindingHash}`,
 };
+
+/**
+ * Remembers a DPoP proof's id for `ttlSeconds` (SET NX EX), with the id of the request that brought it:
+ * true the first time, and again for that same request asked again (HAProxy re-sends a check whose answer
+ * was lost, SPOE's retry or the Lua httpclient's); false when any replica saw it with another request.
+ * Throws IdgateError('store_unavailable') when Redis cannot answer (the check fails closed).
+ */
+export async function rememberDpopProof(redis: RedisClient, config: Prefix, digest: string, ttlSeconds: number, requestId: string): Promise<boolean> {
+  const key = redisKeys.dpopProofId(config, digest);
+  try {
+    if ((await redis.set(key, requestId, 'EX', ttlSeconds, 'NX')) === 'OK') return true;
+    return (await redis.get(key)) === requestId;
+  } catch (err) {
+    throw storeUnavailable(err);
+  }
+}
 
 /** The Redis key of a session: prefix + base64url(SHA-256(session id)). */
 export function sessionKey(config: Prefix, sid: string): string {

@@ -5,7 +5,9 @@
 // only the header's `kid` picks a key (jku, x5u, jwk and x5c headers are never looked at), `iss` exact,
 // `aud` among the issuer's audiences, exp/nbf/iat with the configured clock skew. Only access tokens pass:
 // ID tokens, logout tokens and other JWTs an issuer signs are refused by their `typ` and claims
-// (accessTokenProblem), and an issuer's `client_ids` list limits which clients' tokens count.
+// (accessTokenProblem), and an issuer's `client_ids` list limits which clients' tokens count. A DPoP-bound
+// token (`cnf.jkt`, RFC 9449) counts only with a proof signed by that key (dpop.ts checks the proof; the
+// binding is checked here, `proofKey`), and never as a plain bearer token.
 import crypto from 'node:crypto';
 import * as jose from 'jose';
 import type { Logger } from '../audit.js';
@@ -108,11 +110,23 @@ class TrustedIssuer {
 export interface VerifyOptions {
   /** The checked request's client address: introspection calls are bounded per source. */
   readonly source?: string;
+  /**
+   * The RFC 7638 thumbprint of the key that signed the request's DPoP proof (already verified), when the
+   * token came as `Authorization: DPoP`. The token must then be bound to exactly that key; without it,
+   * the token must not be bound to any.
+   */
+  readonly proofKey?: string;
+}
+
+/** A verified token: who it names, and the key thumbprint it is DPoP-bound to (`cnf.jkt`), if any. */
+interface VerifiedToken {
+  readonly identity: Identity;
+  readonly boundTo: string | undefined;
 }
 
 export class BearerVerifier {
   readonly #byIssuer = new Map<string, TrustedIssuer>();
-  readonly #verified = new Map<string, { identity: Identity; until: number }>();
+  readonly #verified = new Map<string, VerifiedToken & { until: number }>();
   /** Where tokens that are not JWTs go: the first issuer with introspection on. */
   readonly #opaqueIssuer: TrustedIssuer | undefined;
 
@@ -145,6 +159,12 @@ export class BearerVerifier {
    * be reached, or when `options.source` has caused too many introspection calls.
    */
   async verify(token: string, options: VerifyOptions = {}): Promise<Identity> {
+    const verified = await this.#verify(token, options);
+    checkBinding(verified.boundTo, options.proofKey);
+    return verified.identity;
+  }
+
+  async #verify(token: string, options: VerifyOptions): Promise<VerifiedToken> {
     if (token.length > MAX_TOKEN_LENGTH) throw new IdgateError('invalid_token', 'the token is malformed', 'too long');
     const parts = token.split('.');
     if (parts.length !== 3) {
@@ -173,16 +193,16 @@ export class BearerVerifier {
     if (hit && hit.until > now) {
       // The keys still age: a refresh that drops this token's key clears the cache.
       issuer.keys?.refreshIfStale();
-      return hit.identity;
+      return hit;
     }
-    const identity = await this.#verifyJwt(issuer, token, header);
+    const verified = await this.#verifyJwt(issuer, token, header);
     const exp = typeof unverified.exp === 'number' ? unverified.exp * 1000 : now;
     if (this.#verified.size >= VERIFIED_CACHE_SIZE) this.#verified.delete(this.#verified.keys().next().value!);
-    this.#verified.set(key, { identity, until: Math.min(exp, now + VERIFIED_CACHE_MS) });
-    return identity;
+    this.#verified.set(key, { ...verified, until: Math.min(exp, now + VERIFIED_CACHE_MS) });
+    return verified;
   }
 
-  async #verifyJwt(issuer: TrustedIssuer, token: string, header: jose.ProtectedHeaderParameters): Promise<Identity> {
+  async #verifyJwt(issuer: TrustedIssuer, token: string, header: jose.ProtectedHeaderParameters): Promise<VerifiedToken> {
     const { settings } = issuer;
     if (typeof header.alg !== 'string' || !settings.algorithms.includes(header.alg)) {
       throw new IdgateError('invalid_token', 'the token signature algorithm is not accepted', String(header.alg));
@@ -206,18 +226,21 @@ export class BearerVerifier {
     if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + this.config.clockSkewSeconds) {
       throw new IdgateError('invalid_token', 'the token is not valid yet', 'iat in the future');
     }
-    return this.#identityOf(payload, settings);
+    return this.#verifiedToken(payload, settings);
   }
 
-  async #introspect(issuer: TrustedIssuer, token: string, source: string | undefined): Promise<Identity> {
+  async #introspect(issuer: TrustedIssuer, token: string, source: string | undefined): Promise<VerifiedToken> {
     if (!issuer.introspector) throw cannotCheckToken(`${issuer.settings.issuer}: discovery has not succeeded`);
     const { active, claims } = await issuer.introspector.introspect(token, { source });
     if (!active) throw new IdgateError('invalid_token', 'the token is not active (expired, revoked or unknown)');
     const now = Date.now() / 1000;
     if (typeof claims.exp === 'number' && claims.exp + this.config.clockSkewSeconds < now) throw new IdgateError('invalid_token', 'the token expired');
     if (claims.iss !== undefined && claims.iss !== issuer.settings.issuer) throw new IdgateError('invalid_token', 'the token is from an untrusted issuer');
-    // RFC 7662 token_type is optional; when the issuer says what the token is, it must be a bearer access token.
-    if (claims.token_type !== undefined && !(typeof claims.token_type === 'string' && INTROSPECTED_ACCESS_TOKEN_TYPES.has(claims.token_type.toLowerCase()))) {
+    // RFC 7662 token_type is optional; when the issuer says what the token is, it must be an access token:
+    // a bearer one, or a DPoP one that names the key it is bound to (RFC 9449 section 6.2: cnf.jkt).
+    const tokenType = typeof claims.token_type === 'string' ? claims.token_type.toLowerCase() : claims.token_type;
+    const dpopTyped = tokenType === 'dpop' && dpopKeyOf(claims) !== undefined;
+    if (tokenType !== undefined && !dpopTyped && !(typeof tokenType === 'string' && INTROSPECTED_ACCESS_TOKEN_TYPES.has(tokenType))) {
       throw new IdgateError('invalid_token', 'the token is not an access token', `token_type ${JSON.stringify(claims.token_type)}`);
     }
     // Configured audiences are required, not merely compared when present: a token for no one is for no one here.
@@ -225,11 +248,11 @@ export class BearerVerifier {
     if (issuer.settings.audiences.length > 0 && !audiences.some((a) => issuer.settings.audiences.includes(a))) {
       throw new IdgateError('invalid_token', 'the token is for another audience', audiences.length === 0 ? 'no aud' : undefined);
     }
-    return this.#identityOf(claims, issuer.settings);
+    return this.#verifiedToken(claims, issuer.settings);
   }
 
   /** Okta's claims, and their RFC 9068 / RFC 7662 names, mapped to an identity, if they are an access token's. */
-  #identityOf(claims: Readonly<Record<string, unknown>>, settings: BearerIssuer): Identity {
+  #verifiedToken(claims: Readonly<Record<string, unknown>>, settings: BearerIssuer): VerifiedToken {
     const problem = accessTokenProblem(claims);
     if (problem) throw new IdgateError('invalid_token', 'the token is not an access token', problem);
     const reading = { groupsClaim: this.config.groupsClaim, rolesClaim: this.config.rolesClaim, primaryIssuer: this.config.issuerId, trustUnverifiedEmail: settings.trustUnverifiedEmail };
@@ -238,7 +261,7 @@ export class BearerVerifier {
     if (settings.clientIds && !(identity.clientId !== undefined && settings.clientIds.includes(identity.clientId))) {
       throw new IdgateError('invalid_token', 'the token was issued to a client that is not allowed', identity.clientId ?? 'no client id');
     }
-    return identity;
+    return { identity, boundTo: dpopKeyOf(claims) };
   }
 }
 
@@ -250,21 +273,47 @@ export class BearerVerifier {
  */
 const ACCESS_TOKEN_TYPES = new Set(['at+jwt', 'application/at+jwt', 'jwt', 'application/jwt']);
 
-/** RFC 7662 `token_type` values of plain bearer access tokens (DPoP-bound tokens need a proof idgate does not check). */
+/** RFC 7662 `token_type` values of plain bearer access tokens (`DPoP` is one too when the answer names its key). */
 const INTROSPECTED_ACCESS_TOKEN_TYPES = new Set(['bearer', 'access_token', 'urn:ietf:params:oauth:token-type:access_token']);
 
 /**
  * Why verified claims are not an access token's, or undefined. ID tokens typed "JWT" (Okta) or with no
  * typ look like access tokens but carry what only ID tokens carry: the login's `nonce` and the hashes
  * binding them to a code or access token. Logout tokens and other security events carry `events`.
- * Sender-constrained tokens (`cnf`) are only good with a proof of possession, which a bearer header lacks.
+ * Sender-constrained tokens (`cnf`) are only good with a proof of possession: idgate checks DPoP's
+ * (`cnf.jkt` alone), no other kind (a certificate thumbprint, `x5t#S256`, needs the client's TLS certificate).
  */
 export function accessTokenProblem(claims: Readonly<Record<string, unknown>>): string | undefined {
   for (const claim of ['nonce', 'at_hash', 'c_hash', 's_hash']) if (claims[claim] !== undefined) return `${claim} claim: an ID token`;
   if (claims.events !== undefined) return 'events claim: a logout token or security event';
-  if (claims.cnf !== undefined) return 'cnf claim: a sender-constrained token';
+  if (claims.cnf !== undefined && dpopKeyOf(claims) === undefined) return 'cnf claim: a sender-constrained token of a kind idgate does not check';
   return undefined;
 }
+
+/** The key thumbprint a DPoP-bound token names: `cnf` holding only a non-empty `jkt`, else undefined. */
+function dpopKeyOf(claims: Readonly<Record<string, unknown>>): string | undefined {
+  const cnf = claims.cnf;
+  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) return undefined;
+  const members = Object.keys(cnf);
+  const jkt = (cnf as Record<string, unknown>).jkt;
+  return members.length === 1 && typeof jkt === 'string' && jkt !== '' ? jkt : undefined;
+}
+
+/**
+ * A DPoP-bound token counts only with a proof by its key (RFC 9449 section 7.1), and never as a bearer
+ * token (section 7.2: that would make the binding worthless); a token bound to nothing is not sent as DPoP.
+ */
+function checkBinding(boundTo: string | undefined, proofKey: string | undefined): void {
+  if (boundTo === undefined) {
+    if (proofKey !== undefined) throw new IdgateError('invalid_token', 'the token is not DPoP-bound: send it as a Bearer token');
+    return;
+  }
+  if (proofKey === undefined) throw new IdgateError('invalid_token', DPOP_BOUND_AS_BEARER);
+  if (proofKey !== boundTo) throw new IdgateError('invalid_token', 'the token is bound to another key than the one that signed the DPoP proof');
+}
+
+/** What a DPoP-bound token sent as a bearer token is told (its challenge is DPoP's: check.ts). */
+export const DPOP_BOUND_AS_BEARER = 'the token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof';
 
 /** jose's error codes mapped to what a client may read (RFC 6750 error_description). */
 function toTokenError(err: unknown): IdgateError {

@@ -28,9 +28,11 @@ export interface CheckInput {
   readonly clientAddress: string;
   /** HAProxy's unique id for the request (used only when well-formed). */
   readonly requestId: string | undefined;
-  // The credentials: the Cookie header (all its lines as one) and the Authorization header.
+  // The credentials: the Cookie header (all its lines as one), the Authorization header, and the DPoP
+  // proof that goes with an `Authorization: DPoP` token (RFC 9449; several lines joined by commas).
   readonly cookie: string | undefined;
   readonly authorization: string | undefined;
+  readonly dpop: string | undefined;
   // The kind of client: Accept and X-Requested-With tell a browser navigating from XHR and API clients.
   readonly accept: string | undefined;
   readonly requestedWith: string | undefined;
@@ -70,7 +72,8 @@ export const INPUT_FIELDS: readonly InputField[] = [
   { name: 'clientAddress', header: 'X-Forwarded-For', argument: 'src', fetch: 'src', meaning: "the client's address (HTTP: the list's last entry); else the peer's" },
   { name: 'requestId', header: 'X-Request-Id', argument: 'id', fetch: 'unique-id', meaning: "HAProxy's unique id, used when well-formed" },
   { name: 'cookie', header: 'Cookie', argument: 'cookie', fetch: 'req.fhdr(cookie)', meaning: 'the session cookie, among the others (SPOE: several lines come as `cookie1`…`cookie4` of `idgate-cookies`)' },
-  { name: 'authorization', header: 'Authorization', argument: 'authorization', fetch: 'req.fhdr(authorization)', meaning: 'a bearer token' },
+  { name: 'authorization', header: 'Authorization', argument: 'authorization', fetch: 'req.fhdr(authorization)', meaning: 'a bearer token, or a DPoP-bound one (`DPoP <token>`)' },
+  { name: 'dpop', header: 'DPoP', argument: 'dpop', fetch: 'req.fhdr(dpop)', meaning: 'the DPoP proof (RFC 9449) of an `Authorization: DPoP` request (HAProxy refuses two DPoP lines)' },
   { name: 'accept', header: 'Accept', argument: 'accept', fetch: 'req.fhdr(accept)', meaning: 'with X-Requested-With, tells a browser navigating from XHR and API clients' },
   { name: 'requestedWith', header: 'X-Requested-With', argument: 'xrw', fetch: 'req.fhdr(x-requested-with)', meaning: '`XMLHttpRequest`: not a navigation' },
 ];

@@ -19,14 +19,14 @@ export function createCheckHandler(deps: CheckDependencies): (req: IncomingMessa
 
 /**
  * What HAProxy asks about, from the headers it sets (X-Forwarded-Method, -Proto, -Host, -Uri, -For,
- * X-Request-Id) and the client's own (Cookie, Authorization, Accept, X-Requested-With): check-wire.ts
+ * X-Request-Id) and the client's own (Cookie, Authorization, DPoP, Accept, X-Requested-With): check-wire.ts
  * INPUT_FIELDS. X-Forwarded-* are believed only from a trusted proxy (IDGATE_TRUSTED_PROXIES): from any
  * other peer nothing is read at all, and the check refuses the request.
  */
 export function checkInputFromHttp(req: IncomingMessage, trusted: AddressMatcher): CheckInput {
   const peer = req.socket.remoteAddress;
   if (!trusted(peer)) {
-    return { fromTrustedProxy: false, peer, method: undefined, scheme: undefined, host: undefined, pathq: undefined, clientAddress: peer || '', requestId: undefined, cookie: undefined, authorization: undefined, accept: undefined, requestedWith: undefined };
+    return { fromTrustedProxy: false, peer, method: undefined, scheme: undefined, host: undefined, pathq: undefined, clientAddress: peer || '', requestId: undefined, cookie: undefined, authorization: undefined, dpop: undefined, accept: undefined, requestedWith: undefined };
   }
   const h = req.headers;
   return {
@@ -41,6 +41,7 @@ export function checkInputFromHttp(req: IncomingMessage, trusted: AddressMatcher
     requestId: one(h['x-request-id']),
     cookie: h.cookie,
     authorization: h.authorization,
+    dpop: one(h.dpop),
     accept: one(h.accept),
     requestedWith: one(h['x-requested-with']),
   };

@@ -315,6 +315,7 @@ export function checkInputFromMessage(args: Record<string, Value>, peer: string 
     requestId: text(args.id),
     cookie,
     authorization: text(args.authorization),
+    dpop: text(args.dpop),
     accept: text(args.accept),
     requestedWith: text(args.xrw),
   };

@@ -1,0 +1,155 @@
+// DPoP (RFC 9449): an access token sent as `Authorization: DPoP <token>` counts only with a `DPoP` proof,
+// a JWT the client signs for this one request with the key the token is bound to. The proof is checked as
+// section 4.3 lists, in this order: one well-formed JWT; typ dpop+jwt; an asymmetric algorithm from
+// IDGATE_DPOP_ALGORITHMS; a public `jwk` (no private members) that verifies its signature; jti, htm, htu
+// and iat present; htm and htu naming the request as HAProxy saw it (method; scheme, host and path, without
+// query or fragment, both sides normalized); iat within IDGATE_DPOP_MAX_AGE (plus the clock skew); `ath`
+// the hash of the token sent. Then the token itself, bound to the proof's key (tokens.ts `proofKey`), and
+// last the jti, remembered in Redis so that a proof is good for one request, on every replica.
+// Server nonces (`use_dpop_nonce`) are not issued: freshness rests on iat and the jti memory.
+import crypto from 'node:crypto';
+import * as jose from 'jose';
+import type { Config } from '../config.js';
+import { IdgateError } from '../errors.js';
+import type { Identity } from '../policy/policy.js';
+import type { RedisClient } from '../redis.js';
+import { rememberDpopProof } from '../session/session-store.js';
+import type { BearerVerifier } from './tokens.js';
+
+/** A DPoP proof is a short JWT (about 600-900 characters); anything far longer is not one. */
+const MAX_PROOF_LENGTH = 4096;
+/** jti values longer than this are refused (they are remembered, hashed, but they must stay sane). */
+const MAX_JTI_LENGTH = 256;
+/** JWK members that only a private (or symmetric) key has. */
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+
+export type DpopSettings = Pick<Config, 'dpopAlgorithms' | 'dpopMaxAgeSeconds' | 'clockSkewSeconds'>;
+
+/** The request a proof must name, as HAProxy saw it. */
+export interface ProofTarget {
+  /** Upper-case method. */
+  readonly method: string;
+  /** `scheme://host[:port]/path`, as the client sent them (a query is ignored). */
+  readonly url: string;
+}
+
+/** A proof that passed every check but the replay check: the key that signed it and its id. */
+export interface CheckedProof {
+  /** RFC 7638 thumbprint (SHA-256, base64url) of the proof's public key: what a bound token's cnf.jkt names. */
+  readonly keyThumbprint: string;
+  readonly jti: string;
+  /** Seconds since epoch. */
+  readonly iat: number;
+}
+
+const refuse = (expose: string, detail?: string) => new IdgateError('invalid_dpop_proof', expose, detail);
+
+/**
+ * Checks a DPoP proof (RFC 9449 section 4.3) for a request and the access token sent with it, all but its
+ * jti's novelty (rememberDpopProof). Throws IdgateError 'invalid_dpop_proof' saying what is wrong.
+ * `now`: ms since epoch.
+ */
+export async function checkDpopProof(proof: string | undefined, target: ProofTarget, accessToken: string, settings: DpopSettings, now = Date.now()): Promise<CheckedProof> {
+  if (proof === undefined || proof === '') throw refuse('the request lacks a DPoP proof');
+  // Two DPoP header lines arrive joined by a comma, which no JWT contains (section 4.3: exactly one).
+  if (proof.includes(',')) throw refuse('the request carries more than one DPoP proof');
+  if (proof.length > MAX_PROOF_LENGTH) throw refuse('the DPoP proof is malformed', 'too long');
+  let header: jose.ProtectedHeaderParameters;
+  try {
+    header = jose.decodeProtectedHeader(proof);
+  } catch {
+    throw refuse('the DPoP proof is malformed');
+  }
+  if (typeof header.typ !== 'string' || header.typ.toLowerCase() !== 'dpop+jwt') throw refuse('the DPoP proof is not typed dpop+jwt');
+  if (typeof header.alg !== 'string' || !settings.dpopAlgorithms.includes(header.alg)) throw refuse('the DPoP proof signature algorithm is not accepted', String(header.alg));
+  const jwk = header.jwk;
+  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) throw refuse('the DPoP proof carries no public key (jwk)');
+  if (PRIVATE_JWK_MEMBERS.some((m) => m in jwk)) throw refuse('the DPoP proof key must be a public key');
+  let payload: jose.JWTPayload;
+  try {
+    // EmbeddedJWK: the key is the header's jwk, refused unless it is a public key of the algorithm's type.
+    ({ payload } = await jose.jwtVerify(proof, jose.EmbeddedJWK, { typ: 'dpop+jwt', algorithms: [header.alg] }));
+  } catch (err) {
+    throw refuse('the DPoP proof signature is invalid', (err as { code?: string }).code);
+  }
+  const { jti, htm, htu, iat, ath } = payload as { jti?: unknown; htm?: unknown; htu?: unknown; iat?: unknown; ath?: unknown };
+  if (typeof jti !== 'string' || jti === '' || jti.length > MAX_JTI_LENGTH) throw refuse('the DPoP proof lacks a jti');
+  if (typeof htm !== 'string') throw refuse('the DPoP proof lacks htm');
+  if (typeof htu !== 'string') throw refuse('the DPoP proof lacks htu');
+  if (typeof iat !== 'number' || !Number.isFinite(iat)) throw refuse('the DPoP proof lacks iat');
+  if (htm !== target.method) throw refuse('the DPoP proof is for another method', `htm ${htm.slice(0, 16)}`);
+  const wanted = normalizedHtu(target.url);
+  if (wanted === undefined || normalizedHtu(htu) !== wanted) throw refuse('the DPoP proof is for another URL');
+  const nowSeconds = now / 1000;
+  if (iat > nowSeconds + settings.clockSkewSeconds) throw refuse('the DPoP proof is not valid yet', 'iat in the future');
+  if (iat < nowSeconds - settings.dpopMaxAgeSeconds - settings.clockSkewSeconds) throw refuse('the DPoP proof is too old', `iat ${Math.round(nowSeconds - iat)} s ago`);
+  if (typeof ath !== 'string') throw refuse('the DPoP proof lacks ath (the access token hash)');
+  if (ath !== crypto.createHash('sha256').update(accessToken).digest('base64url')) throw refuse('the DPoP proof is for another access token');
+  return { keyThumbprint: await jose.calculateJwkThumbprint(jwk as jose.JWK, 'sha256'), jti, iat };
+}
+
+/**
+ * An htu or request URL compared the RFC 9449 way (section 4.3, point 9): no query, no fragment, with
+ * RFC 3986 syntax- and scheme-based normalization: scheme and host lower-case, the default port dropped,
+ * an empty path as "/", dot segments resolved, percent-encodings upper-case and unreserved ones decoded.
+ * Undefined when it is not an http(s) URL.
+ */
+export function normalizedHtu(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') return undefined;
+  const path = parsed.pathname.replace(/%([0-9a-fA-F]{2})/g, (_m, hex: string) => {
+    const c = String.fromCharCode(Number.parseInt(hex, 16));
+    return /[A-Za-z0-9\-._~]/.test(c) ? c : `%${hex.toUpperCase()}`;
+  });
+  return `${parsed.protocol}//${parsed.host}${path}`;
+}
+
+/** The request's URL as the proof must name it: scheme and host as HAProxy saw them, the path as the client sent it. */
+export function proofTargetUrl(scheme: string, host: string, pathq: string): string {
+  const q = pathq.indexOf('?');
+  return `${scheme}://${host}${q === -1 ? pathq : pathq.slice(0, q)}`;
+}
+
+/**
+ * The identity of a DPoP request: its proof checked, its token verified and bound to the proof's key, the
+ * proof's jti then remembered (a proof seen before, here or on another replica, is refused). Throws
+ * IdgateError 'invalid_dpop_proof' or 'invalid_token' (401), or what the token check and the store throw.
+ */
+export async function verifyDpopRequest(
+  deps: { readonly bearer: BearerVerifier; readonly redis: RedisClient; readonly config: Config },
+  request: {
+    readonly proof: string | undefined;
+    readonly target: ProofTarget;
+    readonly accessToken: string;
+    /** The client's address: introspection calls are bounded per source. */
+    readonly source: string;
+    /** HAProxy's unique id of the request: the same request asked again is not a replay. */
+    readonly requestId: string;
+  },
+): Promise<Identity> {
+  const { config } = deps;
+  const proof = await checkDpopProof(request.proof, request.target, request.accessToken, config);
+  const identity = await deps.bearer.verify(request.accessToken, { source: request.source, proofKey: proof.keyThumbprint });
+  // Last, so that only proofs good in every other way take room in Redis. Remembered as long as its iat can pass.
+  const ttl = config.dpopMaxAgeSeconds + 2 * config.clockSkewSeconds;
+  const digest = crypto.createHash('sha256').update(`${proof.keyThumbprint}\0${proof.jti}`).digest('base64url');
+  if (!(await rememberDpopProof(deps.redis, config, digest, ttl, request.requestId))) throw refuse('the DPoP proof was already used');
+  return identity;
+}
+
+/**
+ * The WWW-Authenticate challenge of the DPoP scheme (RFC 9449 section 7.1): the error, when there is one,
+ * and the proof algorithms accepted. `quoted`: the description, already safe inside quotes.
+ */
+export function dpopChallenge(config: Pick<Config, 'dpopAlgorithms'>, error?: string, quoted?: string): string {
+  const parts = ['DPoP realm="idgate"'];
+  if (error) parts.push(`error="${error}"`);
+  if (error && quoted) parts.push(`error_description="${quoted}"`);
+  parts.push(`algs="${config.dpopAlgorithms.join(' ')}"`);
+  return parts.join(', ');
+}
