@@ -19,6 +19,7 @@ type EventName =
   | 'jwks_refresh_ok'
   | 'jwks_refresh_failed'
   | 'introspection_call'
+  | 'introspection_credentials_refused'
   | 'policy_reload_ok'
   | 'policy_reload_failed';
 
@@ -56,6 +57,7 @@ export class Metrics {
     const redisErrors = counter('idgate_redis_errors_total', 'Checks that could not reach Redis.');
     const idpErrors = counter('idgate_idp_errors_total', 'Failures to reach the IdP (discovery, keys, introspection, renewal).');
     const introspections = counter('idgate_introspection_calls_total', 'Introspection calls made (cache misses).');
+    const refusedCredentials = counter('idgate_introspection_credentials_refused_total', "Introspection answers 401/403: the issuer refuses idgate's client credentials (a configuration error, not an outage).");
     const droppedLogins = counter('idgate_pending_logins_dropped_total', 'Pending logins dropped because their browser started more than IDGATE_LOGIN_MAX_PENDING_PER_BROWSER.');
     const rejectedLogouts = counter('idgate_backchannel_logout_rejected_total', 'Logout tokens refused.');
     this.#events = {
@@ -74,6 +76,7 @@ export class Metrics {
       jwks_refresh_ok: () => jwks.inc({ result: 'ok' }),
       jwks_refresh_failed: () => jwks.inc({ result: 'failed' }),
       introspection_call: () => introspections.inc(),
+      introspection_credentials_refused: () => refusedCredentials.inc(),
       policy_reload_ok: () => reloads.inc({ result: 'ok' }),
       policy_reload_failed: () => reloads.inc({ result: 'failed' }),
     };

@@ -62,7 +62,10 @@ async function readiness(redis: RedisClient, oidc: OidcRelyingParty, bearer: Bea
   }
   const idpOk = oidc.ready;
   const keysOk = bearer.ready;
-  return { ok: redisOk && idpOk && keysOk, detail: `redis=${redisOk ? 'ok' : 'down'} idp=${idpOk ? 'ok' : 'not loaded'} keys=${keysOk ? 'ok' : 'not loaded'}` };
+  // A configuration error is named with its cause: keys may be loaded while an issuer refuses idgate's credentials.
+  const problems = bearer.configurationProblems;
+  const keys = problems.length > 0 ? `keys=misconfigured (${problems.join('; ')})` : `keys=${keysOk ? 'ok' : 'not loaded'}`;
+  return { ok: redisOk && idpOk && keysOk, detail: `redis=${redisOk ? 'ok' : 'down'} idp=${idpOk ? 'ok' : 'not loaded'} ${keys}` };
 }
 
 function sendText(res: http.ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {

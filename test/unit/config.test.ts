@@ -101,6 +101,15 @@ describe('loadConfig', () => {
     ]);
   });
 
+  test('an introspection issuer without audiences or client_ids is refused: any app\'s active token would pass', () => {
+    const entry = (extra: object) => JSON.stringify([{ issuer: 'https://example.okta.com', jwt: false, introspection: true, ...extra }]);
+    expect(loadConfig({ ...good, IDGATE_BEARER_ISSUERS: entry({}) }).problems).toEqual([
+      'IDGATE_BEARER_ISSUERS[0]: introspection needs "audiences" or "client_ids", else any active token the issuer minted for any app passes (e.g. "audiences": ["https://example.okta.com"] or "client_ids": ["0oa9service1"])',
+    ]);
+    expect(loadConfig({ ...good, IDGATE_BEARER_ISSUERS: entry({ audiences: ['https://example.okta.com'] }) }).problems).toEqual([]);
+    expect(loadConfig({ ...good, IDGATE_BEARER_ISSUERS: entry({ client_ids: ['0oa9service1'] }) }).problems).toEqual([]);
+  });
+
   test('unverified emails count only with IDGATE_TRUST_UNVERIFIED_EMAIL=1, which the default bearer issuer shares', () => {
     expect(loadConfig(good).config).toMatchObject({ trustUnverifiedEmail: false, bearerIssuers: [{ trustUnverifiedEmail: false }] });
     expect(loadConfig({ ...good, IDGATE_TRUST_UNVERIFIED_EMAIL: '1' }).config).toMatchObject({ trustUnverifiedEmail: true, bearerIssuers: [{ trustUnverifiedEmail: true }] });
