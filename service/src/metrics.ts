@@ -11,6 +11,11 @@ type EventName =
   | 'logout'
   | 'backchannel_logout'
   | 'backchannel_logout_rejected'
+  | 'frontchannel_logout'
+  | 'frontchannel_logout_rejected'
+  | 'okta_event'
+  | 'okta_event_rejected'
+  | 'refresh_token_revocation_failed'
   | 'refresh_ok'
   | 'refresh_failed'
   | 'refresh_unavailable'
@@ -50,7 +55,7 @@ export class Metrics {
   constructor() {
     const counter = (name: string, help: string, labelNames: string[] = []) => new client.Counter({ name, help, labelNames, registers: [this.registry] });
     const logins = counter('idgate_logins_total', 'Completed and failed logins.', ['result']);
-    const logouts = counter('idgate_logouts_total', 'Logouts by kind (local: POST /_auth/logout; backchannel: the IdP).', ['kind']);
+    const logouts = counter('idgate_logouts_total', 'Logouts by kind (local: POST /_auth/logout; backchannel, frontchannel: the IdP; okta_event: an Okta event hook delivery that ended sessions).', ['kind']);
     const refreshes = counter('idgate_refreshes_total', 'Token renewals: ok, failed (session ended), unavailable (IdP away).', ['result']);
     const jwks = counter('idgate_jwks_refreshes_total', 'Fetches of signing keys.', ['result']);
     const reloads = counter('idgate_policy_reloads_total', 'Policy reloads.', ['result']);
@@ -60,6 +65,9 @@ export class Metrics {
     const refusedCredentials = counter('idgate_introspection_credentials_refused_total', "Introspection answers 401/403: the issuer refuses idgate's client credentials (a configuration error, not an outage).");
     const droppedLogins = counter('idgate_pending_logins_dropped_total', 'Pending logins dropped because their browser started more than IDGATE_LOGIN_MAX_PENDING_PER_BROWSER.');
     const rejectedLogouts = counter('idgate_backchannel_logout_rejected_total', 'Logout tokens refused.');
+    const rejectedFrontChannel = counter('idgate_frontchannel_logout_rejected_total', 'Front-channel logouts refused (iss not the issuer, no sid).');
+    const rejectedEvents = counter('idgate_okta_events_rejected_total', 'Okta event hook requests refused (wrong or missing Authorization, malformed body).');
+    const failedRevocations = counter('idgate_refresh_token_revocations_failed_total', 'Logouts whose refresh token the IdP could not be made to revoke (the logout completed all the same).');
     this.#events = {
       login_ok: () => logins.inc({ result: 'ok' }),
       login_failed: () => logins.inc({ result: 'failed' }),
@@ -68,6 +76,11 @@ export class Metrics {
       logout: () => logouts.inc({ kind: 'local' }),
       backchannel_logout: () => logouts.inc({ kind: 'backchannel' }),
       backchannel_logout_rejected: () => rejectedLogouts.inc(),
+      frontchannel_logout: () => logouts.inc({ kind: 'frontchannel' }),
+      frontchannel_logout_rejected: () => rejectedFrontChannel.inc(),
+      okta_event: () => logouts.inc({ kind: 'okta_event' }),
+      okta_event_rejected: () => rejectedEvents.inc(),
+      refresh_token_revocation_failed: () => failedRevocations.inc(),
       refresh_ok: () => refreshes.inc({ result: 'ok' }),
       refresh_failed: () => refreshes.inc({ result: 'failed' }),
       refresh_unavailable: () => refreshes.inc({ result: 'unavailable' }),

@@ -6,6 +6,8 @@ import type { RedisClient } from './redis.js';
 import type { CheckDependencies } from './check/check.js';
 import { createCheckHandler } from './transports/http-check.js';
 import { createBrowserRoutes } from './browser/login.js';
+import { createFrontChannelLogoutRoutes } from './browser/frontchannel.js';
+import { createOktaEventRoutes } from './browser/okta-events.js';
 import { ERRORS } from './errors.js';
 import { HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEP_ALIVE_MS, HTTP_REQUEST_TIMEOUT_MS } from './limits.js';
 import type { OidcRelyingParty } from './browser/oidc.js';
@@ -30,6 +32,9 @@ export function createIdgateServer(deps: ServerDependencies, options: ServerOpti
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', (address: string) => config.trustedProxies(address));
+  // The IdP's own calls need no browser session: they come before the session middleware.
+  app.use('/_auth', createFrontChannelLogoutRoutes({ config, sessions, oidc, logger, metrics }));
+  if (config.oktaEventHookSecret !== undefined) app.use('/_auth', createOktaEventRoutes({ config, sessions, logger, metrics }, config.oktaEventHookSecret));
   app.use('/_auth', createSessionMiddleware(config, sessions), createBrowserRoutes({ config, redis, sessions, oidc, logger, metrics }));
   app.use((_req, res) => {
     res.status(ERRORS.not_found.status).json({ error: ERRORS.not_found.wire });

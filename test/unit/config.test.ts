@@ -202,6 +202,20 @@ describe('Redis URLs in logs and check-config', () => {
   });
 });
 
+describe('what to register at the IdP', () => {
+  test('check-config shows the front-channel logout URI, and whether the Okta event hook is on, never its secret', () => {
+    expect(describeConfig(loadConfig(good).config!)).toMatchObject({ frontchannel_logout_uri: 'https://app.example.com/_auth/frontchannel-logout', okta_event_hook: '(off)' });
+    const secret = 'okta-hook-secret-value-1234567890';
+    const shown = describeConfig(loadConfig({ ...good, IDGATE_OKTA_EVENT_HOOK_SECRET: secret }).config!);
+    expect(shown.okta_event_hook).toBe('https://app.example.com/_auth/okta-events (secret set)');
+    expect(JSON.stringify(shown)).not.toContain(secret);
+  });
+
+  test('a short event hook secret is refused, by its length only', () => {
+    expect(loadConfig({ ...good, IDGATE_OKTA_EVENT_HOOK_SECRET: 'short-secret' }).problems).toEqual(['IDGATE_OKTA_EVENT_HOOK_SECRET: is 12 characters; it needs 24 or more (e.g. output of `openssl rand -base64 32`)']);
+  });
+});
+
 describe('Redis topologies', () => {
   const caFile = path.join(os.tmpdir(), `idgate-config-test-ca-${process.pid}.pem`);
   beforeAll(() => fs.writeFileSync(caFile, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'));

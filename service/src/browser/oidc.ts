@@ -203,6 +203,18 @@ export class OidcRelyingParty {
     };
   }
 
+  /**
+   * Revokes a refresh token at the IdP's revocation_endpoint (RFC 7009), authenticated as at the token
+   * endpoint (client_secret_basic), within the discovery's 5-second timeout. False when the IdP has no such
+   * endpoint; throws when the IdP could not be made to revoke it (the error never names the token).
+   */
+  async revokeRefreshToken(refreshToken: string): Promise<boolean> {
+    const configuration = this.requireConfiguration();
+    if (!configuration.serverMetadata().revocation_endpoint) return false;
+    await client.tokenRevocation(configuration, refreshToken, { token_type_hint: 'refresh_token' });
+    return true;
+  }
+
   /** RP-initiated logout URL, or undefined when the IdP has no end_session_endpoint. */
   endSessionUrl(idToken: string | undefined, postLogoutRedirectUri: string): URL | undefined {
     const configuration = this.#configuration;
