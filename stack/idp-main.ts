@@ -13,6 +13,8 @@
 //   IDP_KEYS_FILE                  keep the signing keys in this file, so a restart signs with the same keys
 //   IDP_ID_TOKEN_TTL               ID token lifetime in seconds (default 3600)
 //   IDP_REFRESH_TOKEN_TTL          refresh token lifetime in seconds (default 86400)
+//   IDP_ID_TOKEN_ON_REFRESH        always (default) or when-openid-asked (Okta's way: only when the refresh asks for openid)
+//   IDP_GROUPS_FILE                JSON {"<user>": [groups]} read at every answer, replacing those users' groups (tests)
 //
 // Prints `idp listening on <issuer> (port <port bound>)` once it accepts requests. Signals:
 //   SIGTERM, SIGINT  stop and exit 0
@@ -32,6 +34,12 @@ function seconds(name: string): number | undefined {
   return parsed;
 }
 
+function idTokenOnRefresh(value: string | undefined): 'always' | 'when-openid-asked' | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value === 'always' || value === 'when-openid-asked') return value;
+  throw new Error(`IDP_ID_TOKEN_ON_REFRESH must be always or when-openid-asked, got "${value}"`);
+}
+
 async function main(): Promise<void> {
   const port = Number(process.env.IDP_PORT ?? 9000);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`IDP_PORT is not a valid port: "${process.env.IDP_PORT}"`);
@@ -48,6 +56,8 @@ async function main(): Promise<void> {
     idTokenTtlSeconds: seconds('IDP_ID_TOKEN_TTL'),
     refreshTokenTtlSeconds: seconds('IDP_REFRESH_TOKEN_TTL'),
     keysFile: process.env.IDP_KEYS_FILE || undefined,
+    idTokenOnRefresh: idTokenOnRefresh(process.env.IDP_ID_TOKEN_ON_REFRESH),
+    groupsFile: process.env.IDP_GROUPS_FILE || undefined,
   });
   console.log(`idp listening on ${idp.issuer} (port ${idp.port})`);
 

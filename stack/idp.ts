@@ -59,6 +59,17 @@ export interface IdpOptions {
    * read when it exists, written otherwise. Default: none (fresh keys at every start).
    */
   keysFile?: string;
+  /**
+   * When a refresh_token grant returns an ID token. `always` (default): oidc-provider's way, also when the
+   * grant asks for no `scope` (it then gets the refresh token's, openid included). `when-openid-asked`:
+   * Okta's way, only when the grant's `scope` parameter names openid.
+   */
+  idTokenOnRefresh?: 'always' | 'when-openid-asked';
+  /**
+   * A JSON file `{"<user>": ["group", ...]}` read at every token and userinfo answer, replacing those
+   * users' demo groups: tests change a user's groups while the user is signed in. Default: none.
+   */
+  groupsFile?: string;
   /** Where error lines go (failed token requests, back-channel logout failures...). Default `console.error`. */
   log?: (line: string) => void;
 }
@@ -282,6 +293,7 @@ interface ProviderSettings {
   accessTokenTtlSeconds: number;
   idTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
+  groupsFile?: string;
   /** Issuer path without trailing slash ('' for a bare origin); our interaction pages live under it. */
   mountPath: string;
   signingKeys: JWK[];
@@ -382,7 +394,7 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
       const user = USERS.get(sub);
       if (!user) return undefined;
       // oidc-provider filters these by granted scope and by where they are going (ID token or userinfo).
-      return { accountId: sub, claims: async () => ({ sub, ...user.claims }) };
+      return { accountId: sub, claims: async () => ({ sub, ...user.claims, ...groupsFromFile(settings.groupsFile, sub) }) };
     },
 
     responseTypes: ['code'],
@@ -472,6 +484,13 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
         .join('\n'));
     },
   };
+}
+
+/** The groups `file` gives `user`, as claims to merge; nothing when there is no file or it names no such user. */
+function groupsFromFile(file: string | undefined, user: string): { groups?: string[] } {
+  if (!file || !existsSync(file)) return {};
+  const groups = (JSON.parse(readFileSync(file, 'utf8')) as Record<string, string[] | undefined>)[user];
+  return groups ? { groups } : {};
 }
 
 function isLoopbackHost(hostname: string): boolean {
@@ -632,6 +651,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     postLogoutRedirectUris: options.postLogoutRedirectUris ?? [],
     backchannelLogoutUri: options.backchannelLogoutUri,
     peerRedirectUris: options.peerRedirectUris ?? [],
+    groupsFile: options.groupsFile,
     accessTokenTtlSeconds: options.accessTokenTtlSeconds ?? 3600,
     idTokenTtlSeconds: options.idTokenTtlSeconds ?? 3600,
     refreshTokenTtlSeconds: options.refreshTokenTtlSeconds ?? 86_400,
@@ -657,6 +677,15 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     provider.on('revocation.error', logError('revocation.error'));
     provider.on('backchannel.error', (_ctx: unknown, error: Error, client: { clientId: string }) =>
       log(`idp back-channel logout to ${client.clientId} failed: ${error.message}`));
+    if (options.idTokenOnRefresh === 'when-openid-asked') {
+      // Like Okta: a refresh that does not ask for openid gets no ID token.
+      provider.use(async (ctx, next) => {
+        await next();
+        const params = ctx.oidc?.params as { grant_type?: unknown; scope?: unknown } | undefined;
+        if (ctx.oidc?.route !== 'token' || params?.grant_type !== 'refresh_token' || typeof ctx.body !== 'object' || ctx.body === null) return;
+        if (!String(params.scope ?? '').split(' ').includes('openid')) delete (ctx.body as { id_token?: unknown }).id_token;
+      });
+    }
     return { provider, handleRequest: provider.callback() };
   };
   current = createProvider();

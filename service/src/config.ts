@@ -54,6 +54,8 @@ export interface Config {
   readonly rolesClaim: string;
   /** Take the login's `email` without `email_verified: true` (IdPs that never send it). */
   readonly trustUnverifiedEmail: boolean;
+  /** The Authorization header value Okta's event hook sends; undefined: POST /_auth/okta-events is off. */
+  readonly oktaEventHookSecret: string | undefined;
   readonly allowedRedirectHosts: readonly string[];
   readonly bearerIssuers: readonly BearerIssuer[];
   readonly clockSkewSeconds: number;
@@ -325,10 +327,11 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_GROUPS_CLAIM', key: 'groups_claim', kind: 'string', default: 'groups', doc: 'claim holding groups, or a dotted path into nested claims (read from userinfo when the ID token lacks it)', example: 'groups' },
   { env: 'IDGATE_ROLES_CLAIM', key: 'roles_claim', kind: 'string', default: 'roles', doc: 'claim holding roles, or a dotted path into nested claims', example: 'realm_access.roles' },
   { env: 'IDGATE_TRUST_UNVERIFIED_EMAIL', key: 'trust_unverified_email', kind: 'bool', default: '0', doc: 'use the login\'s email (emails/email_domains conditions, X-Auth-Email) even without email_verified: true, for IdPs that never send it', example: '1' },
+  { env: 'IDGATE_OKTA_EVENT_HOOK_SECRET', key: 'okta_event_hook_secret', kind: 'secret', optional: true, doc: 'the Authorization header value Okta\'s event hook sends (24+ characters): turns on /_auth/okta-events, which ends a user\'s sessions when Okta deactivates, suspends, signs out or resets the password of that user, or unassigns them from the app; unset: that route does not exist', example: '<openssl rand -base64 32>' },
   { env: 'IDGATE_ALLOWED_REDIRECT_HOSTS', key: 'allowed_redirect_hosts', kind: 'list', default: '', doc: 'hosts (or *.domain) that login may return to besides the public URL\'s host', example: 'app.example.com,*.apps.example.com' },
   { env: 'IDGATE_JWT_AUDIENCES', key: 'jwt_audiences', kind: 'list', default: 'api://default', doc: 'accepted `aud` values of bearer access tokens from IDGATE_ISSUER (when IDGATE_BEARER_ISSUERS is unset); never IDGATE_CLIENT_ID, the audience of ID tokens', example: 'api://default' },
   { env: 'IDGATE_JWT_ALGORITHMS', key: 'jwt_algorithms', kind: 'list', oneOf: { values: ASYMMETRIC_ALGORITHMS, what: 'an accepted asymmetric algorithm' }, default: 'RS256', doc: 'accepted signature algorithms of bearer tokens (asymmetric only: none and HS* are refused)', example: 'RS256,ES256' },
-  { env: 'IDGATE_BEARER_ISSUERS', key: 'bearer_issuers', kind: 'json', optional: true, doc: 'JSON list of issuers whose bearer tokens are accepted, each {issuer, audiences, algorithms, jwt, introspection, client_id, client_secret, jwks_uri, client_ids, trust_unverified_email}; unset: IDGATE_ISSUER with IDGATE_JWT_AUDIENCES', example: '[{"issuer":"https://example.okta.com/oauth2/default","audiences":["api://default"]},{"issuer":"https://example.okta.com","jwt":false,"introspection":true}]' },
+  { env: 'IDGATE_BEARER_ISSUERS', key: 'bearer_issuers', kind: 'json', optional: true, doc: 'JSON list of issuers whose bearer tokens are accepted, each {issuer, audiences, algorithms, jwt, introspection, client_id, client_secret, jwks_uri, client_ids, trust_unverified_email}; unset: IDGATE_ISSUER with IDGATE_JWT_AUDIENCES', example: '[{"issuer":"https://example.okta.com/oauth2/default","audiences":["api://default"]},{"issuer":"https://example.okta.com","jwt":false,"introspection":true,"client_ids":["0oa9service1"]}]' },
   { env: 'IDGATE_CLOCK_SKEW', key: 'clock_skew', kind: 'int', default: '30', doc: 'seconds of clock difference tolerated on exp/nbf/iat', example: '30' },
   { env: 'IDGATE_DPOP_MAX_AGE', key: 'dpop_max_age', kind: 'int', default: '300', doc: 'seconds a DPoP proof (RFC 9449) is good for after its `iat` (plus IDGATE_CLOCK_SKEW either way); its `jti` is remembered in Redis that long, so a replayed proof is refused on every replica', example: '300' },
   { env: 'IDGATE_DPOP_ALGORITHMS', key: 'dpop_algorithms', kind: 'list', oneOf: { values: ASYMMETRIC_ALGORITHMS, what: 'an accepted asymmetric algorithm' }, default: 'ES256,RS256,PS256,EdDSA', doc: 'accepted signature algorithms of DPoP proofs (asymmetric only), also announced in the `algs` of a DPoP challenge', example: 'ES256,RS256' },
@@ -432,6 +435,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
       problems.push(`${parsed.IDGATE_BEARER_ISSUERS === undefined ? 'IDGATE_JWT_AUDIENCES' : 'IDGATE_BEARER_ISSUERS'}: "${ownClientId}" is IDGATE_CLIENT_ID, the audience of the login's ID tokens; access tokens need an audience of their own (e.g. api://default)`);
     }
   }
+  const oktaEventHookSecret = parsed.IDGATE_OKTA_EVENT_HOOK_SECRET as string | undefined;
+  // The length only, never the secret: it is all that stands between the internet and ending anyone's sessions.
+  if (oktaEventHookSecret !== undefined && oktaEventHookSecret.length < 24) problems.push(`IDGATE_OKTA_EVENT_HOOK_SECRET: is ${oktaEventHookSecret.length} characters; it needs 24 or more (e.g. output of \`openssl rand -base64 32\`)`);
   const idle = parsed.IDGATE_SESSION_IDLE_TTL as number | undefined;
   const maxAge = parsed.IDGATE_SESSION_MAX_AGE as number | undefined;
   if (idle !== undefined && maxAge !== undefined && idle > maxAge) problems.push(`IDGATE_SESSION_IDLE_TTL: ${idle} is longer than IDGATE_SESSION_MAX_AGE (${maxAge}) (e.g. 14400)`);
@@ -468,6 +474,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     groupsClaim: parsed.IDGATE_GROUPS_CLAIM as string,
     rolesClaim: parsed.IDGATE_ROLES_CLAIM as string,
     trustUnverifiedEmail,
+    oktaEventHookSecret,
     allowedRedirectHosts: Object.freeze([publicUrl!.host.toLowerCase(), ...(parsed.IDGATE_ALLOWED_REDIRECT_HOSTS as string[]).map((h) => h.toLowerCase())]),
     bearerIssuers: Object.freeze(bearerIssuers.map((b) => Object.freeze(b))),
     clockSkewSeconds: parsed.IDGATE_CLOCK_SKEW as number,
@@ -675,6 +682,11 @@ function parseBearerIssuers(
     if (jwksUri && !isHttpUrl(jwksUri, defaults.insecureHttp)) problems.push(`${at}.jwks_uri: must be an https URL`);
     const clientIds = strings('client_ids');
     if (clientIds?.length === 0) problems.push(`${at}.client_ids: must list at least one client id, or be left out to accept any client (e.g. ["0oa-ci-bot"])`);
+    // An active answer says only that the issuer minted the token, for whichever of its apps: without an
+    // audience or a client allow-list, every token of every app of that org would pass.
+    if (introspection && audiences.length === 0 && clientIds === undefined) {
+      problems.push(`${at}: introspection needs "audiences" or "client_ids", else any active token the issuer minted for any app passes (e.g. "audiences": ["https://example.okta.com"] or "client_ids": ["0oa9service1"])`);
+    }
     const trustUnverifiedEmail = bool('trust_unverified_email', false);
     if (issuer) {
       out.push({ issuer, audiences, algorithms, jwt, introspection, clientId: text('client_id') ?? defaults.clientId, clientSecret: text('client_secret') ?? defaults.clientSecret, jwksUri, clientIds, trustUnverifiedEmail });
@@ -729,6 +741,9 @@ export function describeConfig(config: Config): Record<string, string> {
     client_secret: '(set)',
     public_url: config.publicUrl.origin,
     redirect_url: config.redirectUrl.href,
+    // What to register at the IdP for front-channel logout (Okta: Single Logout), and whether Okta's event hook is on.
+    frontchannel_logout_uri: new URL('/_auth/frontchannel-logout', config.publicUrl).href,
+    okta_event_hook: config.oktaEventHookSecret === undefined ? '(off)' : `${new URL('/_auth/okta-events', config.publicUrl).href} (secret set)`,
     redis_url: redactRedisUrl(config.redisUrl),
     ...describeRedis(config.redis),
     cookie_secrets: `(${config.cookieSecrets.length} set)`,

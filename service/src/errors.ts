@@ -16,6 +16,9 @@ export interface ErrorSpec {
 export const ERRORS = {
   config_invalid: { status: 500, wire: 'server_error', metric: 'config_invalid', text: 'idgate is not configured correctly' },
   idp_unavailable: { status: 503, wire: 'unavailable', metric: 'idp_unavailable', text: 'the identity provider is not reachable' },
+  // Not an outage: the IdP answers, and refuses idgate's own client credentials (401/403 at introspection).
+  // The client still gets the 503 of an outage; the audit line, log and /readyz say configuration.
+  introspection_config_error: { status: 503, wire: 'unavailable', metric: 'introspection_config_error', text: "the identity provider refuses idgate's introspection credentials (a configuration error)" },
   store_unavailable: { status: 503, wire: 'unavailable', metric: 'store_unavailable', text: 'session store unavailable' },
   login_expired: { status: 400, wire: 'invalid_request', metric: 'login_expired', text: 'this sign-in has expired or was already used; please start again' },
   login_mismatch: { status: 400, wire: 'invalid_request', metric: 'login_mismatch', text: 'this sign-in was started in another browser; please start again' },

@@ -136,6 +136,8 @@ export const INTROSPECTION_SOURCE_WINDOW_MS = 60_000;
 export const INTROSPECTION_MAX_SOURCES = 10_000;
 /** Back-channel logout tokens older than this are refused (and their jti remembered this long). */
 export const LOGOUT_TOKEN_MAX_AGE_SECONDS = 300;
+/** Largest Okta event hook delivery read: Okta batches up to 50 events, each a few kB. */
+export const OKTA_EVENT_BODY_LIMIT = '1mb';
 
 // ---- Logging
 

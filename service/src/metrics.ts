@@ -11,6 +11,11 @@ type EventName =
   | 'logout'
   | 'backchannel_logout'
   | 'backchannel_logout_rejected'
+  | 'frontchannel_logout'
+  | 'frontchannel_logout_rejected'
+  | 'okta_event'
+  | 'okta_event_rejected'
+  | 'refresh_token_revocation_failed'
   | 'refresh_ok'
   | 'refresh_failed'
   | 'refresh_unavailable'
@@ -19,6 +24,7 @@ type EventName =
   | 'jwks_refresh_ok'
   | 'jwks_refresh_failed'
   | 'introspection_call'
+  | 'introspection_credentials_refused'
   | 'policy_reload_ok'
   | 'policy_reload_failed';
 
@@ -49,15 +55,19 @@ export class Metrics {
   constructor() {
     const counter = (name: string, help: string, labelNames: string[] = []) => new client.Counter({ name, help, labelNames, registers: [this.registry] });
     const logins = counter('idgate_logins_total', 'Completed and failed logins.', ['result']);
-    const logouts = counter('idgate_logouts_total', 'Logouts by kind (local: POST /_auth/logout; backchannel: the IdP).', ['kind']);
+    const logouts = counter('idgate_logouts_total', 'Logouts by kind (local: POST /_auth/logout; backchannel, frontchannel: the IdP; okta_event: an Okta event hook delivery that ended sessions).', ['kind']);
     const refreshes = counter('idgate_refreshes_total', 'Token renewals: ok, failed (session ended), unavailable (IdP away).', ['result']);
     const jwks = counter('idgate_jwks_refreshes_total', 'Fetches of signing keys.', ['result']);
     const reloads = counter('idgate_policy_reloads_total', 'Policy reloads.', ['result']);
     const redisErrors = counter('idgate_redis_errors_total', 'Checks that could not reach Redis.');
     const idpErrors = counter('idgate_idp_errors_total', 'Failures to reach the IdP (discovery, keys, introspection, renewal).');
     const introspections = counter('idgate_introspection_calls_total', 'Introspection calls made (cache misses).');
+    const refusedCredentials = counter('idgate_introspection_credentials_refused_total', "Introspection answers 401/403: the issuer refuses idgate's client credentials (a configuration error, not an outage).");
     const droppedLogins = counter('idgate_pending_logins_dropped_total', 'Pending logins dropped because their browser started more than IDGATE_LOGIN_MAX_PENDING_PER_BROWSER.');
     const rejectedLogouts = counter('idgate_backchannel_logout_rejected_total', 'Logout tokens refused.');
+    const rejectedFrontChannel = counter('idgate_frontchannel_logout_rejected_total', 'Front-channel logouts refused (iss not the issuer, no sid).');
+    const rejectedEvents = counter('idgate_okta_events_rejected_total', 'Okta event hook requests refused (wrong or missing Authorization, malformed body).');
+    const failedRevocations = counter('idgate_refresh_token_revocations_failed_total', 'Logouts whose refresh token the IdP could not be made to revoke (the logout completed all the same).');
     this.#events = {
       login_ok: () => logins.inc({ result: 'ok' }),
       login_failed: () => logins.inc({ result: 'failed' }),
@@ -66,6 +76,11 @@ export class Metrics {
       logout: () => logouts.inc({ kind: 'local' }),
       backchannel_logout: () => logouts.inc({ kind: 'backchannel' }),
       backchannel_logout_rejected: () => rejectedLogouts.inc(),
+      frontchannel_logout: () => logouts.inc({ kind: 'frontchannel' }),
+      frontchannel_logout_rejected: () => rejectedFrontChannel.inc(),
+      okta_event: () => logouts.inc({ kind: 'okta_event' }),
+      okta_event_rejected: () => rejectedEvents.inc(),
+      refresh_token_revocation_failed: () => failedRevocations.inc(),
       refresh_ok: () => refreshes.inc({ result: 'ok' }),
       refresh_failed: () => refreshes.inc({ result: 'failed' }),
       refresh_unavailable: () => refreshes.inc({ result: 'unavailable' }),
@@ -74,6 +89,7 @@ export class Metrics {
       jwks_refresh_ok: () => jwks.inc({ result: 'ok' }),
       jwks_refresh_failed: () => jwks.inc({ result: 'failed' }),
       introspection_call: () => introspections.inc(),
+      introspection_credentials_refused: () => refusedCredentials.inc(),
       policy_reload_ok: () => reloads.inc({ result: 'ok' }),
       policy_reload_failed: () => reloads.inc({ result: 'failed' }),
     };

@@ -6,6 +6,8 @@ import type { RedisClient } from './redis.js';
 import type { CheckDependencies } from './check/check.js';
 import { createCheckHandler } from './transports/http-check.js';
 import { createBrowserRoutes } from './browser/login.js';
+import { createFrontChannelLogoutRoutes } from './browser/frontchannel.js';
+import { createOktaEventRoutes } from './browser/okta-events.js';
 import { ERRORS } from './errors.js';
 import { HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEP_ALIVE_MS, HTTP_REQUEST_TIMEOUT_MS } from './limits.js';
 import type { OidcRelyingParty } from './browser/oidc.js';
@@ -30,6 +32,9 @@ export function createIdgateServer(deps: ServerDependencies, options: ServerOpti
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', (address: string) => config.trustedProxies(address));
+  // The IdP's own calls need no browser session: they come before the session middleware.
+  app.use('/_auth', createFrontChannelLogoutRoutes({ config, sessions, oidc, logger, metrics }));
+  if (config.oktaEventHookSecret !== undefined) app.use('/_auth', createOktaEventRoutes({ config, sessions, logger, metrics }, config.oktaEventHookSecret));
   app.use('/_auth', createSessionMiddleware(config, sessions), createBrowserRoutes({ config, sessions, oidc, logger, metrics }));
   app.use((_req, res) => {
     res.status(ERRORS.not_found.status).json({ error: ERRORS.not_found.wire });
@@ -62,7 +67,10 @@ async function readiness(redis: RedisClient, oidc: OidcRelyingParty, bearer: Bea
   }
   const idpOk = oidc.ready;
   const keysOk = bearer.ready;
-  return { ok: redisOk && idpOk && keysOk, detail: `redis=${redisOk ? 'ok' : 'down'} idp=${idpOk ? 'ok' : 'not loaded'} keys=${keysOk ? 'ok' : 'not loaded'}` };
+  // A configuration error is named with its cause: keys may be loaded while an issuer refuses idgate's credentials.
+  const problems = bearer.configurationProblems;
+  const keys = problems.length > 0 ? `keys=misconfigured (${problems.join('; ')})` : `keys=${keysOk ? 'ok' : 'not loaded'}`;
+  return { ok: redisOk && idpOk && keysOk, detail: `redis=${redisOk ? 'ok' : 'down'} idp=${idpOk ? 'ok' : 'not loaded'} ${keys}` };
 }
 
 function sendText(res: http.ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {

@@ -16,6 +16,10 @@ let publicJwk: jose.JWK;
 let shapeIdToken: (claims: jose.JWTPayload) => Promise<string>;
 /** How the token endpoint answers a refresh_token grant. */
 let refreshAnswer: { status: number; body: Record<string, unknown> } | 'id_token' = 'id_token';
+/** The `scope` parameter of the last refresh_token grant (null: none sent). */
+let refreshScope: string | null | undefined;
+/** Calls to the userinfo endpoint, which answers roles and groups of its own. */
+let userinfoCalls = 0;
 
 beforeAll(async () => {
   const port = await freePort();
@@ -35,23 +39,29 @@ beforeAll(async () => {
         authorization_endpoint: `${issuer}/auth`,
         token_endpoint: `${issuer}/token`,
         jwks_uri: `${issuer}/jwks`,
+        userinfo_endpoint: `${issuer}/userinfo`,
         response_types_supported: ['code'],
         subject_types_supported: ['public'],
         id_token_signing_alg_values_supported: ['RS256'],
       });
     }
     if (req.url === '/jwks') return json({ keys: [publicJwk] });
+    if (req.url === '/userinfo') {
+      userinfoCalls += 1;
+      return json({ sub: 'alice', roles: ['auditor'], groups: ['from-userinfo'] });
+    }
     if (req.url === '/token') {
       let body = '';
       req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
         const refresh = new URLSearchParams(body).get('grant_type') === 'refresh_token';
+        if (refresh) refreshScope = new URLSearchParams(body).get('scope');
         if (refresh && refreshAnswer !== 'id_token') {
           res.writeHead(refreshAnswer.status, { 'content-type': 'application/json' });
           res.end(JSON.stringify(refreshAnswer.body));
           return;
         }
-        void shapeIdToken({}).then((idToken) => json({ access_token: 'opaque', token_type: 'Bearer', expires_in: 300, id_token: idToken, refresh_token: 'rt-2' }));
+        void shapeIdToken({}).then((idToken) => json({ access_token: 'opaque', token_type: 'Bearer', expires_in: 300, id_token: idToken, refresh_token: 'rt-2', scope: 'openid email offline_access' }));
       });
       return undefined;
     }
@@ -114,6 +124,24 @@ describe('ID token validation at the callback', () => {
   });
 });
 
+describe('claims from userinfo', () => {
+  test('an ID token with groups but no roles: the roles are read from userinfo, the ID token\'s groups kept', async () => {
+    const before = userinfoCalls;
+    await expect(login({})).resolves.toMatchObject({ groups: ['admins'], roles: ['auditor'] });
+    expect(userinfoCalls).toBe(before + 1);
+  });
+
+  test('an ID token with roles but no groups: the groups are read from userinfo', async () => {
+    await expect(login({ groups: undefined, roles: ['owner'] })).resolves.toMatchObject({ groups: ['from-userinfo'], roles: ['owner'] });
+  });
+
+  test('an ID token with every configured claim: userinfo is not asked', async () => {
+    const before = userinfoCalls;
+    await expect(login({ roles: ['owner'] })).resolves.toMatchObject({ groups: ['admins'], roles: ['owner'] });
+    expect(userinfoCalls).toBe(before);
+  });
+});
+
 describe('email at login', () => {
   test.each([
     ['verified, kept, and the user name when there is no preferred_username', { email: 'alice@example.com', email_verified: true }, {}, 'alice@example.com', 'alice@example.com'],
@@ -141,6 +169,19 @@ describe('refresh', () => {
     rp.stop();
     expect(renewed).toMatchObject({ subject: 'alice', groups: ['admins', 'new-group'], refreshToken: 'rt-2' });
     expect(renewed.accessTokenExpiresAt).toBeGreaterThan(Date.now());
+  });
+
+  test('a refresh asks for the scopes the login was granted, openid among them; a session from before asks IDGATE_SCOPES', async () => {
+    const granted = await login({});
+    expect(granted.grantedScope).toBe('openid email offline_access');
+    refreshAnswer = 'id_token';
+    shapeIdToken = sign({});
+    const rp = await relyingParty({ IDGATE_SCOPES: 'openid profile email groups offline_access' });
+    await rp.refresh({ ...granted, refreshToken: 'rt-1' }, Date.now());
+    expect(refreshScope).toBe('openid email offline_access');
+    await rp.refresh({ ...stored, issuer }, Date.now());
+    expect(refreshScope).toBe('openid profile email groups offline_access');
+    rp.stop();
   });
 
   test('a refreshed ID token for another subject ends the session', async () => {

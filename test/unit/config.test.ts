@@ -101,6 +101,15 @@ describe('loadConfig', () => {
     ]);
   });
 
+  test('an introspection issuer without audiences or client_ids is refused: any app\'s active token would pass', () => {
+    const entry = (extra: object) => JSON.stringify([{ issuer: 'https://example.okta.com', jwt: false, introspection: true, ...extra }]);
+    expect(loadConfig({ ...good, IDGATE_BEARER_ISSUERS: entry({}) }).problems).toEqual([
+      'IDGATE_BEARER_ISSUERS[0]: introspection needs "audiences" or "client_ids", else any active token the issuer minted for any app passes (e.g. "audiences": ["https://example.okta.com"] or "client_ids": ["0oa9service1"])',
+    ]);
+    expect(loadConfig({ ...good, IDGATE_BEARER_ISSUERS: entry({ audiences: ['https://example.okta.com'] }) }).problems).toEqual([]);
+    expect(loadConfig({ ...good, IDGATE_BEARER_ISSUERS: entry({ client_ids: ['0oa9service1'] }) }).problems).toEqual([]);
+  });
+
   test('unverified emails count only with IDGATE_TRUST_UNVERIFIED_EMAIL=1, which the default bearer issuer shares', () => {
     expect(loadConfig(good).config).toMatchObject({ trustUnverifiedEmail: false, bearerIssuers: [{ trustUnverifiedEmail: false }] });
     expect(loadConfig({ ...good, IDGATE_TRUST_UNVERIFIED_EMAIL: '1' }).config).toMatchObject({ trustUnverifiedEmail: true, bearerIssuers: [{ trustUnverifiedEmail: true }] });
@@ -190,6 +199,20 @@ describe('Redis URLs in logs and check-config', () => {
     const text = JSON.stringify(describeConfig(config!));
     for (const secret of ['hunter2', 'hunter3', 'ops-user', 'super-secret-value', 'a'.repeat(32)]) expect(text).not.toContain(secret);
     expect(describeConfig(config!).redis_url).toBe('rediss://***:***@redis.internal:6380/0?password=***&username=***');
+  });
+});
+
+describe('what to register at the IdP', () => {
+  test('check-config shows the front-channel logout URI, and whether the Okta event hook is on, never its secret', () => {
+    expect(describeConfig(loadConfig(good).config!)).toMatchObject({ frontchannel_logout_uri: 'https://app.example.com/_auth/frontchannel-logout', okta_event_hook: '(off)' });
+    const secret = 'okta-hook-secret-value-1234567890';
+    const shown = describeConfig(loadConfig({ ...good, IDGATE_OKTA_EVENT_HOOK_SECRET: secret }).config!);
+    expect(shown.okta_event_hook).toBe('https://app.example.com/_auth/okta-events (secret set)');
+    expect(JSON.stringify(shown)).not.toContain(secret);
+  });
+
+  test('a short event hook secret is refused, by its length only', () => {
+    expect(loadConfig({ ...good, IDGATE_OKTA_EVENT_HOOK_SECRET: 'short-secret' }).problems).toEqual(['IDGATE_OKTA_EVENT_HOOK_SECRET: is 12 characters; it needs 24 or more (e.g. output of `openssl rand -base64 32`)']);
   });
 });
 

@@ -16,6 +16,8 @@ let base: string;
 let calls: string[] = [];
 /** While set, answers about made-up tokens wait until it resolves (a slow IdP under a flood). */
 let holdMadeUp: Promise<void> | undefined;
+/** While set, every introspection call is answered with this status (the issuer refuses idgate's credentials). */
+let refuseCredentials: 401 | 403 | undefined;
 
 beforeAll(async () => {
   server = http.createServer((req, res) => {
@@ -26,10 +28,14 @@ beforeAll(async () => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', async () => {
+      if (refuseCredentials !== undefined) {
+        res.writeHead(refuseCredentials, { 'content-type': 'application/json' }).end('{"error":"invalid_client"}');
+        return;
+      }
       const token = new URLSearchParams(body).get('token') ?? '';
       calls.push(token);
       if (token !== ACTIVE) await holdMadeUp;
-      const answer = token === ACTIVE ? { active: true, sub: 'svc', iss: base, exp: Math.floor(Date.now() / 1000) + 3600 } : { active: false };
+      const answer = token === ACTIVE ? { active: true, sub: 'svc', iss: base, aud: 'api://stub', exp: Math.floor(Date.now() / 1000) + 3600 } : { active: false };
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
     });
   });
@@ -45,6 +51,7 @@ afterAll(() => {
 beforeEach(() => {
   calls = [];
   holdMadeUp = undefined;
+  refuseCredentials = undefined;
 });
 
 const introspector = (options: Partial<IntrospectorOptions> = {}) =>
@@ -122,7 +129,7 @@ test.each([
   expect(sourceKey(address)).toBe(key);
 });
 
-test('the bearer verifier bounds introspection by the source it is given', async () => {
+function introspectingConfig(extra: Record<string, string> = {}) {
   const { config, problems } = loadConfig({
     IDGATE_ISSUER: base,
     IDGATE_CLIENT_ID: 'idgate',
@@ -130,12 +137,17 @@ test('the bearer verifier bounds introspection by the source it is given', async
     IDGATE_PUBLIC_URL: 'http://app.test',
     IDGATE_COOKIE_SECRETS: 'x'.repeat(40),
     IDGATE_INSECURE_HTTP: '1',
-    IDGATE_BEARER_ISSUERS: JSON.stringify([{ issuer: base, jwt: false, introspection: true }]),
-    IDGATE_INTROSPECTION_CALLS_PER_SOURCE: '2',
+    IDGATE_BEARER_ISSUERS: JSON.stringify([{ issuer: base, audiences: ['api://stub'], jwt: false, introspection: true }]),
+    ...extra,
   });
   expect(problems).toEqual([]);
+  return config!;
+}
+
+test('the bearer verifier bounds introspection by the source it is given', async () => {
+  const config = introspectingConfig({ IDGATE_INTROSPECTION_CALLS_PER_SOURCE: '2' });
   const metrics = new Metrics();
-  const verifier = new BearerVerifier(config!, createLogger({ level: 'error', write: () => undefined }), metrics);
+  const verifier = new BearerVerifier(config, createLogger({ level: 'error', write: () => undefined }), metrics);
   await verifier.start();
   try {
     for (const token of madeUp(2)) await expect(verifier.verify(token, { source: '203.0.113.66' })).rejects.toMatchObject({ code: 'invalid_token' });
@@ -143,6 +155,34 @@ test('the bearer verifier bounds introspection by the source it is given', async
     await expect(verifier.verify('made-up-next', { source: '192.0.2.10' })).rejects.toMatchObject({ code: 'invalid_token' });
     expect(await verifier.verify(ACTIVE, { source: '192.0.2.10' })).toMatchObject({ subject: 'svc', via: 'token' });
     expect(metricValue(await metrics.render(), 'idgate_introspection_refused_total{reason="source_rate"}')).toBe(1);
+  } finally {
+    verifier.stop();
+  }
+});
+
+test.each([401, 403] as const)('an issuer answering %i to idgate\'s credentials is a configuration error: said once, counted, not ready, until it takes them again', async (status) => {
+  const metrics = new Metrics();
+  const lines: string[] = [];
+  const verifier = new BearerVerifier(introspectingConfig(), createLogger({ level: 'info', write: (line) => lines.push(line) }), metrics);
+  await verifier.start();
+  try {
+    expect(verifier.ready).toBe(true);
+    refuseCredentials = status;
+    for (const token of madeUp(3)) {
+      await expect(verifier.verify(token)).rejects.toMatchObject({ code: 'introspection_config_error', status: 503, detail: expect.stringContaining(`HTTP ${status}`) });
+    }
+    const said = lines.filter((l) => l.includes('introspection refused'));
+    expect(said).toHaveLength(1);
+    expect(JSON.parse(said[0]!)).toMatchObject({ level: 'error', issuer: base, status, error_code: 'introspection_config_error' });
+    expect(said[0]).toContain('client_secret');
+    expect(said[0]).not.toContain('idgate-secret');
+    expect(metricValue(await metrics.render(), 'idgate_introspection_credentials_refused_total')).toBe(3);
+    expect(metricValue(await metrics.render(), 'idgate_idp_errors_total')).toBe(0);
+    expect(verifier.ready).toBe(false);
+    expect(verifier.configurationProblems).toEqual([`${base} answers HTTP ${status} to idgate's introspection credentials`]);
+    refuseCredentials = undefined;
+    expect(await verifier.verify(ACTIVE)).toMatchObject({ subject: 'svc' });
+    expect([verifier.ready, verifier.configurationProblems]).toEqual([true, []]);
   } finally {
     verifier.stop();
   }

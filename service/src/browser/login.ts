@@ -107,11 +107,14 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
       metrics.recordEvent('logout');
       metrics.recordRevoked(1);
       logger.event('logout', { sub: stored.subject, user: stored.user, request_id: requestIdOf(req), client_ip: req.ip });
+      if (stored.refreshToken) await revokeRefreshToken(deps, stored.refreshToken, { sub: stored.subject, request_id: requestIdOf(req) });
     }
     // Cleared with the attributes it was set with: a browser replaces a __Host- cookie only with a valid one.
     res.clearCookie(config.cookieName, sessionCookieOptions(config));
     res.set('Cache-Control', 'no-store');
-    res.redirect(303, oidc.endSessionUrl(stored?.idToken, postLogoutUrl)?.href ?? postLogoutUrl);
+    // Without a session there is no id_token_hint, and an end-session request without one may make the IdP
+    // ask the user to confirm, or sign them out of a session that is not theirs to end: idgate's own page.
+    res.redirect(303, (stored && oidc.endSessionUrl(stored.idToken, postLogoutUrl)?.href) || postLogoutUrl);
   });
 
   // The IdP's keys for logout tokens: created once discovery has told us where they are.
@@ -180,6 +183,21 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
   });
 
   return router;
+}
+
+/**
+ * Logout ends the grant at the IdP too (RFC 7009): a refresh token left valid would outlive the sign-out
+ * wherever it leaked. The session is already gone either way: a failure is logged (never the token) and
+ * counted, and the logout completes.
+ */
+async function revokeRefreshToken(deps: BrowserDependencies, refreshToken: string, fields: { sub: string; request_id: string | undefined }): Promise<void> {
+  try {
+    await deps.oidc.revokeRefreshToken(refreshToken);
+  } catch (err) {
+    deps.metrics.recordEvent('refresh_token_revocation_failed');
+    const error = isIdgateError(err) ? `${err.code}: ${err.detail ?? err.expose}` : describeError(err);
+    deps.logger.log('warn', 'the IdP did not revoke the refresh token at logout; the session is ended all the same', { ...fields, error });
+  }
 }
 
 function sendPage(res: Response, status: number, title: string, message: string, link?: { href: string; text: string }): void {

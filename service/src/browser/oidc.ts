@@ -1,7 +1,8 @@
 // The relying-party side of OIDC, with openid-client: discovery (retried in the background until the IdP
 // answers), the authorization code flow with PKCE S256 + state + nonce, ID-token signature checks
-// (enableNonRepudiationChecks: openid-client skips them for token-endpoint responses otherwise), and
-// groups from userinfo when the ID token is thin (Okta's org server).
+// (enableNonRepudiationChecks: openid-client skips them for token-endpoint responses otherwise), groups
+// and roles from userinfo when the ID token is thin (Okta's org server), refresh asking for the granted
+// scopes (Okta sends a new ID token only when `openid` is asked), and token revocation at logout (RFC 7009).
 import * as client from 'openid-client';
 import type { Config } from '../config.js';
 import { IdgateError, describeError } from '../errors.js';
@@ -136,6 +137,8 @@ export class OidcRelyingParty {
       accessTokenExpiresAt: expiresAt(tokens.expiresIn(), now),
       tokensIssuedAt: now,
       idpSessionHash: idpSessionId === undefined ? undefined : idpSessionHash(idpSessionId),
+      // RFC 6749 5.1: a response without `scope` granted what was asked.
+      grantedScope: tokens.scope ?? this.config.scopes,
     };
   }
 
@@ -149,7 +152,9 @@ export class OidcRelyingParty {
     if (!stored.refreshToken) throw new IdgateError('session_ended', 'the session cannot be renewed', 'no refresh token');
     let tokens: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
     try {
-      tokens = await client.refreshTokenGrant(configuration, stored.refreshToken);
+      // The scopes granted at login, `openid` among them: Okta answers a refresh without `scope` with no
+      // ID token, and the groups would then stay those of the login.
+      tokens = await client.refreshTokenGrant(configuration, stored.refreshToken, { scope: stored.grantedScope ?? this.config.scopes });
     } catch (err) {
       // invalid_grant is the IdP's "no" for this session (revoked, expired, reused): it ends the session.
       // Anything else (server_error, temporarily_unavailable, network) is the IdP being away: it does not.
@@ -174,11 +179,12 @@ export class OidcRelyingParty {
     };
   }
 
-  /** The identity an ID token (plus userinfo, when the ID token is thin) describes. */
+  /** The identity an ID token (plus userinfo, when the ID token lacks a configured claim) describes. */
   async #identityFields(configuration: client.Configuration, claims: client.IDToken, accessToken: string, failure: 'login_failed' | 'idp_unavailable') {
     let merged: Record<string, unknown> = { ...claims };
-    if (readClaim(claims, this.config.groupsClaim) === undefined && configuration.serverMetadata().userinfo_endpoint) {
-      // Thin ID token: the groups (and often profile claims) are only in userinfo.
+    const missing = [this.config.groupsClaim, this.config.rolesClaim].some((claim) => readClaim(claims, claim) === undefined);
+    if (missing && configuration.serverMetadata().userinfo_endpoint) {
+      // Thin ID token: the groups or roles (and often profile claims) are only in userinfo.
       try {
         const userinfo = await client.fetchUserInfo(configuration, accessToken, claims.sub);
         merged = { ...userinfo, ...claims };
@@ -195,6 +201,18 @@ export class OidcRelyingParty {
       groups: stringList(readClaim(merged, this.config.groupsClaim)),
       roles: stringList(readClaim(merged, this.config.rolesClaim)),
     };
+  }
+
+  /**
+   * Revokes a refresh token at the IdP's revocation_endpoint (RFC 7009), authenticated as at the token
+   * endpoint (client_secret_basic), within the discovery's 5-second timeout. False when the IdP has no such
+   * endpoint; throws when the IdP could not be made to revoke it (the error never names the token).
+   */
+  async revokeRefreshToken(refreshToken: string): Promise<boolean> {
+    const configuration = this.requireConfiguration();
+    if (!configuration.serverMetadata().revocation_endpoint) return false;
+    await client.tokenRevocation(configuration, refreshToken, { token_type_hint: 'refresh_token' });
+    return true;
   }
 
   /** RP-initiated logout URL, or undefined when the IdP has no end_session_endpoint. */

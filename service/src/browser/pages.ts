@@ -34,3 +34,11 @@ export function logoutPage(): string {
 export function loggedOutPage(): string {
   return page('Signed out', `<h1>Signed out</h1><p>You have been signed out.</p><p><a href="/">Sign in again</a></p>`);
 }
+
+/**
+ * The answer to a front-channel logout, shown inside the IdP's hidden iframe: nothing to click, nothing to
+ * run; it only says what happened, for the rare person who opens it by hand.
+ */
+export function frontChannelLogoutPage(message: string): string {
+  return page('Signed out', `<h1>Signed out</h1><p>${escapeHtml(message)}</p>`);
+}

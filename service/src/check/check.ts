@@ -65,7 +65,8 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
       ({ identity, problem, setCookie, scheme } = await establishIdentity(deps, request, acceptedCredentials(rule), facts));
     } catch (err) {
       const reason: IdgateErrorCode = isIdgateError(err) ? err.code : 'internal_error';
-      deps.metrics.recordEvent(reason === 'store_unavailable' ? 'store_error' : 'idp_error');
+      // A configuration error is counted where it is found (introspection_credentials_refused), not as an IdP outage.
+      if (reason !== 'introspection_config_error') deps.metrics.recordEvent(reason === 'store_unavailable' ? 'store_error' : 'idp_error');
       deps.logger.log('error', 'cannot decide', { request_id: facts.requestId, error: describeError(err) });
       audit(deps, facts, { outcome: 'unavailable', status: UNAVAILABLE.status, rule: rule.id, reason }, ERRORS[reason].metric, undefined, started, scheme);
       return UNAVAILABLE;

@@ -45,6 +45,12 @@ export interface StoredSession {
   readonly tokensIssuedAt: number;
   /** SHA-256 of the IdP's session id (`sid` claim), for back-channel logout; never the id itself. */
   readonly idpSessionHash: string | undefined;
+  /**
+   * The scopes the login was granted (the token response's `scope`, else IDGATE_SCOPES as asked), asked
+   * again at every refresh: Okta sends a new ID token (and with it new groups) only when `openid` is
+   * asked. Absent in sessions from before: IDGATE_SCOPES then.
+   */
+  readonly grantedScope?: string;
 }
 
 declare module 'express-session' {
@@ -233,5 +239,6 @@ function parseStoredSession(data: Record<string, unknown>): StoredSession | unde
   if (typeof s.idpSessionId === 'string' && s.idpSessionHash === undefined) s.idpSessionHash = idpSessionHash(s.idpSessionId);
   delete s.idpSessionId;
   if (s.idpSessionHash !== undefined && typeof s.idpSessionHash !== 'string') return undefined;
+  if (s.grantedScope !== undefined && typeof s.grantedScope !== 'string') return undefined;
   return s as unknown as StoredSession;
 }

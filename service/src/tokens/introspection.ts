@@ -16,6 +16,14 @@ export function cannotCheckToken(detail: string): IdgateError {
   return new IdgateError('idp_unavailable', 'the identity provider cannot check this token now', detail);
 }
 
+/**
+ * The issuer answered 401 or 403 to idgate's own client credentials: the client still gets a 503, but the
+ * code says configuration, so that neither the audit line nor the log reads as an outage.
+ */
+export function credentialsRefused(status: number): IdgateError {
+  return new IdgateError('introspection_config_error', 'the identity provider cannot check this token now', `introspection: HTTP ${status}: the issuer refuses idgate's client credentials (client_id/client_secret)`);
+}
+
 export interface IntrospectionAnswer {
   readonly active: boolean;
   readonly claims: Readonly<Record<string, unknown>>;
@@ -50,6 +58,10 @@ export interface IntrospectorOptions {
   onCall?: () => void;
   /** Called for every call not made because a bound was reached. */
   onRefused?: (why: IntrospectionRefusal) => void;
+  /** Called for every answer 401 or 403: the issuer refuses the client credentials (a configuration error). */
+  onCredentialsRefused?: (status: number) => void;
+  /** Called for every answer 200: the client credentials are good. */
+  onCredentialsAccepted?: () => void;
   now?: () => number;
 }
 
@@ -95,6 +107,8 @@ export class Introspector {
       sourceWindowMs: INTROSPECTION_SOURCE_WINDOW_MS,
       onCall: () => undefined,
       onRefused: () => undefined,
+      onCredentialsRefused: () => undefined,
+      onCredentialsAccepted: () => undefined,
       now: Date.now,
       ...options,
     };
@@ -174,6 +188,14 @@ export class Introspector {
     cache.set(key, { answer, expiresAt });
   }
 
+  /**
+   * Asks about a made-up token, past the caches and bounds, only to learn whether the issuer takes the
+   * client credentials again (the callbacks say). Never throws.
+   */
+  async probeCredentials(): Promise<void> {
+    await this.#call(`idgate-credentials-probe-${crypto.randomBytes(16).toString('base64url')}`).catch(() => undefined);
+  }
+
   async #call(token: string): Promise<IntrospectionAnswer> {
     this.#options.onCall();
     let res: Response;
@@ -188,10 +210,16 @@ export class Introspector {
     } catch (err) {
       throw cannotCheckToken(`introspection: ${describeError(err)}`);
     }
+    if (res.status === 401 || res.status === 403) {
+      await res.arrayBuffer().catch(() => undefined);
+      this.#options.onCredentialsRefused(res.status);
+      throw credentialsRefused(res.status);
+    }
     if (res.status !== 200) {
       await res.arrayBuffer().catch(() => undefined);
       throw cannotCheckToken(`introspection: HTTP ${res.status}`);
     }
+    this.#options.onCredentialsAccepted();
     let body: unknown;
     try {
       body = await res.json();

@@ -29,7 +29,10 @@ interface IssuerMetadata {
 class TrustedIssuer {
   keys: RemoteKeySet | undefined;
   introspector: Introspector | undefined;
+  /** Set while the issuer answers 401/403 to idgate's introspection credentials: what /readyz shows. */
+  credentialsProblem: string | undefined;
   #retry: NodeJS.Timeout | undefined;
+  #probe: NodeJS.Timeout | undefined;
   #stopped = false;
 
   constructor(
@@ -42,7 +45,7 @@ class TrustedIssuer {
   ) {}
 
   get ready(): boolean {
-    return (!this.settings.jwt || this.keys?.loaded === true) && (!this.settings.introspection || this.introspector !== undefined);
+    return (!this.settings.jwt || this.keys?.loaded === true) && (!this.settings.introspection || (this.introspector !== undefined && this.credentialsProblem === undefined));
   }
 
   async start(): Promise<void> {
@@ -78,6 +81,8 @@ class TrustedIssuer {
           maxCallsPerSource: this.config.introspectionCallsPerSource,
           onCall: () => this.metrics.recordEvent('introspection_call'),
           onRefused: (why) => this.metrics.recordIntrospectionRefused(why),
+          onCredentialsRefused: (status) => this.#credentialsRefused(status),
+          onCredentialsAccepted: () => this.#credentialsAccepted(),
         });
       }
     } catch (err) {
@@ -93,6 +98,42 @@ class TrustedIssuer {
   stop(): void {
     this.#stopped = true;
     if (this.#retry) clearTimeout(this.#retry);
+    if (this.#probe) clearTimeout(this.#probe);
+  }
+
+  /**
+   * A configuration error, not an outage: counted every time, logged once with the fix, shown on /readyz
+   * (this replica is not ready) until the issuer takes the credentials again. A probe asks every
+   * DISCOVERY_RETRY_MS meanwhile, since a replica out of HAProxy's rotation gets no tokens to try.
+   */
+  #credentialsRefused(status: number): void {
+    this.metrics.recordEvent('introspection_credentials_refused');
+    if (this.credentialsProblem !== undefined) return;
+    this.credentialsProblem = `${this.settings.issuer} answers HTTP ${status} to idgate's introspection credentials`;
+    this.logger.log('error', "introspection refused: the issuer does not take idgate's client credentials (a configuration error, not an outage); set the entry's client_id/client_secret (default IDGATE_CLIENT_ID/IDGATE_CLIENT_SECRET) to a client the issuer allows to introspect (at Okta: the app's client ID and a current secret)", {
+      issuer: this.settings.issuer,
+      client_id: this.settings.clientId,
+      status,
+      error_code: 'introspection_config_error',
+    });
+    this.#scheduleProbe();
+  }
+
+  #credentialsAccepted(): void {
+    if (this.credentialsProblem === undefined) return;
+    this.credentialsProblem = undefined;
+    if (this.#probe) clearTimeout(this.#probe);
+    this.logger.log('info', "introspection credentials accepted again", { issuer: this.settings.issuer });
+  }
+
+  #scheduleProbe(): void {
+    if (this.#stopped) return;
+    this.#probe = setTimeout(() => {
+      void this.introspector?.probeCredentials().then(() => {
+        if (this.credentialsProblem !== undefined) this.#scheduleProbe();
+      });
+    }, DISCOVERY_RETRY_MS);
+    this.#probe.unref();
   }
 
   async #discover(): Promise<IssuerMetadata> {
@@ -148,9 +189,14 @@ export class BearerVerifier {
     for (const issuer of this.#byIssuer.values()) issuer.stop();
   }
 
-  /** Every trusted issuer's metadata and keys are loaded. */
+  /** Every trusted issuer's metadata and keys are loaded, and no issuer refuses idgate's introspection credentials. */
   get ready(): boolean {
     return [...this.#byIssuer.values()].every((i) => i.ready);
+  }
+
+  /** Configuration errors the issuers report (introspection credentials refused), for /readyz. */
+  get configurationProblems(): string[] {
+    return [...this.#byIssuer.values()].flatMap((i) => (i.credentialsProblem === undefined ? [] : [i.credentialsProblem]));
   }
 
   /**
