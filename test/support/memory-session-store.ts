@@ -46,6 +46,7 @@ export class MemorySessionStore implements SessionStore {
   readonly #browserPending = new Map<string, Map<string, number>>();
   /** Logout-token digests seen, → when they are forgotten. */
   readonly #logoutTokens = new Map<string, number>();
+  readonly #dpopProofs = new Map<string, { requestId: string; forgottenAt: number }>();
   /** While set, every operation fails as a Redis that cannot answer would. */
   unavailable: Error | undefined;
 
@@ -234,6 +235,14 @@ export class MemorySessionStore implements SessionStore {
     const forgottenAt = this.#logoutTokens.get(digest);
     if (forgottenAt !== undefined && forgottenAt > this.now()) return false;
     this.#logoutTokens.set(digest, this.now() + ttlSeconds * 1000);
+    return true;
+  }
+
+  async firstUseOfDpopProof(digest: string, ttlSeconds: number, requestId: string): Promise<boolean> {
+    this.#answer();
+    const seen = this.#dpopProofs.get(digest);
+    if (seen !== undefined && seen.forgottenAt > this.now()) return seen.requestId === requestId;
+    this.#dpopProofs.set(digest, { requestId, forgottenAt: this.now() + ttlSeconds * 1000 });
     return true;
   }
 }

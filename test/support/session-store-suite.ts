@@ -350,6 +350,17 @@ export function runSessionStoreTests(name: string, makeStore: () => Promise<Stor
       expect(await t.store.firstUseOfLogoutToken('https://idp.example.com', 'jti-1', 120)).toBe(true);
     });
 
+    test('a DPoP proof is used once: again by the same request asked again, never by another, until forgotten', async () => {
+      expect(await t.store.firstUseOfDpopProof('proof-1', 120, 'request-a')).toBe(true);
+      expect(await t.store.firstUseOfDpopProof('proof-1', 120, 'request-a')).toBe(true);
+      expect(await t.store.firstUseOfDpopProof('proof-1', 120, 'request-b')).toBe(false);
+      expect(await t.store.firstUseOfDpopProof('proof-2', 120, 'request-b')).toBe(true);
+      await t.advance(110_000);
+      expect(await t.store.firstUseOfDpopProof('proof-1', 120, 'request-c')).toBe(false);
+      await t.advance(20_000);
+      expect(await t.store.firstUseOfDpopProof('proof-1', 120, 'request-c')).toBe(true);
+    });
+
     test('a store that cannot answer rejects every operation with store_unavailable, never another error', async () => {
       const { sid, stored } = await login('alice');
       await t.breakStore();
@@ -368,6 +379,7 @@ export function runSessionStoreTests(name: string, makeStore: () => Promise<Stor
         ['savePendingLogin', () => t.store.savePendingLogin('state-1', pendingFor(newBinding()))],
         ['takePendingLogin', () => t.store.takePendingLogin('state-1', newBinding())],
         ['firstUseOfLogoutToken', () => t.store.firstUseOfLogoutToken('https://idp.example.com', 'jti-1', 120)],
+        ['firstUseOfDpopProof', () => t.store.firstUseOfDpopProof('proof-1', 120, 'request-a')],
       ];
       for (const [op, run] of operations) {
         await expect(run().then(() => `${op} answered`, (err: { code?: string }) => `${op} ${err.code}`)).resolves.toBe(`${op} store_unavailable`);

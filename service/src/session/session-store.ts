@@ -99,6 +99,12 @@ export interface SessionStore {
   takePendingLogin(state: string, binding: string | undefined): Promise<PendingLoginClaim>;
   /** True the first time `issuer`'s back-channel logout token id `jti` is seen within `ttlSeconds`; false for a replay. */
   firstUseOfLogoutToken(issuer: string, jti: string, ttlSeconds: number): Promise<boolean>;
+  /**
+   * Whether a DPoP proof (by `digest`: of its key's thumbprint and its jti) is seen for the first time, for
+   * `ttlSeconds`. The same request asked again (`requestId`, HAProxy's unique id: an SPOE retry, the Lua
+   * action sending again after a lost answer) is no replay; any other request with the proof is.
+   */
+  firstUseOfDpopProof(digest: string, ttlSeconds: number, requestId: string): Promise<boolean>;
 }
 
 /** What revocation needs, and all `idgate sessions` does: find a user's sessions and end them. */
@@ -221,21 +227,6 @@ export const redisKeys = {
   browserPendingLogins: (config: Prefix, bindingHash: string) => `${redisKeys.pendingLogins(config)}browser:${bindingHash}`,
 };
 
-/**
- * Remembers a DPoP proof's id for `ttlSeconds` (SET NX EX), with the id of the request that brought it:
- * true the first time, and again for that same request asked again (HAProxy re-sends a check whose answer
- * was lost, SPOE's retry or the Lua httpclient's); false when any replica saw it with another request.
- * Throws IdgateError('store_unavailable') when Redis cannot answer (the check fails closed).
- */
-export async function rememberDpopProof(redis: RedisClient, config: Prefix, digest: string, ttlSeconds: number, requestId: string): Promise<boolean> {
-  const key = redisKeys.dpopProofId(config, digest);
-  try {
-    if ((await redis.set(key, requestId, 'EX', ttlSeconds, 'NX')) === 'OK') return true;
-    return (await redis.get(key)) === requestId;
-  } catch (err) {
-    throw storeUnavailable(err);
-  }
-}
 
 /** The Redis key of a session: prefix + base64url(SHA-256(session id)). */
 export function sessionKey(config: Prefix, sid: string): string {
@@ -642,6 +633,16 @@ export class RedisSessionStore extends RedisSessionRevocation implements Session
   async firstUseOfLogoutToken(issuer: string, jti: string, ttlSeconds: number): Promise<boolean> {
     try {
       return (await this.redis.set(redisKeys.logoutTokenId(this.config, logoutTokenDigest(issuer, jti)), '1', 'EX', ttlSeconds, 'NX')) === 'OK';
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+  }
+
+  async firstUseOfDpopProof(digest: string, ttlSeconds: number, requestId: string): Promise<boolean> {
+    const key = redisKeys.dpopProofId(this.config, digest);
+    try {
+      if ((await this.redis.set(key, requestId, 'EX', ttlSeconds, 'NX')) === 'OK') return true;
+      return (await this.redis.get(key)) === requestId;
     } catch (err) {
       throw storeUnavailable(err);
     }

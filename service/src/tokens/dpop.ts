@@ -12,8 +12,7 @@ import * as jose from 'jose';
 import type { Config } from '../config.js';
 import { IdgateError } from '../errors.js';
 import type { Identity } from '../policy/policy.js';
-import type { RedisClient } from '../redis.js';
-import { rememberDpopProof } from '../session/session-store.js';
+import type { SessionStore } from '../session/session-store.js';
 import type { BearerVerifier } from './tokens.js';
 
 /** A DPoP proof is a short JWT (about 600-900 characters); anything far longer is not one. */
@@ -46,7 +45,7 @@ const refuse = (expose: string, detail?: string) => new IdgateError('invalid_dpo
 
 /**
  * Checks a DPoP proof (RFC 9449 section 4.3) for a request and the access token sent with it, all but its
- * jti's novelty (rememberDpopProof). Throws IdgateError 'invalid_dpop_proof' saying what is wrong.
+ * jti's novelty (SessionStore.firstUseOfDpopProof). Throws IdgateError 'invalid_dpop_proof' saying what is wrong.
  * `now`: ms since epoch.
  */
 export async function checkDpopProof(proof: string | undefined, target: ProofTarget, accessToken: string, settings: DpopSettings, now = Date.now()): Promise<CheckedProof> {
@@ -121,7 +120,7 @@ export function proofTargetUrl(scheme: string, host: string, pathq: string): str
  * IdgateError 'invalid_dpop_proof' or 'invalid_token' (401), or what the token check and the store throw.
  */
 export async function verifyDpopRequest(
-  deps: { readonly bearer: BearerVerifier; readonly redis: RedisClient; readonly config: Config },
+  deps: { readonly bearer: BearerVerifier; readonly sessions: Pick<SessionStore, 'firstUseOfDpopProof'>; readonly config: Config },
   request: {
     readonly proof: string | undefined;
     readonly target: ProofTarget;
@@ -138,7 +137,7 @@ export async function verifyDpopRequest(
   // Last, so that only proofs good in every other way take room in Redis. Remembered as long as its iat can pass.
   const ttl = config.dpopMaxAgeSeconds + 2 * config.clockSkewSeconds;
   const digest = crypto.createHash('sha256').update(`${proof.keyThumbprint}\0${proof.jti}`).digest('base64url');
-  if (!(await rememberDpopProof(deps.redis, config, digest, ttl, request.requestId))) throw refuse('the DPoP proof was already used');
+  if (!(await deps.sessions.firstUseOfDpopProof(digest, ttl, request.requestId))) throw refuse('the DPoP proof was already used');
   return identity;
 }
 
