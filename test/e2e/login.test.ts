@@ -10,7 +10,7 @@ import request from 'supertest';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { openSession, sessionKey } from '../../service/src/session/session-store.js';
 import { hashValue, savePendingLogin, takePendingLogin } from '../../service/src/session/sessions.js';
-import { freePort, idpListening, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
+import { holdPort, idpListening, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { startFreeTempRedis } from '../../stack/redis.js';
 import { Browser, parseForm, signIn } from '../support/browser.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
@@ -26,8 +26,10 @@ let appUrl: string;
 let idgate: InProcessIdgate;
 
 beforeAll(async () => {
-  const appPort = await freePort();
-  appUrl = `http://127.0.0.1:${appPort}`;
+  // idgate's origin must be in the IdP's redirect URIs before the IdP starts, and idgate needs the IdP's
+  // issuer: its port is held listening until idgate is made (holdPort).
+  const app = await holdPort();
+  appUrl = `http://127.0.0.1:${app.port}`;
   idpProcess = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], {
     env: {
       ...process.env,
@@ -51,7 +53,7 @@ beforeAll(async () => {
       IDGATE_ALLOWED_REDIRECT_HOSTS: 'other.test:8080',
     }),
   );
-  await new Promise<void>((resolve) => idgate.server.listen(appPort, '127.0.0.1', resolve));
+  await app.handOver(idgate.server);
 }, 30_000);
 
 afterAll(async () => {
