@@ -14,7 +14,7 @@ import { freePort, startDeadEnd, startOnFreePort, type ManagedProcess } from '..
 import { checkHaproxyConfig, haproxyConfigPath, startHaproxy } from '../../stack/haproxy.js';
 import { renderHaproxyTemplate } from '../../service/src/transports/haproxy-config.js';
 import { all, one, pairs, parseResponse, rawRequest, type RawResponse } from '../support/raw-http.js';
-import { waitUntil } from '../support/wait.js';
+import { probeUntil, waitUntil } from '../support/wait.js';
 
 interface Recorded {
   method: string;
@@ -609,14 +609,7 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
   test('idgate back → requests pass again once the health check sees it', async () => {
     idgate = makeIdgate();
     await listen(idgate, idgatePort);
-    const deadline = Date.now() + 10_000;
-    let status = 0;
-    while (Date.now() < deadline) {
-      status = (await rawRequest(frontPort, 'GET', unique('/ok'))).status;
-      if (status === 200) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(status).toBe(200);
+    expect(await probeUntil(async () => (await rawRequest(frontPort, 'GET', unique('/ok'))).status, (status) => status === 200, 10_000)).toBe(200);
   });
 });
 

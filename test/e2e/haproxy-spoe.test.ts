@@ -45,7 +45,7 @@ async function scriptedCheck(input: CheckInput): Promise<CheckOutcome> {
     case '/denied':
       return jsonOutcome('deny', 403, 'access_denied', 'policy', { identity: wireIdentity({ user: 'alice' }), setCookie: RENEWED });
     case '/slow':
-      await new Promise((r) => setTimeout(r, 3000));
+      await new Promise((r) => setTimeout(r, 3000)); // a slow check: the behaviour under test
       return allowOutcome(path, ALICE);
     case '/odd-user':
       // Spaces, quotes and "=" are printable: idgate passes them, HAProxy's log must not be fooled.

@@ -11,6 +11,7 @@ import { loadConfig, type Config } from '../../service/src/config.js';
 import { openSession, sessionKey } from '../../service/src/session/session-store.js';
 import { hashValue, savePendingLogin, takePendingLogin } from '../../service/src/session/sessions.js';
 import { holdPort, idpListening, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
+import { probeUntil } from '../support/wait.js';
 import { startFreeTempRedis } from '../../stack/redis.js';
 import { Browser, parseForm, signIn } from '../support/browser.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
@@ -263,8 +264,7 @@ describe('the IdP session id at rest', () => {
       // Signing out at the IdP: it posts a logout token naming the raw sid to idgate.
       const confirm = await browser.navigate(`${issuer}/session/end`);
       await browser.submitForm(confirm.url, await confirm.res.text(), { logout: 'yes' });
-      const deadline = Date.now() + 3000;
-      while ((await signedIn(browser)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await probeUntil(() => signedIn(browser), (still) => !still, 3000);
       expect(await signedIn(browser)).toBe(false);
       expect(idgate.logLines.some((l) => l.includes('"event":"backchannel_logout"') && l.includes('"sessions_revoked":1'))).toBe(true);
     } finally {

@@ -18,6 +18,7 @@ import { freePort, loggedPort, REPO_ROOT, startOnFreePort, startProcess, waitFor
 import { Browser, signIn } from '../support/browser.js';
 import { checkFacts, startRedisAndIdp, type RedisAndIdp } from '../support/idgate.js';
 import { fetchTrusting, luaCheckArgs, PART_NAMES, selfSignedCertificate, startSiteApps, thirdPartyConfig, withIdgate, type IdgateParts, type SiteApps } from '../support/third-party-site.js';
+import { probeUntil } from '../support/wait.js';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string; devDependencies: Record<string, string> };
 
@@ -67,10 +68,7 @@ async function packAndInstall(): Promise<void> {
 
 /** Waits until idgate at `base` answers /readyz 200; fails with its output if it does not within 15 s. */
 async function expectReady(base: string, serve: ManagedProcess): Promise<void> {
-  let ready = false;
-  for (const deadline = Date.now() + 15_000; !ready && Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
-    ready = await fetch(`${base}/readyz`).then((r) => r.status === 200, () => false);
-  }
+  const ready = await probeUntil(() => fetch(`${base}/readyz`).then((r) => r.status === 200, () => false), (ok) => ok, 15_000);
   expect({ ready, output: ready ? '' : serve.output() }).toEqual({ ready: true, output: '' });
 }
 

@@ -9,7 +9,7 @@ import request from 'supertest';
 import type { Config } from '../../service/src/config.js';
 import { redisKeys, sealSession, sessionKey } from '../../service/src/session/session-store.js';
 import { configFrom, metricValue, startInProcess, startRedisAndIdp, stopInProcess, type InProcessIdgate, type RedisAndIdp } from '../support/idgate.js';
-import { waitUntil } from '../support/wait.js';
+import { probeUntil, waitUntil } from '../support/wait.js';
 
 let parts: RedisAndIdp;
 let redisPort: number;
@@ -131,13 +131,7 @@ describe('anonymous logins', () => {
     expect((await login(idgate)).status).toBe(503);
 
     // IDGATE_LOGIN_TTL later every pending login has expired and its place is free again.
-    const deadline = Date.now() + 3000;
-    let status = (await login(idgate)).status;
-    while (status !== 302 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-      status = (await login(idgate)).status;
-    }
-    expect(status).toBe(302);
+    expect(await probeUntil(async () => (await login(idgate)).status, (status) => status === 302, 3000)).toBe(302);
   });
 });
 

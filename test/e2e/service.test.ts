@@ -163,6 +163,7 @@ describe('idgate service', () => {
     const server = await startServer(config);
     const active = await plantSession(config, alice);
     const idle = await plantSession(config, alice);
+    // Two seconds of activity, a check every 400 ms, past the 1 s idle timeout: the time passing is the behaviour under test.
     for (let i = 0; i < 5; i++) {
       await new Promise((r) => setTimeout(r, 400));
       expect((await request(server).get('/auth').set(checkFacts('app.test:8080')).set('Cookie', active)).status).toBe(200);

@@ -79,7 +79,7 @@ export async function underFailoverLoad<K extends string, F>(options: FailoverLo
     while (Date.now() < deadline) {
       answering = await options.answers();
       if (answering.every((s) => s === 200)) break;
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 100)); // the pace of the recovery probes: part of the measured figures
     }
     recoveredAt = Date.now();
     const roundsAtRecovery = rounds;

@@ -13,6 +13,7 @@ import { freePort, holdPort, idpListening, listenOnAnyPort, REPO_ROOT, startOnFr
 import { aclFileText, redisCli, redisListening, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from '../../stack/redis.js';
 import { startDelayProxy, type DelayProxy } from './delay-proxy.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from './idgate.js';
+import { probeUntil } from './wait.js';
 
 const run = promisify(execFile);
 
@@ -321,12 +322,7 @@ export async function startIdgateReplicas(redisEnv: Record<string, string>, coun
       return res.status;
     },
     async checkAfterRevocation(i, cookie) {
-      const deadline = Date.now() + 2000;
-      for (;;) {
-        const status = await replicaSet.check(i, cookie);
-        if (status !== 200 || Date.now() > deadline) return status;
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      return probeUntil(() => replicaSet.check(i, cookie), (status) => status !== 200, 2000);
     },
     async stop() {
       stopInProcess();
