@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { startHaproxy } from '../stack/haproxy.js';
-import { freePort, REPO_ROOT } from '../stack/processes.js';
+import { REPO_ROOT, startOnFreePort } from '../stack/processes.js';
 import { startStack } from '../stack/stack.js';
 import { Browser, signIn } from '../test/support/browser.js';
 import { runWrk } from './load.js';
@@ -13,8 +13,7 @@ const out = path.join(REPO_ROOT, '.run/profile');
 fs.rmSync(out, { recursive: true, force: true });
 fs.mkdirSync(out, { recursive: true });
 const stack = await startStack({ idgateNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${out}`], idgateEnv: { IDGATE_LOG_FILE: path.join(out, 'idgate.log') } });
-const spoePort = await freePort();
-const haproxy = await startHaproxy({ frontPort: spoePort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: stack.ports.spoe[0]!, mode: 'spoe' });
+const { port: spoePort, started: haproxy } = await startOnFreePort((frontPort) => startHaproxy({ frontPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: stack.ports.spoe[0]!, mode: 'spoe' }));
 try {
   const browser = new Browser();
   await signIn(browser, `${stack.frontUrl}/`, 'alice');

@@ -22,7 +22,7 @@ import { Redis } from 'ioredis';
 import signature from 'cookie-signature';
 import { startHaproxy, haproxyConfigPath } from '../stack/haproxy.js';
 import { renderHaproxyTemplate } from '../service/src/transports/haproxy-config.js';
-import { freePort, REPO_ROOT, type ManagedProcess } from '../stack/processes.js';
+import { listenOnAnyPort, REPO_ROOT, startOnFreePort, type ManagedProcess } from '../stack/processes.js';
 import { startStack, type Stack } from '../stack/stack.js';
 import { Browser, signIn } from '../test/support/browser.js';
 import { sealSession, sessionKey } from '../service/src/session/session-store.js';
@@ -158,10 +158,16 @@ async function main(): Promise<void> {
     const pem = path.join(dir, 'issuer.pem');
     fs.writeFileSync(pem, await issuerPem(stack.issuer, JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid as string));
 
-    const passthroughPort = await freePort();
-    extra.push(await startHaproxy({ frontPort: passthroughPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, configPath: passthroughConfig(dir) }));
-    const spoePort = await freePort();
-    extra.push(await startHaproxy({ frontPort: spoePort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: stack.ports.spoe[0]!, mode: 'spoe' }));
+    /** One more HAProxy before the stack's, on a port it finds free (another if its was taken); resolves with that port. */
+    const startExtraHaproxy = async (options: Omit<Parameters<typeof startHaproxy>[0], 'frontPort' | 'idgatePort' | 'upstreamPort' | 'canaryPort'> & { idgatePort?: number }) => {
+      const { port, started } = await startOnFreePort((frontPort) =>
+        startHaproxy({ frontPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, ...options }),
+      );
+      extra.push(started);
+      return port;
+    };
+    const passthroughPort = await startExtraHaproxy({ configPath: passthroughConfig(dir) });
+    const spoePort = await startExtraHaproxy({ spoePort: stack.ports.spoe[0]!, mode: 'spoe' });
     // The agent's framing with a constant answer, in this process: what SPOE costs without a check.
     // With the bounds idgate's own agent runs with (the stack's settings).
     const { config } = loadConfig({ ...process.env, ...stack.env });
@@ -172,16 +178,12 @@ async function main(): Promise<void> {
       maxConnections: config!.spoeMaxConnections,
       maxInFlight: config!.spoeMaxInFlight,
     });
-    const constantAgentPort = await freePort();
-    await new Promise<void>((resolve) => constantAgent!.listen(constantAgentPort, '127.0.0.1', () => resolve()));
-    const ceilingPort = await freePort();
-    extra.push(await startHaproxy({ frontPort: ceilingPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: constantAgentPort, mode: 'spoe' }));
+    const constantAgentPort = await listenOnAnyPort(constantAgent);
+    const ceilingPort = await startExtraHaproxy({ spoePort: constantAgentPort, mode: 'spoe' });
     // The same shipped Lua config (idgate.lua, the same frontend lines), its be_idgate pointed at a do-nothing backend.
     nullAuth = await startNullAuthBackend();
-    const luaCeilingPort = await freePort();
-    extra.push(await startHaproxy({ frontPort: luaCeilingPort, idgatePort: nullAuth.port, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary }));
-    const nativePort = await freePort();
-    extra.push(await startHaproxy({ frontPort: nativePort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, configPath: nativeJwtConfig(dir, pem) }));
+    const luaCeilingPort = await startExtraHaproxy({ idgatePort: nullAuth.port });
+    const nativePort = await startExtraHaproxy({ configPath: nativeJwtConfig(dir, pem) });
 
     const scenario = async (name: string, options: Parameters<typeof runWrk>[0], kind: ChartKind = 'idgate', rss = true) => {
       log(`${name}...`);

@@ -16,7 +16,12 @@ function findRepoRoot(from: string): string {
   throw new Error(`cannot find the idgate repository above ${from}`);
 }
 
-/** A free TCP port on 127.0.0.1, chosen by the kernel. */
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago, chosen by the kernel. Another process can take it
+ * before its user binds it: use it only inside a startOnFreePort start (a taken port is then tried again
+ * on another), for a child whose port must be written into its configuration. Servers of ours listen on
+ * port 0 (listenOnAnyPort); Node children bind port 0 and report the port they got.
+ */
 export async function freePort(): Promise<number> {
   // A port is free once we release it, so the next call may get it again before its user binds it:
   // never hand out the same port twice from one process.
@@ -38,6 +43,56 @@ export async function freePort(): Promise<number> {
 }
 
 const handedOut = new Set<number>();
+
+/**
+ * Makes `server` (one of ours: http, net, the SPOE agent) listen on a port of the kernel's choosing on
+ * `host` (default 127.0.0.1); resolves with that port. Nothing can take it between a pick and the bind.
+ */
+export function listenOnAnyPort(server: net.Server, host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as net.AddressInfo).port);
+    });
+  });
+}
+
+/**
+ * A port where nothing answers, which no other process can take while it is held: a server of ours on
+ * port 0 that drops every connection as it comes (an unreachable IdP, an idgate that is down). `close()`
+ * frees it.
+ */
+export async function startDeadEnd(): Promise<{ port: number; close(): Promise<void> }> {
+  const server = net.createServer((socket) => socket.destroy());
+  const port = await listenOnAnyPort(server);
+  return { port, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+/**
+ * A port that must be known before the server that answers on it exists (an in-process idgate whose
+ * public URL the IdP must know before idgate, which needs the IdP's issuer, can be made): the socket is
+ * bound and listening now, and `handOver(server)` makes `server` listen on that very socket
+ * (server.listen(handle)), so no other process can take the port in between. Nothing may connect
+ * before the hand-over: the placeholder answers nobody. `release()` closes it instead.
+ */
+export async function holdPort(host = '127.0.0.1'): Promise<{ port: number; handOver(server: net.Server): Promise<void>; release(): Promise<void> }> {
+  const placeholder = net.createServer();
+  const port = await listenOnAnyPort(placeholder, host);
+  return {
+    port,
+    /** Closes the port without handing it over (a start that failed before the server was made). */
+    release: () => new Promise<void>((resolve) => placeholder.close(() => resolve())),
+    handOver: (server) =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(placeholder, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      }),
+  };
+}
 
 /** How a child says its port was taken: redis-server "Address already in use", HAProxy "cannot bind socket". */
 const PORT_TAKEN = /address already in use|cannot bind socket|is already in use/i;
@@ -111,6 +166,30 @@ export function waitForReport<T>(proc: ManagedProcess, parse: (line: string) => 
     proc.child.once('close', scan);
     scan();
   });
+}
+
+/**
+ * waitForReport for a child that writes its lines to `file` (idgate with IDGATE_LOG_FILE), from byte
+ * `from` on (what was there before it started is not its): the file is read again every 50 ms, as no
+ * event says it grew. Rejects if the child exits first or after timeoutMs (default 15000).
+ */
+export async function waitForFileReport<T>(proc: ManagedProcess, file: string, from: number, parse: (line: string) => T | undefined, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let text = '';
+    try {
+      text = fs.readFileSync(file).subarray(from).toString();
+    } catch {
+      // not written yet
+    }
+    for (const line of text.split('\n')) {
+      const found = parse(line);
+      if (found !== undefined) return found;
+    }
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error(`${proc.name} exited before reporting its port:\n${proc.output()}`);
+    if (Date.now() > deadline) throw new Error(`${proc.name} reported no port in ${file} after ${timeoutMs} ms:\n${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** The port in a JSON log line whose msg starts with `prefix` (idgate's "idgate listening on", "SPOE agent listening on"). */

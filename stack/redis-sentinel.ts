@@ -6,13 +6,13 @@
 // each other), for test/e2e/redis-tls-topologies.test.ts. Every `stop()` ends all it started.
 import fs from 'node:fs';
 import path from 'node:path';
-import { freePort, startProcess, waitForPort, waitUntil, type ManagedProcess } from './processes.js';
-import { aclFileText, redisCli, removeRedisDir, startRedisServer, tempRedisDir, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from './redis.js';
+import { startOnFreePort, startProcess, waitForPort, waitForReport, waitUntil, type ManagedProcess } from './processes.js';
+import { aclFileText, redisCli, removeRedisDir, startRedisListening, startRedisServer, tempRedisDir, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from './redis.js';
 
 export interface SentinelSetOptions {
   /** The master group name the sentinels monitor (default idgate, as in redis/sentinel-example.conf). */
   masterName?: string;
-  /** Fixed ports (the demo); absent: free ports. */
+  /** Fixed ports (the demo); absent: each node and sentinel on a port found free (tried again on another if taken). */
   ports?: { primary: number; replica: number; sentinels: readonly number[] };
   /**
    * Where the data nodes keep their AOF (a subdirectory per port) and the sentinels their configs, which
@@ -65,12 +65,15 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
   const { password, sentinelPassword, sentinelUser, acl, tls, echo } = options;
   const dir = options.dir ?? tempRedisDir();
   fs.mkdirSync(dir, { recursive: true });
-  let primary = options.ports?.primary ?? (await freePort());
-  let replica = options.ports?.replica ?? (await freePort());
-  const sentinelPorts = options.ports ? [...options.ports.sentinels] : [await freePort(), await freePort(), await freePort()];
+  // Fixed ports (the demo) or, absent, each node and sentinel is started on a picked port and again on
+  // another when that one was taken (startOnFreePort): their ports are in their configuration.
+  const fixed = options.ports;
+  let primary = fixed?.primary ?? 0;
+  let replica = fixed?.replica ?? 0;
+  const sentinelPorts = fixed ? [...fixed.sentinels] : [];
   // A kept dir (the demo): the node the sentinels last named primary has the newest data, so it starts as
   // the primary again, and the other's AOF is replaced by its data at the first sync.
-  if (lastPrimary(dir, masterName, sentinelPorts[0]!) === replica) [primary, replica] = [replica, primary];
+  if (fixed && lastPrimary(dir, masterName, sentinelPorts[0]!) === replica) [primary, replica] = [replica, primary];
   const aclFile = path.join(dir, 'users.acl');
   if (acl) fs.writeFileSync(aclFile, aclFileText(acl), { mode: 0o600 });
   const auth = acl
@@ -81,10 +84,17 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
   // A full sync starts at once rather than after 5 s (waiting for more replicas to share it): there is one.
   const nodeArgs = [...auth, '--repl-diskless-sync-delay', '0'];
   const nodes = new Map<number, ManagedProcess>();
-  const startNode = (port: number, args: string[]) =>
-    nodes.set(port, startRedisServer({ port, dir: path.join(dir, `redis-${port}`), name: `redis-${port}`, args: [...nodeArgs, ...(tls ? tlsOnlyArgs(port, tls) : []), ...args], echo, privateConf: true }));
-  startNode(primary, []);
-  startNode(replica, ['--replicaof', '127.0.0.1', String(primary)]);
+  const nodeOptions = (port: number, args: string[]) => ({ port, dir: path.join(dir, `redis-${port}`), name: `redis-${port}`, args: [...nodeArgs, ...(tls ? tlsOnlyArgs(port, tls) : []), ...args], echo, privateConf: true });
+  /** Starts a data node on `port` (0: a free one), listening; resolves with its port. */
+  const startNode = async (port: number, args: string[]) => {
+    if (port === 0) {
+      ({ port } = await startOnFreePort(async (free) => nodes.set(free, await startRedisListening(nodeOptions(free, args)))));
+    } else {
+      nodes.set(port, startRedisServer(nodeOptions(port, args)));
+      await waitForPort(port);
+    }
+    return port;
+  };
   const sentinels: ManagedProcess[] = [];
   const stopAll = async () => {
     // Sentinels first, so that none fails over while the data nodes stop.
@@ -93,9 +103,10 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
     if (options.dir === undefined) removeRedisDir(dir);
   };
   try {
-    await Promise.all([waitForPort(primary), waitForPort(replica)]);
+    primary = await startNode(primary, []);
+    replica = await startNode(replica, ['--replicaof', '127.0.0.1', String(primary)]);
     await waitUntil('replica in sync', async () => /master_link_status:up/.test(await redisCli(replica, ['info', 'replication'], dataCli)), 10_000);
-    sentinels.push(...sentinelPorts.map((port) => {
+    const sentinelConf = (port: number) => {
       const conf = path.join(dir, `sentinel-${port}.conf`);
       // tls-replication makes a sentinel talk TLS to the data nodes and to the other sentinels too.
       const tlsLines = tls
@@ -118,9 +129,26 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
         'loglevel warning',
         '',
       ].join('\n'), { mode: 0o600 });
-      return startProcess(`sentinel-${port}`, 'redis-server', [conf, '--sentinel'], { echo });
-    }));
-    await Promise.all(sentinelPorts.map((p) => waitForPort(p)));
+      return conf;
+    };
+    if (fixed) {
+      sentinels.push(...sentinelPorts.map((port) => startProcess(`sentinel-${port}`, 'redis-server', [sentinelConf(port), '--sentinel'], { echo })));
+      await Promise.all(sentinelPorts.map((p) => waitForPort(p)));
+    } else {
+      for (let i = 0; i < 3; i++) {
+        const { port, started } = await startOnFreePort(async (free) => {
+          const sentinel = startProcess(`sentinel-${free}`, 'redis-server', [sentinelConf(free), '--sentinel'], { echo });
+          // Its ID line comes once it has bound its port; a taken port ends it first ("Address already in use").
+          await waitForReport(sentinel, (line) => (line.includes('Sentinel ID is') ? true : undefined)).catch(async (err: unknown) => {
+            await sentinel.stop();
+            throw err;
+          });
+          return sentinel;
+        });
+        sentinelPorts.push(port);
+        sentinels.push(started);
+      }
+    }
     // Sentinels find each other through the primary's hello channel: wait until each knows the others.
     await waitUntil('sentinels know each other', async () => {
       const counts = await Promise.all(sentinelPorts.map(async (p) => /num-other-sentinels\s+(\d+)/.exec((await redisCli(p, ['sentinel', 'master', masterName], sentinelCli)).replace(/\n/g, ' '))?.[1]));

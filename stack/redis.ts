@@ -49,6 +49,15 @@ export async function startRedisListening(options: RedisServerOptions): Promise<
   return listening(startRedisServer(options), options.port);
 }
 
+/**
+ * Resolves with `server` (a redis-server just started on `port`, with any configuration whose log level
+ * shows warnings) once it listens there; stops it and rejects with its output if it exits first, e.g.
+ * "Address already in use", which startOnFreePort recognises.
+ */
+export async function redisListening<T extends ManagedProcess>(server: T, port: number): Promise<T> {
+  return listening(server, port);
+}
+
 async function listening<T extends ManagedProcess>(server: T, port: number): Promise<T> {
   try {
     await waitForReport(server, (line) => (/Server initialized|Ready to accept connections/.test(line) ? true : undefined));

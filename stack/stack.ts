@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startHaproxy } from './haproxy.js';
-import { freePort, idpListening, loggedPort, REPO_ROOT, startOnFreePort, startProcess, upstreamListening, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
+import { freePort, idpListening, loggedPort, REPO_ROOT, startOnFreePort, startProcess, upstreamListening, waitForFileReport, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
 import { removeRedisDir, startRedisListening, tempRedisDir } from './redis.js';
 import { startSentinelSet, type SentinelSet } from './redis-sentinel.js';
 
@@ -36,7 +36,8 @@ export interface StackPorts {
 export interface StackOptions {
   /**
    * Fixed ports (the demo); absent: the Node children (IdP, upstreams, idgate and its SPOE agent) bind
-   * port 0 and report the port they got; Redis and HAProxy, which cannot, get free ports picked here.
+   * port 0 and report the port they got; Redis (and the Sentinel set's nodes) and HAProxy, which cannot,
+   * start on picked ports and again on others when one was taken.
    */
   ports?: Partial<StackPorts>;
   /** How many idgate replicas (default 1); HAProxy balances the first two, tests reach the others directly. */
@@ -47,6 +48,8 @@ export interface StackOptions {
   idgateNodeArgs?: string[];
   /** Extra IDP_* settings for the local IdP (e.g. IDP_ACCESS_TOKEN_TTL). */
   idpEnv?: Record<string, string>;
+  /** Told the port the IdP bound, before any idgate starts (a test's proxy in front of it, named by IDP_ISSUER). */
+  onIdpPort?: (port: number) => void;
   /**
    * Start each replica's SPOE agent on ports.spoe (default true: IDGATE_SPOE_LISTEN set per replica);
    * false leaves IDGATE_SPOE_LISTEN unset, idgate's default: no agent.
@@ -100,26 +103,44 @@ export interface Stack {
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const given = options.ports ?? {};
+  const twoFronts = options.haproxyFronts === 2;
+  if (given.front !== undefined && (!twoFronts || given.frontB !== undefined)) return startStackOn(options);
+  // The front ports are the one thing picked before its user binds it: the IdP's redirect URIs and idgate's
+  // public URL name it before HAProxy can start (its configuration needs idgate's ports). When HAProxy finds
+  // one taken, the whole stack starts again on others (startOnFreePort).
+  const { started } = await startOnFreePort(async (front) =>
+    startStackOn({ ...options, ports: { ...given, front: given.front ?? front, frontB: twoFronts ? given.frontB ?? (await freePort()) : undefined } }),
+  );
+  return started;
+}
+
+async function startStackOn(options: StackOptions): Promise<Stack> {
   const replicas = options.idgateReplicas ?? 1;
   const redisMode = options.redis ?? 'single';
   const given = options.ports ?? {};
-  // idgate reports its ports in its log lines on stdout; logging to a file or above info, it cannot.
+  // idgate reports its ports in its info log lines (on stdout, or in IDGATE_LOG_FILE): above info, it cannot.
   const settings = { ...process.env, ...options.idgateEnv };
-  const idgateReports = !settings.IDGATE_LOG_FILE && (settings.IDGATE_LOG_LEVEL ?? 'info').trim() === 'info';
-  const idgatePorts = async () => (idgateReports ? Array.from({ length: replicas }, () => 0) : Promise.all(Array.from({ length: replicas }, () => freePort())));
-  // 0: not known yet, the child binds port 0 and the port it reports replaces it.
+  const idgateLogFile = settings.IDGATE_LOG_FILE;
+  const idgateReports = (settings.IDGATE_LOG_LEVEL ?? 'info').trim() === 'info';
+  if ((given.idgate === undefined || given.spoe === undefined) && !idgateReports) {
+    throw new Error('startStack: idgate tells the ports it bound in info log lines; with IDGATE_LOG_LEVEL above info, give ports.idgate and ports.spoe');
+  }
+  const unknown = () => Array.from({ length: replicas }, () => 0);
+  // 0: not known yet. The Node children bind port 0 and the port they report replaces it; Redis and
+  // HAProxy, whose ports are in their configuration, start on a picked port and again on another when
+  // it was taken (startOnFreePort); with Sentinel, the set does the same for each node and sentinel.
   const ports: StackPorts = {
-    front: given.front ?? (await freePort()),
-    frontB: options.haproxyFronts === 2 ? given.frontB ?? (await freePort()) : undefined,
-    idgate: given.idgate ?? (await idgatePorts()),
+    front: given.front!,
+    frontB: options.haproxyFronts === 2 ? given.frontB! : undefined,
+    idgate: given.idgate ?? unknown(),
     idp: given.idp ?? 0,
-    // A single Redis is started on a free port, retried on another if that one is taken (startOnFreePort).
-    redis: given.redis ?? (redisMode === 'single' ? 0 : await freePort()),
-    redisReplica: redisMode === 'sentinel' ? given.redisReplica ?? (await freePort()) : undefined,
-    sentinels: redisMode === 'sentinel' ? given.sentinels ?? [await freePort(), await freePort(), await freePort()] : undefined,
+    redis: given.redis ?? 0,
+    redisReplica: redisMode === 'sentinel' ? given.redisReplica ?? 0 : undefined,
+    sentinels: redisMode === 'sentinel' ? given.sentinels ?? [0, 0, 0] : undefined,
     upstream: given.upstream ?? 0,
     canary: given.canary ?? 0,
-    spoe: given.spoe ?? (await idgatePorts()),
+    spoe: given.spoe ?? unknown(),
   };
   const frontUrl = `http://127.0.0.1:${ports.front}`;
   const frontUrls = [ports.front, ...(ports.frontB === undefined ? [] : [ports.frontB])].map((port) => `http://127.0.0.1:${port}`);
@@ -181,6 +202,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       IDGATE_SPOE_LISTEN: `127.0.0.1:${ports.spoe[index]}`,
     };
     if (options.spoeAgent === false) delete replicaEnv.IDGATE_SPOE_LISTEN;
+    // Replicas start one after another: what the log file gains from here on is this one's.
+    const logFrom = idgateLogFile && fs.existsSync(idgateLogFile) ? fs.statSync(idgateLogFile).size : 0;
     const p = track(
       startProcess(index === 0 ? 'idgate' : `idgate${index + 1}`, process.execPath, [...(options.idgateNodeArgs ?? []), path.join(DIST, 'service/src/cli.js'), 'serve'], {
         env: replicaEnv,
@@ -188,8 +211,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }),
     );
     if (idgateReports) {
-      ports.idgate[index] = await waitForReport(p, loggedPort('idgate listening on '));
-      if (replicaEnv.IDGATE_SPOE_LISTEN !== undefined) ports.spoe[index] = await waitForReport(p, loggedPort('SPOE agent listening on '));
+      const report = (prefix: string) => (idgateLogFile ? waitForFileReport(p, idgateLogFile, logFrom, loggedPort(prefix)) : waitForReport(p, loggedPort(prefix)));
+      ports.idgate[index] = await report('idgate listening on ');
+      if (replicaEnv.IDGATE_SPOE_LISTEN !== undefined) ports.spoe[index] = await report('SPOE agent listening on ');
     } else {
       await waitForPort(ports.idgate[index]!).catch((err: Error) => {
         throw new Error(`${err.message}\n${p.output()}`);
@@ -221,6 +245,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       }),
     );
     ({ issuer, port: ports.idp } = await waitForReport(p, idpListening));
+    options.onIdpPort?.(ports.idp);
   };
 
   const startRedis = async (port = ports.redis) => {
@@ -238,7 +263,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   try {
     if (redisMode === 'sentinel') {
       sentinelStarting = startSentinelSet({
-        ports: { primary: ports.redis, replica: ports.redisReplica!, sentinels: ports.sentinels! },
+        // Fixed ports (the demo-ha); absent, the set starts each node and sentinel on a port it finds free.
+        ports: given.redis === undefined ? undefined : { primary: ports.redis, replica: ports.redisReplica!, sentinels: ports.sentinels! },
         dir: options.redisDir,
         echo,
       });
@@ -250,11 +276,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     };
     [sentinel, , , ports.upstream, ports.canary] = await Promise.all([
       sentinelStarting,
-      redisMode === 'single' ? startFirstRedis() : redisMode === 'external' ? undefined : waitForPort(ports.redis),
+      redisMode === 'single' ? startFirstRedis() : undefined,
       startIdp(),
       startUpstream('main', ports.upstream),
       startUpstream('canary', ports.canary),
     ]);
+    if (sentinel) {
+      [ports.redis, ports.redisReplica] = sentinel.dataPorts;
+      ports.sentinels = [...sentinel.sentinelPorts];
+    }
     // A caller's idgateEnv wins, as it does for every setting.
     env.IDGATE_ISSUER = options.idgateEnv?.IDGATE_ISSUER ?? issuer;
     // A caller's idgateEnv wins over the set's settings.

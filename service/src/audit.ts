@@ -36,6 +36,8 @@ export interface Logger {
   log(level: LogLevel, message: string, fields?: Record<string, unknown>): void;
   /** Writes out what is buffered (before exit). */
   flush(): void;
+  /** Resolves once lines can be written out: a file opens asynchronously, and a flush before that writes nothing. */
+  ready(): Promise<void>;
 }
 
 export interface LoggerOptions {
@@ -80,6 +82,8 @@ export function createLogger(options: LoggerOptions | ((line: string) => void) =
     destination.write(chunk);
   };
   if (batched) setInterval(drain, LOG_BATCH_MS).unref();
+  // Listened for now, so that it is not missed: the file may open before anyone asks.
+  const opened = opts.write || opts.file === undefined ? Promise.resolve() : new Promise<void>((resolve) => (destination as NodeJS.EventEmitter).once('ready', () => resolve()));
   const settings = {
     level: opts.level ?? 'info',
     base: undefined,
@@ -116,5 +120,6 @@ export function createLogger(options: LoggerOptions | ((line: string) => void) =
         }
       }
     },
+    ready: () => opened,
   };
 }

@@ -9,8 +9,8 @@ import { BACKCHANNEL_EVENT } from '../../service/src/browser/backchannel.js';
 import { idpSessionHash, redisKeys, RedisSessionStore, sessionHash } from '../../service/src/session/session-store.js';
 import { createRedisClient } from '../../service/src/redis.js';
 import type { StoredSession } from '../../service/src/session/sessions.js';
-import { freePort, waitForPort, type ManagedProcess } from '../../stack/processes.js';
-import { startTempRedis } from '../../stack/redis.js';
+import { listenOnAnyPort, type ManagedProcess } from '../../stack/processes.js';
+import { startFreeTempRedis } from '../../stack/redis.js';
 import { configFrom, redisReady, startInProcess, stopInProcess, type InProcessIdgate, checkFacts } from '../support/idgate.js';
 
 let redis: ManagedProcess;
@@ -20,10 +20,8 @@ let key: jose.CryptoKey;
 let idgate: InProcessIdgate;
 
 beforeAll(async () => {
-  const redisPort = await freePort();
-  redis = startTempRedis(redisPort);
-  const port = await freePort();
-  issuer = `http://127.0.0.1:${port}`;
+  let redisPort: number;
+  ({ port: redisPort, server: redis } = await startFreeTempRedis());
   const pair = await jose.generateKeyPair('RS256', { extractable: true });
   key = pair.privateKey;
   const jwk = { ...(await jose.exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
@@ -34,8 +32,8 @@ beforeAll(async () => {
     } else if (req.url === '/jwks') res.end(JSON.stringify({ keys: [jwk] }));
     else res.writeHead(404).end('{}');
   });
-  await new Promise<void>((r) => issuerServer.listen(port, '127.0.0.1', r));
-  await waitForPort(redisPort);
+  // Its issuer names the port it gets, before anything can ask it.
+  issuer = `http://127.0.0.1:${await listenOnAnyPort(issuerServer)}`;
   idgate = await startInProcess(
     configFrom({
       IDGATE_ISSUER: issuer,

@@ -7,8 +7,8 @@ import http from 'node:http';
 import path from 'node:path';
 import * as jose from 'jose';
 import request from 'supertest';
-import { freePort, startProcess, waitForPort, type ManagedProcess } from '../../stack/processes.js';
-import { startTempRedis } from '../../stack/redis.js';
+import { idpListening, listenOnAnyPort, startOnFreePort, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
+import { startFreeTempRedis } from '../../stack/redis.js';
 import { REPO_ROOT } from '../../stack/stack.js';
 import { startHaproxy } from '../../stack/haproxy.js';
 import { startUpstream, type RunningUpstream } from '../../stack/upstream.js';
@@ -17,7 +17,7 @@ import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessI
 import { machineClient, opaqueClient } from '../support/identities.js';
 import { clientCredentialsToken } from '../support/tokens.js';
 import { dpopKey, dpopProof } from '../support/dpop.js';
-import { waitUntil } from '../support/wait.js';
+import { probeUntil, waitUntil } from '../support/wait.js';
 
 let redis: ManagedProcess;
 let redisPort: number;
@@ -33,12 +33,11 @@ let upstream: RunningUpstream;
 let frontUrl: string;
 
 async function startIdp(): Promise<{ process: ManagedProcess; issuer: string }> {
-  const port = await freePort();
   const p = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], {
-    env: { ...process.env, IDP_PORT: String(port), IDP_REDIRECT_URIS: 'http://app.test/_auth/callback' },
+    env: { ...process.env, IDP_PORT: '0', IDP_REDIRECT_URIS: 'http://app.test/_auth/callback' },
   });
-  await waitForPort(port);
-  return { process: p, issuer: `http://127.0.0.1:${port}` };
+  const { issuer } = await waitForReport(p, idpListening);
+  return { process: p, issuer };
 }
 
 /**
@@ -46,8 +45,8 @@ async function startIdp(): Promise<{ process: ManagedProcess; issuer: string }> 
  * endpoint answering `introspection` (set by each test), and a hit counter.
  */
 async function startScriptedIssuer() {
-  const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
+  // Its issuer names the port it gets (below), before anything can ask it.
+  let issuer = '';
   const { publicKey, privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
   const jwk = { ...(await jose.exportJWK(publicKey)), kid: 'scripted-1', alg: 'RS256', use: 'sig' };
   let hits = 0;
@@ -60,7 +59,7 @@ async function startScriptedIssuer() {
     else if (req.url === '/introspect') req.resume().on('end', () => res.end(JSON.stringify(state.introspection)));
     else res.writeHead(404).end('{}');
   });
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  issuer = `http://127.0.0.1:${await listenOnAnyPort(server)}`;
   return {
     server,
     issuer,
@@ -122,19 +121,18 @@ function b64(value: object): string {
 }
 
 beforeAll(async () => {
-  redisPort = await freePort();
-  redis = startTempRedis(redisPort);
-  [idps.a, idps.b, scripted, introspecting] = await Promise.all([startIdp(), startIdp(), startScriptedIssuer(), startScriptedIssuer(), waitForPort(redisPort)]);
-  const strangerPort = await freePort();
+  let started: Awaited<ReturnType<typeof startFreeTempRedis>>;
+  [idps.a, idps.b, scripted, introspecting, started] = await Promise.all([startIdp(), startIdp(), startScriptedIssuer(), startScriptedIssuer(), startFreeTempRedis()]);
+  ({ port: redisPort, server: redis } = started);
   stranger = {
-    url: `http://127.0.0.1:${strangerPort}`,
+    url: '',
     hits: 0,
     server: http.createServer((_req, res) => {
       stranger.hits += 1;
       res.end('{}');
     }),
   };
-  await new Promise<void>((r) => stranger.server.listen(strangerPort, '127.0.0.1', r));
+  stranger.url = `http://127.0.0.1:${await listenOnAnyPort(stranger.server)}`;
   idgate = await startInProcess(
     configFrom({
       IDGATE_ISSUER: idps.a.issuer,
@@ -156,12 +154,11 @@ beforeAll(async () => {
     }),
     bearerPolicy(),
   );
-  const idgatePort = await freePort();
-  await new Promise<void>((r) => idgate.server.listen(idgatePort, '127.0.0.1', r));
-  upstream = await startUpstream({ port: await freePort() });
-  const frontPort = await freePort();
+  const idgatePort = await listenOnAnyPort(idgate.server);
+  upstream = await startUpstream({ port: 0 });
+  let frontPort: number;
+  ({ port: frontPort, started: haproxy } = await startOnFreePort((port) => startHaproxy({ frontPort: port, idgatePort, upstreamPort: upstream.port })));
   frontUrl = `http://127.0.0.1:${frontPort}`;
-  haproxy = await startHaproxy({ frontPort, idgatePort, upstreamPort: upstream.port });
 }, 30_000);
 
 /**
@@ -479,12 +476,7 @@ describe('key rotation at the IdP', () => {
     expect(idps.a.process.output()).toContain('idp old signing keys retired');
     // The cached keys are refreshed in the background once older than IDGATE_JWKS_CACHE (1 s here), and
     // only a check starts that refresh: so the test keeps checking until the retired key is refused.
-    let status = 200;
-    for (let i = 0; i < 40 && status === 200; i++) {
-      await new Promise((r) => setTimeout(r, 150));
-      status = (await check(before)).status;
-    }
-    expect(status).toBe(401);
+    expect(await probeUntil(async () => (await check(before)).status, (status) => status !== 200, 6000)).toBe(401);
     expect((await check(after)).status).toBe(200);
   });
 
@@ -494,7 +486,8 @@ describe('key rotation at the IdP', () => {
     const failures = await metric('idgate_jwks_refreshes_total{result="failed"}');
     await idps.b.process.stop();
     // Time must pass: the keys go stale (IDGATE_JWKS_CACHE, 1 s here) and their refetch fails, while
-    // every check on the way keeps verifying with the keys held.
+    // every check on the way keeps verifying with the keys held. The sleeps are that time (the behaviour
+    // under test), not a wait for an event.
     for (let i = 0; i < 10; i++) {
       await new Promise((r) => setTimeout(r, 200));
       expect((await check(token)).status).toBe(200);

@@ -2,7 +2,7 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { REPO_ROOT } from '../../stack/stack.js';
-import { freePort, startProcess } from '../../stack/processes.js';
+import { startProcess } from '../../stack/processes.js';
 import { waitUntil } from '../support/wait.js';
 
 function idgate(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -41,7 +41,7 @@ describe('idgate CLI', () => {
 
   test('serve logs neither the Redis password nor the user name, at start nor when Redis is unreachable', async () => {
     const serve = startProcess('idgate', process.execPath, [path.join(REPO_ROOT, 'bin/idgate.js'), 'serve'], {
-      env: { PATH: process.env.PATH!, ...good, IDGATE_REDIS_URL: redisUrlWithCredentials, IDGATE_LISTEN: `127.0.0.1:${await freePort()}`, IDGATE_SPOE_LISTEN: 'off', IDGATE_SHUTDOWN_DRAIN_MS: '0' },
+      env: { PATH: process.env.PATH!, ...good, IDGATE_REDIS_URL: redisUrlWithCredentials, IDGATE_LISTEN: '127.0.0.1:0', IDGATE_SPOE_LISTEN: 'off', IDGATE_SHUTDOWN_DRAIN_MS: '0' },
     });
     try {
       await waitUntil(() => serve.output().includes('redis unavailable'), 10_000);

@@ -240,7 +240,7 @@ describe.each(['lua', 'spoe'] as const)('the edge headers through HAProxy (%s)',
   test('a renewed session cookie on an app response comes with Cache-Control: private', async () => {
     // The access token is renewed from TOKEN_TTL_S / 2 on; the other tests took part of that time.
     const wait = renewer.signedInAt + (TOKEN_TTL_S / 2) * 1000 + 300 - Date.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait)); // the age of the tokens is the behaviour under test: no event tells it
     const marker = crypto.randomUUID();
     const res = await rawRequest(stack.ports.front, 'GET', '/renewed', [['Accept', 'application/json'], ['X-Edge-Probe', marker], ['Cookie', renewer.cookie]]);
     expect(res.status).toBe(200);

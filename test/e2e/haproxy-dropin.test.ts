@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startHaproxy } from '../../stack/haproxy.js';
-import { freePort, REPO_ROOT, startProcess, type ManagedProcess } from '../../stack/processes.js';
+import { freePort, listenOnAnyPort, REPO_ROOT, startOnFreePort, startProcess, type ManagedProcess } from '../../stack/processes.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import type { HaproxyMode } from '../../service/src/transports/haproxy-config.js';
 import { Browser, signIn } from '../support/browser.js';
@@ -39,6 +39,9 @@ beforeAll(async () => {
   ({ pem, certPem } = selfSignedCertificate(dir));
   apps = await startSiteApps();
   ({ seen, ports } = apps);
+  // The one port picked before its user binds it: the IdP must know each TLS origin's callback before it
+  // starts, idgate (which needs the IdP's issuer) has it as its public URL, and HAProxy (which needs
+  // idgate's port) binds it last. A port taken in between fails the start of that mode's HAProxy.
   for (const mode of MODES) tlsPorts[mode] = await freePort();
   stack = await startRedisAndIdp({ IDP_REDIRECT_URIS: MODES.map((m) => `https://127.0.0.1:${tlsPorts[m]}/_auth/callback`).join(',') });
 });
@@ -54,19 +57,14 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
   let haproxy: ManagedProcess | undefined;
   let configFile: string;
   let origin: string;
-  const plainPort = () => freePort();
 
   beforeAll(async () => {
     const tls = tlsPorts[mode];
     origin = `https://127.0.0.1:${tls}`;
-    const [idgatePort, spoePort, plain] = [await freePort(), await freePort(), await plainPort()];
-    // The service's own settings; idgate haproxy-config reads its addresses from them.
-    const serviceEnv = {
-      IDGATE_LISTEN: `127.0.0.1:${idgatePort}`,
-      ...(mode === 'spoe' ? { IDGATE_SPOE_LISTEN: `127.0.0.1:${spoePort}` } : {}),
-    };
     const { config: loaded, problems } = loadConfig({
-      ...serviceEnv,
+      // Port 0 here: the in-process idgate and its agent listen on ports of the kernel's choosing (below).
+      IDGATE_LISTEN: '127.0.0.1:0',
+      ...(mode === 'spoe' ? { IDGATE_SPOE_LISTEN: '127.0.0.1:0' } : {}),
       // An https issuer, so that the cookie settings are exactly a production deployment's; only the
       // test IdP is then reached over plain http (it has no TLS).
       IDGATE_ISSUER: 'https://idp.example.com',
@@ -81,16 +79,24 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
     expect(problems).toEqual([]);
     const config: Config = Object.freeze({ ...loaded!, issuer: new URL(stack.issuer), issuerId: stack.issuer, insecureHttp: true, bearerIssuers: [] });
     const idgate = await startInProcess(config, undefined, { spoe: mode === 'spoe' });
-    await new Promise<void>((resolve) => idgate.server.listen(idgatePort, '127.0.0.1', resolve));
-    if (idgate.spoeAgent) await new Promise<void>((resolve) => idgate.spoeAgent!.listen(spoePort, '127.0.0.1', resolve));
+    const idgatePort = await listenOnAnyPort(idgate.server);
+    const spoePort = idgate.spoeAgent ? await listenOnAnyPort(idgate.spoeAgent) : undefined;
+    // The service's own settings, with the ports it got; idgate haproxy-config reads its addresses from them.
+    const serviceEnv = {
+      IDGATE_LISTEN: `127.0.0.1:${idgatePort}`,
+      ...(spoePort === undefined ? {} : { IDGATE_SPOE_LISTEN: `127.0.0.1:${spoePort}` }),
+    };
 
     const chroot = path.join(dir, `chroot-${mode}`);
     fs.mkdirSync(chroot, { mode: 0o755 });
     const part = (name: string) => haproxyConfig(mode, ['--part', name, ...(mode === 'lua' ? luaCheckArgs(chroot) : [])], serviceEnv);
-    const rendered = withIdgate(thirdPartyConfig({ tls, plain, ...ports }, pem, chroot), { global: part('global'), frontend: part('frontend'), routing: part('routing'), backends: part('backends') });
+    const parts = { global: part('global'), frontend: part('frontend'), routing: part('routing'), backends: part('backends') };
     configFile = path.join(dir, `haproxy-${mode}.cfg`);
-    fs.writeFileSync(configFile, rendered);
-    haproxy = await startHaproxy({ frontPort: tls, idgatePort, upstreamPort: ports.web, configPath: configFile, name: `haproxy-${mode}` });
+    // The plain-http port is named by nothing but this config: when it was taken, HAProxy starts again on another.
+    ({ started: haproxy } = await startOnFreePort((plain) => {
+      fs.writeFileSync(configFile, withIdgate(thirdPartyConfig({ tls, plain, ...ports }, pem, chroot), parts));
+      return startHaproxy({ frontPort: tls, idgatePort, upstreamPort: ports.web, configPath: configFile, name: `haproxy-${mode}` });
+    }));
   });
 
   afterAll(async () => {

@@ -10,11 +10,11 @@ import net from 'node:net';
 import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
+import { freePort, startDeadEnd, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
 import { checkHaproxyConfig, haproxyConfigPath, startHaproxy } from '../../stack/haproxy.js';
 import { renderHaproxyTemplate } from '../../service/src/transports/haproxy-config.js';
 import { all, one, pairs, parseResponse, rawRequest, type RawResponse } from '../support/raw-http.js';
-import { waitUntil } from '../support/wait.js';
+import { probeUntil, waitUntil } from '../support/wait.js';
 
 interface Recorded {
   method: string;
@@ -609,14 +609,7 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
   test('idgate back → requests pass again once the health check sees it', async () => {
     idgate = makeIdgate();
     await listen(idgate, idgatePort);
-    const deadline = Date.now() + 10_000;
-    let status = 0;
-    while (Date.now() < deadline) {
-      status = (await rawRequest(frontPort, 'GET', unique('/ok'))).status;
-      if (status === 200) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(status).toBe(200);
+    expect(await probeUntil(async () => (await rawRequest(frontPort, 'GET', unique('/ok'))).status, (status) => status === 200, 10_000)).toBe(200);
   });
 });
 
@@ -634,7 +627,8 @@ describe('startHaproxy', () => {
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const port = (blocker.address() as net.AddressInfo).port;
     try {
-      await expectStartFailure(startHaproxy({ frontPort: port, idgatePort: await freePort(), upstreamPort: await freePort() }), /already in use/);
+      // idgate and the upstream are never reached: the start fails first.
+      await expectStartFailure(startHaproxy({ frontPort: port, idgatePort: port, upstreamPort: port }), /already in use/);
     } finally {
       await new Promise<void>((resolve) => blocker.close(() => resolve()));
     }
@@ -692,6 +686,7 @@ describe('HAProxy with a broken Lua check', () => {
   // copy of idgate.lua whose check action always raises.
   let dir: string;
   let haproxy: ManagedProcess | undefined;
+  let idgate: Awaited<ReturnType<typeof startDeadEnd>> | undefined;
   const upstream = countingUpstream();
   let frontPort: number;
 
@@ -702,12 +697,13 @@ describe('HAProxy with a broken Lua check', () => {
       to: 'core.register_action("idgate-check", { "http-req" }, function(txn) error("injected failure") end, 0)',
     }]);
     const upstreamPort = await listenOn(upstream.server);
-    const idgatePort = await freePort(); // nothing listens there: the check never reaches idgate
-    ({ port: frontPort, started: haproxy } = await startOnFreePort((port) => startHaproxy({ frontPort: port, upstreamPort, idgatePort, configPath: path.join(dir, 'haproxy.cfg') })));
+    idgate = await startDeadEnd(); // nothing answers there: the check never reaches idgate
+    ({ port: frontPort, started: haproxy } = await startOnFreePort((port) => startHaproxy({ frontPort: port, upstreamPort, idgatePort: idgate!.port, configPath: path.join(dir, 'haproxy.cfg') })));
   });
 
   afterAll(async () => {
     await haproxy?.stop();
+    await idgate?.close();
     await closeServer(upstream.server);
     rmSync(dir, { recursive: true, force: true });
   });

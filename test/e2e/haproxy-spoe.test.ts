@@ -13,7 +13,7 @@ import path from 'node:path';
 import { checkOutcome, type CheckInput, type CheckOutcome } from '../../service/src/transports/check-wire.js';
 import { createSpoeAgent } from '../../service/src/transports/spoe.js';
 import { checkHaproxyConfig, startHaproxy } from '../../stack/haproxy.js';
-import { freePort, REPO_ROOT, type ManagedProcess } from '../../stack/processes.js';
+import { freePort, listenOnAnyPort, REPO_ROOT, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
 import { all, one, pairs, rawRequest } from '../support/raw-http.js';
 import { waitUntil } from '../support/wait.js';
 import { defaultAgentOptions } from '../support/spop.js';
@@ -45,7 +45,7 @@ async function scriptedCheck(input: CheckInput): Promise<CheckOutcome> {
     case '/denied':
       return jsonOutcome('deny', 403, 'access_denied', 'policy', { identity: wireIdentity({ user: 'alice' }), setCookie: RENEWED });
     case '/slow':
-      await new Promise((r) => setTimeout(r, 3000));
+      await new Promise((r) => setTimeout(r, 3000)); // a slow check: the behaviour under test
       return allowOutcome(path, ALICE);
     case '/odd-user':
       // Spaces, quotes and "=" are printable: idgate passes them, HAProxy's log must not be fooled.
@@ -70,12 +70,9 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
   const unique = (p: string) => `${p}?t=${++marker}`;
   const checkFor = (target: string) => checked.filter((c) => c.pathq === target);
 
-  const listen = (server: net.Server, port: number) => new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
   const close = (server: net.Server) => new Promise<void>((resolve) => server.close(() => resolve()));
 
   beforeAll(async () => {
-    [idgatePort, spoePort, upstreamPort] = [await freePort(), await freePort(), await freePort()];
-    frontPort = await freePort();
     agent = createSpoeAgent(
       defaultAgentOptions((request) => {
         checked.push(request);
@@ -89,8 +86,8 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
       req.resume();
       req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '8' }).end('upstream'));
     });
-    await Promise.all([listen(agent, spoePort), listen(idgateHttp, idgatePort), listen(upstream, upstreamPort)]);
-    haproxy = await startHaproxy({ frontPort, idgatePort, upstreamPort, canaryPort: upstreamPort, spoePort, mode: 'spoe' });
+    [spoePort, idgatePort, upstreamPort] = await Promise.all([listenOnAnyPort(agent), listenOnAnyPort(idgateHttp), listenOnAnyPort(upstream)]);
+    ({ port: frontPort, started: haproxy } = await startOnFreePort((port) => startHaproxy({ frontPort: port, idgatePort, upstreamPort, canaryPort: upstreamPort, spoePort, mode: 'spoe' })));
   });
 
   afterAll(async () => {
@@ -207,10 +204,14 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     try {
       execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
       writeFileSync(path.join(dir, 'site.pem'), readFileSync(path.join(dir, 'cert.pem'), 'utf8') + readFileSync(path.join(dir, 'key.pem'), 'utf8'));
-      const tlsPort = await freePort();
-      const plainPort = await freePort();
-      // The shipped config's own TLS bind, on when IDGATE_TLS_CERT names a PEM.
-      haproxyProcesses.push(await startHaproxy({ frontPort: plainPort, idgatePort, upstreamPort, spoePort, mode: 'spoe', tls: { port: tlsPort, certFile: path.join(dir, 'site.pem') } }));
+      // The shipped config's own TLS bind, on when IDGATE_TLS_CERT names a PEM. Both ports are in its
+      // configuration: when either was taken, HAProxy starts again on two others.
+      let tlsPort = 0;
+      const { port: plainPort, started } = await startOnFreePort(async (port) => {
+        tlsPort = await freePort();
+        return startHaproxy({ frontPort: port, idgatePort, upstreamPort, spoePort, mode: 'spoe', tls: { port: tlsPort, certFile: path.join(dir, 'site.pem') } });
+      });
+      haproxyProcesses.push(started);
       const status = await new Promise<number>((resolve, reject) => {
         https.get({ host: '127.0.0.1', port: tlsPort, path: '/ok?t=over-tls', rejectUnauthorized: false }, (res) => {
           res.resume();

@@ -6,7 +6,7 @@ import * as jose from 'jose';
 import { loadConfig } from '../../service/src/config.js';
 import { OidcRelyingParty } from '../../service/src/browser/oidc.js';
 import type { StoredSession } from '../../service/src/session/sessions.js';
-import { freePort } from '../../stack/processes.js';
+import { listenOnAnyPort } from '../../stack/processes.js';
 
 let server: http.Server;
 let issuer: string;
@@ -22,8 +22,6 @@ let refreshScope: string | null | undefined;
 let userinfoCalls = 0;
 
 beforeAll(async () => {
-  const port = await freePort();
-  issuer = `http://127.0.0.1:${port}`;
   const pair = await jose.generateKeyPair('RS256', { extractable: true });
   publishedKey = pair.privateKey;
   publicJwk = { ...(await jose.exportJWK(pair.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
@@ -68,7 +66,8 @@ beforeAll(async () => {
     res.writeHead(404).end();
     return undefined;
   });
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  // Its issuer names the port it gets, before anything can ask it.
+  issuer = `http://127.0.0.1:${await listenOnAnyPort(server)}`;
 });
 
 afterAll(() => new Promise<void>((r) => server.close(() => r())));

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 import { idpListening, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
+import { waitUntil } from '../support/wait.js';
 import { alice, basicAuth, bob, machineClient } from '../support/identities.js';
 
 const projectRoot = path.resolve(import.meta.dirname, '../..');
@@ -61,11 +62,8 @@ afterAll(async () => {
 // Helpers: a minimal browser (cookie jar + manual redirects) and the idgate client.
 
 async function waitForOutput(process: ManagedProcess, text: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!process.output().includes(text)) {
-    if (Date.now() > deadline) throw new Error(`"${text}" not seen in ${process.name} output:\n${process.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+  await waitUntil(() => process.output().includes(text), timeoutMs);
+  if (!process.output().includes(text)) throw new Error(`"${text}" not seen in ${process.name} output:\n${process.output()}`);
 }
 
 /** Cookies by name; paths and domains are ignored, which is fine for a single test IdP. */

@@ -9,7 +9,8 @@ import * as jose from 'jose';
 import request from 'supertest';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { hashValue, openSession, sessionKey } from '../../service/src/session/session-store.js';
-import { freePort, idpListening, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
+import { holdPort, idpListening, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
+import { probeUntil } from '../support/wait.js';
 import { startFreeTempRedis } from '../../stack/redis.js';
 import { Browser, parseForm, signIn } from '../support/browser.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
@@ -25,8 +26,10 @@ let appUrl: string;
 let idgate: InProcessIdgate;
 
 beforeAll(async () => {
-  const appPort = await freePort();
-  appUrl = `http://127.0.0.1:${appPort}`;
+  // idgate's origin must be in the IdP's redirect URIs before the IdP starts, and idgate needs the IdP's
+  // issuer: its port is held listening until idgate is made (holdPort).
+  const app = await holdPort();
+  appUrl = `http://127.0.0.1:${app.port}`;
   idpProcess = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], {
     env: {
       ...process.env,
@@ -50,7 +53,7 @@ beforeAll(async () => {
       IDGATE_ALLOWED_REDIRECT_HOSTS: 'other.test:8080',
     }),
   );
-  await new Promise<void>((resolve) => idgate.server.listen(appPort, '127.0.0.1', resolve));
+  await app.handOver(idgate.server);
 }, 30_000);
 
 afterAll(async () => {
@@ -245,8 +248,7 @@ describe('the IdP session id at rest', () => {
       // Signing out at the IdP: it posts a logout token naming the raw sid to idgate.
       const confirm = await browser.navigate(`${issuer}/session/end`);
       await browser.submitForm(confirm.url, await confirm.res.text(), { logout: 'yes' });
-      const deadline = Date.now() + 3000;
-      while ((await signedIn(browser)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await probeUntil(() => signedIn(browser), (still) => !still, 3000);
       expect(await signedIn(browser)).toBe(false);
       expect(idgate.logLines.some((l) => l.includes('"event":"backchannel_logout"') && l.includes('"sessions_revoked":1'))).toBe(true);
     } finally {

@@ -14,10 +14,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { checkHaproxyConfig, startHaproxy } from '../../stack/haproxy.js';
-import { freePort, REPO_ROOT, startProcess, type ManagedProcess } from '../../stack/processes.js';
+import { freePort, loggedPort, REPO_ROOT, startOnFreePort, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { Browser, signIn } from '../support/browser.js';
 import { checkFacts, startRedisAndIdp, type RedisAndIdp } from '../support/idgate.js';
 import { fetchTrusting, luaCheckArgs, PART_NAMES, selfSignedCertificate, startSiteApps, thirdPartyConfig, withIdgate, type IdgateParts, type SiteApps } from '../support/third-party-site.js';
+import { probeUntil } from '../support/wait.js';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string; devDependencies: Record<string, string> };
 
@@ -43,6 +44,9 @@ function run(args: string[], env: Record<string, string> = {}): Promise<{ code: 
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-package-'));
+  // The one port picked before its user binds it: the IdP must know the TLS origin's callback before it
+  // starts, the installed idgate (which needs the IdP's issuer) has it as its public URL, and HAProxy
+  // (which needs idgate's port) binds it last. A port taken in between fails that HAProxy's start.
   tlsPort = await freePort();
   const stack = startRedisAndIdp({ IDP_REDIRECT_URIS: `http://app.test/_auth/callback,https://127.0.0.1:${tlsPort}/_auth/callback` });
   try {
@@ -64,10 +68,7 @@ async function packAndInstall(): Promise<void> {
 
 /** Waits until idgate at `base` answers /readyz 200; fails with its output if it does not within 15 s. */
 async function expectReady(base: string, serve: ManagedProcess): Promise<void> {
-  let ready = false;
-  for (const deadline = Date.now() + 15_000; !ready && Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
-    ready = await fetch(`${base}/readyz`).then((r) => r.status === 200, () => false);
-  }
+  const ready = await probeUntil(() => fetch(`${base}/readyz`).then((r) => r.status === 200, () => false), (ok) => ok, 15_000);
   expect({ ready, output: ready ? '' : serve.output() }).toEqual({ ready: true, output: '' });
 }
 
@@ -151,7 +152,6 @@ describe('installed with npm install -g --prefix', () => {
   });
 
   test('idgate serve gets ready, answers a check, and stops cleanly on SIGTERM', async () => {
-    const port = await freePort();
     const serve = startProcess('idgate-installed', idgateBin, ['serve'], {
       cwd: tmp,
       env: {
@@ -164,7 +164,7 @@ describe('installed with npm install -g --prefix', () => {
         IDGATE_REDIS_URL: `redis://127.0.0.1:${parts.redisPort}`,
         IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
         IDGATE_POLICY_FILE: path.join(installed, 'policy/demo.yaml'),
-        IDGATE_LISTEN: `127.0.0.1:${port}`,
+        IDGATE_LISTEN: '127.0.0.1:0',
         IDGATE_SHUTDOWN_DRAIN_MS: '200',
         // As deploy/idgate.service runs it.
         NODE_OPTIONS: '--max-semi-space-size=4 --max-old-space-size=128',
@@ -172,7 +172,7 @@ describe('installed with npm install -g --prefix', () => {
     });
     const exited = new Promise<number | null>((resolve) => serve.child.once('exit', (code) => resolve(code)));
     try {
-      const base = `http://127.0.0.1:${port}`;
+      const base = `http://127.0.0.1:${await waitForReport(serve, loggedPort('idgate listening on '))}`;
       await expectReady(base, serve);
 
       // An anonymous browser asking for a signed-in page: sent to log in.
@@ -204,8 +204,6 @@ describe('the install path end to end: the installed lines in a third-party hapr
     fs.mkdirSync(site);
     ({ pem, certPem } = selfSignedCertificate(site));
     apps = await startSiteApps();
-    const [idgatePort, spoePort] = [await freePort(), await freePort()];
-    serviceEnv = { IDGATE_LISTEN: `127.0.0.1:${idgatePort}`, IDGATE_SPOE_LISTEN: `127.0.0.1:${spoePort}` };
     // One idgate for both transports (its HTTP check and its SPOE agent), the HAProxy of each in turn on
     // the same TLS port. The test IdP speaks plain http: IDGATE_INSECURE_HTTP=1, so the cookies are not
     // Secure here (haproxy-dropin.test.ts checks them with an https issuer).
@@ -213,7 +211,9 @@ describe('the install path end to end: the installed lines in a third-party hapr
       cwd: tmp,
       env: {
         ...baseEnv,
-        ...serviceEnv,
+        // Ports of the kernel's choosing; serviceEnv names the ones it reports.
+        IDGATE_LISTEN: '127.0.0.1:0',
+        IDGATE_SPOE_LISTEN: '127.0.0.1:0',
         IDGATE_ISSUER: parts.issuer,
         IDGATE_CLIENT_ID: 'idgate',
         IDGATE_CLIENT_SECRET: 'idgate-secret',
@@ -227,6 +227,8 @@ describe('the install path end to end: the installed lines in a third-party hapr
         IDGATE_SHUTDOWN_DRAIN_MS: '200',
       },
     });
+    const [idgatePort, spoePort] = [await waitForReport(serve, loggedPort('idgate listening on ')), await waitForReport(serve, loggedPort('SPOE agent listening on '))];
+    serviceEnv = { IDGATE_LISTEN: `127.0.0.1:${idgatePort}`, IDGATE_SPOE_LISTEN: `127.0.0.1:${spoePort}` };
     await expectReady(`http://${serviceEnv.IDGATE_LISTEN}`, serve);
   }, 30_000);
 
@@ -237,6 +239,8 @@ describe('the install path end to end: the installed lines in a third-party hapr
 
   describe.each(['lua', 'spoe'] as const)('--mode %s', (mode) => {
     let configFile: string;
+    /** The config with the site's plain-http frontend on `plain`. */
+    let writeConfig: (plain: number) => void;
 
     beforeAll(async () => {
       const chroot = path.join(site, `chroot-${mode}`);
@@ -248,7 +252,9 @@ describe('the install path end to end: the installed lines in a third-party hapr
         rendered[name] = stdout;
       }
       configFile = path.join(site, `haproxy-${mode}.cfg`);
-      fs.writeFileSync(configFile, withIdgate(thirdPartyConfig({ tls: tlsPort, plain: await freePort(), ...apps.ports }, pem, chroot), rendered as IdgateParts));
+      writeConfig = (plain) => fs.writeFileSync(configFile, withIdgate(thirdPartyConfig({ tls: tlsPort, plain, ...apps.ports }, pem, chroot), rendered as IdgateParts));
+      // haproxy -c binds nothing: any port does until HAProxy starts (below, on one it finds free).
+      writeConfig(tlsPort + 1);
     });
 
     test("the lines name the installed package's files, and haproxy -c accepts the config without warnings", async () => {
@@ -265,7 +271,11 @@ describe('the install path end to end: the installed lines in a third-party hapr
 
     test('signing in through TLS lands back on the https deep link, and the app gets the identity', async () => {
       const idgatePort = Number(serviceEnv.IDGATE_LISTEN!.split(':')[1]);
-      const haproxy = await startHaproxy({ frontPort: tlsPort, idgatePort, upstreamPort: apps.ports.web, configPath: configFile, name: `haproxy-installed-${mode}` });
+      // The plain-http port is named by nothing but the config: when it was taken, HAProxy starts again on another.
+      const { started: haproxy } = await startOnFreePort((plain) => {
+        writeConfig(plain);
+        return startHaproxy({ frontPort: tlsPort, idgatePort, upstreamPort: apps.ports.web, configPath: configFile, name: `haproxy-installed-${mode}` });
+      });
       try {
         const browser = new Browser({}, fetchTrusting(certPem));
         const deepLink = `${origin()}/reports/${mode}?format=csv&sort=-date`;

@@ -10,7 +10,7 @@ import { hashValue, redisKeys, RedisSessionStore, sessionKey } from '../../servi
 import { Browser, signIn } from '../support/browser.js';
 import { configFrom, startInProcess, type InProcessIdgate } from '../support/idgate.js';
 import { idgateCli, startCluster, startIdgateReplicas, type IdgateReplicas, type RedisCluster } from '../support/redis-topologies.js';
-import { waitUntil } from '../support/wait.js';
+import { underFailoverLoad } from '../support/failover-load.js';
 
 let cluster: RedisCluster;
 let idgates: IdgateReplicas;
@@ -122,55 +122,32 @@ test('a primary killed under load: its sessions answer 503 for a bounded time, t
   // (the default), a session read in the last 5 s answers from memory and the outage hides behind it.
   const uncached = [await startInProcess(configFrom({ ...idgates.env, IDGATE_SESSION_CACHE_MS: '0' })), await startInProcess(configFrom({ ...idgates.env, IDGATE_SESSION_CACHE_MS: '0' }))];
   const checkUncached = async (replica: number, cookie: string) => (await check(uncached[replica]!, cookie)).status;
-  const counts = { hit: new Map<number, number>(), spared: new Map<number, number>() };
-  const bump = (m: Map<number, number>, status: number) => m.set(status, (m.get(status) ?? 0) + 1);
-  let first503: number | undefined;
-  let last503: number | undefined;
-  let stopLoad = false;
-  /** Rounds the load loops have done: the test lets the load run a number of rounds, not a number of milliseconds. */
-  let rounds = 0;
-  const load = async (replica: number) => {
-    for (let i = 0; !stopLoad; i++) {
+  const run = await underFailoverLoad({
+    kinds: ['hit', 'spared'] as const,
+    replicas: 2,
+    sessions: cookies.length,
+    pacingMs: 5,
+    rounds: 80,
+    round: async (replica, i, count) => {
       const n = i % cookies.length;
-      const status = await checkUncached(replica, cookies[n]!).catch(() => -1);
-      bump(hit[n] ? counts.hit : counts.spared, status);
-      if (status === 503 && hit[n]) {
-        first503 ??= Date.now();
-        last503 = Date.now();
-      }
-      rounds += 1;
-      await new Promise((r) => setTimeout(r, 5)); // pacing: a steady load, not a flood
-    }
-  };
-  const loops = [load(0), load(1)];
-  await waitUntil(() => rounds >= 80, 10_000); // a baseline before the failure
-  const killedAt = Date.now();
-  await cluster.kill(victim);
-  const promoted = await cluster.waitForFailover(keys[0]!, victim, 20_000);
-  const failedOverAt = Date.now();
-  const deadline = Date.now() + 15_000;
-  let answering: number[] = [];
-  while (Date.now() < deadline) {
-    answering = await Promise.all(cookies.flatMap((c) => [checkUncached(0, c), checkUncached(1, c)]));
-    if (answering.every((s) => s === 200)) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const recoveredAt = Date.now();
-  const roundsAtRecovery = rounds;
-  // The replicas with the cache (the default) answer for every session too.
-  for (const c of cookies) for (const i of [0, 1]) expect(await idgates.check(i, c)).toBe(200);
-  await waitUntil(() => rounds >= roundsAtRecovery + 80, 10_000); // the load goes on after the recovery
-  stopLoad = true;
-  await Promise.all(loops);
-
-  const lost = cookies.filter((_, i) => answering[2 * i] !== 200 || answering[2 * i + 1] !== 200).length;
-  const seconds503 = first503 === undefined ? 0 : (last503! - first503) / 1000;
-  const table = (m: Map<number, number>) => [...m].sort(([a], [b]) => a - b).map(([s, n]) => `${s}x${n}`).join(' ');
+      count(hit[n] ? 'hit' : 'spared', await checkUncached(replica, cookies[n]!).catch(() => -1), hit[n]);
+    },
+    fault: async () => {
+      await cluster.kill(victim);
+      return cluster.waitForFailover(keys[0]!, victim, 20_000);
+    },
+    answers: () => Promise.all(cookies.flatMap((c) => [checkUncached(0, c), checkUncached(1, c)])),
+    // The replicas with the cache (the default) answer for every session too.
+    afterRecovery: async () => {
+      for (const c of cookies) for (const i of [0, 1]) expect(await idgates.check(i, c)).toBe(200);
+    },
+  });
+  const { counts, lost, seconds503, table, fault: promoted } = run;
   process.stdout.write(
     `[cluster failover, session cache off] primary ${victim} killed (${hit.filter(Boolean).length} of ${cookies.length} sessions in its slots), replica ${promoted} promoted after ` +
-      `${((failedOverAt - killedAt) / 1000).toFixed(1)} s; checks answering again ${((recoveredAt - killedAt) / 1000).toFixed(1)} s after the kill; ` +
+      `${((run.failedOverAt - run.killedAt) / 1000).toFixed(1)} s; checks answering again ${((run.recoveredAt - run.killedAt) / 1000).toFixed(1)} s after the kill; ` +
       `seconds of 503 for its sessions: ${seconds503.toFixed(1)}; sessions lost: ${lost} of ${cookies.length}\n` +
-      `  sessions in its slots: ${table(counts.hit)}\n  sessions elsewhere: ${table(counts.spared)}\n`,
+      `  sessions in its slots: ${table('hit')}\n  sessions elsewhere: ${table('spared')}\n`,
   );
   expect(lost).toBe(0);
   expect(seconds503).toBeLessThan(15);

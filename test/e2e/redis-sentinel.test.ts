@@ -7,7 +7,7 @@ import signature from 'cookie-signature';
 import { Browser, signIn } from '../support/browser.js';
 import { startSentinelSet, type SentinelSet } from '../../stack/redis-sentinel.js';
 import { idgateCli, startIdgateReplicas, type IdgateReplicas } from '../support/redis-topologies.js';
-import { waitUntil } from '../support/wait.js';
+import { underFailoverLoad } from '../support/failover-load.js';
 
 let sentinel: SentinelSet;
 let idgates: IdgateReplicas;
@@ -58,55 +58,29 @@ test('the primary killed under load: 503 for a bounded time, never 200 without a
   const sessions = [await signedIn('alice'), await signedIn('bob'), await signedIn('alice'), await signedIn('bob')];
   for (const cookie of sessions) expect(await idgates.check(1, cookie)).toBe(200);
 
-  const counts = { valid: new Map<number, number>(), forged: new Map<number, number>(), none: new Map<number, number>() };
-  const bump = (m: Map<number, number>, status: number) => m.set(status, (m.get(status) ?? 0) + 1);
-  let first503: number | undefined;
-  let last503: number | undefined;
-  let stopLoad = false;
-  /** Rounds the load loops have done: the test lets the load run a number of rounds, not a number of milliseconds. */
-  let rounds = 0;
-  const load = async (replica: number) => {
-    for (let i = 0; !stopLoad; i++) {
-      const status = await idgates.check(replica, sessions[i % sessions.length]).catch(() => -1);
-      bump(counts.valid, status);
-      if (status === 503) {
-        first503 ??= Date.now();
-        last503 = Date.now();
-      }
-      bump(counts.forged, await idgates.check(replica, forgedCookie()).catch(() => -1));
-      bump(counts.none, await idgates.check(replica, undefined).catch(() => -1));
-      rounds += 1;
-      await new Promise((r) => setTimeout(r, 10)); // pacing: a steady load, not a flood
-    }
-  };
-  const loops = [load(0), load(1)];
-  await waitUntil(() => rounds >= 40, 10_000); // a baseline before the failure
-  const killedAt = Date.now();
-  const oldPrimary = await sentinel.killPrimary();
-  const newPrimary = await sentinel.waitForFailover(oldPrimary, 25_000);
-  const failedOverAt = Date.now();
-  // Checks work again by themselves: wait (bounded) until every session answers 200 on both replicas.
-  const deadline = Date.now() + 15_000;
-  let answering: number[] = [];
-  while (Date.now() < deadline) {
-    answering = await Promise.all(sessions.flatMap((c) => [idgates.check(0, c), idgates.check(1, c)]));
-    if (answering.every((s) => s === 200)) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const recoveredAt = Date.now();
-  const roundsAtRecovery = rounds;
-  await waitUntil(() => rounds >= roundsAtRecovery + 40, 10_000); // the load goes on after the recovery
-  stopLoad = true;
-  await Promise.all(loops);
-
-  const lost = sessions.filter((_, i) => answering[2 * i] !== 200 || answering[2 * i + 1] !== 200).length;
-  const seconds503 = first503 === undefined ? 0 : (last503! - first503) / 1000;
-  const table = (m: Map<number, number>) => [...m].sort(([a], [b]) => a - b).map(([s, n]) => `${s}x${n}`).join(' ');
+  const run = await underFailoverLoad({
+    kinds: ['valid', 'forged', 'none'] as const,
+    replicas: 2,
+    sessions: sessions.length,
+    pacingMs: 10,
+    rounds: 40,
+    round: async (replica, i, count) => {
+      count('valid', await idgates.check(replica, sessions[i % sessions.length]).catch(() => -1), true);
+      count('forged', await idgates.check(replica, forgedCookie()).catch(() => -1));
+      count('none', await idgates.check(replica, undefined).catch(() => -1));
+    },
+    fault: async () => {
+      const oldPrimary = await sentinel.killPrimary();
+      return { oldPrimary, newPrimary: await sentinel.waitForFailover(oldPrimary, 25_000) };
+    },
+    answers: () => Promise.all(sessions.flatMap((c) => [idgates.check(0, c), idgates.check(1, c)])),
+  });
+  const { counts, lost, seconds503, table, fault: { oldPrimary, newPrimary } } = run;
   process.stdout.write(
-    `[sentinel failover] primary ${oldPrimary} killed, sentinels promoted ${newPrimary} after ${((failedOverAt - killedAt) / 1000).toFixed(1)} s; ` +
-      `checks answering again ${((recoveredAt - killedAt) / 1000).toFixed(1)} s after the kill; seconds of 503: ${seconds503.toFixed(1)}; ` +
+    `[sentinel failover] primary ${oldPrimary} killed, sentinels promoted ${newPrimary} after ${((run.failedOverAt - run.killedAt) / 1000).toFixed(1)} s; ` +
+      `checks answering again ${((run.recoveredAt - run.killedAt) / 1000).toFixed(1)} s after the kill; seconds of 503: ${seconds503.toFixed(1)}; ` +
       `sessions lost: ${lost} of ${sessions.length}\n` +
-      `  valid sessions: ${table(counts.valid)}\n  forged cookie: ${table(counts.forged)}\n  no cookie: ${table(counts.none)}\n`,
+      `  valid sessions: ${table('valid')}\n  forged cookie: ${table('forged')}\n  no cookie: ${table('none')}\n`,
   );
   expect(lost).toBe(0);
   expect(seconds503).toBeLessThan(20);

@@ -7,7 +7,7 @@ import signature from 'cookie-signature';
 import request from 'supertest';
 import { describeConfig } from '../../service/src/config.js';
 import { Browser, signIn } from '../support/browser.js';
-import { configFrom, startInProcess } from '../support/idgate.js';
+import { configFrom, connectionAttemptOver, startInProcess } from '../support/idgate.js';
 import { idgateCli, startIdgateReplicas, startTlsRedis, type IdgateReplicas, type TlsRedis } from '../support/redis-topologies.js';
 
 const USER = 'idgate-tls-user';
@@ -60,7 +60,7 @@ test.each([
   ['a user confined to another prefix', () => ({ IDGATE_REDIS_USERNAME: 'other', IDGATE_REDIS_PASSWORD: 'other-password-of-the-tls-tests' }), 200],
 ])('with %s, session checks answer 503, never an allow', async (_name, change, ready) => {
   const replica = await startInProcess(configFrom({ ...separateSettings(), ...change() }), undefined, { waitForRedis: false });
-  await new Promise((r) => setTimeout(r, 500)); // its connection attempt is over
+  await connectionAttemptOver(replica.redis); // refused, or (the confined user) made
   // A correctly signed cookie: only Redis can tell whether it is a session.
   const cookie = `_idgate=${encodeURIComponent(`s:${signature.sign(crypto.randomBytes(32).toString('base64url'), idgates.env.IDGATE_COOKIE_SECRETS!)}`)}`;
   expect((await check(replica.server, cookie)).status).toBe(503);

@@ -10,7 +10,7 @@ import { createRedisClient } from '../../service/src/redis.js';
 import { createSessionMiddleware } from '../../service/src/session/sessions.js';
 import { RedisSessionStore, sealSession, sessionKey } from '../../service/src/session/session-store.js';
 import { checkFacts, configFrom, redisReady, startInProcess, startRedisAndIdp, stopInProcess, type RedisAndIdp } from '../support/idgate.js';
-import { freePort } from '../../stack/processes.js';
+import { startDeadEnd } from '../../stack/processes.js';
 import signature from 'cookie-signature';
 
 let parts: RedisAndIdp;
@@ -198,12 +198,17 @@ describe('idgate service', () => {
   });
 
   test('readiness is false while the IdP cannot be discovered', async () => {
-    const server = await startServer(configFor({ IDGATE_ISSUER: `http://127.0.0.1:${await freePort()}` }));
-    const ready = await request(server).get('/readyz');
-    expect(ready.status).toBe(503);
-    expect(ready.text).toContain('idp=not loaded');
-    const login = await request(server).get('/_auth/login').set('X-Forwarded-Host', 'app.test:8080');
-    expect(login.status).toBe(503);
+    const deadIdp = await startDeadEnd();
+    try {
+      const server = await startServer(configFor({ IDGATE_ISSUER: `http://127.0.0.1:${deadIdp.port}` }));
+      const ready = await request(server).get('/readyz');
+      expect(ready.status).toBe(503);
+      expect(ready.text).toContain('idp=not loaded');
+      const login = await request(server).get('/_auth/login').set('X-Forwarded-Host', 'app.test:8080');
+      expect(login.status).toBe(503);
+    } finally {
+      await deadIdp.close();
+    }
   });
 
   test('login redirects to the IdP with PKCE S256, state and nonce, and sets one HttpOnly SameSite=Lax binding cookie', async () => {

@@ -29,6 +29,7 @@ afterAll(async () => {
 // The IdP's tokens really age here: renewal is due at half their lifetime, and no event tells the test
 // that a wall-clock moment has come. The timing itself is covered with a fake clock by the store suite;
 // these pauses give the one real-Redis, real-IdP path per behaviour the time it needs.
+/** Time passing for the tokens' lifetimes: the behaviour under test, which no event marks. */
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Until the tokens are due for renewal (half their lifetime), with a margin. */
 const untilDue = () => pause((TOKEN_TTL_S / 2) * 1000 + 300);

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { startStack, type Stack } from '../../stack/stack.js';
-import { freePort, REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from '../../stack/processes.js';
+import { loggedPort, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { FRAME } from '../../service/src/transports/spoe.js';
 import { converse, hello } from '../support/spop.js';
 import { waitUntil } from '../support/wait.js';
@@ -44,17 +44,18 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-/** One more idgate on the stack's Redis and IdP, with `env` on top of the stack's settings. */
-async function startIdgate(env: Record<string, string>): Promise<{ process: ManagedProcess; httpPort: number }> {
-  const httpPort = await freePort();
+/**
+ * One more idgate on the stack's Redis and IdP, with `env` on top of the stack's settings; its HTTP port
+ * and, with IDGATE_SPOE_LISTEN 127.0.0.1:0, its agent's: the ports it reports having bound.
+ */
+async function startIdgate(env: Record<string, string>): Promise<{ process: ManagedProcess; httpPort: number; spoePort?: number }> {
   // No HAProxy to drain from: stop at once.
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...stack.env, IDGATE_LISTEN: `127.0.0.1:${httpPort}`, IDGATE_SHUTDOWN_DRAIN_MS: '0', ...env };
-  const p = startProcess(`idgate-${httpPort}`, process.execPath, [path.join(REPO_ROOT, 'dist/service/src/cli.js'), 'serve'], { env: childEnv });
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...stack.env, IDGATE_LISTEN: '127.0.0.1:0', IDGATE_SHUTDOWN_DRAIN_MS: '0', ...env };
+  const p = startProcess(`idgate-extra-${extra.length + 1}`, process.execPath, [path.join(REPO_ROOT, 'dist/service/src/cli.js'), 'serve'], { env: childEnv });
   extra.push(p);
-  await waitForPort(httpPort).catch((err: Error) => {
-    throw new Error(`${err.message}\n${p.output()}`);
-  });
-  return { process: p, httpPort };
+  const httpPort = await waitForReport(p, loggedPort('idgate listening on '));
+  const spoePort = env.IDGATE_SPOE_LISTEN === undefined ? undefined : await waitForReport(p, loggedPort('SPOE agent listening on '));
+  return { process: p, httpPort, spoePort };
 }
 
 test('without IDGATE_SPOE_LISTEN, idgate listens on its HTTP port only: no SPOE agent, on 4181 or anywhere', async () => {
@@ -67,18 +68,14 @@ test('without IDGATE_SPOE_LISTEN, idgate listens on its HTTP port only: no SPOE 
 });
 
 test('with IDGATE_SPOE_LISTEN set, the agent listens there and answers HAProxy\'s hello', async () => {
-  const spoePort = await freePort();
-  const { process: p, httpPort } = await startIdgate({ IDGATE_SPOE_LISTEN: `127.0.0.1:${spoePort}` });
-  await waitForPort(spoePort);
-  expect(listeningPorts(p.child.pid!)).toEqual([httpPort, spoePort].sort((a, b) => a - b));
-  expect((await converse(spoePort, [hello()], 1)).frames.map((f) => f.type)).toEqual([FRAME.AGENT_HELLO]);
+  const { process: p, httpPort, spoePort } = await startIdgate({ IDGATE_SPOE_LISTEN: '127.0.0.1:0' });
+  expect(listeningPorts(p.child.pid!)).toEqual([httpPort, spoePort!].sort((a, b) => a - b));
+  expect((await converse(spoePort!, [hello()], 1)).frames.map((f) => f.type)).toEqual([FRAME.AGENT_HELLO]);
 });
 
 test('a peer outside IDGATE_TRUSTED_PROXIES is closed unanswered, and the log names it', async () => {
-  const spoePort = await freePort();
-  const { process: p } = await startIdgate({ IDGATE_SPOE_LISTEN: `127.0.0.1:${spoePort}`, IDGATE_TRUSTED_PROXIES: '10.0.0.0/8' });
-  await waitUntil(() => p.output().includes('SPOE agent listening'), 10_000);
-  for (let i = 0; i < 3; i++) expect(await converse(spoePort, [hello()], 1, 1500)).toEqual({ frames: [], closed: true });
+  const { process: p, spoePort } = await startIdgate({ IDGATE_SPOE_LISTEN: '127.0.0.1:0', IDGATE_TRUSTED_PROXIES: '10.0.0.0/8' });
+  for (let i = 0; i < 3; i++) expect(await converse(spoePort!, [hello()], 1, 1500)).toEqual({ frames: [], closed: true });
   await waitUntil(() => p.output().includes('refused a connection from'), 5000);
   const lines = p.output().split('\n').filter((l) => l.includes('refused a connection from'));
   // Three refusals, one line: the warning is rate-limited per peer.

@@ -3,7 +3,7 @@
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { clientCredentialsToken } from '../support/tokens.js';
-import { waitUntil } from '../support/wait.js';
+import { probeUntil, waitUntil } from '../support/wait.js';
 import { alice, basicAuth, machineClient } from '../support/identities.js';
 
 let stack: Stack;
@@ -293,11 +293,11 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
         await stack.startIdgate(1);
       }
       // Back on both paths: the check (Lua: be_idgate; SPOE: the agent) and the browser endpoints.
-      let statuses = [0, 0];
-      for (let i = 0; i < 50 && statuses.some((s) => s !== 200); i++) {
-        await new Promise((r) => setTimeout(r, 200));
-        statuses = [(await fetch(`${stack.frontUrl}/public/x`)).status, (await fetch(`${stack.frontUrl}/_auth/logged-out`)).status];
-      }
+      const statuses = await probeUntil(
+        async () => [(await fetch(`${stack.frontUrl}/public/x`)).status, (await fetch(`${stack.frontUrl}/_auth/logged-out`)).status],
+        (answers) => answers.every((s) => s === 200),
+        10_000,
+      );
       expect(statuses).toEqual([200, 200]);
     });
 

@@ -13,6 +13,7 @@ import { unsignSessionId } from '../../service/src/session/cookies.js';
 import { Browser, signIn } from '../support/browser.js';
 import { metricValue } from '../support/idgate.js';
 import { startCluster, startIdgateReplicas, type IdgateReplicas, type RedisCluster } from '../support/redis-topologies.js';
+import { probeUntil } from '../support/wait.js';
 
 const WAIT_MS = 500;
 /** The IdP's access tokens: a renewal is due half-way (4 s), past every step of the paused-replica test. */
@@ -108,6 +109,7 @@ test('with the replicas in sync, a login, a renewal and a logout are on the repl
   expect(await onReplica(replica, key)).toBe(true);
   expect(await waits('session', 'replicated')).toBe(1);
 
+  // The behaviour under test: half the tokens' lifetime must pass before a check renews them; no event says so.
   await new Promise((r) => setTimeout(r, (TOKEN_TTL_S / 2) * 1000 + 300)); // the tokens are due
   expect(await idgates.check(0, cookieOf(alice))).toBe(200);
   expect(await waits('renewal', 'replicated')).toBe(1);
@@ -143,7 +145,7 @@ test('with the replica of one primary paused, writes there answer after about th
     const check = await timed(() => idgates.check(0, cookieOf(there!)));
     checkStatuses.add(check.value);
     checkLatencies.push(check.ms);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 20)); // pacing: checks at a steady rate while the login waits (the behaviour measured)
   }
   await loggingIn;
   expect(await waits('session', 'timeout')).toBe(1);
@@ -160,11 +162,7 @@ test('with the replica of one primary paused, writes there answer after about th
   expect(thereLogout.value).toBe(303);
   expect(await waits('revocation', 'timeout')).toBe(1);
   // Resumed, the replica catches up.
-  let caughtUp = false;
-  for (let i = 0; i < 60 && !caughtUp; i++) {
-    caughtUp = !(await onReplica(victimReplica, thereKey));
-    if (!caughtUp) await new Promise((r) => setTimeout(r, 50));
-  }
+  const caughtUp = !(await probeUntil(() => onReplica(victimReplica, thereKey), (present) => !present, 3000));
 
   const maxCheck = Math.max(...checkLatencies);
   process.stdout.write(

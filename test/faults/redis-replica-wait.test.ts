@@ -6,14 +6,15 @@
 //   - a replica that resumes within the bound has the session when the answer comes back;
 //   - a logout's delete is on the replica when its answer comes back.
 import { Redis } from 'ioredis';
-import { freePort, waitForPort, type ManagedProcess } from '../../stack/processes.js';
-import { startTempRedis } from '../../stack/redis.js';
+import { waitUntil, type ManagedProcess } from '../../stack/processes.js';
+import { startFreeTempRedis } from '../../stack/redis.js';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { sessionKey } from '../../service/src/session/session-store.js';
 import { unsignSessionId } from '../../service/src/session/cookies.js';
 import type { Config } from '../../service/src/config.js';
 import { Browser, parseForm } from '../support/browser.js';
 import { configFrom, metricValue } from '../support/idgate.js';
+import { probeUntil } from '../support/wait.js';
 
 const WAIT_MS = 500;
 let stack: Stack;
@@ -25,17 +26,13 @@ let replicaClient: Redis;
 beforeAll(async () => {
   stack = await startStack({ idgateEnv: { IDGATE_REDIS_WAIT_MS: String(WAIT_MS) } });
   config = configFrom(stack.env);
-  const replicaPort = await freePort();
-  replica = startTempRedis(replicaPort, { name: 'redis-replica', args: ['--replicaof', '127.0.0.1', String(stack.ports.redis)] });
-  await waitForPort(replicaPort);
+  let replicaPort: number;
+  ({ port: replicaPort, server: replica } = await startFreeTempRedis({ name: 'redis-replica', args: ['--replicaof', '127.0.0.1', String(stack.ports.redis)] }));
   primaryClient = new Redis(stack.ports.redis);
   replicaClient = new Redis(replicaPort);
-  let online = false;
-  for (let i = 0; i < 100 && !online; i++) {
-    online = /^slave0:.*state=online/m.test(await primaryClient.info('replication'));
-    if (!online) await new Promise((r) => setTimeout(r, 100));
-  }
-  if (!online) throw new Error(`the replica did not come online:\n${replica.output()}`);
+  await waitUntil('the replica online', async () => /^slave0:.*state=online/m.test(await primaryClient.info('replication')), 10_000).catch((err: Error) => {
+    throw new Error(`${err.message}\n${replica.output()}`);
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -106,7 +103,7 @@ test('a login answers only once its session is on the replica; with the replica 
     await res.arrayBuffer();
     expect(res.status).toBe(200);
     checkLatencies.push(Date.now() - started);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 20)); // pacing: checks at a steady rate while the login waits (the behaviour measured)
   }
   await login;
   replica.child.kill('SIGCONT');
@@ -116,19 +113,14 @@ test('a login answers only once its session is on the replica; with the replica 
   expect(await primaryClient.exists(sessionKeyOf(bob))).toBe(1);
   expect(await waits('timeout')).toBe(1);
   const bobOnReplica = sessionKeyOf(bob);
-  let caughtUp = 0;
-  for (let i = 0; i < 60 && caughtUp !== 1; i++) {
-    caughtUp = await replicaClient.exists(bobOnReplica);
-    if (caughtUp !== 1) await new Promise((r) => setTimeout(r, 50));
-  }
-  expect(caughtUp).toBe(1);
+  expect(await probeUntil(() => replicaClient.exists(bobOnReplica), (n) => n === 1, 3000)).toBe(1);
 
   // Replica paused, resumed 150 ms later: within the bound, so the answer waits for it and the session is there.
   const carol = new Browser();
   let resumeTimer: NodeJS.Timeout | undefined;
   const resumed = await signInTimed(carol, 'alice', () => {
     replica.child.kill('SIGSTOP');
-    resumeTimer = setTimeout(() => replica.child.kill('SIGCONT'), 150);
+    resumeTimer = setTimeout(() => replica.child.kill('SIGCONT'), 150); // the pause under test: shorter than the bound
   });
   clearTimeout(resumeTimer);
   replica.child.kill('SIGCONT');

@@ -9,6 +9,7 @@ import { configFrom } from '../support/idgate.js';
 import { plantSessions, sessionRecordOf } from '../support/planted-sessions.js';
 import { REDIS_TOPOLOGIES, startStackOnRedis, type StackOnRedis } from '../support/stack-on-redis.js';
 import { redisKeys } from '../../service/src/session/session-store.js';
+import { probeUntil } from '../support/wait.js';
 
 const SIGNED_IN = 10;
 const PLANTED = 500;
@@ -44,11 +45,9 @@ describe.each(REDIS_TOPOLOGIES)('on %s', (topology) => {
 
   async function readyAfter(sinceMs: number): Promise<number> {
     const { stack } = onRedis;
-    for (let i = 0; i < 200; i++) {
-      if ((await fetch(`${stack.idgateUrls[0]}/readyz`)).status === 200) return Date.now() - sinceMs;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error('idgate not ready 10 s after Redis came back');
+    const status = await probeUntil(async () => (await fetch(`${stack.idgateUrls[0]}/readyz`)).status, (s) => s === 200, 10_000);
+    if (status !== 200) throw new Error('idgate not ready 10 s after Redis came back');
+    return Date.now() - sinceMs;
   }
 
   test('a Redis restart (SIGTERM, same port and data dir) loses no session: every one is still valid through HAProxy', async () => {

@@ -51,7 +51,7 @@ describe.each(REDIS_TOPOLOGIES)('on %s', (topology) => {
     const down: Round[] = [];
     for (let i = 0; i < 40; i++) {
       down.push(await round());
-      await sleep(50);
+      await sleep(50); // the cadence of the rounds that measure the outage: the behaviour sampled, not a wait for an event
     }
     const count = (rounds: Round[], key: keyof Round, status: number) => rounds.filter((r) => r[key] === status).length;
     // Signing in meanwhile gets idgate's own page (HAProxy's backup lines), not a bare 503.
@@ -73,7 +73,7 @@ describe.each(REDIS_TOPOLOGIES)('on %s', (topology) => {
       const r = await round();
       back.push(r);
       if (r.session === 200) recoveredMs = Date.now() - restartedAt;
-      else await sleep(50);
+      else await sleep(50); // the same cadence: how soon it recovers is what is measured
     }
     await serving;
     const sessionAnswers = [...down, ...back].map((r) => r.session);

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { startHaproxy } from '../../stack/haproxy.js';
-import { freePort, REPO_ROOT, type ManagedProcess } from '../../stack/processes.js';
+import { REPO_ROOT, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 
@@ -15,11 +15,19 @@ let haproxyB: ManagedProcess;
 let frontB: string;
 
 beforeAll(async () => {
-  stack = await startStack({ idgateReplicas: 2, haproxy: false });
+  // A's port is the public URL, named by the IdP and idgate before A can start: when it was taken by then,
+  // the stack starts again on another (startOnFreePort). B's is named by nothing but B.
+  ({ started: [stack, haproxyA] } = await startOnFreePort(async (front) => {
+    const started = await startStack({ idgateReplicas: 2, haproxy: false, ports: { front } });
+    const common = { upstreamPort: started.ports.upstream, canaryPort: started.ports.canary };
+    return [started, await startHaproxy({ ...common, frontPort: front, idgatePort: started.ports.idgate[0]! }).catch(async (err: unknown) => {
+      await started.stop();
+      throw err;
+    })] as const;
+  }));
   const common = { upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary };
-  haproxyA = await startHaproxy({ ...common, frontPort: stack.ports.front, idgatePort: stack.ports.idgate[0]! });
-  const portB = await freePort();
-  haproxyB = await startHaproxy({ ...common, frontPort: portB, idgatePort: stack.ports.idgate[1]! });
+  let portB: number;
+  ({ port: portB, started: haproxyB } = await startOnFreePort((port) => startHaproxy({ ...common, frontPort: port, idgatePort: stack.ports.idgate[1]! })));
   frontB = `http://127.0.0.1:${portB}`;
 }, 60_000);
 

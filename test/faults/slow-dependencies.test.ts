@@ -3,13 +3,12 @@
 // the IdP's keys: HAProxy's 800 ms answer budget), never hang; checks that don't need it stay fast.
 // Everything recovers once the delay is gone. The counts are printed. Slow Redis runs on a Redis Cluster
 // too: every node announces its proxy as its address, so that idgate reaches each only through it.
-import { freePort } from '../../stack/processes.js';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { startDelayProxy, type DelayProxy } from '../support/delay-proxy.js';
 import { describeCounts, startLoad, type LoadCounts } from '../support/load.js';
 import { REDIS_TOPOLOGIES, startStackOnRedis, type StackOnRedis } from '../support/stack-on-redis.js';
-import { waitUntil } from '../support/wait.js';
+import { probeUntil, waitUntil } from '../support/wait.js';
 import { clientCredentialsToken } from '../support/tokens.js';
 
 const REDIS_TIMEOUT_MS = 500;
@@ -46,11 +45,7 @@ describe.each(REDIS_TOPOLOGIES)('on %s', (topology) => {
     expect(slow.byStatus).toEqual({ '503': slow.total });
     expect(slow.slowestMs).toBeLessThan(CHECK_BOUND_MS);
     // Back: the same session works again, without restarting anything.
-    let status = 0;
-    for (let i = 0; i < 50 && status !== 200; i++) {
-      status = (await fetch(`${stack.frontUrl}/slow/redis`, { headers: { accept: 'application/json', cookie } })).status;
-      if (status !== 200) await new Promise((r) => setTimeout(r, 100));
-    }
+    const status = await probeUntil(async () => (await fetch(`${stack.frontUrl}/slow/redis`, { headers: { accept: 'application/json', cookie } })).status, (s) => s === 200, 5000);
     expect(status).toBe(200);
   }, 60_000);
 });
@@ -60,12 +55,15 @@ describe('the IdP behind a delay proxy', () => {
   let slowIdp: DelayProxy;
 
   beforeAll(async () => {
-    const idpPort = await freePort();
-    slowIdp = await startDelayProxy(idpPort);
+    // The IdP binds port 0 behind the proxy, which learns that port before any idgate starts; its issuer
+    // (and every URL in its metadata) is the proxy's.
+    let idpPort = 0;
+    slowIdp = await startDelayProxy(() => idpPort);
     stack = await startStack({
-      ports: { idp: slowIdp.port },
-      // The IdP listens behind the proxy; its issuer (and every URL in its metadata) is the proxy's.
-      idpEnv: { IDP_PORT: String(idpPort) },
+      onIdpPort: (port) => {
+        idpPort = port;
+      },
+      idpEnv: { IDP_ISSUER: `http://127.0.0.1:${slowIdp.port}` },
     });
   }, 60_000);
 

@@ -9,7 +9,8 @@ export interface DelayProxy {
   close(): Promise<void>;
 }
 
-export async function startDelayProxy(targetPort: number, listenPort = 0): Promise<DelayProxy> {
+/** `targetPort` may be a function, asked at each connection: a target that starts after its proxy. */
+export async function startDelayProxy(targetPort: number | (() => number), listenPort = 0): Promise<DelayProxy> {
   const sockets = new Set<net.Socket>();
   // Chunks still held when the proxy closes: their timers are cleared so that nothing outlives close().
   const timers = new Set<NodeJS.Timeout>();
@@ -38,7 +39,7 @@ export async function startDelayProxy(targetPort: number, listenPort = 0): Promi
     from.on('close', () => later(() => to.destroy(), Math.max(0, lastAt - Date.now()) + 10));
   };
   const server = net.createServer((client) => {
-    const upstream = net.connect({ port: targetPort, host: '127.0.0.1' });
+    const upstream = net.connect({ port: typeof targetPort === 'number' ? targetPort : targetPort(), host: '127.0.0.1' });
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on('close', () => sockets.delete(s));

@@ -20,6 +20,8 @@ export interface InProcessIdgate {
   readonly logLines: string[];
   /** The SPOE agent (option `spoe`), not listening yet: `spoeAgent.listen(port)`. */
   readonly spoeAgent?: SpoeAgent;
+  /** Its Redis connection, for tests that wait on its events. */
+  readonly redis: RedisClient;
 }
 
 const running: Idgate[] = [];
@@ -60,6 +62,26 @@ export async function redisReady(redis: RedisClient): Promise<void> {
   if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
 }
 
+/**
+ * Resolves once a connection attempt of `redis` is over: it is ready, or an attempt failed (its 'error'
+ * event; a failing client keeps trying, so a failure already past is followed by another). Returns
+ * quietly after `timeoutMs` (default 5000) so that the assertion after it reports what was seen.
+ */
+export function connectionAttemptOver(redis: RedisClient, timeoutMs = 5000): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      redis.off('ready', done);
+      redis.off('error', done);
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    redis.once('ready', done);
+    redis.once('error', done);
+  });
+}
+
 /** The demo's policy file, policy/demo.yaml. */
 export function demoPolicy(): Policy {
   const { policy, problems } = loadPolicyFile(`${REPO_ROOT}/policy/demo.yaml`);
@@ -83,7 +105,7 @@ export async function startInProcess(config: Config, policy: Policy = demoPolicy
   running.push(idgate);
   await idgate.ready();
   if (options.waitForRedis !== false) await redisReady(idgate.deps.redis);
-  return { server: idgate.server, config, metrics: idgate.deps.metrics, logLines, spoeAgent: idgate.spoeAgent };
+  return { server: idgate.server, config, metrics: idgate.deps.metrics, logLines, spoeAgent: idgate.spoeAgent, redis: idgate.deps.redis };
 }
 
 export function stopInProcess(): void {

@@ -9,10 +9,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, REPO_ROOT, startProcess, waitForPort, waitUntil, type ManagedProcess } from '../../stack/processes.js';
-import { aclFileText, redisCli, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from '../../stack/redis.js';
+import { freePort, holdPort, idpListening, listenOnAnyPort, REPO_ROOT, startOnFreePort, startProcess, waitForPort, waitForReport, waitUntil, type ManagedProcess } from '../../stack/processes.js';
+import { aclFileText, redisCli, redisListening, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from '../../stack/redis.js';
 import { startDelayProxy, type DelayProxy } from './delay-proxy.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from './idgate.js';
+import { probeUntil } from './wait.js';
 
 const run = promisify(execFile);
 
@@ -81,23 +82,28 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
   const argsOf = new Map<number, string[]>();
   const proxies: DelayProxy[] = [];
   const total = primaries * (1 + replicasEach);
-  for (let i = 0; i < total; i++) {
-    const port = await freePort();
-    // The bus port is given, not port+10000, which may be past 65535 or taken.
-    const busPort = await freePort();
-    ports.push(port);
-    if (options.delayProxies) proxies.push(await startDelayProxy(port));
-    argsOf.set(port, [
+  /** Starts a node on `port` with `busPort`, listening (its proxy first, which it announces); stops what it started if that fails. */
+  const startNewNode = async (port: number, busPort: number) => {
+    const proxy = options.delayProxies ? await startDelayProxy(port) : undefined;
+    const args = [
       '--port', String(port), ...BASE_ARGS, '--dir', dir,
       '--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-config-file', `nodes-${port}.conf`,
       '--cluster-node-timeout', '1000', '--cluster-require-full-coverage', 'no', '--cluster-replica-validity-factor', '0',
       // Every node writes in the shared dir: an AOF (in appendonlydir) of its own name.
       ...(options.persistent ? ['--appendonly', 'yes', '--appendfsync', 'everysec', '--appendfilename', `appendonly-${port}.aof`] : []),
-      ...(options.delayProxies ? ['--cluster-announce-port', String(proxies[i]!.port)] : []),
+      ...(proxy ? ['--cluster-announce-port', String(proxy.port)] : []),
       ...(tls ? tlsOnlyArgs(port, tls) : []), ...secured,
-    ]);
-    nodes.set(port, startProcess(`redis-cluster-${port}`, 'redis-server', argsOf.get(port)!));
-  }
+    ];
+    try {
+      nodes.set(port, await redisListening(startProcess(`redis-cluster-${port}`, 'redis-server', args), port));
+    } catch (err) {
+      await proxy?.close();
+      throw err;
+    }
+    ports.push(port);
+    argsOf.set(port, args);
+    if (proxy) proxies.push(proxy);
+  };
   const live = () => ports.filter((p) => nodes.has(p));
   const stopAll = async () => {
     await Promise.all([...nodes.values()].map((n) => n.stop()));
@@ -110,7 +116,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
       return infos.every((i) => /cluster_state:ok/.test(i) && /cluster_slots_ok:16384/.test(i) && new RegExp(`cluster_known_nodes:${total}\\b`).test(i));
     }, timeoutMs);
   try {
-    await Promise.all(ports.map((p) => waitForPort(p)));
+    // Each node on a picked port and bus port (given, not port+10000, which may be past 65535 or taken),
+    // started again on others when one was taken (startOnFreePort).
+    for (let i = 0; i < total; i++) await startOnFreePort(async (port) => startNewNode(port, await freePort()));
     const createAuth = [...(tls ? ['--tls', '--cacert', tls.caFile] : []), ...(acl ? ['--user', acl.admin.user, '--pass', acl.admin.password, '--no-auth-warning'] : [])];
     await run('redis-cli', [...createAuth, '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicasEach), '--cluster-yes'], { timeout: 30_000 });
     await waitForOk();
@@ -190,20 +198,22 @@ export interface TlsRedis {
 export async function startTlsRedis(users: Record<string, { password: string; prefix: string }>): Promise<TlsRedis> {
   const { dir } = await makeTestCa();
   const file = (name: string) => path.join(dir, name);
-  const port = await freePort();
   const aclFile = file('users.acl');
   fs.writeFileSync(aclFile, ['user default off', ...Object.entries(users).map(([name, { password, prefix }]) => `user ${name} on >${password} ~${prefix}* &${prefix}* +@all -@dangerous +info`), ''].join('\n'));
-  const server = startProcess(`redis-tls-${port}`, 'redis-server', [
-    '--port', '0', '--tls-port', String(port), ...BASE_ARGS, '--dir', dir,
-    '--tls-cert-file', file('server.pem'), '--tls-key-file', file('server.key'), '--tls-ca-cert-file', file('ca.pem'), '--tls-auth-clients', 'no',
-    '--aclfile', aclFile,
-  ]);
+  let port: number;
+  let server: ManagedProcess;
   try {
-    await waitForPort(port);
+    // On a picked port, and again on another when that one was taken.
+    ({ port, started: server } = await startOnFreePort((port) =>
+      redisListening(startProcess(`redis-tls-${port}`, 'redis-server', [
+        '--port', '0', '--tls-port', String(port), ...BASE_ARGS, '--dir', dir,
+        '--tls-cert-file', file('server.pem'), '--tls-key-file', file('server.key'), '--tls-ca-cert-file', file('ca.pem'), '--tls-auth-clients', 'no',
+        '--aclfile', aclFile,
+      ]), port),
+    ));
   } catch (err) {
-    await server.stop();
     fs.rmSync(dir, { recursive: true, force: true });
-    throw new Error(`${(err as Error).message}\n${server.output()}`);
+    throw err;
   }
   return {
     port,
@@ -262,14 +272,19 @@ export interface IdgateReplicas {
  * what a deployment with several idgates behind HAProxy shares.
  */
 export async function startIdgateReplicas(redisEnv: Record<string, string>, count = 2, extraEnv: Record<string, string> = {}): Promise<IdgateReplicas> {
-  const idpPort = await freePort();
-  const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
-  const urls = ports.map((p) => `http://127.0.0.1:${p}`);
-  const issuer = `http://127.0.0.1:${idpPort}`;
+  // Replica 0's origin is the public URL, which the IdP must know before it starts and idgate needs the
+  // IdP's issuer: its port is held listening until the replica is made (holdPort). The others and the IdP
+  // bind port 0.
+  const first = await holdPort();
+  const urls = [`http://127.0.0.1:${first.port}`];
   const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], {
-    env: { ...process.env, IDP_PORT: String(idpPort), IDP_REDIRECT_URIS: `${urls[0]}/_auth/callback`, IDP_POST_LOGOUT_REDIRECT_URIS: `${urls[0]}/_auth/logged-out` },
+    env: { ...process.env, IDP_PORT: '0', IDP_REDIRECT_URIS: `${urls[0]}/_auth/callback`, IDP_POST_LOGOUT_REDIRECT_URIS: `${urls[0]}/_auth/logged-out` },
   });
-  await waitForPort(idpPort);
+  const { issuer } = await waitForReport(idp, idpListening).catch(async (err: unknown) => {
+    await idp.stop();
+    await first.release();
+    throw err;
+  });
   const env = {
     IDGATE_ISSUER: issuer,
     IDGATE_CLIENT_ID: 'idgate',
@@ -282,13 +297,15 @@ export async function startIdgateReplicas(redisEnv: Record<string, string>, coun
   };
   const replicas: InProcessIdgate[] = [];
   try {
-    for (const port of ports) {
+    for (let i = 0; i < count; i++) {
       const replica = await startInProcess(configFrom(env));
-      await new Promise<void>((resolve) => replica.server.listen(port, '127.0.0.1', resolve));
+      if (i === 0) await first.handOver(replica.server);
+      else urls.push(`http://127.0.0.1:${await listenOnAnyPort(replica.server)}`);
       replicas.push(replica);
     }
   } catch (err) {
     stopInProcess();
+    if (replicas.length === 0) await first.release();
     await idp.stop();
     throw err;
   }
@@ -305,12 +322,7 @@ export async function startIdgateReplicas(redisEnv: Record<string, string>, coun
       return res.status;
     },
     async checkAfterRevocation(i, cookie) {
-      const deadline = Date.now() + 2000;
-      for (;;) {
-        const status = await replicaSet.check(i, cookie);
-        if (status !== 200 || Date.now() > deadline) return status;
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      return probeUntil(() => replicaSet.check(i, cookie), (status) => status !== 200, 2000);
     },
     async stop() {
       stopInProcess();

@@ -221,7 +221,7 @@ export function runSessionStoreTests(name: string, makeStore: () => Promise<Stor
       const oidc = {
         refresh: async (session: StoredSession) => {
           grants++;
-          await new Promise((r) => setTimeout(r, 150));
+          await new Promise((r) => setTimeout(r, 150)); // a slow token endpoint: the race under test
           return { ...session, refreshToken: 'r2', accessTokenExpiresAt: now + 300_000, tokensIssuedAt: now + 1 };
         },
       } as unknown as OidcRelyingParty;

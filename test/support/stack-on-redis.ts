@@ -1,9 +1,10 @@
 // The whole stack (stack/stack.ts: the IdP, the sample upstream, the compiled idgate, HAProxy) on either
-// Redis the fault tests run on: the stack's own server (redis/redis.conf, with its AOF), or a Redis Cluster
+// Redis the fault tests run on: one server as the stack runs it (redis/redis.conf, with its AOF), or a Redis Cluster
 // of three primaries keeping an AOF each (redis-topologies.ts). Both give the test the same handles, so
 // that one test body runs on each: describe.each(REDIS_TOPOLOGIES).
 import { Cluster, Redis } from 'ioredis';
-import { freePort } from '../../stack/processes.js';
+import { startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
+import { removeRedisDir, startRedisListening, tempRedisDir } from '../../stack/redis.js';
 import { startStack, type Stack, type StackOptions } from '../../stack/stack.js';
 import type { RedisClient } from '../../service/src/redis.js';
 import { startDelayProxy, type DelayProxy } from './delay-proxy.js';
@@ -37,20 +38,41 @@ export async function startStackOnRedis(topology: RedisTopologyName, options: St
 }
 
 async function onOneServer(options: StackOptions, { delayProxies }: RedisOptions): Promise<StackOnRedis> {
-  const redisPort = options.ports?.redis ?? (await freePort());
-  const proxy: DelayProxy | undefined = delayProxies ? await startDelayProxy(redisPort) : undefined;
-  const stack = await startStack({
-    ...options,
-    ports: { ...options.ports, redis: redisPort },
-    idgateEnv: { ...(proxy ? { IDGATE_REDIS_URL: `redis://127.0.0.1:${proxy.port}` } : {}), ...options.idgateEnv },
-  }).catch(async (err: unknown) => {
+  // The server the stack would start (redis/redis.conf, its AOF in a temp dir), started here so that a
+  // delay proxy can stand between it and idgate: on a picked port, and again on another if that was taken.
+  const dir = tempRedisDir();
+  let redis: ManagedProcess | undefined;
+  let proxy: DelayProxy | undefined;
+  const stopRedis = async () => {
+    await redis?.stop();
+    redis = undefined;
+  };
+  const stopAll = async () => {
+    await stopRedis();
     await proxy?.close();
+    removeRedisDir(dir);
+  };
+  let stack: Stack;
+  let redisPort: number;
+  try {
+    ({ port: redisPort, started: redis } = await startOnFreePort((port) => startRedisListening({ port, dir })));
+    proxy = delayProxies ? await startDelayProxy(redisPort) : undefined;
+    stack = await startStack({
+      ...options,
+      redis: 'external',
+      idgateEnv: { IDGATE_REDIS_URL: `redis://127.0.0.1:${proxy?.port ?? redisPort}`, ...options.idgateEnv },
+    });
+  } catch (err) {
+    await stopAll();
     throw err;
-  });
+  }
   return {
     stack,
-    stopRedis: () => stack.stopRedis(),
-    startRedis: () => stack.startRedis(),
+    stopRedis,
+    // The same port and data dir: the sessions in its AOF come back.
+    startRedis: async () => {
+      redis = await startRedisListening({ port: redisPort, dir });
+    },
     serving: async () => undefined,
     connect: () => new Redis(redisPort),
     setDelay(ms) {
@@ -58,7 +80,7 @@ async function onOneServer(options: StackOptions, { delayProxies }: RedisOptions
     },
     async stop() {
       await stack.stop();
-      await proxy?.close();
+      await stopAll();
     },
   };
 }

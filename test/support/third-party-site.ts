@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
-import { freePort } from '../../stack/processes.js';
+import { listenOnAnyPort } from '../../stack/processes.js';
 
 /**
  * Run as root (as Debian runs HAProxy), the site's config drops privileges into a chroot the way Debian's
@@ -138,8 +138,7 @@ export async function startSiteApps(): Promise<SiteApps> {
       req.resume();
       res.writeHead(200, { 'content-type': 'text/plain' }).end(`${app} ${req.url} user=${String(req.headers['x-auth-user'])}`);
     });
-    ports[app] = await freePort();
-    await new Promise<void>((resolve) => server.listen(ports[app], '127.0.0.1', resolve));
+    ports[app] = await listenOnAnyPort(server);
     servers.push(server);
   }
   return {

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger, type DecisionRecord } from '../../service/src/audit.js';
+import { waitUntil } from '../support/wait.js';
 
 const record = (i: number): DecisionRecord => ({
   request_id: `req-${i}`, decision: 'allow', status: 200, reason: 'ok', rule: 'r', sub: 'alice', user: 'alice', client: null, scheme: 'session',
@@ -21,7 +22,7 @@ const linesOf = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, '
 test('thousands of decision lines, flushed, are all there, whole and in order', async () => {
   const file = path.join(dir, 'audit.log');
   const logger = createLogger({ file });
-  await new Promise((r) => setTimeout(r, 50)); // the file is opened asynchronously
+  await logger.ready(); // the file is opened asynchronously
   for (let i = 0; i < 5000; i++) logger.decision(record(i));
   logger.flush();
   const lines = linesOf(file).map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -35,7 +36,6 @@ test('a single decision line is written within a moment, without a flush', async
   const file = path.join(dir, 'audit.log');
   const logger = createLogger({ file });
   logger.decision(record(1));
-  const deadline = Date.now() + 1000;
-  while (linesOf(file).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await waitUntil(() => linesOf(file).length > 0, 1000);
   expect(linesOf(file).map((l) => (JSON.parse(l) as { request_id: string }).request_id)).toEqual(['req-1']);
 });

@@ -1,8 +1,7 @@
 // The session store's behaviour, once for each implementation: in memory (a clock the test moves) and on a
 // real redis-server (its TTLs shortened as if the time had passed). The suite is test/support/session-store-suite.ts.
 import { Redis } from 'ioredis';
-import { freePort, waitForPort } from '../../stack/processes.js';
-import { startTempRedis } from '../../stack/redis.js';
+import { startFreeTempRedis, type startTempRedis } from '../../stack/redis.js';
 import { RedisSessionStore } from '../../service/src/session/session-store.js';
 import { MemorySessionStore } from '../support/memory-session-store.js';
 import { runSessionStoreTests, SUITE_SETTINGS } from '../support/session-store-suite.js';
@@ -28,9 +27,7 @@ let port = 0;
 let stores = 0;
 
 beforeAll(async () => {
-  port = await freePort();
-  server = startTempRedis(port);
-  await waitForPort(port);
+  ({ port, server } = await startFreeTempRedis());
 }, 30_000);
 
 afterAll(async () => {

@@ -196,7 +196,7 @@ test('a peer that sends but never reads is disconnected; memory stays bounded', 
   const batch = Buffer.concat(Array.from({ length: 2000 }, (_, i) => notify(i + 1, 1, { method: 'GET', pathq: '/', cookie: 'ok' })));
   for (let i = 0; i < 60 && !socket.destroyed; i++) {
     socket.write(batch);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 20)); // a client writing on and never reading: the behaviour under test
   }
   const closedByAgent = await closed;
   socket.destroy(); // when the agent did not: the test fails, and leaves nothing open
