@@ -756,13 +756,14 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
       });
     }
     if (options.profile === 'okta') {
-      // Okta names a missing or bad DPoP proof `invalid_dpop_proof` (oidc-provider: invalid_grant or invalid_request).
+      // A client that requires DPoP asking without a proof: Okta answers invalid_dpop_proof, oidc-provider
+      // invalid_grant (a bad proof is invalid_dpop_proof in both).
       provider.use(async (ctx, next) => {
         await next();
-        const body = ctx.body as { error?: unknown; error_description?: unknown } | undefined;
-        if (ctx.oidc?.route !== 'token' || ctx.status !== 400 || typeof body !== 'object' || body === null) return;
-        if (/DPoP proof/i.test(String(body.error_description ?? ''))) {
-          ctx.body = { error: 'invalid_dpop_proof', error_description: 'The DPoP proof JWT header is missing or invalid.' };
+        const body = ctx.body as { error?: unknown } | undefined;
+        if (ctx.oidc?.route !== 'token' || ctx.status !== 400 || body?.error !== 'invalid_grant') return;
+        if (ctx.oidc.client?.dpopBoundAccessTokens && !ctx.get('dpop')) {
+          ctx.body = { error: 'invalid_dpop_proof', error_description: 'The DPoP proof JWT header is missing.' };
         }
       });
     }
