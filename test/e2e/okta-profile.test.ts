@@ -3,7 +3,8 @@
 // is checked to cope with it. Sign-in without a `groups` scope (groups from userinfo, the ID token thin),
 // Okta's access-token claims (cid, uid, scp) read by the policy, dpop-bot refused without a proof
 // (invalid_dpop_proof), opaque tokens introspected, refresh-token rotation with reuse detection after the
-// grace period (the session then ends: a sign-in, never a 403), and logout.
+// grace period (the session then ends: a sign-in, never a 403), an ID token on refresh only when openid is
+// asked, and logout.
 import crypto from 'node:crypto';
 import signature from 'cookie-signature';
 import { Redis } from 'ioredis';
@@ -57,8 +58,8 @@ async function tokenRequest(client: { id: string; secret: string }, params: Reco
   return { status: res.status, body: (await res.json()) as Record<string, string | undefined> };
 }
 
-function redeem(refreshToken: string) {
-  return tokenRequest(idgateClient, { grant_type: 'refresh_token', refresh_token: refreshToken });
+function redeem(refreshToken: string, scope?: string) {
+  return tokenRequest(idgateClient, { grant_type: 'refresh_token', refresh_token: refreshToken, ...(scope === undefined ? {} : { scope }) });
 }
 
 function callApi(authorization: string, extra: Record<string, string> = {}): Promise<Response> {
@@ -134,7 +135,11 @@ describe('bearer tokens with Okta\'s claims', () => {
     const claims = jose.decodeJwt(body.access_token!);
     expect(claims).toMatchObject({ cid: 'idgate', uid: expect.stringMatching(/^00u\w{17}$/), scp: [machineClient.scope], sub: bob.sub, aud: machineClient.audience });
     expect(claims.client_id).toBeUndefined();
-    expect((await callApi(`Bearer ${body.access_token}`)).status).toBe(200);
+    const res = await callApi(`Bearer ${body.access_token}`);
+    expect(res.status).toBe(200);
+    // idgate names the user by Okta's uid and the app by cid.
+    const { headers } = (await res.json()) as { headers: Record<string, string> };
+    expect(headers).toMatchObject({ 'x-auth-subject': claims.uid, 'x-auth-client': 'idgate', 'x-auth-scopes': machineClient.scope });
   });
 
   test('opaque-bot\'s opaque token is checked by introspection; an unknown one is refused', async () => {
@@ -175,6 +180,17 @@ describe('refresh-token rotation', () => {
     // The old one is spent: past the grace period, redeeming it is reuse.
     await pause(GRACE_S * 1000 + 200);
     expect((await redeem(before)).body.error).toBe('invalid_grant');
+  });
+
+  test('a refresh gets an ID token only when it asks for openid, as idgate does', async () => {
+    const browser = new Browser();
+    await signIn(browser, `${stack.frontUrl}/`, bob.user);
+    const withoutScope = await redeem((await storedSession(browser))!.refreshToken);
+    expect(withoutScope.status).toBe(200);
+    expect(withoutScope.body.id_token).toBeUndefined();
+    const withOpenid = await redeem(withoutScope.body.refresh_token!, 'openid profile email offline_access');
+    expect(withOpenid.status).toBe(200);
+    expect(jose.decodeJwt(withOpenid.body.id_token!)).toMatchObject({ sub: bob.sub });
   });
 
   test('reuse within the grace period succeeds; after it, invalid_grant revokes the grant and idgate sends the user to sign in', async () => {
