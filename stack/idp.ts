@@ -367,6 +367,7 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
         redirect_uris: redirectUris,
         post_logout_redirect_uris: postLogoutRedirectUris,
         // Okta's custom server `default` defines no `groups` scope: asking for it is invalid_scope there and here.
+        // api:read: a user's token for the API (resource api://idgate), a JWT with Okta's uid/cid/scp.
         ...(okta ? { scope: `openid profile email offline_access ${API_SCOPE}` } : {}),
         ...(backchannelLogoutUri
           // session_required: the logout token then carries `sid`, so idgate can end just that session.
