@@ -39,8 +39,9 @@ build: deps
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit
 
+# `make demo IDP=okta`: the local IdP answers the way Okta does (docs/okta.md, "Try it locally").
 demo: build
-	node dist/demo/demo-main.js
+	IDP_PROFILE=$(IDP) node dist/demo/demo-main.js
 
 # The replicated deployment: Redis Sentinel (primary, replica, three sentinels), two idgate, two HAProxy
 # (8080 and 8090); it prints what to try (README, High availability demo).

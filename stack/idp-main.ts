@@ -14,13 +14,15 @@
 //   IDP_ID_TOKEN_TTL               ID token lifetime in seconds (default 3600)
 //   IDP_REFRESH_TOKEN_TTL          refresh token lifetime in seconds (default 86400)
 //   IDP_ID_TOKEN_ON_REFRESH        always (default) or when-openid-asked (Okta's way: only when the refresh asks for openid)
+//   IDP_PROFILE                    demo (default) or okta: answer the way Okta does (stack/idp.ts, IdpOptions.profile)
+//   IDP_REFRESH_REUSE_GRACE        profile okta: seconds a rotated refresh token stays redeemable (0 to 60, default 30)
 //   IDP_GROUPS_FILE                JSON {"<user>": [groups]} read at every answer, replacing those users' groups (tests)
 //
 // Prints `idp listening on <issuer> (port <port bound>)` once it accepts requests. Signals:
 //   SIGTERM, SIGINT  stop and exit 0
 //   SIGUSR1          rotate: sign with a new key, keep publishing the old ones
 //   SIGUSR2          retire: publish only the newest key
-import { startIdp } from './idp.js';
+import { startIdp, type IdpProfile } from './idp.js';
 
 function list(value: string | undefined): string[] {
   return (value ?? '').split(',').map((item) => item.trim()).filter(Boolean);
@@ -38,6 +40,19 @@ function idTokenOnRefresh(value: string | undefined): 'always' | 'when-openid-as
   if (value === undefined || value === '') return undefined;
   if (value === 'always' || value === 'when-openid-asked') return value;
   throw new Error(`IDP_ID_TOKEN_ON_REFRESH must be always or when-openid-asked, got "${value}"`);
+}
+
+function profile(value: string | undefined): IdpProfile | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value === 'demo' || value === 'okta') return value;
+  throw new Error(`IDP_PROFILE must be demo or okta, got "${value}"`);
+}
+
+function graceSeconds(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 0 || parsed > 60) throw new Error(`IDP_REFRESH_REUSE_GRACE must be a whole number of seconds from 0 to 60 (Okta's range), got "${value}"`);
+  return parsed;
 }
 
 async function main(): Promise<void> {
@@ -58,6 +73,8 @@ async function main(): Promise<void> {
     keysFile: process.env.IDP_KEYS_FILE || undefined,
     idTokenOnRefresh: idTokenOnRefresh(process.env.IDP_ID_TOKEN_ON_REFRESH),
     groupsFile: process.env.IDP_GROUPS_FILE || undefined,
+    profile: profile(process.env.IDP_PROFILE),
+    refreshReuseGraceSeconds: graceSeconds(process.env.IDP_REFRESH_REUSE_GRACE),
   });
   console.log(`idp listening on ${idp.issuer} (port ${idp.port})`);
 

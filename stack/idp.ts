@@ -5,7 +5,9 @@
 // Like Okta's org authorization server, the authorization code flow returns a "thin" ID token:
 // profile, email and groups claims come only from the userinfo endpoint (oidc-provider's default
 // `conformIdTokenClaims: true`). idgate has to call userinfo to learn the groups.
-import { randomBytes } from 'node:crypto';
+// The `okta` profile (IdpOptions.profile) goes further, trait by trait, so the demo and the tests meet Okta's
+// claim names, error codes and refresh-token rotation without an Okta org.
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
@@ -66,6 +68,20 @@ export interface IdpOptions {
    */
   idTokenOnRefresh?: 'always' | 'when-openid-asked';
   /**
+   * `demo` (default): the demo IdP as described above. `okta`: it answers the way Okta does where idgate
+   * can tell (`make demo IDP=okta`, IDP_PROFILE=okta): the `groups` scope is not
+   * defined for idgate (asking for it: invalid_scope; groups come with `profile`, from userinfo), JWT access
+   * tokens carry Okta's `cid`, `uid`, `scp` and `ver` instead of client_id and scope, dpop-bot without a proof is
+   * refused with invalid_dpop_proof, refresh tokens rotate with reuse detection after a grace period,
+   * and a refresh returns an ID token only when it asks for openid (unless idTokenOnRefresh says otherwise).
+   */
+  profile?: IdpProfile;
+  /**
+   * Profile okta: seconds a rotated refresh token may still be redeemed (Okta's "grace period for token
+   * rotation", 0 to 60, default 30 there and here). After it, redeeming it revokes the whole grant.
+   */
+  refreshReuseGraceSeconds?: number;
+  /**
    * A JSON file `{"<user>": ["group", ...]}` read at every token and userinfo answer, replacing those
    * users' demo groups: tests change a user's groups while the user is signed in. Default: none.
    */
@@ -73,6 +89,8 @@ export interface IdpOptions {
   /** Where error lines go (failed token requests, back-channel logout failures...). Default `console.error`. */
   log?: (line: string) => void;
 }
+
+export type IdpProfile = 'demo' | 'okta';
 
 export interface RunningIdp {
   /** The issuer identifier, e.g. `http://127.0.0.1:9000`. */
@@ -117,6 +135,13 @@ const GRANT_MEMBER_MODELS = new Set([
  * under a benchmark) and is not shared with other IdPs in the same process.
  */
 class InMemoryStore {
+  /**
+   * Profile okta: a consumed (rotated) refresh token reads as unused for this long after its first use,
+   * so it can be redeemed again (Okta's grace period: two requests racing with one token both succeed).
+   * After it, oidc-provider sees it consumed and revokes the grant (reuse detection). 0: no grace.
+   */
+  refreshReuseGraceMs = 0;
+  private readonly consumedAtByKey = new Map<string, number>();
   private readonly records = new Map<string, { payload: AdapterPayload; expiresAt: number }>();
   private readonly sessionKeyByUid = new Map<string, string>();
   private readonly keyByUserCode = new Map<string, string>();
@@ -138,12 +163,14 @@ class InMemoryStore {
           this.memberKeysByGrantId.set(payload.grantId, members);
         }
       },
-      find: async (id) => this.get(keyOf(id)),
+      find: async (id) => this.withinReuseGrace(keyOf(id), this.get(keyOf(id))),
       findByUid: async (uid) => this.get(this.sessionKeyByUid.get(uid)),
       findByUserCode: async (userCode) => this.get(this.keyByUserCode.get(userCode)),
       consume: async (id) => {
         const payload = this.get(keyOf(id));
         if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+        // The grace period runs from the first use: redeeming it again within it does not extend it.
+        if (payload && !this.consumedAtByKey.has(keyOf(id))) this.consumedAtByKey.set(keyOf(id), Date.now());
       },
       destroy: async (id) => this.delete(keyOf(id)),
       revokeByGrantId: async (grantId) => {
@@ -161,9 +188,17 @@ class InMemoryStore {
 
   clear(): void {
     this.records.clear();
+    this.consumedAtByKey.clear();
     this.sessionKeyByUid.clear();
     this.keyByUserCode.clear();
     this.memberKeysByGrantId.clear();
+  }
+
+  /** A consumed refresh token within its grace period reads as not consumed (a copy: the record keeps the mark). */
+  private withinReuseGrace(key: string, payload: AdapterPayload | undefined): AdapterPayload | undefined {
+    const consumedAt = this.consumedAtByKey.get(key);
+    if (!payload?.consumed || consumedAt === undefined || !key.startsWith('RefreshToken:')) return payload;
+    return Date.now() - consumedAt < this.refreshReuseGraceMs ? { ...payload, consumed: undefined } : payload;
   }
 
   private get(key: string | undefined): AdapterPayload | undefined {
@@ -181,6 +216,7 @@ class InMemoryStore {
     const record = this.records.get(key);
     if (!record) return;
     this.records.delete(key);
+    this.consumedAtByKey.delete(key);
     const { uid, userCode, grantId } = record.payload;
     if (uid && this.sessionKeyByUid.get(uid) === key) this.sessionKeyByUid.delete(uid);
     if (userCode && this.keyByUserCode.get(userCode) === key) this.keyByUserCode.delete(userCode);
@@ -294,6 +330,7 @@ interface ProviderSettings {
   idTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
   groupsFile?: string;
+  profile: IdpProfile;
   /** Issuer path without trailing slash ('' for a bare origin); our interaction pages live under it. */
   mountPath: string;
   signingKeys: JWK[];
@@ -304,8 +341,9 @@ interface ProviderSettings {
 function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModule['errors']): Configuration {
   const {
     clientId, clientSecret, redirectUris, postLogoutRedirectUris, backchannelLogoutUri, peerRedirectUris,
-    accessTokenTtlSeconds, idTokenTtlSeconds, refreshTokenTtlSeconds, mountPath, store,
+    accessTokenTtlSeconds, idTokenTtlSeconds, refreshTokenTtlSeconds, mountPath, store, profile,
   } = settings;
+  const okta = profile === 'okta';
 
   return {
     adapter: (model: string) => store.adapterFor(model),
@@ -328,6 +366,9 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
         response_types: ['code'],
         redirect_uris: redirectUris,
         post_logout_redirect_uris: postLogoutRedirectUris,
+        // Okta's custom server `default` defines no `groups` scope: asking for it is invalid_scope there and here.
+        // api:read: a user's token for the API (resource api://idgate), a JWT with Okta's uid/cid/scp.
+        ...(okta ? { scope: `openid profile email offline_access ${API_SCOPE}` } : {}),
         ...(backchannelLogoutUri
           // session_required: the logout token then carries `sid`, so idgate can end just that session.
           ? { backchannel_logout_uri: backchannelLogoutUri, backchannel_logout_session_required: true }
@@ -382,10 +423,14 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
     scopes: ['openid', 'profile', 'email', 'groups', 'offline_access', API_SCOPE],
     claims: {
       openid: ['sub'],
-      profile: ['name', 'preferred_username'],
+      // Okta: groups come from a groups claim of the authorization server (here: with `profile`), not a scope.
+      profile: okta ? ['name', 'preferred_username', 'groups'] : ['name', 'preferred_username'],
       email: ['email', 'email_verified'],
       groups: ['groups'],
     },
+    ...(okta ? { formats: { customizers: { jwt: oktaAccessTokenClaims } } } : {}),
+    // Okta rotates a web app's refresh token at every use (reuse detection: InMemoryStore.refreshReuseGraceMs).
+    ...(okta ? { rotateRefreshToken: true } : {}),
     // Left at its default (true) on purpose: the code flow's ID token carries no profile/email/groups
     // claims, like Okta's org authorization server; they come from userinfo.
     conformIdTokenClaims: true,
@@ -484,6 +529,28 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
         .join('\n'));
     },
   };
+}
+
+/**
+ * Okta's JWT access token claims (profile okta): `cid` (the client), `scp` (a list), `ver`, and for a user's
+ * token `uid` (Okta's user id, 00u...) beside `sub`; no RFC 9068 `client_id` or `scope`, so idgate must read
+ * Okta's names.
+ */
+function oktaAccessTokenClaims(_ctx: unknown, token: object, jwt: { payload: Record<string, unknown> }): void {
+  const accountId = (token as { accountId?: unknown }).accountId;
+  const { client_id: cid, scope, ...rest } = jwt.payload;
+  jwt.payload = {
+    ver: 1,
+    ...rest,
+    cid,
+    scp: typeof scope === 'string' ? scope.split(' ').filter(Boolean) : [],
+    ...(typeof accountId === 'string' ? { uid: oktaUserId(accountId) } : {}),
+  };
+}
+
+/** A stable Okta-looking user id for a demo account: 00u and 17 more characters. */
+export function oktaUserId(accountId: string): string {
+  return `00u${createHash('sha256').update(accountId).digest('hex').slice(0, 17)}`;
 }
 
 /** The groups `file` gives `user`, as claims to merge; nothing when there is no file or it names no such user. */
@@ -644,6 +711,8 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
   const issuer = options.issuer ?? `http://127.0.0.1:${port}`;
   mountPath = new URL(issuer).pathname.replace(/\/+$/, '');
   const store = new InMemoryStore();
+  if (options.profile === 'okta') store.refreshReuseGraceMs = (options.refreshReuseGraceSeconds ?? 30) * 1000;
+  const idTokenOnRefresh = options.idTokenOnRefresh ?? (options.profile === 'okta' ? 'when-openid-asked' : 'always');
   const settings: ProviderSettings = {
     clientId: options.clientId ?? 'idgate',
     clientSecret: options.clientSecret ?? 'idgate-secret',
@@ -652,6 +721,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     backchannelLogoutUri: options.backchannelLogoutUri,
     peerRedirectUris: options.peerRedirectUris ?? [],
     groupsFile: options.groupsFile,
+    profile: options.profile ?? 'demo',
     accessTokenTtlSeconds: options.accessTokenTtlSeconds ?? 3600,
     idTokenTtlSeconds: options.idTokenTtlSeconds ?? 3600,
     refreshTokenTtlSeconds: options.refreshTokenTtlSeconds ?? 86_400,
@@ -677,13 +747,25 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     provider.on('revocation.error', logError('revocation.error'));
     provider.on('backchannel.error', (_ctx: unknown, error: Error, client: { clientId: string }) =>
       log(`idp back-channel logout to ${client.clientId} failed: ${error.message}`));
-    if (options.idTokenOnRefresh === 'when-openid-asked') {
+    if (idTokenOnRefresh === 'when-openid-asked') {
       // Like Okta: a refresh that does not ask for openid gets no ID token.
       provider.use(async (ctx, next) => {
         await next();
         const params = ctx.oidc?.params as { grant_type?: unknown; scope?: unknown } | undefined;
         if (ctx.oidc?.route !== 'token' || params?.grant_type !== 'refresh_token' || typeof ctx.body !== 'object' || ctx.body === null) return;
         if (!String(params.scope ?? '').split(' ').includes('openid')) delete (ctx.body as { id_token?: unknown }).id_token;
+      });
+    }
+    if (options.profile === 'okta') {
+      // A client that requires DPoP asking without a proof: Okta answers invalid_dpop_proof, oidc-provider
+      // invalid_grant (a bad proof is invalid_dpop_proof in both).
+      provider.use(async (ctx, next) => {
+        await next();
+        const body = ctx.body as { error?: unknown } | undefined;
+        if (ctx.oidc?.route !== 'token' || ctx.status !== 400 || body?.error !== 'invalid_grant') return;
+        if (ctx.oidc.client?.dpopBoundAccessTokens && !ctx.get('dpop')) {
+          ctx.body = { error: 'invalid_dpop_proof', error_description: 'The DPoP proof JWT header is missing.' };
+        }
       });
     }
     return { provider, handleRequest: provider.callback() };

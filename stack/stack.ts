@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startHaproxy } from './haproxy.js';
+import type { IdpProfile } from './idp.js';
 import { freePort, idpListening, loggedPort, REPO_ROOT, startOnFreePort, startProcess, upstreamListening, waitForFileReport, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
 import { removeRedisDir, startRedisListening, tempRedisDir } from './redis.js';
 import { startSentinelSet, type SentinelSet } from './redis-sentinel.js';
@@ -50,6 +51,12 @@ export interface StackOptions {
   idpEnv?: Record<string, string>;
   /** Told the port the IdP bound, before any idgate starts (a test's proxy in front of it, named by IDP_ISSUER). */
   onIdpPort?: (port: number) => void;
+  /**
+   * How the local IdP answers: demo (default) or okta (`make demo IDP=okta`, stack/idp.ts IdpOptions.profile).
+   * okta also sets idgate up the way docs/okta.md does: no `groups` scope (the groups claim comes from
+   * userinfo), and bearer tokens checked locally (JWTs) or by introspection (opaque-bot's opaque tokens).
+   */
+  idpProfile?: IdpProfile;
   /**
    * Start each replica's SPOE agent on ports.spoe (default true: IDGATE_SPOE_LISTEN set per replica);
    * false leaves IDGATE_SPOE_LISTEN unset, idgate's default: no agent.
@@ -173,6 +180,7 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
     // needs a sign-in is signed in at A and sent back to B, whose host must be an allowed return host. The
     // IdP needs no callback for B. The session cookie is for 127.0.0.1, whatever the port: B sees it too.
     ...(ports.frontB === undefined ? {} : { IDGATE_ALLOWED_REDIRECT_HOSTS: `127.0.0.1:${ports.frontB}` }),
+    ...(options.idpProfile === 'okta' ? { IDGATE_SCOPES: 'openid profile email offline_access' } : {}),
     ...options.idgateEnv,
   };
 
@@ -239,6 +247,7 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
           IDP_POST_LOGOUT_REDIRECT_URIS: `${frontUrl}/_auth/logged-out`,
           IDP_BACKCHANNEL_LOGOUT_URI: `${frontUrl}/_auth/backchannel-logout`,
           IDP_KEYS_FILE: keysFile,
+          ...(options.idpProfile === undefined ? {} : { IDP_PROFILE: options.idpProfile }),
           ...options.idpEnv,
         },
         echo,
@@ -287,6 +296,10 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
     }
     // A caller's idgateEnv wins, as it does for every setting.
     env.IDGATE_ISSUER = options.idgateEnv?.IDGATE_ISSUER ?? issuer;
+    // Okta: JWTs from a custom server, opaque tokens from the org server; here one issuer serves both.
+    if (options.idpProfile === 'okta' && options.idgateEnv?.IDGATE_BEARER_ISSUERS === undefined) {
+      env.IDGATE_BEARER_ISSUERS = JSON.stringify([{ issuer, audiences: ['api://idgate'], jwt: true, introspection: true }]);
+    }
     // A caller's idgateEnv wins over the set's settings.
     for (const [name, value] of Object.entries(sentinel?.env ?? {})) env[name] ??= value;
     for (let i = 0; i < ports.idgate.length; i++) await startIdgate(i);

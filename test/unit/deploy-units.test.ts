@@ -123,7 +123,7 @@ describe('deploy/idgate.env.example', () => {
 
   test('lacks only the two secrets, and is a valid configuration once they are filled in', () => {
     const env = asShellReadsIt();
-    expect(env.IDGATE_SCOPES).toBe('openid profile email groups');
+    expect(env.IDGATE_SCOPES).toBe('openid profile email offline_access');
     expect(loadConfig(env).problems.map((p) => p.split(':')[0])).toEqual(['IDGATE_CLIENT_SECRET', 'IDGATE_COOKIE_SECRETS']);
     const filled = { ...env, IDGATE_CLIENT_SECRET: 'the-client-secret', IDGATE_COOKIE_SECRETS: 'c'.repeat(48) };
     expect(loadConfig(filled).problems).toEqual([]);
