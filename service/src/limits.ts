@@ -100,9 +100,16 @@ export const REDIS_RETRY_MAX_MS = 2000;
 export const REDIS_TOPOLOGY_TIMEOUT_MS = 2000;
 /**
  * Finding a Sentinel-managed primary asks every sentinel and takes the newest configuration: a sentinel
- * this much slower than the first to answer is not waited for (a stalled one must not hold reconnections up).
+ * this much slower than the first to answer is not waited for (a stalled one must not hold reconnections up;
+ * under load, TLS handshakes to three sentinels differ by hundreds of milliseconds).
  */
-export const SENTINEL_STRAGGLER_MS = 300;
+export const SENTINEL_STRAGGLER_MS = 1000;
+/**
+ * After a +switch-master, a connection that reaches another node than the primary announced reconnects, for
+ * this long: longer than the old primary takes to be demoted (10 to 20 s), short enough that a switch missed
+ * since cannot keep idgate off Redis for long.
+ */
+export const PRIMARY_SWITCH_TRUST_MS = 30_000;
 /** Cluster: after a failover or CLUSTERDOWN, ask again soon rather than answer from a stale slot map. */
 export const REDIS_CLUSTER_RETRY_DELAY_MS = 100;
 
