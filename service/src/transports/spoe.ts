@@ -7,7 +7,7 @@
 // Parsing is defensive: a frame larger than the negotiated size, a bad varint, a truncated field or an
 // unknown frame type closes that connection with an AGENT-DISCONNECT status; other connections go on.
 import net from 'node:net';
-import { clientAddressOf, spoeVariablesOf, type CheckInput, type CheckOutcome } from './check-wire.js';
+import { clientAddressOf, spoeIdentityVariablesOf, spoeVariablesAroundIdentity, spoeVariablesOf, type CheckInput, type CheckOutcome, type WireIdentity } from './check-wire.js';
 import type { AddressMatcher } from '../net.js';
 import { FINISH_BOUND_MS, SPOE_CLOSE_GRACE_MS, SPOE_HELLO_TIMEOUT_MS, SPOE_IDLE_TIMEOUT_MS, SPOE_MAX_FRAME_SIZE as MAX_FRAME_SIZE, SPOE_MAX_UNREAD_BYTES as MAX_UNREAD_BYTES, SPOE_WARNING_KEYS, SPOE_WARNING_WINDOW_MS } from '../limits.js';
 
@@ -95,12 +95,33 @@ function writeVarint(buf: Buffer, at: number, value: number): number {
 
 /**
  * A whole ACK frame setting `vars`, written into one buffer sized up front (the hot path: one
- * allocation per answer). Strings are typed STRING, numbers UINT32.
+ * allocation per answer). Strings are typed STRING, numbers UINT32. With `encoded` and `after`: the
+ * actions of `vars`, then `encoded` (actions encoded before, by `encodeActions`), then those of `after`.
  */
-export function encodeAck(streamId: number, frameId: number, vars: Readonly<Record<string, string | number>>): Buffer {
-  const names = Object.keys(vars);
-  let size = 1 + 4 + varintLength(streamId) + varintLength(frameId);
-  for (const name of names) {
+export function encodeAck(streamId: number, frameId: number, vars: Readonly<Record<string, string | number>>, encoded?: Buffer, after?: Readonly<Record<string, string | number>>): Buffer {
+  const size = 1 + 4 + varintLength(streamId) + varintLength(frameId) + actionsSize(vars) + (encoded?.length ?? 0) + (after ? actionsSize(after) : 0);
+  const buf = Buffer.allocUnsafe(4 + size);
+  buf.writeUInt32BE(size, 0);
+  buf[4] = FRAME.ACK;
+  buf.writeUInt32BE(FLAG_FIN, 5);
+  let at = writeVarint(buf, 9, streamId);
+  at = writeVarint(buf, at, frameId);
+  at = writeActions(buf, at, vars);
+  if (encoded) at += encoded.copy(buf, at);
+  if (after) writeActions(buf, at, after);
+  return buf;
+}
+
+/** SET-VAR actions (scope txn) for `vars`, alone: a piece of ACK payload for `encodeAck` to splice in. */
+export function encodeActions(vars: Readonly<Record<string, string | number>>): Buffer {
+  const buf = Buffer.allocUnsafe(actionsSize(vars));
+  writeActions(buf, 0, vars);
+  return buf;
+}
+
+function actionsSize(vars: Readonly<Record<string, string | number>>): number {
+  let size = 0;
+  for (const name in vars) {
     const value = vars[name]!;
     const nameLength = Buffer.byteLength(name);
     size += 3 + varintLength(nameLength) + nameLength + 1;
@@ -110,13 +131,11 @@ export function encodeAck(streamId: number, frameId: number, vars: Readonly<Reco
       size += varintLength(length) + length;
     }
   }
-  const buf = Buffer.allocUnsafe(4 + size);
-  buf.writeUInt32BE(size, 0);
-  buf[4] = FRAME.ACK;
-  buf.writeUInt32BE(FLAG_FIN, 5);
-  let at = writeVarint(buf, 9, streamId);
-  at = writeVarint(buf, at, frameId);
-  for (const name of names) {
+  return size;
+}
+
+function writeActions(buf: Buffer, at: number, vars: Readonly<Record<string, string | number>>): number {
+  for (const name in vars) {
     const value = vars[name]!;
     buf[at++] = ACTION_SET_VAR;
     buf[at++] = 3;
@@ -132,7 +151,26 @@ export function encodeAck(streamId: number, frameId: number, vars: Readonly<Reco
       at += buf.write(value, at, 'utf8');
     }
   }
-  return buf;
+  return at;
+}
+
+/** Per WireIdentity object (check.ts reuses one while the identity, policy, rule and backend stay): its SET-VAR actions. */
+const identityActions = new WeakMap<WireIdentity, Buffer>();
+
+/**
+ * The ACK answering a check with `outcome`: the bytes of encodeAck(spoeVariablesOf(outcome)). An allow's
+ * identity variables are encoded once per WireIdentity object; only the frame's ids and the variables of
+ * this request (status, request id, path, cookies) are written per answer.
+ */
+export function encodeAnswer(streamId: number, frameId: number, outcome: CheckOutcome): Buffer {
+  const parts = spoeVariablesAroundIdentity(outcome);
+  if (parts === undefined) return encodeAck(streamId, frameId, spoeVariablesOf(outcome));
+  let encoded = identityActions.get(parts.identity);
+  if (encoded === undefined) {
+    encoded = encodeActions(spoeIdentityVariablesOf(parts.identity));
+    identityActions.set(parts.identity, encoded);
+  }
+  return encodeAck(streamId, frameId, parts.before, encoded, parts.after);
 }
 
 // ---- decoding -------------------------------------------------------------------------------------
@@ -520,10 +558,10 @@ export function createSpoeAgent(options: SpoeAgentOptions): SpoeAgent {
         (outcome) => {
           inFlight--;
           if (closing || socket.destroyed) return;
-          const vars = spoeVariablesOf(outcome);
-          let ack = encodeAck(streamId, frameId, vars);
+          let ack = encodeAnswer(streamId, frameId, outcome);
           if (ack.length - 4 > splitter.limit) {
             // Too much to set (a huge body): keep the decision, drop the page.
+            const vars = spoeVariablesOf(outcome);
             delete vars.body;
             ack = encodeAck(streamId, frameId, vars);
           }
