@@ -263,6 +263,20 @@ function printable(value: string | undefined, max: number): string | null {
 /** Accept puts text/html (or XHTML) at least as high as any other specific type: a browser navigating. */
 export function prefersHtml(accept: string | undefined): boolean {
   if (!accept) return false;
+  // A few browsers and clients send a few Accept values, over and over: each is read once (bounded).
+  const known = acceptsRead.get(accept);
+  if (known !== undefined) return known;
+  const answer = readAccept(accept);
+  if (accept.length <= 512) {
+    if (acceptsRead.size >= 256) acceptsRead.clear();
+    acceptsRead.set(accept, answer);
+  }
+  return answer;
+}
+
+const acceptsRead = new Map<string, boolean>();
+
+function readAccept(accept: string): boolean {
   let html = 0;
   let other = 0;
   for (const part of accept.split(',')) {

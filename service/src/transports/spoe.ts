@@ -123,8 +123,7 @@ function actionsSize(vars: Readonly<Record<string, string | number>>): number {
   let size = 0;
   for (const name in vars) {
     const value = vars[name]!;
-    const nameLength = Buffer.byteLength(name);
-    size += 3 + varintLength(nameLength) + nameLength + 1;
+    size += actionHead(name).length + 1;
     if (typeof value === 'number') size += varintLength(value);
     else {
       const length = Buffer.byteLength(value);
@@ -137,11 +136,9 @@ function actionsSize(vars: Readonly<Record<string, string | number>>): number {
 function writeActions(buf: Buffer, at: number, vars: Readonly<Record<string, string | number>>): number {
   for (const name in vars) {
     const value = vars[name]!;
-    buf[at++] = ACTION_SET_VAR;
-    buf[at++] = 3;
-    buf[at++] = SCOPE_TXN;
-    at = writeVarint(buf, at, Buffer.byteLength(name));
-    at += buf.write(name, at, 'utf8');
+    const head = actionHead(name);
+    buf.set(head, at);
+    at += head.length;
     if (typeof value === 'number') {
       buf[at++] = TYPE.UINT32;
       at = writeVarint(buf, at, value);
@@ -152,6 +149,24 @@ function writeActions(buf: Buffer, at: number, vars: Readonly<Record<string, str
     }
   }
   return at;
+}
+
+/** SET-VAR's bytes up to the value: action, argument count, scope, the name. Encoded once per name. */
+const actionHeads = new Map<string, Buffer>();
+
+function actionHead(name: string): Buffer {
+  let head = actionHeads.get(name);
+  if (head === undefined) {
+    const nameLength = Buffer.byteLength(name);
+    head = Buffer.allocUnsafe(3 + varintLength(nameLength) + nameLength);
+    head[0] = ACTION_SET_VAR;
+    head[1] = 3;
+    head[2] = SCOPE_TXN;
+    head.write(name, writeVarint(head, 3, nameLength), 'utf8');
+    // The agent sets a few dozen names at most; others (none today) are encoded each time.
+    if (actionHeads.size < 64) actionHeads.set(name, head);
+  }
+  return head;
 }
 
 /** Per WireIdentity object (check.ts reuses one while the identity, policy, rule and backend stay): its SET-VAR actions. */
@@ -174,6 +189,10 @@ export function encodeAnswer(streamId: number, frameId: number, outcome: CheckOu
 }
 
 // ---- decoding -------------------------------------------------------------------------------------
+
+/** Names read before (Reader.name), by a hash of their bytes: 1024 slots, so a peer cannot make it grow. */
+const knownNames: (string | undefined)[] = new Array<string | undefined>(1024).fill(undefined);
+const MAX_KNOWN_NAME = 64;
 
 /** A cursor over one frame's bytes; every read checks its bounds. */
 export class Reader {
@@ -219,6 +238,35 @@ export class Reader {
     return this.buf.toString('utf8', start, this.offset);
   }
 
+  /**
+   * A name (of a message, an argument, a hello item): what `string` reads, but the few names HAProxy
+   * sends over and over come back as the same strings, compared byte by byte, without decoding them.
+   */
+  name(): string {
+    const length = this.varint();
+    if (length > this.buf.length - this.offset) throw new SpopError(STATUS.INVALID, 'field longer than the frame');
+    const start = this.offset;
+    this.offset += length;
+    if (length === 0 || length > MAX_KNOWN_NAME) return this.buf.toString('utf8', start, this.offset);
+    let hash = length;
+    for (let i = start; i < this.offset; i++) hash = (hash * 31 + this.buf[i]!) & 0x3ff;
+    const known = knownNames[hash];
+    if (known !== undefined && known.length === length) {
+      let same = true;
+      for (let i = 0; i < length; i++) {
+        if (known.charCodeAt(i) !== this.buf[start + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return known;
+    }
+    const name = this.buf.toString('utf8', start, this.offset);
+    // Only ASCII names are kept (a char code is then its byte); one per slot, the latest.
+    if (/^[\x20-\x7e]+$/.test(name)) knownNames[hash] = name;
+    return name;
+  }
+
   typed(): Value {
     const head = this.byte();
     switch (head & 0x0f) {
@@ -251,7 +299,7 @@ export class Reader {
   kvList(): Record<string, Value> {
     const out: Record<string, Value> = {};
     while (!this.done) {
-      const name = this.string();
+      const name = this.name();
       out[name] = this.typed();
     }
     return out;
@@ -279,11 +327,11 @@ export function decodeFrame(frame: Buffer): Frame {
 export function decodeMessages(payload: Reader): Map<string, Record<string, Value>> {
   const messages = new Map<string, Record<string, Value>>();
   while (!payload.done) {
-    const name = payload.string();
+    const name = payload.name();
     const count = payload.byte();
     const args: Record<string, Value> = {};
     for (let i = 0; i < count; i++) {
-      const key = payload.string();
+      const key = payload.name();
       args[key] = payload.typed();
     }
     messages.set(name, args);
