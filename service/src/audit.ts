@@ -71,6 +71,11 @@ export function decisionLine(r: DecisionRecord, timeField: string): string {
   return `{"level":"info"${timeField},"event":"decision","request_id":${jsonText(r.request_id)},"decision":${jsonText(r.decision)},"status":${jsonNumber(r.status)},"reason":${jsonText(r.reason)},"rule":${jsonText(r.rule)},"sub":${jsonText(r.sub)},"user":${jsonText(r.user)},"client":${jsonText(r.client)},"method":${jsonText(r.method)},"host":${jsonText(r.host)},"path":${jsonText(r.path)},"client_ip":${jsonText(r.client_ip)},"latency_ms":${jsonNumber(r.latency_ms)}}\n`;
 }
 
+/** The fields decisionLine writes, in its order. A field added to DecisionRecord and not here fails the typecheck. */
+export const DECISION_LINE_FIELDS = ['request_id', 'decision', 'status', 'reason', 'rule', 'sub', 'user', 'client', 'method', 'host', 'path', 'client_ip', 'latency_ms'] as const;
+const everyFieldWritten: Exclude<keyof DecisionRecord, (typeof DECISION_LINE_FIELDS)[number]> extends never ? true : never = true;
+void everyFieldWritten;
+
 /** Printable ASCII without `"` and `\`: JSON as it stands between quotes. */
 const PLAIN_JSON_TEXT = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import { createLogger, decisionLine, type DecisionRecord } from '../../service/src/audit.js';
+import { createLogger, DECISION_LINE_FIELDS, decisionLine, type DecisionRecord } from '../../service/src/audit.js';
 
 const record = (i: number): DecisionRecord => ({
   request_id: `req-${i}`, decision: 'allow', status: 200, reason: 'ok', rule: 'r', sub: 'alice', user: 'alice', client: null,
@@ -68,6 +68,7 @@ describe('a decision line is written from a template', () => {
         expect(line.slice(0, -1)).not.toMatch(/[\n\r\u2028\u2029]/);
         expect(JSON.parse(line)).toEqual({ level: 'info', time: '2026-11-29T16:00:00.000Z', event: 'decision', ...r, status: asJson(r.status), latency_ms: asJson(r.latency_ms) });
         expect(Object.keys(JSON.parse(line) as object)).toEqual(['level', 'time', 'event', ...Object.keys(r)]);
+        expect(Object.keys(r)).toEqual([...DECISION_LINE_FIELDS]);
       }),
       { numRuns: 2000 },
     );
