@@ -63,6 +63,36 @@ function timestamp(): string {
   return lastTime;
 }
 
+/**
+ * A decision line: `{"level":"info","time":…,"event":"decision",` then the record's fields in
+ * DecisionRecord's order, and a newline. Written from a template (one JSON.stringify of the whole record
+ * cost more than the rest of the line): a string of printable ASCII other than `"` and `\` (nearly every
+ * value: ids, methods, hosts, paths, rule names) is its JSON as it is; any other goes through
+ * JSON.stringify, and U+2028/U+2029, which JSON leaves raw, are escaped too, so that the line is one line
+ * to any reader. test/unit/audit-writer.test.ts holds it to JSON.parse with random strings.
+ */
+export function decisionLine(r: DecisionRecord, timeField: string): string {
+  return `{"level":"info"${timeField},"event":"decision","request_id":${jsonText(r.request_id)},"decision":${jsonText(r.decision)},"status":${jsonNumber(r.status)},"reason":${jsonText(r.reason)},"rule":${jsonText(r.rule)},"sub":${jsonText(r.sub)},"user":${jsonText(r.user)},"client":${jsonText(r.client)},"scheme":${jsonText(r.scheme)},"method":${jsonText(r.method)},"host":${jsonText(r.host)},"path":${jsonText(r.path)},"client_ip":${jsonText(r.client_ip)},"latency_ms":${jsonNumber(r.latency_ms)}}\n`;
+}
+
+/** The fields decisionLine writes, in its order. A field added to DecisionRecord and not here fails the typecheck. */
+export const DECISION_LINE_FIELDS = ['request_id', 'decision', 'status', 'reason', 'rule', 'sub', 'user', 'client', 'scheme', 'method', 'host', 'path', 'client_ip', 'latency_ms'] as const;
+const everyFieldWritten: Exclude<keyof DecisionRecord, (typeof DECISION_LINE_FIELDS)[number]> extends never ? true : never = true;
+void everyFieldWritten;
+
+/** Printable ASCII without `"` and `\`: JSON as it stands between quotes. */
+const PLAIN_JSON_TEXT = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+function jsonText(value: string | null): string {
+  if (value === null) return 'null';
+  if (PLAIN_JSON_TEXT.test(value)) return `"${value}"`;
+  return JSON.stringify(value).replace(/[\u2028\u2029]/g, (c) => (c === '\u2028' ? '\\u2028' : '\\u2029'));
+}
+
+function jsonNumber(value: number): string {
+  return Number.isFinite(value) ? String(value) : 'null';
+}
+
 export function createLogger(options: LoggerOptions | ((line: string) => void) = {}): Logger {
   const opts = typeof options === 'function' ? { write: options } : options;
   const destination = opts.write
@@ -93,12 +123,12 @@ export function createLogger(options: LoggerOptions | ((line: string) => void) =
   };
   const logger = pino({ ...settings, redact: { paths: REDACT, censor: '[redacted]' } }, destination);
   // Decision lines, one per check, are the hot path: built from DecisionRecord alone (nothing to
-  // redact) with one JSON.stringify, in the very shape pino gives the other lines.
+  // redact) by `decisionLine`, in the very shape pino gives the other lines.
   const decisions = logger.isLevelEnabled('info');
   return {
     decision(record) {
       if (!decisions) return;
-      const line = `{"level":"info"${timestamp()},"event":"decision",${JSON.stringify(record).slice(1)}\n`;
+      const line = decisionLine(record, timestamp());
       if (!batched) return void destination.write(line);
       pending.push(line);
       pendingChars += line.length;

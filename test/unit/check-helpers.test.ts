@@ -14,6 +14,17 @@ describe('prefersHtml', () => {
     ['text/html', true],
   ])('%s → %s', (accept, expected) => {
     expect(prefersHtml(accept)).toBe(expected);
+    // Read again (now remembered): the same answer.
+    expect(prefersHtml(accept)).toBe(expected);
+  });
+
+  test('the answers remembered stay right as many other Accept values come and go', () => {
+    for (let i = 0; i < 600; i++) {
+      expect(prefersHtml(`text/html;q=0.${(i % 9) + 1}, application/x-${i}`)).toBe(false);
+      expect(prefersHtml(`application/x-${i};q=0.1, text/html`)).toBe(true);
+      expect(prefersHtml('text/html')).toBe(true);
+      expect(prefersHtml('application/json')).toBe(false);
+    }
   });
 });
 

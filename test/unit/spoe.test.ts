@@ -30,6 +30,32 @@ describe('varint (peers encoding)', () => {
   });
 });
 
+describe('names (of messages, arguments and hello items)', () => {
+  test('read as a string reads them, whatever the bytes, the first time and every later time', () => {
+    // Bytes of names seen before (the remembered ones), of look-alikes (same length, one byte off) and
+    // of anything else: non-ASCII, invalid UTF-8, control characters.
+    const names = fc.oneof(
+      fc.constantFrom('idgate-check', 'method', 'pathq', 'host', 'cookie', 'methoe', 'Method', 'id', 'di').map((n) => Buffer.from(n)),
+      fc.uint8Array({ maxLength: 80 }).map((b) => Buffer.from(b)),
+      fc.string({ maxLength: 70 }).map((n) => Buffer.from(n)),
+    );
+    fc.assert(
+      fc.property(fc.array(names, { minLength: 1, maxLength: 20 }), (list) => {
+        const bytes = Buffer.concat(list.flatMap((n) => [encodeVarint(n.length), n]));
+        const byName = new Reader(bytes);
+        const byString = new Reader(bytes);
+        for (let i = 0; i < list.length; i++) expect(byName.name()).toBe(byString.string());
+        expect(byName.offset).toBe(bytes.length);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('a name longer than its frame is refused', () => {
+    expect(() => new Reader(Buffer.from([5, 0x61, 0x62])).name()).toThrow(SpopError);
+  });
+});
+
 describe('ACK frames', () => {
   const vars = fc.dictionary(
     fc.string({ minLength: 1, maxLength: 300 }),

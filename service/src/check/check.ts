@@ -54,7 +54,8 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
   const facts = readRequestFacts(request, config);
   if ('problem' in facts) return refuseRequest(deps, request, facts, started);
 
-  const rule = matchRule(deps.policy(), facts);
+  const policy = deps.policy();
+  const rule = matchRule(policy, facts);
 
   let identity: Identity | undefined;
   let problem: CredentialProblem | undefined;
@@ -74,7 +75,7 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
   }
 
   const decision = decide(facts, rule, identity, problem);
-  const outcome = outcomeFor(decision, problem, facts, identity, loginUrl, config);
+  const outcome = outcomeFor(decision, problem, facts, identity, loginUrl, config, policy);
   audit(deps, facts, decision, reasonCode(decision, problem), identity, started, scheme);
   // A renewed session's cookie goes back with whatever the answer is (HAProxy passes every Set-Cookie on).
   if (setCookie) outcome.setCookie = setCookie;
@@ -284,6 +285,20 @@ function printable(value: string | undefined, max: number): string | null {
 /** Accept puts text/html (or XHTML) at least as high as any other specific type: a browser navigating. */
 export function prefersHtml(accept: string | undefined): boolean {
   if (!accept) return false;
+  // A few browsers and clients send a few Accept values, over and over: each is read once (bounded).
+  const known = acceptsRead.get(accept);
+  if (known !== undefined) return known;
+  const answer = readAccept(accept);
+  if (accept.length <= 512) {
+    if (acceptsRead.size >= 256) acceptsRead.clear();
+    acceptsRead.set(accept, answer);
+  }
+  return answer;
+}
+
+const acceptsRead = new Map<string, boolean>();
+
+function readAccept(accept: string): boolean {
   let html = 0;
   let other = 0;
   for (const part of accept.split(',')) {
@@ -304,12 +319,12 @@ export function prefersHtml(accept: string | undefined): boolean {
 
 type Outcome = ReturnType<typeof checkOutcome>;
 
-function outcomeFor(decision: Decision, problem: CredentialProblem | undefined, facts: RequestFacts, identity: Identity | undefined, loginUrl: string, config: Config): Outcome {
+function outcomeFor(decision: Decision, problem: CredentialProblem | undefined, facts: RequestFacts, identity: Identity | undefined, loginUrl: string, config: Config, policy: Policy): Outcome {
   switch (decision.outcome) {
     case 'public':
       return checkOutcome('public', 200, decision.reason, { requestId: facts.requestId });
     case 'allow':
-      return checkOutcome('allow', 200, decision.reason, { identity: identityFields(identity!, decision.backend), requestId: facts.requestId });
+      return checkOutcome('allow', 200, decision.reason, { identity: reusedIdentityFields(identity!, decision, policy), requestId: facts.requestId });
     case 'login': {
       const here = `${facts.proto}://${facts.host}`;
       const returnTo = here === config.publicUrl.origin ? facts.uri : here + facts.uri;
@@ -362,6 +377,26 @@ export function identityFields(identity: Identity, backend: string | undefined):
     client: identity.clientId ? headerSafe(identity.clientId) : undefined,
     backend: backend ? headerSafe(backend) : undefined,
   };
+}
+
+/**
+ * The identity values of the last allow for each identity object, with what they were rendered for.
+ * An identity object stands for one verified state: the session cache hands out the same object for as
+ * long as its entry lives (a revocation drops the entry, a renewal or a re-read from Redis makes a new
+ * object), and the bearer verifier the same object per token until the token's cache entry ends (a
+ * change of the issuer's keys empties that cache). Keyed further on the policy object (a reload makes
+ * a new one), the rule and the backend, the values are the same answer every time: one frozen object,
+ * which the transports render once (check-wire.ts, spoe.ts) and splice the request's own values into.
+ */
+const lastIdentityFields = new WeakMap<Identity, { readonly policy: Policy; readonly rule: string; readonly backend: string | undefined; readonly fields: WireIdentity }>();
+
+/** identityFields, the same frozen object again for the same identity, policy, rule and backend. */
+export function reusedIdentityFields(identity: Identity, decision: { readonly rule: string; readonly backend: string | undefined }, policy: Policy): WireIdentity {
+  const last = lastIdentityFields.get(identity);
+  if (last !== undefined && last.policy === policy && last.rule === decision.rule && last.backend === decision.backend) return last.fields;
+  const fields = Object.freeze(identityFields(identity, decision.backend));
+  lastIdentityFields.set(identity, { policy, rule: decision.rule, backend: decision.backend, fields });
+  return fields;
 }
 
 /** A denied caller: only the name, for HAProxy's log line. */

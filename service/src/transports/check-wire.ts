@@ -218,11 +218,91 @@ export function httpHeadersOf(outcome: CheckOutcome): Record<string, string> {
 /** The SPOE variables for an outcome (set in scope txn; HAProxy adds the `idgate.` prefix). */
 export function spoeVariablesOf(outcome: CheckOutcome): Record<string, string | number> {
   const vars: Record<string, string | number> = { status: outcome.status };
-  for (const f of VARIABLE_FIELDS) {
+  addVariables(vars, VARIABLE_FIELDS, outcome);
+  return vars;
+}
+
+function addVariables(vars: Record<string, string | number>, fields: readonly OutcomeField[], outcome: CheckOutcome): Record<string, string | number> {
+  for (const f of fields) {
     const value = f.value(outcome);
     if (value !== undefined && value !== '') vars[f.variable!] = f.flag ? 1 : value;
   }
   return vars;
+}
+
+// ---- an allow's answer, rendered around its identity ----------------------------------------------
+// An allow for the same identity, policy, rule and backend carries the very same WireIdentity object
+// (check.ts `reusedIdentityFields`): its headers and variables are rendered once per object, and only
+// the fields that differ per request (request id, path, cookies, a renewed cookie) are rendered per
+// answer, in their places. The result is the same bytes as httpHeadersOf and spoeVariablesOf give.
+
+/** The fields an outcome's identity fills, a run of OUTCOME_FIELDS; the fields before and after it. */
+function aroundIdentity(fields: readonly OutcomeField[]): { before: readonly OutcomeField[]; identity: readonly OutcomeField[]; after: readonly OutcomeField[] } {
+  const first = fields.findIndex((f) => f.name.startsWith('identity.'));
+  const end = fields.length - [...fields].reverse().findIndex((f) => f.name.startsWith('identity.'));
+  const identity = fields.slice(first, end);
+  if (first === -1 || identity.some((f) => !f.name.startsWith('identity.'))) throw new Error('OUTCOME_FIELDS: the identity fields must follow one another');
+  return { before: fields.slice(0, first), identity, after: fields.slice(end) };
+}
+
+const HEADERS = aroundIdentity(HEADER_FIELDS);
+const VARIABLES = aroundIdentity(VARIABLE_FIELDS);
+
+/** Only an answer's identity, for the identity fields' `value` (which read nothing else). */
+const identityOnly = (identity: WireIdentity) => checkOutcome('allow', 200, '', { identity });
+
+/** Per WireIdentity object: its headers as [name, value, ...], rendered once. */
+const identityHeaderLists = new WeakMap<WireIdentity, readonly string[]>();
+
+function identityHeaderList(identity: WireIdentity): readonly string[] {
+  let list = identityHeaderLists.get(identity);
+  if (list === undefined) {
+    list = Object.freeze(pushHeaders([], HEADERS.identity, identityOnly(identity)));
+    identityHeaderLists.set(identity, list);
+  }
+  return list;
+}
+
+function pushHeaders(list: string[], fields: readonly OutcomeField[], outcome: CheckOutcome): string[] {
+  for (const f of fields) {
+    const value = f.value(outcome);
+    if (value !== undefined) list.push(f.header!, value);
+  }
+  return list;
+}
+
+/**
+ * The HTTP check's response headers as node's `writeHead` takes them, [name, value, ...]: the same
+ * headers in the same order as httpHeadersOf. An allow's identity headers come prerendered.
+ */
+export function httpHeaderListOf(outcome: CheckOutcome): string[] {
+  const list: string[] = [];
+  pushHeaders(list, HEADERS.before, outcome);
+  if (outcome.status === 200 && outcome.identity !== undefined) {
+    for (const item of identityHeaderList(outcome.identity)) list.push(item);
+  } else pushHeaders(list, HEADERS.identity, outcome);
+  pushHeaders(list, HEADERS.after, outcome);
+  list.push('Content-Length', outcome.body === '' ? '0' : String(Buffer.byteLength(outcome.body)));
+  return list;
+}
+
+/**
+ * An allow's SPOE variables in three parts, in spoeVariablesOf's order: `status` and the variables before
+ * the identity's, the identity's (for the agent to encode once per WireIdentity object), those after.
+ * Undefined for any other answer (rendered whole, by spoeVariablesOf).
+ */
+export function spoeVariablesAroundIdentity(outcome: CheckOutcome): { before: Record<string, string | number>; identity: WireIdentity; after: Record<string, string | number> } | undefined {
+  if (outcome.status !== 200 || outcome.identity === undefined) return undefined;
+  return {
+    before: addVariables({ status: outcome.status }, VARIABLES.before, outcome),
+    identity: outcome.identity,
+    after: addVariables({}, VARIABLES.after, outcome),
+  };
+}
+
+/** The variables of an identity alone, in spoeVariablesOf's order. */
+export function spoeIdentityVariablesOf(identity: WireIdentity): Record<string, string | number> {
+  return addVariables({}, VARIABLES.identity, identityOnly(identity));
 }
 
 export const INPUT_FIELDS_BEGIN = '<!-- request fields: generated from INPUT_FIELDS in service/src/transports/check-wire.ts; do not edit by hand -->';

@@ -3,7 +3,7 @@
 // the response (check-wire.ts lists each header). Plain node:http, no middleware: this is the hot path.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { createCheck, type CheckDependencies } from '../check/check.js';
-import { clientAddressOf, httpHeadersOf, type CheckInput } from './check-wire.js';
+import { clientAddressOf, httpHeaderListOf, type CheckInput } from './check-wire.js';
 import type { AddressMatcher } from '../net.js';
 
 export function createCheckHandler(deps: CheckDependencies): (req: IncomingMessage, res: ServerResponse) => void {
@@ -11,7 +11,8 @@ export function createCheckHandler(deps: CheckDependencies): (req: IncomingMessa
   const trusted = deps.config.trustedProxies;
   return (req, res) => {
     void check(checkInputFromHttp(req, trusted)).then((outcome) => {
-      res.writeHead(outcome.status, httpHeadersOf(outcome));
+      // Rendered as a [name, value, ...] list: an allow's identity headers come prerendered (check-wire.ts).
+      res.writeHead(outcome.status, httpHeaderListOf(outcome));
       res.end(req.method === 'HEAD' ? undefined : outcome.body);
     });
   };

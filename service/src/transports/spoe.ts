@@ -7,7 +7,7 @@
 // Parsing is defensive: a frame larger than the negotiated size, a bad varint, a truncated field or an
 // unknown frame type closes that connection with an AGENT-DISCONNECT status; other connections go on.
 import net from 'node:net';
-import { clientAddressOf, spoeVariablesOf, type CheckInput, type CheckOutcome } from './check-wire.js';
+import { clientAddressOf, spoeIdentityVariablesOf, spoeVariablesAroundIdentity, spoeVariablesOf, type CheckInput, type CheckOutcome, type WireIdentity } from './check-wire.js';
 import type { AddressMatcher } from '../net.js';
 import { FINISH_BOUND_MS, SPOE_CLOSE_GRACE_MS, SPOE_HELLO_TIMEOUT_MS, SPOE_IDLE_TIMEOUT_MS, SPOE_MAX_FRAME_SIZE as MAX_FRAME_SIZE, SPOE_MAX_UNREAD_BYTES as MAX_UNREAD_BYTES, SPOE_WARNING_KEYS, SPOE_WARNING_WINDOW_MS } from '../limits.js';
 
@@ -95,34 +95,50 @@ function writeVarint(buf: Buffer, at: number, value: number): number {
 
 /**
  * A whole ACK frame setting `vars`, written into one buffer sized up front (the hot path: one
- * allocation per answer). Strings are typed STRING, numbers UINT32.
+ * allocation per answer). Strings are typed STRING, numbers UINT32. With `encoded` and `after`: the
+ * actions of `vars`, then `encoded` (actions encoded before, by `encodeActions`), then those of `after`.
  */
-export function encodeAck(streamId: number, frameId: number, vars: Readonly<Record<string, string | number>>): Buffer {
-  const names = Object.keys(vars);
-  let size = 1 + 4 + varintLength(streamId) + varintLength(frameId);
-  for (const name of names) {
-    const value = vars[name]!;
-    const nameLength = Buffer.byteLength(name);
-    size += 3 + varintLength(nameLength) + nameLength + 1;
-    if (typeof value === 'number') size += varintLength(value);
-    else {
-      const length = Buffer.byteLength(value);
-      size += varintLength(length) + length;
-    }
-  }
+export function encodeAck(streamId: number, frameId: number, vars: Readonly<Record<string, string | number>>, encoded?: Buffer, after?: Readonly<Record<string, string | number>>): Buffer {
+  const size = 1 + 4 + varintLength(streamId) + varintLength(frameId) + actionsSize(vars) + (encoded?.length ?? 0) + (after ? actionsSize(after) : 0);
   const buf = Buffer.allocUnsafe(4 + size);
   buf.writeUInt32BE(size, 0);
   buf[4] = FRAME.ACK;
   buf.writeUInt32BE(FLAG_FIN, 5);
   let at = writeVarint(buf, 9, streamId);
   at = writeVarint(buf, at, frameId);
-  for (const name of names) {
+  at = writeActions(buf, at, vars);
+  if (encoded) at += encoded.copy(buf, at);
+  if (after) writeActions(buf, at, after);
+  return buf;
+}
+
+/** SET-VAR actions (scope txn) for `vars`, alone: a piece of ACK payload for `encodeAck` to splice in. */
+export function encodeActions(vars: Readonly<Record<string, string | number>>): Buffer {
+  const buf = Buffer.allocUnsafe(actionsSize(vars));
+  writeActions(buf, 0, vars);
+  return buf;
+}
+
+function actionsSize(vars: Readonly<Record<string, string | number>>): number {
+  let size = 0;
+  for (const name in vars) {
     const value = vars[name]!;
-    buf[at++] = ACTION_SET_VAR;
-    buf[at++] = 3;
-    buf[at++] = SCOPE_TXN;
-    at = writeVarint(buf, at, Buffer.byteLength(name));
-    at += buf.write(name, at, 'utf8');
+    size += actionHead(name).length + 1;
+    if (typeof value === 'number') size += varintLength(value);
+    else {
+      const length = Buffer.byteLength(value);
+      size += varintLength(length) + length;
+    }
+  }
+  return size;
+}
+
+function writeActions(buf: Buffer, at: number, vars: Readonly<Record<string, string | number>>): number {
+  for (const name in vars) {
+    const value = vars[name]!;
+    const head = actionHead(name);
+    buf.set(head, at);
+    at += head.length;
     if (typeof value === 'number') {
       buf[at++] = TYPE.UINT32;
       at = writeVarint(buf, at, value);
@@ -132,10 +148,51 @@ export function encodeAck(streamId: number, frameId: number, vars: Readonly<Reco
       at += buf.write(value, at, 'utf8');
     }
   }
-  return buf;
+  return at;
+}
+
+/** SET-VAR's bytes up to the value: action, argument count, scope, the name. Encoded once per name. */
+const actionHeads = new Map<string, Buffer>();
+
+function actionHead(name: string): Buffer {
+  let head = actionHeads.get(name);
+  if (head === undefined) {
+    const nameLength = Buffer.byteLength(name);
+    head = Buffer.allocUnsafe(3 + varintLength(nameLength) + nameLength);
+    head[0] = ACTION_SET_VAR;
+    head[1] = 3;
+    head[2] = SCOPE_TXN;
+    head.write(name, writeVarint(head, 3, nameLength), 'utf8');
+    // The agent sets a few dozen names at most; others (none today) are encoded each time.
+    if (actionHeads.size < 64) actionHeads.set(name, head);
+  }
+  return head;
+}
+
+/** Per WireIdentity object (check.ts reuses one while the identity, policy, rule and backend stay): its SET-VAR actions. */
+const identityActions = new WeakMap<WireIdentity, Buffer>();
+
+/**
+ * The ACK answering a check with `outcome`: the bytes of encodeAck(spoeVariablesOf(outcome)). An allow's
+ * identity variables are encoded once per WireIdentity object; only the frame's ids and the variables of
+ * this request (status, request id, path, cookies) are written per answer.
+ */
+export function encodeAnswer(streamId: number, frameId: number, outcome: CheckOutcome): Buffer {
+  const parts = spoeVariablesAroundIdentity(outcome);
+  if (parts === undefined) return encodeAck(streamId, frameId, spoeVariablesOf(outcome));
+  let encoded = identityActions.get(parts.identity);
+  if (encoded === undefined) {
+    encoded = encodeActions(spoeIdentityVariablesOf(parts.identity));
+    identityActions.set(parts.identity, encoded);
+  }
+  return encodeAck(streamId, frameId, parts.before, encoded, parts.after);
 }
 
 // ---- decoding -------------------------------------------------------------------------------------
+
+/** Names read before (Reader.name), by a hash of their bytes: 1024 slots, so a peer cannot make it grow. */
+const knownNames: (string | undefined)[] = new Array<string | undefined>(1024).fill(undefined);
+const MAX_KNOWN_NAME = 64;
 
 /** A cursor over one frame's bytes; every read checks its bounds. */
 export class Reader {
@@ -181,6 +238,35 @@ export class Reader {
     return this.buf.toString('utf8', start, this.offset);
   }
 
+  /**
+   * A name (of a message, an argument, a hello item): what `string` reads, but the few names HAProxy
+   * sends over and over come back as the same strings, compared byte by byte, without decoding them.
+   */
+  name(): string {
+    const length = this.varint();
+    if (length > this.buf.length - this.offset) throw new SpopError(STATUS.INVALID, 'field longer than the frame');
+    const start = this.offset;
+    this.offset += length;
+    if (length === 0 || length > MAX_KNOWN_NAME) return this.buf.toString('utf8', start, this.offset);
+    let hash = length;
+    for (let i = start; i < this.offset; i++) hash = (hash * 31 + this.buf[i]!) & 0x3ff;
+    const known = knownNames[hash];
+    if (known !== undefined && known.length === length) {
+      let same = true;
+      for (let i = 0; i < length; i++) {
+        if (known.charCodeAt(i) !== this.buf[start + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return known;
+    }
+    const name = this.buf.toString('utf8', start, this.offset);
+    // Only ASCII names are kept (a char code is then its byte); one per slot, the latest.
+    if (/^[\x20-\x7e]+$/.test(name)) knownNames[hash] = name;
+    return name;
+  }
+
   typed(): Value {
     const head = this.byte();
     switch (head & 0x0f) {
@@ -213,7 +299,7 @@ export class Reader {
   kvList(): Record<string, Value> {
     const out: Record<string, Value> = {};
     while (!this.done) {
-      const name = this.string();
+      const name = this.name();
       out[name] = this.typed();
     }
     return out;
@@ -241,11 +327,11 @@ export function decodeFrame(frame: Buffer): Frame {
 export function decodeMessages(payload: Reader): Map<string, Record<string, Value>> {
   const messages = new Map<string, Record<string, Value>>();
   while (!payload.done) {
-    const name = payload.string();
+    const name = payload.name();
     const count = payload.byte();
     const args: Record<string, Value> = {};
     for (let i = 0; i < count; i++) {
-      const key = payload.string();
+      const key = payload.name();
       args[key] = payload.typed();
     }
     messages.set(name, args);
@@ -521,10 +607,10 @@ export function createSpoeAgent(options: SpoeAgentOptions): SpoeAgent {
         (outcome) => {
           inFlight--;
           if (closing || socket.destroyed) return;
-          const vars = spoeVariablesOf(outcome);
-          let ack = encodeAck(streamId, frameId, vars);
+          let ack = encodeAnswer(streamId, frameId, outcome);
           if (ack.length - 4 > splitter.limit) {
             // Too much to set (a huge body): keep the decision, drop the page.
+            const vars = spoeVariablesOf(outcome);
             delete vars.body;
             ack = encodeAck(streamId, frameId, vars);
           }
