@@ -517,6 +517,14 @@ describe('DPoP-bound tokens (RFC 9449) of other issuers: the binding read from t
     expect((await dpopCheck(token, await dpopProof(otherKey, 'GET', 'http://app.test/api/x', { token }))).www).toContain('the token is bound to another key than the one that signed the DPoP proof');
   });
 
+  test('a DPoP-bound token lacking the route\'s scope gets 403 insufficient_scope, challenged as DPoP', async () => {
+    const key = await dpopKey();
+    const token = await scriptedToken({ scp: ['other'], cnf: { jkt: key.thumbprint } });
+    const res = await dpopCheck(token, await dpopProof(key, 'GET', 'http://app.test/api/x', { token }));
+    expect(res.status).toBe(403);
+    expect(res.www).toMatch(/^DPoP realm="idgate", error="insufficient_scope", algs="[^"]+", scope="api:read"$/);
+  });
+
   test('a token bound to nothing is not taken as DPoP', async () => {
     const key = await dpopKey();
     const token = await scriptedToken({});

@@ -75,7 +75,7 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
   }
 
   const decision = decide(facts, rule, identity, problem);
-  const outcome = outcomeFor(decision, problem, facts, identity, loginUrl, config, policy);
+  const outcome = outcomeFor(decision, problem, facts, identity, loginUrl, config, policy, scheme);
   audit(deps, facts, decision, reasonCode(decision, problem), identity, started, scheme);
   // A renewed session's cookie goes back with whatever the answer is (HAProxy passes every Set-Cookie on).
   if (setCookie) outcome.setCookie = setCookie;
@@ -319,7 +319,7 @@ function readAccept(accept: string): boolean {
 
 type Outcome = ReturnType<typeof checkOutcome>;
 
-function outcomeFor(decision: Decision, problem: CredentialProblem | undefined, facts: RequestFacts, identity: Identity | undefined, loginUrl: string, config: Config, policy: Policy): Outcome {
+function outcomeFor(decision: Decision, problem: CredentialProblem | undefined, facts: RequestFacts, identity: Identity | undefined, loginUrl: string, config: Config, policy: Policy, scheme: AuthScheme | undefined): Outcome {
   switch (decision.outcome) {
     case 'public':
       return checkOutcome('public', 200, decision.reason, { requestId: facts.requestId });
@@ -342,7 +342,9 @@ function outcomeFor(decision: Decision, problem: CredentialProblem | undefined, 
     case 'deny': {
       // The user is for HAProxy's log line (neither transport passes it to the client).
       const denied = identity ? deniedUser(identity) : undefined;
-      const challenge = decision.missingScope ? `Bearer realm="idgate", error="insufficient_scope", scope="${quotable(decision.missingScope)}"` : undefined;
+      // In the scheme the token came in (RFC 9449 section 7.1: a DPoP-bound token is challenged as DPoP).
+      const scope = decision.missingScope && `scope="${quotable(decision.missingScope)}"`;
+      const challenge = scope && (scheme === 'dpop' ? `${dpopChallenge(config, 'insufficient_scope')}, ${scope}` : `Bearer realm="idgate", error="insufficient_scope", ${scope}`);
       if (facts.wantsHtml && !facts.isXhr && identity?.via === 'session') {
         return checkOutcome('deny', ERRORS[errorCode(decision, problem)].status, decision.reason, { identity: denied, challenge, contentType: 'text/html; charset=utf-8', body: forbiddenPage(identity.user, decision.reason, facts.requestId) });
       }
