@@ -159,6 +159,25 @@ function tlsRefusal(node: HostPort, tls: ConnectionOptions): Promise<string | un
 /** Per Sentinel master group: one subscription to the sentinels' +switch-master, for every client of it in this process. */
 const primarySwitches = new Map<string, PrimaryWatch>();
 
+/**
+ * The sentinels' announcements of a new primary. `+promoted-slave` comes first: the replica has been
+ * promoted and takes writes, while the sentinels still name the old primary (SENTINEL MASTER) until
+ * `+switch-master`, tens to hundreds of milliseconds later. A write to the old primary in between is lost
+ * at its demotion; SENTINEL GET-MASTER-ADDR-BY-NAME already names the new one then (a login right after a
+ * SENTINEL FAILOVER was lost 1 run in 3 in test/e2e/redis-tls-topologies.test.ts before idgate followed it).
+ */
+const PRIMARY_ANNOUNCEMENTS = ['+promoted-slave', '+switch-master'] as const;
+
+/** The new primary of master group `name` that a sentinel's announcement on `channel` names, if it does. */
+export function announcedPrimary(channel: string, message: string, name: string): { ip: string; port: number } | undefined {
+  const fields = message.split(' ');
+  // +switch-master: "<name> <old ip> <old port> <new ip> <new port>"
+  // +promoted-slave: "slave <ip>:<port> <ip> <port> @ <name> <old primary ip> <old primary port>"
+  const [group, ip, port] = channel === '+switch-master' ? [fields[0], fields[3], fields[4]] : channel === '+promoted-slave' && fields[0] === 'slave' && fields[4] === '@' ? [fields[5], fields[2], fields[3]] : [];
+  if (group !== name || !ip || !port || !/^\d+$/.test(port)) return undefined;
+  return { ip, port: Number(port) };
+}
+
 export interface PrimaryWatch {
   readonly followers: Set<Redis>;
   readonly sentinels: Redis[];
@@ -167,7 +186,7 @@ export interface PrimaryWatch {
 }
 
 /**
- * What a +switch-master does: a connected follower elsewhere than on the new primary reconnects (asking the
+ * What an announcement of a new primary does: a connected follower elsewhere than on the new primary reconnects (asking the
  * sentinels again). One being made is left to finish (a client told to disconnect while it asks the
  * sentinels gives up for good: "Connection is closed." at every command, seen under load in a loop of
  * failovers); checkOnPrimary looks at it once it is ready.
@@ -180,12 +199,11 @@ export function followPrimary(watch: PrimaryWatch, primary: { readonly ip: strin
 }
 
 /**
- * At each 'ready' of a follower: in the seconds after a +switch-master, a connection that reached another
- * node than the primary announced reconnects. The sentinels do not all learn of a failover at once, and
- * ioredis's role check passes on the old primary until its demotion, 10 to 20 s later, which drops what
- * was written there (a login lost now and then in test/e2e/redis-tls-topologies.test.ts, where the
- * sentinel that knew answered last). Only for PRIMARY_SWITCH_TRUST_MS: past it, the old primary is
- * demoted, and an announcement missed since (the sentinels out of reach) must not keep idgate off Redis.
+ * At each 'ready' of a follower: in the seconds after an announcement of a new primary, a connection that
+ * reached another node reconnects. After +promoted-slave the sentinels still name the old primary until
+ * +switch-master, and ioredis's role check passes there until its demotion, 10 to 20 s later, which drops
+ * what was written meanwhile. Only for PRIMARY_SWITCH_TRUST_MS: past it, the old primary is demoted, and
+ * an announcement missed since (the sentinels out of reach) must not keep idgate off Redis.
  */
 export function checkOnPrimary(watch: PrimaryWatch, client: Redis, now = Date.now()): void {
   const { primary } = watch;
@@ -221,13 +239,11 @@ function followPrimarySwitches(client: Redis, config: RedisSettings): void {
         connectTimeout: 2000, retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
       });
       sentinel.on('error', () => undefined); // the clients report Redis being away
-      sentinel.on('message', (_channel: string, message: string) => {
-        // "<name> <old ip> <old port> <new ip> <new port>", from each sentinel in turn.
-        const [name, , , ip, newPort] = message.split(' ');
-        if (name !== topology.name || ip === undefined) return;
-        followPrimary(watch!, { ip, port: Number(newPort) });
+      sentinel.on('message', (channel: string, message: string) => {
+        const primary = announcedPrimary(channel, message, topology.name);
+        if (primary) followPrimary(watch!, primary);
       });
-      void sentinel.subscribe('+switch-master').catch(() => undefined);
+      void sentinel.subscribe(...PRIMARY_ANNOUNCEMENTS).catch(() => undefined);
       return sentinel;
     });
     watch = { followers, sentinels };
@@ -297,9 +313,9 @@ interface NamedPrimary {
 /**
  * Finds the primary the way the sentinels order their own configurations: by asking every sentinel and
  * taking the answer with the highest configuration epoch. ioredis asks one sentinel, and right after a
- * failover a sentinel that has not yet heard of it (they learn from each other within a few hundred
- * milliseconds) still names the old primary, which takes writes until its demotion, 10 to 20 s later, then
- * drops them: a login made in that window was lost about 1 run in 8 (test/e2e/redis-tls-topologies.test.ts).
+ * failover a sentinel that has not yet heard of it (they learn from each other, milliseconds to a few
+ * hundred milliseconds later) still names the old primary, which takes writes until its demotion, 10 to
+ * 20 s later, then drops them.
  * The answer of every sentinel is awaited while they answer quickly; one that does not answer within
  * SENTINEL_STRAGGLER_MS of the others is not waited for.
  */

@@ -7,7 +7,7 @@
 // and the session survives it.
 import path from 'node:path';
 import { startSentinelSet, type SentinelSet } from '../../stack/redis-sentinel.js';
-import { freePort, REPO_ROOT, startProcess, waitForPort, waitUntil, type ManagedProcess } from '../../stack/processes.js';
+import { loggedPort, REPO_ROOT, startProcess, waitForReport, waitUntil, type ManagedProcess } from '../../stack/processes.js';
 import type { RedisAcl } from '../../stack/redis.js';
 import request from 'supertest';
 import { Browser, signIn } from '../support/browser.js';
@@ -87,13 +87,10 @@ describe.each([
 
   describe.each(WRONG_SETTINGS.filter(([, kinds]) => kinds.includes(kind)))('with %s', (_what, _kinds, change, cause) => {
     test('idgate keeps running, unready, logs the cause and no secret; the CLI fails with the cause', async () => {
-      const httpPort = await freePort();
-      const env = { PATH: process.env.PATH!, ...idgates.env, IDGATE_LISTEN: `127.0.0.1:${httpPort}`, IDGATE_SHUTDOWN_DRAIN_MS: '0', ...change() };
-      const idgate = startProcess(`idgate-${httpPort}`, process.execPath, [path.join(REPO_ROOT, 'dist/service/src/cli.js'), 'serve'], { env });
+      const env = { PATH: process.env.PATH!, ...idgates.env, IDGATE_LISTEN: '127.0.0.1:0', IDGATE_SHUTDOWN_DRAIN_MS: '0', ...change() };
+      const idgate = startProcess('idgate-unready', process.execPath, [path.join(REPO_ROOT, 'dist/service/src/cli.js'), 'serve'], { env });
       spawned.push(idgate);
-      await waitForPort(httpPort).catch((err: Error) => {
-        throw new Error(`${err.message}\n${idgate.output()}`);
-      });
+      const httpPort = await waitForReport(idgate, loggedPort('idgate listening on '));
       const readyz = async () => {
         const res = await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch((err: Error) => {
           throw new Error(`${err.message} (exit code ${idgate.child.exitCode})\n${idgate.output()}`);

@@ -4,7 +4,7 @@
 import { jest } from '@jest/globals';
 import net from 'node:net';
 import { SentinelConnector, type Redis } from 'ioredis';
-import { checkOnPrimary, followPrimary, resolveNewestPrimary, type PrimaryWatch } from '../../service/src/redis.js';
+import { announcedPrimary, checkOnPrimary, followPrimary, resolveNewestPrimary, type PrimaryWatch } from '../../service/src/redis.js';
 
 interface FakeSentinel {
   readonly port: number;
@@ -160,5 +160,20 @@ describe('a +switch-master, for each state a connection can be in', () => {
     const waiting = follower('reconnecting');
     followPrimary(watchOf(waiting), NEW);
     expect(waiting.disconnect).not.toHaveBeenCalled();
+  });
+});
+
+describe('the announcements of a new primary that idgate follows', () => {
+  test.each([
+    ['+switch-master', 'idgate 127.0.0.1 7001 127.0.0.1 7002', { ip: '127.0.0.1', port: 7002 }],
+    ['+promoted-slave', 'slave 127.0.0.1:7002 127.0.0.1 7002 @ idgate 127.0.0.1 7001', { ip: '127.0.0.1', port: 7002 }],
+    ['+switch-master', 'other-group 127.0.0.1 7001 127.0.0.1 7002', undefined],
+    ['+promoted-slave', 'slave 127.0.0.1:7002 127.0.0.1 7002 @ other-group 127.0.0.1 7001', undefined],
+    ['+promoted-slave', 'sentinel 127.0.0.1:26379 127.0.0.1 26379 @ idgate 127.0.0.1 7001', undefined],
+    ['+switch-master', 'idgate 127.0.0.1 7001', undefined],
+    ['+switch-master', 'idgate 127.0.0.1 7001 127.0.0.1 not-a-port', undefined],
+    ['+sdown', 'master idgate 127.0.0.1 7001', undefined],
+  ])('%s "%s" names %j', (channel, message, primary) => {
+    expect(announcedPrimary(channel, message, 'idgate')).toEqual(primary);
   });
 });
