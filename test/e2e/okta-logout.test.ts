@@ -4,12 +4,10 @@
 // sessions of one IdP session. Every request goes through HAProxy, as Okta's and the browser's would.
 import fs from 'node:fs';
 import path from 'node:path';
-import signature from 'cookie-signature';
-import { Redis } from 'ioredis';
 import * as jose from 'jose';
-import { openSession, sessionKey } from '../../service/src/session/session-store.js';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
+import { storedTokensOnStack } from '../support/planted-sessions.js';
 import { alice, bob } from '../support/identities.js';
 import { probeUntil, waitUntil } from '../support/wait.js';
 
@@ -26,18 +24,8 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-/** What idgate keeps for this browser's session, read from Redis with the session id of its cookie. */
-async function storedSession(browser: Browser): Promise<{ refreshToken: string; idToken: string } | undefined> {
-  const sid = signature.unsign(decodeURIComponent(browser.cookie('127.0.0.1', '_idgate')!).slice(2), COOKIE_SECRET);
-  if (sid === false) throw new Error('cookie not signed with the stack secret');
-  const redis = new Redis(stack.ports.redis);
-  try {
-    const sealed = await redis.get(sessionKey({ redisKeyPrefix: 'idgate:' }, sid));
-    return sealed === null ? undefined : (JSON.parse(openSession(sid, sealed)!) as { idgate: { refreshToken: string; idToken: string } }).idgate;
-  } finally {
-    redis.disconnect();
-  }
-}
+/** The IdP's tokens idgate keeps for this browser's session. */
+const storedSession = (browser: Browser) => storedTokensOnStack(stack.ports.redis, COOKIE_SECRET, browser);
 
 /** The app through HAProxy: 200 while signed in, a redirect to sign-in once the session is gone. */
 async function signedIn(browser: Browser): Promise<boolean> {

@@ -6,12 +6,10 @@
 // grace period (the session then ends: a sign-in, never a 403), an ID token on refresh only when openid is
 // asked, and logout.
 import crypto from 'node:crypto';
-import signature from 'cookie-signature';
-import { Redis } from 'ioredis';
 import * as jose from 'jose';
-import { openSession, sessionKey } from '../../service/src/session/session-store.js';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
+import { storedTokensOnStack } from '../support/planted-sessions.js';
 import { dpopBoundToken, dpopKey, dpopProof } from '../support/dpop.js';
 import { alice, basicAuth, bob, dpopClient, machineClient, opaqueClient } from '../support/identities.js';
 
@@ -35,18 +33,8 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-/** What idgate keeps for this browser's session, read from Redis with the session id of its cookie. */
-async function storedSession(browser: Browser): Promise<{ refreshToken: string; idToken: string } | undefined> {
-  const sid = signature.unsign(decodeURIComponent(browser.cookie('127.0.0.1', '_idgate')!).slice(2), COOKIE_SECRET);
-  if (sid === false) throw new Error('cookie not signed with the stack secret');
-  const redis = new Redis(stack.ports.redis);
-  try {
-    const sealed = await redis.get(sessionKey({ redisKeyPrefix: 'idgate:' }, sid));
-    return sealed === null ? undefined : (JSON.parse(openSession(sid, sealed)!) as { idgate: { refreshToken: string; idToken: string } }).idgate;
-  } finally {
-    redis.disconnect();
-  }
-}
+/** The IdP's tokens idgate keeps for this browser's session. */
+const storedSession = (browser: Browser) => storedTokensOnStack(stack.ports.redis, COOKIE_SECRET, browser);
 
 /** A token request at the IdP as `client`; its status and JSON body. */
 async function tokenRequest(client: { id: string; secret: string }, params: Record<string, string>, headers: Record<string, string> = {}) {

@@ -2,6 +2,7 @@
 // and its revocation index entries), copied from a real login's record, for tests and the sizing bench
 // that need many more sessions than browser sign-ins would make in their time.
 import crypto from 'node:crypto';
+import { Redis } from 'ioredis';
 import type { Config } from '../../service/src/config.js';
 import type { RedisClient } from '../../service/src/redis.js';
 import { idpSessionHash, openSession, RedisSessionStore, sessionKey } from '../../service/src/session/session-store.js';
@@ -16,7 +17,7 @@ export interface PlantedSession {
 }
 
 /** The express-session record of the session a signed-in browser holds, read from Redis and opened. */
-export async function sessionRecordOf(redis: RedisClient, config: Config, browser: Browser, host = '127.0.0.1'): Promise<{ sid: string; record: { idgate: StoredSession } & Record<string, unknown> }> {
+export async function sessionRecordOf(redis: RedisClient, config: Pick<Config, 'cookieName' | 'cookieSecrets' | 'redisKeyPrefix'>, browser: Browser, host = '127.0.0.1'): Promise<{ sid: string; record: { idgate: StoredSession } & Record<string, unknown> }> {
   const value = browser.cookie(host, config.cookieName);
   const sid = value === undefined ? undefined : unsignSessionId(decodeURIComponent(value), config.cookieSecrets);
   if (sid === undefined) throw new Error('the browser holds no valid session cookie');
@@ -24,6 +25,21 @@ export async function sessionRecordOf(redis: RedisClient, config: Config, browse
   const text = sealed === null ? undefined : openSession(sid, sealed);
   if (text === undefined) throw new Error('the browser\'s session is not in Redis');
   return { sid, record: JSON.parse(text) as { idgate: StoredSession } & Record<string, unknown> };
+}
+
+/**
+ * The IdP's tokens idgate keeps for the session a signed-in browser holds, on the Redis of a stack started
+ * with `cookieSecret` (startStack's other defaults).
+ */
+export async function storedTokensOnStack(redisPort: number, cookieSecret: string, browser: Browser): Promise<{ refreshToken: string; idToken: string }> {
+  const redis = new Redis(redisPort);
+  try {
+    const { refreshToken, idToken } = (await sessionRecordOf(redis, { cookieName: '_idgate', cookieSecrets: [cookieSecret], redisKeyPrefix: 'idgate:' }, browser)).record.idgate;
+    if (refreshToken === undefined || idToken === undefined) throw new Error('the session holds no refresh token or ID token');
+    return { refreshToken, idToken };
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /**
