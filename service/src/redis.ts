@@ -156,7 +156,7 @@ function tlsRefusal(node: HostPort, tls: ConnectionOptions): Promise<string | un
   });
 }
 
-/** Per Sentinel master group: one subscription to the sentinels' +switch-master, for every client of it in this process. */
+/** Per Sentinel master group: one subscription to the sentinels' announcements of a new primary, for every client of it in this process. */
 const primarySwitches = new Map<string, PrimaryWatch>();
 
 /**
@@ -181,13 +181,13 @@ export function announcedPrimary(channel: string, message: string, name: string)
 export interface PrimaryWatch {
   readonly followers: Set<Redis>;
   readonly sentinels: Redis[];
-  /** The primary the latest +switch-master named, and when (Date.now()). */
+  /** The primary the latest announcement (PRIMARY_ANNOUNCEMENTS) named, and when (Date.now()). */
   primary?: { readonly ip: string; readonly port: number; readonly at: number };
 }
 
 /**
- * What an announcement of a new primary does: a connected follower elsewhere than on the new primary reconnects (asking the
- * sentinels again). One being made is left to finish (a client told to disconnect while it asks the
+ * What an announcement of a new primary does: a connected follower elsewhere than on the new primary
+ * reconnects (asking the sentinels again). One being made is left to finish (a client told to disconnect while it asks the
  * sentinels gives up for good: "Connection is closed." at every command, seen under load in a loop of
  * failovers); checkOnPrimary looks at it once it is ready.
  */
@@ -219,7 +219,7 @@ function onPrimary(client: Redis, primary: { readonly ip: string; readonly port:
 
 /**
  * Reconnects `client`, and the copies made of it by `duplicate()` (the durable-write pool), as soon as a
- * sentinel announces a new primary (+switch-master). Otherwise a client stays on an old primary that is
+ * sentinel announces a new primary (PRIMARY_ANNOUNCEMENTS). Otherwise a client stays on an old primary that is
  * still up (SENTINEL FAILOVER, a partition healed) until the sentinels demote it, 10 to 20 s later, and
  * every write it makes there meanwhile (a login, a revocation) is lost at the demotion
  * (test/e2e/redis-tls-topologies.test.ts caught it). A client waiting to reconnect is left alone: its
