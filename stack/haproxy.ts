@@ -46,6 +46,8 @@ export interface HaproxyOptions {
   env?: Record<string, string>;
   /** Process name in logs (default "haproxy"; a second front end needs another). */
   name?: string;
+  /** Sockets HAProxy gets as fd 3, 4, … (a port held before HAProxy could start, bound `fd@3`: holdPort). */
+  passFds?: number[];
 }
 
 /** Absolute path of the shipped HAProxy configuration template of a transport. */
@@ -93,7 +95,7 @@ export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProc
     fs.rmSync(privateDir, { recursive: true, force: true });
     throw err;
   }
-  const started = startProcess(options.name ?? 'haproxy', 'haproxy', ['-f', config], { env, echo: options.echo });
+  const started = startProcess(options.name ?? 'haproxy', 'haproxy', ['-f', config], { env, echo: options.echo, passFds: options.passFds });
   const proc: ManagedProcess = {
     ...started,
     async stop(graceMs?: number) {

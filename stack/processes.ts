@@ -75,12 +75,18 @@ export async function startDeadEnd(): Promise<{ port: number; close(): Promise<v
  * bound and listening now, and `handOver(server)` makes `server` listen on that very socket
  * (server.listen(handle)), so no other process can take the port in between. Nothing may connect
  * before the hand-over: the placeholder answers nobody. `release()` closes it instead.
+ *
+ * A child that is not ours (HAProxy) takes the socket itself: start it with `passFds: [held.fd]` (it
+ * gets the socket as fd 3; HAProxy binds it with `bind fd@3`), then `release()` our copy, so that only
+ * the child accepts on it.
  */
-export async function holdPort(host = '127.0.0.1'): Promise<{ port: number; handOver(server: net.Server): Promise<void>; release(): Promise<void> }> {
+export async function holdPort(host = '127.0.0.1'): Promise<{ port: number; fd: number; handOver(server: net.Server): Promise<void>; release(): Promise<void> }> {
   const placeholder = net.createServer();
   const port = await listenOnAnyPort(placeholder, host);
   return {
     port,
+    // Node has no public way to give a listening socket to a child that is not Node: the handle's fd.
+    fd: (placeholder as unknown as { _handle: { fd: number } })._handle.fd,
     /** Closes the port without handing it over (a start that failed before the server was made). */
     release: () => new Promise<void>((resolve) => placeholder.close(() => resolve())),
     handOver: (server) =>
@@ -239,13 +245,15 @@ export interface StartOptions {
   cwd?: string;
   /** Copy the child's output to our stdout, prefixed with its name (the demo does; tests don't). */
   echo?: boolean;
+  /** Open file descriptors of ours the child gets as fd 3, 4, … (a held port's socket: holdPort). */
+  passFds?: number[];
 }
 
 export function startProcess(name: string, command: string, args: string[], options: StartOptions = {}): ManagedProcess {
   const child = spawn(command, args, {
     env: options.env ?? process.env,
     cwd: options.cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe', ...(options.passFds ?? [])],
   });
   // The last ~200 kB of output, kept as chunks (no copying per chunk: a benchmark's idgate writes a
   // line per request), so a chatty process cannot grow our memory or CPU use without limit.

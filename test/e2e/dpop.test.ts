@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { startHaproxy } from '../../stack/haproxy.js';
-import { freePort, type ManagedProcess } from '../../stack/processes.js';
+import { startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
 import { dpopClient } from '../support/identities.js';
 import { dpopBoundToken, dpopKey, dpopProof, type DpopKey } from '../support/dpop.js';
 import { rawRequest, one } from '../support/raw-http.js';
@@ -19,18 +19,21 @@ let token: string;
 
 beforeAll(async () => {
   stack = await startStack({ idgateReplicas: 2 });
-  const spoeFront = await freePort();
+  // HAProxy cannot bind port 0 and tell: when the port picked was taken meanwhile, it starts on another.
+  let spoeFront: number;
+  ({ port: spoeFront, started: spoeHaproxy } = await startOnFreePort((frontPort) =>
+    startHaproxy({
+      mode: 'spoe',
+      name: 'haproxy-spoe',
+      frontPort,
+      idgatePort: stack.ports.idgate[0]!,
+      idgatePort2: stack.ports.idgate[1]!,
+      spoePort: stack.ports.spoe[0]!,
+      spoePort2: stack.ports.spoe[1]!,
+      upstreamPort: stack.ports.upstream,
+    }),
+  ));
   spoeFrontUrl = `http://127.0.0.1:${spoeFront}`;
-  spoeHaproxy = await startHaproxy({
-    mode: 'spoe',
-    name: 'haproxy-spoe',
-    frontPort: spoeFront,
-    idgatePort: stack.ports.idgate[0]!,
-    idgatePort2: stack.ports.idgate[1]!,
-    spoePort: stack.ports.spoe[0]!,
-    spoePort2: stack.ports.spoe[1]!,
-    upstreamPort: stack.ports.upstream,
-  });
   key = await dpopKey();
   token = await dpopBoundToken(stack.issuer, key);
 }, 90_000);

@@ -10,12 +10,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startHaproxy } from '../../stack/haproxy.js';
-import { freePort, listenOnAnyPort, REPO_ROOT, startOnFreePort, startProcess, type ManagedProcess } from '../../stack/processes.js';
+import { holdPort, listenOnAnyPort, REPO_ROOT, startOnFreePort, startProcess, type ManagedProcess } from '../../stack/processes.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import type { HaproxyMode } from '../../service/src/transports/haproxy-config.js';
 import { Browser, signIn } from '../support/browser.js';
 import { startInProcess, startRedisAndIdp, stopInProcess, type RedisAndIdp } from '../support/idgate.js';
-import { fetchTrusting, luaCheckArgs, selfSignedCertificate, startSiteApps, thirdPartyConfig, withIdgate, type Seen, type SiteApps } from '../support/third-party-site.js';
+import { bindingHeldTls, fetchTrusting, luaCheckArgs, selfSignedCertificate, startSiteApps, thirdPartyConfig, withIdgate, type Seen, type SiteApps } from '../support/third-party-site.js';
 import { alice } from '../support/identities.js';
 
 const MODES: HaproxyMode[] = ['lua', 'spoe'];
@@ -33,20 +33,25 @@ let apps: SiteApps;
 let seen: Seen[];
 let ports: { web: number; api: number };
 const tlsPorts: Record<HaproxyMode, number> = { lua: 0, spoe: 0 };
+const heldTls: Partial<Record<HaproxyMode, Awaited<ReturnType<typeof holdPort>>>> = {};
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-dropin-'));
   ({ pem, certPem } = selfSignedCertificate(dir));
   apps = await startSiteApps();
   ({ seen, ports } = apps);
-  // The one port picked before its user binds it: the IdP must know each TLS origin's callback before it
-  // starts, idgate (which needs the IdP's issuer) has it as its public URL, and HAProxy (which needs
-  // idgate's port) binds it last. A port taken in between fails the start of that mode's HAProxy.
-  for (const mode of MODES) tlsPorts[mode] = await freePort();
+  // The IdP must know each TLS origin's callback before it starts, idgate (which needs the IdP's issuer)
+  // has it as its public URL, and HAProxy (which needs idgate's port) comes last: each TLS port is held
+  // from now on, and its socket handed to that mode's HAProxy (bindingHeldTls).
+  for (const mode of MODES) {
+    heldTls[mode] = await holdPort();
+    tlsPorts[mode] = heldTls[mode]!.port;
+  }
   stack = await startRedisAndIdp({ IDP_REDIRECT_URIS: MODES.map((m) => `https://127.0.0.1:${tlsPorts[m]}/_auth/callback`).join(',') });
 });
 
 afterAll(async () => {
+  await Promise.all(Object.values(heldTls).map((held) => held.release()));
   stopInProcess();
   await stack?.stop();
   await apps?.stop();
@@ -92,11 +97,17 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
     const part = (name: string) => haproxyConfig(mode, ['--part', name, ...(mode === 'lua' ? luaCheckArgs(chroot) : [])], serviceEnv);
     const parts = { global: part('global'), frontend: part('frontend'), routing: part('routing'), backends: part('backends') };
     configFile = path.join(dir, `haproxy-${mode}.cfg`);
-    // The plain-http port is named by nothing but this config: when it was taken, HAProxy starts again on another.
+    const runFile = path.join(dir, `haproxy-${mode}.held-tls.cfg`);
+    // The plain-http port is named by nothing but this config: when it was taken, HAProxy starts again on
+    // another. The TLS port is the held socket: HAProxy is ready once the plain port answers.
+    const held = heldTls[mode]!;
     ({ started: haproxy } = await startOnFreePort((plain) => {
-      fs.writeFileSync(configFile, withIdgate(thirdPartyConfig({ tls, plain, ...ports }, pem, chroot), parts));
-      return startHaproxy({ frontPort: tls, idgatePort, upstreamPort: ports.web, configPath: configFile, name: `haproxy-${mode}` });
+      const config = withIdgate(thirdPartyConfig({ tls, plain, ...ports }, pem, chroot), parts);
+      fs.writeFileSync(configFile, config);
+      fs.writeFileSync(runFile, bindingHeldTls(config, tls));
+      return startHaproxy({ frontPort: plain, idgatePort, upstreamPort: ports.web, configPath: runFile, passFds: [held.fd], name: `haproxy-${mode}` });
     }));
+    await held.release();
   });
 
   afterAll(async () => {

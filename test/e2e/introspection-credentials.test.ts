@@ -4,8 +4,8 @@
 import http from 'node:http';
 import request from 'supertest';
 import { parsePolicy } from '../../service/src/policy/policy-file.js';
-import { freePort, waitForPort, type ManagedProcess } from '../../stack/processes.js';
-import { startTempRedis } from '../../stack/redis.js';
+import { listenOnAnyPort, type ManagedProcess } from '../../stack/processes.js';
+import { startFreeTempRedis } from '../../stack/redis.js';
 import { checkFacts, configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -17,10 +17,9 @@ let idgate: InProcessIdgate;
 let introspectionStatus = 200;
 
 beforeAll(async () => {
-  const redisPort = await freePort();
-  redis = startTempRedis(redisPort);
-  const port = await freePort();
-  issuer = `http://127.0.0.1:${port}`;
+  const started = await startFreeTempRedis();
+  redis = started.server;
+  const redisPort = started.port;
   issuerServer = http.createServer((req, res) => {
     res.setHeader('content-type', 'application/json');
     if (req.url === '/.well-known/openid-configuration') {
@@ -33,8 +32,8 @@ beforeAll(async () => {
       });
     } else res.writeHead(404).end('{}');
   });
-  await new Promise<void>((r) => issuerServer.listen(port, '127.0.0.1', r));
-  await waitForPort(redisPort);
+  // The answers above read `issuer` when asked, by which time it names the port the server got.
+  issuer = `http://127.0.0.1:${await listenOnAnyPort(issuerServer)}`;
   const { policy, problems } = parsePolicy('version: 1\nrules:\n  - id: api\n    path: /api/\n    api: true\n    allow: {scopes: [api:read]}\n', 'api.yaml');
   if (!policy) throw new Error(problems.join('\n'));
   idgate = await startInProcess(

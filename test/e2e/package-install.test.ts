@@ -14,10 +14,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { checkHaproxyConfig, startHaproxy } from '../../stack/haproxy.js';
-import { freePort, loggedPort, REPO_ROOT, startOnFreePort, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
+import { holdPort, loggedPort, REPO_ROOT, startOnFreePort, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { Browser, signIn } from '../support/browser.js';
 import { checkFacts, startRedisAndIdp, type RedisAndIdp } from '../support/idgate.js';
-import { fetchTrusting, luaCheckArgs, PART_NAMES, selfSignedCertificate, startSiteApps, thirdPartyConfig, withIdgate, type IdgateParts, type SiteApps } from '../support/third-party-site.js';
+import { bindingHeldTls, fetchTrusting, luaCheckArgs, PART_NAMES, selfSignedCertificate, startSiteApps, thirdPartyConfig, withIdgate, type IdgateParts, type SiteApps } from '../support/third-party-site.js';
 import { probeUntil } from '../support/wait.js';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string; devDependencies: Record<string, string> };
@@ -28,8 +28,11 @@ let packed: string[];
 let installed: string;
 let idgateBin: string;
 let parts: RedisAndIdp;
-/** The third-party site's TLS frontend (the install path below): the IdP must know its callback before it starts. */
-let tlsPort: number;
+/**
+ * The third-party site's TLS frontend of each transport (the install path below): the IdP must know its
+ * callback before it starts, so each port is held from then on and its socket handed to that HAProxy.
+ */
+const heldTls: Partial<Record<'lua' | 'spoe', Awaited<ReturnType<typeof holdPort>>>> = {};
 
 /** Only what the installed command needs: node on PATH (bin/idgate.js starts with `#!/usr/bin/env node`). */
 const baseEnv = { PATH: `${path.dirname(process.execPath)}:/usr/bin:/bin` };
@@ -44,11 +47,12 @@ function run(args: string[], env: Record<string, string> = {}): Promise<{ code: 
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-package-'));
-  // The one port picked before its user binds it: the IdP must know the TLS origin's callback before it
-  // starts, the installed idgate (which needs the IdP's issuer) has it as its public URL, and HAProxy
-  // (which needs idgate's port) binds it last. A port taken in between fails that HAProxy's start.
-  tlsPort = await freePort();
-  const stack = startRedisAndIdp({ IDP_REDIRECT_URIS: `http://app.test/_auth/callback,https://127.0.0.1:${tlsPort}/_auth/callback` });
+  // The IdP must know each TLS origin's callback before it starts, the installed idgate (which needs the
+  // IdP's issuer) has it as its public URL, and HAProxy (which needs idgate's port) comes last: each TLS
+  // port is held from now on (holdPort), and its socket handed to that transport's HAProxy.
+  for (const mode of ['lua', 'spoe'] as const) heldTls[mode] = await holdPort();
+  const callbacks = Object.values(heldTls).map((held) => `https://127.0.0.1:${held.port}/_auth/callback`);
+  const stack = startRedisAndIdp({ IDP_REDIRECT_URIS: ['http://app.test/_auth/callback', ...callbacks].join(',') });
   try {
     await packAndInstall();
   } finally {
@@ -73,6 +77,7 @@ async function expectReady(base: string, serve: ManagedProcess): Promise<void> {
 }
 
 afterAll(async () => {
+  await Promise.all(Object.values(heldTls).map((held) => held.release()));
   await parts?.stop();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
@@ -190,59 +195,60 @@ describe('installed with npm install -g --prefix', () => {
 });
 
 describe('the install path end to end: the installed lines in a third-party haproxy.cfg, TLS in front, sign in', () => {
-  const origin = () => `https://127.0.0.1:${tlsPort}`;
   let site: string;
   let pem: string;
   let certPem: string;
   let apps: SiteApps;
-  let serve: ManagedProcess;
-  /** The service's settings, as in its environment file: `idgate haproxy-config` reads its addresses from them. */
-  let serviceEnv: Record<string, string>;
 
   beforeAll(async () => {
     site = path.join(tmp, 'site');
     fs.mkdirSync(site);
     ({ pem, certPem } = selfSignedCertificate(site));
     apps = await startSiteApps();
-    // One idgate for both transports (its HTTP check and its SPOE agent), the HAProxy of each in turn on
-    // the same TLS port. The test IdP speaks plain http: IDGATE_INSECURE_HTTP=1, so the cookies are not
-    // Secure here (haproxy-dropin.test.ts checks them with an https issuer).
-    serve = startProcess('idgate-installed-serve', idgateBin, ['serve'], {
-      cwd: tmp,
-      env: {
-        ...baseEnv,
-        // Ports of the kernel's choosing; serviceEnv names the ones it reports.
-        IDGATE_LISTEN: '127.0.0.1:0',
-        IDGATE_SPOE_LISTEN: '127.0.0.1:0',
-        IDGATE_ISSUER: parts.issuer,
-        IDGATE_CLIENT_ID: 'idgate',
-        IDGATE_CLIENT_SECRET: 'idgate-secret',
-        IDGATE_PUBLIC_URL: origin(),
-        IDGATE_INSECURE_HTTP: '1',
-        IDGATE_SCOPES: 'openid profile email groups',
-        IDGATE_REDIS_URL: `redis://127.0.0.1:${parts.redisPort}`,
-        IDGATE_REDIS_PREFIX: 'idgate-install-path:',
-        IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
-        IDGATE_POLICY_FILE: path.join(installed, 'policy/demo.yaml'),
-        IDGATE_SHUTDOWN_DRAIN_MS: '200',
-      },
-    });
-    const [idgatePort, spoePort] = [await waitForReport(serve, loggedPort('idgate listening on ')), await waitForReport(serve, loggedPort('SPOE agent listening on '))];
-    serviceEnv = { IDGATE_LISTEN: `127.0.0.1:${idgatePort}`, IDGATE_SPOE_LISTEN: `127.0.0.1:${spoePort}` };
-    await expectReady(`http://${serviceEnv.IDGATE_LISTEN}`, serve);
   }, 30_000);
 
   afterAll(async () => {
-    await serve?.stop();
     await apps?.stop();
   });
 
   describe.each(['lua', 'spoe'] as const)('--mode %s', (mode) => {
+    const tlsPort = () => heldTls[mode]!.port;
+    const origin = () => `https://127.0.0.1:${tlsPort()}`;
+    let serve: ManagedProcess;
+    /** The service's settings, as in its environment file: `idgate haproxy-config` reads its addresses from them. */
+    let serviceEnv: Record<string, string>;
     let configFile: string;
-    /** The config with the site's plain-http frontend on `plain`. */
-    let writeConfig: (plain: number) => void;
+    /** The config with the site's plain-http frontend on `plain`, as written and as started (bindingHeldTls). */
+    let writeConfig: (plain: number) => string;
 
     beforeAll(async () => {
+      // The installed idgate of this transport's origin (both its HTTP check and its SPOE agent listen).
+      // The test IdP speaks plain http: IDGATE_INSECURE_HTTP=1, so the cookies are not Secure here
+      // (haproxy-dropin.test.ts checks them with an https issuer).
+      serve = startProcess(`idgate-installed-serve-${mode}`, idgateBin, ['serve'], {
+        cwd: tmp,
+        env: {
+          ...baseEnv,
+          // Ports of the kernel's choosing; serviceEnv names the ones it reports.
+          IDGATE_LISTEN: '127.0.0.1:0',
+          IDGATE_SPOE_LISTEN: '127.0.0.1:0',
+          IDGATE_ISSUER: parts.issuer,
+          IDGATE_CLIENT_ID: 'idgate',
+          IDGATE_CLIENT_SECRET: 'idgate-secret',
+          IDGATE_PUBLIC_URL: origin(),
+          IDGATE_INSECURE_HTTP: '1',
+          IDGATE_SCOPES: 'openid profile email groups',
+          IDGATE_REDIS_URL: `redis://127.0.0.1:${parts.redisPort}`,
+          IDGATE_REDIS_PREFIX: `idgate-install-path-${mode}:`,
+          IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
+          IDGATE_POLICY_FILE: path.join(installed, 'policy/demo.yaml'),
+          IDGATE_SHUTDOWN_DRAIN_MS: '200',
+        },
+      });
+      const [idgatePort, spoePort] = [await waitForReport(serve, loggedPort('idgate listening on ')), await waitForReport(serve, loggedPort('SPOE agent listening on '))];
+      serviceEnv = { IDGATE_LISTEN: `127.0.0.1:${idgatePort}`, IDGATE_SPOE_LISTEN: `127.0.0.1:${spoePort}` };
+      await expectReady(`http://${serviceEnv.IDGATE_LISTEN}`, serve);
+
       const chroot = path.join(site, `chroot-${mode}`);
       fs.mkdirSync(chroot, { mode: 0o755 });
       const rendered: Partial<IdgateParts> = {};
@@ -252,9 +258,19 @@ describe('the install path end to end: the installed lines in a third-party hapr
         rendered[name] = stdout;
       }
       configFile = path.join(site, `haproxy-${mode}.cfg`);
-      writeConfig = (plain) => fs.writeFileSync(configFile, withIdgate(thirdPartyConfig({ tls: tlsPort, plain, ...apps.ports }, pem, chroot), rendered as IdgateParts));
+      const runFile = path.join(site, `haproxy-${mode}.held-tls.cfg`);
+      writeConfig = (plain) => {
+        const config = withIdgate(thirdPartyConfig({ tls: tlsPort(), plain, ...apps.ports }, pem, chroot), rendered as IdgateParts);
+        fs.writeFileSync(configFile, config);
+        fs.writeFileSync(runFile, bindingHeldTls(config, tlsPort()));
+        return runFile;
+      };
       // haproxy -c binds nothing: any port does until HAProxy starts (below, on one it finds free).
-      writeConfig(tlsPort + 1);
+      writeConfig(tlsPort() + 1);
+    }, 30_000);
+
+    afterAll(async () => {
+      await serve?.stop();
     });
 
     test("the lines name the installed package's files, and haproxy -c accepts the config without warnings", async () => {
@@ -271,18 +287,20 @@ describe('the install path end to end: the installed lines in a third-party hapr
 
     test('signing in through TLS lands back on the https deep link, and the app gets the identity', async () => {
       const idgatePort = Number(serviceEnv.IDGATE_LISTEN!.split(':')[1]);
-      // The plain-http port is named by nothing but the config: when it was taken, HAProxy starts again on another.
-      const { started: haproxy } = await startOnFreePort((plain) => {
-        writeConfig(plain);
-        return startHaproxy({ frontPort: tlsPort, idgatePort, upstreamPort: apps.ports.web, configPath: configFile, name: `haproxy-installed-${mode}` });
-      });
+      // The plain-http port is named by nothing but the config: when it was taken, HAProxy starts again on
+      // another. The TLS port is the held socket, handed over (fd 3): HAProxy is ready once the plain port answers.
+      const held = heldTls[mode]!;
+      const { started: haproxy } = await startOnFreePort((plain) =>
+        startHaproxy({ frontPort: plain, idgatePort, upstreamPort: apps.ports.web, configPath: writeConfig(plain), passFds: [held.fd], name: `haproxy-installed-${mode}` }),
+      );
+      await held.release();
       try {
         const browser = new Browser({}, fetchTrusting(certPem));
         const deepLink = `${origin()}/reports/${mode}?format=csv&sort=-date`;
         const { res, url } = await signIn(browser, deepLink, 'alice');
         expect({ status: res.status, url: url.href, body: await res.text() }).toEqual({ status: 200, url: deepLink, body: `web /reports/${mode}?format=csv&sort=-date user=alice` });
         // Every hop on the site stayed https, and the login redirect carried the deep link.
-        expect(browser.hops.filter((h) => new URL(h.url).port === String(tlsPort)).every((h) => h.url.startsWith('https://'))).toBe(true);
+        expect(browser.hops.filter((h) => new URL(h.url).port === String(tlsPort())).every((h) => h.url.startsWith('https://'))).toBe(true);
         const login = browser.hops.find((h) => new URL(h.url).pathname === `/reports/${mode}`)!;
         expect(new URL(login.location!, origin()).searchParams.get('rd')).toBe(`/reports/${mode}?format=csv&sort=-date`);
 

@@ -63,6 +63,17 @@ export type IdgateParts = Record<'global' | 'frontend' | 'routing' | 'backends',
 export const PART_NAMES = ['global', 'frontend', 'routing', 'backends'] as const;
 
 /**
+ * The site's config as the tests start it: its TLS frontend binds the socket the test has held since
+ * before HAProxy could start (holdPort; HAProxy gets it as fd 3) instead of binding the port itself, so
+ * no other process can take the port between the IdP learning the callback and HAProxy listening.
+ */
+export function bindingHeldTls(config: string, tlsPort: number): string {
+  const line = `bind 127.0.0.1:${tlsPort} ssl`;
+  if (!config.includes(line)) throw new Error(`no "${line}" in the config`);
+  return config.replace(line, 'bind fd@3 ssl');
+}
+
+/**
  * The owner's config with idgate's parts added where docs/haproxy.md says: global at the end of the global
  * section, frontend after the binds, routing before the first use_backend, backends at the end.
  */
