@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export NODE_OPTIONS_JEST := --experimental-vm-modules
 
-.PHONY: all deps system-deps build demo demo-ha test test-unit test-e2e test-faults typecheck bench profile clean
+.PHONY: all deps system-deps build demo demo-ha test test-unit test-e2e test-faults typecheck bench profile costs clean
 
 all: build
 
@@ -80,6 +80,12 @@ bench: build
 profile: WITH_BENCH = 1
 profile: build
 	node dist/bench/profile.js
+
+# CPU per request of each process (HAProxy, idgate, upstream, ...) at one fixed rate: passthrough, each
+# transport's ceiling and idgate on it (where a check's cost goes).
+costs: WITH_BENCH = 1
+costs: build
+	node dist/bench/costs.js
 
 clean:
 	rm -rf dist node_modules/.installed

@@ -1,5 +1,5 @@
 // `make profile`: a V8 CPU profile of idgate while HAProxy's SPOE agent path is under load (session
-// cookie, then bearer JWT). Writes .run/profile/*.cpuprofile (open in Chrome DevTools) and prints
+// cookie; PROFILE_TRANSPORT=lua: the Lua action's HTTP check instead). Writes .run/profile/*.cpuprofile (open in Chrome DevTools) and prints
 // the functions with the most self time.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,8 +20,10 @@ try {
   const cookie = browser.cookieHeader(new URL(stack.frontUrl))!;
   const seconds = Number(process.env.PROFILE_SECONDS ?? 8);
   const before = cpuTimes();
-  const r = await runWrk({ url: `http://127.0.0.1:${spoePort}/`, headers: { Cookie: cookie }, duration: seconds });
-  process.stdout.write(`SPOE session: ${r.rps} req/s, p99 ${r.p99_ms} ms, errors ${r.errors}\n`);
+  // PROFILE_TRANSPORT=lua: the stack's own HAProxy, whose Lua action asks idgate's HTTP check.
+  const lua = process.env.PROFILE_TRANSPORT === 'lua';
+  const r = await runWrk({ url: lua ? `${stack.frontUrl}/` : `http://127.0.0.1:${spoePort}/`, headers: { Cookie: cookie }, duration: seconds });
+  process.stdout.write(`${lua ? 'Lua' : 'SPOE'} session: ${r.rps} req/s, p99 ${r.p99_ms} ms, errors ${r.errors}\n`);
   const after = cpuTimes();
   for (const [pid, t] of after) {
     const used = (t.ticks - (before.get(pid)?.ticks ?? 0)) / 100 / seconds;

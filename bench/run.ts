@@ -15,20 +15,18 @@
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import signature from 'cookie-signature';
-import { startHaproxy, haproxyConfigPath } from '../stack/haproxy.js';
-import { renderHaproxyTemplate } from '../service/src/transports/haproxy-config.js';
-import { listenOnAnyPort, REPO_ROOT, startOnFreePort, type ManagedProcess } from '../stack/processes.js';
+import { startHaproxy } from '../stack/haproxy.js';
+import { loadConfig } from '../service/src/config.js';
+import { REPO_ROOT, startOnFreePort, type ManagedProcess } from '../stack/processes.js';
 import { startStack, type Stack } from '../stack/stack.js';
 import { Browser, signIn } from '../test/support/browser.js';
 import { sealSession, sessionKey } from '../service/src/session/session-store.js';
-import { createSpoeAgent } from '../service/src/transports/spoe.js';
-import { checkOutcome, type WireIdentity } from '../service/src/transports/check-wire.js';
-import { loadConfig } from '../service/src/config.js';
+import { nativeJwtConfig, passthroughConfig } from './configs.js';
+import { answerFromHeaders, startConstantAgent } from './constant-agent.js';
 import { runAtRate, runWrk, rssMb, type LoadResult } from './load.js';
 import { benchPolicyMatching } from './policy-matching.js';
 import { navigationFetch, peerRedirectUris, peerUnavailable, pickPeerPorts, startApachePeer, type ApachePeer } from './apache-peer.js';
@@ -37,47 +35,9 @@ import { renderChart, type ChartKind } from './chart.js';
 
 /** Seconds a scenario (after a 1 s warm-up): every scenario of `make bench` fits in 5 minutes with 5. */
 const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
-/** The constant agent's allow (scenario "SPOE transport alone"): an identity like a real session's. */
-const CONSTANT_IDENTITY: WireIdentity = { user: 'alice', subject: 'alice', issuer: undefined, email: undefined, groups: 'engineering', groupsTruncated: false, scopes: undefined, scopesTruncated: false, client: undefined, backend: undefined };
 
 function log(line: string): void {
   process.stdout.write(`${line}\n`);
-}
-
-/** The shipped haproxy.cfg, rendered (lua-load names haproxy-conf/idgate.lua by its full path). */
-function shippedConfig(): string {
-  return renderHaproxyTemplate(fs.readFileSync(haproxyConfigPath(), 'utf8'), 'lua');
-}
-
-/** The shipped haproxy.cfg with the identity check removed: the passthrough baseline. */
-function passthroughConfig(dir: string): string {
-  const text = shippedConfig();
-  const out = text
-    .split('\n')
-    .filter((l) => !/http-request lua\.idgate-check|http-request return status 503|http-response lua\.idgate-set-cookies/.test(l))
-    .join('\n');
-  return writeConfig(dir, 'passthrough.cfg', out);
-}
-
-/** The shipped haproxy.cfg with the check replaced by HAProxy's own jwt_verify (RS256, a PEM key). */
-function nativeJwtConfig(dir: string, pemFile: string): string {
-  const text = shippedConfig();
-  const out = text
-    .split('\n')
-    .map((l) =>
-      /http-request lua\.idgate-check/.test(l)
-        ? `    http-request deny deny_status 401 unless { http_auth_bearer,jwt_header_query('$.alg') -m str RS256 } { http_auth_bearer,jwt_verify("RS256","${pemFile}") -m int 1 }`
-        : l,
-    )
-    .filter((l) => !/http-request return status 503|http-response lua\.idgate-set-cookies/.test(l))
-    .join('\n');
-  return writeConfig(dir, 'native-jwt.cfg', out);
-}
-
-function writeConfig(dir: string, name: string, text: string): string {
-  const file = path.join(dir, name);
-  fs.writeFileSync(file, text);
-  return file;
 }
 
 async function clientCredentials(issuer: string): Promise<string> {
@@ -143,7 +103,6 @@ async function main(): Promise<void> {
     idpEnv: peerPorts ? { IDP_PEER_REDIRECT_URIS: peerRedirectUris(peerPorts).join(',') } : {},
   });
   const extra: ManagedProcess[] = [];
-  let constantAgent: net.Server | undefined;
   let nullAuth: NullAuthBackend | undefined;
   let peer: ApachePeer | undefined;
   const results: LoadResult[] = [];
@@ -168,18 +127,13 @@ async function main(): Promise<void> {
     };
     const passthroughPort = await startExtraHaproxy({ configPath: passthroughConfig(dir) });
     const spoePort = await startExtraHaproxy({ spoePort: stack.ports.spoe[0]!, mode: 'spoe' });
-    // The agent's framing with a constant answer, in this process: what SPOE costs without a check.
-    // With the bounds idgate's own agent runs with (the stack's settings).
-    const { config } = loadConfig({ ...process.env, ...stack.env });
-    constantAgent = createSpoeAgent({
-      // An allow names the path it decided on (here: the path as sent; the bench asks for "/").
-      check: async (input) => checkOutcome('allow', 200, 'constant', { identity: CONSTANT_IDENTITY, requestId: 'r', path: (input.pathq ?? '/').split('?')[0]! }),
-      trustedPeers: config!.trustedProxies,
-      maxConnections: config!.spoeMaxConnections,
-      maxInFlight: config!.spoeMaxInFlight,
-    });
-    const constantAgentPort = await listenOnAnyPort(constantAgent);
-    const ceilingPort = await startExtraHaproxy({ spoePort: constantAgentPort, mode: 'spoe' });
+    // The agent's framing with a constant answer, in a process of its own like idgate's: what SPOE costs
+    // without a check. With the bounds idgate's own agent runs with (the stack's settings), answering the
+    // very identity idgate gives this session, so that HAProxy sets the same variables and headers.
+    const sessionCheck = { Cookie: cookie, 'X-Forwarded-Method': 'GET', 'X-Forwarded-Host': `127.0.0.1:${stack.ports.front}`, 'X-Forwarded-Uri': '/' };
+    const constantAgent = await startConstantAgent(stack.env, answerFromHeaders((await fetch(`${stack.idgateUrls[0]}/auth`, { headers: sessionCheck })).headers));
+    extra.push(constantAgent.process);
+    const ceilingPort = await startExtraHaproxy({ spoePort: constantAgent.port, mode: 'spoe' });
     // The same shipped Lua config (idgate.lua, the same frontend lines), its be_idgate pointed at a do-nothing backend.
     nullAuth = await startNullAuthBackend();
     const luaCeilingPort = await startExtraHaproxy({ idgatePort: nullAuth.port });
@@ -200,12 +154,13 @@ async function main(): Promise<void> {
     const b = await scenario('(b) HAProxy + idgate (Lua), session cookie', { url: `${stack.frontUrl}/`, headers: { Cookie: cookie } });
     const c = await scenario('(c) HAProxy + idgate (Lua), bearer JWT', { url: `${stack.frontUrl}/api/hello`, headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } });
     const j = await scenario("(j) HAProxy + Lua check, do-nothing auth backend (no idgate: the Lua transport's ceiling)", { url: `http://127.0.0.1:${luaCeilingPort}/`, headers: { Cookie: cookie } }, 'baseline');
-    const d = await scenario('(d) idgate /auth directly, session cookie', { url: `${stack.idgateUrls[0]}/auth`, headers: { Cookie: cookie, 'X-Forwarded-Method': 'GET', 'X-Forwarded-Host': `127.0.0.1:${stack.ports.front}`, 'X-Forwarded-Uri': '/' } });
+    const d = await scenario('(d) idgate /auth directly, session cookie', { url: `${stack.idgateUrls[0]}/auth`, headers: sessionCheck });
     const e = await scenario('(e) HAProxy native jwt_verify, same JWT (no idgate)', { url: `http://127.0.0.1:${nativePort}/api/hello`, headers: { Authorization: `Bearer ${token}` } }, 'peer');
     const g = await scenario('(g) HAProxy + idgate (SPOE), session cookie', { url: `http://127.0.0.1:${spoePort}/`, headers: { Cookie: cookie } });
     const h = await scenario('(h) HAProxy + idgate (SPOE), bearer JWT', { url: `http://127.0.0.1:${spoePort}/api/hello`, headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } });
 
-    const i = await scenario("(i) HAProxy + SPOE, constant-answer agent (no check: the transport's ceiling)", { url: `http://127.0.0.1:${ceilingPort}/` }, 'baseline');
+    // The same request as (g): the same cookie travels in the same SPOE message.
+    const i = await scenario("(i) HAProxy + SPOE, constant-answer agent (no check: the transport's ceiling)", { url: `http://127.0.0.1:${ceilingPort}/`, headers: { Cookie: cookie } }, 'baseline');
 
     // The peer, with Apache running only for its own scenarios. Anything that fails here is printed and skipped.
     const peerResults: Partial<Record<'k' | 'l' | 'm', LoadResult>> = {};
@@ -313,7 +268,6 @@ async function main(): Promise<void> {
     await Promise.all(extra.map((p) => p.stop()));
     await peer?.stop();
     await nullAuth?.close();
-    constantAgent?.close();
     await stack.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }

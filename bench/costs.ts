@@ -1,0 +1,106 @@
+// `make costs`: where the CPU of a checked request goes, process by process. Every scenario runs at one
+// fixed rate (well under any scenario's maximum), so that the figures are CPU per request and do not
+// depend on how the two shared cores happened to be divided: µs of each process (HAProxy, the agent or
+// auth backend, the upstream, Redis, the load generator) per request. Set against passthrough and each
+// transport's ceiling, the differences say what a check adds, and who pays for it.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startHaproxy } from '../stack/haproxy.js';
+import { startOnFreePort, type ManagedProcess } from '../stack/processes.js';
+import { startStack } from '../stack/stack.js';
+import { Browser, signIn } from '../test/support/browser.js';
+import { passthroughConfig } from './configs.js';
+import { answerFromHeaders, startConstantAgent } from './constant-agent.js';
+import { runAtRate } from './load.js';
+import { startNullAuthBackend } from './null-auth.js';
+
+const RATE = Number(process.env.COSTS_RATE ?? 3000);
+const SECONDS = Number(process.env.COSTS_SECONDS ?? 5);
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-costs-'));
+const stack = await startStack({ idgateEnv: { IDGATE_LOG_FILE: path.join(dir, 'idgate.log') } });
+const extra: ManagedProcess[] = [];
+const nullAuth = await startNullAuthBackend();
+try {
+  const startExtraHaproxy = async (name: string, options: Omit<Parameters<typeof startHaproxy>[0], 'frontPort' | 'idgatePort' | 'upstreamPort' | 'canaryPort' | 'name'> & { idgatePort?: number }) => {
+    const { port, started } = await startOnFreePort((frontPort) =>
+      startHaproxy({ frontPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, name, ...options }),
+    );
+    extra.push(started);
+    return { port, pid: started.child.pid! };
+  };
+  const browser = new Browser();
+  await signIn(browser, `${stack.frontUrl}/`, 'alice');
+  const cookie = browser.cookieHeader(new URL(stack.frontUrl))!;
+  const sessionCheck = { Cookie: cookie, 'X-Forwarded-Method': 'GET', 'X-Forwarded-Host': `127.0.0.1:${stack.ports.front}`, 'X-Forwarded-Uri': '/' };
+  const constantAgent = await startConstantAgent(stack.env, answerFromHeaders((await fetch(`${stack.idgateUrls[0]}/auth`, { headers: sessionCheck })).headers));
+  extra.push(constantAgent.process);
+
+  const passthrough = await startExtraHaproxy('haproxy-passthrough', { configPath: passthroughConfig(dir) });
+  const spoe = await startExtraHaproxy('haproxy-spoe', { spoePort: stack.ports.spoe[0]!, mode: 'spoe' });
+  const spoeCeiling = await startExtraHaproxy('haproxy-spoe-ceiling', { spoePort: constantAgent.port, mode: 'spoe' });
+  const luaCeiling = await startExtraHaproxy('haproxy-lua-ceiling', { idgatePort: nullAuth.port });
+  const lua = { port: stack.ports.front, pid: stack.processes.haproxy!.child.pid! };
+
+  // Who is who, by pid: the rest of the machine is counted as "other".
+  const roles = new Map<number, string>([
+    [process.pid, 'load generator + null auth backend'],
+    [stack.processes.idgate!.child.pid!, 'idgate'],
+    [constantAgent.process.child.pid!, 'constant agent'],
+    [stack.processes.upstream!.child.pid!, 'upstream'],
+    // The demo policy sends admins (alice) to the canary pool: another upstream process.
+    [stack.processes.canary!.child.pid!, 'upstream'],
+    [stack.processes.redis!.child.pid!, 'redis'],
+  ]);
+  const scenarios: { name: string; port: number; haproxyPid: number }[] = [
+    { name: '(a) passthrough', ...passthrough, haproxyPid: passthrough.pid },
+    { name: '(i) SPOE, constant agent', ...spoeCeiling, haproxyPid: spoeCeiling.pid },
+    { name: '(g) SPOE, idgate session', ...spoe, haproxyPid: spoe.pid },
+    { name: '(j) Lua, null backend', ...luaCeiling, haproxyPid: luaCeiling.pid },
+    { name: '(b) Lua, idgate session', ...lua, haproxyPid: lua.pid },
+  ];
+  const columns = ['HAProxy', 'idgate', 'constant agent', 'load generator + null auth backend', 'upstream', 'redis', 'other', 'total'];
+  const rows: string[] = [];
+  for (const s of scenarios) {
+    const url = `http://127.0.0.1:${s.port}/`;
+    await runAtRate({ url, headers: { Cookie: cookie }, rate: RATE, duration: 1, connections: 32 });
+    const before = cpuTicks();
+    const r = await runAtRate({ url, headers: { Cookie: cookie }, rate: RATE, duration: SECONDS, connections: 32 });
+    const after = cpuTicks();
+    const used = new Map<string, number>();
+    for (const [pid, ticks] of after) {
+      const role = pid === s.haproxyPid ? 'HAProxy' : roles.get(pid) ?? 'other';
+      used.set(role, (used.get(role) ?? 0) + ticks - (before.get(pid) ?? ticks));
+    }
+    const requests = r.rps * SECONDS;
+    // One tick is 10 ms of CPU (USER_HZ 100).
+    const micros = (ticks: number) => ((ticks * 10_000) / requests).toFixed(0);
+    const total = [...used.values()].reduce((a, b) => a + b, 0);
+    rows.push(`| ${s.name} | ${r.rps} | ${r.p99_ms} | ${r.errors} | ${columns.map((c) => micros(c === 'total' ? total : used.get(c) ?? 0)).join(' | ')} |`);
+    process.stdout.write(`${s.name}: ${r.rps} req/s\n`);
+  }
+  process.stdout.write(`\nCPU µs per request, at ${RATE} req/s for ${SECONDS} s (\`make costs\`; /proc ticks):\n\n`);
+  process.stdout.write(`| scenario | req/s | p99 ms | errors | ${columns.join(' | ')} |\n|${'---|'.repeat(columns.length + 4)}\n${rows.join('\n')}\n`);
+} finally {
+  await Promise.all(extra.map((p) => p.stop()));
+  await nullAuth.close();
+  await stack.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** CPU ticks (user + system) of every process on the machine, from /proc. */
+function cpuTicks(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(entry), Number(fields[11]) + Number(fields[12]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
