@@ -72,8 +72,9 @@ export interface IdpOptions {
    * can tell (`make demo IDP=okta`, IDP_PROFILE=okta): the `groups` scope is not
    * defined for idgate (asking for it: invalid_scope; groups come with `profile`, from userinfo), JWT access
    * tokens carry Okta's `cid`, `uid`, `scp` and `ver` instead of client_id and scope, dpop-bot without a proof is
-   * refused with invalid_dpop_proof (with one, the token endpoint first asks its nonce: use_dpop_nonce), refresh tokens rotate with reuse detection after a grace period,
-   * and a refresh returns an ID token only when it asks for openid (unless idTokenOnRefresh says otherwise).
+   * refused with invalid_dpop_proof (with one, the token endpoint first asks its nonce: use_dpop_nonce),
+   * refresh tokens rotate with reuse detection after a grace period, and a refresh returns an ID token only
+   * when it asks for openid (unless idTokenOnRefresh says otherwise).
    */
   profile?: IdpProfile;
   /**
