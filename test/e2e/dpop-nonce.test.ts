@@ -2,9 +2,12 @@
 // sharing the cookie secrets behind the real HAProxy, on both transports (Lua and the HTTP check; SPOE).
 // A proof without idgate's nonce gets 401 use_dpop_nonce and a DPoP-Nonce header, the retry with it passes;
 // a forged nonce gets a fresh one; a nonce due to expire gets a fresh one on the 200; a DPoP-Nonce the
-// client sends is nothing. The proof rules without nonces are test/e2e/dpop.test.ts, the nonces alone
+// client sends is nothing, and one the app sends is the app's. Both front ends protect an app of this test
+// that echoes the request and, on /api/app-nonce, answers with a DPoP-Nonce of its own. The proof rules without nonces are test/e2e/dpop.test.ts, the nonces alone
 // test/unit/dpop-nonce.test.ts.
 import crypto from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { startHaproxy } from '../../stack/haproxy.js';
 import { startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
@@ -15,36 +18,53 @@ import { dpopBoundToken, dpopKey, dpopProof, type DpopKey } from '../support/dpo
 import { waitUntil } from '../support/wait.js';
 
 let stack: Stack;
+let app: http.Server;
+let luaHaproxy: ManagedProcess;
 let spoeHaproxy: ManagedProcess;
+let luaFrontUrl: string;
 let spoeFrontUrl: string;
 let key: DpopKey;
 let token: string;
 /** What idgate issues and accepts: the same secrets, another process. */
 let nonces: ReturnType<typeof createDpopNonces>;
 
+/** The DPoP-Nonce the app sends on /api/app-nonce: its own business, whatever idgate does. */
+const APPS_NONCE = 'the-apps-own-nonce';
+
 beforeAll(async () => {
-  stack = await startStack({ idgateReplicas: 2, idgateEnv: { IDGATE_DPOP_NONCE: '1' } });
-  let spoeFront: number;
-  ({ port: spoeFront, started: spoeHaproxy } = await startOnFreePort((frontPort) =>
-    startHaproxy({
-      mode: 'spoe',
-      name: 'haproxy-spoe',
-      frontPort,
-      idgatePort: stack.ports.idgate[0]!,
-      idgatePort2: stack.ports.idgate[1]!,
-      spoePort: stack.ports.spoe[0]!,
-      spoePort2: stack.ports.spoe[1]!,
-      upstreamPort: stack.ports.upstream,
-    }),
-  ));
-  spoeFrontUrl = `http://127.0.0.1:${spoeFront}`;
+  // The stack's own HAProxy is not needed: both front ends below protect this test's app.
+  stack = await startStack({ idgateReplicas: 2, haproxy: false, idgateEnv: { IDGATE_DPOP_NONCE: '1' } });
+  app = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', ...(req.url?.startsWith('/api/app-nonce') ? { 'dpop-nonce': APPS_NONCE } : {}) });
+    res.end(JSON.stringify({ method: req.method, headers: req.headers }));
+  });
+  await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+  const appPort = (app.address() as AddressInfo).port;
+  const front = async (mode: 'lua' | 'spoe') => {
+    const { port, started } = await startOnFreePort((frontPort) =>
+      startHaproxy({
+        mode,
+        name: `haproxy-${mode}-app`,
+        frontPort,
+        idgatePort: stack.ports.idgate[0]!,
+        idgatePort2: stack.ports.idgate[1]!,
+        spoePort: stack.ports.spoe[0]!,
+        spoePort2: stack.ports.spoe[1]!,
+        upstreamPort: appPort,
+      }),
+    );
+    return { url: `http://127.0.0.1:${port}`, started };
+  };
+  ({ url: luaFrontUrl, started: luaHaproxy } = await front('lua'));
+  ({ url: spoeFrontUrl, started: spoeHaproxy } = await front('spoe'));
   key = await dpopKey();
   token = await dpopBoundToken(stack.issuer, key);
   nonces = createDpopNonces(stack.env.IDGATE_COOKIE_SECRETS!.split(','));
 }, 90_000);
 
 afterAll(async () => {
-  await spoeHaproxy?.stop();
+  await Promise.all([luaHaproxy?.stop(), spoeHaproxy?.stop()]);
+  await new Promise((resolve) => (app ? app.close(resolve) : resolve(undefined)));
   await stack?.stop();
 });
 
@@ -79,7 +99,7 @@ async function awayFromSlotEdge(): Promise<void> {
 }
 
 const TRANSPORTS: [string, () => string][] = [
-  ['Lua and the HTTP check', () => stack.frontUrl],
+  ['Lua and the HTTP check', () => luaFrontUrl],
   ['SPOE', () => spoeFrontUrl],
 ];
 
@@ -132,6 +152,15 @@ describe.each(TRANSPORTS)('IDGATE_DPOP_NONCE=1, through HAProxy (%s)', (_name, f
     const forgedHeader = await call(front(), '/api/items', current, { 'dpop-nonce': 'chosen-by-the-client' });
     expect(forgedHeader.status).toBe(200);
     expect(forgedHeader.nonce).toBeNull();
+  });
+
+  test('the app\'s own DPoP-Nonce is the app\'s: passed on untouched, and idgate\'s is added beside it, never instead', async () => {
+    const current = await call(front(), '/api/app-nonce', nonces.issue());
+    expect(current.status).toBe(200);
+    expect(current.nonce).toBe(APPS_NONCE);
+    const previous = await call(front(), '/api/app-nonce', nonces.issue(Date.now() - DPOP_NONCE_SLOT_SECONDS * 1000));
+    expect(previous.status).toBe(200);
+    expect(previous.nonce?.split(', ').sort()).toEqual([APPS_NONCE, nonces.issue()].sort());
   });
 
   test('a refusal for want of a nonce is audited with its reason and scheme', async () => {
