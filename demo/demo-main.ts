@@ -37,7 +37,8 @@ async function main(): Promise<void> {
 ${idpProfile === 'okta' ? `
   Okta-shaped IdP: access tokens carry cid, uid and scp; groups come only from userinfo (no groups scope);
   refresh tokens rotate (reuse after 30 s revokes the grant); dpop-bot needs a DPoP proof (invalid_dpop_proof
-  without); opaque-bot gets opaque tokens that idgate introspects. See docs/okta.md, "Try it locally".
+  without) holding the token endpoint's nonce (use_dpop_nonce and a DPoP-Nonce header first); opaque-bot gets
+  opaque tokens that idgate introspects. See docs/okta.md, "Try it locally".
 ` : ''}
   Ctrl-C stops everything.
 `);

@@ -5,6 +5,9 @@
 --   http-request  lua.idgate-check        ask idgate (GET /auth) whether the request may pass
 --   http-response lua.idgate-set-cookies  add the Set-Cookie headers idgate returned on a 200
 --
+-- (A DPoP-Nonce idgate returned on a 200 is kept in txn.idgate_dpop_nonce, which dropin/frontend-lua.cfg
+-- adds to the client's response.)
+--
 -- The check goes through core.httpclient() to `dst` = the local HAProxy listener named by
 -- IDGATE_CHECK_DST (see dropin/global-lua.cfg), never straight to idgate: the 2.6 httpclient has a fixed
 -- 5 s connect timeout with 3 retries, so a dead idgate would hold the client for 12-20 s. The
@@ -22,9 +25,9 @@
 --                  without it fails closed), replace the Cookie header by X-Idgate-Cookie when present
 --                  (the client's cookies without idgate's own; empty: no Cookie header), inject every
 --                  x-auth-* response header into the upstream request (set, not add), remember every
---                  Set-Cookie for the client's response; the request continues.
+--                  Set-Cookie and the DPoP-Nonce for the client's response; the request continues.
 --   302 / 303      reply with that status, Location, every Set-Cookie, Cache-Control: no-store.
---   other 4xx      reply with idgate's status, Content-Type, body, WWW-Authenticate, every
+--   other 4xx      reply with idgate's status, Content-Type, body, WWW-Authenticate, DPoP-Nonce, every
 --                  Set-Cookie, Cache-Control: no-store.
 --   anything else  (no answer, timeout, refused, 5xx, 1xx/2xx/3xx other than the above):
 --                  503 "authentication service unavailable". Fail closed.
@@ -189,6 +192,10 @@ local function decide(txn)
         return UNAVAILABLE
       end
     end
+    -- A DPoP nonce for the client's next proofs (RFC 9449 section 8.2): only idgate's answer sets it,
+    -- never a header of the client's request or of the app's response.
+    local dpop_nonce = first_of(rh, "dpop-nonce")
+    if dpop_nonce ~= nil then txn:set_var("txn.idgate_dpop_nonce", dpop_nonce) end
     if set_cookies ~= nil then
       txn:set_priv(set_cookies)
       -- lets the config run lua.idgate-set-cookies only when there is something to add
@@ -225,6 +232,9 @@ local function decide(txn)
     end
     local www = values_of(rh, "www-authenticate")
     if www ~= nil then out["www-authenticate"] = www end
+    -- 401 use_dpop_nonce: the nonce to put in the next proof.
+    local dpop_nonce = first_of(rh, "dpop-nonce")
+    if dpop_nonce ~= nil then out["dpop-nonce"] = { dpop_nonce } end
     return { status = status, headers = out, body = body }
   end
 

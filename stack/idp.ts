@@ -72,8 +72,9 @@ export interface IdpOptions {
    * can tell (`make demo IDP=okta`, IDP_PROFILE=okta): the `groups` scope is not
    * defined for idgate (asking for it: invalid_scope; groups come with `profile`, from userinfo), JWT access
    * tokens carry Okta's `cid`, `uid`, `scp` and `ver` instead of client_id and scope, dpop-bot without a proof is
-   * refused with invalid_dpop_proof, refresh tokens rotate with reuse detection after a grace period,
-   * and a refresh returns an ID token only when it asks for openid (unless idTokenOnRefresh says otherwise).
+   * refused with invalid_dpop_proof (with one, the token endpoint first asks its nonce: use_dpop_nonce),
+   * refresh tokens rotate with reuse detection after a grace period, and a refresh returns an ID token only
+   * when it asks for openid (unless idTokenOnRefresh says otherwise).
    */
   profile?: IdpProfile;
   /**
@@ -467,8 +468,10 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
-      // RFC 9449, for dpop-bot (proofs signed with ES256, EdDSA...; no server nonces).
-      dPoP: { enabled: true },
+      // RFC 9449, for dpop-bot (proofs signed with ES256, EdDSA...). Profile okta: like Okta, the token
+      // endpoint wants its own nonce in the proof (400 use_dpop_nonce with a DPoP-Nonce to retry with);
+      // the demo profile issues none.
+      dPoP: okta ? { enabled: true, nonceSecret: OKTA_DPOP_NONCE_SECRET, requireNonce: (ctx: KoaContextWithOIDC) => ctx.oidc?.route === 'token' } : { enabled: true },
       // RFC 7662, for opaque-bot's tokens; only idgate (the resource server's client) may ask.
       introspection: { enabled: true, allowedPolicy: async (_ctx, client) => client.clientId === clientId },
       revocation: {
@@ -530,6 +533,9 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
     },
   };
 }
+
+/** Profile okta: the key of the token endpoint's DPoP nonces (one per process, so rotated signing keys keep them). */
+const OKTA_DPOP_NONCE_SECRET = randomBytes(32);
 
 /**
  * Okta's JWT access token claims (profile okta): `cid` (the client), `scp` (a list), `ver`, and for a user's

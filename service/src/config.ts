@@ -62,6 +62,8 @@ export interface Config {
   /** DPoP proofs (RFC 9449): how old a proof's `iat` may be, and the algorithms its key may sign with. */
   readonly dpopMaxAgeSeconds: number;
   readonly dpopAlgorithms: readonly string[];
+  /** Proofs must carry a nonce idgate issued (RFC 9449 section 9; tokens/dpop-nonce.ts). */
+  readonly dpopNonceRequired: boolean;
   readonly jwksCacheSeconds: number;
   readonly jwksCooldownSeconds: number;
   readonly introspectionCacheSeconds: number;
@@ -335,6 +337,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_CLOCK_SKEW', key: 'clock_skew', kind: 'int', default: '30', doc: 'seconds of clock difference tolerated on exp/nbf/iat', example: '30' },
   { env: 'IDGATE_DPOP_MAX_AGE', key: 'dpop_max_age', kind: 'int', default: '300', doc: 'seconds a DPoP proof (RFC 9449) is good for after its `iat` (plus IDGATE_CLOCK_SKEW either way); its `jti` is remembered in Redis that long, so a replayed proof is refused on every replica', example: '300' },
   { env: 'IDGATE_DPOP_ALGORITHMS', key: 'dpop_algorithms', kind: 'list', oneOf: { values: ASYMMETRIC_ALGORITHMS, what: 'an accepted asymmetric algorithm' }, default: 'ES256,RS256,PS256,EdDSA', doc: 'accepted signature algorithms of DPoP proofs (asymmetric only), also announced in the `algs` of a DPoP challenge', example: 'ES256,RS256' },
+  { env: 'IDGATE_DPOP_NONCE', key: 'dpop_nonce', kind: 'bool', default: '0', doc: 'require a nonce idgate issued in DPoP proofs (RFC 9449 section 9): a proof without one, with a forged one or with one issued 5 to 10 minutes ago or earlier gets 401 `use_dpop_nonce` and a `DPoP-Nonce` header to retry with; turn on when proofs made in advance must not count. Stateless: nonces are keyed by the first IDGATE_COOKIE_SECRETS entry (every entry verifies), so every replica accepts every other\'s', example: '1' },
   { env: 'IDGATE_JWKS_CACHE', key: 'jwks_cache', kind: 'int', default: '600', doc: 'seconds after which signing keys are fetched again (in the background; cached keys keep working meanwhile)', example: '600' },
   { env: 'IDGATE_JWKS_COOLDOWN', key: 'jwks_cooldown', kind: 'int', default: '30', doc: 'seconds between two key fetches caused by unknown key ids (a flood of bogus kids cannot hammer the IdP)', example: '30' },
   { env: 'IDGATE_INTROSPECTION_CACHE', key: 'introspection_cache', kind: 'int', default: '300', doc: 'seconds an introspection answer is reused at most (never past the token\'s exp; inactive tokens: 30 s at most)', example: '300' },
@@ -480,6 +483,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     clockSkewSeconds: parsed.IDGATE_CLOCK_SKEW as number,
     dpopMaxAgeSeconds: parsed.IDGATE_DPOP_MAX_AGE as number,
     dpopAlgorithms: Object.freeze(parsed.IDGATE_DPOP_ALGORITHMS as string[]),
+    dpopNonceRequired: parsed.IDGATE_DPOP_NONCE === true,
     jwksCacheSeconds: parsed.IDGATE_JWKS_CACHE as number,
     jwksCooldownSeconds: parsed.IDGATE_JWKS_COOLDOWN as number,
     introspectionCacheSeconds: parsed.IDGATE_INTROSPECTION_CACHE as number,

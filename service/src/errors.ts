@@ -29,6 +29,9 @@ export const ERRORS = {
   invalid_token: { status: 401, wire: 'unauthorized', metric: 'invalid_token', text: 'the token is not valid' },
   // A DPoP proof (RFC 9449) that fails; its challenge is `DPoP error="invalid_dpop_proof"`.
   invalid_dpop_proof: { status: 401, wire: 'unauthorized', metric: 'invalid_dpop_proof', text: 'the DPoP proof is not valid' },
+  // IDGATE_DPOP_NONCE: a proof without idgate's nonce, or with one idgate did not issue or issued too long
+  // ago (RFC 9449 section 9); its challenge is `DPoP error="use_dpop_nonce"`, with a DPoP-Nonce to retry with.
+  use_dpop_nonce: { status: 401, wire: 'unauthorized', metric: 'use_dpop_nonce', text: 'the DPoP proof must carry the nonce idgate gives (DPoP-Nonce)' },
   session_ended: { status: 401, wire: 'unauthorized', metric: 'session_ended', text: 'the session has ended' },
   not_found: { status: 404, wire: 'not_found', metric: 'not_found', text: 'there is no such idgate page' },
   // The check's answers (check.ts): the wire error of its JSON body, and the reason label of

@@ -141,6 +141,13 @@ export const INTROSPECTION_MAX_INFLIGHT = 64;
 export const INTROSPECTION_SOURCE_WINDOW_MS = 60_000;
 /** Introspection: client addresses tracked at most; beyond, the longest-idle one is forgotten (the overall bound still holds). */
 export const INTROSPECTION_MAX_SOURCES = 10_000;
+/**
+ * DPoP server nonces (IDGATE_DPOP_NONCE): one nonce per slot of this length, accepted during its slot and the
+ * next, so a nonce lives between one and two slots (5 to 10 minutes). That bounds how far ahead a client
+ * (or whoever borrowed its key for a while) can make proofs, to about IDGATE_DPOP_MAX_AGE's default, while
+ * a busy client fetches a new nonce only once per slot, on an answer it gets anyway (never a failed request).
+ */
+export const DPOP_NONCE_SLOT_SECONDS = 300;
 /** Back-channel logout tokens older than this are refused (and their jti remembered this long). */
 export const LOGOUT_TOKEN_MAX_AGE_SECONDS = 300;
 /** Largest Okta event hook delivery read: Okta batches up to 50 events, each a few kB. */

@@ -2,7 +2,7 @@
 // through the real stack (HAProxy, idgate, Redis): each Okta trait is checked to be really there, and idgate
 // is checked to cope with it. Sign-in without a `groups` scope (groups from userinfo, the ID token thin),
 // Okta's access-token claims (cid, uid, scp) read by the policy, dpop-bot refused without a proof
-// (invalid_dpop_proof), opaque tokens introspected, refresh-token rotation with reuse detection after the
+// (invalid_dpop_proof) and asked the IdP's DPoP nonce first (use_dpop_nonce), opaque tokens introspected, refresh-token rotation with reuse detection after the
 // grace period (the session then ends: a sign-in, never a 403), an ID token on refresh only when openid is
 // asked, and logout.
 import crypto from 'node:crypto';
@@ -146,9 +146,24 @@ describe('DPoP for the service app', () => {
     expect(body.error).toBe('invalid_dpop_proof');
   });
 
-  test('with a proof it gets a bound token, good with a proof and never as a plain bearer token', async () => {
+  test('its token endpoint asks a DPoP nonce first, as Okta does: 400 use_dpop_nonce with a DPoP-Nonce header', async () => {
     const key = await dpopKey();
-    const token = await dpopBoundToken(stack.issuer, key);
+    const url = `${stack.issuer}/token`;
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { authorization: basicAuth(dpopClient), 'content-type': 'application/x-www-form-urlencoded', dpop: await dpopProof(key, 'POST', url) },
+      body: new URLSearchParams({ grant_type: 'client_credentials', scope: dpopClient.scope }).toString(),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error?: string }).error).toBe('use_dpop_nonce');
+    expect(res.headers.get('dpop-nonce')).toMatch(/^[A-Za-z0-9_-]{20,}$/);
+  });
+
+  test('with a proof (and the IdP\'s nonce in a second one) it gets a bound token, good with a proof and never as a plain bearer token', async () => {
+    const key = await dpopKey();
+    const asked: string[] = [];
+    const token = await dpopBoundToken(stack.issuer, key, dpopClient, (nonce) => asked.push(nonce));
+    expect(asked).toHaveLength(1);
     expect(jose.decodeJwt(token)).toMatchObject({ cid: dpopClient.id, scp: [dpopClient.scope], cnf: { jkt: key.thumbprint } });
     const url = `${stack.frontUrl}/api/hello`;
     expect((await callApi(`DPoP ${token}`, { dpop: await dpopProof(key, 'GET', url, { token }) })).status).toBe(200);

@@ -1,5 +1,6 @@
 // DPoP (RFC 9449) as a machine client does it, for tests: a key pair, a DPoP-bound token from the demo
-// IdP (dpop-bot, the token request carrying a proof), and a proof for each request sent with it.
+// IdP (dpop-bot, the token request carrying a proof, again with the IdP's nonce when it asks one), and a
+// proof for each request sent with it.
 import crypto from 'node:crypto';
 import * as jose from 'jose';
 import { basicAuth, dpopClient } from './identities.js';
@@ -39,15 +40,28 @@ export function dpopProof(key: DpopKey, method: string, url: string, options: Pr
   return new jose.SignJWT(claims).setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.publicJwk, ...options.header } as jose.JWTHeaderParameters).sign(key.privateKey);
 }
 
-/** A DPoP-bound access token of the client_credentials grant (dpop-bot, scope api:read), bound to `key`. */
-export async function dpopBoundToken(issuer: string, key: DpopKey, client: { id: string; secret: string; scope: string } = dpopClient): Promise<string> {
+/**
+ * A DPoP-bound access token of the client_credentials grant (dpop-bot, scope api:read), bound to `key`. When
+ * the token endpoint asks its nonce first (Okta, and the okta profile: 400 use_dpop_nonce with a DPoP-Nonce
+ * header), the request goes again once with a proof that carries it. `nonceAsked`: told each nonce asked for.
+ */
+export async function dpopBoundToken(issuer: string, key: DpopKey, client: { id: string; secret: string; scope: string } = dpopClient, nonceAsked?: (nonce: string) => void): Promise<string> {
   const url = `${issuer}/token`;
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { authorization: basicAuth(client), 'content-type': 'application/x-www-form-urlencoded', dpop: await dpopProof(key, 'POST', url) },
-    body: new URLSearchParams({ grant_type: 'client_credentials', scope: client.scope }).toString(),
-  });
-  const body = (await res.json()) as { access_token?: string; token_type?: string; error?: string; error_description?: string };
+  const ask = async (nonce?: string) =>
+    fetch(url, {
+      method: 'POST',
+      headers: { authorization: basicAuth(client), 'content-type': 'application/x-www-form-urlencoded', dpop: await dpopProof(key, 'POST', url, { claims: { nonce } }) },
+      body: new URLSearchParams({ grant_type: 'client_credentials', scope: client.scope }).toString(),
+    });
+  type TokenAnswer = { access_token?: string; token_type?: string; error?: string; error_description?: string };
+  let res = await ask();
+  let body = (await res.json()) as TokenAnswer;
+  const nonce = res.headers.get('dpop-nonce');
+  if (res.status === 400 && body.error === 'use_dpop_nonce' && nonce) {
+    nonceAsked?.(nonce);
+    res = await ask(nonce);
+    body = (await res.json()) as TokenAnswer;
+  }
   if (res.status !== 200 || !body.access_token || body.token_type !== 'DPoP') {
     throw new Error(`${client.id}: no DPoP token from ${issuer} (HTTP ${res.status}, token_type ${body.token_type}, ${body.error ?? 'no error'}: ${body.error_description ?? ''})`);
   }

@@ -41,6 +41,18 @@ describe('an outcome, written for each transport', () => {
       { status: 401, www_authenticate: 'Bearer realm="idgate"', content_type: 'application/json', body: '{"error":"unauthorized","reason":"no credentials"}', reason: 'no credentials' },
     ],
     [
+      'a 401 use_dpop_nonce carries the DPoP nonce to retry with',
+      jsonOutcome('unauthenticated', 401, 'unauthorized', 'no nonce', { challenge: 'DPoP realm="idgate", error="use_dpop_nonce"', dpopNonce: 'n0nce' }),
+      { 'WWW-Authenticate': 'DPoP realm="idgate", error="use_dpop_nonce"', 'DPoP-Nonce': 'n0nce', 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Length': '44' },
+      { status: 401, www_authenticate: 'DPoP realm="idgate", error="use_dpop_nonce"', dpop_nonce: 'n0nce', content_type: 'application/json', body: '{"error":"unauthorized","reason":"no nonce"}', reason: 'no nonce' },
+    ],
+    [
+      'an allow may hand a fresh DPoP nonce on',
+      allowOutcome('/api', wireIdentity({ user: 'bot' }), { dpopNonce: 'n1' }),
+      { 'DPoP-Nonce': 'n1', 'X-Auth-User': 'bot', 'X-Auth-Request-Id': 'r', 'X-Idgate-Path': '/api', 'Content-Length': '0' },
+      { status: 200, dpop_nonce: 'n1', user: 'bot', request_id: 'r', path: '/api' },
+    ],
+    [
       'a browser denied gets a page, and only its name goes to the log line',
       checkOutcome('deny', 403, 'needs group admins', { identity: wireIdentity({ user: 'bob' }), contentType: 'text/html; charset=utf-8', body: '<p>é</p>' }),
       { 'X-Auth-User': 'bob', 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Length': '9' },

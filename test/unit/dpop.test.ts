@@ -83,6 +83,7 @@ describe('a DPoP proof', () => {
     ['issued in the future', () => proof({ claims: { iat: Math.floor(Date.now() / 1000) + 60 } }), 'the DPoP proof is not valid yet'],
     ['without ath', () => proof({ without: ['ath'] }), 'the DPoP proof lacks ath (the access token hash)'],
     ['whose ath is another token\'s', () => proof({ claims: { ath: ath('another-token') } }), 'the DPoP proof is for another access token'],
+    ['whose nonce is not a string', () => proof({ claims: { nonce: 42 } }), 'the DPoP proof nonce is not a string'],
   ])('%s is refused', async (_name, make, expected) => {
     expect(await verdict(await make())).toBe(expected);
   });
@@ -95,6 +96,11 @@ describe('a DPoP proof', () => {
     ['a dot segment', 'https://app.example.com/api/./items'],
   ])('with %s still names the request (RFC 9449 section 4.3 normalization)', async (_name, htu) => {
     expect(await verdict(await proof({ claims: { htu } }))).toBe('ok');
+  });
+
+  test('hands on its nonce, if any, for the nonce check (IDGATE_DPOP_NONCE, test/unit/dpop-nonce.test.ts)', async () => {
+    expect((await checkDpopProof(await proof({ claims: { nonce: 'n-1' } }), TARGET, TOKEN, settings)).nonce).toBe('n-1');
+    expect((await checkDpopProof(await proof(), TARGET, TOKEN, settings)).nonce).toBeUndefined();
   });
 
   test('iat within the window (max age plus clock skew) passes, either side of now', async () => {
@@ -116,5 +122,6 @@ describe('the DPoP challenge', () => {
   test('names the error and the proof algorithms accepted', () => {
     expect(dpopChallenge(settings, 'invalid_dpop_proof', 'the DPoP proof is too old')).toBe('DPoP realm="idgate", error="invalid_dpop_proof", error_description="the DPoP proof is too old", algs="ES256 RS256 PS256 EdDSA"');
     expect(dpopChallenge(settings)).toBe('DPoP realm="idgate", algs="ES256 RS256 PS256 EdDSA"');
+    expect(dpopChallenge(settings, 'use_dpop_nonce', 'the DPoP proof lacks the nonce idgate gives (DPoP-Nonce)')).toBe('DPoP realm="idgate", error="use_dpop_nonce", error_description="the DPoP proof lacks the nonce idgate gives (DPoP-Nonce)", algs="ES256 RS256 PS256 EdDSA"');
   });
 });

@@ -18,6 +18,7 @@ import { sessionHash, type SessionStore } from '../session/session-store.js';
 import { describeSessionRecordVersions, readSessionForCheck, SESSION_RECORD_VERSIONS_READ } from '../session/sessions.js';
 import { DPOP_BOUND_AS_BEARER, type BearerVerifier } from '../tokens/tokens.js';
 import { dpopChallenge, proofTargetUrl, verifyDpopRequest } from '../tokens/dpop.js';
+import { dpopNoncesOf } from '../tokens/dpop-nonce.js';
 import { forbiddenPage } from '../browser/pages.js';
 import { canonicalPath } from './paths.js';
 import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from '../transports/check-wire.js';
@@ -60,10 +61,11 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
   let identity: Identity | undefined;
   let problem: CredentialProblem | undefined;
   let setCookie: string | undefined;
+  let dpopNonce: string | undefined;
   let scheme: AuthScheme | undefined;
   if (rule && rule.access !== 'public') {
     try {
-      ({ identity, problem, setCookie, scheme } = await establishIdentity(deps, request, acceptedCredentials(rule), facts));
+      ({ identity, problem, setCookie, dpopNonce, scheme } = await establishIdentity(deps, request, acceptedCredentials(rule), facts));
     } catch (err) {
       const reason: IdgateErrorCode = isIdgateError(err) ? err.code : 'internal_error';
       // A configuration error is counted where it is found (introspection_credentials_refused), not as an IdP outage.
@@ -79,6 +81,9 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
   audit(deps, facts, decision, reasonCode(decision, problem), identity, started, scheme);
   // A renewed session's cookie goes back with whatever the answer is (HAProxy passes every Set-Cookie on).
   if (setCookie) outcome.setCookie = setCookie;
+  // A DPoP nonce to use next (IDGATE_DPOP_NONCE): the one a 401 use_dpop_nonce asks for, or a fresh one
+  // for a client whose nonce is from the previous slot, with whatever the answer is (RFC 9449 section 8.2).
+  if (dpopNonce) outcome.dpopNonce = dpopNonce;
   if (outcome.status === 200) {
     // What HAProxy forwards: the path just decided on, and the client's cookies without idgate's own (the
     // app never holds a session credential it could leak into a log).
@@ -117,6 +122,8 @@ interface Credentials {
   scheme?: AuthScheme;
   /** The session cookie again, after a renewal (signed with the newest secret). */
   setCookie?: string;
+  /** The DPoP nonce the client is to use next (IDGATE_DPOP_NONCE). */
+  dpopNonce?: string;
 }
 
 /**
@@ -131,12 +138,15 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
     // Where tokens count, an explicit token wins over a cookie: a machine client means what it sends.
     const { scheme } = presented;
     try {
-      const identity =
-        scheme === 'dpop'
-          ? await verifyDpopRequest(deps, { proof: request.dpop, target: { method: facts.method, url: proofTargetUrl(facts.proto, facts.host, request.pathq!) }, accessToken: presented.token, source: facts.clientIp, requestId: facts.requestId })
-          : await deps.bearer.verify(presented.token, { source: facts.clientIp });
-      return { identity, scheme };
+      if (scheme === 'dpop') {
+        const { identity, nonce } = await verifyDpopRequest(deps, { proof: request.dpop, target: { method: facts.method, url: proofTargetUrl(facts.proto, facts.host, request.pathq!) }, accessToken: presented.token, source: facts.clientIp, requestId: facts.requestId });
+        return { identity, scheme, dpopNonce: nonce };
+      }
+      return { identity: await deps.bearer.verify(presented.token, { source: facts.clientIp }), scheme };
     } catch (err) {
+      if (isIdgateError(err) && err.code === 'use_dpop_nonce') {
+        return { problem: { code: err.code, description: err.expose, challenge: 'dpop' }, scheme, dpopNonce: dpopNoncesOf(deps.config).issue() };
+      }
       if (isIdgateError(err) && (err.code === 'invalid_token' || err.code === 'invalid_dpop_proof')) {
         const challenge = scheme === 'dpop' || err.expose === DPOP_BOUND_AS_BEARER ? 'dpop' : 'bearer';
         return { problem: { code: err.code, description: err.expose, challenge }, scheme };

@@ -50,7 +50,7 @@ export type Credential = Identity['via'];
 /** Why no identity could be established, when credentials were presented. */
 export interface CredentialProblem {
   /** token_not_accepted: only a bearer token came, on a rule where tokens do not count (it was not read). */
-  readonly code: 'session_invalid' | 'session_expired' | 'invalid_token' | 'invalid_dpop_proof' | 'token_not_accepted';
+  readonly code: 'session_invalid' | 'session_expired' | 'invalid_token' | 'invalid_dpop_proof' | 'use_dpop_nonce' | 'token_not_accepted';
   /** Safe to show to the client (RFC 6750 error_description). */
   readonly description: string;
   /** The scheme the 401's challenge names: `dpop` for a DPoP request, or a DPoP-bound token sent as Bearer (default: bearer). */
@@ -122,7 +122,7 @@ export type Decision =
       readonly rule: string;
       readonly reason: string;
       /** RFC 6750 (RFC 9449 for DPoP) error, when a token was presented and failed. */
-      readonly error: 'invalid_token' | 'invalid_dpop_proof' | undefined;
+      readonly error: 'invalid_token' | 'invalid_dpop_proof' | 'use_dpop_nonce' | undefined;
     }
   | {
       readonly outcome: 'deny';
@@ -185,7 +185,7 @@ export function decide(
   if (!identity) {
     const reason = problem?.description ?? ERRORS.no_credentials.text;
     // A failed bearer token is an API client's mistake: never answer it with a login page.
-    const tokenFailed = problem?.code === 'invalid_token' || problem?.code === 'invalid_dpop_proof';
+    const tokenFailed = problem?.code === 'invalid_token' || problem?.code === 'invalid_dpop_proof' || problem?.code === 'use_dpop_nonce';
     const browser = facts.wantsHtml && !facts.isXhr && !rule.api && !tokenFailed;
     if (browser) {
       const status = facts.method === 'GET' || facts.method === 'HEAD' ? 302 : 303;

@@ -6,7 +6,9 @@
 // query or fragment, both sides normalized); iat within IDGATE_DPOP_MAX_AGE (plus the clock skew); `ath`
 // the hash of the token sent. Then the token itself, bound to the proof's key (tokens.ts `proofKey`), and
 // last the jti, remembered in Redis so that a proof is good for one request, on every replica.
-// Server nonces (`use_dpop_nonce`) are not issued: freshness rests on iat and the jti memory.
+// With IDGATE_DPOP_NONCE on, the proof must also carry a nonce idgate issued (dpop-nonce.ts), checked right
+// after the proof: without one, 401 `use_dpop_nonce` and a nonce to retry with; with one from the previous
+// slot, a fresh nonce goes back with the answer. Off (the default), freshness rests on iat and the jti memory.
 import crypto from 'node:crypto';
 import * as jose from 'jose';
 import type { Config } from '../config.js';
@@ -14,6 +16,7 @@ import { IdgateError } from '../errors.js';
 import type { Identity } from '../policy/policy.js';
 import type { SessionStore } from '../session/session-store.js';
 import type { BearerVerifier } from './tokens.js';
+import { dpopNoncesOf } from './dpop-nonce.js';
 
 /** A DPoP proof is a short JWT (about 600-900 characters); anything far longer is not one. */
 const MAX_PROOF_LENGTH = 4096;
@@ -39,6 +42,8 @@ export interface CheckedProof {
   readonly jti: string;
   /** Seconds since epoch. */
   readonly iat: number;
+  /** The server nonce it carries (RFC 9449 section 8), if any. */
+  readonly nonce: string | undefined;
 }
 
 const refuse = (expose: string, detail?: string) => new IdgateError('invalid_dpop_proof', expose, detail);
@@ -71,7 +76,7 @@ export async function checkDpopProof(proof: string | undefined, target: ProofTar
   } catch (err) {
     throw refuse('the DPoP proof signature is invalid', (err as { code?: string }).code);
   }
-  const { jti, htm, htu, iat, ath } = payload as { jti?: unknown; htm?: unknown; htu?: unknown; iat?: unknown; ath?: unknown };
+  const { jti, htm, htu, iat, ath, nonce } = payload as { jti?: unknown; htm?: unknown; htu?: unknown; iat?: unknown; ath?: unknown; nonce?: unknown };
   if (typeof jti !== 'string' || jti === '' || jti.length > MAX_JTI_LENGTH) throw refuse('the DPoP proof lacks a jti');
   if (typeof htm !== 'string') throw refuse('the DPoP proof lacks htm');
   if (typeof htu !== 'string') throw refuse('the DPoP proof lacks htu');
@@ -84,7 +89,8 @@ export async function checkDpopProof(proof: string | undefined, target: ProofTar
   if (iat < nowSeconds - settings.dpopMaxAgeSeconds - settings.clockSkewSeconds) throw refuse('the DPoP proof is too old', `iat ${Math.round(nowSeconds - iat)} s ago`);
   if (typeof ath !== 'string') throw refuse('the DPoP proof lacks ath (the access token hash)');
   if (ath !== crypto.createHash('sha256').update(accessToken).digest('base64url')) throw refuse('the DPoP proof is for another access token');
-  return { keyThumbprint: await jose.calculateJwkThumbprint(jwk as jose.JWK, 'sha256'), jti, iat };
+  if (nonce !== undefined && typeof nonce !== 'string') throw refuse('the DPoP proof nonce is not a string');
+  return { keyThumbprint: await jose.calculateJwkThumbprint(jwk as jose.JWK, 'sha256'), jti, iat, nonce };
 }
 
 /**
@@ -115,9 +121,11 @@ export function proofTargetUrl(scheme: string, host: string, pathq: string): str
 }
 
 /**
- * The identity of a DPoP request: its proof checked, its token verified and bound to the proof's key, the
- * proof's jti then remembered (a proof seen before, here or on another replica, is refused). Throws
- * IdgateError 'invalid_dpop_proof' or 'invalid_token' (401), or what the token check and the store throw.
+ * The identity of a DPoP request: its proof checked (with IDGATE_DPOP_NONCE, its nonce too), its token
+ * verified and bound to the proof's key, the proof's jti then remembered (a proof seen before, here or on
+ * another replica, is refused). `nonce`: a fresh nonce for the answer, when the proof's is from the previous
+ * slot. Throws IdgateError 'invalid_dpop_proof', 'use_dpop_nonce' or 'invalid_token' (401), or what the
+ * token check and the store throw.
  */
 export async function verifyDpopRequest(
   deps: { readonly bearer: BearerVerifier; readonly sessions: Pick<SessionStore, 'firstUseOfDpopProof'>; readonly config: Config },
@@ -130,15 +138,29 @@ export async function verifyDpopRequest(
     /** HAProxy's unique id of the request: the same request asked again is not a replay. */
     readonly requestId: string;
   },
-): Promise<Identity> {
+): Promise<{ identity: Identity; nonce: string | undefined }> {
   const { config } = deps;
   const proof = await checkDpopProof(request.proof, request.target, request.accessToken, config);
+  const nonce = config.dpopNonceRequired ? checkDpopNonce(config, proof.nonce) : undefined;
   const identity = await deps.bearer.verify(request.accessToken, { source: request.source, proofKey: proof.keyThumbprint });
   // Last, so that only proofs good in every other way take room in Redis. Remembered as long as its iat can pass.
   const ttl = config.dpopMaxAgeSeconds + 2 * config.clockSkewSeconds;
   const digest = crypto.createHash('sha256').update(`${proof.keyThumbprint}\0${proof.jti}`).digest('base64url');
   if (!(await deps.sessions.firstUseOfDpopProof(digest, ttl, request.requestId))) throw refuse('the DPoP proof was already used');
-  return identity;
+  return { identity, nonce };
+}
+
+/**
+ * A proof's nonce where idgate requires one: undefined when it is of this slot, a fresh nonce when it is of
+ * the previous one (the client takes it for its next proofs). Throws IdgateError 'use_dpop_nonce' when
+ * there is none, or one idgate did not issue or issued too long ago.
+ */
+function checkDpopNonce(config: Pick<Config, 'cookieSecrets'>, nonce: string | undefined): string | undefined {
+  if (nonce === undefined || nonce === '') throw new IdgateError('use_dpop_nonce', 'the DPoP proof lacks the nonce idgate gives (DPoP-Nonce)');
+  const nonces = dpopNoncesOf(config);
+  const age = nonces.check(nonce);
+  if (age === undefined) throw new IdgateError('use_dpop_nonce', 'the DPoP proof nonce is not one idgate gave lately (DPoP-Nonce)');
+  return age === 'previous' ? nonces.issue() : undefined;
 }
 
 /**

@@ -112,6 +112,11 @@ export interface CheckOutcome {
   readonly location: string | undefined;
   /** The WWW-Authenticate challenge (401, and 403 for a missing scope). */
   readonly challenge: string | undefined;
+  /**
+   * A DPoP nonce for the client (IDGATE_DPOP_NONCE, RFC 9449 section 8): on a 401 use_dpop_nonce, and on any
+   * answer to a proof whose nonce is from the previous slot. HAProxy adds it to the client's response.
+   */
+  readonly dpopNonce: string | undefined;
   readonly contentType: string | undefined;
   readonly body: string;
   /** A renewed session's cookie, sent back with any answer. */
@@ -142,6 +147,7 @@ export function checkOutcome(kind: OutcomeKind, status: number, reason: string, 
     requestId: d.requestId,
     location: d.location,
     challenge: d.challenge,
+    dpopNonce: d.dpopNonce,
     contentType: d.contentType,
     body: d.body ?? '',
     setCookie: d.setCookie,
@@ -179,6 +185,7 @@ const isClientError = (o: CheckOutcome) => o.status >= 400 && o.status < 500;
 export const OUTCOME_FIELDS: readonly OutcomeField[] = [
   { name: 'location', header: 'Location', variable: 'location', meaning: 'where to sign in (302, 303)', value: (o) => o.location },
   { name: 'challenge', header: 'WWW-Authenticate', variable: 'www_authenticate', meaning: 'the bearer challenge (401; 403 for a token lacking a scope)', value: (o) => o.challenge },
+  { name: 'dpopNonce', header: 'DPoP-Nonce', variable: 'dpop_nonce', meaning: 'a DPoP nonce (RFC 9449) for the client\'s next proofs: on a 401 `use_dpop_nonce`, and on any answer to a proof whose nonce is due to expire (IDGATE_DPOP_NONCE); HAProxy adds it to the client\'s response', value: (o) => o.dpopNonce },
   { name: 'setCookie', header: 'Set-Cookie', variable: 'set_cookie', meaning: 'a renewed session cookie, for the client whatever the answer', value: (o) => o.setCookie },
   { name: 'contentType', header: 'Content-Type', variable: 'content_type', meaning: 'of the body: `application/json`, or HTML for a browser denied', value: (o) => o.contentType },
   { name: 'body', header: undefined, elsewhere: 'the response body', variable: 'body', meaning: 'for the client; as a variable, on 4xx answers only', value: (o) => (isClientError(o) ? o.body : undefined) },
