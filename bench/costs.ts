@@ -13,7 +13,7 @@ import { Browser, signIn } from '../test/support/browser.js';
 import { passthroughConfig } from './configs.js';
 import { answerFromHeaders, startConstantAgent } from './constant-agent.js';
 import { runAtRate } from './load.js';
-import { startNullAuthBackend } from './null-auth.js';
+import { allowHeadersFrom, startNullAuthBackend, type NullAuthBackend } from './null-auth.js';
 
 const RATE = Number(process.env.COSTS_RATE ?? 3000);
 const SECONDS = Number(process.env.COSTS_SECONDS ?? 5);
@@ -21,7 +21,7 @@ const SECONDS = Number(process.env.COSTS_SECONDS ?? 5);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-costs-'));
 const stack = await startStack({ idgateEnv: { IDGATE_LOG_FILE: path.join(dir, 'idgate.log') } });
 const extra: ManagedProcess[] = [];
-const nullAuth = await startNullAuthBackend();
+let nullAuth: NullAuthBackend | undefined;
 try {
   const startExtraHaproxy = async (name: string, options: Omit<Parameters<typeof startHaproxy>[0], 'frontPort' | 'idgatePort' | 'upstreamPort' | 'canaryPort' | 'name'> & { idgatePort?: number }) => {
     const { port, started } = await startOnFreePort((frontPort) =>
@@ -34,7 +34,9 @@ try {
   await signIn(browser, `${stack.frontUrl}/`, 'alice');
   const cookie = browser.cookieHeader(new URL(stack.frontUrl))!;
   const sessionCheck = { Cookie: cookie, 'X-Forwarded-Method': 'GET', 'X-Forwarded-Host': `127.0.0.1:${stack.ports.front}`, 'X-Forwarded-Uri': '/' };
-  const constantAgent = await startConstantAgent(stack.env, answerFromHeaders((await fetch(`${stack.idgateUrls[0]}/auth`, { headers: sessionCheck })).headers));
+  const realAnswer = (await fetch(`${stack.idgateUrls[0]}/auth`, { headers: sessionCheck })).headers;
+  const constantAgent = await startConstantAgent(stack.env, answerFromHeaders(realAnswer));
+  nullAuth = await startNullAuthBackend(allowHeadersFrom(realAnswer));
   extra.push(constantAgent.process);
 
   const passthrough = await startExtraHaproxy('haproxy-passthrough', { configPath: passthroughConfig(dir) });
@@ -84,7 +86,7 @@ try {
   process.stdout.write(`| scenario | req/s | p99 ms | errors | ${columns.join(' | ')} |\n|${'---|'.repeat(columns.length + 4)}\n${rows.join('\n')}\n`);
 } finally {
   await Promise.all(extra.map((p) => p.stop()));
-  await nullAuth.close();
+  await nullAuth?.close();
   await stack.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -4,27 +4,32 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-/** What idgate's /auth sends on an allow for a session like the bench's (the X-Auth-* of alice). */
-const IDENTITY: Record<string, string> = {
-  'x-auth-user': 'alice',
-  'x-auth-subject': 'alice',
-  'x-auth-email': 'alice@example.com',
-  'x-auth-groups': 'engineering,admins',
-  'x-auth-request-id': 'r',
-};
+/**
+ * The headers of one real allow of idgate's /auth that a constant answer repeats: the identity (X-Auth-*)
+ * and the app's cookies (X-Idgate-Cookie), so that the Lua action and HAProxy do the same work with them.
+ * The request id and the path are each request's own (below).
+ */
+export function allowHeadersFrom(headers: Headers): Record<string, string> {
+  const kept: Record<string, string> = {};
+  headers.forEach((value, name) => {
+    if ((name.startsWith('x-auth-') && name !== 'x-auth-request-id') || name === 'x-idgate-cookie') kept[name] = value;
+  });
+  if (!kept['x-auth-user']) throw new Error('the answer names no user: not an allow');
+  return kept;
+}
 
 export interface NullAuthBackend {
   readonly port: number;
   close(): Promise<void>;
 }
 
-/** Listens on 127.0.0.1, port 0; answers 200 to everything (health checks included). */
-export async function startNullAuthBackend(): Promise<NullAuthBackend> {
+/** Listens on 127.0.0.1, port 0; answers 200 with `allow` (allowHeadersFrom) to everything (health checks included). */
+export async function startNullAuthBackend(allow: Record<string, string>): Promise<NullAuthBackend> {
   const server = http.createServer((req, res) => {
     // idgate.lua fails closed on an allow without the path decided on: the path asked, query dropped.
     const uri = req.headers['x-forwarded-uri'];
     const path = typeof uri === 'string' && uri.startsWith('/') ? uri.split('?')[0]! : '/';
-    res.writeHead(200, { ...IDENTITY, 'x-idgate-path': path, 'content-length': '0' });
+    res.writeHead(200, { ...allow, 'x-auth-request-id': 'r', 'x-idgate-path': path, 'content-length': '0' });
     res.end();
   });
   server.keepAliveTimeout = 60_000;

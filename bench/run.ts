@@ -30,7 +30,7 @@ import { answerFromHeaders, startConstantAgent } from './constant-agent.js';
 import { runAtRate, runWrk, rssMb, type LoadResult } from './load.js';
 import { benchPolicyMatching } from './policy-matching.js';
 import { navigationFetch, peerRedirectUris, peerUnavailable, pickPeerPorts, startApachePeer, type ApachePeer } from './apache-peer.js';
-import { startNullAuthBackend, type NullAuthBackend } from './null-auth.js';
+import { allowHeadersFrom, startNullAuthBackend, type NullAuthBackend } from './null-auth.js';
 import { renderChart, type ChartKind } from './chart.js';
 
 /** Seconds a scenario (after a 1 s warm-up): every scenario of `make bench` fits in 5 minutes with 5. */
@@ -131,11 +131,12 @@ async function main(): Promise<void> {
     // without a check. With the bounds idgate's own agent runs with (the stack's settings), answering the
     // very identity idgate gives this session, so that HAProxy sets the same variables and headers.
     const sessionCheck = { Cookie: cookie, 'X-Forwarded-Method': 'GET', 'X-Forwarded-Host': `127.0.0.1:${stack.ports.front}`, 'X-Forwarded-Uri': '/' };
-    const constantAgent = await startConstantAgent(stack.env, answerFromHeaders((await fetch(`${stack.idgateUrls[0]}/auth`, { headers: sessionCheck })).headers));
+    const realAnswer = (await fetch(`${stack.idgateUrls[0]}/auth`, { headers: sessionCheck })).headers;
+    const constantAgent = await startConstantAgent(stack.env, answerFromHeaders(realAnswer));
     extra.push(constantAgent.process);
     const ceilingPort = await startExtraHaproxy({ spoePort: constantAgent.port, mode: 'spoe' });
     // The same shipped Lua config (idgate.lua, the same frontend lines), its be_idgate pointed at a do-nothing backend.
-    nullAuth = await startNullAuthBackend();
+    nullAuth = await startNullAuthBackend(allowHeadersFrom(realAnswer));
     const luaCeilingPort = await startExtraHaproxy({ idgatePort: nullAuth.port });
     const nativePort = await startExtraHaproxy({ configPath: nativeJwtConfig(dir, pem) });
 
