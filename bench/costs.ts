@@ -47,7 +47,8 @@ try {
 
   // Who is who, by pid: the rest of the machine is counted as "other".
   const roles = new Map<number, string>([
-    [process.pid, 'load generator + null auth backend'],
+    [process.pid, 'load generator'],
+    [nullAuth.process.child.pid!, 'null auth backend'],
     [stack.processes.idgate!.child.pid!, 'idgate'],
     [constantAgent.process.child.pid!, 'constant agent'],
     [stack.processes.upstream!.child.pid!, 'upstream'],
@@ -55,20 +56,22 @@ try {
     [stack.processes.canary!.child.pid!, 'upstream'],
     [stack.processes.redis!.child.pid!, 'redis'],
   ]);
-  const scenarios: { name: string; port: number; haproxyPid: number }[] = [
-    { name: '(a) passthrough', ...passthrough, haproxyPid: passthrough.pid },
-    { name: '(i) SPOE, constant agent', ...spoeCeiling, haproxyPid: spoeCeiling.pid },
-    { name: '(g) SPOE, idgate session', ...spoe, haproxyPid: spoe.pid },
-    { name: '(j) Lua, null backend', ...luaCeiling, haproxyPid: luaCeiling.pid },
-    { name: '(b) Lua, idgate session', ...lua, haproxyPid: lua.pid },
+  const scenarios: { name: string; url: string; haproxyPid?: number; headers: Record<string, string> }[] = [
+    { name: '(a) passthrough', url: `http://127.0.0.1:${passthrough.port}/`, haproxyPid: passthrough.pid, headers: { Cookie: cookie } },
+    { name: '(i) SPOE, constant agent', url: `http://127.0.0.1:${spoeCeiling.port}/`, haproxyPid: spoeCeiling.pid, headers: { Cookie: cookie } },
+    { name: '(g) SPOE, idgate session', url: `http://127.0.0.1:${spoe.port}/`, haproxyPid: spoe.pid, headers: { Cookie: cookie } },
+    { name: '(j) Lua, null backend', url: `http://127.0.0.1:${luaCeiling.port}/`, haproxyPid: luaCeiling.pid, headers: { Cookie: cookie } },
+    { name: '(b) Lua, idgate session', url: `http://127.0.0.1:${lua.port}/`, haproxyPid: lua.pid, headers: { Cookie: cookie } },
+    // The HTTP check's two answerers asked directly, without HAProxy: what each costs per check.
+    { name: '(n) null backend directly', url: `http://127.0.0.1:${nullAuth.port}/auth`, headers: sessionCheck },
+    { name: '(d) idgate /auth directly', url: `${stack.idgateUrls[0]}/auth`, headers: sessionCheck },
   ];
-  const columns = ['HAProxy', 'idgate', 'constant agent', 'load generator + null auth backend', 'upstream', 'redis', 'other', 'total'];
+  const columns = ['HAProxy', 'idgate', 'constant agent', 'null auth backend', 'load generator', 'upstream', 'redis', 'other', 'total'];
   const rows: string[] = [];
   for (const s of scenarios) {
-    const url = `http://127.0.0.1:${s.port}/`;
-    await runAtRate({ url, headers: { Cookie: cookie }, rate: RATE, duration: 1, connections: 32 });
+    await runAtRate({ url: s.url, headers: s.headers, rate: RATE, duration: 1, connections: 32 });
     const before = cpuTicks();
-    const r = await runAtRate({ url, headers: { Cookie: cookie }, rate: RATE, duration: SECONDS, connections: 32 });
+    const r = await runAtRate({ url: s.url, headers: s.headers, rate: RATE, duration: SECONDS, connections: 32 });
     const after = cpuTicks();
     const used = new Map<string, number>();
     for (const [pid, ticks] of after) {

@@ -1,8 +1,12 @@
 // The Lua transport's ceiling in `make bench`: a do-nothing HTTP auth backend behind the very same
 // idgate.lua action and HAProxy lines. It reads nothing, checks nothing and allows every request with
-// a fixed identity, so what HAProxy reaches through it is what the Lua subrequest alone allows.
+// a fixed identity, so what HAProxy reaches through it is what the Lua subrequest alone allows. It runs
+// as a process of its own, as idgate does (`node dist/bench/null-auth.js`, NULL_AUTH_ALLOW: JSON headers).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loggedPort, startProcess, waitForReport, type ManagedProcess } from '../stack/processes.js';
 
 /**
  * The headers of one real allow of idgate's /auth that a constant answer repeats: the identity (X-Auth-*)
@@ -20,11 +24,22 @@ export function allowHeadersFrom(headers: Headers): Record<string, string> {
 
 export interface NullAuthBackend {
   readonly port: number;
+  /** Its process (a child of ours, like idgate, so that its CPU is its own). */
+  readonly process: ManagedProcess;
   close(): Promise<void>;
 }
 
-/** Listens on 127.0.0.1, port 0; answers 200 with `allow` (allowHeadersFrom) to everything (health checks included). */
+const LISTENING = 'null auth backend listening on';
+
+/** Starts the backend as a child process, answering 200 with `allow` (allowHeadersFrom) to everything (health checks included). */
 export async function startNullAuthBackend(allow: Record<string, string>): Promise<NullAuthBackend> {
+  const child = startProcess('null-auth', process.execPath, [fileURLToPath(import.meta.url)], { env: { ...process.env, NULL_AUTH_ALLOW: JSON.stringify(allow) } });
+  return { port: await waitForReport(child, loggedPort(LISTENING)), process: child, close: () => child.stop() };
+}
+
+async function main(): Promise<void> {
+  const allow = JSON.parse(process.env.NULL_AUTH_ALLOW ?? 'null') as Record<string, string> | null;
+  if (!allow) throw new Error('NULL_AUTH_ALLOW is not set');
   const server = http.createServer((req, res) => {
     // idgate.lua fails closed on an allow without the path decided on: the path asked, query dropped.
     const uri = req.headers['x-forwarded-uri'];
@@ -34,12 +49,11 @@ export async function startNullAuthBackend(allow: Record<string, string>): Promi
   });
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  process.stdout.write(`${JSON.stringify({ msg: LISTENING, port: (server.address() as AddressInfo).port })}\n`);
+  process.once('SIGTERM', () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+  });
 }
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();
