@@ -1,7 +1,9 @@
 // The end-to-end files whose behaviour depends on the IdP, run once more against the local IdP's okta
 // profile (`make test` runs this pass after the whole suite; alone: `npx jest -c jest.okta.config.js`).
-// The rest of the suite tests no IdP behaviour (Redis topologies, HAProxy configurations, paths, policy
-// reload, packaging, the CLI, docs) and runs once; okta-profile.test.ts and idp.test.ts name their profile.
+// The rest of the suite uses the IdP at most to sign someone in, and tests something else (Redis topologies,
+// HAProxy configurations, paths, policy reload, pending logins, session records, packaging, the CLI, docs):
+// it runs once. okta-profile.test.ts always runs against the okta profile
+// and idp.test.ts tests the demo profile itself: neither follows the switch.
 import base from './jest.config.js';
 
 // Every local IdP the tests start takes its profile from this switch (stack/test-idp-profile.ts).
