@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startHaproxy } from './haproxy.js';
 import type { IdpProfile } from './idp.js';
+import { testIdpProfile } from './test-idp-profile.js';
 import { freePort, idpListening, loggedPort, REPO_ROOT, startOnFreePort, startProcess, upstreamListening, waitForFileReport, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
 import { removeRedisDir, startRedisListening, tempRedisDir } from './redis.js';
 import { startSentinelSet, type SentinelSet } from './redis-sentinel.js';
@@ -55,6 +56,7 @@ export interface StackOptions {
    * How the local IdP answers: demo (default) or okta (`make demo IDP=okta`, stack/idp.ts IdpOptions.profile).
    * okta also sets idgate up the way docs/okta.md does: no `groups` scope (the groups claim comes from
    * userinfo), and bearer tokens checked locally (JWTs) or by introspection (opaque-bot's opaque tokens).
+   * Absent: IDGATE_TEST_IDP_PROFILE's (stack/test-idp-profile.ts), demo when that is unset.
    */
   idpProfile?: IdpProfile;
   /**
@@ -125,6 +127,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 async function startStackOn(options: StackOptions): Promise<Stack> {
   const replicas = options.idgateReplicas ?? 1;
   const redisMode = options.redis ?? 'single';
+  const idpProfile = options.idpProfile ?? testIdpProfile();
   const given = options.ports ?? {};
   // idgate reports its ports in its info log lines (on stdout, or in IDGATE_LOG_FILE): above info, it cannot.
   const settings = { ...process.env, ...options.idgateEnv };
@@ -180,7 +183,7 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
     // needs a sign-in is signed in at A and sent back to B, whose host must be an allowed return host. The
     // IdP needs no callback for B. The session cookie is for 127.0.0.1, whatever the port: B sees it too.
     ...(ports.frontB === undefined ? {} : { IDGATE_ALLOWED_REDIRECT_HOSTS: `127.0.0.1:${ports.frontB}` }),
-    ...(options.idpProfile === 'okta' ? { IDGATE_SCOPES: 'openid profile email offline_access' } : {}),
+    ...(idpProfile === 'okta' ? { IDGATE_SCOPES: 'openid profile email offline_access' } : {}),
     ...options.idgateEnv,
   };
 
@@ -247,7 +250,7 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
           IDP_POST_LOGOUT_REDIRECT_URIS: `${frontUrl}/_auth/logged-out`,
           IDP_BACKCHANNEL_LOGOUT_URI: `${frontUrl}/_auth/backchannel-logout`,
           IDP_KEYS_FILE: keysFile,
-          ...(options.idpProfile === undefined ? {} : { IDP_PROFILE: options.idpProfile }),
+          IDP_PROFILE: idpProfile,
           ...options.idpEnv,
         },
         echo,
@@ -297,7 +300,7 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
     // A caller's idgateEnv wins, as it does for every setting.
     env.IDGATE_ISSUER = options.idgateEnv?.IDGATE_ISSUER ?? issuer;
     // Okta: JWTs from a custom server, opaque tokens from the org server; here one issuer serves both.
-    if (options.idpProfile === 'okta' && options.idgateEnv?.IDGATE_BEARER_ISSUERS === undefined) {
+    if (idpProfile === 'okta' && options.idgateEnv?.IDGATE_BEARER_ISSUERS === undefined) {
       env.IDGATE_BEARER_ISSUERS = JSON.stringify([{ issuer, audiences: ['api://idgate'], jwt: true, introspection: true }]);
     }
     // A caller's idgateEnv wins over the set's settings.

@@ -9,6 +9,7 @@ import * as jose from 'jose';
 import request from 'supertest';
 import { idpListening, listenOnAnyPort, startOnFreePort, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { startFreeTempRedis } from '../../stack/redis.js';
+import { testIdpEnv } from '../../stack/test-idp-profile.js';
 import { REPO_ROOT } from '../../stack/stack.js';
 import { startHaproxy } from '../../stack/haproxy.js';
 import { startUpstream, type RunningUpstream } from '../../stack/upstream.js';
@@ -36,7 +37,7 @@ let frontUrl: string;
 
 async function startIdp(): Promise<{ process: ManagedProcess; issuer: string }> {
   const p = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], {
-    env: { ...process.env, IDP_PORT: '0', IDP_REDIRECT_URIS: 'http://app.test/_auth/callback' },
+    env: { ...process.env, IDP_PORT: '0', ...testIdpEnv(), IDP_REDIRECT_URIS: 'http://app.test/_auth/callback' },
   });
   const { issuer } = await waitForReport(p, idpListening);
   return { process: p, issuer };

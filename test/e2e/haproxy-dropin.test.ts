@@ -17,6 +17,7 @@ import { Browser, signIn } from '../support/browser.js';
 import { startInProcess, startRedisAndIdp, stopInProcess, type RedisAndIdp } from '../support/idgate.js';
 import { bindingHeldTls, fetchTrusting, luaCheckArgs, selfSignedCertificate, startSiteApps, thirdPartyConfig, withIdgate, type Seen, type SiteApps } from '../support/third-party-site.js';
 import { alice } from '../support/identities.js';
+import { testLoginScopes } from '../../stack/test-idp-profile.js';
 
 const MODES: HaproxyMode[] = ['lua', 'spoe'];
 
@@ -79,7 +80,7 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
       IDGATE_REDIS_URL: `redis://127.0.0.1:${stack.redisPort}`,
       IDGATE_REDIS_PREFIX: `idgate-${mode}:`,
       IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
-      IDGATE_SCOPES: 'openid profile email groups',
+      IDGATE_SCOPES: testLoginScopes(),
     });
     expect(problems).toEqual([]);
     const config: Config = Object.freeze({ ...loaded!, issuer: new URL(stack.issuer), issuerId: stack.issuer, insecureHttp: true, bearerIssuers: [] });

@@ -12,6 +12,7 @@ import { hashValue, openSession, sessionKey } from '../../service/src/session/se
 import { holdPort, idpListening, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { probeUntil } from '../support/wait.js';
 import { startFreeTempRedis } from '../../stack/redis.js';
+import { testIdpEnv } from '../../stack/test-idp-profile.js';
 import { Browser, parseForm, signIn } from '../support/browser.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
 
@@ -34,6 +35,7 @@ beforeAll(async () => {
     env: {
       ...process.env,
       IDP_PORT: '0',
+      ...testIdpEnv(),
       IDP_REDIRECT_URIS: `${appUrl}/_auth/callback,${SECURE_ORIGIN}/_auth/callback`,
       IDP_POST_LOGOUT_REDIRECT_URIS: `${appUrl}/_auth/logged-out,${SECURE_ORIGIN}/_auth/logged-out`,
       // With a back-channel URI the IdP puts `sid` in ID tokens and posts logout tokens to idgate.

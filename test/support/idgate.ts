@@ -8,6 +8,7 @@ import { loadPolicyFile } from '../../service/src/policy/policy-file.js';
 import type { Policy } from '../../service/src/policy/policy.js';
 import { idpListening, REPO_ROOT, startProcess, waitForReport } from '../../stack/processes.js';
 import { startFreeTempRedis } from '../../stack/redis.js';
+import { testIdpEnv } from '../../stack/test-idp-profile.js';
 import type { SpoeAgent } from '../../service/src/transports/spoe.js';
 import { createIdgate, type Idgate } from '../../service/src/idgate.js';
 import type { Metrics } from '../../service/src/metrics.js';
@@ -38,7 +39,7 @@ export interface RedisAndIdp {
  */
 export async function startRedisAndIdp(idpEnv: Record<string, string>): Promise<RedisAndIdp> {
   // The IdP binds port 0 and reports its issuer; Redis cannot, so it is retried on another port if its was taken.
-  const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], { env: { ...process.env, IDP_PORT: '0', ...idpEnv } });
+  const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], { env: { ...process.env, IDP_PORT: '0', ...testIdpEnv(), ...idpEnv } });
   const [{ port: redisPort, server: redis }, { issuer }] = await Promise.all([startFreeTempRedis(), waitForReport(idp, idpListening)]).catch(async (err: unknown) => {
     await idp.stop();
     throw err;

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, holdPort, idpListening, listenOnAnyPort, REPO_ROOT, startOnFreePort, startProcess, waitForPort, waitForReport, waitUntil, type ManagedProcess } from '../../stack/processes.js';
 import { aclFileText, redisCli, redisListening, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from '../../stack/redis.js';
+import { testIdpEnv } from '../../stack/test-idp-profile.js';
 import { startDelayProxy, type DelayProxy } from './delay-proxy.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from './idgate.js';
 import { probeUntil } from './wait.js';
@@ -278,7 +279,7 @@ export async function startIdgateReplicas(redisEnv: Record<string, string>, coun
   const first = await holdPort();
   const urls = [`http://127.0.0.1:${first.port}`];
   const idp = startProcess('idp', process.execPath, [path.join(REPO_ROOT, 'dist/stack/idp-main.js')], {
-    env: { ...process.env, IDP_PORT: '0', IDP_REDIRECT_URIS: `${urls[0]}/_auth/callback`, IDP_POST_LOGOUT_REDIRECT_URIS: `${urls[0]}/_auth/logged-out` },
+    env: { ...process.env, IDP_PORT: '0', ...testIdpEnv(), IDP_REDIRECT_URIS: `${urls[0]}/_auth/callback`, IDP_POST_LOGOUT_REDIRECT_URIS: `${urls[0]}/_auth/logged-out` },
   });
   const { issuer } = await waitForReport(idp, idpListening).catch(async (err: unknown) => {
     await idp.stop();
