@@ -1,11 +1,11 @@
 // The SPOE transport's ceiling (scenario (i) of `make bench`, and `make profile`): idgate's own agent code
 // (framing, bounds, the same renderer) answering one constant allow, in a process of its own like idgate's,
-// so that what it costs can be told apart from the load generator's. It answers with the identity idgate
-// gave the bench's own session (the same variables, so HAProxy sets the same headers): what the transport
-// costs when the check costs nothing.
+// so that what it costs can be told apart from the load generator's. It answers what idgate answered the
+// bench's own session, or its bearer token when the request has an Authorization header (the same
+// variables, so HAProxy sets the same headers): what the transport costs when the check costs nothing.
 //
 // Run as a child: `node dist/bench/constant-agent.js`, with IDGATE_* settings (its bounds are idgate's) and
-// CONSTANT_ANSWER (JSON of a ConstantAnswer) in its environment; it prints {"msg":"constant agent listening on","port":…}.
+// CONSTANT_ANSWERS (JSON of ConstantAnswers) in its environment; it prints {"msg":"constant agent listening on","port":…}.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../service/src/config.js';
@@ -42,21 +42,28 @@ export function answerFromHeaders(headers: Headers): ConstantAnswer {
 }
 
 /** Starts the agent as a child process; resolves with its port once it listens. */
-export async function startConstantAgent(env: Record<string, string | undefined>, answer: ConstantAnswer): Promise<{ port: number; process: ManagedProcess }> {
+/** The answer to a request with a session cookie, and the one to a request with a bearer token. */
+export interface ConstantAnswers {
+  readonly session: ConstantAnswer;
+  readonly bearer: ConstantAnswer;
+}
+
+export async function startConstantAgent(env: Record<string, string | undefined>, answers: ConstantAnswers): Promise<{ port: number; process: ManagedProcess }> {
   const child = startProcess('constant-agent', process.execPath, [path.join(REPO_ROOT, 'dist/bench/constant-agent.js')], {
-    env: { ...process.env, ...env, CONSTANT_ANSWER: JSON.stringify(answer) },
+    env: { ...process.env, ...env, CONSTANT_ANSWERS: JSON.stringify(answers) },
   });
   return { port: await waitForReport(child, loggedPort(LISTENING)), process: child };
 }
 
 async function main(): Promise<void> {
-  const answer = JSON.parse(process.env.CONSTANT_ANSWER ?? 'null') as ConstantAnswer | null;
-  if (!answer) throw new Error('CONSTANT_ANSWER is not set');
+  const answers = JSON.parse(process.env.CONSTANT_ANSWERS ?? 'null') as ConstantAnswers | null;
+  if (!answers) throw new Error('CONSTANT_ANSWERS is not set');
   const { config, problems } = loadConfig(process.env);
   if (!config) throw new Error(problems.join('\n'));
   const agent = createSpoeAgent({
-    // An allow names the path it decided on (here: the path as sent).
-    check: async (input) => checkOutcome('allow', 200, 'constant', { ...answer, requestId: input.requestId ?? 'r', path: (input.pathq ?? '/').split('?')[0]! }),
+    // An allow names the path it decided on (here: the path as sent). A token is not looked at, only seen.
+    check: async (input) =>
+      checkOutcome('allow', 200, 'constant', { ...(input.authorization === undefined ? answers.session : answers.bearer), requestId: input.requestId ?? 'r', path: (input.pathq ?? '/').split('?')[0]! }),
     trustedPeers: config.trustedProxies,
     maxConnections: config.spoeMaxConnections,
     maxInFlight: config.spoeMaxInFlight,

@@ -9,11 +9,11 @@ import path from 'node:path';
 import { startHaproxy } from '../stack/haproxy.js';
 import { startOnFreePort, type ManagedProcess } from '../stack/processes.js';
 import { startStack } from '../stack/stack.js';
-import { Browser, signIn } from '../test/support/browser.js';
 import { passthroughConfig } from './configs.js';
-import { answerFromHeaders, startConstantAgent } from './constant-agent.js';
+import { startConstantAgent } from './constant-agent.js';
+import { benchRequests, realAnswers } from './requests.js';
 import { runAtRate } from './load.js';
-import { allowHeadersFrom, startNullAuthBackend, type NullAuthBackend } from './null-auth.js';
+import { startNullAuthBackend, type NullAuthBackend } from './null-auth.js';
 
 const RATE = Number(process.env.COSTS_RATE ?? 3000);
 const SECONDS = Number(process.env.COSTS_SECONDS ?? 5);
@@ -30,13 +30,11 @@ try {
     extra.push(started);
     return { port, pid: started.child.pid! };
   };
-  const browser = new Browser();
-  await signIn(browser, `${stack.frontUrl}/`, 'alice');
-  const cookie = browser.cookieHeader(new URL(stack.frontUrl))!;
-  const sessionCheck = { Cookie: cookie, 'X-Forwarded-Method': 'GET', 'X-Forwarded-Host': `127.0.0.1:${stack.ports.front}`, 'X-Forwarded-Uri': '/' };
-  const realAnswer = (await fetch(`${stack.idgateUrls[0]}/auth`, { headers: sessionCheck })).headers;
-  const constantAgent = await startConstantAgent(stack.env, answerFromHeaders(realAnswer));
-  nullAuth = await startNullAuthBackend(allowHeadersFrom(realAnswer));
+  const requests = await benchRequests(stack);
+  const { session, bearer, sessionCheck } = requests;
+  const answers = await realAnswers(stack, requests);
+  const constantAgent = await startConstantAgent(stack.env, answers.agent);
+  nullAuth = await startNullAuthBackend(answers.backend);
   extra.push(constantAgent.process);
 
   const passthrough = await startExtraHaproxy('haproxy-passthrough', { configPath: passthroughConfig(dir) });
@@ -57,14 +55,19 @@ try {
     [stack.processes.redis!.child.pid!, 'redis'],
   ]);
   const scenarios: { name: string; url: string; haproxyPid?: number; headers: Record<string, string> }[] = [
-    { name: '(a) passthrough', url: `http://127.0.0.1:${passthrough.port}/`, haproxyPid: passthrough.pid, headers: { Cookie: cookie } },
-    { name: '(i) SPOE, constant agent', url: `http://127.0.0.1:${spoeCeiling.port}/`, haproxyPid: spoeCeiling.pid, headers: { Cookie: cookie } },
-    { name: '(g) SPOE, idgate session', url: `http://127.0.0.1:${spoe.port}/`, haproxyPid: spoe.pid, headers: { Cookie: cookie } },
-    { name: '(j) Lua, null backend', url: `http://127.0.0.1:${luaCeiling.port}/`, haproxyPid: luaCeiling.pid, headers: { Cookie: cookie } },
-    { name: '(b) Lua, idgate session', url: `http://127.0.0.1:${lua.port}/`, haproxyPid: lua.pid, headers: { Cookie: cookie } },
+    { name: '(a) passthrough', url: `http://127.0.0.1:${passthrough.port}/`, haproxyPid: passthrough.pid, headers: session },
+    { name: '(i) SPOE, constant agent, session request', url: `http://127.0.0.1:${spoeCeiling.port}/`, haproxyPid: spoeCeiling.pid, headers: session },
+    { name: '(g) SPOE, idgate, session', url: `http://127.0.0.1:${spoe.port}/`, haproxyPid: spoe.pid, headers: session },
+    { name: '(o) SPOE, constant agent, bearer request', url: `http://127.0.0.1:${spoeCeiling.port}/api/hello`, haproxyPid: spoeCeiling.pid, headers: bearer },
+    { name: '(h) SPOE, idgate, bearer JWT', url: `http://127.0.0.1:${spoe.port}/api/hello`, haproxyPid: spoe.pid, headers: bearer },
+    { name: '(j) Lua, null backend, session request', url: `http://127.0.0.1:${luaCeiling.port}/`, haproxyPid: luaCeiling.pid, headers: session },
+    { name: '(b) Lua, idgate, session', url: `http://127.0.0.1:${lua.port}/`, haproxyPid: lua.pid, headers: session },
+    { name: '(p) Lua, null backend, bearer request', url: `http://127.0.0.1:${luaCeiling.port}/api/hello`, haproxyPid: luaCeiling.pid, headers: bearer },
+    { name: '(c) Lua, idgate, bearer JWT', url: `http://127.0.0.1:${lua.port}/api/hello`, haproxyPid: lua.pid, headers: bearer },
     // The HTTP check's two answerers asked directly, without HAProxy: what each costs per check.
     { name: '(n) null backend directly', url: `http://127.0.0.1:${nullAuth.port}/auth`, headers: sessionCheck },
-    { name: '(d) idgate /auth directly', url: `${stack.idgateUrls[0]}/auth`, headers: sessionCheck },
+    { name: '(d) idgate /auth directly, session', url: `${stack.idgateUrls[0]}/auth`, headers: sessionCheck },
+    { name: '(q) idgate /auth directly, bearer JWT', url: `${stack.idgateUrls[0]}/auth`, headers: requests.bearerCheck },
   ];
   const columns = ['HAProxy', 'idgate', 'constant agent', 'null auth backend', 'load generator', 'upstream', 'redis', 'other', 'total'];
   const rows: string[] = [];

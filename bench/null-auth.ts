@@ -31,20 +31,27 @@ export interface NullAuthBackend {
 
 const LISTENING = 'null auth backend listening on';
 
-/** Starts the backend as a child process, answering 200 with `allow` (allowHeadersFrom) to everything (health checks included). */
-export async function startNullAuthBackend(allow: Record<string, string>): Promise<NullAuthBackend> {
+/** The headers of the allow to a request with a session cookie, and to one with a bearer token (allowHeadersFrom). */
+export interface NullAuthAllows {
+  readonly session: Record<string, string>;
+  readonly bearer: Record<string, string>;
+}
+
+/** Starts the backend as a child process, answering 200 with `allow` to everything (health checks included). */
+export async function startNullAuthBackend(allow: NullAuthAllows): Promise<NullAuthBackend> {
   const child = startProcess('null-auth', process.execPath, [fileURLToPath(import.meta.url)], { env: { ...process.env, NULL_AUTH_ALLOW: JSON.stringify(allow) } });
   return { port: await waitForReport(child, loggedPort(LISTENING)), process: child, close: () => child.stop() };
 }
 
 async function main(): Promise<void> {
-  const allow = JSON.parse(process.env.NULL_AUTH_ALLOW ?? 'null') as Record<string, string> | null;
+  const allow = JSON.parse(process.env.NULL_AUTH_ALLOW ?? 'null') as NullAuthAllows | null;
   if (!allow) throw new Error('NULL_AUTH_ALLOW is not set');
   const server = http.createServer((req, res) => {
     // idgate.lua fails closed on an allow without the path decided on: the path asked, query dropped.
     const uri = req.headers['x-forwarded-uri'];
     const path = typeof uri === 'string' && uri.startsWith('/') ? uri.split('?')[0]! : '/';
-    res.writeHead(200, { ...allow, 'x-auth-request-id': 'r', 'x-idgate-path': path, 'content-length': '0' });
+    // A token is not looked at, only seen.
+    res.writeHead(200, { ...(req.headers.authorization === undefined ? allow.session : allow.bearer), 'x-auth-request-id': 'r', 'x-idgate-path': path, 'content-length': '0' });
     res.end();
   });
   server.keepAliveTimeout = 60_000;

@@ -5,8 +5,10 @@
 //   (d) idgate's /auth directly, session cookie
 //   (e) HAProxy's native jwt_verify on the same JWT (no idgate), the in-proxy reference
 //   (g), (h) HAProxy + idgate's SPOE agent, session cookie and bearer JWT
-//   (i) HAProxy + idgate's SPOE agent code answering a constant allow, no check: the transport's ceiling
-//   (j) HAProxy + the same Lua check against a do-nothing HTTP auth backend: the Lua transport's ceiling
+//   (i), (o) HAProxy + idgate's SPOE agent code answering a constant allow, no check: the transport's
+//       ceiling, asked the session request of (g) and the bearer request of (h), answering what idgate does
+//   (j), (p) HAProxy + the same Lua check against a do-nothing HTTP auth backend: the Lua transport's
+//       ceiling, asked the requests of (b) and (c)
 //   (k), (l), (m) the peer: Apache's plain proxy, Apache + mod_auth_openidc with its Redis cache and with
 //       shared memory, signed in through the same IdP (skipped, with the reason printed, when it cannot run)
 // plus (g) at half its maximum rate and (a) at that same rate (p99s), idgate with 100k sessions in Redis,
@@ -26,11 +28,12 @@ import { startStack, type Stack } from '../stack/stack.js';
 import { Browser, signIn } from '../test/support/browser.js';
 import { sealSession, sessionKey } from '../service/src/session/session-store.js';
 import { nativeJwtConfig, passthroughConfig } from './configs.js';
-import { answerFromHeaders, startConstantAgent } from './constant-agent.js';
+import { startConstantAgent } from './constant-agent.js';
+import { benchRequests, realAnswers } from './requests.js';
 import { runAtRate, runWrk, rssMb, type LoadResult } from './load.js';
 import { benchPolicyMatching } from './policy-matching.js';
 import { navigationFetch, peerRedirectUris, peerUnavailable, pickPeerPorts, startApachePeer, type ApachePeer } from './apache-peer.js';
-import { allowHeadersFrom, startNullAuthBackend, type NullAuthBackend } from './null-auth.js';
+import { startNullAuthBackend, type NullAuthBackend } from './null-auth.js';
 import { renderChart, type ChartKind } from './chart.js';
 
 /** Seconds a scenario (after a 1 s warm-up): every scenario of `make bench` fits in 5 minutes with 5. */
@@ -40,14 +43,6 @@ function log(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-async function clientCredentials(issuer: string): Promise<string> {
-  const res = await fetch(`${issuer}/token`, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from('demo-bot:demo-bot-secret').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: 'grant_type=client_credentials&scope=api%3Aread',
-  });
-  return ((await res.json()) as { access_token: string }).access_token;
-}
 
 async function issuerPem(issuer: string, kid: string): Promise<string> {
   const jwks = (await (await fetch(`${issuer}/jwks`)).json()) as { keys: (crypto.JsonWebKey & { kid: string })[] };
@@ -110,10 +105,8 @@ async function main(): Promise<void> {
   const notes: Record<string, unknown> = {};
   try {
     const idgatePid = stack.processes.idgate!.child.pid;
-    const browser = new Browser();
-    await signIn(browser, `${stack.frontUrl}/`, 'alice');
-    const cookie = browser.cookieHeader(new URL(stack.frontUrl))!;
-    const token = await clientCredentials(stack.issuer);
+    const requests = await benchRequests(stack);
+    const { cookie, token, sessionCheck, bearer: bearerRequest } = requests;
     const pem = path.join(dir, 'issuer.pem');
     fs.writeFileSync(pem, await issuerPem(stack.issuer, JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid as string));
 
@@ -130,13 +123,12 @@ async function main(): Promise<void> {
     // The agent's framing with a constant answer, in a process of its own like idgate's: what SPOE costs
     // without a check. With the bounds idgate's own agent runs with (the stack's settings), answering the
     // very identity idgate gives this session, so that HAProxy sets the same variables and headers.
-    const sessionCheck = { Cookie: cookie, 'X-Forwarded-Method': 'GET', 'X-Forwarded-Host': `127.0.0.1:${stack.ports.front}`, 'X-Forwarded-Uri': '/' };
-    const realAnswer = (await fetch(`${stack.idgateUrls[0]}/auth`, { headers: sessionCheck })).headers;
-    const constantAgent = await startConstantAgent(stack.env, answerFromHeaders(realAnswer));
+    const answers = await realAnswers(stack, requests);
+    const constantAgent = await startConstantAgent(stack.env, answers.agent);
     extra.push(constantAgent.process);
     const ceilingPort = await startExtraHaproxy({ spoePort: constantAgent.port, mode: 'spoe' });
     // The same shipped Lua config (idgate.lua, the same frontend lines), its be_idgate pointed at a do-nothing backend.
-    nullAuth = await startNullAuthBackend(allowHeadersFrom(realAnswer));
+    nullAuth = await startNullAuthBackend(answers.backend);
     const luaCeilingPort = await startExtraHaproxy({ idgatePort: nullAuth.port });
     const nativePort = await startExtraHaproxy({ configPath: nativeJwtConfig(dir, pem) });
 
@@ -153,15 +145,18 @@ async function main(): Promise<void> {
     };
     const a = await scenario('(a) HAProxy -> upstream, no auth', { url: `http://127.0.0.1:${passthroughPort}/` }, 'baseline');
     const b = await scenario('(b) HAProxy + idgate (Lua), session cookie', { url: `${stack.frontUrl}/`, headers: { Cookie: cookie } });
-    const c = await scenario('(c) HAProxy + idgate (Lua), bearer JWT', { url: `${stack.frontUrl}/api/hello`, headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } });
-    const j = await scenario("(j) HAProxy + Lua check, do-nothing auth backend (no idgate: the Lua transport's ceiling)", { url: `http://127.0.0.1:${luaCeilingPort}/`, headers: { Cookie: cookie } }, 'baseline');
+    const c = await scenario('(c) HAProxy + idgate (Lua), bearer JWT', { url: `${stack.frontUrl}/api/hello`, headers: bearerRequest });
+    // Each ceiling is asked the very request idgate is, and answers what idgate answers to it.
+    const j = await scenario("(j) HAProxy + Lua check, do-nothing auth backend (no idgate: the Lua transport's ceiling), session request", { url: `http://127.0.0.1:${luaCeilingPort}/`, headers: { Cookie: cookie } }, 'baseline');
+    const p = await scenario("(p) HAProxy + Lua check, do-nothing auth backend (the Lua transport's ceiling), bearer request", { url: `http://127.0.0.1:${luaCeilingPort}/api/hello`, headers: bearerRequest }, 'baseline');
     const d = await scenario('(d) idgate /auth directly, session cookie', { url: `${stack.idgateUrls[0]}/auth`, headers: sessionCheck });
     const e = await scenario('(e) HAProxy native jwt_verify, same JWT (no idgate)', { url: `http://127.0.0.1:${nativePort}/api/hello`, headers: { Authorization: `Bearer ${token}` } }, 'peer');
     const g = await scenario('(g) HAProxy + idgate (SPOE), session cookie', { url: `http://127.0.0.1:${spoePort}/`, headers: { Cookie: cookie } });
-    const h = await scenario('(h) HAProxy + idgate (SPOE), bearer JWT', { url: `http://127.0.0.1:${spoePort}/api/hello`, headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } });
+    const h = await scenario('(h) HAProxy + idgate (SPOE), bearer JWT', { url: `http://127.0.0.1:${spoePort}/api/hello`, headers: bearerRequest });
 
-    // The same request as (g): the same cookie travels in the same SPOE message.
-    const i = await scenario("(i) HAProxy + SPOE, constant-answer agent (no check: the transport's ceiling)", { url: `http://127.0.0.1:${ceilingPort}/`, headers: { Cookie: cookie } }, 'baseline');
+    // The same requests as (g) and (h): the same cookie or token travels in the same SPOE message.
+    const i = await scenario("(i) HAProxy + SPOE, constant-answer agent (no check: the transport's ceiling), session request", { url: `http://127.0.0.1:${ceilingPort}/`, headers: { Cookie: cookie } }, 'baseline');
+    const o = await scenario("(o) HAProxy + SPOE, constant-answer agent (the transport's ceiling), bearer request", { url: `http://127.0.0.1:${ceilingPort}/api/hello`, headers: bearerRequest }, 'baseline');
 
     // The peer, with Apache running only for its own scenarios. Anything that fails here is printed and skipped.
     const peerResults: Partial<Record<'k' | 'l' | 'm', LoadResult>> = {};
@@ -234,9 +229,9 @@ async function main(): Promise<void> {
       'i/a SPOE without a check vs passthrough': ratio(i.rps, a.rps),
       'j/a Lua check without idgate vs passthrough': ratio(j.rps, a.rps),
       'g/i SPOE session vs the SPOE ceiling': ratio(g.rps, i.rps),
-      'h/i SPOE bearer vs the SPOE ceiling': ratio(h.rps, i.rps),
+      'h/o SPOE bearer vs the SPOE ceiling': ratio(h.rps, o.rps),
       'b/j Lua session vs the Lua ceiling': ratio(b.rps, j.rps),
-      'c/j Lua bearer vs the Lua ceiling': ratio(c.rps, j.rps),
+      'c/p Lua bearer vs the Lua ceiling': ratio(c.rps, p.rps),
       'p99 of (g) at 50% rate / p99 of (a) at that rate': ratio(gHalf.p99_ms, aHalf.p99_ms),
       ...(l ? { 'g/l idgate (SPOE) vs Apache + mod_auth_openidc (Redis cache), session': ratio(g.rps, l.rps) } : {}),
       ...(m ? { 'g/m idgate (SPOE) vs Apache + mod_auth_openidc (shm cache), session': ratio(g.rps, m.rps) } : {}),
@@ -248,9 +243,9 @@ async function main(): Promise<void> {
     // The issue's targets; a target whose scenario could not run says so instead of met / NOT met.
     notes.targets = {
       'SPOE session g/i >= 0.9': ratio(g.rps, i.rps) >= 0.9,
-      'SPOE bearer h/i >= 0.9': ratio(h.rps, i.rps) >= 0.9,
+      'SPOE bearer h/o >= 0.9': ratio(h.rps, o.rps) >= 0.9,
       'Lua session b/j >= 0.9': ratio(b.rps, j.rps) >= 0.9,
-      'Lua bearer c/j >= 0.9': ratio(c.rps, j.rps) >= 0.9,
+      'Lua bearer c/p >= 0.9': ratio(c.rps, p.rps) >= 0.9,
       'idgate via SPOE >= 3x Apache + mod_auth_openidc with Redis (g/l >= 3)': l ? ratio(g.rps, l.rps) >= 3 : notMeasured('l'),
       'idgate via SPOE ahead of Apache + mod_auth_openidc with shm (g/m > 1)': m ? ratio(g.rps, m.rps) > 1 : notMeasured('m'),
       'p99 of (g) at 50% of its max rate <= 2x p99 of (a) at that rate': gHalf.p99_ms <= 2 * aHalf.p99_ms,

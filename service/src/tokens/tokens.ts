@@ -167,7 +167,7 @@ interface VerifiedToken {
 
 export class BearerVerifier {
   readonly #byIssuer = new Map<string, TrustedIssuer>();
-  readonly #verified = new Map<string, VerifiedToken & { until: number }>();
+  readonly #verified = new Map<string, VerifiedToken & { issuer: TrustedIssuer; until: number }>();
   /** Where tokens that are not JWTs go: the first issuer with introspection on. */
   readonly #opaqueIssuer: TrustedIssuer | undefined;
 
@@ -213,6 +213,16 @@ export class BearerVerifier {
   async #verify(token: string, options: VerifyOptions): Promise<VerifiedToken> {
     if (token.length > MAX_TOKEN_LENGTH) throw new IdgateError('invalid_token', 'the token is malformed', 'too long');
     const parts = token.split('.');
+    // A JWT verified before, while its entry lasts, costs a hash and a look-up: every check below passed
+    // when it was stored, and depends on nothing but the token and the settings (a key change clears it).
+    const cacheKey = parts.length === 3 ? crypto.createHash('sha256').update(token).digest('base64url') : '';
+    const now = Date.now();
+    const hit = cacheKey ? this.#verified.get(cacheKey) : undefined;
+    if (hit && hit.until > now) {
+      // The keys still age: a refresh that drops this token's key clears the cache.
+      hit.issuer.keys?.refreshIfStale();
+      return hit;
+    }
     if (parts.length !== 3) {
       if (parts.length === 5) throw new IdgateError('invalid_token', 'the token is malformed', 'encrypted tokens are not supported');
       if (!this.#opaqueIssuer) throw new IdgateError('invalid_token', 'the token is malformed', 'not a JWT, and no issuer has introspection on');
@@ -233,18 +243,10 @@ export class BearerVerifier {
     if (!issuer) throw new IdgateError('invalid_token', 'the token is from an untrusted issuer');
     if (!issuer.settings.jwt) return this.#introspect(issuer, token, options.source);
 
-    const key = crypto.createHash('sha256').update(token).digest('base64url');
-    const now = Date.now();
-    const hit = this.#verified.get(key);
-    if (hit && hit.until > now) {
-      // The keys still age: a refresh that drops this token's key clears the cache.
-      issuer.keys?.refreshIfStale();
-      return hit;
-    }
     const verified = await this.#verifyJwt(issuer, token, header);
     const exp = typeof unverified.exp === 'number' ? unverified.exp * 1000 : now;
     if (this.#verified.size >= VERIFIED_CACHE_SIZE) this.#verified.delete(this.#verified.keys().next().value!);
-    this.#verified.set(key, { ...verified, until: Math.min(exp, now + VERIFIED_CACHE_MS) });
+    this.#verified.set(cacheKey, { ...verified, issuer, until: Math.min(exp, now + VERIFIED_CACHE_MS) });
     return verified;
   }
 
