@@ -1,13 +1,14 @@
-// `make profile`: a V8 CPU profile of idgate while HAProxy's SPOE agent path is under load (session
-// cookie; PROFILE_TRANSPORT=lua: the Lua action's HTTP check instead). Writes .run/profile/*.cpuprofile (open in Chrome DevTools) and prints
+// `make profile`: a V8 CPU profile of idgate while HAProxy's SPOE agent path is under load, with a
+// session cookie (PROFILE_TRANSPORT=lua: the Lua action's HTTP check instead; PROFILE_REQUEST=bearer: a
+// machine's bearer JWT instead). Writes .run/profile/*.cpuprofile (open in Chrome DevTools) and prints
 // the functions with the most self time.
 import fs from 'node:fs';
 import path from 'node:path';
 import { startHaproxy } from '../stack/haproxy.js';
 import { REPO_ROOT, startOnFreePort } from '../stack/processes.js';
 import { startStack } from '../stack/stack.js';
-import { Browser, signIn } from '../test/support/browser.js';
 import { runWrk } from './load.js';
+import { benchRequests } from './requests.js';
 
 const out = path.join(REPO_ROOT, '.run/profile');
 fs.rmSync(out, { recursive: true, force: true });
@@ -15,15 +16,14 @@ fs.mkdirSync(out, { recursive: true });
 const stack = await startStack({ idgateNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${out}`], idgateEnv: { IDGATE_LOG_FILE: path.join(out, 'idgate.log') } });
 const { port: spoePort, started: haproxy } = await startOnFreePort((frontPort) => startHaproxy({ frontPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: stack.ports.spoe[0]!, mode: 'spoe' }));
 try {
-  const browser = new Browser();
-  await signIn(browser, `${stack.frontUrl}/`, 'alice');
-  const cookie = browser.cookieHeader(new URL(stack.frontUrl))!;
+  const requests = await benchRequests(stack);
+  const bearer = process.env.PROFILE_REQUEST === 'bearer';
   const seconds = Number(process.env.PROFILE_SECONDS ?? 8);
   const before = cpuTimes();
   // PROFILE_TRANSPORT=lua: the stack's own HAProxy, whose Lua action asks idgate's HTTP check.
   const lua = process.env.PROFILE_TRANSPORT === 'lua';
-  const r = await runWrk({ url: lua ? `${stack.frontUrl}/` : `http://127.0.0.1:${spoePort}/`, headers: { Cookie: cookie }, duration: seconds });
-  process.stdout.write(`${lua ? 'Lua' : 'SPOE'} session: ${r.rps} req/s, p99 ${r.p99_ms} ms, errors ${r.errors}\n`);
+  const r = await runWrk({ url: `${lua ? stack.frontUrl : `http://127.0.0.1:${spoePort}`}${bearer ? '/api/hello' : '/'}`, headers: bearer ? requests.bearer : requests.session, duration: seconds });
+  process.stdout.write(`${lua ? 'Lua' : 'SPOE'} ${bearer ? 'bearer' : 'session'}: ${r.rps} req/s, p99 ${r.p99_ms} ms, errors ${r.errors}\n`);
   const after = cpuTimes();
   for (const [pid, t] of after) {
     const used = (t.ticks - (before.get(pid)?.ticks ?? 0)) / 100 / seconds;
