@@ -80,11 +80,15 @@ describe('silent renewal', () => {
   test('with the IdP unreachable the session lives while its tokens are valid, then answers 503; an IdP that forgot the grant ends it', async () => {
     const browser = new Browser();
     await signIn(browser, `${stack.frontUrl}/`, 'alice');
+    // Counted from the sign-in (the tokens were issued just before), not from the IdP's stop, which a
+    // loaded machine may take a while over: the first check must come before the tokens expire.
+    const signedInAt = Date.now();
+    const untilSinceSignIn = (ms: number) => pause(Math.max(0, signedInAt + ms - Date.now()));
     await stack.stopIdp();
     try {
-      await untilDue();
+      await untilSinceSignIn((TOKEN_TTL_S / 2) * 1000 + 300);
       expect((await checkAt(0, browser)).status).toBe(200); // due, not expired: goes on with current tokens
-      await untilDue();
+      await untilSinceSignIn(TOKEN_TTL_S * 1000 + 300);
       expect((await checkAt(0, browser)).status).toBe(503); // expired, cannot renew: cannot decide
     } finally {
       await stack.startIdp();
