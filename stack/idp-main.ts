@@ -7,6 +7,8 @@
 //   IDP_REDIRECT_URIS              comma-separated redirect_uris of the idgate client
 //   IDP_POST_LOGOUT_REDIRECT_URIS  comma-separated post_logout_redirect_uris of the idgate client
 //   IDP_BACKCHANNEL_LOGOUT_URI     idgate's back-channel logout endpoint
+//   IDP_FRONTCHANNEL_LOGOUT_URI    idgate's front-channel logout endpoint (loaded in an iframe by the IdP's
+//                                  "Signed out" page, with iss and sid)
 //   IDP_PEER_REDIRECT_URIS         comma-separated redirect_uris of the bench's peer client (apache-peer);
 //                                  unset: that client is not registered
 //   IDP_ACCESS_TOKEN_TTL           access token lifetime in seconds (default 3600)
@@ -66,6 +68,7 @@ async function main(): Promise<void> {
     redirectUris: list(process.env.IDP_REDIRECT_URIS),
     postLogoutRedirectUris: list(process.env.IDP_POST_LOGOUT_REDIRECT_URIS),
     backchannelLogoutUri: process.env.IDP_BACKCHANNEL_LOGOUT_URI || undefined,
+    frontchannelLogoutUri: process.env.IDP_FRONTCHANNEL_LOGOUT_URI || undefined,
     peerRedirectUris: list(process.env.IDP_PEER_REDIRECT_URIS),
     accessTokenTtlSeconds: seconds('IDP_ACCESS_TOKEN_TTL'),
     idTokenTtlSeconds: seconds('IDP_ID_TOKEN_TTL'),

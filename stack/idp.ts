@@ -46,6 +46,11 @@ export interface IdpOptions {
   /** OIDC Back-Channel Logout endpoint of the interactive client. Default: none (no back-channel logout). */
   backchannelLogoutUri?: string;
   /**
+   * OIDC Front-Channel Logout endpoint of the interactive client (`frontchannel_logout_uri`, with
+   * `frontchannel_logout_session_required`: it gets `iss` and `sid`). Default: none (no front-channel logout).
+   */
+  frontchannelLogoutUri?: string;
+  /**
    * redirect_uris of the benchmark's peer relying party (`apache-peer`, Apache + mod_auth_openidc in
    * `make bench`). Default: none, and then that client is not registered at all.
    */
@@ -326,6 +331,7 @@ interface ProviderSettings {
   redirectUris: string[];
   postLogoutRedirectUris: string[];
   backchannelLogoutUri?: string;
+  frontchannelLogoutUri?: string;
   peerRedirectUris: string[];
   accessTokenTtlSeconds: number;
   idTokenTtlSeconds: number;
@@ -341,7 +347,7 @@ interface ProviderSettings {
 
 function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModule['errors']): Configuration {
   const {
-    clientId, clientSecret, redirectUris, postLogoutRedirectUris, backchannelLogoutUri, peerRedirectUris,
+    clientId, clientSecret, redirectUris, postLogoutRedirectUris, backchannelLogoutUri, frontchannelLogoutUri, peerRedirectUris,
     accessTokenTtlSeconds, idTokenTtlSeconds, refreshTokenTtlSeconds, mountPath, store, profile,
   } = settings;
   const okta = profile === 'okta';
@@ -373,6 +379,10 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
         ...(backchannelLogoutUri
           // session_required: the logout token then carries `sid`, so idgate can end just that session.
           ? { backchannel_logout_uri: backchannelLogoutUri, backchannel_logout_session_required: true }
+          : {}),
+        ...(frontchannelLogoutUri
+          // session_required: the iframe's URL then carries `iss` and `sid` (Okta's "Include session ID").
+          ? { frontchannel_logout_uri: frontchannelLogoutUri, frontchannel_logout_session_required: true }
           : {}),
       },
       {
@@ -420,6 +430,10 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
         }]
         : []),
     ],
+
+    // oidc-provider 9 dropped front-channel logout; its client metadata is kept here, and done by
+    // rememberFrontChannelLogouts / frontChannelLogoutFrames (rpInitiatedLogout below).
+    extraClientMetadata: { properties: ['frontchannel_logout_uri', 'frontchannel_logout_session_required'] },
 
     scopes: ['openid', 'profile', 'email', 'groups', 'offline_access', API_SCOPE],
     claims: {
@@ -482,6 +496,7 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
       rpInitiatedLogout: {
         enabled: true,
         async logoutSource(ctx: KoaContextWithOIDC, form: string) {
+          await rememberFrontChannelLogouts(ctx, store, mountPath);
           // `form` is oidc-provider's confirmation form (it carries the xsrf token). Adding
           // logout=yes means "end the IdP session too", and the script submits it right away,
           // so RP-initiated logout needs no click. Without scripts, the button does the same.
@@ -494,8 +509,9 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
 <script>document.getElementById('op.logoutForm').submit();</script>`);
         },
         async postLogoutSuccessSource(ctx: KoaContextWithOIDC) {
+          const frames = frontChannelLogoutFrames(await takeFrontChannelLogouts(ctx, store, mountPath));
           ctx.type = 'html';
-          ctx.body = page('Signed out', '<p>You are signed out of the demo IdP.</p>');
+          ctx.body = page('Signed out', `<p>You are signed out of the demo IdP.</p>${frames}`);
         },
       },
       resourceIndicators: {
@@ -532,6 +548,95 @@ function buildConfiguration(settings: ProviderSettings, errors: OidcProviderModu
         .join('\n'));
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Front-channel logout (OpenID Connect Front-Channel Logout 1.0)
+//
+// Both profiles do it: it is the standard way an IdP's sign-out reaches its relying parties through the
+// browser (Okta's Single Logout for OIDC apps is exactly this; Keycloak, Entra ID and others do it too),
+// and idgate's endpoint for it is always on. oidc-provider 9 no longer implements it, so it is rebuilt on
+// the end_session pages: logoutSource (shown while the IdP session still exists) notes, per client of
+// the session with a frontchannel_logout_uri, the URL to load, with `iss` and the `sid` that client's
+// ID tokens carry (session.sidFor: one per client, kept in session.authorizations); the confirmation then
+// destroys the session, and postLogoutSuccessSource loads the noted URLs in hidden iframes.
+// Those iframes are third-party to the relying party, so browsers may not send its cookies: idgate's
+// endpoint needs none (`iss` and `sid` name the sessions to end), which is why this works there.
+// Only the IdP's own "Signed out" page loads them, that is when the user signs out at the IdP itself. An
+// RP-initiated logout with a post_logout_redirect_uri (idgate's own logout) goes straight back to that RP,
+// as before: nothing is noted then, and that relying party has ended its own session already.
+
+/** The cookie naming this browser's noted front-channel logouts, and the store model keeping them. */
+const FRONTCHANNEL_LOGOUT_COOKIE = 'idp_frontchannel_logout';
+const FRONTCHANNEL_LOGOUT_MODEL = 'FrontChannelLogout';
+/** A sign-out page left open longer than this loads no iframes (the session may have been signed into again). */
+const FRONTCHANNEL_LOGOUT_TTL_SECONDS = 600;
+
+interface FrontChannelClientMetadata {
+  frontchannel_logout_uri?: string;
+  frontchannel_logout_session_required?: boolean;
+}
+
+/** logoutSource: notes the front-channel logout URLs of the session about to end, named by a cookie of this browser. */
+async function rememberFrontChannelLogouts(ctx: KoaContextWithOIDC, store: InMemoryStore, mountPath: string): Promise<void> {
+  const { session, params, provider } = ctx.oidc;
+  if (!session?.accountId || params?.post_logout_redirect_uri !== undefined) return;
+  const uris: string[] = [];
+  for (const clientId of Object.keys(session.authorizations ?? {})) {
+    const client = await provider.Client.find(clientId);
+    const metadata = client?.metadata() as FrontChannelClientMetadata | undefined;
+    if (!metadata?.frontchannel_logout_uri) continue;
+    const uri = new URL(metadata.frontchannel_logout_uri);
+    const sid = session.sidFor(clientId);
+    if (metadata.frontchannel_logout_session_required && sid) {
+      uri.searchParams.set('iss', provider.issuer);
+      uri.searchParams.set('sid', sid);
+    }
+    uris.push(uri.href);
+  }
+  if (uris.length === 0) return;
+  const id = randomBytes(24).toString('base64url');
+  await store.adapterFor(FRONTCHANNEL_LOGOUT_MODEL).upsert(id, { sessionId: session.jti, uris }, FRONTCHANNEL_LOGOUT_TTL_SECONDS);
+  ctx.cookies.set(FRONTCHANNEL_LOGOUT_COOKIE, id, {
+    path: `${mountPath}/session/end`, httpOnly: true, sameSite: 'lax', signed: false, maxAge: FRONTCHANNEL_LOGOUT_TTL_SECONDS * 1000,
+  });
+}
+
+/**
+ * postLogoutSuccessSource: the URLs noted for this browser, once (the note and its cookie go), and only when
+ * the whole IdP session is gone: a sign-out of one client only (client_id forwarded) ends no other's session.
+ */
+async function takeFrontChannelLogouts(ctx: KoaContextWithOIDC, store: InMemoryStore, mountPath: string): Promise<string[]> {
+  const id = ctx.cookies.get(FRONTCHANNEL_LOGOUT_COOKIE, { signed: false });
+  if (!id) return [];
+  ctx.cookies.set(FRONTCHANNEL_LOGOUT_COOKIE, null, { path: `${mountPath}/session/end`, signed: false });
+  const adapter = store.adapterFor(FRONTCHANNEL_LOGOUT_MODEL);
+  const noted = (await adapter.find(id)) as { sessionId?: string; uris?: string[] } | undefined;
+  await adapter.destroy(id);
+  if (!noted?.sessionId || !noted.uris || ctx.oidc.params?.client_id) return [];
+  if (await ctx.oidc.provider.Session.find(noted.sessionId)) return [];
+  return noted.uris;
+}
+
+/**
+ * A client registered with frontchannel_logout_session_required gets `sid` in its ID tokens (Front-Channel
+ * Logout 1.0, section 3), the value its iframe's URL will name. oidc-provider 9 adds it only for
+ * back-channel's backchannel_logout_session_required (Client#includeSid, per provider instance), so that
+ * rule is widened here, for this provider's clients only.
+ */
+function includeSidForFrontChannelLogout(provider: OidcProvider): void {
+  const clientPrototype = provider.Client.prototype as unknown as { includeSid(this: FrontChannelClientMetadata): boolean };
+  const includeSid = clientPrototype.includeSid;
+  clientPrototype.includeSid = function includeSidOrFrontChannelSid(this: FrontChannelClientMetadata) {
+    return Boolean(includeSid.call(this)) || Boolean(this.frontchannel_logout_uri && this.frontchannel_logout_session_required);
+  };
+}
+
+/** The hidden iframes of the "Signed out" page, one per noted URL. */
+function frontChannelLogoutFrames(uris: string[]): string {
+  if (uris.length === 0) return '';
+  const frames = uris.map((uri) => `<iframe src="${escapeHtml(uri)}" title="Signing out of an application" hidden></iframe>`);
+  return `\n<p>Signing you out of the applications you used with it too.</p>\n${frames.join('\n')}`;
 }
 
 /** Profile okta: the key of the token endpoint's DPoP nonces (one per process, so rotated signing keys keep them). */
@@ -725,6 +830,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     redirectUris: options.redirectUris ?? [],
     postLogoutRedirectUris: options.postLogoutRedirectUris ?? [],
     backchannelLogoutUri: options.backchannelLogoutUri,
+    frontchannelLogoutUri: options.frontchannelLogoutUri,
     peerRedirectUris: options.peerRedirectUris ?? [],
     groupsFile: options.groupsFile,
     profile: options.profile ?? 'demo',
@@ -742,6 +848,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
   // same http server: sessions, grants and tokens survive, only the JWKS changes.
   const createProvider = () => {
     const provider = new Provider(issuer, buildConfiguration(settings, errors));
+    includeSidForFrontChannelLogout(provider);
     // One line per failed request, so a failing login or token call in a test explains itself.
     const logError = (event: string) => (_ctx: unknown, error: Error & { error_description?: string }) =>
       log(`idp ${event}: ${error.message}${error.error_description ? ` (${error.error_description})` : ''}`);

@@ -249,6 +249,7 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
           IDP_REDIRECT_URIS: `${frontUrl}/_auth/callback`,
           IDP_POST_LOGOUT_REDIRECT_URIS: `${frontUrl}/_auth/logged-out`,
           IDP_BACKCHANNEL_LOGOUT_URI: `${frontUrl}/_auth/backchannel-logout`,
+          IDP_FRONTCHANNEL_LOGOUT_URI: `${frontUrl}/_auth/frontchannel-logout`,
           IDP_KEYS_FILE: keysFile,
           IDP_PROFILE: idpProfile,
           ...options.idpEnv,

@@ -123,6 +123,8 @@ describe('Okta event hooks', () => {
   });
 });
 
+// idgate's endpoint asked directly, with the sid of a real sign-in: the cases an IdP's page never sends
+// (another issuer, none). The local IdP's own front-channel logout, in Chromium: real-browser.test.ts.
 describe('front-channel logout', () => {
   /** The IdP session id (`sid`) of this browser's sign-in, from its ID token. */
   async function idpSessionOf(browser: Browser): Promise<string> {
