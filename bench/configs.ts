@@ -1,8 +1,10 @@
 // The HAProxy configurations the benchmarks compare idgate with, each derived from the shipped one so that
-// only the check differs.
+// only the check differs, and the HAProxy instances that run them beside the stack's.
 import fs from 'node:fs';
 import path from 'node:path';
-import { haproxyConfigPath } from '../stack/haproxy.js';
+import { haproxyConfigPath, startHaproxy, type HaproxyOptions } from '../stack/haproxy.js';
+import { startOnFreePort, type ManagedProcess } from '../stack/processes.js';
+import type { Stack } from '../stack/stack.js';
 import { renderHaproxyTemplate } from '../service/src/transports/haproxy-config.js';
 
 /** The shipped haproxy.cfg, rendered (lua-load names haproxy-conf/idgate.lua by its full path). */
@@ -40,3 +42,21 @@ function writeConfig(dir: string, name: string, text: string): string {
   fs.writeFileSync(file, text);
   return file;
 }
+
+/**
+ * One more HAProxy beside the stack's, pointed at the stack's idgate, upstream and canary unless `options`
+ * say otherwise, on a port it finds free (another if that one was taken). It joins `started`, which the
+ * caller stops; resolves with its port and pid.
+ */
+export async function startHaproxyBeside(
+  stack: Stack,
+  started: ManagedProcess[],
+  options: Omit<HaproxyOptions, 'frontPort' | 'idgatePort' | 'upstreamPort' | 'canaryPort'> & { idgatePort?: number },
+): Promise<{ port: number; pid: number }> {
+  const { port, started: haproxy } = await startOnFreePort((frontPort) =>
+    startHaproxy({ frontPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, ...options }),
+  );
+  started.push(haproxy);
+  return { port, pid: haproxy.child.pid! };
+}
+

@@ -6,13 +6,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startHaproxy } from '../stack/haproxy.js';
-import { startOnFreePort, type ManagedProcess } from '../stack/processes.js';
+import type { ManagedProcess } from '../stack/processes.js';
 import { startStack } from '../stack/stack.js';
-import { passthroughConfig } from './configs.js';
+import { passthroughConfig, startHaproxyBeside } from './configs.js';
 import { startConstantAgent } from './constant-agent.js';
 import { benchRequests, realAnswers } from './requests.js';
-import { runAtRate } from './load.js';
+import { cpuTicks, runAtRate } from './load.js';
 import { startNullAuthBackend, type NullAuthBackend } from './null-auth.js';
 
 const RATE = Number(process.env.COSTS_RATE ?? 3000);
@@ -23,13 +22,7 @@ const stack = await startStack({ idgateEnv: { IDGATE_LOG_FILE: path.join(dir, 'i
 const extra: ManagedProcess[] = [];
 let nullAuth: NullAuthBackend | undefined;
 try {
-  const startExtraHaproxy = async (name: string, options: Omit<Parameters<typeof startHaproxy>[0], 'frontPort' | 'idgatePort' | 'upstreamPort' | 'canaryPort' | 'name'> & { idgatePort?: number }) => {
-    const { port, started } = await startOnFreePort((frontPort) =>
-      startHaproxy({ frontPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, name, ...options }),
-    );
-    extra.push(started);
-    return { port, pid: started.child.pid! };
-  };
+  const startExtraHaproxy = (name: string, options: Parameters<typeof startHaproxyBeside>[2]) => startHaproxyBeside(stack, extra, { name, ...options });
   const requests = await benchRequests(stack);
   const { session, bearer, sessionCheck } = requests;
   const answers = await realAnswers(stack, requests);
@@ -77,9 +70,9 @@ try {
     const r = await runAtRate({ url: s.url, headers: s.headers, rate: RATE, duration: SECONDS, connections: 32 });
     const after = cpuTicks();
     const used = new Map<string, number>();
-    for (const [pid, ticks] of after) {
+    for (const [pid, { ticks }] of after) {
       const role = pid === s.haproxyPid ? 'HAProxy' : roles.get(pid) ?? 'other';
-      used.set(role, (used.get(role) ?? 0) + ticks - (before.get(pid) ?? ticks));
+      used.set(role, (used.get(role) ?? 0) + ticks - (before.get(pid)?.ticks ?? ticks));
     }
     const requests = r.rps * SECONDS;
     // One tick is 10 ms of CPU (USER_HZ 100).
@@ -95,20 +88,4 @@ try {
   await nullAuth?.close();
   await stack.stop();
   fs.rmSync(dir, { recursive: true, force: true });
-}
-
-/** CPU ticks (user + system) of every process on the machine, from /proc. */
-function cpuTicks(): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(Number(entry), Number(fields[11]) + Number(fields[12]));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
 }

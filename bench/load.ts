@@ -2,6 +2,7 @@
 // little as possible) for maximum rates, autocannon for a fixed rate. Loopback only.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 
 export interface LoadResult {
   name: string;
@@ -57,6 +58,27 @@ export async function runAtRate(options: { url: string; headers: Record<string, 
     p99_ms: round(result.latency.p99),
     errors: result.errors + result.timeouts + result.non2xx,
   };
+}
+
+/**
+ * CPU ticks (user + system; USER_HZ 100, so one tick is 10 ms) of every process on the machine, with its
+ * name (the script a node process runs, else the command), from /proc: who used the shared cores.
+ */
+export function cpuTicks(): Map<number, { name: string; ticks: number }> {
+  const out = new Map<number, { name: string; ticks: number }>();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const script = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').find((a) => a.endsWith('.js'));
+      out.set(Number(entry), { name: script ? path.basename(script) : name, ticks: Number(fields[11]) + Number(fields[12]) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
 }
 
 /** Resident memory of a process, MB (Linux /proc). */

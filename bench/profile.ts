@@ -7,7 +7,7 @@ import path from 'node:path';
 import { startHaproxy } from '../stack/haproxy.js';
 import { REPO_ROOT, startOnFreePort } from '../stack/processes.js';
 import { startStack } from '../stack/stack.js';
-import { runWrk } from './load.js';
+import { cpuTicks, runWrk } from './load.js';
 import { benchRequests } from './requests.js';
 
 const out = path.join(REPO_ROOT, '.run/profile');
@@ -19,12 +19,12 @@ try {
   const requests = await benchRequests(stack);
   const bearer = process.env.PROFILE_REQUEST === 'bearer';
   const seconds = Number(process.env.PROFILE_SECONDS ?? 8);
-  const before = cpuTimes();
+  const before = cpuTicks();
   // PROFILE_TRANSPORT=lua: the stack's own HAProxy, whose Lua action asks idgate's HTTP check.
   const lua = process.env.PROFILE_TRANSPORT === 'lua';
   const r = await runWrk({ url: `${lua ? stack.frontUrl : `http://127.0.0.1:${spoePort}`}${bearer ? '/api/hello' : '/'}`, headers: bearer ? requests.bearer : requests.session, duration: seconds });
   process.stdout.write(`${lua ? 'Lua' : 'SPOE'} ${bearer ? 'bearer' : 'session'}: ${r.rps} req/s, p99 ${r.p99_ms} ms, errors ${r.errors}\n`);
-  const after = cpuTimes();
+  const after = cpuTicks();
   for (const [pid, t] of after) {
     const used = (t.ticks - (before.get(pid)?.ticks ?? 0)) / 100 / seconds;
     if (used > 0.02) process.stdout.write(`  ${t.name.padEnd(16)} ${(used * 100).toFixed(0)}% of a core\n`);
@@ -32,24 +32,6 @@ try {
 } finally {
   await haproxy.stop();
   await stack.stop();
-}
-
-/** CPU ticks of every process on the machine (/proc), to see who uses the shared cores. */
-function cpuTimes(): Map<number, { name: string; ticks: number }> {
-  const out = new Map<number, { name: string; ticks: number }>();
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const cmd = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').find((a) => /cli\.js|upstream-main|idp-main|profile\.js/.test(a));
-      out.set(Number(entry), { name: cmd ? path.basename(cmd) : name, ticks: Number(fields[11]) + Number(fields[12]) });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
 }
 
 interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }

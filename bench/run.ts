@@ -21,13 +21,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import signature from 'cookie-signature';
-import { startHaproxy } from '../stack/haproxy.js';
 import { loadConfig } from '../service/src/config.js';
-import { REPO_ROOT, startOnFreePort, type ManagedProcess } from '../stack/processes.js';
+import { REPO_ROOT, type ManagedProcess } from '../stack/processes.js';
 import { startStack, type Stack } from '../stack/stack.js';
 import { Browser, signIn } from '../test/support/browser.js';
 import { sealSession, sessionKey } from '../service/src/session/session-store.js';
-import { nativeJwtConfig, passthroughConfig } from './configs.js';
+import { nativeJwtConfig, passthroughConfig, startHaproxyBeside } from './configs.js';
 import { startConstantAgent } from './constant-agent.js';
 import { benchRequests, realAnswers } from './requests.js';
 import { runAtRate, runWrk, rssMb, type LoadResult } from './load.js';
@@ -112,14 +111,7 @@ async function main(): Promise<void> {
     const pem = path.join(dir, 'issuer.pem');
     fs.writeFileSync(pem, await issuerPem(stack.issuer, JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid as string));
 
-    /** One more HAProxy before the stack's, on a port it finds free (another if its was taken); resolves with that port. */
-    const startExtraHaproxy = async (options: Omit<Parameters<typeof startHaproxy>[0], 'frontPort' | 'idgatePort' | 'upstreamPort' | 'canaryPort'> & { idgatePort?: number }) => {
-      const { port, started } = await startOnFreePort((frontPort) =>
-        startHaproxy({ frontPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, ...options }),
-      );
-      extra.push(started);
-      return port;
-    };
+    const startExtraHaproxy = async (options: Parameters<typeof startHaproxyBeside>[2]) => (await startHaproxyBeside(stack, extra, options)).port;
     const passthroughPort = await startExtraHaproxy({ configPath: passthroughConfig(dir) });
     const spoePort = await startExtraHaproxy({ spoePort: stack.ports.spoe[0]!, mode: 'spoe' });
     // The agent's framing with a constant answer, in a process of its own like idgate's: what SPOE costs
