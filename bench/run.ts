@@ -139,31 +139,43 @@ async function main(): Promise<void> {
     };
     /**
      * idgate and the ceilings it is held to, measured in turn, ROUNDS times: on this shared machine one
-     * scenario's rate drifts by up to 30 % from one minute to the next, so each keeps its run of median
-     * rate, and a ratio compares runs taken moments apart rather than a minute apart.
+     * scenario's rate drifts by up to 30 % from one minute to the next, so a ratio must compare runs taken
+     * moments apart. The list is pairs (idgate's scenario, then its ceiling), each pair run back to back,
+     * the order within the pairs reversed every other round (so that neither side is always the one run
+     * second, after a switch of HAProxy instance); each pair's ratio is taken per round, and the median of
+     * those is its figure. The table keeps each scenario's run of median rate.
      */
+    const pairRatios = new Map<string, number[]>();
     const inTurn = async (list: [name: string, options: Parameters<typeof runWrk>[0], kind: ChartKind][]) => {
       const runs = new Map<string, Omit<LoadResult, 'name' | 'rss_mb'>[]>(list.map(([name]) => [name, []]));
       for (let round = 1; round <= ROUNDS; round++) {
-        for (const [name, options] of list) {
-          log(`${name}, round ${round} of ${ROUNDS}...`);
-          await runWrk({ ...options, duration: 1 });
-          const r = await runWrk({ ...options, duration: DURATION });
-          runs.get(name)!.push(r);
-          log(`  ${r.rps} req/s, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, errors ${r.errors}`);
+        for (let pair = 0; pair < list.length; pair += 2) {
+          const both = list.slice(pair, pair + 2);
+          for (const [name, options] of round % 2 === 1 ? both : [...both].reverse()) {
+            log(`${name}, round ${round} of ${ROUNDS}...`);
+            await runWrk({ ...options, duration: 1 });
+            const r = await runWrk({ ...options, duration: DURATION });
+            runs.get(name)!.push(r);
+            log(`  ${r.rps} req/s, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, errors ${r.errors}`);
+          }
+          const [checked, ceiling] = both.map(([name]) => runs.get(name)!.at(-1)!.rps);
+          const key = `${letterOf(both[0]![0])}/${letterOf(both[1]![0])}`;
+          pairRatios.set(key, [...(pairRatios.get(key) ?? []), checked! / ceiling!]);
+          log(`  ${key} this round: ${(checked! / ceiling!).toFixed(3)}`);
         }
       }
       return list.map(([name, , kind]) => {
-        const sorted = [...runs.get(name)!].sort((x, y) => x.rps - y.rps);
-        const result = { name, ...sorted[Math.floor(sorted.length / 2)]!, rss_mb: rssMb(idgatePid) };
+        const result = { name, ...medianBy(runs.get(name)!, (r) => r.rps), rss_mb: rssMb(idgatePid) };
         kinds.set(name, kind);
         results.push(result);
         return result;
       });
     };
+    /** A pair's figure: the median of its per-round ratios (see inTurn). */
+    const pairRatio = (key: string) => Number(medianBy(pairRatios.get(key)!, (x) => x).toFixed(3));
     const a = await scenario('(a) HAProxy -> upstream, no auth', { url: `http://127.0.0.1:${passthroughPort}/` }, 'baseline');
     // Each ceiling is asked the very request idgate is, and answers what idgate answers to it.
-    const [b, j, c, p] = await inTurn([
+    const [b, j, c] = await inTurn([
       ['(b) HAProxy + idgate (Lua), session cookie', { url: `${stack.frontUrl}/`, headers: { Cookie: cookie } }, 'idgate'],
       ["(j) HAProxy + Lua check, do-nothing auth backend (no idgate: the Lua transport's ceiling), session request", { url: `http://127.0.0.1:${luaCeilingPort}/`, headers: { Cookie: cookie } }, 'baseline'],
       ['(c) HAProxy + idgate (Lua), bearer JWT', { url: `${stack.frontUrl}/api/hello`, headers: bearerRequest }, 'idgate'],
@@ -172,7 +184,7 @@ async function main(): Promise<void> {
     const d = await scenario('(d) idgate /auth directly, session cookie', { url: `${stack.idgateUrls[0]}/auth`, headers: sessionCheck });
     const e = await scenario('(e) HAProxy native jwt_verify, same JWT (no idgate)', { url: `http://127.0.0.1:${nativePort}/api/hello`, headers: { Authorization: `Bearer ${token}` } }, 'peer');
     // The same requests to idgate and to the constant agent: the same cookie or token travels in the same SPOE message.
-    const [g, i, h, o] = await inTurn([
+    const [g, i, h] = await inTurn([
       ['(g) HAProxy + idgate (SPOE), session cookie', { url: `http://127.0.0.1:${spoePort}/`, headers: { Cookie: cookie } }, 'idgate'],
       ["(i) HAProxy + SPOE, constant-answer agent (no check: the transport's ceiling), session request", { url: `http://127.0.0.1:${ceilingPort}/`, headers: { Cookie: cookie } }, 'baseline'],
       ['(h) HAProxy + idgate (SPOE), bearer JWT', { url: `http://127.0.0.1:${spoePort}/api/hello`, headers: bearerRequest }, 'idgate'],
@@ -249,10 +261,10 @@ async function main(): Promise<void> {
       'h/a bearer via HAProxy+SPOE vs passthrough': ratio(h.rps, a.rps),
       'i/a SPOE without a check vs passthrough': ratio(i.rps, a.rps),
       'j/a Lua check without idgate vs passthrough': ratio(j.rps, a.rps),
-      'g/i SPOE session vs the SPOE ceiling': ratio(g.rps, i.rps),
-      'h/o SPOE bearer vs the SPOE ceiling': ratio(h.rps, o.rps),
-      'b/j Lua session vs the Lua ceiling': ratio(b.rps, j.rps),
-      'c/p Lua bearer vs the Lua ceiling': ratio(c.rps, p.rps),
+      'g/i SPOE session vs the SPOE ceiling': pairRatio('g/i'),
+      'h/o SPOE bearer vs the SPOE ceiling': pairRatio('h/o'),
+      'b/j Lua session vs the Lua ceiling': pairRatio('b/j'),
+      'c/p Lua bearer vs the Lua ceiling': pairRatio('c/p'),
       'p99 of (g) at 50% rate / p99 of (a) at that rate': ratio(gHalf.p99_ms, aHalf.p99_ms),
       ...(l ? { 'g/l idgate (SPOE) vs Apache + mod_auth_openidc (Redis cache), session': ratio(g.rps, l.rps) } : {}),
       ...(m ? { 'g/m idgate (SPOE) vs Apache + mod_auth_openidc (shm cache), session': ratio(g.rps, m.rps) } : {}),
@@ -263,10 +275,10 @@ async function main(): Promise<void> {
     if (Object.keys(peerWhy).length > 0) notes.peer_not_measured = peerWhy;
     // The issue's targets; a target whose scenario could not run says so instead of met / NOT met.
     notes.targets = {
-      'SPOE session g/i >= 0.9': ratio(g.rps, i.rps) >= 0.9,
-      'SPOE bearer h/o >= 0.9': ratio(h.rps, o.rps) >= 0.9,
-      'Lua session b/j >= 0.9': ratio(b.rps, j.rps) >= 0.9,
-      'Lua bearer c/p >= 0.9': ratio(c.rps, p.rps) >= 0.9,
+      'SPOE session g/i >= 0.9': pairRatio('g/i') >= 0.9,
+      'SPOE bearer h/o >= 0.9': pairRatio('h/o') >= 0.9,
+      'Lua session b/j >= 0.9': pairRatio('b/j') >= 0.9,
+      'Lua bearer c/p >= 0.9': pairRatio('c/p') >= 0.9,
       'idgate via SPOE >= 3x Apache + mod_auth_openidc with Redis (g/l >= 3)': l ? ratio(g.rps, l.rps) >= 3 : notMeasured('l'),
       'idgate via SPOE ahead of Apache + mod_auth_openidc with shm (g/m > 1)': m ? ratio(g.rps, m.rps) > 1 : notMeasured('m'),
       'p99 of (g) at 50% of its max rate <= 2x p99 of (a) at that rate': gHalf.p99_ms <= 2 * aHalf.p99_ms,
@@ -282,6 +294,7 @@ async function main(): Promise<void> {
       'Apache + mod_auth_openidc, shm (m)': m?.rps ?? null,
       'Apache proxy, no auth (k)': k?.rps ?? null,
     };
+    notes.ratios_per_round = Object.fromEntries([...pairRatios].map(([key, list]) => [key, list.map((x) => Number(x.toFixed(3)))]));
     notes.summary = `session checks/s: idgate via SPOE ${perSecond(g)}, via Lua ${perSecond(b)}, alone ${perSecond(d)}; Apache + mod_auth_openidc with Redis ${perSecond(l)}, with shm ${perSecond(m)} (Apache's proxy alone: ${perSecond(k)})`;
     write(command, results, ratios, notes, kinds, Math.round((Date.now() - started) / 1000));
   } finally {
@@ -303,6 +316,16 @@ async function peerSession(url: string): Promise<string> {
   return `mod_auth_openidc_session=${session}`;
 }
 
+/** The scenario's letter: "(g) HAProxy + ..." → "g". */
+function letterOf(name: string): string {
+  return /^\((\w)\)/.exec(name)![1]!;
+}
+
+/** The middle element by `key` (the upper one of an even count). */
+function medianBy<T>(list: T[], key: (item: T) => number): T {
+  return [...list].sort((x, y) => key(x) - key(y))[Math.floor(list.length / 2)]!;
+}
+
 function write(command: string, results: LoadResult[], ratios: Record<string, number>, notes: Record<string, unknown>, kinds: Map<string, ChartKind>, seconds: number): void {
   let commit = 'unknown';
   try {
@@ -318,7 +341,7 @@ function write(command: string, results: LoadResult[], ratios: Record<string, nu
     `## ${date.slice(0, 16).replace('T', ' ')} UTC, commit ${commit}`,
     '',
     `Machine: ${machine}. Load generator, HAProxy (one process, 2 threads), upstream, Redis, idgate (and Apache, for its own scenarios) share the cores; idgate writes its audit lines to a file.`,
-    `Command: \`${command}\` (${seconds} s; wrk -t1 -c32, ${DURATION} s a scenario after a 1 s warm-up; idgate's scenarios and their ceilings in turn, ${ROUNDS} rounds, the median run of each kept).`,
+    `Command: \`${command}\` (${seconds} s; wrk -t1 -c32, ${DURATION} s a scenario after a 1 s warm-up; idgate's scenarios and their ceilings in pairs, ${ROUNDS} rounds, the order within a pair reversed every other round; a ratio to a ceiling is the median of its per-round ratios, and the table keeps the median run of each).`,
     '',
     '| scenario | req/s | p50 ms | p99 ms | errors | idgate RSS MB |',
     '|---|---|---|---|---|---|',
@@ -327,6 +350,7 @@ function write(command: string, results: LoadResult[], ratios: Record<string, nu
     `- ${notes.summary as string}`,
     ...(notes.peer_skipped ? [`- the peer was skipped: ${notes.peer_skipped as string}`] : []),
     ...Object.entries(ratios).map(([k, v]) => `- ${k}: **${v}**`),
+    ...Object.entries((notes.ratios_per_round as Record<string, number[]>) ?? {}).map(([k, v]) => `- ${k} round by round (the median above): ${v.join(', ')}`),
     ...Object.entries((notes.targets as Record<string, boolean | string>) ?? {}).map(([k, v]) => `- target ${k}: ${v === true ? 'met' : v === false ? 'NOT met' : v}`),
     '',
   ].join('\n');
