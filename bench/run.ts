@@ -37,8 +37,14 @@ import { renderChart, type ChartKind } from './chart.js';
 
 /** Seconds a scenario (after a 1 s warm-up): every scenario of `make bench` fits in 5 minutes with 5. */
 const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
-/** Rounds of the scenarios held to a ceiling (inTurn below): each keeps its median run. */
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/**
+ * Rounds of the scenarios held to a ceiling (inTurn below), and seconds of each of their runs (after the
+ * same 1 s warm-up): more, shorter runs, because on this shared machine a rate drifts over minutes and a
+ * neighbour's burst spoils one run in a few, so the median of more paired ratios is steadier than that of
+ * fewer, longer runs. 5 rounds of 3 s keep `make bench` within 5 minutes.
+ */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const PAIR_DURATION = Number(process.env.BENCH_PAIR_SECONDS ?? 3);
 
 function log(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -154,7 +160,7 @@ async function main(): Promise<void> {
           for (const [name, options] of round % 2 === 1 ? both : [...both].reverse()) {
             log(`${name}, round ${round} of ${ROUNDS}...`);
             await runWrk({ ...options, duration: 1 });
-            const r = await runWrk({ ...options, duration: DURATION });
+            const r = await runWrk({ ...options, duration: PAIR_DURATION });
             runs.get(name)!.push(r);
             log(`  ${r.rps} req/s, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, errors ${r.errors}`);
           }
@@ -341,7 +347,7 @@ function write(command: string, results: LoadResult[], ratios: Record<string, nu
     `## ${date.slice(0, 16).replace('T', ' ')} UTC, commit ${commit}`,
     '',
     `Machine: ${machine}. Load generator, HAProxy (one process, 2 threads), upstream, Redis, idgate (and Apache, for its own scenarios) share the cores; idgate writes its audit lines to a file.`,
-    `Command: \`${command}\` (${seconds} s; wrk -t1 -c32, ${DURATION} s a scenario after a 1 s warm-up; idgate's scenarios and their ceilings in pairs, ${ROUNDS} rounds, the order within a pair reversed every other round; a ratio to a ceiling is the median of its per-round ratios, and the table keeps the median run of each).`,
+    `Command: \`${command}\` (${seconds} s; wrk -t1 -c32, ${DURATION} s a scenario after a 1 s warm-up; idgate's scenarios and their ceilings in pairs, ${ROUNDS} rounds of ${PAIR_DURATION} s runs, the order within a pair reversed every other round; a ratio to a ceiling is the median of its per-round ratios, and the table keeps the median run of each).`,
     '',
     '| scenario | req/s | p50 ms | p99 ms | errors | idgate RSS MB |',
     '|---|---|---|---|---|---|',

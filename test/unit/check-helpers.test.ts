@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { headerSafe, identityFields, prefersHtml, withoutIdgateCookies } from '../../service/src/check/check.js';
 import type { Identity } from '../../service/src/policy/policy.js';
 import { findCookie, unsignSessionId } from '../../service/src/session/cookies.js';
@@ -81,6 +82,29 @@ describe("idgate's cookies are taken out of what the app receives", () => {
     [undefined, undefined],
   ])('%s → %s', (header, expected) => {
     expect(withoutIdgateCookies(header, config)).toBe(expected);
+  });
+
+  /** The definition: split on ";", trim each pair, drop the empty ones and ours (names ignoring case), join with "; ". */
+  function byDefinition(header: string | undefined): string | undefined {
+    if (!header) return undefined;
+    const ours = [config.cookieName.toLowerCase(), config.bindingCookieName.toLowerCase()];
+    const pairs = header.split(';').map((p) => p.trim()).filter((p) => p !== '');
+    const kept = pairs.filter((p) => !ours.includes((p.includes('=') ? p.slice(0, p.indexOf('=')) : p).trim().toLowerCase()));
+    return kept.length === pairs.length ? undefined : kept.join('; ');
+  }
+
+  test('any header comes out as the split-and-trim definition says (random headers)', () => {
+    const piece = fc.oneof(
+      fc.constantFrom('__Host-idgate', '__HOST-IDGATE', '__Host-idgate_login', '__host-idgate_LOGIN', '__Host-idgat', '__Host-idgateX', '__Host-\u0130dgate', '__Host-idgate\u212a', '=', ';', ' ', '\t', '\u00a0', '\u2028', '"', 'a', 's%3Ax.y'),
+      fc.string({ maxLength: 4 }),
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 16 }), (pieces) => {
+        const header = pieces.join('');
+        expect(withoutIdgateCookies(header, config)).toBe(byDefinition(header));
+      }),
+      { numRuns: 5000 },
+    );
   });
 });
 

@@ -91,7 +91,7 @@ function shortString(value: unknown): string | undefined {
 /** The Authorization header is the configured secret: compared as SHA-256 digests, in constant time whatever the lengths. */
 export function isHookSecret(header: string | undefined, secret: string): boolean {
   if (header === undefined) return false;
-  const digest = (value: string) => crypto.createHash('sha256').update(value).digest();
+  const digest = (value: string) => crypto.hash('sha256', value, 'buffer');
   return crypto.timingSafeEqual(digest(header), digest(secret));
 }
 

@@ -95,22 +95,36 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
 
 /**
  * The Cookie header without idgate's cookies (names compared ignoring case, as some frameworks do), or
- * undefined when it holds none of them. Every other cookie keeps its bytes and its place.
+ * undefined when it holds none of them. Every other cookie keeps its bytes and its place; pairs are
+ * trimmed and joined with "; " (a browser's own form). One pass with index arithmetic, no split: this runs
+ * on every allow. test/unit/check-helpers.test.ts holds it to the split-and-trim definition on random headers.
  */
 export function withoutIdgateCookies(header: string | undefined, config: Pick<Config, 'cookieName' | 'bindingCookieName'>): string | undefined {
   if (!header) return undefined;
-  const ours = [config.cookieName.toLowerCase(), config.bindingCookieName.toLowerCase()];
+  const session = config.cookieName;
+  const binding = config.bindingCookieName;
   let found = false;
-  const kept: string[] = [];
-  for (const part of header.split(';')) {
-    const pair = part.trim();
+  let kept = '';
+  for (let from = 0; from < header.length; ) {
+    let end = header.indexOf(';', from);
+    if (end === -1) end = header.length;
+    const pair = header.slice(from, end).trim();
+    from = end + 1;
     if (pair === '') continue;
     const eq = pair.indexOf('=');
-    const name = (eq === -1 ? pair : pair.slice(0, eq)).trim().toLowerCase();
-    if (ours.includes(name)) found = true;
-    else kept.push(pair);
+    const name = eq === -1 ? pair : pair.slice(0, eq).trim();
+    // Lower-cased only when the length could match one of ours.
+    if ((name.length === session.length || name.length === binding.length) && isOurs(name.toLowerCase(), session, binding)) {
+      found = true;
+      continue;
+    }
+    kept = kept === '' ? pair : `${kept}; ${pair}`;
   }
-  return found ? kept.join('; ') : undefined;
+  return found ? kept : undefined;
+}
+
+function isOurs(lowerName: string, session: string, binding: string): boolean {
+  return lowerName === session.toLowerCase() || lowerName === binding.toLowerCase();
 }
 
 /** How the caller presented credentials (the audit line's `scheme`). */

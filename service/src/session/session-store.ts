@@ -149,7 +149,7 @@ export type PendingLoginClaim =
 
 /** How a login's `state` and its browser's binding cookie are stored: base64url(SHA-256(value)). */
 export function hashValue(value: string): string {
-  return crypto.createHash('sha256').update(value).digest('base64url');
+  return crypto.hash('sha256', value, 'base64url');
 }
 
 /** A stored pending login read back, or undefined when it is not one (any store: the same check). */
@@ -177,7 +177,7 @@ export function retryAfterSeconds(config: Pick<Config, 'loginTtlSeconds'>, msUnt
 
 /** How a logout token id is remembered: the digest of its issuer and jti (one issuer's jti is not another's). */
 export function logoutTokenDigest(issuer: string, jti: string): string {
-  return crypto.createHash('sha256').update(`${issuer}\0${jti}`).digest('base64url');
+  return crypto.hash('sha256', `${issuer}\0${jti}`, 'base64url');
 }
 
 /** The one error for a store that cannot answer (Redis away, out of memory, timed out). */
@@ -241,7 +241,7 @@ export function revocationChannel(config: Prefix): string {
 export function sessionHash(sid: string): string {
   let hash = sessionHashes.get(sid);
   if (hash === undefined) {
-    hash = crypto.createHash('sha256').update(`idgate-session-key\0${sid}`).digest('base64url');
+    hash = crypto.hash('sha256', `idgate-session-key\0${sid}`, 'base64url');
     if (sessionHashes.size >= 10_000) sessionHashes.delete(sessionHashes.keys().next().value!);
     sessionHashes.set(sid, hash);
   }
@@ -290,7 +290,7 @@ export function openSession(sid: string, sealed: string): string | undefined {
 
 /** How an IdP session id (`sid` claim) is stored and indexed: base64url(SHA-256(sid)). */
 export function idpSessionHash(idpSessionId: string): string {
-  return crypto.createHash('sha256').update(idpSessionId).digest('base64url');
+  return crypto.hash('sha256', idpSessionId, 'base64url');
 }
 
 interface IndexFields {

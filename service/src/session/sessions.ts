@@ -132,7 +132,7 @@ class ExpressSessionStore extends session.Store {
 function sameDataDigest(data: session.SessionData): string {
   const record = JSON.parse(JSON.stringify(data)) as { cookie?: { expires?: unknown } };
   if (record.cookie) delete record.cookie.expires;
-  return crypto.createHash('sha256').update(JSON.stringify(record)).digest('base64url');
+  return crypto.hash('sha256', JSON.stringify(record), 'base64url');
 }
 
 export type SessionLookup =

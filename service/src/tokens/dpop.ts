@@ -88,7 +88,7 @@ export async function checkDpopProof(proof: string | undefined, target: ProofTar
   if (iat > nowSeconds + settings.clockSkewSeconds) throw refuse('the DPoP proof is not valid yet', 'iat in the future');
   if (iat < nowSeconds - settings.dpopMaxAgeSeconds - settings.clockSkewSeconds) throw refuse('the DPoP proof is too old', `iat ${Math.round(nowSeconds - iat)} s ago`);
   if (typeof ath !== 'string') throw refuse('the DPoP proof lacks ath (the access token hash)');
-  if (ath !== crypto.createHash('sha256').update(accessToken).digest('base64url')) throw refuse('the DPoP proof is for another access token');
+  if (ath !== crypto.hash('sha256', accessToken, 'base64url')) throw refuse('the DPoP proof is for another access token');
   if (nonce !== undefined && typeof nonce !== 'string') throw refuse('the DPoP proof nonce is not a string');
   return { keyThumbprint: await jose.calculateJwkThumbprint(jwk as jose.JWK, 'sha256'), jti, iat, nonce };
 }
@@ -145,7 +145,7 @@ export async function verifyDpopRequest(
   const identity = await deps.bearer.verify(request.accessToken, { source: request.source, proofKey: proof.keyThumbprint });
   // Last, so that only proofs good in every other way take room in Redis. Remembered as long as its iat can pass.
   const ttl = config.dpopMaxAgeSeconds + 2 * config.clockSkewSeconds;
-  const digest = crypto.createHash('sha256').update(`${proof.keyThumbprint}\0${proof.jti}`).digest('base64url');
+  const digest = crypto.hash('sha256', `${proof.keyThumbprint}\0${proof.jti}`, 'base64url');
   if (!(await deps.sessions.firstUseOfDpopProof(digest, ttl, request.requestId))) throw refuse('the DPoP proof was already used');
   return { identity, nonce };
 }

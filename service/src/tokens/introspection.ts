@@ -120,7 +120,7 @@ export class Introspector {
 
   /** The issuer's answer about `token`. Throws IdgateError('idp_unavailable') when it cannot be had. */
   async introspect(token: string, options: IntrospectOptions = {}): Promise<IntrospectionAnswer> {
-    const key = crypto.createHash('sha256').update(token).digest('base64url');
+    const key = crypto.hash('sha256', token, 'base64url');
     const now = this.#options.now();
     const cached = cachedAnswer(this.#active, key, now) ?? cachedAnswer(this.#inactive, key, now);
     if (cached) return cached;

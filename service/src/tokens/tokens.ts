@@ -215,7 +215,7 @@ export class BearerVerifier {
     const parts = token.split('.');
     // A JWT verified before, while its entry lasts, costs a hash and a look-up: every check below passed
     // when it was stored, and depends on nothing but the token and the settings (a key change clears it).
-    const cacheKey = parts.length === 3 ? crypto.createHash('sha256').update(token).digest('base64url') : '';
+    const cacheKey = parts.length === 3 ? crypto.hash('sha256', token, 'base64url') : '';
     const now = Date.now();
     const hit = cacheKey ? this.#verified.get(cacheKey) : undefined;
     if (hit && hit.until > now) {
