@@ -198,8 +198,8 @@ export class MemorySessionStore implements SessionStore {
     for (const index of [this.#pendingIndex, browser]) {
       for (const [m, expiresAt] of index) if (expiresAt <= now) index.delete(m);
     }
-    // As ZPOPMIN: the lowest expiry first, then the lowest member.
-    const oldestFirst = [...browser].sort(([a, x], [b, y]) => x - y || (a < b ? -1 : a > b ? 1 : 0));
+    // As ZPOPMIN: the lowest expiry first (a browser's expiries never tie, see below).
+    const oldestFirst = [...browser].sort(([, x], [, y]) => x - y);
     let dropped = 0;
     for (const [m] of oldestFirst.slice(0, Math.max(0, browser.size - this.settings.loginMaxPendingPerBrowser + 1))) {
       browser.delete(m);
@@ -210,7 +210,9 @@ export class MemorySessionStore implements SessionStore {
       const first = Math.min(...this.#pendingIndex.values());
       return { saved: false, retryAfterSeconds: retryAfterSeconds(this.settings, Math.max(0, first - now)) };
     }
-    const expiresAt = now + this.settings.loginTtlSeconds * 1000;
+    // As the Redis script: a millisecond after the browser's newest login at least, so the order of saving
+    // is the order of expiry whatever the clock's resolution.
+    const expiresAt = Math.max(now + this.settings.loginTtlSeconds * 1000, ...[...browser.values()].map((at) => at + 1));
     this.#pendingLogins.set(member, { text: JSON.stringify(pending), expiresAt });
     this.#pendingIndex.set(member, expiresAt);
     browser.set(member, expiresAt);

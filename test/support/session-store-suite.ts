@@ -318,6 +318,17 @@ export function runSessionStoreTests(name: string, makeStore: () => Promise<Stor
       expect((await t.store.takePendingLogin('other-browser', other)).outcome).toBe('taken');
     });
 
+    test("a browser's oldest pending login is the one it saved first, also when several are saved in one millisecond", async () => {
+      const binding = newBinding();
+      const states = ['tab-1', 'tab-2', 'tab-3', 'tab-4', 'tab-5'];
+      // All sent at once (for Redis, one write on one connection): on the store's clock they fall in one
+      // millisecond, or a few, and the order they were sent in is still the order of their age.
+      const saved = await Promise.all(states.map((state) => t.store.savePendingLogin(state, pendingFor(binding))));
+      expect(saved).toEqual([0, 0, 0, 1, 1].map((dropped) => ({ saved: true, dropped })));
+      for (const state of ['tab-1', 'tab-2']) expect(await t.store.takePendingLogin(state, binding)).toEqual({ outcome: 'unknown' });
+      for (const state of ['tab-3', 'tab-4', 'tab-5']) expect((await t.store.takePendingLogin(state, binding)).outcome).toBe('taken');
+    });
+
     test('at IDGATE_LOGIN_MAX_PENDING overall a new login is refused with a retry time, until a login completes or expires', async () => {
       const bindings = Array.from({ length: SUITE_SETTINGS.loginMaxPending + 1 }, () => newBinding());
       for (const [i, binding] of bindings.slice(0, -1).entries()) {

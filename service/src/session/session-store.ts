@@ -330,7 +330,9 @@ const RENEW_LEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.
 // KEYS: the login, the overall index, the browser's index. ARGV: the login's member (hash of its state),
 // its value, TTL (ms), per-browser bound, overall bound, the prefix of login keys (to delete a dropped
 // login by its member). Returns {1, logins dropped} when saved, {0, ms until a place frees} when refused.
-// Time is Redis's own, so replicas with skewed clocks agree on what has expired. The `#!lua` line (Redis
+// Time is Redis's own, so replicas with skewed clocks agree on what has expired. A browser's logins expire
+// in the order they were saved, a millisecond apart at least (logins saved in the same millisecond would
+// tie, and ZPOPMIN would break the tie by member, not by age), so "its oldest" is the one saved first. The `#!lua` line (Redis
 // 7) makes Redis refuse the whole script when it is out of memory, rather than run it part way. The
 // logins it drops are keys it was not given (their names come from the index): Redis Cluster allows that
 // because they share the slot of the keys it was given (the {logins} tag).
@@ -353,11 +355,14 @@ if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
   return {0, math.max(0, tonumber(first[2]) - now)}
 end
 local expires = now + tonumber(ARGV[3])
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+local newest = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+if newest[2] ~= nil and tonumber(newest[2]) >= expires then expires = tonumber(newest[2]) + 1 end
+local ttl = expires - now
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 redis.call('ZADD', KEYS[2], expires, ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[3], expires, ARGV[1])
-redis.call('PEXPIRE', KEYS[3], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ttl)
 return {1, dropped}
 `;
 
