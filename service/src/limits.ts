@@ -121,8 +121,10 @@ export const DISCOVERY_RETRY_MS = 5000;
 export const DISCOVERY_TIMEOUT_MS = 5000;
 /** A JWKS fetch may take this long (keys.ts default). */
 export const JWKS_FETCH_TIMEOUT_MS = 3000;
-/** A JWKS larger than this is refused unread: no IdP publishes that many keys. */
+/** A JWKS larger than this is refused, its reading stopped there (tokens/bounded-body.ts): no IdP publishes that many keys. */
 export const MAX_JWKS_BYTES = 512 * 1024;
+/** A discovery document larger than this is refused, its reading stopped there: real ones are a few kB. */
+export const MAX_DISCOVERY_BYTES = 256 * 1024;
 /** Keys never loaded: a fetch is tried at most this often, so an unreachable IdP is not called per request. */
 export const JWKS_RETRY_MIN_MS = 1000;
 /** Tokens longer than this are refused unread (HAProxy's buffers could not carry them anyway). */
@@ -133,6 +135,8 @@ export const VERIFIED_CACHE_SIZE = 10_000;
 export const VERIFIED_CACHE_MS = 60_000;
 /** Introspection: an inactive token's answer is reused at most this long, so a token activated later soon counts. */
 export const INTROSPECTION_NEGATIVE_MAX_MS = 30_000;
+/** Introspection: an answer larger than this is refused (503), its reading stopped there: room for long group lists. */
+export const MAX_INTROSPECTION_BYTES = 256 * 1024;
 /** Introspection: a call may take this long. */
 export const INTROSPECTION_TIMEOUT_MS = 3000;
 /** Introspection: calls under way at most; beyond, checks answer 503 (made-up tokens cannot pile onto the IdP). */

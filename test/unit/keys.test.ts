@@ -11,6 +11,32 @@ let jwks: { keys: jose.JWK[] } = { keys: [] };
 let jwksHits = 0;
 let introspectionHits = 0;
 let down = false;
+/** The endless answers below: bytes each one had written when the client closed it. */
+const endlessClosedAt: number[] = [];
+
+/**
+ * An answer that never ends: a JSON opening, then spaces chunk after chunk, as fast as the client reads
+ * (a client that buffers the whole body before looking at its size would read forever). With
+ * `declare`, a Content-Length far over any bound comes first and no body at all.
+ */
+function answerEndlessly(res: http.ServerResponse, opening: string, declare = false): void {
+  let written = 0;
+  res.on('close', () => endlessClosedAt.push(written));
+  if (declare) {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(1 << 30) }).flushHeaders();
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'application/json' });
+  const chunk = Buffer.alloc(16 * 1024, ' ');
+  const more = () => {
+    while (!res.destroyed) {
+      written += chunk.length;
+      if (!res.write(chunk)) return void res.once('drain', more);
+    }
+  };
+  res.write(opening);
+  more();
+}
 
 async function publicJwk(kid: string, alg = 'RS256'): Promise<jose.JWK> {
   const { publicKey } = await jose.generateKeyPair(alg, { extractable: true });
@@ -26,6 +52,14 @@ beforeAll(async () => {
     if (req.url === '/jwks') {
       jwksHits += 1;
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(jwks));
+      return;
+    }
+    if (req.url === '/jwks-endless' || req.url === '/jwks-declared-huge') {
+      answerEndlessly(res, '{"keys": [', req.url === '/jwks-declared-huge');
+      return;
+    }
+    if (req.url === '/introspect-endless') {
+      req.resume().on('end', () => answerEndlessly(res, '{"active": true, "sub": "svc", "pad": "'));
       return;
     }
     if (req.url === '/introspect') {
@@ -51,6 +85,7 @@ beforeEach(() => {
   jwksHits = 0;
   introspectionHits = 0;
   down = false;
+  endlessClosedAt.length = 0;
 });
 
 describe('RemoteKeySet', () => {
@@ -125,6 +160,19 @@ describe('RemoteKeySet', () => {
     expect(await set.getKey('enc', 'RS256')).toBeUndefined();
   });
 
+  test.each([
+    ['an endless JWKS is read up to the bound, then refused and its connection closed', '/jwks-endless'],
+    ['a JWKS whose Content-Length is over the bound is refused unread', '/jwks-declared-huge'],
+  ])('%s', async (_name, route) => {
+    const failures: string[] = [];
+    // No timeout could end these reads: only the bound can.
+    const set = new RemoteKeySet(new URL(`${base}${route}`), { fetchTimeoutMs: 600_000, onFetch: (r) => !r.ok && failures.push(r.error) });
+    await set.load();
+    expect(failures).toEqual([expect.stringContaining('answer larger than 524288 bytes')]);
+    expect(set.loaded).toBe(false);
+    await waitUntil(() => endlessClosedAt.length === 1);
+  });
+
   test('with no keys ever loaded, an unreachable issuer is an unavailable error, not an invalid token', async () => {
     down = true;
     const set = new RemoteKeySet(new URL(`${base}/jwks`));
@@ -160,6 +208,12 @@ describe('Introspector', () => {
     for (const t of ['t1', 't2', 't3', 't4']) await introspector.introspect(t);
     await introspector.introspect('t1');
     expect(introspectionHits).toBe(5);
+  });
+
+  test('an endless answer is read up to the bound, then the token is unavailable (never active) and the connection closed', async () => {
+    const introspector = new Introspector({ endpoint: new URL(`${base}/introspect-endless`), clientId: 'idgate', clientSecret: 's', timeoutMs: 600_000, maxBodyBytes: 64 * 1024 });
+    await expect(introspector.introspect('good')).rejects.toMatchObject({ code: 'idp_unavailable', detail: 'introspection: answer larger than 65536 bytes' });
+    await waitUntil(() => endlessClosedAt.length === 1);
   });
 
   test('an unreachable endpoint is an unavailable error', async () => {

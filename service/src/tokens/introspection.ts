@@ -9,7 +9,8 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import { IdgateError, describeError } from '../errors.js';
 import { defaultOf } from '../config.js';
-import { INTROSPECTION_MAX_INFLIGHT, INTROSPECTION_MAX_SOURCES as MAX_SOURCES, INTROSPECTION_NEGATIVE_MAX_MS, INTROSPECTION_SOURCE_WINDOW_MS, INTROSPECTION_TIMEOUT_MS } from '../limits.js';
+import { BodyTooLarge, discardBody, readBoundedText } from './bounded-body.js';
+import { MAX_INTROSPECTION_BYTES, INTROSPECTION_MAX_INFLIGHT, INTROSPECTION_MAX_SOURCES as MAX_SOURCES, INTROSPECTION_NEGATIVE_MAX_MS, INTROSPECTION_SOURCE_WINDOW_MS, INTROSPECTION_TIMEOUT_MS } from '../limits.js';
 
 /** A token the identity provider cannot check now: the check answers 503, never a verdict on the token. */
 export function cannotCheckToken(detail: string): IdgateError {
@@ -46,6 +47,8 @@ export interface IntrospectorOptions {
   maxNegativeEntries?: number;
   /** Milliseconds a call may take. Default INTROSPECTION_TIMEOUT_MS (limits.ts). */
   timeoutMs?: number;
+  /** Bytes of an answer read at most; a longer one is refused as unavailable. Default MAX_INTROSPECTION_BYTES (limits.ts). */
+  maxBodyBytes?: number;
   /** Calls under way at most; beyond, checks answer 503 (a flood of made-up tokens cannot pile onto the IdP). Default INTROSPECTION_MAX_INFLIGHT (limits.ts). */
   maxInflight?: number;
   /** Calls under way at most for one source. Default: IDGATE_INTROSPECTION_MAX_INFLIGHT_PER_SOURCE's. */
@@ -101,6 +104,7 @@ export class Introspector {
       maxEntries: Number(defaultOf('IDGATE_INTROSPECTION_CACHE_SIZE')),
       maxNegativeEntries: Number(defaultOf('IDGATE_INTROSPECTION_CACHE_SIZE')),
       timeoutMs: INTROSPECTION_TIMEOUT_MS,
+      maxBodyBytes: MAX_INTROSPECTION_BYTES,
       maxInflight: INTROSPECTION_MAX_INFLIGHT,
       maxInflightPerSource: Number(defaultOf('IDGATE_INTROSPECTION_MAX_INFLIGHT_PER_SOURCE')),
       maxCallsPerSource: Number(defaultOf('IDGATE_INTROSPECTION_CALLS_PER_SOURCE')),
@@ -211,19 +215,20 @@ export class Introspector {
       throw cannotCheckToken(`introspection: ${describeError(err)}`);
     }
     if (res.status === 401 || res.status === 403) {
-      await res.arrayBuffer().catch(() => undefined);
+      await discardBody(res);
       this.#options.onCredentialsRefused(res.status);
       throw credentialsRefused(res.status);
     }
     if (res.status !== 200) {
-      await res.arrayBuffer().catch(() => undefined);
+      await discardBody(res);
       throw cannotCheckToken(`introspection: HTTP ${res.status}`);
     }
     this.#options.onCredentialsAccepted();
     let body: unknown;
     try {
-      body = await res.json();
-    } catch {
+      body = JSON.parse(await readBoundedText(res, this.#options.maxBodyBytes));
+    } catch (err) {
+      if (err instanceof BodyTooLarge) throw cannotCheckToken(`introspection: ${err.message}`);
       throw cannotCheckToken('introspection: answer is not JSON');
     }
     if (typeof body !== 'object' || body === null || typeof (body as { active?: unknown }).active !== 'boolean') {

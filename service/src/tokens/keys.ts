@@ -6,6 +6,7 @@
 import * as jose from 'jose';
 import { defaultOf } from '../config.js';
 import { IdgateError, describeError } from '../errors.js';
+import { readBoundedText, discardBody } from './bounded-body.js';
 import { JWKS_FETCH_TIMEOUT_MS, JWKS_RETRY_MIN_MS, MAX_JWKS_BYTES } from '../limits.js';
 
 export interface KeySetOptions {
@@ -109,9 +110,11 @@ export class RemoteKeySet {
     this.#lastAttemptAt = this.#now();
     try {
       const res = await fetch(this.#uri, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(this.#fetchTimeoutMs), redirect: 'error' });
-      if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-      const text = await res.text();
-      if (text.length > MAX_JWKS_BYTES) throw new Error('JWKS too large');
+      if (res.status !== 200) {
+        await discardBody(res);
+        throw new Error(`HTTP ${res.status}`);
+      }
+      const text = await readBoundedText(res, MAX_JWKS_BYTES);
       const body = JSON.parse(text) as { keys?: unknown };
       if (!Array.isArray(body.keys)) throw new Error('no "keys" list');
       const next = new Map<string, jose.JWK>();

@@ -15,7 +15,8 @@ import type { BearerIssuer, Config } from '../config.js';
 import { IdgateError, describeError } from '../errors.js';
 import { cannotCheckToken, Introspector } from './introspection.js';
 import { RemoteKeySet } from './keys.js';
-import { DISCOVERY_RETRY_MS, DISCOVERY_TIMEOUT_MS, INTROSPECTION_NEGATIVE_MAX_MS, MAX_TOKEN_LENGTH, VERIFIED_CACHE_MS, VERIFIED_CACHE_SIZE } from '../limits.js';
+import { discardBody, readBoundedText } from './bounded-body.js';
+import { MAX_DISCOVERY_BYTES, DISCOVERY_RETRY_MS, DISCOVERY_TIMEOUT_MS, INTROSPECTION_NEGATIVE_MAX_MS, MAX_TOKEN_LENGTH, VERIFIED_CACHE_MS, VERIFIED_CACHE_SIZE } from '../limits.js';
 import type { Metrics } from '../metrics.js';
 import type { Identity } from '../policy/policy.js';
 import { identityFromClaims, stringList } from '../policy/claims.js';
@@ -140,8 +141,11 @@ class TrustedIssuer {
     if (this.settings.jwksUri && !this.settings.introspection) return {};
     const url = `${this.settings.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
     const res = await fetch(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS), redirect: 'error' });
-    if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status}`);
-    const metadata = (await res.json()) as IssuerMetadata & { issuer?: unknown };
+    if (res.status !== 200) {
+      await discardBody(res);
+      throw new Error(`${url}: HTTP ${res.status}`);
+    }
+    const metadata = JSON.parse(await readBoundedText(res, MAX_DISCOVERY_BYTES)) as IssuerMetadata & { issuer?: unknown };
     // The metadata must speak for exactly this issuer (RFC 8414 section 3.3).
     if (metadata.issuer !== this.settings.issuer) throw new Error(`${url} names issuer ${JSON.stringify(metadata.issuer)}, not ${this.settings.issuer}`);
     return metadata;
