@@ -299,6 +299,8 @@ const PLAIN_COOKIE_NAME = '_idgate';
 
 // Bearer tokens' signature algorithms idgate accepts: asymmetric only, so no shared secret (and never `none`).
 const ASYMMETRIC_ALGORITHMS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
+// DPoP proofs': those of the keys a proof may carry (tokens/dpop.ts proofKeyProblem), so not ES512 (P-521).
+const DPOP_ALGORITHMS = new Set([...ASYMMETRIC_ALGORITHMS].filter((alg) => alg !== 'ES512'));
 
 export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_ISSUER', key: 'issuer', kind: 'url', doc: 'OIDC issuer URL (discovery at <issuer>/.well-known/openid-configuration)', example: 'https://dev-123456.okta.com/oauth2/default' },
@@ -336,7 +338,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_BEARER_ISSUERS', key: 'bearer_issuers', kind: 'json', optional: true, doc: 'JSON list of issuers whose bearer tokens are accepted, each {issuer, audiences, algorithms, jwt, introspection, client_id, client_secret, jwks_uri, client_ids, trust_unverified_email}; unset: IDGATE_ISSUER with IDGATE_JWT_AUDIENCES', example: '[{"issuer":"https://example.okta.com/oauth2/default","audiences":["api://default"]},{"issuer":"https://example.okta.com","jwt":false,"introspection":true,"client_ids":["0oa9service1"]}]' },
   { env: 'IDGATE_CLOCK_SKEW', key: 'clock_skew', kind: 'int', default: '30', doc: 'seconds of clock difference tolerated on exp/nbf/iat', example: '30' },
   { env: 'IDGATE_DPOP_MAX_AGE', key: 'dpop_max_age', kind: 'int', default: '300', doc: 'seconds a DPoP proof (RFC 9449) is good for after its `iat` (plus IDGATE_CLOCK_SKEW either way); its `jti` is remembered in Redis that long, so a replayed proof is refused on every replica', example: '300' },
-  { env: 'IDGATE_DPOP_ALGORITHMS', key: 'dpop_algorithms', kind: 'list', oneOf: { values: ASYMMETRIC_ALGORITHMS, what: 'an accepted asymmetric algorithm' }, default: 'ES256,RS256,PS256,EdDSA', doc: 'accepted signature algorithms of DPoP proofs (asymmetric only), also announced in the `algs` of a DPoP challenge', example: 'ES256,RS256' },
+  { env: 'IDGATE_DPOP_ALGORITHMS', key: 'dpop_algorithms', kind: 'list', oneOf: { values: DPOP_ALGORITHMS, what: 'an accepted DPoP algorithm' }, default: 'ES256,RS256,PS256,EdDSA', doc: 'accepted signature algorithms of DPoP proofs, also announced in the `algs` of a DPoP challenge; whatever the algorithm, a proof\'s key must be EC P-256 or P-384, Ed25519, or RSA of 2048 to 4096 bits with exponent 65537 (others get 401 before any verification)', example: 'ES256,RS256' },
   { env: 'IDGATE_DPOP_NONCE', key: 'dpop_nonce', kind: 'bool', default: '0', doc: 'require a nonce idgate issued in DPoP proofs (RFC 9449 section 9): a proof without one, with a forged one or with one issued 5 to 10 minutes ago or earlier gets 401 `use_dpop_nonce` and a `DPoP-Nonce` header to retry with; turn on when proofs made in advance must not count. Stateless: nonces are keyed by the first IDGATE_COOKIE_SECRETS entry (every entry verifies), so every replica accepts every other\'s', example: '1' },
   { env: 'IDGATE_JWKS_CACHE', key: 'jwks_cache', kind: 'int', default: '600', doc: 'seconds after which signing keys are fetched again (in the background; cached keys keep working meanwhile)', example: '600' },
   { env: 'IDGATE_JWKS_COOLDOWN', key: 'jwks_cooldown', kind: 'int', default: '30', doc: 'seconds between two key fetches caused by unknown key ids (a flood of bogus kids cannot hammer the IdP)', example: '30' },

@@ -75,6 +75,25 @@ async function withProof(front: string, path: string, method = 'GET', proofFor: 
 
 const ALGS = 'algs="ES256 RS256 PS256 EdDSA"';
 
+/**
+ * A proof for GET `url` and the token, carrying `jwk`, with a signature that no key made: an answer about
+ * anything but its signature shows the signature was not verified first.
+ */
+function proofSignedByNoKey(url: string, alg: string, jwk: Record<string, unknown>): string {
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const claims = { jti: crypto.randomUUID(), htm: 'GET', htu: url, iat: Math.floor(Date.now() / 1000), ath: crypto.hash('sha256', token, 'base64url') };
+  return `${part({ typ: 'dpop+jwt', alg, jwk })}.${part(claims)}.${Buffer.alloc(256, 7).toString('base64url')}`;
+}
+
+/** An RSA public key as a proof carries it: a 3072-bit modulus and a 3070-bit exponent, the key the bound is for. */
+function costlyRsaJwk(): Record<string, unknown> {
+  const n = crypto.randomBytes(384);
+  n[0]! |= 0x80;
+  const e = Buffer.concat([Buffer.from([0x3f]), crypto.randomBytes(383)]);
+  e[383]! |= 1;
+  return { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') };
+}
+
 /** The audit line of a request, from whichever replica decided it. */
 async function auditLine(requestId: string): Promise<Record<string, unknown>> {
   const find = () =>
@@ -112,6 +131,9 @@ describe('a DPoP-bound token with a proof, through HAProxy and the HTTP check (L
     ['a stale proof (iat beyond IDGATE_DPOP_MAX_AGE and the clock skew)', () => withProof(stack.frontUrl, '/api/items', 'GET', { options: { claims: { iat: Math.floor(Date.now() / 1000) - 400 } } }), 'error="invalid_dpop_proof", error_description="the DPoP proof is too old"'],
     ['no proof at all', () => call(`${stack.frontUrl}/api/items`, {}), 'error="invalid_dpop_proof", error_description="the request lacks a DPoP proof"'],
     ['a proof by another key than the token is bound to', async () => call(`${stack.frontUrl}/api/items`, { proof: await dpopProof(await dpopKey(), 'GET', `${stack.frontUrl}/api/items`, { token }) }), 'error="invalid_token", error_description="the token is bound to another key than the one that signed the DPoP proof"'],
+    ['a proof whose RSA key has a 3070-bit exponent (refused before any verification)', async () => call(`${stack.frontUrl}/api/items`, { proof: proofSignedByNoKey(`${stack.frontUrl}/api/items`, 'RS256', costlyRsaJwk()) }), 'error="invalid_dpop_proof", error_description="the DPoP proof key is not accepted"'],
+    ["a proof by another key than the token is bound to, its signature made by no key (the binding is compared first)", async () => call(`${stack.frontUrl}/api/items`, { proof: proofSignedByNoKey(`${stack.frontUrl}/api/items`, 'ES256', (await dpopKey()).publicJwk) }), 'error="invalid_token", error_description="the token is bound to another key than the one that signed the DPoP proof"'],
+    ["a proof by the token's key with a signature made by no key", async () => call(`${stack.frontUrl}/api/items`, { proof: proofSignedByNoKey(`${stack.frontUrl}/api/items`, 'ES256', key.publicJwk) }), 'error="invalid_dpop_proof", error_description="the DPoP proof signature is invalid"'],
     ['the bound token sent as Bearer (no proof)', () => call(`${stack.frontUrl}/api/items`, { authorization: `Bearer ${token}` }), 'error="invalid_token", error_description="the token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof"'],
     ['the bound token sent as Bearer with a good proof', async () => call(`${stack.frontUrl}/api/items`, { authorization: `Bearer ${token}`, proof: await dpopProof(key, 'GET', `${stack.frontUrl}/api/items`, { token }) }), 'error="invalid_token", error_description="the token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof"'],
   ])('%s is 401 with a DPoP challenge', async (_name, send, error) => {

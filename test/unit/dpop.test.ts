@@ -3,8 +3,11 @@
 // path through HAProxy are in test/e2e/dpop.test.ts.
 import crypto from 'node:crypto';
 import * as jose from 'jose';
-import { checkDpopProof, dpopChallenge, normalizedHtu, proofTargetUrl, type DpopSettings } from '../../service/src/tokens/dpop.js';
-import { isIdgateError } from '../../service/src/errors.js';
+import { checkDpopProof, dpopChallenge, normalizedHtu, proofTargetUrl, verifyDpopRequest, type DpopSettings } from '../../service/src/tokens/dpop.js';
+import { IdgateError, isIdgateError } from '../../service/src/errors.js';
+import type { Config } from '../../service/src/config.js';
+import type { Identity } from '../../service/src/policy/policy.js';
+import type { BearerVerifier, VerifyOptions } from '../../service/src/tokens/tokens.js';
 
 const settings: DpopSettings = { dpopAlgorithms: ['ES256', 'RS256', 'PS256', 'EdDSA'], dpopMaxAgeSeconds: 300, clockSkewSeconds: 30 };
 const TOKEN = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJib3QifQ.c2ln';
@@ -115,6 +118,105 @@ describe('a DPoP proof', () => {
     expect(normalizedHtu('https://app.example.com/a%2fb')).toBe('https://app.example.com/a%2Fb');
     expect(normalizedHtu('ftp://app.example.com/')).toBeUndefined();
     expect(normalizedHtu('https://app.example.com')).toBe('https://app.example.com/');
+  });
+});
+
+/** A proof of `header` and the good claims, with a signature that no key made: only a check that never verifies it can pass it. */
+function unsignedProof(header: Record<string, unknown>, token = TOKEN): string {
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const claims = { jti: crypto.randomUUID(), htm: 'GET', htu: TARGET.url, iat: Math.floor(Date.now() / 1000), ath: ath(token) };
+  return `${part({ typ: 'dpop+jwt', ...header })}.${part(claims)}.${Buffer.alloc(64, 7).toString('base64url')}`;
+}
+
+/** An RSA modulus of exactly `bits` bits (its top bit set), base64url: its size is all the bound looks at. */
+function modulusOf(bits: number): string {
+  const bytes = crypto.randomBytes(Math.ceil(bits / 8));
+  bytes[0] = (bytes[0]! & (0xff >> (bytes.length * 8 - bits))) | (0x80 >> (bytes.length * 8 - bits));
+  return bytes.toString('base64url');
+}
+
+describe("a DPoP proof's key is bounded before anything is verified with it", () => {
+  const all: DpopSettings = { ...settings, dpopAlgorithms: ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'] };
+  // A 3070-bit exponent: the costly key the bound is for (any exponent but 65537 is refused alike).
+  const hugeExponent = Buffer.concat([Buffer.from([0x3f]), crypto.randomBytes(383)]).toString('base64url');
+
+  test.each<[string, Record<string, unknown>, string]>([
+    ['RSA with a 3070-bit exponent', { alg: 'RS256', jwk: { kty: 'RSA', n: modulusOf(3072), e: hugeExponent } }, 'RSA exponent other than 65537'],
+    ['RSA with exponent 3', { alg: 'RS256', jwk: { kty: 'RSA', n: modulusOf(2048), e: 'Aw' } }, 'RSA exponent other than 65537'],
+    ['RSA of 2047 bits', { alg: 'PS256', jwk: { kty: 'RSA', n: modulusOf(2047), e: 'AQAB' } }, 'RSA modulus of 2047 bits'],
+    ['RSA of 4097 bits', { alg: 'RS256', jwk: { kty: 'RSA', n: modulusOf(4097), e: 'AQAB' } }, 'RSA modulus of 4097 bits'],
+    ['EC P-521', { alg: 'ES256', jwk: { kty: 'EC', crv: 'P-521', x: 'AA', y: 'AA' } }, 'EC P-521 key for ES256'],
+    ['EC P-384 named as ES256', { alg: 'ES256', jwk: { kty: 'EC', crv: 'P-384', x: 'AA', y: 'AA' } }, 'EC P-384 key for ES256'],
+    ['Ed448', { alg: 'EdDSA', jwk: { kty: 'OKP', crv: 'Ed448', x: 'AA' } }, 'OKP Ed448 key for EdDSA'],
+    ['an EC key named as RS256', { alg: 'RS256', jwk: { kty: 'EC', crv: 'P-256', x: 'AA', y: 'AA' } }, 'EC key for RS256'],
+  ])('%s is refused as not accepted, its signature never verified', async (_name, header, why) => {
+    const err = await checkDpopProof(unsignedProof(header), TARGET, TOKEN, all).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IdgateError);
+    expect(err).toMatchObject({ code: 'invalid_dpop_proof', status: 401, expose: 'the DPoP proof key is not accepted', detail: why });
+  });
+
+  test.each<[string, Record<string, unknown>]>([
+    ['RSA of 2048 bits', { alg: 'RS256', jwk: { kty: 'RSA', n: modulusOf(2048), e: 'AQAB' } }],
+    ['RSA of 4096 bits', { alg: 'PS256', jwk: { kty: 'RSA', n: modulusOf(4096), e: 'AQAB' } }],
+    ['EC P-384', { alg: 'ES384', jwk: { kty: 'EC', crv: 'P-384', x: 'AA', y: 'AA' } }],
+  ])('%s is within the bounds: only then is its signature checked (and this one, made by no key, fails)', async (_name, header) => {
+    expect(await checkDpopProof(unsignedProof(header), TARGET, TOKEN, all).catch((e: IdgateError) => e.expose)).toBe('the DPoP proof signature is invalid');
+  });
+
+  test('real P-384 and Ed25519 keys sign proofs that pass', async () => {
+    for (const alg of ['ES384', 'EdDSA']) expect(await checkDpopProof(await proof({ key: await jose.generateKeyPair(alg, { extractable: true }), alg }), TARGET, TOKEN, all)).toMatchObject({ jti: expect.any(String) });
+  });
+});
+
+describe('a DPoP request', () => {
+  const config = { ...settings, dpopNonceRequired: false, cookieSecrets: ['x'.repeat(32)] } as unknown as Config;
+  const identity = { subject: 'bot', via: 'token' } as unknown as Identity;
+  const request = (p: string) => ({ proof: p, target: TARGET, accessToken: TOKEN, source: '192.0.2.1', requestId: 'r-1' });
+
+  /** A token verifier that holds TOKEN bound to `boundTo`, and counts what it is asked. */
+  function bearerBoundTo(boundTo: string) {
+    const asked: VerifyOptions[] = [];
+    const bearer = {
+      async verify(_token: string, options: VerifyOptions = {}) {
+        asked.push(options);
+        if (options.proofKey !== boundTo) throw new IdgateError('invalid_token', 'the token is bound to another key than the one that signed the DPoP proof');
+        return identity;
+      },
+    };
+    return { bearer: bearer as unknown as BearerVerifier, asked };
+  }
+  const sessions = () => {
+    const remembered: string[] = [];
+    return { store: { firstUseOfDpopProof: async (digest: string) => (remembered.push(digest), true) }, remembered };
+  };
+
+  test('with a key over the bounds is refused before the token is even looked at', async () => {
+    const { bearer, asked } = bearerBoundTo('any');
+    const { store, remembered } = sessions();
+    const p = unsignedProof({ alg: 'RS256', jwk: { kty: 'RSA', n: modulusOf(3072), e: Buffer.alloc(384, 0xff).toString('base64url') } });
+    await expect(verifyDpopRequest({ bearer, sessions: store, config }, request(p))).rejects.toMatchObject({ code: 'invalid_dpop_proof', expose: 'the DPoP proof key is not accepted' });
+    expect(asked).toEqual([]);
+    expect(remembered).toEqual([]);
+  });
+
+  test("whose token is bound to another key is refused on the binding, before the proof's signature is verified", async () => {
+    const { bearer, asked } = bearerBoundTo('the-thumbprint-of-another-key');
+    const { store } = sessions();
+    // A signature made by no key: had it been verified first, the answer would say so.
+    const p = unsignedProof({ alg: 'ES256', jwk: await jose.exportJWK(ecKey.publicKey) });
+    await expect(verifyDpopRequest({ bearer, sessions: store, config }, request(p))).rejects.toMatchObject({ code: 'invalid_token', expose: 'the token is bound to another key than the one that signed the DPoP proof' });
+    expect(asked).toEqual([{ source: '192.0.2.1', proofKey: await jose.calculateJwkThumbprint(await jose.exportJWK(ecKey.publicKey), 'sha256') }]);
+  });
+
+  test("whose token is bound to its key still needs the proof's signature, and a bad one is never remembered", async () => {
+    const thumbprint = await jose.calculateJwkThumbprint(await jose.exportJWK(ecKey.publicKey), 'sha256');
+    const { bearer } = bearerBoundTo(thumbprint);
+    const { store, remembered } = sessions();
+    const forged = unsignedProof({ alg: 'ES256', jwk: await jose.exportJWK(ecKey.publicKey) });
+    await expect(verifyDpopRequest({ bearer, sessions: store, config }, request(forged))).rejects.toMatchObject({ code: 'invalid_dpop_proof', expose: 'the DPoP proof signature is invalid' });
+    expect(remembered).toEqual([]);
+    expect(await verifyDpopRequest({ bearer, sessions: store, config }, request(await proof()))).toEqual({ identity, nonce: undefined });
+    expect(remembered).toHaveLength(1);
   });
 });
 

@@ -156,9 +156,9 @@ export interface VerifyOptions {
   /** The checked request's client address: introspection calls are bounded per source. */
   readonly source?: string;
   /**
-   * The RFC 7638 thumbprint of the key that signed the request's DPoP proof (already verified), when the
-   * token came as `Authorization: DPoP`. The token must then be bound to exactly that key; without it,
-   * the token must not be bound to any.
+   * The RFC 7638 thumbprint of the key in the request's DPoP proof, when the token came as `Authorization:
+   * DPoP`; the proof's signature is verified after this check (dpop.ts says why). The token must then be
+   * bound to exactly that key; without it, the token must not be bound to any.
    */
   readonly proofKey?: string;
 }
