@@ -7,6 +7,7 @@ import { defaultOf, describeConfig, loadConfig, loadRedisConfig, parseFlag, sett
 import { CLI_REDIS_TIMEOUT_MS } from './limits.js';
 import { serve } from './main.js';
 import { loadPolicyFile } from './policy/policy-file.js';
+import { orgWideAudienceProblems } from './tokens/org-wide-audience.js';
 import { DurableWrites, type DurabilitySettings } from './session/durable-writes.js';
 import { createRedisClient, describeRedisError } from './redis.js';
 import { RedisSessionRevocation } from './session/session-store.js';
@@ -87,7 +88,11 @@ function checkConfig(args: string[]): number {
   const { config, problems } = loadConfig();
   const lines = [...problems];
   const policyFile = opts.policy ?? config?.policyFile ?? (process.env.IDGATE_POLICY_FILE || undefined);
-  if (policyFile) lines.push(...loadPolicyFile(policyFile).problems);
+  if (policyFile) {
+    const { policy, problems } = loadPolicyFile(policyFile);
+    lines.push(...problems);
+    if (policy && config) lines.push(...orgWideAudienceProblems(config, policy));
+  }
   if (lines.length) {
     for (const line of lines) process.stderr.write(`${line}\n`);
     return 1;

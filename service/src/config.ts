@@ -23,7 +23,18 @@ export interface BearerIssuer {
   readonly clientIds: readonly string[] | undefined;
   /** Take the tokens' `email` without `email_verified: true` (for issuers that never send it). */
   readonly trustUnverifiedEmail: boolean;
+  /**
+   * The operator accepts tokens of any client for the org-wide audience (ORG_WIDE_AUDIENCE) on rules that
+   * name no `clients` (tokens/org-wide-audience.ts); false: such a policy is refused.
+   */
+  readonly anyClient: boolean;
 }
+
+/**
+ * The audience of Okta's `default` authorization server: every access token it issues carries it,
+ * whichever app of the org asked, so alone it says nothing about who the token is for.
+ */
+export const ORG_WIDE_AUDIENCE = 'api://default';
 
 export interface Config {
   readonly issuer: URL;
@@ -334,8 +345,10 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_OKTA_EVENT_HOOK_SECRET', key: 'okta_event_hook_secret', kind: 'secret', optional: true, doc: 'the Authorization header value Okta\'s event hook sends (24+ characters): turns on /_auth/okta-events, which ends a user\'s sessions when Okta deactivates, suspends, signs out or resets the password of that user, or unassigns them from the app; unset: that route does not exist', example: '<openssl rand -base64 32>' },
   { env: 'IDGATE_ALLOWED_REDIRECT_HOSTS', key: 'allowed_redirect_hosts', kind: 'list', default: '', doc: 'hosts (or *.domain) that login may return to besides the public URL\'s host', example: 'app.example.com,*.apps.example.com' },
   { env: 'IDGATE_JWT_AUDIENCES', key: 'jwt_audiences', kind: 'list', default: 'api://default', doc: 'accepted `aud` values of bearer access tokens from IDGATE_ISSUER (when IDGATE_BEARER_ISSUERS is unset); never IDGATE_CLIENT_ID, the audience of ID tokens', example: 'api://default' },
+  { env: 'IDGATE_JWT_CLIENT_IDS', key: 'jwt_client_ids', kind: 'list', optional: true, doc: 'the only client ids (`cid`, `client_id` or `azp`) whose bearer tokens from IDGATE_ISSUER count (when IDGATE_BEARER_ISSUERS is unset); unset: any client\'s, which with the audience api://default needs IDGATE_JWT_ANY_CLIENT or `clients` on every rule that takes tokens', example: '0oa-ci-bot,0oa-reports' },
+  { env: 'IDGATE_JWT_ANY_CLIENT', key: 'jwt_any_client', kind: 'bool', default: '0', doc: 'accept tokens of the audience api://default from any app of the Okta org on rules that name no `clients` (Okta\'s default server puts that audience on every token, whichever app asked); 0: a policy where such a token would count is refused at check-config, at start and on reload (when IDGATE_BEARER_ISSUERS is set: each entry\'s `any_client`)', example: '1' },
   { env: 'IDGATE_JWT_ALGORITHMS', key: 'jwt_algorithms', kind: 'list', oneOf: { values: ASYMMETRIC_ALGORITHMS, what: 'an accepted asymmetric algorithm' }, default: 'RS256', doc: 'accepted signature algorithms of bearer tokens (asymmetric only: none and HS* are refused)', example: 'RS256,ES256' },
-  { env: 'IDGATE_BEARER_ISSUERS', key: 'bearer_issuers', kind: 'json', optional: true, doc: 'JSON list of issuers whose bearer tokens are accepted, each {issuer, audiences, algorithms, jwt, introspection, client_id, client_secret, jwks_uri, client_ids, trust_unverified_email}; unset: IDGATE_ISSUER with IDGATE_JWT_AUDIENCES', example: '[{"issuer":"https://example.okta.com/oauth2/default","audiences":["api://default"]},{"issuer":"https://example.okta.com","jwt":false,"introspection":true,"client_ids":["0oa9service1"]}]' },
+  { env: 'IDGATE_BEARER_ISSUERS', key: 'bearer_issuers', kind: 'json', optional: true, doc: 'JSON list of issuers whose bearer tokens are accepted, each {issuer, audiences, algorithms, jwt, introspection, client_id, client_secret, jwks_uri, client_ids, any_client, trust_unverified_email}; unset: IDGATE_ISSUER with IDGATE_JWT_AUDIENCES', example: '[{"issuer":"https://example.okta.com/oauth2/default","audiences":["api://default"]},{"issuer":"https://example.okta.com","jwt":false,"introspection":true,"client_ids":["0oa9service1"]}]' },
   { env: 'IDGATE_CLOCK_SKEW', key: 'clock_skew', kind: 'int', default: '30', doc: 'seconds of clock difference tolerated on exp/nbf/iat', example: '30' },
   { env: 'IDGATE_DPOP_MAX_AGE', key: 'dpop_max_age', kind: 'int', default: '300', doc: 'seconds a DPoP proof (RFC 9449) is good for after its `iat` (plus IDGATE_CLOCK_SKEW either way); its `jti` is remembered in Redis that long, so a replayed proof is refused on every replica', example: '300' },
   { env: 'IDGATE_DPOP_ALGORITHMS', key: 'dpop_algorithms', kind: 'list', oneOf: { values: DPOP_ALGORITHMS, what: 'an accepted DPoP algorithm' }, default: 'ES256,RS256,PS256,EdDSA', doc: 'accepted signature algorithms of DPoP proofs, also announced in the `algs` of a DPoP challenge; whatever the algorithm, a proof\'s key must be EC P-256 or P-384, Ed25519, or RSA of 2048 to 4096 bits with exponent 65537 (others get 401 before any verification)', example: 'ES256,RS256' },
@@ -429,8 +442,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   const algorithms = (parsed.IDGATE_JWT_ALGORITHMS as string[] | undefined) ?? [];
   const issuerId = (raw.get('IDGATE_ISSUER') ?? '').trim();
   const trustUnverifiedEmail = parsed.IDGATE_TRUST_UNVERIFIED_EMAIL === true;
+  const jwtClientIds = parsed.IDGATE_JWT_CLIENT_IDS as string[];
+  if (parsed.IDGATE_BEARER_ISSUERS !== undefined) {
+    for (const env of ['IDGATE_JWT_CLIENT_IDS', 'IDGATE_JWT_ANY_CLIENT']) {
+      if (raw.get(env) !== settingNamed(env).default) problems.push(`${env}: set together with IDGATE_BEARER_ISSUERS, which it does not apply to; use the entry's ${env === 'IDGATE_JWT_CLIENT_IDS' ? '"client_ids"' : '"any_client"'} (e.g. {"issuer": "https://example.okta.com/oauth2/default", "audiences": ["api://default"], "client_ids": ["0oa-ci-bot"]})`);
+    }
+  }
   const bearerIssuers: BearerIssuer[] = parsed.IDGATE_BEARER_ISSUERS === undefined
-    ? [{ issuer: issuerId, audiences: parsed.IDGATE_JWT_AUDIENCES as string[], algorithms, jwt: true, introspection: false, clientId: parsed.IDGATE_CLIENT_ID as string, clientSecret: parsed.IDGATE_CLIENT_SECRET as string, jwksUri: undefined, clientIds: undefined, trustUnverifiedEmail }]
+    ? [{ issuer: issuerId, audiences: parsed.IDGATE_JWT_AUDIENCES as string[], algorithms, jwt: true, introspection: false, clientId: parsed.IDGATE_CLIENT_ID as string, clientSecret: parsed.IDGATE_CLIENT_SECRET as string, jwksUri: undefined, clientIds: jwtClientIds.length > 0 ? jwtClientIds : undefined, anyClient: parsed.IDGATE_JWT_ANY_CLIENT === true, trustUnverifiedEmail }]
     : parseBearerIssuers(parsed.IDGATE_BEARER_ISSUERS, { algorithms, insecureHttp, clientId: parsed.IDGATE_CLIENT_ID as string, clientSecret: parsed.IDGATE_CLIENT_SECRET as string }, problems);
   // The login's ID tokens are issued to idgate's client id (their `aud`): an audience equal to it would let
   // an ID token pass as an access token.
@@ -627,7 +646,7 @@ function cookieNameProblems(name: string, cookies: { secure: boolean; domain: st
   return problems;
 }
 
-const BEARER_ISSUER_KEYS = new Set(['issuer', 'audiences', 'algorithms', 'jwt', 'introspection', 'client_id', 'client_secret', 'jwks_uri', 'client_ids', 'trust_unverified_email']);
+const BEARER_ISSUER_KEYS = new Set(['issuer', 'audiences', 'algorithms', 'jwt', 'introspection', 'client_id', 'client_secret', 'jwks_uri', 'client_ids', 'any_client', 'trust_unverified_email']);
 
 function parseBearerIssuers(
   value: unknown,
@@ -694,8 +713,9 @@ function parseBearerIssuers(
       problems.push(`${at}: introspection needs "audiences" or "client_ids", else any active token the issuer minted for any app passes (e.g. "audiences": ["https://example.okta.com"] or "client_ids": ["0oa9service1"])`);
     }
     const trustUnverifiedEmail = bool('trust_unverified_email', false);
+    const anyClient = bool('any_client', false);
     if (issuer) {
-      out.push({ issuer, audiences, algorithms, jwt, introspection, clientId: text('client_id') ?? defaults.clientId, clientSecret: text('client_secret') ?? defaults.clientSecret, jwksUri, clientIds, trustUnverifiedEmail });
+      out.push({ issuer, audiences, algorithms, jwt, introspection, clientId: text('client_id') ?? defaults.clientId, clientSecret: text('client_secret') ?? defaults.clientSecret, jwksUri, clientIds, anyClient, trustUnverifiedEmail });
     }
   });
   return out;

@@ -7,6 +7,7 @@ import { describeError } from './errors.js';
 import { createIdgate } from './idgate.js';
 import { Metrics } from './metrics.js';
 import { PolicyHolder } from './policy/policy-file.js';
+import { orgWideAudienceProblems } from './tokens/org-wide-audience.js';
 
 export async function serve(): Promise<number> {
   const { config, problems } = loadConfig();
@@ -24,7 +25,7 @@ export async function serve(): Promise<number> {
   logger.log('info', 'starting idgate', describeConfig(config));
 
   const metrics = new Metrics();
-  const policy = PolicyHolder.open(config.policyFile, logger, metrics);
+  const policy = PolicyHolder.open(config.policyFile, logger, metrics, (p) => orgWideAudienceProblems(config, p));
   if (!(policy instanceof PolicyHolder)) {
     for (const problem of policy) process.stderr.write(`idgate: ${problem}\n`);
     process.stderr.write(`idgate: the policy has ${policy.length} problem(s); not starting\n`);

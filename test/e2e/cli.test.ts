@@ -91,8 +91,27 @@ describe('idgate CLI', () => {
       `${bad}:6: rule "admin-area": unknown key "group" (expected one of: id, description, host, path, path_regex, case_sensitive, methods, public, authenticated, deny, allow, allow_any, accept, api, backend, backends)`,
       `${bad}:5: rule "admin-area": needs one of public, authenticated, deny, allow, allow_any`,
     ]);
-    const ok = await idgate(['check-config'], { ...good, IDGATE_POLICY_FILE: path.join(REPO_ROOT, 'policy/demo.yaml') });
+    const ok = await idgate(['check-config'], { ...good, IDGATE_JWT_AUDIENCES: 'api://idgate', IDGATE_POLICY_FILE: path.join(REPO_ROOT, 'policy/demo.yaml') });
     expect(ok.code).toBe(0);
+  });
+
+  // The demo policy's /api/ takes tokens by scope alone: with Okta's org-wide audience, any app's token would do.
+  const demoPolicy = path.join(REPO_ROOT, 'policy/demo.yaml');
+  const orgWideLine = `${demoPolicy}:18: rule "api": bearer tokens of ${good.IDGATE_ISSUER} count here with the audience api://default, which Okta's default server puts on every token, whichever app of the org asked for it; name the clients (clients: [...] on the rule, or IDGATE_JWT_CLIENT_IDS / the IDGATE_BEARER_ISSUERS entry's "client_ids"), give the API an audience of its own (e.g. api://idgate), or accept any app's tokens with IDGATE_JWT_ANY_CLIENT=1 / "any_client": true`;
+
+  test('check-config refuses tokens of the audience api://default where no client is named, and says the ways out', async () => {
+    const refused = await idgate(['check-config', '--policy', demoPolicy], good);
+    expect(refused).toMatchObject({ code: 1, stdout: '' });
+    expect(refused.stderr.trim().split('\n')).toEqual([orgWideLine]);
+    for (const wayOut of [{ IDGATE_JWT_CLIENT_IDS: '0oa-ci-bot' }, { IDGATE_JWT_ANY_CLIENT: '1' }, { IDGATE_JWT_AUDIENCES: 'api://idgate' }] as Record<string, string>[]) {
+      expect((await idgate(['check-config', '--policy', demoPolicy], { ...good, ...wayOut })).code).toBe(0);
+    }
+  });
+
+  test('serve refuses to start with such a policy, with the reason', async () => {
+    const { code, stderr } = await idgate(['serve'], { ...good, IDGATE_POLICY_FILE: demoPolicy, IDGATE_LISTEN: '127.0.0.1:0', IDGATE_SPOE_LISTEN: 'off' });
+    expect(code).toBe(1);
+    expect(stderr.trim().split('\n')).toEqual([`idgate: ${orgWideLine}`, 'idgate: the policy has 1 problem(s); not starting']);
   });
 
   test.each([

@@ -135,6 +135,8 @@ describe('installed with npm install -g --prefix', () => {
     IDGATE_PUBLIC_URL: 'https://app.example.com',
     IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
     IDGATE_POLICY_FILE: path.join(installed, 'policy/demo.yaml'),
+    // The example policy takes tokens by scope: with Okta's org-wide audience it would be refused.
+    IDGATE_JWT_AUDIENCES: 'api://idgate',
   });
 
   test('idgate check-config accepts good settings and the shipped example policy', async () => {
@@ -169,6 +171,7 @@ describe('installed with npm install -g --prefix', () => {
         IDGATE_REDIS_URL: `redis://127.0.0.1:${parts.redisPort}`,
         IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
         IDGATE_POLICY_FILE: path.join(installed, 'policy/demo.yaml'),
+        IDGATE_JWT_AUDIENCES: 'api://idgate',
         IDGATE_LISTEN: '127.0.0.1:0',
         IDGATE_SHUTDOWN_DRAIN_MS: '200',
         // As deploy/idgate.service runs it.
@@ -242,6 +245,7 @@ describe('the install path end to end: the installed lines in a third-party hapr
           IDGATE_REDIS_PREFIX: `idgate-install-path-${mode}:`,
           IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
           IDGATE_POLICY_FILE: path.join(installed, 'policy/demo.yaml'),
+          IDGATE_JWT_AUDIENCES: 'api://idgate',
           IDGATE_SHUTDOWN_DRAIN_MS: '200',
         },
       });

@@ -318,6 +318,17 @@ function plainValue(node: Node | null): unknown {
   return undefined;
 }
 
+/** Problems a policy has beyond its file's own (e.g. with the settings it is used with); none: it may be used. */
+export type PolicyCheck = (policy: Policy) => readonly string[];
+
+/** The file's policy when it is valid and `check` finds nothing; else its problems. */
+function checkedPolicy(file: string, check: PolicyCheck): PolicyLoadResult {
+  const loaded = loadPolicyFile(file);
+  if (!loaded.policy) return loaded;
+  const problems = check(loaded.policy);
+  return problems.length > 0 ? { policy: undefined, problems: [...problems] } : loaded;
+}
+
 /**
  * The policy in force. Without a file it is the built-in "any signed-in user" policy. With one, a new
  * valid version replaces it on reload (SIGHUP or a change to the file); an invalid version is logged
@@ -333,16 +344,20 @@ export class PolicyHolder {
     policy: Policy,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    private readonly check: PolicyCheck,
   ) {
     this.#policy = policy;
   }
 
-  /** Loads the file; returns the holder, or the problems when the first version is invalid. */
-  static open(file: string | undefined, logger: Logger, metrics: Metrics): PolicyHolder | readonly string[] {
-    if (!file) return new PolicyHolder(undefined, SIGNED_IN_POLICY, logger, metrics);
-    const { policy, problems } = loadPolicyFile(file);
+  /**
+   * Loads the file; returns the holder, or the problems when the first version is invalid. `check`: what
+   * else makes a policy invalid, from outside the file (the settings it meets); asked again on each reload.
+   */
+  static open(file: string | undefined, logger: Logger, metrics: Metrics, check: PolicyCheck = () => []): PolicyHolder | readonly string[] {
+    if (!file) return new PolicyHolder(undefined, SIGNED_IN_POLICY, logger, metrics, check);
+    const { policy, problems } = checkedPolicy(file, check);
     if (!policy) return problems;
-    return new PolicyHolder(file, policy, logger, metrics);
+    return new PolicyHolder(file, policy, logger, metrics, check);
   }
 
   get current(): Policy {
@@ -352,7 +367,7 @@ export class PolicyHolder {
   /** Reads the file again; true when a new valid policy is in force. */
   reload(trigger: string): boolean {
     if (!this.file) return false;
-    const { policy, problems } = loadPolicyFile(this.file);
+    const { policy, problems } = checkedPolicy(this.file, this.check);
     if (!policy) {
       this.metrics.recordEvent('policy_reload_failed');
       this.logger.log('error', 'policy reload rejected; the previous policy stays in force', { file: this.file, trigger, problems });
