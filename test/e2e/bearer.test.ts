@@ -14,6 +14,7 @@ import { REPO_ROOT } from '../../stack/stack.js';
 import { startHaproxy } from '../../stack/haproxy.js';
 import { startUpstream, type RunningUpstream } from '../../stack/upstream.js';
 import { parsePolicy } from '../../service/src/policy/policy-file.js';
+import { MAX_INTROSPECTION_BYTES } from '../../service/src/limits.js';
 import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate, checkFacts } from '../support/idgate.js';
 import { machineClient, opaqueClient } from '../support/identities.js';
 import { clientCredentialsToken } from '../support/tokens.js';
@@ -56,7 +57,9 @@ async function startScriptedIssuer() {
   // Each JWKS request: when it came, and how long after the previous JWKS answer (see requestsNotDueToAge).
   const jwksRequests: { sinceLastAnswerMs: number }[] = [];
   let lastJwksAnswerAt = -Infinity;
-  const state = { introspection: { active: false } as Record<string, unknown> };
+  const state = { introspection: { active: false } as Record<string, unknown>, endless: false };
+  /** Bytes each endless introspection answer had written when the client closed it. */
+  const endlessClosedAt: number[] = [];
   const server = http.createServer((req, res) => {
     hits += 1;
     res.setHeader('content-type', 'application/json');
@@ -65,6 +68,7 @@ async function startScriptedIssuer() {
       jwksRequests.push({ sinceLastAnswerMs: Date.now() - lastJwksAnswerAt });
       res.end(JSON.stringify({ keys: [jwk] }), () => (lastJwksAnswerAt = Date.now()));
     }
+    else if (req.url === '/introspect' && state.endless) req.resume().on('end', () => answerEndlessly(res, endlessClosedAt));
     else if (req.url === '/introspect') req.resume().on('end', () => res.end(JSON.stringify(state.introspection)));
     else res.writeHead(404).end('{}');
   });
@@ -85,8 +89,35 @@ async function startScriptedIssuer() {
      */
     requestsNotDueToAge: (from: number) => jwksRequests.slice(from).filter((r) => r.sinceLastAnswerMs < JWKS_CACHE_MS).length,
     /** The next introspection answers. */
-    answer: (body: Record<string, unknown>) => (state.introspection = body),
+    answer: (body: Record<string, unknown>) => {
+      state.endless = false;
+      state.introspection = body;
+    },
+    /** The next introspection answers never end (answerEndlessly); what each had written when closed. */
+    answerEndlessly: () => {
+      state.endless = true;
+      return endlessClosedAt;
+    },
   };
+}
+
+/**
+ * An answer that never ends: the start of a JSON object, then spaces as fast as the client reads them. A
+ * client that reads a whole body before weighing it would read until its timeout.
+ */
+function answerEndlessly(res: http.ServerResponse, closedAt: number[]): void {
+  let written = 0;
+  res.on('close', () => closedAt.push(written));
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.write('{"active": true, "sub": "svc", "pad": "');
+  const chunk = Buffer.alloc(16 * 1024, ' ');
+  const more = () => {
+    while (!res.destroyed) {
+      written += chunk.length;
+      if (!res.write(chunk)) return void res.once('drain', more);
+    }
+  };
+  more();
 }
 
 /** An access token of the demo IdP at `issuer` for one of its machine clients (demo-bot unless told). */
@@ -561,5 +592,24 @@ describe('DPoP-bound tokens (RFC 9449) of other issuers: the binding read from t
     introspecting.answer({ active: true, token_type: 'DPoP', cnf: { jkt: key.thumbprint }, iss: introspecting.issuer, sub: 'svc', client_id: 'svc', scope: 'api:read', aud: 'api://scripted', exp: Math.floor(Date.now() / 1000) + 300 });
     expect((await dpopCheck(token, await dpopProof(key, 'GET', 'http://app.test/api/x', { token }))).status).toBe(200);
     expect((await dpopCheck(token, await dpopProof(await dpopKey(), 'GET', 'http://app.test/api/x', { token }))).status).toBe(401);
+  });
+});
+
+describe('an issuer whose introspection answer never ends', () => {
+  afterAll(() => introspecting.answer({ active: false }));
+
+  test.each(['direct', 'through HAProxy'] as const)('is read up to its bound, %s: the check answers 503 (never a verdict), idgate closes the connection and logs why', async (transport) => {
+    const closedAt = introspecting.answerEndlessly();
+    const closedBefore = closedAt.length;
+    const whyLogged = () => idgate.logLines.filter((l) => l.includes('cannot decide') && l.includes(`introspection: answer larger than ${MAX_INTROSPECTION_BYTES} bytes`)).length;
+    const loggedBefore = whyLogged();
+    const token = `${b64({ alg: 'RS256', kid: 'k' })}.${b64({ iss: introspecting.issuer, jti: crypto.randomUUID() })}.c2ln`;
+    const res = await check(token, '/api/x', transport);
+    expect(res.status).toBe(503);
+    // The bound, not the call's timeout, ended the read: idgate says so, and the server saw the close.
+    await waitUntil(() => whyLogged() > loggedBefore, 5000);
+    await waitUntil(() => closedAt.length > closedBefore, 5000);
+    introspecting.answer({ active: false });
+    await expectHealthy(transport);
   });
 });

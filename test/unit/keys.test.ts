@@ -4,6 +4,7 @@ import * as jose from 'jose';
 import { RemoteKeySet } from '../../service/src/tokens/keys.js';
 import { Introspector } from '../../service/src/tokens/introspection.js';
 import { waitUntil } from '../support/wait.js';
+import { MAX_JWKS_BYTES } from '../../service/src/limits.js';
 
 let server: http.Server;
 let base: string;
@@ -168,7 +169,7 @@ describe('RemoteKeySet', () => {
     // No timeout could end these reads: only the bound can.
     const set = new RemoteKeySet(new URL(`${base}${route}`), { fetchTimeoutMs: 600_000, onFetch: (r) => !r.ok && failures.push(r.error) });
     await set.load();
-    expect(failures).toEqual([expect.stringContaining('answer larger than 524288 bytes')]);
+    expect(failures).toEqual([expect.stringContaining(`answer larger than ${MAX_JWKS_BYTES} bytes`)]);
     expect(set.loaded).toBe(false);
     await waitUntil(() => endlessClosedAt.length === 1);
   });
