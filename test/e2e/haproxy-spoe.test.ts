@@ -158,8 +158,9 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     const target = unique('/slow');
     const res = await rawRequest(frontPort, 'GET', target);
     expect(res.status).toBe(503);
-    // timeout processing 800ms in spoe-idgate.conf
-    expect(res.ms).toBeLessThan(2000);
+    // `timeout processing 800ms` in spoe-idgate.conf answered, not the agent: it allows only after its
+    // 3000 ms. Held below that, which leaves a loaded machine room.
+    expect(res.ms).toBeLessThan(3000);
     expect(upstreamSeen.some((u) => u.url === target)).toBe(false);
     // and the agent's other requests go on meanwhile
     expect((await rawRequest(frontPort, 'GET', unique('/ok'))).status).toBe(200);
