@@ -32,7 +32,7 @@ const decisionsWritten = () => decisionsCaughtUp(stack.idgateUrls[0]!, () => sta
 
 async function lineFor(requestId: string): Promise<Record<string, unknown>> {
   const find = () => auditLines().find((l) => l.request_id === requestId);
-  await waitUntil(() => find() !== undefined, 1000);
+  await waitUntil(() => find() !== undefined);
   const line = find();
   if (!line) throw new Error(`no audit line for ${requestId}`);
   return line;
@@ -40,7 +40,7 @@ async function lineFor(requestId: string): Promise<Record<string, unknown>> {
 
 async function haproxyLineFor(requestId: string): Promise<string> {
   const find = () => stack.processes.haproxy!.output().split('\n').find((l) => l.includes(`id=${requestId}`));
-  await waitUntil(() => find() !== undefined, 1000);
+  await waitUntil(() => find() !== undefined);
   const line = find();
   if (!line) throw new Error(`no HAProxy line for ${requestId}`);
   return line;

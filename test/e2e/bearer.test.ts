@@ -545,8 +545,11 @@ describe('key rotation at the IdP', () => {
       await new Promise((r) => setTimeout(r, 200));
       expect((await check(token)).status).toBe(200);
     }
-    expect(await metric('idgate_jwks_refreshes_total{result="failed"}')).toBeGreaterThan(failures);
-    expect(idgate.logLines.some((l) => l.includes('signing keys could not be fetched'))).toBe(true);
+    // The refetch runs in the background of a check: its failure is counted and logged a moment after.
+    expect(await probeUntil(() => metric('idgate_jwks_refreshes_total{result="failed"}'), (n) => n > failures)).toBeGreaterThan(failures);
+    const logged = () => idgate.logLines.some((l) => l.includes('signing keys could not be fetched'));
+    await waitUntil(logged);
+    expect(logged()).toBe(true);
   });
 });
 

@@ -172,7 +172,7 @@ describe.each(TRANSPORTS)('IDGATE_DPOP_NONCE=1, through HAProxy (%s)', (_name, f
       ['idgate', 'idgate2']
         .flatMap((name) => stack.processes[name]!.output().split('\n'))
         .find((l) => l.includes('"event":"decision"') && l.includes(marker));
-    await waitUntil(() => find() !== undefined, 2000);
+    await waitUntil(() => find() !== undefined);
     expect(JSON.parse(find()!)).toMatchObject({ decision: 'unauthenticated', status: 401, reason: LACKS, scheme: 'dpop', path: `/api/${marker}` });
   });
 });

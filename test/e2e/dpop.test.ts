@@ -101,7 +101,7 @@ async function auditLine(requestId: string): Promise<Record<string, unknown>> {
       .flatMap((name) => stack.processes[name]!.output().split('\n'))
       .filter((l) => l.includes('"event":"decision"') && l.includes(requestId))
       .map((l) => JSON.parse(l) as Record<string, unknown>)[0];
-  await waitUntil(() => find() !== undefined, 2000);
+  await waitUntil(() => find() !== undefined);
   const line = find();
   if (!line) throw new Error(`no audit line for ${requestId}`);
   return line;
@@ -161,7 +161,7 @@ describe('a DPoP-bound token with a proof, through HAProxy and the HTTP check (L
     expect(res.status).toBe(401);
     expect(one(res.headers, 'www-authenticate')).toContain('DPoP realm="idgate"');
     // HAProxy's answer carries no request id: the line is found by its reason instead.
-    await waitUntil(() => ['idgate', 'idgate2'].some((n) => stack.processes[n]!.output().includes('"reason":"the request lacks a DPoP proof"')), 2000);
+    await waitUntil(() => ['idgate', 'idgate2'].some((n) => stack.processes[n]!.output().includes('"reason":"the request lacks a DPoP proof"')));
     const line = ['idgate', 'idgate2']
       .flatMap((n) => stack.processes[n]!.output().split('\n'))
       .find((l) => l.includes('"reason":"the request lacks a DPoP proof"'))!;

@@ -583,13 +583,19 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     const res = await rawRequest(frontPort, 'GET', target);
     expect(res.status).toBe(503);
     expect(res.body).toContain('authentication service unavailable');
-    expect(res.ms).toBeLessThan(3000);
+    // be_idgate's 800 ms budget answers first, so the 2.6 httpclient never re-sends the check (one check
+    // seen); a re-sent check would hold the client for 4 times the httpclient's 2500 ms backstop, far
+    // above this bound, which a loaded machine still meets.
+    expect(res.ms).toBeLessThan(5000);
     expect(upstreamFor(target)).toEqual([]);
-    // be_idgate's timeout answers first, so the 2.6 httpclient never re-sends the check
     expect(checkFor(target)).toHaveLength(1);
   });
 
-  test('idgate stopped → 503 within about a second', async () => {
+  test('idgate stopped → 503 at once, before the httpclient backstop', async () => {
+    // A refused connection answers at once; a check left to the httpclient's own timeouts would take
+    // its 2500 ms backstop (or its 5 s connect timeout, retried) at least: the bound between holds on a
+    // loaded machine.
+    const BACKSTOP_MS = 2500;
     expect((await rawRequest(frontPort, 'GET', unique('/ok'))).status).toBe(200);
     await close(idgate);
     for (let i = 0; i < 3; i++) {
@@ -597,13 +603,13 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
       const res = await rawRequest(frontPort, 'GET', target);
       expect(res.status).toBe(503);
       expect(res.body).toContain('authentication service unavailable');
-      expect(res.ms).toBeLessThan(1500);
+      expect(res.ms).toBeLessThan(BACKSTOP_MS);
       expect(upstreamFor(target)).toEqual([]);
     }
-    // also /_auth/ answers at once instead of hanging
+    // also /_auth/ answers at once instead of hanging (to be_idgate's 10 s server timeout)
     const page = await rawRequest(frontPort, 'GET', '/_auth/login');
     expect(page.status).toBe(503);
-    expect(page.ms).toBeLessThan(1500);
+    expect(page.ms).toBeLessThan(BACKSTOP_MS);
   });
 
   test('idgate back → requests pass again once the health check sees it', async () => {

@@ -158,8 +158,9 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     const target = unique('/slow');
     const res = await rawRequest(frontPort, 'GET', target);
     expect(res.status).toBe(503);
-    // timeout processing 800ms in spoe-idgate.conf
-    expect(res.ms).toBeLessThan(2000);
+    // `timeout processing 800ms` in spoe-idgate.conf answered, not the agent: it allows only after its
+    // 3000 ms. Held below that, which leaves a loaded machine room.
+    expect(res.ms).toBeLessThan(3000);
     expect(upstreamSeen.some((u) => u.url === target)).toBe(false);
     // and the agent's other requests go on meanwhile
     expect((await rawRequest(frontPort, 'GET', unique('/ok'))).status).toBe(200);
@@ -192,7 +193,7 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
   test("a user name cannot forge fields of HAProxy's log line: it is URL-encoded", async () => {
     const target = unique('/odd-user');
     await rawRequest(frontPort, 'GET', target);
-    await waitUntil(() => haproxy!.output().includes('"GET /odd-user HTTP/1.1"'), 2000);
+    await waitUntil(() => haproxy!.output().includes('"GET /odd-user HTTP/1.1"'));
     const line = haproxy!.output().split('\n').find((l) => l.includes('"GET /odd-user HTTP/1.1"'))!;
     expect(line).toContain('user=mallory%20check%3D200%20%22GET%20%2Fadmin check=200 "GET /odd-user HTTP/1.1"');
     expect(line.match(/check=/g)).toHaveLength(1);

@@ -250,7 +250,7 @@ describe('the IdP session id at rest', () => {
       // Signing out at the IdP: it posts a logout token naming the raw sid to idgate.
       const confirm = await browser.navigate(`${issuer}/session/end`);
       await browser.submitForm(confirm.url, await confirm.res.text(), { logout: 'yes' });
-      await probeUntil(() => signedIn(browser), (still) => !still, 3000);
+      await probeUntil(() => signedIn(browser), (still) => !still);
       expect(await signedIn(browser)).toBe(false);
       expect(idgate.logLines.some((l) => l.includes('"event":"backchannel_logout"') && l.includes('"sessions_revoked":1'))).toBe(true);
     } finally {

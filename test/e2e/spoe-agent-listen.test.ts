@@ -75,7 +75,7 @@ test('with IDGATE_SPOE_LISTEN set, the agent listens there and answers HAProxy\'
 
 test('a peer outside IDGATE_TRUSTED_PROXIES is closed unanswered, and the log names it', async () => {
   const { process: p, spoePort } = await startIdgate({ IDGATE_SPOE_LISTEN: '127.0.0.1:0', IDGATE_TRUSTED_PROXIES: '10.0.0.0/8' });
-  for (let i = 0; i < 3; i++) expect(await converse(spoePort!, [hello()], 1, 1500)).toEqual({ frames: [], closed: true });
+  for (let i = 0; i < 3; i++) expect(await converse(spoePort!, [hello()], 1, 5000)).toEqual({ frames: [], closed: true });
   await waitUntil(() => p.output().includes('refused a connection from'), 5000);
   const lines = p.output().split('\n').filter((l) => l.includes('refused a connection from'));
   // Three refusals, one line: the warning is rate-limited per peer.

@@ -15,6 +15,13 @@ interface Echo {
 }
 
 const apiHeaders = { accept: 'application/json' };
+/**
+ * "Answers, does not hang": the product answers these 503s within about a second (a refused connection,
+ * the check's 800 ms budget); a hang would run into be_idgate's 10 s server timeout, or the Lua
+ * httpclient re-sending the check (4 times its 2500 ms backstop). A bound between the two holds on a
+ * loaded machine.
+ */
+const NO_HANG_MS = 5000;
 
 const getToken = (clientId?: string, secret?: string) => clientCredentialsToken(stack.issuer, clientId, secret);
 
@@ -278,14 +285,14 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
       expect(res.headers.get('x-auth-user')).toBe('alice');
     });
 
-    test('HAProxy answers 503 quickly when idgate is down, and recovers when it returns', async () => {
+    test('HAProxy answers 503, without hanging, when idgate is down, and recovers when it returns', async () => {
       // Both replicas: HAProxy balances them, so with one left it would still answer.
       await Promise.all([stack.stopIdgate(0), stack.stopIdgate(1)]);
       try {
         const started = Date.now();
         const res = await fetch(`${stack.frontUrl}/public/x`, { headers: apiHeaders });
         expect(res.status).toBe(503);
-        expect(Date.now() - started).toBeLessThan(3000);
+        expect(Date.now() - started).toBeLessThan(NO_HANG_MS);
         const api = await fetch(`${stack.frontUrl}/api/x`, { headers: apiHeaders });
         expect(api.status).toBe(503);
       } finally {
@@ -311,12 +318,12 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
       // A session read in the last few seconds may still be answered from the session cache
       // (IDGATE_SESSION_CACHE_MS) until idgate notices Redis is gone; from then on, no session is believed.
       // Each replica logs the moment its cache goes off.
-      await waitUntil(() => cacheOff().every((n, i) => n > before[i]!), 3000);
+      await waitUntil(() => cacheOff().every((n, i) => n > before[i]!));
       expect(cacheOff().map((n, i) => n > before[i]!)).toEqual([true, true]);
       const started = Date.now();
       const res = await browser.fetch(`${stack.frontUrl}/`);
       expect(res.status).toBe(503);
-      expect(Date.now() - started).toBeLessThan(3000);
+      expect(Date.now() - started).toBeLessThan(NO_HANG_MS);
       const ready = await fetch(`${stack.idgateUrls[0]}/readyz`);
       expect(ready.status).toBe(503);
     });

@@ -49,7 +49,11 @@ test('a second SIGTERM during the drain exits at once', async () => {
   const secondAt = performance.now();
   proc.child.kill('SIGTERM');
   const { code, at } = await exit;
+  console.log(`second SIGTERM: exit ${code} ${Math.round(at - secondAt)} ms after it (drain ${DRAIN_MS} ms)`);
+  // The second signal's own exit (143; the drain's end would exit 0 after logging "stopped"), and before
+  // the drain would have ended: a bound a loaded machine meets, the figure printed above.
   expect(code).toBe(143);
-  expect(at - secondAt).toBeLessThan(DRAIN_MS / 2);
+  expect(proc.output()).not.toContain('"stopped"');
+  expect(at - secondAt).toBeLessThan(DRAIN_MS);
   await stack.startIdgate(0);
 });

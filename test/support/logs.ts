@@ -17,7 +17,7 @@ function nextMarker(): string {
  * before this call are in `output()`. The marker is a sign-in the IdP "refused" (`/_auth/callback?error=`),
  * logged as a login_failed event that carries the marker; it touches no session.
  */
-export async function eventsCaughtUp(idgateUrl: string, output: () => string, timeoutMs = 2000): Promise<void> {
+export async function eventsCaughtUp(idgateUrl: string, output: () => string, timeoutMs = 5000): Promise<void> {
   const marker = nextMarker();
   await (await fetch(`${idgateUrl}/_auth/callback?error=${marker}`)).arrayBuffer();
   await waitUntil(() => output().includes(marker), timeoutMs);
@@ -29,7 +29,7 @@ export async function eventsCaughtUp(idgateUrl: string, output: () => string, ti
  * Decisions leave in their own batches, so the marker is a decision: an anonymous check of the path
  * `/<marker>`, whose line shows with that path.
  */
-export async function decisionsCaughtUp(idgateUrl: string, output: () => string, host: string, timeoutMs = 2000): Promise<void> {
+export async function decisionsCaughtUp(idgateUrl: string, output: () => string, host: string, timeoutMs = 5000): Promise<void> {
   const marker = `/${nextMarker()}`;
   const headers = { accept: 'application/json', 'x-forwarded-method': 'GET', 'x-forwarded-uri': marker, 'x-forwarded-host': host };
   await (await fetch(`${idgateUrl}/auth`, { headers })).arrayBuffer();

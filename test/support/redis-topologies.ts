@@ -323,7 +323,7 @@ export async function startIdgateReplicas(redisEnv: Record<string, string>, coun
       return res.status;
     },
     async checkAfterRevocation(i, cookie) {
-      return probeUntil(() => replicaSet.check(i, cookie), (status) => status !== 200, 2000);
+      return probeUntil(() => replicaSet.check(i, cookie), (status) => status !== 200);
     },
     async stop() {
       stopInProcess();

@@ -27,8 +27,12 @@ export function notify(streamId: number, frameId: number, args: Record<string, s
 export const hello = (extra: Record<string, string | number | boolean> = {}) =>
   encodeFrame(FRAME.HAPROXY_HELLO, 1, 0, 0, encodeKvList({ 'supported-versions': '2.0', 'max-frame-size': 16380, capabilities: 'pipelining,async', ...extra }));
 
-/** A client playing HAProxy: sends bytes, collects decoded frames. */
-export async function converse(port: number, send: Buffer[], expectFrames: number, timeoutMs = 2000): Promise<{ frames: ReturnType<typeof decodeFrame>[]; closed: boolean }> {
+/**
+ * A client playing HAProxy: sends bytes, collects decoded frames. It ends when the agent closes, after
+ * `timeoutMs`, or 50 ms after the `expectFrames`-th frame; with `untilClosed`, not then but only when the
+ * agent closes (or the timeout passes): a test asserting the close waits for it, not for a guess of when.
+ */
+export async function converse(port: number, send: Buffer[], expectFrames: number, timeoutMs = 2000, untilClosed = false): Promise<{ frames: ReturnType<typeof decodeFrame>[]; closed: boolean }> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
     let buf = Buffer.alloc(0);
@@ -46,7 +50,7 @@ export async function converse(port: number, send: Buffer[], expectFrames: numbe
         frames.push(decodeFrame(Buffer.from(buf.subarray(4, 4 + buf.readUInt32BE(0)))));
         buf = buf.subarray(4 + buf.readUInt32BE(0));
       }
-      if (frames.length >= expectFrames && !closed) setTimeout(finish, 50);
+      if (frames.length >= expectFrames && !closed && !untilClosed) setTimeout(finish, 50);
     });
     socket.on('close', () => {
       closed = true;

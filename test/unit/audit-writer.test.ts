@@ -37,7 +37,7 @@ test('a single decision line is written within a moment, without a flush', async
   const file = path.join(dir, 'audit.log');
   const logger = createLogger({ file });
   logger.decision(record(1));
-  await waitUntil(() => linesOf(file).length > 0, 1000);
+  await waitUntil(() => linesOf(file).length > 0);
   expect(linesOf(file).map((l) => (JSON.parse(l) as { request_id: string }).request_id)).toEqual(['req-1']);
 });
 

@@ -105,7 +105,7 @@ describe('the SPOE agent', () => {
   });
 
   test('a health-check hello gets its answer and the connection is closed', async () => {
-    const { frames, closed } = await converse(port, [hello({ healthcheck: true })], 1);
+    const { frames, closed } = await converse(port, [hello({ healthcheck: true })], 1, 5000, true);
     expect(frames.map((f) => f.type)).toEqual([FRAME.AGENT_HELLO]);
     expect(closed).toBe(true);
   });
@@ -129,7 +129,7 @@ describe('the SPOE agent', () => {
   });
 
   test('HAPROXY-DISCONNECT gets AGENT-DISCONNECT with status 0', async () => {
-    const { frames, closed } = await converse(port, [hello(), encodeFrame(FRAME.HAPROXY_DISCONNECT, 1, 0, 0, encodeKvList({ 'status-code': 0, message: 'bye' }))], 2);
+    const { frames, closed } = await converse(port, [hello(), encodeFrame(FRAME.HAPROXY_DISCONNECT, 1, 0, 0, encodeKvList({ 'status-code': 0, message: 'bye' }))], 2, 5000, true);
     expect(frames[1]!.type).toBe(FRAME.AGENT_DISCONNECT);
     expect(frames[1]!.payload.kvList()['status-code']).toBe(STATUS.NORMAL);
     expect(closed).toBe(true);
@@ -144,7 +144,7 @@ describe('the SPOE agent', () => {
     ['a hello without a version', encodeFrame(FRAME.HAPROXY_HELLO, 1, 0, 0, encodeKvList({ 'max-frame-size': 16380 })), STATUS.NO_VERSION],
     ['a fragmented NOTIFY', Buffer.concat([hello(), encodeFrame(FRAME.NOTIFY, 0, 1, 1, Buffer.alloc(0))]), STATUS.FRAGMENTED],
   ])('%s closes that connection with AGENT-DISCONNECT', async (_name, bytes, status) => {
-    const { frames, closed } = await converse(port, [bytes], 5, 1500);
+    const { frames, closed } = await converse(port, [bytes], 5, 5000);
     const last = frames.at(-1)!;
     expect(last.type).toBe(FRAME.AGENT_DISCONNECT);
     expect(last.payload.kvList()['status-code']).toBe(status);
@@ -299,7 +299,7 @@ describe('only trusted peers may connect', () => {
   test('a peer outside IDGATE_TRUSTED_PROXIES is closed as it connects: no answer, not a byte read, no check', async () => {
     const check = jest.fn(allow);
     const { port, warnings, accepted } = await startAgent(check, { trustedPeers: refuseLoopback });
-    const { frames, closed } = await converse(port, [hello(), get(1)], 1, 1500);
+    const { frames, closed } = await converse(port, [hello(), get(1)], 1, 5000);
     expect(frames).toEqual([]);
     expect(closed).toBe(true);
     expect(check).not.toHaveBeenCalled();
@@ -399,7 +399,8 @@ describe('running checks per connection are bounded', () => {
 
 describe('a connection must say hello soon', () => {
   test('no HAPROXY-HELLO (nothing, or half of one) within the hello timeout: AGENT-DISCONNECT timeout; a greeted peer stays', async () => {
-    const { port, warnings } = await startAgent(allow, { helloTimeoutMs: 150 });
+    // Long enough that the greeted peer's hello, sent as it connects, arrives within it on a loaded machine.
+    const { port, warnings } = await startAgent(allow, { helloTimeoutMs: 1000 });
     const greeted = await peer(port);
     greeted.socket.write(hello());
     await waitUntil(() => greeted.frames.length === 1);
@@ -407,12 +408,12 @@ describe('a connection must say hello soon', () => {
     const silent = await peer(port);
     const halfway = await peer(port);
     halfway.socket.write(hello().subarray(0, 10));
-    await waitUntil(() => silent.closed && halfway.closed, 3000);
+    await waitUntil(() => silent.closed && halfway.closed);
     for (const p of [silent, halfway]) {
       expect(p.closed).toBe(true);
       expect(p.frames.map((f) => [f.type, statusCode(f)])).toEqual([[FRAME.AGENT_DISCONNECT, STATUS.TIMEOUT]]);
     }
-    expect(warnings.filter((w) => w.includes('sent no HAPROXY-HELLO within 150 ms'))).toHaveLength(2);
+    expect(warnings.filter((w) => w.includes('sent no HAPROXY-HELLO within 1000 ms'))).toHaveLength(2);
     expect(greeted.closed).toBe(false);
     greeted.socket.write(get(1));
     await waitUntil(() => greeted.frames.length === 2);
@@ -424,7 +425,7 @@ describe('frame reassembly', () => {
   test('a length prefix above the negotiated max-frame-size disconnects at once, before any of the body is sent', async () => {
     const prefix = Buffer.alloc(4);
     prefix.writeUInt32BE(16381);
-    const { frames, closed } = await converse(port, [hello({ 'max-frame-size': 16380 }), prefix], 2);
+    const { frames, closed } = await converse(port, [hello({ 'max-frame-size': 16380 }), prefix], 2, 5000, true);
     expect(frames.map((f) => f.type)).toEqual([FRAME.AGENT_HELLO, FRAME.AGENT_DISCONNECT]);
     expect(statusCode(frames[1]!)).toBe(STATUS.TOO_BIG);
     expect(closed).toBe(true);
