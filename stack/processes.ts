@@ -143,9 +143,13 @@ export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 
 /**
  * Resolves with what `parse` finds in the first line of `proc`'s output it accepts: how the launcher learns
  * the port a child bound (port 0, so no other process can take it between a pick and a bind). Rejects,
- * with the output, if the child exits first or after timeoutMs (default 15000).
+ * with the output, if the child exits first or after timeoutMs (default 60000: a start on a loaded machine
+ * is slow, and a child that fails exits, which ends the wait at once).
  */
-export function waitForReport<T>(proc: ManagedProcess, parse: (line: string) => T | undefined, timeoutMs = 15_000): Promise<T> {
+/** How long a started child may take to report its port: a liveness limit, generous for a loaded machine. */
+const START_LIMIT_MS = 60_000;
+
+export function waitForReport<T>(proc: ManagedProcess, parse: (line: string) => T | undefined, timeoutMs = START_LIMIT_MS): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const scan = () => {
       for (const line of proc.output().split('\n')) {
@@ -177,9 +181,9 @@ export function waitForReport<T>(proc: ManagedProcess, parse: (line: string) => 
 /**
  * waitForReport for a child that writes its lines to `file` (idgate with IDGATE_LOG_FILE), from byte
  * `from` on (what was there before it started is not its): the file is read again every 50 ms, as no
- * event says it grew. Rejects if the child exits first or after timeoutMs (default 15000).
+ * event says it grew. Rejects if the child exits first or after timeoutMs (default 60000).
  */
-export async function waitForFileReport<T>(proc: ManagedProcess, file: string, from: number, parse: (line: string) => T | undefined, timeoutMs = 15_000): Promise<T> {
+export async function waitForFileReport<T>(proc: ManagedProcess, file: string, from: number, parse: (line: string) => T | undefined, timeoutMs = START_LIMIT_MS): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     let text = '';

@@ -359,7 +359,7 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
   };
 }
 
-async function waitForReady(url: string, timeoutMs = 15_000): Promise<void> {
+async function waitForReady(url: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {

@@ -1,12 +1,14 @@
 // One idgate replica killed (SIGKILL: no drain, no goodbye) under load, behind the real HAProxy. HAProxy
 // moves everything to the survivor; the only requests allowed to fail are those in flight on the killed
-// process at that instant (at most one per client). The counts are printed.
+// process at that instant (at most the number of clients). The counts are printed.
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { describeCounts, startLoad } from '../support/load.js';
 import { waitUntil } from '../support/wait.js';
 
 const CLIENTS = 8;
+/** Allowed answers counted before the kill, and again after HAProxy has said the replica is DOWN. */
+const SURVIVOR_ANSWERS = 300;
 
 describe.each(['lua', 'spoe'] as const)('one idgate killed under load (%s)', (mode) => {
   let stack: Stack;
@@ -32,21 +34,23 @@ describe.each(['lua', 'spoe'] as const)('one idgate killed under load (%s)', (mo
     const browser = new Browser();
     await signIn(browser, `${stack.frontUrl}/`, 'alice');
     const cookie = browser.cookieHeader(new URL(stack.frontUrl))!;
-    const load = startLoad({ url: `${stack.frontUrl}/faults/kill`, headers: { cookie, accept: 'application/json' }, concurrency: CLIENTS, maxMs: 20_000 });
+    const load = startLoad({ url: `${stack.frontUrl}/faults/kill`, headers: { cookie, accept: 'application/json' }, concurrency: CLIENTS, maxMs: 60_000 });
     loadNow = load.now;
-    await waitUntil(() => load.counts.total > 500, 5000);
+    const allowed = () => load.counts.byStatus['200'] ?? 0;
+    // Counts of answers, not a rate: how many come in a second is the machine's speed, not the behaviour.
+    await waitUntil(() => allowed() >= SURVIVOR_ANSWERS, 30_000);
     const killedAtMs = load.now();
     stack.processes.idgate!.child.kill('SIGKILL');
     // HAProxy notices (a refused connection or a failed health check), then the survivor carries on.
-    await waitUntil(() => downEvents.length > 0, 5000);
-    const afterDown = load.counts.total;
-    await waitUntil(() => load.counts.total > afterDown + 1000, 5000);
+    await waitUntil(() => downEvents.length > 0, 30_000);
+    const allowedAtDown = allowed();
+    await waitUntil(() => allowed() >= allowedAtDown + SURVIVOR_ANSWERS, 30_000);
     const counts = await load.stop();
     console.log(
       `${describeCounts(`idgate 1 killed under load (${mode})`, counts)}; killed at ${Math.round(killedAtMs)} ms; HAProxy said DOWN at ${downAtMs === undefined ? '-' : Math.round(downAtMs)} ms; ` +
         `failures ${JSON.stringify(counts.failures)}; HAProxy: ${downEvents[0]?.replace(/^.*Server /, '')}`,
     );
-    expect(counts.byStatus['200']).toBeGreaterThan(1000);
+    expect(counts.byStatus['200']).toBeGreaterThanOrEqual(allowedAtDown + SURVIVOR_ANSWERS);
     expect(counts.failures.length).toBeLessThanOrEqual(CLIENTS);
     // Each failed request was under way when the process died, or sent before HAProxy knew (SPOE: a frame
     // then waits for its ACK until the 800 ms timeout): none was sent after HAProxy said the replica was
@@ -54,5 +58,5 @@ describe.each(['lua', 'spoe'] as const)('one idgate killed under load (%s)', (mo
     expect(downAtMs).toBeDefined();
     for (const f of counts.failures) expect(f.atMs).toBeLessThanOrEqual(downAtMs!);
     for (const f of counts.failures) expect(f.what).toBe('503');
-  }, 60_000);
+  }, 120_000);
 });
