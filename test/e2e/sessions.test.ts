@@ -13,7 +13,8 @@ import { eventsCaughtUp } from '../support/logs.js';
 import { probeUntil, waitUntil } from '../support/wait.js';
 import { alice } from '../support/identities.js';
 
-const TOKEN_TTL_S = 4;
+// Long enough that stopping the IdP (slow on a loaded machine) ends well before the tokens expire.
+const TOKEN_TTL_S = 6;
 const OLD_SECRET = 'old-secret-'.padEnd(40, 'o');
 const NEW_SECRET = 'new-secret-'.padEnd(40, 'n');
 let stack: Stack;
