@@ -7,7 +7,7 @@ import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type
 import type { Logger } from '../audit.js';
 import type { Metrics } from '../metrics.js';
 import { RE2JS } from 're2js';
-import { canonicalPath, caseFolded } from '../check/paths.js';
+import { canonicalPath, canonicalSpelling, caseFolded } from '../check/paths.js';
 import { SIGNED_IN_POLICY, asksForToken, indexRules, type Condition, type Credential, type PathMatcher, type Policy, type PolicyRule } from './policy.js';
 import { CONDITION_ENTRIES, planOf, type ConditionEntry } from './policy-conditions.js';
 import { POLICY_RELOAD_DEBOUNCE_MS } from '../limits.js';
@@ -161,7 +161,8 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     if (!pathPrefix.startsWith('/')) fail(values.get('path'), `path "${pathPrefix}": must start with "/"`);
     else if (!canonical.ok) fail(values.get('path'), `path "${pathPrefix}": ${canonical.reason.replace('the path holds', 'holds')}, which requests are refused for`);
     else if (canonical.path !== pathPrefix || canonical.query !== '' || pathPrefix.includes('?')) {
-      fail(values.get('path'), `path "${pathPrefix}": not in canonical form (requests are matched as "${canonical.path}"); write that`);
+      const respelled = respellings(pathPrefix);
+      fail(values.get('path'), `path "${pathPrefix}": not in canonical form (requests are matched as "${canonical.path}"${respelled ? `: ${respelled}` : ''}); write that`);
     }
     if (!caseSensitive) pathPrefix = caseFolded(pathPrefix);
   }
@@ -172,6 +173,12 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     try {
       // RE2 syntax, matched in linear time: no pattern can stall the check whatever the path. Anchored at
       // the start: "/admin" must not match "/x/admin".
+      // A path never holds an escape of a character it spells raw (`%24` is `$`): such a pattern could never match.
+      const escaped = [...regexText.matchAll(/%([0-9A-Fa-f]{2})/g)].map((m) => String.fromCharCode(parseInt(m[1]!, 16))).filter((ch) => canonicalSpelling(ch) === ch);
+      if (escaped.length) {
+        const named = escaped.map((ch) => `${escapeOf(ch)} is ${/[$()*+.?[\]{}|^\\]/.test(ch) ? `\\${ch}` : ch}`).join(', ');
+        fail(values.get('path_regex'), `path_regex: paths are matched with these characters decoded, so an escape of one never matches (${named}); write the character`);
+      }
       pathRegex = RE2JS.compile(`^(?:${regexText})`, caseSensitive ? 0 : RE2JS.CASE_INSENSITIVE);
       if (id) ctx.regexSources.set(id, regexText);
     } catch (err) {
@@ -181,7 +188,6 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
   if (values.has('case_sensitive') && pathPrefix === undefined && regexText === undefined) {
     fail(values.get('case_sensitive'), 'case_sensitive: only means something with path or path_regex');
   }
-
   const methodsNode = values.get('methods');
   const methods = strings('methods', methodsNode)?.map((m) => m.toUpperCase());
   for (const m of methods ?? []) if (!METHOD.test(m)) fail(methodsNode, `methods: "${m}" is not an HTTP method`);
@@ -262,6 +268,24 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
 }
 
 const CREDENTIALS: readonly Credential[] = ['session', 'token'];
+
+/** How a rule path's characters are spelled otherwise in canonical form, in words ("%24 is $"), or ''. */
+function respellings(rulePath: string): string {
+  const found = new Set<string>();
+  for (const m of rulePath.matchAll(/%([0-9A-Fa-f]{2})/g)) {
+    const ch = String.fromCharCode(parseInt(m[1]!, 16));
+    const spelled = canonicalSpelling(ch);
+    if (spelled !== m[0] && ch >= ' ' && ch <= '~') found.add(`${m[0]} is ${spelled}`);
+  }
+  for (const ch of rulePath.replace(/%[0-9A-Fa-f]{2}/g, '')) {
+    if (ch >= ' ' && ch <= '~' && ch !== '/' && ch !== '%' && canonicalSpelling(ch) !== ch) found.add(`${ch} is ${canonicalSpelling(ch)}`);
+  }
+  return [...found].join(', ');
+}
+
+function escapeOf(ch: string): string {
+  return `%${ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`;
+}
 
 /**
  * `accept: [session, token]`: which credentials count on the rule. Without it, `authenticated`, `deny` and
