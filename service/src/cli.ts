@@ -87,11 +87,15 @@ function checkConfig(args: string[]): number {
   const { config, problems } = loadConfig();
   const lines = [...problems];
   const policyFile = opts.policy ?? config?.policyFile ?? (process.env.IDGATE_POLICY_FILE || undefined);
-  if (policyFile) lines.push(...loadPolicyFile(policyFile).problems);
-  if (lines.length) {
+  const loaded = policyFile ? loadPolicyFile(policyFile) : undefined;
+  // The policy's warnings are printed after its problems; alone they do not fail the check.
+  const policyLines = [...(loaded?.problems ?? []), ...(loaded?.warnings ?? [])];
+  if (lines.length || loaded?.problems.length) {
+    lines.push(...policyLines);
     for (const line of lines) process.stderr.write(`${line}\n`);
     return 1;
   }
+  for (const line of policyLines) process.stderr.write(`${line}\n`);
   process.stdout.write(`configuration ok: ${JSON.stringify({ ...describeConfig(config!), policy_file: policyFile ?? '(none: any signed-in user)' })}\n`);
   return 0;
 }

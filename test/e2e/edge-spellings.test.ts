@@ -1,5 +1,6 @@
 // Issue 23, through real HAProxy in both transports against the echoing upstream: one spelling per path
-// (a character sent raw or as an escape is one path, one decision, the same bytes for the app). Requests
+// (a character sent raw or as an escape is one path, one decision, the same bytes for the app), and one
+// route, one decision (a trailing slash or a .format suffix does not step around a rule). Requests
 // are written byte-exact (raw-http), since fetch() would normalise the very spellings under test.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -27,7 +28,9 @@ function policyYaml(): string {
   const rules = PRINTABLE.filter((ch) => closedPath(ch) !== undefined).map(
     (ch) => `  - id: closed-${ch.charCodeAt(0).toString(16)}\n    path: ${JSON.stringify(closedPath(ch))}\n    case_sensitive: true\n    deny: true\n    description: closed-${ch.charCodeAt(0).toString(16)}\n`,
   );
-  return `version: 1\ndefault: deny\nrules:\n${rules.join('')}  - id: public\n    path: /public/\n    public: true\n  - id: signed-in\n    authenticated: true\n`;
+  // The docs' reports rule (docs/policy.md), closed to bob (not an admin).
+  const reports = '  - id: reports\n    path_regex: /reports/[0-9]+$\n    format_suffix: true\n    allow: {groups: [admins]}\n';
+  return `version: 1\ndefault: deny\nrules:\n${rules.join('')}${reports}  - id: public\n    path: /public/\n    public: true\n  - id: signed-in\n    authenticated: true\n`;
 }
 
 interface Outcome {
@@ -102,6 +105,19 @@ describe.each(['lua', 'spoe'] as const)('one spelling per path, through HAProxy 
       }
     },
   );
+
+  test("/reports/12, /reports/12/ and /reports/12.json get the decision of the docs' reports rule; the app gets other paths as sent", async () => {
+    const closed = await Promise.all(['/reports/12', '/reports/12/', '/reports/12.json', '/REPORTS/12.xml/', '/reports/%31%32/'].map(async (target) => {
+      const o = await send(target, bobCookie);
+      return { target, status: o.status, reason: o.status === 403 ? (JSON.parse(o.body) as { reason?: string }).reason : o.body.slice(0, 80) };
+    }));
+    expect(closed).toEqual(closed.map(({ target }) => ({ target, status: 403, reason: 'needs group admins' })));
+    const open = await Promise.all(['/reports/12x/', '/reports/'].map(async (target) => ({ target, ...(await decisionFor(target, bobCookie)) })));
+    expect(open).toEqual([
+      { target: '/reports/12x/', status: 200, appGot: '/reports/12x/' },
+      { target: '/reports/', status: 200, appGot: '/reports/' },
+    ]);
+  });
 
   test.each([
     ['a space', ' ', { status: 403, closedBy: 'closed-20' }, { status: 200, appGot: '/public/a%20b' }],

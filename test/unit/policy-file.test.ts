@@ -57,6 +57,18 @@ describe('policy file validation', () => {
     expect(policy!.rules[0]).toMatchObject({ accept: ['session', 'token'], allow: [{ issuers: ['https://partner.example.com/'], groups: ['x'] }] });
   });
 
+  test('format_suffix only with a path or a path_regex', () => {
+    expect(problemsOf('rules:\n  - id: a\n    format_suffix: true\n    public: true\n')).toEqual(['p.yaml:3: rule "a": format_suffix: only means something with path or path_regex']);
+  });
+
+  test('a path_regex anchored with $ and no word on .format suffixes is a warning with its line, not a problem', () => {
+    const warned = parsePolicy('rules:\n  - id: reports\n    path_regex: /reports/[0-9]+$\n    deny: true\n', 'p.yaml');
+    expect(warned.problems).toEqual([]);
+    expect(warned.warnings).toEqual([expect.stringMatching(/^p\.yaml:3: warning: rule "reports": path_regex ends in "\$", so a path with a \.format suffix .* add format_suffix: true, or format_suffix: false if the app routes no such suffix/)]);
+    for (const said of ['true', 'false']) expect(parsePolicy(`rules:\n  - id: reports\n    path_regex: /reports/[0-9]+$\n    format_suffix: ${said}\n    deny: true\n`, 'p.yaml').warnings).toEqual([]);
+    expect(parsePolicy('rules:\n  - id: price\n    path_regex: /price/\\$\n    deny: true\n', 'p.yaml').warnings).toEqual([]);
+  });
+
   test('every problem is reported, not just the first', () => {
     const problems = problemsOf('rules:\n  - id: a\n    group: [x]\n    public: true\n  - id: b\n    allow: {groups: admins}\n  - id: "bad id!"\n    public: true\n');
     expect(problems).toHaveLength(3);

@@ -16,10 +16,12 @@ export interface PolicyLoadResult {
   readonly policy: Policy | undefined;
   /** "FILE:LINE: what is wrong (what was expected)", one per problem. */
   readonly problems: readonly string[];
+  /** "FILE:LINE: warning: what may not be meant", for a policy that loads all the same. */
+  readonly warnings: readonly string[];
 }
 
 const TOP_KEYS = ['version', 'default', 'rules'];
-const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'case_sensitive', 'methods', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'accept', 'api', 'backend', 'backends'];
+const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'format_suffix', 'case_sensitive', 'methods', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'accept', 'api', 'backend', 'backends'];
 const ACCESS_KEYS = ['public', 'authenticated', 'deny', 'allow', 'allow_any'];
 // A Map, not an object: a condition named "constructor" or "toString" must be unknown, not found on the prototype.
 const CONDITION_BY_KEY: ReadonlyMap<string, ConditionEntry> = new Map(CONDITION_ENTRIES.map((e) => [e.row.key, e]));
@@ -37,7 +39,7 @@ export function loadPolicyFile(file: string): PolicyLoadResult {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    return { policy: undefined, problems: [`${file}:0: cannot read the policy file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`] };
+    return { policy: undefined, problems: [`${file}:0: cannot read the policy file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`], warnings: [] };
   }
   return parsePolicy(text, file);
 }
@@ -49,14 +51,16 @@ export function parsePolicy(text: string, source: string): PolicyLoadResult {
   const problems: string[] = [];
   const at = (node: Node | null | undefined) => (node?.range ? lineCounter.linePos(node.range[0]).line : 0);
   const problem = (node: Node | null | undefined, message: string) => problems.push(`${source}:${at(node)}: ${message}`);
+  const warnings: string[] = [];
+  const warning = (node: Node | null | undefined, message: string) => warnings.push(`${source}:${at(node)}: warning: ${message}`);
 
   for (const error of doc.errors) problems.push(`${source}:${error.linePos?.[0]?.line ?? 0}: YAML: ${error.message.split('\n')[0]}`);
-  if (problems.length) return { policy: undefined, problems };
+  if (problems.length) return { policy: undefined, problems, warnings };
 
   const top = doc.contents;
   if (!isMap(top)) {
     problem(top, 'the policy must be a mapping with "rules" (a list of rules)');
-    return { policy: undefined, problems };
+    return { policy: undefined, problems, warnings };
   }
   for (const pair of top.items) {
     const key = isScalar(pair.key) ? String(pair.key.value) : '';
@@ -74,24 +78,25 @@ export function parsePolicy(text: string, source: string): PolicyLoadResult {
   const rulesNode = top.get('rules', true) as Node | undefined;
   if (!isSeq(rulesNode)) {
     problem(rulesNode ?? top, "rules: required, a list of rules (e.g. rules: [{id: everyone, authenticated: true}])");
-    return { policy: undefined, problems };
+    return { policy: undefined, problems, warnings };
   }
 
   const rules: PolicyRule[] = [];
   const ids = new Map<string, number>();
   const regexSources = new Map<string, string>();
   rulesNode.items.forEach((ruleNode, index) => {
-    const rule = compileRule(ruleNode as Node, index, { doc, at, problem, ids, regexSources });
+    const rule = compileRule(ruleNode as Node, index, { doc, at, problem, warning, ids, regexSources });
     if (rule) rules.push(rule);
   });
-  if (problems.length) return { policy: undefined, problems };
-  return { policy: Object.freeze({ rules: Object.freeze(rules), index: indexRules(rules, regexSources), defaultAccess, source }), problems };
+  if (problems.length) return { policy: undefined, problems, warnings };
+  return { policy: Object.freeze({ rules: Object.freeze(rules), index: indexRules(rules, regexSources), defaultAccess, source }), problems, warnings };
 }
 
 interface Context {
   doc: Document;
   at: (node: Node | null | undefined) => number;
   problem: (node: Node | null | undefined, message: string) => void;
+  warning: (node: Node | null | undefined, message: string) => void;
   ids: Map<string, number>;
   /** path_regex as written, by rule id (for the index). */
   regexSources: Map<string, string>;
@@ -188,6 +193,19 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
   if (values.has('case_sensitive') && pathPrefix === undefined && regexText === undefined) {
     fail(values.get('case_sensitive'), 'case_sensitive: only means something with path or path_regex');
   }
+  const formatSuffix = flag('format_suffix');
+  if (values.has('format_suffix') && pathPrefix === undefined && regexText === undefined) {
+    fail(values.get('format_suffix'), 'format_suffix: only means something with path or path_regex');
+  }
+  // A trailing slash is matched either way (policy.ts routeMatches); a `.format` suffix only when the
+  // rule says so, since only some frameworks route it to the same handler. Saying nothing is what is warned.
+  if (regexText !== undefined && /(^|[^\\])\$$/.test(regexText) && !values.has('format_suffix')) {
+    ctx.warning(
+      values.get('path_regex'),
+      `${name}: path_regex ends in "$", so a path with a .format suffix on its last segment (as .../12.json) does not match it, though Rails routes it to the same handler; add format_suffix: true, or format_suffix: false if the app routes no such suffix (a trailing slash is matched either way)`,
+    );
+  }
+
   const methodsNode = values.get('methods');
   const methods = strings('methods', methodsNode)?.map((m) => m.toUpperCase());
   for (const m of methods ?? []) if (!METHOD.test(m)) fail(methodsNode, `methods: "${m}" is not an HTTP method`);
@@ -257,6 +275,7 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     ...(pathPrefix !== undefined ? { pathPrefix } : {}),
     ...(pathRegex ? { pathRegex } : {}),
     ...(caseSensitive ? { caseSensitive } : {}),
+    ...(formatSuffix ? { formatSuffix } : {}),
     ...(methods ? { methods } : {}),
     ...(allow ? { allow } : {}),
     ...(accept ? { accept } : {}),
@@ -364,8 +383,9 @@ export class PolicyHolder {
   /** Loads the file; returns the holder, or the problems when the first version is invalid. */
   static open(file: string | undefined, logger: Logger, metrics: Metrics): PolicyHolder | readonly string[] {
     if (!file) return new PolicyHolder(undefined, SIGNED_IN_POLICY, logger, metrics);
-    const { policy, problems } = loadPolicyFile(file);
+    const { policy, problems, warnings } = loadPolicyFile(file);
     if (!policy) return problems;
+    if (warnings.length) logger.log('warn', 'the policy loaded with warnings (idgate check-config lists them)', { file, warnings });
     return new PolicyHolder(file, policy, logger, metrics);
   }
 
