@@ -70,8 +70,9 @@ export interface PolicyRule {
   /** Path prefix; "/admin/" also matches "/admin". Lower-case unless the rule is case-sensitive. */
   readonly pathPrefix?: string;
   /**
-   * Anchored at the start of the canonical path; linear-time (RE2), so no path can stall it. Tried on the
-   * path's route spellings too (routeSpellings): a trailing slash, and a `.format` suffix with formatSuffix.
+   * Anchored at the start of the canonical path; linear-time (RE2), so no path can stall it. Also tried on
+   * the spellings frameworks route to the same handler (routeMatches): the trailing slash taken off or put
+   * on, and with formatSuffix, the path without its `.format` suffix.
    */
   readonly pathRegex?: PathMatcher;
   /**
@@ -343,7 +344,7 @@ function otherSlash(path: string): string {
 }
 
 /** The path without the `.format` suffix of its last segment ("/reports/12.json/" -> "/reports/12"), or undefined. */
-export function withoutFormat(path: string): string | undefined {
+function withoutFormat(path: string): string | undefined {
   const trimmed = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
   const m = /\/([^/]+)\.[^./]+$/.exec(trimmed);
   if (!m || /^\.+$/.test(m[1]!)) return undefined;
