@@ -88,15 +88,16 @@ function checkConfig(args: string[]): number {
   const { config, problems } = loadConfig();
   const lines = [...problems];
   const policyFile = opts.policy ?? config?.policyFile ?? (process.env.IDGATE_POLICY_FILE || undefined);
-  if (policyFile) {
-    const { policy, problems } = loadPolicyFile(policyFile);
-    lines.push(...problems);
-    if (policy && config) lines.push(...orgWideAudienceProblems(config, policy));
-  }
-  if (lines.length) {
+  const loaded = policyFile ? loadPolicyFile(policyFile) : undefined;
+  const policyProblems = [...(loaded?.problems ?? []), ...(loaded?.policy && config ? orgWideAudienceProblems(config, loaded.policy) : [])];
+  // The policy's warnings are printed after its problems; alone they do not fail the check.
+  const policyLines = [...policyProblems, ...(loaded?.warnings ?? [])];
+  if (lines.length || policyProblems.length) {
+    lines.push(...policyLines);
     for (const line of lines) process.stderr.write(`${line}\n`);
     return 1;
   }
+  for (const line of policyLines) process.stderr.write(`${line}\n`);
   process.stdout.write(`configuration ok: ${JSON.stringify({ ...describeConfig(config!), policy_file: policyFile ?? '(none: any signed-in user)' })}\n`);
   return 0;
 }

@@ -305,7 +305,8 @@ export function defaultOf(env: string): string {
 // The default cookie name. A `__Host-` cookie is one the browser accepts only when it is Secure, has Path=/
 // and no Domain, so no sibling subdomain and no plain-http page can plant or overwrite it. It needs HTTPS,
 // and it cannot be shared across subdomains: the plain name is the default when either is impossible.
-const HOST_COOKIE_NAME = '__Host-idgate';
+const HOST_COOKIE_PREFIX = '__Host-';
+const HOST_COOKIE_NAME = `${HOST_COOKIE_PREFIX}idgate`;
 const PLAIN_COOKIE_NAME = '_idgate';
 
 // Bearer tokens' signature algorithms idgate accepts: asymmetric only, so no shared secret (and never `none`).
@@ -331,8 +332,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_REDIS_TLS', key: 'redis_tls', kind: 'bool', default: '0', doc: 'TLS to every Redis node and sentinel (a rediss:// URL turns it on too)', example: '1' },
   { env: 'IDGATE_REDIS_CA_FILE', key: 'redis_ca_file', kind: 'string', optional: true, doc: 'PEM file of the CA(s) that sign the Redis servers\' certificates (unset: the system\'s CAs); needs TLS on', example: '/etc/idgate/redis-ca.pem' },
   { env: 'IDGATE_COOKIE_SECRETS', key: 'cookie_secrets', kind: 'secret-list', doc: 'comma-separated secrets (32+ characters each), newest first: the first signs, all verify', example: '<openssl rand -base64 48>' },
-  { env: 'IDGATE_COOKIE_NAME', key: 'cookie_name', kind: 'string', optional: true, doc: `session cookie name (the login-binding cookie adds "_login"); unset: ${HOST_COOKIE_NAME} when cookies are Secure and IDGATE_COOKIE_DOMAIN is unset, else ${PLAIN_COOKIE_NAME}`, example: '__Host-idgate' },
-  { env: 'IDGATE_COOKIE_DOMAIN', key: 'cookie_domain', kind: 'string', optional: true, doc: 'session cookie Domain attribute, to share one login across subdomains (rules out the __Host- prefix)', example: 'example.com' },
+  { env: 'IDGATE_COOKIE_NAME', key: 'cookie_name', kind: 'string', optional: true, doc: `session cookie name (the login-binding cookie adds "_login", and is always a __Host- cookie when Secure); unset: ${HOST_COOKIE_NAME} when cookies are Secure and IDGATE_COOKIE_DOMAIN is unset, else ${PLAIN_COOKIE_NAME}`, example: '__Host-idgate' },
+  { env: 'IDGATE_COOKIE_DOMAIN', key: 'cookie_domain', kind: 'string', optional: true, doc: 'session cookie Domain attribute, to share one login across subdomains (rules out the __Host- prefix for the session cookie; the login-binding cookie stays host-only and __Host-)', example: 'example.com' },
   { env: 'IDGATE_SESSION_IDLE_TTL', key: 'session_idle_ttl', kind: 'int', default: '14400', doc: 'seconds of inactivity after which a session ends', example: '14400' },
   { env: 'IDGATE_SESSION_MAX_AGE', key: 'session_max_age', kind: 'int', default: '86400', doc: 'seconds after login after which a session ends whatever its activity', example: '86400' },
   { env: 'IDGATE_LOGIN_TTL', key: 'login_ttl', kind: 'int', default: '600', doc: 'seconds a started login may take before its state expires', example: '600' },
@@ -486,7 +487,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     redis: redis!,
     cookieSecrets: Object.freeze(secrets),
     cookieName,
-    bindingCookieName: `${cookieName}_login`,
+    bindingCookieName: bindingCookieNameFor(cookieName, !insecureHttp),
     cookieDomain,
     cookieSecure: !insecureHttp,
     sessionIdleTtlSeconds: idle!,
@@ -626,6 +627,17 @@ function redisUrlParts(value: string): { username: string | undefined; password:
     db: dbText === '' ? undefined : Number(dbText),
     tls: url.protocol === 'rediss:',
   };
+}
+
+/**
+ * The login-binding cookie's name: the session cookie's and `_login`. It is host-only whatever
+ * IDGATE_COOKIE_DOMAIN says, so when cookies are Secure it is a `__Host-` cookie: a sibling subdomain
+ * cannot plant one (a binding of its choosing would let it finish its own login in the victim's browser).
+ */
+function bindingCookieNameFor(cookieName: string, secure: boolean): string {
+  if (!secure) return `${cookieName}_login`;
+  const base = cookieName.replace(/^__(host|secure)-/i, '').replace(/^_+/, '');
+  return `${HOST_COOKIE_PREFIX}${base}_login`;
 }
 
 /**

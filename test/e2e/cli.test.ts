@@ -1,5 +1,7 @@
 // `npx idgate ...` as users run it: the compiled CLI in a child process.
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '../../stack/stack.js';
 import { startProcess } from '../../stack/processes.js';
@@ -88,7 +90,7 @@ describe('idgate CLI', () => {
     const { code, stderr } = await idgate(['check-config', '--policy', bad], good);
     expect(code).toBe(1);
     expect(stderr.trim().split('\n')).toEqual([
-      `${bad}:6: rule "admin-area": unknown key "group" (expected one of: id, description, host, path, path_regex, case_sensitive, methods, public, authenticated, deny, allow, allow_any, accept, api, backend, backends)`,
+      `${bad}:6: rule "admin-area": unknown key "group" (expected one of: id, description, host, path, path_regex, format_suffix, case_sensitive, methods, public, authenticated, deny, allow, allow_any, accept, api, backend, backends)`,
       `${bad}:5: rule "admin-area": needs one of public, authenticated, deny, allow, allow_any`,
     ]);
     const ok = await idgate(['check-config'], { ...good, IDGATE_JWT_AUDIENCES: 'api://idgate', IDGATE_POLICY_FILE: path.join(REPO_ROOT, 'policy/demo.yaml') });
@@ -112,6 +114,22 @@ describe('idgate CLI', () => {
     const { code, stderr } = await idgate(['serve'], { ...good, IDGATE_POLICY_FILE: demoPolicy, IDGATE_LISTEN: '127.0.0.1:0', IDGATE_SPOE_LISTEN: 'off' });
     expect(code).toBe(1);
     expect(stderr.trim().split('\n')).toEqual([`idgate: ${orgWideLine}`, 'idgate: the policy has 1 problem(s); not starting']);
+  });
+
+  test('check-config warns, as FILE:LINE, about a $-anchored path_regex that says nothing of .format suffixes, and exits 0', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-cli-'));
+    const file = path.join(dir, 'policy.yaml');
+    fs.writeFileSync(file, 'rules:\n  - id: reports\n    path_regex: /reports/[0-9]+$\n    authenticated: true\n');
+    try {
+      const { code, stdout, stderr } = await idgate(['check-config', '--policy', file], good);
+      expect(code).toBe(0);
+      expect(stdout).toContain('configuration ok');
+      expect(stderr.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: warning: rule "reports": path_regex ends in "\\$".*format_suffix: true`))]);
+      const explained = await Promise.all(['/reports/12', '/reports/12/', '/reports/x/'].map(async (url) => (await idgate(['explain', '--policy', file, '--url', url])).stdout.trim()));
+      expect(explained).toEqual(['302 login rule=reports: no credentials', '302 login rule=reports: no credentials', '403 deny rule=no-rule: no policy rule matches this request']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test.each([

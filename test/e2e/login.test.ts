@@ -222,6 +222,33 @@ describe('cookies of a Secure deployment', () => {
     expectHostPrefixed(cleared, '__Host-idgate');
     expect((await request(server).get('/_auth/userinfo').set(proxied).set('Cookie', session)).status).toBe(401);
   });
+
+  test('with a cookie domain the session cookie carries it, and the login-binding cookie is still a __Host- cookie', async () => {
+    const { config: loaded, problems } = loadConfig({
+      IDGATE_ISSUER: 'https://idp.example.com',
+      IDGATE_CLIENT_ID: 'idgate',
+      IDGATE_CLIENT_SECRET: 'idgate-secret',
+      IDGATE_PUBLIC_URL: SECURE_ORIGIN,
+      IDGATE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+      IDGATE_COOKIE_SECRETS: COOKIE_SECRET,
+      IDGATE_COOKIE_DOMAIN: 'app.test',
+    });
+    expect(problems).toEqual([]);
+    const config: Config = Object.freeze({ ...loaded!, issuer: new URL(issuer), issuerId: issuer, insecureHttp: true, bearerIssuers: [] });
+    expect([config.cookieName, config.bindingCookieName]).toEqual(['_idgate', '__Host-idgate_login']);
+    const server = (await startInProcess(config)).server;
+    const proxied = { 'X-Forwarded-Host': 'app.test', 'X-Forwarded-Proto': 'https' };
+
+    const login = await request(server).get('/_auth/login?rd=%2Fx').set(proxied);
+    expect(login.status).toBe(302);
+    const bindingLine = (login.headers['set-cookie'] as unknown as string[]).find((c) => c.startsWith('__Host-idgate_login='));
+    expectHostPrefixed(bindingLine, '__Host-idgate_login');
+    const callback = await untilCallback(new Browser(), login.headers.location!, 'alice');
+    const done = await request(server).get(callback.pathname + callback.search).set(proxied).set('Cookie', bindingLine!.split(';')[0]!);
+    expect(done.status).toBe(302);
+    const sessionLine = (done.headers['set-cookie'] as unknown as string[]).find((c) => c.startsWith('_idgate='));
+    expect(attributesOf(sessionLine!).get('domain')).toBe('app.test');
+  });
 });
 
 describe('the IdP session id at rest', () => {

@@ -11,7 +11,8 @@ function forbiddenByte(b: number): boolean {
   return b <= 0x1f || b === 0x7f || b === 0x2f || b === 0x5c || b === 0x25 || b === 0x3b || b === 0x3f || b === 0x23;
 }
 
-const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+/** Spelled raw in a canonical segment (decoded when escaped): RFC 3986's pchar, less `;`. */
+const RAW_PCHAR = /^[A-Za-z0-9\-._~!$&'()*+,=:@]$/;
 /** Characters whose look-alikes (after NFKC) would be read as structure by some app. */
 const STRUCTURAL = /[/\\;%?#.]/;
 
@@ -24,7 +25,8 @@ function segment(raw: string): { canonical: string; decoded: string } | string {
   let i = 0;
   while (i < raw.length) {
     if (raw[i] !== '%') {
-      canonical += raw[i];
+      // printable ASCII that RFC 3986 does not allow raw in a path (`"`, `{`, ...) is spelled as its escape
+      canonical += RAW_PCHAR.test(raw[i]!) ? raw[i] : `%${hex2(raw[i]!.charCodeAt(0))}`;
       decoded += raw[i];
       i++;
       continue;
@@ -39,7 +41,7 @@ function segment(raw: string): { canonical: string; decoded: string } | string {
         if (bytes.length) break;
         if (forbiddenByte(b)) return `encoded %${hex2(b)}`;
         const ch = String.fromCharCode(b);
-        canonical += UNRESERVED.test(ch) ? ch : `%${hex2(b)}`;
+        canonical += RAW_PCHAR.test(ch) ? ch : `%${hex2(b)}`;
         decoded += ch;
         i += 3;
         break;
@@ -213,6 +215,7 @@ export function forbiddenReadings(caller: Caller, path: string): string[] {
 export const PATH_TOKENS = [
   '/', '/', '/', '.', '..', '%2e', '%2E', '%2f', '%2F', '%5c', '\\', ';', '%3b', '%25', '%252f', '%252e', '%00', '%0a', '%20', '%20.',
   'public', 'admin', 'ADMIN', 'Admin', 'api', 'x', '%C0%AF', '%c0%ae', '%EF%BC%8F', '%EF%BD%81dmin', 'adm%C4%B1n', '%C3%A9', '%41', '%61', '~', '%7e', '%', '?q=1',
+  '$', '%24', ':', '%3a', '@', '%40', '+', '%2B', '"', '%22', '{', '%7b',
 ];
 
 /** A path made of 1-10 tokens after a leading slash (raw `;`, `\`, `?` included: the design refuses or splits them). Sendable as is in a request line. */

@@ -152,16 +152,17 @@ describe('cookie names', () => {
   const insecure = { ...good, IDGATE_ISSUER: 'http://127.0.0.1:9000', IDGATE_PUBLIC_URL: 'http://127.0.0.1:8080', IDGATE_INSECURE_HTTP: '1' };
 
   test.each([
-    ['Secure cookies without a cookie domain', '__Host-idgate', good],
-    ['a cookie domain (no __Host- possible)', '_idgate', { ...good, IDGATE_COOKIE_DOMAIN: 'example.com' }],
-    ['plain http (browsers refuse __Host- there)', '_idgate', insecure],
-    ['a configured name', 'corp_sso', { ...good, IDGATE_COOKIE_NAME: 'corp_sso' }],
-    ['a configured __Secure- name with a cookie domain', '__Secure-sso', { ...good, IDGATE_COOKIE_NAME: '__Secure-sso', IDGATE_COOKIE_DOMAIN: 'example.com' }],
-  ])('with %s the session cookie is %p and the binding cookie adds _login', (_name, expected, env) => {
+    ['Secure cookies without a cookie domain', '__Host-idgate', '__Host-idgate_login', good],
+    ['a cookie domain (no __Host- possible for the session cookie; the binding cookie is host-only)', '_idgate', '__Host-idgate_login', { ...good, IDGATE_COOKIE_DOMAIN: 'example.com' }],
+    ['plain http (browsers refuse __Host- there)', '_idgate', '_idgate_login', insecure],
+    ['a configured name', 'corp_sso', '__Host-corp_sso_login', { ...good, IDGATE_COOKIE_NAME: 'corp_sso' }],
+    ['a configured __Secure- name with a cookie domain', '__Secure-sso', '__Host-sso_login', { ...good, IDGATE_COOKIE_NAME: '__Secure-sso', IDGATE_COOKIE_DOMAIN: 'example.com' }],
+    ['a configured name over plain http', 'corp_sso', 'corp_sso_login', { ...insecure, IDGATE_COOKIE_NAME: 'corp_sso' }],
+  ])('with %s the session cookie is %p and the binding cookie %p', (_name, session, binding, env) => {
     const { config, problems } = loadConfig(env);
     expect(problems).toEqual([]);
-    expect(config!.cookieName).toBe(expected);
-    expect(config!.bindingCookieName).toBe(`${expected}_login`);
+    expect(config!.cookieName).toBe(session);
+    expect(config!.bindingCookieName).toBe(binding);
   });
 
   test.each([

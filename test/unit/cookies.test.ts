@@ -2,7 +2,7 @@
 // is Secure with Path=/ and no Domain, so each way idgate writes one is held to that here.
 import signature from 'cookie-signature';
 import { loadConfig, type Config } from '../../service/src/config.js';
-import { bindingCookieOptions, sessionCookie, sessionCookieOptions } from '../../service/src/session/cookies.js';
+import { bindingCookieOptions, hasSecondCookie, sessionCookie, sessionCookieOptions } from '../../service/src/session/cookies.js';
 
 const base = {
   IDGATE_ISSUER: 'https://idp.example.com',
@@ -44,5 +44,20 @@ describe('cookie attributes', () => {
     expect(sessionCookie(shared, 'sid-1', Date.now())).toContain('Domain=example.com');
     expect((bindingCookieOptions(shared) as { domain?: string }).domain).toBeUndefined();
     expect(bindingCookieOptions(shared).path).toBe('/');
+  });
+});
+
+describe('a second session cookie', () => {
+  test.each([
+    ['one cookie', '_idgate=a', false],
+    ['one cookie among others', 'x=1; _idgate=a; _idgate_login=b; y=2', false],
+    ['two cookies', '_idgate=a; _idgate=b', true],
+    ['two cookies, no spaces', '_idgate=a;_idgate=b', true],
+    ['the same value twice', 'x=1; _idgate=a; y=2; _idgate=a', true],
+    ['another letter case', '_IDGATE=a; _idgate=b', true],
+    ['a name without a value', '_idgate; _idgate=b', true],
+    ['names that only start or end alike', '_idgate=a; _idgate2=b; x_idgate=c; _idgate_login=d', false],
+  ])('%s: %p is %p', (_, header, expected) => {
+    expect(hasSecondCookie(header, '_idgate')).toBe(expected);
   });
 });

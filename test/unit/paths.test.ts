@@ -4,6 +4,8 @@
 // and every common app-server reading of it falls under the same demo-policy rule.
 import fc from 'fast-check';
 import { canonicalPath } from '../../service/src/check/paths.js';
+import { matchRule } from '../../service/src/policy/policy.js';
+import { parsePolicy } from '../../service/src/policy/policy-file.js';
 import { demoRule, hostilePath, readings, referenceCanonical } from '../support/path-oracle.js';
 
 const RUNS = 3000;
@@ -20,6 +22,10 @@ function ambiguities(path: string): string[] {
   if (/%(?![0-9A-F]{2})/.test(path)) found.push('an escape that is malformed or not upper-case hex');
   const unreserved = /%(2D|2E|3[0-9]|4[1-9A-F]|5[0-9A]|5F|6[1-9A-F]|7[0-9A]|7E)/.exec(path);
   if (unreserved) found.push(`an escaped unreserved character ${unreserved[0]}`);
+  const subDelim = /%(21|24|2[6-9A-C]|3D|3A|40)/.exec(path);
+  if (subDelim) found.push(`a second spelling of a character that stands raw in a path: ${subDelim[0]}`);
+  const unescaped = /[ "<>[\]^`{|}]/.exec(path);
+  if (unescaped) found.push(`a raw ${unescaped[0]}, which a path spells as an escape`);
   for (const segment of path.split('/').slice(1)) {
     if (segment === '.' || segment === '..') found.push(`a dot segment ${segment}`);
     else if (/(\.|%20)$/.test(segment)) found.push(`a segment ending with a dot or a space: ${segment}`);
@@ -40,7 +46,13 @@ describe('canonicalPath, examples from the design', () => {
     ['//admin//x', '/admin/x', ''],
     ['/%70ublic/%7Ex', '/public/~x', ''],
     ['/public/%c3%a9', '/public/%C3%A9', ''],
-    ['/public/%3a', '/public/%3A', ''],
+    ['/public/%3a', '/public/:', ''],
+    ['/odata/%24batch', '/odata/$batch', ''],
+    ['/v1/orders/42%3Arefund', '/v1/orders/42:refund', ''],
+    ['/users/%40me/', '/users/@me/', ''],
+    ['/%21%26%27%28%29%2A%2B%2C%3D', "/!&'()*+,=", ''],
+    ['/a"b{c}', '/a%22b%7Bc%7D', ''],
+    ['/a%5b%5D', '/a%5B%5D', ''],
     ['/ADMIN/', '/ADMIN/', ''],
   ])('%s is forwarded as %s (query %j)', (uri, path, query) => {
     expect(canonicalPath(uri)).toEqual({ ok: true, path, query });
@@ -127,6 +139,61 @@ describe('canonicalPath, properties over hostile paths', () => {
         const result = canonicalPath(uri);
         const summary = (r: typeof result) => (r.ok ? { ok: true, path: r.path, query: r.query } : { ok: false });
         expect({ uri, ...summary(result) }).toEqual({ uri, ...summary(reference) });
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+// Issue 23: one spelling per path. Every printable ASCII character that can stand inside a segment gets
+// the same canonical path, and so the same rule, whether it came raw or as an escape (either hex case).
+const PRINTABLE = Array.from({ length: 0x7f - 0x20 }, (_, i) => String.fromCharCode(0x20 + i));
+/** No raw spelling inside a segment: a space ends the request target, `/` separates, `?` starts the query. */
+const NO_RAW_SPELLING = [' ', '/', '?'];
+const escape = (ch: string, lower = false) => {
+  const hex = ch.charCodeAt(0).toString(16).padStart(2, '0');
+  return `%${lower ? hex : hex.toUpperCase()}`;
+};
+const summary = (r: ReturnType<typeof canonicalPath>) => (r.ok ? { ok: true, path: r.path } : { ok: false });
+
+describe('canonicalPath, one spelling per path', () => {
+  test.each(PRINTABLE.filter((c) => !NO_RAW_SPELLING.includes(c)).map((c) => [JSON.stringify(c), c]))('%s raw and escaped (both hex cases) give the same canonical path or the same refusal', (_, ch) => {
+    for (const at of [(s: string) => `/odata/a${s}b`, (s: string) => `/odata/${s}batch/`, (s: string) => `/odata/x${s}`]) {
+      const raw = canonicalPath(at(ch));
+      expect({ ch, spelling: 'escaped', ...summary(canonicalPath(at(escape(ch)))) }).toEqual({ ch, spelling: 'escaped', ...summary(raw) });
+      expect({ ch, spelling: 'lower-case escape', ...summary(canonicalPath(at(escape(ch, true)))) }).toEqual({ ch, spelling: 'lower-case escape', ...summary(raw) });
+    }
+  });
+
+  test.each([
+    ['a space', ' ', { ok: true, path: '/odata/a%20b' }],
+    ['a slash', '/', { ok: false }],
+    ['a question mark', '?', { ok: false }],
+  ])('%s, which has no raw spelling inside a segment, is refused or kept as its one escape', (_, ch, expected) => {
+    expect(summary(canonicalPath(`/odata/a${escape(ch)}b`))).toEqual(expected);
+  });
+
+  test("the issue's examples are the paths their rules name", () => {
+    expect(canonicalPath('/odata/%24batch')).toEqual({ ok: true, path: '/odata/$batch', query: '' });
+    expect(canonicalPath('/v1/orders/42%3Arefund')).toEqual({ ok: true, path: '/v1/orders/42:refund', query: '' });
+    expect(canonicalPath('/users/%40me/')).toEqual({ ok: true, path: '/users/@me/', query: '' });
+  });
+
+  test('a path spelled with any mix of raw characters and escapes gets the canonical path and the rule of its raw spelling', () => {
+    const inSegment = PRINTABLE.filter((c) => !NO_RAW_SPELLING.includes(c) && c !== '%');
+    const pathChars = fc.array(fc.oneof(fc.constantFrom(...inSegment), fc.constant('/')), { minLength: 1, maxLength: 16 });
+    fc.assert(
+      fc.property(pathChars, fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 16, maxLength: 16 }), (chars, how) => {
+        const raw = '/' + chars.join('');
+        const mixed = '/' + chars.map((c, i) => (c === '/' || how[i] === 0 ? c : escape(c, how[i] === 2))).join('');
+        const a = canonicalPath(raw);
+        const b = canonicalPath(mixed);
+        expect({ mixed, ...summary(b) }).toEqual({ mixed, ...summary(a) });
+        if (!a.ok || !b.ok || a.path === '/') return;
+        // A rule written for the raw spelling's canonical path matches the mixed spelling too.
+        const { policy } = parsePolicy(`rules:\n  - id: written\n    path: ${JSON.stringify(a.path)}\n    case_sensitive: true\n    deny: true\n  - id: other\n    public: true\n`, 'p.yaml');
+        expect(policy).toBeDefined();
+        expect(matchRule(policy!, { host: 'app.example.com', method: 'GET', path: b.path })?.id).toBe('written');
       }),
       { numRuns: RUNS },
     );

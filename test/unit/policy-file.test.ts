@@ -23,6 +23,9 @@ describe('policy file validation', () => {
     ['a bad regular expression', 'rules:\n  - id: a\n    path_regex: "/x/("\n    public: true\n', /^p\.yaml:3: rule "a": path_regex: not a valid RE2 regular expression/],
     ['a regex that needs backtracking', 'rules:\n  - id: a\n    path_regex: "/(?=x)"\n    public: true\n', /^p\.yaml:3: rule "a": path_regex: not a valid RE2 regular expression \(no lookaround/],
     ['a path that requests can never have', 'rules:\n  - id: a\n    path: /a//b/\n    public: true\n', /^p\.yaml:3: rule "a": path "\/a\/\/b\/": not in canonical form \(requests are matched as "\/a\/b\/"\)/],
+    ['a path with an escape of a character paths spell raw, naming it', 'rules:\n  - id: a\n    path: /odata/%24batch\n    deny: true\n', /^p\.yaml:3: rule "a": path "\/odata\/%24batch": not in canonical form \(requests are matched as "\/odata\/\$batch": %24 is \$\); write that/],
+    ['a path with a raw character paths spell as an escape, naming it', 'rules:\n  - id: a\n    path: "/a{b}"\n    deny: true\n', /^p\.yaml:3: rule "a": path "\/a\{b\}": not in canonical form \(requests are matched as "\/a%7Bb%7D": \{ is %7B, \} is %7D\)/],
+    ['a path_regex with an escape of a character paths spell raw, naming it', 'rules:\n  - id: a\n    path_regex: /odata/%24batch|/users/%40me/\n    deny: true\n', /^p\.yaml:3: rule "a": path_regex: paths are matched with these characters decoded, so an escape of one never matches \(%24 is \\\$, %40 is @\); write the character/],
     ['a path with a semicolon', 'rules:\n  - id: a\n    path: /a;b\n    public: true\n', /^p\.yaml:3: rule "a": path "\/a;b": holds a semicolon/],
     ['case_sensitive without a path', 'rules:\n  - id: a\n    case_sensitive: true\n    public: true\n', /^p\.yaml:3: rule "a": case_sensitive: only means something with path or path_regex/],
     ['a relative path', 'rules:\n  - id: a\n    path: admin/\n    public: true\n', /path "admin\/": must start with "\/"/],
@@ -52,6 +55,18 @@ describe('policy file validation', () => {
     const { policy, problems } = parsePolicy('rules:\n  - id: a\n    accept: [session, token]\n    allow: {issuers: [https://partner.example.com/], groups: [x]}\n', 'p.yaml');
     expect(problems).toEqual([]);
     expect(policy!.rules[0]).toMatchObject({ accept: ['session', 'token'], allow: [{ issuers: ['https://partner.example.com/'], groups: ['x'] }] });
+  });
+
+  test('format_suffix only with a path or a path_regex', () => {
+    expect(problemsOf('rules:\n  - id: a\n    format_suffix: true\n    public: true\n')).toEqual(['p.yaml:3: rule "a": format_suffix: only means something with path or path_regex']);
+  });
+
+  test('a path_regex anchored with $ and no word on .format suffixes is a warning with its line, not a problem', () => {
+    const warned = parsePolicy('rules:\n  - id: reports\n    path_regex: /reports/[0-9]+$\n    deny: true\n', 'p.yaml');
+    expect(warned.problems).toEqual([]);
+    expect(warned.warnings).toEqual([expect.stringMatching(/^p\.yaml:3: warning: rule "reports": path_regex ends in "\$", so a path with a \.format suffix .* add format_suffix: true, or format_suffix: false if the app routes no such suffix/)]);
+    for (const said of ['true', 'false']) expect(parsePolicy(`rules:\n  - id: reports\n    path_regex: /reports/[0-9]+$\n    format_suffix: ${said}\n    deny: true\n`, 'p.yaml').warnings).toEqual([]);
+    expect(parsePolicy('rules:\n  - id: price\n    path_regex: /price/\\$\n    deny: true\n', 'p.yaml').warnings).toEqual([]);
   });
 
   test('every problem is reported, not just the first', () => {

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { parsePolicy } from '../../service/src/policy/policy-file.js';
 import { canonicalPath } from '../../service/src/check/paths.js';
 import { acceptedCredentials, decide, formatDecision, matchRule, SIGNED_IN_POLICY, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy/policy.js';
@@ -385,10 +386,12 @@ describe('the rule index', () => {
   - {id: f, path: /, methods: [POST], authenticated: true}
   - {id: g, path: /static/, public: true}
   - {id: h, path_regex: "/static/secret", deny: true}
+  - {id: i, path: /orders/, format_suffix: true, deny: true}
+  - {id: j, path_regex: "/invoices/[0-9]+$", format_suffix: true, deny: true}
 `;
     const indexed = compile(yaml);
     const plain: Policy = { rules: indexed.rules, defaultAccess: indexed.defaultAccess, source: 'plain' };
-    const paths = ['/', '/admin', '/admin/', '/admin/x', '/administrators', '/adm', '/reports/1', '/reports/x', '/x/', '/y/z', '/api/v1/a', '/api/v2/', '/static/a', '/static/secret', '/other'];
+    const paths = ['/', '/admin', '/admin/', '/admin/x', '/administrators', '/adm', '/reports/1', '/reports/x', '/x/', '/y/z', '/api/v1/a', '/api/v2/', '/static/a', '/static/secret', '/other', '/orders.json', '/orders.json/', '/orders/7.xml', '/invoices/7.pdf/', '/invoices.json', '/reports/1/', '/reports.json'];
     for (const path of paths) {
       for (const method of ['GET', 'POST']) {
         for (const host of ['a.example.com', 'b.test']) {
@@ -409,4 +412,58 @@ test('the index agrees with a plain scan on a generated 500-rule policy', async 
     const path = [`/svc${n}/a`, `/reports/${n}/7`, `/api/v${n}/x`, `/static${n}/f`, '/', `/reports/${n}/x`][i % 6]!;
     expect(matchRule(indexed, { host, path, method: i % 2 ? 'GET' : 'POST' })?.id).toBe(matchRule(plain, { host, path, method: i % 2 ? 'GET' : 'POST' })?.id);
   }
+});
+
+// Issue 23: a path and the spellings common frameworks route to the same handler get one decision.
+describe('one route, one decision', () => {
+  const reports = (extra = '') => compile(`rules:
+  - id: reports
+    path_regex: /reports/[0-9]+$
+    allow: {roles_all: [auditor, finance]}${extra}
+  - {id: rest, authenticated: true}
+`);
+  const ruleFor = (policy: Policy, path: string) => matchRule(policy, { host: 'h', path, method: 'GET' })?.id;
+
+  test("the docs' path_regex /reports/[0-9]+$ matches /reports/12 with and without a trailing slash", () => {
+    expect(['/reports/12', '/reports/12/', '/REPORTS/12/'].map((p) => ruleFor(reports(), p))).toEqual(['reports', 'reports', 'reports']);
+    expect(['/reports/x', '/reports/12/x', '/reports/'].map((p) => ruleFor(reports(), p))).toEqual(['rest', 'rest', 'rest']);
+  });
+
+  test('a path_regex written with a closing slash matches the path without it too', () => {
+    const policy = compile('rules:\n  - {id: slash, path_regex: "/reports/[0-9]+/$", deny: true}\n  - {id: rest, authenticated: true}\n');
+    expect(['/reports/12', '/reports/12/'].map((p) => ruleFor(policy, p))).toEqual(['slash', 'slash']);
+  });
+
+  test('a .format suffix is the same route only where the rule says format_suffix: true', () => {
+    expect(['/reports/12.json', '/reports/12.json/'].map((p) => ruleFor(reports(), p))).toEqual(['rest', 'rest']);
+    const formats = reports('\n    format_suffix: true');
+    expect(['/reports/12.json', '/reports/12.json/', '/reports/12.tar.gz', '/reports/x.json', '/reports/12/.json'].map((p) => ruleFor(formats, p))).toEqual(['reports', 'reports', 'rest', 'rest', 'rest']);
+  });
+
+  test('a prefix rule with format_suffix covers /admin.json (found by the index under "admin")', () => {
+    const policy = compile('rules:\n  - {id: admin, path: /admin/, format_suffix: true, deny: true}\n  - {id: rest, authenticated: true}\n');
+    expect(['/admin.json', '/admin.json/', '/Admin.xml', '/admin/users.json', '/administrators.json'].map((p) => ruleFor(policy, p))).toEqual(['admin', 'admin', 'admin', 'admin', 'rest']);
+  });
+
+  test('any path gets the rule of its spelling with the trailing slash taken off or put on, and with format_suffix, of its .format spelling', () => {
+    const policy = compile(`rules:
+  - {id: r1, path_regex: "/a/[0-9]+$", format_suffix: true, deny: true}
+  - {id: r2, path_regex: "/a/(b|c)/?$", format_suffix: true, deny: true}
+  - {id: r3, path_regex: "/b/[a-z]+/c$", format_suffix: true, case_sensitive: true, deny: true}
+  - {id: r4, path: /c/, format_suffix: true, deny: true}
+  - {id: r5, path: /d, format_suffix: true, deny: true}
+  - {id: r6, path_regex: "/e", format_suffix: true, deny: true}
+  - {id: rest, authenticated: true}
+`);
+    const segment = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'C', '1', '42', 'x-y', 'a:b', '$batch');
+    fc.assert(
+      fc.property(fc.array(segment, { minLength: 1, maxLength: 4 }), fc.constantFrom('json', 'xml', 'csv'), (segments, format) => {
+        const path = `/${segments.join('/')}`;
+        const rule = ruleFor(policy, path);
+        const spellings = [`${path}/`, `${path}.${format}`, `${path}.${format}/`];
+        expect({ path, rules: spellings.map((p) => ruleFor(policy, p)) }).toEqual({ path, rules: spellings.map(() => rule) });
+      }),
+      { numRuns: 2000 },
+    );
+  });
 });

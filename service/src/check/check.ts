@@ -196,10 +196,16 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
     deps.logger.log('warn', 'session record of an unknown version, treated as no session: a newer idgate wrote it', { version: lookup.unknownVersion, reads: SESSION_RECORD_VERSIONS_READ.map((v) => `v${v}`) });
     return { problem: { code: 'session_invalid', description } };
   }
+  if (lookup.problem === 'session_invalid' && lookup.twoCookies) return { problem: TWO_SESSION_COOKIES };
   if (lookup.problem === 'session_invalid') return { problem: { code: 'session_invalid', description: ERRORS.session_invalid.text } };
   if (token !== undefined) return { problem: TOKEN_NOT_ACCEPTED };
   return {};
 }
+
+const TWO_SESSION_COOKIES: CredentialProblem = Object.freeze({
+  code: 'session_invalid',
+  description: 'two idgate session cookies came (another site of the domain may have planted one); neither counts',
+});
 
 /** The access token of an Authorization header and its scheme: `Bearer` (RFC 6750) or `DPoP` (RFC 9449). */
 function accessTokenOf(header: string | undefined): { scheme: 'bearer' | 'dpop'; token: string } | undefined {

@@ -5,10 +5,14 @@
 // meaning: it is refused. Every other path is put in one canonical form, the policy matches that form, and
 // HAProxy replaces the request's path by it before the app sees it (X-Idgate-Path / txn.idgate.path).
 //
-// Canonical form: escapes of unreserved characters decoded, other escapes in upper-case hex, `.` and `..`
-// resolved, empty segments dropped, a trailing slash kept, letter case as sent. It contains no `;`, `\`,
-// `//`, dot segment, encoded separator or percent sign, so every reading above gives back the same path
-// (apart from case, which the policy ignores unless a rule says otherwise).
+// Canonical form: one spelling per character. A character with one meaning inside a segment that may
+// stand raw in a path (unreserved, `!$&'()*+,=:@`) is written raw, also when it came as an escape:
+// Spring, Go's ServeMux, Tomcat, Werkzeug and ASP.NET Core decode `%24` to `$` before routing, so a rule
+// for `/odata/$batch` must see `/odata/%24batch` as that path. Any other character is written as an
+// upper-case escape, also when it came raw (`"` `<` `>` `[` `]` `^` `` ` `` `{` `|` `}`, space, non-ASCII).
+// `.` and `..` are resolved, empty segments dropped, a trailing slash kept, letter case as sent. It
+// contains no `;`, `\`, `//`, dot segment, encoded separator or encoded percent sign, so the readings
+// above agree on it, apart from case (which the policy ignores unless a rule says otherwise).
 
 export type CanonicalPath = { readonly ok: true; readonly path: string; readonly query: string } | { readonly ok: false; readonly reason: string };
 
@@ -22,7 +26,10 @@ const REFUSED_ESCAPES: Readonly<Record<string, string>> = {
   '23': 'an encoded number sign (%23)',
 };
 
-const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+/** Characters a segment holds raw in canonical form: RFC 3986 pchar without `;` (path parameters). */
+const RAW_IN_SEGMENT = /^[A-Za-z0-9\-._~!$&'()*+,=:@]$/;
+/** Printable ASCII that must be escaped in a path (RFC 3986): its one spelling is the escape. */
+const ESCAPED_IN_SEGMENT = /[ "<>[\]^`{|}]/g;
 const READS_AS_ASCII = /[\x00-\x7f]/;
 const HEX = /^[0-9A-Fa-f]{2}$/;
 
@@ -59,6 +66,15 @@ export function canonicalPath(uri: string): CanonicalPath {
   return { ok: true, path, query };
 }
 
+/** How the canonical form spells one printable ASCII character inside a segment: itself, or its escape. */
+export function canonicalSpelling(ch: string): string {
+  return RAW_IN_SEGMENT.test(ch) ? ch : `%${ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`;
+}
+
+function escapeUnsafe(text: string): string {
+  return text.replace(ESCAPED_IN_SEGMENT, canonicalSpelling);
+}
+
 function refuse(what: string): { ok: false; reason: string } {
   return { ok: false, reason: `the path holds ${what}` };
 }
@@ -67,7 +83,7 @@ function refuse(what: string): { ok: false; reason: string } {
 function canonicalSegment(segment: string): { ok: true; text: string; decoded: string } | { ok: false; reason: string } {
   if (!segment.includes('%')) {
     if (!/^[\x21-\x7e]*$/.test(segment)) return refuse('a control character, a space or a non-ASCII byte');
-    return { ok: true, text: segment, decoded: segment };
+    return { ok: true, text: escapeUnsafe(segment), decoded: segment };
   }
   let text = '';
   const bytes: number[] = [];
@@ -76,7 +92,7 @@ function canonicalSegment(segment: string): { ok: true; text: string; decoded: s
     const c = segment[i]!;
     if (c !== '%') {
       if (c < '\x21' || c > '\x7e') return refuse('a control character, a space or a non-ASCII byte');
-      text += c;
+      text += escapeUnsafe(c);
       bytes.push(c.charCodeAt(0));
       continue;
     }
@@ -88,7 +104,7 @@ function canonicalSegment(segment: string): { ok: true; text: string; decoded: s
     if (REFUSED_ESCAPES[upper]) return refuse(REFUSED_ESCAPES[upper]);
     if (byte < 0x20 || byte === 0x7f) return refuse('an encoded control character');
     const ch = String.fromCharCode(byte);
-    if (byte < 0x80 && UNRESERVED.test(ch)) text += ch;
+    if (byte < 0x80 && RAW_IN_SEGMENT.test(ch)) text += ch;
     else text += `%${upper}`;
     if (byte >= 0x80) decodedAscii = false;
     bytes.push(byte);

@@ -7,7 +7,7 @@ import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type
 import type { Logger } from '../audit.js';
 import type { Metrics } from '../metrics.js';
 import { RE2JS } from 're2js';
-import { canonicalPath, caseFolded } from '../check/paths.js';
+import { canonicalPath, canonicalSpelling, caseFolded } from '../check/paths.js';
 import { SIGNED_IN_POLICY, asksForToken, indexRules, type Condition, type Credential, type PathMatcher, type Policy, type PolicyRule } from './policy.js';
 import { CONDITION_ENTRIES, planOf, type ConditionEntry } from './policy-conditions.js';
 import { POLICY_RELOAD_DEBOUNCE_MS } from '../limits.js';
@@ -16,10 +16,12 @@ export interface PolicyLoadResult {
   readonly policy: Policy | undefined;
   /** "FILE:LINE: what is wrong (what was expected)", one per problem. */
   readonly problems: readonly string[];
+  /** "FILE:LINE: warning: what may not be meant", for a policy that loads all the same. */
+  readonly warnings: readonly string[];
 }
 
 const TOP_KEYS = ['version', 'default', 'rules'];
-const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'case_sensitive', 'methods', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'accept', 'api', 'backend', 'backends'];
+const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'format_suffix', 'case_sensitive', 'methods', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'accept', 'api', 'backend', 'backends'];
 const ACCESS_KEYS = ['public', 'authenticated', 'deny', 'allow', 'allow_any'];
 // A Map, not an object: a condition named "constructor" or "toString" must be unknown, not found on the prototype.
 const CONDITION_BY_KEY: ReadonlyMap<string, ConditionEntry> = new Map(CONDITION_ENTRIES.map((e) => [e.row.key, e]));
@@ -37,7 +39,7 @@ export function loadPolicyFile(file: string): PolicyLoadResult {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    return { policy: undefined, problems: [`${file}:0: cannot read the policy file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`] };
+    return { policy: undefined, problems: [`${file}:0: cannot read the policy file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`], warnings: [] };
   }
   return parsePolicy(text, file);
 }
@@ -49,14 +51,16 @@ export function parsePolicy(text: string, source: string): PolicyLoadResult {
   const problems: string[] = [];
   const at = (node: Node | null | undefined) => (node?.range ? lineCounter.linePos(node.range[0]).line : 0);
   const problem = (node: Node | null | undefined, message: string) => problems.push(`${source}:${at(node)}: ${message}`);
+  const warnings: string[] = [];
+  const warning = (node: Node | null | undefined, message: string) => warnings.push(`${source}:${at(node)}: warning: ${message}`);
 
   for (const error of doc.errors) problems.push(`${source}:${error.linePos?.[0]?.line ?? 0}: YAML: ${error.message.split('\n')[0]}`);
-  if (problems.length) return { policy: undefined, problems };
+  if (problems.length) return { policy: undefined, problems, warnings };
 
   const top = doc.contents;
   if (!isMap(top)) {
     problem(top, 'the policy must be a mapping with "rules" (a list of rules)');
-    return { policy: undefined, problems };
+    return { policy: undefined, problems, warnings };
   }
   for (const pair of top.items) {
     const key = isScalar(pair.key) ? String(pair.key.value) : '';
@@ -74,24 +78,25 @@ export function parsePolicy(text: string, source: string): PolicyLoadResult {
   const rulesNode = top.get('rules', true) as Node | undefined;
   if (!isSeq(rulesNode)) {
     problem(rulesNode ?? top, "rules: required, a list of rules (e.g. rules: [{id: everyone, authenticated: true}])");
-    return { policy: undefined, problems };
+    return { policy: undefined, problems, warnings };
   }
 
   const rules: PolicyRule[] = [];
   const ids = new Map<string, number>();
   const regexSources = new Map<string, string>();
   rulesNode.items.forEach((ruleNode, index) => {
-    const rule = compileRule(ruleNode as Node, index, { doc, at, problem, ids, regexSources });
+    const rule = compileRule(ruleNode as Node, index, { doc, at, problem, warning, ids, regexSources });
     if (rule) rules.push(rule);
   });
-  if (problems.length) return { policy: undefined, problems };
-  return { policy: Object.freeze({ rules: Object.freeze(rules), index: indexRules(rules, regexSources), defaultAccess, source }), problems };
+  if (problems.length) return { policy: undefined, problems, warnings };
+  return { policy: Object.freeze({ rules: Object.freeze(rules), index: indexRules(rules, regexSources), defaultAccess, source }), problems, warnings };
 }
 
 interface Context {
   doc: Document;
   at: (node: Node | null | undefined) => number;
   problem: (node: Node | null | undefined, message: string) => void;
+  warning: (node: Node | null | undefined, message: string) => void;
   ids: Map<string, number>;
   /** path_regex as written, by rule id (for the index). */
   regexSources: Map<string, string>;
@@ -161,7 +166,8 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     if (!pathPrefix.startsWith('/')) fail(values.get('path'), `path "${pathPrefix}": must start with "/"`);
     else if (!canonical.ok) fail(values.get('path'), `path "${pathPrefix}": ${canonical.reason.replace('the path holds', 'holds')}, which requests are refused for`);
     else if (canonical.path !== pathPrefix || canonical.query !== '' || pathPrefix.includes('?')) {
-      fail(values.get('path'), `path "${pathPrefix}": not in canonical form (requests are matched as "${canonical.path}"); write that`);
+      const respelled = respellings(pathPrefix);
+      fail(values.get('path'), `path "${pathPrefix}": not in canonical form (requests are matched as "${canonical.path}"${respelled ? `: ${respelled}` : ''}); write that`);
     }
     if (!caseSensitive) pathPrefix = caseFolded(pathPrefix);
   }
@@ -172,6 +178,12 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     try {
       // RE2 syntax, matched in linear time: no pattern can stall the check whatever the path. Anchored at
       // the start: "/admin" must not match "/x/admin".
+      // A path never holds an escape of a character it spells raw (`%24` is `$`): such a pattern could never match.
+      const escaped = [...regexText.matchAll(/%([0-9A-Fa-f]{2})/g)].map((m) => String.fromCharCode(parseInt(m[1]!, 16))).filter((ch) => canonicalSpelling(ch) === ch);
+      if (escaped.length) {
+        const named = escaped.map((ch) => `${escapeOf(ch)} is ${/[$()*+.?[\]{}|^\\]/.test(ch) ? `\\${ch}` : ch}`).join(', ');
+        fail(values.get('path_regex'), `path_regex: paths are matched with these characters decoded, so an escape of one never matches (${named}); write the character`);
+      }
       pathRegex = RE2JS.compile(`^(?:${regexText})`, caseSensitive ? 0 : RE2JS.CASE_INSENSITIVE);
       if (id) ctx.regexSources.set(id, regexText);
     } catch (err) {
@@ -180,6 +192,18 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
   }
   if (values.has('case_sensitive') && pathPrefix === undefined && regexText === undefined) {
     fail(values.get('case_sensitive'), 'case_sensitive: only means something with path or path_regex');
+  }
+  const formatSuffix = flag('format_suffix');
+  if (values.has('format_suffix') && pathPrefix === undefined && regexText === undefined) {
+    fail(values.get('format_suffix'), 'format_suffix: only means something with path or path_regex');
+  }
+  // A trailing slash is matched either way (policy.ts routeMatches); a `.format` suffix only when the
+  // rule says so, since only some frameworks route it to the same handler. Saying nothing is what is warned.
+  if (regexText !== undefined && /(^|[^\\])\$$/.test(regexText) && !values.has('format_suffix')) {
+    ctx.warning(
+      values.get('path_regex'),
+      `${name}: path_regex ends in "$", so a path with a .format suffix on its last segment (as .../12.json) does not match it, though Rails routes it to the same handler; add format_suffix: true, or format_suffix: false if the app routes no such suffix (a trailing slash is matched either way)`,
+    );
   }
 
   const methodsNode = values.get('methods');
@@ -251,6 +275,7 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     ...(pathPrefix !== undefined ? { pathPrefix } : {}),
     ...(pathRegex ? { pathRegex } : {}),
     ...(caseSensitive ? { caseSensitive } : {}),
+    ...(formatSuffix ? { formatSuffix } : {}),
     ...(methods ? { methods } : {}),
     ...(allow ? { allow } : {}),
     ...(accept ? { accept } : {}),
@@ -262,6 +287,24 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
 }
 
 const CREDENTIALS: readonly Credential[] = ['session', 'token'];
+
+/** How a rule path's characters are spelled otherwise in canonical form, in words ("%24 is $"), or ''. */
+function respellings(rulePath: string): string {
+  const found = new Set<string>();
+  for (const m of rulePath.matchAll(/%([0-9A-Fa-f]{2})/g)) {
+    const ch = String.fromCharCode(parseInt(m[1]!, 16));
+    const spelled = canonicalSpelling(ch);
+    if (spelled !== m[0] && ch >= ' ' && ch <= '~') found.add(`${m[0]} is ${spelled}`);
+  }
+  for (const ch of rulePath.replace(/%[0-9A-Fa-f]{2}/g, '')) {
+    if (ch >= ' ' && ch <= '~' && ch !== '/' && ch !== '%' && canonicalSpelling(ch) !== ch) found.add(`${ch} is ${canonicalSpelling(ch)}`);
+  }
+  return [...found].join(', ');
+}
+
+function escapeOf(ch: string): string {
+  return `%${ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`;
+}
 
 /**
  * `accept: [session, token]`: which credentials count on the rule. Without it, `authenticated`, `deny` and
@@ -326,7 +369,7 @@ function checkedPolicy(file: string, check: PolicyCheck): PolicyLoadResult {
   const loaded = loadPolicyFile(file);
   if (!loaded.policy) return loaded;
   const problems = check(loaded.policy);
-  return problems.length > 0 ? { policy: undefined, problems: [...problems] } : loaded;
+  return problems.length > 0 ? { policy: undefined, problems: [...problems], warnings: loaded.warnings } : loaded;
 }
 
 /**
@@ -355,8 +398,9 @@ export class PolicyHolder {
    */
   static open(file: string | undefined, logger: Logger, metrics: Metrics, check: PolicyCheck = () => []): PolicyHolder | readonly string[] {
     if (!file) return new PolicyHolder(undefined, SIGNED_IN_POLICY, logger, metrics, check);
-    const { policy, problems } = checkedPolicy(file, check);
+    const { policy, problems, warnings } = checkedPolicy(file, check);
     if (!policy) return problems;
+    if (warnings.length) logger.log('warn', 'the policy loaded with warnings (idgate check-config lists them)', { file, warnings });
     return new PolicyHolder(file, policy, logger, metrics, check);
   }
 

@@ -69,8 +69,17 @@ export interface PolicyRule {
   readonly hosts?: readonly string[];
   /** Path prefix; "/admin/" also matches "/admin". Lower-case unless the rule is case-sensitive. */
   readonly pathPrefix?: string;
-  /** Anchored at the start of the canonical path; linear-time (RE2), so no path can stall it. */
+  /**
+   * Anchored at the start of the canonical path; linear-time (RE2), so no path can stall it. Also tried on
+   * the spellings frameworks route to the same handler (routeMatches): the trailing slash taken off or put
+   * on, and with formatSuffix, the path without its `.format` suffix.
+   */
   readonly pathRegex?: PathMatcher;
+  /**
+   * The rule also matches its paths with a `.format` suffix on the last segment (`/reports/12.json`):
+   * Rails routes those to the same handler.
+   */
+  readonly formatSuffix?: boolean;
   /**
    * Paths compare letter for letter. Off by default: many app servers route case-insensitively, so a rule
    * for /admin/ must also cover /ADMIN/.
@@ -101,6 +110,8 @@ export interface RuleIndex {
   readonly bySegment: ReadonlyMap<string, readonly PolicyRule[]>;
   /** Rules for a segment no rule names: those that can match any path. */
   readonly anyPath: readonly PolicyRule[];
+  /** Some rule has formatSuffix: a one-segment path with a dot (`/admin.json`) may be its route. */
+  readonly formatSuffixes: boolean;
 }
 
 export interface Policy {
@@ -150,7 +161,7 @@ const DEFAULT_RULE: PolicyRule = Object.freeze({ id: 'default', line: 0, access:
 /** The first rule that matches the request; the default rule when none does and the default is authenticated. */
 export function matchRule(policy: Policy, facts: Pick<RequestFacts, 'host' | 'path' | 'method'>): PolicyRule | undefined {
   const lowerPath = caseFolded(facts.path);
-  const candidates = policy.index ? (policy.index.bySegment.get(firstSegment(lowerPath)) ?? policy.index.anyPath) : policy.rules;
+  const candidates = policy.index ? indexed(policy, policy.index, lowerPath) : policy.rules;
   // "app.example.com." names the same host as "app.example.com" (and HAProxy strips the dot before the app).
   const host = withoutTrailingDot(facts.host);
   let bareHost: string | undefined;
@@ -161,8 +172,7 @@ export function matchRule(policy: Policy, facts: Pick<RequestFacts, 'host' | 'pa
       if (!rule.hosts.some((h) => hostMatches(h, host, bareHost!))) continue;
     }
     const path = rule.caseSensitive ? facts.path : lowerPath;
-    if (rule.pathPrefix !== undefined && !pathMatches(rule.pathPrefix, path)) continue;
-    if (rule.pathRegex && !rule.pathRegex.test(path)) continue;
+    if ((rule.pathPrefix !== undefined || rule.pathRegex) && !routeMatches(rule, path)) continue;
     return rule;
   }
   return policy.defaultAccess === 'authenticated' ? DEFAULT_RULE : undefined;
@@ -300,6 +310,47 @@ function withoutTrailingDot(host: string): string {
   return bare.endsWith('.') ? bare.slice(0, -1) + host.slice(bare.length) : host;
 }
 
+/** The rules the index gives for a (lower-cased) path. */
+function indexed(policy: Policy, index: RuleIndex, lowerPath: string): readonly PolicyRule[] {
+  const segment = firstSegment(lowerPath);
+  // "/admin.json" is the route of a formatSuffix rule for "/admin/", which the index files under "admin".
+  if (index.formatSuffixes && segment.includes('.') && lowerPath.length <= segment.length + 2) return policy.rules;
+  return index.bySegment.get(segment) ?? index.anyPath;
+}
+
+/**
+ * A rule's path matches the path, or one of the spellings common frameworks route to the same handler:
+ * the path with its trailing slash taken off or put on (Express without strict routing, Laravel, Spring
+ * up to 5.3), and with formatSuffix, without a `.format` suffix on its last segment (Rails).
+ */
+function routeMatches(rule: PolicyRule, path: string): boolean {
+  if (matchesAsWritten(rule, path)) return true;
+  // A prefix rule already matches both ("/a/" covers "/a"; "/a" covers "/a/"): only a regex needs the other.
+  if (rule.pathRegex && path !== '/' && rule.pathRegex.test(otherSlash(path))) return true;
+  if (rule.formatSuffix) {
+    const bare = withoutFormat(path);
+    if (bare !== undefined && (matchesAsWritten(rule, bare) || (rule.pathRegex !== undefined && rule.pathRegex.test(otherSlash(bare))))) return true;
+  }
+  return false;
+}
+
+function matchesAsWritten(rule: PolicyRule, path: string): boolean {
+  if (rule.pathPrefix !== undefined) return pathMatches(rule.pathPrefix, path);
+  return rule.pathRegex!.test(path);
+}
+
+function otherSlash(path: string): string {
+  return path.endsWith('/') ? path.slice(0, -1) : `${path}/`;
+}
+
+/** The path without the `.format` suffix of its last segment ("/reports/12.json/" -> "/reports/12"), or undefined. */
+function withoutFormat(path: string): string | undefined {
+  const trimmed = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+  const m = /\/([^/]+)\.[^./]+$/.exec(trimmed);
+  if (!m || /^\.+$/.test(m[1]!)) return undefined;
+  return trimmed.slice(0, trimmed.lastIndexOf('.'));
+}
+
 function firstSegment(path: string): string {
   const end = path.indexOf('/', 1);
   return end === -1 ? path.slice(1) : path.slice(1, end);
@@ -333,7 +384,7 @@ export function indexRules(rules: readonly PolicyRule[], regexSources: ReadonlyM
   const names = new Set([...segments.values()].filter((s): s is string => s !== undefined));
   const bySegment = new Map<string, readonly PolicyRule[]>();
   for (const name of names) bySegment.set(name, Object.freeze(rules.filter((r) => segments.get(r) === undefined || segments.get(r) === name)));
-  return Object.freeze({ bySegment, anyPath: Object.freeze(rules.filter((r) => segments.get(r) === undefined)) });
+  return Object.freeze({ bySegment, anyPath: Object.freeze(rules.filter((r) => segments.get(r) === undefined)), formatSuffixes: rules.some((r) => r.formatSuffix) });
 }
 
 export function stripPort(host: string): string {

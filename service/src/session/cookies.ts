@@ -68,6 +68,26 @@ export function findCookie(header: string | undefined, name: string): string | u
   return undefined;
 }
 
+/**
+ * A second cookie called `name` (ignoring letter case, as some frameworks compare) in a Cookie header. A
+ * browser sends two when another site of the same domain planted one with a Domain or a longer Path: it
+ * then sends the planted one first, so neither can be trusted to be the browser's own.
+ */
+export function hasSecondCookie(header: string, name: string): boolean {
+  const lower = name.toLowerCase();
+  let seen = 0;
+  for (let from = 0; from < header.length; ) {
+    let end = header.indexOf(';', from);
+    if (end === -1) end = header.length;
+    const pair = header.slice(from, end);
+    from = end + 1;
+    const eq = pair.indexOf('=');
+    const key = (eq === -1 ? pair : pair.slice(0, eq)).trim();
+    if (key.length === name.length && key.toLowerCase() === lower && ++seen === 2) return true;
+  }
+  return false;
+}
+
 /** Session id from an express-session cookie value ("s:<id>.<signature>"), checked against every secret. */
 export function unsignSessionId(value: string, secrets: readonly string[]): string | undefined {
   if (!value.startsWith('s:')) return undefined;

@@ -8,7 +8,7 @@ import session from 'express-session';
 import type { Config } from '../config.js';
 import type { Identity } from '../policy/policy.js';
 import type { SessionCache } from './session-cache.js';
-import { findCookie, sessionCookieOptions, unsignSessionId } from './cookies.js';
+import { findCookie, hasSecondCookie, sessionCookieOptions, unsignSessionId } from './cookies.js';
 import { idpSessionHash, isPastMaxAge, openSession, SEALED_VERSION, sealedVersionOf, sessionHash, type SessionStore } from './session-store.js';
 import { SAME_SESSION_REMEMBERED, SAME_SESSION_WINDOW_MS } from '../limits.js';
 
@@ -150,9 +150,13 @@ export type SessionLookup =
       readonly problem: 'session_invalid' | 'session_expired' | undefined;
       /** With session_invalid: the record is of a version this idgate does not read (e.g. "v2", from a newer idgate). */
       readonly unknownVersion?: string;
+      /** With session_invalid: the Cookie header holds two session cookies (hasSecondCookie), and neither counts. */
+      readonly twoCookies?: true;
     };
 
 const NO_SESSION: SessionLookup = Object.freeze({ found: false, problem: undefined });
+/** Two session cookies: which one is the browser's own cannot be told, so neither counts. */
+const TWO_SESSION_COOKIES: SessionLookup = Object.freeze({ found: false, problem: 'session_invalid', twoCookies: true });
 
 /**
  * The session behind a Cookie header, as the check path needs it. Throws IdgateError('store_unavailable')
@@ -161,6 +165,7 @@ const NO_SESSION: SessionLookup = Object.freeze({ found: false, problem: undefin
 export async function readSessionForCheck(store: SessionStore, config: Config, cookieHeader: string | undefined, now: number, cache?: SessionCache): Promise<SessionLookup> {
   const raw = findCookie(cookieHeader, config.cookieName);
   if (raw === undefined) return NO_SESSION;
+  if (hasSecondCookie(cookieHeader!, config.cookieName)) return TWO_SESSION_COOKIES;
   const sid = unsignSessionId(raw, config.cookieSecrets);
   if (sid === undefined) return { found: false, problem: 'session_invalid' };
   const hash = cache?.enabled ? sessionHash(sid) : undefined;
