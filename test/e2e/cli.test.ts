@@ -19,6 +19,7 @@ const good = {
   IDGATE_CLIENT_SECRET: 'the-client-secret-value',
   IDGATE_PUBLIC_URL: 'https://app.example.com',
   IDGATE_COOKIE_SECRETS: 'c'.repeat(48),
+  IDGATE_CHECK_SECRETS: 'k'.repeat(64),
 };
 
 describe('idgate CLI', () => {
@@ -27,6 +28,7 @@ describe('idgate CLI', () => {
     expect(code).toBe(0);
     expect(stdout + stderr).not.toContain('the-client-secret-value');
     expect(stdout + stderr).not.toContain('c'.repeat(48));
+    expect(stdout + stderr).not.toContain('k'.repeat(64));
   });
 
   // The same strings are in test/scan-logs.mjs, which fails `make test` if any captured log holds them.
