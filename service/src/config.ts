@@ -372,6 +372,18 @@ export interface ConfigResult {
   problems: string[];
 }
 
+/**
+ * What is wrong with IDGATE_CHECK_SECRETS' values: the length and the characters only, never a secret.
+ * HAProxy writes the secret into a header and a config line: characters outside these would need quoting.
+ */
+export function checkSecretProblems(secrets: readonly string[]): string[] {
+  return secrets.flatMap((secret, i) => {
+    if (secret.length < 32) return [`IDGATE_CHECK_SECRETS: secret #${i + 1} is ${secret.length} characters; each needs 32 or more (e.g. output of \`openssl rand -hex 32\`)`];
+    if (!/^[A-Za-z0-9+/=._~-]+$/.test(secret)) return [`IDGATE_CHECK_SECRETS: secret #${i + 1} has a character other than letters, digits and +/=._~- (e.g. output of \`openssl rand -hex 32\`)`];
+    return [];
+  });
+}
+
 /** Raw and parsed values of `settings` from `env` and IDGATE_CONFIG_FILE; problems appended. */
 function readSettings(settings: readonly Setting[], env: NodeJS.ProcessEnv, problems: string[]): { raw: Map<string, string | undefined>; parsed: Record<string, unknown> } {
   const fileValues = readConfigFile(env.IDGATE_CONFIG_FILE, problems);
@@ -434,12 +446,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   // Without it any local process could ask for decisions (and renew a stolen session): only the demo and
   // the tests' insecure mode may go without.
   if (checkSecrets.length === 0 && !insecureHttp) problems.push('IDGATE_CHECK_SECRETS: required, the secret HAProxy sends with every check (its IDGATE_CHECK_SECRET), so that no other local process gets decisions (e.g. output of `openssl rand -hex 32`)');
-  // The length and the characters only, never the secret. HAProxy writes it into a header and a config
-  // line: characters outside these would need quoting there.
-  checkSecrets.forEach((secret, i) => {
-    if (secret.length < 32) problems.push(`IDGATE_CHECK_SECRETS: secret #${i + 1} is ${secret.length} characters; each needs 32 or more (e.g. output of \`openssl rand -hex 32\`)`);
-    else if (!/^[A-Za-z0-9+/=._~-]+$/.test(secret)) problems.push(`IDGATE_CHECK_SECRETS: secret #${i + 1} has a character other than letters, digits and +/=._~- (e.g. output of \`openssl rand -hex 32\`)`);
-  });
+  problems.push(...checkSecretProblems(checkSecrets));
   const algorithms = (parsed.IDGATE_JWT_ALGORITHMS as string[] | undefined) ?? [];
   const issuerId = (raw.get('IDGATE_ISSUER') ?? '').trim();
   const trustUnverifiedEmail = parsed.IDGATE_TRUST_UNVERIFIED_EMAIL === true;

@@ -119,7 +119,12 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
   });
 
   test('haproxy -c accepts it, without warnings', async () => {
-    const check = startProcess('haproxy -c', 'haproxy', ['-c', '-f', configFile], { env: { ...process.env, IDGATE_CHECK_SECRET: checkSecret } });
+    // The secret as docs/install.md gives it: a file of its own, printed by idgate, loaded first.
+    const secretFile = path.join(dir, `idgate-check-secret-${mode}.cfg`);
+    fs.writeFileSync(secretFile, haproxyConfig(mode, ['--check-secret'], { IDGATE_CHECK_SECRETS: `${checkSecret},${testCheckSecret()}` }), { mode: 0o600 });
+    expect(fs.readFileSync(secretFile, 'utf8')).toContain(`\n    setenv IDGATE_CHECK_SECRET ${checkSecret}\n`);
+    const { IDGATE_CHECK_SECRET: _, ...withoutSecret } = process.env;
+    const check = startProcess('haproxy -c', 'haproxy', ['-c', '-f', secretFile, '-f', configFile], { env: withoutSecret });
     const code = await new Promise<number | null>((resolve) => check.child.once('close', resolve));
     await check.stop();
     expect(check.output()).not.toMatch(/WARNING|ALERT/);
