@@ -29,6 +29,7 @@ const { config } = loadConfig({
   IDGATE_CLIENT_SECRET: 'bench-secret-bench-secret',
   IDGATE_PUBLIC_URL: 'https://app.example.com',
   IDGATE_COOKIE_SECRETS: 'c'.repeat(40),
+  IDGATE_CHECK_SECRETS: 'k'.repeat(40),
 });
 if (!config) throw new Error('bench config does not load');
 const cfg: Config = config;

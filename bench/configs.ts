@@ -54,7 +54,7 @@ export async function startHaproxyBeside(
   options: Omit<HaproxyOptions, 'frontPort' | 'idgatePort' | 'upstreamPort' | 'canaryPort'> & { idgatePort?: number },
 ): Promise<{ port: number; pid: number }> {
   const { port, started: haproxy } = await startOnFreePort((frontPort) =>
-    startHaproxy({ frontPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, ...options }),
+    startHaproxy({ frontPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, checkSecret: stack.checkSecret, ...options }),
   );
   started.push(haproxy);
   return { port, pid: haproxy.child.pid! };

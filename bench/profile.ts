@@ -14,7 +14,7 @@ const out = path.join(REPO_ROOT, '.run/profile');
 fs.rmSync(out, { recursive: true, force: true });
 fs.mkdirSync(out, { recursive: true });
 const stack = await startStack({ idgateNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${out}`], idgateEnv: { IDGATE_LOG_FILE: path.join(out, 'idgate.log') } });
-const { port: spoePort, started: haproxy } = await startOnFreePort((frontPort) => startHaproxy({ frontPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: stack.ports.spoe[0]!, mode: 'spoe' }));
+const { port: spoePort, started: haproxy } = await startOnFreePort((frontPort) => startHaproxy({ frontPort, idgatePort: stack.ports.idgate[0]!, upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, spoePort: stack.ports.spoe[0]!, mode: 'spoe', checkSecret: stack.checkSecret }));
 try {
   const requests = await benchRequests(stack);
   const bearer = process.env.PROFILE_REQUEST === 'bearer';

@@ -12,7 +12,7 @@ export interface BenchRequests {
   /** Through HAProxy: the session request's headers (path /) and the bearer request's (path /api/hello). */
   readonly session: Record<string, string>;
   readonly bearer: Record<string, string>;
-  /** Straight to idgate's /auth: the same, with the facts HAProxy adds. */
+  /** Straight to idgate's /auth: the same, with the facts and the check secret HAProxy adds. */
   readonly sessionCheck: Record<string, string>;
   readonly bearerCheck: Record<string, string>;
 }
@@ -26,7 +26,7 @@ export async function benchRequests(stack: Stack): Promise<BenchRequests> {
   const facts = (uri: string) => ({ 'X-Forwarded-Method': 'GET', 'X-Forwarded-Host': `127.0.0.1:${stack.ports.front}`, 'X-Forwarded-Uri': uri });
   const session = { Cookie: cookie };
   const bearer = { Authorization: `Bearer ${token}`, Accept: 'application/json' };
-  return { cookie, token, session, bearer, sessionCheck: { ...session, ...facts('/') }, bearerCheck: { ...bearer, ...facts('/api/hello') } };
+  return { cookie, token, session, bearer, sessionCheck: { ...session, ...facts('/'), ...stack.checkHeaders }, bearerCheck: { ...bearer, ...facts('/api/hello'), ...stack.checkHeaders } };
 }
 
 /** idgate's answers to both requests, as the SPOE ceiling and the Lua ceiling's backend repeat them. */

@@ -84,7 +84,7 @@ for line in io.lines("${list}") do cookies[#cookies + 1] = line end
 local i = 0
 request = function()
   i = i % #cookies + 1
-  return wrk.format("GET", "/auth", { ["Cookie"] = cookies[i], ["X-Forwarded-Method"] = "GET", ["X-Forwarded-Host"] = "127.0.0.1", ["X-Forwarded-Uri"] = "/" })
+  return wrk.format("GET", "/auth", { ["Cookie"] = cookies[i], ["X-Forwarded-Method"] = "GET", ["X-Forwarded-Host"] = "127.0.0.1", ["X-Forwarded-Uri"] = "/", ["X-Idgate-Check-Secret"] = "${stack.checkSecret}" })
 end
 `,
   );

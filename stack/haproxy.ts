@@ -1,6 +1,7 @@
 // Starting the real HAProxy (haproxy-conf/haproxy.cfg + idgate.lua, or haproxy-spoe.cfg) for the demo and
 // the tests: the shipped template is rendered as `idgate haproxy-config --template` renders it (its
 // `@idgate` lines filled from haproxy-conf/dropin/), into a private directory, and HAProxy reads that.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -42,6 +43,11 @@ export interface HaproxyOptions {
   spoePort?: number;
   /** The second replica's SPOE agent (mode spoe); absent: the first's again. */
   spoePort2?: number;
+  /**
+   * The check secret HAProxy sends (IDGATE_CHECK_SECRET): one of the IDGATE_CHECK_SECRETS of the idgate it
+   * asks. Default: a fresh one (testCheckSecret), which an idgate without IDGATE_CHECK_SECRETS ignores.
+   */
+  checkSecret?: string;
   /** More environment for HAProxy (e.g. IDGATE_AUTH_RATE_LIMIT). */
   env?: Record<string, string>;
   /** Process name in logs (default "haproxy"; a second front end needs another). */
@@ -81,6 +87,7 @@ export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProc
     IDGATE_CANARY_ADDR: `127.0.0.1:${options.canaryPort ?? options.upstreamPort}`,
     IDGATE_ADDR: `127.0.0.1:${options.idgatePort}`,
     IDGATE_CHECK_DST: checkDst,
+    IDGATE_CHECK_SECRET: options.checkSecret ?? testCheckSecret(),
     IDGATE_SPOE_ADDR: `127.0.0.1:${options.spoePort ?? 4181}`,
     ...(options.idgatePort2 === undefined ? {} : { IDGATE_ADDR_2: `127.0.0.1:${options.idgatePort2}` }),
     ...(options.spoePort2 === undefined ? {} : { IDGATE_SPOE_ADDR_2: `127.0.0.1:${options.spoePort2}` }),
@@ -147,11 +154,19 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * A check secret for a demo or a test (IDGATE_CHECK_SECRETS, HAProxy's IDGATE_CHECK_SECRET), fresh each
+ * call. Its fixed prefix lets the suite's log scan (test/scan-logs.mjs) find one that leaked into a log.
+ */
+export function testCheckSecret(): string {
+  return `check-secret-of-the-tests-${crypto.randomBytes(16).toString('hex')}`;
+}
+
 /** `haproxy -c -f <the rendered config>`: ok when HAProxy accepts the configuration. */
 export async function checkHaproxyConfig(configPath = haproxyConfigPath(), mode: HaproxyMode = 'lua'): Promise<{ ok: boolean; output: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-haproxy-c-'));
   try {
-    const proc = startProcess('haproxy -c', 'haproxy', ['-c', '-f', renderedConfig(configPath, mode, dir)]);
+    const proc = startProcess('haproxy -c', 'haproxy', ['-c', '-f', renderedConfig(configPath, mode, dir)], { env: { ...process.env, IDGATE_CHECK_SECRET: testCheckSecret() } });
     const code = await new Promise<number | null>((resolve) => {
       proc.child.once('close', (c) => resolve(c));
       proc.child.once('error', () => resolve(null));

@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startHaproxy } from './haproxy.js';
+import { startHaproxy, testCheckSecret } from './haproxy.js';
 import type { IdpProfile } from './idp.js';
 import { testIdpProfile } from './test-idp-profile.js';
 import { freePort, idpListening, loggedPort, REPO_ROOT, startOnFreePort, startProcess, upstreamListening, waitForFileReport, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
@@ -94,6 +94,13 @@ export interface Stack {
   readonly sentinel: SentinelSet | undefined;
   readonly idgateUrls: string[];
   readonly env: Record<string, string>;
+  /**
+   * What a test asking a replica's /auth directly sends to be HAProxy: the check secret header (the newest
+   * of IDGATE_CHECK_SECRETS). Without it idgate answers 403 untrusted_peer.
+   */
+  readonly checkHeaders: Record<string, string>;
+  /** That secret alone, for another HAProxy pointed at these replicas (HaproxyOptions.checkSecret). */
+  readonly checkSecret: string;
   readonly processes: Record<string, ManagedProcess>;
   /** Starts idgate replica `index` again after stopIdgate (same port and settings). */
   startIdgate(index: number): Promise<ManagedProcess>;
@@ -171,6 +178,8 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
     IDGATE_PUBLIC_URL: frontUrl,
     // Single: IDGATE_REDIS_URL, once Redis listens; Sentinel: IDGATE_REDIS_SENTINELS and its name, once the set is up (below).
     IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
+    // A fresh one per start, as an install has one of its own: HAProxy sends it, idgate requires it.
+    IDGATE_CHECK_SECRETS: testCheckSecret(),
     IDGATE_SCOPES: 'openid profile email groups offline_access',
     IDGATE_JWT_AUDIENCES: 'api://idgate',
     IDGATE_INSECURE_HTTP: '1',
@@ -316,6 +325,8 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
         spoePort: ports.spoe[0]!,
         spoePort2: ports.spoe[1],
         mode: options.haproxyMode,
+        // The newest of idgate's secrets, as an install's HAProxy sends it.
+        checkSecret: newestCheckSecret(env),
         echo,
       };
       track(await startHaproxy({ ...haproxy, frontPort: ports.front }));
@@ -335,6 +346,8 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
     sentinel,
     idgateUrls: ports.idgate.map((port) => `http://127.0.0.1:${port}`),
     env,
+    checkHeaders: { 'X-Idgate-Check-Secret': newestCheckSecret(env) },
+    checkSecret: newestCheckSecret(env),
     processes,
     startIdgate,
     async stopRedis() {
@@ -357,6 +370,11 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
     },
     stop: stopAllStarted,
   };
+}
+
+/** The first of IDGATE_CHECK_SECRETS (a caller's idgateEnv may give several, newest first, or an empty one). */
+function newestCheckSecret(env: Record<string, string>): string {
+  return (env.IDGATE_CHECK_SECRETS ?? '').split(',')[0]!.trim();
 }
 
 async function waitForReady(url: string, timeoutMs = 60_000): Promise<void> {

@@ -15,6 +15,7 @@ const leaks = [
   ['a cookie secret of the tests', /(old|new)-secret-[on]{8,}|(.)\2{31,}/],
   ['an id_token_hint', /id_token_hint=/],
   ['a Redis password or user name of the tests', /redis-(password|user)-of-the-tests/],
+  ['a check secret of the tests (stack/haproxy.ts testCheckSecret)', /check-secret-of-the-tests/],
 ];
 
 if (!dir || !fs.existsSync(dir)) {

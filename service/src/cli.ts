@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as jose from 'jose';
 import { identityFromClaims } from './policy/claims.js';
-import { defaultOf, describeConfig, loadConfig, loadRedisConfig, parseFlag, settingNamed, SETTINGS } from './config.js';
+import { checkSecretProblems, defaultOf, describeConfig, loadConfig, loadRedisConfig, parseFlag, settingNamed, SETTINGS } from './config.js';
 import { CLI_REDIS_TIMEOUT_MS } from './limits.js';
 import { serve } from './main.js';
 import { loadPolicyFile } from './policy/policy-file.js';
@@ -232,6 +232,7 @@ async function sessions(args: string[]): Promise<number> {
 const haproxyConfigHelp = (preset = presetDefaults('lua')) => `usage: idgate haproxy-config [--mode lua|spoe] [--idgate HOST:PORT,...] [--spoe HOST:PORT,...]
                              [--check-dst unix@PATH] [--user NAME] [--chroot DIR] [--auth-rate-limit N]
                              [--part PART | --template FILE]
+       idgate haproxy-config --check-secret
 
 Prints the lines HAProxy 2.6 needs in front of idgate, filled in with your addresses, in four parts
 (docs/haproxy.md explains each line):
@@ -257,6 +258,10 @@ options:
   --part PART       print one part only, without comments around it: global, frontend, routing, backends
   --template FILE   print FILE with its lines "@idgate global", "@idgate frontend", "@idgate routing" and
                     "@idgate backends" replaced by the parts (as the shipped haproxy-conf/haproxy.cfg)
+  --check-secret    print instead the file that gives HAProxy the check secret (the first of
+                    IDGATE_CHECK_SECRETS, from the environment): a global section setting
+                    IDGATE_CHECK_SECRET, for a file only root reads that HAProxy loads before haproxy.cfg
+                    (haproxy -f THAT_FILE -f haproxy.cfg; docs/install.md, "The check secret")
 `;
 
 /** Where the SPOE agent is looked for when neither --spoe nor IDGATE_SPOE_LISTEN says: the setting's example, as the shipped configs use it. */
@@ -264,8 +269,13 @@ const SPOE_ADDRESS = settingNamed('IDGATE_SPOE_LISTEN').example;
 
 /** `idgate haproxy-config`: the drop-in lines (haproxy-conf/dropin/), filled in; see HAPROXY_CONFIG_HELP. */
 function haproxyConfig(args: string[]): number {
-  const opts = options(args, { mode: { type: 'string' }, idgate: { type: 'string' }, spoe: { type: 'string' }, 'check-dst': { type: 'string' }, user: { type: 'string' }, chroot: { type: 'string' }, 'auth-rate-limit': { type: 'string' }, part: { type: 'string' }, template: { type: 'string' } });
+  const opts = options(args, { mode: { type: 'string' }, idgate: { type: 'string' }, spoe: { type: 'string' }, 'check-dst': { type: 'string' }, user: { type: 'string' }, chroot: { type: 'string' }, 'auth-rate-limit': { type: 'string' }, part: { type: 'string' }, template: { type: 'string' }, 'check-secret': { type: 'boolean' } });
   if (opts.help) return print(haproxyConfigHelp());
+  if (opts['check-secret']) {
+    const others = Object.keys(opts).filter((name) => name !== 'check-secret' && name !== 'mode');
+    if (others.length > 0) throw new UsageError(`--check-secret takes no other option (--${others[0]})`);
+    return print(checkSecretFile());
+  }
   const mode = opts.mode ?? 'lua';
   if (mode !== 'lua' && mode !== 'spoe') throw new UsageError(`--mode "${mode}": lua or spoe`);
   if (opts.part !== undefined && !(HAPROXY_PARTS as readonly string[]).includes(opts.part)) throw new UsageError(`--part "${opts.part}": one of ${HAPROXY_PARTS.join(', ')}`);
@@ -314,6 +324,24 @@ function haproxyConfig(args: string[]): number {
     if (err instanceof UsageError) throw err;
     throw new UsageError((err as Error).message);
   }
+}
+
+/**
+ * `idgate haproxy-config --check-secret`: HAProxy's IDGATE_CHECK_SECRET as a config file of its own. Loaded
+ * before haproxy.cfg, it is read again on every reload (an environment file is read only at start), and
+ * it keeps the secret out of haproxy.cfg, which is often world-readable.
+ */
+function checkSecretFile(): string {
+  const secrets = (process.env.IDGATE_CHECK_SECRETS ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (secrets.length === 0) throw new UsageError("--check-secret: IDGATE_CHECK_SECRETS is not set; run it with idgate's settings in the environment (docs/install.md)");
+  const problems = checkSecretProblems(secrets);
+  if (problems.length > 0) throw new UsageError(problems[0]!);
+  return `# idgate ${version()}: HAProxy's check secret (idgate haproxy-config --check-secret), the first of idgate's
+# IDGATE_CHECK_SECRETS. Keep this file where only root reads it, and load it before haproxy.cfg:
+#   haproxy -f THIS_FILE -f /etc/haproxy/haproxy.cfg
+global
+    setenv IDGATE_CHECK_SECRET ${secrets[0]}
+`;
 }
 
 function allParts(mode: HaproxyMode, values: HaproxyValues): string {

@@ -89,6 +89,11 @@ export interface Config {
   readonly spoeMaxInFlight: number;
   readonly trustedProxies: AddressMatcher;
   readonly trustedProxiesText: string;
+  /**
+   * IDGATE_CHECK_SECRETS, newest first: a check (HTTP or SPOE) is answered only when it carries one of
+   * them. Empty only with IDGATE_INSECURE_HTTP=1: then any trusted-proxy address may ask.
+   */
+  readonly checkSecrets: readonly string[];
   readonly insecureHttp: boolean;
   readonly redisKeyPrefix: string;
   readonly logLevel: string;
@@ -366,6 +371,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDGATE_SPOE_MAX_CONNECTIONS', key: 'spoe_max_connections', kind: 'int', default: '256', doc: 'connections the SPOE agent holds at most (HAProxy opens a few per agent); more are closed at once', example: '256' },
   { env: 'IDGATE_SPOE_MAX_INFLIGHT', key: 'spoe_max_inflight', kind: 'int', default: '64', doc: 'checks one SPOE connection may have running at once (HAProxy\'s max-waiting-frames: 20 by default); beyond it a frame is answered status 503 at once', example: '64' },
   { env: 'IDGATE_TRUSTED_PROXIES', key: 'trusted_proxies', kind: 'proxies', default: '127.0.0.0/8,::1', doc: 'addresses or CIDRs of the HAProxy nodes: the only peers whose checks are answered (others get 403 untrusted_peer) and whose SPOE connections are served', example: '127.0.0.1,10.0.0.0/8' },
+  { env: 'IDGATE_CHECK_SECRETS', key: 'check_secrets', kind: 'secret-list', optional: true, doc: 'comma-separated secrets (32+ characters each: letters, digits, `+/=._~-`), newest first: HAProxy sends one with every check (its IDGATE_CHECK_SECRET), idgate answers a check only when it carries one of these, else 403 untrusted_peer; several during a rotation. Required, unless IDGATE_INSECURE_HTTP=1 (then unset lets any IDGATE_TRUSTED_PROXIES address ask, with a warning at start)', example: '<openssl rand -hex 32>' },
   { env: 'IDGATE_INSECURE_HTTP', key: 'insecure_http', kind: 'bool', default: '0', doc: 'allow a plain-http issuer and non-Secure cookies (local demo and tests only; logged as a warning at start)', example: '1' },
   { env: 'IDGATE_SESSION_CACHE_MS', key: 'session_cache_ms', kind: 'int', min: 0, default: '5000', doc: 'milliseconds a replica reuses a session read from Redis (revocations reach every replica at once); 0: off', example: '5000' },
   { env: 'IDGATE_SESSION_CACHE_SIZE', key: 'session_cache_size', kind: 'int', default: '10000', doc: 'sessions a replica keeps in that cache at most (about 1 kB each)', example: '10000' },
@@ -380,6 +386,18 @@ export const SETTINGS: readonly Setting[] = [
 export interface ConfigResult {
   config: Config | undefined;
   problems: string[];
+}
+
+/**
+ * What is wrong with IDGATE_CHECK_SECRETS' values: the length and the characters only, never a secret.
+ * HAProxy writes the secret into a header and a config line: characters outside these would need quoting.
+ */
+export function checkSecretProblems(secrets: readonly string[]): string[] {
+  return secrets.flatMap((secret, i) => {
+    if (secret.length < 32) return [`IDGATE_CHECK_SECRETS: secret #${i + 1} is ${secret.length} characters; each needs 32 or more (e.g. output of \`openssl rand -hex 32\`)`];
+    if (!/^[A-Za-z0-9+/=._~-]+$/.test(secret)) return [`IDGATE_CHECK_SECRETS: secret #${i + 1} has a character other than letters, digits and +/=._~- (e.g. output of \`openssl rand -hex 32\`)`];
+    return [];
+  });
 }
 
 /** Raw and parsed values of `settings` from `env` and IDGATE_CONFIG_FILE; problems appended. */
@@ -440,6 +458,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
   secrets.forEach((secret, i) => {
     if (secret.length < 32) problems.push(`IDGATE_COOKIE_SECRETS: secret #${i + 1} is ${secret.length} characters; each needs 32 or more (e.g. output of \`openssl rand -base64 48\`)`);
   });
+  const checkSecrets = parsed.IDGATE_CHECK_SECRETS as string[];
+  // Without it any local process could ask for decisions (and renew a stolen session): only the demo and
+  // the tests' insecure mode may go without.
+  if (checkSecrets.length === 0 && !insecureHttp) problems.push('IDGATE_CHECK_SECRETS: required, the secret HAProxy sends with every check (its IDGATE_CHECK_SECRET), so that no other local process gets decisions (e.g. output of `openssl rand -hex 32`)');
+  problems.push(...checkSecretProblems(checkSecrets));
   const algorithms = (parsed.IDGATE_JWT_ALGORITHMS as string[] | undefined) ?? [];
   const issuerId = (raw.get('IDGATE_ISSUER') ?? '').trim();
   const trustUnverifiedEmail = parsed.IDGATE_TRUST_UNVERIFIED_EMAIL === true;
@@ -519,6 +542,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ConfigResult {
     spoeMaxInFlight: parsed.IDGATE_SPOE_MAX_INFLIGHT as number,
     trustedProxies: proxies.matcher,
     trustedProxiesText: proxies.text,
+    checkSecrets: Object.freeze(checkSecrets),
     insecureHttp,
     redisKeyPrefix: parsed.IDGATE_REDIS_PREFIX as string,
     logLevel: parsed.IDGATE_LOG_LEVEL as string,
@@ -793,6 +817,7 @@ export function describeConfig(config: Config): Record<string, string> {
     listen: `${config.listen.host}:${config.listen.port}`,
     spoe_listen: config.spoeListen ? `${config.spoeListen.host}:${config.spoeListen.port}` : '(off)',
     trusted_proxies: config.trustedProxiesText,
+    check_secrets: config.checkSecrets.length === 0 ? '(none: any trusted proxy address may ask)' : `(${config.checkSecrets.length} set)`,
     redis_wait: config.redisWaitReplicas === 0 ? '(off)' : `${config.redisWaitReplicas === 'auto' ? 'auto' : `${config.redisWaitReplicas} replica(s)`}, ${config.redisWaitMs} ms at most`,
   };
 }

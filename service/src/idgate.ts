@@ -89,6 +89,7 @@ export function createIdgate(config: Config, options: IdgateOptions): Idgate {
       ? createSpoeAgent({
           check: createCheck(deps),
           trustedPeers: config.trustedProxies,
+          checkSecrets: config.checkSecrets,
           maxConnections: config.spoeMaxConnections,
           maxInFlight: config.spoeMaxInFlight,
           onError: (message) => logger.log('warn', message),

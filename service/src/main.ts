@@ -22,6 +22,9 @@ export async function serve(): Promise<number> {
   if (config.insecureHttp) {
     logger.log('warn', 'IDGATE_INSECURE_HTTP=1: plain-http issuer allowed and cookies not Secure. For local demos and tests only, never in production.');
   }
+  if (config.checkSecrets.length === 0) {
+    logger.log('warn', 'IDGATE_CHECK_SECRETS is not set: any local process can ask for decisions, not only HAProxy. For local demos and tests only, never in production.');
+  }
   logger.log('info', 'starting idgate', describeConfig(config));
 
   const metrics = new Metrics();

@@ -28,7 +28,7 @@ function auditLines(): Record<string, unknown>[] {
 }
 
 /** Every decision idgate took so far is in its output (a marker decision taken after them shows). */
-const decisionsWritten = () => decisionsCaughtUp(stack.idgateUrls[0]!, () => stack.processes.idgate!.output(), `127.0.0.1:${stack.ports.front}`);
+const decisionsWritten = () => decisionsCaughtUp(stack.idgateUrls[0]!, () => stack.processes.idgate!.output(), `127.0.0.1:${stack.ports.front}`, stack.checkHeaders);
 
 async function lineFor(requestId: string): Promise<Record<string, unknown>> {
   const find = () => auditLines().find((l) => l.request_id === requestId);
@@ -132,7 +132,7 @@ describe('metrics and health', () => {
     await waitUntil(() => stack.processes.idgate!.output().includes('session cache off'));
     expect(stack.processes.idgate!.output()).toContain('session cache off');
     const before = auditLines().length;
-    const res = await fetch(`${stack.idgateUrls[0]}/auth`, { headers: { cookie: alice.cookieHeader(new URL(stack.frontUrl))!, 'x-request-id': 'while-redis-is-down', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}` } });
+    const res = await fetch(`${stack.idgateUrls[0]}/auth`, { headers: { ...stack.checkHeaders, cookie: alice.cookieHeader(new URL(stack.frontUrl))!, 'x-request-id': 'while-redis-is-down', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}` } });
     expect(res.status).toBe(503);
     await decisionsWritten();
     expect(auditLines().slice(before)).toEqual([expect.objectContaining({ request_id: 'while-redis-is-down', decision: 'unavailable', status: 503, reason: 'store_unavailable' })]);

@@ -21,6 +21,7 @@ const good = {
   IDGATE_CLIENT_SECRET: 'the-client-secret-value',
   IDGATE_PUBLIC_URL: 'https://app.example.com',
   IDGATE_COOKIE_SECRETS: 'c'.repeat(48),
+  IDGATE_CHECK_SECRETS: 'k'.repeat(64),
 };
 
 describe('idgate CLI', () => {
@@ -29,6 +30,7 @@ describe('idgate CLI', () => {
     expect(code).toBe(0);
     expect(stdout + stderr).not.toContain('the-client-secret-value');
     expect(stdout + stderr).not.toContain('c'.repeat(48));
+    expect(stdout + stderr).not.toContain('k'.repeat(64));
   });
 
   // The same strings are in test/scan-logs.mjs, which fails `make test` if any captured log holds them.
@@ -205,12 +207,22 @@ describe('idgate CLI', () => {
     [['--mode', 'spoe', '--check-dst', 'unix@/run/x.sock'], {}, /--check-dst is for --mode lua/],
     [['--check-dst', '127.0.0.1:4190'], {}, /the check listener cannot go into an HAProxy configuration/],
     [['--template', 'README.md'], {}, /README\.md: no @idgate global, @idgate frontend, @idgate routing, @idgate backends line/],
+    [['--check-secret'], {}, /--check-secret: IDGATE_CHECK_SECRETS is not set/],
+    [['--check-secret'], { IDGATE_CHECK_SECRETS: 'short-check-secret' }, /IDGATE_CHECK_SECRETS: secret #1 is 18 characters/],
+    [['--check-secret', '--part', 'global'], { IDGATE_CHECK_SECRETS: 'k'.repeat(64) }, /--check-secret takes no other option \(--part\)/],
   ])('haproxy-config %j refuses with a one-line reason', async (args, env, reason) => {
     const { code, stdout, stderr } = await idgate(['haproxy-config', ...args], env);
     expect(code).toBe(1);
     expect(stdout).toBe('');
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(stderr).toMatch(reason);
+  });
+
+  test("haproxy-config --check-secret prints HAProxy's secret file: the newest of IDGATE_CHECK_SECRETS, set in a global section", async () => {
+    const { code, stdout, stderr } = await idgate(['haproxy-config', '--check-secret'], { IDGATE_CHECK_SECRETS: `${'n'.repeat(64)}, ${'o'.repeat(64)}` });
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout).toMatch(/^#[^\n]*\n(#[^\n]*\n)*global\n    setenv IDGATE_CHECK_SECRET n{64}\n$/);
+    expect(stdout).not.toContain('o'.repeat(64));
   });
 
   test('an unknown command exits 1 with a one-line reason', async () => {

@@ -70,6 +70,7 @@ const REQUIRED_SETTINGS = {
   IDGATE_CLIENT_SECRET: 'client-secret-of-the-docs-test',
   IDGATE_PUBLIC_URL: 'https://app.example.com',
   IDGATE_COOKIE_SECRETS: 'cookie-secret-of-the-docs-test-0123456789',
+  IDGATE_CHECK_SECRETS: 'check-secret-of-the-docs-test-0123456789',
 };
 
 let root: string;

@@ -51,6 +51,7 @@ beforeAll(async () => {
         spoePort: stack.ports.spoe[0]!,
         spoePort2: stack.ports.spoe[1]!,
         upstreamPort: appPort,
+        checkSecret: stack.checkSecret,
       }),
     );
     return { url: `http://127.0.0.1:${port}`, started };
@@ -184,6 +185,7 @@ describe('replicas accept each other\'s nonces (no Redis: the shared cookie secr
     const ask = async (idgateUrl: string, nonce?: string) =>
       fetch(`${idgateUrl}/auth`, {
         headers: {
+          ...stack.checkHeaders,
           'x-forwarded-method': 'GET',
           'x-forwarded-proto': 'http',
           'x-forwarded-host': host,

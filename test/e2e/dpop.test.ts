@@ -31,6 +31,7 @@ beforeAll(async () => {
       spoePort: stack.ports.spoe[0]!,
       spoePort2: stack.ports.spoe[1]!,
       upstreamPort: stack.ports.upstream,
+      checkSecret: stack.checkSecret,
     }),
   ));
   spoeFrontUrl = `http://127.0.0.1:${spoeFront}`;
@@ -174,7 +175,7 @@ describe('replicas share the proofs seen (Redis)', () => {
     const host = `127.0.0.1:${stack.ports.front}`;
     const proof = await dpopProof(key, 'GET', `http://${host}/api/items`, { token });
     const ask = (idgateUrl: string) =>
-      fetch(`${idgateUrl}/auth`, { headers: { 'x-forwarded-method': 'GET', 'x-forwarded-proto': 'http', 'x-forwarded-host': host, 'x-forwarded-uri': '/api/items', accept: 'application/json', authorization: `DPoP ${token}`, dpop: proof } });
+      fetch(`${idgateUrl}/auth`, { headers: { ...stack.checkHeaders, 'x-forwarded-method': 'GET', 'x-forwarded-proto': 'http', 'x-forwarded-host': host, 'x-forwarded-uri': '/api/items', accept: 'application/json', authorization: `DPoP ${token}`, dpop: proof } });
     expect((await ask(stack.idgateUrls[0]!)).status).toBe(200);
     const other = await ask(stack.idgateUrls[1]!);
     expect(other.status).toBe(401);
@@ -187,7 +188,7 @@ describe('a check asked again', () => {
     const host = `127.0.0.1:${stack.ports.front}`;
     const proof = await dpopProof(key, 'GET', `http://${host}/api/items`, { token });
     const ask = (idgateUrl: string, requestId: string) =>
-      fetch(`${idgateUrl}/auth`, { headers: { 'x-forwarded-method': 'GET', 'x-forwarded-host': host, 'x-forwarded-uri': '/api/items', 'x-request-id': requestId, accept: 'application/json', authorization: `DPoP ${token}`, dpop: proof } });
+      fetch(`${idgateUrl}/auth`, { headers: { ...stack.checkHeaders, 'x-forwarded-method': 'GET', 'x-forwarded-host': host, 'x-forwarded-uri': '/api/items', 'x-request-id': requestId, accept: 'application/json', authorization: `DPoP ${token}`, dpop: proof } });
     const requestId = crypto.randomUUID();
     expect((await ask(stack.idgateUrls[0]!, requestId)).status).toBe(200);
     expect((await ask(stack.idgateUrls[1]!, requestId)).status).toBe(200);

@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startHaproxy } from '../../stack/haproxy.js';
+import { startHaproxy, testCheckSecret } from '../../stack/haproxy.js';
 import { holdPort, listenOnAnyPort, REPO_ROOT, startOnFreePort, startProcess, type ManagedProcess } from '../../stack/processes.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import type { HaproxyMode } from '../../service/src/transports/haproxy-config.js';
@@ -63,6 +63,7 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
   let haproxy: ManagedProcess | undefined;
   let configFile: string;
   let origin: string;
+  const checkSecret = testCheckSecret();
 
   beforeAll(async () => {
     const tls = tlsPorts[mode];
@@ -80,6 +81,8 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
       IDGATE_REDIS_URL: `redis://127.0.0.1:${stack.redisPort}`,
       IDGATE_REDIS_PREFIX: `idgate-${mode}:`,
       IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
+      // HAProxy gets the same one in its environment (IDGATE_CHECK_SECRET), as docs/install.md sets it up.
+      IDGATE_CHECK_SECRETS: checkSecret,
       IDGATE_SCOPES: testLoginScopes(),
     });
     expect(problems).toEqual([]);
@@ -106,7 +109,7 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
       const config = withIdgate(thirdPartyConfig({ tls, plain, ...ports }, pem, chroot), parts);
       fs.writeFileSync(configFile, config);
       fs.writeFileSync(runFile, bindingHeldTls(config, tls));
-      return startHaproxy({ frontPort: plain, idgatePort, upstreamPort: ports.web, configPath: runFile, passFds: [held.fd], name: `haproxy-${mode}` });
+      return startHaproxy({ frontPort: plain, idgatePort, upstreamPort: ports.web, configPath: runFile, passFds: [held.fd], name: `haproxy-${mode}`, checkSecret });
     }));
     await held.release();
   });
@@ -116,7 +119,12 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
   });
 
   test('haproxy -c accepts it, without warnings', async () => {
-    const check = startProcess('haproxy -c', 'haproxy', ['-c', '-f', configFile]);
+    // The secret as docs/install.md gives it: a file of its own, printed by idgate, loaded first.
+    const secretFile = path.join(dir, `idgate-check-secret-${mode}.cfg`);
+    fs.writeFileSync(secretFile, haproxyConfig(mode, ['--check-secret'], { IDGATE_CHECK_SECRETS: `${checkSecret},${testCheckSecret()}` }), { mode: 0o600 });
+    expect(fs.readFileSync(secretFile, 'utf8')).toContain(`\n    setenv IDGATE_CHECK_SECRET ${checkSecret}\n`);
+    const { IDGATE_CHECK_SECRET: _, ...withoutSecret } = process.env;
+    const check = startProcess('haproxy -c', 'haproxy', ['-c', '-f', secretFile, '-f', configFile], { env: withoutSecret });
     const code = await new Promise<number | null>((resolve) => check.child.once('close', resolve));
     await check.stop();
     expect(check.output()).not.toMatch(/WARNING|ALERT/);

@@ -11,7 +11,7 @@ import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, startDeadEnd, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
-import { checkHaproxyConfig, haproxyConfigPath, startHaproxy } from '../../stack/haproxy.js';
+import { checkHaproxyConfig, haproxyConfigPath, startHaproxy, testCheckSecret } from '../../stack/haproxy.js';
 import { renderHaproxyTemplate } from '../../service/src/transports/haproxy-config.js';
 import { all, one, pairs, parseResponse, rawRequest, type RawResponse } from '../support/raw-http.js';
 import { probeUntil, waitUntil } from '../support/wait.js';
@@ -65,7 +65,12 @@ const CHECK_REQUEST_HEADERS = new Set([
   'host', // "idgate", set by the httpclient from the check URL
   'cookie', 'authorization', 'accept', 'x-requested-with', 'user-agent',
   'x-forwarded-method', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-uri', 'x-forwarded-for', 'x-request-id',
+  // HAProxy's check secret, set by the check listener (never by the client)
+  'x-idgate-check-secret',
 ]);
+
+/** IDGATE_CHECK_SECRET of the HAProxy that asks the scripted idgate. */
+const CHECK_SECRET = testCheckSecret();
 
 const BIG_GROUPS = Array.from({ length: 600 }, (_, i) => `group-${String(i).padStart(4, '0')}`).join(',');
 
@@ -220,7 +225,7 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     idgatePort = await listen(idgate);
     upstreamPort = await listen(upstream);
     checkSocket = path.join(mkdtempSync(path.join(os.tmpdir(), 'idgate-check-')), 'check.sock');
-    ({ port: frontPort, started: haproxy } = await startOnFreePort((port) => startHaproxy({ frontPort: port, idgatePort, upstreamPort, checkDst: `unix@${checkSocket}` })));
+    ({ port: frontPort, started: haproxy } = await startOnFreePort((port) => startHaproxy({ frontPort: port, idgatePort, upstreamPort, checkDst: `unix@${checkSocket}`, checkSecret: CHECK_SECRET })));
   });
 
   afterAll(async () => {
@@ -469,6 +474,7 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     expect(all(h, 'x-forwarded-host')).toEqual(['app.example.com']);
     expect(all(h, 'x-forwarded-uri')).toEqual([target]);
     expect(all(h, 'x-forwarded-for')).toEqual(['127.0.0.1']);
+    expect(all(h, 'x-idgate-check-secret')).toEqual([CHECK_SECRET]);
     expect(all(h, 'accept-encoding')).toEqual([]);
     expect(all(h, 'content-length')).toEqual([]);
     expect(all(h, 'transfer-encoding')).toEqual([]);

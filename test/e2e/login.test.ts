@@ -190,6 +190,7 @@ describe('cookies of a Secure deployment', () => {
       IDGATE_PUBLIC_URL: SECURE_ORIGIN,
       IDGATE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
       IDGATE_COOKIE_SECRETS: COOKIE_SECRET,
+      IDGATE_CHECK_SECRETS: 'k'.repeat(32),
     });
     expect(problems).toEqual([]);
     // The cookie settings exactly as loadConfig makes them for an https deployment; only the test IdP is

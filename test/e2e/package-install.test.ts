@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { checkHaproxyConfig, startHaproxy } from '../../stack/haproxy.js';
+import { checkHaproxyConfig, startHaproxy, testCheckSecret } from '../../stack/haproxy.js';
 import { holdPort, loggedPort, REPO_ROOT, startOnFreePort, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { Browser, signIn } from '../support/browser.js';
 import { checkFacts, startRedisAndIdp, type RedisAndIdp } from '../support/idgate.js';
@@ -134,6 +134,7 @@ describe('installed with npm install -g --prefix', () => {
     IDGATE_CLIENT_SECRET: 'the-client-secret-of-the-package-test',
     IDGATE_PUBLIC_URL: 'https://app.example.com',
     IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
+    IDGATE_CHECK_SECRETS: testCheckSecret(),
     IDGATE_POLICY_FILE: path.join(installed, 'policy/demo.yaml'),
     // The example policy takes tokens by scope: with Okta's org-wide audience it would be refused.
     IDGATE_JWT_AUDIENCES: 'api://idgate',
@@ -159,6 +160,7 @@ describe('installed with npm install -g --prefix', () => {
   });
 
   test('idgate serve gets ready, answers a check, and stops cleanly on SIGTERM', async () => {
+    const checkSecret = testCheckSecret();
     const serve = startProcess('idgate-installed', idgateBin, ['serve'], {
       cwd: tmp,
       env: {
@@ -170,6 +172,7 @@ describe('installed with npm install -g --prefix', () => {
         IDGATE_INSECURE_HTTP: '1',
         IDGATE_REDIS_URL: `redis://127.0.0.1:${parts.redisPort}`,
         IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
+        IDGATE_CHECK_SECRETS: checkSecret,
         IDGATE_POLICY_FILE: path.join(installed, 'policy/demo.yaml'),
         IDGATE_JWT_AUDIENCES: 'api://idgate',
         IDGATE_LISTEN: '127.0.0.1:0',
@@ -184,8 +187,10 @@ describe('installed with npm install -g --prefix', () => {
       await expectReady(base, serve);
 
       // An anonymous browser asking for a signed-in page: sent to log in.
-      const check = await fetch(`${base}/auth`, { headers: { ...checkFacts('app.test', '/private/page'), Accept: 'text/html' }, redirect: 'manual' });
+      const check = await fetch(`${base}/auth`, { headers: { ...checkFacts('app.test', '/private/page'), Accept: 'text/html', 'X-Idgate-Check-Secret': checkSecret }, redirect: 'manual' });
       expect(check.status).toBe(302);
+      // Only HAProxy asks: the same check without the secret is refused.
+      expect((await fetch(`${base}/auth`, { headers: { ...checkFacts('app.test', '/private/page'), Accept: 'text/html' }, redirect: 'manual' })).status).toBe(403);
       expect(check.headers.get('location')).toBe('http://app.test/_auth/login?rd=%2Fprivate%2Fpage');
 
       serve.child.kill('SIGTERM');
@@ -223,6 +228,8 @@ describe('the install path end to end: the installed lines in a third-party hapr
     let configFile: string;
     /** The config with the site's plain-http frontend on `plain`, as written and as started (bindingHeldTls). */
     let writeConfig: (plain: number) => string;
+    /** IDGATE_CHECK_SECRETS of this idgate, and IDGATE_CHECK_SECRET in HAProxy's environment. */
+    const checkSecret = testCheckSecret();
 
     beforeAll(async () => {
       // The installed idgate of this transport's origin (both its HTTP check and its SPOE agent listen).
@@ -244,6 +251,7 @@ describe('the install path end to end: the installed lines in a third-party hapr
           IDGATE_REDIS_URL: `redis://127.0.0.1:${parts.redisPort}`,
           IDGATE_REDIS_PREFIX: `idgate-install-path-${mode}:`,
           IDGATE_COOKIE_SECRETS: crypto.randomBytes(32).toString('base64url'),
+          IDGATE_CHECK_SECRETS: checkSecret,
           IDGATE_POLICY_FILE: path.join(installed, 'policy/demo.yaml'),
           IDGATE_JWT_AUDIENCES: 'api://idgate',
           IDGATE_SHUTDOWN_DRAIN_MS: '200',
@@ -281,7 +289,7 @@ describe('the install path end to end: the installed lines in a third-party hapr
       const config = fs.readFileSync(configFile, 'utf8');
       expect(config).toContain(path.join(installed, 'haproxy-conf', mode === 'lua' ? 'idgate.lua' : 'spoe-idgate.conf'));
       expect(config).not.toContain(REPO_ROOT);
-      const check = await promisify(execFile)('haproxy', ['-c', '-f', configFile]).then(
+      const check = await promisify(execFile)('haproxy', ['-c', '-f', configFile], { env: { ...process.env, IDGATE_CHECK_SECRET: checkSecret } }).then(
         ({ stdout, stderr }) => ({ code: 0, output: stdout + stderr }),
         (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: err.code ?? 1, output: `${err.stdout ?? ''}${err.stderr ?? ''}` }),
       );
@@ -295,7 +303,7 @@ describe('the install path end to end: the installed lines in a third-party hapr
       // another. The TLS port is the held socket, handed over (fd 3): HAProxy is ready once the plain port answers.
       const held = heldTls[mode]!;
       const { started: haproxy } = await startOnFreePort((plain) =>
-        startHaproxy({ frontPort: plain, idgatePort, upstreamPort: apps.ports.web, configPath: writeConfig(plain), passFds: [held.fd], name: `haproxy-installed-${mode}` }),
+        startHaproxy({ frontPort: plain, idgatePort, upstreamPort: apps.ports.web, configPath: writeConfig(plain), passFds: [held.fd], name: `haproxy-installed-${mode}`, checkSecret }),
       );
       await held.release();
       try {

@@ -241,6 +241,7 @@ describe('the session cookie', () => {
       IDGATE_CLIENT_SECRET: 's',
       IDGATE_PUBLIC_URL: 'https://app.example.com',
       IDGATE_COOKIE_SECRETS: secret,
+      IDGATE_CHECK_SECRETS: 'k'.repeat(32),
       IDGATE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
       IDGATE_COOKIE_DOMAIN: 'example.com',
       IDGATE_COOKIE_NAME: 'corp_sso',

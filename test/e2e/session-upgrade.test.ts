@@ -61,7 +61,7 @@ async function plantFixture(sealed = sessionEntry.value as string): Promise<void
 function check(cookie = fixture.cookie, accept = 'application/json', requestId = 'session-upgrade'): Promise<Response> {
   return fetch(`${stack.idgateUrls[0]}/auth`, {
     redirect: 'manual',
-    headers: { cookie, accept, 'x-request-id': requestId, 'x-forwarded-uri': '/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}`, 'x-forwarded-method': 'GET' },
+    headers: { ...stack.checkHeaders, cookie, accept, 'x-request-id': requestId, 'x-forwarded-uri': '/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}`, 'x-forwarded-method': 'GET' },
   });
 }
 

@@ -50,7 +50,7 @@ function refreshEvents(): number {
 /** The /auth answer of one replica for this browser's cookie, as HAProxy would ask. */
 async function checkAt(replica: number, browser: Browser, uri = '/'): Promise<Response> {
   return fetch(`${stack.idgateUrls[replica]}/auth`, {
-    headers: { cookie: browser.cookieHeader(new URL(stack.frontUrl)) ?? '', accept: 'application/json', 'x-forwarded-uri': uri, 'x-forwarded-host': `127.0.0.1:${stack.ports.front}`, 'x-forwarded-method': 'GET' },
+    headers: { ...stack.checkHeaders, cookie: browser.cookieHeader(new URL(stack.frontUrl)) ?? '', accept: 'application/json', 'x-forwarded-uri': uri, 'x-forwarded-host': `127.0.0.1:${stack.ports.front}`, 'x-forwarded-method': 'GET' },
   });
 }
 
@@ -109,7 +109,7 @@ describe('logout everywhere', () => {
     await browser.navigate(`${stack.frontUrl}/_auth/logout`, { method: 'POST', headers: { origin: stack.frontUrl } });
     // The other replica may hold the session in its cache: the revocation reaches it by pub/sub a moment
     // after the logout answers (docs/operations.md measures it), so ask again until it has.
-    const ask = () => fetch(`${stack.idgateUrls[1]}/auth`, { headers: { cookie, accept: 'application/json', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}` } });
+    const ask = () => fetch(`${stack.idgateUrls[1]}/auth`, { headers: { ...stack.checkHeaders, cookie, accept: 'application/json', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}` } });
     const other = await probeUntil(async () => (await ask()).status, (status) => status !== 200);
     expect(other).toBe(401);
   });

@@ -63,14 +63,14 @@ const cases: [string, Case][] = [
 test.each(cases)('%s: the HTTP check and the SPOE agent answer alike', async (_name, c) => {
   const id = `parity-${Math.random().toString(36).slice(2)}`;
   const host = `127.0.0.1:${stack.ports.front}`;
-  const headers: Record<string, string> = { 'x-forwarded-method': c.method, 'x-forwarded-uri': c.pathq, 'x-forwarded-host': host, 'x-forwarded-proto': 'http', 'x-forwarded-for': '127.0.0.1', 'x-request-id': id };
+  const headers: Record<string, string> = { ...stack.checkHeaders, 'x-forwarded-method': c.method, 'x-forwarded-uri': c.pathq, 'x-forwarded-host': host, 'x-forwarded-proto': 'http', 'x-forwarded-for': '127.0.0.1', 'x-request-id': id };
   if (c.accept) headers.accept = c.accept;
   if (c.cookie) headers.cookie = c.cookie();
   if (c.authorization) headers.authorization = c.authorization();
   if (c.xrw) headers['x-requested-with'] = c.xrw;
   const http = await fetch(`${stack.idgateUrls[0]}/auth`, { headers, redirect: 'manual' });
 
-  const args: Record<string, string> = { method: c.method, pathq: c.pathq, host, proto: 'http', src: '127.0.0.1', id };
+  const args: Record<string, string> = { method: c.method, pathq: c.pathq, host, proto: 'http', src: '127.0.0.1', id, secret: stack.checkHeaders['X-Idgate-Check-Secret']! };
   if (c.accept) args.accept = c.accept;
   if (c.cookie) args.cookie = c.cookie();
   if (c.authorization) args.authorization = c.authorization();

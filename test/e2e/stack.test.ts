@@ -278,7 +278,7 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
       await signIn(browser, `${stack.frontUrl}/`, 'alice');
       const cookie = browser.cookieHeader(new URL(stack.frontUrl))!;
       const res = await fetch(`${stack.idgateUrls[1]}/auth`, {
-        headers: { cookie, accept: 'text/html', 'x-forwarded-uri': '/admin/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}`, 'x-forwarded-method': 'GET' },
+        headers: { ...stack.checkHeaders, cookie, accept: 'text/html', 'x-forwarded-uri': '/admin/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}`, 'x-forwarded-method': 'GET' },
         redirect: 'manual',
       });
       expect(res.status).toBe(200);

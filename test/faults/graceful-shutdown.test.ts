@@ -31,7 +31,7 @@ test('on SIGTERM idgate is unready but still answering for the drain, then exits
   expect(await ready.text()).toContain('draining');
   expect((await fetch(`${url}/healthz`)).status).toBe(200);
   // A check during the drain is answered as ever (anonymous on a public path: allowed).
-  expect((await fetch(`${url}/auth`, { headers: checkFacts('127.0.0.1', '/public/x') })).status).toBe(200);
+  expect((await fetch(`${url}/auth`, { headers: { ...checkFacts('127.0.0.1', '/public/x'), ...stack.checkHeaders } })).status).toBe(200);
   const { code, at } = await exit;
   console.log(`graceful stop: exit ${code} ${Math.round(at - signalledAt)} ms after SIGTERM (drain ${DRAIN_MS} ms)`);
   expect(code).toBe(0);

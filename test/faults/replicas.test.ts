@@ -24,13 +24,13 @@ beforeAll(async () => {
   // the stack starts again on another (startOnFreePort). B's is named by nothing but B.
   ({ started: [stack, haproxyA] } = await startOnFreePort(async (front) => {
     const started = await startStack({ idgateReplicas: 2, haproxy: false, ports: { front }, idgateEnv: { IDGATE_SESSION_CACHE_MS: String(SESSION_CACHE_MS) } });
-    const common = { upstreamPort: started.ports.upstream, canaryPort: started.ports.canary };
+    const common = { upstreamPort: started.ports.upstream, canaryPort: started.ports.canary, checkSecret: started.checkSecret };
     return [started, await startHaproxy({ ...common, frontPort: front, idgatePort: started.ports.idgate[0]! }).catch(async (err: unknown) => {
       await started.stop();
       throw err;
     })] as const;
   }));
-  const common = { upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary };
+  const common = { upstreamPort: stack.ports.upstream, canaryPort: stack.ports.canary, checkSecret: stack.checkSecret };
   let portB: number;
   ({ port: portB, started: haproxyB } = await startOnFreePort((port) => startHaproxy({ ...common, frontPort: port, idgatePort: stack.ports.idgate[1]! })));
   frontB = `http://127.0.0.1:${portB}`;

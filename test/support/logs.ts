@@ -29,9 +29,9 @@ export async function eventsCaughtUp(idgateUrl: string, output: () => string, ti
  * Decisions leave in their own batches, so the marker is a decision: an anonymous check of the path
  * `/<marker>`, whose line shows with that path.
  */
-export async function decisionsCaughtUp(idgateUrl: string, output: () => string, host: string, timeoutMs = 5000): Promise<void> {
+export async function decisionsCaughtUp(idgateUrl: string, output: () => string, host: string, checkHeaders: Record<string, string> = {}, timeoutMs = 5000): Promise<void> {
   const marker = `/${nextMarker()}`;
-  const headers = { accept: 'application/json', 'x-forwarded-method': 'GET', 'x-forwarded-uri': marker, 'x-forwarded-host': host };
+  const headers = { ...checkHeaders, accept: 'application/json', 'x-forwarded-method': 'GET', 'x-forwarded-uri': marker, 'x-forwarded-host': host };
   await (await fetch(`${idgateUrl}/auth`, { headers })).arrayBuffer();
   const written = () => output().includes(`"path":"${marker}"`);
   await waitUntil(written, timeoutMs);

@@ -65,6 +65,7 @@ const { config: loaded } = loadConfig({
   IDGATE_CLIENT_SECRET: 'super-secret-value',
   IDGATE_PUBLIC_URL: 'https://app.example.com',
   IDGATE_COOKIE_SECRETS: 'a'.repeat(32),
+  IDGATE_CHECK_SECRETS: 'k'.repeat(32),
 });
 const config = loaded as Config;
 

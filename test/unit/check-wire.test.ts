@@ -6,6 +6,7 @@ import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
 import { checkOutcome, httpHeadersOf, INPUT_FIELDS, INPUT_FIELDS_BEGIN, INPUT_FIELDS_END, inputFieldsTable, OUTCOME_FIELDS, OUTCOME_FIELDS_BEGIN, OUTCOME_FIELDS_END, outcomeFieldsTable, spoeVariablesOf, type CheckOutcome } from '../../service/src/transports/check-wire.js';
 import { checkInputFromHttp } from '../../service/src/transports/http-check.js';
+import { CHECK_SECRET_ARGUMENT } from '../../service/src/transports/check-secret.js';
 import { checkInputFromMessage } from '../../service/src/transports/spoe.js';
 import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
 import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';
@@ -105,7 +106,8 @@ describe('HAProxy sends what the adapters read', () => {
     const conf = read('haproxy-conf/spoe-idgate.conf');
     const argLines = [...conf.matchAll(/^\s*args (method=.*)$/gm)].map((m) => m[1]!.split(' ').sort());
     expect(argLines).toHaveLength(2); // idgate-check and idgate-check-retry
-    for (const args of argLines) expect(args).toEqual(INPUT_FIELDS.map((f) => `${f.argument}=${f.fetch}`).sort());
+    // Plus HAProxy's check secret (check-secret.ts), which the transport checks before the check reads a fact.
+    for (const args of argLines) expect(args).toEqual([...INPUT_FIELDS.map((f) => `${f.argument}=${f.fetch}`), `${CHECK_SECRET_ARGUMENT}=env(IDGATE_CHECK_SECRET)`].sort());
   });
 
   test('idgate.lua sends every header of INPUT_FIELDS', () => {

@@ -9,6 +9,7 @@ const good = {
   IDGATE_CLIENT_SECRET: 'super-secret-value',
   IDGATE_PUBLIC_URL: 'https://app.example.com',
   IDGATE_COOKIE_SECRETS: 'a'.repeat(32) + ',' + 'b'.repeat(40),
+  IDGATE_CHECK_SECRETS: 'k'.repeat(32) + ',' + 'l'.repeat(40),
 };
 
 describe('loadConfig', () => {
@@ -34,7 +35,7 @@ describe('loadConfig', () => {
   test('every problem is reported at once, each naming the setting and an example', () => {
     const { config, problems } = loadConfig({});
     expect(config).toBeUndefined();
-    expect(problems.map((p) => p.split(':')[0])).toEqual(['IDGATE_ISSUER', 'IDGATE_CLIENT_ID', 'IDGATE_CLIENT_SECRET', 'IDGATE_PUBLIC_URL', 'IDGATE_COOKIE_SECRETS']);
+    expect(problems.map((p) => p.split(':')[0])).toEqual(['IDGATE_ISSUER', 'IDGATE_CLIENT_ID', 'IDGATE_CLIENT_SECRET', 'IDGATE_PUBLIC_URL', 'IDGATE_COOKIE_SECRETS', 'IDGATE_CHECK_SECRETS']);
     for (const p of problems) expect(p).toMatch(/e\.g\. /);
   });
 
@@ -50,6 +51,24 @@ describe('loadConfig', () => {
     const { problems } = loadConfig({ ...good, IDGATE_COOKIE_SECRETS: 'tooshort-secret-xyz' });
     expect(problems.join('\n')).toMatch(/secret #1 is 19 characters/);
     expect(problems.join('\n')).not.toContain('tooshort-secret-xyz');
+  });
+
+  test('the check secrets are required, newest first, unless IDGATE_INSECURE_HTTP=1 (the demo and the tests)', () => {
+    expect(loadConfig(good).config!.checkSecrets).toEqual(['k'.repeat(32), 'l'.repeat(40)]);
+    const { IDGATE_CHECK_SECRETS: _, ...without } = good;
+    expect(loadConfig(without).problems.map((p) => p.split(':')[0])).toEqual(['IDGATE_CHECK_SECRETS']);
+    const insecure = { ...without, IDGATE_ISSUER: 'http://127.0.0.1:9000', IDGATE_PUBLIC_URL: 'http://127.0.0.1:8080', IDGATE_INSECURE_HTTP: '1' };
+    expect(loadConfig(insecure).config!.checkSecrets).toEqual([]);
+  });
+
+  test.each([
+    ['short', 'tooshort-check-secret', /secret #2 is 21 characters/],
+    ['with a character HAProxy would need quoted', 'q'.repeat(31) + '"', /secret #2 has a character other than/],
+    ['with a space inside', 'q'.repeat(20) + ' ' + 'q'.repeat(20), /secret #2 has a character other than/],
+  ])('a check secret %s is refused without printing it', (_name, value, expected) => {
+    const { problems } = loadConfig({ ...good, IDGATE_CHECK_SECRETS: `${'k'.repeat(32)},${value}` });
+    expect(problems.join('\n')).toMatch(expected);
+    expect(problems.join('\n')).not.toContain(value);
   });
 
   test('bad values are described', () => {

@@ -10,6 +10,7 @@ const base = {
   IDGATE_CLIENT_SECRET: 's',
   IDGATE_PUBLIC_URL: 'https://app.example.com',
   IDGATE_COOKIE_SECRETS: 'x'.repeat(32),
+  IDGATE_CHECK_SECRETS: 'k'.repeat(32),
 };
 
 function configOf(env: Record<string, string>): Config {

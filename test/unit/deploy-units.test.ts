@@ -121,11 +121,11 @@ describe('deploy/idgate.env.example', () => {
     expect(named.filter((name) => !known.has(name!))).toEqual([]);
   });
 
-  test('lacks only the two secrets, and is a valid configuration once they are filled in', () => {
+  test('lacks only the three secrets, and is a valid configuration once they are filled in', () => {
     const env = asShellReadsIt();
     expect(env.IDGATE_SCOPES).toBe('openid profile email offline_access');
-    expect(loadConfig(env).problems.map((p) => p.split(':')[0])).toEqual(['IDGATE_CLIENT_SECRET', 'IDGATE_COOKIE_SECRETS']);
-    const filled = { ...env, IDGATE_CLIENT_SECRET: 'the-client-secret', IDGATE_COOKIE_SECRETS: 'c'.repeat(48) };
+    expect(loadConfig(env).problems.map((p) => p.split(':')[0])).toEqual(['IDGATE_CLIENT_SECRET', 'IDGATE_COOKIE_SECRETS', 'IDGATE_CHECK_SECRETS']);
+    const filled = { ...env, IDGATE_CLIENT_SECRET: 'the-client-secret', IDGATE_COOKIE_SECRETS: 'c'.repeat(48), IDGATE_CHECK_SECRETS: 'k'.repeat(64) };
     expect(loadConfig(filled).problems).toEqual([]);
   });
 

@@ -33,7 +33,8 @@ describe('the drop-in parts', () => {
   test.each(['haproxy.cfg', 'haproxy-spoe.cfg'])('the shipped %s holds none of the drop-in lines itself, only the @idgate lines that stand for them', (file) => {
     const shipped = new Set(directives(fs.readFileSync(path.join(confDir, file), 'utf8')));
     const dropin = fs.readdirSync(path.join(confDir, 'dropin')).flatMap((f) => directives(fs.readFileSync(path.join(confDir, 'dropin', f), 'utf8')));
-    const repeated = dropin.filter((line) => shipped.has(line) && !/^(mode|timeout|default_backend)\b/.test(line));
+    // `.endif` closes a conditional block, in either file.
+    const repeated = dropin.filter((line) => shipped.has(line) && !/^(mode|timeout|default_backend|\.endif)\b/.test(line));
     expect(repeated).toEqual([]);
     expect([...shipped].filter((l) => l.startsWith('@idgate'))).toEqual(HAPROXY_PARTS.map((p) => `@idgate ${p}`));
   });
@@ -64,16 +65,22 @@ describe('the drop-in parts', () => {
     expect(backends).not.toContain('${IDGATE_');
   });
 
+  test('without IDGATE_CHECK_SECRET in its environment HAProxy refuses to start, saying so', () => {
+    const global = haproxyPart('global', 'lua', { confDir });
+    expect(global).toMatch(/^\.if !defined\(IDGATE_CHECK_SECRET\)\n\s+\.alert "IDGATE_CHECK_SECRET is not set: [^"]+"\n\.endif$/m);
+  });
+
   test('without values the lines read them from HAProxy\'s environment, as the shipped configs do', () => {
     expect(haproxyPart('backends', 'lua', { confDir })).toContain('server idgate2 "${IDGATE_ADDR_2}"');
     expect(haproxyPart('frontend', 'lua', { confDir })).toContain('gt "${IDGATE_AUTH_RATE_LIMIT}"');
   });
 
-  test('with every value given, no line is left to the environment (each part holds wherever it lands in the file)', () => {
+  test('with every value given, no line is left to the environment (each part holds wherever it lands in the file) but the check secret', () => {
     const values = { confDir, idgate: ['10.0.0.5:4180'], spoe: ['10.0.0.5:4181'], checkDst: 'unix@/run/haproxy/c.sock', authRateLimit: 30 };
     for (const mode of MODES) {
       const all = HAPROXY_PARTS.map((part) => haproxyPart(part, mode, values)).join('\n');
-      expect(directives(all).filter((l) => l.includes('${'))).toEqual([]);
+      // The check secret stays in HAProxy's environment on purpose: haproxy.cfg is often world-readable.
+      expect(directives(all).filter((l) => l.includes('${'))).toEqual(mode === 'lua' ? ['http-request set-header X-Idgate-Check-Secret "${IDGATE_CHECK_SECRET}"'] : []);
       expect(all).toContain('{ sc_http_req_rate(2) gt 30 }');
     }
   });

@@ -7,6 +7,7 @@ const { config } = loadConfig({
   IDGATE_CLIENT_SECRET: 's',
   IDGATE_PUBLIC_URL: 'https://app.example.com',
   IDGATE_COOKIE_SECRETS: 'x'.repeat(32),
+  IDGATE_CHECK_SECRETS: 'k'.repeat(32),
   IDGATE_ALLOWED_REDIRECT_HOSTS: '*.apps.example.com,other.example.com',
 });
 

@@ -270,6 +270,7 @@ describe('IDGATE_SPOE_LISTEN: no agent unless set', () => {
     IDGATE_CLIENT_SECRET: 'super-secret-value',
     IDGATE_PUBLIC_URL: 'https://app.example.com',
     IDGATE_COOKIE_SECRETS: 'a'.repeat(32),
+    IDGATE_CHECK_SECRETS: 'k'.repeat(32),
   };
 
   test.each([

@@ -237,7 +237,10 @@ export interface FactsProblem {
  * headers: the SPOE message's arguments carry the same facts.
  */
 export function readRequestFacts(request: CheckInput, config: Config): RequestFacts | FactsProblem {
-  if (!request.fromTrustedProxy) return { problem: 'untrusted_peer', reason: `the check came from ${request.peer ?? 'an unknown peer'}, which is not in IDGATE_TRUSTED_PROXIES` };
+  if (!request.fromTrustedProxy) {
+    if (request.refusedFor === 'secret') return { problem: 'untrusted_peer', reason: `the check from ${request.peer ?? 'an unknown peer'} lacks HAProxy's check secret (IDGATE_CHECK_SECRETS)` };
+    return { problem: 'untrusted_peer', reason: `the check came from ${request.peer ?? 'an unknown peer'}, which is not in IDGATE_TRUSTED_PROXIES` };
+  }
   const { method: methodSent, host: hostSent, pathq: uri } = request;
   if (methodSent === undefined || hostSent === undefined || uri === undefined) {
     const missing = [methodSent === undefined && 'X-Forwarded-Method', hostSent === undefined && 'X-Forwarded-Host', uri === undefined && 'X-Forwarded-Uri'].filter(Boolean);
@@ -273,11 +276,13 @@ function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: Fa
   const peer = request.peer ?? '';
   if (problem.problem === 'untrusted_peer') {
     const now = Date.now();
-    const last = untrustedPeersLogged.get(peer);
+    const key = `${request.refusedFor ?? 'address'} ${peer}`;
+    const last = untrustedPeersLogged.get(key);
     if (last === undefined || now - last > UNTRUSTED_LOG_INTERVAL_MS) {
       if (untrustedPeersLogged.size > UNTRUSTED_PEERS_REMEMBERED) untrustedPeersLogged.clear();
-      untrustedPeersLogged.set(peer, now);
-      deps.logger.log('error', 'check refused: the peer is not a trusted proxy (set IDGATE_TRUSTED_PROXIES to the HAProxy addresses)', { peer });
+      untrustedPeersLogged.set(key, now);
+      if (request.refusedFor === 'secret') deps.logger.log('error', "check refused: it lacks HAProxy's check secret (HAProxy's IDGATE_CHECK_SECRET must be one of IDGATE_CHECK_SECRETS)", { peer });
+      else deps.logger.log('error', 'check refused: the peer is not a trusted proxy (set IDGATE_TRUSTED_PROXIES to the HAProxy addresses)', { peer });
     }
     deps.metrics.recordDecision('refused', ERRORS.untrusted_peer.metric, (performance.now() - started) / 1000);
     return json('untrusted_peer', 'untrusted_peer', ERRORS.untrusted_peer.text);

@@ -15,6 +15,11 @@ export interface CheckInput {
    * else of the request: every fact below is absent, and the check refuses it.
    */
   readonly fromTrustedProxy: boolean;
+  /**
+   * Why fromTrustedProxy is false: `secret` when the peer's address is trusted but the check lacks
+   * HAProxy's check secret (check-secret.ts); absent otherwise (the address is not trusted).
+   */
+  readonly refusedFor?: 'secret';
   /** Address of the peer that asked (HAProxy). */
   readonly peer: string | undefined;
   readonly method: string | undefined;
@@ -36,6 +41,11 @@ export interface CheckInput {
   // The kind of client: Accept and X-Requested-With tell a browser navigating from XHR and API clients.
   readonly accept: string | undefined;
   readonly requestedWith: string | undefined;
+}
+
+/** A check refused unread: from a peer outside IDGATE_TRUSTED_PROXIES, or (`secret`) without HAProxy's check secret. */
+export function refusedCheckInput(peer: string | undefined, refusedFor: CheckInput['refusedFor']): CheckInput {
+  return { fromTrustedProxy: false, refusedFor, peer, method: undefined, scheme: undefined, host: undefined, pathq: undefined, clientAddress: peer || '', requestId: undefined, cookie: undefined, authorization: undefined, dpop: undefined, accept: undefined, requestedWith: undefined };
 }
 
 /** The address the nearest trusted proxy saw (the last entry of a forwarded list), else the peer's. */

@@ -3,14 +3,16 @@
 // the response (check-wire.ts lists each header). Plain node:http, no middleware: this is the hot path.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { createCheck, type CheckDependencies } from '../check/check.js';
-import { clientAddressOf, httpHeaderListOf, type CheckInput } from './check-wire.js';
+import { clientAddressOf, httpHeaderListOf, refusedCheckInput, type CheckInput } from './check-wire.js';
+import { CHECK_SECRET_HEADER, createCheckSecretMatcher } from './check-secret.js';
 import type { AddressMatcher } from '../net.js';
 
 export function createCheckHandler(deps: CheckDependencies): (req: IncomingMessage, res: ServerResponse) => void {
   const check = createCheck(deps);
   const trusted = deps.config.trustedProxies;
+  const hasSecret = createCheckSecretMatcher(deps.config.checkSecrets);
   return (req, res) => {
-    void check(checkInputFromHttp(req, trusted)).then((outcome) => {
+    void check(checkInputFromHttp(req, trusted, hasSecret)).then((outcome) => {
       // Rendered as a [name, value, ...] list: an allow's identity headers come prerendered (check-wire.ts).
       res.writeHead(outcome.status, httpHeaderListOf(outcome));
       res.end(req.method === 'HEAD' ? undefined : outcome.body);
@@ -21,14 +23,14 @@ export function createCheckHandler(deps: CheckDependencies): (req: IncomingMessa
 /**
  * What HAProxy asks about, from the headers it sets (X-Forwarded-Method, -Proto, -Host, -Uri, -For,
  * X-Request-Id) and the client's own (Cookie, Authorization, DPoP, Accept, X-Requested-With): check-wire.ts
- * INPUT_FIELDS. X-Forwarded-* are believed only from a trusted proxy (IDGATE_TRUSTED_PROXIES): from any
- * other peer nothing is read at all, and the check refuses the request.
+ * INPUT_FIELDS. X-Forwarded-* are believed only from a trusted proxy (IDGATE_TRUSTED_PROXIES) that sends
+ * HAProxy's check secret (X-Idgate-Check-Secret, one of IDGATE_CHECK_SECRETS): from any other peer
+ * nothing is read at all, and the check refuses the request. `hasSecret` default: no secret needed.
  */
-export function checkInputFromHttp(req: IncomingMessage, trusted: AddressMatcher): CheckInput {
+export function checkInputFromHttp(req: IncomingMessage, trusted: AddressMatcher, hasSecret: (presented: unknown) => boolean = () => true): CheckInput {
   const peer = req.socket.remoteAddress;
-  if (!trusted(peer)) {
-    return { fromTrustedProxy: false, peer, method: undefined, scheme: undefined, host: undefined, pathq: undefined, clientAddress: peer || '', requestId: undefined, cookie: undefined, authorization: undefined, dpop: undefined, accept: undefined, requestedWith: undefined };
-  }
+  if (!trusted(peer)) return refusedCheckInput(peer, undefined);
+  if (!hasSecret(req.headers[CHECK_SECRET_HEADER])) return refusedCheckInput(peer, 'secret');
   const h = req.headers;
   return {
     fromTrustedProxy: true,

@@ -7,7 +7,8 @@
 // Parsing is defensive: a frame larger than the negotiated size, a bad varint, a truncated field or an
 // unknown frame type closes that connection with an AGENT-DISCONNECT status; other connections go on.
 import net from 'node:net';
-import { clientAddressOf, spoeIdentityVariablesOf, spoeVariablesAroundIdentity, spoeVariablesOf, type CheckInput, type CheckOutcome, type WireIdentity } from './check-wire.js';
+import { clientAddressOf, refusedCheckInput, spoeIdentityVariablesOf, spoeVariablesAroundIdentity, spoeVariablesOf, type CheckInput, type CheckOutcome, type WireIdentity } from './check-wire.js';
+import { CHECK_SECRET_ARGUMENT, createCheckSecretMatcher } from './check-secret.js';
 import type { AddressMatcher } from '../net.js';
 import { FINISH_BOUND_MS, SPOE_CLOSE_GRACE_MS, SPOE_HELLO_TIMEOUT_MS, SPOE_IDLE_TIMEOUT_MS, SPOE_MAX_FRAME_SIZE as MAX_FRAME_SIZE, SPOE_MAX_UNREAD_BYTES as MAX_UNREAD_BYTES, SPOE_WARNING_KEYS, SPOE_WARNING_WINDOW_MS } from '../limits.js';
 
@@ -357,6 +358,11 @@ export interface SpoeAgentOptions {
    * as it connects, before a byte of it is read.
    */
   readonly trustedPeers: AddressMatcher;
+  /**
+   * IDGATE_CHECK_SECRETS: a message whose `secret` argument is none of them is answered as the HTTP
+   * check answers a check without it (status 403, untrusted_peer), never judged. Default: none needed.
+   */
+  readonly checkSecrets?: readonly string[];
   /** Warnings, one line each; those a peer can cause at will are at most one per ~10 s per kind. */
   readonly onError?: (message: string) => void;
   /**
@@ -511,6 +517,7 @@ export function createSpoeAgent(options: SpoeAgentOptions): SpoeAgent {
   const warnPerPeer = createWarningThrottle(warn);
   const warnPerCap = createWarningThrottle(warn);
   const helloTimeoutMs = options.helloTimeoutMs ?? SPOE_HELLO_TIMEOUT_MS;
+  const hasSecret = createCheckSecretMatcher(options.checkSecrets ?? []);
   /** Each open connection's way to stop: disconnect now if idle, else once its last check is answered. */
   const connections = new Map<net.Socket, () => void>();
   let stopping = false;
@@ -603,7 +610,9 @@ export function createSpoeAgent(options: SpoeAgentOptions): SpoeAgent {
         return encodeAck(streamId, frameId, { status: 503 });
       }
       inFlight++;
-      options.check(checkInputFromMessage(args, socket.remoteAddress, messages.get('idgate-cookies') ?? messages.get('idgate-cookies-retry'))).then(
+      // The secret rides in every message, not the connection: SPOP's hello has no room for it.
+      const input = hasSecret(args[CHECK_SECRET_ARGUMENT]) ? checkInputFromMessage(args, socket.remoteAddress, messages.get('idgate-cookies') ?? messages.get('idgate-cookies-retry')) : refusedCheckInput(socket.remoteAddress, 'secret');
+      options.check(input).then(
         (outcome) => {
           inFlight--;
           if (closing || socket.destroyed) return;
