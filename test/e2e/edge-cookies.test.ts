@@ -32,7 +32,7 @@ async function ask(cookieLines: string[], under = '/page'): Promise<{ status: nu
   } catch {
     // not the upstream
   }
-  await decisionsCaughtUp(stack.idgateUrls[0]!, () => stack.processes.idgate!.output(), `127.0.0.1:${stack.ports.front}`);
+  await decisionsCaughtUp(stack.idgateUrls[0]!, () => stack.processes.idgate!.output(), `127.0.0.1:${stack.ports.front}`, stack.checkHeaders);
   const audit = auditLines().find((l) => l.path === path);
   return { status: res.status, ...(echo ? { appUser: String(echo.headers['x-auth-user'] ?? '') } : {}), ...(audit ? { audit } : {}) };
 }
