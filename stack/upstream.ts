@@ -1,6 +1,7 @@
 // The sample upstream app behind HAProxy: it echoes every request it receives as JSON, so the demo
 // and the tests can see exactly which headers (X-Auth-* and others) made it through.
 import http from 'node:http';
+import type net from 'node:net';
 
 export interface UpstreamOptions {
   /** TCP port to listen on. Required (0 picks a free one; see `port` on the result). */
@@ -61,6 +62,14 @@ export async function startUpstream(options: UpstreamOptions): Promise<RunningUp
       });
       res.end(body);
     });
+  });
+
+  // An app that accepts CONNECT, as some do: 200, then the connection's next bytes are read as requests
+  // again and echoed like any other. The edge must never let a client get this far (docs/security.md).
+  server.on('connect', (_req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length > 0) socket.unshift(head);
+    server.emit('connection', socket);
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -13,6 +13,7 @@ const browser = (method: string, uri: string, host = 'app.example.com'): Request
   requestId: 'r1',
   wantsHtml: true,
   isXhr: false,
+  corsPreflight: false,
 });
 function canonical(uri: string): string {
   const result = canonicalPath(uri);
@@ -396,6 +397,38 @@ describe('the rule index', () => {
         }
       }
     }
+  });
+});
+
+describe('methods', () => {
+  const policy = compile(
+    'rules:\n' +
+      '  - id: dav\n    path: /dav/\n    methods: [GET, PROPFIND, MOVE]\n    authenticated: true\n' +
+      '  - id: cors\n    path: /cors/\n    cors_preflight: pass\n    authenticated: true\n' +
+      '  - id: pub\n    path: /public/\n    public: true\n' +
+      '  - id: rest\n    authenticated: true\n',
+  );
+  const preflight = (uri: string): RequestFacts => ({ ...api('OPTIONS', uri), corsPreflight: true });
+  test.each([
+    ['the usual methods match rules without methods', api('PATCH', '/x'), bob, '200 allow rule=rest: authenticated'],
+    ['OPTIONS is a usual method', api('OPTIONS', '/x'), bob, '200 allow rule=rest: authenticated'],
+    ['a method outside them matches only a rule that names it', api('PROPFIND', '/dav/x'), bob, '200 allow rule=dav: authenticated'],
+    ['elsewhere it is 405, also on a public rule', api('PROPFIND', '/public/x'), undefined, '405 refused rule=no-rule: no policy rule allows the method PROPFIND here'],
+    ['an unknown verb is 405', api('FOO', '/x'), bob, '405 refused rule=no-rule: no policy rule allows the method FOO here'],
+    ['CONNECT is 405 whatever the rule', api('CONNECT', '/x'), bob, '405 refused rule=no-rule: CONNECT is never allowed'],
+    ['TRACE is 405 even on a public rule', api('TRACE', '/public/x'), undefined, '405 refused rule=no-rule: TRACE is never allowed'],
+    ['a preflight on a cors_preflight: pass rule goes to the app unjudged', preflight('/cors/x'), undefined, '200 public rule=cors: CORS preflight (cors_preflight: pass)'],
+    ['with an identity too: it is never judged as a person', preflight('/cors/x'), bob, '200 public rule=cors: CORS preflight (cors_preflight: pass)'],
+    ['a preflight elsewhere is judged as any OPTIONS', preflight('/x'), undefined, '401 unauthenticated rule=rest: no credentials'],
+    ['an OPTIONS that is not a preflight is judged on the cors rule', api('OPTIONS', '/cors/x'), undefined, '401 unauthenticated rule=cors: no credentials'],
+  ] as [string, RequestFacts, Identity | undefined, string][])('%s', (_, facts, identity, expected) => {
+    expect(run(policy, facts, identity)).toBe(expected);
+  });
+
+  test('a method outside the usual ones never falls to default: authenticated', () => {
+    const open = compile('default: authenticated\nrules:\n  - id: pub\n    path: /public/\n    public: true\n');
+    expect(run(open, api('PROPFIND', '/x'), bob)).toBe('405 refused rule=no-rule: no policy rule allows the method PROPFIND here');
+    expect(run(open, api('DELETE', '/x'), bob)).toBe('200 allow rule=default: authenticated');
   });
 });
 

@@ -12,7 +12,7 @@ import { ERRORS, IdgateError, isIdgateError, describeError, type IdgateErrorCode
 import type { Metrics } from '../metrics.js';
 import type { OidcRelyingParty } from '../browser/oidc.js';
 import { keepSessionFresh } from '../session/refresh.js';
-import { acceptedCredentials, decide, matchRule, NO_RULE, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from '../policy/policy.js';
+import { acceptedCredentials, decide, matchRule, NEVER_ALLOWED_METHODS, NO_RULE, passesAsPreflight, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from '../policy/policy.js';
 import type { SessionCache } from '../session/session-cache.js';
 import { sessionHash, type SessionStore } from '../session/session-store.js';
 import { describeSessionRecordVersions, readSessionForCheck, SESSION_RECORD_VERSIONS_READ } from '../session/sessions.js';
@@ -63,7 +63,8 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
   let setCookie: string | undefined;
   let dpopNonce: string | undefined;
   let scheme: AuthScheme | undefined;
-  if (rule && rule.access !== 'public') {
+  // A preflight a rule passes is never judged as a person: no credentials are read for it.
+  if (rule && rule.access !== 'public' && !passesAsPreflight(rule, facts)) {
     try {
       ({ identity, problem, setCookie, dpopNonce, scheme } = await establishIdentity(deps, request, acceptedCredentials(rule), facts));
     } catch (err) {
@@ -221,7 +222,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
 /** Why a check cannot be judged at all: never answered as if it were some default request. */
 export interface FactsProblem {
-  readonly problem: 'untrusted_peer' | 'invalid_request';
+  readonly problem: 'untrusted_peer' | 'invalid_request' | 'method_not_allowed';
   readonly reason: string;
 }
 
@@ -233,6 +234,8 @@ export interface FactsProblem {
 export function readRequestFacts(request: CheckInput, config: Config): RequestFacts | FactsProblem {
   if (!request.fromTrustedProxy) return { problem: 'untrusted_peer', reason: `the check came from ${request.peer ?? 'an unknown peer'}, which is not in IDGATE_TRUSTED_PROXIES` };
   const { method: methodSent, host: hostSent, pathq: uri } = request;
+  // Before anything else: a CONNECT names no path at all, and is refused as a method, not as a malformed check.
+  if (methodSent !== undefined && NEVER_ALLOWED_METHODS.has(methodSent.toUpperCase())) return { problem: 'method_not_allowed', reason: `${methodSent.toUpperCase()} is never allowed` };
   if (methodSent === undefined || hostSent === undefined || uri === undefined) {
     const missing = [methodSent === undefined && 'X-Forwarded-Method', hostSent === undefined && 'X-Forwarded-Host', uri === undefined && 'X-Forwarded-Uri'].filter(Boolean);
     return { problem: 'invalid_request', reason: `the check lacks ${missing.join(', ')}` };
@@ -256,6 +259,7 @@ export function readRequestFacts(request: CheckInput, config: Config): RequestFa
     requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : crypto.randomUUID(),
     wantsHtml: prefersHtml(request.accept),
     isXhr: requestedWith !== undefined && requestedWith.toLowerCase() === 'xmlhttprequest',
+    corsPreflight: method === 'OPTIONS' && request.origin !== undefined && request.corsRequestMethod !== undefined,
   };
 }
 
@@ -279,11 +283,12 @@ function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: Fa
   const uri = request.pathq ?? '';
   const requestId = request.requestId;
   const seconds = (performance.now() - started) / 1000;
-  deps.metrics.recordDecision('refused', ERRORS.invalid_request.metric, seconds);
+  const code = problem.problem;
+  deps.metrics.recordDecision('refused', ERRORS[code].metric, seconds);
   deps.logger.decision({
     request_id: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : null,
     decision: 'refused',
-    status: ERRORS.invalid_request.status,
+    status: ERRORS[code].status,
     reason: problem.reason,
     rule: null,
     sub: null,
@@ -297,7 +302,7 @@ function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: Fa
     client_ip: request.clientAddress,
     latency_ms: Math.round(seconds * 1e6) / 1000,
   });
-  return json('invalid_request', 'invalid_request', problem.reason);
+  return json(code, code, problem.reason);
 }
 
 /** A client-chosen value fit for a log field: printable ASCII, bounded. */
@@ -347,6 +352,8 @@ function outcomeFor(decision: Decision, problem: CredentialProblem | undefined, 
   switch (decision.outcome) {
     case 'public':
       return checkOutcome('public', 200, decision.reason, { requestId: facts.requestId });
+    case 'refused':
+      return json('method_not_allowed', 'method_not_allowed', decision.reason);
     case 'allow':
       return checkOutcome('allow', 200, decision.reason, { identity: reusedIdentityFields(identity!, decision, policy), requestId: facts.requestId });
     case 'login': {
@@ -477,6 +484,8 @@ function errorCode(decision: Decision, problem: CredentialProblem | undefined): 
   switch (decision.outcome) {
     case 'deny':
       return decision.missingScope ? 'insufficient_scope' : decision.rule === NO_RULE ? 'no_rule' : 'access_denied';
+    case 'refused':
+      return 'method_not_allowed';
     default:
       return problem?.code ?? 'no_credentials';
   }

@@ -23,7 +23,25 @@ export interface RequestFacts {
   readonly wantsHtml: boolean;
   /** X-Requested-With: XMLHttpRequest. */
   readonly isXhr: boolean;
+  /**
+   * A browser's CORS preflight: OPTIONS with Origin and Access-Control-Request-Method. Browsers send it
+   * without credentials, so it passes (unjudged, no identity) only where a rule says `cors_preflight: pass`.
+   */
+  readonly corsPreflight: boolean;
 }
+
+/**
+ * The methods every rule takes. Any other method (WebDAV's PROPFIND or MOVE, a custom verb) matches only
+ * the rules that name it in `methods`; where none does, 405: an app may give an unknown verb a meaning no
+ * rule was written for.
+ */
+export const USUAL_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/**
+ * Methods no rule may allow: after a 2xx to CONNECT, HAProxy tunnels the connection's next bytes to the app
+ * unchecked; TRACE echoes the request back, cookies and credentials included (cross-site tracing).
+ */
+export const NEVER_ALLOWED_METHODS: ReadonlySet<string> = new Set(['CONNECT', 'TRACE']);
 
 export interface Identity {
   /** How the caller proved who it is. */
@@ -76,8 +94,13 @@ export interface PolicyRule {
    * for /admin/ must also cover /ADMIN/.
    */
   readonly caseSensitive?: boolean;
-  /** Upper-case methods (a rule for GET also covers HEAD). Absent: any method. */
+  /**
+   * Upper-case methods (a rule for GET also covers HEAD). Absent: any of USUAL_METHODS; a method outside
+   * them matches only rules that name it.
+   */
   readonly methods?: readonly string[];
+  /** `cors_preflight: pass`: a CORS preflight on this rule goes to the app unjudged, without identity. */
+  readonly corsPreflight?: 'pass';
   /** public: no identity needed; authenticated: any identity; restricted: one of `allow` must hold; deny: nobody. */
   readonly access: 'public' | 'authenticated' | 'restricted' | 'deny';
   /** Alternatives: the first that holds allows. */
@@ -124,6 +147,7 @@ export type Decision =
       /** RFC 6750 (RFC 9449 for DPoP) error, when a token was presented and failed. */
       readonly error: 'invalid_token' | 'invalid_dpop_proof' | 'use_dpop_nonce' | undefined;
     }
+  | { readonly outcome: 'refused'; readonly status: 405; readonly rule: string; readonly reason: string }
   | {
       readonly outcome: 'deny';
       readonly status: 403;
@@ -147,15 +171,19 @@ export const SIGNED_IN_POLICY: Policy = Object.freeze({
 
 const DEFAULT_RULE: PolicyRule = Object.freeze({ id: 'default', line: 0, access: 'authenticated', api: false });
 
-/** The first rule that matches the request; the default rule when none does and the default is authenticated. */
+/**
+ * The first rule that matches the request; the default rule when none does and the default is
+ * authenticated. A method outside USUAL_METHODS matches only a rule that names it, never the default.
+ */
 export function matchRule(policy: Policy, facts: Pick<RequestFacts, 'host' | 'path' | 'method'>): PolicyRule | undefined {
+  const usual = USUAL_METHODS.has(facts.method);
   const lowerPath = caseFolded(facts.path);
   const candidates = policy.index ? (policy.index.bySegment.get(firstSegment(lowerPath)) ?? policy.index.anyPath) : policy.rules;
   // "app.example.com." names the same host as "app.example.com" (and HAProxy strips the dot before the app).
   const host = withoutTrailingDot(facts.host);
   let bareHost: string | undefined;
   for (const rule of candidates) {
-    if (rule.methods && !rule.methods.includes(facts.method) && !(facts.method === 'HEAD' && rule.methods.includes('GET'))) continue;
+    if (rule.methods ? !rule.methods.includes(facts.method) && !(facts.method === 'HEAD' && rule.methods.includes('GET')) : !usual) continue;
     if (rule.hosts) {
       bareHost ??= stripPort(host);
       if (!rule.hosts.some((h) => hostMatches(h, host, bareHost!))) continue;
@@ -165,7 +193,12 @@ export function matchRule(policy: Policy, facts: Pick<RequestFacts, 'host' | 'pa
     if (rule.pathRegex && !rule.pathRegex.test(path)) continue;
     return rule;
   }
-  return policy.defaultAccess === 'authenticated' ? DEFAULT_RULE : undefined;
+  return policy.defaultAccess === 'authenticated' && usual ? DEFAULT_RULE : undefined;
+}
+
+/** The rule lets this request through as a CORS preflight: to the app unjudged, without identity. */
+export function passesAsPreflight(rule: PolicyRule | undefined, facts: Pick<RequestFacts, 'corsPreflight'>): boolean {
+  return facts.corsPreflight && rule?.corsPreflight === 'pass';
 }
 
 /**
@@ -179,8 +212,11 @@ export function decide(
   identity: Identity | undefined,
   problem: CredentialProblem | undefined,
 ): Decision {
+  if (NEVER_ALLOWED_METHODS.has(facts.method)) return { outcome: 'refused', status: 405, rule: rule?.id ?? NO_RULE, reason: `${facts.method} is never allowed` };
+  if (!rule && !USUAL_METHODS.has(facts.method)) return { outcome: 'refused', status: 405, rule: NO_RULE, reason: `no policy rule allows the method ${facts.method} here` };
   if (!rule) return { outcome: 'deny', status: 403, rule: NO_RULE, reason: ERRORS.no_rule.text, missingScope: undefined };
   if (rule.access === 'public') return { outcome: 'public', status: 200, rule: rule.id, reason: 'public route' };
+  if (passesAsPreflight(rule, facts)) return { outcome: 'public', status: 200, rule: rule.id, reason: 'CORS preflight (cors_preflight: pass)' };
 
   if (!identity) {
     const reason = problem?.description ?? ERRORS.no_credentials.text;

@@ -404,6 +404,8 @@ export function checkInputFromMessage(args: Record<string, Value>, peer: string 
     dpop: text(args.dpop),
     accept: text(args.accept),
     requestedWith: text(args.xrw),
+    origin: text(args.origin),
+    corsRequestMethod: text(args.acrm),
   };
 }
 
