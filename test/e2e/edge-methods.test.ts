@@ -12,6 +12,7 @@ import type { EchoedRequest } from '../../stack/upstream.js';
 
 let stack: Stack;
 let bobCookie: string;
+let aliceCookie: string;
 
 interface Outcome {
   res: RawResponse;
@@ -19,10 +20,11 @@ interface Outcome {
   echo?: EchoedRequest;
 }
 
-async function send(method: string, target: string, options: { bob?: boolean; headers?: [string, string][] } = {}): Promise<Outcome> {
+async function send(method: string, target: string, options: { bob?: boolean; alice?: boolean; headers?: [string, string][] } = {}): Promise<Outcome> {
   const marker = crypto.randomUUID();
   const headers: [string, string][] = [['Accept', 'application/json'], ['X-Edge-Probe', marker], ...(options.headers ?? [])];
   if (options.bob) headers.push(['Cookie', bobCookie]);
+  if (options.alice) headers.push(['Cookie', aliceCookie]);
   const res = await rawRequest(stack.ports.front, method, target, headers);
   let echo: EchoedRequest | undefined;
   try {
@@ -53,9 +55,10 @@ function smuggled(marker: string, close = true): string {
 describe.each(['lua', 'spoe'] as const)('methods at the edge through HAProxy (%s)', (mode) => {
   beforeAll(async () => {
     stack = await startStack({ haproxyMode: mode, idgateEnv: { IDGATE_POLICY_FILE: path.join(REPO_ROOT, 'test/e2e/fixtures/policy-edge-methods.yaml') } });
-    const browser = new Browser();
-    await signIn(browser, `${stack.frontUrl}/`, 'bob');
-    bobCookie = `_idgate=${browser.cookie('127.0.0.1', '_idgate')}`;
+    const [bob, alice] = [new Browser(), new Browser()];
+    await Promise.all([signIn(bob, `${stack.frontUrl}/`, 'bob'), signIn(alice, `${stack.frontUrl}/`, 'alice')]);
+    bobCookie = `_idgate=${bob.cookie('127.0.0.1', '_idgate')}`;
+    aliceCookie = `_idgate=${alice.cookie('127.0.0.1', '_idgate')}`;
   }, 60_000);
 
   afterAll(async () => {
@@ -146,6 +149,51 @@ describe.each(['lua', 'spoe'] as const)('methods at the edge through HAProxy (%s
       const o = await send(method, '/x', { bob: true });
       expect(o.echo).toMatchObject({ method, path: '/x' });
       expect(o.echo?.headers['x-auth-user']).toBe('bob');
+    });
+  });
+
+  describe('method overrides in the query', () => {
+    test('bob POST /items/7?_method=DELETE is judged as the DELETE the app runs: 403, never the app', async () => {
+      const o = await send('POST', '/items/7?_method=DELETE', { bob: true });
+      expect(o.echo).toBeUndefined();
+      expect(o.res.status).toBe(403);
+    });
+
+    test('alice (an admin) POST /items/7?_method=DELETE: allowed, the app gets the request as sent', async () => {
+      const o = await send('POST', '/items/7?_method=DELETE', { alice: true });
+      expect(o.echo).toMatchObject({ method: 'POST', path: '/items/7?_method=DELETE' });
+      expect(o.echo?.headers['x-auth-user']).toBe('alice');
+    });
+
+    test('bob POST /items/7?_method=PUT: the rule allows overrides and PUT, so the app gets it', async () => {
+      const o = await send('POST', '/items/7?_method=PUT', { bob: true });
+      expect(o.echo?.path).toBe('/items/7?_method=PUT');
+    });
+
+    test.each([
+      ['/x?_method=DELETE', 'a rule without method_override'],
+      ['/x?_METHOD=delete', 'another letter case'],
+      ['/x?%5Fmethod=DELETE', 'an escaped name'],
+      ['/x?.method=DELETE', "PHP's spelling"],
+      ['/x?_method[]=DELETE', 'an array'],
+      ['/items/7?_method=DELETE&_method=GET', 'two methods'],
+      ['/items/7?_method=DEL%0AETE', 'not a method'],
+      ['/public/x?_method=DELETE', 'a public rule'],
+    ])('bob POST %s (%s): 400, never the app', async (target) => {
+      const o = await send('POST', target, { bob: true });
+      expect(o.echo).toBeUndefined();
+      expect(o.res.status).toBe(400);
+    });
+
+    test('_method=CONNECT is refused as CONNECT is: 405', async () => {
+      const o = await send('POST', '/items/7?_method=CONNECT', { bob: true });
+      expect(o.echo).toBeUndefined();
+      expect(o.res.status).toBe(405);
+    });
+
+    test.each(['X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override'])('%s: DELETE never reaches the app (HAProxy deletes it)', async (name) => {
+      const o = await send('POST', '/items/7', { bob: true, headers: [[name, 'DELETE']] });
+      expect(o.echo?.headers[name.toLowerCase()]).toBeUndefined();
     });
   });
 

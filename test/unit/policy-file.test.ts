@@ -30,6 +30,7 @@ describe('policy file validation', () => {
     ['a bad method', 'rules:\n  - id: a\n    methods: [GET, "P OST"]\n    public: true\n', /methods: "P OST" is not an HTTP method/],
     ['CONNECT in methods', 'rules:\n  - id: a\n    methods: [GET, connect]\n    public: true\n', /^p\.yaml:3: rule "a": methods: CONNECT is never allowed \(CONNECT would tunnel/],
     ['TRACE in methods', 'rules:\n  - id: a\n    methods: [TRACE]\n    authenticated: true\n', /methods: TRACE is never allowed/],
+    ['method_override other than a flag', 'rules:\n  - id: a\n    method_override: yes please\n    authenticated: true\n', /^p\.yaml:3: rule "a": method_override: expected true or false/],
     ['cors_preflight other than pass', 'rules:\n  - id: a\n    cors_preflight: judge\n    authenticated: true\n', /^p\.yaml:3: rule "a": cors_preflight: only "cors_preflight: pass" means something/],
     ['a bad default', 'default: allow\nrules: []\n', /^p\.yaml:1: default must be "deny" or "authenticated"/],
     ['a backend on a public rule', 'rules:\n  - id: a\n    public: true\n    backend: x\n', /a public rule sends no identity, so it chooses no pool/],

@@ -425,6 +425,21 @@ describe('methods', () => {
     expect(run(policy, facts, identity)).toBe(expected);
   });
 
+  test('a method override counts only on rules that allow one, and the method it names is the one judged', () => {
+    const overrides = compile(
+      'rules:\n' +
+        '  - id: items-delete\n    path: /items/\n    methods: [DELETE]\n    method_override: true\n    allow: {groups: [admins]}\n' +
+        '  - id: items\n    path: /items/\n    method_override: true\n    authenticated: true\n' +
+        '  - id: rest\n    authenticated: true\n',
+    );
+    const overridden = (method: string, from: string, uri: string): RequestFacts => ({ ...api(method, uri), overriddenFrom: from });
+    expect(run(overrides, overridden('DELETE', 'POST', '/items/7'), bob)).toBe('403 deny rule=items-delete: needs group admins');
+    expect(run(overrides, overridden('DELETE', 'POST', '/items/7'), alice)).toBe('200 allow rule=items-delete: has group admins');
+    expect(run(overrides, overridden('PUT', 'POST', '/items/7'), bob)).toBe('200 allow rule=items: authenticated');
+    expect(run(overrides, overridden('DELETE', 'POST', '/x'), bob)).toBe('400 refused rule=rest: a method override (_method=DELETE) counts only on rules with method_override: true');
+    expect(run(overrides, overridden('CONNECT', 'POST', '/items/7'), bob)).toBe('405 refused rule=no-rule: CONNECT is never allowed');
+  });
+
   test('a method outside the usual ones never falls to default: authenticated', () => {
     const open = compile('default: authenticated\nrules:\n  - id: pub\n    path: /public/\n    public: true\n');
     expect(run(open, api('PROPFIND', '/x'), bob)).toBe('405 refused rule=no-rule: no policy rule allows the method PROPFIND here');

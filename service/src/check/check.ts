@@ -21,6 +21,7 @@ import { dpopChallenge, proofTargetUrl, verifyDpopRequest } from '../tokens/dpop
 import { dpopNoncesOf } from '../tokens/dpop-nonce.js';
 import { forbiddenPage } from '../browser/pages.js';
 import { canonicalPath } from './paths.js';
+import { methodOverrideOf } from './method-override.js';
 import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from '../transports/check-wire.js';
 import { LOGGED_PATH_LENGTH, MAX_HOST_LENGTH, MAX_LIST_HEADER, MAX_PATH_LENGTH, MAX_URI_LENGTH, UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from '../limits.js';
 
@@ -154,7 +155,7 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
     const { scheme } = presented;
     try {
       if (scheme === 'dpop') {
-        const { identity, nonce } = await verifyDpopRequest(deps, { proof: request.dpop, target: { method: facts.method, url: proofTargetUrl(facts.proto, facts.host, request.pathq!) }, accessToken: presented.token, source: facts.clientIp, requestId: facts.requestId });
+        const { identity, nonce } = await verifyDpopRequest(deps, { proof: request.dpop, target: { method: facts.overriddenFrom ?? facts.method, url: proofTargetUrl(facts.proto, facts.host, request.pathq!) }, accessToken: presented.token, source: facts.clientIp, requestId: facts.requestId });
         return { identity, scheme, dpopNonce: nonce };
       }
       return { identity: await deps.bearer.verify(presented.token, { source: facts.clientIp }), scheme };
@@ -248,9 +249,13 @@ export function readRequestFacts(request: CheckInput, config: Config): RequestFa
   const canonical = canonicalPath(uri);
   if (!canonical.ok) return { problem: 'invalid_request', reason: canonical.reason };
   if (canonical.path.length > MAX_PATH_LENGTH) return { problem: 'invalid_request', reason: `the path is longer than ${MAX_PATH_LENGTH} characters` };
+  // `?_method=DELETE`: the method the app will run is the one judged (where a rule allows overrides at all).
+  const override = methodOverrideOf(canonical.query);
+  if (override !== undefined && 'problem' in override) return { problem: 'invalid_request', reason: override.problem };
   const { scheme, requestId, requestedWith } = request;
   return {
-    method,
+    method: override?.method ?? method,
+    overriddenFrom: override === undefined ? undefined : method,
     proto: scheme === 'https' ? 'https' : scheme === 'http' ? 'http' : config.publicUrl.protocol === 'https:' ? 'https' : 'http',
     host,
     uri: canonical.query === '' && !uri.includes('?') ? canonical.path : `${canonical.path}?${canonical.query}`,
@@ -353,7 +358,7 @@ function outcomeFor(decision: Decision, problem: CredentialProblem | undefined, 
     case 'public':
       return checkOutcome('public', 200, decision.reason, { requestId: facts.requestId });
     case 'refused':
-      return json('method_not_allowed', 'method_not_allowed', decision.reason);
+      return decision.status === 400 ? json('invalid_request', 'invalid_request', decision.reason) : json('method_not_allowed', 'method_not_allowed', decision.reason);
     case 'allow':
       return checkOutcome('allow', 200, decision.reason, { identity: reusedIdentityFields(identity!, decision, policy), requestId: facts.requestId });
     case 'login': {
@@ -485,7 +490,7 @@ function errorCode(decision: Decision, problem: CredentialProblem | undefined): 
     case 'deny':
       return decision.missingScope ? 'insufficient_scope' : decision.rule === NO_RULE ? 'no_rule' : 'access_denied';
     case 'refused':
-      return 'method_not_allowed';
+      return decision.status === 400 ? 'invalid_request' : 'method_not_allowed';
     default:
       return problem?.code ?? 'no_credentials';
   }

@@ -19,7 +19,7 @@ export interface PolicyLoadResult {
 }
 
 const TOP_KEYS = ['version', 'default', 'rules'];
-const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'case_sensitive', 'methods', 'cors_preflight', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'accept', 'api', 'backend', 'backends'];
+const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'case_sensitive', 'methods', 'cors_preflight', 'method_override', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'accept', 'api', 'backend', 'backends'];
 const ACCESS_KEYS = ['public', 'authenticated', 'deny', 'allow', 'allow_any'];
 // A Map, not an object: a condition named "constructor" or "toString" must be unknown, not found on the prototype.
 const CONDITION_BY_KEY: ReadonlyMap<string, ConditionEntry> = new Map(CONDITION_ENTRIES.map((e) => [e.row.key, e]));
@@ -257,6 +257,7 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     ...(caseSensitive ? { caseSensitive } : {}),
     ...(methods ? { methods } : {}),
     ...(corsPreflight === 'pass' ? { corsPreflight } : {}),
+    ...(flag('method_override') ? { methodOverride: true } : {}),
     ...(allow ? { allow } : {}),
     ...(accept ? { accept } : {}),
     ...(backend !== undefined ? { backend } : {}),

@@ -9,7 +9,10 @@ import { planOf, type Condition, type ConditionField, type UnmetKind } from './p
 export type { Condition } from './policy-conditions.js';
 
 export interface RequestFacts {
+  /** The method judged: the one sent, or the one `_method` in the query names (see overriddenFrom). */
   readonly method: string;
+  /** The method as sent, when the query's `_method` overrides it (check/method-override.ts); else undefined. */
+  readonly overriddenFrom?: string;
   readonly proto: 'http' | 'https';
   /** Host header as the client sent it to HAProxy, lowercased, port included when not default. */
   readonly host: string;
@@ -101,6 +104,8 @@ export interface PolicyRule {
   readonly methods?: readonly string[];
   /** `cors_preflight: pass`: a CORS preflight on this rule goes to the app unjudged, without identity. */
   readonly corsPreflight?: 'pass';
+  /** `method_override: true`: `_method` in the query counts here, and the method it names is the one judged. */
+  readonly methodOverride?: boolean;
   /** public: no identity needed; authenticated: any identity; restricted: one of `allow` must hold; deny: nobody. */
   readonly access: 'public' | 'authenticated' | 'restricted' | 'deny';
   /** Alternatives: the first that holds allows. */
@@ -147,7 +152,8 @@ export type Decision =
       /** RFC 6750 (RFC 9449 for DPoP) error, when a token was presented and failed. */
       readonly error: 'invalid_token' | 'invalid_dpop_proof' | 'use_dpop_nonce' | undefined;
     }
-  | { readonly outcome: 'refused'; readonly status: 405; readonly rule: string; readonly reason: string }
+  /** 405: a method no rule allows here; 400: a method override where the rule does not allow one. */
+  | { readonly outcome: 'refused'; readonly status: 400 | 405; readonly rule: string; readonly reason: string }
   | {
       readonly outcome: 'deny';
       readonly status: 403;
@@ -213,6 +219,7 @@ export function decide(
   problem: CredentialProblem | undefined,
 ): Decision {
   if (NEVER_ALLOWED_METHODS.has(facts.method)) return { outcome: 'refused', status: 405, rule: rule?.id ?? NO_RULE, reason: `${facts.method} is never allowed` };
+  if (facts.overriddenFrom !== undefined && !rule?.methodOverride) return { outcome: 'refused', status: 400, rule: rule?.id ?? NO_RULE, reason: `a method override (_method=${facts.method}) counts only on rules with method_override: true` };
   if (!rule && !USUAL_METHODS.has(facts.method)) return { outcome: 'refused', status: 405, rule: NO_RULE, reason: `no policy rule allows the method ${facts.method} here` };
   if (!rule) return { outcome: 'deny', status: 403, rule: NO_RULE, reason: ERRORS.no_rule.text, missingScope: undefined };
   if (rule.access === 'public') return { outcome: 'public', status: 200, rule: rule.id, reason: 'public route' };
