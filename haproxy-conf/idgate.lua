@@ -74,6 +74,8 @@ local FORWARDED = {
   -- A CORS preflight (OPTIONS with both), passed unjudged only where a policy rule says so.
   { "origin", "Origin" },
   { "access-control-request-method", "Access-Control-Request-Method" },
+  -- WebDAV's MOVE and COPY write to it: a second path idgate judges.
+  { "destination", "Destination" },
 }
 
 local UNAVAILABLE_BODY = "<!doctype html>\n<html><head><title>503 Service Unavailable</title></head>\n"

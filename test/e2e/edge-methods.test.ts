@@ -123,7 +123,7 @@ describe.each(['lua', 'spoe'] as const)('methods at the edge through HAProxy (%s
     test.each([
       ['PROPFIND', '/', true],
       ['PROPFIND', '/public/x', false],
-      ['MOVE', '/dav/x', true],
+      ['MOVE', '/x', true],
       ['FOO', '/', true],
       ['LOCK', '/public/x', false],
     ])('%s %s: 405, never the app', async (method, target, bob) => {
@@ -194,6 +194,34 @@ describe.each(['lua', 'spoe'] as const)('methods at the edge through HAProxy (%s
     test.each(['X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override'])('%s: DELETE never reaches the app (HAProxy deletes it)', async (name) => {
       const o = await send('POST', '/items/7', { bob: true, headers: [[name, 'DELETE']] });
       expect(o.echo?.headers[name.toLowerCase()]).toBeUndefined();
+    });
+  });
+
+  describe("WebDAV's Destination is judged as a second path", () => {
+    test.each([
+      ['bob, /dav/a to /dav/b', 'bob', '/dav/b'],
+      ['alice, /dav/a to /dav/admin/b', 'alice', '/dav/admin/b'],
+      ['bob, to an absolute URI on this host', 'bob', () => `http://127.0.0.1:${stack.ports.front}/dav/b`],
+    ] as [string, 'bob' | 'alice', string | (() => string)][])('%s: the app gets the MOVE', async (_, who, destination) => {
+      const value = typeof destination === 'string' ? destination : destination();
+      const o = await send('MOVE', '/dav/a', { [who]: true, headers: [['Destination', value]] });
+      expect(o.echo).toMatchObject({ method: 'MOVE', path: '/dav/a' });
+      expect(o.echo?.headers.destination).toBe(value);
+    });
+
+    test.each([
+      ['to /dav/admin/b', '/dav/admin/b', 403],
+      ['to /dav/admin/b as an absolute URI', () => `http://127.0.0.1:${stack.ports.front}/dav/admin/b`, 403],
+      ['to /dav/admin/ through dot segments', '/dav/x/%2e%2e/admin/b', 403],
+      ['to /admin/x, where no rule names MOVE', '/admin/x', 405],
+      ['to another host', 'http://other.example/dav/b', 400],
+      ['to a path with no single meaning', '/dav/..;/admin/b', 400],
+    ] as [string, string | (() => string), number][])('bob MOVE /dav/a %s: %d, never the app', async (_, destination, status) => {
+      const value = typeof destination === 'string' ? destination : destination();
+      for (const method of ['MOVE', 'COPY']) {
+        const o = await send(method, '/dav/a', { bob: true, headers: [['Destination', value]] });
+        expect({ method, reached: o.echo !== undefined, status: o.res.status }).toEqual({ method, reached: false, status });
+      }
     });
   });
 

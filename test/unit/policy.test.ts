@@ -1,6 +1,6 @@
 import { parsePolicy } from '../../service/src/policy/policy-file.js';
 import { canonicalPath } from '../../service/src/check/paths.js';
-import { acceptedCredentials, decide, formatDecision, matchRule, SIGNED_IN_POLICY, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy/policy.js';
+import { acceptedCredentials, decide, decideWithDestination, formatDecision, matchRule, SIGNED_IN_POLICY, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy/policy.js';
 import { demoPolicy } from '../support/idgate.js';
 
 const browser = (method: string, uri: string, host = 'app.example.com'): RequestFacts => ({
@@ -438,6 +438,23 @@ describe('methods', () => {
     expect(run(overrides, overridden('PUT', 'POST', '/items/7'), bob)).toBe('200 allow rule=items: authenticated');
     expect(run(overrides, overridden('DELETE', 'POST', '/x'), bob)).toBe('400 refused rule=rest: a method override (_method=DELETE) counts only on rules with method_override: true');
     expect(run(overrides, overridden('CONNECT', 'POST', '/items/7'), bob)).toBe('405 refused rule=no-rule: CONNECT is never allowed');
+  });
+
+  test("WebDAV's Destination is judged as a second path: the caller needs both", () => {
+    const dav = compile(
+      'rules:\n' +
+        '  - id: dav-admin\n    path: /dav/admin/\n    methods: [GET, MOVE, COPY]\n    allow: {groups: [admins]}\n' +
+        '  - id: dav\n    path: /dav/\n    methods: [GET, MOVE, COPY]\n    authenticated: true\n' +
+        '  - id: pub\n    path: /public/\n    public: true\n',
+    );
+    const move = (from: string, to: string): RequestFacts => ({ ...api('MOVE', from), destination: to });
+    const judged = (facts: RequestFacts, identity?: Identity) =>
+      formatDecision(decideWithDestination(facts, matchRule(dav, facts), matchRule(dav, { ...facts, path: facts.destination! }), identity, undefined));
+    expect(judged(move('/dav/a', '/dav/b'), bob)).toBe('200 allow rule=dav: authenticated');
+    expect(judged(move('/dav/a', '/dav/admin/b'), bob)).toBe('403 deny rule=dav-admin: the Destination /dav/admin/b: needs group admins');
+    expect(judged(move('/dav/admin/a', '/dav/b'), bob)).toBe('403 deny rule=dav-admin: needs group admins');
+    expect(judged(move('/dav/a', '/dav/admin/b'), alice)).toBe('200 allow rule=dav: authenticated');
+    expect(judged(move('/dav/a', '/public/b'), bob)).toBe('405 refused rule=no-rule: the Destination /public/b: no policy rule allows the method MOVE here');
   });
 
   test('a method outside the usual ones never falls to default: authenticated', () => {

@@ -12,7 +12,7 @@ import { ERRORS, IdgateError, isIdgateError, describeError, type IdgateErrorCode
 import type { Metrics } from '../metrics.js';
 import type { OidcRelyingParty } from '../browser/oidc.js';
 import { keepSessionFresh } from '../session/refresh.js';
-import { acceptedCredentials, decide, matchRule, NEVER_ALLOWED_METHODS, NO_RULE, passesAsPreflight, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from '../policy/policy.js';
+import { acceptedCredentials, decideWithDestination, matchRule, NEVER_ALLOWED_METHODS, NO_RULE, passesAsPreflight, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type PolicyRule, type RequestFacts } from '../policy/policy.js';
 import type { SessionCache } from '../session/session-cache.js';
 import { sessionHash, type SessionStore } from '../session/session-store.js';
 import { describeSessionRecordVersions, readSessionForCheck, SESSION_RECORD_VERSIONS_READ } from '../session/sessions.js';
@@ -22,6 +22,7 @@ import { dpopNoncesOf } from '../tokens/dpop-nonce.js';
 import { forbiddenPage } from '../browser/pages.js';
 import { canonicalPath } from './paths.js';
 import { methodOverrideOf } from './method-override.js';
+import { destinationPathOf } from './destination.js';
 import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from '../transports/check-wire.js';
 import { LOGGED_PATH_LENGTH, MAX_HOST_LENGTH, MAX_LIST_HEADER, MAX_PATH_LENGTH, MAX_URI_LENGTH, UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from '../limits.js';
 
@@ -58,27 +59,30 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
 
   const policy = deps.policy();
   const rule = matchRule(policy, facts);
+  // WebDAV's Destination is a second path the request writes to: judged too (decideWithDestination).
+  const destinationRule = facts.destination === undefined ? undefined : matchRule(policy, { ...facts, path: facts.destination });
+  // The credentials read are those of the first rule that needs any.
+  const credentialRule = needsIdentity(rule, facts) ? rule : needsIdentity(destinationRule, facts) ? destinationRule : undefined;
 
   let identity: Identity | undefined;
   let problem: CredentialProblem | undefined;
   let setCookie: string | undefined;
   let dpopNonce: string | undefined;
   let scheme: AuthScheme | undefined;
-  // A preflight a rule passes is never judged as a person: no credentials are read for it.
-  if (rule && rule.access !== 'public' && !passesAsPreflight(rule, facts)) {
+  if (credentialRule) {
     try {
-      ({ identity, problem, setCookie, dpopNonce, scheme } = await establishIdentity(deps, request, acceptedCredentials(rule), facts));
+      ({ identity, problem, setCookie, dpopNonce, scheme } = await establishIdentity(deps, request, acceptedCredentials(credentialRule), facts));
     } catch (err) {
       const reason: IdgateErrorCode = isIdgateError(err) ? err.code : 'internal_error';
       // A configuration error is counted where it is found (introspection_credentials_refused), not as an IdP outage.
       if (reason !== 'introspection_config_error') deps.metrics.recordEvent(reason === 'store_unavailable' ? 'store_error' : 'idp_error');
       deps.logger.log('error', 'cannot decide', { request_id: facts.requestId, error: describeError(err) });
-      audit(deps, facts, { outcome: 'unavailable', status: UNAVAILABLE.status, rule: rule.id, reason }, ERRORS[reason].metric, undefined, started, scheme);
+      audit(deps, facts, { outcome: 'unavailable', status: UNAVAILABLE.status, rule: credentialRule.id, reason }, ERRORS[reason].metric, undefined, started, scheme);
       return UNAVAILABLE;
     }
   }
 
-  const decision = decide(facts, rule, identity, problem);
+  const decision = decideWithDestination(facts, rule, destinationRule, identity, problem);
   const outcome = outcomeFor(decision, problem, facts, identity, loginUrl, config, policy, scheme);
   audit(deps, facts, decision, reasonCode(decision, problem), identity, started, scheme);
   // A renewed session's cookie goes back with whatever the answer is (HAProxy passes every Set-Cookie on).
@@ -93,6 +97,11 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
     outcome.appCookies = withoutIdgateCookies(request.cookie, config);
   }
   return outcome;
+}
+
+/** The rule judges a person: public rules and the preflights a rule passes never read credentials. */
+function needsIdentity(rule: PolicyRule | undefined, facts: RequestFacts): rule is PolicyRule {
+  return rule !== undefined && rule.access !== 'public' && !passesAsPreflight(rule, facts);
 }
 
 /**
@@ -252,10 +261,13 @@ export function readRequestFacts(request: CheckInput, config: Config): RequestFa
   // `?_method=DELETE`: the method the app will run is the one judged (where a rule allows overrides at all).
   const override = methodOverrideOf(canonical.query);
   if (override !== undefined && 'problem' in override) return { problem: 'invalid_request', reason: override.problem };
+  const destination = request.destination === undefined ? undefined : destinationPathOf(request.destination, host);
+  if (destination !== undefined && 'problem' in destination) return { problem: 'invalid_request', reason: destination.problem };
   const { scheme, requestId, requestedWith } = request;
   return {
     method: override?.method ?? method,
     overriddenFrom: override === undefined ? undefined : method,
+    destination: destination?.path,
     proto: scheme === 'https' ? 'https' : scheme === 'http' ? 'http' : config.publicUrl.protocol === 'https:' ? 'https' : 'http',
     host,
     uri: canonical.query === '' && !uri.includes('?') ? canonical.path : `${canonical.path}?${canonical.query}`,

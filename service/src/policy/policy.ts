@@ -13,6 +13,8 @@ export interface RequestFacts {
   readonly method: string;
   /** The method as sent, when the query's `_method` overrides it (check/method-override.ts); else undefined. */
   readonly overriddenFrom?: string;
+  /** The canonical path of a WebDAV Destination header (check/destination.ts): judged as a second path. */
+  readonly destination?: string;
   readonly proto: 'http' | 'https';
   /** Host header as the client sent it to HAProxy, lowercased, port included when not default. */
   readonly host: string;
@@ -268,6 +270,25 @@ export function decide(
     reason: relevant ? relevant.text : 'the rule allows nobody',
     missingScope: identity.via === 'token' && relevant?.kind === 'scopes' ? (relevant.wanted as readonly string[]).join(' ') : undefined,
   };
+}
+
+/**
+ * The decision for a request that names a second path (WebDAV's Destination): the caller needs both, the
+ * request's own path under `rule` and the destination under `destinationRule` (matchRule's for it), with
+ * the same method and identity. The first refusal stands; an allow is the request path's.
+ */
+export function decideWithDestination(
+  facts: RequestFacts,
+  rule: PolicyRule | undefined,
+  destinationRule: PolicyRule | undefined,
+  identity: Identity | undefined,
+  problem: CredentialProblem | undefined,
+): Decision {
+  const decision = decide(facts, rule, identity, problem);
+  if (facts.destination === undefined || (decision.outcome !== 'allow' && decision.outcome !== 'public')) return decision;
+  const second = decide({ ...facts, path: facts.destination, corsPreflight: false }, destinationRule, identity, problem);
+  if (second.outcome === 'allow' || second.outcome === 'public') return decision;
+  return { ...second, reason: `the Destination ${facts.destination}: ${second.reason}` };
 }
 
 /** Which credentials make a caller signed in on a rule. */

@@ -39,6 +39,8 @@ export interface CheckInput {
   // A CORS preflight's two headers (with method OPTIONS): passed unjudged where a rule says so.
   readonly origin: string | undefined;
   readonly corsRequestMethod: string | undefined;
+  /** WebDAV's Destination (MOVE, COPY): a second path, judged too. */
+  readonly destination: string | undefined;
 }
 
 /** The address the nearest trusted proxy saw (the last entry of a forwarded list), else the peer's. */
@@ -80,6 +82,7 @@ export const INPUT_FIELDS: readonly InputField[] = [
   { name: 'accept', header: 'Accept', argument: 'accept', fetch: 'req.fhdr(accept)', meaning: 'with X-Requested-With, tells a browser navigating from XHR and API clients' },
   { name: 'requestedWith', header: 'X-Requested-With', argument: 'xrw', fetch: 'req.fhdr(x-requested-with)', meaning: '`XMLHttpRequest`: not a navigation' },
   { name: 'origin', header: 'Origin', argument: 'origin', fetch: 'req.fhdr(origin)', meaning: 'with Access-Control-Request-Method on an OPTIONS: a CORS preflight' },
+  { name: 'destination', header: 'Destination', argument: 'dest', fetch: 'req.fhdr(destination)', meaning: "WebDAV's second path (MOVE, COPY): judged too, for the same caller and method" },
   { name: 'corsRequestMethod', header: 'Access-Control-Request-Method', argument: 'acrm', fetch: 'req.fhdr(access-control-request-method)', meaning: 'the method a CORS preflight asks about (its presence is what counts)' },
 ];
 

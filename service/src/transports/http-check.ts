@@ -27,7 +27,7 @@ export function createCheckHandler(deps: CheckDependencies): (req: IncomingMessa
 export function checkInputFromHttp(req: IncomingMessage, trusted: AddressMatcher): CheckInput {
   const peer = req.socket.remoteAddress;
   if (!trusted(peer)) {
-    return { fromTrustedProxy: false, peer, method: undefined, scheme: undefined, host: undefined, pathq: undefined, clientAddress: peer || '', requestId: undefined, cookie: undefined, authorization: undefined, dpop: undefined, accept: undefined, requestedWith: undefined, origin: undefined, corsRequestMethod: undefined };
+    return { fromTrustedProxy: false, peer, method: undefined, scheme: undefined, host: undefined, pathq: undefined, clientAddress: peer || '', requestId: undefined, cookie: undefined, authorization: undefined, dpop: undefined, accept: undefined, requestedWith: undefined, origin: undefined, corsRequestMethod: undefined, destination: undefined };
   }
   const h = req.headers;
   return {
@@ -47,6 +47,7 @@ export function checkInputFromHttp(req: IncomingMessage, trusted: AddressMatcher
     requestedWith: one(h['x-requested-with']),
     origin: one(h.origin),
     corsRequestMethod: one(h['access-control-request-method']),
+    destination: one(h.destination),
   };
 }
 

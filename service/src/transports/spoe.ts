@@ -406,6 +406,7 @@ export function checkInputFromMessage(args: Record<string, Value>, peer: string 
     requestedWith: text(args.xrw),
     origin: text(args.origin),
     corsRequestMethod: text(args.acrm),
+    destination: text(args.dest),
   };
 }
 
