@@ -315,7 +315,8 @@ function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: Fa
     method: printable(request.method, 16),
     host: printable(request.host, MAX_HOST_LENGTH),
     // Never the query: it may carry tokens.
-    path: printable(uri.split('?')[0], LOGGED_PATH_LENGTH),
+    // null when none was sent (a CONNECT's target names none): never a stand-in path.
+    path: request.pathq === undefined ? null : printable(uri.split('?')[0], LOGGED_PATH_LENGTH),
     client_ip: request.clientAddress,
     latency_ms: Math.round(seconds * 1e6) / 1000,
   });
