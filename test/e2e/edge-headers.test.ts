@@ -195,8 +195,9 @@ describe.each(['lua', 'spoe'] as const)('the edge headers through HAProxy (%s)',
       expect(String(o.echo?.headers.connection ?? '')).not.toMatch(/x-/i);
     });
 
-    test('a WebSocket upgrade keeps Connection: upgrade, and nothing else', async () => {
+    test('a WebSocket upgrade still switches protocols (101), with Connection: upgrade and nothing else', async () => {
       const o = await send('bob', '/', [['Connection', 'keep-alive, Upgrade, X-Auth-User'], ['Upgrade', 'websocket'], ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='], ['Sec-WebSocket-Version', '13']]);
+      expect(o.res.status).toBe(101);
       expect(o.echo?.headers.connection).toBe('upgrade');
       expect(o.echo?.headers.upgrade).toBe('websocket');
       expect(o.echo?.headers['x-auth-user']).toBe('bob');
