@@ -23,7 +23,7 @@ export function benchPolicyMatching(ruleCount = 500, iterations = 200_000): Load
   const { policy, problems } = parsePolicy(policyWithRules(ruleCount), 'bench.yaml');
   if (!policy) throw new Error(problems.join('\n'));
   const identity: Identity = { via: 'session', subject: 's', user: 'u', email: 'u@example.com', groups: ['engineering', 'admins'], roles: [], scopes: [], clientId: undefined, issuer: 'i', fromPrimaryIssuer: true };
-  const facts = (host: string, uri: string): RequestFacts => ({ method: 'GET', proto: 'https', host, uri, path: (canonicalPath(uri) as { path: string }).path, clientIp: '', requestId: '', wantsHtml: true, isXhr: false });
+  const facts = (host: string, uri: string): RequestFacts => ({ method: 'GET', proto: 'https', host, uri, path: (canonicalPath(uri) as { path: string }).path, clientIp: '', requestId: '', wantsHtml: true, isXhr: false, corsPreflight: false });
   const requests = [
     facts('a.team0.example.com', '/svc0/x'), // first rule
     facts(`app${ruleCount - 2}.example.com`, '/home'), // near the end

@@ -71,6 +71,11 @@ local FORWARDED = {
   { "accept", "Accept" },
   { "x-requested-with", "X-Requested-With" },
   { "user-agent", "User-Agent" },
+  -- A CORS preflight (OPTIONS with both), passed unjudged only where a policy rule says so.
+  { "origin", "Origin" },
+  { "access-control-request-method", "Access-Control-Request-Method" },
+  -- WebDAV's MOVE and COPY write to it: a second path idgate judges.
+  { "destination", "Destination" },
 }
 
 local UNAVAILABLE_BODY = "<!doctype html>\n<html><head><title>503 Service Unavailable</title></head>\n"
@@ -125,7 +130,10 @@ local function decide(txn)
   -- boolean fetches reach Lua as integers (0/1), and 0 is true in Lua
   headers["X-Forwarded-Proto"] = { txn.f:ssl_fc() == 1 and "https" or "http" }
   headers["X-Forwarded-Host"] = { first_of(req, "host") or "" }
-  headers["X-Forwarded-Uri"] = { txn.f:pathq() or "/" }
+  -- No path (a CONNECT's authority-form target names none): sent without one, the check refuses it. Never
+  -- a stand-in such as "/": idgate would judge a request the app does not receive.
+  local pathq = txn.f:pathq()
+  if pathq ~= nil and pathq:sub(1, 1) == "/" then headers["X-Forwarded-Uri"] = { pathq } end
   headers["X-Forwarded-For"] = { txn.f:src() }
   headers["X-Request-Id"] = { txn.f:unique_id() }
 

@@ -1,6 +1,8 @@
 // The sample upstream app behind HAProxy: it echoes every request it receives as JSON, so the demo
 // and the tests can see exactly which headers (X-Auth-* and others) made it through.
+import crypto from 'node:crypto';
 import http from 'node:http';
+import type net from 'node:net';
 
 export interface UpstreamOptions {
   /** TCP port to listen on. Required (0 picks a free one; see `port` on the result). */
@@ -61,6 +63,27 @@ export async function startUpstream(options: UpstreamOptions): Promise<RunningUp
       });
       res.end(body);
     });
+  });
+
+  // An app that accepts CONNECT, as some do: 200, then the connection's next bytes are read as requests
+  // again and echoed like any other. The edge must never let a client get this far (docs/security.md).
+  server.on('connect', (_req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length > 0) socket.unshift(head);
+    server.emit('connection', socket);
+  });
+
+  // A WebSocket handshake is accepted (101), and the request is echoed as the first bytes after it, so a
+  // test sees which Connection and Upgrade headers reached the app through the upgrade.
+  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+    const key = req.headers['sec-websocket-key'];
+    if (String(req.headers.upgrade).toLowerCase() !== 'websocket' || typeof key !== 'string') {
+      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    const accept = crypto.createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+    const echoed: EchoedRequest = { server: options.name ?? 'main', method: req.method ?? '', path: req.url ?? '', headers: receivedHeaders(req) };
+    socket.end(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n${JSON.stringify(echoed)}`);
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -157,6 +157,7 @@ function explain(args: string[]): number {
     requestId: 'explain',
     wantsHtml: !opts.api,
     isXhr: false,
+    corsPreflight: false,
   };
   const decision = decide(facts, matchRule(policy, facts), identity, undefined);
   process.stdout.write(`${formatDecision(decision)}\n`);

@@ -25,6 +25,8 @@ export const ERRORS = {
   login_failed: { status: 502, wire: 'server_error', metric: 'login_failed', text: 'the identity provider did not complete the login' },
   too_many_logins: { status: 503, wire: 'unavailable', metric: 'too_many_logins', text: 'too many sign-ins are under way right now; please try again in a minute' },
   invalid_request: { status: 400, wire: 'invalid_request', metric: 'invalid_request', text: 'the request is malformed' },
+  // CONNECT and TRACE everywhere; a method outside the usual ones where no policy rule names it (policy.ts).
+  method_not_allowed: { status: 405, wire: 'method_not_allowed', metric: 'method_not_allowed', text: 'this method is not allowed here' },
   // The check's 401 says `unauthorized`; its WWW-Authenticate challenge names the code itself (RFC 6750).
   invalid_token: { status: 401, wire: 'unauthorized', metric: 'invalid_token', text: 'the token is not valid' },
   // A DPoP proof (RFC 9449) that fails; its challenge is `DPoP error="invalid_dpop_proof"`.

@@ -92,7 +92,7 @@ describe('idgate CLI', () => {
     const { code, stderr } = await idgate(['check-config', '--policy', bad], good);
     expect(code).toBe(1);
     expect(stderr.trim().split('\n')).toEqual([
-      `${bad}:6: rule "admin-area": unknown key "group" (expected one of: id, description, host, path, path_regex, format_suffix, case_sensitive, methods, public, authenticated, deny, allow, allow_any, accept, api, backend, backends)`,
+      `${bad}:6: rule "admin-area": unknown key "group" (expected one of: id, description, host, path, path_regex, format_suffix, case_sensitive, methods, cors_preflight, method_override, public, authenticated, deny, allow, allow_any, accept, api, backend, backends)`,
       `${bad}:5: rule "admin-area": needs one of public, authenticated, deny, allow, allow_any`,
     ]);
     const ok = await idgate(['check-config'], { ...good, IDGATE_JWT_AUDIENCES: 'api://idgate', IDGATE_POLICY_FILE: path.join(REPO_ROOT, 'policy/demo.yaml') });

@@ -10,6 +10,7 @@ import { all, one, rawRequest, type RawResponse } from '../support/raw-http.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
 import { clientCredentialsToken } from '../support/tokens.js';
 import { machineClient } from '../support/identities.js';
+import { DELETED_HEADERS } from '../../service/src/transports/edge-headers.js';
 
 const TOKEN_TTL_S = 4;
 
@@ -76,7 +77,17 @@ const SPOOFED_HEADERS = [
   'X-Authenticated-Userid', 'X-MS-CLIENT-PRINCIPAL-NAME', 'X-Goog-Authenticated-User-Email', 'X-Goog-IAP-JWT-Assertion',
   'X-Amzn-Oidc-Identity', 'Cf-Access-Authenticated-User-Email', 'X-Consumer-Username', 'X-Credential-Identifier',
   'X-Userinfo', 'X-JWT-Assertion', 'X-Apigateway-Api-Userinfo', 'X-Endpoint-API-UserInfo', 'OIDC-Claim-Email',
+  // issue 23: client certificates, Kubernetes impersonation, other identity-aware proxies
+  'X-Client-Cert', 'X-SSL-Client-Cert', 'X-SSL-Client-Verify', 'X-SSL-Client-S-DN', 'X-ARR-ClientCert', 'Client-Cert',
+  'Impersonate-User', 'Impersonate-Group', 'X-Pomerium-Claim-Email', 'X-authentik-username', 'X-Auth-Request-User',
+  'X-Forwarded-Email', 'X-Vouch-User', 'Tailscale-User-Login', 'X-Amzn-Mtls-Clientcert',
 ];
+
+/** A name each row of DELETED_HEADERS deletes, in upper case for every other row (names compare ignoring case). */
+const TABLE_SAMPLES = DELETED_HEADERS.map((h, i) => {
+  const name = h.match === 'exact' ? h.name : h.match === 'prefix' ? `${h.name}Probe` : `X${h.name}Probe`;
+  return i % 2 ? name.toUpperCase() : name;
+});
 
 describe.each(['lua', 'spoe'] as const)('the edge headers through HAProxy (%s)', (mode) => {
   beforeAll(async () => {
@@ -108,6 +119,17 @@ describe.each(['lua', 'spoe'] as const)('the edge headers through HAProxy (%s)',
       }
       expect(bob.echo?.headers['x-auth-user']).toBe('bob');
       expect(anonymous.echo?.headers['x-auth-user']).toBeUndefined();
+    });
+
+    test('every row of the deleted-header table, sent at once by bob on / and by an anonymous client on /public/x', async () => {
+      const value = `spoofed-${crypto.randomBytes(6).toString('hex')}`;
+      const headers = TABLE_SAMPLES.map((name): [string, string] => [name, value]);
+      const [bob, anonymous] = await Promise.all([send('bob', '/', headers), send('anonymous', '/public/x', headers)]);
+      for (const { res, echo } of [bob, anonymous]) {
+        expect(res.status).toBe(200);
+        expect(Object.entries(echo!.headers).filter(([, v]) => JSON.stringify(v).includes(value))).toEqual([]);
+      }
+      expect(bob.echo?.headers['x-auth-user']).toBe('bob');
     });
 
     test.each([
@@ -157,6 +179,28 @@ describe.each(['lua', 'spoe'] as const)('the edge headers through HAProxy (%s)',
         expect(String(echo.headers.upgrade ?? '')).not.toMatch(/h2c/i);
         expect(echo.headers['http2-settings']).toBeUndefined();
       }
+    });
+  });
+
+  describe('Connection never names a header', () => {
+    test.each([
+      ['close, X-Auth-User, X-Auth-Groups', undefined],
+      ['X-Auth-User', undefined],
+      ['keep-alive, X-Auth-Issuer, X-Request-Id', undefined],
+      ['Upgrade, X-Auth-User', undefined],
+    ])('bob with Connection: %s: the app gets his identity and a Connection header naming none of it', async (connection) => {
+      const o = await send('bob', '/', [['Connection', connection]]);
+      expect(o.echo?.headers['x-auth-user']).toBe('bob');
+      expect(o.echo?.headers['x-auth-groups']).toBeDefined();
+      expect(String(o.echo?.headers.connection ?? '')).not.toMatch(/x-/i);
+    });
+
+    test('a WebSocket upgrade still switches protocols (101), with Connection: upgrade and nothing else', async () => {
+      const o = await send('bob', '/', [['Connection', 'keep-alive, Upgrade, X-Auth-User'], ['Upgrade', 'websocket'], ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='], ['Sec-WebSocket-Version', '13']]);
+      expect(o.res.status).toBe(101);
+      expect(o.echo?.headers.connection).toBe('upgrade');
+      expect(o.echo?.headers.upgrade).toBe('websocket');
+      expect(o.echo?.headers['x-auth-user']).toBe('bob');
     });
   });
 

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { freePort, startDeadEnd, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
 import { checkHaproxyConfig, haproxyConfigPath, startHaproxy, testCheckSecret } from '../../stack/haproxy.js';
 import { renderHaproxyTemplate } from '../../service/src/transports/haproxy-config.js';
-import { all, one, pairs, parseResponse, rawRequest, type RawResponse } from '../support/raw-http.js';
+import { all, one, pairs, parseResponse, rawExchange, rawRequest, statusLines, type RawResponse } from '../support/raw-http.js';
 import { probeUntil, waitUntil } from '../support/wait.js';
 
 interface Recorded {
@@ -63,7 +63,7 @@ async function outputOf(proc: ManagedProcess, text: string, timeoutMs = 2000): P
 // The headers docs/reference.md says the check receives.
 const CHECK_REQUEST_HEADERS = new Set([
   'host', // "idgate", set by the httpclient from the check URL
-  'cookie', 'authorization', 'accept', 'x-requested-with', 'user-agent',
+  'cookie', 'authorization', 'dpop', 'accept', 'x-requested-with', 'user-agent', 'origin', 'access-control-request-method', 'destination',
   'x-forwarded-method', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-uri', 'x-forwarded-for', 'x-request-id',
   // HAProxy's check secret, set by the check listener (never by the client)
   'x-idgate-check-secret',
@@ -109,6 +109,11 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     }
     if (!url.startsWith('/auth')) { res.writeHead(404).end(); return; }
     checks.push(record(req, body));
+    // A check that would let CONNECT and TRACE through: HAProxy must refuse them all the same.
+    if (req.headers['x-forwarded-method'] === 'CONNECT' || req.headers['x-forwarded-method'] === 'TRACE') {
+      res.writeHead(200, [['X-Idgate-Path', '/ok'], ['X-Auth-User', 'alice'], ['Content-Length', '0']]).end();
+      return;
+    }
     const uri = String(req.headers['x-forwarded-uri'] ?? '');
     // An allow names the path it decided on (here: the path as sent; /renamed decides on another one).
     const decided = uri.startsWith('/renamed') ? '/decided/path' : uri.split('?')[0]!;
@@ -221,6 +226,12 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
         const json = JSON.stringify(seen);
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) }).end(json);
       });
+    });
+    // Like some apps, it answers CONNECT with 200 and reads the tunnel's bytes as requests.
+    upstream.on('connect', (req: http.IncomingMessage, socket: net.Socket) => {
+      upstreamSeen.push(record(req, ''));
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      upstream.emit('connection', socket);
     });
     idgatePort = await listen(idgate);
     upstreamPort = await listen(upstream);
@@ -396,6 +407,22 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     const res = await rawRequest(frontPort, 'GET', '/renamed/x;y?a=1&b=%2F');
     expect(res.status).toBe(200);
     expect(upstreamFor('/decided/path?a=1&b=%2F')).toHaveLength(1);
+  });
+
+  test('a check that allows CONNECT or TRACE is still refused by HAProxy (405): no tunnel, the app never sees either', async () => {
+    const smuggled = `smuggled-${++marker}`;
+    const data = await rawExchange(frontPort, `CONNECT 127.0.0.1:${upstreamPort} HTTP/1.1\r\nHost: 127.0.0.1:${upstreamPort}\r\n\r\nGET /deny/${smuggled} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+    // What follows the CONNECT is, at most, checked as a request of its own (a path the check denies).
+    expect(statusLines(data)[0]).toBe(405);
+    expect(statusLines(data)).not.toContain(200);
+    const trace = await rawRequest(frontPort, 'TRACE', unique('/ok/trace'));
+    expect(trace.status).toBe(405);
+    // The stub allowed both: the refusal is HAProxy's own. The CONNECT names no path, and idgate.lua sends none
+    // (no stand-in "/": idgate refuses a check without a URI).
+    const asked = checks.filter((c) => ['CONNECT', 'TRACE'].includes(one(c.headers, 'x-forwarded-method') ?? ''));
+    expect(asked.length).toBeGreaterThanOrEqual(2);
+    expect(asked.filter((c) => one(c.headers, 'x-forwarded-method') === 'CONNECT').map((c) => one(c.headers, 'x-forwarded-uri'))).toEqual([undefined]);
+    expect(upstreamSeen.filter((u) => u.method === 'CONNECT' || u.method === 'TRACE' || u.url.includes(smuggled))).toEqual([]);
   });
 
   test('an allow that names no decided path is a 503, never an allow', async () => {

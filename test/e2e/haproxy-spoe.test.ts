@@ -14,7 +14,7 @@ import { checkOutcome, type CheckInput, type CheckOutcome } from '../../service/
 import { createSpoeAgent } from '../../service/src/transports/spoe.js';
 import { checkHaproxyConfig, startHaproxy } from '../../stack/haproxy.js';
 import { freePort, listenOnAnyPort, REPO_ROOT, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
-import { all, one, pairs, rawRequest } from '../support/raw-http.js';
+import { all, one, pairs, rawExchange, rawRequest, statusLines } from '../support/raw-http.js';
 import { waitUntil } from '../support/wait.js';
 import { defaultAgentOptions } from '../support/spop.js';
 import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';
@@ -24,6 +24,8 @@ const ALICE = wireIdentity({ user: 'alice', subject: 'alice-sub', email: 'alice@
 
 /** The scripted check: the first path segment picks the answer. */
 async function scriptedCheck(input: CheckInput): Promise<CheckOutcome> {
+  // A check that would let CONNECT and TRACE through: HAProxy must refuse them all the same.
+  if (input.method === 'CONNECT' || input.method === 'TRACE') return allowOutcome('/ok', ALICE);
   const path = (input.pathq ?? '/').split('?')[0]!;
   const segment = '/' + path.split('/')[1];
   // An allow names the path it decided on.
@@ -65,7 +67,7 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
   let upstream: http.Server;
   let [idgatePort, spoePort, upstreamPort] = [0, 0, 0];
   const checked: CheckInput[] = [];
-  const upstreamSeen: { url: string; headers: [string, string][] }[] = [];
+  const upstreamSeen: { method?: string; url: string; headers: [string, string][] }[] = [];
   let marker = 0;
   const unique = (p: string) => `${p}?t=${++marker}`;
   const checkFor = (target: string) => checked.filter((c) => c.pathq === target);
@@ -82,9 +84,15 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     // The browser endpoints' backend only needs to pass HAProxy's health check here.
     idgateHttp = http.createServer((_req, res) => res.writeHead(200, { 'content-length': '2' }).end('ok'));
     upstream = http.createServer({ maxHeaderSize: 65536 }, (req, res) => {
-      upstreamSeen.push({ url: req.url!, headers: pairs(req.rawHeaders) });
+      upstreamSeen.push({ method: req.method!, url: req.url!, headers: pairs(req.rawHeaders) });
       req.resume();
       req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '8' }).end('upstream'));
+    });
+    // Like some apps, it answers CONNECT with 200 and reads the tunnel's bytes as requests.
+    upstream.on('connect', (req: http.IncomingMessage, socket: net.Socket) => {
+      upstreamSeen.push({ method: 'CONNECT', url: req.url!, headers: pairs(req.rawHeaders) });
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      upstream.emit('connection', socket);
     });
     [spoePort, idgatePort, upstreamPort] = await Promise.all([listenOnAnyPort(agent), listenOnAnyPort(idgateHttp), listenOnAnyPort(upstream)]);
     ({ port: frontPort, started: haproxy } = await startOnFreePort((port) => startHaproxy({ frontPort: port, idgatePort, upstreamPort, canaryPort: upstreamPort, spoePort, mode: 'spoe' })));
@@ -170,6 +178,19 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     const res = await rawRequest(frontPort, 'GET', '/renamed/x;y?a=1&b=%2F');
     expect(res.status).toBe(200);
     expect(upstreamSeen.filter((u) => u.url === '/decided/path?a=1&b=%2F')).toHaveLength(1);
+  });
+
+  test('a check that allows CONNECT or TRACE is still refused by HAProxy (405): no tunnel, the app never sees either', async () => {
+    const smuggled = `smuggled-${++marker}`;
+    const data = await rawExchange(frontPort, `CONNECT 127.0.0.1:${upstreamPort} HTTP/1.1\r\nHost: 127.0.0.1:${upstreamPort}\r\n\r\nGET /denied/${smuggled} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+    // What follows the CONNECT is, at most, checked as a request of its own (a path the check denies).
+    expect(statusLines(data)[0]).toBe(405);
+    expect(statusLines(data)).not.toContain(200);
+    const trace = await rawRequest(frontPort, 'TRACE', unique('/ok/trace'));
+    expect(trace.status).toBe(405);
+    // The scripted check allowed both: the refusal is HAProxy's own.
+    expect(checked.filter((c) => c.method === 'CONNECT' || c.method === 'TRACE').length).toBeGreaterThanOrEqual(2);
+    expect(upstreamSeen.filter((u) => u.method === 'CONNECT' || u.method === 'TRACE' || u.url.includes(smuggled))).toEqual([]);
   });
 
   test('an allow that names no decided path is a 503, never an allow', async () => {

@@ -91,6 +91,17 @@ describe('idgate service', () => {
     expect(line).toMatchObject({ request_id: 'no-facts', decision: 'refused', status: 400, reason: `the check lacks ${missing}` });
   });
 
+  test.each(['CONNECT', 'TRACE'])('a trusted check of a %s is a 405, also without a URI (never judged as some path), audited', async (method) => {
+    const server = await startServer(configFor());
+    const facts = checkFacts('app.test:8080', '/public/x');
+    delete facts['X-Forwarded-Uri'];
+    const res = await request(server).get('/auth').set(facts).set('X-Forwarded-Method', method).set('X-Request-Id', `m-${method}`).set('Accept', 'application/json');
+    expect(res.status).toBe(405);
+    expect(res.body).toEqual({ error: 'method_not_allowed', reason: `${method} is never allowed` });
+    const line = JSON.parse(logLines.filter((l) => l.includes(`"request_id":"m-${method}"`)).at(-1)!);
+    expect(line).toMatchObject({ decision: 'refused', status: 405, method, path: null, rule: null });
+  });
+
   test('a path with no single meaning is a 400 with its reason in the audit line, and the query never reaches the log', async () => {
     const server = await startServer(configFor());
     const res = await request(server).get('/auth').set(checkFacts('app.test:8080', '/public/..;/admin/secret?token=s3cr3t')).set('X-Request-Id', 'bad-path');

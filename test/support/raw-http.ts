@@ -87,3 +87,26 @@ export function rawRequest(port: number, method: string, target: string, headers
     socket.write(lines.join('\r\n'));
   });
 }
+
+/**
+ * Writes `bytes` as they are on a fresh socket (several requests pipelined, or a CONNECT and what would
+ * follow it in a tunnel) and resolves with everything received once the peer closes. The last request
+ * should say `Connection: close`, so that the end comes from the server, not from a timer.
+ */
+export function rawExchange(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    let data = '';
+    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`the connection was still open after 10 s; received so far:\n${data}`)); }, 10_000);
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => { data += chunk; });
+    socket.on('error', (err) => { clearTimeout(timer); reject(err); });
+    socket.on('close', () => { clearTimeout(timer); resolve(data); });
+    socket.write(bytes);
+  });
+}
+
+/** The status codes of every response in a stream of HTTP/1.1 responses, in order. */
+export function statusLines(data: string): number[] {
+  return [...data.matchAll(/(?:^|\r\n)HTTP\/1\.[01] (\d{3}) /g)].map((m) => Number(m[1]));
+}

@@ -164,7 +164,7 @@ function setup() {
     cookie: headers.cookie,
     authorization: headers.authorization,
     accept: 'application/json',
-    requestedWith: undefined, dpop: undefined,
+    requestedWith: undefined, dpop: undefined, origin: undefined, corsRequestMethod: undefined, destination: undefined,
   });
   return {
     check,

@@ -156,6 +156,6 @@ describe('the HTTP check reads X-Forwarded-* from trusted proxies only', () => {
 
   test('from any other peer, nothing of the request is read', () => {
     const input = checkInputFromHttp(request('10.9.9.9', facts), trusted);
-    expect(input).toEqual({ fromTrustedProxy: false, peer: '10.9.9.9', method: undefined, scheme: undefined, host: undefined, pathq: undefined, clientAddress: '10.9.9.9', requestId: undefined, cookie: undefined, authorization: undefined, accept: undefined, requestedWith: undefined });
+    expect(input).toEqual({ fromTrustedProxy: false, peer: '10.9.9.9', method: undefined, scheme: undefined, host: undefined, pathq: undefined, clientAddress: '10.9.9.9', requestId: undefined, cookie: undefined, authorization: undefined, accept: undefined, requestedWith: undefined, origin: undefined, corsRequestMethod: undefined, destination: undefined });
   });
 });

@@ -3,7 +3,7 @@ import { parsePolicy } from '../../service/src/policy/policy-file.js';
 import { CONDITION_ENTRIES, planOf } from '../../service/src/policy/policy-conditions.js';
 import { decide, matchRule, type Identity, type Policy, type RequestFacts } from '../../service/src/policy/policy.js';
 
-const facts: RequestFacts = { method: 'GET', proto: 'https', host: 'h', uri: '/x', path: '/x', clientIp: '', requestId: 'r', wantsHtml: false, isXhr: false };
+const facts: RequestFacts = { method: 'GET', proto: 'https', host: 'h', uri: '/x', path: '/x', clientIp: '', requestId: 'r', wantsHtml: false, isXhr: false, corsPreflight: false };
 const token: Identity = {
   via: 'token',
   subject: 'other-bot',

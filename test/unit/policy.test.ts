@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { parsePolicy } from '../../service/src/policy/policy-file.js';
 import { canonicalPath } from '../../service/src/check/paths.js';
-import { acceptedCredentials, decide, formatDecision, matchRule, SIGNED_IN_POLICY, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy/policy.js';
+import { acceptedCredentials, decide, decideWithDestination, formatDecision, matchRule, SIGNED_IN_POLICY, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy/policy.js';
 import { demoPolicy } from '../support/idgate.js';
 
 const browser = (method: string, uri: string, host = 'app.example.com'): RequestFacts => ({
@@ -14,6 +14,7 @@ const browser = (method: string, uri: string, host = 'app.example.com'): Request
   requestId: 'r1',
   wantsHtml: true,
   isXhr: false,
+  corsPreflight: false,
 });
 function canonical(uri: string): string {
   const result = canonicalPath(uri);
@@ -399,6 +400,70 @@ describe('the rule index', () => {
         }
       }
     }
+  });
+});
+
+describe('methods', () => {
+  const policy = compile(
+    'rules:\n' +
+      '  - id: dav\n    path: /dav/\n    methods: [GET, PROPFIND, MOVE]\n    authenticated: true\n' +
+      '  - id: cors\n    path: /cors/\n    cors_preflight: pass\n    authenticated: true\n' +
+      '  - id: pub\n    path: /public/\n    public: true\n' +
+      '  - id: rest\n    authenticated: true\n',
+  );
+  const preflight = (uri: string): RequestFacts => ({ ...api('OPTIONS', uri), corsPreflight: true });
+  test.each([
+    ['the usual methods match rules without methods', api('PATCH', '/x'), bob, '200 allow rule=rest: authenticated'],
+    ['OPTIONS is a usual method', api('OPTIONS', '/x'), bob, '200 allow rule=rest: authenticated'],
+    ['a method outside them matches only a rule that names it', api('PROPFIND', '/dav/x'), bob, '200 allow rule=dav: authenticated'],
+    ['elsewhere it is 405, also on a public rule', api('PROPFIND', '/public/x'), undefined, '405 refused rule=no-rule: no policy rule allows the method PROPFIND here'],
+    ['an unknown verb is 405', api('FOO', '/x'), bob, '405 refused rule=no-rule: no policy rule allows the method FOO here'],
+    ['CONNECT is 405 whatever the rule', api('CONNECT', '/x'), bob, '405 refused rule=no-rule: CONNECT is never allowed'],
+    ['TRACE is 405 even on a public rule', api('TRACE', '/public/x'), undefined, '405 refused rule=no-rule: TRACE is never allowed'],
+    ['a preflight on a cors_preflight: pass rule goes to the app unjudged', preflight('/cors/x'), undefined, '200 public rule=cors: CORS preflight (cors_preflight: pass)'],
+    ['with an identity too: it is never judged as a person', preflight('/cors/x'), bob, '200 public rule=cors: CORS preflight (cors_preflight: pass)'],
+    ['a preflight elsewhere is judged as any OPTIONS', preflight('/x'), undefined, '401 unauthenticated rule=rest: no credentials'],
+    ['an OPTIONS that is not a preflight is judged on the cors rule', api('OPTIONS', '/cors/x'), undefined, '401 unauthenticated rule=cors: no credentials'],
+  ] as [string, RequestFacts, Identity | undefined, string][])('%s', (_, facts, identity, expected) => {
+    expect(run(policy, facts, identity)).toBe(expected);
+  });
+
+  test('a method override counts only on rules that allow one, and the method it names is the one judged', () => {
+    const overrides = compile(
+      'rules:\n' +
+        '  - id: items-delete\n    path: /items/\n    methods: [DELETE]\n    method_override: true\n    allow: {groups: [admins]}\n' +
+        '  - id: items\n    path: /items/\n    method_override: true\n    authenticated: true\n' +
+        '  - id: rest\n    authenticated: true\n',
+    );
+    const overridden = (method: string, from: string, uri: string): RequestFacts => ({ ...api(method, uri), overriddenFrom: from });
+    expect(run(overrides, overridden('DELETE', 'POST', '/items/7'), bob)).toBe('403 deny rule=items-delete: needs group admins');
+    expect(run(overrides, overridden('DELETE', 'POST', '/items/7'), alice)).toBe('200 allow rule=items-delete: has group admins');
+    expect(run(overrides, overridden('PUT', 'POST', '/items/7'), bob)).toBe('200 allow rule=items: authenticated');
+    expect(run(overrides, overridden('DELETE', 'POST', '/x'), bob)).toBe('400 refused rule=rest: a method override (_method=DELETE) counts only on rules with method_override: true');
+    expect(run(overrides, overridden('CONNECT', 'POST', '/items/7'), bob)).toBe('405 refused rule=no-rule: CONNECT is never allowed');
+  });
+
+  test("WebDAV's Destination is judged as a second path: the caller needs both", () => {
+    const dav = compile(
+      'rules:\n' +
+        '  - id: dav-admin\n    path: /dav/admin/\n    methods: [GET, MOVE, COPY]\n    allow: {groups: [admins]}\n' +
+        '  - id: dav\n    path: /dav/\n    methods: [GET, MOVE, COPY]\n    authenticated: true\n' +
+        '  - id: pub\n    path: /public/\n    public: true\n',
+    );
+    const move = (from: string, to: string): RequestFacts => ({ ...api('MOVE', from), destination: to });
+    const judged = (facts: RequestFacts, identity?: Identity) =>
+      formatDecision(decideWithDestination(facts, matchRule(dav, facts), matchRule(dav, { ...facts, path: facts.destination! }), identity, undefined));
+    expect(judged(move('/dav/a', '/dav/b'), bob)).toBe('200 allow rule=dav: authenticated');
+    expect(judged(move('/dav/a', '/dav/admin/b'), bob)).toBe('403 deny rule=dav-admin: the Destination /dav/admin/b: needs group admins');
+    expect(judged(move('/dav/admin/a', '/dav/b'), bob)).toBe('403 deny rule=dav-admin: needs group admins');
+    expect(judged(move('/dav/a', '/dav/admin/b'), alice)).toBe('200 allow rule=dav: authenticated');
+    expect(judged(move('/dav/a', '/public/b'), bob)).toBe('405 refused rule=no-rule: the Destination /public/b: no policy rule allows the method MOVE here');
+  });
+
+  test('a method outside the usual ones never falls to default: authenticated', () => {
+    const open = compile('default: authenticated\nrules:\n  - id: pub\n    path: /public/\n    public: true\n');
+    expect(run(open, api('PROPFIND', '/x'), bob)).toBe('405 refused rule=no-rule: no policy rule allows the method PROPFIND here');
+    expect(run(open, api('DELETE', '/x'), bob)).toBe('200 allow rule=default: authenticated');
   });
 });
 

@@ -12,7 +12,7 @@ import { ERRORS, IdgateError, isIdgateError, describeError, type IdgateErrorCode
 import type { Metrics } from '../metrics.js';
 import type { OidcRelyingParty } from '../browser/oidc.js';
 import { keepSessionFresh } from '../session/refresh.js';
-import { acceptedCredentials, decide, matchRule, NO_RULE, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type RequestFacts } from '../policy/policy.js';
+import { acceptedCredentials, decideWithDestination, matchRule, NEVER_ALLOWED_METHODS, NO_RULE, passesAsPreflight, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type PolicyRule, type RequestFacts } from '../policy/policy.js';
 import type { SessionCache } from '../session/session-cache.js';
 import { sessionHash, type SessionStore } from '../session/session-store.js';
 import { describeSessionRecordVersions, readSessionForCheck, SESSION_RECORD_VERSIONS_READ } from '../session/sessions.js';
@@ -21,6 +21,8 @@ import { dpopChallenge, proofTargetUrl, verifyDpopRequest } from '../tokens/dpop
 import { dpopNoncesOf } from '../tokens/dpop-nonce.js';
 import { forbiddenPage } from '../browser/pages.js';
 import { canonicalPath } from './paths.js';
+import { methodOverrideOf } from './method-override.js';
+import { destinationPathOf } from './destination.js';
 import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from '../transports/check-wire.js';
 import { LOGGED_PATH_LENGTH, MAX_HOST_LENGTH, MAX_LIST_HEADER, MAX_PATH_LENGTH, MAX_URI_LENGTH, UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from '../limits.js';
 
@@ -57,26 +59,30 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
 
   const policy = deps.policy();
   const rule = matchRule(policy, facts);
+  // WebDAV's Destination is a second path the request writes to: judged too (decideWithDestination).
+  const destinationRule = facts.destination === undefined ? undefined : matchRule(policy, { ...facts, path: facts.destination });
+  // The credentials read are those of the first rule that needs any.
+  const credentialRule = needsIdentity(rule, facts) ? rule : needsIdentity(destinationRule, facts) ? destinationRule : undefined;
 
   let identity: Identity | undefined;
   let problem: CredentialProblem | undefined;
   let setCookie: string | undefined;
   let dpopNonce: string | undefined;
   let scheme: AuthScheme | undefined;
-  if (rule && rule.access !== 'public') {
+  if (credentialRule) {
     try {
-      ({ identity, problem, setCookie, dpopNonce, scheme } = await establishIdentity(deps, request, acceptedCredentials(rule), facts));
+      ({ identity, problem, setCookie, dpopNonce, scheme } = await establishIdentity(deps, request, acceptedCredentials(credentialRule), facts));
     } catch (err) {
       const reason: IdgateErrorCode = isIdgateError(err) ? err.code : 'internal_error';
       // A configuration error is counted where it is found (introspection_credentials_refused), not as an IdP outage.
       if (reason !== 'introspection_config_error') deps.metrics.recordEvent(reason === 'store_unavailable' ? 'store_error' : 'idp_error');
       deps.logger.log('error', 'cannot decide', { request_id: facts.requestId, error: describeError(err) });
-      audit(deps, facts, { outcome: 'unavailable', status: UNAVAILABLE.status, rule: rule.id, reason }, ERRORS[reason].metric, undefined, started, scheme);
+      audit(deps, facts, { outcome: 'unavailable', status: UNAVAILABLE.status, rule: credentialRule.id, reason }, ERRORS[reason].metric, undefined, started, scheme);
       return UNAVAILABLE;
     }
   }
 
-  const decision = decide(facts, rule, identity, problem);
+  const decision = decideWithDestination(facts, rule, destinationRule, identity, problem);
   const outcome = outcomeFor(decision, problem, facts, identity, loginUrl, config, policy, scheme);
   audit(deps, facts, decision, reasonCode(decision, problem), identity, started, scheme);
   // A renewed session's cookie goes back with whatever the answer is (HAProxy passes every Set-Cookie on).
@@ -91,6 +97,11 @@ async function runCheck(deps: CheckDependencies, loginUrl: string, request: Chec
     outcome.appCookies = withoutIdgateCookies(request.cookie, config);
   }
   return outcome;
+}
+
+/** The rule judges a person: public rules and the preflights a rule passes never read credentials. */
+function needsIdentity(rule: PolicyRule | undefined, facts: RequestFacts): rule is PolicyRule {
+  return rule !== undefined && rule.access !== 'public' && !passesAsPreflight(rule, facts);
 }
 
 /**
@@ -153,7 +164,7 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
     const { scheme } = presented;
     try {
       if (scheme === 'dpop') {
-        const { identity, nonce } = await verifyDpopRequest(deps, { proof: request.dpop, target: { method: facts.method, url: proofTargetUrl(facts.proto, facts.host, request.pathq!) }, accessToken: presented.token, source: facts.clientIp, requestId: facts.requestId });
+        const { identity, nonce } = await verifyDpopRequest(deps, { proof: request.dpop, target: { method: facts.overriddenFrom ?? facts.method, url: proofTargetUrl(facts.proto, facts.host, request.pathq!) }, accessToken: presented.token, source: facts.clientIp, requestId: facts.requestId });
         return { identity, scheme, dpopNonce: nonce };
       }
       return { identity: await deps.bearer.verify(presented.token, { source: facts.clientIp }), scheme };
@@ -227,7 +238,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
 /** Why a check cannot be judged at all: never answered as if it were some default request. */
 export interface FactsProblem {
-  readonly problem: 'untrusted_peer' | 'invalid_request';
+  readonly problem: 'untrusted_peer' | 'invalid_request' | 'method_not_allowed';
   readonly reason: string;
 }
 
@@ -242,6 +253,8 @@ export function readRequestFacts(request: CheckInput, config: Config): RequestFa
     return { problem: 'untrusted_peer', reason: `the check came from ${request.peer ?? 'an unknown peer'}, which is not in IDGATE_TRUSTED_PROXIES` };
   }
   const { method: methodSent, host: hostSent, pathq: uri } = request;
+  // Before anything else: a CONNECT names no path at all, and is refused as a method, not as a malformed check.
+  if (methodSent !== undefined && NEVER_ALLOWED_METHODS.has(methodSent.toUpperCase())) return { problem: 'method_not_allowed', reason: `${methodSent.toUpperCase()} is never allowed` };
   if (methodSent === undefined || hostSent === undefined || uri === undefined) {
     const missing = [methodSent === undefined && 'X-Forwarded-Method', hostSent === undefined && 'X-Forwarded-Host', uri === undefined && 'X-Forwarded-Uri'].filter(Boolean);
     return { problem: 'invalid_request', reason: `the check lacks ${missing.join(', ')}` };
@@ -254,9 +267,16 @@ export function readRequestFacts(request: CheckInput, config: Config): RequestFa
   const canonical = canonicalPath(uri);
   if (!canonical.ok) return { problem: 'invalid_request', reason: canonical.reason };
   if (canonical.path.length > MAX_PATH_LENGTH) return { problem: 'invalid_request', reason: `the path is longer than ${MAX_PATH_LENGTH} characters` };
+  // `?_method=DELETE`: the method the app will run is the one judged (where a rule allows overrides at all).
+  const override = methodOverrideOf(canonical.query);
+  if (override !== undefined && 'problem' in override) return { problem: 'invalid_request', reason: override.problem };
+  const destination = request.destination === undefined ? undefined : destinationPathOf(request.destination, host);
+  if (destination !== undefined && 'problem' in destination) return { problem: 'invalid_request', reason: destination.problem };
   const { scheme, requestId, requestedWith } = request;
   return {
-    method,
+    method: override?.method ?? method,
+    overriddenFrom: override === undefined ? undefined : method,
+    destination: destination?.path,
     proto: scheme === 'https' ? 'https' : scheme === 'http' ? 'http' : config.publicUrl.protocol === 'https:' ? 'https' : 'http',
     host,
     uri: canonical.query === '' && !uri.includes('?') ? canonical.path : `${canonical.path}?${canonical.query}`,
@@ -265,6 +285,7 @@ export function readRequestFacts(request: CheckInput, config: Config): RequestFa
     requestId: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : crypto.randomUUID(),
     wantsHtml: prefersHtml(request.accept),
     isXhr: requestedWith !== undefined && requestedWith.toLowerCase() === 'xmlhttprequest',
+    corsPreflight: method === 'OPTIONS' && request.origin !== undefined && request.corsRequestMethod !== undefined,
   };
 }
 
@@ -290,11 +311,12 @@ function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: Fa
   const uri = request.pathq ?? '';
   const requestId = request.requestId;
   const seconds = (performance.now() - started) / 1000;
-  deps.metrics.recordDecision('refused', ERRORS.invalid_request.metric, seconds);
+  const code = problem.problem;
+  deps.metrics.recordDecision('refused', ERRORS[code].metric, seconds);
   deps.logger.decision({
     request_id: requestId !== undefined && REQUEST_ID.test(requestId) ? requestId : null,
     decision: 'refused',
-    status: ERRORS.invalid_request.status,
+    status: ERRORS[code].status,
     reason: problem.reason,
     rule: null,
     sub: null,
@@ -304,11 +326,12 @@ function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: Fa
     method: printable(request.method, 16),
     host: printable(request.host, MAX_HOST_LENGTH),
     // Never the query: it may carry tokens.
-    path: printable(uri.split('?')[0], LOGGED_PATH_LENGTH),
+    // null when none was sent (a CONNECT's target names none): never a stand-in path.
+    path: request.pathq === undefined ? null : printable(uri.split('?')[0], LOGGED_PATH_LENGTH),
     client_ip: request.clientAddress,
     latency_ms: Math.round(seconds * 1e6) / 1000,
   });
-  return json('invalid_request', 'invalid_request', problem.reason);
+  return json(code, code, problem.reason);
 }
 
 /** A client-chosen value fit for a log field: printable ASCII, bounded. */
@@ -358,6 +381,8 @@ function outcomeFor(decision: Decision, problem: CredentialProblem | undefined, 
   switch (decision.outcome) {
     case 'public':
       return checkOutcome('public', 200, decision.reason, { requestId: facts.requestId });
+    case 'refused':
+      return decision.status === 400 ? json('invalid_request', 'invalid_request', decision.reason) : json('method_not_allowed', 'method_not_allowed', decision.reason);
     case 'allow':
       return checkOutcome('allow', 200, decision.reason, { identity: reusedIdentityFields(identity!, decision, policy), requestId: facts.requestId });
     case 'login': {
@@ -488,6 +513,8 @@ function errorCode(decision: Decision, problem: CredentialProblem | undefined): 
   switch (decision.outcome) {
     case 'deny':
       return decision.missingScope ? 'insufficient_scope' : decision.rule === NO_RULE ? 'no_rule' : 'access_denied';
+    case 'refused':
+      return decision.status === 400 ? 'invalid_request' : 'method_not_allowed';
     default:
       return problem?.code ?? 'no_credentials';
   }

@@ -8,7 +8,7 @@ import type { Logger } from '../audit.js';
 import type { Metrics } from '../metrics.js';
 import { RE2JS } from 're2js';
 import { canonicalPath, canonicalSpelling, caseFolded } from '../check/paths.js';
-import { SIGNED_IN_POLICY, asksForToken, indexRules, type Condition, type Credential, type PathMatcher, type Policy, type PolicyRule } from './policy.js';
+import { NEVER_ALLOWED_METHODS, SIGNED_IN_POLICY, asksForToken, indexRules, type Condition, type Credential, type PathMatcher, type Policy, type PolicyRule } from './policy.js';
 import { CONDITION_ENTRIES, planOf, type ConditionEntry } from './policy-conditions.js';
 import { POLICY_RELOAD_DEBOUNCE_MS } from '../limits.js';
 
@@ -21,7 +21,7 @@ export interface PolicyLoadResult {
 }
 
 const TOP_KEYS = ['version', 'default', 'rules'];
-const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'format_suffix', 'case_sensitive', 'methods', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'accept', 'api', 'backend', 'backends'];
+const RULE_KEYS = ['id', 'description', 'host', 'path', 'path_regex', 'format_suffix', 'case_sensitive', 'methods', 'cors_preflight', 'method_override', 'public', 'authenticated', 'deny', 'allow', 'allow_any', 'accept', 'api', 'backend', 'backends'];
 const ACCESS_KEYS = ['public', 'authenticated', 'deny', 'allow', 'allow_any'];
 // A Map, not an object: a condition named "constructor" or "toString" must be unknown, not found on the prototype.
 const CONDITION_BY_KEY: ReadonlyMap<string, ConditionEntry> = new Map(CONDITION_ENTRIES.map((e) => [e.row.key, e]));
@@ -209,6 +209,10 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
   const methodsNode = values.get('methods');
   const methods = strings('methods', methodsNode)?.map((m) => m.toUpperCase());
   for (const m of methods ?? []) if (!METHOD.test(m)) fail(methodsNode, `methods: "${m}" is not an HTTP method`);
+  for (const m of methods ?? []) if (NEVER_ALLOWED_METHODS.has(m)) fail(methodsNode, `methods: ${m} is never allowed (CONNECT would tunnel the connection past every check; TRACE echoes credentials back)`);
+  const corsNode = values.get('cors_preflight');
+  const corsPreflight = text('cors_preflight');
+  if (corsPreflight !== undefined && corsPreflight !== 'pass') fail(corsNode, 'cors_preflight: only "cors_preflight: pass" means something (a CORS preflight goes to the app unjudged, without identity)');
 
   const present = ACCESS_KEYS.filter((k) => values.has(k));
   if (present.length !== 1) {
@@ -277,6 +281,8 @@ function compileRule(node: Node, index: number, ctx: Context): PolicyRule | unde
     ...(caseSensitive ? { caseSensitive } : {}),
     ...(formatSuffix ? { formatSuffix } : {}),
     ...(methods ? { methods } : {}),
+    ...(corsPreflight === 'pass' ? { corsPreflight } : {}),
+    ...(flag('method_override') ? { methodOverride: true } : {}),
     ...(allow ? { allow } : {}),
     ...(accept ? { accept } : {}),
     ...(backend !== undefined ? { backend } : {}),

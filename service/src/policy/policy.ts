@@ -9,7 +9,12 @@ import { planOf, type Condition, type ConditionField, type UnmetKind } from './p
 export type { Condition } from './policy-conditions.js';
 
 export interface RequestFacts {
+  /** The method judged: the one sent, or the one `_method` in the query names (see overriddenFrom). */
   readonly method: string;
+  /** The method as sent, when the query's `_method` overrides it (check/method-override.ts); else undefined. */
+  readonly overriddenFrom?: string;
+  /** The canonical path of a WebDAV Destination header (check/destination.ts): judged as a second path. */
+  readonly destination?: string;
   readonly proto: 'http' | 'https';
   /** Host header as the client sent it to HAProxy, lowercased, port included when not default. */
   readonly host: string;
@@ -23,7 +28,25 @@ export interface RequestFacts {
   readonly wantsHtml: boolean;
   /** X-Requested-With: XMLHttpRequest. */
   readonly isXhr: boolean;
+  /**
+   * A browser's CORS preflight: OPTIONS with Origin and Access-Control-Request-Method. Browsers send it
+   * without credentials, so it passes (unjudged, no identity) only where a rule says `cors_preflight: pass`.
+   */
+  readonly corsPreflight: boolean;
 }
+
+/**
+ * The methods every rule takes. Any other method (WebDAV's PROPFIND or MOVE, a custom verb) matches only
+ * the rules that name it in `methods`; where none does, 405: an app may give an unknown verb a meaning no
+ * rule was written for.
+ */
+export const USUAL_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/**
+ * Methods no rule may allow: after a 2xx to CONNECT, HAProxy tunnels the connection's next bytes to the app
+ * unchecked; TRACE echoes the request back, cookies and credentials included (cross-site tracing).
+ */
+export const NEVER_ALLOWED_METHODS: ReadonlySet<string> = new Set(['CONNECT', 'TRACE']);
 
 export interface Identity {
   /** How the caller proved who it is. */
@@ -85,8 +108,15 @@ export interface PolicyRule {
    * for /admin/ must also cover /ADMIN/.
    */
   readonly caseSensitive?: boolean;
-  /** Upper-case methods (a rule for GET also covers HEAD). Absent: any method. */
+  /**
+   * Upper-case methods (a rule for GET also covers HEAD). Absent: any of USUAL_METHODS; a method outside
+   * them matches only rules that name it.
+   */
   readonly methods?: readonly string[];
+  /** `cors_preflight: pass`: a CORS preflight on this rule goes to the app unjudged, without identity. */
+  readonly corsPreflight?: 'pass';
+  /** `method_override: true`: `_method` in the query counts here, and the method it names is the one judged. */
+  readonly methodOverride?: boolean;
   /** public: no identity needed; authenticated: any identity; restricted: one of `allow` must hold; deny: nobody. */
   readonly access: 'public' | 'authenticated' | 'restricted' | 'deny';
   /** Alternatives: the first that holds allows. */
@@ -135,6 +165,8 @@ export type Decision =
       /** RFC 6750 (RFC 9449 for DPoP) error, when a token was presented and failed. */
       readonly error: 'invalid_token' | 'invalid_dpop_proof' | 'use_dpop_nonce' | undefined;
     }
+  /** 405: a method no rule allows here; 400: a method override where the rule does not allow one. */
+  | { readonly outcome: 'refused'; readonly status: 400 | 405; readonly rule: string; readonly reason: string }
   | {
       readonly outcome: 'deny';
       readonly status: 403;
@@ -158,15 +190,19 @@ export const SIGNED_IN_POLICY: Policy = Object.freeze({
 
 const DEFAULT_RULE: PolicyRule = Object.freeze({ id: 'default', line: 0, access: 'authenticated', api: false });
 
-/** The first rule that matches the request; the default rule when none does and the default is authenticated. */
+/**
+ * The first rule that matches the request; the default rule when none does and the default is
+ * authenticated. A method outside USUAL_METHODS matches only a rule that names it, never the default.
+ */
 export function matchRule(policy: Policy, facts: Pick<RequestFacts, 'host' | 'path' | 'method'>): PolicyRule | undefined {
+  const usual = USUAL_METHODS.has(facts.method);
   const lowerPath = caseFolded(facts.path);
   const candidates = policy.index ? indexed(policy, policy.index, lowerPath) : policy.rules;
   // "app.example.com." names the same host as "app.example.com" (and HAProxy strips the dot before the app).
   const host = withoutTrailingDot(facts.host);
   let bareHost: string | undefined;
   for (const rule of candidates) {
-    if (rule.methods && !rule.methods.includes(facts.method) && !(facts.method === 'HEAD' && rule.methods.includes('GET'))) continue;
+    if (rule.methods ? !rule.methods.includes(facts.method) && !(facts.method === 'HEAD' && rule.methods.includes('GET')) : !usual) continue;
     if (rule.hosts) {
       bareHost ??= stripPort(host);
       if (!rule.hosts.some((h) => hostMatches(h, host, bareHost!))) continue;
@@ -175,7 +211,12 @@ export function matchRule(policy: Policy, facts: Pick<RequestFacts, 'host' | 'pa
     if ((rule.pathPrefix !== undefined || rule.pathRegex) && !routeMatches(rule, path)) continue;
     return rule;
   }
-  return policy.defaultAccess === 'authenticated' ? DEFAULT_RULE : undefined;
+  return policy.defaultAccess === 'authenticated' && usual ? DEFAULT_RULE : undefined;
+}
+
+/** The rule lets this request through as a CORS preflight: to the app unjudged, without identity. */
+export function passesAsPreflight(rule: PolicyRule | undefined, facts: Pick<RequestFacts, 'corsPreflight'>): boolean {
+  return facts.corsPreflight && rule?.corsPreflight === 'pass';
 }
 
 /**
@@ -189,8 +230,12 @@ export function decide(
   identity: Identity | undefined,
   problem: CredentialProblem | undefined,
 ): Decision {
+  if (NEVER_ALLOWED_METHODS.has(facts.method)) return { outcome: 'refused', status: 405, rule: rule?.id ?? NO_RULE, reason: `${facts.method} is never allowed` };
+  if (facts.overriddenFrom !== undefined && !rule?.methodOverride) return { outcome: 'refused', status: 400, rule: rule?.id ?? NO_RULE, reason: `a method override (_method=${facts.method}) counts only on rules with method_override: true` };
+  if (!rule && !USUAL_METHODS.has(facts.method)) return { outcome: 'refused', status: 405, rule: NO_RULE, reason: `no policy rule allows the method ${facts.method} here` };
   if (!rule) return { outcome: 'deny', status: 403, rule: NO_RULE, reason: ERRORS.no_rule.text, missingScope: undefined };
   if (rule.access === 'public') return { outcome: 'public', status: 200, rule: rule.id, reason: 'public route' };
+  if (passesAsPreflight(rule, facts)) return { outcome: 'public', status: 200, rule: rule.id, reason: 'CORS preflight (cors_preflight: pass)' };
 
   if (!identity) {
     const reason = problem?.description ?? ERRORS.no_credentials.text;
@@ -235,6 +280,25 @@ export function decide(
     reason: relevant ? relevant.text : 'the rule allows nobody',
     missingScope: identity.via === 'token' && relevant?.kind === 'scopes' ? (relevant.wanted as readonly string[]).join(' ') : undefined,
   };
+}
+
+/**
+ * The decision for a request that names a second path (WebDAV's Destination): the caller needs both, the
+ * request's own path under `rule` and the destination under `destinationRule` (matchRule's for it), with
+ * the same method and identity. The first refusal stands; an allow is the request path's.
+ */
+export function decideWithDestination(
+  facts: RequestFacts,
+  rule: PolicyRule | undefined,
+  destinationRule: PolicyRule | undefined,
+  identity: Identity | undefined,
+  problem: CredentialProblem | undefined,
+): Decision {
+  const decision = decide(facts, rule, identity, problem);
+  if (facts.destination === undefined || (decision.outcome !== 'allow' && decision.outcome !== 'public')) return decision;
+  const second = decide({ ...facts, path: facts.destination, corsPreflight: false }, destinationRule, identity, problem);
+  if (second.outcome === 'allow' || second.outcome === 'public') return decision;
+  return { ...second, reason: `the Destination ${facts.destination}: ${second.reason}` };
 }
 
 /** Which credentials make a caller signed in on a rule. */

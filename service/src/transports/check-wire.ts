@@ -41,11 +41,16 @@ export interface CheckInput {
   // The kind of client: Accept and X-Requested-With tell a browser navigating from XHR and API clients.
   readonly accept: string | undefined;
   readonly requestedWith: string | undefined;
+  // A CORS preflight's two headers (with method OPTIONS): passed unjudged where a rule says so.
+  readonly origin: string | undefined;
+  readonly corsRequestMethod: string | undefined;
+  /** WebDAV's Destination (MOVE, COPY): a second path, judged too. */
+  readonly destination: string | undefined;
 }
 
 /** A check refused unread: from a peer outside IDGATE_TRUSTED_PROXIES, or (`secret`) without HAProxy's check secret. */
 export function refusedCheckInput(peer: string | undefined, refusedFor: CheckInput['refusedFor']): CheckInput {
-  return { fromTrustedProxy: false, refusedFor, peer, method: undefined, scheme: undefined, host: undefined, pathq: undefined, clientAddress: peer || '', requestId: undefined, cookie: undefined, authorization: undefined, dpop: undefined, accept: undefined, requestedWith: undefined };
+  return { fromTrustedProxy: false, refusedFor, peer, method: undefined, scheme: undefined, host: undefined, pathq: undefined, clientAddress: peer || '', requestId: undefined, cookie: undefined, authorization: undefined, dpop: undefined, accept: undefined, requestedWith: undefined, origin: undefined, corsRequestMethod: undefined, destination: undefined };
 }
 
 /** The address the nearest trusted proxy saw (the last entry of a forwarded list), else the peer's. */
@@ -86,9 +91,12 @@ export const INPUT_FIELDS: readonly InputField[] = [
   { name: 'dpop', header: 'DPoP', argument: 'dpop', fetch: 'req.fhdr(dpop)', meaning: 'the DPoP proof (RFC 9449) of an `Authorization: DPoP` request (HAProxy refuses two DPoP lines)' },
   { name: 'accept', header: 'Accept', argument: 'accept', fetch: 'req.fhdr(accept)', meaning: 'with X-Requested-With, tells a browser navigating from XHR and API clients' },
   { name: 'requestedWith', header: 'X-Requested-With', argument: 'xrw', fetch: 'req.fhdr(x-requested-with)', meaning: '`XMLHttpRequest`: not a navigation' },
+  { name: 'origin', header: 'Origin', argument: 'origin', fetch: 'req.fhdr(origin)', meaning: 'with Access-Control-Request-Method on an OPTIONS: a CORS preflight' },
+  { name: 'destination', header: 'Destination', argument: 'dest', fetch: 'req.fhdr(destination)', meaning: "WebDAV's second path (MOVE, COPY): judged too, for the same caller and method" },
+  { name: 'corsRequestMethod', header: 'Access-Control-Request-Method', argument: 'acrm', fetch: 'req.fhdr(access-control-request-method)', meaning: 'the method a CORS preflight asks about (its presence is what counts)' },
 ];
 
-export type OutcomeKind = 'allow' | 'public' | 'login' | 'unauthenticated' | 'deny' | 'invalid_request' | 'untrusted_peer' | 'unavailable';
+export type OutcomeKind = 'allow' | 'public' | 'login' | 'unauthenticated' | 'deny' | 'invalid_request' | 'method_not_allowed' | 'untrusted_peer' | 'unavailable';
 
 /** An identity as it travels: every value single-line and percent-encoded (check.ts `identityFields`). */
 export interface WireIdentity {
@@ -350,7 +358,7 @@ export function outcomeFieldsTable(): string {
     '',
     '| outcome field | HTTP check | SPOE variable (`txn.idgate.*`) | meaning |',
     '|---|---|---|---|',
-    '| `status` | the status line | `status` | 200, 302, 303, 400, 401, 403 or 503 |',
+    '| `status` | the status line | `status` | 200, 302, 303, 400, 401, 403, 405 or 503 |',
     ...OUTCOME_FIELDS.map((f) => `| \`${f.name}\` | ${http(f)} | ${spoe(f)} | ${f.meaning} |`),
     '',
     OUTCOME_FIELDS_END,

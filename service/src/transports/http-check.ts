@@ -47,6 +47,9 @@ export function checkInputFromHttp(req: IncomingMessage, trusted: AddressMatcher
     dpop: one(h.dpop),
     accept: one(h.accept),
     requestedWith: one(h['x-requested-with']),
+    origin: one(h.origin),
+    corsRequestMethod: one(h['access-control-request-method']),
+    destination: one(h.destination),
   };
 }
 

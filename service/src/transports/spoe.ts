@@ -410,6 +410,9 @@ export function checkInputFromMessage(args: Record<string, Value>, peer: string 
     dpop: text(args.dpop),
     accept: text(args.accept),
     requestedWith: text(args.xrw),
+    origin: text(args.origin),
+    corsRequestMethod: text(args.acrm),
+    destination: text(args.dest),
   };
 }
 
