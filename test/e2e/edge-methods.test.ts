@@ -45,7 +45,7 @@ function decisionLines(): Record<string, unknown>[] {
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-const decisionsWritten = () => decisionsCaughtUp(stack.idgateUrls[0]!, () => stack.processes.idgate!.output(), `127.0.0.1:${stack.ports.front}`);
+const decisionsWritten = () => decisionsCaughtUp(stack.idgateUrls[0]!, () => stack.processes.idgate!.output(), `127.0.0.1:${stack.ports.front}`, stack.checkHeaders);
 
 /** A request the tunnel would carry: an identity header of its own, a path bob may not open, a marker. */
 function smuggled(marker: string, close = true): string {

@@ -232,6 +232,7 @@ describe('cookies of a Secure deployment', () => {
       IDGATE_PUBLIC_URL: SECURE_ORIGIN,
       IDGATE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
       IDGATE_COOKIE_SECRETS: COOKIE_SECRET,
+      IDGATE_CHECK_SECRETS: 'c'.repeat(32),
       IDGATE_COOKIE_DOMAIN: 'app.test',
     });
     expect(problems).toEqual([]);

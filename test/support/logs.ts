@@ -26,10 +26,11 @@ export async function eventsCaughtUp(idgateUrl: string, output: () => string, ti
 
 /**
  * Resolves once the decision lines idgate at `idgateUrl` logged before this call are in `output()`.
- * Decisions leave in their own batches, so the marker is a decision: an anonymous check of the path
- * `/<marker>`, whose line shows with that path.
+ * `checkHeaders`: what HAProxy sends to be answered at all (the stack's check secret). Decisions leave in
+ * their own batches, so the marker is a decision: an anonymous check of the path `/<marker>`, whose line
+ * shows with that path.
  */
-export async function decisionsCaughtUp(idgateUrl: string, output: () => string, host: string, checkHeaders: Record<string, string> = {}, timeoutMs = 5000): Promise<void> {
+export async function decisionsCaughtUp(idgateUrl: string, output: () => string, host: string, checkHeaders: Record<string, string>, timeoutMs = 5000): Promise<void> {
   const marker = `/${nextMarker()}`;
   const headers = { ...checkHeaders, accept: 'application/json', 'x-forwarded-method': 'GET', 'x-forwarded-uri': marker, 'x-forwarded-host': host };
   await (await fetch(`${idgateUrl}/auth`, { headers })).arrayBuffer();

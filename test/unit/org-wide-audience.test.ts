@@ -18,6 +18,7 @@ const base = {
   IDGATE_CLIENT_SECRET: 'super-secret-value',
   IDGATE_PUBLIC_URL: 'https://app.example.com',
   IDGATE_COOKIE_SECRETS: 'a'.repeat(32),
+  IDGATE_CHECK_SECRETS: 'c'.repeat(32),
 };
 
 function configOf(env: Record<string, string>): Config {
