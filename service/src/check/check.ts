@@ -15,6 +15,7 @@ import { keepSessionFresh } from '../session/refresh.js';
 import { acceptedCredentials, decideWithDestination, matchRule, NEVER_ALLOWED_METHODS, NO_RULE, passesAsPreflight, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type PolicyRule, type RequestFacts } from '../policy/policy.js';
 import type { SessionCache } from '../session/session-cache.js';
 import { sessionHash, type SessionStore } from '../session/session-store.js';
+import { TWO_SESSION_COOKIES_REASON } from '../session/cookies.js';
 import { describeSessionRecordVersions, readSessionForCheck, SESSION_RECORD_VERSIONS_READ } from '../session/sessions.js';
 import { DPOP_BOUND_AS_BEARER, type BearerVerifier } from '../tokens/tokens.js';
 import { dpopChallenge, proofTargetUrl, verifyDpopRequest } from '../tokens/dpop.js';
@@ -213,10 +214,7 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
   return {};
 }
 
-const TWO_SESSION_COOKIES: CredentialProblem = Object.freeze({
-  code: 'session_invalid',
-  description: 'two idgate session cookies came (another site of the domain may have planted one); neither counts',
-});
+const TWO_SESSION_COOKIES: CredentialProblem = Object.freeze({ code: 'session_invalid', description: TWO_SESSION_COOKIES_REASON });
 
 /** The access token of an Authorization header and its scheme: `Bearer` (RFC 6750) or `DPoP` (RFC 9449). */
 function accessTokenOf(header: string | undefined): { scheme: 'bearer' | 'dpop'; token: string } | undefined {
