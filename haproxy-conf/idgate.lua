@@ -27,7 +27,7 @@
 --                  x-auth-* response header into the upstream request (set, not add), remember every
 --                  Set-Cookie and the DPoP-Nonce for the client's response; the request continues.
 --   302 / 303      reply with that status, Location, every Set-Cookie, Cache-Control: no-store.
---   other 4xx      reply with idgate's status, Content-Type, body, WWW-Authenticate, DPoP-Nonce, every
+--   other 4xx      reply with idgate's status, Content-Type, body, WWW-Authenticate, Allow, DPoP-Nonce, every
 --                  Set-Cookie, Cache-Control: no-store.
 --   anything else  (no answer, timeout, refused, 5xx, 1xx/2xx/3xx other than the above):
 --                  503 "authentication service unavailable". Fail closed.
@@ -240,6 +240,9 @@ local function decide(txn)
     end
     local www = values_of(rh, "www-authenticate")
     if www ~= nil then out["www-authenticate"] = www end
+    -- 405: the methods the route takes (RFC 9110 asks a 405 to name them).
+    local allow = first_of(rh, "allow")
+    if allow ~= nil then out["allow"] = { allow } end
     -- 401 use_dpop_nonce: the nonce to put in the next proof.
     local dpop_nonce = first_of(rh, "dpop-nonce")
     if dpop_nonce ~= nil then out["dpop-nonce"] = { dpop_nonce } end

@@ -6,6 +6,7 @@ import type { RedisClient } from './redis.js';
 import type { CheckDependencies } from './check/check.js';
 import { createCheckHandler } from './transports/http-check.js';
 import { createBrowserRoutes } from './browser/login.js';
+import { refuseTwoSessionCookies } from './browser/two-session-cookies.js';
 import { createFrontChannelLogoutRoutes } from './browser/frontchannel.js';
 import { createOktaEventRoutes } from './browser/okta-events.js';
 import { ERRORS } from './errors.js';
@@ -35,7 +36,8 @@ export function createIdgateServer(deps: ServerDependencies, options: ServerOpti
   // The IdP's own calls need no browser session: they come before the session middleware.
   app.use('/_auth', createFrontChannelLogoutRoutes({ config, sessions, oidc, logger, metrics }));
   if (config.oktaEventHookSecret !== undefined) app.use('/_auth', createOktaEventRoutes({ config, sessions, logger, metrics }, config.oktaEventHookSecret));
-  app.use('/_auth', createSessionMiddleware(config, sessions), createBrowserRoutes({ config, sessions, oidc, logger, metrics }));
+  // Two session cookies count as none here too: taken out before express-session would pick the first.
+  app.use('/_auth', refuseTwoSessionCookies(config, logger), createSessionMiddleware(config, sessions), createBrowserRoutes({ config, sessions, oidc, logger, metrics }));
   app.use((_req, res) => {
     res.status(ERRORS.not_found.status).json({ error: ERRORS.not_found.wire });
   });

@@ -1,13 +1,14 @@
 // Issue 23: a request with two idgate session cookies is judged as having none, through real HAProxy in
 // both transports. A browser sends two when another site of the domain planted one (a Domain cookie, or a
 // longer Path, which the browser then sends first): "the first one wins" would sign the victim in as the
-// planter. Requests are written byte-exact (raw-http), so the Cookie lines are exactly as under test.
+// planter. The browser endpoints (userinfo, logout) read the session through express-session, which takes
+// the first cookie: they must see none either. Requests are written byte-exact (raw-http), so the Cookie lines are exactly as under test.
 import crypto from 'node:crypto';
 import { startStack, type Stack } from '../../stack/stack.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
 import { Browser, signIn } from '../support/browser.js';
-import { MARKER_PREFIX, decisionsCaughtUp } from '../support/logs.js';
-import { rawRequest } from '../support/raw-http.js';
+import { MARKER_PREFIX, decisionsCaughtUp, eventsCaughtUp } from '../support/logs.js';
+import { one, rawRequest, type RawResponse } from '../support/raw-http.js';
 
 let stack: Stack;
 const cookies: Record<'bob' | 'alice', string> = { bob: '', alice: '' };
@@ -68,6 +69,51 @@ describe.each(['lua', 'spoe'] as const)('two idgate session cookies, through HAP
   ])('%s: judged as no session (401), the app never sees the request, and the audit line says why', async (_, lines) => {
     const answer = await ask(lines());
     expect(answer).toEqual({ status: 401, audit: TWO_COOKIES });
+  });
+
+  /** The session_cookies_refused event lines idgate logged so far for one browser endpoint. */
+  async function refusalsOf(method: string, path: string): Promise<Record<string, unknown>[]> {
+    await eventsCaughtUp(stack.idgateUrls[0]!, () => stack.processes.idgate!.output());
+    return stack.processes
+      .idgate!.output()
+      .split('\n')
+      .filter((l) => l.includes('"event":"session_cookies_refused"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.path === path && l.method === method);
+  }
+
+  /** A browser endpoint asked through HAProxy (a POST as a same-origin form would send it). */
+  function askEndpoint(method: 'GET' | 'POST', path: string, cookieLines: string[]): Promise<RawResponse> {
+    const headers: [string, string][] = [['Accept', 'application/json'], ...cookieLines.map((c): [string, string] => ['Cookie', c])];
+    if (method === 'POST') headers.push(['Origin', stack.frontUrl], ['Content-Length', '0']);
+    return rawRequest(stack.ports.front, method, path, headers);
+  }
+
+  test('userinfo with two session cookies answers as without a session, and an event line says why', async () => {
+    const without = await askEndpoint('GET', '/_auth/userinfo', ['app=1']);
+    const before = (await refusalsOf('GET', '/_auth/userinfo')).length;
+    const two = await askEndpoint('GET', '/_auth/userinfo', [`${cookies.alice}; ${cookies.bob}`]);
+    expect(without.status).toBe(401);
+    expect({ status: two.status, body: JSON.parse(two.body) as unknown }).toEqual({ status: without.status, body: JSON.parse(without.body) as unknown });
+    const after = await refusalsOf('GET', '/_auth/userinfo');
+    expect(after.length).toBe(before + 1);
+    expect(after.at(-1)).toMatchObject({ reason: expect.stringMatching(/^two idgate session cookies came .*; neither counts$/) });
+    // Each cookie alone is still its own person's session.
+    expect(JSON.parse((await askEndpoint('GET', '/_auth/userinfo', [cookies.bob])).body)).toMatchObject({ user: 'bob' });
+  });
+
+  test("logout with two session cookies ends neither session, still clears the browser's cookie and redirects to the signed-out page", async () => {
+    const before = (await refusalsOf('POST', '/_auth/logout')).length;
+    const res = await askEndpoint('POST', '/_auth/logout', [cookies.bob, cookies.alice]);
+    expect(res.status).toBe(303);
+    expect(one(res.headers, 'location')).toBe(`${stack.frontUrl}/_auth/logged-out`);
+    expect(res.headers.filter(([n]) => n.toLowerCase() === 'set-cookie').map(([, v]) => v)).toEqual([expect.stringMatching(/^_idgate=;/)]);
+    expect((await refusalsOf('POST', '/_auth/logout')).length).toBe(before + 1);
+    // Neither bob's nor alice's session was ended: a logout cannot tell which of the two is this browser's own.
+    for (const user of ['bob', 'alice'] as const) {
+      expect(JSON.parse((await askEndpoint('GET', '/_auth/userinfo', [cookies[user]])).body)).toMatchObject({ user });
+    }
+    expect(await ask([cookies.bob])).toMatchObject({ status: 200, appUser: 'bob' });
   });
 
   test('a public route needs no session, so two cookies change nothing there', async () => {

@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { startStack, REPO_ROOT, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
-import { rawExchange, rawRequest, statusLines, type RawResponse } from '../support/raw-http.js';
+import { one, rawExchange, rawRequest, statusLines, type RawResponse } from '../support/raw-http.js';
 import { MARKER_PREFIX, decisionsCaughtUp } from '../support/logs.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
 
@@ -131,6 +131,23 @@ describe.each(['lua', 'spoe'] as const)('methods at the edge through HAProxy (%s
       expect(o.echo).toBeUndefined();
       expect(o.res.status).toBe(405);
       expect(JSON.parse(o.res.body)).toMatchObject({ error: 'method_not_allowed' });
+    });
+
+    const USUAL = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+    test.each([
+      ['LOCK /public/x: no rule there names another method', 'LOCK', '/public/x', USUAL],
+      ['FOO /dav/x: the dav rule names its own', 'FOO', '/dav/x', `${USUAL}, PROPFIND, MOVE, COPY, MKCOL`],
+      ['TRACE /dav/x: refused before any path is read, so the methods every route takes', 'TRACE', '/dav/x', USUAL],
+      ['MOVE /dav/a to /public/b: only what both paths take', 'MOVE', '/dav/a', USUAL],
+    ])('a 405 names in Allow the methods the route takes: %s', async (_, method, target, allow) => {
+      const headers: [string, string][] = target === '/dav/a' ? [['Destination', '/public/b']] : [];
+      const o = await send(method, target, { bob: true, headers });
+      expect({ status: o.res.status, allow: one(o.res.headers, 'allow'), reached: o.echo !== undefined }).toEqual({ status: 405, allow, reached: false });
+    });
+
+    test('a CONNECT refused by idgate names the methods every route takes in Allow', async () => {
+      const res = await rawRequest(stack.ports.front, 'CONNECT', `127.0.0.1:${stack.ports.upstream}`, [['Host', `127.0.0.1:${stack.ports.upstream}`], ['Cookie', bobCookie]]);
+      expect({ status: res.status, allow: one(res.headers, 'allow') }).toEqual({ status: 405, allow: USUAL });
     });
 
     test('bob PROPFIND /dav/x: the rule names it, the app gets it with his identity', async () => {

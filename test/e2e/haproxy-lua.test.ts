@@ -409,7 +409,7 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     expect(upstreamFor('/decided/path?a=1&b=%2F')).toHaveLength(1);
   });
 
-  test('a check that allows CONNECT or TRACE is still refused by HAProxy (405): no tunnel, the app never sees either', async () => {
+  test('a check that allows CONNECT or TRACE is still refused by HAProxy (405, with Allow): no tunnel, the app never sees either', async () => {
     const smuggled = `smuggled-${++marker}`;
     const data = await rawExchange(frontPort, `CONNECT 127.0.0.1:${upstreamPort} HTTP/1.1\r\nHost: 127.0.0.1:${upstreamPort}\r\n\r\nGET /deny/${smuggled} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
     // What follows the CONNECT is, at most, checked as a request of its own (a path the check denies).
@@ -417,6 +417,9 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     expect(statusLines(data)).not.toContain(200);
     const trace = await rawRequest(frontPort, 'TRACE', unique('/ok/trace'));
     expect(trace.status).toBe(405);
+    // HAProxy's own 405 names the methods every route takes (RFC 9110), as idgate's does.
+    expect(one(trace.headers, 'allow')).toBe('GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS');
+    expect(data).toMatch(/^HTTP\/1\.1 405 [^\r]*\r\n(?:[^\r]+\r\n)*allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n/i);
     // The stub allowed both: the refusal is HAProxy's own. The CONNECT names no path, and idgate.lua sends none
     // (no stand-in "/": idgate refuses a check without a URI).
     const asked = checks.filter((c) => ['CONNECT', 'TRACE'].includes(one(c.headers, 'x-forwarded-method') ?? ''));

@@ -180,7 +180,7 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     expect(upstreamSeen.filter((u) => u.url === '/decided/path?a=1&b=%2F')).toHaveLength(1);
   });
 
-  test('a check that allows CONNECT or TRACE is still refused by HAProxy (405): no tunnel, the app never sees either', async () => {
+  test('a check that allows CONNECT or TRACE is still refused by HAProxy (405, with Allow): no tunnel, the app never sees either', async () => {
     const smuggled = `smuggled-${++marker}`;
     const data = await rawExchange(frontPort, `CONNECT 127.0.0.1:${upstreamPort} HTTP/1.1\r\nHost: 127.0.0.1:${upstreamPort}\r\n\r\nGET /denied/${smuggled} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
     // What follows the CONNECT is, at most, checked as a request of its own (a path the check denies).
@@ -188,6 +188,9 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     expect(statusLines(data)).not.toContain(200);
     const trace = await rawRequest(frontPort, 'TRACE', unique('/ok/trace'));
     expect(trace.status).toBe(405);
+    // HAProxy's own 405 names the methods every route takes (RFC 9110), as idgate's does.
+    expect(one(trace.headers, 'allow')).toBe('GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS');
+    expect(data).toMatch(/^HTTP\/1\.1 405 [^\r]*\r\n(?:[^\r]+\r\n)*allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n/i);
     // The scripted check allowed both: the refusal is HAProxy's own.
     expect(checked.filter((c) => c.method === 'CONNECT' || c.method === 'TRACE').length).toBeGreaterThanOrEqual(2);
     expect(upstreamSeen.filter((u) => u.method === 'CONNECT' || u.method === 'TRACE' || u.url.includes(smuggled))).toEqual([]);

@@ -224,7 +224,7 @@ describe('cookies of a Secure deployment', () => {
     expect((await request(server).get('/_auth/userinfo').set(proxied).set('Cookie', session)).status).toBe(401);
   });
 
-  test('with a cookie domain the session cookie carries it, and the login-binding cookie is still a __Host- cookie', async () => {
+  test('with a cookie domain the session cookie carries it, the login-binding cookie is still a __Host- cookie, and a planted second session cookie leaves userinfo and logout with no session', async () => {
     const { config: loaded, problems } = loadConfig({
       IDGATE_ISSUER: 'https://idp.example.com',
       IDGATE_CLIENT_ID: 'idgate',
@@ -232,7 +232,7 @@ describe('cookies of a Secure deployment', () => {
       IDGATE_PUBLIC_URL: SECURE_ORIGIN,
       IDGATE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
       IDGATE_COOKIE_SECRETS: COOKIE_SECRET,
-      IDGATE_CHECK_SECRETS: 'c'.repeat(32),
+      IDGATE_CHECK_SECRETS: 'k'.repeat(32),
       IDGATE_COOKIE_DOMAIN: 'app.test',
     });
     expect(problems).toEqual([]);
@@ -250,6 +250,15 @@ describe('cookies of a Secure deployment', () => {
     expect(done.status).toBe(302);
     const sessionLine = (done.headers['set-cookie'] as unknown as string[]).find((c) => c.startsWith('_idgate='));
     expect(attributesOf(sessionLine!).get('domain')).toBe('app.test');
+
+    // A sibling subdomain plants a session cookie of its own (a longer Path makes the browser send it
+    // first): userinfo then shows nobody, and a logout ends neither session.
+    const session = sessionLine!.split(';')[0]!;
+    const both = `_idgate=planted; ${session}`;
+    expect((await request(server).get('/_auth/userinfo').set(proxied).set('Cookie', both)).status).toBe(401);
+    const logout = await request(server).post('/_auth/logout').set(proxied).set('Origin', SECURE_ORIGIN).set('Cookie', both);
+    expect(logout.status).toBe(303);
+    expect((await request(server).get('/_auth/userinfo').set(proxied).set('Cookie', session)).body).toMatchObject({ user: 'alice' });
   });
 });
 

@@ -48,6 +48,12 @@ describe('an outcome, written for each transport', () => {
       { status: 401, www_authenticate: 'DPoP realm="idgate", error="use_dpop_nonce"', dpop_nonce: 'n0nce', content_type: 'application/json', body: '{"error":"unauthorized","reason":"no nonce"}', reason: 'no nonce' },
     ],
     [
+      'a 405 names the methods the route takes (Allow)',
+      jsonOutcome('method_not_allowed', 405, 'method_not_allowed', 'TRACE is never allowed', { allow: 'GET, HEAD' }),
+      { Allow: 'GET, HEAD', 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Length': '64' },
+      { status: 405, allow: 'GET, HEAD', content_type: 'application/json', body: '{"error":"method_not_allowed","reason":"TRACE is never allowed"}', reason: 'TRACE is never allowed' },
+    ],
+    [
       'an allow may hand a fresh DPoP nonce on',
       allowOutcome('/api', wireIdentity({ user: 'bot' }), { dpopNonce: 'n1' }),
       { 'DPoP-Nonce': 'n1', 'X-Auth-User': 'bot', 'X-Auth-Request-Id': 'r', 'X-Idgate-Path': '/api', 'Content-Length': '0' },

@@ -2,7 +2,11 @@
 // is Secure with Path=/ and no Domain, so each way idgate writes one is held to that here.
 import signature from 'cookie-signature';
 import { loadConfig, type Config } from '../../service/src/config.js';
-import { bindingCookieOptions, hasSecondCookie, sessionCookie, sessionCookieOptions } from '../../service/src/session/cookies.js';
+import express from 'express';
+import request from 'supertest';
+import { bindingCookieOptions, hasSecondCookie, sessionCookie, sessionCookieOptions, TWO_SESSION_COOKIES_REASON, withoutCookie } from '../../service/src/session/cookies.js';
+import { refuseTwoSessionCookies } from '../../service/src/browser/two-session-cookies.js';
+import type { Logger } from '../../service/src/audit.js';
 
 const base = {
   IDGATE_ISSUER: 'https://idp.example.com',
@@ -60,5 +64,37 @@ describe('a second session cookie', () => {
     ['names that only start or end alike', '_idgate=a; _idgate2=b; x_idgate=c; _idgate_login=d', false],
   ])('%s: %p is %p', (_, header, expected) => {
     expect(hasSecondCookie(header, '_idgate')).toBe(expected);
+  });
+});
+
+describe('the browser endpoints and two session cookies', () => {
+  test.each([
+    ['both session cookies go, the others stay in order', 'x=1; _idgate=a; y=2; _IDGATE=b; _idgate_login=c', 'x=1; y=2; _idgate_login=c'],
+    ['nothing left', '_idgate=a;_idgate=b', undefined],
+  ])('withoutCookie: %s', (_, header, expected) => {
+    expect(withoutCookie(header, '_idgate')).toBe(expected);
+  });
+
+  /** What a route behind the guard (express-session, then userinfo or logout) gets as the Cookie header, and the events logged. */
+  async function throughGuard(cookie: string): Promise<{ cookie: string | null; events: { event: string; fields: Record<string, unknown> }[] }> {
+    const events: { event: string; fields: Record<string, unknown> }[] = [];
+    const logger = { event: (event: string, fields: Record<string, unknown>) => events.push({ event, fields }) } as unknown as Logger;
+    const app = express();
+    app.use('/_auth', refuseTwoSessionCookies({ cookieName: '_idgate' }, logger), (req, res) => {
+      res.json({ cookie: req.headers.cookie ?? null });
+    });
+    const res = await request(app).get('/_auth/userinfo').set('Cookie', cookie).set('X-Request-Id', 'r-1');
+    return { cookie: (res.body as { cookie: string | null }).cookie, events };
+  }
+
+  test('one session cookie passes untouched, and nothing is logged', async () => {
+    expect(await throughGuard('app=1; _idgate=a')).toEqual({ cookie: 'app=1; _idgate=a', events: [] });
+  });
+
+  test('two session cookies reach express-session as none, and an event line says why', async () => {
+    expect(await throughGuard('_idgate=planted; app=1; _idgate=a')).toEqual({
+      cookie: 'app=1',
+      events: [{ event: 'session_cookies_refused', fields: expect.objectContaining({ reason: TWO_SESSION_COOKIES_REASON, method: 'GET', path: '/_auth/userinfo', request_id: 'r-1' }) }],
+    });
   });
 });

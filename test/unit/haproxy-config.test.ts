@@ -2,6 +2,7 @@
 // addresses, and filled into templates. HAProxy itself reads them in test/e2e/haproxy-dropin.test.ts.
 import fs from 'node:fs';
 import path from 'node:path';
+import { USUAL_METHODS } from '../../service/src/policy/policy.js';
 import { HAPROXY_PARTS, haproxyConfDir, haproxyPart, renderHaproxyTemplate, type HaproxyMode } from '../../service/src/transports/haproxy-config.js';
 
 const MODES: HaproxyMode[] = ['lua', 'spoe'];
@@ -37,6 +38,13 @@ describe('the drop-in parts', () => {
     const repeated = dropin.filter((line) => shipped.has(line) && !/^(mode|timeout|default_backend|\.endif)\b/.test(line));
     expect(repeated).toEqual([]);
     expect([...shipped].filter((l) => l.startsWith('@idgate'))).toEqual(HAPROXY_PARTS.map((p) => `@idgate ${p}`));
+  });
+
+  test("HAProxy's own 405 for CONNECT and TRACE names in Allow the methods every route takes, as idgate's own 405 does", () => {
+    const backstop = directives(haproxyPart('routing', 'lua', { confDir })).filter((l) => l.includes('METH_CONNECT'));
+    expect(backstop).toEqual([`http-request deny deny_status 405 hdr Allow "${[...USUAL_METHODS].join(', ')}" if METH_CONNECT || METH_TRACE`]);
+    // The SPOE transport's return of idgate's 405 carries the agent's allow variable.
+    expect(directives(haproxyPart('frontend', 'spoe', { confDir })).filter((l) => l.startsWith('http-request return status 405'))).toEqual([expect.stringContaining('hdr Allow "%[var(txn.idgate.allow)]"')]);
   });
 
   test('the Lua transport loads idgate.lua and listens for its checks; SPOE loads the agent config instead', () => {

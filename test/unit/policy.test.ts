@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { parsePolicy } from '../../service/src/policy/policy-file.js';
 import { canonicalPath } from '../../service/src/check/paths.js';
-import { acceptedCredentials, decide, decideWithDestination, formatDecision, matchRule, SIGNED_IN_POLICY, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy/policy.js';
+import { acceptedCredentials, allowedMethods, decide, decideWithDestination, formatDecision, matchRule, SIGNED_IN_POLICY, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy/policy.js';
 import { demoPolicy } from '../support/idgate.js';
 
 const browser = (method: string, uri: string, host = 'app.example.com'): RequestFacts => ({
@@ -458,6 +458,21 @@ describe('methods', () => {
     expect(judged(move('/dav/admin/a', '/dav/b'), bob)).toBe('403 deny rule=dav-admin: needs group admins');
     expect(judged(move('/dav/a', '/dav/admin/b'), alice)).toBe('200 allow rule=dav: authenticated');
     expect(judged(move('/dav/a', '/public/b'), bob)).toBe('405 refused rule=no-rule: the Destination /public/b: no policy rule allows the method MOVE here');
+  });
+
+  test("a 405's Allow names exactly the methods that are not refused with 405 there", () => {
+    const usual = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+    const at = (path: string, destination?: string) => allowedMethods(policy, { host: 'app.example.com', path, destination });
+    expect(at('/dav/x')).toEqual([...usual, 'PROPFIND', 'MOVE']);
+    expect(at('/public/x')).toEqual(usual);
+    expect(at('/dav/x', '/public/y')).toEqual(usual);
+    // Held to the decision itself: every method named (and a few more) is 405 exactly when it is not listed.
+    for (const path of ['/dav/x', '/public/x', '/x', '/cors/y']) {
+      for (const method of [...usual, 'PROPFIND', 'MOVE', 'LOCK', 'FOO']) {
+        const status = run(policy, api(method, path), bob).split(' ')[0];
+        expect({ path, method, refused: status === '405' }).toEqual({ path, method, refused: !at(path).includes(method) });
+      }
+    }
   });
 
   test('a method outside the usual ones never falls to default: authenticated', () => {

@@ -209,7 +209,8 @@ function asSentence(text: string): string {
   return `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
 }
 
-function requestIdOf(req: Request): string | undefined {
+/** HAProxy's request id, when it is one (the check's own form): never a client's arbitrary text in a log line. */
+export function requestIdOf(req: Request): string | undefined {
   const id = req.headers['x-request-id'];
   return typeof id === 'string' && /^[A-Za-z0-9._:@/+=-]{1,128}$/.test(id) ? id : undefined;
 }

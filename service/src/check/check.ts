@@ -12,9 +12,10 @@ import { ERRORS, IdgateError, isIdgateError, describeError, type IdgateErrorCode
 import type { Metrics } from '../metrics.js';
 import type { OidcRelyingParty } from '../browser/oidc.js';
 import { keepSessionFresh } from '../session/refresh.js';
-import { acceptedCredentials, decideWithDestination, matchRule, NEVER_ALLOWED_METHODS, NO_RULE, passesAsPreflight, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type PolicyRule, type RequestFacts } from '../policy/policy.js';
+import { acceptedCredentials, allowedMethods, USUAL_METHODS, decideWithDestination, matchRule, NEVER_ALLOWED_METHODS, NO_RULE, passesAsPreflight, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type PolicyRule, type RequestFacts } from '../policy/policy.js';
 import type { SessionCache } from '../session/session-cache.js';
 import { sessionHash, type SessionStore } from '../session/session-store.js';
+import { TWO_SESSION_COOKIES_REASON } from '../session/cookies.js';
 import { describeSessionRecordVersions, readSessionForCheck, SESSION_RECORD_VERSIONS_READ } from '../session/sessions.js';
 import { DPOP_BOUND_AS_BEARER, type BearerVerifier } from '../tokens/tokens.js';
 import { dpopChallenge, proofTargetUrl, verifyDpopRequest } from '../tokens/dpop.js';
@@ -213,10 +214,7 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
   return {};
 }
 
-const TWO_SESSION_COOKIES: CredentialProblem = Object.freeze({
-  code: 'session_invalid',
-  description: 'two idgate session cookies came (another site of the domain may have planted one); neither counts',
-});
+const TWO_SESSION_COOKIES: CredentialProblem = Object.freeze({ code: 'session_invalid', description: TWO_SESSION_COOKIES_REASON });
 
 /** The access token of an Authorization header and its scheme: `Bearer` (RFC 6750) or `DPoP` (RFC 9449). */
 function accessTokenOf(header: string | undefined): { scheme: 'bearer' | 'dpop'; token: string } | undefined {
@@ -331,8 +329,11 @@ function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: Fa
     client_ip: request.clientAddress,
     latency_ms: Math.round(seconds * 1e6) / 1000,
   });
-  return json(code, code, problem.reason);
+  // CONNECT and TRACE are refused before any path is read: their Allow names the methods every route takes.
+  return json(code, code, problem.reason, code === 'method_not_allowed' ? { allow: USUAL_ALLOW } : {});
 }
+
+const USUAL_ALLOW = [...USUAL_METHODS].join(', ');
 
 /** A client-chosen value fit for a log field: printable ASCII, bounded. */
 function printable(value: string | undefined, max: number): string | null {
@@ -382,7 +383,7 @@ function outcomeFor(decision: Decision, problem: CredentialProblem | undefined, 
     case 'public':
       return checkOutcome('public', 200, decision.reason, { requestId: facts.requestId });
     case 'refused':
-      return decision.status === 400 ? json('invalid_request', 'invalid_request', decision.reason) : json('method_not_allowed', 'method_not_allowed', decision.reason);
+      return decision.status === 400 ? json('invalid_request', 'invalid_request', decision.reason) : json('method_not_allowed', 'method_not_allowed', decision.reason, { allow: allowedMethods(policy, facts).join(', ') });
     case 'allow':
       return checkOutcome('allow', 200, decision.reason, { identity: reusedIdentityFields(identity!, decision, policy), requestId: facts.requestId });
     case 'login': {

@@ -214,6 +214,24 @@ export function matchRule(policy: Policy, facts: Pick<RequestFacts, 'host' | 'pa
   return policy.defaultAccess === 'authenticated' && usual ? DEFAULT_RULE : undefined;
 }
 
+/**
+ * The methods a 405 answer names in `Allow` (RFC 9110 section 15.5.6): every method that is not refused
+ * with 405 here. The usual methods never are (without a rule they get 403), and a method outside them only
+ * where a rule matching this host and path names it, at the Destination too when the request names one.
+ * CONNECT and TRACE never appear (no rule may name them).
+ */
+export function allowedMethods(policy: Policy, facts: Pick<RequestFacts, 'host' | 'path' | 'destination'>): string[] {
+  const named = new Set<string>();
+  for (const rule of policy.rules) for (const m of rule.methods ?? []) if (!USUAL_METHODS.has(m) && !NEVER_ALLOWED_METHODS.has(m)) named.add(m);
+  const allowed = [...USUAL_METHODS];
+  for (const method of named) {
+    if (matchRule(policy, { host: facts.host, path: facts.path, method }) === undefined) continue;
+    if (facts.destination !== undefined && matchRule(policy, { host: facts.host, path: facts.destination, method }) === undefined) continue;
+    allowed.push(method);
+  }
+  return allowed;
+}
+
 /** The rule lets this request through as a CORS preflight: to the app unjudged, without identity. */
 export function passesAsPreflight(rule: PolicyRule | undefined, facts: Pick<RequestFacts, 'corsPreflight'>): boolean {
   return facts.corsPreflight && rule?.corsPreflight === 'pass';

@@ -88,6 +88,26 @@ export function hasSecondCookie(header: string, name: string): boolean {
   return false;
 }
 
+/** Why a request with two session cookies has no session: the check's audit line and the browser endpoints' event say the same. */
+export const TWO_SESSION_COOKIES_REASON = 'two idgate session cookies came (another site of the domain may have planted one); neither counts';
+
+/**
+ * The Cookie header without any cookie called `name` (ignoring letter case, as hasSecondCookie counts),
+ * the other pairs trimmed and joined with "; "; undefined when nothing is left.
+ */
+export function withoutCookie(header: string, name: string): string | undefined {
+  const lower = name.toLowerCase();
+  const kept: string[] = [];
+  for (const raw of header.split(';')) {
+    const pair = raw.trim();
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    const key = (eq === -1 ? pair : pair.slice(0, eq)).trim();
+    if (key.toLowerCase() !== lower) kept.push(pair);
+  }
+  return kept.length === 0 ? undefined : kept.join('; ');
+}
+
 /** Session id from an express-session cookie value ("s:<id>.<signature>"), checked against every secret. */
 export function unsignSessionId(value: string, secrets: readonly string[]): string | undefined {
   if (!value.startsWith('s:')) return undefined;

@@ -130,6 +130,8 @@ export interface CheckOutcome {
   readonly location: string | undefined;
   /** The WWW-Authenticate challenge (401, and 403 for a missing scope). */
   readonly challenge: string | undefined;
+  /** On a 405: the methods not refused here, comma-separated (policy.ts `allowedMethods`), for the Allow header. */
+  readonly allow: string | undefined;
   /**
    * A DPoP nonce for the client (IDGATE_DPOP_NONCE, RFC 9449 section 8): on a 401 use_dpop_nonce, and on any
    * answer to a proof whose nonce is from the previous slot. HAProxy adds it to the client's response.
@@ -165,6 +167,7 @@ export function checkOutcome(kind: OutcomeKind, status: number, reason: string, 
     requestId: d.requestId,
     location: d.location,
     challenge: d.challenge,
+    allow: d.allow,
     dpopNonce: d.dpopNonce,
     contentType: d.contentType,
     body: d.body ?? '',
@@ -203,6 +206,7 @@ const isClientError = (o: CheckOutcome) => o.status >= 400 && o.status < 500;
 export const OUTCOME_FIELDS: readonly OutcomeField[] = [
   { name: 'location', header: 'Location', variable: 'location', meaning: 'where to sign in (302, 303)', value: (o) => o.location },
   { name: 'challenge', header: 'WWW-Authenticate', variable: 'www_authenticate', meaning: 'the bearer challenge (401; 403 for a token lacking a scope)', value: (o) => o.challenge },
+  { name: 'allow', header: 'Allow', variable: 'allow', meaning: 'the methods not refused with 405 on this route (405; RFC 9110 asks for it): the usual seven and any other a rule here names', value: (o) => o.allow },
   { name: 'dpopNonce', header: 'DPoP-Nonce', variable: 'dpop_nonce', meaning: 'a DPoP nonce (RFC 9449) for the client\'s next proofs: on a 401 `use_dpop_nonce`, and on any answer to a proof whose nonce is due to expire (IDGATE_DPOP_NONCE); HAProxy adds it to the client\'s response', value: (o) => o.dpopNonce },
   { name: 'setCookie', header: 'Set-Cookie', variable: 'set_cookie', meaning: 'a renewed session cookie, for the client whatever the answer', value: (o) => o.setCookie },
   { name: 'contentType', header: 'Content-Type', variable: 'content_type', meaning: 'of the body: `application/json`, or HTML for a browser denied', value: (o) => o.contentType },
