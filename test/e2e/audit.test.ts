@@ -4,7 +4,7 @@
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { metricValue } from '../support/idgate.js';
-import { MARKER_PREFIX, decisionsCaughtUp } from '../support/logs.js';
+import { decisionLinesIn, decisionsCaughtUp } from '../support/logs.js';
 import { probeUntil, waitUntil } from '../support/wait.js';
 
 let stack: Stack;
@@ -19,13 +19,7 @@ afterAll(async () => {
 
 const FIELDS = ['time', 'request_id', 'decision', 'status', 'reason', 'rule', 'sub', 'user', 'client', 'scheme', 'method', 'host', 'path', 'client_ip', 'latency_ms'];
 
-function auditLines(): Record<string, unknown>[] {
-  return stack.processes
-    .idgate!.output()
-    .split('\n')
-    .filter((l) => l.includes('"event":"decision"') && !l.includes(MARKER_PREFIX))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
+const auditLines = () => decisionLinesIn(stack.processes.idgate!.output());
 
 /** Every decision idgate took so far is in its output (a marker decision taken after them shows). */
 const decisionsWritten = () => decisionsCaughtUp(stack.idgateUrls[0]!, () => stack.processes.idgate!.output(), `127.0.0.1:${stack.ports.front}`, stack.checkHeaders);

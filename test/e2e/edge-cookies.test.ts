@@ -1,4 +1,4 @@
-// Issue 23: a request with two idgate session cookies is judged as having none, through real HAProxy in
+// A request with two idgate session cookies is judged as having none, through real HAProxy in
 // both transports. A browser sends two when another site of the domain planted one (a Domain cookie, or a
 // longer Path, which the browser then sends first): "the first one wins" would sign the victim in as the
 // planter. The browser endpoints (userinfo, logout) read the session through express-session, which takes
@@ -6,20 +6,14 @@
 import crypto from 'node:crypto';
 import { startStack, type Stack } from '../../stack/stack.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
-import { Browser, signIn } from '../support/browser.js';
-import { MARKER_PREFIX, decisionsCaughtUp, eventsCaughtUp } from '../support/logs.js';
+import { signedInCookies } from '../support/browser.js';
+import { decisionLinesIn, decisionsCaughtUp, eventsCaughtUp } from '../support/logs.js';
 import { one, rawRequest, type RawResponse } from '../support/raw-http.js';
 
 let stack: Stack;
 const cookies: Record<'bob' | 'alice', string> = { bob: '', alice: '' };
 
-function auditLines(): Record<string, unknown>[] {
-  return stack.processes
-    .idgate!.output()
-    .split('\n')
-    .filter((l) => l.includes('"event":"decision"') && !l.includes(MARKER_PREFIX))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
+const auditLines = () => decisionLinesIn(stack.processes.idgate!.output());
 
 /** The answer to one request for a path of its own, what the app saw of it, and idgate's audit line. */
 async function ask(cookieLines: string[], under = '/page'): Promise<{ status: number; appUser?: string; audit?: Record<string, unknown> }> {
@@ -43,13 +37,7 @@ const TWO_COOKIES = expect.objectContaining({ decision: 'unauthenticated', statu
 describe.each(['lua', 'spoe'] as const)('two idgate session cookies, through HAProxy (%s)', (mode) => {
   beforeAll(async () => {
     stack = await startStack({ haproxyMode: mode });
-    await Promise.all(
-      (['bob', 'alice'] as const).map(async (user) => {
-        const browser = new Browser();
-        await signIn(browser, `${stack.frontUrl}/`, user);
-        cookies[user] = `_idgate=${browser.cookie('127.0.0.1', '_idgate')}`;
-      }),
-    );
+    Object.assign(cookies, await signedInCookies(stack.frontUrl, ['bob', 'alice'] as const));
   }, 60_000);
 
   afterAll(async () => {

@@ -1,5 +1,5 @@
 // The demo as `make demo` runs it (stack/stack.ts with policy/demo.yaml, demo/demo-main.ts's transports)
-// refuses each edge attack of issue 23, in both transports, against the echoing sample upstream. One
+// refuses each edge attack docs/security.md lists, in both transports, against the echoing sample upstream. One
 // stack per transport; requests are written byte-exact (raw-http), so each attack reaches HAProxy exactly
 // as written. The other edge tests prove each class in depth on policies of their own; this one shows the
 // shipped demo closes every example.

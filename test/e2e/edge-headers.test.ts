@@ -77,7 +77,7 @@ const SPOOFED_HEADERS = [
   'X-Authenticated-Userid', 'X-MS-CLIENT-PRINCIPAL-NAME', 'X-Goog-Authenticated-User-Email', 'X-Goog-IAP-JWT-Assertion',
   'X-Amzn-Oidc-Identity', 'Cf-Access-Authenticated-User-Email', 'X-Consumer-Username', 'X-Credential-Identifier',
   'X-Userinfo', 'X-JWT-Assertion', 'X-Apigateway-Api-Userinfo', 'X-Endpoint-API-UserInfo', 'OIDC-Claim-Email',
-  // issue 23: client certificates, Kubernetes impersonation, other identity-aware proxies
+  // client certificates, Kubernetes impersonation, other identity-aware proxies
   'X-Client-Cert', 'X-SSL-Client-Cert', 'X-SSL-Client-Verify', 'X-SSL-Client-S-DN', 'X-ARR-ClientCert', 'Client-Cert',
   'Impersonate-User', 'Impersonate-Group', 'X-Pomerium-Claim-Email', 'X-authentik-username', 'X-Auth-Request-User',
   'X-Forwarded-Email', 'X-Vouch-User', 'Tailscale-User-Login', 'X-Amzn-Mtls-Clientcert',

@@ -1,4 +1,4 @@
-// Methods at the edge (issue 23), through real HAProxy in both transports against the echoing upstream,
+// Methods at the edge, through real HAProxy in both transports against the echoing upstream,
 // which, like some apps, answers CONNECT with 200 and then reads the connection's next bytes as requests:
 // CONNECT and TRACE never reach it, a method outside the usual ones reaches it only on a rule that names
 // it, each refusal is idgate's (an audit line), and CORS preflights pass unjudged only where a rule says so.
@@ -7,7 +7,7 @@ import path from 'node:path';
 import { startStack, REPO_ROOT, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { one, rawExchange, rawRequest, statusLines, type RawResponse } from '../support/raw-http.js';
-import { MARKER_PREFIX, decisionsCaughtUp } from '../support/logs.js';
+import { decisionLinesIn, decisionsCaughtUp } from '../support/logs.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
 
 let stack: Stack;
@@ -37,13 +37,7 @@ async function send(method: string, target: string, options: { bob?: boolean; al
   return { res, echo };
 }
 
-function decisionLines(): Record<string, unknown>[] {
-  return stack.processes
-    .idgate!.output()
-    .split('\n')
-    .filter((l) => l.includes('"event":"decision"') && !l.includes(MARKER_PREFIX))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
+const decisionLines = () => decisionLinesIn(stack.processes.idgate!.output());
 
 const decisionsWritten = () => decisionsCaughtUp(stack.idgateUrls[0]!, () => stack.processes.idgate!.output(), `127.0.0.1:${stack.ports.front}`, stack.checkHeaders);
 

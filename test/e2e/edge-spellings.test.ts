@@ -1,4 +1,4 @@
-// Issue 23, through real HAProxy in both transports against the echoing upstream: one spelling per path
+// Through real HAProxy in both transports against the echoing upstream: one spelling per path
 // (a character sent raw or as an escape is one path, one decision, the same bytes for the app), and one
 // route, one decision (a trailing slash or a .format suffix does not step around a rule). Requests
 // are written byte-exact (raw-http), since fetch() would normalise the very spellings under test.

@@ -115,3 +115,16 @@ export async function signIn(browser: Browser, url: string, user: string, passwo
   if (!/name="login"/.test(await first.res.clone().text())) throw new Error(`expected the IdP login form at ${first.url.href}, got ${first.res.status}`);
   return browser.submitForm(first.url, await first.res.text(), { login: user, password });
 }
+
+/** The session cookie (`_idgate=…`) of each user, each signed in through `frontUrl` by a browser of its own. */
+export async function signedInCookies<U extends string>(frontUrl: string, users: readonly U[]): Promise<Record<U, string>> {
+  const cookies = {} as Record<U, string>;
+  await Promise.all(
+    users.map(async (user) => {
+      const browser = new Browser();
+      await signIn(browser, `${frontUrl}/`, user);
+      cookies[user] = `_idgate=${browser.cookie('127.0.0.1', '_idgate')}`;
+    }),
+  );
+  return cookies;
+}

@@ -38,3 +38,11 @@ export async function decisionsCaughtUp(idgateUrl: string, output: () => string,
   await waitUntil(written, timeoutMs);
   if (!written()) throw new Error(`idgate at ${idgateUrl} did not log a decision for ${marker} within ${timeoutMs} ms`);
 }
+
+/** The decision lines in `output` (an idgate's log), parsed, without the markers of decisionsCaughtUp. */
+export function decisionLinesIn(output: string): Record<string, unknown>[] {
+  return output
+    .split('\n')
+    .filter((l) => l.includes('"event":"decision"') && !l.includes(MARKER_PREFIX))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}

@@ -44,7 +44,7 @@ test('no row is already covered by another (each del-header line does work of it
   }
 });
 
-// The families of issue 23 and what a demanding review adds: each of these names is deleted.
+// The families attackers of identity-aware proxies use, and what a demanding review adds: each of these names is deleted.
 test.each([
   'X-Client-Cert', 'X-SSL-Client-Cert', 'X-SSL-Client-Verify', 'X-SSL-Client-S-DN', 'X-ARR-ClientCert', 'Client-Cert', 'Client-Cert-Chain',
   'X-Forwarded-Client-Cert', 'X-Amzn-Mtls-Clientcert', 'SSL_CLIENT_S_DN',

@@ -145,7 +145,7 @@ describe('canonicalPath, properties over hostile paths', () => {
   });
 });
 
-// Issue 23: one spelling per path. Every printable ASCII character that can stand inside a segment gets
+// One spelling per path. Every printable ASCII character that can stand inside a segment gets
 // the same canonical path, and so the same rule, whether it came raw or as an escape (either hex case).
 const PRINTABLE = Array.from({ length: 0x7f - 0x20 }, (_, i) => String.fromCharCode(0x20 + i));
 /** No raw spelling inside a segment: a space ends the request target, `/` separates, `?` starts the query. */
@@ -173,7 +173,7 @@ describe('canonicalPath, one spelling per path', () => {
     expect(summary(canonicalPath(`/odata/a${escape(ch)}b`))).toEqual(expected);
   });
 
-  test("the issue's examples are the paths their rules name", () => {
+  test("escaped framework paths ($batch, 42:refund, @me) are the paths their rules name", () => {
     expect(canonicalPath('/odata/%24batch')).toEqual({ ok: true, path: '/odata/$batch', query: '' });
     expect(canonicalPath('/v1/orders/42%3Arefund')).toEqual({ ok: true, path: '/v1/orders/42:refund', query: '' });
     expect(canonicalPath('/users/%40me/')).toEqual({ ok: true, path: '/users/@me/', query: '' });

@@ -494,7 +494,7 @@ test('the index agrees with a plain scan on a generated 500-rule policy', async 
   }
 });
 
-// Issue 23: a path and the spellings common frameworks route to the same handler get one decision.
+// A path and the spellings common frameworks route to the same handler get one decision.
 describe('one route, one decision', () => {
   const reports = (extra = '') => compile(`rules:
   - id: reports
