@@ -38,7 +38,7 @@ export const ERRORS = {
   not_found: { status: 404, wire: 'not_found', metric: 'not_found', text: 'there is no such idgate page' },
   // The check's answers (check.ts): the wire error of its JSON body, and the reason label of
   // idgate_decisions_total. A 401 names its credential problem (policy.ts CredentialProblem) in the label.
-  untrusted_peer: { status: 403, wire: 'untrusted_peer', metric: 'untrusted_peer', text: 'this address may not ask idgate for decisions' },
+  untrusted_peer: { status: 403, wire: 'untrusted_peer', metric: 'untrusted_peer', text: 'only HAProxy may ask idgate for decisions' },
   no_credentials: { status: 401, wire: 'unauthorized', metric: 'no_credentials', text: 'no credentials' },
   session_expired: { status: 401, wire: 'unauthorized', metric: 'session_expired', text: 'the session expired' },
   session_invalid: { status: 401, wire: 'unauthorized', metric: 'session_invalid', text: 'the session cookie is invalid' },

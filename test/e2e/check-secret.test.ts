@@ -49,7 +49,7 @@ describe('a local process asking idgate directly', () => {
   test('without the secret, with a made-up X-Forwarded-* and a stolen cookie, gets 403 untrusted_peer: no identity, no renewed session, a log line', async () => {
     const res = await askIdgate();
     expect(res.status).toBe(403);
-    expect(await res.json()).toEqual({ error: 'untrusted_peer', reason: 'this address may not ask idgate for decisions' });
+    expect(await res.json()).toEqual({ error: 'untrusted_peer', reason: 'only HAProxy may ask idgate for decisions' });
     expect(identityHeaders(res)).toEqual([]);
     const logged = () => stack.processes.idgate!.output().includes("check refused: it lacks HAProxy's check secret");
     await waitUntil(logged);

@@ -67,7 +67,7 @@ describe('idgate service', () => {
     for (const uri of ['/public/x', '/']) {
       const res = await request(server).get('/auth').set(checkFacts('app.test:8080', uri)).set('Accept', 'application/json');
       expect(res.status).toBe(403);
-      expect(res.body).toEqual({ error: 'untrusted_peer', reason: 'this address may not ask idgate for decisions' });
+      expect(res.body).toEqual({ error: 'untrusted_peer', reason: 'only HAProxy may ask idgate for decisions' });
     }
     const warnings = logLines.filter((l) => l.includes('the peer is not a trusted proxy'));
     // One line per peer per interval, not one per request.
