@@ -8,7 +8,7 @@ export default {
   transform: { '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json' }] },
   testTimeout: 30000,
   // Two test files at a time on a 2-core machine (jest would run one): the end-to-end and fault tests
-  // spend most of their time waiting on the processes they start, so the suite takes 275 s instead of
-  // 472 s (measured 2026-11-29, 1,723 tests), and every test already picks its own ports and processes.
+  // spend most of their time waiting on the processes they start, and each picks its own ports and
+  // processes (docs/design-notes.md has the figures).
   maxWorkers: 2,
 };

@@ -87,8 +87,8 @@ export class Metrics {
   readonly registry = new client.Registry();
   /**
    * Decisions counted since the last scrape, per outcome and reason: the check counts each one here, as a
-   * plain number (a labelled prom-client inc() measured about 8 times a Map update: 160 against 20 ns),
-   * and the counter takes them in when /metrics is read (`collect`).
+   * plain number (a labelled prom-client inc() costs several Map updates: docs/design-notes.md), and
+   * the counter takes them in when /metrics is read (`collect`).
    */
   readonly #decisionsPending = new Map<string, Map<string, number>>();
   readonly #decisions: client.Counter<'outcome' | 'reason'> = new client.Counter({

@@ -1,30 +1,8 @@
-// Writes that must not be lost: a session at login, its renewal, a revocation (logout, back-channel logout,
-// a failed renewal, `idgate sessions revoke`). After such a write idgate asks Redis to WAIT until a replica
-// has it, within a bound (IDGATE_REDIS_WAIT_MS), so that a failover right after the answer loses nothing:
-// Sentinel promotes the most up-to-date replica, which then holds the write.
-//
-// WAIT counts the writes of the connection it is sent on, and blocks that connection until it returns, so
-// these writes and their WAIT go on connections of their own (a small pool), never on the shared one the
-// check path uses: a stalled replica must never delay a session check.
-//
-// When the bound passes without the replicas, the write goes on: it is on the primary (and in its AOF
-// within a second), and the only loss would come from that primary dying before its replica caught up.
-// Failing the login instead would turn a slow replica into an outage of sign-in, and failing a revocation
-// would not undo it (the session is already gone from the primary, and every replica was told). Each such
-// write is logged and counted (idgate_redis_replication_waits_total{result="timeout"}), so a replica that
-// lags is seen.
-//
-// Redis Cluster: the cluster client routes each key to the primary of its slot, and a write (a login's
-// session and its indexes) may touch several primaries; WAIT counts one connection's writes to one node.
-// So there the pool holds Cluster clients of its own (duplicates of the shared one: a connection per node
-// each, so fewer of them), each recording the slots its commands go to; after the write, each primary
-// that took part of it is asked, on that client's connection to it (the one that carried the write), for
-// its own replicas (`auto`: whether that primary has an online replica) and then WAITs, all in parallel
-// with the same bound (a cluster's failover, too, prefers the replica with the most data). Only those
-// primaries: one the write did not reach would answer at once, except while its replica lags behind an
-// earlier write of the same connection, and then a stalled replica of one shard would make every write
-// wait the bound. One outcome per write, as elsewhere: replicated only when every primary that took part
-// of it has its replicas. Redis away, a failed write, the bound passed: as on a single server.
+// Writes that must not be lost (a session at login, its renewal, a revocation) are followed by a WAIT
+// for a replica, within IDGATE_REDIS_WAIT_MS, on connections of their own (WAIT blocks its connection,
+// and the check path must never wait on a stalled replica). Past the bound the write goes on, logged and
+// counted. On a Cluster each primary the write reached is asked for its own replicas. The reasons for
+// each choice: docs/design-notes.md, "Durable writes".
 import type { Cluster, Redis } from 'ioredis';
 import type { RedisClient } from '../redis.js';
 import type { Logger } from '../audit.js';

@@ -12,10 +12,8 @@
 // the session id, which only the browser's cookie carries. Plaintext in Redis is limited to what
 // revocation needs: per-subject indexes naming the session hashes, with user name and login time.
 //
-// This replaces connect-redis (our note on the stack): connect-redis keys Redis by the raw session id and
-// its serializer never sees the id, so neither the hashed key nor a per-session key is possible with it.
-// express-session still owns the cookie and the session lifecycle on the browser routes, through an
-// adapter over this store (sessions.ts).
+// express-session owns the cookie and the session lifecycle on the browser routes, through an adapter
+// over this store (sessions.ts); why not connect-redis: docs/design-notes.md.
 import crypto from 'node:crypto';
 import type { RedisClient } from '../redis.js';
 import type { Config } from '../config.js';
