@@ -1,4 +1,4 @@
-import type { Identity } from './policy.js';
+import type { Identity } from '../identity.js';
 
 // Reading identity claims the same way everywhere (login, bearer tokens, `idgate explain`): configured
 // claim names may be paths into nested claims ("realm_access.roles"), lists may arrive as strings.

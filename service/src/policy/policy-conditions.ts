@@ -2,7 +2,7 @@
 // value is read and what the file is told when it is wrong, how `decide` checks it and what a 403 says,
 // and how an allow (and so `idgate explain`) describes it. The Condition type, the parser (policy-file.ts),
 // `decide` and its explanations (policy.ts) all walk this table, so a new condition is one new row.
-import type { Credential, Identity } from './policy.js';
+import type { Credential, Identity } from '../identity.js';
 
 /** What a 403 reports an unmet part as: a token told about `scopes` gets RFC 6750 insufficient_scope. */
 export type UnmetKind = 'via' | 'issuers' | 'groups' | 'roles' | 'scopes' | 'emails' | 'subjects' | 'clients';

@@ -5,6 +5,9 @@
 import { ERRORS } from '../errors.js';
 import { caseFolded } from '../check/paths.js';
 import { planOf, type Condition, type ConditionField, type UnmetKind } from './policy-conditions.js';
+import type { Credential, Identity } from '../identity.js';
+
+export type { Credential, Identity };
 
 export type { Condition } from './policy-conditions.js';
 
@@ -48,27 +51,6 @@ export const USUAL_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST'
  */
 export const NEVER_ALLOWED_METHODS: ReadonlySet<string> = new Set(['CONNECT', 'TRACE']);
 
-export interface Identity {
-  /** How the caller proved who it is. */
-  readonly via: 'session' | 'token';
-  readonly subject: string;
-  readonly user: string;
-  readonly email: string | undefined;
-  readonly groups: readonly string[];
-  readonly roles: readonly string[];
-  readonly scopes: readonly string[];
-  /** Client id of a machine token. */
-  readonly clientId: string | undefined;
-  readonly issuer: string;
-  /**
-   * Issued by IDGATE_ISSUER (the login issuer; every session is). Conditions that name no `issuers` hold
-   * only for such identities: a token from another trusted issuer needs a rule that names its issuer.
-   */
-  readonly fromPrimaryIssuer: boolean;
-}
-
-/** The two ways to be signed in: a browser session, or a bearer access token. */
-export type Credential = Identity['via'];
 
 /** Why no identity could be established, when credentials were presented. */
 export interface CredentialProblem {

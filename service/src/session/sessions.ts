@@ -6,7 +6,7 @@
 import crypto from 'node:crypto';
 import session from 'express-session';
 import type { Config } from '../config.js';
-import type { Identity } from '../policy/policy.js';
+import type { Identity } from '../identity.js';
 import type { SessionCache } from './session-cache.js';
 import { findCookie, hasSecondCookie, sessionCookieOptions, unsignSessionId } from './cookies.js';
 import { idpSessionHash, isPastMaxAge, openSession, SEALED_VERSION, sealedVersionOf, sessionHash, type SessionStore } from './session-store.js';

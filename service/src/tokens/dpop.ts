@@ -17,7 +17,7 @@ import crypto from 'node:crypto';
 import * as jose from 'jose';
 import type { Config } from '../config.js';
 import { IdgateError } from '../errors.js';
-import type { Identity } from '../policy/policy.js';
+import type { Identity } from '../identity.js';
 import type { SessionStore } from '../session/session-store.js';
 import type { BearerVerifier } from './tokens.js';
 import { dpopNoncesOf } from './dpop-nonce.js';

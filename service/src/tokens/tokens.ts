@@ -18,7 +18,7 @@ import { RemoteKeySet } from './keys.js';
 import { discardBody, readBoundedText } from './bounded-body.js';
 import { MAX_DISCOVERY_BYTES, DISCOVERY_RETRY_MS, DISCOVERY_TIMEOUT_MS, INTROSPECTION_NEGATIVE_MAX_MS, MAX_TOKEN_LENGTH, VERIFIED_CACHE_MS, VERIFIED_CACHE_SIZE } from '../limits.js';
 import type { Metrics } from '../metrics.js';
-import type { Identity } from '../policy/policy.js';
+import type { Identity } from '../identity.js';
 import { identityFromClaims, stringList } from '../policy/claims.js';
 
 interface IssuerMetadata {
