@@ -18,8 +18,10 @@ import { parsePolicy } from '../service/src/policy/policy-file.js';
 import { decide, matchRule, type Identity, type RequestFacts } from '../service/src/policy/policy.js';
 import { findCookie, sessionCookiePair, unsignSessionId } from '../service/src/session/cookies.js';
 import { SessionCache } from '../service/src/session/session-cache.js';
-import { sessionHash, type SessionStore } from '../service/src/session/session-store.js';
-import { identityOf, readSessionForCheck, SESSION_RECORD_VERSION, type StoredSession } from '../service/src/session/sessions.js';
+import { type SessionStore } from '../service/src/session/session-store.js';
+import { sessionHash } from '../service/src/session/session-record.js';
+import { readSessionForCheck } from '../service/src/session/sessions.js';
+import { identityOf, SESSION_RECORD_VERSION, type StoredSession } from '../service/src/session/session-record.js';
 import { httpHeaderListOf, type CheckInput, type CheckOutcome } from '../service/src/transports/check-wire.js';
 import { checkInputFromMessage, decodeFrame, decodeMessages, encodeAnswer, encodeFrame, encodeKvList, encodeVarint, FRAME } from '../service/src/transports/spoe.js';
 

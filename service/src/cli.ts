@@ -11,7 +11,7 @@ import { orgWideAudienceProblems } from './tokens/org-wide-audience.js';
 import { DurableWrites, type DurabilitySettings } from './session/durable-writes.js';
 import { createRedisClient, describeRedisError } from './redis.js';
 import { RedisSessionRevocation } from './session/session-store.js';
-import { describeSessionRecordVersions } from './session/sessions.js';
+import { describeSessionRecordVersions } from './session/session-record.js';
 import { decide, formatDecision, matchRule, type Identity } from './policy/policy.js';
 import { canonicalPath } from './check/paths.js';
 import { settingsReference } from './settings-doc.js';

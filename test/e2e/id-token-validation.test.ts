@@ -5,7 +5,7 @@ import http from 'node:http';
 import * as jose from 'jose';
 import { loadConfig } from '../../service/src/config.js';
 import { OidcRelyingParty } from '../../service/src/browser/oidc.js';
-import type { StoredSession } from '../../service/src/session/sessions.js';
+import type { StoredSession } from '../../service/src/session/session-record.js';
 import { listenOnAnyPort } from '../../stack/processes.js';
 
 let server: http.Server;

@@ -5,7 +5,7 @@
 // it (findCookie, unsignSessionId). The login-binding cookie ties a login's callback to its browser (session-store.ts, pending logins).
 import signature from 'cookie-signature';
 import type { Config } from '../config.js';
-import { sessionEndsAt } from './session-store.js';
+import { sessionEndsAt } from './session-record.js';
 
 type CookieSettings = Pick<Config, 'cookieName' | 'cookieSecrets' | 'cookieSecure' | 'cookieDomain' | 'sessionMaxAgeSeconds'>;
 

@@ -8,7 +8,7 @@ import { createRedisClient } from '../redis.js';
 import type { Logger } from '../audit.js';
 import type { Config } from '../config.js';
 import { redisKeys } from './session-store.js';
-import type { SessionLookup } from './sessions.js';
+import type { SessionLookup } from './session-record.js';
 
 type FoundSession = Extract<SessionLookup, { found: true }>;
 

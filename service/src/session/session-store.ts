@@ -19,7 +19,7 @@ import type { RedisClient } from '../redis.js';
 import type { Config } from '../config.js';
 import { DurableWrites, type DurableWriteKind } from './durable-writes.js';
 import { IdgateError, isIdgateError } from '../errors.js';
-import { parseRecord, unreadableVersionOf, type StoredSession } from './sessions.js';
+import { idpSessionHash, isPastMaxAge, openSession, parseRecord, sealSession, sessionHash, unreadableVersionOf, type StoredSession } from './session-record.js';
 import { REFRESH_LOCK_LEASE_MS as LOCK_LEASE_MS } from '../limits.js';
 
 /** A session as the store reads it: its record checked, its idle and absolute timeouts applied. */
@@ -184,16 +184,6 @@ export function storeUnavailable(err: unknown): IdgateError {
   return IdgateError.of('store_unavailable', err instanceof Error ? err.message : String(err));
 }
 
-/** When a session ends however active it is (IDGATE_SESSION_MAX_AGE after login), ms since epoch: also its cookie's Expires. */
-export function sessionEndsAt(config: Pick<Config, 'sessionMaxAgeSeconds'>, createdAt: number): number {
-  return createdAt + config.sessionMaxAgeSeconds * 1000;
-}
-
-/** The absolute timeout, the one place it is judged: the check, its session cache and /_auth/userinfo ask here. */
-export function isPastMaxAge(config: Pick<Config, 'sessionMaxAgeSeconds'>, session: Pick<StoredSession, 'createdAt'>, now: number): boolean {
-  return now > sessionEndsAt(config, session.createdAt);
-}
-
 type Prefix = Pick<Config, 'redisKeyPrefix'>;
 
 // Revocation indexes. idx:sub:<sub> is a hash: session hash → {user, createdAt};
@@ -234,61 +224,6 @@ export function sessionKey(config: Prefix, sid: string): string {
 /** Pub/sub channel on which revoked session hashes are announced to every replica. */
 export function revocationChannel(config: Prefix): string {
   return redisKeys.revocations(config);
-}
-
-export function sessionHash(sid: string): string {
-  let hash = sessionHashes.get(sid);
-  if (hash === undefined) {
-    hash = crypto.hash('sha256', `idgate-session-key\0${sid}`, 'base64url');
-    if (sessionHashes.size >= 10_000) sessionHashes.delete(sessionHashes.keys().next().value!);
-    sessionHashes.set(sid, hash);
-  }
-  return hash;
-}
-
-/** The check hashes the same few session ids over and over: remembered, bounded. */
-const sessionHashes = new Map<string, string>();
-
-function sessionCipherKey(sid: string): Buffer {
-  return Buffer.from(crypto.hkdfSync('sha256', sid, 'idgate-session', 'idgate session encryption v1', 32));
-}
-
-/** The format of a sealed value ("v1." and what follows): a new cipher or key derivation gets a new number. */
-export const SEALED_VERSION = 1;
-
-/** The version a sealed value names ("v1." → 1), or undefined when it names none. */
-export function sealedVersionOf(sealed: string): number | undefined {
-  const m = /^v(\d{1,6})\./.exec(sealed);
-  return m ? Number(m[1]) : undefined;
-}
-
-/** "v1." + base64url(iv ‖ ciphertext ‖ tag); the key's hash is bound as additional data. */
-export function sealSession(sid: string, plaintext: string): string {
-  const iv = crypto.randomBytes(12);
-  const cipher = crypto.createCipheriv('aes-256-gcm', sessionCipherKey(sid), iv);
-  cipher.setAAD(Buffer.from(sessionHash(sid)));
-  const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-  return `v${SEALED_VERSION}.${Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64url')}`;
-}
-
-/** The plaintext, or undefined when the value is not ours or was tampered with. */
-export function openSession(sid: string, sealed: string): string | undefined {
-  if (sealedVersionOf(sealed) !== SEALED_VERSION) return undefined;
-  const raw = Buffer.from(sealed.slice(sealed.indexOf('.') + 1), 'base64url');
-  if (raw.length < 12 + 16) return undefined;
-  try {
-    const decipher = crypto.createDecipheriv('aes-256-gcm', sessionCipherKey(sid), raw.subarray(0, 12));
-    decipher.setAAD(Buffer.from(sessionHash(sid)));
-    decipher.setAuthTag(raw.subarray(raw.length - 16));
-    return Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString('utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-/** How an IdP session id (`sid` claim) is stored and indexed: base64url(SHA-256(sid)). */
-export function idpSessionHash(idpSessionId: string): string {
-  return crypto.hash('sha256', idpSessionId, 'base64url');
 }
 
 interface IndexFields {
