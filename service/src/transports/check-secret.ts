@@ -28,5 +28,5 @@ export function createCheckSecretMatcher(secrets: readonly string[]): (presented
 }
 
 function digest(value: string): Buffer {
-  return crypto.createHash('sha256').update(value, 'utf8').digest();
+  return crypto.hash('sha256', value, 'buffer');
 }
