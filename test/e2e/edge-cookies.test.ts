@@ -5,10 +5,9 @@
 // the first cookie: they must see none either. Requests are written byte-exact (raw-http), so the Cookie lines are exactly as under test.
 import crypto from 'node:crypto';
 import { startStack, type Stack } from '../../stack/stack.js';
-import type { EchoedRequest } from '../../stack/upstream.js';
 import { signedInCookies } from '../support/browser.js';
 import { decisionLinesIn, decisionsCaughtUp, eventsCaughtUp } from '../support/logs.js';
-import { one, rawRequest, type RawResponse } from '../support/raw-http.js';
+import { one, rawRequest, type RawResponse, echoOf } from '../support/raw-http.js';
 
 let stack: Stack;
 const cookies: Record<'bob' | 'alice', string> = { bob: '', alice: '' };
@@ -20,13 +19,7 @@ async function ask(cookieLines: string[], under = '/page'): Promise<{ status: nu
   const path = `${under}/${crypto.randomUUID()}`;
   const headers: [string, string][] = [['Accept', 'application/json'], ...cookieLines.map((c): [string, string] => ['Cookie', c])];
   const res = await rawRequest(stack.ports.front, 'GET', path, headers);
-  let echo: EchoedRequest | undefined;
-  try {
-    const body = JSON.parse(res.body) as EchoedRequest;
-    if (typeof body.server === 'string' && body.headers) echo = body;
-  } catch {
-    // not the upstream
-  }
+  const echo = echoOf(res);
   await decisionsCaughtUp(stack.idgateUrls[0]!, () => stack.processes.idgate!.output(), `127.0.0.1:${stack.ports.front}`, stack.checkHeaders);
   const audit = auditLines().find((l) => l.path === path);
   return { status: res.status, ...(echo ? { appUser: String(echo.headers['x-auth-user'] ?? '') } : {}), ...(audit ? { audit } : {}) };

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import { startStack, type Stack } from '../../stack/stack.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
 import { Browser, signIn } from '../support/browser.js';
-import { one, rawExchange, rawRequest, statusLines, type RawResponse } from '../support/raw-http.js';
+import { one, rawExchange, rawRequest, statusLines, type RawResponse, echoOf } from '../support/raw-http.js';
 
 let stack: Stack;
 let bobCookie: string;
@@ -26,14 +26,7 @@ async function send(method: string, target: string, options: { bob?: boolean; he
   const headers: [string, string][] = [...accept, ['X-Edge-Probe', marker], ...given];
   if (options.bob) headers.push(['Cookie', bobCookie]);
   const res = await rawRequest(stack.ports.front, method, target, headers);
-  let echo: EchoedRequest | undefined;
-  try {
-    const body = JSON.parse(res.body) as EchoedRequest;
-    if (typeof body.server === 'string' && body.headers) echo = body;
-  } catch {
-    // not the upstream
-  }
-  if (echo && echo.headers['x-edge-probe'] !== marker) throw new Error(`echo of another request: ${res.body}`);
+  const echo = echoOf(res, marker);
   return { res, echo };
 }
 

@@ -6,7 +6,7 @@
 import crypto from 'node:crypto';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
-import { all, one, rawRequest, type RawResponse } from '../support/raw-http.js';
+import { all, one, rawRequest, type RawResponse, echoOf } from '../support/raw-http.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
 import { clientCredentialsToken } from '../support/tokens.js';
 import { machineClient } from '../support/identities.js';
@@ -35,14 +35,7 @@ async function send(client: Client, target: string, headers: [string, string][] 
   const lines: [string, string][] = [['Accept', 'application/json'], ['X-Edge-Probe', marker], ...headers];
   if (client === 'bob' && options.cookie !== false) lines.push(['Cookie', bobCookie]);
   const res = await rawRequest(stack.ports.front, options.method ?? 'GET', target, lines);
-  let echo: Echo | undefined;
-  try {
-    const body = JSON.parse(res.body) as Echo;
-    if (typeof body.server === 'string' && body.headers) echo = body;
-  } catch {
-    // not the upstream
-  }
-  if (echo && echo.headers['x-edge-probe'] !== marker) throw new Error(`echo of another request: ${res.body}`);
+  const echo = echoOf(res, marker);
   return { res, echo };
 }
 

@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { startStack, REPO_ROOT, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
-import { one, rawExchange, rawRequest, statusLines, type RawResponse } from '../support/raw-http.js';
+import { one, rawExchange, rawRequest, statusLines, type RawResponse, echoOf } from '../support/raw-http.js';
 import { decisionLinesIn, decisionsCaughtUp } from '../support/logs.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
 
@@ -26,14 +26,7 @@ async function send(method: string, target: string, options: { bob?: boolean; al
   if (options.bob) headers.push(['Cookie', bobCookie]);
   if (options.alice) headers.push(['Cookie', aliceCookie]);
   const res = await rawRequest(stack.ports.front, method, target, headers);
-  let echo: EchoedRequest | undefined;
-  try {
-    const body = JSON.parse(res.body) as EchoedRequest;
-    if (typeof body.server === 'string' && body.headers) echo = body;
-  } catch {
-    // not the upstream
-  }
-  if (echo && echo.headers['x-edge-probe'] !== marker) throw new Error(`echo of another request: ${res.body}`);
+  const echo = echoOf(res, marker);
   return { res, echo };
 }
 

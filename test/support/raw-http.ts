@@ -1,6 +1,7 @@
 // Raw HTTP/1.1 on the client side, for the HAProxy tests: repeated headers (Cookie, Set-Cookie) are
 // written and read exactly as they are on the wire.
 import net from 'node:net';
+import type { EchoedRequest } from '../../stack/upstream.js';
 
 export interface RawResponse {
   status: number;
@@ -109,4 +110,21 @@ export function rawExchange(port: number, bytes: string): Promise<string> {
 /** The status codes of every response in a stream of HTTP/1.1 responses, in order. */
 export function statusLines(data: string): number[] {
   return [...data.matchAll(/(?:^|\r\n)HTTP\/1\.[01] (\d{3}) /g)].map((m) => Number(m[1]));
+}
+
+/**
+ * What the echoing sample upstream saw of this request, when the answer is its echo (else undefined: HAProxy
+ * or idgate answered). With `marker`, the echo must carry it as X-Edge-Probe: an echo of another request is
+ * an error of the harness, never a pass.
+ */
+export function echoOf(res: RawResponse, marker?: string): EchoedRequest | undefined {
+  let echo: EchoedRequest | undefined;
+  try {
+    const body = JSON.parse(res.body) as EchoedRequest;
+    if (typeof body.server === 'string' && body.headers) echo = body;
+  } catch {
+    // not the upstream
+  }
+  if (echo && marker !== undefined && echo.headers['x-edge-probe'] !== marker) throw new Error(`echo of another request: ${res.body}`);
+  return echo;
 }
