@@ -8,8 +8,7 @@ import signature from 'cookie-signature';
 import { Redis } from 'ioredis';
 import { REPO_ROOT } from '../../stack/processes.js';
 import { startStack, type Stack } from '../../stack/stack.js';
-import { openSession, sealSession } from '../../service/src/session/session-record.js';
-import { describeSessionRecordVersions } from '../../service/src/session/session-record.js';
+import { openSession, sealSession, describeSessionRecordVersions } from '../../service/src/session/session-record.js';
 import { idgateCli } from '../support/redis-topologies.js';
 import { waitUntil } from '../support/wait.js';
 

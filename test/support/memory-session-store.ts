@@ -2,9 +2,8 @@
 // without waiting. Values are sealed exactly as in Redis (the same record parsing and version checks run),
 // the idle timeout is each session's expiry on this clock, and indexes, locks, pending logins (their two
 // bounds) and logout-token ids behave as in Redis. Tests only: production has RedisSessionStore alone. test/unit/session-store.test.ts holds both to one suite.
-import { parseRecord, unreadableVersionOf, type StoredSession } from '../../service/src/session/session-record.js';
+import { parseRecord, unreadableVersionOf, type StoredSession, idpSessionHash, isPastMaxAge, openSession, sealSession, sessionHash } from '../../service/src/session/session-record.js';
 import { hashValue, isBindingOf, logoutTokenDigest, parsePendingLogin, retryAfterSeconds, storeUnavailable, type IndexedSession, type PendingLogin, type PendingLoginClaim, type SavedPendingLogin, type SessionLock, type SessionRead, type SessionRef, type SessionStore } from '../../service/src/session/session-store.js';
-import { idpSessionHash, isPastMaxAge, openSession, sealSession, sessionHash } from '../../service/src/session/session-record.js';
 import type { Config } from '../../service/src/config.js';
 
 export type MemoryStoreSettings = Pick<Config, 'sessionIdleTtlSeconds' | 'sessionMaxAgeSeconds' | 'loginTtlSeconds' | 'loginMaxPendingPerBrowser' | 'loginMaxPending'>;

@@ -9,9 +9,8 @@ import type { Logger } from '../../service/src/audit.js';
 import type { Metrics } from '../../service/src/metrics.js';
 import type { OidcRelyingParty } from '../../service/src/browser/oidc.js';
 import { keepSessionFresh } from '../../service/src/session/refresh.js';
-import { identityOf, type StoredSession } from '../../service/src/session/session-record.js';
+import { identityOf, type StoredSession, idpSessionHash, sessionHash } from '../../service/src/session/session-record.js';
 import { hashValue, type PendingLogin, type SessionStore } from '../../service/src/session/session-store.js';
-import { idpSessionHash, sessionHash } from '../../service/src/session/session-record.js';
 
 export const SUITE_SETTINGS = {
   sessionIdleTtlSeconds: 60,

@@ -1,6 +1,5 @@
 // A session record as the check path reads it back from Redis (opened, then checked field by field, its version first).
-import { idpSessionHash, sealSession } from '../../service/src/session/session-record.js';
-import { describeSessionRecordVersions, parseRecord, SESSION_RECORD_VERSION, SESSION_RECORD_VERSIONS_READ, unreadableVersionOf } from '../../service/src/session/session-record.js';
+import { idpSessionHash, sealSession, describeSessionRecordVersions, parseRecord, SESSION_RECORD_VERSION, SESSION_RECORD_VERSIONS_READ, unreadableVersionOf } from '../../service/src/session/session-record.js';
 
 const base = { v: 1, subject: 'alice', user: 'alice', groups: [], roles: [], issuer: 'https://idp.example.com', createdAt: 1, idToken: 'x', tokensIssuedAt: 1 };
 

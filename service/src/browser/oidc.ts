@@ -8,8 +8,7 @@ import type { Config } from '../config.js';
 import { IdgateError, describeError } from '../errors.js';
 import { DISCOVERY_RETRY_MS } from '../limits.js';
 import { readClaim, stringList, verifiedEmail } from '../policy/claims.js';
-import { idpSessionHash } from '../session/session-record.js';
-import { SESSION_RECORD_VERSION, type StoredSession } from '../session/session-record.js';
+import { idpSessionHash, SESSION_RECORD_VERSION, type StoredSession } from '../session/session-record.js';
 
 export interface OidcLogger {
   (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void;

@@ -10,8 +10,7 @@ import { describeError, isIdgateError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { OidcRelyingParty } from '../browser/oidc.js';
 import { type SessionLock, type SessionStore } from './session-store.js';
-import { sessionHash } from './session-record.js';
-import { identityOf, type SessionLookup, type StoredSession } from './session-record.js';
+import { sessionHash, identityOf, type SessionLookup, type StoredSession } from './session-record.js';
 import { REFRESH_WAIT_FOR_OTHERS_MS as WAIT_FOR_OTHERS_MS } from '../limits.js';
 
 export interface RefreshDependencies {
