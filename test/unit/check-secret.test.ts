@@ -16,6 +16,9 @@ describe('a check secret matcher with a new and an old secret', () => {
     ['the new secret and more', `${NEW}n`, false],
     ['both secrets joined', `${NEW},${OLD}`, false],
     ['a header sent twice (node gives a list)', [NEW, NEW], false],
+    ['the old secret with its last character beyond ASCII', `${OLD.slice(0, -1)}\u00f6`, false],
+    ['the new secret with a character whose low byte is its own', `${NEW.slice(0, -1)}\u016e`, false],
+    ['the new secret with a character that does not fit', `${NEW.slice(0, -1)}\u{1f600}`, false],
   ])('%s: %s', (_name, presented, expected) => {
     expect(hasSecret(presented)).toBe(expected);
   });
