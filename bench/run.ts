@@ -13,7 +13,7 @@
 //       shared memory, signed in through the same IdP (skipped, with the reason printed, when it cannot run)
 // plus (g) at half its maximum rate and (a) at that same rate (p99s), idgate with 100k sessions in Redis,
 // and policy matching with 50 and 500 rules. Writes bench/results.json and bench/results.svg, and
-// appends a dated table with the command to bench/RESULTS.md.
+// appends a dated table with the command to bench/RESULTS.md (the latest run's targets on top).
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -35,6 +35,7 @@ import { benchPolicyMatching } from './policy-matching.js';
 import { navigationFetch, peerRedirectUris, peerUnavailable, pickPeerPorts, startApachePeer, type ApachePeer } from './apache-peer.js';
 import { startNullAuthBackend, type NullAuthBackend } from './null-auth.js';
 import { renderChart, type ChartKind } from './chart.js';
+import { NEW_RESULTS_FILE, withRun } from './results-md.js';
 
 /** Seconds a scenario (after a 1 s warm-up): every scenario of `make bench` fits in 5 minutes with 5. */
 const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
@@ -345,7 +346,7 @@ function write(command: string, results: LoadResult[], ratios: Record<string, nu
   const out = { date, commit, command, machine, seconds, scenarios: results, ratios, ...notes };
   fs.writeFileSync(path.join(REPO_ROOT, 'bench/results.json'), `${JSON.stringify(out, null, 2)}\n`);
   const table = [
-    `## ${date.slice(0, 16).replace('T', ' ')} UTC, commit ${commit}`,
+    `### ${date.slice(0, 16).replace('T', ' ')} UTC, commit ${commit}`,
     '',
     `Machine: ${machine}. Load generator, HAProxy (one process, 2 threads), upstream, Redis, idgate (and Apache, for its own scenarios) share the cores; idgate writes its audit lines to a file.`,
     `Command: \`${command}\` (${seconds} s; wrk -t1 -c32, ${DURATION} s a scenario after a 1 s warm-up; idgate's scenarios and their ceilings in pairs, ${ROUNDS} rounds of ${PAIR_DURATION} s runs, the order within a pair reversed every other round; a ratio to a ceiling is the median of its per-round ratios, and the table keeps the median run of each).`,
@@ -364,10 +365,23 @@ function write(command: string, results: LoadResult[], ratios: Record<string, nu
   // The chart: every scenario measured over HTTP (policy matching runs in-process, in another unit).
   const charted = results.filter((r) => kinds.has(r.name)).map((r) => ({ name: r.name, rps: r.rps, p99_ms: r.p99_ms, kind: kinds.get(r.name)! }));
   fs.writeFileSync(path.join(REPO_ROOT, 'bench/results.svg'), renderChart(charted, { title: 'idgate: make bench', subtitle: `${date.slice(0, 16).replace('T', ' ')} UTC, commit ${commit}; ${machine}; wrk -c32, ${DURATION} s a scenario` }));
+  // On top, what a reader looks for first: the targets of this run and the absolute rates beside the peer's.
+  const latest = [
+    `## Latest run: ${date.slice(0, 16).replace('T', ' ')} UTC, commit ${commit}`,
+    '',
+    `\`${command}\` on ${machine}; the whole table is the last one under Runs.`,
+    '',
+    ...Object.entries((notes.targets as Record<string, boolean | string>) ?? {}).map(([k, v]) => `- target ${k}: ${v === true ? 'met' : v === false ? '**NOT met**' : v}`),
+    `- ${notes.summary as string}`,
+    ...Object.entries((notes.ratios_per_round as Record<string, number[]>) ?? {}).map(([k, v]) => {
+      const name = Object.keys(ratios).find((r) => r.startsWith(`${k} `)) ?? k;
+      return `- ${name}: **${ratios[name] ?? '-'}**, round by round ${v.join(', ')}`;
+    }),
+  ].join('\n');
   const resultsMd = path.join(REPO_ROOT, 'bench/RESULTS.md');
-  if (!fs.existsSync(resultsMd)) fs.writeFileSync(resultsMd, '# Benchmark results\n\nEach run of `make bench` appends a section: the date, the commit, the machine, the exact command, the figures.\n\n');
-  fs.appendFileSync(resultsMd, `${table}\n`);
-  log(`\n${table}\nwrote bench/results.json and bench/results.svg, and appended to bench/RESULTS.md`);
+  const doc = fs.existsSync(resultsMd) ? fs.readFileSync(resultsMd, 'utf8') : NEW_RESULTS_FILE;
+  fs.writeFileSync(resultsMd, withRun(doc, latest, table));
+  log(`\n${table}\nwrote bench/results.json and bench/results.svg, and bench/RESULTS.md (the latest run on top, its table appended)`);
 }
 
 main().catch((err: unknown) => {
