@@ -232,7 +232,7 @@ async function main(): Promise<void> {
       notes.peer_skipped = peerSkipped;
     }
 
-    // The issue's latency target: the SPOE session check at half its maximum rate against passthrough at that same rate.
+    // The latency target: the SPOE session check at half its maximum rate against passthrough at that same rate.
     const halfRate = Math.max(1, Math.round(g.rps / 2));
     const atRate = async (name: string, url: string, headers: Record<string, string>, kind: ChartKind) => {
       log(`${name}...`);
@@ -281,7 +281,7 @@ async function main(): Promise<void> {
     };
     const notMeasured = (letter: 'l' | 'm') => `not measured (${peerWhy[letter] ?? peerSkipped ?? 'see the log'})`;
     if (Object.keys(peerWhy).length > 0) notes.peer_not_measured = peerWhy;
-    // The issue's targets; a target whose scenario could not run says so instead of met / NOT met.
+    // The targets (bench/RESULTS.md); a target whose scenario could not run says so instead of met / NOT met.
     notes.targets = {
       'SPOE session g/i >= 0.9': pairRatio('g/i') >= 0.9,
       'SPOE bearer h/o >= 0.9': pairRatio('h/o') >= 0.9,

@@ -1,4 +1,4 @@
-// The header table (issue 12, "Only idgate speaks for identity"), through real HAProxy in both
+// The header table (only idgate speaks for identity), through real HAProxy in both
 // transports against the echoing upstream: no client header that could be read as identity or proxy
 // information reaches the app, h2c never gets through, duplicate Authorization lines are refused,
 // idgate's own cookies never reach the app, and what idgate does send is unambiguous. Requests are

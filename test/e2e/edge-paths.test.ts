@@ -1,4 +1,4 @@
-// The hostile-path table (issue 12, "One path, decided and forwarded"), through real HAProxy in both
+// The hostile-path table (one path, decided and forwarded), through real HAProxy in both
 // transports against the echoing upstream. Requests are written byte-exact (raw-http), since fetch()
 // would normalise the very spellings under test.
 //
@@ -93,7 +93,7 @@ async function probeAll(target: string, clients: Client[] = CLIENTS, method = 'G
   return Object.fromEntries(results.filter(([, p]) => p.length));
 }
 
-// Every reading listed in issue 12, section 1. `why` names the reading; every row is sent as every client.
+// Every reading of a path a server or framework may make. `why` names the reading; every row is sent as every client.
 const HOSTILE_PATHS: { why: string; target: string }[] = [
   // dot segments, plain and percent-encoded
   { why: 'dot segments', target: '/public/../admin/' },

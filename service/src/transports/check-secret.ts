@@ -14,8 +14,8 @@ export const CHECK_SECRET_ARGUMENT = 'secret';
  * Whether a presented value is one of `secrets`. No secrets: every value passes (IDGATE_INSECURE_HTTP=1
  * only; config.ts refuses that otherwise). Constant time in the secret's bytes: every secret of the
  * presented length is compared whole, whichever matches. Only a length can be learnt from timing, and a
- * secret's length is no secret (`openssl rand -hex 32` gives 64). No hash per check: a sha256 here was
- * 7 µs of every HTTP check under load (docs/design-notes.md, the edge's cost).
+ * secret's length is no secret (`openssl rand -hex 32` gives 64). No hash per check: under load a sha256
+ * here was the largest single cost of an HTTP check (bench/RESULTS.md).
  */
 export function createCheckSecretMatcher(secrets: readonly string[]): (presented: unknown) => boolean {
   if (secrets.length === 0) return () => true;
