@@ -1,5 +1,5 @@
 // idgate's internal tunables in one place: the bounds, cache sizes, timeouts and cool-downs that an operator
-// should not need to touch. Those an operator may change are settings (config.ts SETTINGS), never here.
+// should not need to touch. Those an operator may change are settings (config/settings.ts SETTINGS), never here.
 // Each line says why its value is what it is; changing one changes behaviour under load or failure.
 
 // ---- Transports: the HTTP check and the SPOE agent

@@ -2,7 +2,8 @@
 // signals (SIGHUP reloads the policy) and the exit code. Stops cleanly on SIGTERM/SIGINT: first unready
 // (HAProxy takes the replica out), then done with what is running, then gone (see Idgate.stop).
 import { createLogger } from './audit.js';
-import { describeConfig, loadConfig } from './config.js';
+import { loadConfig } from './config.js';
+import { describeConfig } from './config/describe.js';
 import { describeError } from './errors.js';
 import { createIdgate } from './idgate.js';
 import { Metrics } from './metrics.js';

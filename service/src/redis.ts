@@ -8,7 +8,9 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, SentinelConnector, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis';
 // Not exported by ioredis's index: the connector of every plain (non-Sentinel) connection, subclassed below.
 import standaloneConnectorModule from 'ioredis/built/connectors/StandaloneConnector.js';
-import type { Config, HostPort, RedisConnection } from './config.js';
+import type { Config } from './config.js';
+import type { HostPort } from './config/kinds.js';
+import type { RedisConnection } from './config/redis-connection.js';
 import { describeError } from './errors.js';
 import { CLI_REDIS_CONNECT_TIMEOUT_MS, REDIS_CLUSTER_RETRY_DELAY_MS, REDIS_CONNECT_TIMEOUT_MS, REDIS_RETRY_MAX_MS, REDIS_RETRY_STEP_MS, REDIS_TOPOLOGY_TIMEOUT_MS, SENTINEL_STRAGGLER_MS, PRIMARY_SWITCH_TRUST_MS } from './limits.js';
 

@@ -1,7 +1,7 @@
-// The settings reference of docs/configuration.md, generated from SETTINGS (config.ts) so that it never
+// The settings reference of docs/configuration.md, generated from SETTINGS (config/settings.ts) so that it never
 // drifts: `idgate settings --markdown` prints it, and a unit test fails when the file holds anything else
 // between its markers. Only the grouping by concern lives here; names, defaults and meanings stay in SETTINGS.
-import { describeValues, SETTINGS, type Setting } from './config.js';
+import { describeValues, SETTINGS, type Setting } from './config/settings.js';
 
 /** One section of the reference: a concern and the settings that belong to it, in SETTINGS order. */
 interface Concern {
@@ -23,7 +23,7 @@ const CONCERNS: readonly Concern[] = [
   { title: 'Logging', settings: ['IDGATE_LOG_LEVEL', 'IDGATE_LOG_FILE'] },
 ];
 
-export const REFERENCE_BEGIN = '<!-- settings reference: generated from SETTINGS in service/src/config.ts by `idgate settings --markdown`; do not edit by hand -->';
+export const REFERENCE_BEGIN = '<!-- settings reference: generated from SETTINGS in service/src/config/settings.ts by `idgate settings --markdown`; do not edit by hand -->';
 export const REFERENCE_END = '<!-- end of the settings reference -->';
 
 /** The settings grouped by concern, in CONCERNS order, each group in SETTINGS order. */

@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import signature from 'cookie-signature';
 import request from 'supertest';
-import { describeConfig } from '../../service/src/config.js';
+import { describeConfig } from '../../service/src/config/describe.js';
 import { Browser, signIn } from '../support/browser.js';
 import { configFrom, connectionAttemptOver, startInProcess } from '../support/idgate.js';
 import { idgateCli, startIdgateReplicas, startTlsRedis, type IdgateReplicas, type TlsRedis } from '../support/redis-topologies.js';

@@ -1,6 +1,6 @@
 // A client playing HAProxy's side of SPOP, for the tests.
 import net from 'node:net';
-import { SETTINGS } from '../../service/src/config.js';
+import { SETTINGS } from '../../service/src/config/settings.js';
 import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
 import { FRAME, decodeFrame, encodeFrame, encodeKvList, encodeVarint, type SpoeAgentOptions } from '../../service/src/transports/spoe.js';
 

@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { defaultOf, describeConfig, loadConfig, loadRedisConfig, redactRedisUrl } from '../../service/src/config.js';
+import { loadConfig, loadRedisConfig } from '../../service/src/config.js';
+import { describeConfig, redactRedisUrl } from '../../service/src/config/describe.js';
+import { defaultOf } from '../../service/src/config/settings.js';
 
 const good = {
   IDGATE_ISSUER: 'https://dev-123456.okta.com/oauth2/default',

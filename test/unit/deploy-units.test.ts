@@ -3,7 +3,8 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadConfig, SETTINGS } from '../../service/src/config.js';
+import { loadConfig } from '../../service/src/config.js';
+import { SETTINGS } from '../../service/src/config/settings.js';
 import { FINISH_BOUND_MS } from '../../service/src/limits.js';
 import { REPO_ROOT } from '../../stack/processes.js';
 

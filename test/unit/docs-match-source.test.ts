@@ -2,7 +2,7 @@
 // and docs/troubleshooting.md quotes idgate's messages word for word. These tests keep both true.
 import fs from 'node:fs';
 import path from 'node:path';
-import { SETTINGS } from '../../service/src/config.js';
+import { SETTINGS } from '../../service/src/config/settings.js';
 import { REFERENCE_BEGIN, REFERENCE_END, settingsByConcern, settingsReference, withReference } from '../../service/src/settings-doc.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -20,7 +20,7 @@ describe('docs/configuration.md', () => {
       return;
     }
     if (expected !== doc) {
-      throw new Error(`${file} differs from the settings table (service/src/config.ts SETTINGS). Regenerate its reference with:\n  ${regenerate}\nthen review and commit the file.`);
+      throw new Error(`${file} differs from the settings table (service/src/config/settings.ts SETTINGS). Regenerate its reference with:\n  ${regenerate}\nthen review and commit the file.`);
     }
   });
 

@@ -8,7 +8,7 @@
 import crypto from 'node:crypto';
 import net from 'node:net';
 import { IdgateError, describeError } from '../errors.js';
-import { defaultOf } from '../config.js';
+import { defaultOf } from '../config/settings.js';
 import { BodyTooLarge, discardBody, readBoundedText } from './bounded-body.js';
 import { MAX_INTROSPECTION_BYTES, INTROSPECTION_MAX_INFLIGHT, INTROSPECTION_MAX_SOURCES as MAX_SOURCES, INTROSPECTION_NEGATIVE_MAX_MS, INTROSPECTION_SOURCE_WINDOW_MS, INTROSPECTION_TIMEOUT_MS } from '../limits.js';
 

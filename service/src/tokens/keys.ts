@@ -4,7 +4,7 @@
 // `maxAgeMs`; when the IdP is unreachable, the keys already held keep working and the failure is
 // reported. A key the IdP has retired stops verifying once a refetch no longer lists it.
 import * as jose from 'jose';
-import { defaultOf } from '../config.js';
+import { defaultOf } from '../config/settings.js';
 import { IdgateError, describeError } from '../errors.js';
 import { readBoundedText, discardBody } from './bounded-body.js';
 import { JWKS_FETCH_TIMEOUT_MS, JWKS_RETRY_MIN_MS, MAX_JWKS_BYTES } from '../limits.js';

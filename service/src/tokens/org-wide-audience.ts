@@ -6,7 +6,8 @@
 // meant to count (IDGATE_JWT_ANY_CLIENT / `any_client`). Checked where a policy meets the settings: at
 // check-config, at start and on every reload, since the rules decide where tokens count; a policy that
 // fails it is refused, as an invalid one is.
-import { ORG_WIDE_AUDIENCE, type BearerIssuer, type Config } from '../config.js';
+import type { Config } from '../config.js';
+import { ORG_WIDE_AUDIENCE, type BearerIssuer } from '../config/bearer-issuers.js';
 import { acceptedCredentials, type Policy, type PolicyRule } from '../policy/policy.js';
 import { planOf } from '../policy/policy-conditions.js';
 

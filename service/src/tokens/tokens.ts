@@ -11,7 +11,8 @@
 import crypto from 'node:crypto';
 import * as jose from 'jose';
 import type { Logger } from '../audit.js';
-import type { BearerIssuer, Config } from '../config.js';
+import type { Config } from '../config.js';
+import type { BearerIssuer } from '../config/bearer-issuers.js';
 import { IdgateError, describeError } from '../errors.js';
 import { cannotCheckToken, Introspector } from './introspection.js';
 import { RemoteKeySet } from './keys.js';
