@@ -14,7 +14,6 @@ export interface ErrorSpec {
 }
 
 export const ERRORS = {
-  config_invalid: { status: 500, wire: 'server_error', metric: 'config_invalid', text: 'idgate is not configured correctly' },
   idp_unavailable: { status: 503, wire: 'unavailable', metric: 'idp_unavailable', text: 'the identity provider is not reachable' },
   // Not an outage: the IdP answers, and refuses idgate's own client credentials (401/403 at introspection).
   // The client still gets the 503 of an outage; the audit line, log and /readyz say configuration.
@@ -74,6 +73,34 @@ export class IdgateError extends Error {
   static of(code: IdgateErrorCode, detail?: string): IdgateError {
     return new IdgateError(code, ERRORS[code].text, detail);
   }
+}
+
+/** The JSON body of every error answer, the check's and the routes' alike: `error` is the code's wire error. */
+export interface ErrorBody {
+  readonly error: string;
+  /** What the client is told: the code's text from ERRORS unless the answer has something more precise. */
+  readonly reason: string;
+}
+
+export function errorBody(code: IdgateErrorCode, reason: string = ERRORS[code].text): ErrorBody {
+  return { error: ERRORS[code].wire, reason };
+}
+
+/** What sendError needs of a response; Express's satisfies it. */
+interface JsonResponse {
+  status(code: number): { json(body: unknown): unknown };
+}
+
+/**
+ * Answers an Express route's request with an error of `code`: the code's status and errorBody's JSON.
+ * `status`: a body parser's own 4xx (413 too large, 415 charset), kept as it said. `reasonField`:
+ * 'error_description' where the answer is an OAuth 2.0 error response (RFC 6749 section 5.2), as OIDC
+ * Back-Channel Logout's is.
+ */
+export function sendError(res: JsonResponse, code: IdgateErrorCode, reason?: string, options: { status?: number; reasonField?: 'reason' | 'error_description' } = {}): void {
+  const { error, reason: text } = errorBody(code, reason);
+  const body = options.reasonField === 'error_description' ? { error, error_description: text } : { error, reason: text };
+  res.status(options.status ?? ERRORS[code].status).json(body);
 }
 
 export function isIdgateError(value: unknown): value is IdgateError {

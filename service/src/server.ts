@@ -9,7 +9,7 @@ import { createBrowserRoutes } from './browser/login.js';
 import { refuseTwoSessionCookies } from './browser/two-session-cookies.js';
 import { createFrontChannelLogoutRoutes } from './browser/frontchannel.js';
 import { createOktaEventRoutes } from './browser/okta-events.js';
-import { ERRORS } from './errors.js';
+import { sendError } from './errors.js';
 import { HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEP_ALIVE_MS, HTTP_REQUEST_TIMEOUT_MS } from './limits.js';
 import type { OidcRelyingParty } from './browser/oidc.js';
 import { createSessionMiddleware } from './session/sessions.js';
@@ -39,7 +39,7 @@ export function createIdgateServer(deps: ServerDependencies, options: ServerOpti
   // Two session cookies count as none here too: taken out before express-session would pick the first.
   app.use('/_auth', refuseTwoSessionCookies(config, logger), createSessionMiddleware(config, sessions), createBrowserRoutes({ config, sessions, oidc, logger, metrics }));
   app.use((_req, res) => {
-    res.status(ERRORS.not_found.status).json({ error: ERRORS.not_found.wire });
+    sendError(res, 'not_found');
   });
 
   const server = http.createServer((req, res) => {

@@ -7,7 +7,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../audit.js';
 import type { Config } from '../config.js';
-import { describeError, isIdgateError } from '../errors.js';
+import { ERRORS, describeError, isIdgateError, type IdgateErrorCode } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { SessionStore } from '../session/session-store.js';
 import type { OidcRelyingParty } from './oidc.js';
@@ -36,7 +36,8 @@ export function createFrontChannelLogoutRoutes(deps: FrontChannelDependencies): 
     'Content-Security-Policy': `default-src 'none'; style-src 'unsafe-inline'; frame-ancestors ${config.issuer.origin}`,
     'Referrer-Policy': 'no-referrer',
   };
-  const answer = (res: Response, status: number, message: string) => res.status(status).set(headers).type('html').send(frontChannelLogoutPage(message));
+  // A page, not JSON (the IdP shows it in a frame): its status is the code's in ERRORS, or 200 when done.
+  const answer = (res: Response, outcome: IdgateErrorCode | 'done', message: string) => res.status(outcome === 'done' ? 200 : ERRORS[outcome].status).set(headers).type('html').send(frontChannelLogoutPage(message));
 
   router.get(FRONTCHANNEL_LOGOUT_PATH.slice('/_auth'.length), async (req, res) => {
     const params = new URL(req.originalUrl, 'http://frontchannel.invalid').searchParams;
@@ -47,7 +48,7 @@ export function createFrontChannelLogoutRoutes(deps: FrontChannelDependencies): 
     if (iss !== issuer || !sid || sid.length > MAX_SID_LENGTH) {
       metrics.recordEvent('frontchannel_logout_rejected');
       logger.event('frontchannel_logout_rejected', { reason: iss !== issuer ? 'iss is not the configured issuer' : 'sid missing or too long' });
-      answer(res, 400, 'This sign-out request does not come from the identity provider idgate trusts; nothing was ended.');
+      answer(res, 'invalid_request', 'This sign-out request does not come from the identity provider idgate trusts; nothing was ended.');
       return;
     }
     const sessions = await deps.sessions.sessionsOfIdpSession(sid);
@@ -55,12 +56,12 @@ export function createFrontChannelLogoutRoutes(deps: FrontChannelDependencies): 
     metrics.recordRevoked(revoked);
     metrics.recordEvent('frontchannel_logout');
     logger.event('frontchannel_logout', { subs: [...new Set(sessions.map((s) => s.subject))], sessions_revoked: revoked });
-    answer(res, 200, 'You have been signed out of the applications behind idgate.');
+    answer(res, 'done', 'You have been signed out of the applications behind idgate.');
   });
 
   router.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     logger.log('error', 'front-channel logout failed', { path: req.path, error_code: isIdgateError(err) ? err.code : 'internal_error', error: describeError(err) });
-    answer(res, 503, 'The sign-out could not be completed right now.');
+    answer(res, 'internal_error', 'The sign-out could not be completed right now.');
   });
 
   return router;

@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../audit.js';
 import type { Config } from '../config.js';
-import { ERRORS, IdgateError, describeError, isIdgateError } from '../errors.js';
+import { ERRORS, IdgateError, describeError, isIdgateError, sendError } from '../errors.js';
 import { IDP_ERROR_SHOWN, MAX_RETURN_URL_LENGTH } from '../limits.js';
 import type { Metrics } from '../metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
@@ -126,7 +126,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     const metadata = oidc.metadata;
     if (!metadata?.jwks_uri) throw new IdgateError('idp_unavailable', 'the identity provider is not reachable yet');
     if (typeof token !== 'string' || token === '') {
-      res.status(ERRORS.invalid_request.status).json({ error: ERRORS.invalid_request.wire, error_description: 'logout_token is required' });
+      sendError(res, 'invalid_request', 'logout_token is required', { reasonField: 'error_description' });
       return;
     }
     logoutKeys ??= new RemoteKeySet(new URL(metadata.jwks_uri), { cooldownMs: config.jwksCooldownSeconds * 1000, maxAgeMs: config.jwksCacheSeconds * 1000 });
@@ -141,7 +141,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
       if (isIdgateError(err) && err.code === 'invalid_request') {
         metrics.recordEvent('backchannel_logout_rejected');
         logger.event('backchannel_logout_rejected', { reason: err.expose, detail: err.detail });
-        res.status(ERRORS.invalid_request.status).json({ error: ERRORS.invalid_request.wire, error_description: err.expose });
+        sendError(res, 'invalid_request', err.expose, { reasonField: 'error_description' });
         return;
       }
       throw err;
@@ -164,7 +164,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     const stored = req.session?.idgate;
     res.set('Cache-Control', 'no-store');
     if (!stored || isPastMaxAge(config, stored, Date.now())) {
-      res.status(ERRORS.no_credentials.status).json({ error: ERRORS.no_credentials.wire, reason: 'no session' });
+      sendError(res, 'no_credentials', 'no session');
       return;
     }
     res.json({ user: stored.user, email: stored.email ?? null, subject: stored.subject, groups: stored.groups, issuer: stored.issuer });

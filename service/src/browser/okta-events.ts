@@ -17,7 +17,7 @@ import crypto from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../audit.js';
 import type { Config } from '../config.js';
-import { describeError, isIdgateError } from '../errors.js';
+import { describeError, isIdgateError, sendError } from '../errors.js';
 import { OKTA_EVENT_BODY_LIMIT } from '../limits.js';
 import type { Metrics } from '../metrics.js';
 import type { SessionRef, SessionStore } from '../session/session-store.js';
@@ -106,13 +106,13 @@ export function createOktaEventRoutes(deps: OktaEventDependencies, secret: strin
     if (isHookSecret(req.headers.authorization, secret)) return next();
     metrics.recordEvent('okta_event_rejected');
     logger.log('warn', 'Okta event hook request refused: wrong or missing Authorization header (IDGATE_OKTA_EVENT_HOOK_SECRET)', { client_ip: req.ip, method: req.method });
-    res.status(401).json({ error: 'unauthorized' });
+    sendError(res, 'no_credentials', "the event hook's Authorization header is missing or wrong");
   };
 
   router.get('/okta-events', authenticate, (req, res) => {
     const challenge = req.headers['x-okta-verification-challenge'];
     if (typeof challenge !== 'string' || challenge === '' || challenge.length > MAX_FIELD_LENGTH) {
-      res.status(400).json({ error: 'invalid_request', error_description: 'x-okta-verification-challenge is required' });
+      sendError(res, 'invalid_request', 'x-okta-verification-challenge is required');
       return;
     }
     logger.log('info', 'Okta event hook verified');
@@ -123,7 +123,7 @@ export function createOktaEventRoutes(deps: OktaEventDependencies, secret: strin
     const events = (req.body as { data?: { events?: unknown } } | undefined)?.data?.events;
     if (!Array.isArray(events)) {
       metrics.recordEvent('okta_event_rejected');
-      res.status(400).json({ error: 'invalid_request', error_description: 'data.events must be a list' });
+      sendError(res, 'invalid_request', 'data.events must be a list');
       return;
     }
     for (const event of events.slice(0, MAX_EVENTS)) {
@@ -151,11 +151,11 @@ export function createOktaEventRoutes(deps: OktaEventDependencies, secret: strin
     if (typeof status === 'number' && status >= 400 && status < 500) {
       // A body express could not read (not JSON, too large): the sender's problem.
       metrics.recordEvent('okta_event_rejected');
-      res.status(status).json({ error: 'invalid_request' });
+      sendError(res, 'invalid_request', status === 413 ? 'the body is too large' : 'the body is not JSON idgate can read', { status });
       return;
     }
     logger.log('error', 'Okta event hook delivery failed; Okta retries it once', { path: req.path, error_code: isIdgateError(err) ? err.code : 'internal_error', error: describeError(err) });
-    res.status(503).json({ error: 'unavailable' });
+    sendError(res, 'internal_error', 'idgate cannot end sessions right now');
   });
 
   return router;

@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import type { RedisClient } from '../redis.js';
 import type { Logger } from '../audit.js';
 import type { Config } from '../config.js';
-import { ERRORS, IdgateError, isIdgateError, describeError, type IdgateErrorCode } from '../errors.js';
+import { ERRORS, IdgateError, errorBody, isIdgateError, describeError, type IdgateErrorCode } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { OidcRelyingParty } from '../browser/oidc.js';
 import { keepSessionFresh } from '../session/refresh.js';
@@ -418,10 +418,10 @@ function outcomeFor(decision: Decision, problem: CredentialProblem | undefined, 
 /** The answer when idgate cannot decide: the same for every request, so one frozen object. */
 const UNAVAILABLE: CheckOutcome = Object.freeze(json('unavailable', 'internal_error', ERRORS.internal_error.text));
 
-/** An answer with a JSON body `{"error","reason"}`: its status and `error` are the code's in ERRORS. */
+/** An answer with errorBody's JSON `{"error","reason"}`: its status and `error` are the code's in ERRORS. */
 function json(kind: OutcomeKind, code: IdgateErrorCode, reason: string, details: OutcomeDetails = {}): Outcome {
-  const { status, wire: error } = ERRORS[code];
-  return checkOutcome(kind, status, reason, { ...details, error, contentType: 'application/json', body: JSON.stringify({ error, reason }) });
+  const body = errorBody(code, reason);
+  return checkOutcome(kind, ERRORS[code].status, reason, { ...details, error: body.error, contentType: 'application/json', body: JSON.stringify(body) });
 }
 
 /** Who to forward, as the values both transports carry (one encoding: `headerSafe`, bounded lists). */
