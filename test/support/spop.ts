@@ -1,10 +1,8 @@
 // A client playing HAProxy's side of SPOP, for the tests.
 import net from 'node:net';
-import { SETTINGS } from '../../service/src/config/settings.js';
+import { defaultOf } from '../../service/src/config/settings.js';
 import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
 import { FRAME, decodeFrame, encodeFrame, encodeKvList, encodeVarint, type SpoeAgentOptions } from '../../service/src/transports/spoe.js';
-
-const defaultOf = (env: string) => SETTINGS.find((s) => s.env === env)!.default!;
 
 /** The agent's bounds and trusted peers as idgate's default settings give them (SETTINGS), for `check`. */
 export function defaultAgentOptions(check: SpoeAgentOptions['check'], overrides: Partial<SpoeAgentOptions> = {}): SpoeAgentOptions {

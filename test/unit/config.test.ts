@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, loadRedisConfig } from '../../service/src/config.js';
 import { describeConfig, redactRedisUrl } from '../../service/src/config/describe.js';
-import { defaultOf } from '../../service/src/config/settings.js';
+import { isInvalid } from '../../service/src/config/kinds.js';
+import { defaultOf, settingNamed, SETTINGS } from '../../service/src/config/settings.js';
 
 const good = {
   IDGATE_ISSUER: 'https://dev-123456.okta.com/oauth2/default',
@@ -293,6 +294,20 @@ describe('settings declared once', () => {
     expect(defaultOf('IDGATE_LISTEN')).toBe('127.0.0.1:4180');
     expect(() => defaultOf('IDGATE_NO_SUCH_SETTING')).toThrow('IDGATE_NO_SUCH_SETTING is not a setting');
     expect(() => defaultOf('IDGATE_ISSUER')).toThrow('IDGATE_ISSUER has no default');
+  });
+
+  test("every default is a value of its setting's kind (Config's types count on it)", () => {
+    for (const s of SETTINGS) {
+      if (s.default === undefined || s.default === '') continue;
+      expect([s.env, isInvalid(s.kind.parse(s.default, s.env))]).toEqual([s.env, false]);
+    }
+  });
+
+  test("a setting's kind gives the type and the docs' words for its values", () => {
+    expect(settingNamed('IDGATE_SESSION_CACHE_MS').kind.parse('0', 'IDGATE_SESSION_CACHE_MS')).toBe(0);
+    expect(settingNamed('IDGATE_SESSION_IDLE_TTL').kind.parse('0', 'IDGATE_SESSION_IDLE_TTL')).toEqual({ problem: 'must be a positive whole number' });
+    expect(settingNamed('IDGATE_SPOE_LISTEN').kind.parse(' off ', 'IDGATE_SPOE_LISTEN')).toBeUndefined();
+    expect(settingNamed('IDGATE_LOG_LEVEL').kind.describe).toBe('`info`, `warn` or `error`');
   });
 
   test.each([
