@@ -8,7 +8,7 @@ export type Invalid = { readonly problem: string } | { readonly problems: readon
 
 /** A kind whose values are `T`; a setting of it left unset reads as `Unset` (`undefined`, or `[]` for lists). */
 export interface Kind<T, Unset = undefined> {
-  /** The text of a set value (trimmed or not, as the kind says) to a value, or what is wrong with it. `env` names it in problems. */
+  /** A set value's text as a value, or what is wrong with it; `env` names the setting in whole-line problems. */
   parse(text: string, env: string): T | Invalid;
   /** The "value" column of docs/configuration.md. */
   readonly describe: string;
