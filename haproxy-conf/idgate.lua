@@ -1,12 +1,13 @@
 -- idgate HTTP check integration for HAProxy 2.6 (Lua 5.3, no third-party libraries).
 --
--- Loaded by haproxy.cfg with `lua-load idgate.lua`. Registers two actions:
+-- Loaded by the Lua transport's global lines (dropin/global-lua.cfg) with `lua-load`. Registers two actions:
 --
 --   http-request  lua.idgate-check        ask idgate (GET /auth) whether the request may pass
 --   http-response lua.idgate-set-cookies  add the Set-Cookie headers idgate returned on a 200
 --
--- (A DPoP-Nonce idgate returned on a 200 is kept in txn.idgate_dpop_nonce, which dropin/frontend-lua.cfg
--- adds to the client's response.)
+-- What it learns it leaves in variables named as the SPOE agent's (txn.idgate.<name>, docs/reference.md),
+-- so that the lines both transports share read either: txn.idgate.status, .user, .backend; and for
+-- dropin/frontend-lua.cfg, .set_cookie, .dpop_nonce (added to the client's response) and .allowed.
 --
 -- The check goes through core.httpclient() to `dst` = the local HAProxy listener named by
 -- IDGATE_CHECK_DST (see dropin/global-lua.cfg), never straight to idgate: the 2.6 httpclient has a fixed
@@ -34,7 +35,7 @@
 --
 -- Failing closed also covers our own bugs: HAProxy 2.6 lets a request CONTINUE when a Lua
 -- action raises an error. So the decision runs under pcall, and the request is let through
--- only if this action set txn.idgate_allowed (the rule after it in haproxy.cfg answers 503
+-- only if this action set txn.idgate.allowed (the rule after it in dropin/frontend-lua.cfg answers 503
 -- otherwise).
 --
 -- Per request: one req_get_headers(), one small GET over a reused connection (the httpclient's
@@ -43,10 +44,21 @@
 -- when an allowing check returned Set-Cookie.
 
 local CHECK_URL = "http://idgate/auth"   -- the host only names the Host header; `dst` decides where it goes
+
+-- Settings from HAProxy's environment, preset by dropin/global-lua.cfg before it loads this file (their
+-- defaults are idgate's, written there from its source): without one, no start.
+local function setting(name)
+  local value = os.getenv(name)
+  if value == nil or value == "" then
+    error(name .. " is not set: load idgate.lua after the lines of idgate's dropin/global-lua.cfg")
+  end
+  return value
+end
+
 -- The listener binds IDGATE_CHECK_DST before HAProxy enters its `chroot` (IDGATE_CHECK_CHROOT, when it
 -- has one); the check connects from inside it, so the socket's path there lacks the chroot's prefix.
 local function check_dst()
-  local dst = os.getenv("IDGATE_CHECK_DST") or "unix@/run/haproxy/idgate-check.sock"
+  local dst = setting("IDGATE_CHECK_DST")
   local chroot = (os.getenv("IDGATE_CHECK_CHROOT") or ""):gsub("/+$", "")
   if chroot ~= "" then
     local prefix = "unix@" .. chroot .. "/"
@@ -58,7 +70,8 @@ local function check_dst()
   return dst
 end
 local CHECK_DST = check_dst()
-local CHECK_TIMEOUT_MS = tonumber(os.getenv("IDGATE_CHECK_TIMEOUT_MS") or "") or 2500
+local CHECK_TIMEOUT_MS = tonumber(setting("IDGATE_CHECK_TIMEOUT_MS"))
+if CHECK_TIMEOUT_MS == nil then error("IDGATE_CHECK_TIMEOUT_MS is not a number of milliseconds") end
 
 -- Client request headers forwarded to the check: lower-case name (as HAProxy's HTX stores it)
 -- and the name we send. Everything else (Accept-Encoding, Connection, Upgrade, Content-*,
@@ -78,18 +91,26 @@ local FORWARDED = {
   { "destination", "Destination" },
 }
 
-local UNAVAILABLE_BODY = "<!doctype html>\n<html><head><title>503 Service Unavailable</title></head>\n"
-  .. "<body><h1>503 Service Unavailable</h1>\n<p>authentication service unavailable</p></body></html>\n"
+-- The 503 when the check cannot decide: the very response HAProxy's own fail-closed line answers
+-- (its errorfile, idgate-unavailable.http beside this file, written from idgate's source), read once at
+-- load (before any chroot). Its Content-Length is left to HAProxy.
+local function unavailable_reply()
+  local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+  local file = assert(io.open(dir .. "idgate-unavailable.http", "rb"))
+  local text = file:read("*a")
+  file:close()
+  local head, body = text:match("^(.-)\r\n\r\n(.*)$")
+  local status = tonumber((head or ""):match("^HTTP/1%.[01] (%d%d%d) "))
+  if status ~= 503 then error("idgate-unavailable.http is not a 503 response") end
+  local headers = {}
+  for name, value in head:gmatch("\r\n([^:\r\n]+): *([^\r\n]*)") do
+    name = name:lower()
+    if name ~= "content-length" then headers[name] = { value } end
+  end
+  return { status = status, headers = headers, body = body }
+end
 
-local UNAVAILABLE = {
-  status = 503,
-  headers = {
-    ["content-type"] = { "text/html; charset=utf-8" },
-    ["cache-control"] = { "no-store" },
-    ["retry-after"] = { "5" },
-  },
-  body = UNAVAILABLE_BODY,
-}
+local UNAVAILABLE = unavailable_reply()
 
 -- All values of one header from an HAProxy header table, as a Lua list. Both
 -- req_get_headers() and the httpclient response index the values of a header from 0 (so `#`
@@ -145,13 +166,13 @@ local function decide(txn)
     headers = headers,
   })
   if r == nil or r.status == nil or r.status == 0 then
-    txn:set_var("txn.idgate_status", 0)
+    txn:set_var("txn.idgate.status", 0)
     return UNAVAILABLE
   end
 
   local status = r.status
   local rh = r.headers or {}
-  txn:set_var("txn.idgate_status", status)
+  txn:set_var("txn.idgate.status", status)
   local set_cookies = values_of(rh, "set-cookie")
 
   if status == 200 then
@@ -184,9 +205,9 @@ local function decide(txn)
         txn.http:req_set_header(name, v)
         injected[name] = v
         if name == "x-auth-user" then
-          txn:set_var("txn.idgate_user", v)
+          txn:set_var("txn.idgate.user", v)
         elseif name == "x-auth-backend" then
-          txn:set_var("txn.idgate_backend", v)
+          txn:set_var("txn.idgate.backend", v)
         end
       end
     end
@@ -203,13 +224,13 @@ local function decide(txn)
     -- A DPoP nonce for the client's next proofs (RFC 9449 section 8.2): only idgate's answer sets it,
     -- never a header of the client's request or of the app's response.
     local dpop_nonce = first_of(rh, "dpop-nonce")
-    if dpop_nonce ~= nil then txn:set_var("txn.idgate_dpop_nonce", dpop_nonce) end
+    if dpop_nonce ~= nil then txn:set_var("txn.idgate.dpop_nonce", dpop_nonce) end
     if set_cookies ~= nil then
       txn:set_priv(set_cookies)
       -- lets the config run lua.idgate-set-cookies only when there is something to add
-      txn:set_var("txn.idgate_set_cookie", 1)
+      txn:set_var("txn.idgate.set_cookie", 1)
     end
-    txn:set_var("txn.idgate_allowed", 1)
+    txn:set_var("txn.idgate.allowed", 1)
     return nil
   end
 
@@ -229,7 +250,7 @@ local function decide(txn)
   if status >= 400 and status <= 499 then
     -- A denied user is named in HAProxy's log line too (never in the reply to the client).
     local user = first_of(rh, "x-auth-user")
-    if user ~= nil then txn:set_var("txn.idgate_user", user) end
+    if user ~= nil then txn:set_var("txn.idgate.user", user) end
     local out = { ["cache-control"] = { "no-store" }, ["set-cookie"] = set_cookies }
     local body = r.body or ""
     local ctype = first_of(rh, "content-type")
@@ -258,7 +279,7 @@ local function check(txn)
   local ok, reply = pcall(decide, txn)
   if not ok then
     core.Warning("idgate-check: " .. tostring(reply))
-    txn:unset_var("txn.idgate_allowed")
+    txn:unset_var("txn.idgate.allowed")
     reply = UNAVAILABLE
   end
   if reply ~= nil then

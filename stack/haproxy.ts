@@ -1,11 +1,13 @@
-// Starting the real HAProxy (haproxy-conf/haproxy.cfg + idgate.lua, or haproxy-spoe.cfg) for the demo and
-// the tests: the shipped template is rendered as `idgate haproxy-config --template` renders it (its
-// `@idgate` lines filled from haproxy-conf/dropin/), into a private directory, and HAProxy reads that.
+// Starting the real HAProxy (haproxy-conf/haproxy.cfg with idgate.lua, or with the SPOE agent's lines) for
+// the demo and the tests: the shipped template is rendered for the transport as `idgate haproxy-config
+// --mode M --template` renders it (its `@idgate` lines filled from haproxy-conf/dropin/), into a private
+// directory, and HAProxy reads that.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { SPOE_AGENT_ADDRESS } from '../service/src/defaults.js';
 import { haproxyConfDir, renderHaproxyTemplate, type HaproxyMode } from '../service/src/transports/haproxy-config.js';
 import { REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from './processes.js';
 
@@ -30,12 +32,12 @@ export interface HaproxyOptions {
   echo?: boolean;
   /**
    * Another configuration file (tests of a modified copy): a template with `@idgate` lines is rendered
-   * like the shipped ones, a file without any is used as it is. Default: the shipped template of `mode`.
+   * like the shipped one, a file without any is used as it is. Default: the shipped template.
    */
   configPath?: string;
   /** Where the rendered config finds idgate.lua, spoe-idgate.conf and dropin/ (default haproxy-conf/). */
   confDir?: string;
-  /** lua (haproxy.cfg, the HTTP check; default) or spoe (haproxy-spoe.cfg, idgate's SPOE agent). */
+  /** The transport the template is rendered for: lua (idgate.lua and the HTTP check; default) or spoe (idgate's SPOE agent). */
   mode?: HaproxyMode;
   /** TLS in front: fe_public also listens on 127.0.0.1:<port> with this PEM (certificate + key). */
   tls?: { port: number; certFile: string };
@@ -56,9 +58,9 @@ export interface HaproxyOptions {
   passFds?: number[];
 }
 
-/** Absolute path of the shipped HAProxy configuration template of a transport. */
-export function haproxyConfigPath(mode: HaproxyMode = 'lua'): string {
-  return path.join(REPO_ROOT, 'haproxy-conf', mode === 'spoe' ? 'haproxy-spoe.cfg' : 'haproxy.cfg');
+/** Absolute path of the shipped HAProxy configuration template (both transports). */
+export function haproxyConfigPath(): string {
+  return path.join(REPO_ROOT, 'haproxy-conf', 'haproxy.cfg');
 }
 
 /** The configuration HAProxy reads: `configPath` rendered (when it is a template) into `dir`. */
@@ -88,7 +90,7 @@ export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProc
     IDGATE_ADDR: `127.0.0.1:${options.idgatePort}`,
     IDGATE_CHECK_DST: checkDst,
     IDGATE_CHECK_SECRET: options.checkSecret ?? testCheckSecret(),
-    IDGATE_SPOE_ADDR: `127.0.0.1:${options.spoePort ?? 4181}`,
+    IDGATE_SPOE_ADDR: options.spoePort === undefined ? SPOE_AGENT_ADDRESS : `127.0.0.1:${options.spoePort}`,
     ...(options.idgatePort2 === undefined ? {} : { IDGATE_ADDR_2: `127.0.0.1:${options.idgatePort2}` }),
     ...(options.spoePort2 === undefined ? {} : { IDGATE_SPOE_ADDR_2: `127.0.0.1:${options.spoePort2}` }),
     ...(options.tls === undefined ? {} : { IDGATE_TLS_BIND: `127.0.0.1:${options.tls.port}`, IDGATE_TLS_CERT: options.tls.certFile }),
@@ -97,7 +99,7 @@ export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProc
   const mode = options.mode ?? 'lua';
   let config: string;
   try {
-    config = renderedConfig(options.configPath ?? haproxyConfigPath(mode), mode, privateDir, options.confDir);
+    config = renderedConfig(options.configPath ?? haproxyConfigPath(), mode, privateDir, options.confDir);
   } catch (err) {
     fs.rmSync(privateDir, { recursive: true, force: true });
     throw err;

@@ -6,7 +6,7 @@ import { identityFromClaims } from './policy/claims.js';
 import { checkSecretProblems, loadConfig, loadRedisConfig } from './config.js';
 import { describeConfig } from './config/describe.js';
 import { parseFlag } from './config/kinds.js';
-import { defaultOf, settingNamed, SETTINGS } from './config/settings.js';
+import { defaultOf, SETTINGS } from './config/settings.js';
 import { CLI_REDIS_TIMEOUT_MS } from './limits.js';
 import { serve } from './main.js';
 import { loadPolicyFile } from './policy/policy-file.js';
@@ -18,7 +18,8 @@ import { describeSessionRecordVersions } from './session/session-record.js';
 import { decide, formatDecision, matchRule, type Identity } from './policy/policy.js';
 import { canonicalPath } from './check/paths.js';
 import { settingsReference } from './settings-doc.js';
-import { HAPROXY_PARTS, haproxyPart, presetDefaults, renderHaproxyTemplate, type HaproxyMode, type HaproxyPart, type HaproxyValues } from './transports/haproxy-config.js';
+import { AUTH_RATE_LIMIT, CHECK_SOCKET, CHECK_SOCKET_NAME, IDGATE_ADDRESS, SPOE_AGENT_ADDRESS } from './defaults.js';
+import { HAPROXY_PARTS, haproxyPart, renderHaproxyTemplate, type HaproxyMode, type HaproxyPart, type HaproxyValues } from './transports/haproxy-config.js';
 
 const COMMANDS = `commands:
   serve           run the check, login and health endpoints (settings from IDGATE_* environment)
@@ -232,8 +233,8 @@ async function sessions(args: string[]): Promise<number> {
   }
 }
 
-/** The help of `idgate haproxy-config`; its defaults are read from the shipped lines and SETTINGS, never restated. */
-const haproxyConfigHelp = (preset = presetDefaults('lua')) => `usage: idgate haproxy-config [--mode lua|spoe] [--idgate HOST:PORT,...] [--spoe HOST:PORT,...]
+/** The help of `idgate haproxy-config`; its defaults are defaults.ts's, as the shipped lines', never restated. */
+const haproxyConfigHelp = () => `usage: idgate haproxy-config [--mode lua|spoe] [--idgate HOST:PORT,...] [--spoe HOST:PORT,...]
                              [--check-dst unix@PATH] [--user NAME] [--chroot DIR] [--auth-rate-limit N]
                              [--part PART | --template FILE]
        idgate haproxy-config --check-secret
@@ -249,27 +250,25 @@ lua-load and the SPOE filter name idgate.lua and spoe-idgate.conf of this instal
 options:
   --mode M          lua (the HTTP check through idgate.lua; default) or spoe (idgate's SPOE agent)
   --idgate ADDRS    idgate's HTTP address(es) as HAProxy reaches them, one server line each
-                    (default: IDGATE_LISTEN, else ${defaultOf('IDGATE_LISTEN')})
-  --spoe ADDRS      the SPOE agent(s), mode spoe (default: IDGATE_SPOE_LISTEN, else ${SPOE_ADDRESS})
+                    (default: IDGATE_LISTEN, else ${IDGATE_ADDRESS})
+  --spoe ADDRS      the SPOE agent(s), mode spoe (default: IDGATE_SPOE_LISTEN, else ${SPOE_AGENT_ADDRESS})
   --check-dst DST   mode lua: the unix socket the Lua check calls through HAProxy, in a directory
-                    only HAProxy's user can enter (default ${preset.IDGATE_CHECK_DST})
-                    (with --chroot: default unix@DIR/idgate-check.sock)
+                    only HAProxy's user can enter (default ${CHECK_SOCKET})
+                    (with --chroot: default unix@DIR/${CHECK_SOCKET_NAME})
   --user NAME       mode lua: HAProxy's \`user\` setting, when it has one (Debian: haproxy): the check
                     socket is made that user's, or HAProxy could not connect to it once it drops root
   --chroot DIR      mode lua: HAProxy's \`chroot\` setting, when it has one (Debian: /var/lib/haproxy):
                     the check socket must be inside it
-  --auth-rate-limit N  requests to /_auth/ per client address per 10 s before 429 (default ${preset.IDGATE_AUTH_RATE_LIMIT})
+  --auth-rate-limit N  requests to /_auth/ per client address per 10 s before 429 (default ${AUTH_RATE_LIMIT})
   --part PART       print one part only, without comments around it: global, frontend, routing, backends
   --template FILE   print FILE with its lines "@idgate global", "@idgate frontend", "@idgate routing" and
-                    "@idgate backends" replaced by the parts (as the shipped haproxy-conf/haproxy.cfg)
+                    "@idgate backends" replaced by the parts of --mode (as the shipped
+                    haproxy-conf/haproxy.cfg, one template for both transports)
   --check-secret    print instead the file that gives HAProxy the check secret (the first of
                     IDGATE_CHECK_SECRETS, from the environment): a global section setting
                     IDGATE_CHECK_SECRET, for a file only root reads that HAProxy loads before haproxy.cfg
                     (haproxy -f THAT_FILE -f haproxy.cfg; docs/install.md, "The check secret")
 `;
-
-/** Where the SPOE agent is looked for when neither --spoe nor IDGATE_SPOE_LISTEN says: the setting's example, as the shipped configs use it. */
-const SPOE_ADDRESS = settingNamed('IDGATE_SPOE_LISTEN').example;
 
 /** `idgate haproxy-config`: the drop-in lines (haproxy-conf/dropin/), filled in; see HAPROXY_CONFIG_HELP. */
 function haproxyConfig(args: string[]): number {
@@ -292,25 +291,24 @@ function haproxyConfig(args: string[]): number {
   const rateLimit = opts['auth-rate-limit'];
   if (rateLimit !== undefined && !/^[1-9]\d{0,6}$/.test(rateLimit)) throw new UsageError(`--auth-rate-limit "${rateLimit}": a whole number of requests`);
   // Every value is written into the lines (none left to HAProxy's environment), so that each part holds
-  // wherever it lands in the file; the defaults are those the lines preset.
-  const defaults = presetDefaults(mode);
+  // wherever it lands in the file; the defaults are those the lines preset (defaults.ts).
   const spoeListen = process.env.IDGATE_SPOE_LISTEN;
   if (mode === 'spoe' && opts.spoe === undefined && (!spoeListen || spoeListen === 'off')) {
-    process.stderr.write(`idgate: note: IDGATE_SPOE_LISTEN is not set, so idgate runs no SPOE agent; set it (e.g. ${SPOE_ADDRESS}) where idgate runs\n`);
+    process.stderr.write(`idgate: note: IDGATE_SPOE_LISTEN is not set, so idgate runs no SPOE agent; set it (e.g. ${SPOE_AGENT_ADDRESS}) where idgate runs\n`);
   }
   const values: HaproxyValues = {
-    idgate: opts.idgate !== undefined ? addresses('--idgate', opts.idgate) : addresses('IDGATE_LISTEN', process.env.IDGATE_LISTEN || defaultOf('IDGATE_LISTEN'), '--idgate'),
+    idgate: opts.idgate !== undefined ? addresses('--idgate', opts.idgate) : addresses('IDGATE_LISTEN', process.env.IDGATE_LISTEN || IDGATE_ADDRESS, '--idgate'),
     ...(mode === 'spoe'
-      ? { spoe: opts.spoe !== undefined ? addresses('--spoe', opts.spoe) : addresses('IDGATE_SPOE_LISTEN', spoeListen && spoeListen !== 'off' ? spoeListen : SPOE_ADDRESS, '--spoe') }
+      ? { spoe: opts.spoe !== undefined ? addresses('--spoe', opts.spoe) : addresses('IDGATE_SPOE_LISTEN', spoeListen && spoeListen !== 'off' ? spoeListen : SPOE_AGENT_ADDRESS, '--spoe') }
       : {}),
     ...(mode === 'lua'
       ? {
-          checkDst: opts['check-dst'] ?? (opts.chroot !== undefined ? `unix@${opts.chroot.replace(/\/+$/, '')}/idgate-check.sock` : defaults.IDGATE_CHECK_DST!),
+          checkDst: opts['check-dst'] ?? (opts.chroot !== undefined ? `unix@${opts.chroot.replace(/\/+$/, '')}/${CHECK_SOCKET_NAME}` : CHECK_SOCKET),
           ...(opts.chroot === undefined ? {} : { chroot: opts.chroot }),
           ...(opts.user === undefined ? {} : { haproxyUser: opts.user }),
         }
       : {}),
-    authRateLimit: Number(rateLimit ?? defaults.IDGATE_AUTH_RATE_LIMIT),
+    authRateLimit: Number(rateLimit ?? AUTH_RATE_LIMIT),
   };
   try {
     if (opts.template !== undefined) {

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { freePort, startDeadEnd, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
 import { checkHaproxyConfig, haproxyConfigPath, startHaproxy, testCheckSecret } from '../../stack/haproxy.js';
 import { renderHaproxyTemplate } from '../../service/src/transports/haproxy-config.js';
+import { UNAVAILABLE_PAGE, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../../service/src/defaults.js';
 import { all, one, pairs, parseResponse, rawExchange, rawRequest, statusLines, type RawResponse } from '../support/raw-http.js';
 import { probeUntil, waitUntil } from '../support/wait.js';
 
@@ -604,6 +605,9 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
     expect(res.status).toBe(503);
     expect(res.body).toContain('authentication service unavailable');
     expect(one(res.headers, 'cache-control')).toBe('no-store');
+    // The page and Retry-After of idgate's source, as HAProxy's own 503 lines and the SPOE transport answer.
+    expect(res.body).toBe(UNAVAILABLE_PAGE);
+    expect({ type: one(res.headers, 'content-type'), retry: one(res.headers, 'retry-after') }).toEqual({ type: 'text/html; charset=utf-8', retry: String(UNAVAILABLE_RETRY_AFTER_SECONDS) });
     expect(upstreamFor(target)).toEqual([]);
   });
 
@@ -755,6 +759,9 @@ describe('HAProxy with a broken Lua check', () => {
     expect(res.status).toBe(503);
     expect(res.body).toContain('authentication service unavailable');
     expect(one(res.headers, 'cache-control')).toBe('no-store');
+    // HAProxy's own fail-closed line answers the very page the action would have.
+    expect(res.body).toBe(UNAVAILABLE_PAGE);
+    expect(one(res.headers, 'retry-after')).toBe(String(UNAVAILABLE_RETRY_AFTER_SECONDS));
     expect(upstream.hits()).toBe(0);
     expect(await outputOf(haproxy!, 'injected failure')).toContain('injected failure');
   });

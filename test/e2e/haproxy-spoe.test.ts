@@ -1,4 +1,4 @@
-// The SPOE integration (haproxy-conf/haproxy-spoe.cfg + spoe-idgate.conf) against idgate's own SPOP
+// The SPOE integration (haproxy-conf/haproxy.cfg rendered for SPOE + spoe-idgate.conf) against idgate's own SPOP
 // agent with a scripted check: real HAProxy 2.6, raw HTTP on the client side so that repeated headers
 // (Cookie, Set-Cookie) are seen exactly as they are on the wire. The decision itself is tested through
 // both transports in spoe-parity.test.ts and stack.test.ts; here, what HAProxy does with the answer.
@@ -10,6 +10,7 @@ import https from 'node:https';
 import os from 'node:os';
 import type net from 'node:net';
 import path from 'node:path';
+import { UNAVAILABLE_PAGE, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../../service/src/defaults.js';
 import { checkOutcome, type CheckInput, type CheckOutcome } from '../../service/src/transports/check-wire.js';
 import { createSpoeAgent } from '../../service/src/transports/spoe.js';
 import { checkHaproxyConfig, startHaproxy } from '../../stack/haproxy.js';
@@ -104,7 +105,7 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
   });
 
   test('haproxy -c accepts the shipped SPOE config, without warnings', async () => {
-    const result = await checkHaproxyConfig(path.join(REPO_ROOT, 'haproxy-conf/haproxy-spoe.cfg'), 'spoe');
+    const result = await checkHaproxyConfig(path.join(REPO_ROOT, 'haproxy-conf/haproxy.cfg'), 'spoe');
     expect(result.output).toContain('Configuration file is valid');
     expect(result.output).not.toMatch(/WARNING|ALERT/);
     expect(result.ok).toBe(true);
@@ -257,6 +258,13 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
     const target = unique('/weird');
     expect((await rawRequest(frontPort, 'GET', target)).status).toBe(503);
     expect(upstreamSeen.some((u) => u.url === target)).toBe(false);
+  });
+
+  test("a 503 is the Lua transport's page, with idgate's Retry-After", async () => {
+    const res = await rawRequest(frontPort, 'GET', unique('/weird'));
+    expect(res.status).toBe(503);
+    expect(res.body).toBe(UNAVAILABLE_PAGE);
+    expect({ type: one(res.headers, 'content-type'), cache: one(res.headers, 'cache-control'), retry: one(res.headers, 'retry-after') }).toEqual({ type: 'text/html; charset=utf-8', cache: 'no-store', retry: String(UNAVAILABLE_RETRY_AFTER_SECONDS) });
   });
 
   test('no credentials: 401 with the challenge and the JSON body', async () => {

@@ -89,7 +89,7 @@ describe('the tarball', () => {
     'dist/service/src/main.js',
     'dist/service/src/check/check.js',
     'haproxy-conf/haproxy.cfg',
-    'haproxy-conf/haproxy-spoe.cfg',
+    'haproxy-conf/idgate-unavailable.http',
     'haproxy-conf/idgate.lua',
     'haproxy-conf/spoe-idgate.conf',
     'redis/redis.conf',
@@ -154,8 +154,8 @@ describe('installed with npm install -g --prefix', () => {
     expect(stderr.trim().split('\n').map((l) => l.split(':')[0])).toEqual(['IDGATE_ISSUER', 'IDGATE_COOKIE_SECRETS']);
   });
 
-  test.each(['haproxy.cfg', 'haproxy-spoe.cfg'])('HAProxy accepts the installed haproxy-conf/%s, its Lua and SPOE files found beside it', async (file) => {
-    const { ok, output } = await checkHaproxyConfig(path.join(installed, 'haproxy-conf', file));
+  test.each(['lua', 'spoe'] as const)('HAProxy accepts the installed haproxy-conf/haproxy.cfg rendered for %s, its Lua and SPOE files found beside it', async (mode) => {
+    const { ok, output } = await checkHaproxyConfig(path.join(installed, 'haproxy-conf', 'haproxy.cfg'), mode);
     expect({ ok, output }).toEqual({ ok: true, output: expect.any(String) });
   });
 

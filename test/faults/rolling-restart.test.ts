@@ -46,7 +46,7 @@ describe.each(['lua', 'spoe'] as const)('rolling restart through HAProxy (%s)', 
       console.log(`${describeCounts(`rolling restart (${mode})`, counts)}; failures ${JSON.stringify(counts.failures)}; replicas exited at ${disconnectsAtMs.map(Math.round).join(', ')} ms`);
       expect(counts.byStatus['200']).toBeGreaterThan(200);
       // SPOE: a frame HAProxy writes while the stopping agent's AGENT-DISCONNECT is on its way is lost;
-      // haproxy-spoe.cfg asks once more (another replica answers), so that request is only slower.
+      // HAProxy's SPOE lines ask once more (another replica answers), so that request is only slower.
       expect(counts.failures).toEqual([]);
     }
     for (const n of [1, 2]) expect(serverEvents.join('\n')).toMatch(new RegExp(`${server(n)} is DOWN, reason: Layer7`));

@@ -96,13 +96,31 @@ describe('HAProxy acts on nothing but what the renderers write', () => {
     expect([...headers].filter((h) => h.startsWith('x-auth-')).length).toBeGreaterThan(8);
   });
 
+  // The SPOE lines read the agent's variables; the Lua lines what idgate.lua sets (under the same names for
+  // the same facts); the lines both share (the template, the shared parts) what both set.
+  const variablesIn = (text: string) => new Set([...text.matchAll(/txn\.idgate\.([a-z_]+)/g)].map((m) => m[1]!));
+  const dropin = (files: string[]) => files.map((f) => read(`haproxy-conf/dropin/${f}`)).join('\n');
+  const luaSets = variablesIn([...read('haproxy-conf/idgate.lua').matchAll(/set_var\("(txn\.idgate\.[a-z_]+)"/g)].map((m) => m[1]!).join(' '));
+
   test('every txn.idgate.* variable the SPOE configuration reads is one the agent sets (or HAProxy\'s own `error`)', () => {
-    const dir = 'haproxy-conf/dropin';
-    const config = fs.readdirSync(path.join(root, dir)).map((f) => read(`${dir}/${f}`)).join('\n');
-    const read_ = new Set([...config.matchAll(/txn\.idgate\.([a-z_]+)/g)].map((m) => m[1]!));
+    const read_ = variablesIn(dropin(['frontend-spoe.cfg', 'backends-spoe.cfg']));
     read_.delete('error'); // set by HAProxy itself (option set-on-error)
     expect(read_.size).toBeGreaterThan(15);
     for (const name of read_) expect({ name, set: variables.has(name) }).toEqual({ name, set: true });
+  });
+
+  test('every txn.idgate.* variable the Lua lines read is one idgate.lua sets, under the agent\'s name for the same fact', () => {
+    const read_ = variablesIn(dropin(['frontend-lua.cfg', 'backends-lua.cfg', 'global-lua.cfg']));
+    expect(read_.size).toBeGreaterThan(2);
+    for (const name of read_) expect({ name, set: luaSets.has(name) }).toEqual({ name, set: true });
+    // `allowed` is the Lua action's own mark; every other is a field of the answer, named as in SPOE.
+    for (const name of luaSets) expect({ name, agent: name === 'allowed' || variables.has(name) }).toEqual({ name, agent: true });
+  });
+
+  test('the lines both transports share read only variables both set', () => {
+    const read_ = variablesIn([read('haproxy-conf/haproxy.cfg'), dropin(['global.cfg', 'frontend.cfg', 'routing.cfg', 'backends.cfg'])].join('\n'));
+    expect([...read_].sort()).toEqual(['backend', 'status', 'user']);
+    for (const name of read_) expect({ name, agent: variables.has(name), lua: luaSets.has(name) }).toEqual({ name, agent: true, lua: true });
   });
 
 });

@@ -1,22 +1,14 @@
 // The client headers HAProxy deletes: one table (service/src/transports/edge-headers.ts), written out as
 // the del-header lines both transports share and as the table of docs/reference.md. HAProxy itself is
 // held to it in test/e2e/edge-headers.test.ts.
-import fs from 'node:fs';
-import path from 'node:path';
 import { DELETED_HEADERS, DELETED_HEADERS_BEGIN, DELETED_HEADERS_END, DELETED_HEADERS_TABLE_BEGIN, DELETED_HEADERS_TABLE_END, HEADER_FAMILIES, deletedHeaderLines, deletedHeadersTable, isDeletedHeader } from '../../service/src/transports/edge-headers.js';
+import { betweenMarkers, heldToGenerated } from '../support/generated-text.js';
 
-const root = path.resolve(import.meta.dirname, '../..');
-const regenerate = 'IDGATE_WRITE_DOCS=1 NODE_OPTIONS=--experimental-vm-modules npx jest test/unit/edge-headers.test.ts';
+const regenerate = 'NODE_OPTIONS=--experimental-vm-modules npx jest test/unit/edge-headers.test.ts';
 
 /** `file` with the text between `begin` and `end` (markers included) replaced by `generated`; or rewritten so with IDGATE_WRITE_DOCS=1. */
 function heldTo(file: string, begin: string, end: string, generated: string): void {
-  const text = fs.readFileSync(path.join(root, file), 'utf8');
-  const from = text.indexOf(begin);
-  const to = text.indexOf(end);
-  expect({ file, begin: from > -1, end: to > from }).toEqual({ file, begin: true, end: true });
-  const expected = text.slice(0, from) + generated + text.slice(to + end.length);
-  if (expected !== text && process.env.IDGATE_WRITE_DOCS === '1') return fs.writeFileSync(path.join(root, file), expected);
-  if (expected !== text) throw new Error(`${file} differs from DELETED_HEADERS (service/src/transports/edge-headers.ts). Regenerate with:\n  ${regenerate}\nthen review and commit the file.`);
+  heldToGenerated(file, (text) => betweenMarkers(file, text, begin, end, generated), 'DELETED_HEADERS (service/src/transports/edge-headers.ts)', regenerate);
 }
 
 test('the del-header lines of dropin/frontend.cfg are what DELETED_HEADERS generates', () => {

@@ -2,6 +2,7 @@
 // parser), default, the `Config` field it fills, and its meaning, side by side. `Config`'s setting
 // fields are derived from these rows (SettingFields), docs/configuration.md is generated from them
 // (settings-doc.ts), and `idgate --help` lists them.
+import { IDGATE_ADDRESS, SPOE_AGENT_ADDRESS } from '../defaults.js';
 import { HOST_COOKIE_NAME, PLAIN_COOKIE_NAME } from './cookie-names.js';
 import { flag, hostPorts, int, json, list, listen, listenOr, oneOf, proxies, replicas, secret, secretList, text, url, type Kind } from './kinds.js';
 
@@ -76,8 +77,8 @@ const ROWS = [
   { env: 'IDGATE_INTROSPECTION_MAX_INFLIGHT_PER_SOURCE', field: 'introspectionMaxInflightPerSource', key: 'introspection_max_inflight_per_source', kind: int(), default: '8', doc: 'introspection calls under way at most for one client address (IPv6: its /64); beyond, its token checks answer 503', example: '8' },
   { env: 'IDGATE_INTROSPECTION_CALLS_PER_SOURCE', field: 'introspectionCallsPerSource', key: 'introspection_calls_per_source', kind: int(), default: '300', doc: 'introspection calls (cache misses) one client address (IPv6: its /64) may cause per minute; beyond, its token checks answer 503', example: '300' },
   { env: 'IDGATE_POLICY_FILE', field: 'policyFile', key: 'policy_file', kind: text, optional: true, doc: 'YAML policy file (reloaded on SIGHUP and on change); unset: any signed-in user (browser session) may pass everywhere, and bearer tokens count nowhere', example: '/etc/idgate/policy.yaml' },
-  { env: 'IDGATE_LISTEN', field: 'listen', key: 'listen', kind: listen, default: '127.0.0.1:4180', doc: 'address:port of the check and browser endpoints; port 0: any free port, logged in the "idgate listening" line (tests)', example: '127.0.0.1:4180' },
-  { env: 'IDGATE_SPOE_LISTEN', field: 'spoeListen', key: 'spoe_listen', kind: listenOr('off'), optional: true, doc: 'address:port of the SPOE agent (HAProxy\'s binary offload protocol); unset or "off": no agent, no port; port 0: any free port, logged in the "SPOE agent listening" line (tests)', example: '127.0.0.1:4181' },
+  { env: 'IDGATE_LISTEN', field: 'listen', key: 'listen', kind: listen, default: IDGATE_ADDRESS, doc: 'address:port of the check and browser endpoints; port 0: any free port, logged in the "idgate listening" line (tests)', example: IDGATE_ADDRESS },
+  { env: 'IDGATE_SPOE_LISTEN', field: 'spoeListen', key: 'spoe_listen', kind: listenOr('off'), optional: true, doc: 'address:port of the SPOE agent (HAProxy\'s binary offload protocol); unset or "off": no agent, no port; port 0: any free port, logged in the "SPOE agent listening" line (tests)', example: SPOE_AGENT_ADDRESS },
   { env: 'IDGATE_SPOE_MAX_CONNECTIONS', field: 'spoeMaxConnections', key: 'spoe_max_connections', kind: int(), default: '256', doc: 'connections the SPOE agent holds at most (HAProxy opens a few per agent); more are closed at once', example: '256' },
   { env: 'IDGATE_SPOE_MAX_INFLIGHT', field: 'spoeMaxInFlight', key: 'spoe_max_inflight', kind: int(), default: '64', doc: 'checks one SPOE connection may have running at once (HAProxy\'s max-waiting-frames: 20 by default); beyond it a frame is answered status 503 at once', example: '64' },
   { env: 'IDGATE_TRUSTED_PROXIES', key: 'trusted_proxies', kind: proxies, default: '127.0.0.0/8,::1', doc: 'addresses or CIDRs of the HAProxy nodes: the only peers whose checks are answered (others get 403 untrusted_peer) and whose SPOE connections are served', example: '127.0.0.1,10.0.0.0/8' },

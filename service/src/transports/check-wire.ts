@@ -3,6 +3,7 @@
 // data; the two renderers below write it as an HTTP response or as SPOE variables. INPUT_FIELDS and
 // OUTCOME_FIELDS are the one place that says how each field travels on each transport: idgate.lua and
 // the SPOE configuration send and read only what they list, and docs/reference.md is generated from them.
+import { UNAVAILABLE_RETRY_AFTER_SECONDS } from '../defaults.js';
 
 /**
  * The request HAProxy asks about, as its transport carried it: nothing here is validated yet (check.ts
@@ -197,10 +198,11 @@ export interface OutcomeField {
 }
 
 const isClientError = (o: CheckOutcome) => o.status >= 400 && o.status < 500;
+const RETRY_AFTER = String(UNAVAILABLE_RETRY_AFTER_SECONDS);
 
 /**
  * Every field of an answer besides its status (the status line; variable `status`), as each transport
- * writes it. HAProxy acts on nothing else: idgate.lua reads these headers, haproxy-spoe.cfg these
+ * writes it. HAProxy acts on nothing else: idgate.lua reads these headers, the SPOE lines (dropin/frontend-spoe.cfg) these
  * variables. Values are single-line: identity values percent-encoded (check.ts `headerSafe`).
  */
 export const OUTCOME_FIELDS: readonly OutcomeField[] = [
@@ -227,7 +229,7 @@ export const OUTCOME_FIELDS: readonly OutcomeField[] = [
   { name: 'appCookies', header: undefined, elsewhere: '—', variable: 'cookie_strip', flag: true, meaning: 'the client sent idgate\'s cookies: its Cookie header is replaced (200 answers)', value: (o) => (o.appCookies === undefined ? undefined : 'true') },
   { name: 'appCookies', header: 'X-Idgate-Cookie', variable: 'cookie', meaning: 'the Cookie header without idgate\'s cookies, forwarded instead (none left: an empty header; no variable)', value: (o) => o.appCookies },
   { name: 'status', header: 'Cache-Control', variable: undefined, meaning: '`no-store` on every answer but 200', value: (o) => (o.status === 200 ? undefined : 'no-store') },
-  { name: 'kind', header: 'Retry-After', variable: undefined, meaning: '`1` on a 503', value: (o) => (o.kind === 'unavailable' ? '1' : undefined) },
+  { name: 'kind', header: 'Retry-After', variable: undefined, meaning: `\`${RETRY_AFTER}\` on a 503`, value: (o) => (o.kind === 'unavailable' ? RETRY_AFTER : undefined) },
 ];
 
 const HEADER_FIELDS = OUTCOME_FIELDS.filter((f) => f.header !== undefined);

@@ -1,7 +1,9 @@
 // The HAProxy lines idgate needs, for either transport, from haproxy-conf/dropin/: printed for an
 // existing haproxy.cfg (`idgate haproxy-config`), and filled into a template's `@idgate <part>` lines
-// (the shipped haproxy.cfg and haproxy-spoe.cfg, rendered this way by the demo and the tests too).
-// One copy of every line: the files in dropin/ own them, this module only assembles and fills them.
+// (the shipped haproxy.cfg, one template for both transports, rendered this way by the demo, the tests
+// and the bench too). The transport is chosen here, once, by the parts picked for it. One copy of every
+// line: the files in dropin/ own them (some written from idgate's tables: haproxy-generated.ts), this
+// module only assembles and fills them.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -123,12 +125,6 @@ function fill(text: string, values: HaproxyValues & { confDir: string }): string
  */
 function setVariable(text: string, name: string, value: string): string {
   return text.replace(new RegExp(`^(\\s*)presetenv ${name} .*$`, 'm'), `$1setenv ${name} ${value}`).replaceAll(`"\${${name}}"`, value);
-}
-
-/** The values the lines preset (`presetenv NAME default` in the global part), by name. */
-export function presetDefaults(mode: HaproxyMode, confDir = haproxyConfDir()): Record<string, string> {
-  const global = PART_FILES.global[mode].map((file) => fs.readFileSync(path.join(confDir, 'dropin', file), 'utf8')).join('');
-  return Object.fromEntries([...global.matchAll(/^\s*presetenv (\S+) (\S+)\s*$/gm)].map((m) => [m[1]!, m[2]!]));
 }
 
 /**
