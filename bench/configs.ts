@@ -1,5 +1,6 @@
-// The HAProxy configurations the benchmarks compare idgate with, each derived from the shipped one so that
-// only the check differs, and the HAProxy instances that run them beside the stack's.
+// The HAProxy configurations the benchmarks compare idgate with, each the shipped template rendered with
+// another check in the place of idgate's (no regex on shipped lines), so that only the check differs; and
+// the HAProxy instances that run them beside the stack's.
 import fs from 'node:fs';
 import path from 'node:path';
 import { haproxyConfigPath, startHaproxy, type HaproxyOptions } from '../stack/haproxy.js';
@@ -7,34 +8,23 @@ import { startOnFreePort, type ManagedProcess } from '../stack/processes.js';
 import type { Stack } from '../stack/stack.js';
 import { renderHaproxyTemplate } from '../service/src/transports/haproxy-config.js';
 
-/** The shipped haproxy.cfg, rendered (lua-load names haproxy-conf/idgate.lua by its full path). */
-export function shippedConfig(): string {
-  return renderHaproxyTemplate(fs.readFileSync(haproxyConfigPath(), 'utf8'), 'lua');
+/**
+ * The shipped template rendered for the Lua transport, with `replaceCheck` where idgate's check goes (the
+ * check part the renderer can leave out; lua-load names haproxy-conf/idgate.lua by its full path).
+ */
+function shippedConfigWith(replaceCheck: string): string {
+  return renderHaproxyTemplate(fs.readFileSync(haproxyConfigPath(), 'utf8'), 'lua', { replaceCheck });
 }
 
-/** The shipped haproxy.cfg with the identity check removed: the passthrough baseline. */
+/** The shipped configuration without the identity check: the passthrough baseline. */
 export function passthroughConfig(dir: string): string {
-  const text = shippedConfig();
-  const out = text
-    .split('\n')
-    .filter((l) => !/http-request lua\.idgate-check|http-request return status 503|http-response lua\.idgate-set-cookies/.test(l))
-    .join('\n');
-  return writeConfig(dir, 'passthrough.cfg', out);
+  return writeConfig(dir, 'passthrough.cfg', shippedConfigWith(''));
 }
 
-/** The shipped haproxy.cfg with the check replaced by HAProxy's own jwt_verify (RS256, a PEM key). */
+/** The shipped configuration with HAProxy's own jwt_verify (RS256, a PEM key) instead of idgate's check. */
 export function nativeJwtConfig(dir: string, pemFile: string): string {
-  const text = shippedConfig();
-  const out = text
-    .split('\n')
-    .map((l) =>
-      /http-request lua\.idgate-check/.test(l)
-        ? `    http-request deny deny_status 401 unless { http_auth_bearer,jwt_header_query('$.alg') -m str RS256 } { http_auth_bearer,jwt_verify("RS256","${pemFile}") -m int 1 }`
-        : l,
-    )
-    .filter((l) => !/http-request return status 503|http-response lua\.idgate-set-cookies/.test(l))
-    .join('\n');
-  return writeConfig(dir, 'native-jwt.cfg', out);
+  const check = `    http-request deny deny_status 401 unless { http_auth_bearer,jwt_header_query('$.alg') -m str RS256 } { http_auth_bearer,jwt_verify("RS256","${pemFile}") -m int 1 }\n`;
+  return writeConfig(dir, 'native-jwt.cfg', shippedConfigWith(check));
 }
 
 function writeConfig(dir: string, name: string, text: string): string {

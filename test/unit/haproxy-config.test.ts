@@ -58,6 +58,18 @@ describe('the drop-in parts', () => {
     expect(spoe).not.toMatch(/lua-load|lua\.idgate|fe_idgate_check\n/);
   });
 
+  test('the bench can have the check left out, or another in its place, and nothing else changes', () => {
+    for (const mode of MODES) {
+      const shipped = renderHaproxyTemplate(TEMPLATE, mode, { confDir }).split('\n');
+      const check = directives(fs.readFileSync(path.join(confDir, 'dropin', `frontend-${mode}.cfg`), 'utf8')).map((l) => l.replaceAll('${IDGATE_HAPROXY_CONF}', confDir));
+      const without = renderHaproxyTemplate(TEMPLATE, mode, { confDir, replaceCheck: '' }).split('\n');
+      expect(directives(shipped.filter((l) => !without.includes(l)).join('\n'))).toEqual(check);
+      expect(without.filter((l) => !shipped.includes(l))).toEqual([]);
+      const other = renderHaproxyTemplate(TEMPLATE, mode, { confDir, replaceCheck: '    http-request deny deny_status 401\n' });
+      expect(directives(other).filter((l) => !shipped.map((s) => s.trim()).includes(l))).toEqual(['http-request deny deny_status 401']);
+    }
+  });
+
   test('given addresses become one server line (and one backup line) per replica', () => {
     const backends = haproxyPart('backends', 'spoe', { confDir, idgate: ['10.0.0.5:4180', '10.0.0.6:4180', '10.0.0.7:4180'], spoe: ['10.0.0.5:4181'] });
     const servers = directives(backends).filter((l) => l.startsWith('server '));

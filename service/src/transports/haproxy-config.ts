@@ -28,6 +28,12 @@ const PART_FILES: Record<HaproxyPart, Record<HaproxyMode, string[]>> = {
   backends: { lua: ['backends.cfg', 'backends-lua.cfg'], spoe: ['backends.cfg', 'backends-spoe.cfg'] },
 };
 
+/**
+ * The check of each transport: the lines of the frontend part that ask idgate and act on its answer
+ * (HaproxyValues.replaceCheck leaves them out).
+ */
+const CHECK_FILES: Record<HaproxyMode, string> = { lua: 'frontend-lua.cfg', spoe: 'frontend-spoe.cfg' };
+
 /** What fills the lines in. Every field is optional: what is absent stays as HAProxy reads it from its environment ("${IDGATE_ADDR}"). */
 export interface HaproxyValues {
   /** Directory holding idgate.lua and spoe-idgate.conf, written into lua-load and the SPOE filter. Default: haproxyConfDir(). */
@@ -47,6 +53,13 @@ export interface HaproxyValues {
   haproxyUser?: string;
   /** HAProxy's `chroot` (Debian: /var/lib/haproxy): checkDst must lie inside it (idgate.lua connects from there). */
   chroot?: string;
+  /**
+   * Lines to stand where the transport's check goes (CHECK_FILES), or '' for none: only for the bench's
+   * baselines (bench/configs.ts), which measure HAProxy without idgate or with another check. Chosen in
+   * code and never by HAProxy's environment, so that no variable of a running site can turn the check off.
+   * Default: the check.
+   */
+  replaceCheck?: string;
 }
 
 /** haproxy-conf/ of this copy of idgate: the source tree, the build (dist/) or an installed package. */
@@ -65,7 +78,9 @@ export function haproxyConfDir(): string {
 export function haproxyPart(part: HaproxyPart, mode: HaproxyMode, values: HaproxyValues = {}): string {
   const confDir = values.confDir ?? haproxyConfDir();
   checkValue('the haproxy-conf directory', confDir, /^[^"$\\\n]+$/);
-  const text = PART_FILES[part][mode].map((file) => fs.readFileSync(path.join(confDir, 'dropin', file), 'utf8')).join('');
+  const text = PART_FILES[part][mode]
+    .map((file) => (file === CHECK_FILES[mode] && values.replaceCheck !== undefined ? values.replaceCheck : fs.readFileSync(path.join(confDir, 'dropin', file), 'utf8')))
+    .join('');
   return fill(text, { ...values, confDir });
 }
 
