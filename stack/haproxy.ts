@@ -10,6 +10,7 @@ import path from 'node:path';
 import { SPOE_AGENT_ADDRESS } from '../service/src/defaults.js';
 import { haproxyConfDir, renderHaproxyTemplate, type HaproxyMode } from '../service/src/transports/haproxy-config.js';
 import { REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from './processes.js';
+import { pause } from './wait.js';
 
 export interface HaproxyOptions {
   /** The public frontend, 127.0.0.1:<frontPort>. */
@@ -124,7 +125,7 @@ export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProc
     await Promise.race([waitWhileRunning(proc, options.frontPort), exited]);
     // HAProxy binds fe_public before the check listener and exits if a later bind fails (e.g.
     // an IDGATE_CHECK_DST already taken), so make sure it is still there a moment later.
-    await Promise.race([new Promise((r) => setTimeout(r, 150)), exited]);
+    await Promise.race([pause(150), exited]);
   } catch (err) {
     await proc.stop();
     throw err;

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pause, waitUntil } from './wait.js';
 
 /** The repository root, whether this file runs from stack/ (tests) or dist/stack/ (compiled). */
 export const REPO_ROOT = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
@@ -127,17 +128,13 @@ export async function startOnFreePort<T>(start: (port: number) => Promise<T>, at
 
 /** Resolves once something accepts TCP connections on host:port; rejects after timeoutMs (default 10000). */
 export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
+  const accepts = () =>
+    new Promise<boolean>((resolve) => {
       const socket = net.connect({ port, host });
       socket.once('connect', () => { socket.destroy(); resolve(true); });
       socket.once('error', () => resolve(false));
     });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitUntil(`something listening on ${host}:${port}`, accepts, { timeoutMs, everyMs: 50 });
 }
 
 /**
@@ -198,7 +195,7 @@ export async function waitForFileReport<T>(proc: ManagedProcess, file: string, f
     }
     if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error(`${proc.name} exited before reporting its port:\n${proc.output()}`);
     if (Date.now() > deadline) throw new Error(`${proc.name} reported no port in ${file} after ${timeoutMs} ms:\n${proc.output()}`);
-    await new Promise((r) => setTimeout(r, 50));
+    await pause(50);
   }
 }
 
@@ -303,13 +300,4 @@ export function startProcess(name: string, command: string, args: string[], opti
 /** Stops every process started by this module that is still running. */
 export async function stopAll(): Promise<void> {
   await Promise.all([...running].map((p) => p.stop()));
-}
-
-/** Polls `condition` every 100 ms until it holds (an error counts as not yet); rejects after timeoutMs. */
-export async function waitUntil(what: string, condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }

@@ -6,7 +6,8 @@
 // each other), for test/e2e/redis-tls-topologies.test.ts. Every `stop()` ends all it started.
 import fs from 'node:fs';
 import path from 'node:path';
-import { startOnFreePort, startProcess, waitForPort, waitForReport, waitUntil, type ManagedProcess } from './processes.js';
+import { startOnFreePort, startProcess, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
+import { waitUntil } from './wait.js';
 import { aclFileText, redisCli, removeRedisDir, startRedisListening, startRedisServer, tempRedisDir, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from './redis.js';
 
 export interface SentinelSetOptions {
@@ -105,7 +106,7 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
   try {
     primary = await startNode(primary, []);
     replica = await startNode(replica, ['--replicaof', '127.0.0.1', String(primary)]);
-    await waitUntil('replica in sync', async () => /master_link_status:up/.test(await redisCli(replica, ['info', 'replication'], dataCli)), 10_000);
+    await waitUntil('replica in sync', async () => /master_link_status:up/.test(await redisCli(replica, ['info', 'replication'], dataCli)), { timeoutMs: 10_000, everyMs: 100 });
     const sentinelConf = (port: number) => {
       const conf = path.join(dir, `sentinel-${port}.conf`);
       // tls-replication makes a sentinel talk TLS to the data nodes and to the other sentinels too.
@@ -153,7 +154,7 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
     await waitUntil('sentinels know each other', async () => {
       const counts = await Promise.all(sentinelPorts.map(async (p) => /num-other-sentinels\s+(\d+)/.exec((await redisCli(p, ['sentinel', 'master', masterName], sentinelCli)).replace(/\n/g, ' '))?.[1]));
       return counts.every((c) => c === String(sentinelPorts.length - 1));
-    }, 15_000);
+    }, { timeoutMs: 15_000, everyMs: 100 });
   } catch (err) {
     const logs = [...nodes.values(), ...sentinels].map((p) => `--- ${p.name}\n${p.output().slice(-2000)}`).join('\n');
     await stopAll();
@@ -166,7 +167,7 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
     await waitUntil('failover', async () => {
       now = await primaryPort();
       return now !== oldPort && now > 0;
-    }, timeoutMs);
+    }, { timeoutMs, everyMs: 100 });
     return now;
   };
   return {
@@ -205,7 +206,7 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
         const lines = (await redisCli(sentinelPorts[0]!, ['sentinel', 'replicas', masterName], sentinelCli)).split('\n').map((l) => l.trim());
         const value = (key: string) => lines.flatMap((l, i) => (l === key ? [lines[i + 1]] : []));
         return value('flags').some((f, i) => f === 'slave' && value('master-link-status')[i] === 'ok');
-      }, timeoutMs);
+      }, { timeoutMs, everyMs: 100 });
     },
     stop: stopAll,
   };

@@ -10,6 +10,7 @@ import { startHaproxy, testCheckSecret } from './haproxy.js';
 import type { IdpProfile } from './idp.js';
 import { testIdpProfile } from './test-idp-profile.js';
 import { freePort, idpListening, loggedPort, REPO_ROOT, startOnFreePort, startProcess, upstreamListening, waitForFileReport, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
+import { waitUntil } from './wait.js';
 import { removeRedisDir, startRedisListening, tempRedisDir } from './redis.js';
 import { startSentinelSet, type SentinelSet } from './redis-sentinel.js';
 
@@ -241,7 +242,8 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
     }
     const port = ports.idgate[index]!;
     // Ready (Redis reached, IdP metadata and keys loaded) before HAProxy's health checks look at it.
-    await waitForReady(`http://127.0.0.1:${port}/readyz`);
+    const readyz = `http://127.0.0.1:${port}/readyz`;
+    await waitUntil(`${readyz} ready`, async () => (await fetch(readyz)).ok, { timeoutMs: 60_000, everyMs: 100 });
     return p;
   };
 
@@ -375,20 +377,6 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
 /** The first of IDGATE_CHECK_SECRETS (a caller's idgateEnv may give several, newest first, or an empty one). */
 function newestCheckSecret(env: Record<string, string>): string {
   return (env.IDGATE_CHECK_SECRETS ?? '').split(',')[0]!.trim();
-}
-
-async function waitForReady(url: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const res = await fetch(url);
-      if (res.ok) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`${url} not ready after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** Ctrl-C or SIGTERM stops every process of the stack (the demos), then exits. */

@@ -5,7 +5,7 @@ import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { metricValue } from '../support/idgate.js';
 import { decisionLinesIn, decisionsCaughtUp } from '../support/logs.js';
-import { probeUntil, waitUntil } from '../support/wait.js';
+import { probeUntil, waitForOutput, waitUntil } from '../../stack/wait.js';
 
 let stack: Stack;
 
@@ -26,18 +26,14 @@ const decisionsWritten = () => decisionsCaughtUp(stack.idgateUrls[0]!, () => sta
 
 async function lineFor(requestId: string): Promise<Record<string, unknown>> {
   const find = () => auditLines().find((l) => l.request_id === requestId);
-  await waitUntil(() => find() !== undefined);
-  const line = find();
-  if (!line) throw new Error(`no audit line for ${requestId}`);
-  return line;
+  await waitUntil(`an audit line for ${requestId}`, () => find() !== undefined);
+  return find()!;
 }
 
 async function haproxyLineFor(requestId: string): Promise<string> {
   const find = () => stack.processes.haproxy!.output().split('\n').find((l) => l.includes(`id=${requestId}`));
-  await waitUntil(() => find() !== undefined);
-  const line = find();
-  if (!line) throw new Error(`no HAProxy line for ${requestId}`);
-  return line;
+  await waitUntil(`a HAProxy line for ${requestId}`, () => find() !== undefined);
+  return find()!;
 }
 
 async function metrics(): Promise<string> {
@@ -123,7 +119,7 @@ describe('metrics and health', () => {
     await stack.stopRedis();
     expect(await readyz()).toBe(503);
     // idgate drops its session cache when its revocation subscription goes down, and says so.
-    await waitUntil(() => stack.processes.idgate!.output().includes('session cache off'));
+    await waitForOutput(stack.processes.idgate!, 'session cache off');
     expect(stack.processes.idgate!.output()).toContain('session cache off');
     const before = auditLines().length;
     const res = await fetch(`${stack.idgateUrls[0]}/auth`, { headers: { ...stack.checkHeaders, cookie: alice.cookieHeader(new URL(stack.frontUrl))!, 'x-request-id': 'while-redis-is-down', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/', 'x-forwarded-host': `127.0.0.1:${stack.ports.front}` } });
@@ -132,6 +128,6 @@ describe('metrics and health', () => {
     expect(auditLines().slice(before)).toEqual([expect.objectContaining({ request_id: 'while-redis-is-down', decision: 'unavailable', status: 503, reason: 'store_unavailable' })]);
     expect((await fetch(`${stack.idgateUrls[0]}/healthz`)).status).toBe(200);
     await stack.startRedis();
-    expect(await probeUntil(readyz, (status) => status === 200, 5000)).toBe(200);
+    expect(await probeUntil(readyz, (status) => status === 200)).toBe(200);
   });
 });

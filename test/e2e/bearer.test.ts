@@ -19,7 +19,7 @@ import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessI
 import { machineClient, opaqueClient } from '../support/identities.js';
 import { clientCredentialsToken } from '../support/tokens.js';
 import { dpopKey, dpopProof } from '../support/dpop.js';
-import { probeUntil, waitUntil } from '../support/wait.js';
+import { pause, probeUntil, waitForOutput, waitUntil } from '../../stack/wait.js';
 
 let redis: ManagedProcess;
 let redisPort: number;
@@ -517,7 +517,7 @@ describe('key rotation at the IdP', () => {
     expect((await check(before)).status).toBe(200);
 
     idps.a.process.child.kill('SIGUSR1');
-    await waitUntil(() => idps.a.process.output().includes('idp signing key rotated'), 5000);
+    await waitForOutput(idps.a.process, 'idp signing key rotated');
     expect(idps.a.process.output()).toContain('idp signing key rotated');
     const after = await clientCredentials(idps.a.issuer);
     expect(jose.decodeProtectedHeader(after).kid).not.toBe(jose.decodeProtectedHeader(before).kid);
@@ -525,11 +525,11 @@ describe('key rotation at the IdP', () => {
     expect((await check(before)).status).toBe(200);
 
     idps.a.process.child.kill('SIGUSR2');
-    await waitUntil(() => idps.a.process.output().includes('idp old signing keys retired'), 5000);
+    await waitForOutput(idps.a.process, 'idp old signing keys retired');
     expect(idps.a.process.output()).toContain('idp old signing keys retired');
     // The cached keys are refreshed in the background once older than IDGATE_JWKS_CACHE (1 s here), and
     // only a check starts that refresh: so the test keeps checking until the retired key is refused.
-    expect(await probeUntil(async () => (await check(before)).status, (status) => status !== 200, 6000)).toBe(401);
+    expect(await probeUntil(async () => (await check(before)).status, (status) => status !== 200, { timeoutMs: 6000 })).toBe(401);
     expect((await check(after)).status).toBe(200);
   });
 
@@ -542,13 +542,13 @@ describe('key rotation at the IdP', () => {
     // every check on the way keeps verifying with the keys held. The sleeps are that time (the behaviour
     // under test), not a wait for an event.
     for (let i = 0; i < 10; i++) {
-      await new Promise((r) => setTimeout(r, 200));
+      await pause(200);
       expect((await check(token)).status).toBe(200);
     }
     // The refetch runs in the background of a check: its failure is counted and logged a moment after.
     expect(await probeUntil(() => metric('idgate_jwks_refreshes_total{result="failed"}'), (n) => n > failures)).toBeGreaterThan(failures);
     const logged = () => idgate.logLines.some((l) => l.includes('signing keys could not be fetched'));
-    await waitUntil(logged);
+    await waitUntil('the failed fetch logged', logged);
     expect(logged()).toBe(true);
   });
 });
@@ -610,8 +610,8 @@ describe('an issuer whose introspection answer never ends', () => {
     const res = await check(token, '/api/x', transport);
     expect(res.status).toBe(503);
     // The bound, not the call's timeout, ended the read: idgate says so, and the server saw the close.
-    await waitUntil(() => whyLogged() > loggedBefore, 5000);
-    await waitUntil(() => closedAt.length > closedBefore, 5000);
+    await waitUntil('the bound logged', () => whyLogged() > loggedBefore);
+    await waitUntil('the endless answer closed', () => closedAt.length > closedBefore);
     introspecting.answer({ active: false });
     await expectHealthy(transport);
   });

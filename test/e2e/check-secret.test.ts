@@ -10,7 +10,7 @@ import type { EchoedRequest } from '../../stack/upstream.js';
 import { Browser, signIn } from '../support/browser.js';
 import { checkFacts } from '../support/idgate.js';
 import { converse, hello, notify, setVars } from '../support/spop.js';
-import { waitUntil } from '../support/wait.js';
+import { waitUntil } from '../../stack/wait.js';
 
 const secret = (label: string) => `check-secret-of-the-tests-${label}-${crypto.randomBytes(12).toString('hex')}`;
 const NEW = secret('new');
@@ -52,7 +52,7 @@ describe('a local process asking idgate directly', () => {
     expect(await res.json()).toEqual({ error: 'untrusted_peer', reason: 'only HAProxy may ask idgate for decisions' });
     expect(identityHeaders(res)).toEqual([]);
     const logged = () => stack.processes.idgate!.output().includes("check refused: it lacks HAProxy's check secret");
-    await waitUntil(logged);
+    await waitUntil('the refusal logged', logged);
     expect(logged()).toBe(true);
     // The log names the refusal, never a secret.
     expect(stack.processes.idgate!.output()).not.toContain(NEW);

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '../../stack/stack.js';
 import { startProcess } from '../../stack/processes.js';
-import { waitUntil } from '../support/wait.js';
+import { waitForOutput } from '../../stack/wait.js';
 
 function idgate(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -48,7 +48,7 @@ describe('idgate CLI', () => {
       env: { PATH: process.env.PATH!, ...good, IDGATE_REDIS_URL: redisUrlWithCredentials, IDGATE_LISTEN: '127.0.0.1:0', IDGATE_SPOE_LISTEN: 'off', IDGATE_SHUTDOWN_DRAIN_MS: '0' },
     });
     try {
-      await waitUntil(() => serve.output().includes('redis unavailable'), 10_000);
+      await waitForOutput(serve, 'redis unavailable', { timeoutMs: 10_000 });
       expect(serve.output()).toContain('"redis_url":"rediss://***:***@127.0.0.1:1/0?username=***&password=***"');
       expect(serve.output()).toContain('redis unavailable');
       expect(serve.output()).not.toMatch(/redis-(user|password)-of-the-tests/);

@@ -15,7 +15,7 @@ import { createDpopNonces } from '../../service/src/tokens/dpop-nonce.js';
 import { DPOP_NONCE_SLOT_SECONDS } from '../../service/src/limits.js';
 import { dpopClient } from '../support/identities.js';
 import { dpopBoundToken, dpopKey, dpopProof, type DpopKey } from '../support/dpop.js';
-import { waitUntil } from '../support/wait.js';
+import { pause, waitUntil } from '../../stack/wait.js';
 
 let stack: Stack;
 let app: http.Server;
@@ -96,7 +96,7 @@ async function call(front: string, path: string, nonce?: string, extraHeaders: R
 async function awayFromSlotEdge(): Promise<void> {
   const slotMs = DPOP_NONCE_SLOT_SECONDS * 1000;
   const left = slotMs - (Date.now() % slotMs);
-  if (left < 5000) await new Promise((resolve) => setTimeout(resolve, left + 100));
+  if (left < 5000) await pause(left + 100);
 }
 
 const TRANSPORTS: [string, () => string][] = [
@@ -173,7 +173,7 @@ describe.each(TRANSPORTS)('IDGATE_DPOP_NONCE=1, through HAProxy (%s)', (_name, f
       ['idgate', 'idgate2']
         .flatMap((name) => stack.processes[name]!.output().split('\n'))
         .find((l) => l.includes('"event":"decision"') && l.includes(marker));
-    await waitUntil(() => find() !== undefined);
+    await waitUntil('the decision logged', () => find() !== undefined);
     expect(JSON.parse(find()!)).toMatchObject({ decision: 'unauthenticated', status: 401, reason: LACKS, scheme: 'dpop', path: `/api/${marker}` });
   });
 });

@@ -9,7 +9,7 @@ import { startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
 import { dpopClient } from '../support/identities.js';
 import { dpopBoundToken, dpopKey, dpopProof, type DpopKey } from '../support/dpop.js';
 import { rawRequest, one } from '../support/raw-http.js';
-import { waitUntil } from '../support/wait.js';
+import { waitUntil } from '../../stack/wait.js';
 
 let stack: Stack;
 let spoeHaproxy: ManagedProcess;
@@ -102,7 +102,7 @@ async function auditLine(requestId: string): Promise<Record<string, unknown>> {
       .flatMap((name) => stack.processes[name]!.output().split('\n'))
       .filter((l) => l.includes('"event":"decision"') && l.includes(requestId))
       .map((l) => JSON.parse(l) as Record<string, unknown>)[0];
-  await waitUntil(() => find() !== undefined);
+  await waitUntil('the line logged', () => find() !== undefined);
   const line = find();
   if (!line) throw new Error(`no audit line for ${requestId}`);
   return line;
@@ -162,7 +162,7 @@ describe('a DPoP-bound token with a proof, through HAProxy and the HTTP check (L
     expect(res.status).toBe(401);
     expect(one(res.headers, 'www-authenticate')).toContain('DPoP realm="idgate"');
     // HAProxy's answer carries no request id: the line is found by its reason instead.
-    await waitUntil(() => ['idgate', 'idgate2'].some((n) => stack.processes[n]!.output().includes('"reason":"the request lacks a DPoP proof"')));
+    await waitUntil('the refusal logged', () => ['idgate', 'idgate2'].some((n) => stack.processes[n]!.output().includes('"reason":"the request lacks a DPoP proof"')));
     const line = ['idgate', 'idgate2']
       .flatMap((n) => stack.processes[n]!.output().split('\n'))
       .find((l) => l.includes('"reason":"the request lacks a DPoP proof"'))!;

@@ -5,6 +5,7 @@
 // written byte-exact (raw-http): repeated lines stay repeated, names keep their spelling.
 import crypto from 'node:crypto';
 import { startStack, type Stack } from '../../stack/stack.js';
+import { pause } from '../../stack/wait.js';
 import { Browser, signIn } from '../support/browser.js';
 import { all, one, rawRequest, type RawResponse, echoOf } from '../support/raw-http.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
@@ -277,7 +278,7 @@ describe.each(['lua', 'spoe'] as const)('the edge headers through HAProxy (%s)',
   test('a renewed session cookie on an app response comes with Cache-Control: private', async () => {
     // The access token is renewed from TOKEN_TTL_S / 2 on; the other tests took part of that time.
     const wait = renewer.signedInAt + (TOKEN_TTL_S / 2) * 1000 + 300 - Date.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait)); // the age of the tokens is the behaviour under test: no event tells it
+    if (wait > 0) await pause(wait); // the age of the tokens is the behaviour under test: no event tells it
     const marker = crypto.randomUUID();
     const res = await rawRequest(stack.ports.front, 'GET', '/renewed', [['Accept', 'application/json'], ['X-Edge-Probe', marker], ['Cookie', renewer.cookie]]);
     expect(res.status).toBe(200);

@@ -15,7 +15,7 @@ import { checkHaproxyConfig, haproxyConfigPath, startHaproxy, testCheckSecret } 
 import { renderHaproxyTemplate } from '../../service/src/transports/haproxy-config.js';
 import { UNAVAILABLE_PAGE, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../../service/src/defaults.js';
 import { all, one, pairs, parseResponse, rawExchange, rawRequest, statusLines, type RawResponse } from '../support/raw-http.js';
-import { probeUntil, waitUntil } from '../support/wait.js';
+import { probeUntil, waitForOutput } from '../../stack/wait.js';
 
 interface Recorded {
   method: string;
@@ -56,8 +56,8 @@ async function keepAliveSession(port: number, requests: { method: string; target
 }
 
 /** HAProxy writes its log and warnings a moment after answering: wait for a piece of its output. */
-async function outputOf(proc: ManagedProcess, text: string, timeoutMs = 2000): Promise<string> {
-  await waitUntil(() => proc.output().includes(text), timeoutMs);
+async function outputOf(proc: ManagedProcess, text: string): Promise<string> {
+  await waitForOutput(proc, text, { timeoutMs: 2000 });
   return proc.output();
 }
 
@@ -655,7 +655,7 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
   test('idgate back → requests pass again once the health check sees it', async () => {
     idgate = makeIdgate();
     await listen(idgate, idgatePort);
-    expect(await probeUntil(async () => (await rawRequest(frontPort, 'GET', unique('/ok'))).status, (status) => status === 200, 10_000)).toBe(200);
+    expect(await probeUntil(async () => (await rawRequest(frontPort, 'GET', unique('/ok'))).status, (status) => status === 200, { timeoutMs: 10_000 })).toBe(200);
   });
 });
 

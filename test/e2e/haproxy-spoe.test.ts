@@ -16,7 +16,7 @@ import { createSpoeAgent } from '../../service/src/transports/spoe.js';
 import { checkHaproxyConfig, startHaproxy } from '../../stack/haproxy.js';
 import { freePort, listenOnAnyPort, REPO_ROOT, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
 import { all, one, pairs, rawExchange, rawRequest, statusLines } from '../support/raw-http.js';
-import { waitUntil } from '../support/wait.js';
+import { pause, waitForOutput } from '../../stack/wait.js';
 import { defaultAgentOptions } from '../support/spop.js';
 import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';
 
@@ -48,7 +48,7 @@ async function scriptedCheck(input: CheckInput): Promise<CheckOutcome> {
     case '/denied':
       return jsonOutcome('deny', 403, 'access_denied', 'policy', { identity: wireIdentity({ user: 'alice' }), setCookie: RENEWED });
     case '/slow':
-      await new Promise((r) => setTimeout(r, 3000)); // a slow check: the behaviour under test
+      await pause(3000); // a slow check: the behaviour under test
       return allowOutcome(path, ALICE);
     case '/odd-user':
       // Spaces, quotes and "=" are printable: idgate passes them, HAProxy's log must not be fooled.
@@ -218,7 +218,7 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
   test("a user name cannot forge fields of HAProxy's log line: it is URL-encoded", async () => {
     const target = unique('/odd-user');
     await rawRequest(frontPort, 'GET', target);
-    await waitUntil(() => haproxy!.output().includes('"GET /odd-user HTTP/1.1"'));
+    await waitForOutput(haproxy!, '"GET /odd-user HTTP/1.1"');
     const line = haproxy!.output().split('\n').find((l) => l.includes('"GET /odd-user HTTP/1.1"'))!;
     expect(line).toContain('user=mallory%20check%3D200%20%22GET%20%2Fadmin check=200 "GET /odd-user HTTP/1.1"');
     expect(line.match(/check=/g)).toHaveLength(1);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 import { idpListening, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
-import { waitUntil } from '../support/wait.js';
+import { waitForOutput } from '../../stack/wait.js';
 import { alice, basicAuth, bob, machineClient } from '../support/identities.js';
 
 const projectRoot = path.resolve(import.meta.dirname, '../..');
@@ -60,11 +60,6 @@ afterAll(async () => {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: a minimal browser (cookie jar + manual redirects) and the idgate client.
-
-async function waitForOutput(process: ManagedProcess, text: string, timeoutMs = 10_000): Promise<void> {
-  await waitUntil(() => process.output().includes(text), timeoutMs);
-  if (!process.output().includes(text)) throw new Error(`"${text}" not seen in ${process.name} output:\n${process.output()}`);
-}
 
 /** Cookies by name; paths and domains are ignored, which is fine for a single test IdP. */
 class CookieJar {
@@ -402,7 +397,7 @@ test('rotating the signing key signs with the new kid, keeps the old one publish
   expect(await publishedKids()).toEqual([oldKid]);
 
   idp.child.kill('SIGUSR1');
-  await waitForOutput(idp, 'idp signing key rotated');
+  await waitForOutput(idp, 'idp signing key rotated', { timeoutMs: 10_000 });
 
   const tokenAfterRotation = await botToken();
   const newKid = decodeProtectedHeader(tokenAfterRotation).kid!;
@@ -415,7 +410,7 @@ test('rotating the signing key signs with the new kid, keeps the old one publish
   expect(decodeProtectedHeader(refreshed.id_token!).kid).toBe(newKid);
 
   idp.child.kill('SIGUSR2');
-  await waitForOutput(idp, 'idp old signing keys retired');
+  await waitForOutput(idp, 'idp old signing keys retired', { timeoutMs: 10_000 });
   expect(await publishedKids()).toEqual([newKid]);
   await jwtVerify(await botToken(), createRemoteJWKSet(new URL(`${issuer}/jwks`)), { issuer, audience: 'api://idgate' });
 });

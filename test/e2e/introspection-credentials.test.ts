@@ -7,7 +7,7 @@ import { parsePolicy } from '../../service/src/policy/policy-file.js';
 import { listenOnAnyPort, type ManagedProcess } from '../../stack/processes.js';
 import { startFreeTempRedis } from '../../stack/redis.js';
 import { checkFacts, configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate } from '../support/idgate.js';
-import { waitUntil } from '../support/wait.js';
+import { waitUntil } from '../../stack/wait.js';
 
 let redis: ManagedProcess;
 let issuerServer: http.Server;
@@ -72,7 +72,7 @@ test.each([401, 403])('introspection answered %i: the client gets 503, the audit
   const res = await check(`opaque-${status}`).set('X-Request-Id', requestId);
   expect(res.status).toBe(503);
   expect(res.body).toMatchObject({ error: 'unavailable' });
-  await waitUntil(() => decisionsOf(requestId).length === 1);
+  await waitUntil('the decision logged', () => decisionsOf(requestId).length === 1);
   expect(decisionsOf(requestId)[0]).toMatchObject({ decision: 'unavailable', status: 503, reason: 'introspection_config_error' });
   expect((await check(`opaque-${status}-again`)).status).toBe(503);
   const text = await idgate.metrics.render();
@@ -83,7 +83,7 @@ test.each([401, 403])('introspection answered %i: the client gets 503, the audit
   expect(readyz.status).toBe(503);
   expect(readyz.text).toContain(`keys=misconfigured (${issuer} answers HTTP ${status} to idgate's introspection credentials)`);
   // Said once, with the fix, however many requests meet it.
-  await waitUntil(() => idgate.logLines.filter((l) => l.includes('introspection refused')).length >= 1);
+  await waitUntil('the refusal logged', () => idgate.logLines.filter((l) => l.includes('introspection refused')).length >= 1);
 
   // Fixed at the issuer: the next call (a check, or the background probe) clears it.
   introspectionStatus = 200;

@@ -11,7 +11,7 @@ import { loadConfig, type Config } from '../../service/src/config.js';
 import { hashValue, sessionKey } from '../../service/src/session/session-store.js';
 import { openSession } from '../../service/src/session/session-record.js';
 import { holdPort, idpListening, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
-import { probeUntil } from '../support/wait.js';
+import { probeUntil } from '../../stack/wait.js';
 import { startFreeTempRedis } from '../../stack/redis.js';
 import { testIdpEnv } from '../../stack/test-idp-profile.js';
 import { Browser, parseForm, signIn } from '../support/browser.js';

@@ -9,7 +9,7 @@ import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { storedTokensOnStack } from '../support/planted-sessions.js';
 import { alice, bob } from '../support/identities.js';
-import { probeUntil, waitUntil } from '../support/wait.js';
+import { probeUntil, waitUntil } from '../../stack/wait.js';
 
 const HOOK_SECRET = 'okta-hook-secret-'.padEnd(40, 'h');
 const COOKIE_SECRET = 'cookie-secret-'.padEnd(40, 'c');
@@ -106,7 +106,7 @@ describe('Okta event hooks', () => {
     // The audit trail says why: the event type and the event id, and how many sessions ended.
     const event = (JSON.parse(body) as { data: { events: { uuid: string; eventType: string }[] } }).data.events[0]!;
     const audited = () => idgateOutput().split('\n').find((l) => l.includes('"event":"okta_event"') && l.includes(event.uuid));
-    await waitUntil(() => audited() !== undefined);
+    await waitUntil('the event audited', () => audited() !== undefined);
     expect(JSON.parse(audited()!)).toMatchObject({ event_type: event.eventType, event_id: event.uuid, sessions_revoked: 2 });
   });
 
@@ -169,7 +169,7 @@ describe('logout with the IdP away', () => {
       expect(res.status).toBe(303);
       expect(await signedIn(browser)).toBe(false);
       const said = () => idgateOutput().split('\n').filter((l) => l.includes('did not revoke the refresh token'));
-      await waitUntil(() => said().length > 0);
+      await waitUntil('the warning logged', () => said().length > 0);
       expect(said()).toHaveLength(1);
       expect(idgateOutput()).not.toContain(refreshToken);
     } finally {

@@ -8,6 +8,7 @@
 import crypto from 'node:crypto';
 import * as jose from 'jose';
 import { startStack, type Stack } from '../../stack/stack.js';
+import { pause } from '../../stack/wait.js';
 import { Browser, signIn } from '../support/browser.js';
 import { storedTokensOnStack } from '../support/planted-sessions.js';
 import { dpopBoundToken, dpopKey, dpopProof } from '../support/dpop.js';
@@ -18,7 +19,6 @@ const TOKEN_TTL_S = 4;
 const GRACE_S = 2;
 const COOKIE_SECRET = 'cookie-secret-'.padEnd(40, 'c');
 const idgateClient = { id: 'idgate', secret: 'idgate-secret' };
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let stack: Stack;
 
 beforeAll(async () => {

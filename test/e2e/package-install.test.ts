@@ -18,7 +18,7 @@ import { holdPort, loggedPort, REPO_ROOT, startOnFreePort, startProcess, waitFor
 import { Browser, signIn } from '../support/browser.js';
 import { checkFacts, startRedisAndIdp, type RedisAndIdp } from '../support/idgate.js';
 import { bindingHeldTls, fetchTrusting, luaCheckArgs, PART_NAMES, selfSignedCertificate, startSiteApps, thirdPartyConfig, withIdgate, type IdgateParts, type SiteApps } from '../support/third-party-site.js';
-import { probeUntil } from '../support/wait.js';
+import { probeUntil } from '../../stack/wait.js';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string; devDependencies: Record<string, string> };
 
@@ -72,7 +72,7 @@ async function packAndInstall(): Promise<void> {
 
 /** Waits until idgate at `base` answers /readyz 200; fails with its output if it does not within 15 s. */
 async function expectReady(base: string, serve: ManagedProcess): Promise<void> {
-  const ready = await probeUntil(() => fetch(`${base}/readyz`).then((r) => r.status === 200, () => false), (ok) => ok, 15_000);
+  const ready = await probeUntil(() => fetch(`${base}/readyz`).then((r) => r.status === 200, () => false), (ok) => ok, { timeoutMs: 15_000 });
   expect({ ready, output: ready ? '' : serve.output() }).toEqual({ ready: true, output: '' });
 }
 

@@ -10,7 +10,7 @@ import type { Config } from '../../service/src/config.js';
 import { redisKeys, sessionKey } from '../../service/src/session/session-store.js';
 import { sealSession } from '../../service/src/session/session-record.js';
 import { configFrom, metricValue, startInProcess, startRedisAndIdp, stopInProcess, type InProcessIdgate, type RedisAndIdp } from '../support/idgate.js';
-import { waitUntil } from '../support/wait.js';
+import { waitUntil } from '../../stack/wait.js';
 
 let parts: RedisAndIdp;
 let redisPort: number;
@@ -111,7 +111,7 @@ describe('anonymous logins', () => {
 
     const refusedCounted = await Promise.all(replicas.map(async (r) => metricValue(await r.metrics.render(), 'idgate_logins_total{result="refused_busy"}')));
     expect(refusedCounted[0]! + refusedCounted[1]!).toBe(80);
-    await waitUntil(() => replicas.flatMap((r) => r.logLines).filter((l) => l.includes('"error_code":"too_many_logins"')).length === 80);
+    await waitUntil('80 refusals logged', () => replicas.flatMap((r) => r.logLines).filter((l) => l.includes('"error_code":"too_many_logins"')).length === 80);
     expect(replicas.flatMap((r) => r.logLines).filter((l) => l.includes('"error_code":"too_many_logins"'))).toHaveLength(80);
 
     expect(await countKeys(redisKeys.sessionOfHash(config, '*'))).toBe(20);
@@ -163,7 +163,7 @@ test('when Redis is out of memory, login is a clean 503 page and sessions are ke
     expect(res.status).toBe(503);
     expect(res.headers['cache-control']).toBe('no-store');
     expect(res.text).toContain('Temporarily unavailable');
-    await waitUntil(() => idgate.logLines.some((l) => l.includes('"error_code":"store_unavailable"') && l.includes('OOM')));
+    await waitUntil('the OOM logged', () => idgate.logLines.some((l) => l.includes('"error_code":"store_unavailable"') && l.includes('OOM')));
     expect(idgate.logLines.some((l) => l.includes('"error_code":"store_unavailable"') && l.includes('OOM'))).toBe(true);
     // Reading a session (and renewing its idle TTL) needs no memory: signed-in users carry on, and a
     // renewal that is due waits (no refresh lock can be written) while the tokens are still valid.

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { REPO_ROOT } from '../../stack/processes.js';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
-import { probeUntil, waitUntil } from '../support/wait.js';
+import { pause, waitForOutput, waitUntil } from '../../stack/wait.js';
 
 let stack: Stack;
 let dir: string;
@@ -28,10 +28,6 @@ interface Echo {
 async function page(browser: Browser, uri: string): Promise<{ status: number; echo?: Echo }> {
   const res = await browser.fetch(`${stack.frontUrl}${uri}`);
   return { status: res.status, echo: res.status === 200 ? ((await res.json()) as Echo) : (await res.arrayBuffer(), undefined) };
-}
-
-async function eventually(probe: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  if (!(await probeUntil(probe, (ok) => ok, timeoutMs))) throw new Error('not in time');
 }
 
 beforeAll(async () => {
@@ -84,27 +80,27 @@ describe('hot reload', () => {
     for (let i = 0; i < 6; i++) {
       const [policy, pool] = i % 2 === 0 ? [toMain, 'main'] : [demo, 'canary'];
       fs.writeFileSync(watched, policy);
-      await waitUntil(() => last.server === pool && last.inARow >= 4, 5000);
+      await waitUntil(`four answers in a row from ${pool}`, () => last.server === pool && last.inARow >= 4);
     }
     stop = true;
     await load;
     expect(statuses.length).toBeGreaterThan(20);
     expect(statuses.every((s) => s === 200)).toBe(true);
     expect([...servers].sort()).toEqual(['canary', 'main']);
-    await eventually(async () => (await page(alice, '/')).echo?.server === 'canary');
+    await waitUntil('alice served by canary', async () => (await page(alice, '/')).echo?.server === 'canary');
   });
 
   test('a pool name HAProxy does not know falls back to the default pool', async () => {
     fs.writeFileSync(watched, demo.replaceAll('backend: canary', 'backend: nowhere'));
-    await eventually(async () => (await page(alice, '/')).echo?.headers['x-auth-backend'] === 'nowhere');
+    await waitUntil('alice routed to nowhere', async () => (await page(alice, '/')).echo?.headers['x-auth-backend'] === 'nowhere');
     expect((await page(alice, '/')).echo!.server).toBe('main');
     fs.writeFileSync(watched, demo);
-    await eventually(async () => (await page(alice, '/')).echo?.server === 'canary');
+    await waitUntil('alice served by canary', async () => (await page(alice, '/')).echo?.server === 'canary');
   });
 
   test('an invalid policy is refused and logged with its problems; the policy in force stays', async () => {
     fs.writeFileSync(watched, demo.replace('allow:\n      groups: [admins]', 'allow:\n      group: [admins]'));
-    await eventually(async () => stack.processes.idgate!.output().includes('policy reload rejected'));
+    await waitForOutput(stack.processes.idgate!, 'policy reload rejected');
     const line = stack.processes.idgate!.output().split('\n').find((l) => l.includes('policy reload rejected'))!;
     expect(line).toContain('unknown condition \\"group\\"');
     expect(line).toMatch(/policy\.yaml:\d+: rule \\"admin-area\\"/);
@@ -122,14 +118,14 @@ describe('hot reload', () => {
     await stack.stopIdgate(0);
     stack.env.IDGATE_POLICY_FILE = linked;
     await stack.startIdgate(0);
-    await eventually(async () => (await page(alice, '/')).status === 200);
+    await waitUntil('alice served', async () => (await page(alice, '/')).status === 200);
     fs.writeFileSync(target, demo.replace('path: /admin/\n    allow:\n      groups: [admins]', 'path: /admin/\n    allow:\n      groups: [sales]'));
     // Proving that no watcher reloads: nothing to wait for but time. A watcher would have fired within
     // milliseconds (the watched-file test above sees its change at once).
-    await new Promise((r) => setTimeout(r, 500));
+    await pause(500);
     expect((await page(bob, '/admin/')).status).toBe(403);
     stack.processes.idgate!.child.kill('SIGHUP');
-    await eventually(async () => (await page(bob, '/admin/')).status === 200);
+    await waitUntil('bob served on /admin/', async () => (await page(bob, '/admin/')).status === 200);
     expect((await page(alice, '/admin/')).status).toBe(403);
   });
 });

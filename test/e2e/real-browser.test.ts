@@ -3,7 +3,7 @@
 // the IdP ends idgate's session through the IdP's front-channel logout iframe.
 import { chromium, type Browser } from 'playwright-core';
 import { startStack, type Stack } from '../../stack/stack.js';
-import { waitUntil } from '../support/wait.js';
+import { waitUntil } from '../../stack/wait.js';
 
 let stack: Stack;
 let browser: Browser;
@@ -69,7 +69,7 @@ test('signing out at the IdP ends the idgate session: the IdP\'s "Signed out" pa
   expect(answer.frame().parentFrame()).toBe(page.mainFrame());
 
   const logged = () => stack.processes.idgate!.output().split('\n').find((l) => l.includes('"event":"frontchannel_logout"'));
-  await waitUntil(() => logged() !== undefined);
+  await waitUntil('the logout logged', () => logged() !== undefined);
   expect(JSON.parse(logged()!)).toMatchObject({ subs: ['alice'], sessions_revoked: 1 });
   // Through HAProxy, the app now sends the browser to sign in again (the IdP session is gone too).
   await page.goto(`${stack.frontUrl}/`);

@@ -7,7 +7,8 @@
 // and the session survives it.
 import path from 'node:path';
 import { startSentinelSet, type SentinelSet } from '../../stack/redis-sentinel.js';
-import { loggedPort, REPO_ROOT, startProcess, waitForReport, waitUntil, type ManagedProcess } from '../../stack/processes.js';
+import { loggedPort, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
+import { pause, waitUntil } from '../../stack/wait.js';
 import type { RedisAcl } from '../../stack/redis.js';
 import request from 'supertest';
 import { Browser, signIn } from '../support/browser.js';
@@ -97,10 +98,10 @@ describe.each([
         });
         return { status: res.status, text: await res.text() };
       };
-      await waitUntil('redis unavailable logged', async () => idgate.output().includes('redis unavailable'), 10_000).catch(() => undefined);
+      await waitUntil('redis unavailable logged', async () => idgate.output().includes('redis unavailable'), { timeoutMs: 10_000, everyMs: 100 }).catch(() => undefined);
       expect(await readyz()).toEqual({ status: 503, text: expect.stringMatching(/redis=down/) });
       // Still serving a while later: reconnecting in the background, not crashed.
-      await new Promise((r) => setTimeout(r, 2000));
+      await pause(2000);
       expect(idgate.child.exitCode).toBeNull();
       expect((await readyz()).status).toBe(503);
       const logged = idgate.output();
@@ -136,7 +137,7 @@ describe.each([
     // while the idgates reconnect) must outlive the demotion.
     let fresh = '';
     // Bounded generously: under a loaded machine each attempt takes seconds (measured: 2-15 s in all).
-    await waitUntil('logins through the new primary', async () => Boolean((fresh = await signedIn('bob'))), 30_000);
+    await waitUntil('logins through the new primary', async () => Boolean((fresh = await signedIn('bob'))), { timeoutMs: 30_000, everyMs: 100 });
     const loginsAt = Date.now();
     await sentinel.waitForReplica();
     const demotedAt = Date.now();

@@ -8,9 +8,9 @@ import path from 'node:path';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { alice } from '../support/identities.js';
+import { pause } from '../../stack/wait.js';
 
 const TOKEN_TTL_S = 4;
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.each([
   ['the demo IdP', 'always'],

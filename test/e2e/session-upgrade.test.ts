@@ -10,7 +10,7 @@ import { REPO_ROOT } from '../../stack/processes.js';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { openSession, sealSession, describeSessionRecordVersions } from '../../service/src/session/session-record.js';
 import { idgateCli } from '../support/redis-topologies.js';
-import { waitUntil } from '../support/wait.js';
+import { waitUntil } from '../../stack/wait.js';
 
 interface FixtureKey {
   readonly key: string;
@@ -132,7 +132,7 @@ describe('a session record of a version this idgate does not read (a newer idgat
     const since = () => stack.processes.idgate!.output().slice(before).split('\n');
     const audited = () => since().find((l) => l.includes('"event":"decision"') && l.includes(`"request_id":"${requestId}"`));
     // Log lines leave in batches: wait for both the warning and the audit line.
-    await waitUntil(() => since().some((l) => l.includes('session record of an unknown version')) && audited() !== undefined);
+    await waitUntil('the warning and the audit line', () => since().some((l) => l.includes('session record of an unknown version')) && audited() !== undefined);
     expect(JSON.parse(since().find((l) => l.includes('session record of an unknown version'))!)).toMatchObject({ level: 'warn', version: 'v2', reads: ['v1'] });
     // The audit line gives the reason too, and idgate is still up.
     expect(JSON.parse(audited()!)).toMatchObject({ status: 401, reason: 'the session record is v2, which this idgate does not read (session records: reads v1, writes v1)' });

@@ -10,7 +10,7 @@ import * as jose from 'jose';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { eventsCaughtUp } from '../support/logs.js';
-import { probeUntil, waitUntil } from '../support/wait.js';
+import { pause, probeUntil, waitUntil } from '../../stack/wait.js';
 import { alice } from '../support/identities.js';
 
 // Long enough that stopping the IdP (slow on a loaded machine) ends well before the tokens expire.
@@ -30,15 +30,13 @@ afterAll(async () => {
 // The IdP's tokens really age here: renewal is due at half their lifetime, and no event tells the test
 // that a wall-clock moment has come. The timing itself is covered with a fake clock by the store suite;
 // these pauses give the one real-Redis, real-IdP path per behaviour the time it needs.
-/** Time passing for the tokens' lifetimes: the behaviour under test, which no event marks. */
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Until the tokens are due for renewal (half their lifetime), with a margin. */
 const untilDue = () => pause((TOKEN_TTL_S / 2) * 1000 + 300);
 
 /** Log lines are written asynchronously: wait for the count to reach `expected`, then for every line
  * logged so far to be out (a marker logged later shows), and check the count stayed. */
 async function expectRefreshEvents(expected: number): Promise<void> {
-  await waitUntil(() => refreshEvents() >= expected);
+  await waitUntil(`${expected} refresh events`, () => refreshEvents() >= expected);
   await Promise.all(['idgate', 'idgate2'].map((n, i) => eventsCaughtUp(stack.idgateUrls[i]!, () => stack.processes[n]!.output())));
   expect(refreshEvents()).toBe(expected);
 }
@@ -124,7 +122,7 @@ describe('logout everywhere', () => {
     const statuses = await probeUntil(async () => [(await checkAt(0, browser)).status, (await checkAt(1, browser)).status], (s) => s.every((status) => status === 401));
     expect(statuses).toEqual([401, 401]);
     const revoked = () => (stack.processes.idgate!.output() + stack.processes.idgate2!.output()).split('\n').some((l) => l.includes('"event":"backchannel_logout"') && l.includes('"sessions_revoked":1'));
-    await waitUntil(revoked);
+    await waitUntil('the sessions revoked', revoked);
     expect(revoked()).toBe(true);
   });
 

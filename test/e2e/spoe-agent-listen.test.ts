@@ -8,7 +8,7 @@ import { startStack, type Stack } from '../../stack/stack.js';
 import { loggedPort, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { FRAME } from '../../service/src/transports/spoe.js';
 import { converse, hello } from '../support/spop.js';
-import { waitUntil } from '../support/wait.js';
+import { waitForOutput } from '../../stack/wait.js';
 
 /** TCP ports the process `pid` listens on, from /proc. */
 function listeningPorts(pid: number): number[] {
@@ -61,7 +61,7 @@ async function startIdgate(env: Record<string, string>): Promise<{ process: Mana
 test('without IDGATE_SPOE_LISTEN, idgate listens on its HTTP port only: no SPOE agent, on 4181 or anywhere', async () => {
   const idgate = stack.processes.idgate!;
   // Logged right where the agent would have been started: after it, no listen can still come.
-  await waitUntil(() => idgate.output().includes('SPOE agent off (IDGATE_SPOE_LISTEN unset)'), 10_000);
+  await waitForOutput(idgate, 'SPOE agent off (IDGATE_SPOE_LISTEN unset)', { timeoutMs: 10_000 });
   expect(idgate.output()).toContain('SPOE agent off (IDGATE_SPOE_LISTEN unset)');
   expect(idgate.output()).not.toContain('SPOE agent listening');
   expect(listeningPorts(idgate.child.pid!)).toEqual([stack.ports.idgate[0]]);
@@ -76,7 +76,7 @@ test('with IDGATE_SPOE_LISTEN set, the agent listens there and answers HAProxy\'
 test('a peer outside IDGATE_TRUSTED_PROXIES is closed unanswered, and the log names it', async () => {
   const { process: p, spoePort } = await startIdgate({ IDGATE_SPOE_LISTEN: '127.0.0.1:0', IDGATE_TRUSTED_PROXIES: '10.0.0.0/8' });
   for (let i = 0; i < 3; i++) expect(await converse(spoePort!, [hello()], 1, 5000)).toEqual({ frames: [], closed: true });
-  await waitUntil(() => p.output().includes('refused a connection from'), 5000);
+  await waitForOutput(p, 'refused a connection from');
   const lines = p.output().split('\n').filter((l) => l.includes('refused a connection from'));
   // Three refusals, one line: the warning is rate-limited per peer.
   expect(lines).toHaveLength(1);

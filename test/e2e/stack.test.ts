@@ -3,7 +3,7 @@
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { clientCredentialsToken } from '../support/tokens.js';
-import { probeUntil, waitUntil } from '../support/wait.js';
+import { probeUntil, waitUntil } from '../../stack/wait.js';
 import { alice, basicAuth, machineClient } from '../support/identities.js';
 
 let stack: Stack;
@@ -303,7 +303,7 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
       const statuses = await probeUntil(
         async () => [(await fetch(`${stack.frontUrl}/public/x`)).status, (await fetch(`${stack.frontUrl}/_auth/logged-out`)).status],
         (answers) => answers.every((s) => s === 200),
-        10_000,
+        { timeoutMs: 10_000 },
       );
       expect(statuses).toEqual([200, 200]);
     });
@@ -318,7 +318,7 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
       // A session read in the last few seconds may still be answered from the session cache
       // (IDGATE_SESSION_CACHE_MS) until idgate notices Redis is gone; from then on, no session is believed.
       // Each replica logs the moment its cache goes off.
-      await waitUntil(() => cacheOff().every((n, i) => n > before[i]!));
+      await waitUntil('both replicas\' session cache off', () => cacheOff().every((n, i) => n > before[i]!));
       expect(cacheOff().map((n, i) => n > before[i]!)).toEqual([true, true]);
       const started = Date.now();
       const res = await browser.fetch(`${stack.frontUrl}/`);

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { REDIS_CONF } from '../../stack/redis.js';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
-import { waitUntil } from '../../stack/processes.js';
+import { pause, waitUntil } from '../../stack/wait.js';
 
 let stack: Stack;
 const shippedConf = fs.readFileSync(REDIS_CONF, 'utf8');
@@ -55,7 +55,7 @@ async function everySessionServed(sessions: Session[], counts?: Map<string, numb
 /** Asks until every session is served through both fronts (at most `timeoutMs`); resolves with how long that took. */
 async function untilEverySessionServed(sessions: Session[], timeoutMs = 15_000): Promise<number> {
   const started = Date.now();
-  await waitUntil('sessions served through both fronts', () => everySessionServed(sessions), timeoutMs);
+  await waitUntil('sessions served through both fronts', () => everySessionServed(sessions), { timeoutMs, everyMs: 100 });
   return Date.now() - started;
 }
 
@@ -66,7 +66,7 @@ function watch(sessions: Session[]): { stop(): Promise<Map<string, number>> } {
   const loop = (async () => {
     while (!stopped) {
       await everySessionServed(sessions, counts);
-      await new Promise((r) => setTimeout(r, 20)); // pacing: a steady load, not a flood (the behaviour watched)
+      await pause(20); // pacing: a steady load, not a flood (the behaviour watched)
     }
   })();
   return {

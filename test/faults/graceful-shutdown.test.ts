@@ -3,7 +3,7 @@
 // written. A second signal ends it at once.
 import { startStack, type Stack } from '../../stack/stack.js';
 import { checkFacts } from '../support/idgate.js';
-import { waitUntil } from '../support/wait.js';
+import { waitForOutput } from '../../stack/wait.js';
 
 const DRAIN_MS = 1500;
 let stack: Stack;
@@ -25,7 +25,7 @@ test('on SIGTERM idgate is unready but still answering for the drain, then exits
   const exit = exited(proc.child);
   const signalledAt = performance.now();
   proc.child.kill('SIGTERM');
-  await waitUntil(() => proc.output().includes('stopping on SIGTERM'));
+  await waitForOutput(proc, 'stopping on SIGTERM');
   const ready = await fetch(`${url}/readyz`);
   expect(ready.status).toBe(503);
   expect(await ready.text()).toContain('draining');
@@ -45,7 +45,7 @@ test('a second SIGTERM during the drain exits at once', async () => {
   const proc = stack.processes.idgate!;
   const exit = exited(proc.child);
   proc.child.kill('SIGTERM');
-  await waitUntil(() => proc.output().includes('stopping on SIGTERM'));
+  await waitForOutput(proc, 'stopping on SIGTERM');
   const secondAt = performance.now();
   proc.child.kill('SIGTERM');
   const { code, at } = await exit;

@@ -4,7 +4,7 @@
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { describeCounts, startLoad } from '../support/load.js';
-import { waitUntil } from '../support/wait.js';
+import { waitAtMost, waitUntil } from '../../stack/wait.js';
 
 const CLIENTS = 8;
 /** Allowed answers counted before the kill, and again after HAProxy has said the replica is DOWN. */
@@ -38,13 +38,13 @@ describe.each(['lua', 'spoe'] as const)('one idgate killed under load (%s)', (mo
     loadNow = load.now;
     const allowed = () => load.counts.byStatus['200'] ?? 0;
     // Counts of answers, not a rate: how many come in a second is the machine's speed, not the behaviour.
-    await waitUntil(() => allowed() >= SURVIVOR_ANSWERS, 30_000);
+    await waitAtMost(() => allowed() >= SURVIVOR_ANSWERS, 30_000);
     const killedAtMs = load.now();
     stack.processes.idgate!.child.kill('SIGKILL');
     // HAProxy notices (a refused connection or a failed health check), then the survivor carries on.
-    await waitUntil(() => downEvents.length > 0, 30_000);
+    await waitUntil('HAProxy says the replica is DOWN', () => downEvents.length > 0, { timeoutMs: 30_000 });
     const allowedAtDown = allowed();
-    await waitUntil(() => allowed() >= allowedAtDown + SURVIVOR_ANSWERS, 30_000);
+    await waitUntil('the survivor answers', () => allowed() >= allowedAtDown + SURVIVOR_ANSWERS, { timeoutMs: 30_000 });
     const counts = await load.stop();
     console.log(
       `${describeCounts(`idgate 1 killed under load (${mode})`, counts)}; killed at ${Math.round(killedAtMs)} ms; HAProxy said DOWN at ${downAtMs === undefined ? '-' : Math.round(downAtMs)} ms; ` +

@@ -4,7 +4,7 @@
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, parseForm, signIn } from '../support/browser.js';
 import { describeCounts, startLoad } from '../support/load.js';
-import { waitUntil } from '../support/wait.js';
+import { waitAtMost } from '../../stack/wait.js';
 import { clientCredentialsToken } from '../support/tokens.js';
 
 let stack: Stack;
@@ -50,7 +50,7 @@ test('with the IdP stopped, sessions and cached-key bearer checks keep working; 
   const callbackMs = performance.now() - started;
   const page = await callback.text();
   // Enough requests of each kind to count, with the IdP gone.
-  await waitUntil(() => sessions.counts.total > 300 && bearer.counts.total > 300, 3000);
+  await waitAtMost(() => sessions.counts.total > 300 && bearer.counts.total > 300, 3000);
   const [sessionCounts, bearerCounts] = await Promise.all([sessions.stop(), bearer.stop()]);
   console.log(describeCounts('IdP stopped: session checks', sessionCounts));
   console.log(describeCounts('IdP stopped: bearer checks (cached keys)', bearerCounts));

@@ -13,7 +13,7 @@ import { unsignSessionId } from '../../service/src/session/cookies.js';
 import { Browser, signIn } from '../support/browser.js';
 import { metricValue } from '../support/idgate.js';
 import { startCluster, startIdgateReplicas, type IdgateReplicas, type RedisCluster } from '../support/redis-topologies.js';
-import { probeUntil } from '../support/wait.js';
+import { pause, probeUntil } from '../../stack/wait.js';
 
 // Far above what a check takes on a loaded machine, so that "checks do not wait" can be told from a check
 // that waited for the WAIT.
@@ -91,7 +91,7 @@ async function onReplica(port: number, key: string): Promise<boolean> {
   }
 }
 
-async function pause(port: number): Promise<number> {
+async function stopReplica(port: number): Promise<number> {
   const pid = Number(/^process_id:(\d+)/m.exec(await redisCli(port, ['info', 'server']))![1]);
   process.kill(pid, 'SIGSTOP');
   paused.add(pid);
@@ -117,7 +117,7 @@ test('with the replicas in sync, a login, a renewal and a logout are on the repl
   expect(await waits('session', 'replicated')).toBe(1);
 
   // The behaviour under test: half the tokens' lifetime must pass before a check renews them; no event says so.
-  await new Promise((r) => setTimeout(r, (TOKEN_TTL_S / 2) * 1000 + 300)); // the tokens are due
+  await pause((TOKEN_TTL_S / 2) * 1000 + 300); // the tokens are due
   expect(await idgates.check(0, cookieOf(alice))).toBe(200);
   expect(await waits('renewal', 'replicated')).toBe(1);
 
@@ -147,7 +147,7 @@ test('with the replica of one primary paused, writes there answer after about th
   const revocationTimeoutsBefore = await waits('revocation', 'timeout');
 
   // A login while the replica is paused, checks of the session on its primary meanwhile.
-  const pid = await pause(victimReplica);
+  const pid = await stopReplica(victimReplica);
   const checkLatencies: number[] = [];
   const checkStatuses = new Set<number>();
   let login: { value: Browser; ms: number } | undefined;
@@ -156,7 +156,7 @@ test('with the replica of one primary paused, writes there answer after about th
     const check = await timed(() => idgates.check(0, cookieOf(there!)));
     checkStatuses.add(check.value);
     checkLatencies.push(check.ms);
-    await new Promise((r) => setTimeout(r, 20)); // pacing: checks at a steady rate while the login waits (the behaviour measured)
+    await pause(20); // pacing: checks at a steady rate while the login waits (the behaviour measured)
   }
   await loggingIn;
   expect((await waits('session', 'timeout')) - sessionTimeoutsBefore).toBe(1);
@@ -175,7 +175,7 @@ test('with the replica of one primary paused, writes there answer after about th
   expect(thereLogout.value).toBe(303);
   expect((await waits('revocation', 'timeout')) - revocationTimeoutsBefore).toBe(1);
   // Resumed, the replica catches up.
-  const caughtUp = !(await probeUntil(() => onReplica(victimReplica, thereKey), (present) => !present, 3000));
+  const caughtUp = !(await probeUntil(() => onReplica(victimReplica, thereKey), (present) => !present, { timeoutMs: 3000 }));
 
   const maxCheck = Math.max(...checkLatencies);
   process.stdout.write(

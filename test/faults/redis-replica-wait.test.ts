@@ -6,7 +6,7 @@
 //   - a replica that resumes within the bound has the session when the answer comes back;
 //   - a logout's delete is on the replica when its answer comes back.
 import { Redis } from 'ioredis';
-import { waitUntil, type ManagedProcess } from '../../stack/processes.js';
+import { type ManagedProcess } from '../../stack/processes.js';
 import { startFreeTempRedis } from '../../stack/redis.js';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { sessionKey } from '../../service/src/session/session-store.js';
@@ -14,7 +14,7 @@ import { unsignSessionId } from '../../service/src/session/cookies.js';
 import type { Config } from '../../service/src/config.js';
 import { Browser, parseForm } from '../support/browser.js';
 import { configFrom, metricValue } from '../support/idgate.js';
-import { probeUntil } from '../support/wait.js';
+import { pause, probeUntil, waitUntil } from '../../stack/wait.js';
 
 // Far above HAProxy's 800 ms check budget, so that a check queued behind a WAIT would be answered 503;
 // and far above the 150 ms pause below, so that a late timer on a loaded machine still resumes within it.
@@ -34,7 +34,7 @@ beforeAll(async () => {
   ({ port: replicaPort, server: replica } = await startFreeTempRedis({ name: 'redis-replica', args: ['--replicaof', '127.0.0.1', String(stack.ports.redis)] }));
   primaryClient = new Redis(stack.ports.redis);
   replicaClient = new Redis(replicaPort);
-  await waitUntil('the replica online', async () => /^slave0:.*state=online/m.test(await primaryClient.info('replication')), 10_000).catch((err: Error) => {
+  await waitUntil('the replica online', async () => /^slave0:.*state=online/m.test(await primaryClient.info('replication')), { timeoutMs: 10_000, everyMs: 100 }).catch((err: Error) => {
     throw new Error(`${err.message}\n${replica.output()}`);
   });
 }, 60_000);
@@ -107,7 +107,7 @@ test('a login answers only once its session is on the replica; with the replica 
     await res.arrayBuffer();
     expect(res.status).toBe(200);
     checkLatencies.push(Date.now() - started);
-    await new Promise((r) => setTimeout(r, 20)); // pacing: checks at a steady rate while the login waits (the behaviour measured)
+    await pause(20); // pacing: checks at a steady rate while the login waits (the behaviour measured)
   }
   await login;
   replica.child.kill('SIGCONT');
@@ -117,7 +117,7 @@ test('a login answers only once its session is on the replica; with the replica 
   expect(await primaryClient.exists(sessionKeyOf(bob))).toBe(1);
   expect(await waits('timeout')).toBe(1);
   const bobOnReplica = sessionKeyOf(bob);
-  expect(await probeUntil(() => replicaClient.exists(bobOnReplica), (n) => n === 1, 3000)).toBe(1);
+  expect(await probeUntil(() => replicaClient.exists(bobOnReplica), (n) => n === 1, { timeoutMs: 3000 })).toBe(1);
 
   // Replica paused, resumed 150 ms later: within the bound, so the answer waits for it and the session is there.
   const carol = new Browser();

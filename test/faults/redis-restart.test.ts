@@ -9,7 +9,7 @@ import { configFrom } from '../support/idgate.js';
 import { plantSessions, sessionRecordOf } from '../support/planted-sessions.js';
 import { REDIS_TOPOLOGIES, startStackOnRedis, type StackOnRedis } from '../support/stack-on-redis.js';
 import { redisKeys } from '../../service/src/session/session-store.js';
-import { probeUntil } from '../support/wait.js';
+import { probeUntil } from '../../stack/wait.js';
 
 const SIGNED_IN = 10;
 const PLANTED = 500;
@@ -45,7 +45,7 @@ describe.each(REDIS_TOPOLOGIES)('on %s', (topology) => {
 
   async function readyAfter(sinceMs: number): Promise<number> {
     const { stack } = onRedis;
-    const status = await probeUntil(async () => (await fetch(`${stack.idgateUrls[0]}/readyz`)).status, (s) => s === 200, 10_000);
+    const status = await probeUntil(async () => (await fetch(`${stack.idgateUrls[0]}/readyz`)).status, (s) => s === 200, { timeoutMs: 10_000 });
     if (status !== 200) throw new Error('idgate not ready 10 s after Redis came back');
     return Date.now() - sinceMs;
   }

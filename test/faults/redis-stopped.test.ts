@@ -7,7 +7,7 @@
 import { Browser, signIn } from '../support/browser.js';
 import { REDIS_TOPOLOGIES, startStackOnRedis, type StackOnRedis } from '../support/stack-on-redis.js';
 import { clientCredentialsToken } from '../support/tokens.js';
-import { waitUntil } from '../support/wait.js';
+import { pause, waitUntil } from '../../stack/wait.js';
 
 interface Round {
   readonly session: number;
@@ -15,7 +15,6 @@ interface Round {
   readonly ready: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** What idgate logs when its revocation subscription drops (session-cache.ts): from then on, no cached answers. */
 const CACHE_OFF = 'session cache off until the revocation subscription is back';
 
@@ -57,12 +56,12 @@ describe.each(REDIS_TOPOLOGIES)('on %s', (topology) => {
     const warningsBefore = cacheOffWarnings();
     await onRedis.stopRedis();
     const stoppedAt = Date.now();
-    await waitUntil(() => cacheOffWarnings() > warningsBefore, 10_000);
+    await waitUntil('the session cache turned off', () => cacheOffWarnings() > warningsBefore, { timeoutMs: 10_000 });
     expect(cacheOffWarnings()).toBe(warningsBefore + 1);
     const down: Round[] = [];
     for (let i = 0; i < 40; i++) {
       down.push(await round());
-      await sleep(50); // the cadence of the rounds that measure the outage: the behaviour sampled, not a wait for an event
+      await pause(50); // the cadence of the rounds that measure the outage: the behaviour sampled, not a wait for an event
     }
     const count = (rounds: Round[], key: keyof Round, status: number) => rounds.filter((r) => r[key] === status).length;
     // Signing in meanwhile gets idgate's own page (HAProxy's backup lines), not a bare 503.
@@ -84,7 +83,7 @@ describe.each(REDIS_TOPOLOGIES)('on %s', (topology) => {
       const r = await round();
       back.push(r);
       if (r.session === 200) recoveredMs = Date.now() - restartedAt;
-      else await sleep(50); // the same cadence: how soon it recovers is what is measured
+      else await pause(50); // the same cadence: how soon it recovers is what is measured
     }
     await serving;
     const sessionAnswers = [...down, ...back].map((r) => r.session);

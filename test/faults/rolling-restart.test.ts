@@ -5,7 +5,7 @@
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { describeCounts, startLoad } from '../support/load.js';
-import { waitUntil } from '../support/wait.js';
+import { waitUntil } from '../../stack/wait.js';
 
 describe.each(['lua', 'spoe'] as const)('rolling restart through HAProxy (%s)', (mode) => {
   let stack: Stack;
@@ -34,11 +34,11 @@ describe.each(['lua', 'spoe'] as const)('rolling restart through HAProxy (%s)', 
         const seen = serverEvents.length;
         const stopping = stack.stopIdgate(index);
         // The drain: HAProxy's health check takes the replica out while it still answers.
-        await waitUntil(() => serverEvents.slice(seen).some((l) => l.includes(`${server(index + 1)} is DOWN, reason: Layer7`)), 30_000);
+        await waitUntil(`${server(index + 1)} DOWN`, () => serverEvents.slice(seen).some((l) => l.includes(`${server(index + 1)} is DOWN, reason: Layer7`)), { timeoutMs: 30_000 });
         await stopping;
         disconnectsAtMs.push(load.now());
         await stack.startIdgate(index);
-        await waitUntil(() => serverEvents.slice(seen).some((l) => l.includes(`${server(index + 1)} is UP`)), 30_000);
+        await waitUntil(`${server(index + 1)} UP`, () => serverEvents.slice(seen).some((l) => l.includes(`${server(index + 1)} is UP`)), { timeoutMs: 30_000 });
         console.log(`${mode}: replica ${index + 1} restarted and back in HAProxy at ${(load.now() / 1000).toFixed(1)} s; ${load.counts.total - before} requests meanwhile`);
       }
     } finally {

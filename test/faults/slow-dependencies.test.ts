@@ -8,7 +8,7 @@ import { Browser, signIn } from '../support/browser.js';
 import { startDelayProxy, type DelayProxy } from '../support/delay-proxy.js';
 import { describeCounts, startLoad, type LoadCounts } from '../support/load.js';
 import { REDIS_TOPOLOGIES, startStackOnRedis, type StackOnRedis } from '../support/stack-on-redis.js';
-import { probeUntil, waitUntil } from '../support/wait.js';
+import { probeUntil, waitAtMost } from '../../stack/wait.js';
 import { clientCredentialsToken } from '../support/tokens.js';
 
 const REDIS_TIMEOUT_MS = 500;
@@ -23,7 +23,7 @@ const CHECK_BOUND_MS = DELAY_MS;
 
 async function load(url: string, headers: Record<string, string>, enough = 40): Promise<LoadCounts> {
   const running = startLoad({ url, headers: { accept: 'application/json', ...headers }, concurrency: 4, maxMs: 10_000 });
-  await waitUntil(() => running.counts.total >= enough, 8000);
+  await waitAtMost(() => running.counts.total >= enough, 8000);
   return running.stop();
 }
 
@@ -52,7 +52,7 @@ describe.each(REDIS_TOPOLOGIES)('on %s', (topology) => {
     expect(slow.slowestMs).toBeLessThan(CHECK_BOUND_MS);
     // Back: the same session works again, without restarting anything (chunks already held still take the
     // delay, so the liveness limit is generous).
-    const status = await probeUntil(async () => (await fetch(`${stack.frontUrl}/slow/redis`, { headers: { accept: 'application/json', cookie } })).status, (s) => s === 200, 15_000);
+    const status = await probeUntil(async () => (await fetch(`${stack.frontUrl}/slow/redis`, { headers: { accept: 'application/json', cookie } })).status, (s) => s === 200, { timeoutMs: 15_000 });
     expect(status).toBe(200);
   }, 60_000);
 });

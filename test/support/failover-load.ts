@@ -3,7 +3,7 @@
 // fault reaches time the outage; then a bounded wait until every session answers 200 through every
 // replica again, and more load after it. The test says what a round checks, what the fault is, and what
 // it asserts and prints from the result.
-import { waitUntil } from './wait.js';
+import { pause, waitAtMost } from '../../stack/wait.js';
 
 export interface FailoverLoadOptions<K extends string, F> {
   /** The kinds answers are counted by (e.g. valid session, forged cookie, no cookie). */
@@ -60,7 +60,7 @@ export async function underFailoverLoad<K extends string, F>(options: FailoverLo
     for (let i = 0; !stopLoad; i++) {
       await options.round(replica, i, count);
       rounds += 1;
-      await new Promise((r) => setTimeout(r, options.pacingMs)); // pacing: a steady load, not a flood
+      await pause(options.pacingMs); // pacing: a steady load, not a flood
     }
   };
   const loops = Array.from({ length: options.replicas }, (_, replica) => load(replica));
@@ -70,7 +70,7 @@ export async function underFailoverLoad<K extends string, F>(options: FailoverLo
   let answering: number[] = [];
   let recoveredAt = 0;
   try {
-    await waitUntil(() => rounds >= options.rounds, 10_000); // a baseline before the failure
+    await waitAtMost(() => rounds >= options.rounds, 10_000); // a baseline before the failure
     killedAt = Date.now();
     fault = await options.fault();
     failedOverAt = Date.now();
@@ -79,12 +79,12 @@ export async function underFailoverLoad<K extends string, F>(options: FailoverLo
     while (Date.now() < deadline) {
       answering = await options.answers();
       if (answering.every((s) => s === 200)) break;
-      await new Promise((r) => setTimeout(r, 100)); // the pace of the recovery probes: part of the measured figures
+      await pause(100); // the pace of the recovery probes: part of the measured figures
     }
     recoveredAt = Date.now();
     const roundsAtRecovery = rounds;
     await options.afterRecovery?.();
-    await waitUntil(() => rounds >= roundsAtRecovery + options.rounds, 10_000); // the load goes on after the recovery
+    await waitAtMost(() => rounds >= roundsAtRecovery + options.rounds, 10_000); // the load goes on after the recovery
   } finally {
     // Also when the fault or a check failed: no loop outlives the test.
     stopLoad = true;

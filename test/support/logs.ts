@@ -1,7 +1,7 @@
 // "No further line was written" cannot be waited for, but "a line written after it" can: idgate writes
 // each stream in order, so once a marker line asked for now shows in the output, every line logged
 // before it is there too. Tests use this instead of sleeping out the log batches.
-import { waitUntil } from './wait.js';
+import { waitUntil } from '../../stack/wait.js';
 
 /** Every marker starts so: tests that read every line leave these out. */
 export const MARKER_PREFIX = 'logs-caught-up-';
@@ -20,8 +20,7 @@ function nextMarker(): string {
 export async function eventsCaughtUp(idgateUrl: string, output: () => string, timeoutMs = 5000): Promise<void> {
   const marker = nextMarker();
   await (await fetch(`${idgateUrl}/_auth/callback?error=${marker}`)).arrayBuffer();
-  await waitUntil(() => output().includes(marker), timeoutMs);
-  if (!output().includes(marker)) throw new Error(`idgate at ${idgateUrl} did not log the marker ${marker} within ${timeoutMs} ms`);
+  await waitUntil(`idgate at ${idgateUrl} logging the marker ${marker}`, () => output().includes(marker), { timeoutMs });
 }
 
 /**
@@ -35,8 +34,7 @@ export async function decisionsCaughtUp(idgateUrl: string, output: () => string,
   const headers = { ...checkHeaders, accept: 'application/json', 'x-forwarded-method': 'GET', 'x-forwarded-uri': marker, 'x-forwarded-host': host };
   await (await fetch(`${idgateUrl}/auth`, { headers })).arrayBuffer();
   const written = () => output().includes(`"path":"${marker}"`);
-  await waitUntil(written, timeoutMs);
-  if (!written()) throw new Error(`idgate at ${idgateUrl} did not log a decision for ${marker} within ${timeoutMs} ms`);
+  await waitUntil(`idgate at ${idgateUrl} logging a decision for ${marker}`, written, { timeoutMs });
 }
 
 /** The decision lines in `output` (an idgate's log), parsed, without the markers of decisionsCaughtUp. */

@@ -9,12 +9,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, holdPort, idpListening, listenOnAnyPort, REPO_ROOT, startOnFreePort, startProcess, waitForPort, waitForReport, waitUntil, type ManagedProcess } from '../../stack/processes.js';
+import { freePort, holdPort, idpListening, listenOnAnyPort, REPO_ROOT, startOnFreePort, startProcess, waitForPort, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { aclFileText, redisCli, redisListening, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from '../../stack/redis.js';
 import { testIdpEnv } from '../../stack/test-idp-profile.js';
 import { startDelayProxy, type DelayProxy } from './delay-proxy.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from './idgate.js';
-import { probeUntil } from './wait.js';
+import { probeUntil, waitUntil } from '../../stack/wait.js';
 
 const run = promisify(execFile);
 
@@ -115,7 +115,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
     waitUntil('cluster state ok', async () => {
       const infos = await Promise.all(live().map((p) => cli(p, ['cluster', 'info'])));
       return infos.every((i) => /cluster_state:ok/.test(i) && /cluster_slots_ok:16384/.test(i) && new RegExp(`cluster_known_nodes:${total}\\b`).test(i));
-    }, timeoutMs);
+    }, { timeoutMs, everyMs: 100 });
   try {
     // Each node on a picked port and bus port (given, not port+10000, which may be past 65535 or taken),
     // started again on others when one was taken (startOnFreePort).
@@ -127,7 +127,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
       await waitUntil('replicas in sync', async () => {
         const infos = await Promise.all(ports.map((p) => cli(p, ['info', 'replication'])));
         return infos.filter((i) => /role:slave/.test(i)).every((i) => /master_link_status:up/.test(i)) && infos.filter((i) => /role:slave/.test(i)).length === primaries * replicasEach;
-      }, 30_000);
+      }, { timeoutMs: 30_000, everyMs: 100 });
     }
   } catch (err) {
     await stopAll();
@@ -174,7 +174,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
         now = await nodeOf(key);
         const info = await cli(live()[0]!, ['cluster', 'info']);
         return now !== oldPort && /cluster_slots_ok:16384/.test(info);
-      }, timeoutMs);
+      }, { timeoutMs, everyMs: 100 });
       return now;
     },
     stop: stopAll,

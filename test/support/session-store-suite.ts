@@ -11,6 +11,7 @@ import type { OidcRelyingParty } from '../../service/src/browser/oidc.js';
 import { keepSessionFresh } from '../../service/src/session/refresh.js';
 import { identityOf, type StoredSession, idpSessionHash, sessionHash } from '../../service/src/session/session-record.js';
 import { hashValue, type PendingLogin, type SessionStore } from '../../service/src/session/session-store.js';
+import { pause } from '../../stack/wait.js';
 
 export const SUITE_SETTINGS = {
   sessionIdleTtlSeconds: 60,
@@ -221,7 +222,7 @@ export function runSessionStoreTests(name: string, makeStore: () => Promise<Stor
       const oidc = {
         refresh: async (session: StoredSession) => {
           grants++;
-          await new Promise((r) => setTimeout(r, 150)); // a slow token endpoint: the race under test
+          await pause(150); // a slow token endpoint: the race under test
           return { ...session, refreshToken: 'r2', accessTokenExpiresAt: now + 300_000, tokensIssuedAt: now + 1 };
         },
       } as unknown as OidcRelyingParty;

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { createLogger, DECISION_LINE_FIELDS, decisionLine, type DecisionRecord } from '../../service/src/audit.js';
-import { waitUntil } from '../support/wait.js';
+import { waitUntil } from '../../stack/wait.js';
 
 const record = (i: number): DecisionRecord => ({
   request_id: `req-${i}`, decision: 'allow', status: 200, reason: 'ok', rule: 'r', sub: 'alice', user: 'alice', client: null, scheme: 'session',
@@ -37,7 +37,7 @@ test('a single decision line is written within a moment, without a flush', async
   const file = path.join(dir, 'audit.log');
   const logger = createLogger({ file });
   logger.decision(record(1));
-  await waitUntil(() => linesOf(file).length > 0);
+  await waitUntil('a line in the audit file', () => linesOf(file).length > 0);
   expect(linesOf(file).map((l) => (JSON.parse(l) as { request_id: string }).request_id)).toEqual(['req-1']);
 });
 

@@ -3,7 +3,7 @@
 // is reported when it ends.
 import type { Redis } from 'ioredis';
 import { combineShardWaits, DurableWrites, type DurabilitySettings, type DurableWriteKind, type ShardWait, type WaitOutcome } from '../../service/src/session/durable-writes.js';
-import { waitUntil } from '../support/wait.js';
+import { pause, waitUntil } from '../../stack/wait.js';
 
 interface Server {
   online: number;
@@ -36,7 +36,7 @@ class FakeRedis {
   }
   async wait(replicas: number, ms: number): Promise<number> {
     this.server.log.push(`${this.name} WAIT ${replicas} ${ms}`);
-    await new Promise((r) => setTimeout(r, this.server.waitTakesMs));
+    await pause(this.server.waitTakesMs);
     return this.server.acked;
   }
   async set(key: string): Promise<'OK'> {
@@ -109,7 +109,7 @@ test('a failed write rejects and reports nothing', async () => {
 test('with every pool connection held by a slow WAIT, a further write goes on the shared connection after the bound, reported skipped', async () => {
   const { state, durable, reports } = setUp({ acked: 0, waitTakesMs: 600 }, { redisWaitMs: 200 });
   const held = Array.from({ length: 4 }, (_, i) => durable.write('session', (r) => r.set(`held${i}`, 'v')));
-  await waitUntil(() => state.log.filter((l) => l.includes(' WAIT ')).length === 4); // every pool connection is in its WAIT
+  await waitUntil('four WAITs', () => state.log.filter((l) => l.includes(' WAIT ')).length === 4); // every pool connection is in its WAIT
   const extra = await durable.write('session', (r) => r.set('extra', 'v'));
   expect(extra).toBe('OK');
   expect(state.log).toContain('shared SET extra');

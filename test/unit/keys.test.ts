@@ -3,7 +3,7 @@ import http from 'node:http';
 import * as jose from 'jose';
 import { RemoteKeySet } from '../../service/src/tokens/keys.js';
 import { Introspector } from '../../service/src/tokens/introspection.js';
-import { waitUntil } from '../support/wait.js';
+import { waitUntil } from '../../stack/wait.js';
 import { MAX_JWKS_BYTES } from '../../service/src/limits.js';
 
 let server: http.Server;
@@ -125,7 +125,7 @@ describe('RemoteKeySet', () => {
     down = true;
     now = 5000;
     expect(await set.getKey('k1', 'RS256')).toBeDefined();
-    await waitUntil(() => failures.length > 0); // the background refresh reports its fetch
+    await waitUntil('a failed fetch reported', () => failures.length > 0); // the background refresh reports its fetch
     expect(failures).toEqual([expect.stringContaining('HTTP 503')]);
     expect(await set.getKey('k1', 'RS256')).toBeDefined();
   });
@@ -139,7 +139,7 @@ describe('RemoteKeySet', () => {
     jwks = { keys: [jwks.keys[1]!] };
     now = 2000;
     await set.getKey('k2', 'RS256'); // stale: triggers the background refetch
-    await waitUntil(() => fetches === 2);
+    await waitUntil('a second fetch', () => fetches === 2);
     expect(await set.getKey('k1', 'RS256')).toBeUndefined();
   });
 
@@ -171,7 +171,7 @@ describe('RemoteKeySet', () => {
     await set.load();
     expect(failures).toEqual([expect.stringContaining(`answer larger than ${MAX_JWKS_BYTES} bytes`)]);
     expect(set.loaded).toBe(false);
-    await waitUntil(() => endlessClosedAt.length === 1);
+    await waitUntil('the endless answer closed', () => endlessClosedAt.length === 1);
   });
 
   test('with no keys ever loaded, an unreachable issuer is an unavailable error, not an invalid token', async () => {
@@ -214,7 +214,7 @@ describe('Introspector', () => {
   test('an endless answer is read up to the bound, then the token is unavailable (never active) and the connection closed', async () => {
     const introspector = new Introspector({ endpoint: new URL(`${base}/introspect-endless`), clientId: 'idgate', clientSecret: 's', timeoutMs: 600_000, maxBodyBytes: 64 * 1024 });
     await expect(introspector.introspect('good')).rejects.toMatchObject({ code: 'idp_unavailable', detail: 'introspection: answer larger than 65536 bytes' });
-    await waitUntil(() => endlessClosedAt.length === 1);
+    await waitUntil('the endless answer closed', () => endlessClosedAt.length === 1);
   });
 
   test('an unreachable endpoint is an unavailable error', async () => {

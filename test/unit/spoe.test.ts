@@ -9,7 +9,7 @@ import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.
 import { FRAME, FrameSplitter, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, createWarningThrottle, decodeFrame, decodeMessages, encodeAck, encodeFrame, encodeKvList, encodeVarint, type SpoeAgentOptions, checkInputFromMessage } from '../../service/src/transports/spoe.js';
 import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';
 import { converse, defaultAgentOptions, hello, notify, openPeer, setVars, type Peer } from '../support/spop.js';
-import { waitUntil } from '../support/wait.js';
+import { pause, waitUntil } from '../../stack/wait.js';
 
 describe('varint (peers encoding)', () => {
   test.each([
@@ -222,7 +222,7 @@ test('a peer that sends but never reads is disconnected; memory stays bounded', 
   const batch = Buffer.concat(Array.from({ length: 2000 }, (_, i) => notify(i + 1, 1, { method: 'GET', pathq: '/', cookie: 'ok' })));
   for (let i = 0; i < 60 && !socket.destroyed; i++) {
     socket.write(batch);
-    await new Promise((r) => setTimeout(r, 20)); // a client writing on and never reading: the behaviour under test
+    await pause(20); // a client writing on and never reading: the behaviour under test
   }
   const closedByAgent = await closed;
   socket.destroy(); // when the agent did not: the test fails, and leaves nothing open
@@ -351,14 +351,14 @@ describe('connections are bounded', () => {
     const { port, warnings, accepted } = await startAgent(allow, { maxConnections: 2 });
     const held = [await peer(port), await peer(port)];
     for (const p of held) p.socket.write(hello());
-    await waitUntil(() => held.every((p) => p.frames.length === 1));
+    await waitUntil('both peers greeted', () => held.every((p) => p.frames.length === 1));
     expect(held.map((p) => p.frames[0]!.type)).toEqual([FRAME.AGENT_HELLO, FRAME.AGENT_HELLO]);
 
     expect(await converse(port, [hello()], 1, 1500)).toEqual({ frames: [], closed: true });
     expect(warnings).toEqual([expect.stringContaining('spoe: 2 connections open (IDGATE_SPOE_MAX_CONNECTIONS); closed 1 more')]);
 
     held[0]!.socket.destroy();
-    await waitUntil(() => accepted[0]!.destroyed);
+    await waitUntil('the first connection closed', () => accepted[0]!.destroyed);
     expect((await converse(port, [hello()], 1)).frames.map((f) => f.type)).toEqual([FRAME.AGENT_HELLO]);
   });
 });
@@ -371,7 +371,7 @@ describe('running checks per connection are bounded', () => {
     const { port, warnings } = await startAgent(check, { maxInFlight: 2 });
     const p = await peer(port);
     p.socket.write(Buffer.concat([hello(), get(1), get(2), get(3)]));
-    await waitUntil(() => p.frames.length === 2);
+    await waitUntil('two frames', () => p.frames.length === 2);
     expect(p.frames.map((f) => [f.type, f.streamId])).toEqual([[FRAME.AGENT_HELLO, 0], [FRAME.ACK, 3]]);
     expect(setVars(p.frames[1]!)).toEqual({ status: 503 });
     expect(pending).toHaveLength(2);
@@ -379,9 +379,9 @@ describe('running checks per connection are bounded', () => {
 
     // An answered check frees its place: the next frame is checked, not refused.
     pending[0]!(checkOutcome('public', 200, 'public route'));
-    await waitUntil(() => p.frames.length === 3);
+    await waitUntil('three frames', () => p.frames.length === 3);
     p.socket.write(get(4));
-    await waitUntil(() => pending.length === 3);
+    await waitUntil('three checks pending', () => pending.length === 3);
     expect(pending).toHaveLength(3);
     expect(p.frames.map((f) => [f.type, f.streamId])).toEqual([[FRAME.AGENT_HELLO, 0], [FRAME.ACK, 3], [FRAME.ACK, 1]]);
     expect(setVars(p.frames[2]!)).toEqual({ status: 200 });
@@ -404,12 +404,12 @@ describe('a connection must say hello soon', () => {
     const { port, warnings } = await startAgent(allow, { helloTimeoutMs: 1000 });
     const greeted = await peer(port);
     greeted.socket.write(hello());
-    await waitUntil(() => greeted.frames.length === 1);
+    await waitUntil('the greeted peer\'s hello', () => greeted.frames.length === 1);
     // Opened after the greeted peer's hello: had its timer not been stopped, it would fire first.
     const silent = await peer(port);
     const halfway = await peer(port);
     halfway.socket.write(hello().subarray(0, 10));
-    await waitUntil(() => silent.closed && halfway.closed);
+    await waitUntil('the silent and the halfway peers closed', () => silent.closed && halfway.closed);
     for (const p of [silent, halfway]) {
       expect(p.closed).toBe(true);
       expect(p.frames.map((f) => [f.type, statusCode(f)])).toEqual([[FRAME.AGENT_DISCONNECT, STATUS.TIMEOUT]]);
@@ -417,7 +417,7 @@ describe('a connection must say hello soon', () => {
     expect(warnings.filter((w) => w.includes('sent no HAPROXY-HELLO within 1000 ms'))).toHaveLength(2);
     expect(greeted.closed).toBe(false);
     greeted.socket.write(get(1));
-    await waitUntil(() => greeted.frames.length === 2);
+    await waitUntil('the greeted peer\'s ACK', () => greeted.frames.length === 2);
     expect(greeted.frames.map((f) => f.type)).toEqual([FRAME.AGENT_HELLO, FRAME.ACK]);
   });
 });
@@ -453,7 +453,7 @@ describe('frame reassembly', () => {
     });
     const p = await peer(agentPort);
     p.socket.write(hello({ 'max-frame-size': 32764 }));
-    await waitUntil(() => p.frames.length === 1);
+    await waitUntil('the hello', () => p.frames.length === 1);
     const cookie = `big=${'x'.repeat(30_000)}`;
     const frame = notify(1, 1, { method: 'GET', pathq: '/', cookie });
     // Fed straight into the agent's side of the connection: TCP would merge the bytes on the way.
@@ -470,7 +470,7 @@ describe('frame reassembly', () => {
       concat.mockRestore();
       copy.mockRestore();
     }
-    await waitUntil(() => p.frames.length === 2);
+    await waitUntil('two frames', () => p.frames.length === 2);
     expect(cookies).toEqual([cookie]);
     expect(p.frames[1]!.type).toBe(FRAME.ACK);
   });
@@ -543,14 +543,14 @@ describe('a stopping agent (graceful shutdown)', () => {
     const busy = await peer(port);
     idle.socket.write(hello());
     busy.socket.write(Buffer.concat([hello(), notify(5, 9, { method: 'GET', pathq: '/' })]));
-    await waitUntil(() => idle.frames.length === 1 && busy.frames.length === 1 && release !== undefined);
+    await waitUntil('both peers greeted, the busy one\'s check held', () => idle.frames.length === 1 && busy.frames.length === 1 && release !== undefined);
     const stopped = agent.shutdown(2000);
-    await waitUntil(() => idle.closed);
+    await waitUntil('the idle peer closed', () => idle.closed);
     expect(idle.frames.map((f) => f.type)).toEqual([FRAME.AGENT_HELLO, FRAME.AGENT_DISCONNECT]);
     expect(busy.closed).toBe(false);
     release();
     await stopped;
-    await waitUntil(() => busy.closed);
+    await waitUntil('the busy peer closed', () => busy.closed);
     expect(busy.frames.map((f) => [f.type, f.streamId, f.frameId])).toEqual([[FRAME.AGENT_HELLO, 0, 0], [FRAME.ACK, 5, 9], [FRAME.AGENT_DISCONNECT, 0, 0]]);
     expect(busy.frames[2]!.payload.kvList()['status-code']).toBe(STATUS.NORMAL);
   });
