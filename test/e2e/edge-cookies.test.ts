@@ -4,8 +4,8 @@
 // planter. The browser endpoints (userinfo, logout) read the session through express-session, which takes
 // the first cookie: they must see none either. Requests are written byte-exact (raw-http), so the Cookie lines are exactly as under test.
 import crypto from 'node:crypto';
-import { startStack, type Stack } from '../../stack/stack.js';
-import { signedInCookies } from '../support/browser.js';
+import type { Stack } from '../../stack/stack.js';
+import { withSignedInStack } from '../support/signed-in-stack.js';
 import { decisionLinesIn, decisionsCaughtUp, eventsCaughtUp } from '../support/logs.js';
 import { one, rawRequest, type RawResponse, echoOf } from '../support/raw-http.js';
 
@@ -28,13 +28,9 @@ async function ask(cookieLines: string[], under = '/page'): Promise<{ status: nu
 const TWO_COOKIES = expect.objectContaining({ decision: 'unauthenticated', status: 401, sub: null, reason: expect.stringMatching(/^two idgate session cookies came .*; neither counts$/) });
 
 describe.each(['lua', 'spoe'] as const)('two idgate session cookies, through HAProxy (%s)', (mode) => {
-  beforeAll(async () => {
-    stack = await startStack({ haproxyMode: mode });
-    Object.assign(cookies, await signedInCookies(stack.frontUrl, ['bob', 'alice'] as const));
-  }, 60_000);
-
-  afterAll(async () => {
-    await stack?.stop();
+  withSignedInStack(['bob', 'alice'] as const, () => ({ haproxyMode: mode }), (started) => {
+    stack = started.stack;
+    Object.assign(cookies, started.cookies);
   });
 
   test('one session cookie signs bob in', async () => {

@@ -4,9 +4,9 @@
 // as written. The other edge tests prove each class in depth on policies of their own; this one shows the
 // shipped demo closes every example.
 import crypto from 'node:crypto';
-import { startStack, type Stack } from '../../stack/stack.js';
+import type { Stack } from '../../stack/stack.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
-import { Browser, signIn } from '../support/browser.js';
+import { withSignedInStack } from '../support/signed-in-stack.js';
 import { one, rawExchange, rawRequest, statusLines, type RawResponse, echoOf } from '../support/raw-http.js';
 
 let stack: Stack;
@@ -43,16 +43,8 @@ function proofWithHugeExponent(url: string): string {
 }
 
 describe.each(['lua', 'spoe'] as const)('the demo as `make demo` runs it refuses each edge attack (%s)', (mode) => {
-  beforeAll(async () => {
-    stack = await startStack({ haproxyMode: mode });
-    const [bob, alice] = [new Browser(), new Browser()];
-    await Promise.all([signIn(bob, `${stack.frontUrl}/`, 'bob'), signIn(alice, `${stack.frontUrl}/`, 'alice')]);
-    bobCookie = `_idgate=${bob.cookie('127.0.0.1', '_idgate')}`;
-    aliceCookie = `_idgate=${alice.cookie('127.0.0.1', '_idgate')}`;
-  }, 60_000);
-
-  afterAll(async () => {
-    await stack?.stop();
+  withSignedInStack(['bob', 'alice'] as const, () => ({ haproxyMode: mode }), (started) => {
+    ({ stack, cookies: { bob: bobCookie, alice: aliceCookie } } = started);
   });
 
   test('the harness sees what it should: bob reaches / as himself, and gets 403 on /admin/', async () => {

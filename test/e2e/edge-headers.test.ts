@@ -4,9 +4,9 @@
 // idgate's own cookies never reach the app, and what idgate does send is unambiguous. Requests are
 // written byte-exact (raw-http): repeated lines stay repeated, names keep their spelling.
 import crypto from 'node:crypto';
-import { startStack, type Stack } from '../../stack/stack.js';
+import type { Stack } from '../../stack/stack.js';
 import { pause } from '../../stack/wait.js';
-import { Browser, signIn } from '../support/browser.js';
+import { withSignedInStack } from '../support/signed-in-stack.js';
 import { all, one, rawRequest, type RawResponse, echoOf } from '../support/raw-http.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
 import { clientCredentialsToken } from '../support/tokens.js';
@@ -48,12 +48,6 @@ function cookieOf(echo: Echo): string | undefined {
 
 const getToken = () => clientCredentialsToken(stack.issuer);
 
-async function sessionCookie(user: string): Promise<string> {
-  const browser = new Browser();
-  await signIn(browser, `${stack.frontUrl}/`, user);
-  return `_idgate=${browser.cookie('127.0.0.1', '_idgate')}`;
-}
-
 // Client headers that could be read as identity, as proxy facts, or as another method or path, in
 // several spellings (CGI/Rack/WSGI read `_` and `-` alike; names are case-insensitive).
 const SPOOFED_HEADERS = [
@@ -84,16 +78,11 @@ const TABLE_SAMPLES = DELETED_HEADERS.map((h, i) => {
 });
 
 describe.each(['lua', 'spoe'] as const)('the edge headers through HAProxy (%s)', (mode) => {
-  beforeAll(async () => {
-    // Short-lived access tokens, so that one test can see a renewal cheaply (after TOKEN_TTL_S / 2).
-    stack = await startStack({ haproxyMode: mode, idpEnv: { IDP_ACCESS_TOKEN_TTL: String(TOKEN_TTL_S) } });
-    const [bob, renewing] = await Promise.all([sessionCookie('bob'), sessionCookie('alice')]);
-    bobCookie = bob;
-    renewer = { cookie: renewing, signedInAt: Date.now() };
-  }, 60_000);
-
-  afterAll(async () => {
-    await stack?.stop();
+  // Short-lived access tokens, so that one test can see a renewal cheaply (after TOKEN_TTL_S / 2): alice's.
+  withSignedInStack(['bob', 'alice'] as const, () => ({ haproxyMode: mode, idpEnv: { IDP_ACCESS_TOKEN_TTL: String(TOKEN_TTL_S) } }), (started) => {
+    stack = started.stack;
+    bobCookie = started.cookies.bob;
+    renewer = { cookie: started.cookies.alice, signedInAt: started.signedInAt };
   });
 
   test('the harness sees what it should: bob reaches / with his identity, anonymous reaches /public/x', async () => {
@@ -243,22 +232,24 @@ describe.each(['lua', 'spoe'] as const)('the edge headers through HAProxy (%s)',
     });
   });
 
-  describe('identity headers are unambiguous', () => {
-    test("bob's X-Auth-Issuer is the stack's issuer", async () => {
-      const o = await send('bob', '/');
-      expect(o.echo?.headers['x-auth-issuer']).toBe(stack.issuer);
-    });
+  describe('per IdP profile', () => {
+    describe('identity headers are unambiguous', () => {
+      test("bob's X-Auth-Issuer is the stack's issuer", async () => {
+        const o = await send('bob', '/');
+        expect(o.echo?.headers['x-auth-issuer']).toBe(stack.issuer);
+      });
 
-    test('every X-Auth-* value is printable ASCII with % only as %XX, each sent once', async () => {
-      const [bob, bot] = await Promise.all([send('bob', '/'), send('anonymous', '/api/hello', [['Authorization', `Bearer ${await getToken()}`]])]);
-      for (const echo of [bob.echo!, bot.echo!]) {
-        const identity = Object.entries(echo.headers).filter(([n]) => n.startsWith('x-auth-'));
-        expect(identity.length).toBeGreaterThan(1);
-        for (const [name, value] of identity) {
-          expect([name, typeof value]).toEqual([name, 'string']);
-          expect([name, value]).toEqual([name, expect.stringMatching(/^(?:[\x20-\x24\x26-\x7e]|%[0-9A-F]{2})*$/)]);
+      test('every X-Auth-* value is printable ASCII with % only as %XX, each sent once', async () => {
+        const [bob, bot] = await Promise.all([send('bob', '/'), send('anonymous', '/api/hello', [['Authorization', `Bearer ${await getToken()}`]])]);
+        for (const echo of [bob.echo!, bot.echo!]) {
+          const identity = Object.entries(echo.headers).filter(([n]) => n.startsWith('x-auth-'));
+          expect(identity.length).toBeGreaterThan(1);
+          for (const [name, value] of identity) {
+            expect([name, typeof value]).toEqual([name, 'string']);
+            expect([name, value]).toEqual([name, expect.stringMatching(/^(?:[\x20-\x24\x26-\x7e]|%[0-9A-F]{2})*$/)]);
+          }
         }
-      }
+      });
     });
   });
 

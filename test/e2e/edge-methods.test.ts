@@ -4,8 +4,8 @@
 // it, each refusal is idgate's (an audit line), and CORS preflights pass unjudged only where a rule says so.
 import crypto from 'node:crypto';
 import path from 'node:path';
-import { startStack, REPO_ROOT, type Stack } from '../../stack/stack.js';
-import { Browser, signIn } from '../support/browser.js';
+import { REPO_ROOT, type Stack } from '../../stack/stack.js';
+import { withSignedInStack } from '../support/signed-in-stack.js';
 import { one, rawExchange, rawRequest, statusLines, type RawResponse, echoOf } from '../support/raw-http.js';
 import { decisionLinesIn, decisionsCaughtUp } from '../support/logs.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
@@ -40,16 +40,9 @@ function smuggled(marker: string, close = true): string {
 }
 
 describe.each(['lua', 'spoe'] as const)('methods at the edge through HAProxy (%s)', (mode) => {
-  beforeAll(async () => {
-    stack = await startStack({ haproxyMode: mode, idgateEnv: { IDGATE_POLICY_FILE: path.join(REPO_ROOT, 'test/e2e/fixtures/policy-edge-methods.yaml') } });
-    const [bob, alice] = [new Browser(), new Browser()];
-    await Promise.all([signIn(bob, `${stack.frontUrl}/`, 'bob'), signIn(alice, `${stack.frontUrl}/`, 'alice')]);
-    bobCookie = `_idgate=${bob.cookie('127.0.0.1', '_idgate')}`;
-    aliceCookie = `_idgate=${alice.cookie('127.0.0.1', '_idgate')}`;
-  }, 60_000);
-
-  afterAll(async () => {
-    await stack?.stop();
+  const policy = path.join(REPO_ROOT, 'test/e2e/fixtures/policy-edge-methods.yaml');
+  withSignedInStack(['bob', 'alice'] as const, () => ({ haproxyMode: mode, idgateEnv: { IDGATE_POLICY_FILE: policy } }), (started) => {
+    ({ stack, cookies: { bob: bobCookie, alice: aliceCookie } } = started);
   });
 
   test('the harness sees what it should: bob reaches / with his identity', async () => {

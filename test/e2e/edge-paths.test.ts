@@ -10,8 +10,8 @@
 // route the caller may not open under the demo policy.
 import crypto from 'node:crypto';
 import fc from 'fast-check';
-import { startStack, type Stack } from '../../stack/stack.js';
-import { signedInCookies } from '../support/browser.js';
+import type { Stack } from '../../stack/stack.js';
+import { withSignedInStack } from '../support/signed-in-stack.js';
 import { rawRequest } from '../support/raw-http.js';
 import { forbiddenReadings, hostilePath, referenceCanonical, type Caller } from '../support/path-oracle.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
@@ -204,13 +204,9 @@ const HOSTILE_PATHS: { why: string; target: string }[] = [
 ];
 
 describe.each(['lua', 'spoe'] as const)('hostile paths through HAProxy (%s)', (mode) => {
-  beforeAll(async () => {
-    stack = await startStack({ haproxyMode: mode });
-    Object.assign(sessionCookies, await signedInCookies(stack.frontUrl, ['bob', 'alice'] as const));
-  }, 60_000);
-
-  afterAll(async () => {
-    await stack?.stop();
+  withSignedInStack(['bob', 'alice'] as const, () => ({ haproxyMode: mode }), (started) => {
+    stack = started.stack;
+    Object.assign(sessionCookies, started.cookies);
   });
 
   describe('the harness sees what it should', () => {

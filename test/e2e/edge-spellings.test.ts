@@ -6,9 +6,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startStack, type Stack } from '../../stack/stack.js';
+import type { Stack } from '../../stack/stack.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
-import { Browser, signIn } from '../support/browser.js';
+import { withSignedInStack } from '../support/signed-in-stack.js';
 import { rawRequest } from '../support/raw-http.js';
 import { canonicalPath } from '../../service/src/check/paths.js';
 
@@ -67,17 +67,12 @@ async function decisionFor(target: string, cookie?: string): Promise<{ status: n
 }
 
 describe.each(['lua', 'spoe'] as const)('one spelling per path, through HAProxy (%s)', (mode) => {
-  beforeAll(async () => {
+  withSignedInStack(['bob'] as const, () => {
     const policyFile = path.join(policyDir, `policy-${mode}.yaml`);
     fs.writeFileSync(policyFile, policyYaml());
-    stack = await startStack({ haproxyMode: mode, idgateEnv: { IDGATE_POLICY_FILE: policyFile } });
-    const browser = new Browser();
-    await signIn(browser, `${stack.frontUrl}/`, 'bob');
-    bobCookie = `_idgate=${browser.cookie('127.0.0.1', '_idgate')}`;
-  }, 60_000);
-
-  afterAll(async () => {
-    await stack?.stop();
+    return { haproxyMode: mode, idgateEnv: { IDGATE_POLICY_FILE: policyFile } };
+  }, (started) => {
+    ({ stack, cookies: { bob: bobCookie } } = started);
   });
 
   test('bob is signed in, and a rule of the table closes its path to him', async () => {
