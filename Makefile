@@ -54,7 +54,8 @@ test: build typecheck
 	rm -rf .run/test-logs && mkdir -p .run/test-logs
 	# A hung run fails within 20 minutes instead of holding CI for its whole budget.
 	IDGATE_LOG_CAPTURE_DIR=$(CURDIR)/.run/test-logs NODE_OPTIONS=$(NODE_OPTIONS_JEST) timeout 1200 npx jest
-	# The IdP-facing end-to-end files once more, against the Okta-shaped IdP (jest.okta.config.js); their
+	# The end-to-end tests that depend on the IdP's profile once more, against the Okta-shaped IdP
+	# (jest.okta.config.js: the `per IdP profile` blocks); their
 	# logs go to the same directory, so the scan below covers both passes.
 	IDGATE_LOG_CAPTURE_DIR=$(CURDIR)/.run/test-logs NODE_OPTIONS=$(NODE_OPTIONS_JEST) timeout 600 npx jest -c jest.okta.config.js
 	node test/scan-logs.mjs .run/test-logs

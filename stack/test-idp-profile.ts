@@ -1,6 +1,6 @@
 // The profile every local IdP of the tests answers with: IDGATE_TEST_IDP_PROFILE=okta starts them all with
 // the okta profile (stack/idp.ts IdpOptions.profile), so the end-to-end files run against the Okta-shaped IdP;
-// unset or demo: the demo profile. `make test` runs the IdP-facing files once more with okta (jest.okta.config.js).
+// unset or demo: the demo profile. `make test` runs the tests that depend on the profile once more with okta (jest.okta.config.js).
 // Declared here, beside the stack that starts the IdP, so stack.ts and the tests read the one switch.
 import type { IdpProfile } from './idp.js';
 

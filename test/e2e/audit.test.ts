@@ -41,34 +41,36 @@ async function metrics(): Promise<string> {
 }
 
 describe('audit lines', () => {
-  test('every kind of decision writes one line with every field of docs/reference.md', async () => {
-    const alice = new Browser();
-    await signIn(alice, `${stack.frontUrl}/`, 'alice');
-    const bob = new Browser();
-    await signIn(bob, `${stack.frontUrl}/`, 'bob');
-    const cases: [string, () => Promise<Response>, Record<string, unknown>][] = [
-      ['public', () => fetch(`${stack.frontUrl}/public/x?token=secret-in-query`), { decision: 'public', status: 200, rule: 'public', sub: null, path: '/public/x' }],
-      ['allow', () => alice.fetch(`${stack.frontUrl}/admin/panel`), { decision: 'allow', status: 200, rule: 'admin-area', sub: 'alice', user: 'alice', client: null, path: '/admin/panel' }],
-      ['login', () => fetch(`${stack.frontUrl}/page`, { headers: { accept: 'text/html' }, redirect: 'manual' }), { decision: 'login', status: 302, reason: 'no credentials', path: '/page' }],
-      ['unauthenticated', () => fetch(`${stack.frontUrl}/api/x`, { method: 'DELETE' }), { decision: 'unauthenticated', status: 401, rule: 'api', method: 'DELETE', path: '/api/x' }],
-      ['deny', () => bob.fetch(`${stack.frontUrl}/admin/`), { decision: 'deny', status: 403, rule: 'admin-area', reason: 'needs group admins', user: 'bob', path: '/admin/' }],
-    ];
-    await decisionsWritten(); // the sign-ins' own lines are out, not counted below
-    for (const [name, send, expected] of cases) {
-      const before = auditLines().length;
-      const res = await send();
-      await res.arrayBuffer();
-      // Lines are written asynchronously: count those of this request's path.
-      const ofThisRequest = () => auditLines().slice(before).filter((l) => l.path === (expected.path ?? l.path));
-      await decisionsWritten(); // a second line of this request would show now
-      const added = ofThisRequest();
-      expect({ name, count: added.length }).toEqual({ name, count: 1 });
-      const line = added[0]!;
-      for (const field of FIELDS) expect({ name, field, present: field in line }).toEqual({ name, field, present: true });
-      expect(line).toMatchObject({ ...expected, host: `127.0.0.1:${stack.ports.front}`, client_ip: '127.0.0.1' });
-      expect(typeof line.latency_ms).toBe('number');
-      expect(JSON.stringify(line)).not.toContain('secret-in-query');
-    }
+  describe('per IdP profile', () => {
+    test('every kind of decision writes one line with every field of docs/reference.md', async () => {
+      const alice = new Browser();
+      await signIn(alice, `${stack.frontUrl}/`, 'alice');
+      const bob = new Browser();
+      await signIn(bob, `${stack.frontUrl}/`, 'bob');
+      const cases: [string, () => Promise<Response>, Record<string, unknown>][] = [
+        ['public', () => fetch(`${stack.frontUrl}/public/x?token=secret-in-query`), { decision: 'public', status: 200, rule: 'public', sub: null, path: '/public/x' }],
+        ['allow', () => alice.fetch(`${stack.frontUrl}/admin/panel`), { decision: 'allow', status: 200, rule: 'admin-area', sub: 'alice', user: 'alice', client: null, path: '/admin/panel' }],
+        ['login', () => fetch(`${stack.frontUrl}/page`, { headers: { accept: 'text/html' }, redirect: 'manual' }), { decision: 'login', status: 302, reason: 'no credentials', path: '/page' }],
+        ['unauthenticated', () => fetch(`${stack.frontUrl}/api/x`, { method: 'DELETE' }), { decision: 'unauthenticated', status: 401, rule: 'api', method: 'DELETE', path: '/api/x' }],
+        ['deny', () => bob.fetch(`${stack.frontUrl}/admin/`), { decision: 'deny', status: 403, rule: 'admin-area', reason: 'needs group admins', user: 'bob', path: '/admin/' }],
+      ];
+      await decisionsWritten(); // the sign-ins' own lines are out, not counted below
+      for (const [name, send, expected] of cases) {
+        const before = auditLines().length;
+        const res = await send();
+        await res.arrayBuffer();
+        // Lines are written asynchronously: count those of this request's path.
+        const ofThisRequest = () => auditLines().slice(before).filter((l) => l.path === (expected.path ?? l.path));
+        await decisionsWritten(); // a second line of this request would show now
+        const added = ofThisRequest();
+        expect({ name, count: added.length }).toEqual({ name, count: 1 });
+        const line = added[0]!;
+        for (const field of FIELDS) expect({ name, field, present: field in line }).toEqual({ name, field, present: true });
+        expect(line).toMatchObject({ ...expected, host: `127.0.0.1:${stack.ports.front}`, client_ip: '127.0.0.1' });
+        expect(typeof line.latency_ms).toBe('number');
+        expect(JSON.stringify(line)).not.toContain('secret-in-query');
+      }
+    });
   });
 
   test('a denied request is explained by the idgate line found with the request id of HAProxy\'s line', async () => {

@@ -257,21 +257,23 @@ afterAll(async () => {
 });
 
 describe.each(['direct', 'through HAProxy'] as const)('JWT bearer tokens, %s', (transport) => {
-  test('demo-bot\'s JWT is accepted, with client, subject and scopes as identity headers', async () => {
-    const res = await check(await clientCredentials(idps.a.issuer), '/api/x', transport);
-    expect(res.status).toBe(200);
-    expect(res.identity).toMatchObject({ 'x-auth-client': machineClient.id, 'x-auth-subject': machineClient.id, 'x-auth-scopes': machineClient.scope });
-  });
+  describe('per IdP profile', () => {
+    test('demo-bot\'s JWT is accepted, with client, subject and scopes as identity headers', async () => {
+      const res = await check(await clientCredentials(idps.a.issuer), '/api/x', transport);
+      expect(res.status).toBe(200);
+      expect(res.identity).toMatchObject({ 'x-auth-client': machineClient.id, 'x-auth-subject': machineClient.id, 'x-auth-scopes': machineClient.scope });
+    });
 
-  // Was "a token from a second trusted issuer is accepted" on /api/: it now counts only where a rule
-  // names its issuer, never on rules written for the primary issuer.
-  test('a token from a second trusted issuer counts only on rules that name its issuer', async () => {
-    const token = await clientCredentials(idps.b.issuer);
-    expect((await check(token, '/api/x', transport)).status).toBe(200);
-    const res = await check(token, '/primary-api/x', transport);
-    expect(res.status).toBe(403);
-    expect(res.body).toEqual({ error: 'access_denied', reason: 'needs an identity from the primary issuer (IDGATE_ISSUER)' });
-    expect((await check(await clientCredentials(idps.a.issuer), '/primary-api/x', transport)).status).toBe(200);
+    // Was "a token from a second trusted issuer is accepted" on /api/: it now counts only where a rule
+    // names its issuer, never on rules written for the primary issuer.
+    test('a token from a second trusted issuer counts only on rules that name its issuer', async () => {
+      const token = await clientCredentials(idps.b.issuer);
+      expect((await check(token, '/api/x', transport)).status).toBe(200);
+      const res = await check(token, '/primary-api/x', transport);
+      expect(res.status).toBe(403);
+      expect(res.body).toEqual({ error: 'access_denied', reason: 'needs an identity from the primary issuer (IDGATE_ISSUER)' });
+      expect((await check(await clientCredentials(idps.a.issuer), '/primary-api/x', transport)).status).toBe(200);
+    });
   });
 
   test('Okta claims map to identity headers: scp list, cid, uid', async () => {

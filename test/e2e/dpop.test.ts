@@ -109,12 +109,14 @@ async function auditLine(requestId: string): Promise<Record<string, unknown>> {
 }
 
 describe('a DPoP-bound token with a proof, through HAProxy and the HTTP check (Lua)', () => {
-  test('the token is bound to the client key (cnf.jkt) and passes with a proof for the request: the app gets the client', async () => {
-    const res = await withProof(stack.frontUrl, '/api/items?page=2');
-    expect(res.status).toBe(200);
-    expect(res.received?.headers).toMatchObject({ 'x-auth-client': dpopClient.id, 'x-auth-scopes': dpopClient.scope });
-    const line = await auditLine(res.received!.headers!['x-request-id']!);
-    expect(line).toMatchObject({ decision: 'allow', scheme: 'dpop', client: dpopClient.id, path: '/api/items' });
+  describe('per IdP profile', () => {
+    test('the token is bound to the client key (cnf.jkt) and passes with a proof for the request: the app gets the client', async () => {
+      const res = await withProof(stack.frontUrl, '/api/items?page=2');
+      expect(res.status).toBe(200);
+      expect(res.received?.headers).toMatchObject({ 'x-auth-client': dpopClient.id, 'x-auth-scopes': dpopClient.scope });
+      const line = await auditLine(res.received!.headers!['x-request-id']!);
+      expect(line).toMatchObject({ decision: 'allow', scheme: 'dpop', client: dpopClient.id, path: '/api/items' });
+    });
   });
 
   test('a POST with a proof for POST passes', async () => {
@@ -197,14 +199,16 @@ describe('a check asked again', () => {
 });
 
 describe('through HAProxy and the SPOE agent', () => {
-  test('a DPoP request with a good proof passes, and its replay is refused with a DPoP challenge', async () => {
-    const proof = await dpopProof(key, 'GET', `${spoeFrontUrl}/api/items`, { token });
-    const res = await call(`${spoeFrontUrl}/api/items?x=1`, { proof });
-    expect(res.status).toBe(200);
-    expect(res.received?.headers).toMatchObject({ 'x-auth-client': dpopClient.id });
-    const again = await call(`${spoeFrontUrl}/api/items?x=1`, { proof });
-    expect(again.status).toBe(401);
-    expect(again.www).toBe(`DPoP realm="idgate", error="invalid_dpop_proof", error_description="the DPoP proof was already used", ${ALGS}`);
+  describe('per IdP profile', () => {
+    test('a DPoP request with a good proof passes, and its replay is refused with a DPoP challenge', async () => {
+      const proof = await dpopProof(key, 'GET', `${spoeFrontUrl}/api/items`, { token });
+      const res = await call(`${spoeFrontUrl}/api/items?x=1`, { proof });
+      expect(res.status).toBe(200);
+      expect(res.received?.headers).toMatchObject({ 'x-auth-client': dpopClient.id });
+      const again = await call(`${spoeFrontUrl}/api/items?x=1`, { proof });
+      expect(again.status).toBe(401);
+      expect(again.www).toBe(`DPoP realm="idgate", error="invalid_dpop_proof", error_description="the DPoP proof was already used", ${ALGS}`);
+    });
   });
 
   test('a proof made for the Lua front end does not pass on the SPOE one (another URL)', async () => {

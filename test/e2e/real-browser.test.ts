@@ -23,32 +23,34 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-test('alice signs in with a real browser and reaches the app; bob is shown the 403 page on /admin/', async () => {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  await page.goto(`${stack.frontUrl}/admin/dashboard?tab=1`);
-  expect(new URL(page.url()).origin).toBe(stack.issuer);
-  await page.fill('input[name="login"]', 'alice');
-  await page.fill('input[name="password"]', 'alice');
-  await Promise.all([page.waitForURL(`${stack.frontUrl}/admin/dashboard?tab=1`), page.click('[type="submit"]')]);
-  const echo = JSON.parse((await page.textContent('body')) ?? '{}') as { headers: Record<string, string> };
-  expect(echo.headers['x-auth-user']).toBe('alice');
-  expect(echo.headers['x-auth-groups']).toContain('admins');
-  const cookies = await context.cookies(stack.frontUrl);
-  const session = cookies.find((c) => c.name === '_idgate')!;
-  expect(session).toMatchObject({ httpOnly: true, sameSite: 'Lax' });
-  await context.close();
+describe('per IdP profile', () => {
+  test('alice signs in with a real browser and reaches the app; bob is shown the 403 page on /admin/', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${stack.frontUrl}/admin/dashboard?tab=1`);
+    expect(new URL(page.url()).origin).toBe(stack.issuer);
+    await page.fill('input[name="login"]', 'alice');
+    await page.fill('input[name="password"]', 'alice');
+    await Promise.all([page.waitForURL(`${stack.frontUrl}/admin/dashboard?tab=1`), page.click('[type="submit"]')]);
+    const echo = JSON.parse((await page.textContent('body')) ?? '{}') as { headers: Record<string, string> };
+    expect(echo.headers['x-auth-user']).toBe('alice');
+    expect(echo.headers['x-auth-groups']).toContain('admins');
+    const cookies = await context.cookies(stack.frontUrl);
+    const session = cookies.find((c) => c.name === '_idgate')!;
+    expect(session).toMatchObject({ httpOnly: true, sameSite: 'Lax' });
+    await context.close();
 
-  const bobContext = await browser.newContext();
-  const bobPage = await bobContext.newPage();
-  await bobPage.goto(`${stack.frontUrl}/admin/`);
-  await bobPage.fill('input[name="login"]', 'bob');
-  await bobPage.fill('input[name="password"]', 'bob');
-  const [response] = await Promise.all([bobPage.waitForResponse((r) => r.url() === `${stack.frontUrl}/admin/`), bobPage.click('[type="submit"]')]);
-  expect(response.status()).toBe(403);
-  expect(await bobPage.textContent('h1')).toBe('Access denied');
-  await bobContext.close();
-}, 30_000);
+    const bobContext = await browser.newContext();
+    const bobPage = await bobContext.newPage();
+    await bobPage.goto(`${stack.frontUrl}/admin/`);
+    await bobPage.fill('input[name="login"]', 'bob');
+    await bobPage.fill('input[name="password"]', 'bob');
+    const [response] = await Promise.all([bobPage.waitForResponse((r) => r.url() === `${stack.frontUrl}/admin/`), bobPage.click('[type="submit"]')]);
+    expect(response.status()).toBe(403);
+    expect(await bobPage.textContent('h1')).toBe('Access denied');
+    await bobContext.close();
+  }, 30_000);
+});
 
 test('signing out at the IdP ends the idgate session: the IdP\'s "Signed out" page loads idgate\'s front-channel logout', async () => {
   const context = await browser.newContext();

@@ -12,39 +12,41 @@ import { pause } from '../../stack/wait.js';
 
 const TOKEN_TTL_S = 4;
 
-describe.each([
-  ['the demo IdP', 'always'],
-  ['an Okta-like IdP (an ID token only when openid is asked)', 'when-openid-asked'],
-])('with %s', (_name, idTokenOnRefresh) => {
-  let stack: Stack;
-  let dir: string;
-  let groupsFile: string;
+describe('per IdP profile', () => {
+  describe.each([
+    ['the demo IdP', 'always'],
+    ['an Okta-like IdP (an ID token only when openid is asked)', 'when-openid-asked'],
+  ])('with %s', (_name, idTokenOnRefresh) => {
+    let stack: Stack;
+    let dir: string;
+    let groupsFile: string;
 
-  beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-refresh-claims-'));
-    groupsFile = path.join(dir, 'groups.json');
-    stack = await startStack({
-      spoeAgent: false,
-      idpEnv: { IDP_ACCESS_TOKEN_TTL: String(TOKEN_TTL_S), IDP_ID_TOKEN_ON_REFRESH: idTokenOnRefresh, IDP_GROUPS_FILE: groupsFile },
+    beforeAll(async () => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-refresh-claims-'));
+      groupsFile = path.join(dir, 'groups.json');
+      stack = await startStack({
+        spoeAgent: false,
+        idpEnv: { IDP_ACCESS_TOKEN_TTL: String(TOKEN_TTL_S), IDP_ID_TOKEN_ON_REFRESH: idTokenOnRefresh, IDP_GROUPS_FILE: groupsFile },
+      });
+    }, 60_000);
+
+    afterAll(async () => {
+      await stack?.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
     });
-  }, 60_000);
 
-  afterAll(async () => {
-    await stack?.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-
-  test('groups changed at the IdP reach the session at its next renewal', async () => {
-    const browser = new Browser();
-    await signIn(browser, `${stack.frontUrl}/`, alice.user);
-    const groups = async () => ((await (await browser.fetch(`${stack.frontUrl}/_auth/userinfo`)).json()) as { groups: string[] }).groups;
-    expect(await groups()).toEqual(alice.groups);
-    fs.writeFileSync(groupsFile, JSON.stringify({ [alice.user]: ['engineering', 'new-team'] }));
-    // Due for renewal at half the tokens' lifetime: the tokens really age, no event says when.
-    await pause((TOKEN_TTL_S / 2) * 1000 + 300);
-    const res = await browser.fetch(`${stack.frontUrl}/after-renewal`);
-    expect(res.status).toBe(200);
-    expect(res.headers.getSetCookie().some((c) => c.startsWith('_idgate='))).toBe(true);
-    expect(await groups()).toEqual(['engineering', 'new-team']);
+    test('groups changed at the IdP reach the session at its next renewal', async () => {
+      const browser = new Browser();
+      await signIn(browser, `${stack.frontUrl}/`, alice.user);
+      const groups = async () => ((await (await browser.fetch(`${stack.frontUrl}/_auth/userinfo`)).json()) as { groups: string[] }).groups;
+      expect(await groups()).toEqual(alice.groups);
+      fs.writeFileSync(groupsFile, JSON.stringify({ [alice.user]: ['engineering', 'new-team'] }));
+      // Due for renewal at half the tokens' lifetime: the tokens really age, no event says when.
+      await pause((TOKEN_TTL_S / 2) * 1000 + 300);
+      const res = await browser.fetch(`${stack.frontUrl}/after-renewal`);
+      expect(res.status).toBe(200);
+      expect(res.headers.getSetCookie().some((c) => c.startsWith('_idgate='))).toBe(true);
+      expect(await groups()).toEqual(['engineering', 'new-team']);
+    });
   });
 });

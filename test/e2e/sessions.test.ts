@@ -61,41 +61,43 @@ function sidOf(browser: Browser): string {
   throw new Error('cookie signed with neither secret');
 }
 
-describe('silent renewal', () => {
-  test('a request after the tokens are due renews them through HAProxy, and the cookie comes back', async () => {
-    const browser = new Browser();
-    await signIn(browser, `${stack.frontUrl}/`, 'alice');
-    const before = refreshEvents();
-    await untilDue();
-    const res = await browser.fetch(`${stack.frontUrl}/after-renewal`);
-    expect(res.status).toBe(200);
-    expect(res.headers.getSetCookie().some((c) => c.startsWith('_idgate=') && /HttpOnly/.test(c))).toBe(true);
-    await expectRefreshEvents(before + 1);
-    // Well past the first token's expiry, the renewed session still works.
-    await pause(TOKEN_TTL_S * 1000);
-    expect((await browser.fetch(`${stack.frontUrl}/later`)).status).toBe(200);
-  });
+describe('per IdP profile', () => {
+  describe('silent renewal', () => {
+    test('a request after the tokens are due renews them through HAProxy, and the cookie comes back', async () => {
+      const browser = new Browser();
+      await signIn(browser, `${stack.frontUrl}/`, 'alice');
+      const before = refreshEvents();
+      await untilDue();
+      const res = await browser.fetch(`${stack.frontUrl}/after-renewal`);
+      expect(res.status).toBe(200);
+      expect(res.headers.getSetCookie().some((c) => c.startsWith('_idgate=') && /HttpOnly/.test(c))).toBe(true);
+      await expectRefreshEvents(before + 1);
+      // Well past the first token's expiry, the renewed session still works.
+      await pause(TOKEN_TTL_S * 1000);
+      expect((await browser.fetch(`${stack.frontUrl}/later`)).status).toBe(200);
+    });
 
-  test('with the IdP unreachable the session lives while its tokens are valid, then answers 503; an IdP that forgot the grant ends it', async () => {
-    const browser = new Browser();
-    await signIn(browser, `${stack.frontUrl}/`, 'alice');
-    // Counted from the sign-in (the tokens were issued just before), not from the IdP's stop, which a
-    // loaded machine may take a while over: the first check must come before the tokens expire.
-    const signedInAt = Date.now();
-    const untilSinceSignIn = (ms: number) => pause(Math.max(0, signedInAt + ms - Date.now()));
-    await stack.stopIdp();
-    try {
-      await untilSinceSignIn((TOKEN_TTL_S / 2) * 1000 + 300);
-      expect((await checkAt(0, browser)).status).toBe(200); // due, not expired: goes on with current tokens
-      await untilSinceSignIn(TOKEN_TTL_S * 1000 + 300);
-      expect((await checkAt(0, browser)).status).toBe(503); // expired, cannot renew: cannot decide
-    } finally {
-      await stack.startIdp();
-    }
-    // The fresh IdP knows nothing of the grant: invalid_grant ends the session (a redirect, never a 403).
-    const res = await browser.fetch(`${stack.frontUrl}/`);
-    expect(res.status).toBe(302);
-    expect((await checkAt(1, browser)).status).toBe(401);
+    test('with the IdP unreachable the session lives while its tokens are valid, then answers 503; an IdP that forgot the grant ends it', async () => {
+      const browser = new Browser();
+      await signIn(browser, `${stack.frontUrl}/`, 'alice');
+      // Counted from the sign-in (the tokens were issued just before), not from the IdP's stop, which a
+      // loaded machine may take a while over: the first check must come before the tokens expire.
+      const signedInAt = Date.now();
+      const untilSinceSignIn = (ms: number) => pause(Math.max(0, signedInAt + ms - Date.now()));
+      await stack.stopIdp();
+      try {
+        await untilSinceSignIn((TOKEN_TTL_S / 2) * 1000 + 300);
+        expect((await checkAt(0, browser)).status).toBe(200); // due, not expired: goes on with current tokens
+        await untilSinceSignIn(TOKEN_TTL_S * 1000 + 300);
+        expect((await checkAt(0, browser)).status).toBe(503); // expired, cannot renew: cannot decide
+      } finally {
+        await stack.startIdp();
+      }
+      // The fresh IdP knows nothing of the grant: invalid_grant ends the session (a redirect, never a 403).
+      const res = await browser.fetch(`${stack.frontUrl}/`);
+      expect(res.status).toBe(302);
+      expect((await checkAt(1, browser)).status).toBe(401);
+    });
   });
 });
 

@@ -44,23 +44,27 @@ interface Case {
 }
 
 const HTML = 'text/html,application/xhtml+xml';
-const cases: [string, Case][] = [
+/** Cases the IdP has no part in: anonymous, public, or a session cookie idgate refuses by itself. */
+const idgateOnlyCases: [string, Case][] = [
   ['anonymous browser', { method: 'GET', pathq: '/page?x=1', accept: HTML }],
   ['anonymous browser POST', { method: 'POST', pathq: '/form', accept: HTML }],
   ['anonymous API client', { method: 'GET', pathq: '/', accept: 'application/json' }],
   ['anonymous XHR', { method: 'GET', pathq: '/', accept: HTML, xrw: 'XMLHttpRequest' }],
   ['public route', { method: 'GET', pathq: '/public/a' }],
-  ['alice on /admin/', { method: 'GET', pathq: '/admin/', accept: HTML, cookie: () => alice }],
-  ['bob on /admin/ (browser)', { method: 'GET', pathq: '/admin/', accept: HTML, cookie: () => bob }],
-  ['bob on /admin/ (API)', { method: 'GET', pathq: '/admin/', accept: 'application/json', cookie: () => bob }],
   ['badly signed session cookie', { method: 'GET', pathq: '/', accept: HTML, cookie: () => '_idgate=s%3Anope.nope' }],
   ['expired session (browser)', { method: 'GET', pathq: '/page', accept: HTML, cookie: () => expired }],
   ['expired session (API)', { method: 'GET', pathq: '/api/x', accept: 'application/json', cookie: () => expired, reason: /expired/ }],
+];
+/** Cases that carry an identity from the IdP: its claims (groups) or its tokens. */
+const identityCases: [string, Case][] = [
+  ['alice on /admin/', { method: 'GET', pathq: '/admin/', accept: HTML, cookie: () => alice }],
+  ['bob on /admin/ (browser)', { method: 'GET', pathq: '/admin/', accept: HTML, cookie: () => bob }],
+  ['bob on /admin/ (API)', { method: 'GET', pathq: '/admin/', accept: 'application/json', cookie: () => bob }],
   ['bearer token on /api/', { method: 'GET', pathq: '/api/x', authorization: () => `Bearer ${token}` }],
   ['forged bearer token', { method: 'GET', pathq: '/api/x', authorization: () => `Bearer ${token.slice(0, -4)}AAAA` }],
 ];
 
-test.each(cases)('%s: the HTTP check and the SPOE agent answer alike', async (_name, c) => {
+async function expectParity(c: Case): Promise<void> {
   const id = `parity-${Math.random().toString(36).slice(2)}`;
   const host = `127.0.0.1:${stack.ports.front}`;
   const headers: Record<string, string> = { ...stack.checkHeaders, 'x-forwarded-method': c.method, 'x-forwarded-uri': c.pathq, 'x-forwarded-host': host, 'x-forwarded-proto': 'http', 'x-forwarded-for': '127.0.0.1', 'x-request-id': id };
@@ -85,4 +89,10 @@ test.each(cases)('%s: the HTTP check and the SPOE agent answer alike', async (_n
   for (const name of ['user', 'email', 'subject', 'groups', 'scopes', 'client', 'backend']) expect({ name, value: vars[name] }).toEqual({ name, value: identity(name) });
   if (http.status >= 400 && http.status < 500) expect(vars.body).toBe(await http.text());
   if (c.reason) expect(vars.reason).toMatch(c.reason);
+}
+
+test.each(idgateOnlyCases)('%s: the HTTP check and the SPOE agent answer alike', async (_name, c) => expectParity(c));
+
+describe('per IdP profile', () => {
+  test.each(identityCases)('%s: the HTTP check and the SPOE agent answer alike', async (_name, c) => expectParity(c));
 });

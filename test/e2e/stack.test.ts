@@ -35,26 +35,6 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
   });
 
   describe('browser sign-in through HAProxy', () => {
-    test('anonymous GET is redirected to login, and after signing in alice lands on the original URL with her identity upstream', async () => {
-      const browser = new Browser();
-      const first = await browser.fetch(`${stack.frontUrl}/some/page?x=1`);
-      expect(first.status).toBe(302);
-      expect(first.headers.get('location')).toBe(`${stack.frontUrl}/_auth/login?rd=${encodeURIComponent('/some/page?x=1')}`);
-
-      const { res, url } = await signIn(browser, `${stack.frontUrl}/some/page?x=1`, 'alice');
-      expect(url.href).toBe(`${stack.frontUrl}/some/page?x=1`);
-      expect(res.status).toBe(200);
-      const echo = (await res.json()) as Echo;
-      expect(echo.path).toBe('/some/page?x=1');
-      expect(echo.headers['x-auth-user']).toBe('alice');
-      expect(String(echo.headers['x-auth-groups']).split(',')).toEqual(expect.arrayContaining([...alice.groups]));
-      expect(echo.headers['x-auth-email']).toBe(alice.email);
-      expect(echo.headers['x-auth-request-id']).toBeTruthy();
-      // The session cookie is HttpOnly and SameSite=Lax; the IdP was visited with PKCE.
-      const authorize = browser.hops.find((h) => h.location?.includes('code_challenge_method=S256'));
-      expect(authorize).toBeDefined();
-    });
-
     test('a spoofed client X-Auth-User never reaches upstream', async () => {
       const browser = new Browser({ 'x-auth-user': 'mallory', 'X-Auth-Groups': 'admins' });
       await signIn(browser, `${stack.frontUrl}/`, 'bob');
@@ -67,25 +47,6 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
       expect(anonymous.status).toBe(200);
       expect(publicEcho.headers['x-auth-user']).toBeUndefined();
       expect(publicEcho.headers['x-auth-subject']).toBeUndefined();
-    });
-
-    test('bob on /admin/ gets a readable 403 page', async () => {
-      const browser = new Browser();
-      await signIn(browser, `${stack.frontUrl}/`, 'bob');
-      const res = await browser.fetch(`${stack.frontUrl}/admin/`);
-      expect(res.status).toBe(403);
-      expect(res.headers.get('content-type')).toMatch(/text\/html/);
-      const page = await res.text();
-      expect(page).toContain('bob');
-      expect(page).toContain('needs group admins');
-    });
-
-    test('bob on /admin/ as an API client gets 403 JSON', async () => {
-      const browser = new Browser();
-      await signIn(browser, `${stack.frontUrl}/`, 'bob');
-      const res = await browser.fetch(`${stack.frontUrl}/admin/`, { headers: apiHeaders });
-      expect(res.status).toBe(403);
-      expect(await res.json()).toEqual({ error: 'access_denied', reason: 'needs group admins' });
     });
 
     test('a wrong password does not sign in', async () => {
@@ -158,13 +119,6 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
       expect(url.href).toBe(`${stack.frontUrl}/`);
     });
 
-    test('userinfo shows the current identity', async () => {
-      const browser = new Browser();
-      await signIn(browser, `${stack.frontUrl}/`, 'alice');
-      const res = await browser.fetch(`${stack.frontUrl}/_auth/userinfo`);
-      expect(await res.json()).toMatchObject({ user: alice.user, groups: alice.groups });
-    });
-
     test('logout ends the session and returns through the IdP to the signed-out page', async () => {
       const browser = new Browser();
       await signIn(browser, `${stack.frontUrl}/`, 'alice');
@@ -186,6 +140,54 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
       const res = await browser.fetch(`${stack.frontUrl}/_auth/logout`, { method: 'POST', headers: { origin: 'https://evil.example' } });
       expect(res.status).toBe(403);
       expect((await browser.fetch(`${stack.frontUrl}/`)).status).toBe(200);
+    });
+
+    describe('per IdP profile', () => {
+      test('anonymous GET is redirected to login, and after signing in alice lands on the original URL with her identity upstream', async () => {
+        const browser = new Browser();
+        const first = await browser.fetch(`${stack.frontUrl}/some/page?x=1`);
+        expect(first.status).toBe(302);
+        expect(first.headers.get('location')).toBe(`${stack.frontUrl}/_auth/login?rd=${encodeURIComponent('/some/page?x=1')}`);
+
+        const { res, url } = await signIn(browser, `${stack.frontUrl}/some/page?x=1`, 'alice');
+        expect(url.href).toBe(`${stack.frontUrl}/some/page?x=1`);
+        expect(res.status).toBe(200);
+        const echo = (await res.json()) as Echo;
+        expect(echo.path).toBe('/some/page?x=1');
+        expect(echo.headers['x-auth-user']).toBe('alice');
+        expect(String(echo.headers['x-auth-groups']).split(',')).toEqual(expect.arrayContaining([...alice.groups]));
+        expect(echo.headers['x-auth-email']).toBe(alice.email);
+        expect(echo.headers['x-auth-request-id']).toBeTruthy();
+        // The session cookie is HttpOnly and SameSite=Lax; the IdP was visited with PKCE.
+        const authorize = browser.hops.find((h) => h.location?.includes('code_challenge_method=S256'));
+        expect(authorize).toBeDefined();
+      });
+
+      test('bob on /admin/ gets a readable 403 page', async () => {
+        const browser = new Browser();
+        await signIn(browser, `${stack.frontUrl}/`, 'bob');
+        const res = await browser.fetch(`${stack.frontUrl}/admin/`);
+        expect(res.status).toBe(403);
+        expect(res.headers.get('content-type')).toMatch(/text\/html/);
+        const page = await res.text();
+        expect(page).toContain('bob');
+        expect(page).toContain('needs group admins');
+      });
+
+      test('bob on /admin/ as an API client gets 403 JSON', async () => {
+        const browser = new Browser();
+        await signIn(browser, `${stack.frontUrl}/`, 'bob');
+        const res = await browser.fetch(`${stack.frontUrl}/admin/`, { headers: apiHeaders });
+        expect(res.status).toBe(403);
+        expect(await res.json()).toEqual({ error: 'access_denied', reason: 'needs group admins' });
+      });
+
+      test('userinfo shows the current identity', async () => {
+        const browser = new Browser();
+        await signIn(browser, `${stack.frontUrl}/`, 'alice');
+        const res = await browser.fetch(`${stack.frontUrl}/_auth/userinfo`);
+        expect(await res.json()).toMatchObject({ user: alice.user, groups: alice.groups });
+      });
     });
   });
 
@@ -209,67 +211,70 @@ describe.each(['lua', 'spoe'] as const)('HAProxy integration: %s', (mode) => {
       expect(res.headers.get('location')).toContain('/_auth/login?rd=');
     });
 
-    test('demo-bot with a JWT access token reaches /api/ with its client id upstream', async () => {
-      const token = await getToken();
-      const res = await fetch(`${stack.frontUrl}/api/hello`, { headers: { ...apiHeaders, authorization: `Bearer ${token}` } });
-      expect(res.status).toBe(200);
-      const echo = (await res.json()) as Echo;
-      expect(echo.headers['x-auth-client']).toBe(machineClient.id);
-      expect(echo.headers['x-auth-scopes']).toContain('api:read');
-      expect(echo.headers.authorization).toBe(`Bearer ${token}`);
-    });
-
-    test('a bot token without the api:read scope gets 403 insufficient_scope through HAProxy', async () => {
-      const res = await fetch(`${stack.issuer}/token`, {
-        method: 'POST',
-        headers: { authorization: basicAuth(machineClient), 'content-type': 'application/x-www-form-urlencoded' },
-        body: 'grant_type=client_credentials',
-      });
-      const { access_token: token } = (await res.json()) as { access_token: string };
-      const denied = await fetch(`${stack.frontUrl}/api/hello`, { headers: { ...apiHeaders, authorization: `Bearer ${token}` } });
-      expect(denied.status).toBe(403);
-      expect(denied.headers.get('www-authenticate')).toBe('Bearer realm="idgate", error="insufficient_scope", scope="api:read"');
-      expect(await denied.json()).toEqual({ error: 'access_denied', reason: 'needs scope api:read' });
-    });
-
-    test('a forged bearer token gets 401 invalid_token, never a redirect', async () => {
-      const token = await getToken();
-      const [h, p] = token.split('.');
-      const res = await fetch(`${stack.frontUrl}/api/hello`, { headers: { accept: 'text/html', authorization: `Bearer ${h}.${p}.AAAA` }, redirect: 'manual' });
-      expect(res.status).toBe(401);
-      expect(res.headers.get('www-authenticate')).toMatch(/error="invalid_token", error_description="the token signature is invalid"/);
-    });
-
-    test('demo-bot\'s valid token is nobody on a session-only route: 401 for an API client, login for a browser', async () => {
-      const token = await getToken();
-      for (const path of ['/page', '/admin/']) {
-        const res = await fetch(`${stack.frontUrl}${path}`, { headers: { ...apiHeaders, authorization: `Bearer ${token}` }, redirect: 'manual' });
-        expect(res.status).toBe(401);
-        expect(res.headers.get('www-authenticate')).toBe('Bearer realm="idgate"');
-        expect(await res.json()).toEqual({ error: 'unauthorized', reason: 'a bearer token does not count on this route; it needs a signed-in session' });
-      }
-      const xhr = await fetch(`${stack.frontUrl}/page`, { headers: { accept: 'text/html', 'x-requested-with': 'XMLHttpRequest', authorization: `Bearer ${token}` }, redirect: 'manual' });
-      expect(xhr.status).toBe(401);
-      const browser = await fetch(`${stack.frontUrl}/page`, { headers: { accept: 'text/html', authorization: `Bearer ${token}` }, redirect: 'manual' });
-      expect(browser.status).toBe(302);
-      expect(browser.headers.get('location')).toContain('/_auth/login?rd=');
-    });
-
-    test('beside a session, a token is ignored on session routes (even a forged one) and wins on /api/', async () => {
-      const token = await getToken();
-      const bob = new Browser();
-      await signIn(bob, `${stack.frontUrl}/`, 'bob');
-      for (const authorization of [`Bearer ${token}`, `Bearer ${token.slice(0, -4)}AAAA`]) {
-        const res = await bob.fetch(`${stack.frontUrl}/whoami`, { headers: { authorization } });
+    describe('per IdP profile', () => {
+      test('demo-bot with a JWT access token reaches /api/ with its client id upstream', async () => {
+        const token = await getToken();
+        const res = await fetch(`${stack.frontUrl}/api/hello`, { headers: { ...apiHeaders, authorization: `Bearer ${token}` } });
         expect(res.status).toBe(200);
         const echo = (await res.json()) as Echo;
-        expect(echo.headers['x-auth-user']).toBe('bob');
-        expect(echo.headers['x-auth-client']).toBeUndefined();
-      }
-      const api = await bob.fetch(`${stack.frontUrl}/api/hello`, { headers: { ...apiHeaders, authorization: `Bearer ${token}` } });
-      expect(api.status).toBe(200);
-      expect(((await api.json()) as Echo).headers['x-auth-client']).toBe(machineClient.id);
+        expect(echo.headers['x-auth-client']).toBe(machineClient.id);
+        expect(echo.headers['x-auth-scopes']).toContain('api:read');
+        expect(echo.headers.authorization).toBe(`Bearer ${token}`);
+      });
+
+      test('a bot token without the api:read scope gets 403 insufficient_scope through HAProxy', async () => {
+        const res = await fetch(`${stack.issuer}/token`, {
+          method: 'POST',
+          headers: { authorization: basicAuth(machineClient), 'content-type': 'application/x-www-form-urlencoded' },
+          body: 'grant_type=client_credentials',
+        });
+        const { access_token: token } = (await res.json()) as { access_token: string };
+        const denied = await fetch(`${stack.frontUrl}/api/hello`, { headers: { ...apiHeaders, authorization: `Bearer ${token}` } });
+        expect(denied.status).toBe(403);
+        expect(denied.headers.get('www-authenticate')).toBe('Bearer realm="idgate", error="insufficient_scope", scope="api:read"');
+        expect(await denied.json()).toEqual({ error: 'access_denied', reason: 'needs scope api:read' });
+      });
+
+      test('a forged bearer token gets 401 invalid_token, never a redirect', async () => {
+        const token = await getToken();
+        const [h, p] = token.split('.');
+        const res = await fetch(`${stack.frontUrl}/api/hello`, { headers: { accept: 'text/html', authorization: `Bearer ${h}.${p}.AAAA` }, redirect: 'manual' });
+        expect(res.status).toBe(401);
+        expect(res.headers.get('www-authenticate')).toMatch(/error="invalid_token", error_description="the token signature is invalid"/);
+      });
+
+      test('demo-bot\'s valid token is nobody on a session-only route: 401 for an API client, login for a browser', async () => {
+        const token = await getToken();
+        for (const path of ['/page', '/admin/']) {
+          const res = await fetch(`${stack.frontUrl}${path}`, { headers: { ...apiHeaders, authorization: `Bearer ${token}` }, redirect: 'manual' });
+          expect(res.status).toBe(401);
+          expect(res.headers.get('www-authenticate')).toBe('Bearer realm="idgate"');
+          expect(await res.json()).toEqual({ error: 'unauthorized', reason: 'a bearer token does not count on this route; it needs a signed-in session' });
+        }
+        const xhr = await fetch(`${stack.frontUrl}/page`, { headers: { accept: 'text/html', 'x-requested-with': 'XMLHttpRequest', authorization: `Bearer ${token}` }, redirect: 'manual' });
+        expect(xhr.status).toBe(401);
+        const browser = await fetch(`${stack.frontUrl}/page`, { headers: { accept: 'text/html', authorization: `Bearer ${token}` }, redirect: 'manual' });
+        expect(browser.status).toBe(302);
+        expect(browser.headers.get('location')).toContain('/_auth/login?rd=');
+      });
+
+      test('beside a session, a token is ignored on session routes (even a forged one) and wins on /api/', async () => {
+        const token = await getToken();
+        const bob = new Browser();
+        await signIn(bob, `${stack.frontUrl}/`, 'bob');
+        for (const authorization of [`Bearer ${token}`, `Bearer ${token.slice(0, -4)}AAAA`]) {
+          const res = await bob.fetch(`${stack.frontUrl}/whoami`, { headers: { authorization } });
+          expect(res.status).toBe(200);
+          const echo = (await res.json()) as Echo;
+          expect(echo.headers['x-auth-user']).toBe('bob');
+          expect(echo.headers['x-auth-client']).toBeUndefined();
+        }
+        const api = await bob.fetch(`${stack.frontUrl}/api/hello`, { headers: { ...apiHeaders, authorization: `Bearer ${token}` } });
+        expect(api.status).toBe(200);
+        expect(((await api.json()) as Echo).headers['x-auth-client']).toBe(machineClient.id);
+      });
     });
+
   });
 
   describe('replicas and failure', () => {
