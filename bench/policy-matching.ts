@@ -1,7 +1,7 @@
 // How fast the policy decides with hundreds of rules: matchRule + decide over a 500-rule policy compiled
 // from YAML, for requests that match early, late, and not at all (the worst case: every rule tried).
 import { parsePolicy } from '../service/src/policy/policy-file.js';
-import { canonicalPath } from '../service/src/check/paths.js';
+import { canonicalPath } from '../service/src/paths.js';
 import { decide, matchRule, type Identity, type RequestFacts } from '../service/src/policy/policy.js';
 
 import type { LoadResult } from './load.js';

@@ -16,7 +16,7 @@ import { createRedisClient, describeRedisError } from './redis.js';
 import { RedisSessionRevocation } from './session/session-store.js';
 import { describeSessionRecordVersions } from './session/session-record.js';
 import { decide, formatDecision, matchRule, type Identity } from './policy/policy.js';
-import { canonicalPath } from './check/paths.js';
+import { canonicalPath } from './paths.js';
 import { settingsReference } from './settings-doc.js';
 import { AUTH_RATE_LIMIT, CHECK_SOCKET, CHECK_SOCKET_NAME, IDGATE_ADDRESS, SPOE_AGENT_ADDRESS } from './defaults.js';
 import { HAPROXY_PARTS, haproxyPart, renderHaproxyTemplate, type HaproxyMode, type HaproxyPart, type HaproxyValues } from './transports/haproxy-config.js';

@@ -5,7 +5,7 @@
 // Each row is checked against an invariant rather than one status: either the request never reaches
 // the app (400 for a spelling with no safe single meaning, or the policy's own 302/303/401/403), or it
 // reaches the app as exactly its canonical path (test/support/path-oracle.ts, written from the design
-// apart from service/src/check/paths.ts), and no way a common app server reads that path (cut `;params`,
+// apart from service/src/paths.ts), and no way a common app server reads that path (cut `;params`,
 // decode `%2F`, backslash as slash, double decoding, IIS trailing dots, case, NFKC...) leads to a
 // route the caller may not open under the demo policy.
 import crypto from 'node:crypto';

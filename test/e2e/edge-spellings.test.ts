@@ -10,7 +10,7 @@ import type { Stack } from '../../stack/stack.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
 import { withSignedInStack } from '../support/signed-in-stack.js';
 import { rawRequest } from '../support/raw-http.js';
-import { canonicalPath } from '../../service/src/check/paths.js';
+import { canonicalPath } from '../../service/src/paths.js';
 
 const PRINTABLE = Array.from({ length: 0x7f - 0x20 }, (_, i) => String.fromCharCode(0x20 + i));
 /** No raw spelling inside a segment: a space ends the request target, `/` separates, `?` starts the query. */

@@ -1,6 +1,6 @@
 // An independent reading of the edge design (notes: "Paths"), for the hostile-path tests: what the
 // canonical form of a request path is, how common app servers read a forwarded path, and who may
-// open what under the demo policy (policy/demo.yaml). Written apart from service/src/check/paths.ts on
+// open what under the demo policy (policy/demo.yaml). Written apart from service/src/paths.ts on
 // purpose: the tests compare the two, and one is not derived from the other.
 import fc from 'fast-check';
 

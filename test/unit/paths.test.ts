@@ -1,9 +1,9 @@
-// canonicalPath (service/src/check/paths.ts): the one path idgate decides on and HAProxy forwards. Examples
+// canonicalPath (service/src/paths.ts): the one path idgate decides on and HAProxy forwards. Examples
 // from the design, then properties over paths made of the tokens attacks are made of: refusals are
 // refusals, a canonical path is a fixed point with nothing left for an app server to read differently,
 // and every common app-server reading of it falls under the same demo-policy rule.
 import fc from 'fast-check';
-import { canonicalPath } from '../../service/src/check/paths.js';
+import { canonicalPath } from '../../service/src/paths.js';
 import { matchRule } from '../../service/src/policy/policy.js';
 import { parsePolicy } from '../../service/src/policy/policy-file.js';
 import { demoRule, hostilePath, readings, referenceCanonical } from '../support/path-oracle.js';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { parsePolicy } from '../../service/src/policy/policy-file.js';
-import { canonicalPath } from '../../service/src/check/paths.js';
+import { canonicalPath } from '../../service/src/paths.js';
 import { acceptedCredentials, allowedMethods, decide, decideWithDestination, formatDecision, matchRule, SIGNED_IN_POLICY, type CredentialProblem, type Identity, type Policy, type RequestFacts } from '../../service/src/policy/policy.js';
 import { demoPolicy } from '../support/idgate.js';
 

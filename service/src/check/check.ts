@@ -22,7 +22,7 @@ import { DPOP_BOUND_AS_BEARER, type BearerVerifier } from '../tokens/tokens.js';
 import { dpopChallenge, proofTargetUrl, verifyDpopRequest } from '../tokens/dpop.js';
 import { dpopNoncesOf } from '../tokens/dpop-nonce.js';
 import { forbiddenPage } from '../browser/pages.js';
-import { canonicalPath } from './paths.js';
+import { canonicalPath } from '../paths.js';
 import { methodOverrideOf } from './method-override.js';
 import { destinationPathOf } from './destination.js';
 import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from '../transports/check-wire.js';

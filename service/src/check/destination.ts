@@ -1,6 +1,6 @@
 // WebDAV's Destination header (RFC 4918 section 10.3): MOVE and COPY write to the path it names, so that
 // path is judged too, as a second path of the same request with the same method and caller (check.ts).
-import { canonicalPath } from './paths.js';
+import { canonicalPath } from '../paths.js';
 import { MAX_PATH_LENGTH } from '../limits.js';
 
 export type DestinationPath = { readonly path: string } | { readonly problem: string };

@@ -7,7 +7,7 @@ import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type
 import type { Logger } from '../audit.js';
 import type { Metrics } from '../metrics.js';
 import { RE2JS } from 're2js';
-import { canonicalPath, canonicalSpelling, caseFolded } from '../check/paths.js';
+import { canonicalPath, canonicalSpelling, caseFolded } from '../paths.js';
 import { NEVER_ALLOWED_METHODS, SIGNED_IN_POLICY, asksForToken, indexRules, type Condition, type Credential, type PathMatcher, type Policy, type PolicyRule } from './policy.js';
 import { CONDITION_ENTRIES, planOf, type ConditionEntry } from './policy-conditions.js';
 import { POLICY_RELOAD_DEBOUNCE_MS } from '../limits.js';

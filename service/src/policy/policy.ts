@@ -3,7 +3,7 @@
 // table-driven test. Policies come from a YAML file (policy-file.ts), compiled into the shapes below.
 
 import { ERRORS } from '../errors.js';
-import { caseFolded } from '../check/paths.js';
+import { caseFolded } from '../paths.js';
 import { planOf, type Condition, type ConditionField, type UnmetKind } from './policy-conditions.js';
 import type { Credential, Identity } from '../identity.js';
 
