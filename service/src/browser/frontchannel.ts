@@ -11,7 +11,7 @@ import { ERRORS, describeError, isIdgateError, type IdgateErrorCode } from '../e
 import type { Metrics } from '../metrics.js';
 import type { SessionStore } from '../session/session-store.js';
 import type { OidcRelyingParty } from './oidc.js';
-import { frontChannelLogoutPage } from './pages.js';
+import { frontChannelLogoutPage } from '../pages.js';
 
 export interface FrontChannelDependencies {
   readonly config: Config;

@@ -9,7 +9,7 @@ import { ERRORS, IdgateError, describeError, isIdgateError, sendError } from '..
 import { IDP_ERROR_SHOWN, MAX_RETURN_URL_LENGTH } from '../limits.js';
 import type { Metrics } from '../metrics.js';
 import type { OidcRelyingParty } from './oidc.js';
-import { loggedOutPage, logoutPage, messagePage } from './pages.js';
+import { loggedOutPage, logoutPage, messagePage } from '../pages.js';
 import { stripPort } from '../policy/policy.js';
 import { verifyLogoutToken, type LogoutSubject } from './backchannel.js';
 import { RemoteKeySet } from '../tokens/keys.js';

@@ -21,7 +21,7 @@ import { readSessionForCheck } from '../session/sessions.js';
 import { DPOP_BOUND_AS_BEARER, type BearerVerifier } from '../tokens/tokens.js';
 import { dpopChallenge, proofTargetUrl, verifyDpopRequest } from '../tokens/dpop.js';
 import { dpopNoncesOf } from '../tokens/dpop-nonce.js';
-import { forbiddenPage } from '../browser/pages.js';
+import { forbiddenPage } from '../pages.js';
 import { canonicalPath } from '../paths.js';
 import { methodOverrideOf } from './method-override.js';
 import { destinationPathOf } from './destination.js';
