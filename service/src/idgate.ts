@@ -10,7 +10,7 @@ import { DurableWrites, reportWaits } from './session/durable-writes.js';
 import { describeError } from './errors.js';
 import { FINISH_BOUND_MS } from './limits.js';
 import { Metrics } from './metrics.js';
-import { OidcRelyingParty } from './browser/oidc.js';
+import { OidcRelyingParty } from './idp/relying-party.js';
 import type { Policy } from './policy/policy.js';
 import { createRedisClient, describeRedisError } from './redis.js';
 import { createIdgateServer } from './server.js';

@@ -4,7 +4,7 @@
 import http from 'node:http';
 import * as jose from 'jose';
 import { loadConfig } from '../../service/src/config.js';
-import { OidcRelyingParty } from '../../service/src/browser/oidc.js';
+import { OidcRelyingParty } from '../../service/src/idp/relying-party.js';
 import type { StoredSession } from '../../service/src/session/session-record.js';
 import { listenOnAnyPort } from '../../stack/processes.js';
 

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import type { Config } from '../../service/src/config.js';
 import type { Logger } from '../../service/src/audit.js';
 import type { Metrics } from '../../service/src/metrics.js';
-import type { OidcRelyingParty } from '../../service/src/browser/oidc.js';
+import type { OidcRelyingParty } from '../../service/src/idp/relying-party.js';
 import { keepSessionFresh } from '../../service/src/session/refresh.js';
 import { identityOf, type StoredSession, idpSessionHash, sessionHash } from '../../service/src/session/session-record.js';
 import { hashValue, type PendingLogin, type SessionStore } from '../../service/src/session/session-store.js';

@@ -10,7 +10,7 @@ import type { Config } from '../config.js';
 import { ERRORS, describeError, isIdgateError, type IdgateErrorCode } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { SessionStore } from '../session/session-store.js';
-import type { OidcRelyingParty } from './oidc.js';
+import type { OidcRelyingParty } from '../idp/relying-party.js';
 import { frontChannelLogoutPage } from '../pages.js';
 
 export interface FrontChannelDependencies {

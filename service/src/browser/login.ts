@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 import { ERRORS, IdgateError, describeError, isIdgateError, sendError } from '../errors.js';
 import { IDP_ERROR_SHOWN, MAX_RETURN_URL_LENGTH } from '../limits.js';
 import type { Metrics } from '../metrics.js';
-import type { OidcRelyingParty } from './oidc.js';
+import type { OidcRelyingParty } from '../idp/relying-party.js';
 import { loggedOutPage, logoutPage, messagePage } from '../pages.js';
 import { stripPort } from '../policy/policy.js';
 import { verifyLogoutToken, type LogoutSubject } from './backchannel.js';

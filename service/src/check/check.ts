@@ -10,7 +10,7 @@ import type { Logger } from '../audit.js';
 import type { Config } from '../config.js';
 import { ERRORS, IdgateError, errorBody, isIdgateError, describeError, type IdgateErrorCode } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { OidcRelyingParty } from '../browser/oidc.js';
+import type { OidcRelyingParty } from '../idp/relying-party.js';
 import { keepSessionFresh } from '../session/refresh.js';
 import { acceptedCredentials, allowedMethods, USUAL_METHODS, decideWithDestination, matchRule, NEVER_ALLOWED_METHODS, NO_RULE, passesAsPreflight, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type PolicyRule, type RequestFacts } from '../policy/policy.js';
 import type { SessionCache } from '../session/session-cache.js';
