@@ -13,7 +13,7 @@ import type { Identity, Policy } from '../../service/src/policy/policy.js';
 import { sessionCookiePair } from '../../service/src/session/cookies.js';
 import { SessionCache } from '../../service/src/session/session-cache.js';
 import { sessionHash, SESSION_RECORD_VERSION, type StoredSession } from '../../service/src/session/session-record.js';
-import { checkOutcome, httpHeaderListOf, httpHeadersOf, spoeVariablesOf, type CheckInput, type CheckOutcome } from '../../service/src/transports/check-wire.js';
+import { checkOutcome, httpHeaderListOf, httpHeadersOf, spoeVariablesOf, type CheckInput, type CheckOutcome } from '../../service/src/check/check-wire.js';
 import { encodeAck, encodeAnswer } from '../../service/src/transports/spoe.js';
 import type { BearerVerifier } from '../../service/src/tokens/tokens.js';
 import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';

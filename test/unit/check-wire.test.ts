@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
-import { checkOutcome, httpHeadersOf, INPUT_FIELDS, INPUT_FIELDS_BEGIN, INPUT_FIELDS_END, inputFieldsTable, OUTCOME_FIELDS, OUTCOME_FIELDS_BEGIN, OUTCOME_FIELDS_END, outcomeFieldsTable, spoeVariablesOf, type CheckOutcome } from '../../service/src/transports/check-wire.js';
+import { checkOutcome, httpHeadersOf, INPUT_FIELDS, INPUT_FIELDS_BEGIN, INPUT_FIELDS_END, inputFieldsTable, OUTCOME_FIELDS, OUTCOME_FIELDS_BEGIN, OUTCOME_FIELDS_END, outcomeFieldsTable, spoeVariablesOf, type CheckOutcome } from '../../service/src/check/check-wire.js';
 import { checkInputFromHttp } from '../../service/src/transports/http-check.js';
 import { CHECK_SECRET_ARGUMENT } from '../../service/src/transports/check-secret.js';
 import { checkInputFromMessage } from '../../service/src/transports/spoe.js';
@@ -164,7 +164,7 @@ describe('docs/reference.md', () => {
     expect(begin).toBeGreaterThan(-1);
     const expected = doc.slice(0, begin) + table() + doc.slice(end + END.length);
     if (expected !== doc && process.env.IDGATE_WRITE_DOCS === '1') return fs.writeFileSync(path.join(root, file), expected);
-    if (expected !== doc) throw new Error(`${file} differs from service/src/transports/check-wire.ts. Regenerate it with:\n  IDGATE_WRITE_DOCS=1 NODE_OPTIONS=--experimental-vm-modules npx jest test/unit/check-wire.test.ts`);
+    if (expected !== doc) throw new Error(`${file} differs from service/src/check/check-wire.ts. Regenerate it with:\n  IDGATE_WRITE_DOCS=1 NODE_OPTIONS=--experimental-vm-modules npx jest test/unit/check-wire.test.ts`);
   });
 });
 

@@ -25,7 +25,7 @@ import { forbiddenPage } from '../pages.js';
 import { canonicalPath } from '../paths.js';
 import { methodOverrideOf } from './method-override.js';
 import { destinationPathOf } from './destination.js';
-import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from '../transports/check-wire.js';
+import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from './check-wire.js';
 import { LOGGED_PATH_LENGTH, MAX_HOST_LENGTH, MAX_LIST_HEADER, MAX_PATH_LENGTH, MAX_URI_LENGTH, UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from '../limits.js';
 
 export interface CheckDependencies {

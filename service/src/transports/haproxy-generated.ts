@@ -4,7 +4,7 @@
 // between markers (the page is a file of its own), so HAProxy reads them as they are; the test
 // test/unit/haproxy-generated.test.ts holds every one equal to what is generated here, and rewrites them.
 import { CHECK_SECRET_ARGUMENT } from './check-secret.js';
-import { INPUT_FIELDS, OUTCOME_FIELDS } from './check-wire.js';
+import { INPUT_FIELDS, OUTCOME_FIELDS } from '../check/check-wire.js';
 import {
   AUTH_RATE_LIMIT, CANARY_ADDRESS, CHECK_SOCKET, FRONT_ADDRESS, IDGATE_ADDRESS, LUA_CHECK_BACKSTOP_MS, SPOE_AGENT_ADDRESS,
   TLS_FRONT_ADDRESS, UNAVAILABLE_PAGE, UNAVAILABLE_RETRY_AFTER_SECONDS, UPSTREAM_ADDRESS,
@@ -96,8 +96,8 @@ export function generatedBlocks(): GeneratedBlock[] {
     { file: 'haproxy-conf/haproxy.cfg', begin: INDENT + begin('service/src/defaults.ts'), lines: indented(presetLines(TEMPLATE_PRESETS)) },
     { file: 'haproxy-conf/dropin/global.cfg', begin: INDENT + begin('service/src/defaults.ts'), lines: indented(presetLines(GLOBAL_PRESETS)) },
     { file: 'haproxy-conf/dropin/global-lua.cfg', begin: INDENT + begin('service/src/defaults.ts'), lines: indented(presetLines(LUA_PRESETS)) },
-    { file: 'haproxy-conf/spoe-idgate.conf', begin: INDENT + begin('INPUT_FIELDS in service/src/transports/check-wire.ts'), lines: indented([spoeArgsLine()]) },
-    { file: 'haproxy-conf/dropin/frontend-spoe.cfg', begin: INDENT + begin('OUTCOME_FIELDS in service/src/transports/check-wire.ts'), lines: indented(spoeIdentityHeaderLines()) },
+    { file: 'haproxy-conf/spoe-idgate.conf', begin: INDENT + begin('INPUT_FIELDS in service/src/check/check-wire.ts'), lines: indented([spoeArgsLine()]) },
+    { file: 'haproxy-conf/dropin/frontend-spoe.cfg', begin: INDENT + begin('OUTCOME_FIELDS in service/src/check/check-wire.ts'), lines: indented(spoeIdentityHeaderLines()) },
   ];
 }
 

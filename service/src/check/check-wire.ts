@@ -336,7 +336,7 @@ export function spoeIdentityVariablesOf(identity: WireIdentity): Record<string, 
   return addVariables({}, VARIABLES.identity, identityOnly(identity));
 }
 
-export const INPUT_FIELDS_BEGIN = '<!-- request fields: generated from INPUT_FIELDS in service/src/transports/check-wire.ts; do not edit by hand -->';
+export const INPUT_FIELDS_BEGIN = '<!-- request fields: generated from INPUT_FIELDS in service/src/check/check-wire.ts; do not edit by hand -->';
 export const INPUT_FIELDS_END = '<!-- end of the request fields -->';
 
 /** INPUT_FIELDS as the Markdown table of docs/reference.md, between its markers. */
@@ -352,7 +352,7 @@ export function inputFieldsTable(): string {
   ].join('\n');
 }
 
-export const OUTCOME_FIELDS_BEGIN = '<!-- answer fields: generated from OUTCOME_FIELDS in service/src/transports/check-wire.ts; do not edit by hand -->';
+export const OUTCOME_FIELDS_BEGIN = '<!-- answer fields: generated from OUTCOME_FIELDS in service/src/check/check-wire.ts; do not edit by hand -->';
 export const OUTCOME_FIELDS_END = '<!-- end of the answer fields -->';
 
 /** OUTCOME_FIELDS as the Markdown table of docs/reference.md, between its markers. */
