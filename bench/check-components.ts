@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger, type DecisionRecord } from '../service/src/audit.js';
-import { createCheck, readRequestFacts, reusedIdentityFields, withoutIdgateCookies, type CheckDependencies } from '../service/src/check/check.js';
+import { createCheck, readRequestFacts, withoutIdgateCookies, type CheckDependencies } from '../service/src/check/check.js';
 import { loadConfig, type Config } from '../service/src/config.js';
 import { Metrics } from '../service/src/metrics.js';
 import { parsePolicy } from '../service/src/policy/policy-file.js';
@@ -21,7 +21,7 @@ import { SessionCache } from '../service/src/session/session-cache.js';
 import { type SessionStore } from '../service/src/session/session-store.js';
 import { sessionHash, identityOf, SESSION_RECORD_VERSION, type StoredSession } from '../service/src/session/session-record.js';
 import { readSessionForCheck } from '../service/src/session/sessions.js';
-import { httpHeaderListOf, type CheckInput, type CheckOutcome } from '../service/src/check/check-wire.js';
+import { httpHeaderListOf, reusedIdentityFields, type CheckInput, type CheckOutcome } from '../service/src/check/check-wire.js';
 import { checkInputFromMessage, decodeFrame, decodeMessages, encodeAnswer, encodeFrame, encodeKvList, encodeVarint, FRAME } from '../service/src/transports/spoe.js';
 
 const { config } = loadConfig({

@@ -5,7 +5,7 @@
 // reload) must yield a new one. The check runs here on the real session cache and a session store in
 // memory (the same records and parsing as in Redis).
 import { createLogger } from '../../service/src/audit.js';
-import { createCheck, identityFields, type CheckDependencies } from '../../service/src/check/check.js';
+import { createCheck, type CheckDependencies } from '../../service/src/check/check.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { Metrics } from '../../service/src/metrics.js';
 import { parsePolicy } from '../../service/src/policy/policy-file.js';
@@ -13,7 +13,7 @@ import type { Identity, Policy } from '../../service/src/policy/policy.js';
 import { sessionCookiePair } from '../../service/src/session/cookies.js';
 import { SessionCache } from '../../service/src/session/session-cache.js';
 import { sessionHash, SESSION_RECORD_VERSION, type StoredSession } from '../../service/src/session/session-record.js';
-import { checkOutcome, httpHeaderListOf, httpHeadersOf, spoeVariablesOf, type CheckInput, type CheckOutcome } from '../../service/src/check/check-wire.js';
+import { checkOutcome, httpHeaderListOf, httpHeadersOf, identityFields, spoeVariablesOf, type CheckInput, type CheckOutcome } from '../../service/src/check/check-wire.js';
 import { encodeAck, encodeAnswer } from '../../service/src/transports/spoe.js';
 import type { BearerVerifier } from '../../service/src/tokens/tokens.js';
 import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
-import { headerSafe, identityFields, prefersHtml, withoutIdgateCookies } from '../../service/src/check/check.js';
+import { prefersHtml, withoutIdgateCookies } from '../../service/src/check/check.js';
+import { headerSafe, identityFields } from '../../service/src/check/check-wire.js';
 import type { Identity } from '../../service/src/policy/policy.js';
 import { findCookie, unsignSessionId } from '../../service/src/session/cookies.js';
 import signature from 'cookie-signature';

@@ -4,6 +4,9 @@
 // OUTCOME_FIELDS are the one place that says how each field travels on each transport: idgate.lua and
 // the SPOE configuration send and read only what they list, and docs/reference.md is generated from them.
 import { UNAVAILABLE_RETRY_AFTER_SECONDS } from '../defaults.js';
+import type { Identity } from '../identity.js';
+import type { Policy } from '../policy/policy.js';
+import { MAX_LIST_HEADER } from '../limits.js';
 
 /**
  * The request HAProxy asks about, as its transport carried it: nothing here is validated yet (check.ts
@@ -99,7 +102,7 @@ export const INPUT_FIELDS: readonly InputField[] = [
 
 export type OutcomeKind = 'allow' | 'public' | 'login' | 'unauthenticated' | 'deny' | 'invalid_request' | 'method_not_allowed' | 'untrusted_peer' | 'unavailable';
 
-/** An identity as it travels: every value single-line and percent-encoded (check.ts `identityFields`). */
+/** An identity as it travels: every value single-line and percent-encoded (`identityFields` below). */
 export interface WireIdentity {
   readonly user: string;
   readonly subject: string | undefined;
@@ -178,6 +181,78 @@ export function checkOutcome(kind: OutcomeKind, status: number, reason: string, 
   };
 }
 
+// ---- an identity on the wire: one encoding for both transports --------------------------------------
+
+/** Who to forward, as the values both transports carry (one encoding: `headerSafe`, bounded lists). */
+export function identityFields(identity: Identity, backend: string | undefined): WireIdentity {
+  const groups = identity.groups.length ? joinBounded(identity.groups.map((g) => headerSafe(g).replaceAll(',', '%2C')), ',', MAX_LIST_HEADER) : undefined;
+  const scopes = identity.scopes.length ? joinBounded(identity.scopes.map((s) => headerSafe(s).replaceAll(' ', '%20')), ' ', MAX_LIST_HEADER) : undefined;
+  return {
+    user: headerSafe(identity.user),
+    subject: headerSafe(identity.subject),
+    issuer: headerSafe(identity.issuer),
+    email: identity.email ? headerSafe(identity.email) : undefined,
+    groups: groups?.value,
+    // Never a silently shorter list: an app that must know every group can refuse.
+    groupsTruncated: groups?.truncated ?? false,
+    scopes: scopes?.value,
+    scopesTruncated: scopes?.truncated ?? false,
+    client: identity.clientId ? headerSafe(identity.clientId) : undefined,
+    backend: backend ? headerSafe(backend) : undefined,
+  };
+}
+
+/**
+ * The identity values of the last allow for each identity object, with what they were rendered for.
+ * An identity object stands for one verified state: the session cache hands out the same object for as
+ * long as its entry lives (a revocation drops the entry, a renewal or a re-read from Redis makes a new
+ * object), and the bearer verifier the same object per token until the token's cache entry ends (a
+ * change of the issuer's keys empties that cache). Keyed further on the policy object (a reload makes
+ * a new one), the rule and the backend, the values are the same answer every time: one frozen object,
+ * which the transports render once (httpHeaderListOf below, spoe.ts) and splice the request's own values into.
+ */
+const lastIdentityFields = new WeakMap<Identity, { readonly policy: Policy; readonly rule: string; readonly backend: string | undefined; readonly fields: WireIdentity }>();
+
+/** identityFields, the same frozen object again for the same identity, policy, rule and backend. */
+export function reusedIdentityFields(identity: Identity, decision: { readonly rule: string; readonly backend: string | undefined }, policy: Policy): WireIdentity {
+  const last = lastIdentityFields.get(identity);
+  if (last !== undefined && last.policy === policy && last.rule === decision.rule && last.backend === decision.backend) return last.fields;
+  const fields = Object.freeze(identityFields(identity, decision.backend));
+  lastIdentityFields.set(identity, { policy, rule: decision.rule, backend: decision.backend, fields });
+  return fields;
+}
+
+/** A denied caller: only the name, for HAProxy's log line. */
+export function deniedUser(identity: Identity): WireIdentity {
+  return { user: headerSafe(identity.user), subject: undefined, issuer: undefined, email: undefined, groups: undefined, groupsTruncated: false, scopes: undefined, scopesTruncated: false, client: undefined, backend: undefined };
+}
+
+/**
+ * Printable ASCII stays, except `%`; anything else (`%`, controls, CR/LF, non-ASCII) is percent-encoded as
+ * UTF-8, so every value decodes one way: a literal "%0A" arrives as "%250A".
+ */
+export function headerSafe(value: string): string {
+  if (/^[\x20-\x24\x26-\x7e]*$/.test(value)) return value;
+  return value.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => {
+    try {
+      return encodeURIComponent(c);
+    } catch {
+      return '%EF%BF%BD'; // a lone surrogate: U+FFFD
+    }
+  });
+}
+
+/** Joins whole items only, up to `max` characters, and says whether some were left out. */
+function joinBounded(items: readonly string[], separator: string, max: number): { value: string; truncated: boolean } {
+  let value = '';
+  for (const item of items) {
+    const next = value === '' ? item : value + separator + item;
+    if (next.length > max) return { value, truncated: true };
+    value = next;
+  }
+  return { value, truncated: false };
+}
+
 // ---- how each field travels -------------------------------------------------------------------------
 
 export interface OutcomeField {
@@ -203,7 +278,7 @@ const RETRY_AFTER = String(UNAVAILABLE_RETRY_AFTER_SECONDS);
 /**
  * Every field of an answer besides its status (the status line; variable `status`), as each transport
  * writes it. HAProxy acts on nothing else: idgate.lua reads these headers, the SPOE lines (dropin/frontend-spoe.cfg) these
- * variables. Values are single-line: identity values percent-encoded (check.ts `headerSafe`).
+ * variables. Values are single-line: identity values percent-encoded (`headerSafe` above).
  */
 export const OUTCOME_FIELDS: readonly OutcomeField[] = [
   { name: 'location', header: 'Location', variable: 'location', meaning: 'where to sign in (302, 303)', value: (o) => o.location },
@@ -263,7 +338,7 @@ function addVariables(vars: Record<string, string | number>, fields: readonly Ou
 
 // ---- an allow's answer, rendered around its identity ----------------------------------------------
 // An allow for the same identity, policy, rule and backend carries the very same WireIdentity object
-// (check.ts `reusedIdentityFields`): its headers and variables are rendered once per object, and only
+// (`reusedIdentityFields` above): its headers and variables are rendered once per object, and only
 // the fields that differ per request (request id, path, cookies, a renewed cookie) are rendered per
 // answer, in their places. The result is the same bytes as httpHeadersOf and spoeVariablesOf give.
 

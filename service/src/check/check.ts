@@ -25,8 +25,8 @@ import { forbiddenPage } from '../pages.js';
 import { canonicalPath } from '../paths.js';
 import { methodOverrideOf } from './method-override.js';
 import { destinationPathOf } from './destination.js';
-import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind, type WireIdentity } from './check-wire.js';
-import { LOGGED_PATH_LENGTH, MAX_HOST_LENGTH, MAX_LIST_HEADER, MAX_PATH_LENGTH, MAX_URI_LENGTH, UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from '../limits.js';
+import { checkOutcome, deniedUser, reusedIdentityFields, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind } from './check-wire.js';
+import { LOGGED_PATH_LENGTH, MAX_HOST_LENGTH, MAX_PATH_LENGTH, MAX_URI_LENGTH, UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from '../limits.js';
 
 export interface CheckDependencies {
   readonly config: Config;
@@ -422,76 +422,6 @@ const UNAVAILABLE: CheckOutcome = Object.freeze(json('unavailable', 'internal_er
 function json(kind: OutcomeKind, code: IdgateErrorCode, reason: string, details: OutcomeDetails = {}): Outcome {
   const body = errorBody(code, reason);
   return checkOutcome(kind, ERRORS[code].status, reason, { ...details, error: body.error, contentType: 'application/json', body: JSON.stringify(body) });
-}
-
-/** Who to forward, as the values both transports carry (one encoding: `headerSafe`, bounded lists). */
-export function identityFields(identity: Identity, backend: string | undefined): WireIdentity {
-  const groups = identity.groups.length ? joinBounded(identity.groups.map((g) => headerSafe(g).replaceAll(',', '%2C')), ',', MAX_LIST_HEADER) : undefined;
-  const scopes = identity.scopes.length ? joinBounded(identity.scopes.map((s) => headerSafe(s).replaceAll(' ', '%20')), ' ', MAX_LIST_HEADER) : undefined;
-  return {
-    user: headerSafe(identity.user),
-    subject: headerSafe(identity.subject),
-    issuer: headerSafe(identity.issuer),
-    email: identity.email ? headerSafe(identity.email) : undefined,
-    groups: groups?.value,
-    // Never a silently shorter list: an app that must know every group can refuse.
-    groupsTruncated: groups?.truncated ?? false,
-    scopes: scopes?.value,
-    scopesTruncated: scopes?.truncated ?? false,
-    client: identity.clientId ? headerSafe(identity.clientId) : undefined,
-    backend: backend ? headerSafe(backend) : undefined,
-  };
-}
-
-/**
- * The identity values of the last allow for each identity object, with what they were rendered for.
- * An identity object stands for one verified state: the session cache hands out the same object for as
- * long as its entry lives (a revocation drops the entry, a renewal or a re-read from Redis makes a new
- * object), and the bearer verifier the same object per token until the token's cache entry ends (a
- * change of the issuer's keys empties that cache). Keyed further on the policy object (a reload makes
- * a new one), the rule and the backend, the values are the same answer every time: one frozen object,
- * which the transports render once (check-wire.ts, spoe.ts) and splice the request's own values into.
- */
-const lastIdentityFields = new WeakMap<Identity, { readonly policy: Policy; readonly rule: string; readonly backend: string | undefined; readonly fields: WireIdentity }>();
-
-/** identityFields, the same frozen object again for the same identity, policy, rule and backend. */
-export function reusedIdentityFields(identity: Identity, decision: { readonly rule: string; readonly backend: string | undefined }, policy: Policy): WireIdentity {
-  const last = lastIdentityFields.get(identity);
-  if (last !== undefined && last.policy === policy && last.rule === decision.rule && last.backend === decision.backend) return last.fields;
-  const fields = Object.freeze(identityFields(identity, decision.backend));
-  lastIdentityFields.set(identity, { policy, rule: decision.rule, backend: decision.backend, fields });
-  return fields;
-}
-
-/** A denied caller: only the name, for HAProxy's log line. */
-function deniedUser(identity: Identity): WireIdentity {
-  return { user: headerSafe(identity.user), subject: undefined, issuer: undefined, email: undefined, groups: undefined, groupsTruncated: false, scopes: undefined, scopesTruncated: false, client: undefined, backend: undefined };
-}
-
-/**
- * Printable ASCII stays, except `%`; anything else (`%`, controls, CR/LF, non-ASCII) is percent-encoded as
- * UTF-8, so every value decodes one way: a literal "%0A" arrives as "%250A".
- */
-export function headerSafe(value: string): string {
-  if (/^[\x20-\x24\x26-\x7e]*$/.test(value)) return value;
-  return value.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => {
-    try {
-      return encodeURIComponent(c);
-    } catch {
-      return '%EF%BF%BD'; // a lone surrogate: U+FFFD
-    }
-  });
-}
-
-/** Joins whole items only, up to `max` characters, and says whether some were left out. */
-function joinBounded(items: readonly string[], separator: string, max: number): { value: string; truncated: boolean } {
-  let value = '';
-  for (const item of items) {
-    const next = value === '' ? item : value + separator + item;
-    if (next.length > max) return { value, truncated: true };
-    value = next;
-  }
-  return { value, truncated: false };
 }
 
 function quotable(text: string): string {
