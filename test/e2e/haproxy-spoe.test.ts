@@ -11,7 +11,7 @@ import os from 'node:os';
 import type net from 'node:net';
 import path from 'node:path';
 import { UNAVAILABLE_PAGE, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../../service/src/defaults.js';
-import { checkOutcome, type CheckInput, type CheckOutcome } from '../../service/src/check/check-wire.js';
+import { checkOutcome, type CheckInput, type CheckOutcome } from '../../service/src/check/contract.js';
 import { createSpoeAgent } from '../../service/src/transports/spoe.js';
 import { checkHaproxyConfig, startHaproxy } from '../../stack/haproxy.js';
 import { freePort, listenOnAnyPort, REPO_ROOT, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';

@@ -1,5 +1,5 @@
 // Check outcomes for tests that script the check (the SPOE agent's and HAProxy's side of the boundary).
-import { checkOutcome, type CheckOutcome, type OutcomeDetails, type WireIdentity } from '../../service/src/check/check-wire.js';
+import { checkOutcome, type CheckOutcome, type OutcomeDetails, type WireIdentity } from '../../service/src/check/contract.js';
 
 /** An identity as it travels, with only the given values. */
 export function wireIdentity(values: Partial<WireIdentity> & Pick<WireIdentity, 'user'>): WireIdentity {

@@ -4,7 +4,8 @@
 import fs from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
-import { checkOutcome, httpHeadersOf, INPUT_FIELDS, INPUT_FIELDS_BEGIN, INPUT_FIELDS_END, inputFieldsTable, OUTCOME_FIELDS, OUTCOME_FIELDS_BEGIN, OUTCOME_FIELDS_END, outcomeFieldsTable, spoeVariablesOf, type CheckOutcome } from '../../service/src/check/check-wire.js';
+import { httpHeadersOf, INPUT_FIELDS, INPUT_FIELDS_BEGIN, INPUT_FIELDS_END, inputFieldsTable, OUTCOME_FIELDS, OUTCOME_FIELDS_BEGIN, OUTCOME_FIELDS_END, outcomeFieldsTable, spoeVariablesOf } from '../../service/src/check/check-wire.js';
+import { checkOutcome, type CheckOutcome } from '../../service/src/check/contract.js';
 import { checkInputFromHttp } from '../../service/src/transports/http-check.js';
 import { CHECK_SECRET_ARGUMENT } from '../../service/src/transports/check-secret.js';
 import { checkInputFromMessage } from '../../service/src/transports/spoe.js';

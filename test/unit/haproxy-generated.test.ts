@@ -4,7 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CHECK_SOCKET, CHECK_SOCKET_NAME, IDGATE_ADDRESS, SPOE_AGENT_ADDRESS, UNAVAILABLE_PAGE, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../../service/src/defaults.js';
-import { INPUT_FIELDS, OUTCOME_FIELDS, httpHeadersOf, checkOutcome } from '../../service/src/check/check-wire.js';
+import { INPUT_FIELDS, OUTCOME_FIELDS, httpHeadersOf } from '../../service/src/check/check-wire.js';
+import { checkOutcome } from '../../service/src/check/contract.js';
 import { GLOBAL_PRESETS, LUA_PRESETS, TEMPLATE_PRESETS, UNAVAILABLE_FILE, generatedBlocks, unavailableResponse, withGeneratedLines } from '../../service/src/transports/haproxy-generated.js';
 import { haproxyConfDir } from '../../service/src/transports/haproxy-config.js';
 import { heldToGenerated } from '../support/generated-text.js';

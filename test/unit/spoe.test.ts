@@ -3,7 +3,8 @@
 import { jest } from '@jest/globals';
 import net from 'node:net';
 import fc from 'fast-check';
-import { checkOutcome, spoeVariablesOf, type CheckInput, type CheckOutcome } from '../../service/src/check/check-wire.js';
+import { spoeVariablesOf } from '../../service/src/check/check-wire.js';
+import { checkOutcome, type CheckInput, type CheckOutcome } from '../../service/src/check/contract.js';
 import { loadConfig } from '../../service/src/config.js';
 import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
 import { FRAME, FrameSplitter, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, createWarningThrottle, decodeFrame, decodeMessages, encodeAck, encodeFrame, encodeKvList, encodeVarint, type SpoeAgentOptions, checkInputFromMessage } from '../../service/src/transports/spoe.js';

@@ -1,5 +1,5 @@
 // The check, the hot path HAProxy asks for every protected request, whichever transport carries it: one
-// CheckInput in, one CheckOutcome out (check-wire.ts; http-check.ts and spoe.ts are the transports).
+// CheckInput in, one CheckOutcome out (contract.ts; http-check.ts and spoe.ts are the transports).
 // It reads top to bottom: request facts → matching rule → credentials → identity → decision → answer →
 // audit. Only the credentials step does I/O (one Redis GETEX for a session, plus a token renewal when one
 // is due; none for a bearer token once keys are cached); the decision itself is the pure `decide` of
@@ -25,7 +25,8 @@ import { forbiddenPage } from '../pages.js';
 import { canonicalPath } from '../paths.js';
 import { methodOverrideOf } from './method-override.js';
 import { destinationPathOf } from './destination.js';
-import { checkOutcome, deniedUser, reusedIdentityFields, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind } from './check-wire.js';
+import { deniedUser, reusedIdentityFields } from './check-wire.js';
+import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind } from './contract.js';
 import { LOGGED_PATH_LENGTH, MAX_HOST_LENGTH, MAX_PATH_LENGTH, MAX_URI_LENGTH, UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from '../limits.js';
 
 export interface CheckDependencies {

@@ -3,7 +3,8 @@
 // the response (check-wire.ts lists each header). Plain node:http, no middleware: this is the hot path.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { createCheck, type CheckDependencies } from '../check/check.js';
-import { clientAddressOf, httpHeaderListOf, refusedCheckInput, type CheckInput } from '../check/check-wire.js';
+import { clientAddressOf, httpHeaderListOf } from '../check/check-wire.js';
+import { refusedCheckInput, type CheckInput } from '../check/contract.js';
 import { CHECK_SECRET_HEADER, createCheckSecretMatcher } from './check-secret.js';
 import type { AddressMatcher } from '../net.js';
 
