@@ -1,5 +1,6 @@
 import fc from 'fast-check';
-import { prefersHtml, withoutIdgateCookies } from '../../service/src/check/check.js';
+import { withoutIdgateCookies } from '../../service/src/check/check.js';
+import { prefersHtml } from '../../service/src/check/request-facts.js';
 import { headerSafe, identityFields } from '../../service/src/check/check-wire.js';
 import type { Identity } from '../../service/src/policy/policy.js';
 import { findCookie, unsignSessionId } from '../../service/src/session/cookies.js';
