@@ -164,7 +164,7 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
     const { scheme } = presented;
     try {
       if (scheme === 'dpop') {
-        const { identity, nonce } = await verifyDpopRequest(deps, { proof: request.dpop, target: { method: facts.overriddenFrom ?? facts.method, url: proofTargetUrl(facts.proto, facts.host, request.pathq!) }, accessToken: presented.token, source: facts.clientIp, requestId: facts.requestId });
+        const { identity, nonce } = await verifyDpopRequest({ bearer: deps.bearer, replays: deps.sessions, config: deps.config }, { proof: request.dpop, target: { method: facts.overriddenFrom ?? facts.method, url: proofTargetUrl(facts.proto, facts.host, request.pathq!) }, accessToken: presented.token, source: facts.clientIp, requestId: facts.requestId });
         return { identity, scheme, dpopNonce: nonce };
       }
       return { identity: await deps.bearer.verify(presented.token, { source: facts.clientIp }), scheme };

@@ -18,6 +18,7 @@ import crypto from 'node:crypto';
 import type { RedisClient } from '../redis.js';
 import type { Config } from '../config.js';
 import { DurableWrites, type DurableWriteKind } from './durable-writes.js';
+import type { ReplayCache } from '../replay-cache.js';
 import { IdgateError, isIdgateError } from '../errors.js';
 import { idpSessionHash, isPastMaxAge, openSession, parseRecord, sealSession, sessionHash, unreadableVersionOf, type StoredSession } from './session-record.js';
 import { REFRESH_LOCK_LEASE_MS as LOCK_LEASE_MS } from '../limits.js';
@@ -58,7 +59,7 @@ export interface SessionLock {
  * Every operation on sessions. Each rejects with IdgateError('store_unavailable') when the store cannot
  * answer; callers fail closed on it. `now` is ms since epoch: the absolute timeout is judged at it.
  */
-export interface SessionStore {
+export interface SessionStore extends ReplayCache {
   /** The check's read: the session of `sid`, its idle timeout renewed (one round trip). */
   read(sid: string, now: number): Promise<SessionRead>;
   /** The session of `sid` as it is now, idle timeout untouched: a renewal reads it again under its lock. */
@@ -97,12 +98,6 @@ export interface SessionStore {
   takePendingLogin(state: string, binding: string | undefined): Promise<PendingLoginClaim>;
   /** True the first time `issuer`'s back-channel logout token id `jti` is seen within `ttlSeconds`; false for a replay. */
   firstUseOfLogoutToken(issuer: string, jti: string, ttlSeconds: number): Promise<boolean>;
-  /**
-   * Whether a DPoP proof (by `digest`: of its key's thumbprint and its jti) is seen for the first time, for
-   * `ttlSeconds`. The same request asked again (`requestId`, HAProxy's unique id: an SPOE retry, the Lua
-   * action sending again after a lost answer) is no replay; any other request with the proof is.
-   */
-  firstUseOfDpopProof(digest: string, ttlSeconds: number, requestId: string): Promise<boolean>;
 }
 
 /** What revocation needs, and all `idgate sessions` does: find a user's sessions and end them. */

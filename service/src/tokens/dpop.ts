@@ -18,7 +18,7 @@ import * as jose from 'jose';
 import type { Config } from '../config.js';
 import { IdgateError } from '../errors.js';
 import type { Identity } from '../identity.js';
-import type { SessionStore } from '../session/session-store.js';
+import type { ReplayCache } from '../replay-cache.js';
 import type { BearerVerifier } from './tokens.js';
 import { dpopNoncesOf } from './dpop-nonce.js';
 
@@ -60,7 +60,7 @@ const refuse = (expose: string, detail?: string) => new IdgateError('invalid_dpo
 
 /**
  * Checks a DPoP proof (RFC 9449 section 4.3) for a request and the access token sent with it, all but its
- * jti's novelty (SessionStore.firstUseOfDpopProof). Throws IdgateError 'invalid_dpop_proof' saying what is wrong.
+ * jti's novelty (ReplayCache.firstUseOfDpopProof). Throws IdgateError 'invalid_dpop_proof' saying what is wrong.
  * `now`: ms since epoch.
  */
 export async function checkDpopProof(proof: string | undefined, target: ProofTarget, accessToken: string, settings: DpopSettings, now = Date.now()): Promise<CheckedProof> {
@@ -192,7 +192,7 @@ export function proofTargetUrl(scheme: string, host: string, pathq: string): str
  * token check and the store throw.
  */
 export async function verifyDpopRequest(
-  deps: { readonly bearer: BearerVerifier; readonly sessions: Pick<SessionStore, 'firstUseOfDpopProof'>; readonly config: Config },
+  deps: { readonly bearer: BearerVerifier; readonly replays: ReplayCache; readonly config: Config },
   request: {
     readonly proof: string | undefined;
     readonly target: ProofTarget;
@@ -215,7 +215,7 @@ export async function verifyDpopRequest(
   // Last, so that only proofs good in every other way take room in Redis. Remembered as long as its iat can pass.
   const ttl = config.dpopMaxAgeSeconds + 2 * config.clockSkewSeconds;
   const digest = crypto.hash('sha256', `${proof.keyThumbprint}\0${proof.jti}`, 'base64url');
-  if (!(await deps.sessions.firstUseOfDpopProof(digest, ttl, request.requestId))) throw refuse('the DPoP proof was already used');
+  if (!(await deps.replays.firstUseOfDpopProof(digest, ttl, request.requestId))) throw refuse('the DPoP proof was already used');
   return { identity, nonce };
 }
 
