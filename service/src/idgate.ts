@@ -82,12 +82,14 @@ export function createIdgate(config: Config, options: IdgateOptions): Idgate {
   const durable = new DurableWrites(redis, config, reportWaits(logger, metrics));
   const sessions = new RedisSessionStore(redis, config, durable);
   const deps: CheckDependencies = { config, redis, sessions, oidc, bearer, sessionCache, policy: options.policy, logger, metrics };
+  // One check for both transports.
+  const check = createCheck(deps);
   let draining = false;
-  const server = createIdgateServer(deps, { draining: () => draining });
+  const server = createIdgateServer(deps, check, { draining: () => draining });
   const spoeAgent =
     (options.spoe ?? config.spoeListen !== undefined)
       ? createSpoeAgent({
-          check: createCheck(deps),
+          check,
           trustedPeers: config.trustedProxies,
           checkSecrets: config.checkSecrets,
           maxConnections: config.spoeMaxConnections,

@@ -4,6 +4,7 @@ import http from 'node:http';
 import express from 'express';
 import type { RedisClient } from './redis.js';
 import type { CheckDependencies } from './check/check.js';
+import type { Check } from './check/contract.js';
 import { createCheckHandler } from './transports/http-check.js';
 import { createBrowserRoutes } from './browser/login.js';
 import { refuseTwoSessionCookies } from './browser/two-session-cookies.js';
@@ -26,9 +27,10 @@ export interface ServerOptions {
   readonly draining?: () => boolean;
 }
 
-export function createIdgateServer(deps: ServerDependencies, options: ServerOptions = {}): http.Server {
+/** `check`: the check the wiring built once, which the SPOE agent holds too. */
+export function createIdgateServer(deps: ServerDependencies, check: Check, options: ServerOptions = {}): http.Server {
   const { config, redis, sessions, oidc, bearer, logger, metrics } = deps;
-  const check = createCheckHandler(deps);
+  const answerCheck = createCheckHandler(check, config);
 
   const app = express();
   app.disable('x-powered-by');
@@ -46,7 +48,7 @@ export function createIdgateServer(deps: ServerDependencies, options: ServerOpti
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
-    if (path === '/auth' && (req.method === 'GET' || req.method === 'HEAD')) return check(req, res);
+    if (path === '/auth' && (req.method === 'GET' || req.method === 'HEAD')) return answerCheck(req, res);
     if (path === '/healthz') return sendText(res, 200, 'ok\n');
     if (path === '/readyz' && options.draining?.()) return sendText(res, 503, 'draining: this replica is stopping\n');
     if (path === '/readyz') return void readiness(redis, oidc, bearer).then(({ ok, detail }) => sendText(res, ok ? 200 : 503, `${detail}\n`));

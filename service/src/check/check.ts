@@ -23,7 +23,7 @@ import { dpopNoncesOf } from '../tokens/dpop-nonce.js';
 import { forbiddenPage } from '../pages.js';
 import { deniedUser, reusedIdentityFields } from './check-wire.js';
 import { isWellFormedRequestId, readRequestFacts, type FactsProblem } from './request-facts.js';
-import { checkOutcome, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind } from './contract.js';
+import { checkOutcome, type Check, type CheckInput, type CheckOutcome, type OutcomeDetails, type OutcomeKind } from './contract.js';
 import { LOGGED_PATH_LENGTH, MAX_HOST_LENGTH, UNTRUSTED_LOG_INTERVAL_MS, UNTRUSTED_PEERS_REMEMBERED } from '../limits.js';
 
 export interface CheckDependencies {
@@ -40,7 +40,7 @@ export interface CheckDependencies {
 }
 
 /** The check as a function of the request: the one decision path both transports use. Never rejects. */
-export function createCheck(deps: CheckDependencies): (request: CheckInput) => Promise<CheckOutcome> {
+export function createCheck(deps: CheckDependencies): Check {
   const loginUrl = new URL('/_auth/login', deps.config.publicUrl).href;
   return (request) =>
     runCheck(deps, loginUrl, request).catch((err: unknown) => {

@@ -130,3 +130,6 @@ export function checkOutcome(kind: OutcomeKind, status: number, reason: string, 
     appCookies: d.appCookies,
   };
 }
+
+/** The check as both transports hold it: built once by the wiring, handed to each. Never rejects. */
+export type Check = (request: CheckInput) => Promise<CheckOutcome>;

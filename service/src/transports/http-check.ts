@@ -2,16 +2,16 @@
 // headers become one CheckInput under the forwarded-header trust rules, and the CheckOutcome goes back as
 // the response (check-wire.ts lists each header). Plain node:http, no middleware: this is the hot path.
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { createCheck, type CheckDependencies } from '../check/check.js';
 import { clientAddressOf, httpHeaderListOf } from '../check/check-wire.js';
-import { refusedCheckInput, type CheckInput } from '../check/contract.js';
+import { refusedCheckInput, type Check, type CheckInput } from '../check/contract.js';
+import type { Config } from '../config.js';
 import { CHECK_SECRET_HEADER, createCheckSecretMatcher } from './check-secret.js';
 import type { AddressMatcher } from '../net.js';
 
-export function createCheckHandler(deps: CheckDependencies): (req: IncomingMessage, res: ServerResponse) => void {
-  const check = createCheck(deps);
-  const trusted = deps.config.trustedProxies;
-  const hasSecret = createCheckSecretMatcher(deps.config.checkSecrets);
+/** `check`: the one check the wiring built (the SPOE agent holds the same); `peers`: who may ask. */
+export function createCheckHandler(check: Check, peers: Pick<Config, 'trustedProxies' | 'checkSecrets'>): (req: IncomingMessage, res: ServerResponse) => void {
+  const trusted = peers.trustedProxies;
+  const hasSecret = createCheckSecretMatcher(peers.checkSecrets);
   return (req, res) => {
     void check(checkInputFromHttp(req, trusted, hasSecret)).then((outcome) => {
       // Rendered as a [name, value, ...] list: an allow's identity headers come prerendered (check-wire.ts).

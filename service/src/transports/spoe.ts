@@ -8,7 +8,7 @@
 // unknown frame type closes that connection with an AGENT-DISCONNECT status; other connections go on.
 import net from 'node:net';
 import { clientAddressOf, spoeIdentityVariablesOf, spoeVariablesAroundIdentity, spoeVariablesOf } from '../check/check-wire.js';
-import { refusedCheckInput, type CheckInput, type CheckOutcome, type WireIdentity } from '../check/contract.js';
+import { refusedCheckInput, type Check, type CheckInput, type CheckOutcome, type WireIdentity } from '../check/contract.js';
 import { CHECK_SECRET_ARGUMENT, createCheckSecretMatcher } from './check-secret.js';
 import type { AddressMatcher } from '../net.js';
 import { FINISH_BOUND_MS, SPOE_CLOSE_GRACE_MS, SPOE_HELLO_TIMEOUT_MS, SPOE_IDLE_TIMEOUT_MS, SPOE_MAX_FRAME_SIZE as MAX_FRAME_SIZE, SPOE_MAX_UNREAD_BYTES as MAX_UNREAD_BYTES, SPOE_WARNING_KEYS, SPOE_WARNING_WINDOW_MS } from '../limits.js';
@@ -344,7 +344,7 @@ export function decodeMessages(payload: Reader): Map<string, Record<string, Valu
 // ---- the agent ------------------------------------------------------------------------------------
 
 export interface SpoeAgentOptions {
-  readonly check: (input: CheckInput) => Promise<CheckOutcome>;
+  readonly check: Check;
   /** Connections held at once (IDGATE_SPOE_MAX_CONNECTIONS); more are closed as they arrive. */
   readonly maxConnections: number;
   /**
