@@ -13,7 +13,7 @@ import { loadPolicyFile } from './policy/policy-file.js';
 import { orgWideAudienceProblems } from './tokens/org-wide-audience.js';
 import { DurableWrites, type DurabilitySettings } from './session/durable-writes.js';
 import { createRedisClient, describeRedisError } from './redis.js';
-import { RedisSessionRevocation } from './session/session-store.js';
+import { RedisSessionRevocation } from './session/redis-session-store.js';
 import { describeSessionRecordVersions } from './session/session-record.js';
 import { decide, formatDecision, matchRule, type Identity } from './policy/policy.js';
 import { canonicalPath } from './paths.js';

@@ -15,7 +15,7 @@ import type { Policy } from './policy/policy.js';
 import { createRedisClient, describeRedisError } from './redis.js';
 import { createIdgateServer } from './server.js';
 import { SessionCache, subscribeToRevocations } from './session/session-cache.js';
-import { RedisSessionStore } from './session/session-store.js';
+import { RedisSessionStore } from './session/redis-session-store.js';
 import { createSpoeAgent, type SpoeAgent } from './transports/spoe.js';
 import { BearerVerifier } from './tokens/tokens.js';
 

@@ -6,7 +6,7 @@ import signature from 'cookie-signature';
 import * as jose from 'jose';
 import request from 'supertest';
 import { BACKCHANNEL_EVENT } from '../../service/src/browser/backchannel.js';
-import { redisKeys, RedisSessionStore } from '../../service/src/session/session-store.js';
+import { redisKeys, RedisSessionStore } from '../../service/src/session/redis-session-store.js';
 import { idpSessionHash, sessionHash, type StoredSession } from '../../service/src/session/session-record.js';
 import { createRedisClient } from '../../service/src/redis.js';
 import { listenOnAnyPort, type ManagedProcess } from '../../stack/processes.js';

@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import * as jose from 'jose';
 import request from 'supertest';
 import { loadConfig, type Config } from '../../service/src/config.js';
-import { hashValue, sessionKey } from '../../service/src/session/session-store.js';
+import { hashValue, sessionKey } from '../../service/src/session/redis-session-store.js';
 import { openSession } from '../../service/src/session/session-record.js';
 import { holdPort, idpListening, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { probeUntil } from '../../stack/wait.js';

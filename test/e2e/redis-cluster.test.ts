@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import signature from 'cookie-signature';
 import { Cluster } from 'ioredis';
 import request from 'supertest';
-import { hashValue, redisKeys, RedisSessionStore, sessionKey } from '../../service/src/session/session-store.js';
+import { hashValue, redisKeys, RedisSessionStore, sessionKey } from '../../service/src/session/redis-session-store.js';
 import { Browser, signIn } from '../support/browser.js';
 import { configFrom, startInProcess, type InProcessIdgate } from '../support/idgate.js';
 import { idgateCli, startCluster, startIdgateReplicas, type IdgateReplicas, type RedisCluster } from '../support/redis-topologies.js';

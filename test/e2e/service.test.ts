@@ -8,7 +8,7 @@ import express from 'express';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { createRedisClient } from '../../service/src/redis.js';
 import { createSessionMiddleware } from '../../service/src/session/sessions.js';
-import { RedisSessionStore, sessionKey } from '../../service/src/session/session-store.js';
+import { RedisSessionStore, sessionKey } from '../../service/src/session/redis-session-store.js';
 import { sealSession } from '../../service/src/session/session-record.js';
 import { checkFacts, configFrom, redisReady, startInProcess, startRedisAndIdp, stopInProcess, type RedisAndIdp } from '../support/idgate.js';
 import { startDeadEnd } from '../../stack/processes.js';

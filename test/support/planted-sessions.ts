@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Config } from '../../service/src/config.js';
 import type { RedisClient } from '../../service/src/redis.js';
-import { RedisSessionStore, sessionKey } from '../../service/src/session/session-store.js';
+import { RedisSessionStore, sessionKey } from '../../service/src/session/redis-session-store.js';
 import { idpSessionHash, openSession, type StoredSession } from '../../service/src/session/session-record.js';
 import { sessionCookiePair, unsignSessionId } from '../../service/src/session/cookies.js';
 import type { Browser } from './browser.js';

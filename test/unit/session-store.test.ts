@@ -2,7 +2,7 @@
 // real redis-server (its TTLs shortened as if the time had passed). The suite is test/support/session-store-suite.ts.
 import { Redis } from 'ioredis';
 import { startFreeTempRedis, type startTempRedis } from '../../stack/redis.js';
-import { RedisSessionStore } from '../../service/src/session/session-store.js';
+import { RedisSessionStore } from '../../service/src/session/redis-session-store.js';
 import { MemorySessionStore } from '../support/memory-session-store.js';
 import { runSessionStoreTests, SUITE_SETTINGS } from '../support/session-store-suite.js';
 

@@ -7,7 +7,7 @@ import { REVOKED_REMEMBERED, REVOKED_REMEMBER_MS } from '../limits.js';
 import { createRedisClient } from '../redis.js';
 import type { Logger } from '../audit.js';
 import type { Config } from '../config.js';
-import { redisKeys } from './session-store.js';
+import { redisKeys } from './redis-session-store.js';
 import type { SessionLookup } from './session-record.js';
 
 type FoundSession = Extract<SessionLookup, { found: true }>;
