@@ -19,7 +19,7 @@ import { parsePolicy } from '../service/src/policy/policy-file.js';
 import { decide, matchRule, type Identity, type RequestFacts } from '../service/src/policy/policy.js';
 import { findCookie, sessionCookiePair, unsignSessionId } from '../service/src/session/cookies.js';
 import { SessionCache } from '../service/src/session/session-cache.js';
-import { type SessionStore } from '../service/src/session/redis-session-store.js';
+import type { SessionStore } from '../service/src/session/session-store.js';
 import { sessionHash, identityOf, SESSION_RECORD_VERSION, type StoredSession } from '../service/src/session/session-record.js';
 import { readSessionForCheck } from '../service/src/session/sessions.js';
 import { httpHeaderListOf, reusedIdentityFields } from '../service/src/check/check-wire.js';

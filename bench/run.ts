@@ -25,7 +25,7 @@ import { loadConfig } from '../service/src/config.js';
 import { REPO_ROOT, type ManagedProcess } from '../stack/processes.js';
 import { startStack, type Stack } from '../stack/stack.js';
 import { Browser, signIn } from '../test/support/browser.js';
-import { sessionKey } from '../service/src/session/redis-session-store.js';
+import { sessionKey } from '../service/src/session/redis-keys.js';
 import { sealSession } from '../service/src/session/session-record.js';
 import { nativeJwtConfig, passthroughConfig, startHaproxyBeside } from './configs.js';
 import { startConstantAgent } from './constant-agent.js';

@@ -8,7 +8,7 @@
 import { Redis } from 'ioredis';
 import { startStack } from '../stack/stack.js';
 import { loadConfig } from '../service/src/config.js';
-import { redisKeys } from '../service/src/session/redis-session-store.js';
+import { redisKeys } from '../service/src/session/redis-keys.js';
 import { Browser, signIn } from '../test/support/browser.js';
 import { plantSessions, sessionRecordOf } from '../test/support/planted-sessions.js';
 

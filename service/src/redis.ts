@@ -2,7 +2,7 @@
 // Sentinel-managed primary (found again after a failover) or a Cluster. Every topology takes the same ACL
 // user and password and the same TLS settings. The rest of idgate sees a `RedisClient` and uses only
 // commands that work on all three: single-key commands, and multi-key operations (MULTI, Lua) whose keys
-// share one hash slot (see the key layout in session-store.ts).
+// share one hash slot (see the key layout in session/redis-keys.ts).
 import { isIP } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, SentinelConnector, type ClusterOptions, type RedisOptions, type SentinelAddress } from 'ioredis';

@@ -7,7 +7,7 @@ import signature from 'cookie-signature';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import type { Config } from '../../service/src/config.js';
-import { redisKeys, sessionKey } from '../../service/src/session/redis-session-store.js';
+import { redisKeys, sessionKey } from '../../service/src/session/redis-keys.js';
 import { sealSession } from '../../service/src/session/session-record.js';
 import { configFrom, metricValue, startInProcess, startRedisAndIdp, stopInProcess, type InProcessIdgate, type RedisAndIdp } from '../support/idgate.js';
 import { waitUntil } from '../../stack/wait.js';

@@ -6,7 +6,9 @@ import crypto from 'node:crypto';
 import signature from 'cookie-signature';
 import { Cluster } from 'ioredis';
 import request from 'supertest';
-import { hashValue, redisKeys, RedisSessionStore, sessionKey } from '../../service/src/session/redis-session-store.js';
+import { RedisSessionStore } from '../../service/src/session/redis-session-store.js';
+import { redisKeys, sessionKey } from '../../service/src/session/redis-keys.js';
+import { hashValue } from '../../service/src/session/pending-logins.js';
 import { Browser, signIn } from '../support/browser.js';
 import { configFrom, startInProcess, type InProcessIdgate } from '../support/idgate.js';
 import { idgateCli, startCluster, startIdgateReplicas, type IdgateReplicas, type RedisCluster } from '../support/redis-topologies.js';
@@ -75,7 +77,7 @@ test('pending logins share one hash slot, and both bounds hold across replicas o
   const bounded = { ...idgates.env, IDGATE_REDIS_PREFIX: 'bounds:', IDGATE_LOGIN_MAX_PENDING: '4', IDGATE_LOGIN_MAX_PENDING_PER_BROWSER: '2' };
   const replicas = [await startInProcess(configFrom(bounded)), await startInProcess(configFrom(bounded))];
   const config = replicas[0]!.config;
-  // The keys as idgate builds them (session-store.ts owns every key name).
+  // The keys as idgate builds them (redis-keys.ts owns every key name).
   const slots = await Promise.all([redisKeys.pendingLogin(config, 'x'), redisKeys.pendingLoginIndex(config), redisKeys.browserPendingLogins(config, 'y')].map((k) => cluster.nodeOf(k)));
   expect(new Set(slots).size).toBe(1);
   // Per browser: its third login drops its oldest (the script deletes keys named by the index: same slot).

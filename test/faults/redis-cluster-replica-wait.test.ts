@@ -8,7 +8,7 @@
 //   - a logout of a session on another primary does not wait for the paused replica.
 import { Redis } from 'ioredis';
 import { redisCli } from '../../stack/redis.js';
-import { redisKeys, sessionKey } from '../../service/src/session/redis-session-store.js';
+import { redisKeys, sessionKey } from '../../service/src/session/redis-keys.js';
 import { unsignSessionId } from '../../service/src/session/cookies.js';
 import { Browser, signIn } from '../support/browser.js';
 import { metricValue } from '../support/idgate.js';

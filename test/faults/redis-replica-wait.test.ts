@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { type ManagedProcess } from '../../stack/processes.js';
 import { startFreeTempRedis } from '../../stack/redis.js';
 import { startStack, type Stack } from '../../stack/stack.js';
-import { sessionKey } from '../../service/src/session/redis-session-store.js';
+import { sessionKey } from '../../service/src/session/redis-keys.js';
 import { unsignSessionId } from '../../service/src/session/cookies.js';
 import type { Config } from '../../service/src/config.js';
 import { Browser, parseForm } from '../support/browser.js';

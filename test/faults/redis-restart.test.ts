@@ -8,7 +8,7 @@ import { Browser, signIn } from '../support/browser.js';
 import { configFrom } from '../support/idgate.js';
 import { plantSessions, sessionRecordOf } from '../support/planted-sessions.js';
 import { REDIS_TOPOLOGIES, startStackOnRedis, type StackOnRedis } from '../support/stack-on-redis.js';
-import { redisKeys } from '../../service/src/session/redis-session-store.js';
+import { redisKeys } from '../../service/src/session/redis-keys.js';
 import { probeUntil } from '../../stack/wait.js';
 
 const SIGNED_IN = 10;

@@ -3,7 +3,8 @@
 // the idle timeout is each session's expiry on this clock, and indexes, locks, pending logins (their two
 // bounds) and logout-token ids behave as in Redis. Tests only: production has RedisSessionStore alone. test/unit/session-store.test.ts holds both to one suite.
 import { parseRecord, unreadableVersionOf, type StoredSession, idpSessionHash, isPastMaxAge, openSession, sealSession, sessionHash } from '../../service/src/session/session-record.js';
-import { hashValue, isBindingOf, logoutTokenDigest, parsePendingLogin, retryAfterSeconds, storeUnavailable, type IndexedSession, type PendingLogin, type PendingLoginClaim, type SavedPendingLogin, type SessionLock, type SessionRead, type SessionRef, type SessionStore } from '../../service/src/session/redis-session-store.js';
+import { hashValue, isBindingOf, parsePendingLogin, retryAfterSeconds, type PendingLogin, type PendingLoginClaim, type SavedPendingLogin } from '../../service/src/session/pending-logins.js';
+import { logoutTokenDigest, storeUnavailable, type IndexedSession, type SessionLock, type SessionRead, type SessionRef, type SessionStore } from '../../service/src/session/session-store.js';
 import type { Config } from '../../service/src/config.js';
 
 export type MemoryStoreSettings = Pick<Config, 'sessionIdleTtlSeconds' | 'sessionMaxAgeSeconds' | 'loginTtlSeconds' | 'loginMaxPendingPerBrowser' | 'loginMaxPending'>;

@@ -10,7 +10,8 @@ import type { Metrics } from '../../service/src/metrics.js';
 import type { OidcRelyingParty } from '../../service/src/idp/relying-party.js';
 import { keepSessionFresh } from '../../service/src/session/refresh.js';
 import { identityOf, type StoredSession, idpSessionHash, sessionHash } from '../../service/src/session/session-record.js';
-import { hashValue, type PendingLogin, type SessionStore } from '../../service/src/session/redis-session-store.js';
+import { hashValue, type PendingLogin } from '../../service/src/session/pending-logins.js';
+import type { SessionStore } from '../../service/src/session/session-store.js';
 import { pause } from '../../stack/wait.js';
 
 export const SUITE_SETTINGS = {

@@ -5,7 +5,7 @@
 import * as jose from 'jose';
 import { IdgateError } from '../errors.js';
 import type { RemoteKeySet } from '../tokens/keys.js';
-import type { SessionStore } from '../session/redis-session-store.js';
+import type { SessionStore } from '../session/session-store.js';
 import { LOGOUT_TOKEN_MAX_AGE_SECONDS as MAX_AGE_SECONDS } from '../limits.js';
 
 export const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';

@@ -9,7 +9,7 @@ import type { Logger } from '../audit.js';
 import type { Config } from '../config.js';
 import { ERRORS, describeError, isIdgateError, type IdgateErrorCode } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { SessionStore } from '../session/redis-session-store.js';
+import type { SessionStore } from '../session/session-store.js';
 import type { OidcRelyingParty } from '../idp/relying-party.js';
 import { frontChannelLogoutPage } from '../pages.js';
 

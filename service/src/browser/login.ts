@@ -13,7 +13,8 @@ import { loggedOutPage, logoutPage, messagePage } from '../pages.js';
 import { stripPort } from '../policy/policy.js';
 import { verifyLogoutToken, type LogoutSubject } from './backchannel.js';
 import { RemoteKeySet } from '../tokens/keys.js';
-import { hashValue, type SessionStore } from '../session/redis-session-store.js';
+import { hashValue } from '../session/pending-logins.js';
+import type { SessionStore } from '../session/session-store.js';
 import { isPastMaxAge } from '../session/session-record.js';
 import { bindingCookieOptions, findCookie, sessionCookieOptions } from '../session/cookies.js';
 

@@ -20,7 +20,7 @@ import type { Config } from '../config.js';
 import { describeError, isIdgateError, sendError } from '../errors.js';
 import { OKTA_EVENT_BODY_LIMIT } from '../limits.js';
 import type { Metrics } from '../metrics.js';
-import type { SessionRef, SessionStore } from '../session/redis-session-store.js';
+import type { SessionRef, SessionStore } from '../session/session-store.js';
 
 export interface OktaEventDependencies {
   readonly config: Config;

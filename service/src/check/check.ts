@@ -13,7 +13,7 @@ import type { OidcRelyingParty } from '../idp/relying-party.js';
 import { keepSessionFresh } from '../session/refresh.js';
 import { acceptedCredentials, allowedMethods, USUAL_METHODS, decideWithDestination, matchRule, NO_RULE, passesAsPreflight, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type PolicyRule, type RequestFacts } from '../policy/policy.js';
 import type { SessionCache } from '../session/session-cache.js';
-import type { SessionStore } from '../session/redis-session-store.js';
+import type { SessionStore } from '../session/session-store.js';
 import { sessionHash, describeSessionRecordVersions, SESSION_RECORD_VERSIONS_READ } from '../session/session-record.js';
 import { TWO_SESSION_COOKIES_REASON } from '../session/cookies.js';
 import { readSessionForCheck } from '../session/sessions.js';

@@ -2,7 +2,7 @@
 // express-session's: "s:" + the session id + "." + its HMAC under the newest of IDGATE_COOKIE_SECRETS
 // (older secrets still verify), URI-encoded; express-session sets it at login (with the options below),
 // a renewal sets it again (sessionCookie), logout clears it with the same options, and the check reads
-// it (findCookie, unsignSessionId). The login-binding cookie ties a login's callback to its browser (session-store.ts, pending logins).
+// it (findCookie, unsignSessionId). The login-binding cookie ties a login's callback to its browser (pending-logins.ts).
 import signature from 'cookie-signature';
 import type { Config } from '../config.js';
 import { sessionEndsAt } from './session-record.js';

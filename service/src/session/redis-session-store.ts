@@ -1,11 +1,7 @@
-// The session store: every operation idgate performs on what it keeps in Redis (sessions: read, renew,
-// revoke, index, lock; pending logins; back-channel logout token ids) behind one interface, SessionStore.
-// RedisSessionStore is the one production uses; the tests also run an in-memory one with a clock of their
-// own (test/support/memory-session-store.ts), and one suite holds both to the same behaviour
-// (test/unit/session-store.test.ts). This module owns every Redis key name idgate uses (redisKeys below:
-// sessions, indexes, locks, pending logins, logout-token and DPoP-proof ids), is the only one that sends
-// commands on those keys, and turns every Redis failure into one error, IdgateError('store_unavailable')
-// (storeUnavailable).
+// The session store in Redis (RedisSessionStore; RedisSessionRevocation is the part `idgate sessions`
+// needs): the only code that sends commands on idgate's keys (their names: redis-keys.ts), with the Lua
+// scripts that keep pending logins and locks atomic across replicas. Every Redis failure becomes
+// IdgateError('store_unavailable').
 //
 // Sessions at rest in Redis, so that a Redis dump alone yields neither tokens nor a usable cookie:
 // the key is a hash of the session id and the value is AES-256-GCM encrypted under a key derived from
@@ -13,213 +9,16 @@
 // revocation needs: per-subject indexes naming the session hashes, with user name and login time.
 //
 // express-session owns the cookie and the session lifecycle on the browser routes, through an adapter
-// over this store (sessions.ts); why not connect-redis: docs/design-notes.md.
+// over this store (express-adapter.ts); why not connect-redis: docs/design-notes.md.
 import crypto from 'node:crypto';
 import type { RedisClient } from '../redis.js';
 import type { Config } from '../config.js';
 import { DurableWrites, type DurableWriteKind } from './durable-writes.js';
-import type { ReplayCache } from '../replay-cache.js';
-import { IdgateError, isIdgateError } from '../errors.js';
+import { logoutTokenDigest, storeUnavailable, type IndexedSession, type SessionLock, type SessionRead, type SessionRef, type SessionRevocation, type SessionStore } from './session-store.js';
+import { hashValue, isBindingOf, parsePendingLogin, retryAfterSeconds, type PendingLogin, type PendingLoginClaim, type SavedPendingLogin } from './pending-logins.js';
+import { redisKeys, sessionKey, type KeyPrefix } from './redis-keys.js';
 import { idpSessionHash, isPastMaxAge, openSession, parseRecord, sealSession, sessionHash, unreadableVersionOf, type StoredSession } from './session-record.js';
 import { REFRESH_LOCK_LEASE_MS as LOCK_LEASE_MS } from '../limits.js';
-
-/** A session as the store reads it: its record checked, its idle and absolute timeouts applied. */
-export type SessionRead =
-  | {
-      readonly found: true;
-      readonly session: StoredSession;
-      /** The whole express-session record, to write back with only `idgate` changed. */
-      readonly record: Record<string, unknown>;
-    }
-  | {
-      readonly found: false;
-      /** expired: absent (idle timeout, revoked, never existed) or past its absolute timeout. */
-      readonly problem: 'session_invalid' | 'session_expired';
-      /** Why it is invalid: the record is of a version this idgate does not read (e.g. "v2", from a newer idgate). */
-      readonly unknownVersion?: string;
-    };
-
-/** A session as revocation names it: the hash of its id, and its subject (whose index lists it). */
-export interface SessionRef {
-  readonly hash: string;
-  readonly subject: string;
-}
-
-export interface IndexedSession extends SessionRef {
-  readonly user: string;
-  readonly createdAt: number;
-}
-
-/** A held refresh lock: released by the holder, or lost when the holder dies (its lease runs out). */
-export interface SessionLock {
-  release(): Promise<void>;
-}
-
-/**
- * Every operation on sessions. Each rejects with IdgateError('store_unavailable') when the store cannot
- * answer; callers fail closed on it. `now` is ms since epoch: the absolute timeout is judged at it.
- */
-export interface SessionStore extends ReplayCache {
-  /** The check's read: the session of `sid`, its idle timeout renewed (one round trip). */
-  read(sid: string, now: number): Promise<SessionRead>;
-  /** The session of `sid` as it is now, idle timeout untouched: a renewal reads it again under its lock. */
-  readLatest(sid: string, now: number): Promise<SessionRead>;
-  /** The stored record as it is, unchecked, or undefined: express-session's view (the browser routes). */
-  load(sid: string): Promise<Record<string, unknown> | undefined>;
-  /** A login's session: written with the idle timeout and indexed for revocation. Waits for a replica. */
-  save(sid: string, record: Record<string, unknown>): Promise<void>;
-  /**
-   * Renewed tokens written back, only while the session still exists (one logged out meanwhile stays
-   * out), without resetting its idle timeout. False when the session is gone. Waits for a replica.
-   */
-  renew(sid: string, record: Record<string, unknown>): Promise<boolean>;
-  /** The idle timeout renewed. */
-  touch(sid: string): Promise<void>;
-  /** Logout: the session deleted and its revocation announced. Waits for a replica when it existed. */
-  destroy(sid: string): Promise<void>;
-  /** Sessions deleted by hash and their revocation announced; how many existed. Waits for a replica. */
-  revoke(sessions: readonly SessionRef[]): Promise<number>;
-  /** Sessions of a subject, or of every subject of a user name, oldest first. */
-  list(who: { subject?: string; user?: string }): Promise<IndexedSession[]>;
-  /** Sessions that came from one IdP session (the `sid` claim of a back-channel logout token). */
-  sessionsOfIdpSession(idpSessionId: string): Promise<SessionRef[]>;
-  /** The refresh lock of a session (one renewal at a time, across replicas), or undefined when another holds it. */
-  lock(sid: string): Promise<SessionLock | undefined>;
-  /**
-   * A login under way, kept under its OAuth `state` for IDGATE_LOGIN_TTL within both bounds (pending logins,
-   * below): beyond IDGATE_LOGIN_MAX_PENDING_PER_BROWSER this browser's oldest are dropped (`dropped`); at
-   * IDGATE_LOGIN_MAX_PENDING overall a new one is refused (`saved: false`) until the oldest expires.
-   */
-  savePendingLogin(state: string, pending: PendingLogin): Promise<SavedPendingLogin>;
-  /**
-   * The pending login of `state`, taken once, and only by the browser whose binding cookie is `binding`:
-   * a callback from any other browser (or none) leaves it for the browser that started it.
-   */
-  takePendingLogin(state: string, binding: string | undefined): Promise<PendingLoginClaim>;
-  /** True the first time `issuer`'s back-channel logout token id `jti` is seen within `ttlSeconds`; false for a replay. */
-  firstUseOfLogoutToken(issuer: string, jti: string, ttlSeconds: number): Promise<boolean>;
-}
-
-/** What revocation needs, and all `idgate sessions` does: find a user's sessions and end them. */
-export type SessionRevocation = Pick<SessionStore, 'list' | 'revoke' | 'sessionsOfIdpSession'>;
-
-// Pending logins: kept server-side under the OAuth `state`, so several tabs can log in at once without a
-// cookie per attempt. One small cookie per browser (the binding) ties the callback to the browser that
-// started the login (login CSRF): its hash is stored with the pending login.
-//
-// Anyone can start a login, so pending logins are bounded: per browser (a sorted set per binding, its
-// oldest dropped beyond IDGATE_LOGIN_MAX_PENDING_PER_BROWSER, so many tabs still work) and overall (one
-// sorted set of every pending login, scored by expiry; at IDGATE_LOGIN_MAX_PENDING a new login is refused
-// until the oldest expires). A client that drops its cookies gets a new binding each time: the overall
-// bound is the one that holds it. Both bounds are kept by one Lua script (atomic across replicas); the
-// check path never reads these keys.
-//
-// Redis Cluster runs a script only on keys of one hash slot, and the overall bound needs one count of
-// every pending login: so every pending-login key (the logins, the per-browser indexes, the overall
-// index) carries the hash tag {logins} and lives in one slot, on one primary. Logins are rare next to
-// checks (three commands per login) and their memory is capped by IDGATE_LOGIN_MAX_PENDING, so that one
-// primary carries little. Sessions, which every check reads, spread over all slots (below).
-
-export interface PendingLogin {
-  readonly codeVerifier: string;
-  readonly nonce: string;
-  readonly returnTo: string;
-  /** hashValue of the browser's binding cookie. */
-  readonly bindingHash: string;
-  readonly startedAt: number;
-}
-
-export type SavedPendingLogin =
-  /** `dropped`: this browser's oldest pending logins dropped to stay within its bound. */
-  | { readonly saved: true; readonly dropped: number }
-  /** The overall bound is reached; a place frees in `retryAfterSeconds`. */
-  | { readonly saved: false; readonly retryAfterSeconds: number };
-
-export type PendingLoginClaim =
-  | { readonly outcome: 'taken'; readonly pending: PendingLogin }
-  | { readonly outcome: 'unknown' }
-  | { readonly outcome: 'other_browser' };
-
-/** How a login's `state` and its browser's binding cookie are stored: base64url(SHA-256(value)). */
-export function hashValue(value: string): string {
-  return crypto.hash('sha256', value, 'base64url');
-}
-
-/** A stored pending login read back, or undefined when it is not one (any store: the same check). */
-export function parsePendingLogin(text: string): PendingLogin | undefined {
-  try {
-    const value = JSON.parse(text) as Partial<PendingLogin> | null;
-    return value && typeof value.bindingHash === 'string' ? (value as PendingLogin) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether `binding` (the cookie) is the one a pending login was started with, compared in constant time. */
-export function isBindingOf(pending: PendingLogin, binding: string | undefined): boolean {
-  if (binding === undefined) return false;
-  const a = hashValue(binding);
-  const b = pending.bindingHash;
-  return a.length === b.length && crypto.timingSafeEqual(Buffer.from(a), Buffer.from(b));
-}
-
-/** When the overall bound refuses a login: in how many seconds a place frees (ms until the oldest expires), within 1 s and the login TTL. */
-export function retryAfterSeconds(config: Pick<Config, 'loginTtlSeconds'>, msUntilFree: number): number {
-  return Math.min(config.loginTtlSeconds, Math.max(1, Math.ceil(msUntilFree / 1000)));
-}
-
-/** How a logout token id is remembered: the digest of its issuer and jti (one issuer's jti is not another's). */
-export function logoutTokenDigest(issuer: string, jti: string): string {
-  return crypto.hash('sha256', `${issuer}\0${jti}`, 'base64url');
-}
-
-/** The one error for a store that cannot answer (Redis away, out of memory, timed out). */
-export function storeUnavailable(err: unknown): IdgateError {
-  if (isIdgateError(err)) return err;
-  return IdgateError.of('store_unavailable', err instanceof Error ? err.message : String(err));
-}
-
-type Prefix = Pick<Config, 'redisKeyPrefix'>;
-
-// Revocation indexes. idx:sub:<sub> is a hash: session hash → {user, createdAt};
-// idx:user:<user> a set of subjects; idx:idpsid:<hash of the IdP's sid> a set of subject\0session hash
-// (back-channel logout). The IdP's sid names the user's session at the IdP; a Redis dump gets only its hash.
-//
-// Pending logins (above) carry the hash tag {logins}: one slot for all of them, so that one Lua script
-// keeps their bounds on Redis Cluster. Sessions and indexes spread over all slots (below).
-
-/** Every Redis key (and the pub/sub channel) idgate uses, by what it holds. Nothing else builds one. */
-export const redisKeys = {
-  /** A session: prefix + "sess:" + base64url(SHA-256(session id)). */
-  session: (config: Prefix, sid: string) => redisKeys.sessionOfHash(config, sessionHash(sid)),
-  sessionOfHash: (config: Prefix, hash: string) => `${config.redisKeyPrefix}sess:${hash}`,
-  index: (config: Prefix, kind: 'sub' | 'user' | 'idpsid', value: string) => `${config.redisKeyPrefix}idx:${kind}:${value}`,
-  refreshLock: (config: Prefix, hash: string) => `${config.redisKeyPrefix}lock:refresh:${hash}`,
-  /** Pub/sub channel on which revoked session hashes are announced to every replica. */
-  revocations: (config: Prefix) => `${config.redisKeyPrefix}revoked`,
-  /** A back-channel logout token's id, as seen once (the digest of issuer and jti). */
-  logoutTokenId: (config: Prefix, digest: string) => `${config.redisKeyPrefix}bclo:jti:${digest}`,
-  /** A DPoP proof's id, as seen once (the digest of its key's thumbprint and jti). */
-  dpopProofId: (config: Prefix, digest: string) => `${config.redisKeyPrefix}dpop:jti:${digest}`,
-  /** Prefix of the pending-login keys: one hash slot for all of them (config.ts refuses braces in the prefix). */
-  pendingLogins: (config: Prefix) => `${config.redisKeyPrefix}{logins}:`,
-  pendingLogin: (config: Prefix, stateHash: string) => `${redisKeys.pendingLogins(config)}login:${stateHash}`,
-  /** Every pending login, scored by its expiry (ms since epoch): the overall bound counts these. */
-  pendingLoginIndex: (config: Prefix) => `${redisKeys.pendingLogins(config)}all`,
-  /** One browser's pending logins (by the hash of its binding cookie), scored by expiry. */
-  browserPendingLogins: (config: Prefix, bindingHash: string) => `${redisKeys.pendingLogins(config)}browser:${bindingHash}`,
-};
-
-
-/** The Redis key of a session: prefix + base64url(SHA-256(session id)). */
-export function sessionKey(config: Prefix, sid: string): string {
-  return redisKeys.session(config, sid);
-}
-
-/** Pub/sub channel on which revoked session hashes are announced to every replica. */
-export function revocationChannel(config: Prefix): string {
-  return redisKeys.revocations(config);
-}
 
 interface IndexFields {
   subject: string;
@@ -310,7 +109,7 @@ export class RedisSessionRevocation implements SessionRevocation {
 
   constructor(
     protected readonly redis: RedisClient,
-    protected readonly config: Prefix,
+    protected readonly config: KeyPrefix,
     durable?: DurableWrites,
   ) {
     // Without one, writes go on the shared connection and wait for no replica.

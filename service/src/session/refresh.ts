@@ -9,7 +9,7 @@ import { sessionCookie } from './cookies.js';
 import { describeError, isIdgateError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { OidcRelyingParty } from '../idp/relying-party.js';
-import { type SessionLock, type SessionStore } from './redis-session-store.js';
+import type { SessionLock, SessionStore } from './session-store.js';
 import { sessionHash, identityOf, type SessionLookup, type StoredSession } from './session-record.js';
 import { REFRESH_WAIT_FOR_OTHERS_MS as WAIT_FOR_OTHERS_MS } from '../limits.js';
 

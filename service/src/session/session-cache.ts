@@ -1,13 +1,13 @@
 // A short-lived, bounded, in-process cache of sessions read by the check path, keyed by the session's
 // hash: most checks then skip Redis. Revocation stays immediate: every replica drops an entry as soon
 // as a logout, back-channel logout, failed renewal or operator revocation is announced on Redis pub/sub
-// (session-store.ts publishes them); a read that raced with such an announcement is not cached; and the
+// (redis-session-store.ts publishes them); a read that raced with such an announcement is not cached; and the
 // whole cache is dropped when the subscription reconnects, since announcements may have been missed.
 import { REVOKED_REMEMBERED, REVOKED_REMEMBER_MS } from '../limits.js';
 import { createRedisClient } from '../redis.js';
 import type { Logger } from '../audit.js';
 import type { Config } from '../config.js';
-import { redisKeys } from './redis-session-store.js';
+import { redisKeys } from './redis-keys.js';
 import type { SessionLookup } from './session-record.js';
 
 type FoundSession = Extract<SessionLookup, { found: true }>;

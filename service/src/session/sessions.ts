@@ -8,7 +8,7 @@ import session from 'express-session';
 import type { Config } from '../config.js';
 import type { SessionCache } from './session-cache.js';
 import { findCookie, hasSecondCookie, sessionCookieOptions, unsignSessionId } from './cookies.js';
-import type { SessionStore } from './redis-session-store.js';
+import type { SessionStore } from './session-store.js';
 import { identityOf, isPastMaxAge, sessionHash, type SessionLookup, type StoredSession } from './session-record.js';
 import { SAME_SESSION_REMEMBERED, SAME_SESSION_WINDOW_MS } from '../limits.js';
 
