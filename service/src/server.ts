@@ -13,7 +13,7 @@ import { createOktaEventRoutes } from './browser/okta-events.js';
 import { sendError } from './errors.js';
 import { HTTP_HEADERS_TIMEOUT_MS, HTTP_KEEP_ALIVE_MS, HTTP_REQUEST_TIMEOUT_MS } from './limits.js';
 import type { OidcRelyingParty } from './idp/relying-party.js';
-import { createSessionMiddleware } from './session/sessions.js';
+import { createSessionMiddleware } from './session/express-adapter.js';
 import type { BearerVerifier } from './tokens/tokens.js';
 
 /** What a process wires together: the check's dependencies are all of them. */

@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import express from 'express';
 import { loadConfig, type Config } from '../../service/src/config.js';
 import { createRedisClient } from '../../service/src/redis.js';
-import { createSessionMiddleware } from '../../service/src/session/sessions.js';
+import { createSessionMiddleware } from '../../service/src/session/express-adapter.js';
 import { RedisSessionStore } from '../../service/src/session/redis-session-store.js';
 import { sessionKey } from '../../service/src/session/redis-keys.js';
 import { sealSession } from '../../service/src/session/session-record.js';
