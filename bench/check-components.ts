@@ -21,7 +21,7 @@ import { findCookie, sessionCookiePair, unsignSessionId } from '../service/src/s
 import { SessionCache } from '../service/src/session/session-cache.js';
 import type { SessionStore } from '../service/src/session/session-store.js';
 import { sessionHash, identityOf, SESSION_RECORD_VERSION, type StoredSession } from '../service/src/session/session-record.js';
-import { readSessionForCheck } from '../service/src/session/express-adapter.js';
+import { readSessionForCheck } from '../service/src/session/read-session-for-check.js';
 import { httpHeaderListOf, reusedIdentityFields } from '../service/src/check/check-wire.js';
 import type { CheckInput, CheckOutcome } from '../service/src/check/contract.js';
 import { checkInputFromMessage, decodeFrame, decodeMessages, encodeAnswer, encodeFrame, encodeKvList, encodeVarint, FRAME } from '../service/src/transports/spoe.js';

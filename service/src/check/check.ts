@@ -16,7 +16,7 @@ import type { SessionCache } from '../session/session-cache.js';
 import type { SessionStore } from '../session/session-store.js';
 import { sessionHash, describeSessionRecordVersions, SESSION_RECORD_VERSIONS_READ } from '../session/session-record.js';
 import { TWO_SESSION_COOKIES_REASON } from '../session/cookies.js';
-import { readSessionForCheck } from '../session/express-adapter.js';
+import { readSessionForCheck } from '../session/read-session-for-check.js';
 import { DPOP_BOUND_AS_BEARER, type BearerVerifier } from '../tokens/tokens.js';
 import { dpopChallenge, proofTargetUrl, verifyDpopRequest } from '../tokens/dpop.js';
 import { dpopNoncesOf } from '../tokens/dpop-nonce.js';

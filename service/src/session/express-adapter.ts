@@ -1,15 +1,12 @@
-// Sessions live in Redis so that every idgate replica behind every HAProxy sees the same ones.
-// express-session owns the session lifecycle on the browser endpoints (login regenerates the id, logout
-// destroys it) through an adapter over the session store (session-store.ts); the check path reads the
-// very same session through the store directly (one GETEX, which also renews the idle TTL) instead of
-// running the session middleware.
+// express-session over the session store: it owns the session lifecycle on the browser endpoints (login
+// regenerates the id, logout destroys it). The check path reads the very same session through the store
+// directly (read-session-for-check.ts) instead of running the session middleware.
 import crypto from 'node:crypto';
 import session from 'express-session';
 import type { Config } from '../config.js';
-import type { SessionCache } from './session-cache.js';
-import { findCookie, hasSecondCookie, sessionCookieOptions, unsignSessionId } from './cookies.js';
+import { sessionCookieOptions } from './cookies.js';
 import type { SessionStore } from './session-store.js';
-import { identityOf, isPastMaxAge, sessionHash, type SessionLookup, type StoredSession } from './session-record.js';
+import type { StoredSession } from './session-record.js';
 import { SAME_SESSION_REMEMBERED, SAME_SESSION_WINDOW_MS } from '../limits.js';
 
 declare module 'express-session' {
@@ -92,31 +89,4 @@ function sameDataDigest(data: session.SessionData): string {
   const record = JSON.parse(JSON.stringify(data)) as { cookie?: { expires?: unknown } };
   if (record.cookie) delete record.cookie.expires;
   return crypto.hash('sha256', JSON.stringify(record), 'base64url');
-}
-
-const NO_SESSION: SessionLookup = Object.freeze({ found: false, problem: undefined });
-/** Two session cookies: which one is the browser's own cannot be told, so neither counts. */
-const TWO_SESSION_COOKIES: SessionLookup = Object.freeze({ found: false, problem: 'session_invalid', twoCookies: true });
-
-/**
- * The session behind a Cookie header, as the check path needs it. Throws IdgateError('store_unavailable')
- * when the store cannot answer: the caller must then answer 503, never allow.
- */
-export async function readSessionForCheck(store: SessionStore, config: Config, cookieHeader: string | undefined, now: number, cache?: SessionCache): Promise<SessionLookup> {
-  const raw = findCookie(cookieHeader, config.cookieName);
-  if (raw === undefined) return NO_SESSION;
-  if (hasSecondCookie(cookieHeader!, config.cookieName)) return TWO_SESSION_COOKIES;
-  const sid = unsignSessionId(raw, config.cookieSecrets);
-  if (sid === undefined) return { found: false, problem: 'session_invalid' };
-  const hash = cache?.enabled ? sessionHash(sid) : undefined;
-  const cached = hash !== undefined ? cache!.get(hash) : undefined;
-  if (cached) {
-    if (isPastMaxAge(config, cached.session, now)) return { found: false, problem: 'session_expired' };
-    return cached;
-  }
-  const read = await store.read(sid, now);
-  if (!read.found) return read;
-  const found = { found: true as const, session: read.session, identity: identityOf(read.session), sid, record: read.record };
-  if (hash !== undefined) cache!.set(hash, found, now);
-  return found;
 }
