@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../service/src/config.js';
 import { checkOutcome, type WireIdentity } from '../service/src/check/contract.js';
-import { createSpoeAgent } from '../service/src/transports/spoe.js';
+import { createSpoeAgent } from '../service/src/transports/spoe-agent.js';
 import { listenOnAnyPort, loggedPort, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../stack/processes.js';
 
 const LISTENING = 'constant agent listening on';

@@ -16,7 +16,7 @@ import { createRedisClient, describeRedisError } from './redis.js';
 import { createIdgateServer } from './server.js';
 import { SessionCache, subscribeToRevocations } from './session/session-cache.js';
 import { RedisSessionStore } from './session/redis-session-store.js';
-import { createSpoeAgent, type SpoeAgent } from './transports/spoe.js';
+import { createSpoeAgent, type SpoeAgent } from './transports/spoe-agent.js';
 import { BearerVerifier } from './tokens/tokens.js';
 
 export interface IdgateOptions {

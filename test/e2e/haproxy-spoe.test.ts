@@ -12,7 +12,7 @@ import type net from 'node:net';
 import path from 'node:path';
 import { UNAVAILABLE_PAGE, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../../service/src/defaults.js';
 import { checkOutcome, type CheckInput, type CheckOutcome } from '../../service/src/check/contract.js';
-import { createSpoeAgent } from '../../service/src/transports/spoe.js';
+import { createSpoeAgent } from '../../service/src/transports/spoe-agent.js';
 import { checkHaproxyConfig, startHaproxy } from '../../stack/haproxy.js';
 import { freePort, listenOnAnyPort, REPO_ROOT, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
 import { all, one, pairs, rawExchange, rawRequest, statusLines } from '../support/raw-http.js';

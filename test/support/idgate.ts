@@ -9,7 +9,7 @@ import type { Policy } from '../../service/src/policy/policy.js';
 import { idpListening, REPO_ROOT, startProcess, waitForReport } from '../../stack/processes.js';
 import { startFreeTempRedis } from '../../stack/redis.js';
 import { testIdpEnv } from '../../stack/test-idp-profile.js';
-import type { SpoeAgent } from '../../service/src/transports/spoe.js';
+import type { SpoeAgent } from '../../service/src/transports/spoe-agent.js';
 import { createIdgate, type Idgate } from '../../service/src/idgate.js';
 import type { Metrics } from '../../service/src/metrics.js';
 import type { RedisClient } from '../../service/src/redis.js';

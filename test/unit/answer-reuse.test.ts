@@ -1,6 +1,6 @@
 // An allow's answer is rendered once per identity state and reused: the identity values (check.ts
 // `reusedIdentityFields`), their headers (check-wire.ts `httpHeaderListOf`) and their SPOE actions
-// (spoe.ts `encodeAnswer`). A reused answer must be the very bytes a fresh rendering gives, and each
+// (spoe-codec.ts `encodeAnswer`). A reused answer must be the very bytes a fresh rendering gives, and each
 // event that changes what an answer says (revocation, renewal, a change of signing keys, a policy
 // reload) must yield a new one. The check runs here on the real session cache and a session store in
 // memory (the same records and parsing as in Redis).
@@ -15,7 +15,7 @@ import { SessionCache } from '../../service/src/session/session-cache.js';
 import { sessionHash, SESSION_RECORD_VERSION, type StoredSession } from '../../service/src/session/session-record.js';
 import { httpHeaderListOf, httpHeadersOf, identityFields, spoeVariablesOf } from '../../service/src/check/check-wire.js';
 import { checkOutcome, type CheckInput, type CheckOutcome } from '../../service/src/check/contract.js';
-import { encodeAck, encodeAnswer } from '../../service/src/transports/spoe.js';
+import { encodeAck, encodeAnswer } from '../../service/src/transports/spoe-agent.js';
 import type { BearerVerifier } from '../../service/src/tokens/tokens.js';
 import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';
 import { MemorySessionStore } from '../support/memory-session-store.js';

@@ -8,7 +8,7 @@ import { httpHeadersOf, INPUT_FIELDS, INPUT_FIELDS_BEGIN, INPUT_FIELDS_END, inpu
 import { checkOutcome, type CheckOutcome } from '../../service/src/check/contract.js';
 import { checkInputFromHttp } from '../../service/src/transports/http-check.js';
 import { CHECK_SECRET_ARGUMENT } from '../../service/src/transports/check-secret.js';
-import { checkInputFromMessage } from '../../service/src/transports/spoe.js';
+import { checkInputFromMessage } from '../../service/src/transports/spoe-agent.js';
 import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
 import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';
 

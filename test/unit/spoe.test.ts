@@ -7,7 +7,7 @@ import { spoeVariablesOf } from '../../service/src/check/check-wire.js';
 import { checkOutcome, type CheckInput, type CheckOutcome } from '../../service/src/check/contract.js';
 import { loadConfig } from '../../service/src/config.js';
 import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
-import { FRAME, FrameSplitter, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, createWarningThrottle, decodeFrame, decodeMessages, encodeAck, encodeFrame, encodeKvList, encodeVarint, type SpoeAgentOptions, checkInputFromMessage } from '../../service/src/transports/spoe.js';
+import { FRAME, FrameSplitter, MAX_FRAME_SIZE, Reader, STATUS, SpopError, createSpoeAgent, createWarningThrottle, decodeFrame, decodeMessages, encodeAck, encodeFrame, encodeKvList, encodeVarint, type SpoeAgentOptions, checkInputFromMessage } from '../../service/src/transports/spoe-agent.js';
 import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';
 import { converse, defaultAgentOptions, hello, notify, openPeer, setVars, type Peer } from '../support/spop.js';
 import { pause, waitUntil } from '../../stack/wait.js';

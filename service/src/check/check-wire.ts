@@ -1,5 +1,5 @@
 // How the check's contract (contract.ts) travels. Each transport turns what HAProxy sent into one
-// CheckInput (the HTTP check in http-check.ts, the SPOE agent in spoe.ts); the check (check.ts) answers
+// CheckInput (the HTTP check in http-check.ts, the SPOE agent in spoe-agent.ts); the check (check.ts) answers
 // one CheckOutcome, as data; the two renderers below write it as an HTTP response or as SPOE variables.
 // INPUT_FIELDS and OUTCOME_FIELDS are the one place that says how each field travels on each transport:
 // idgate.lua and the SPOE configuration send and read only what they list, and docs/reference.md is
@@ -33,7 +33,7 @@ export interface InputField {
 
 /**
  * Every fact a transport hands the check, as each carries it: the adapters (http-check.ts
- * `checkInputFromHttp`, spoe.ts `checkInputFromMessage`) map exactly these, and docs/reference.md is
+ * `checkInputFromHttp`, spoe-agent.ts `checkInputFromMessage`) map exactly these, and docs/reference.md is
  * generated from this table. The peer (HAProxy) is the connection's own address on both.
  */
 export const INPUT_FIELDS: readonly InputField[] = [
@@ -81,7 +81,7 @@ export function identityFields(identity: Identity, backend: string | undefined):
  * object), and the bearer verifier the same object per token until the token's cache entry ends (a
  * change of the issuer's keys empties that cache). Keyed further on the policy object (a reload makes
  * a new one), the rule and the backend, the values are the same answer every time: one frozen object,
- * which the transports render once (httpHeaderListOf below, spoe.ts) and splice the request's own values into.
+ * which the transports render once (httpHeaderListOf below, spoe-codec.ts encodeAnswer) and splice the request's own values into.
  */
 const lastIdentityFields = new WeakMap<Identity, { readonly policy: Policy; readonly rule: string; readonly backend: string | undefined; readonly fields: WireIdentity }>();
 

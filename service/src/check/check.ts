@@ -1,5 +1,5 @@
 // The check, the hot path HAProxy asks for every protected request, whichever transport carries it: one
-// CheckInput in, one CheckOutcome out (contract.ts; http-check.ts and spoe.ts are the transports).
+// CheckInput in, one CheckOutcome out (contract.ts; http-check.ts and spoe-agent.ts are the transports).
 // It reads top to bottom: request facts → matching rule → credentials → identity → decision → answer →
 // audit. Only the credentials step does I/O (one Redis GETEX for a session, plus a token renewal when one
 // is due; none for a bearer token once keys are cached); the decision itself is the pure `decide` of
