@@ -24,7 +24,8 @@ import { sessionHash, identityOf, SESSION_RECORD_VERSION, type StoredSession } f
 import { readSessionForCheck } from '../service/src/session/read-session-for-check.js';
 import { httpHeaderListOf, reusedIdentityFields } from '../service/src/check/check-wire.js';
 import type { CheckInput, CheckOutcome } from '../service/src/check/contract.js';
-import { checkInputFromMessage, decodeFrame, decodeMessages, encodeAnswer, encodeFrame, encodeKvList, encodeVarint, FRAME } from '../service/src/transports/spoe-agent.js';
+import { checkInputFromMessage } from '../service/src/transports/spoe-agent.js';
+import { decodeFrame, decodeMessages, encodeAnswer, encodeFrame, encodeKvList, encodeVarint, FRAME } from '../service/src/transports/spoe-codec.js';
 
 const { config } = loadConfig({
   IDGATE_ISSUER: 'https://idp.example.com',

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { loggedPort, REPO_ROOT, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
-import { FRAME } from '../../service/src/transports/spoe-agent.js';
+import { FRAME } from '../../service/src/transports/spoe-codec.js';
 import { converse, hello } from '../support/spop.js';
 import { waitForOutput } from '../../stack/wait.js';
 

@@ -2,7 +2,8 @@
 import net from 'node:net';
 import { defaultOf } from '../../service/src/config/settings.js';
 import { parseTrustedProxies, type AddressMatcher } from '../../service/src/net.js';
-import { FRAME, decodeFrame, encodeFrame, encodeKvList, encodeVarint, type SpoeAgentOptions } from '../../service/src/transports/spoe-agent.js';
+import { type SpoeAgentOptions } from '../../service/src/transports/spoe-agent.js';
+import { FRAME, decodeFrame, encodeFrame, encodeKvList, encodeVarint } from '../../service/src/transports/spoe-codec.js';
 
 /** The agent's bounds and trusted peers as idgate's default settings give them (SETTINGS), for `check`. */
 export function defaultAgentOptions(check: SpoeAgentOptions['check'], overrides: Partial<SpoeAgentOptions> = {}): SpoeAgentOptions {

@@ -15,7 +15,7 @@ import { SessionCache } from '../../service/src/session/session-cache.js';
 import { sessionHash, SESSION_RECORD_VERSION, type StoredSession } from '../../service/src/session/session-record.js';
 import { httpHeaderListOf, httpHeadersOf, identityFields, spoeVariablesOf } from '../../service/src/check/check-wire.js';
 import { checkOutcome, type CheckInput, type CheckOutcome } from '../../service/src/check/contract.js';
-import { encodeAck, encodeAnswer } from '../../service/src/transports/spoe-agent.js';
+import { encodeAck, encodeAnswer } from '../../service/src/transports/spoe-codec.js';
 import type { BearerVerifier } from '../../service/src/tokens/tokens.js';
 import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';
 import { MemorySessionStore } from '../support/memory-session-store.js';
