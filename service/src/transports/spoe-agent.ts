@@ -9,7 +9,7 @@
 // that connection with an AGENT-DISCONNECT status; other connections go on.
 import net from 'node:net';
 import { clientAddressOf, spoeVariablesOf } from '../check/check-wire.js';
-import { refusedCheckInput, type Check, type CheckInput } from '../check/contract.js';
+import { refusedCheckInput, type Check, type CheckInput, type CheckOutcome } from '../check/contract.js';
 import { CHECK_SECRET_ARGUMENT, createCheckSecretMatcher } from './check-secret.js';
 import { decodeFrame, decodeMessages, encodeAck, encodeAnswer, encodeFrame, encodeKvList, FLAG_FIN, FRAME, FrameSplitter, MAX_FRAME_SIZE, SpopError, STATUS, type Frame, type Value } from './spoe-codec.js';
 import type { AddressMatcher } from '../net.js';
@@ -135,172 +135,225 @@ export function createWarningThrottle(
  */
 export function createSpoeAgent(options: SpoeAgentOptions): SpoeAgent {
   const warn = (message: string) => options.onError?.(message);
-  // Apart: a flood of refused peers must not silence the caps' warnings.
-  const warnPerPeer = createWarningThrottle(warn);
-  const warnPerCap = createWarningThrottle(warn);
-  const helloTimeoutMs = options.helloTimeoutMs ?? SPOE_HELLO_TIMEOUT_MS;
-  const hasSecret = createCheckSecretMatcher(options.checkSecrets ?? []);
-  /** Each open connection's way to stop: disconnect now if idle, else once its last check is answered. */
-  const connections = new Map<net.Socket, () => void>();
-  let stopping = false;
+  const agent: AgentState = {
+    options,
+    // Apart: a flood of refused peers must not silence the caps' warnings.
+    warnPerPeer: createWarningThrottle(warn),
+    warnPerCap: createWarningThrottle(warn),
+    helloTimeoutMs: options.helloTimeoutMs ?? SPOE_HELLO_TIMEOUT_MS,
+    hasSecret: createCheckSecretMatcher(options.checkSecrets ?? []),
+    connections: new Map(),
+    stopping: false,
+  };
   // pauseOnConnect: nothing is read from a connection until its peer is known to be trusted.
   const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
-    if (!options.trustedPeers(socket.remoteAddress)) {
-      socket.destroy();
-      const peer = socket.remoteAddress ?? 'an unknown address';
-      warnPerPeer(peer, (key, count) =>
-        key === peer
-          ? `spoe: refused a connection from ${peer}, not in IDGATE_TRUSTED_PROXIES (${count} refused from it since the last such line)`
-          : `spoe: refused a connection from ${peer}, not in IDGATE_TRUSTED_PROXIES (${count} refused from it and from too many other peers to name since the last such line)`);
-      return;
-    }
-    const splitter = new FrameSplitter();
-    let greeted = false;
-    let closing = false;
-    let inFlight = 0;
-    // Answers finished in one turn of the event loop leave in one write (HAProxy pipelines many frames).
-    let outbox: Buffer[] = [];
-    const flush = () => {
-      const out = outbox;
-      outbox = [];
-      if (closing || socket.destroyed || !out.length) return;
-      socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
-      // A peer that sends but never reads would make us buffer its answers without bound.
-      if (socket.writableLength > MAX_UNREAD_BYTES) {
-        options.onError?.('spoe: closing a connection whose peer does not read its answers');
-        socket.destroy();
-      }
-    };
-    const send = (frame: Buffer) => {
-      if (outbox.push(frame) === 1) setImmediate(flush);
-    };
-
-    const disconnectFrame = (status: number, message: string) => encodeFrame(FRAME.AGENT_DISCONNECT, FLAG_FIN, 0, 0, encodeKvList({ 'status-code': status, message }));
-    /** Writes what is pending, then closes; a peer that never reads must not hold the socket forever. */
-    const close = (last: Buffer[]) => {
-      closing = true;
-      clearTimeout(helloTimer);
-      socket.end(Buffer.concat([...outbox, ...last]));
-      outbox = [];
-      setTimeout(() => socket.destroy(), SPOE_CLOSE_GRACE_MS).unref();
-    };
-    /** When stopping: an idle connection is told AGENT-DISCONNECT (HAProxy then opens one to another agent). */
-    const disconnectIfIdle = () => {
-      if (stopping && inFlight === 0 && !closing && !socket.destroyed) close([disconnectFrame(STATUS.NORMAL, 'agent stopping')]);
-    };
-    connections.set(socket, disconnectIfIdle);
-    const helloTimer = setTimeout(() => {
-      if (closing || socket.destroyed) return;
-      options.onError?.(`spoe: closing a connection from ${socket.remoteAddress ?? 'an unknown address'} that sent no HAPROXY-HELLO within ${helloTimeoutMs} ms`);
-      close([disconnectFrame(STATUS.TIMEOUT, 'no HAPROXY-HELLO in time')]);
-    }, helloTimeoutMs);
-    helloTimer.unref();
-
-    const handle = (frame: Frame): Buffer | undefined => {
-      if (frame.type === FRAME.HAPROXY_HELLO) {
-        const hello = frame.payload.kvList();
-        const versions = typeof hello['supported-versions'] === 'string' ? hello['supported-versions'].split(',').map((v) => v.trim()) : [];
-        if (!versions.length) throw new SpopError(STATUS.NO_VERSION, 'no supported-versions');
-        if (!versions.some((v) => v.startsWith('2.'))) throw new SpopError(STATUS.BAD_VERSION, 'SPOP 2.0 only');
-        if (typeof hello['max-frame-size'] !== 'number') throw new SpopError(STATUS.NO_FRAME_SIZE, 'no max-frame-size');
-        if (hello['max-frame-size'] < 256) throw new SpopError(STATUS.BAD_FRAME_SIZE, 'max-frame-size too small');
-        splitter.limit = Math.min(MAX_FRAME_SIZE, hello['max-frame-size']);
-        greeted = true;
-        clearTimeout(helloTimer);
-        const reply = encodeFrame(FRAME.AGENT_HELLO, FLAG_FIN, 0, 0, encodeKvList({ version: '2.0', 'max-frame-size': splitter.limit, capabilities: 'pipelining,async' }));
-        // A health check only wants the hello: answer, then close. A stopping agent fails it.
-        if (hello.healthcheck === true) {
-          closing = true;
-          if (stopping || options.draining?.()) return disconnectFrame(STATUS.NORMAL, 'agent stopping');
-        }
-        return reply;
-      }
-      if (!greeted) throw new SpopError(STATUS.INVALID, 'a frame before HAPROXY-HELLO');
-      if (frame.type === FRAME.HAPROXY_DISCONNECT) {
-        closing = true;
-        return disconnectFrame(STATUS.NORMAL, 'bye');
-      }
-      if (frame.type !== FRAME.NOTIFY) throw new SpopError(STATUS.INVALID, `unexpected frame type ${frame.type}`);
-      if ((frame.flags & FLAG_FIN) === 0) throw new SpopError(STATUS.FRAGMENTED, 'fragmented frames are not supported');
-      const messages = decodeMessages(frame.payload);
-      // The -retry names: the same facts, asked again by HAProxy after a failed exchange (spoe-idgate.conf).
-      const args = messages.get('idgate-check') ?? messages.get('idgate-check-retry');
-      const { streamId, frameId } = frame;
-      if (!args) return encodeFrame(FRAME.ACK, FLAG_FIN, streamId, frameId, Buffer.alloc(0));
-      if (inFlight >= options.maxInFlight) {
-        warnPerCap('in-flight cap', (_key, count) => `spoe: a connection has ${options.maxInFlight} checks running (IDGATE_SPOE_MAX_INFLIGHT); answered 503 to ${count} frame(s) beyond it since the last such line`);
-        return encodeAck(streamId, frameId, { status: 503 });
-      }
-      inFlight++;
-      // The secret rides in every message, not the connection: SPOP's hello has no room for it.
-      const input = hasSecret(args[CHECK_SECRET_ARGUMENT]) ? checkInputFromMessage(args, socket.remoteAddress, messages.get('idgate-cookies') ?? messages.get('idgate-cookies-retry')) : refusedCheckInput(socket.remoteAddress, 'secret');
-      options.check(input).then(
-        (outcome) => {
-          inFlight--;
-          if (closing || socket.destroyed) return;
-          let ack = encodeAnswer(streamId, frameId, outcome);
-          if (ack.length - 4 > splitter.limit) {
-            // Too much to set (a huge body): keep the decision, drop the page.
-            const vars = spoeVariablesOf(outcome);
-            delete vars.body;
-            ack = encodeAck(streamId, frameId, vars);
-          }
-          send(ack);
-          disconnectIfIdle();
-        },
-        (err: unknown) => {
-          // The check answers errors itself; should it ever throw, that request fails closed.
-          inFlight--;
-          options.onError?.(`spoe: the check failed, answered 503: ${err instanceof Error ? err.message : String(err)}`);
-          if (!closing && !socket.destroyed) send(encodeAck(streamId, frameId, { status: 503 }));
-          disconnectIfIdle();
-        },
-      );
-      return undefined;
-    };
-
-    socket.on('data', (chunk: Buffer) => {
-      if (closing) return;
-      splitter.push(chunk);
-      const replies: Buffer[] = [];
-      try {
-        for (let frame = splitter.next(); frame; frame = closing ? undefined : splitter.next()) {
-          const reply = handle(decodeFrame(frame));
-          if (reply) replies.push(reply);
-        }
-      } catch (err) {
-        const status = err instanceof SpopError ? err.status : STATUS.UNKNOWN;
-        options.onError?.(`spoe: closing a connection: ${(err as Error).message}`);
-        close([...replies, disconnectFrame(status, (err as Error).message)]);
-        return;
-      }
-      if (closing) close(replies);
-      else for (const reply of replies) send(reply);
-    });
-    socket.on('error', () => socket.destroy());
-    socket.on('close', () => {
-      clearTimeout(helloTimer);
-      connections.delete(socket);
-    });
-    socket.setTimeout(SPOE_IDLE_TIMEOUT_MS, () => socket.destroy());
+    if (!options.trustedPeers(socket.remoteAddress)) return refuseUntrustedPeer(agent, socket);
+    agent.connections.set(socket, new SpoeConnection(agent, socket));
     socket.resume();
   });
-  const shutdown = (timeoutMs = FINISH_BOUND_MS) =>
-    new Promise<void>((resolve) => {
-      stopping = true;
-      const cut = setTimeout(() => {
-        for (const socket of connections.keys()) socket.destroy();
-      }, timeoutMs);
-      cut.unref();
-      server.close(() => {
-        clearTimeout(cut);
-        resolve();
-      });
-      for (const disconnectIfIdle of connections.values()) disconnectIfIdle();
-    });
   server.maxConnections = options.maxConnections;
   server.on('drop', (data?: { remoteAddress?: string }) => {
-    warnPerCap('connection cap', (_key, count) => `spoe: ${options.maxConnections} connections open (IDGATE_SPOE_MAX_CONNECTIONS); closed ${count} more since the last such line, the latest from ${data?.remoteAddress ?? 'an unknown address'}`);
+    agent.warnPerCap('connection cap', (_key, count) => `spoe: ${options.maxConnections} connections open (IDGATE_SPOE_MAX_CONNECTIONS); closed ${count} more since the last such line, the latest from ${data?.remoteAddress ?? 'an unknown address'}`);
   });
-  return Object.assign(server, { shutdown });
+  return Object.assign(server, { shutdown: (timeoutMs?: number) => shutdownAgent(agent, server, timeoutMs) });
+}
+
+/** What every connection of one agent shares: its options, its warnings, and whether it is stopping. */
+interface AgentState {
+  readonly options: SpoeAgentOptions;
+  readonly warnPerPeer: ReturnType<typeof createWarningThrottle>;
+  readonly warnPerCap: ReturnType<typeof createWarningThrottle>;
+  readonly helloTimeoutMs: number;
+  readonly hasSecret: (presented: unknown) => boolean;
+  /** Each open connection, to disconnect when the agent stops. */
+  readonly connections: Map<net.Socket, SpoeConnection>;
+  stopping: boolean;
+}
+
+/** A peer outside IDGATE_TRUSTED_PROXIES: closed unread, and a (throttled) line saying so. */
+function refuseUntrustedPeer(agent: AgentState, socket: net.Socket): void {
+  socket.destroy();
+  const peer = socket.remoteAddress ?? 'an unknown address';
+  agent.warnPerPeer(peer, (key, count) =>
+    key === peer
+      ? `spoe: refused a connection from ${peer}, not in IDGATE_TRUSTED_PROXIES (${count} refused from it since the last such line)`
+      : `spoe: refused a connection from ${peer}, not in IDGATE_TRUSTED_PROXIES (${count} refused from it and from too many other peers to name since the last such line)`);
+}
+
+/** SpoeAgent.shutdown: stop accepting, disconnect each connection once idle, cut the rest after `timeoutMs`. */
+function shutdownAgent(agent: AgentState, server: net.Server, timeoutMs = FINISH_BOUND_MS): Promise<void> {
+  return new Promise<void>((resolve) => {
+    agent.stopping = true;
+    const cut = setTimeout(() => {
+      for (const socket of agent.connections.keys()) socket.destroy();
+    }, timeoutMs);
+    cut.unref();
+    server.close(() => {
+      clearTimeout(cut);
+      resolve();
+    });
+    for (const connection of agent.connections.values()) connection.disconnectIfIdle();
+  });
+}
+
+function disconnectFrame(status: number, message: string): Buffer {
+  return encodeFrame(FRAME.AGENT_DISCONNECT, FLAG_FIN, 0, 0, encodeKvList({ 'status-code': status, message }));
+}
+
+/** One trusted connection from HAProxy: its frames in, its checks in flight, its answers out. */
+class SpoeConnection {
+  private readonly splitter = new FrameSplitter();
+  private greeted = false;
+  private closing = false;
+  private inFlight = 0;
+  /** Answers finished in one turn of the event loop leave in one write (HAProxy pipelines many frames). */
+  private outbox: Buffer[] = [];
+  private readonly helloTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly agent: AgentState,
+    private readonly socket: net.Socket,
+  ) {
+    this.helloTimer = setTimeout(() => this.helloTimedOut(), agent.helloTimeoutMs);
+    this.helloTimer.unref();
+    socket.on('data', (chunk: Buffer) => this.read(chunk));
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      clearTimeout(this.helloTimer);
+      agent.connections.delete(socket);
+    });
+    socket.setTimeout(SPOE_IDLE_TIMEOUT_MS, () => socket.destroy());
+  }
+
+  /** When stopping: an idle connection is told AGENT-DISCONNECT (HAProxy then opens one to another agent). */
+  disconnectIfIdle(): void {
+    if (this.agent.stopping && this.inFlight === 0 && !this.closing && !this.socket.destroyed) this.close([disconnectFrame(STATUS.NORMAL, 'agent stopping')]);
+  }
+
+  private helloTimedOut(): void {
+    if (this.closing || this.socket.destroyed) return;
+    this.agent.options.onError?.(`spoe: closing a connection from ${this.socket.remoteAddress ?? 'an unknown address'} that sent no HAPROXY-HELLO within ${this.agent.helloTimeoutMs} ms`);
+    this.close([disconnectFrame(STATUS.TIMEOUT, 'no HAPROXY-HELLO in time')]);
+  }
+
+  private read(chunk: Buffer): void {
+    if (this.closing) return;
+    this.splitter.push(chunk);
+    const replies: Buffer[] = [];
+    try {
+      for (let frame = this.splitter.next(); frame; frame = this.closing ? undefined : this.splitter.next()) {
+        const reply = this.handle(decodeFrame(frame));
+        if (reply) replies.push(reply);
+      }
+    } catch (err) {
+      const status = err instanceof SpopError ? err.status : STATUS.UNKNOWN;
+      this.agent.options.onError?.(`spoe: closing a connection: ${(err as Error).message}`);
+      this.close([...replies, disconnectFrame(status, (err as Error).message)]);
+      return;
+    }
+    if (this.closing) this.close(replies);
+    else for (const reply of replies) this.send(reply);
+  }
+
+  /** The reply to a frame, sent at once; undefined when the answer comes later (a check) or not at all. */
+  private handle(frame: Frame): Buffer | undefined {
+    if (frame.type === FRAME.HAPROXY_HELLO) return this.hello(frame);
+    if (!this.greeted) throw new SpopError(STATUS.INVALID, 'a frame before HAPROXY-HELLO');
+    if (frame.type === FRAME.HAPROXY_DISCONNECT) {
+      this.closing = true;
+      return disconnectFrame(STATUS.NORMAL, 'bye');
+    }
+    if (frame.type !== FRAME.NOTIFY) throw new SpopError(STATUS.INVALID, `unexpected frame type ${frame.type}`);
+    if ((frame.flags & FLAG_FIN) === 0) throw new SpopError(STATUS.FRAGMENTED, 'fragmented frames are not supported');
+    return this.notify(frame);
+  }
+
+  private hello(frame: Frame): Buffer {
+    const hello = frame.payload.kvList();
+    const versions = typeof hello['supported-versions'] === 'string' ? hello['supported-versions'].split(',').map((v) => v.trim()) : [];
+    if (!versions.length) throw new SpopError(STATUS.NO_VERSION, 'no supported-versions');
+    if (!versions.some((v) => v.startsWith('2.'))) throw new SpopError(STATUS.BAD_VERSION, 'SPOP 2.0 only');
+    if (typeof hello['max-frame-size'] !== 'number') throw new SpopError(STATUS.NO_FRAME_SIZE, 'no max-frame-size');
+    if (hello['max-frame-size'] < 256) throw new SpopError(STATUS.BAD_FRAME_SIZE, 'max-frame-size too small');
+    this.splitter.limit = Math.min(MAX_FRAME_SIZE, hello['max-frame-size']);
+    this.greeted = true;
+    clearTimeout(this.helloTimer);
+    const reply = encodeFrame(FRAME.AGENT_HELLO, FLAG_FIN, 0, 0, encodeKvList({ version: '2.0', 'max-frame-size': this.splitter.limit, capabilities: 'pipelining,async' }));
+    // A health check only wants the hello: answer, then close. A stopping agent fails it.
+    if (hello.healthcheck === true) {
+      this.closing = true;
+      if (this.agent.stopping || this.agent.options.draining?.()) return disconnectFrame(STATUS.NORMAL, 'agent stopping');
+    }
+    return reply;
+  }
+
+  /** A NOTIFY: its check started (answered when it ends), or an answer at once (no message of ours, the in-flight cap). */
+  private notify(frame: Frame): Buffer | undefined {
+    const { options, hasSecret } = this.agent;
+    const messages = decodeMessages(frame.payload);
+    // The -retry names: the same facts, asked again by HAProxy after a failed exchange (spoe-idgate.conf).
+    const args = messages.get('idgate-check') ?? messages.get('idgate-check-retry');
+    const { streamId, frameId } = frame;
+    if (!args) return encodeFrame(FRAME.ACK, FLAG_FIN, streamId, frameId, Buffer.alloc(0));
+    if (this.inFlight >= options.maxInFlight) {
+      this.agent.warnPerCap('in-flight cap', (_key, count) => `spoe: a connection has ${options.maxInFlight} checks running (IDGATE_SPOE_MAX_INFLIGHT); answered 503 to ${count} frame(s) beyond it since the last such line`);
+      return encodeAck(streamId, frameId, { status: 503 });
+    }
+    this.inFlight++;
+    const peer = this.socket.remoteAddress;
+    // The secret rides in every message, not the connection: SPOP's hello has no room for it.
+    const input = hasSecret(args[CHECK_SECRET_ARGUMENT]) ? checkInputFromMessage(args, peer, messages.get('idgate-cookies') ?? messages.get('idgate-cookies-retry')) : refusedCheckInput(peer, 'secret');
+    options.check(input).then(
+      (outcome) => this.answer(streamId, frameId, outcome),
+      (err: unknown) => this.answerFailure(streamId, frameId, err),
+    );
+    return undefined;
+  }
+
+  private answer(streamId: number, frameId: number, outcome: CheckOutcome): void {
+    this.inFlight--;
+    if (this.closing || this.socket.destroyed) return;
+    let ack = encodeAnswer(streamId, frameId, outcome);
+    if (ack.length - 4 > this.splitter.limit) {
+      // Too much to set (a huge body): keep the decision, drop the page.
+      const vars = spoeVariablesOf(outcome);
+      delete vars.body;
+      ack = encodeAck(streamId, frameId, vars);
+    }
+    this.send(ack);
+    this.disconnectIfIdle();
+  }
+
+  /** The check answers errors itself; should it ever throw, that request fails closed. */
+  private answerFailure(streamId: number, frameId: number, err: unknown): void {
+    this.inFlight--;
+    this.agent.options.onError?.(`spoe: the check failed, answered 503: ${err instanceof Error ? err.message : String(err)}`);
+    if (!this.closing && !this.socket.destroyed) this.send(encodeAck(streamId, frameId, { status: 503 }));
+    this.disconnectIfIdle();
+  }
+
+  private send(frame: Buffer): void {
+    if (this.outbox.push(frame) === 1) setImmediate(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    const out = this.outbox;
+    this.outbox = [];
+    if (this.closing || this.socket.destroyed || !out.length) return;
+    this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    // A peer that sends but never reads would make us buffer its answers without bound.
+    if (this.socket.writableLength > MAX_UNREAD_BYTES) {
+      this.agent.options.onError?.('spoe: closing a connection whose peer does not read its answers');
+      this.socket.destroy();
+    }
+  };
+
+  /** Writes what is pending, then closes; a peer that never reads must not hold the socket forever. */
+  private close(last: Buffer[]): void {
+    this.closing = true;
+    clearTimeout(this.helloTimer);
+    this.socket.end(Buffer.concat([...this.outbox, ...last]));
+    this.outbox = [];
+    setTimeout(() => this.socket.destroy(), SPOE_CLOSE_GRACE_MS).unref();
+  }
 }
