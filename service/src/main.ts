@@ -7,7 +7,7 @@ import { describeConfig } from './config/describe.js';
 import { describeError } from './errors.js';
 import { createIdgate } from './idgate.js';
 import { Metrics } from './metrics.js';
-import { PolicyHolder } from './policy/policy-file.js';
+import { PolicyHolder } from './policy/policy-holder.js';
 import { orgWideAudienceProblems } from './tokens/org-wide-audience.js';
 
 export async function serve(): Promise<number> {
