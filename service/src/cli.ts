@@ -1,4 +1,5 @@
 // `npx idgate <command>`. Exit 0 on success, 1 on a finding or error, with a one-line reason on stderr.
+// One file for every command, though over 400 lines: each is a function beside its help text, and main() lists them.
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as jose from 'jose';
