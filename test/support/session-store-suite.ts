@@ -8,7 +8,7 @@ import type { Config } from '../../service/src/config.js';
 import type { Logger } from '../../service/src/audit.js';
 import type { Metrics } from '../../service/src/metrics.js';
 import type { OidcRelyingParty } from '../../service/src/idp/relying-party.js';
-import { keepSessionFresh } from '../../service/src/session/refresh.js';
+import { keepSessionFresh } from '../../service/src/idp/session-refresh.js';
 import { identityOf, type StoredSession, idpSessionHash, sessionHash } from '../../service/src/session/session-record.js';
 import { hashValue, type PendingLogin } from '../../service/src/session/pending-logins.js';
 import type { SessionStore } from '../../service/src/session/session-store.js';

@@ -10,7 +10,7 @@ import type { Config } from '../config.js';
 import { ERRORS, IdgateError, errorBody, isIdgateError, describeError, type IdgateErrorCode } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { OidcRelyingParty } from '../idp/relying-party.js';
-import { keepSessionFresh } from '../session/refresh.js';
+import { keepSessionFresh } from '../idp/session-refresh.js';
 import { acceptedCredentials, allowedMethods, USUAL_METHODS, decideWithDestination, matchRule, NO_RULE, passesAsPreflight, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type PolicyRule, type RequestFacts } from '../policy/policy.js';
 import type { SessionCache } from '../session/session-cache.js';
 import type { SessionStore } from '../session/session-store.js';

@@ -5,12 +5,12 @@
 // the winner's result when they are not.
 import type { Logger } from '../audit.js';
 import type { Config } from '../config.js';
-import { sessionCookie } from './cookies.js';
+import { sessionCookie } from '../session/cookies.js';
 import { describeError, isIdgateError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { OidcRelyingParty } from '../idp/relying-party.js';
-import type { SessionLock, SessionStore } from './session-store.js';
-import { sessionHash, identityOf, type SessionLookup, type StoredSession } from './session-record.js';
+import type { OidcRelyingParty } from './relying-party.js';
+import type { SessionLock, SessionStore } from '../session/session-store.js';
+import { sessionHash, identityOf, type SessionLookup, type StoredSession } from '../session/session-record.js';
 import { REFRESH_WAIT_FOR_OTHERS_MS as WAIT_FOR_OTHERS_MS } from '../limits.js';
 
 export interface RefreshDependencies {
