@@ -1,7 +1,7 @@
 // The layers of service/src, held to the whiteboard: docs/architecture.md's table says which layer each
-// file is in (top to bottom), and this test fails on any import that runs up a layer or any loop of
-// files. The table, not this file, is the one place the layers are written, so the drawing cannot drift
-// from the code unnoticed.
+// file is in (top to bottom), and this test fails on any import that runs up a layer, any loop of files
+// and any two folders that import each other. The table, not this file, is the one place the layers are
+// written, so the drawing cannot drift from the code unnoticed.
 
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
@@ -148,6 +148,21 @@ describe('the layers of service/src (docs/architecture.md)', () => {
     const edges = new Map<string, string[]>();
     for (const { from, to } of imports) edges.set(from, [...(edges.get(from) ?? []), to]);
     const loops = loopsOf(files, edges).map((loop) => `loop: ${loop.map((file) => `${SOURCE_ROOT}/${file}`).join(' -> ')}`);
+    expect(loops).toEqual([]);
+  });
+
+  it('no two folders import each other, so each layer draws as folders in one order', () => {
+    // A file at the top of service/src stands for itself: entry points, wiring and ground files live there.
+    const folderOf = (file: string) => `${SOURCE_ROOT}/${dirname(file) === '.' ? file : `${dirname(file)}/`}`;
+    const folders = [...new Set(files.map(folderOf))];
+    const edges = new Map<string, string[]>();
+    for (const { from, to } of imports) {
+      if (folderOf(from) !== folderOf(to)) edges.set(folderOf(from), [...(edges.get(folderOf(from)) ?? []), folderOf(to)]);
+    }
+    const loops = loopsOf(folders, edges).map((loop) => {
+      const ties = imports.filter(({ from, to }) => loop.includes(folderOf(from)) && loop.includes(folderOf(to)) && folderOf(from) !== folderOf(to));
+      return `folders import each other: ${loop.join(', ')} (${ties.map(({ from, line, specifier }) => `${SOURCE_ROOT}/${from}:${line} '${specifier}'`).join('; ')})`;
+    });
     expect(loops).toEqual([]);
   });
 });
