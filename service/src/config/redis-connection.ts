@@ -25,7 +25,7 @@ export interface RedisConnection {
 /**
  * The Redis topology, credentials and TLS, checked together: one topology at a time, every Sentinel
  * setting with its companions, a credential given once, a CA only with TLS, and a key prefix without hash
- * tags (idgate places its own: see session-store.ts, pending logins).
+ * tags (idgate places its own: see session/pending-logins.ts).
  */
 export function redisConnectionFrom(values: Partial<SettingValues>, problems: string[]): RedisConnection | undefined {
   const before = problems.length;
