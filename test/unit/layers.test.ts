@@ -152,14 +152,20 @@ describe('the layers of service/src (docs/architecture.md)', () => {
   });
 
   it('no two folders import each other, so each layer draws as folders in one order', () => {
-    // A file at the top of service/src stands for itself: entry points, wiring and ground files live there.
-    const folderOf = (file: string) => `${SOURCE_ROOT}/${dirname(file) === '.' ? file : `${dirname(file)}/`}`;
-    const folders = [...new Set(files.map(folderOf))];
+    // A file at the top of service/src stands for itself (entry points, wiring and ground files live
+    // there), or for the folder of its name beside it, whose face it is (config.ts and config/).
+    const folders = new Set(files.map((file) => dirname(file)));
+    const folderOf = (file: string) => {
+      if (dirname(file) !== '.') return `${SOURCE_ROOT}/${dirname(file)}/`;
+      const namesake = file.replace(/\.ts$/, '');
+      return `${SOURCE_ROOT}/${folders.has(namesake) ? `${namesake}/` : file}`;
+    };
+    const units = [...new Set(files.map(folderOf))];
     const edges = new Map<string, string[]>();
     for (const { from, to } of imports) {
       if (folderOf(from) !== folderOf(to)) edges.set(folderOf(from), [...(edges.get(folderOf(from)) ?? []), folderOf(to)]);
     }
-    const loops = loopsOf(folders, edges).map((loop) => {
+    const loops = loopsOf(units, edges).map((loop) => {
       const ties = imports.filter(({ from, to }) => loop.includes(folderOf(from)) && loop.includes(folderOf(to)) && folderOf(from) !== folderOf(to));
       return `folders import each other: ${loop.join(', ')} (${ties.map(({ from, line, specifier }) => `${SOURCE_ROOT}/${from}:${line} '${specifier}'`).join('; ')})`;
     });
