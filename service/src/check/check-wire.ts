@@ -9,6 +9,7 @@ import type { Identity } from '../identity.js';
 import type { Policy } from '../policy/policy.js';
 import { MAX_LIST_HEADER } from '../limits.js';
 import { checkOutcome, type CheckInput, type CheckOutcome, type WireIdentity } from './contract.js';
+import { oncePerObject } from '../per-object.js';
 
 /** The address the nearest trusted proxy saw (the last entry of a forwarded list), else the peer's. */
 export function clientAddressOf(forwarded: string | undefined, peer: string | undefined): string {
@@ -230,16 +231,7 @@ const VARIABLES = aroundIdentity(VARIABLE_FIELDS);
 const identityOnly = (identity: WireIdentity) => checkOutcome('allow', 200, '', { identity });
 
 /** Per WireIdentity object: its headers as [name, value, ...], rendered once. */
-const identityHeaderLists = new WeakMap<WireIdentity, readonly string[]>();
-
-function identityHeaderList(identity: WireIdentity): readonly string[] {
-  let list = identityHeaderLists.get(identity);
-  if (list === undefined) {
-    list = Object.freeze(pushHeaders([], HEADERS.identity, identityOnly(identity)));
-    identityHeaderLists.set(identity, list);
-  }
-  return list;
-}
+const identityHeaderList = oncePerObject((identity: WireIdentity): readonly string[] => Object.freeze(pushHeaders([], HEADERS.identity, identityOnly(identity))));
 
 function pushHeaders(list: string[], fields: readonly OutcomeField[], outcome: CheckOutcome): string[] {
   for (const f of fields) {

@@ -7,6 +7,7 @@
 import { spoeIdentityVariablesOf, spoeVariablesAroundIdentity, spoeVariablesOf } from '../check/check-wire.js';
 import type { CheckOutcome, WireIdentity } from '../check/contract.js';
 import { SPOE_MAX_FRAME_SIZE as MAX_FRAME_SIZE } from '../limits.js';
+import { oncePerObject } from '../per-object.js';
 
 export const FRAME = { HAPROXY_HELLO: 1, HAPROXY_DISCONNECT: 2, NOTIFY: 3, AGENT_HELLO: 101, AGENT_DISCONNECT: 102, ACK: 103 } as const;
 export const FLAG_FIN = 1;
@@ -167,7 +168,7 @@ function actionHead(name: string): Buffer {
 }
 
 /** Per WireIdentity object (check.ts reuses one while the identity, policy, rule and backend stay): its SET-VAR actions. */
-const identityActions = new WeakMap<WireIdentity, Buffer>();
+const identityActions = oncePerObject((identity: WireIdentity) => encodeActions(spoeIdentityVariablesOf(identity)));
 
 /**
  * The ACK answering a check with `outcome`: the bytes of encodeAck(spoeVariablesOf(outcome)). An allow's
@@ -177,12 +178,7 @@ const identityActions = new WeakMap<WireIdentity, Buffer>();
 export function encodeAnswer(streamId: number, frameId: number, outcome: CheckOutcome): Buffer {
   const parts = spoeVariablesAroundIdentity(outcome);
   if (parts === undefined) return encodeAck(streamId, frameId, spoeVariablesOf(outcome));
-  let encoded = identityActions.get(parts.identity);
-  if (encoded === undefined) {
-    encoded = encodeActions(spoeIdentityVariablesOf(parts.identity));
-    identityActions.set(parts.identity, encoded);
-  }
-  return encodeAck(streamId, frameId, parts.before, encoded, parts.after);
+  return encodeAck(streamId, frameId, parts.before, identityActions(parts.identity), parts.after);
 }
 
 // ---- decoding -------------------------------------------------------------------------------------
