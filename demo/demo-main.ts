@@ -1,8 +1,12 @@
 // `make demo`: the whole stack on the default ports (docs/reference.md), until Ctrl-C.
 import path from 'node:path';
+import { CANARY_ADDRESS, FRONT_ADDRESS, IDGATE_ADDRESS, SPOE_AGENT_ADDRESS, UPSTREAM_ADDRESS } from '../service/src/defaults.js';
 import { REPO_ROOT, startStack, stopOnSignals } from '../stack/stack.js';
 
-const ports = { front: 8080, idgate: [4180], idp: 9000, redis: 6380, upstream: 8081, canary: 8082, spoe: [4181] };
+/** The port of a documented address (service/src/defaults.ts). */
+const portOf = (address: string) => Number(address.slice(address.lastIndexOf(':') + 1));
+// The local IdP and the demo's Redis have no address of idgate's to follow: theirs are the demo's own.
+const ports = { front: portOf(FRONT_ADDRESS), idgate: [portOf(IDGATE_ADDRESS)], idp: 9000, redis: 6380, upstream: portOf(UPSTREAM_ADDRESS), canary: portOf(CANARY_ADDRESS), spoe: [portOf(SPOE_AGENT_ADDRESS)] };
 // IDGATE_HAPROXY_MODE=spoe make demo: HAProxy asks idgate's SPOE agent instead of the HTTP check.
 const mode = process.env.IDGATE_HAPROXY_MODE === 'spoe' ? 'spoe' : 'lua';
 // make demo IDP=okta (IDP_PROFILE=okta): the local IdP answers the way Okta does (docs/okta.md, "Try it locally").
@@ -20,7 +24,7 @@ async function main(): Promise<void> {
     stack = await startStack({ ports, echo: true, haproxyMode: mode, idpProfile, redisDir: path.join(REPO_ROOT, '.run/redis') });
   } catch (err) {
     process.stderr.write(`demo: could not start: ${(err as Error).message}\n`);
-    process.stderr.write('demo: are the ports 8080, 4180, 9000, 6380, 8081 and 8082 free? Another `make demo` may be running.\n');
+    process.stderr.write(`demo: are the ports ${[ports.front, ...ports.idgate, ports.idp, ports.redis, ports.upstream, ports.canary, ...ports.spoe].join(', ')} free? Another \`make demo\` may be running.\n`);
     process.exit(1);
   }
   process.stdout.write(`
