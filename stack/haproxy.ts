@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SPOE_AGENT_ADDRESS } from '../service/src/defaults.js';
 import { haproxyConfDir, renderHaproxyTemplate, type HaproxyMode } from '../service/src/transports/haproxy-config.js';
+import { HAPROXY_BIN } from './binaries.js';
 import { REPO_ROOT, startProcess, waitForPort, type ManagedProcess } from './processes.js';
 import { pause } from './wait.js';
 
@@ -105,7 +106,7 @@ export async function startHaproxy(options: HaproxyOptions): Promise<ManagedProc
     fs.rmSync(privateDir, { recursive: true, force: true });
     throw err;
   }
-  const started = startProcess(options.name ?? 'haproxy', 'haproxy', ['-f', config], { env, echo: options.echo, passFds: options.passFds });
+  const started = startProcess(options.name ?? 'haproxy', HAPROXY_BIN, ['-f', config], { env, echo: options.echo, passFds: options.passFds });
   const proc: ManagedProcess = {
     ...started,
     async stop(graceMs?: number) {
@@ -169,7 +170,7 @@ export function testCheckSecret(): string {
 export async function checkHaproxyConfig(configPath = haproxyConfigPath(), mode: HaproxyMode = 'lua'): Promise<{ ok: boolean; output: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idgate-haproxy-c-'));
   try {
-    const proc = startProcess('haproxy -c', 'haproxy', ['-c', '-f', renderedConfig(configPath, mode, dir)], { env: { ...process.env, IDGATE_CHECK_SECRET: testCheckSecret() } });
+    const proc = startProcess('haproxy -c', HAPROXY_BIN, ['-c', '-f', renderedConfig(configPath, mode, dir)], { env: { ...process.env, IDGATE_CHECK_SECRET: testCheckSecret() } });
     const code = await new Promise<number | null>((resolve) => {
       proc.child.once('close', (c) => resolve(c));
       proc.child.once('error', () => resolve(null));

@@ -6,6 +6,7 @@
 // each other), for test/e2e/redis-tls-topologies.test.ts. Every `stop()` ends all it started.
 import fs from 'node:fs';
 import path from 'node:path';
+import { REDIS_SERVER_BIN } from './binaries.js';
 import { startOnFreePort, startProcess, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
 import { waitUntil } from './wait.js';
 import { aclFileText, redisCli, removeRedisDir, startRedisListening, startRedisServer, tempRedisDir, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from './redis.js';
@@ -133,12 +134,12 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
       return conf;
     };
     if (fixed) {
-      sentinels.push(...sentinelPorts.map((port) => startProcess(`sentinel-${port}`, 'redis-server', [sentinelConf(port), '--sentinel'], { echo })));
+      sentinels.push(...sentinelPorts.map((port) => startProcess(`sentinel-${port}`, REDIS_SERVER_BIN, [sentinelConf(port), '--sentinel'], { echo })));
       await Promise.all(sentinelPorts.map((p) => waitForPort(p)));
     } else {
       for (let i = 0; i < 3; i++) {
         const { port, started } = await startOnFreePort(async (free) => {
-          const sentinel = startProcess(`sentinel-${free}`, 'redis-server', [sentinelConf(free), '--sentinel'], { echo });
+          const sentinel = startProcess(`sentinel-${free}`, REDIS_SERVER_BIN, [sentinelConf(free), '--sentinel'], { echo });
           // Its ID line comes once it has bound its port; a taken port ends it first ("Address already in use").
           await waitForReport(sentinel, (line) => (line.includes('Sentinel ID is') ? true : undefined)).catch(async (err: unknown) => {
             await sentinel.stop();

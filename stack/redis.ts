@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { REDIS_CLI_BIN, REDIS_SERVER_BIN } from './binaries.js';
 import { REPO_ROOT, startOnFreePort, startProcess, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
 
 /** The shipped configuration every Redis of the demo and the tests runs with. */
@@ -36,7 +37,7 @@ export function startRedisServer(options: RedisServerOptions): ManagedProcess {
     fs.copyFileSync(REDIS_CONF, conf);
   }
   const args = [conf, '--port', String(options.port), '--dir', options.dir, ...(options.args ?? [])];
-  return startProcess(options.name ?? 'redis', 'redis-server', args, { echo: options.echo });
+  return startProcess(options.name ?? 'redis', REDIS_SERVER_BIN, args, { echo: options.echo });
 }
 
 /**
@@ -121,7 +122,7 @@ export async function redisCli(port: number, args: string[], auth?: string | Red
   const { user, password, caFile } = typeof auth === 'string' ? { password: auth } : (auth ?? {});
   const login = [...(user ? ['--user', user] : []), ...(password ? ['--no-auth-warning', '--pass', password] : [])];
   const tls = caFile ? ['--tls', '--cacert', caFile] : [];
-  const { stdout } = await promisify(execFile)('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...tls, ...login, ...args], { timeout: 10_000 });
+  const { stdout } = await promisify(execFile)(REDIS_CLI_BIN, ['-h', '127.0.0.1', '-p', String(port), ...tls, ...login, ...args], { timeout: 10_000 });
   return stdout;
 }
 

@@ -9,6 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { HAPROXY_BIN } from '../../stack/binaries.js';
 import { startHaproxy, testCheckSecret } from '../../stack/haproxy.js';
 import { holdPort, listenOnAnyPort, REPO_ROOT, startOnFreePort, startProcess, type ManagedProcess } from '../../stack/processes.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
@@ -124,7 +125,7 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
     fs.writeFileSync(secretFile, haproxyConfig(mode, ['--check-secret'], { IDGATE_CHECK_SECRETS: `${checkSecret},${testCheckSecret()}` }), { mode: 0o600 });
     expect(fs.readFileSync(secretFile, 'utf8')).toContain(`\n    setenv IDGATE_CHECK_SECRET ${checkSecret}\n`);
     const { IDGATE_CHECK_SECRET: _, ...withoutSecret } = process.env;
-    const check = startProcess('haproxy -c', 'haproxy', ['-c', '-f', secretFile, '-f', configFile], { env: withoutSecret });
+    const check = startProcess('haproxy -c', HAPROXY_BIN, ['-c', '-f', secretFile, '-f', configFile], { env: withoutSecret });
     const code = await new Promise<number | null>((resolve) => check.child.once('close', resolve));
     await check.stop();
     expect(check.output()).not.toMatch(/WARNING|ALERT/);

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { HAPROXY_BIN } from '../../stack/binaries.js';
 import { checkHaproxyConfig, startHaproxy, testCheckSecret } from '../../stack/haproxy.js';
 import { holdPort, loggedPort, REPO_ROOT, startOnFreePort, startProcess, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { Browser, signIn } from '../support/browser.js';
@@ -289,7 +290,7 @@ describe('the install path end to end: the installed lines in a third-party hapr
       const config = fs.readFileSync(configFile, 'utf8');
       expect(config).toContain(path.join(installed, 'haproxy-conf', mode === 'lua' ? 'idgate.lua' : 'spoe-idgate.conf'));
       expect(config).not.toContain(REPO_ROOT);
-      const check = await promisify(execFile)('haproxy', ['-c', '-f', configFile], { env: { ...process.env, IDGATE_CHECK_SECRET: checkSecret } }).then(
+      const check = await promisify(execFile)(HAPROXY_BIN, ['-c', '-f', configFile], { env: { ...process.env, IDGATE_CHECK_SECRET: checkSecret } }).then(
         ({ stdout, stderr }) => ({ code: 0, output: stdout + stderr }),
         (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: err.code ?? 1, output: `${err.stdout ?? ''}${err.stderr ?? ''}` }),
       );

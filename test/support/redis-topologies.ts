@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { REDIS_CLI_BIN, REDIS_SERVER_BIN } from '../../stack/binaries.js';
 import { freePort, holdPort, idpListening, listenOnAnyPort, REPO_ROOT, startOnFreePort, startProcess, waitForPort, waitForReport, type ManagedProcess } from '../../stack/processes.js';
 import { aclFileText, redisCli, redisListening, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from '../../stack/redis.js';
 import { testIdpEnv } from '../../stack/test-idp-profile.js';
@@ -96,7 +97,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
       ...(tls ? tlsOnlyArgs(port, tls) : []), ...secured,
     ];
     try {
-      nodes.set(port, await redisListening(startProcess(`redis-cluster-${port}`, 'redis-server', args), port));
+      nodes.set(port, await redisListening(startProcess(`redis-cluster-${port}`, REDIS_SERVER_BIN, args), port));
     } catch (err) {
       await proxy?.close();
       throw err;
@@ -121,7 +122,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
     // started again on others when one was taken (startOnFreePort).
     for (let i = 0; i < total; i++) await startOnFreePort(async (port) => startNewNode(port, await freePort()));
     const createAuth = [...(tls ? ['--tls', '--cacert', tls.caFile] : []), ...(acl ? ['--user', acl.admin.user, '--pass', acl.admin.password, '--no-auth-warning'] : [])];
-    await run('redis-cli', [...createAuth, '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicasEach), '--cluster-yes'], { timeout: 30_000 });
+    await run(REDIS_CLI_BIN, [...createAuth, '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicasEach), '--cluster-yes'], { timeout: 30_000 });
     await waitForOk();
     if (replicasEach > 0) {
       await waitUntil('replicas in sync', async () => {
@@ -164,7 +165,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
       await node.stop();
     },
     async startNode(port) {
-      nodes.set(port, startProcess(`redis-cluster-${port}`, 'redis-server', argsOf.get(port)!));
+      nodes.set(port, startProcess(`redis-cluster-${port}`, REDIS_SERVER_BIN, argsOf.get(port)!));
       await waitForPort(port);
     },
     waitForOk,
@@ -206,7 +207,7 @@ export async function startTlsRedis(users: Record<string, { password: string; pr
   try {
     // On a picked port, and again on another when that one was taken.
     ({ port, started: server } = await startOnFreePort((port) =>
-      redisListening(startProcess(`redis-tls-${port}`, 'redis-server', [
+      redisListening(startProcess(`redis-tls-${port}`, REDIS_SERVER_BIN, [
         '--port', '0', '--tls-port', String(port), ...BASE_ARGS, '--dir', dir,
         '--tls-cert-file', file('server.pem'), '--tls-key-file', file('server.key'), '--tls-ca-cert-file', file('ca.pem'), '--tls-auth-clients', 'no',
         '--aclfile', aclFile,
