@@ -148,8 +148,10 @@ local function decide(txn)
     if v ~= nil then headers[h[2]] = { v } end
   end
   headers["X-Forwarded-Method"] = { txn.f:method() }
-  -- boolean fetches reach Lua as integers (0/1), and 0 is true in Lua
-  headers["X-Forwarded-Proto"] = { txn.f:ssl_fc() == 1 and "https" or "http" }
+  -- A boolean fetch reaches Lua as an integer (0/1; 0 is true in Lua), or as a boolean where
+  -- tune.lua.bool-sample-conversion is normal (HAProxy 3.1+, global-lua.cfg).
+  local tls = txn.f:ssl_fc()
+  headers["X-Forwarded-Proto"] = { (tls == 1 or tls == true) and "https" or "http" }
   headers["X-Forwarded-Host"] = { first_of(req, "host") or "" }
   -- No path (a CONNECT's authority-form target names none): sent without one, the check refuses it. Never
   -- a stand-in such as "/": idgate would judge a request the app does not receive.

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort, startDeadEnd, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
 import { checkHaproxyConfig, haproxyConfigPath, startHaproxy, testCheckSecret } from '../../stack/haproxy.js';
+import { haproxyAtLeast } from '../../stack/binaries.js';
 import { renderHaproxyTemplate } from '../../service/src/transports/haproxy-config.js';
 import { UNAVAILABLE_PAGE, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../../service/src/defaults.js';
 import { all, one, pairs, parseResponse, rawExchange, rawRequest, statusLines, type RawResponse } from '../support/raw-http.js';
@@ -249,7 +250,8 @@ describe('HAProxy + idgate.lua against a stub idgate', () => {
 
   test('haproxy -c accepts the shipped config, without warnings', async () => {
     const result = await checkHaproxyConfig();
-    expect(result.output).toContain('Configuration file is valid');
+    // HAProxy 3.0 and later print nothing on success; 2.6 says so.
+    if (!haproxyAtLeast(3, 0)) expect(result.output).toContain('Configuration file is valid');
     expect(result.output).not.toMatch(/WARNING|ALERT/);
     expect(result.ok).toBe(true);
   });

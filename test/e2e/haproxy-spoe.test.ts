@@ -14,6 +14,7 @@ import { UNAVAILABLE_PAGE, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../../service
 import { checkOutcome, type CheckInput, type CheckOutcome } from '../../service/src/check/contract.js';
 import { createSpoeAgent } from '../../service/src/transports/spoe-agent.js';
 import { checkHaproxyConfig, startHaproxy } from '../../stack/haproxy.js';
+import { haproxyAtLeast } from '../../stack/binaries.js';
 import { freePort, listenOnAnyPort, REPO_ROOT, startOnFreePort, type ManagedProcess } from '../../stack/processes.js';
 import { all, one, pairs, rawExchange, rawRequest, statusLines } from '../support/raw-http.js';
 import { pause, waitForOutput } from '../../stack/wait.js';
@@ -106,7 +107,8 @@ describe('HAProxy (SPOE config) + idgate SPOE agent with a scripted check', () =
 
   test('haproxy -c accepts the shipped SPOE config, without warnings', async () => {
     const result = await checkHaproxyConfig(path.join(REPO_ROOT, 'haproxy-conf/haproxy.cfg'), 'spoe');
-    expect(result.output).toContain('Configuration file is valid');
+    // HAProxy 3.0 and later print nothing on success; 2.6 says so.
+    if (!haproxyAtLeast(3, 0)) expect(result.output).toContain('Configuration file is valid');
     expect(result.output).not.toMatch(/WARNING|ALERT/);
     expect(result.ok).toBe(true);
   });

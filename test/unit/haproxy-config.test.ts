@@ -23,8 +23,9 @@ describe('the drop-in parts', () => {
       expect(lines.length).toBeGreaterThan(0);
       for (const line of lines) {
         expect([...used].some((u) => u.trim() === line.replaceAll('${IDGATE_HAPROXY_CONF}', confDir))).toBe(true);
-        // Section headers and a few settings repeat by nature (each backend says its mode and timeouts).
-        if (/^(backend|frontend|mode|timeout|balance|server|bind|default_backend|http-reuse|option spop-check)\b/.test(line)) continue;
+        // Section headers and a few settings repeat by nature (each backend says its mode and timeouts), as
+        // does the end of a conditional block.
+        if (/^(backend|frontend|mode|timeout|balance|server|bind|default_backend|http-reuse|option spop-check|\.endif)\b/.test(line)) continue;
         expect(`${line} in ${file}`).toBe(`${line} in ${seen.get(line) ?? file}`);
         seen.set(line, file);
       }
