@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export NODE_OPTIONS_JEST := --experimental-vm-modules
 
-.PHONY: all deps system-deps build demo demo-ha test test-unit test-e2e test-faults typecheck bench profile costs clean
+.PHONY: all deps system-deps build demo demo-ha test test-unit test-e2e test-faults test-compat typecheck bench profile costs clean
 
 all: build
 
@@ -72,6 +72,13 @@ test-e2e: build
 # (docs/operations.md).
 test-faults: build
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) timeout 600 npx jest --runInBand test/faults
+
+# The compatibility matrix (docs/compatibility.md): HAProxy, Redis, Valkey and Node versions beyond the ones
+# on PATH, fetched and built into .cache/compat (reused when present) from Debian's source packages and
+# the npm registry, each run against the tests that touch it; prints the matrix.
+test-compat: build
+	compat/fetch.sh $(CURDIR)/.cache/compat
+	node compat/run.mjs $(CURDIR)/.cache/compat
 
 # Figures go to bench/results.json, bench/results.svg and bench/RESULTS.md (see the README, Performance).
 # The peer it measures, Apache + mod_auth_openidc, comes from apache2-bin (the server and its modules,
