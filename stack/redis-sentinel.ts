@@ -9,7 +9,7 @@ import path from 'node:path';
 import { REDIS_SERVER_BIN } from './binaries.js';
 import { startOnFreePort, startProcess, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
 import { waitUntil } from './wait.js';
-import { aclFileText, redisCli, removeRedisDir, startRedisListening, startRedisServer, tempRedisDir, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from './redis.js';
+import { aclFileText, redisCli, REDIS_LOGLEVEL, removeRedisDir, startRedisListening, startRedisServer, tempRedisDir, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from './redis.js';
 
 export interface SentinelSetOptions {
   /** The master group name the sentinels monitor (default idgate, as in redis/sentinel-example.conf). */
@@ -128,7 +128,7 @@ export async function startSentinelSet(options: SentinelSetOptions = {}): Promis
         `sentinel down-after-milliseconds ${masterName} 1000`,
         `sentinel failover-timeout ${masterName} 5000`,
         `sentinel parallel-syncs ${masterName} 1`,
-        'loglevel warning',
+        `loglevel ${REDIS_LOGLEVEL}`,
         '',
       ].join('\n'), { mode: 0o600 });
       return conf;

@@ -12,6 +12,13 @@ import { REPO_ROOT, startOnFreePort, startProcess, waitForPort, waitForReport, t
 /** The shipped configuration every Redis of the demo and the tests runs with. */
 export const REDIS_CONF = path.join(REPO_ROOT, 'redis/redis.conf');
 
+/**
+ * The log level of every Redis and sentinel the demo and the tests start: notice, for the lines that say one
+ * is ready ("Server initialized", "Ready to accept connections", "Sentinel ID is"), which Redis 8 and Valkey
+ * log as notices (Redis 7 logs them as warnings, which redis.conf's level shows).
+ */
+export const REDIS_LOGLEVEL = 'notice';
+
 export interface RedisServerOptions {
   port: number;
   /** Where the AOF lives; created when missing. Reuse it across restarts to keep the data. */
@@ -36,23 +43,22 @@ export function startRedisServer(options: RedisServerOptions): ManagedProcess {
     conf = path.join(options.dir, 'redis.conf');
     fs.copyFileSync(REDIS_CONF, conf);
   }
-  const args = [conf, '--port', String(options.port), '--dir', options.dir, ...(options.args ?? [])];
+  const args = [conf, '--port', String(options.port), '--dir', options.dir, '--loglevel', REDIS_LOGLEVEL, ...(options.args ?? [])];
   return startProcess(options.name ?? 'redis', REDIS_SERVER_BIN, args, { echo: options.echo });
 }
 
 /**
  * startRedisServer, resolved once it accepts connections: its own server, not another process already on
- * the port. "Server initialized" (a warning-level line, so redis.conf's loglevel shows it) comes after
- * Redis bound its port, which it exits on failing to do; rejects then with its output ("Address already
- * in use", which startOnFreePort recognises).
+ * the port. "Server initialized" (shown at REDIS_LOGLEVEL) comes after Redis bound its port, which it exits
+ * on failing to do; rejects then with its output ("Address already in use", which startOnFreePort recognises).
  */
 export async function startRedisListening(options: RedisServerOptions): Promise<ManagedProcess> {
   return listening(startRedisServer(options), options.port);
 }
 
 /**
- * Resolves with `server` (a redis-server just started on `port`, with any configuration whose log level
- * shows warnings) once it listens there; stops it and rejects with its output if it exits first, e.g.
+ * Resolves with `server` (a redis-server just started on `port`, logging at REDIS_LOGLEVEL) once it listens
+ * there; stops it and rejects with its output if it exits first, e.g.
  * "Address already in use", which startOnFreePort recognises.
  */
 export async function redisListening<T extends ManagedProcess>(server: T, port: number): Promise<T> {

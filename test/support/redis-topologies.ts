@@ -11,7 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { REDIS_CLI_BIN, REDIS_SERVER_BIN } from '../../stack/binaries.js';
 import { freePort, holdPort, idpListening, listenOnAnyPort, REPO_ROOT, startOnFreePort, startProcess, waitForPort, waitForReport, type ManagedProcess } from '../../stack/processes.js';
-import { aclFileText, redisCli, redisListening, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from '../../stack/redis.js';
+import { aclFileText, redisCli, REDIS_LOGLEVEL, redisListening, tlsOnlyArgs, type RedisAcl, type RedisCliAuth, type RedisTlsFiles } from '../../stack/redis.js';
 import { testIdpEnv } from '../../stack/test-idp-profile.js';
 import { startDelayProxy, type DelayProxy } from './delay-proxy.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from './idgate.js';
@@ -19,8 +19,8 @@ import { probeUntil, waitUntil } from '../../stack/wait.js';
 
 const run = promisify(execFile);
 
-/** Settings common to every test server: loopback, nothing on disk, quiet. */
-const BASE_ARGS = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'];
+/** Settings common to every test server: loopback, nothing on disk, its readiness logged. */
+const BASE_ARGS = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', REDIS_LOGLEVEL];
 
 function tempDir(name: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `idgate-${name}-`));
