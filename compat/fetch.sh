@@ -115,7 +115,7 @@ redis_like() {
     build_deps
     say "building $pkg $version (Debian trixie)"
     unpack "$tarball" "$CACHE/build/$pkg-$version"
-    # The two programs the tests run, without link-time optimisation (minutes of linking on two cores).
+    # The two programs the tests run, without link-time optimisation (slow to link, and no test needs it).
     quietly "$CACHE/logs/$pkg-$version.log" nice -n 10 make -C "$CACHE/build/$pkg-$version/src" -j"$JOBS" \
       BUILD_TLS=yes OPTIMIZATION=-O2 "$pkg-server" "$pkg-cli"
     mkdir -p "$dir/bin"
