@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { HAPROXY_BIN } from '../../stack/binaries.js';
+import { probeUntil } from '../../stack/wait.js';
 import { startHaproxy, testCheckSecret } from '../../stack/haproxy.js';
 import { holdPort, listenOnAnyPort, REPO_ROOT, startOnFreePort, startProcess, type ManagedProcess } from '../../stack/processes.js';
 import { loadConfig, type Config } from '../../service/src/config.js';
@@ -113,6 +114,12 @@ describe.each(MODES)('a third-party haproxy.cfg with the %s lines, TLS in front'
       return startHaproxy({ frontPort: plain, idgatePort, upstreamPort: ports.web, configPath: runFile, passFds: [held.fd], name: `haproxy-${mode}`, checkSecret });
     }));
     await held.release();
+    // Ready once the check answers through HAProxy: the plain port listening says only that HAProxy runs.
+    // Until HAProxy has a connection to the SPOE agent (its HELLO is bounded by `timeout hello`, which a
+    // loaded machine can exceed with the agent in this busy process), a check fails closed with 503.
+    const fetchSite = fetchTrusting(certPem);
+    const ready = await probeUntil(() => fetchSite(`${origin}/start`, { headers: { accept: 'text/html' } }).then((r) => r.status, () => 0), (status) => status === 302, { timeoutMs: 30_000 });
+    expect(ready).toBe(302);
   });
 
   afterAll(async () => {
