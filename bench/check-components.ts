@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger, type DecisionRecord } from '../service/src/audit.js';
+import { systemClock } from '../service/src/clock.js';
 import { createCheck, withoutIdgateCookies, type CheckDependencies } from '../service/src/check/check.js';
 import { readRequestFacts } from '../service/src/check/request-facts.js';
 import { loadConfig, type Config } from '../service/src/config.js';
@@ -78,6 +79,7 @@ const deps: CheckDependencies = {
   policy: () => policy,
   logger,
   metrics,
+  clock: systemClock,
 };
 const check = createCheck(deps);
 await new Promise((resolve) => setTimeout(resolve, 100)); // the audit file opens

@@ -18,6 +18,7 @@ import { SessionCache, subscribeToRevocations } from './session/session-cache.js
 import { RedisSessionStore } from './session/redis-session-store.js';
 import { createSpoeAgent, type SpoeAgent } from './transports/spoe-agent.js';
 import { BearerVerifier } from './tokens/tokens.js';
+import { systemClock, type Clock } from './clock.js';
 
 export interface IdgateOptions {
   readonly logger: Logger;
@@ -32,6 +33,8 @@ export interface IdgateOptions {
    * without the TLS probe that describing a refused TLS connection makes.
    */
   readonly reportRedisOutages?: boolean;
+  /** Where time decides (tokens due, cached answers, DPoP windows, key ages). Default: the system clock. */
+  readonly clock?: Clock;
 }
 
 export interface Idgate {
@@ -60,6 +63,7 @@ export interface Idgate {
 
 export function createIdgate(config: Config, options: IdgateOptions): Idgate {
   const { logger } = options;
+  const clock = options.clock ?? systemClock;
   const metrics = options.metrics ?? new Metrics();
   const redis = createRedisClient(config);
   let redisDown = false;
@@ -72,16 +76,16 @@ export function createIdgate(config: Config, options: IdgateOptions): Idgate {
     redisDown = false;
   });
   const oidc = new OidcRelyingParty(config, (level, message, fields) => logger.log(level, message, fields));
-  const bearer = new BearerVerifier(config, logger, metrics);
+  const bearer = new BearerVerifier(config, logger, metrics, clock);
   const started = Promise.all([oidc.start(), bearer.start()]).then(() => undefined);
 
-  const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize);
+  const sessionCache = new SessionCache(config.sessionCacheMs, config.sessionCacheSize, clock);
   const unsubscribe = sessionCache.enabled ? subscribeToRevocations(config, sessionCache, logger) : () => undefined;
 
   // Logins, renewals and revocations wait for a Redis replica, on connections of their own.
   const durable = new DurableWrites(redis, config, reportWaits(logger, metrics));
   const sessions = new RedisSessionStore(redis, config, durable);
-  const deps: CheckDependencies = { config, redis, sessions, oidc, bearer, sessionCache, policy: options.policy, logger, metrics };
+  const deps: CheckDependencies = { config, redis, sessions, oidc, bearer, sessionCache, policy: options.policy, logger, metrics, clock };
   // One check for both transports.
   const check = createCheck(deps);
   let draining = false;

@@ -233,6 +233,7 @@ export function runSessionStoreTests(name: string, makeStore: () => Promise<Stor
         oidc,
         logger: { event: () => undefined, log: () => undefined } as unknown as Logger,
         metrics: { recordEvent: () => undefined, recordRevoked: () => undefined } as unknown as Metrics,
+        clock: () => t.now(),
       };
       const lookup = { found: true as const, sid, session: stored, identity: identityOf(stored), record: recordOf(stored) };
       const results = await Promise.all([keepSessionFresh(deps, lookup, now), keepSessionFresh(deps, lookup, now)]);
@@ -261,6 +262,7 @@ export function runSessionStoreTests(name: string, makeStore: () => Promise<Stor
         oidc: { refresh: async () => Promise.reject(new IdgateError('session_ended', 'ended', 'invalid_grant')) } as unknown as OidcRelyingParty,
         logger: { event: () => undefined, log: () => undefined } as unknown as Logger,
         metrics: { recordEvent: () => undefined, recordRevoked: () => undefined } as unknown as Metrics,
+        clock: () => t.now(),
       };
       const result = await keepSessionFresh(deps, { found: true, sid, session: stored, identity: identityOf(stored), record: recordOf(stored) }, now);
       expect(result.kind).toBe('ended');

@@ -106,21 +106,13 @@ class ScriptedVerifier {
   }
 }
 
-// One clock for the check (which reads Date.now), the store and the cache, moved forward by the tests.
-const realNow = Date.now.bind(Date);
-let offset = 0;
-beforeAll(() => {
-  Date.now = () => realNow() + offset;
-});
-afterAll(() => {
-  Date.now = realNow;
-});
-
 function setup() {
-  offset = 0;
-  const clock = Date.now();
-  const sessions = new MemorySessionStore(config, () => Date.now());
-  const sessionCache = new SessionCache(60_000, 100, () => Date.now());
+  // One clock for the check, the store and the cache, moved forward by the tests.
+  let offset = 0;
+  const now = () => Date.now() + offset;
+  const clock = now();
+  const sessions = new MemorySessionStore(config, now);
+  const sessionCache = new SessionCache(60_000, 100, now);
   const bearer = new ScriptedVerifier();
   let policy = policyOf('blue');
   let renewedGroups: string[] = ['staff'];
@@ -134,6 +126,7 @@ function setup() {
     policy: () => policy,
     logger: createLogger({ level: 'error', write: () => undefined }),
     metrics: new Metrics(),
+    clock: now,
   };
   const check = createCheck(deps);
   const sid = 'c2Vzc2lvbi1mb3ItdGhlLXJldXNlLXRlc3QtMDAwMDAwMDA';

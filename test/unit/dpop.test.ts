@@ -194,7 +194,7 @@ describe('a DPoP request', () => {
     const { bearer, asked } = bearerBoundTo('any');
     const { store, remembered } = sessions();
     const p = unsignedProof({ alg: 'RS256', jwk: { kty: 'RSA', n: modulusOf(3072), e: Buffer.alloc(384, 0xff).toString('base64url') } });
-    await expect(verifyDpopRequest({ bearer, replays: store, config }, request(p))).rejects.toMatchObject({ code: 'invalid_dpop_proof', expose: 'the DPoP proof key is not accepted' });
+    await expect(verifyDpopRequest({ bearer, replays: store, config, clock: () => Date.now() }, request(p))).rejects.toMatchObject({ code: 'invalid_dpop_proof', expose: 'the DPoP proof key is not accepted' });
     expect(asked).toEqual([]);
     expect(remembered).toEqual([]);
   });
@@ -204,7 +204,7 @@ describe('a DPoP request', () => {
     const { store } = sessions();
     // A signature made by no key: had it been verified first, the answer would say so.
     const p = unsignedProof({ alg: 'ES256', jwk: await jose.exportJWK(ecKey.publicKey) });
-    await expect(verifyDpopRequest({ bearer, replays: store, config }, request(p))).rejects.toMatchObject({ code: 'invalid_token', expose: 'the token is bound to another key than the one that signed the DPoP proof' });
+    await expect(verifyDpopRequest({ bearer, replays: store, config, clock: () => Date.now() }, request(p))).rejects.toMatchObject({ code: 'invalid_token', expose: 'the token is bound to another key than the one that signed the DPoP proof' });
     expect(asked).toEqual([{ source: '192.0.2.1', proofKey: await jose.calculateJwkThumbprint(await jose.exportJWK(ecKey.publicKey), 'sha256') }]);
   });
 
@@ -213,9 +213,9 @@ describe('a DPoP request', () => {
     const { bearer } = bearerBoundTo(thumbprint);
     const { store, remembered } = sessions();
     const forged = unsignedProof({ alg: 'ES256', jwk: await jose.exportJWK(ecKey.publicKey) });
-    await expect(verifyDpopRequest({ bearer, replays: store, config }, request(forged))).rejects.toMatchObject({ code: 'invalid_dpop_proof', expose: 'the DPoP proof signature is invalid' });
+    await expect(verifyDpopRequest({ bearer, replays: store, config, clock: () => Date.now() }, request(forged))).rejects.toMatchObject({ code: 'invalid_dpop_proof', expose: 'the DPoP proof signature is invalid' });
     expect(remembered).toEqual([]);
-    expect(await verifyDpopRequest({ bearer, replays: store, config }, request(await proof()))).toEqual({ identity, nonce: undefined });
+    expect(await verifyDpopRequest({ bearer, replays: store, config, clock: () => Date.now() }, request(await proof()))).toEqual({ identity, nonce: undefined });
     expect(remembered).toHaveLength(1);
   });
 });

@@ -9,6 +9,7 @@ import type { Logger } from '../audit.js';
 import type { Config } from '../config.js';
 import { ERRORS, IdgateError, errorBody, isIdgateError, describeError, type IdgateErrorCode } from '../errors.js';
 import type { Metrics } from '../metrics.js';
+import type { Clock } from '../clock.js';
 import type { OidcRelyingParty } from '../idp/relying-party.js';
 import { keepSessionFresh } from '../idp/session-refresh.js';
 import { acceptedCredentials, allowedMethods, USUAL_METHODS, decideWithDestination, matchRule, NO_RULE, passesAsPreflight, TOKEN_NOT_ACCEPTED, type AcceptedCredentials, type CredentialProblem, type Decision, type Identity, type Policy, type PolicyRule, type RequestFacts } from '../policy/policy.js';
@@ -37,6 +38,8 @@ export interface CheckDependencies {
   readonly policy: () => Policy;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Where time decides: a session's age, its tokens due or expired, a DPoP proof's window and nonce. */
+  readonly clock: Clock;
 }
 
 /** The check as a function of the request: the one decision path both transports use. Never rejects. */
@@ -164,13 +167,13 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
     const { scheme } = presented;
     try {
       if (scheme === 'dpop') {
-        const { identity, nonce } = await verifyDpopRequest({ bearer: deps.bearer, replays: deps.sessions, config: deps.config }, { proof: request.dpop, target: { method: facts.overriddenFrom ?? facts.method, url: proofTargetUrl(facts.proto, facts.host, request.pathq!) }, accessToken: presented.token, source: facts.clientIp, requestId: facts.requestId });
+        const { identity, nonce } = await verifyDpopRequest({ bearer: deps.bearer, replays: deps.sessions, config: deps.config, clock: deps.clock }, { proof: request.dpop, target: { method: facts.overriddenFrom ?? facts.method, url: proofTargetUrl(facts.proto, facts.host, request.pathq!) }, accessToken: presented.token, source: facts.clientIp, requestId: facts.requestId });
         return { identity, scheme, dpopNonce: nonce };
       }
       return { identity: await deps.bearer.verify(presented.token, { source: facts.clientIp }), scheme };
     } catch (err) {
       if (isIdgateError(err) && err.code === 'use_dpop_nonce') {
-        return { problem: { code: err.code, description: err.expose, challenge: 'dpop' }, scheme, dpopNonce: dpopNoncesOf(deps.config).issue() };
+        return { problem: { code: err.code, description: err.expose, challenge: 'dpop' }, scheme, dpopNonce: dpopNoncesOf(deps.config).issue(deps.clock()) };
       }
       if (isIdgateError(err) && (err.code === 'invalid_token' || err.code === 'invalid_dpop_proof')) {
         const challenge = scheme === 'dpop' || err.expose === DPOP_BOUND_AS_BEARER ? 'dpop' : 'bearer';
@@ -181,7 +184,7 @@ async function establishIdentity(deps: CheckDependencies, request: CheckInput, a
   }
   // The session is read even where only tokens count: a signed-in person then gets a 403 that says a token
   // is needed, never a login page that would bring them straight back.
-  const now = Date.now();
+  const now = deps.clock();
   const lookup = await readSessionForCheck(deps.sessions, deps.config, request.cookie, now, deps.sessionCache);
   if (lookup.found) {
     const fresh = await keepSessionFresh(deps, lookup, now);
@@ -233,7 +236,7 @@ const untrustedPeersLogged = new Map<string, number>();
 function refuseRequest(deps: CheckDependencies, request: CheckInput, problem: FactsProblem, started: number): CheckOutcome {
   const peer = request.peer ?? '';
   if (problem.problem === 'untrusted_peer') {
-    const now = Date.now();
+    const now = deps.clock();
     const key = `${request.refusedFor ?? 'address'} ${peer}`;
     const last = untrustedPeersLogged.get(key);
     if (last === undefined || now - last > UNTRUSTED_LOG_INTERVAL_MS) {

@@ -8,6 +8,7 @@ import type { Config } from '../config.js';
 import { sessionCookie } from '../session/cookies.js';
 import { describeError, isIdgateError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
+import type { Clock } from '../clock.js';
 import type { OidcRelyingParty } from './relying-party.js';
 import type { SessionLock, SessionStore } from '../session/session-store.js';
 import { sessionHash, identityOf, type SessionLookup, type StoredSession } from '../session/session-record.js';
@@ -20,6 +21,8 @@ export interface RefreshDependencies {
   readonly oidc: OidcRelyingParty;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** The renewed tokens' lifetimes start now, and waiting for another request's renewal ends by it. */
+  readonly clock: Clock;
 }
 
 type FoundSession = Extract<SessionLookup, { found: true }>;
@@ -70,7 +73,7 @@ export async function keepSessionFresh(deps: RefreshDependencies, lookup: FoundS
 
     let renewed: StoredSession;
     try {
-      renewed = await deps.oidc.refresh(latest.session, Date.now());
+      renewed = await deps.oidc.refresh(latest.session, deps.clock());
     } catch (err) {
       if (isIdgateError(err) && err.code === 'session_ended') {
         deps.metrics.recordEvent('refresh_failed');
@@ -103,7 +106,7 @@ async function reread(sessions: SessionStore, lookup: FoundSession, now: number)
 /** Another request holds the lock and our tokens have expired: wait for its result. */
 async function waitForRenewal(deps: RefreshDependencies, lookup: FoundSession, now: number): Promise<FreshSession> {
   const deadline = now + WAIT_FOR_OTHERS_MS;
-  while (Date.now() < deadline) {
+  while (deps.clock() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
     const latest = await reread(deps.sessions, lookup, now);
     if (!latest) return { kind: 'ended' };

@@ -19,6 +19,7 @@ import type { Config } from '../config.js';
 import { IdgateError } from '../errors.js';
 import type { Identity } from '../identity.js';
 import type { ReplayCache } from '../replay-cache.js';
+import type { Clock } from '../clock.js';
 import type { BearerVerifier } from './tokens.js';
 import { dpopNoncesOf } from './dpop-nonce.js';
 
@@ -192,7 +193,7 @@ export function proofTargetUrl(scheme: string, host: string, pathq: string): str
  * token check and the store throw.
  */
 export async function verifyDpopRequest(
-  deps: { readonly bearer: BearerVerifier; readonly replays: ReplayCache; readonly config: Config },
+  deps: { readonly bearer: BearerVerifier; readonly replays: ReplayCache; readonly config: Config; readonly clock: Clock },
   request: {
     readonly proof: string | undefined;
     readonly target: ProofTarget;
@@ -204,8 +205,9 @@ export async function verifyDpopRequest(
   },
 ): Promise<{ identity: Identity; nonce: string | undefined }> {
   const { config } = deps;
-  const proof = await readDpopProof(request.proof, request.target, request.accessToken, config);
-  const nonce = config.dpopNonceRequired ? checkDpopNonce(config, proof.nonce) : undefined;
+  const now = deps.clock();
+  const proof = await readDpopProof(request.proof, request.target, request.accessToken, config, now);
+  const nonce = config.dpopNonceRequired ? checkDpopNonce(config, proof.nonce, now) : undefined;
   // The token before the proof's signature: an anonymous caller then cannot make idgate verify a proof
   // with a key of its choosing, but only with the key a valid token is bound to. The token's own check costs
   // at most one verification with the issuer's key (none when cached), as for a Bearer token, or one
@@ -224,12 +226,12 @@ export async function verifyDpopRequest(
  * the previous one (the client takes it for its next proofs). Throws IdgateError 'use_dpop_nonce' when
  * there is none, or one idgate did not issue or issued too long ago.
  */
-function checkDpopNonce(config: Pick<Config, 'cookieSecrets'>, nonce: string | undefined): string | undefined {
+function checkDpopNonce(config: Pick<Config, 'cookieSecrets'>, nonce: string | undefined, now: number): string | undefined {
   if (nonce === undefined || nonce === '') throw new IdgateError('use_dpop_nonce', 'the DPoP proof lacks the nonce idgate gives (DPoP-Nonce)');
   const nonces = dpopNoncesOf(config);
-  const age = nonces.check(nonce);
+  const age = nonces.check(nonce, now);
   if (age === undefined) throw new IdgateError('use_dpop_nonce', 'the DPoP proof nonce is not one idgate gave lately (DPoP-Nonce)');
-  return age === 'previous' ? nonces.issue() : undefined;
+  return age === 'previous' ? nonces.issue(now) : undefined;
 }
 
 /**

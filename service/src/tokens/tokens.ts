@@ -19,6 +19,7 @@ import { RemoteKeySet } from './keys.js';
 import { discardBody, readBoundedText } from './bounded-body.js';
 import { MAX_DISCOVERY_BYTES, DISCOVERY_RETRY_MS, DISCOVERY_TIMEOUT_MS, INTROSPECTION_NEGATIVE_MAX_MS, MAX_TOKEN_LENGTH, VERIFIED_CACHE_MS, VERIFIED_CACHE_SIZE } from '../limits.js';
 import type { Metrics } from '../metrics.js';
+import { systemClock, type Clock } from '../clock.js';
 import type { Identity } from '../identity.js';
 import { identityFromClaims, stringList } from '../policy/claims.js';
 
@@ -44,6 +45,8 @@ class TrustedIssuer {
     private readonly metrics: Metrics,
     /** Called when the issuer's published keys change (a retired key must stop verifying at once). */
     private readonly onKeysChanged: () => void,
+    /** How old the keys are. */
+    private readonly clock: Clock,
   ) {}
 
   get ready(): boolean {
@@ -59,6 +62,7 @@ class TrustedIssuer {
         this.keys = new RemoteKeySet(new URL(jwksUri), {
           maxAgeMs: this.config.jwksCacheSeconds * 1000,
           cooldownMs: this.config.jwksCooldownSeconds * 1000,
+          now: this.clock,
           onFetch: (result) => {
             this.metrics.recordEvent(result.ok ? 'jwks_refresh_ok' : 'jwks_refresh_failed');
             if (result.ok && result.changed) this.onKeysChanged();
@@ -79,6 +83,7 @@ class TrustedIssuer {
           negativeAgeMs: Math.min(INTROSPECTION_NEGATIVE_MAX_MS, this.config.introspectionCacheSeconds * 1000),
           maxEntries: this.config.introspectionCacheSize,
           maxNegativeEntries: this.config.introspectionCacheSize,
+          now: this.clock,
           maxInflightPerSource: this.config.introspectionMaxInflightPerSource,
           maxCallsPerSource: this.config.introspectionCallsPerSource,
           onCall: () => this.metrics.recordEvent('introspection_call'),
@@ -180,8 +185,10 @@ export class BearerVerifier {
     private readonly config: Config,
     logger: Logger,
     metrics: Metrics,
+    /** Where time decides: tokens' exp and iat, the verified-token cache, the keys' age. Default: the system clock. */
+    private readonly clock: Clock = systemClock,
   ) {
-    for (const settings of config.bearerIssuers) this.#byIssuer.set(settings.issuer, new TrustedIssuer(settings, config, logger, metrics, () => this.#verified.clear()));
+    for (const settings of config.bearerIssuers) this.#byIssuer.set(settings.issuer, new TrustedIssuer(settings, config, logger, metrics, () => this.#verified.clear(), clock));
     this.#opaqueIssuer = [...this.#byIssuer.values()].find((i) => i.settings.introspection);
   }
 
@@ -221,7 +228,7 @@ export class BearerVerifier {
     // A JWT verified before, while its entry lasts, costs a hash and a look-up: every check below passed
     // when it was stored, and depends on nothing but the token and the settings (a key change clears it).
     const cacheKey = parts.length === 3 ? crypto.hash('sha256', token, 'base64url') : '';
-    const now = Date.now();
+    const now = this.clock();
     const hit = cacheKey ? this.#verified.get(cacheKey) : undefined;
     if (hit && hit.until > now) {
       // The keys still age: a refresh that drops this token's key clears the cache.
@@ -271,12 +278,13 @@ export class BearerVerifier {
         audience: [...settings.audiences],
         algorithms: [header.alg],
         clockTolerance: this.config.clockSkewSeconds,
+        currentDate: new Date(this.clock()),
         requiredClaims: ['exp'],
       }));
     } catch (err) {
       throw toTokenError(err);
     }
-    if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + this.config.clockSkewSeconds) {
+    if (typeof payload.iat === 'number' && payload.iat > this.clock() / 1000 + this.config.clockSkewSeconds) {
       throw new IdgateError('invalid_token', 'the token is not valid yet', 'iat in the future');
     }
     return this.#verifiedToken(payload, settings);
@@ -286,7 +294,7 @@ export class BearerVerifier {
     if (!issuer.introspector) throw cannotCheckToken(`${issuer.settings.issuer}: discovery has not succeeded`);
     const { active, claims } = await issuer.introspector.introspect(token, { source });
     if (!active) throw new IdgateError('invalid_token', 'the token is not active (expired, revoked or unknown)');
-    const now = Date.now() / 1000;
+    const now = this.clock() / 1000;
     if (typeof claims.exp === 'number' && claims.exp + this.config.clockSkewSeconds < now) throw new IdgateError('invalid_token', 'the token expired');
     if (claims.iss !== undefined && claims.iss !== issuer.settings.issuer) throw new IdgateError('invalid_token', 'the token is from an untrusted issuer');
     // RFC 7662 token_type is optional; when the issuer says what the token is, it must be an access token:
