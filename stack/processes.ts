@@ -248,13 +248,15 @@ export interface StartOptions {
   echo?: boolean;
   /** Open file descriptors of ours the child gets as fd 3, 4, … (a held port's socket: holdPort). */
   passFds?: number[];
+  /** An IPC channel to the child (after the passed fds), for messages: the test clock's (test-clock.ts). */
+  ipc?: boolean;
 }
 
 export function startProcess(name: string, command: string, args: string[], options: StartOptions = {}): ManagedProcess {
   const child = spawn(command, args, {
     env: options.env ?? process.env,
     cwd: options.cwd,
-    stdio: ['ignore', 'pipe', 'pipe', ...(options.passFds ?? [])],
+    stdio: ['ignore', 'pipe', 'pipe', ...(options.passFds ?? []), ...(options.ipc ? ['ipc' as const] : [])],
   });
   // The last ~200 kB of output, kept as chunks (no copying per chunk: a benchmark's idgate writes a
   // line per request), so a chatty process cannot grow our memory or CPU use without limit.

@@ -6,11 +6,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { startHaproxy, testCheckSecret } from './haproxy.js';
 import type { IdpProfile } from './idp.js';
 import { testIdpProfile } from './test-idp-profile.js';
 import { freePort, idpListening, loggedPort, REPO_ROOT, startOnFreePort, startProcess, upstreamListening, waitForFileReport, waitForPort, waitForReport, type ManagedProcess } from './processes.js';
 import { waitUntil } from './wait.js';
+import { advanceChildClock, TEST_CLOCK_OFFSET_ENV } from './test-clock.js';
 import { removeRedisDir, startRedisListening, tempRedisDir } from './redis.js';
 import { startSentinelSet, type SentinelSet } from './redis-sentinel.js';
 
@@ -47,6 +49,8 @@ export interface StackOptions {
   idgateReplicas?: number;
   /** Extra IDGATE_* settings for every replica. */
   idgateEnv?: Record<string, string>;
+  /** test: idgate's clock is one the test moves (advanceIdgateClock; test-clock.ts). Default: the machine's. */
+  idgateClock?: 'system' | 'test';
   /** Extra node flags for idgate (e.g. --cpu-prof, which NODE_OPTIONS does not allow). */
   idgateNodeArgs?: string[];
   /** Extra IDP_* settings for the local IdP (e.g. IDP_ACCESS_TOKEN_TTL). */
@@ -103,6 +107,8 @@ export interface Stack {
   /** That secret alone, for another HAProxy pointed at these replicas (HaproxyOptions.checkSecret). */
   readonly checkSecret: string;
   readonly processes: Record<string, ManagedProcess>;
+  /** Moves every idgate replica's clock forward (idgateClock: 'test'); resolves once all have moved. */
+  advanceIdgateClock(ms: number): Promise<void>;
   /** Starts idgate replica `index` again after stopIdgate (same port and settings). */
   startIdgate(index: number): Promise<ManagedProcess>;
   /** Stops replica `index` as an orchestrator does: SIGTERM, and the time its graceful shutdown takes. */
@@ -166,6 +172,7 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
   let issuer = '';
   const echo = options.echo ?? false;
   const processes: Record<string, ManagedProcess> = {};
+  let idgateClockOffsetMs = 0;
   const started: ManagedProcess[] = [];
   const track = (p: ManagedProcess) => {
     processes[p.name] = p;
@@ -223,12 +230,16 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
       IDGATE_SPOE_LISTEN: `127.0.0.1:${ports.spoe[index]}`,
     };
     if (options.spoeAgent === false) delete replicaEnv.IDGATE_SPOE_LISTEN;
+    const testClock = options.idgateClock === 'test';
+    if (testClock) replicaEnv[TEST_CLOCK_OFFSET_ENV] = String(idgateClockOffsetMs);
+    const clockArgs = testClock ? ['--import', pathToFileURL(path.join(DIST, 'stack/test-clock.js')).href] : [];
     // Replicas start one after another: what the log file gains from here on is this one's.
     const logFrom = idgateLogFile && fs.existsSync(idgateLogFile) ? fs.statSync(idgateLogFile).size : 0;
     const p = track(
-      startProcess(index === 0 ? 'idgate' : `idgate${index + 1}`, process.execPath, [...(options.idgateNodeArgs ?? []), path.join(DIST, 'service/src/cli.js'), 'serve'], {
+      startProcess(index === 0 ? 'idgate' : `idgate${index + 1}`, process.execPath, [...clockArgs, ...(options.idgateNodeArgs ?? []), path.join(DIST, 'service/src/cli.js'), 'serve'], {
         env: replicaEnv,
         echo,
+        ipc: testClock,
       }),
     );
     if (idgateReports) {
@@ -351,6 +362,12 @@ async function startStackOn(options: StackOptions): Promise<Stack> {
     checkHeaders: { 'X-Idgate-Check-Secret': newestCheckSecret(env) },
     checkSecret: newestCheckSecret(env),
     processes,
+    async advanceIdgateClock(ms) {
+      if (options.idgateClock !== 'test') throw new Error("advanceIdgateClock: start the stack with idgateClock: 'test'");
+      idgateClockOffsetMs += ms;
+      const running = Object.values(processes).filter((p) => p.name.startsWith('idgate') && p.child.exitCode === null && p.child.signalCode === null);
+      await Promise.all(running.map((p) => advanceChildClock(p, ms)));
+    },
     startIdgate,
     async stopRedis() {
       if (redisDir === undefined) throw new Error('stopRedis: a single Redis only; with Sentinel, use stack.sentinel');

@@ -10,7 +10,7 @@ import * as jose from 'jose';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { eventsCaughtUp } from '../support/logs.js';
-import { pause, probeUntil, waitUntil } from '../../stack/wait.js';
+import { probeUntil, waitUntil } from '../../stack/wait.js';
 import { alice } from '../support/identities.js';
 
 // Long enough that stopping the IdP (slow on a loaded machine) ends well before the tokens expire.
@@ -20,18 +20,17 @@ const NEW_SECRET = 'new-secret-'.padEnd(40, 'n');
 let stack: Stack;
 
 beforeAll(async () => {
-  stack = await startStack({ idgateReplicas: 2, idpEnv: { IDP_ACCESS_TOKEN_TTL: String(TOKEN_TTL_S) }, idgateEnv: { IDGATE_COOKIE_SECRETS: OLD_SECRET } });
+  stack = await startStack({ idgateReplicas: 2, idgateClock: 'test', idpEnv: { IDP_ACCESS_TOKEN_TTL: String(TOKEN_TTL_S) }, idgateEnv: { IDGATE_COOKIE_SECRETS: OLD_SECRET } });
 }, 60_000);
 
 afterAll(async () => {
   await stack?.stop();
 });
 
-// The IdP's tokens really age here: renewal is due at half their lifetime, and no event tells the test
-// that a wall-clock moment has come. The timing itself is covered with a fake clock by the store suite;
-// these pauses give the one real-Redis, real-IdP path per behaviour the time it needs.
-/** Until the tokens are due for renewal (half their lifetime), with a margin. */
-const untilDue = () => pause((TOKEN_TTL_S / 2) * 1000 + 300);
+// Renewal is due at half the tokens' lifetime, and idgate decides it on its own clock: the tests move
+// that clock (the IdP keeps the machine's, so the tokens it issued stay good for it) instead of waiting.
+/** idgate's clock moved until the tokens are due for renewal (half their lifetime), with a margin. */
+const untilDue = () => stack.advanceIdgateClock((TOKEN_TTL_S / 2) * 1000 + 300);
 
 /** Log lines are written asynchronously: wait for the count to reach `expected`, then for every line
  * logged so far to be out (a marker logged later shows), and check the count stayed. */
@@ -73,7 +72,7 @@ describe('per IdP profile', () => {
       expect(res.headers.getSetCookie().some((c) => c.startsWith('_idgate=') && /HttpOnly/.test(c))).toBe(true);
       await expectRefreshEvents(before + 1);
       // Well past the first token's expiry, the renewed session still works.
-      await pause(TOKEN_TTL_S * 1000);
+      await stack.advanceIdgateClock(TOKEN_TTL_S * 1000);
       expect((await browser.fetch(`${stack.frontUrl}/later`)).status).toBe(200);
     });
 
@@ -81,9 +80,16 @@ describe('per IdP profile', () => {
       const browser = new Browser();
       await signIn(browser, `${stack.frontUrl}/`, 'alice');
       // Counted from the sign-in (the tokens were issued just before), not from the IdP's stop, which a
-      // loaded machine may take a while over: the first check must come before the tokens expire.
+      // loaded machine may take a while over: the first check must come before the tokens expire. On
+      // idgate's clock, the real time passed and the moves made since the sign-in both count.
       const signedInAt = Date.now();
-      const untilSinceSignIn = (ms: number) => pause(Math.max(0, signedInAt + ms - Date.now()));
+      let moved = 0;
+      const untilSinceSignIn = async (ms: number) => {
+        const ahead = signedInAt + ms - (Date.now() + moved);
+        if (ahead <= 0) return;
+        moved += ahead;
+        await stack.advanceIdgateClock(ahead);
+      };
       await stack.stopIdp();
       try {
         await untilSinceSignIn((TOKEN_TTL_S / 2) * 1000 + 300);
