@@ -5,7 +5,6 @@
 // written byte-exact (raw-http): repeated lines stay repeated, names keep their spelling.
 import crypto from 'node:crypto';
 import type { Stack } from '../../stack/stack.js';
-import { pause } from '../../stack/wait.js';
 import { withSignedInStack } from '../support/signed-in-stack.js';
 import { all, one, rawRequest, type RawResponse, echoOf } from '../support/raw-http.js';
 import type { EchoedRequest } from '../../stack/upstream.js';
@@ -79,7 +78,7 @@ const TABLE_SAMPLES = DELETED_HEADERS.map((h, i) => {
 
 describe.each(['lua', 'spoe'] as const)('the edge headers through HAProxy (%s)', (mode) => {
   // Short-lived access tokens, so that one test can see a renewal cheaply (after TOKEN_TTL_S / 2): alice's.
-  withSignedInStack(['bob', 'alice'] as const, () => ({ haproxyMode: mode, idpEnv: { IDP_ACCESS_TOKEN_TTL: String(TOKEN_TTL_S) } }), (started) => {
+  withSignedInStack(['bob', 'alice'] as const, () => ({ haproxyMode: mode, idgateClock: 'test', idpEnv: { IDP_ACCESS_TOKEN_TTL: String(TOKEN_TTL_S) } }), (started) => {
     stack = started.stack;
     bobCookie = started.cookies.bob;
     renewer = { cookie: started.cookies.alice, signedInAt: started.signedInAt };
@@ -267,9 +266,10 @@ describe.each(['lua', 'spoe'] as const)('the edge headers through HAProxy (%s)',
   });
 
   test('a renewed session cookie on an app response comes with Cache-Control: private', async () => {
-    // The access token is renewed from TOKEN_TTL_S / 2 on; the other tests took part of that time.
-    const wait = renewer.signedInAt + (TOKEN_TTL_S / 2) * 1000 + 300 - Date.now();
-    if (wait > 0) await pause(wait); // the age of the tokens is the behaviour under test: no event tells it
+    // The access token is renewed from TOKEN_TTL_S / 2 on; the other tests took part of that time. The
+    // age of the tokens is the behaviour under test: idgate's clock is moved the rest of the way.
+    const ahead = renewer.signedInAt + (TOKEN_TTL_S / 2) * 1000 + 300 - Date.now();
+    if (ahead > 0) await stack.advanceIdgateClock(ahead);
     const marker = crypto.randomUUID();
     const res = await rawRequest(stack.ports.front, 'GET', '/renewed', [['Accept', 'application/json'], ['X-Edge-Probe', marker], ['Cookie', renewer.cookie]]);
     expect(res.status).toBe(200);

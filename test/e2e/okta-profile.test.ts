@@ -24,6 +24,7 @@ let stack: Stack;
 beforeAll(async () => {
   stack = await startStack({
     spoeAgent: false,
+    idgateClock: 'test',
     idpProfile: 'okta',
     idpEnv: { IDP_ACCESS_TOKEN_TTL: String(TOKEN_TTL_S), IDP_REFRESH_REUSE_GRACE: String(GRACE_S) },
     idgateEnv: { IDGATE_COOKIE_SECRETS: COOKIE_SECRET },
@@ -177,11 +178,13 @@ describe('refresh-token rotation', () => {
     const browser = new Browser();
     await signIn(browser, `${stack.frontUrl}/`, alice.user);
     const before = (await storedSession(browser))!.refreshToken;
-    await pause((TOKEN_TTL_S / 2) * 1000 + 300);
+    // Due for renewal at half the tokens' lifetime, on idgate's clock, which the test moves.
+    await stack.advanceIdgateClock((TOKEN_TTL_S / 2) * 1000 + 300);
     expect((await browser.fetch(`${stack.frontUrl}/after-renewal`)).status).toBe(200);
     const after = (await storedSession(browser))!.refreshToken;
     expect(after).not.toBe(before);
-    // The old one is spent: past the grace period, redeeming it is reuse.
+    // The old one is spent: past the grace period, redeeming it is reuse. The grace is the IdP's, on the
+    // machine's clock (the local IdP's store): that one the test cannot move, so it waits.
     await pause(GRACE_S * 1000 + 200);
     expect((await redeem(before)).body.error).toBe('invalid_grant');
   });
@@ -200,6 +203,7 @@ describe('refresh-token rotation', () => {
   test('reuse within the grace period succeeds; after it, invalid_grant revokes the grant and idgate sends the user to sign in', async () => {
     const browser = new Browser();
     await signIn(browser, `${stack.frontUrl}/`, alice.user);
+    const signedInAt = Date.now();
     const held = (await storedSession(browser))!.refreshToken;
     // Someone else redeems the session's refresh token (as a thief, or a racing replica would)...
     const first = await redeem(held);
@@ -208,7 +212,11 @@ describe('refresh-token rotation', () => {
     const second = await redeem(held);
     expect(second.status).toBe(200);
     // idgate redeems the same token when the session is due for renewal, after the grace period: reuse.
-    await pause(Math.max(GRACE_S * 1000, (TOKEN_TTL_S / 2) * 1000) + 300);
+    // The grace is the IdP's, on the machine's clock: the test waits it out, then moves idgate's clock
+    // until the session is due (what the wait has not already done of it).
+    await pause(GRACE_S * 1000 + 300);
+    const ahead = signedInAt + (TOKEN_TTL_S / 2) * 1000 + 300 - Date.now();
+    if (ahead > 0) await stack.advanceIdgateClock(ahead);
     expect(await sentToSignIn(browser)).toBe(true);
     // The whole grant is revoked: the tokens the others got are dead too.
     expect((await redeem(first.body.refresh_token!)).body.error).toBe('invalid_grant');

@@ -8,7 +8,6 @@ import path from 'node:path';
 import { startStack, type Stack } from '../../stack/stack.js';
 import { Browser, signIn } from '../support/browser.js';
 import { alice } from '../support/identities.js';
-import { pause } from '../../stack/wait.js';
 
 const TOKEN_TTL_S = 4;
 
@@ -26,6 +25,7 @@ describe('per IdP profile', () => {
       groupsFile = path.join(dir, 'groups.json');
       stack = await startStack({
         spoeAgent: false,
+        idgateClock: 'test',
         idpEnv: { IDP_ACCESS_TOKEN_TTL: String(TOKEN_TTL_S), IDP_ID_TOKEN_ON_REFRESH: idTokenOnRefresh, IDP_GROUPS_FILE: groupsFile },
       });
     }, 60_000);
@@ -41,8 +41,8 @@ describe('per IdP profile', () => {
       const groups = async () => ((await (await browser.fetch(`${stack.frontUrl}/_auth/userinfo`)).json()) as { groups: string[] }).groups;
       expect(await groups()).toEqual(alice.groups);
       fs.writeFileSync(groupsFile, JSON.stringify({ [alice.user]: ['engineering', 'new-team'] }));
-      // Due for renewal at half the tokens' lifetime: the tokens really age, no event says when.
-      await pause((TOKEN_TTL_S / 2) * 1000 + 300);
+      // Due for renewal at half the tokens' lifetime, on idgate's clock (the IdP keeps the machine's).
+      await stack.advanceIdgateClock((TOKEN_TTL_S / 2) * 1000 + 300);
       const res = await browser.fetch(`${stack.frontUrl}/after-renewal`);
       expect(res.status).toBe(200);
       expect(res.headers.getSetCookie().some((c) => c.startsWith('_idgate='))).toBe(true);
