@@ -15,17 +15,19 @@ import { startHaproxy } from '../../stack/haproxy.js';
 import { startUpstream, type RunningUpstream } from '../../stack/upstream.js';
 import { parsePolicy } from '../../service/src/policy/policy-file.js';
 import { MAX_INTROSPECTION_BYTES } from '../../service/src/limits.js';
-import { configFrom, metricValue, startInProcess, stopInProcess, type InProcessIdgate, checkFacts } from '../support/idgate.js';
+import { configFrom, metricValue, movableClock, startInProcess, stopInProcess, type InProcessIdgate, checkFacts } from '../support/idgate.js';
 import { machineClient, opaqueClient } from '../support/identities.js';
 import { clientCredentialsToken } from '../support/tokens.js';
 import { dpopKey, dpopProof } from '../support/dpop.js';
-import { pause, probeUntil, waitForOutput, waitUntil } from '../../stack/wait.js';
+import { probeUntil, waitForOutput, waitUntil } from '../../stack/wait.js';
 
 let redis: ManagedProcess;
 let redisPort: number;
 const idps: Record<'a' | 'b', { process: ManagedProcess; issuer: string }> = {} as never;
-/** IDGATE_JWKS_CACHE here: short, so that the rotation tests need not wait long. */
+/** IDGATE_JWKS_CACHE here: short, so that the rotation tests need not move idgate's clock far. */
 const JWKS_CACHE_MS = 1000;
+/** idgate's clock: the key-rotation tests move it past the keys' cache age instead of waiting. */
+const clock = movableClock();
 type ScriptedIssuer = Awaited<ReturnType<typeof startScriptedIssuer>>;
 let scripted: ScriptedIssuer;
 /** Checks tokens by introspection only; each test sets the answer. Trusted with unverified emails. */
@@ -203,6 +205,7 @@ beforeAll(async () => {
       ]),
     }),
     bearerPolicy(),
+    { clock: clock.now },
   );
   const idgatePort = await listenOnAnyPort(idgate.server);
   upstream = await startUpstream({ port: 0 });
@@ -529,8 +532,10 @@ describe('key rotation at the IdP', () => {
     idps.a.process.child.kill('SIGUSR2');
     await waitForOutput(idps.a.process, 'idp old signing keys retired');
     expect(idps.a.process.output()).toContain('idp old signing keys retired');
-    // The cached keys are refreshed in the background once older than IDGATE_JWKS_CACHE (1 s here), and
-    // only a check starts that refresh: so the test keeps checking until the retired key is refused.
+    // The cached keys are refreshed in the background once older than IDGATE_JWKS_CACHE (1 s here, and
+    // IDGATE_JWKS_COOLDOWN after the last fetch), and only a check starts that refresh: so the test moves
+    // idgate's clock past both, then keeps checking until the retired key is refused.
+    clock.advance(JWKS_CACHE_MS + 100);
     expect(await probeUntil(async () => (await check(before)).status, (status) => status !== 200, { timeoutMs: 6000 })).toBe(401);
     expect((await check(after)).status).toBe(200);
   });
@@ -541,10 +546,10 @@ describe('key rotation at the IdP', () => {
     const failures = await metric('idgate_jwks_refreshes_total{result="failed"}');
     await idps.b.process.stop();
     // Time must pass: the keys go stale (IDGATE_JWKS_CACHE, 1 s here) and their refetch fails, while
-    // every check on the way keeps verifying with the keys held. The sleeps are that time (the behaviour
-    // under test), not a wait for an event.
+    // every check on the way keeps verifying with the keys held. idgate's clock is moved through that
+    // time (the behaviour under test), a step before each check.
     for (let i = 0; i < 10; i++) {
-      await pause(200);
+      clock.advance(200);
       expect((await check(token)).status).toBe(200);
     }
     // The refetch runs in the background of a check: its failure is counted and logged a moment after.

@@ -15,7 +15,7 @@ import { createDpopNonces } from '../../service/src/tokens/dpop-nonce.js';
 import { DPOP_NONCE_SLOT_SECONDS } from '../../service/src/limits.js';
 import { dpopClient } from '../support/identities.js';
 import { dpopBoundToken, dpopKey, dpopProof, type DpopKey } from '../support/dpop.js';
-import { pause, waitUntil } from '../../stack/wait.js';
+import { waitUntil } from '../../stack/wait.js';
 
 let stack: Stack;
 let app: http.Server;
@@ -33,7 +33,7 @@ const APPS_NONCE = 'the-apps-own-nonce';
 
 beforeAll(async () => {
   // The stack's own HAProxy is not needed: both front ends below protect this test's app.
-  stack = await startStack({ idgateReplicas: 2, haproxy: false, idgateEnv: { IDGATE_DPOP_NONCE: '1' } });
+  stack = await startStack({ idgateReplicas: 2, haproxy: false, idgateClock: 'test', idgateEnv: { IDGATE_DPOP_NONCE: '1' } });
   app = http.createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'application/json', ...(req.url?.startsWith('/api/app-nonce') ? { 'dpop-nonce': APPS_NONCE } : {}) });
     res.end(JSON.stringify({ method: req.method, headers: req.headers }));
@@ -92,11 +92,20 @@ async function call(front: string, path: string, nonce?: string, extraHeaders: R
   return { status: res.status, www: res.headers.get('www-authenticate') ?? '', nonce: res.headers.get('dpop-nonce'), cacheControl: res.headers.get('cache-control'), received: res.status === 200 ? body : undefined };
 }
 
-/** Not within a few seconds of a slot's end: a nonce computed here is still of this slot when idgate checks it. */
+/** What this test moved idgate's clock by (the stack's test clock): the nonces here are computed on idgate's time. */
+let movedMs = 0;
+const idgateNow = () => Date.now() + movedMs;
+
+/**
+ * Not within a few seconds of a slot's end: a nonce computed here is still of this slot when idgate checks
+ * it. Near the end, idgate's clock is moved into the next slot rather than waited for.
+ */
 async function awayFromSlotEdge(): Promise<void> {
   const slotMs = DPOP_NONCE_SLOT_SECONDS * 1000;
-  const left = slotMs - (Date.now() % slotMs);
-  if (left < 5000) await pause(left + 100);
+  const left = slotMs - (idgateNow() % slotMs);
+  if (left >= 5000) return;
+  movedMs += left + 100;
+  await stack.advanceIdgateClock(left + 100);
 }
 
 const TRANSPORTS: [string, () => string][] = [
@@ -113,7 +122,7 @@ describe.each(TRANSPORTS)('IDGATE_DPOP_NONCE=1, through HAProxy (%s)', (_name, f
     expect(first.www).toBe(challenge(LACKS));
     expect(first.cacheControl).toBe('no-store');
     expect(first.nonce).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    expect(first.nonce).toBe(nonces.issue());
+    expect(first.nonce).toBe(nonces.issue(idgateNow()));
     const retry = await call(front(), '/api/items', first.nonce!);
     expect(retry.status).toBe(200);
     expect(retry.received?.headers).toMatchObject({ 'x-auth-client': dpopClient.id });
@@ -126,27 +135,27 @@ describe.each(TRANSPORTS)('IDGATE_DPOP_NONCE=1, through HAProxy (%s)', (_name, f
     const forged = await call(front(), '/api/items', crypto.randomBytes(32).toString('base64url'));
     expect(forged.status).toBe(401);
     expect(forged.www).toBe(challenge(NOT_OURS));
-    expect(forged.nonce).toBe(nonces.issue());
+    expect(forged.nonce).toBe(nonces.issue(idgateNow()));
   });
 
   test('a nonce of another secret, or two slots old, is refused the same way', async () => {
     const otherSecret = await call(front(), '/api/items', createDpopNonces([crypto.randomBytes(32).toString('base64url')]).issue());
-    expect([otherSecret.status, otherSecret.www, otherSecret.nonce]).toEqual([401, challenge(NOT_OURS), nonces.issue()]);
-    const stale = await call(front(), '/api/items', nonces.issue(Date.now() - 2 * DPOP_NONCE_SLOT_SECONDS * 1000));
-    expect([stale.status, stale.www, stale.nonce]).toEqual([401, challenge(NOT_OURS), nonces.issue()]);
+    expect([otherSecret.status, otherSecret.www, otherSecret.nonce]).toEqual([401, challenge(NOT_OURS), nonces.issue(idgateNow())]);
+    const stale = await call(front(), '/api/items', nonces.issue(idgateNow() - 2 * DPOP_NONCE_SLOT_SECONDS * 1000));
+    expect([stale.status, stale.www, stale.nonce]).toEqual([401, challenge(NOT_OURS), nonces.issue(idgateNow())]);
   });
 
   test('a nonce of the previous slot passes, and the 200 hands the client a fresh one (RFC 9449 section 8.2), once', async () => {
-    const previous = nonces.issue(Date.now() - DPOP_NONCE_SLOT_SECONDS * 1000);
+    const previous = nonces.issue(idgateNow() - DPOP_NONCE_SLOT_SECONDS * 1000);
     const res = await call(front(), '/api/items', previous);
     expect(res.status).toBe(200);
-    expect(res.nonce).toBe(nonces.issue());
+    expect(res.nonce).toBe(nonces.issue(idgateNow()));
     // idgate's nonce is for the client, never for the app
     expect(Object.keys(res.received?.headers ?? {})).not.toContain('dpop-nonce');
   });
 
   test('a DPoP-Nonce the client sends is nothing: not a nonce for its proof, never echoed as idgate\'s', async () => {
-    const current = nonces.issue();
+    const current = nonces.issue(idgateNow());
     const without = await call(front(), '/api/items', undefined, { 'dpop-nonce': current });
     expect([without.status, without.www]).toEqual([401, challenge(LACKS)]);
     expect(without.nonce).toBe(current);
@@ -156,12 +165,12 @@ describe.each(TRANSPORTS)('IDGATE_DPOP_NONCE=1, through HAProxy (%s)', (_name, f
   });
 
   test('the app\'s own DPoP-Nonce is the app\'s: passed on untouched, and idgate\'s is added beside it, never instead', async () => {
-    const current = await call(front(), '/api/app-nonce', nonces.issue());
+    const current = await call(front(), '/api/app-nonce', nonces.issue(idgateNow()));
     expect(current.status).toBe(200);
     expect(current.nonce).toBe(APPS_NONCE);
-    const previous = await call(front(), '/api/app-nonce', nonces.issue(Date.now() - DPOP_NONCE_SLOT_SECONDS * 1000));
+    const previous = await call(front(), '/api/app-nonce', nonces.issue(idgateNow() - DPOP_NONCE_SLOT_SECONDS * 1000));
     expect(previous.status).toBe(200);
-    expect(previous.nonce?.split(', ').sort()).toEqual([APPS_NONCE, nonces.issue()].sort());
+    expect(previous.nonce?.split(', ').sort()).toEqual([APPS_NONCE, nonces.issue(idgateNow())].sort());
   });
 
   test('a refusal for want of a nonce is audited with its reason and scheme', async () => {

@@ -13,6 +13,7 @@ import type { SpoeAgent } from '../../service/src/transports/spoe-agent.js';
 import { createIdgate, type Idgate } from '../../service/src/idgate.js';
 import type { Metrics } from '../../service/src/metrics.js';
 import type { RedisClient } from '../../service/src/redis.js';
+import type { Clock } from '../../service/src/clock.js';
 
 export interface InProcessIdgate {
   readonly server: http.Server;
@@ -83,6 +84,17 @@ export function connectionAttemptOver(redis: RedisClient, timeoutMs = 5000): Pro
   });
 }
 
+/** A clock that runs with the machine's, ahead by what the test has moved it. */
+export function movableClock(): { readonly now: Clock; advance(ms: number): void } {
+  let offsetMs = 0;
+  return {
+    now: () => Date.now() + offsetMs,
+    advance: (ms) => {
+      offsetMs += ms;
+    },
+  };
+}
+
 /** The demo's policy file, policy/demo.yaml. */
 export function demoPolicy(): Policy {
   const { policy, problems } = loadPolicyFile(`${REPO_ROOT}/policy/demo.yaml`);
@@ -93,8 +105,9 @@ export function demoPolicy(): Policy {
 /**
  * `waitForRedis: false` returns at once, for tests of a Redis that refuses idgate (default: wait until it is ready).
  * `spoe: true` also makes the SPOE agent, on the same check, as main.ts does with IDGATE_SPOE_LISTEN (default false).
+ * `clock`: idgate's clock, for a test that moves it (movableClock); default the system clock.
  */
-export async function startInProcess(config: Config, policy: Policy = demoPolicy(), options: { waitForRedis?: boolean; spoe?: boolean } = {}): Promise<InProcessIdgate> {
+export async function startInProcess(config: Config, policy: Policy = demoPolicy(), options: { waitForRedis?: boolean; spoe?: boolean; clock?: Clock } = {}): Promise<InProcessIdgate> {
   const logLines: string[] = [];
   const captureDir = process.env.IDGATE_LOG_CAPTURE_DIR;
   if (captureDir) fs.mkdirSync(captureDir, { recursive: true });
@@ -102,7 +115,7 @@ export async function startInProcess(config: Config, policy: Policy = demoPolicy
     logLines.push(line);
     if (captureDir) fs.appendFileSync(path.join(captureDir, 'idgate-in-process.log'), line);
   });
-  const idgate = createIdgate(config, { logger, policy: () => policy, spoe: options.spoe ?? false, reportRedisOutages: false });
+  const idgate = createIdgate(config, { logger, policy: () => policy, spoe: options.spoe ?? false, reportRedisOutages: false, clock: options.clock });
   running.push(idgate);
   await idgate.ready();
   if (options.waitForRedis !== false) await redisReady(idgate.deps.redis);
