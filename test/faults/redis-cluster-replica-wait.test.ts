@@ -11,7 +11,7 @@ import { redisCli } from '../../stack/redis.js';
 import { redisKeys, sessionKey } from '../../service/src/session/redis-keys.js';
 import { unsignSessionId } from '../../service/src/session/cookies.js';
 import { Browser, signIn } from '../support/browser.js';
-import { metricValue } from '../support/idgate.js';
+import { metricValue, movableClock } from '../support/idgate.js';
 import { startCluster, startIdgateReplicas, type IdgateReplicas, type RedisCluster } from '../support/redis-topologies.js';
 import { pause, probeUntil } from '../../stack/wait.js';
 
@@ -25,6 +25,8 @@ const WAIT_MS = 1000;
 const TOKEN_TTL_S = 16;
 /** be_idgate's server timeout for browser traffic in HAProxy: a sign-in or logout that hung would meet it. */
 const HANG_MS = 10_000;
+/** idgate's clock: moved to the renewal instead of waiting for it (the IdP keeps the machine's). */
+const clock = movableClock();
 let cluster: RedisCluster;
 let idgates: IdgateReplicas;
 const paused = new Set<number>();
@@ -36,7 +38,7 @@ beforeAll(async () => {
   try {
     // Without the session cache every check reads Redis, on the shared client; offline_access: a refresh
     // token, so that sessions renew.
-    idgates = await startIdgateReplicas(cluster.env, 1, { IDGATE_REDIS_WAIT_MS: String(WAIT_MS), IDGATE_SESSION_CACHE_MS: '0', IDGATE_SCOPES: 'openid profile email offline_access' });
+    idgates = await startIdgateReplicas(cluster.env, 1, { IDGATE_REDIS_WAIT_MS: String(WAIT_MS), IDGATE_SESSION_CACHE_MS: '0', IDGATE_SCOPES: 'openid profile email offline_access' }, { clock: clock.now });
   } finally {
     delete process.env.IDP_ACCESS_TOKEN_TTL;
   }
@@ -116,8 +118,8 @@ test('with the replicas in sync, a login, a renewal and a logout are on the repl
   expect(await onReplica(replica, key)).toBe(true);
   expect(await waits('session', 'replicated')).toBe(1);
 
-  // The behaviour under test: half the tokens' lifetime must pass before a check renews them; no event says so.
-  await pause((TOKEN_TTL_S / 2) * 1000 + 300); // the tokens are due
+  // The behaviour under test: half the tokens' lifetime must pass, on idgate's clock, before a check renews them.
+  clock.advance((TOKEN_TTL_S / 2) * 1000 + 300); // the tokens are due
   expect(await idgates.check(0, cookieOf(alice))).toBe(200);
   expect(await waits('renewal', 'replicated')).toBe(1);
 

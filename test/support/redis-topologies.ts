@@ -16,6 +16,7 @@ import { testIdpEnv } from '../../stack/test-idp-profile.js';
 import { startDelayProxy, type DelayProxy } from './delay-proxy.js';
 import { configFrom, startInProcess, stopInProcess, type InProcessIdgate } from './idgate.js';
 import { probeUntil, waitUntil } from '../../stack/wait.js';
+import type { Clock } from '../../service/src/clock.js';
 
 const run = promisify(execFile);
 
@@ -273,7 +274,7 @@ export interface IdgateReplicas {
  * The local IdP and `count` idgate replicas in this process, all on the Redis that `redisEnv` names:
  * what a deployment with several idgates behind HAProxy shares.
  */
-export async function startIdgateReplicas(redisEnv: Record<string, string>, count = 2, extraEnv: Record<string, string> = {}): Promise<IdgateReplicas> {
+export async function startIdgateReplicas(redisEnv: Record<string, string>, count = 2, extraEnv: Record<string, string> = {}, options: { clock?: Clock } = {}): Promise<IdgateReplicas> {
   // Replica 0's origin is the public URL, which the IdP must know before it starts and idgate needs the
   // IdP's issuer: its port is held listening until the replica is made (holdPort). The others and the IdP
   // bind port 0.
@@ -300,7 +301,7 @@ export async function startIdgateReplicas(redisEnv: Record<string, string>, coun
   const replicas: InProcessIdgate[] = [];
   try {
     for (let i = 0; i < count; i++) {
-      const replica = await startInProcess(configFrom(env));
+      const replica = await startInProcess(configFrom(env), undefined, { clock: options.clock });
       if (i === 0) await first.handOver(replica.server);
       else urls.push(`http://127.0.0.1:${await listenOnAnyPort(replica.server)}`);
       replicas.push(replica);

@@ -218,6 +218,17 @@ describe('a DPoP request', () => {
     expect(await verifyDpopRequest({ bearer, replays: store, config, clock: () => Date.now() }, request(await proof()))).toEqual({ identity, nonce: undefined });
     expect(remembered).toHaveLength(1);
   });
+
+  test('a proof good now is too old once the clock has moved past its window: the window crossed without waiting', async () => {
+    const { bearer } = bearerBoundTo(await jose.calculateJwkThumbprint(await jose.exportJWK(ecKey.publicKey), 'sha256'));
+    const { store } = sessions();
+    let now = Date.now();
+    const clock = () => now;
+    const p = await proof();
+    expect(await verifyDpopRequest({ bearer, replays: store, config, clock }, request(p))).toEqual({ identity, nonce: undefined });
+    now += (config.dpopMaxAgeSeconds + config.clockSkewSeconds + 1) * 1000;
+    await expect(verifyDpopRequest({ bearer, replays: store, config, clock }, request(p))).rejects.toMatchObject({ code: 'invalid_dpop_proof', expose: 'the DPoP proof is too old' });
+  });
 });
 
 describe('the DPoP challenge', () => {
