@@ -29,7 +29,7 @@ export interface ServerOptions {
 
 /** `check`: the check the wiring built once, which the SPOE agent holds too. */
 export function createIdgateServer(deps: ServerDependencies, check: Check, options: ServerOptions = {}): http.Server {
-  const { config, redis, sessions, oidc, bearer, logger, metrics } = deps;
+  const { config, redis, sessions, oidc, bearer, logger, metrics, clock } = deps;
   const answerCheck = createCheckHandler(check, config);
 
   const app = express();
@@ -39,7 +39,7 @@ export function createIdgateServer(deps: ServerDependencies, check: Check, optio
   app.use('/_auth', createFrontChannelLogoutRoutes({ config, sessions, oidc, logger, metrics }));
   if (config.oktaEventHookSecret !== undefined) app.use('/_auth', createOktaEventRoutes({ config, sessions, logger, metrics }, config.oktaEventHookSecret));
   // Two session cookies count as none here too: taken out before express-session would pick the first.
-  app.use('/_auth', refuseTwoSessionCookies(config, logger), createSessionMiddleware(config, sessions), createBrowserRoutes({ config, sessions, oidc, logger, metrics }));
+  app.use('/_auth', refuseTwoSessionCookies(config, logger), createSessionMiddleware(config, sessions), createBrowserRoutes({ config, sessions, oidc, logger, metrics, clock }));
   app.use((_req, res) => {
     sendError(res, 'not_found');
   });

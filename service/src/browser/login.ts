@@ -8,6 +8,7 @@ import type { Config } from '../config.js';
 import { ERRORS, IdgateError, describeError, isIdgateError, sendError } from '../errors.js';
 import { IDP_ERROR_SHOWN, MAX_RETURN_URL_LENGTH } from '../limits.js';
 import type { Metrics } from '../metrics.js';
+import type { Clock } from '../clock.js';
 import type { OidcRelyingParty } from '../idp/relying-party.js';
 import { loggedOutPage, logoutPage, messagePage } from '../pages.js';
 import { stripPort } from '../policy/policy.js';
@@ -25,6 +26,8 @@ export interface BrowserDependencies {
   readonly oidc: OidcRelyingParty;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** A login's start, the session's creation and its tokens' issue, a session's maximum age. */
+  readonly clock: Clock;
 }
 
 export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
@@ -48,7 +51,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
       nonce: login.nonce,
       returnTo,
       bindingHash: hashValue(binding),
-      startedAt: Date.now(),
+      startedAt: deps.clock(),
     });
     if (!saved.saved) {
       // Anyone may start logins: at the overall bound, new ones wait rather than fill Redis.
@@ -82,7 +85,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
     const { pending } = claim;
     const callbackUrl = new URL(config.redirectUrl.href);
     callbackUrl.search = params.toString();
-    const stored = await oidc.completeLogin(callbackUrl, { state, codeVerifier: pending.codeVerifier, nonce: pending.nonce }, Date.now());
+    const stored = await oidc.completeLogin(callbackUrl, { state, codeVerifier: pending.codeVerifier, nonce: pending.nonce }, deps.clock());
     // A fresh session id at login: whatever id the browser had before is not the one it gets now.
     await new Promise<void>((resolve, reject) => req.session.regenerate((err) => (err ? reject(err) : resolve())));
     req.session.idgate = stored;
@@ -164,7 +167,7 @@ export function createBrowserRoutes(deps: BrowserDependencies): express.Router {
   router.get('/userinfo', (req, res) => {
     const stored = req.session?.idgate;
     res.set('Cache-Control', 'no-store');
-    if (!stored || isPastMaxAge(config, stored, Date.now())) {
+    if (!stored || isPastMaxAge(config, stored, deps.clock())) {
       sendError(res, 'no_credentials', 'no session');
       return;
     }
