@@ -21,7 +21,7 @@ export interface RefreshDependencies {
   readonly oidc: OidcRelyingParty;
   readonly logger: Logger;
   readonly metrics: Metrics;
-  /** The renewed tokens' lifetimes start now, and waiting for another request's renewal ends by it. */
+  /** The renewed tokens' lifetimes start at its time. (The wait for another request's renewal is a bound on real time.) */
   readonly clock: Clock;
 }
 
@@ -105,8 +105,9 @@ async function reread(sessions: SessionStore, lookup: FoundSession, now: number)
 
 /** Another request holds the lock and our tokens have expired: wait for its result. */
 async function waitForRenewal(deps: RefreshDependencies, lookup: FoundSession, now: number): Promise<FreshSession> {
-  const deadline = now + WAIT_FOR_OTHERS_MS;
-  while (deps.clock() < deadline) {
+  // A bound on a wait, not a lifetime: real time, whichever clock the tokens' ages are read on.
+  const deadline = performance.now() + WAIT_FOR_OTHERS_MS;
+  while (performance.now() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
     const latest = await reread(deps.sessions, lookup, now);
     if (!latest) return { kind: 'ended' };
