@@ -1,7 +1,8 @@
 // The whole product on one machine: Redis, the local IdP, the sample upstream, idgate replica(s) and HAProxy.
 // `make demo` runs it with the default ports (docs/reference.md), `make demo-ha` with Redis Sentinel and two HAProxy front
 // ends; the end-to-end tests run it with free ports. Every process is a child of this one and is stopped
-// by `stop()` (or by Ctrl-C in the demo).
+// by `stop()` (or by Ctrl-C in the demo). One file, a little over 400 lines: the order in which the parts
+// start and stop, and the ports each hands the next, read best in one place.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';

@@ -1,5 +1,5 @@
 // Session lifecycle against the real stack (HAProxy, two idgate replicas, Redis, the local IdP issuing
-// 4-second access tokens): silent renewal, renewal failures, back-channel and local logout on every
+// short-lived access tokens, idgate's clock moved past their lifetimes instead of waiting): silent renewal, renewal failures, back-channel and local logout on every
 // replica, nothing readable in a Redis dump, secret rotation. One end-to-end path per behaviour: the
 // store's own behaviour (timeouts, the refresh race, revocation) is held by the session store suite
 // (test/unit/session-store.test.ts, in memory and on real Redis); `idgate sessions` by
