@@ -292,6 +292,13 @@ describe.each(['direct', 'through HAProxy'] as const)('JWT bearer tokens, %s', (
     });
   });
 
+  test("Entra ID's scp, one space-separated string, grants the route's scope as Okta's list does", async () => {
+    const res = await check(await scriptedToken({ scp: 'api:read api:write', sub: `entra-${transport}` }), '/api/x', transport);
+    expect(res.status).toBe(200);
+    expect(res.identity['x-auth-scopes']).toBe('api:read api:write');
+    expect((await check(await scriptedToken({ scp: 'other', sub: `entra-other-${transport}` }), '/api/x', transport)).status).toBe(403);
+  });
+
   test('once keys are cached, verifying costs no network call', async () => {
     await check(await scriptedToken({}), '/api/x', transport);
     const [jwks, others] = [scripted.jwksRequests(), scripted.otherHits()];

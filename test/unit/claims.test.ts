@@ -33,6 +33,8 @@ describe('claims', () => {
       roles: ['r'],
     });
     expect(identityFromClaims({ sub: 'x', scope: 'read write' }, 'token', names, 'i')!.scopes).toEqual(['read', 'write']);
+    // Entra ID's form: scp as one space-separated string.
+    expect(identityFromClaims({ sub: 'x', scp: 'Reports.Read  User.Read' }, 'token', names, 'i')!.scopes).toEqual(['Reports.Read', 'User.Read']);
     expect(identityFromClaims({ sub: '00u1', preferred_username: 'alice', email: 'a@x' }, 'session', names, 'i')!.user).toBe('alice');
     expect(identityFromClaims({ client_id: 'svc' }, 'token', names, 'i')).toMatchObject({ subject: 'svc', clientId: 'svc' });
     expect(identityFromClaims({ groups: ['x'] }, 'session', names, 'i')).toBeUndefined();

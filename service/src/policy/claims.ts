@@ -28,6 +28,8 @@ export function stringList(value: unknown): string[] {
 /** Scopes: Okta's `scp` list, or an RFC 8693/9068 space-separated `scope` string. */
 export function scopesOf(claims: Readonly<Record<string, unknown>>): string[] {
   if (Array.isArray(claims.scp)) return stringList(claims.scp);
+  // Entra ID writes delegated scopes as one space-separated string in `scp`.
+  if (typeof claims.scp === 'string') return claims.scp.split(' ').filter(Boolean);
   if (typeof claims.scope === 'string') return claims.scope.split(' ').filter(Boolean);
   return [];
 }
