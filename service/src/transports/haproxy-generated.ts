@@ -1,9 +1,10 @@
 // The HAProxy lines written from idgate's own tables rather than by hand: the SPOE messages' arguments
-// (INPUT_FIELDS), the identity headers the SPOE lines set (OUTCOME_FIELDS), the defaults HAProxy presets
+// (INPUT_FIELDS, COOKIE_LINE_ARGUMENTS), the identity headers the SPOE lines set (OUTCOME_FIELDS), the defaults HAProxy presets
 // (defaults.ts) and the 503 page (defaults.ts). The shipped files under haproxy-conf/ hold these lines
 // between markers (the page is a file of its own), so HAProxy reads them as they are; the test
 // test/unit/haproxy-generated.test.ts holds every one equal to what is generated here, and rewrites them.
 import { CHECK_SECRET_ARGUMENT } from './check-secret.js';
+import { COOKIE_LINE_ARGUMENTS } from './spoe-agent.js';
 import { INPUT_FIELDS, OUTCOME_FIELDS } from '../check/check-wire.js';
 import {
   AUTH_RATE_LIMIT, CANARY_ADDRESS, CHECK_SOCKET, FRONT_ADDRESS, IDGATE_ADDRESS, LUA_CHECK_BACKSTOP_MS, SPOE_AGENT_ADDRESS,
@@ -31,6 +32,11 @@ const begin = (source: string) => `# generated from ${source}; do not edit by ha
  */
 export function spoeArgsLine(): string {
   return `args ${[...INPUT_FIELDS.map((f) => `${f.argument}=${f.fetch}`), `${CHECK_SECRET_ARGUMENT}=env(IDGATE_CHECK_SECRET)`].join(' ')}`;
+}
+
+/** The arguments of `idgate-cookies` and `idgate-cookies-retry`: the first Cookie lines, one argument each. */
+export function spoeCookieArgsLine(): string {
+  return `args ${COOKIE_LINE_ARGUMENTS.map((a) => `${a.argument}=${a.fetch}`).join(' ')}`;
 }
 
 /**
@@ -97,6 +103,7 @@ export function generatedBlocks(): GeneratedBlock[] {
     { file: 'haproxy-conf/dropin/global.cfg', begin: INDENT + begin('service/src/defaults.ts'), lines: indented(presetLines(GLOBAL_PRESETS)) },
     { file: 'haproxy-conf/dropin/global-lua.cfg', begin: INDENT + begin('service/src/defaults.ts'), lines: indented(presetLines(LUA_PRESETS)) },
     { file: 'haproxy-conf/spoe-idgate.conf', begin: INDENT + begin('INPUT_FIELDS in service/src/check/check-wire.ts'), lines: indented([spoeArgsLine()]) },
+    { file: 'haproxy-conf/spoe-idgate.conf', begin: INDENT + begin('COOKIE_LINE_ARGUMENTS in service/src/transports/spoe-agent.ts'), lines: indented([spoeCookieArgsLine()]) },
     { file: 'haproxy-conf/dropin/frontend-spoe.cfg', begin: INDENT + begin('OUTCOME_FIELDS in service/src/check/check-wire.ts'), lines: indented(spoeIdentityHeaderLines()) },
   ];
 }

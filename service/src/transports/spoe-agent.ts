@@ -61,12 +61,18 @@ export interface SpoeAgent extends net.Server {
 const text = (v: Value | undefined) => (typeof v === 'string' && v !== '' ? v : undefined);
 
 /**
+ * The arguments of `idgate-cookies` (and its retry), sent only when the client wrote several Cookie lines:
+ * the first four, each under its own name (spoe-idgate.conf's lines are generated from this list).
+ */
+export const COOKIE_LINE_ARGUMENTS: readonly { readonly argument: string; readonly fetch: string }[] = [1, 2, 3, 4].map((n) => ({ argument: `cookie${n}`, fetch: `req.fhdr(cookie,${n})` }));
+
+/**
  * The facts HAProxy sends in `idgate-check` (spoe-idgate.conf), as the check's input: each typed argument
  * is one field (check-wire.ts INPUT_FIELDS). With several Cookie lines, `idgate-cookies` carries the first four: joined as one header,
  * as Node does.
  */
 export function checkInputFromMessage(args: Record<string, Value>, peer: string | undefined, cookieLines?: Record<string, Value>): CheckInput {
-  const cookie = cookieLines ? [cookieLines.cookie1, cookieLines.cookie2, cookieLines.cookie3, cookieLines.cookie4].map(text).filter((c) => c !== undefined).join('; ') || undefined : text(args.cookie);
+  const cookie = cookieLines ? COOKIE_LINE_ARGUMENTS.map((a) => text(cookieLines[a.argument])).filter((c) => c !== undefined).join('; ') || undefined : text(args.cookie);
   return {
     // The agent closed every peer outside IDGATE_TRUSTED_PROXIES as it connected, before reading a byte.
     fromTrustedProxy: true,
