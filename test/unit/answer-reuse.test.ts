@@ -6,7 +6,6 @@
 // memory (the same records and parsing as in Redis).
 import { createLogger } from '../../service/src/audit.js';
 import { createCheck, type CheckDependencies } from '../../service/src/check/check.js';
-import { loadConfig, type Config } from '../../service/src/config.js';
 import { Metrics } from '../../service/src/metrics.js';
 import { parsePolicy } from '../../service/src/policy/policy-file.js';
 import type { Identity, Policy } from '../../service/src/policy/policy.js';
@@ -19,6 +18,7 @@ import { encodeAck, encodeAnswer } from '../../service/src/transports/spoe-codec
 import type { BearerVerifier } from '../../service/src/tokens/tokens.js';
 import { allowOutcome, jsonOutcome, wireIdentity } from '../support/outcomes.js';
 import { MemorySessionStore } from '../support/memory-session-store.js';
+import { unitConfig } from '../support/unit-config.js';
 
 /** What a fresh rendering gives: the renderers without any reuse. */
 const freshHeaders = (o: CheckOutcome) => Object.entries(httpHeadersOf(o)).flat();
@@ -59,15 +59,7 @@ describe('a reused rendering is byte for byte a fresh one', () => {
 
 // ---- the check, on the real session cache ------------------------------------------------------------
 
-const { config: loaded } = loadConfig({
-  IDGATE_ISSUER: 'https://idp.example.com',
-  IDGATE_CLIENT_ID: 'client',
-  IDGATE_CLIENT_SECRET: 'super-secret-value',
-  IDGATE_PUBLIC_URL: 'https://app.example.com',
-  IDGATE_COOKIE_SECRETS: 'a'.repeat(32),
-  IDGATE_CHECK_SECRETS: 'k'.repeat(32),
-});
-const config = loaded as Config;
+const config = unitConfig();
 
 const POLICY = (backend: string) => `
 version: 1

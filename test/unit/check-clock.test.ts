@@ -3,7 +3,6 @@
 // session cache and a session store in memory, with an IdP client the test scripts.
 import { createLogger } from '../../service/src/audit.js';
 import { createCheck, type CheckDependencies } from '../../service/src/check/check.js';
-import { loadConfig, type Config } from '../../service/src/config.js';
 import type { CheckInput } from '../../service/src/check/contract.js';
 import { IdgateError } from '../../service/src/errors.js';
 import { Metrics } from '../../service/src/metrics.js';
@@ -13,16 +12,9 @@ import { SessionCache } from '../../service/src/session/session-cache.js';
 import { SESSION_RECORD_VERSION, type StoredSession } from '../../service/src/session/session-record.js';
 import type { BearerVerifier } from '../../service/src/tokens/tokens.js';
 import { MemorySessionStore } from '../support/memory-session-store.js';
+import { unitConfig } from '../support/unit-config.js';
 
-const { config: loaded } = loadConfig({
-  IDGATE_ISSUER: 'https://idp.example.com',
-  IDGATE_CLIENT_ID: 'client',
-  IDGATE_CLIENT_SECRET: 'super-secret-value',
-  IDGATE_PUBLIC_URL: 'https://app.example.com',
-  IDGATE_COOKIE_SECRETS: 'a'.repeat(32),
-  IDGATE_CHECK_SECRETS: 'k'.repeat(32),
-});
-const config = loaded as Config;
+const config = unitConfig();
 
 const { policy } = parsePolicy('version: 1\ndefault: deny\nrules:\n  - id: signed-in\n    authenticated: true\n', 'test.yaml');
 
